@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything vpoolfs needs on a fresh Debian machine, then builds.
+# Idempotent: each step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v fusermount >/dev/null 2>&1 || need_pkgs+=(fuse)
+[ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || ldconfig -p 2>/dev/null | grep -q 'libfuse.so.2' || need_pkgs+=(libfuse2)
+command -v setfattr >/dev/null 2>&1 || need_pkgs+=(attr)
+command -v fio >/dev/null 2>&1 || need_pkgs+=(fio)
+command -v qemu-img >/dev/null 2>&1 || need_pkgs+=(qemu-utils)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_pkgs[*]}" >&2
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install ${need_pkgs[*]} (apt-get)" >&2; exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "${need_pkgs[@]}" >&2 || { apt-get update -qq >&2 && apt-get install -y -qq "${need_pkgs[@]}" >&2; }
+fi
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund >&2
+fi
+
+echo "setup: build" >&2
+rm -rf dist
+npx tsc -p tsconfig.json >&2

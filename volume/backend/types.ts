@@ -1,0 +1,30 @@
+/**
+ * The object backend seam. One small interface, one implementation per URL scheme
+ * (`file://`, `mem://`, later `s3://`), picked by openBlobStore(url) in ./index.ts.
+ *
+ * Rules every implementation keeps:
+ * - Keys are `/`-separated strings of [A-Za-z0-9._/-], no leading `/`, no `..` segment, at most 1024 bytes.
+ * - Every method is idempotent: calling it again after a crash or a timeout is always safe.
+ * - `put` is atomic: a reader sees either the whole old object (or none) or the whole new one, never a mix,
+ *   and once the returned promise resolves the object survives a crash of this process and of the host.
+ * - Errors are BackendError (util/errors.ts) with code NOT_FOUND for a missing object, INVALID for a bad
+ *   key or range, BACKEND for everything else; `context` names the key.
+ */
+export interface BlobStore {
+  /** The URL this store was opened with (credentials removed). */
+  readonly url: string;
+  /** Stores `data` under `key`, replacing any object there; durable and atomic once resolved. */
+  put(key: string, data: Uint8Array): Promise<void>;
+  /** The whole object. NOT_FOUND if missing. */
+  get(key: string): Promise<Buffer>;
+  /** `length` bytes from `offset`. INVALID if the range goes past the end; NOT_FOUND if missing. */
+  getRange(key: string, offset: number, length: number): Promise<Buffer>;
+  /** The object's size, or null when it does not exist. */
+  head(key: string): Promise<{ size: number } | null>;
+  /** Every key starting with `prefix`, sorted ascending (byte order). Pages internally; returns all. */
+  list(prefix: string): Promise<string[]>;
+  /** Removes the object; resolves also when it was not there. */
+  delete(key: string): Promise<void>;
+  /** Releases connections and handles. Calls after close fail with CLOSED. */
+  close(): Promise<void>;
+}
