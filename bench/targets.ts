@@ -1,0 +1,131 @@
+/**
+ * The three places the mount benchmark runs fio on, each a directory that exists between start() and
+ * stop(): the vpoolfs mount (the CLI as a child process), the do-nothing passthrough on fuse-native (a
+ * child process) and the local disk (a temp directory on the same filesystem as the others' backing dirs).
+ *
+ * A child's output goes to a log file, never to a pipe: a FUSE server blocked on a full pipe would stall
+ * the mount under test. Children are stopped by their PID (SIGTERM, then SIGKILL after a grace), and
+ * whatever is still mounted is unmounted with `fusermount -uz`.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface Target {
+  name: string;
+  /** Directory fio writes its file in (valid after start()). */
+  dir: string;
+  start(): Promise<void>;
+  /** Idempotent; never throws. */
+  stop(): Promise<void>;
+}
+
+/** dist/ of this build (this file is dist/bench/targets.js). */
+const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function isMountpoint(dir: string): boolean {
+  return spawnSync('mountpoint', ['-q', dir]).status === 0;
+}
+
+/** In the mount table? (Unlike `mountpoint -q`, also true for a dead server's stale mount.) */
+function isMounted(dir: string): boolean {
+  const unescape = (f: string): string => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => unescape(l.split(' ')[1] ?? '') === dir);
+}
+
+function tail(file: string, n = 15): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A FUSE server run as a child process; ready when `mountpoint -q` says so. */
+class MountTarget implements Target {
+  readonly dir: string;
+  private child: ChildProcess | undefined;
+  private exited = false;
+  private readonly log: string;
+
+  constructor(readonly name: string, private readonly root: string, private readonly argv: (mnt: string) => string[],
+    private readonly precheck: () => string | undefined, private readonly stopGraceMs: number) {
+    this.dir = path.join(root, 'mnt');
+    this.log = path.join(root, `${name}.log`);
+  }
+
+  async start(): Promise<void> {
+    const missing = this.precheck();
+    if (missing) throw new Error(missing);
+    fs.mkdirSync(this.dir, { recursive: true });
+    const out = fs.openSync(this.log, 'a');
+    try {
+      this.child = spawn(process.execPath, this.argv(this.dir), { stdio: ['ignore', out, out] });
+    } finally {
+      fs.closeSync(out);
+    }
+    this.child.on('exit', () => { this.exited = true; });
+    const deadline = Date.now() + 60_000;
+    while (!isMountpoint(this.dir)) {
+      if (this.exited) throw new Error(`${this.name} exited before mounting; log ${this.log}:\n${tail(this.log)}`);
+      if (Date.now() > deadline) throw new Error(`${this.name} not mounted after 60 s; log ${this.log}:\n${tail(this.log)}`);
+      await sleep(100);
+    }
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (child?.pid !== undefined && !this.exited) {
+      process.kill(child.pid, 'SIGTERM');
+      const deadline = Date.now() + this.stopGraceMs;
+      while (!this.exited && Date.now() < deadline) await sleep(100);
+      if (!this.exited) {
+        process.stderr.write(`bench: ${this.name} (pid ${child.pid}) still running after SIGTERM, sending SIGKILL\n`);
+        try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone meanwhile */ }
+        while (!this.exited) await sleep(50);
+      }
+    }
+    if (isMounted(this.dir)) spawnSync('fusermount', ['-uz', this.dir]);
+  }
+}
+
+class LocalTarget implements Target {
+  readonly name = 'local';
+  readonly dir: string;
+  constructor(root: string) {
+    this.dir = path.join(root, 'local');
+  }
+  async start(): Promise<void> {
+    fs.mkdirSync(this.dir, { recursive: true });
+  }
+  async stop(): Promise<void> { /* the temp root is removed by the caller */ }
+}
+
+export const TARGET_NAMES = ['vpoolfs', 'passthrough', 'local'] as const;
+export type TargetName = (typeof TARGET_NAMES)[number];
+
+/** Builds one target under `root` (a fresh temp directory owned by the benchmark). */
+export function makeTarget(name: TargetName, root: string): Target {
+  switch (name) {
+    case 'local':
+      return new LocalTarget(root);
+    case 'passthrough': {
+      const script = path.join(distDir, 'bench', 'passthrough.js');
+      const sub = path.join(root, 'passthrough');
+      return new MountTarget('passthrough', sub, (mnt) => [script, mnt, path.join(sub, 'backing')],
+        () => (fs.existsSync(script) ? undefined : `${script} is missing: run npm run build`), 10_000);
+    }
+    case 'vpoolfs': {
+      const cli = path.join(distDir, 'tools', 'cli.js');
+      const sub = path.join(root, 'vpoolfs');
+      return new MountTarget('vpoolfs', sub,
+        (mnt) => [cli, 'mount', mnt, '--state', path.join(sub, 'state'), '--backend', `file://${path.join(sub, 'backend')}`],
+        () => (fs.existsSync(cli) ? undefined : `${cli} is missing: the vpoolfs CLI is not built (yet)`),
+        // A clean stop ships the whole write cache to the backend first.
+        180_000);
+    }
+  }
+}
