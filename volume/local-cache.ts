@@ -1,0 +1,385 @@
+/**
+ * The local write cache of one vDisk: its SCO files and its TLogs on the SSD, under
+ * `<state>/wc/<vdisk id>/`:
+ *
+ *   sco/<n>          SCOs (slots of header + cluster, see sco-format.ts); the highest-numbered one is open
+ *   tlog/<n>         closed TLogs waiting for upload
+ *   tlog/<n>.open    the open TLog: the journal of events (SCO closed, resize), appended as they happen
+ *
+ * Every append goes to the kernel (write(2)) before the caller acknowledges: a kill of the process loses
+ * nothing acknowledged. sync() makes it survive a host crash (fdatasync of what changed, fsync of dirs).
+ * All I/O here is synchronous on purpose: local SSD I/O in the page cache costs microseconds, less than
+ * a hop to libuv's thread pool.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { VolumeError } from '../util/errors.js';
+import { CLUSTER_SIZE } from './types.js';
+import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scoName, checkSlot, slotAddress } from './sco-format.js';
+import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from './tlog-format.js';
+
+export interface ClosedSco {
+  sco: number;
+  count: number;
+  crc: number;
+}
+
+export interface LocalCacheEvents {
+  /** A SCO was closed (its record is in the open TLog). */
+  onScoClosed(sco: ClosedSco): void;
+  /** A TLog was closed and is ready for upload; it covers SCOs firstSco..lastSco (lastSco < firstSco: none). */
+  onTlogClosed(tlog: number, firstSco: number, lastSco: number): void;
+}
+
+export class LocalCache {
+  readonly dir: string;
+  private readonly scoDir: string;
+  private readonly tlogDir: string;
+  private readonly fds = new Map<number, number>();
+  private readonly unsynced = new Set<number>();
+  private dirsDirty = false;
+
+  // the open SCO
+  private openSco = 0;
+  private openSlots = 0;
+  private openCrc = 0;
+  private openAddresses: Float64Array;
+
+  // the open TLog
+  private journalFd = -1;
+  private journalNo = 0;
+  private journalPos = 0;
+  private journalEvents = 0;
+  private journalFirstSco = 0;
+  private journalLastSco = 0;
+  private journalScos = 0;
+  private journalSynced = true;
+
+  nextSco = 1;
+
+  constructor(dir: string, private readonly vdiskId: string, private readonly tag: number,
+    private readonly scoClusters: number, private readonly tlogScos: number, private readonly events: LocalCacheEvents) {
+    this.dir = dir;
+    this.scoDir = path.join(dir, 'sco');
+    this.tlogDir = path.join(dir, 'tlog');
+    this.openAddresses = new Float64Array(scoClusters);
+  }
+
+  static exists(dir: string): boolean {
+    return fs.existsSync(path.join(dir, 'tlog'));
+  }
+
+  /** Creates the directories (fresh vDisk or rebuilt from the backend) and opens TLog `tlog`. */
+  create(tlog: number, nextSco: number): void {
+    fs.mkdirSync(this.scoDir, { recursive: true });
+    fs.mkdirSync(this.tlogDir, { recursive: true });
+    this.nextSco = nextSco;
+    this.openJournal(tlog);
+    fsyncDir(this.dir);
+    fsyncDir(path.dirname(this.dir));
+  }
+
+  /** Closed TLogs present locally, ascending. */
+  closedTlogs(): number[] {
+    return fs.readdirSync(this.tlogDir).filter((n) => /^[0-9a-f]{8}$/.test(n)).map((n) => parseInt(n, 16)).sort((a, b) => a - b);
+  }
+
+  readClosedTlog(tlog: number): Buffer {
+    return fs.readFileSync(path.join(this.tlogDir, tlogName(tlog)));
+  }
+
+  tlogPath(tlog: number): string {
+    return path.join(this.tlogDir, tlogName(tlog));
+  }
+
+  scoPath(sco: number): string {
+    return path.join(this.scoDir, scoName(sco));
+  }
+
+  /** SCO numbers present locally, ascending. */
+  localScos(): number[] {
+    return fs.readdirSync(this.scoDir).filter((n) => /^[0-9a-f]{8}$/.test(n)).map((n) => parseInt(n, 16)).sort((a, b) => a - b);
+  }
+
+  /**
+   * Local restart: reads the open TLog (cutting a torn tail) and returns its records; the caller replays
+   * them, then calls recoverOpenScos().
+   */
+  reopenJournal(): { tlog: number; records: TLogRecord[] } {
+    const open = fs.readdirSync(this.tlogDir).filter((n) => n.endsWith('.open'));
+    if (open.length !== 1) throw new VolumeError('INVALID', `expected one open TLog in ${this.tlogDir}, found ${open.length}`, { dir: this.tlogDir });
+    const tlog = parseInt(open[0], 16);
+    const file = path.join(this.tlogDir, open[0]);
+    const buf = fs.readFileSync(file);
+    const { records, validBytes } = decodeRecords(buf);
+    if (validBytes < buf.length) fs.truncateSync(file, validBytes);
+    this.journalFd = fs.openSync(file, 'r+');
+    this.journalNo = tlog;
+    this.journalPos = validBytes;
+    this.journalEvents = 0;
+    this.journalScos = 0;
+    this.journalFirstSco = 0;
+    this.journalLastSco = 0;
+    if (validBytes === 0) this.append(encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }));
+    for (const r of records) {
+      if (r.type === RecordType.Sco) this.noteScoInJournal(r.sco);
+      if (r.type !== RecordType.Header) this.journalEvents++;
+    }
+    return { tlog, records: records.filter((r) => r.type !== RecordType.Header) };
+  }
+
+  /**
+   * Local restart, after the TLogs are replayed: scans the SCOs numbered above `lastClosedSco` (written
+   * after the last record), keeps their sound slots (a torn tail is cut), closes them into the open TLog
+   * and returns their entries for the caller to apply.
+   */
+  recoverOpenScos(lastClosedSco: number): Array<{ sco: number; addresses: Float64Array }> {
+    const out: Array<{ sco: number; addresses: Float64Array }> = [];
+    for (const sco of this.localScos()) {
+      this.nextSco = Math.max(this.nextSco, sco + 1);
+      if (sco <= lastClosedSco) continue;
+      const file = this.scoPath(sco);
+      const buf = fs.readFileSync(file);
+      let n = 0;
+      while (checkSlot(buf, n * SLOT_SIZE, this.tag, sco, n, -1) === null) n++;
+      if (n * SLOT_SIZE < buf.length) fs.truncateSync(file, n * SLOT_SIZE);
+      if (n === 0) {
+        fs.unlinkSync(file);
+        continue;
+      }
+      const addresses = new Float64Array(n);
+      for (let i = 0; i < n; i++) addresses[i] = slotAddress(buf, i * SLOT_SIZE);
+      const crc = crc32(buf.subarray(0, n * SLOT_SIZE)) >>> 0;
+      this.appendRecord({ type: RecordType.Sco, sco, count: n, crc, addresses });
+      this.noteScoInJournal(sco);
+      this.unsynced.add(sco);
+      this.events.onScoClosed({ sco, count: n, crc });
+      out.push({ sco, addresses });
+    }
+    return out;
+  }
+
+  /**
+   * Appends clusters to the open SCO (opening and closing SCOs as they fill). `addresses[i]` gets
+   * `datas[i]` (4096 bytes each). Calls `placed(i, sco, slot)` for each. Synchronous.
+   */
+  appendClusters(addresses: number[], datas: Uint8Array[], placed: (i: number, sco: number, slot: number) => void): void {
+    let i = 0;
+    while (i < addresses.length) {
+      if (this.openSco === 0) this.openNewSco();
+      const room = this.scoClusters - this.openSlots;
+      const n = Math.min(room, addresses.length - i);
+      const iov: Uint8Array[] = new Array(n * 2);
+      for (let k = 0; k < n; k++) {
+        const header = Buffer.allocUnsafe(SLOT_HEADER);
+        const data = datas[i + k];
+        if (data.length !== CLUSTER_SIZE) throw new VolumeError('INVALID', `cluster of ${data.length} bytes`);
+        encodeSlotHeader(header, this.tag, this.openSco, this.openSlots + k, addresses[i + k], data);
+        iov[k * 2] = header;
+        iov[k * 2 + 1] = data;
+      }
+      const fd = this.fds.get(this.openSco)!;
+      writevFully(fd, iov, this.openSlots * SLOT_SIZE);
+      for (let k = 0; k < n; k++) {
+        this.openCrc = crc32(iov[k * 2 + 1], crc32(iov[k * 2], this.openCrc));
+        this.openAddresses[this.openSlots] = addresses[i + k];
+        placed(i + k, this.openSco, this.openSlots);
+        this.openSlots++;
+      }
+      this.unsynced.add(this.openSco);
+      i += n;
+      if (this.openSlots === this.scoClusters) this.closeSco();
+    }
+  }
+
+  /** Bytes in the open SCO. */
+  get openScoBytes(): number {
+    return this.openSlots * SLOT_SIZE;
+  }
+
+  /** True when the open TLog holds events or the open SCO holds data. */
+  get hasPending(): boolean {
+    return this.openSlots > 0 || this.journalEvents > 0;
+  }
+
+  get openScoNumber(): number {
+    return this.openSco;
+  }
+
+  /** Appends a record (a resize) to the open TLog. */
+  appendRecord(rec: TLogRecord): void {
+    this.append(encodeRecord(rec));
+    this.journalEvents++;
+  }
+
+  /** Closes the open SCO, if it holds anything: its record goes into the open TLog. */
+  closeSco(): void {
+    if (this.openSco === 0) return;
+    const sco = this.openSco;
+    const count = this.openSlots;
+    this.openSco = 0;
+    if (count === 0) {
+      const fd = this.fds.get(sco)!;
+      fs.closeSync(fd);
+      this.fds.delete(sco);
+      this.unsynced.delete(sco);
+      fs.unlinkSync(this.scoPath(sco));
+      this.nextSco = sco; // reuse the number: nothing refers to it
+      return;
+    }
+    const closed = { sco, count, crc: this.openCrc >>> 0 };
+    this.appendRecord({ type: RecordType.Sco, ...closed, addresses: this.openAddresses.slice(0, count) });
+    this.noteScoInJournal(sco);
+    this.openSlots = 0;
+    this.events.onScoClosed(closed);
+    if (this.journalScos >= this.tlogScos) this.closeTlog();
+  }
+
+  /** Closes the open SCO and the open TLog (if it holds events) and opens the next TLog. */
+  closeTlog(): void {
+    this.closeSco();
+    if (this.journalEvents === 0) return;
+    const tlog = this.journalNo;
+    fs.fdatasyncSync(this.journalFd);
+    fs.closeSync(this.journalFd);
+    fs.renameSync(path.join(this.tlogDir, `${tlogName(tlog)}.open`), path.join(this.tlogDir, tlogName(tlog)));
+    const first = this.journalFirstSco;
+    const last = this.journalLastSco;
+    this.openJournal(tlog + 1);
+    this.syncLocal(); // the SCOs the closed TLog names, and the renames, are durable before anyone acts on them
+    this.events.onTlogClosed(tlog, first === 0 ? 1 : first, first === 0 ? 0 : last);
+  }
+
+  /** Reads `n` slots of SCO `sco` from `slot` if the SCO is local; null when it is not. */
+  readSlots(sco: number, slot: number, n: number): Buffer | null {
+    let fd = this.fds.get(sco);
+    if (fd === undefined) {
+      try {
+        fd = fs.openSync(this.scoPath(sco), 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw err;
+      }
+      this.fds.set(sco, fd);
+    }
+    const buf = Buffer.allocUnsafe(n * SLOT_SIZE);
+    const got = fs.readSync(fd, buf, 0, buf.length, slot * SLOT_SIZE);
+    if (got < buf.length) buf.fill(0, got);
+    return buf;
+  }
+
+  /** Removes a SCO that is safe in the backend from the cache. */
+  evictSco(sco: number): boolean {
+    if (sco === this.openSco) return false;
+    const fd = this.fds.get(sco);
+    if (fd !== undefined) fs.closeSync(fd);
+    this.fds.delete(sco);
+    this.unsynced.delete(sco);
+    try {
+      fs.unlinkSync(this.scoPath(sco));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  deleteClosedTlog(tlog: number): void {
+    fs.rmSync(this.tlogPath(tlog), { force: true });
+  }
+
+  /** Makes everything appended so far survive a host crash. */
+  syncLocal(): void {
+    for (const sco of this.unsynced) {
+      const fd = this.fds.get(sco);
+      if (fd !== undefined) fs.fdatasyncSync(fd);
+    }
+    this.unsynced.clear();
+    if (!this.journalSynced) {
+      fs.fdatasyncSync(this.journalFd);
+      this.journalSynced = true;
+    }
+    if (this.dirsDirty) {
+      fsyncDir(this.scoDir);
+      fsyncDir(this.tlogDir);
+      this.dirsDirty = false;
+    }
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+    if (this.journalFd >= 0) fs.closeSync(this.journalFd);
+    this.journalFd = -1;
+  }
+
+  /** Removes every local file of this vDisk. */
+  destroy(): void {
+    this.close();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private openNewSco(): void {
+    const sco = this.nextSco++;
+    const fd = fs.openSync(this.scoPath(sco), 'w+');
+    this.fds.set(sco, fd);
+    this.openSco = sco;
+    this.openSlots = 0;
+    this.openCrc = 0;
+    this.dirsDirty = true;
+  }
+
+  private openJournal(tlog: number): void {
+    const file = path.join(this.tlogDir, `${tlogName(tlog)}.open`);
+    this.journalFd = fs.openSync(file, 'w+');
+    this.journalNo = tlog;
+    this.journalPos = 0;
+    this.journalEvents = 0;
+    this.journalScos = 0;
+    this.journalFirstSco = 0;
+    this.journalLastSco = 0;
+    this.dirsDirty = true;
+    this.append(encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }));
+  }
+
+  private noteScoInJournal(sco: number): void {
+    if (this.journalFirstSco === 0) this.journalFirstSco = sco;
+    this.journalLastSco = sco;
+    this.journalScos++;
+  }
+
+  private append(frame: Buffer): void {
+    writevFully(this.journalFd, [frame], this.journalPos);
+    this.journalPos += frame.length;
+    this.journalSynced = false;
+  }
+}
+
+function writevFully(fd: number, iov: Uint8Array[], position: number): void {
+  let total = 0;
+  for (const b of iov) total += b.length;
+  let done = fs.writevSync(fd, iov, position);
+  while (done < total) {
+    // short write (rare: a full disk or a signal): finish the rest piece by piece
+    let skip = done;
+    const rest: Uint8Array[] = [];
+    for (const b of iov) {
+      if (skip >= b.length) { skip -= b.length; continue; }
+      rest.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+    const n = fs.writevSync(fd, rest, position + done);
+    if (n === 0) throw new VolumeError('NO_SPACE', 'write cache: short write', { fd });
+    done += n;
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The TLog (transaction log) format. A TLog is a sequence of records, each framed and checksummed:
+ *
+ *   u32 length of the body, u32 crc32 of the body, body = u8 type + payload
+ *
+ * Records (all integers little-endian):
+ *   HEADER     vdisk id (utf-8, length-prefixed u16), u32 TLog number
+ *   SCO        u32 SCO number, u32 slot count, u32 crc32 of the SCO's bytes, then per slot the cluster
+ *              address as f64 — the cluster-map entries (address → SCO, slot) that SCO carries
+ *   RESIZE     f64 new size in bytes
+ *
+ * The open TLog of a vDisk is its local journal: records are appended as events happen (an SCO closing,
+ * a resize). Closed, it is uploaded after the SCOs it names. Replaying all TLogs in order rebuilds the
+ * cluster map and the size. A record whose checksum fails ends a local journal (a torn tail after a
+ * crash); in a closed or uploaded TLog it is corruption.
+ */
+import { crc32 } from 'node:zlib';
+
+export const enum RecordType {
+  Header = 1,
+  Sco = 2,
+  Resize = 3,
+}
+
+export type TLogRecord =
+  | { type: RecordType.Header; vdiskId: string; tlog: number }
+  | { type: RecordType.Sco; sco: number; count: number; crc: number; addresses: Float64Array }
+  | { type: RecordType.Resize; size: number };
+
+export function encodeRecord(rec: TLogRecord): Buffer {
+  let body: Buffer;
+  switch (rec.type) {
+    case RecordType.Header: {
+      const id = Buffer.from(rec.vdiskId, 'utf8');
+      body = Buffer.alloc(1 + 2 + id.length + 4);
+      body.writeUInt16LE(id.length, 1);
+      id.copy(body, 3);
+      body.writeUInt32LE(rec.tlog, 3 + id.length);
+      break;
+    }
+    case RecordType.Sco: {
+      body = Buffer.alloc(1 + 12 + rec.count * 8);
+      body.writeUInt32LE(rec.sco, 1);
+      body.writeUInt32LE(rec.count, 5);
+      body.writeUInt32LE(rec.crc, 9);
+      for (let i = 0; i < rec.count; i++) body.writeDoubleLE(rec.addresses[i], 13 + i * 8);
+      break;
+    }
+    case RecordType.Resize:
+      body = Buffer.alloc(9);
+      body.writeDoubleLE(rec.size, 1);
+      break;
+  }
+  body[0] = rec.type;
+  const frame = Buffer.alloc(8 + body.length);
+  frame.writeUInt32LE(body.length, 0);
+  frame.writeUInt32LE(crc32(body) >>> 0, 4);
+  body.copy(frame, 8);
+  return frame;
+}
+
+export interface DecodeResult {
+  records: TLogRecord[];
+  /** Bytes of `buf` holding whole, sound records. */
+  validBytes: number;
+  /** Why decoding stopped before the end, or null when every byte was a sound record. */
+  error: string | null;
+}
+
+export function decodeRecords(buf: Buffer): DecodeResult {
+  const records: TLogRecord[] = [];
+  let pos = 0;
+  while (pos < buf.length) {
+    if (buf.length - pos < 8) return { records, validBytes: pos, error: 'truncated frame header' };
+    const len = buf.readUInt32LE(pos);
+    const crc = buf.readUInt32LE(pos + 4);
+    if (len < 1 || len > buf.length - pos - 8) return { records, validBytes: pos, error: 'truncated or oversized record' };
+    const body = buf.subarray(pos + 8, pos + 8 + len);
+    if ((crc32(body) >>> 0) !== crc) return { records, validBytes: pos, error: 'record checksum mismatch' };
+    const rec = decodeBody(body);
+    if (typeof rec === 'string') return { records, validBytes: pos, error: rec };
+    records.push(rec);
+    pos += 8 + len;
+  }
+  return { records, validBytes: pos, error: null };
+}
+
+function decodeBody(body: Buffer): TLogRecord | string {
+  switch (body[0]) {
+    case RecordType.Header: {
+      const n = body.readUInt16LE(1);
+      if (body.length !== 3 + n + 4) return 'bad header record';
+      return { type: RecordType.Header, vdiskId: body.toString('utf8', 3, 3 + n), tlog: body.readUInt32LE(3 + n) };
+    }
+    case RecordType.Sco: {
+      const count = body.readUInt32LE(5);
+      if (body.length !== 13 + count * 8) return 'bad SCO record';
+      const addresses = new Float64Array(count);
+      for (let i = 0; i < count; i++) addresses[i] = body.readDoubleLE(13 + i * 8);
+      return { type: RecordType.Sco, sco: body.readUInt32LE(1), count, crc: body.readUInt32LE(9), addresses };
+    }
+    case RecordType.Resize:
+      if (body.length !== 9) return 'bad resize record';
+      return { type: RecordType.Resize, size: body.readDoubleLE(1) };
+    default:
+      return `unknown record type ${body[0]}`;
+  }
+}
+
+export function tlogName(tlog: number): string {
+  return tlog.toString(16).padStart(8, '0');
+}

@@ -1,0 +1,130 @@
+/**
+ * The volume layer's seams, as the FUSE adapter and the CLI see them. The implementation lives in
+ * ./vpool.ts (a vPool: the tree of directories and vDisks) and ./vdisk.ts (one thin virtual disk).
+ *
+ * Paths are absolute within the vPool (`/`, `/dir/disk`), as FUSE hands them over. Every error is a
+ * VolumeError (util/errors.ts) whose `code` the FUSE edge maps to an errno.
+ */
+export const CLUSTER_SIZE = 4096;
+/** 64 TiB: the largest vDisk. */
+export const MAX_VDISK_SIZE = 64 * 2 ** 40;
+
+export interface VPoolOptions {
+  /** The vPool's name. */
+  name: string;
+  /** Local state: write cache, read cache, metadata store. Created if missing. */
+  stateDir: string;
+  /** Backend URL: file:///dir, mem://name, s3://… Default file://<stateDir>/backend. */
+  backendUrl?: string;
+  /** This storage router's identity. */
+  routerId?: string;
+  /** Clusters per SCO (default 1024 = 4 MiB). */
+  scoClusters?: number;
+  /** SCOs per TLog (default 16). */
+  tlogScos?: number;
+  /** Write-cache limit in bytes over the whole vPool (default 1 GiB). */
+  writeCacheBytes?: number;
+  /** Read-cache limit in bytes (default 256 MiB). */
+  readCacheBytes?: number;
+  /** `lmdb` (default) or `memory` (unit tests only: nothing survives a restart). */
+  metadata?: 'lmdb' | 'memory';
+  /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
+  scoMaxAgeMs?: number;
+}
+
+export type NodeKind = 'file' | 'dir';
+
+export interface NodeStat {
+  kind: NodeKind;
+  /** A stable inode number for this node. */
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Bytes for a vDisk; 4096 for a directory. */
+  size: number;
+  /** Bytes really written (clusters mapped × 4096): `st_blocks` = allocatedBytes / 512. */
+  allocatedBytes: number;
+  nlink: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+export interface AttrChange {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  atimeMs?: number;
+  mtimeMs?: number;
+}
+
+export interface VDiskInfo {
+  id: string;
+  size: number;
+  allocatedBytes: number;
+  /** Bytes of this vDisk's SCOs already in the backend. */
+  backendBytes: number;
+  /** Bytes written but not yet in the backend. */
+  dirtyBytes: number;
+  /** SCOs and TLogs waiting for upload. */
+  uploadBacklog: { scos: number; tlogs: number };
+  template: boolean;
+  router: string;
+}
+
+/** One thin virtual disk. All methods validate their arguments (INVALID / TOO_BIG). */
+export interface VDisk {
+  readonly id: string;
+  /** Current size in bytes, exactly as set. */
+  readonly size: number;
+  /** Bytes really written (mapped clusters × 4096). */
+  readonly allocatedBytes: number;
+  /** Reads `length` bytes at `offset`; holes and the range past the size read as zeros (a read past the end is cut to the size). */
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Writes `data` at `offset`; grows the vDisk if the write ends past its size. Durable against a kill of the process once resolved. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  /** Sets the size; a shrink discards the data past the new size (it reads as zeros if grown again). */
+  resize(size: number): Promise<void>;
+  /** Makes every acknowledged write durable on the local write cache (host crash). */
+  sync(): Promise<void>;
+  /** Closes the open SCO and TLog and waits until everything written so far is in the backend. */
+  syncToBackend(): Promise<void>;
+  info(): VDiskInfo;
+}
+
+export interface StatFs {
+  blockSize: number;
+  totalBlocks: number;
+  freeBlocks: number;
+  files: number;
+  freeFiles: number;
+  nameMax: number;
+}
+
+/** A vPool: the directory tree and its vDisks. */
+export interface VPool {
+  readonly name: string;
+  readonly routerId: string;
+  stat(path: string): NodeStat;
+  readdir(path: string): string[];
+  mkdir(path: string, mode: number, uid: number, gid: number): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  /** Creates an empty vDisk of `size` bytes (EXISTS if the path is taken). */
+  createFile(path: string, mode: number, uid: number, gid: number, size?: number): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** POSIX rename: replaces a file target, or an empty directory target. */
+  rename(from: string, to: string): Promise<void>;
+  setAttrs(path: string, change: AttrChange): Promise<void>;
+  getXattr(path: string, name: string): Buffer | undefined;
+  setXattr(path: string, name: string, value: Uint8Array): Promise<void>;
+  listXattr(path: string): string[];
+  removeXattr(path: string, name: string): Promise<void>;
+  /** The vDisk at `path` (one object per vDisk, shared by every opener). */
+  vdisk(path: string): VDisk;
+  statfs(): StatFs;
+  /** Ships every vDisk's data and the tree to the backend and waits for it. */
+  syncToBackend(): Promise<void>;
+  /** syncToBackend(), then releases everything. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,109 @@
+/**
+ * The background uploader of one vDisk: ships each closed TLog's SCOs, then the TLog itself, in TLog
+ * order, retrying with back-off for as long as the backend is away. Once a TLog is in the backend the
+ * vDisk "corks" it (persists its cluster map, marks the SCOs evictable) through `onUploaded`.
+ * Concurrency across vDisks is bounded by a shared Semaphore.
+ */
+import fs from 'node:fs/promises';
+import type { BlobStore } from './backend/types.js';
+import { scoKey, tlogKey } from './backend-layout.js';
+import { withRetry } from './retry.js';
+import type { Logger } from '../util/log.js';
+
+export interface PendingTlog {
+  tlog: number;
+  firstSco: number;
+  lastSco: number;
+}
+
+export interface UploadSource {
+  scoPath(sco: number): string;
+  tlogPath(tlog: number): string;
+  onUploaded(p: PendingTlog, scoBytes: number): Promise<void>;
+}
+
+export class Semaphore {
+  private active = 0;
+  private readonly queue: Array<() => void> = [];
+  constructor(private readonly max: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((r) => this.queue.push(r));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
+}
+
+export class Uploader {
+  private readonly queue: PendingTlog[] = [];
+  private draining: Promise<void> | null = null;
+  private stopped = false;
+  /** SCOs of the queued TLogs already uploaded (re-uploading is harmless, skipping saves time). */
+  private uploadedUpTo = 0;
+
+  constructor(private readonly vdiskId: string, private readonly backend: BlobStore, private readonly source: UploadSource,
+    private readonly sem: Semaphore, private readonly log: Logger) {}
+
+  enqueue(p: PendingTlog): void {
+    this.queue.push(p);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.draining !== null || this.stopped) return;
+    this.draining = this.drain()
+      .catch((err) => {
+        // a local file could not be read (a disk error): log it and try again later rather than stop shipping
+        this.log.error('upload failed; retrying in 1 s', { vdisk: this.vdiskId, error: String(err?.message ?? err) });
+        setTimeout(() => this.kick(), 1000).unref();
+      })
+      .finally(() => (this.draining = null));
+  }
+
+  get backlog(): { scos: number; tlogs: number } {
+    let scos = 0;
+    for (const p of this.queue) scos += Math.max(0, p.lastSco - Math.max(p.firstSco, this.uploadedUpTo + 1) + 1);
+    return { scos, tlogs: this.queue.length };
+  }
+
+  /** Resolves when every queued TLog is in the backend and corked. */
+  async waitIdle(): Promise<void> {
+    while (this.draining !== null) await this.draining;
+  }
+
+  /** Stops after the current upload (the vDisk is being removed). */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0 && !this.stopped) {
+      const p = this.queue[0];
+      let scoBytes = 0;
+      for (let sco = Math.max(p.firstSco, this.uploadedUpTo + 1); sco <= p.lastSco; sco++) {
+        const file = this.source.scoPath(sco);
+        const data = await fs.readFile(file);
+        await this.put(scoKey(this.vdiskId, sco), data, `upload SCO ${sco}`);
+        if (this.stopped) return;
+        this.uploadedUpTo = sco;
+        scoBytes += data.length;
+      }
+      const tlog = await fs.readFile(this.source.tlogPath(p.tlog));
+      await this.put(tlogKey(this.vdiskId, p.tlog), tlog, `upload TLog ${p.tlog}`);
+      if (this.stopped) return;
+      await this.source.onUploaded(p, scoBytes);
+      this.queue.shift();
+      this.log.debug('TLog in the backend', { vdisk: this.vdiskId, tlog: p.tlog, scos: [p.firstSco, p.lastSco] });
+    }
+  }
+
+  private put(key: string, data: Buffer, what: string): Promise<void> {
+    return withRetry(() => this.sem.run(() => this.backend.put(key, data)), {
+      what: `${what} of vDisk ${this.vdiskId}`, log: this.log, cancelled: () => this.stopped,
+    });
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * A vDisk's records in the metadata store (mds/):
+ *
+ *   vd/<id>/meta        JSON {corkedTlog, corkedSco, size, template}: the TLogs up to corkedTlog are in the
+ *                       backend and reflected in the persisted map; so are the SCOs up to corkedSco
+ *   vd/<id>/map/<page>  a cluster-map page (cluster-map.ts), 8 KiB
+ *   vd/<id>/sco/<n>     u32 slot count of SCO n (to read it back from the backend once evicted)
+ *
+ * The persisted map may be newer than corkedTlog (it is written whole at each cork); replaying the local
+ * TLogs after corkedTlog over it is still right, because replay is last-writer-wins in log order.
+ */
+import type { MetadataOp } from '../mds/types.js';
+import { PAGE_CLUSTERS } from './cluster-map.js';
+import type { PendingTlog } from './uploader.js';
+import { scoName } from './sco-format.js';
+
+export interface VDiskMeta {
+  corkedTlog: number;
+  corkedSco: number;
+  size: number;
+  template: boolean;
+}
+
+export const metaKey = (id: string): string => `vd/${id}/meta`;
+export const mapPrefix = (id: string): string => `vd/${id}/map/`;
+export const scoCountPrefix = (id: string): string => `vd/${id}/sco/`;
+export const vdiskMdsPrefix = (id: string): string => `vd/${id}/`;
+
+interface CorkSource {
+  id: string;
+  size: number;
+  template: boolean;
+  corkedSco: number;
+  map: { takeDirty(): Array<[number, Uint32Array | null]> };
+  scoCounts: Map<number, number>;
+}
+
+/** The operations that persist a vDisk's map and bookkeeping once TLog `p` is in the backend. */
+export function corkOps(v: CorkSource, p: PendingTlog): MetadataOp[] {
+  const ops: MetadataOp[] = [];
+  for (const [pageNo, page] of v.map.takeDirty()) {
+    ops.push({ key: mapPrefix(v.id) + pageNo.toString(16).padStart(8, '0'), value: page === null ? null : pageBytes(page) });
+  }
+  for (let sco = p.firstSco; sco <= p.lastSco; sco++) {
+    const count = v.scoCounts.get(sco);
+    if (count !== undefined) ops.push({ key: scoCountPrefix(v.id) + scoName(sco), value: u32(count) });
+  }
+  const meta: VDiskMeta = { corkedTlog: p.tlog, corkedSco: Math.max(v.corkedSco, p.lastSco), size: v.size, template: v.template };
+  ops.push({ key: metaKey(v.id), value: Buffer.from(JSON.stringify(meta)) });
+  return ops;
+}
+
+export function pageBytes(page: Uint32Array): Buffer {
+  return Buffer.from(page.buffer.slice(page.byteOffset, page.byteOffset + PAGE_CLUSTERS * 8));
+}
+
+export function pageWords(buf: Buffer): Uint32Array {
+  const copy = new Uint8Array(buf); // aligned copy
+  return new Uint32Array(copy.buffer, 0, PAGE_CLUSTERS * 2);
+}
+
+export function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}

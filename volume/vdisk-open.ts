@@ -1,0 +1,132 @@
+/**
+ * Bringing a vDisk up, three ways:
+ *  - fresh: an empty vDisk (size 0 until resized), TLog 1 open;
+ *  - local restart: the persisted (corked) map from the metadata store, then the local TLogs newer than
+ *    the cork point replayed, then the SCOs written after the last TLog record scanned slot by slot (a torn
+ *    tail cut) — every acknowledged write comes back;
+ *  - rebuild from the backend (the local state is gone): every TLog in the backend replayed in order.
+ * The local state counts only when both the metadata record and the write-cache directory exist.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { VolumeError } from '../util/errors.js';
+import { logger } from '../util/log.js';
+import { keyNumber, tlogKey } from './backend-layout.js';
+import { LocalCache } from './local-cache.js';
+import { namespaceTag, SLOT_SIZE } from './sco-format.js';
+import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
+import { Uploader } from './uploader.js';
+import { VDiskImpl } from './vdisk.js';
+import type { VDiskContext } from './vdisk-context.js';
+import { corkOps, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
+
+const log = logger('vdisk-open');
+
+function construct(id: string, ctx: VDiskContext): VDiskImpl {
+  const v = new VDiskImpl(id, namespaceTag(id), ctx);
+  v.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, v.tag, ctx.scoClusters, ctx.tlogScos, v);
+  v.uploader = new Uploader(id, ctx.backend, {
+    scoPath: (sco) => v.cache.scoPath(sco),
+    tlogPath: (tlog) => v.cache.tlogPath(tlog),
+    onUploaded: (p, bytes) => v.cork(p, bytes),
+  }, ctx.uploads, log);
+  return v;
+}
+
+export async function createVDisk(id: string, ctx: VDiskContext): Promise<VDiskImpl> {
+  const v = construct(id, ctx);
+  await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
+  fs.rmSync(v.cache.dir, { recursive: true, force: true });
+  v.cache.create(1, 1);
+  const meta: VDiskMeta = { corkedTlog: 0, corkedSco: 0, size: 0, template: false };
+  await ctx.mds.commit([{ key: metaKey(id), value: Buffer.from(JSON.stringify(meta)) }]);
+  return v;
+}
+
+export async function openVDisk(id: string, ctx: VDiskContext): Promise<VDiskImpl> {
+  const raw = ctx.mds.get(metaKey(id));
+  const v = construct(id, ctx);
+  if (raw !== undefined && LocalCache.exists(v.cache.dir)) {
+    openLocal(v, JSON.parse(raw.toString()) as VDiskMeta);
+  } else {
+    await rebuildFromBackend(v);
+  }
+  return v;
+}
+
+function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
+  const { ctx, id } = v;
+  for (const [key, value] of ctx.mds.range(mapPrefix(id))) v.map.loadPage(parseInt(key.slice(key.lastIndexOf('/') + 1), 16), pageWords(value));
+  for (const [key, value] of ctx.mds.range(scoCountPrefix(id))) v.scoCounts.set(parseInt(key.slice(key.lastIndexOf('/') + 1), 16), value.readUInt32LE(0));
+  v.map.takeDirty();
+  v.size = meta.size;
+  v.template = meta.template;
+  v.corkedTlog = meta.corkedTlog;
+  v.corkedSco = meta.corkedSco;
+  let lastSco = meta.corkedSco;
+  const replay = (records: TLogRecord[]): void => {
+    for (const r of records) {
+      v.applyRecord(r);
+      if (r.type === RecordType.Sco) lastSco = Math.max(lastSco, r.sco);
+    }
+  };
+  const pending: Array<{ tlog: number; first: number; last: number }> = [];
+  for (const tlog of v.cache.closedTlogs()) {
+    if (tlog <= meta.corkedTlog) {
+      v.cache.deleteClosedTlog(tlog); // in the backend already; the crash came before its removal
+      continue;
+    }
+    const { records, error } = decodeRecords(v.cache.readClosedTlog(tlog));
+    if (error !== null) log.error('a closed TLog in the write cache is damaged; replaying its sound part', { vdisk: id, tlog, error });
+    const scos = records.filter((r) => r.type === RecordType.Sco).map((r) => (r as { sco: number }).sco);
+    replay(records);
+    pending.push({ tlog, first: scos.length > 0 ? Math.min(...scos) : 1, last: scos.length > 0 ? Math.max(...scos) : 0 });
+  }
+  const journal = v.cache.reopenJournal();
+  replay(journal.records);
+  for (const { sco, addresses } of v.cache.recoverOpenScos(lastSco)) {
+    for (let i = 0; i < addresses.length; i++) v.map.set(addresses[i], sco, i);
+  }
+  for (const sco of v.cache.localScos()) {
+    const bytes = (v.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
+    v.localBytes += bytes;
+    ctx.space.account(bytes);
+    if (sco <= v.corkedSco) ctx.space.addEvictable(v, sco);
+  }
+  for (const [sco, count] of v.scoCounts) if (sco <= v.corkedSco) v.backendBytes += count * SLOT_SIZE;
+  for (const p of pending) v.uploader.enqueue({ tlog: p.tlog, firstSco: p.first, lastSco: p.last });
+  log.info('vDisk reopened from the local write cache', {
+    vdisk: id, size: v.size, corkedTlog: meta.corkedTlog, replayedTlogs: pending.length, journalRecords: journal.records.length,
+  });
+}
+
+async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
+  const { ctx, id } = v;
+  await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
+  fs.rmSync(v.cache.dir, { recursive: true, force: true });
+  const tlogs = (await ctx.backend.list(`vdisks/${id}/tlog/`)).map(keyNumber).sort((a, b) => a - b);
+  let lastSco = 0;
+  for (const tlog of tlogs) {
+    const { records, error } = decodeRecords(await ctx.backend.get(tlogKey(id, tlog)));
+    if (error !== null) {
+      throw new VolumeError('CHECKSUM', `TLog ${tlog} of vDisk ${id} in the backend is corrupt (${error}): the vDisk cannot be rebuilt`, {
+        vdisk: id, object: tlogKey(id, tlog), reason: error,
+      });
+    }
+    for (const r of records) {
+      v.applyRecord(r);
+      if (r.type === RecordType.Sco) lastSco = Math.max(lastSco, r.sco);
+    }
+  }
+  // SCOs uploaded without their TLog (a crash in between) must not be overwritten: number past them
+  const scos = (await ctx.backend.list(`vdisks/${id}/sco/`)).map(keyNumber);
+  const maxSco = scos.reduce((m, n) => Math.max(m, n), lastSco);
+  const lastTlog = tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0;
+  for (const count of v.scoCounts.values()) v.backendBytes += count * SLOT_SIZE;
+  v.corkedSco = lastSco;
+  v.corkedTlog = lastTlog;
+  const ops = corkOps(v, { tlog: lastTlog, firstSco: 1, lastSco });
+  v.cache.create(lastTlog + 1, maxSco + 1);
+  await ctx.mds.commit(ops);
+  log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size });
+}

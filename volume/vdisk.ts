@@ -1,0 +1,317 @@
+/**
+ * One thin vDisk: byte-addressed reads and writes over 4 KiB clusters.
+ *
+ * Write: the clusters a write touches (partial ones read-modify-written) are appended to the open SCO
+ * of the local write cache in one writev, then the cluster map points at them; the write is acknowledged
+ * once the kernel has the bytes, so a kill of the process loses nothing acknowledged.
+ * Read: cluster map → write cache → read cache → backend (ranged) → zeros; every slot is verified.
+ * Opening (fresh, local restart, rebuild from the backend) lives in vdisk-open.ts; corking in cork().
+ */
+import { VolumeError } from '../util/errors.js';
+import { logger } from '../util/log.js';
+import { ClusterMap } from './cluster-map.js';
+import { LocalCache, type ClosedSco } from './local-cache.js';
+import { checkSlot, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
+import { RecordType, type TLogRecord } from './tlog-format.js';
+import { Uploader, type PendingTlog } from './uploader.js';
+import { checkOffset, checkSize, checkWriteRange } from './validate.js';
+import { CLUSTER_SIZE, type VDisk, type VDiskInfo } from './types.js';
+import { scoKey } from './backend-layout.js';
+import type { VDiskContext } from './vdisk-context.js';
+import { corkOps } from './vdisk-meta.js';
+
+const log = logger('vdisk');
+const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
+
+export class VDiskImpl implements VDisk {
+  readonly map = new ClusterMap();
+  /** Slots in each closed SCO (needed to read it back from the backend). */
+  readonly scoCounts = new Map<number, number>();
+  size = 0;
+  corkedTlog = 0;
+  corkedSco = 0;
+  backendBytes = 0;
+  /** Bytes of this vDisk's SCO files in the write cache. */
+  localBytes = 0;
+  template = false;
+  cache!: LocalCache;
+  uploader!: Uploader;
+  lastShipMs = Date.now();
+  private tail: Promise<unknown> = Promise.resolve();
+  private locked = false;
+  private closed = false;
+
+  constructor(readonly id: string, readonly tag: number, readonly ctx: VDiskContext) {}
+
+  get allocatedBytes(): number {
+    return this.map.mappedClusters * CLUSTER_SIZE;
+  }
+
+  // ---- the VDisk interface -------------------------------------------------------------------------
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const ctx = { vdisk: this.id };
+    checkOffset(offset, 'offset', ctx);
+    checkOffset(length, 'length', ctx);
+    this.checkOpen();
+    if (offset >= this.size || length === 0) return Buffer.alloc(0);
+    const out = Buffer.alloc(Math.min(this.size, offset + length) - offset);
+    await this.readInto(out, offset);
+    return out;
+  }
+
+  write(offset: number, data: Uint8Array): Promise<void> {
+    checkWriteRange(offset, data.length, { vdisk: this.id });
+    this.checkOpen();
+    if (this.template) return Promise.reject(new VolumeError('READ_ONLY', 'the vDisk is a template: read-only', { vdisk: this.id }));
+    if (data.length === 0) return Promise.resolve();
+    return this.exclusive(() => this.writeLocked(offset, data));
+  }
+
+  resize(size: number): Promise<void> {
+    checkSize(size, { vdisk: this.id });
+    this.checkOpen();
+    if (this.template) return Promise.reject(new VolumeError('READ_ONLY', 'the vDisk is a template: read-only', { vdisk: this.id }));
+    return this.exclusive(() => this.resizeLocked(size));
+  }
+
+  async sync(): Promise<void> {
+    this.checkOpen();
+    await this.exclusive(async () => this.cache.syncLocal());
+  }
+
+  async syncToBackend(): Promise<void> {
+    this.checkOpen();
+    await this.exclusive(async () => this.ship());
+    await this.uploader.waitIdle();
+  }
+
+  info(): VDiskInfo {
+    const backlog = this.uploader.backlog;
+    let dirty = this.cache.openScoBytes;
+    for (const [sco, count] of this.scoCounts) if (sco > this.corkedSco) dirty += count * SLOT_SIZE;
+    return {
+      id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, backendBytes: this.backendBytes,
+      dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
+    };
+  }
+
+  // ---- internals used by the vPool ---------------------------------------------------------------
+
+  /** Closes the open SCO and TLog so the uploader ships them (the age timer, pressure, sync-to-backend). */
+  ship(): void {
+    if (this.closed) return;
+    this.lastShipMs = Date.now();
+    this.cache.closeTlog();
+  }
+
+  /** Runs `fn` with no other write, resize or sync of this vDisk in between. */
+  exclusive<T>(fn: () => Promise<T> | T): Promise<T> {
+    const run = this.tail.then(async () => {
+      this.locked = true;
+      try {
+        return await fn();
+      } finally {
+        this.locked = false;
+      }
+    });
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  get busy(): boolean {
+    return this.locked;
+  }
+
+  /** Applies a TLog record while opening (replay). Safe to replay over a newer map: last writer wins. */
+  applyRecord(rec: TLogRecord): void {
+    if (rec.type === RecordType.Sco) {
+      for (let i = 0; i < rec.count; i++) this.map.set(rec.addresses[i], rec.sco, i);
+      this.scoCounts.set(rec.sco, rec.count);
+    } else if (rec.type === RecordType.Resize) {
+      this.map.clearFrom(Math.ceil(rec.size / CLUSTER_SIZE));
+      this.size = rec.size;
+    }
+  }
+
+  onScoClosed(c: ClosedSco): void {
+    this.scoCounts.set(c.sco, c.count);
+  }
+
+  onTlogClosed(tlog: number, firstSco: number, lastSco: number): void {
+    this.uploader.enqueue({ tlog, firstSco, lastSco });
+  }
+
+  /** The uploader put TLog `p` (and its SCOs) in the backend: persist the map, free the local copies. */
+  async cork(p: PendingTlog, scoBytes: number): Promise<void> {
+    if (this.closed) return;
+    this.cache.syncLocal();
+    const ops = corkOps(this, p);
+    await this.ctx.mds.commit(ops);
+    this.corkedTlog = p.tlog;
+    this.corkedSco = Math.max(this.corkedSco, p.lastSco);
+    this.backendBytes += scoBytes;
+    this.cache.deleteClosedTlog(p.tlog);
+    for (let sco = p.firstSco; sco <= p.lastSco; sco++) {
+      this.ctx.space.addEvictable(this, sco);
+    }
+  }
+
+  /** Removes SCO `sco` from the write cache; returns the bytes freed (0 if it was not there). */
+  evictSco(sco: number): number {
+    if (!this.cache.evictSco(sco)) return 0;
+    const bytes = (this.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
+    this.localBytes -= bytes;
+    return bytes;
+  }
+
+  /** Stops everything and closes the local files (the vPool is closing or the vDisk is removed). */
+  shutdown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.uploader.stop();
+    this.ctx.space.forget(this);
+    this.cache.close();
+  }
+
+  // ---- write path --------------------------------------------------------------------------------
+
+  private async writeLocked(offset: number, data: Uint8Array): Promise<void> {
+    const end = offset + data.length;
+    const first = Math.floor(offset / CLUSTER_SIZE);
+    const last = Math.floor((end - 1) / CLUSTER_SIZE);
+    const addresses: number[] = new Array(last - first + 1);
+    const datas: Uint8Array[] = new Array(last - first + 1);
+    for (let a = first; a <= last; a++) {
+      const cStart = a * CLUSTER_SIZE;
+      const from = Math.max(offset, cStart);
+      const to = Math.min(end, cStart + CLUSTER_SIZE);
+      addresses[a - first] = a;
+      if (from === cStart && to === cStart + CLUSTER_SIZE) {
+        datas[a - first] = data.subarray(from - offset, to - offset);
+      } else {
+        const merged = Buffer.from(await this.readCluster(a));
+        merged.set(data.subarray(from - offset, to - offset), from - cStart);
+        datas[a - first] = merged;
+      }
+    }
+    if (end > this.size) {
+      this.size = end;
+      this.cache.appendRecord({ type: RecordType.Resize, size: end });
+    }
+    await this.append(addresses, datas);
+  }
+
+  private async append(addresses: number[], datas: Uint8Array[]): Promise<void> {
+    const bytes = addresses.length * SLOT_SIZE;
+    const wait = this.ctx.space.reserve(bytes);
+    if (wait !== undefined) await wait;
+    this.localBytes += bytes;
+    try {
+      this.cache.appendClusters(addresses, datas, (i, sco, slot) => this.map.set(addresses[i], sco, slot));
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOSPC') throw new VolumeError('NO_SPACE', 'the write cache disk is full', { vdisk: this.id }, { cause: err });
+      throw err;
+    }
+  }
+
+  private async resizeLocked(size: number): Promise<void> {
+    if (size < this.size) {
+      // the part of the boundary cluster past the new size must read as zeros if the vDisk grows again
+      const tail = size % CLUSTER_SIZE;
+      const a = Math.floor(size / CLUSTER_SIZE);
+      if (tail !== 0 && this.map.scoOf(a) !== 0) {
+        const merged = Buffer.from(await this.readCluster(a));
+        merged.fill(0, tail);
+        await this.append([a], [merged]);
+      }
+      this.cache.closeSco(); // the discarded clusters' SCO records come before the resize record
+      this.map.clearFrom(Math.ceil(size / CLUSTER_SIZE));
+    }
+    this.size = size;
+    this.cache.appendRecord({ type: RecordType.Resize, size });
+  }
+
+  // ---- read path ---------------------------------------------------------------------------------
+
+  private async readCluster(a: number): Promise<Buffer> {
+    if (this.map.scoOf(a) === 0) return ZERO_CLUSTER;
+    const out = Buffer.alloc(CLUSTER_SIZE);
+    await this.readInto(out, a * CLUSTER_SIZE);
+    return out;
+  }
+
+  private async readInto(out: Buffer, offset: number): Promise<void> {
+    const end = offset + out.length;
+    const last = Math.floor((end - 1) / CLUSTER_SIZE);
+    let a = Math.floor(offset / CLUSTER_SIZE);
+    while (a <= last) {
+      const sco = this.map.scoOf(a);
+      if (sco === 0) {
+        a++;
+        continue;
+      }
+      const w1 = this.map.word1Of(a);
+      let n = 1;
+      while (a + n <= last && this.map.scoOf(a + n) === sco && this.map.word1Of(a + n) === w1 + n) n++;
+      const slot = w1 & 0xffff;
+      const buf = await this.fetchSlots(a, sco, slot, n);
+      for (let k = 0; k < n; k++) {
+        const cStart = (a + k) * CLUSTER_SIZE;
+        const from = Math.max(offset, cStart);
+        const to = Math.min(end, cStart + CLUSTER_SIZE);
+        const pos = k * SLOT_SIZE + SLOT_HEADER;
+        buf.copy(out, from - offset, pos + (from - cStart), pos + (to - cStart));
+      }
+      a += n;
+    }
+  }
+
+  /** `n` verified slots for clusters a..a+n-1, stored in SCO `sco` from `slot`. */
+  private async fetchSlots(a: number, sco: number, slot: number, n: number): Promise<Buffer> {
+    const local = this.cache.readSlots(sco, slot, n);
+    if (local !== null) {
+      const bad = this.verify(local, a, sco, slot, n);
+      if (bad === null) return local;
+      if (sco > this.corkedSco) throw this.checksumError(a + bad.k, sco, slot + bad.k, 'write cache', bad.reason);
+      log.error('a SCO in the write cache is corrupt; dropping it and reading the backend copy', {
+        vdisk: this.id, sco, slot: slot + bad.k, reason: bad.reason,
+      });
+      this.ctx.space.release(this.evictSco(sco));
+    }
+    const key = scoKey(this.id, sco);
+    const count = this.scoCounts.get(sco);
+    if (count === undefined) throw this.checksumError(a, sco, slot, 'backend', 'SCO unknown to this vDisk');
+    for (let attempt = 0; ; attempt++) {
+      let remote: Buffer;
+      try {
+        remote = await this.ctx.readCache.getSlots(key, count, slot, n);
+      } catch (err) {
+        throw new VolumeError('BACKEND', `reading SCO ${sco} from the backend failed: ${(err as Error).message}`, { vdisk: this.id, sco }, { cause: err });
+      }
+      const bad = this.verify(remote, a, sco, slot, n);
+      if (bad === null) return remote;
+      this.ctx.readCache.invalidate(key, slot + bad.k);
+      if (attempt > 0) throw this.checksumError(a + bad.k, sco, slot + bad.k, 'backend', bad.reason);
+    }
+  }
+
+  private verify(buf: Buffer, a: number, sco: number, slot: number, n: number): { k: number; reason: string } | null {
+    for (let k = 0; k < n; k++) {
+      const reason = checkSlot(buf, k * SLOT_SIZE, this.tag, sco, slot + k, a + k);
+      if (reason !== null) return { k, reason };
+    }
+    return null;
+  }
+
+  private checksumError(a: number, sco: number, slot: number, where: string, reason: string): VolumeError {
+    const ctx = { vdisk: this.id, offset: a * CLUSTER_SIZE, sco, slot, object: where === 'backend' ? scoKey(this.id, sco) : this.cache.scoPath(sco), reason };
+    log.error(`checksum error reading from the ${where}`, ctx);
+    return new VolumeError('CHECKSUM', `data at offset ${a * CLUSTER_SIZE} failed its checksum (${reason}) in the ${where}`, ctx);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new VolumeError('CLOSED', 'the vDisk is closed', { vdisk: this.id });
+  }
+}

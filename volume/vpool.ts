@@ -1,0 +1,337 @@
+/**
+ * A vPool: the directory tree and its vDisks, wired to one backend, one metadata store and the local
+ * caches under the state directory:
+ *
+ *   <state>/mds/   the metadata store (lmdb)      <state>/wc/<id>/   each vDisk's write cache
+ *   <state>/rc/    the read cache                  <state>/backend/   the default file:// backend
+ *
+ * Start-up: the tree comes from the metadata store, else from the backend (`pool/tree.json`), else it is
+ * new; then every vDisk opens (local restart or rebuild from the backend, vdisk-open.ts).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { VolumeError } from '../util/errors.js';
+import { logger } from '../util/log.js';
+import { openBlobStore } from './backend/index.js';
+import type { BlobStore } from './backend/types.js';
+import { openMetadataStore } from '../mds/index.js';
+import type { MetadataOp, MetadataStore } from '../mds/types.js';
+import { TREE_KEY } from './backend-layout.js';
+import { ReadCache } from './read-cache.js';
+import { TreeShipper } from './tree-shipper.js';
+import { Tree, type TreeDump, type TreeNode } from './tree.js';
+import { Semaphore } from './uploader.js';
+import { createVDisk, openVDisk } from './vdisk-open.js';
+import { VDiskImpl } from './vdisk.js';
+import type { VDiskContext } from './vdisk-context.js';
+import { vdiskMdsPrefix } from './vdisk-meta.js';
+import { WriteCacheSpace } from './write-cache-space.js';
+import { CLUSTER_SIZE, type AttrChange, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
+
+const log = logger('vpool');
+
+export async function openVPool(opts: VPoolOptions): Promise<VPool> {
+  const stateDir = path.resolve(opts.stateDir);
+  fs.mkdirSync(stateDir, { recursive: true });
+  const backendUrl = opts.backendUrl ?? `file://${path.join(stateDir, 'backend')}`;
+  const backend = await openBlobStore(backendUrl);
+  const mds = openMetadataStore(opts.metadata ?? 'lmdb', path.join(stateDir, 'mds'));
+  const ctx: VDiskContext = {
+    backend, mds,
+    space: new WriteCacheSpace(opts.writeCacheBytes ?? 2 ** 30),
+    readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? 256 * 2 ** 20, backend),
+    uploads: new Semaphore(4),
+    routerId: opts.routerId ?? os.hostname(),
+    writeCacheDir: path.join(stateDir, 'wc'),
+    scoClusters: checkTuning(opts.scoClusters ?? 1024, 'scoClusters', 1, 65536),
+    tlogScos: checkTuning(opts.tlogScos ?? 16, 'tlogScos', 1, 100000),
+  };
+  fs.mkdirSync(ctx.writeCacheDir, { recursive: true });
+  const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000);
+  await pool.start();
+  return pool;
+}
+
+function checkTuning(v: number, name: string, min: number, max: number): number {
+  if (!Number.isInteger(v) || v < min || v > max) throw new VolumeError('INVALID', `${name} must be an integer in ${min}..${max}, got ${v}`, { [name]: v });
+  return v;
+}
+
+class VPoolImpl implements VPool {
+  private tree!: Tree;
+  private readonly vdisks = new Map<string, VDiskImpl>();
+  private shipper!: TreeShipper;
+  private ticker: NodeJS.Timeout | null = null;
+  private closing: Promise<void> | null = null;
+  private treeLock: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly name: string, private readonly ctx: VDiskContext, private readonly scoMaxAgeMs: number) {}
+
+  get routerId(): string {
+    return this.ctx.routerId;
+  }
+
+  get backend(): BlobStore {
+    return this.ctx.backend;
+  }
+
+  get mds(): MetadataStore {
+    return this.ctx.mds;
+  }
+
+  async start(): Promise<void> {
+    const { mds, backend } = this.ctx;
+    let tree = Tree.load(mds);
+    let from = 'local metadata';
+    if (tree === null) {
+      const head = await backend.head(TREE_KEY);
+      if (head !== null) {
+        tree = Tree.fromDump(JSON.parse((await backend.get(TREE_KEY)).toString()) as TreeDump);
+        from = 'backend';
+      } else {
+        tree = Tree.empty();
+        from = 'new';
+      }
+      await mds.commit(tree.allOps());
+    }
+    this.tree = tree;
+    this.shipper = new TreeShipper(backend, mds, () => this.tree.dump());
+    for (const node of this.tree.files()) this.vdisks.set(node.vdiskId!, await openVDisk(node.vdiskId!, this.ctx));
+    this.ctx.space.onPressure = () => {
+      for (const v of this.vdisks.values()) if (v.cache.hasPending) v.ship();
+    };
+    this.shipper.changed();
+    this.shipper.resume();
+    this.ticker = setInterval(() => this.tick(), Math.min(1000, this.scoMaxAgeMs)).unref();
+    log.info('vPool up', { vpool: this.name, tree: from, nodes: this.tree.size, vdisks: this.vdisks.size, backend: backend.url, router: this.routerId });
+  }
+
+  // ---- tree reads ------------------------------------------------------------------------------------
+
+  stat(p: string): NodeStat {
+    return this.statNode(this.tree.lookup(p));
+  }
+
+  readdir(p: string): string[] {
+    const node = this.tree.lookup(p);
+    if (node.kind !== 'dir') throw new VolumeError('NOT_DIR', `not a directory: ${p}`, { path: p });
+    return this.tree.childNames(node.ino);
+  }
+
+  vdisk(p: string): VDisk {
+    return this.vdiskOf(this.fileNode(p));
+  }
+
+  getXattr(p: string, name: string): Buffer | undefined {
+    const v = this.tree.lookup(p).xattrs[name];
+    return v === undefined ? undefined : Buffer.from(v, 'base64');
+  }
+
+  listXattr(p: string): string[] {
+    return Object.keys(this.tree.lookup(p).xattrs);
+  }
+
+  statfs(): StatFs {
+    const s = fs.statfsSync(this.ctx.writeCacheDir);
+    return { blockSize: CLUSTER_SIZE, totalBlocks: Math.floor((s.blocks * s.bsize) / CLUSTER_SIZE), freeBlocks: Math.floor((s.bavail * s.bsize) / CLUSTER_SIZE), files: this.tree.size, freeFiles: 1e9, nameMax: 255 };
+  }
+
+  // ---- tree changes (serialised) ---------------------------------------------------------------------
+
+  mkdir(p: string, mode: number, uid: number, gid: number): Promise<void> {
+    return this.change(async () => {
+      const { dir, name } = this.freeName(p);
+      const now = Date.now();
+      const node = this.tree.add(dir, name, { kind: 'dir', mode: 0o40000 | (mode & 0o7777), uid, gid, atimeMs: now, mtimeMs: now, ctimeMs: now, xattrs: {} });
+      this.touch(dir, now);
+      return [this.tree.putOp(node), this.tree.putOp(dir), this.tree.nextInoOp()];
+    });
+  }
+
+  rmdir(p: string): Promise<void> {
+    return this.change(async () => {
+      const node = this.tree.lookup(p);
+      if (node.kind !== 'dir') throw new VolumeError('NOT_DIR', `not a directory: ${p}`, { path: p });
+      if (node.parent === 0) throw new VolumeError('BUSY', 'the vPool root cannot be removed', { path: p });
+      if (this.tree.childCount(node.ino) > 0) throw new VolumeError('NOT_EMPTY', `directory not empty: ${p}`, { path: p });
+      const dir = this.tree.get(node.parent)!;
+      this.tree.remove(node);
+      this.touch(dir, Date.now());
+      return [this.tree.deleteOp(node), this.tree.putOp(dir)];
+    });
+  }
+
+  createFile(p: string, mode: number, uid: number, gid: number, size = 0): Promise<void> {
+    return this.change(async () => {
+      const { dir, name } = this.freeName(p);
+      const id = randomUUID();
+      const v = await createVDisk(id, this.ctx);
+      if (size > 0) await v.resize(size);
+      this.vdisks.set(id, v);
+      const now = Date.now();
+      const node = this.tree.add(dir, name, { kind: 'file', mode: 0o100000 | (mode & 0o7777), uid, gid, atimeMs: now, mtimeMs: now, ctimeMs: now, xattrs: {}, vdiskId: id });
+      this.touch(dir, now);
+      log.info('vDisk created', { vpool: this.name, path: p, vdisk: id, size });
+      return [this.tree.putOp(node), this.tree.putOp(dir), this.tree.nextInoOp()];
+    });
+  }
+
+  unlink(p: string): Promise<void> {
+    return this.change(async () => {
+      const node = this.fileNode(p);
+      const dir = this.tree.get(node.parent)!;
+      this.tree.remove(node);
+      this.touch(dir, Date.now());
+      await this.ctx.mds.commit([this.tree.deleteOp(node), this.tree.putOp(dir)]);
+      await this.dropVDisk(node);
+      return [];
+    });
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.change(async () => {
+      const node = this.tree.lookup(from);
+      if (node.parent === 0) throw new VolumeError('BUSY', 'the vPool root cannot be renamed', { path: from });
+      const { dir, name } = this.tree.parentOf(to);
+      if (this.tree.isWithin(dir, node)) throw new VolumeError('INVALID', `cannot move ${from} into itself`, { from, to });
+      const ops: MetadataOp[] = [];
+      const target = this.tree.child(dir.ino, name);
+      if (target !== undefined && target.ino === node.ino) return [];
+      if (target !== undefined) {
+        if (target.kind === 'dir' && node.kind !== 'dir') throw new VolumeError('IS_DIR', `${to} is a directory`, { from, to });
+        if (target.kind !== 'dir' && node.kind === 'dir') throw new VolumeError('NOT_DIR', `${to} is not a directory`, { from, to });
+        if (target.kind === 'dir' && this.tree.childCount(target.ino) > 0) throw new VolumeError('NOT_EMPTY', `${to} is not empty`, { from, to });
+        this.tree.remove(target);
+        ops.push(this.tree.deleteOp(target));
+        if (target.kind === 'file') await this.dropVDisk(target);
+      }
+      const oldDir = this.tree.get(node.parent)!;
+      this.tree.move(node, dir, name);
+      const now = Date.now();
+      node.ctimeMs = now;
+      this.touch(oldDir, now);
+      this.touch(dir, now);
+      ops.push(this.tree.putOp(node), this.tree.putOp(oldDir), this.tree.putOp(dir));
+      return ops;
+    });
+  }
+
+  setAttrs(p: string, change: AttrChange): Promise<void> {
+    return this.change(async () => {
+      const node = this.tree.lookup(p);
+      if (change.mode !== undefined) node.mode = (node.mode & ~0o7777) | (change.mode & 0o7777);
+      if (change.uid !== undefined && change.uid >= 0) node.uid = change.uid;
+      if (change.gid !== undefined && change.gid >= 0) node.gid = change.gid;
+      if (change.atimeMs !== undefined) node.atimeMs = change.atimeMs;
+      if (change.mtimeMs !== undefined) node.mtimeMs = change.mtimeMs;
+      node.ctimeMs = Date.now();
+      return [this.tree.putOp(node)];
+    });
+  }
+
+  setXattr(p: string, name: string, value: Uint8Array): Promise<void> {
+    return this.change(async () => {
+      const node = this.tree.lookup(p);
+      node.xattrs[name] = Buffer.from(value).toString('base64');
+      node.ctimeMs = Date.now();
+      return [this.tree.putOp(node)];
+    });
+  }
+
+  removeXattr(p: string, name: string): Promise<void> {
+    return this.change(async () => {
+      const node = this.tree.lookup(p);
+      if (!(name in node.xattrs)) throw new VolumeError('NOT_FOUND', `no attribute ${name} on ${p}`, { path: p, name });
+      delete node.xattrs[name];
+      node.ctimeMs = Date.now();
+      return [this.tree.putOp(node)];
+    });
+  }
+
+  // ---- backend ----------------------------------------------------------------------------------------
+
+  async syncToBackend(): Promise<void> {
+    await Promise.all([...this.vdisks.values()].map((v) => v.syncToBackend()));
+    await this.shipper.flush();
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const t0 = Date.now();
+      await this.syncToBackend();
+      if (this.ticker !== null) clearInterval(this.ticker);
+      await this.shipper.waitRemovals();
+      this.shipper.stop();
+      for (const v of this.vdisks.values()) v.shutdown();
+      await this.ctx.mds.close();
+      await this.ctx.backend.close();
+      log.info('vPool closed: everything is in the backend', { vpool: this.name, ms: Date.now() - t0 });
+    })();
+    return this.closing;
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------------------
+
+  private tick(): void {
+    const now = Date.now();
+    for (const v of this.vdisks.values()) if (v.cache.hasPending && now - v.lastShipMs >= this.scoMaxAgeMs) v.ship();
+  }
+
+  /** Runs a tree change alone, persists the operations it returns, then ships the tree. */
+  private change(fn: () => Promise<MetadataOp[]>): Promise<void> {
+    if (this.closing !== null) return Promise.reject(new VolumeError('CLOSED', 'the vPool is closing'));
+    const run = this.treeLock.then(async () => {
+      const ops = await fn();
+      if (ops.length > 0) {
+        await this.ctx.mds.commit(ops);
+      }
+      this.shipper.changed();
+    });
+    this.treeLock = run.catch(() => undefined);
+    return run;
+  }
+
+  private freeName(p: string): { dir: TreeNode; name: string } {
+    const { dir, name } = this.tree.parentOf(p);
+    if (this.tree.child(dir.ino, name) !== undefined) throw new VolumeError('EXISTS', `already exists: ${p}`, { path: p });
+    return { dir, name };
+  }
+
+  private fileNode(p: string): TreeNode {
+    const node = this.tree.lookup(p);
+    if (node.kind !== 'file') throw new VolumeError('IS_DIR', `is a directory: ${p}`, { path: p });
+    return node;
+  }
+
+  private vdiskOf(node: TreeNode): VDiskImpl {
+    const v = this.vdisks.get(node.vdiskId!);
+    if (v === undefined) throw new VolumeError('NOT_FOUND', `vDisk ${node.vdiskId} is not open`, { vdisk: node.vdiskId });
+    return v;
+  }
+
+  private async dropVDisk(node: TreeNode): Promise<void> {
+    const v = this.vdiskOf(node);
+    v.shutdown();
+    this.vdisks.delete(v.id);
+    this.ctx.space.release(v.localBytes);
+    v.cache.destroy();
+    await this.ctx.mds.deletePrefix(vdiskMdsPrefix(v.id));
+    this.ctx.readCache.invalidatePrefix(`vdisks/${v.id}/`);
+    await this.shipper.removeVDisk(v.id);
+    log.info('vDisk removed', { vpool: this.name, vdisk: v.id });
+  }
+
+  private touch(dir: TreeNode, now: number): void {
+    dir.mtimeMs = now;
+    dir.ctimeMs = now;
+  }
+
+  private statNode(node: TreeNode): NodeStat {
+    const base = { ino: node.ino, mode: node.mode, uid: node.uid, gid: node.gid, atimeMs: node.atimeMs, mtimeMs: node.mtimeMs, ctimeMs: node.ctimeMs };
+    if (node.kind === 'dir') return { ...base, kind: 'dir', size: 4096, allocatedBytes: 4096, nlink: 2 };
+    const v = this.vdiskOf(node);
+    return { ...base, kind: 'file', size: v.size, allocatedBytes: v.allocatedBytes, nlink: 1 };
+  }
+}
