@@ -1,0 +1,86 @@
+/**
+ * FUSE handlers for file I/O: open, read, write, flush, fsync, release, truncate, ftruncate.
+ * read and write go straight to the VDisk held in the fd table (no path lookup per request) and keep
+ * the per-request JS work to one promise and one copy.
+ */
+import type { Cb } from 'fuse-native';
+import type { VDisk } from '../volume/types.js';
+import { E, toErrno } from './errno.js';
+import { settle, type OpContext } from './ops-tree.js';
+
+export function ioOps(ctx: OpContext) {
+  const { vpool, fds } = ctx;
+
+  function diskOf(path: string, fd: number): VDisk {
+    return fds.get(fd) ?? vpool.vdisk(path);
+  }
+
+  return {
+    open(path: string, _flags: number, cb: Cb) {
+      try {
+        cb(0, fds.add(vpool.vdisk(path)));
+      } catch (err) {
+        cb(toErrno(err, 'open', path));
+      }
+    },
+
+    read(path: string, fd: number, buf: Buffer, len: number, offset: number, cb: Cb) {
+      const disk = fds.get(fd);
+      if (disk === undefined) return cb(E.EBADF);
+      let p: Promise<Buffer>;
+      try {
+        p = disk.read(offset, len);
+      } catch (err) {
+        return cb(toErrno(err, 'read', path));
+      }
+      p.then(
+        (data) => cb(data.length <= len ? data.copy(buf, 0) : data.copy(buf, 0, 0, len)),
+        (err: unknown) => cb(toErrno(err, 'read', path)),
+      );
+    },
+
+    write(path: string, fd: number, buf: Buffer, len: number, offset: number, cb: Cb) {
+      const disk = fds.get(fd);
+      if (disk === undefined) return cb(E.EBADF);
+      let p: Promise<void>;
+      try {
+        // fuse-native detaches `buf` once we answer: the volume layer must not keep it (it copies).
+        p = disk.write(offset, buf.length === len ? buf : buf.subarray(0, len));
+      } catch (err) {
+        return cb(toErrno(err, 'write', path));
+      }
+      p.then(
+        () => cb(len),
+        (err: unknown) => cb(toErrno(err, 'write', path)),
+      );
+    },
+
+    /** close(2): nothing to do, every acknowledged write already survives a kill of the daemon. */
+    flush(_path: string, _fd: number, cb: Cb) {
+      cb(0);
+    },
+
+    fsync(path: string, _datasync: number, fd: number, cb: Cb) {
+      let p: Promise<void>;
+      try {
+        p = diskOf(path, fd).sync();
+      } catch (err) {
+        return cb(toErrno(err, 'fsync', path));
+      }
+      settle(p, cb, 'fsync', path);
+    },
+
+    release(_path: string, fd: number, cb: Cb) {
+      fds.release(fd);
+      cb(0);
+    },
+
+    truncate(path: string, size: number, cb: Cb) {
+      settle(Promise.resolve().then(() => vpool.vdisk(path).resize(size)), cb, 'truncate', path);
+    },
+
+    ftruncate(path: string, fd: number, size: number, cb: Cb) {
+      settle(Promise.resolve().then(() => diskOf(path, fd).resize(size)), cb, 'ftruncate', path);
+    },
+  };
+}

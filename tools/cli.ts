@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+/**
+ * The `vpoolfs` command line (DESIGN §1): `mount`, `create`, `info`. Errors print one clear line on
+ * stderr and exit non-zero; bad flags are rejected by commander before anything happens.
+ */
+import { Command, Option } from 'commander';
+import { ConfigError } from './config.js';
+import { createDisk, diskInfo } from './disk-cmds.js';
+import { runMount, type MountFlags } from './mount-cmd.js';
+import { MountpointError } from './mountpoint.js';
+
+function fail(err: unknown): never {
+  const known = err instanceof ConfigError || err instanceof MountpointError;
+  process.stderr.write(`vpoolfs: ${known ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+}
+
+const program = new Command()
+  .name('vpoolfs')
+  .description('a storage driver for virtual machines: thin vDisks on a FUSE mount')
+  .showHelpAfterError();
+
+program
+  .command('mount')
+  .description('mount a vPool in the foreground until SIGINT/SIGTERM')
+  .argument('<mountpoint>', 'where to mount; its basename is the default vPool name')
+  .option('--vpool <name>', 'vPool name (default: basename of MOUNTPOINT)')
+  .option('--state <dir>', 'write cache, read cache, local metadata (default: /var/lib/vpoolfs/<vpool>)')
+  .option('--backend <url>', 'file:///dir, s3://bucket/prefix?…, mem://name (default: file://<state>/backend)')
+  .option('--encryption-key-file <file>', '32-byte key, raw or 64 hex characters (not implemented yet)')
+  .addOption(new Option('--dtl <mode>', 'DTL mode for new vDisks (only none works yet)').choices(['none', 'async', 'sync']))
+  .option('--dtl-server <list>', 'HOST:PORT[,HOST:PORT…] (not implemented yet)')
+  .option('--router <id>', "this storage router's identity (default: hostname)")
+  .option('--config <file>', 'JSON config with the same keys plus tuning; watched')
+  .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
+  .option('--debug-fuse', 'libfuse debug output on stderr')
+  .action((mountpoint: string, flags: MountFlags) => runMount(mountpoint, flags).catch(fail));
+
+program
+  .command('create')
+  .description('create a thin vDisk of SIZE bytes (like 10G, 512M, 4096) on a mounted vPool')
+  .argument('<file>')
+  .argument('<size>')
+  .option('--json', 'machine-readable output')
+  .action((file: string, size: string, o: { json?: boolean }) => createDisk(file, size, !!o.json).catch(fail));
+
+program
+  .command('info')
+  .description("a vDisk's size and the space really written")
+  .argument('<file>')
+  .option('--json', 'machine-readable output')
+  .action((file: string, o: { json?: boolean }) => diskInfo(file, !!o.json).catch(fail));
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,205 @@
+/**
+ * The `mount` configuration: the JSON config file (DESIGN §1: the flags' keys in camelCase plus tuning),
+ * its validation, and how flags, file and defaults combine (flag > file > default). Every problem is a
+ * ConfigError with a message that names the key and what was expected.
+ */
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+export class ConfigError extends Error {}
+
+export type DtlMode = 'none' | 'async' | 'sync';
+const DTL_MODES: readonly string[] = ['none', 'async', 'sync'];
+const LOG_LEVELS: readonly string[] = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'];
+
+/** Keys of the config file; the flags of `vpoolfs mount` use the same names. */
+export interface MountConfig {
+  vpool?: string;
+  state?: string;
+  backend?: string;
+  encryptionKeyFile?: string;
+  dtl?: DtlMode;
+  dtlServer?: string[];
+  router?: string;
+  metrics?: string;
+  scoClusters?: number;
+  tlogScos?: number;
+  writeCacheBytes?: number;
+  readCacheBytes?: number;
+  scoMaxAgeMs?: number;
+  logLevel?: string;
+  /** Automatic snapshot schedules (snapshot issue); accepted and kept, not used yet. */
+  schedule?: Record<string, unknown>;
+}
+
+/** Keys that apply while mounted; any other change needs a restart. */
+export const LIVE_KEYS: ReadonlySet<keyof MountConfig> = new Set(['logLevel']);
+
+type Check = (v: unknown, key: string) => unknown;
+
+const str: Check = (v, key) => {
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`${key}: expected a non-empty string, got ${JSON.stringify(v)}`);
+  return v;
+};
+const count: Check = (v, key) => {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new ConfigError(`${key}: expected a positive integer, got ${JSON.stringify(v)}`);
+  return v;
+};
+const bytes: Check = (v, key) => {
+  const n = typeof v === 'string' ? parseSizeOrNull(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw new ConfigError(`${key}: expected a size in bytes (a positive integer or like 512M, 1G), got ${JSON.stringify(v)}`);
+  return n;
+};
+
+const CHECKS: Record<keyof MountConfig, Check> = {
+  vpool: (v, k) => checkVpoolName(str(v, k) as string, k),
+  state: str,
+  backend: (v, k) => checkBackendUrl(str(v, k) as string, k),
+  encryptionKeyFile: str,
+  dtl: (v, k) => {
+    if (typeof v !== 'string' || !DTL_MODES.includes(v)) throw new ConfigError(`${k}: expected one of none, async, sync, got ${JSON.stringify(v)}`);
+    return v;
+  },
+  dtlServer: (v, k) => {
+    const list = typeof v === 'string' ? v.split(',') : v;
+    if (!Array.isArray(list) || list.length === 0) throw new ConfigError(`${k}: expected HOST:PORT[,HOST:PORT…] or an array of HOST:PORT, got ${JSON.stringify(v)}`);
+    return list.map((s) => {
+      parseHostPort(typeof s === 'string' ? s.trim() : String(s), k);
+      return (s as string).trim();
+    });
+  },
+  router: str,
+  metrics: (v, k) => {
+    parseHostPort(str(v, k) as string, k);
+    return v;
+  },
+  scoClusters: count,
+  tlogScos: count,
+  writeCacheBytes: bytes,
+  readCacheBytes: bytes,
+  scoMaxAgeMs: count,
+  logLevel: (v, k) => {
+    if (typeof v !== 'string' || !LOG_LEVELS.includes(v)) throw new ConfigError(`${k}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
+    return v;
+  },
+  schedule: (v, k) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${k}: expected an object, got ${JSON.stringify(v)}`);
+    return v;
+  },
+};
+
+/** Validates a parsed config object (from the file or from flags). Unknown keys are an error. */
+export function validateConfig(obj: unknown, source: string): MountConfig {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ConfigError(`${source}: expected a JSON object`);
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(obj)) {
+    const check = (CHECKS as Record<string, Check>)[key];
+    if (!check) throw new ConfigError(`${source}: unknown key "${key}" (known: ${Object.keys(CHECKS).join(', ')})`);
+    if (value === undefined) continue;
+    out[key] = check(value, `${source}: ${key}`);
+  }
+  return out as MountConfig;
+}
+
+export function parseConfigText(text: string, file: string): MountConfig {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  return validateConfig(obj, file);
+}
+
+export async function loadConfigFile(file: string): Promise<MountConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read the config file (${(err as Error).message})`);
+  }
+  return parseConfigText(text, file);
+}
+
+/** Everything `mount` needs, defaults filled in. */
+export interface ResolvedMount extends MountConfig {
+  mountpoint: string;
+  vpool: string;
+  state: string;
+  backend: string;
+  router: string;
+  dtl: DtlMode;
+}
+
+/** flags > file > defaults (DESIGN §1). */
+export function resolveMount(mountpoint: string, flags: MountConfig, file: MountConfig): ResolvedMount {
+  const merged: MountConfig = { ...file };
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
+  const mp = path.resolve(mountpoint);
+  const vpool = merged.vpool ?? checkVpoolName(path.basename(mp), 'vpool (basename of MOUNTPOINT)');
+  const state = path.resolve(merged.state ?? path.join('/var/lib/vpoolfs', vpool));
+  return {
+    ...merged,
+    mountpoint: mp,
+    vpool,
+    state,
+    backend: merged.backend ?? `file://${path.join(state, 'backend')}`,
+    router: merged.router ?? os.hostname(),
+    dtl: merged.dtl ?? 'none',
+  };
+}
+
+/** Which changed keys apply live and which need a restart. */
+export function diffConfig(before: MountConfig, after: MountConfig): { live: (keyof MountConfig)[]; restart: (keyof MountConfig)[] } {
+  const live: (keyof MountConfig)[] = [];
+  const restart: (keyof MountConfig)[] = [];
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)] as (keyof MountConfig)[]);
+  for (const k of keys) {
+    if (JSON.stringify(before[k]) === JSON.stringify(after[k])) continue;
+    (LIVE_KEYS.has(k) ? live : restart).push(k);
+  }
+  return { live, restart };
+}
+
+function checkVpoolName(name: string, key: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw new ConfigError(`${key}: a vPool name is 1–64 of [A-Za-z0-9._-], starting with a letter or digit; got ${JSON.stringify(name)}`);
+  return name;
+}
+
+function checkBackendUrl(url: string, key: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ConfigError(`${key}: not a URL: ${JSON.stringify(url)} (expected file:///dir, s3://bucket/prefix or mem://name)`);
+  }
+  if (u.protocol === 'file:' && (u.host !== '' || !u.pathname.startsWith('/') || u.pathname === '/')) throw new ConfigError(`${key}: a file:// backend needs an absolute directory, like file:///srv/vpool; got ${JSON.stringify(url)}`);
+  if (u.protocol === 's3:' && u.host === '') throw new ConfigError(`${key}: an s3:// backend needs a bucket: s3://bucket/prefix; got ${JSON.stringify(url)}`);
+  if (!['file:', 's3:', 'mem:'].includes(u.protocol)) throw new ConfigError(`${key}: unsupported backend scheme ${u.protocol} (file://, s3://, mem://)`);
+  return url;
+}
+
+/** HOST:PORT with a port 1–65535 (port 0 allowed: pick a free one). `[v6]:port` works too. */
+export function parseHostPort(s: string, key: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${key}: expected HOST:PORT, got ${JSON.stringify(s)}`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}
+
+const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
+
+function parseSizeOrNull(s: string): number | null {
+  const m = /^(\d+)\s*([KMGTP]?)(?:i?B)?$/i.exec(s.trim());
+  if (!m) return null;
+  const n = Number(m[1]) * UNITS[m[2].toUpperCase()];
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** `4096`, `512M`, `10G`, `1TiB` → bytes (binary units, like truncate -s). */
+export function parseSize(s: string): number {
+  const n = parseSizeOrNull(s);
+  if (n === null) throw new ConfigError(`not a size: ${JSON.stringify(s)} (expected bytes, or a number with K, M, G, T or P)`);
+  return n;
+}

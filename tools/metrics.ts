@@ -1,0 +1,91 @@
+/**
+ * Prometheus metrics (prom-client) for a mount: operations by kind and result, bytes read and written,
+ * latency histograms per operation, open handles, and the write-cache state (dirty bytes, upload
+ * backlog) summed over the vDisks open right now. Served on HOST:PORT at /metrics when --metrics is given.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { FdTable } from '../fuse/fds.js';
+import type { OpObserver } from '../fuse/observe.js';
+import { logger } from '../util/log.js';
+
+const log = logger('metrics');
+
+export class FuseMetrics implements OpObserver {
+  readonly registry = new Registry();
+  private readonly ops: Counter<'op' | 'result'>;
+  private readonly bytes: Counter<'kind'>;
+  private readonly latency: Histogram<'op'>;
+  private readonly okChildren = new Map<string, { inc(): void }>();
+  private readonly errChildren = new Map<string, { inc(): void }>();
+  private readonly latChildren = new Map<string, { observe(v: number): void }>();
+  private readonly readBytes: { inc(v: number): void };
+  private readonly writeBytes: { inc(v: number): void };
+
+  constructor(vpool: string, fds: () => FdTable | undefined) {
+    this.registry.setDefaultLabels({ vpool });
+    collectDefaultMetrics({ register: this.registry, prefix: 'vpoolfs_process_' });
+    this.ops = new Counter({ name: 'vpoolfs_fuse_ops_total', help: 'FUSE operations by kind and result', labelNames: ['op', 'result'], registers: [this.registry] });
+    this.bytes = new Counter({ name: 'vpoolfs_fuse_bytes_total', help: 'Bytes read and written through the mount', labelNames: ['kind'], registers: [this.registry] });
+    this.latency = new Histogram({
+      name: 'vpoolfs_fuse_op_duration_seconds',
+      help: 'Latency of FUSE operations in the daemon (from handler call to answer)',
+      labelNames: ['op'],
+      buckets: [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 5, 30],
+      registers: [this.registry],
+    });
+    this.readBytes = this.bytes.labels('read');
+    this.writeBytes = this.bytes.labels('write');
+    const sum = (f: (i: ReturnType<import('../volume/types.js').VDisk['info']>) => number) =>
+      (fds()?.openDisks() ?? []).reduce((acc, d) => acc + f(d.info()), 0);
+    new Gauge({ name: 'vpoolfs_open_handles', help: 'Open file handles on the mount', registers: [this.registry], collect() { this.set(fds()?.size ?? 0); } });
+    new Gauge({ name: 'vpoolfs_dirty_bytes', help: 'Bytes written but not yet in the backend (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.dirtyBytes)); } });
+    new Gauge({ name: 'vpoolfs_upload_backlog_scos', help: 'SCOs waiting for upload (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.uploadBacklog.scos)); } });
+    new Gauge({ name: 'vpoolfs_upload_backlog_tlogs', help: 'TLogs waiting for upload (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.uploadBacklog.tlogs)); } });
+  }
+
+  done(op: string, startNs: bigint, code: number): void {
+    const seconds = Number(process.hrtime.bigint() - startNs) / 1e9;
+    let lat = this.latChildren.get(op);
+    if (!lat) this.latChildren.set(op, (lat = this.latency.labels(op)));
+    lat.observe(seconds);
+    const map = code < 0 ? this.errChildren : this.okChildren;
+    let c = map.get(op);
+    if (!c) map.set(op, (c = this.ops.labels(op, code < 0 ? 'error' : 'ok')));
+    c.inc();
+    if (code > 0) {
+      if (op === 'read') this.readBytes.inc(code);
+      else if (op === 'write') this.writeBytes.inc(code);
+    }
+  }
+}
+
+export interface MetricsServer {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+export async function serveMetrics(host: string, port: number, registry: Registry): Promise<MetricsServer> {
+  const server = http.createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('see /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: unknown) => res.writeHead(500).end(String(err)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const a = server.address() as AddressInfo;
+  const address = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  log.info('metrics listening', { address, path: '/metrics' });
+  return {
+    address,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

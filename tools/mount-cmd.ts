@@ -1,0 +1,141 @@
+/**
+ * `vpoolfs mount MOUNTPOINT`: the composition root of a daemon. Resolves flags + config file + defaults,
+ * refuses options the volume layer does not implement yet, clears a stale mount, opens the vPool,
+ * mounts it, serves metrics and watches the config. Stays in the foreground; on SIGINT/SIGTERM it ships
+ * everything to the backend, unmounts, closes the vPool and exits 0.
+ */
+import { readFile } from 'node:fs/promises';
+import { mountVPool, type Mounted } from '../fuse/mount.js';
+import { logger, setLogLevel } from '../util/log.js';
+import type { VPool } from '../volume/types.js';
+import { openVPool } from '../volume/vpool.js';
+import { ConfigError, loadConfigFile, parseHostPort, resolveMount, validateConfig, type MountConfig, type ResolvedMount } from './config.js';
+import { watchConfig, type ConfigWatcher } from './config-watch.js';
+import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
+import { prepareMountpoint } from './mountpoint.js';
+
+const log = logger('cli');
+
+export interface MountFlags {
+  vpool?: string;
+  state?: string;
+  backend?: string;
+  encryptionKeyFile?: string;
+  dtl?: string;
+  dtlServer?: string;
+  router?: string;
+  config?: string;
+  metrics?: string;
+  debugFuse?: boolean;
+}
+
+/** Validates an encryption key file (32 raw bytes or 64 hex characters). */
+async function checkKeyFile(file: string): Promise<void> {
+  let key: Buffer;
+  try {
+    key = await readFile(file);
+  } catch (err) {
+    throw new ConfigError(`--encryption-key-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
+  }
+  const text = key.toString('latin1').trim();
+  if (key.length !== 32 && !/^[0-9a-fA-F]{64}$/.test(text)) throw new ConfigError(`--encryption-key-file ${file}: expected 32 raw bytes or 64 hex characters, got ${key.length} bytes`);
+}
+
+/** Options the volume layer does not implement yet: validated above, refused here if not the default. */
+async function refuseUnimplemented(cfg: ResolvedMount): Promise<void> {
+  if (cfg.encryptionKeyFile !== undefined) {
+    await checkKeyFile(cfg.encryptionKeyFile);
+    throw new ConfigError('--encryption-key-file: backend encryption is not implemented yet; mount without it');
+  }
+  if (cfg.dtl !== 'none') throw new ConfigError(`--dtl ${cfg.dtl}: the DTL is not implemented yet; only --dtl none works`);
+  if (cfg.dtlServer !== undefined) throw new ConfigError('--dtl-server: the DTL is not implemented yet; mount without it');
+}
+
+export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
+  const { config, debugFuse: _d, ...rest } = flags;
+  const fromFlags = validateConfig(Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), 'flags');
+  const file = config ? await loadConfigFile(config) : {};
+  const cfg = resolveMount(mountpoint, fromFlags, file);
+  await refuseUnimplemented(cfg);
+  return { cfg, file };
+}
+
+export async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
+  const { cfg, file } = await resolveFlags(mountpoint, flags);
+  if (cfg.logLevel) setLogLevel(cfg.logLevel);
+  await prepareMountpoint(cfg.mountpoint);
+
+  log.info('opening vPool', { vpool: cfg.vpool, state: cfg.state, backend: cfg.backend, router: cfg.router, dtl: cfg.dtl });
+  const vpool = await openVPool({
+    name: cfg.vpool,
+    stateDir: cfg.state,
+    backendUrl: cfg.backend,
+    routerId: cfg.router,
+    metadata: 'lmdb',
+    scoClusters: cfg.scoClusters,
+    tlogScos: cfg.tlogScos,
+    writeCacheBytes: cfg.writeCacheBytes,
+    readCacheBytes: cfg.readCacheBytes,
+    scoMaxAgeMs: cfg.scoMaxAgeMs,
+  });
+
+  let mounted: Mounted | undefined;
+  let metricsServer: MetricsServer | undefined;
+  let watcher: ConfigWatcher | undefined;
+  try {
+    const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds) : undefined;
+    mounted = await mountVPool({ vpool, mountpoint: cfg.mountpoint, observer: metrics, debug: flags.debugFuse });
+    if (metrics && cfg.metrics) {
+      const { host, port } = parseHostPort(cfg.metrics, '--metrics');
+      metricsServer = await serveMetrics(host, port, metrics.registry);
+    }
+    if (flags.config) watcher = watchConfig(flags.config, file);
+  } catch (err) {
+    await mounted?.unmount().catch(() => undefined);
+    await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
+    throw err;
+  }
+  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, options: mounted.options, metrics: metricsServer?.address ?? null });
+  installStop(vpool, mounted, () => Promise.all([watcher?.close(), metricsServer?.close()]));
+}
+
+function installStop(vpool: VPool, mounted: Mounted, closeExtras: () => Promise<unknown>): void {
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) {
+      log.warn(`${signal}: already stopping, shipping the write cache to the backend`);
+      return;
+    }
+    stopping = true;
+    log.info(`${signal}: stopping`, { mountpoint: mounted.mountpoint });
+    let code = 0;
+    try {
+      await vpool.syncToBackend();
+      log.info('write cache shipped to the backend', { vpool: vpool.name });
+    } catch (err) {
+      code = 1;
+      log.error('shipping to the backend failed; the data stays in the local write cache', { error: String(err) });
+    }
+    try {
+      await mounted.unmount();
+    } catch (err) {
+      code = 1;
+      log.error('unmount failed', { mountpoint: mounted.mountpoint, error: String(err) });
+    }
+    try {
+      await vpool.close();
+    } catch (err) {
+      code = 1;
+      log.error('closing the vPool failed', { error: String(err) });
+    }
+    await closeExtras().catch(() => undefined);
+    log.info('stopped', { mountpoint: mounted.mountpoint, exitCode: code });
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGHUP', () => log.info('SIGHUP ignored: the config file is watched'));
+  // A storage daemon keeps serving: a stray error is logged, not allowed to leave a dead mount behind.
+  process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: err instanceof Error ? err.stack : String(err) }));
+  process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err.stack }));
+}

@@ -1,0 +1,89 @@
+/**
+ * Checks before a mount: /dev/fuse is there, the mountpoint is free. A stale FUSE mount left by a crash
+ * (stat fails with ENOTCONN, "Transport endpoint is not connected") is cleared with `fusermount -uz`;
+ * a live mount is refused (busy). No synchronous call touches the mountpoint: a hung mount must not hang us.
+ */
+import { execFile } from 'node:child_process';
+import { access, constants, mkdir, readFile, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { logger } from '../util/log.js';
+
+const log = logger('cli');
+const run = promisify(execFile);
+
+export class MountpointError extends Error {}
+
+/** Mountpoints listed in /proc/self/mountinfo (field 5, octal escapes decoded). */
+export async function mountedPaths(): Promise<Set<string>> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const out = new Set<string>();
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f.length > 4) out.add(f[4].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return out;
+}
+
+/** stat() that gives up after `ms` (a hung FUSE daemon never answers). */
+async function statWithin(p: string, ms: number): Promise<{ ok: true; dir: boolean } | { ok: false; code: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<{ ok: false; code: string }>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, code: 'ETIMEDOUT' }), ms);
+    timer.unref();
+  });
+  const probe = stat(p).then(
+    (st) => ({ ok: true as const, dir: st.isDirectory() }),
+    (err: NodeJS.ErrnoException) => ({ ok: false as const, code: err.code ?? 'EIO' }),
+  );
+  const res = await Promise.race([probe, timeout]);
+  clearTimeout(timer);
+  return res;
+}
+
+export async function checkDevFuse(): Promise<void> {
+  try {
+    await access('/dev/fuse', constants.R_OK | constants.W_OK);
+  } catch (err) {
+    throw new MountpointError(`/dev/fuse is not usable (${(err as NodeJS.ErrnoException).code}): load the fuse module (modprobe fuse), or give the container the device (--device /dev/fuse --cap-add SYS_ADMIN)`);
+  }
+}
+
+/** Makes `mp` ready to mount on: clears a stale mount, refuses a live one, creates the directory. */
+export async function prepareMountpoint(mp: string): Promise<void> {
+  await checkDevFuse();
+  const probe = await statWithin(mp, 5000);
+  const mounted = (await mountedPaths()).has(mp);
+  if (!probe.ok && (probe.code === 'ENOTCONN' || probe.code === 'ECONNABORTED')) {
+    log.warn('clearing a stale mount left by a crash', { mountpoint: mp });
+    await unmountLazy(mp);
+    return prepareAfterClear(mp);
+  }
+  if (!probe.ok && probe.code === 'ETIMEDOUT') throw new MountpointError(`${mp}: something is mounted there and does not answer; unmount it first (fusermount -uz ${mp})`);
+  if (mounted) throw new MountpointError(`${mp}: busy, something is mounted there already (see: findmnt ${mp}); unmount it first`);
+  if (!probe.ok && probe.code === 'ENOENT') {
+    await mkdir(mp, { recursive: true });
+    return;
+  }
+  if (!probe.ok) throw new MountpointError(`${mp}: cannot use it as a mountpoint (${probe.code})`);
+  if (!probe.dir) throw new MountpointError(`${mp}: not a directory`);
+}
+
+async function prepareAfterClear(mp: string): Promise<void> {
+  const probe = await statWithin(mp, 5000);
+  if (!probe.ok) throw new MountpointError(`${mp}: still unusable after clearing a stale mount (${probe.code})`);
+  if ((await mountedPaths()).has(mp)) throw new MountpointError(`${mp}: busy, something is mounted there already`);
+}
+
+/** `fusermount -uz`, falling back to `umount -l`. */
+export async function unmountLazy(mp: string): Promise<void> {
+  try {
+    await run('fusermount', ['-uz', mp]);
+  } catch (err) {
+    log.debug('fusermount -uz failed, trying umount -l', { mountpoint: mp, error: (err as Error).message });
+    try {
+      await run('umount', ['-l', mp]);
+    } catch (err2) {
+      throw new MountpointError(`${mp}: cannot clear the stale mount: ${(err2 as Error).message.trim()}`);
+    }
+  }
+}
