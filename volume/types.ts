@@ -16,6 +16,8 @@ export interface VPoolOptions {
   stateDir: string;
   /** Backend URL: file:///dir, mem://name, s3://… Default file://<stateDir>/backend. */
   backendUrl?: string;
+  /** An already opened backend (tests wrap one to stall or fail it); wins over backendUrl. */
+  backend?: import('./backend/types.js').BlobStore;
   /** This storage router's identity. */
   routerId?: string;
   /** Clusters per SCO (default 1024 = 4 MiB). */

@@ -9,11 +9,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
-import { keyNumber, tlogKey } from './backend-layout.js';
+import { keyNumber, scoKey, tlogKey } from './backend-layout.js';
 import { LocalCache } from './local-cache.js';
-import { namespaceTag, SLOT_SIZE } from './sco-format.js';
+import { checkSlot, namespaceTag, slotAddress, SLOT_SIZE } from './sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader } from './uploader.js';
 import { VDiskImpl } from './vdisk.js';
@@ -105,21 +104,30 @@ async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
   fs.rmSync(v.cache.dir, { recursive: true, force: true });
   const tlogs = (await ctx.backend.list(`vdisks/${id}/tlog/`)).map(keyNumber).sort((a, b) => a - b);
+  const scos = (await ctx.backend.list(`vdisks/${id}/sco/`)).map(keyNumber).sort((a, b) => a - b);
+  const decoded = [];
+  for (const tlog of tlogs) decoded.push({ tlog, ...decodeRecords(await ctx.backend.get(tlogKey(id, tlog))) });
   let lastSco = 0;
-  for (const tlog of tlogs) {
-    const { records, error } = decodeRecords(await ctx.backend.get(tlogKey(id, tlog)));
-    if (error !== null) {
-      throw new VolumeError('CHECKSUM', `TLog ${tlog} of vDisk ${id} in the backend is corrupt (${error}): the vDisk cannot be rebuilt`, {
-        vdisk: id, object: tlogKey(id, tlog), reason: error,
-      });
-    }
+  for (let i = 0; i < decoded.length; i++) {
+    const { tlog, records, error } = decoded[i];
     for (const r of records) {
       v.applyRecord(r);
       if (r.type === RecordType.Sco) lastSco = Math.max(lastSco, r.sco);
     }
+    if (error === null) continue;
+    // A damaged TLog: its SCOs are self-describing, so take their entries from the SCOs themselves.
+    const nextFirst = firstScoOf(decoded.slice(i + 1));
+    const gap = scos.filter((n) => n > lastSco && n < nextFirst);
+    log.error('a TLog in the backend is damaged; recovering its entries from the SCOs it covers (resizes it held are lost)', {
+      vdisk: id, object: tlogKey(id, tlog), reason: error, scos: gap,
+    });
+    for (const sco of gap) {
+      const rec = scoRecordFromSlots(await ctx.backend.get(scoKey(id, sco)), v.tag, sco);
+      v.applyRecord(rec);
+      lastSco = Math.max(lastSco, sco);
+    }
   }
   // SCOs uploaded without their TLog (a crash in between) must not be overwritten: number past them
-  const scos = (await ctx.backend.list(`vdisks/${id}/sco/`)).map(keyNumber);
   const maxSco = scos.reduce((m, n) => Math.max(m, n), lastSco);
   const lastTlog = tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0;
   for (const count of v.scoCounts.values()) v.backendBytes += count * SLOT_SIZE;
@@ -129,4 +137,20 @@ async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
   v.cache.create(lastTlog + 1, maxSco + 1);
   await ctx.mds.commit(ops);
   log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size });
+}
+
+function firstScoOf(later: Array<{ records: TLogRecord[] }>): number {
+  for (const d of later) for (const r of d.records) if (r.type === RecordType.Sco) return r.sco;
+  return Infinity;
+}
+
+/** The entries of a SCO read from its slot headers (each verified by its own checksum). */
+function scoRecordFromSlots(buf: Buffer, tag: number, sco: number): TLogRecord {
+  const count = Math.floor(buf.length / SLOT_SIZE);
+  const addresses = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    // a damaged slot cannot be trusted to say its address: it maps nothing (-1)
+    addresses[i] = checkSlot(buf, i * SLOT_SIZE, tag, sco, i, -1) === null ? slotAddress(buf, i * SLOT_SIZE) : -1;
+  }
+  return { type: RecordType.Sco, sco, count, crc: 0, addresses };
 }

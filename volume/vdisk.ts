@@ -126,7 +126,7 @@ export class VDiskImpl implements VDisk {
   /** Applies a TLog record while opening (replay). Safe to replay over a newer map: last writer wins. */
   applyRecord(rec: TLogRecord): void {
     if (rec.type === RecordType.Sco) {
-      for (let i = 0; i < rec.count; i++) this.map.set(rec.addresses[i], rec.sco, i);
+      for (let i = 0; i < rec.count; i++) if (rec.addresses[i] >= 0) this.map.set(rec.addresses[i], rec.sco, i);
       this.scoCounts.set(rec.sco, rec.count);
     } else if (rec.type === RecordType.Resize) {
       this.map.clearFrom(Math.ceil(rec.size / CLUSTER_SIZE));

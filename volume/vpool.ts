@@ -36,7 +36,7 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   const stateDir = path.resolve(opts.stateDir);
   fs.mkdirSync(stateDir, { recursive: true });
   const backendUrl = opts.backendUrl ?? `file://${path.join(stateDir, 'backend')}`;
-  const backend = await openBlobStore(backendUrl);
+  const backend = opts.backend ?? (await openBlobStore(backendUrl));
   const mds = openMetadataStore(opts.metadata ?? 'lmdb', path.join(stateDir, 'mds'));
   const ctx: VDiskContext = {
     backend, mds,
@@ -62,6 +62,7 @@ function checkTuning(v: number, name: string, min: number, max: number): number 
 class VPoolImpl implements VPool {
   private tree!: Tree;
   private readonly vdisks = new Map<string, VDiskImpl>();
+  private readonly broken = new Map<string, VolumeError>();
   private shipper!: TreeShipper;
   private ticker: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
@@ -98,7 +99,16 @@ class VPoolImpl implements VPool {
     }
     this.tree = tree;
     this.shipper = new TreeShipper(backend, mds, () => this.tree.dump());
-    for (const node of this.tree.files()) this.vdisks.set(node.vdiskId!, await openVDisk(node.vdiskId!, this.ctx));
+    for (const node of this.tree.files()) {
+      try {
+        this.vdisks.set(node.vdiskId!, await openVDisk(node.vdiskId!, this.ctx));
+      } catch (err) {
+        // one vDisk that cannot open must not take the vPool down: it answers every call with the cause
+        const cause = err instanceof VolumeError ? err : new VolumeError('BACKEND', `vDisk could not be opened: ${(err as Error).message}`, { vdisk: node.vdiskId }, { cause: err });
+        this.broken.set(node.vdiskId!, cause);
+        log.error('vDisk could not be opened; its calls fail until this is repaired', { vdisk: node.vdiskId, path: this.tree.pathOf(node), error: cause.message });
+      }
+    }
     this.ctx.space.onPressure = () => {
       for (const v of this.vdisks.values()) if (v.cache.hasPending) v.ship();
     };
@@ -307,11 +317,20 @@ class VPoolImpl implements VPool {
 
   private vdiskOf(node: TreeNode): VDiskImpl {
     const v = this.vdisks.get(node.vdiskId!);
+    const broken = this.broken.get(node.vdiskId!);
+    if (broken !== undefined) throw broken;
     if (v === undefined) throw new VolumeError('NOT_FOUND', `vDisk ${node.vdiskId} is not open`, { vdisk: node.vdiskId });
     return v;
   }
 
   private async dropVDisk(node: TreeNode): Promise<void> {
+    const id = node.vdiskId!;
+    if (this.broken.delete(id)) {
+      await this.ctx.mds.deletePrefix(vdiskMdsPrefix(id));
+      fs.rmSync(path.join(this.ctx.writeCacheDir, id), { recursive: true, force: true });
+      await this.shipper.removeVDisk(id);
+      return;
+    }
     const v = this.vdiskOf(node);
     v.shutdown();
     this.vdisks.delete(v.id);
