@@ -83,6 +83,7 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
   }
   const journal = v.cache.reopenJournal();
   replay(journal.records);
+  v.cache.nextSco = lastSco + 1; // never reuse a SCO number, even when every local copy was evicted
   for (const { sco, addresses } of v.cache.recoverOpenScos(lastSco)) {
     for (let i = 0; i < addresses.length; i++) v.map.set(addresses[i], sco, i);
   }

@@ -1,0 +1,90 @@
+/**
+ * The reference a vDisk is compared with in model-based tests: a plain, obviously-right sparse disk
+ * (one Buffer per written 4 KiB cluster) with the same semantics — holes read as zeros, size exactly as
+ * set, a shrink discards past the new size, allocated = clusters written and not discarded.
+ */
+const CS = 4096;
+
+export class RefDisk {
+  size = 0;
+  readonly clusters = new Map<number, Buffer>();
+
+  write(offset: number, data: Uint8Array): void {
+    let pos = 0;
+    while (pos < data.length) {
+      const off = offset + pos;
+      const a = Math.floor(off / CS);
+      const within = off - a * CS;
+      const n = Math.min(CS - within, data.length - pos);
+      let c = this.clusters.get(a);
+      if (c === undefined) {
+        c = Buffer.alloc(CS);
+        this.clusters.set(a, c);
+      }
+      c.set(data.subarray(pos, pos + n), within);
+      pos += n;
+    }
+    this.size = Math.max(this.size, offset + data.length);
+  }
+
+  read(offset: number, length: number): Buffer {
+    if (offset >= this.size) return Buffer.alloc(0);
+    const out = Buffer.alloc(Math.min(this.size, offset + length) - offset);
+    let pos = 0;
+    while (pos < out.length) {
+      const off = offset + pos;
+      const a = Math.floor(off / CS);
+      const within = off - a * CS;
+      const n = Math.min(CS - within, out.length - pos);
+      const c = this.clusters.get(a);
+      if (c !== undefined) c.copy(out, pos, within, within + n);
+      pos += n;
+    }
+    return out;
+  }
+
+  resize(size: number): void {
+    if (size < this.size) {
+      const keep = Math.ceil(size / CS);
+      for (const a of [...this.clusters.keys()]) if (a >= keep) this.clusters.delete(a);
+      const tail = size % CS;
+      const c = this.clusters.get(Math.floor(size / CS));
+      if (tail !== 0 && c !== undefined) c.fill(0, tail);
+    }
+    this.size = size;
+  }
+
+  get allocatedBytes(): number {
+    return this.clusters.size * CS;
+  }
+
+  clone(): RefDisk {
+    const r = new RefDisk();
+    r.size = this.size;
+    for (const [a, c] of this.clusters) r.clusters.set(a, Buffer.from(c));
+    return r;
+  }
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same run. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Bytes derived from (seed, n): what a write of op n carries, reproducible by a checker. */
+export function pattern(seed: number, n: number, length: number): Buffer {
+  const r = rng((seed * 7919 + n * 104729) >>> 0);
+  const b = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i += 4) {
+    const v = (r() * 4294967296) >>> 0;
+    for (let k = 0; k < 4 && i + k < length; k++) b[i + k] = (v >>> (k * 8)) & 0xff;
+  }
+  return b;
+}
