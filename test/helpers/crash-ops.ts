@@ -1,0 +1,16 @@
+/** The operation sequence shared by the crash-test child and its checker: op n is a pure function of (seed, n). */
+import { pattern, rng } from './ref-disk.js';
+
+export const CRASH_DISK_MAX = 48 * 2 ** 20;
+
+export type CrashOp = { kind: 'write'; offset: number; data: Buffer } | { kind: 'resize'; size: number } | { kind: 'sync' };
+
+export function crashOp(seed: number, n: number): CrashOp {
+  const r = rng((seed ^ Math.imul(n, 2654435761)) >>> 0);
+  const k = r();
+  if (k < 0.03) return { kind: 'resize', size: Math.floor(r() * CRASH_DISK_MAX) };
+  if (k < 0.08) return { kind: 'sync' };
+  const len = r() < 0.5 ? 1 + Math.floor(r() * 9000) : 4096 * (1 + Math.floor(r() * 32));
+  const offset = Math.floor(r() * (CRASH_DISK_MAX - len));
+  return { kind: 'write', offset, data: pattern(seed, n, len) };
+}
