@@ -9,6 +9,7 @@ import type { FuseOpts } from 'fuse-native';
 import { logger } from '../util/log.js';
 import type { VPool } from '../volume/types.js';
 import { FdTable } from './fds.js';
+import { Fence } from './fence.js';
 import { VpoolFuse } from './native.js';
 import { instrument, type OpObserver } from './observe.js';
 import { ioOps } from './ops-io.js';
@@ -33,6 +34,8 @@ export interface Mounted {
   /** The `-o` string handed to libfuse. */
   readonly options: string;
   readonly fds: FdTable;
+  /** Refuses every new change (EIO) and resolves once the running ones have answered: call before the final ship. */
+  fence(): Promise<void>;
   /** Unmounts (lazily, like `fusermount -uz`); open files see errors afterwards. */
   unmount(): Promise<void>;
 }
@@ -41,6 +44,8 @@ export async function mountVPool(opts: MountOptions): Promise<Mounted> {
   const isRoot = process.getuid?.() === 0;
   const ctx: OpContext = { vpool: opts.vpool, fds: new FdTable(), uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   let ops: Record<string, (...args: any[]) => void> = { ...treeOps(ctx), ...ioOps(ctx), ...xattrOps(ctx) };
+  const fence = new Fence();
+  fence.guard(ops);
   if (opts.observer) ops = instrument(ops, opts.observer);
 
   const fuseOpts: FuseOpts = {
@@ -64,6 +69,7 @@ export async function mountVPool(opts: MountOptions): Promise<Mounted> {
     mountpoint: fuse.mnt,
     options,
     fds: ctx.fds,
+    fence: () => fence.close(),
     unmount() {
       unmounted ??= new Promise<void>((resolve, reject) =>
         fuse.unmount((err) => {

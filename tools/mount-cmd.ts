@@ -110,12 +110,13 @@ function installStop(vpool: VPool, mounted: Mounted, closeExtras: () => Promise<
     log.info(`${signal}: stopping`, { mountpoint: mounted.mountpoint });
     let code = 0;
     try {
+      // ship the bulk while still serving, then fence changes so that the final ship (close) has every acknowledged write
       await vpool.syncToBackend();
-      log.info('write cache shipped to the backend', { vpool: vpool.name });
     } catch (err) {
       code = 1;
       log.error('shipping to the backend failed; the data stays in the local write cache', { error: String(err) });
     }
+    await mounted.fence();
     try {
       await mounted.unmount();
     } catch (err) {
@@ -126,7 +127,7 @@ function installStop(vpool: VPool, mounted: Mounted, closeExtras: () => Promise<
       await vpool.close();
     } catch (err) {
       code = 1;
-      log.error('closing the vPool failed', { error: String(err) });
+      log.error('closing the vPool (the final ship to the backend) failed; the data stays in the local write cache', { error: String(err) });
     }
     await closeExtras().catch(() => undefined);
     log.info('stopped', { mountpoint: mounted.mountpoint, exitCode: code });
