@@ -38,6 +38,8 @@ export class LocalCache {
   private readonly tlogDir: string;
   private readonly fds = new Map<number, number>();
   private readonly unsynced = new Set<number>();
+  private unsyncedTlogFds: number[] = [];
+  private inflightSync: Promise<void> = Promise.resolve();
   private dirsDirty = false;
 
   // the open SCO
@@ -150,7 +152,9 @@ export class LocalCache {
       }
       const addresses = new Float64Array(n);
       for (let i = 0; i < n; i++) addresses[i] = slotAddress(buf, i * SLOT_SIZE);
-      const crc = crc32(buf.subarray(0, n * SLOT_SIZE)) >>> 0;
+      let crc = 0;
+      for (let i = 0; i < n; i++) crc = crc32(buf.subarray(i * SLOT_SIZE, i * SLOT_SIZE + SLOT_HEADER), crc);
+      crc >>>= 0;
       this.appendRecord({ type: RecordType.Sco, sco, count: n, crc, addresses });
       this.noteScoInJournal(sco);
       this.unsynced.add(sco);
@@ -182,7 +186,7 @@ export class LocalCache {
       const fd = this.fds.get(this.openSco)!;
       writevFully(fd, iov, this.openSlots * SLOT_SIZE);
       for (let k = 0; k < n; k++) {
-        this.openCrc = crc32(iov[k * 2 + 1], crc32(iov[k * 2], this.openCrc));
+        this.openCrc = crc32(iov[k * 2], this.openCrc);
         this.openAddresses[this.openSlots] = addresses[i + k];
         placed(i + k, this.openSco, this.openSlots);
         this.openSlots++;
@@ -241,13 +245,14 @@ export class LocalCache {
     this.closeSco();
     if (this.journalEvents === 0) return;
     const tlog = this.journalNo;
-    fs.fdatasyncSync(this.journalFd);
-    fs.closeSync(this.journalFd);
+    // no fsync here: sync() (a user's fsync, a cork) makes it durable; syncing 16 SCOs on every TLog
+    // close would stall writers for nothing
+    if (this.journalSynced) fs.closeSync(this.journalFd);
+    else this.unsyncedTlogFds.push(this.journalFd);
     fs.renameSync(path.join(this.tlogDir, `${tlogName(tlog)}.open`), path.join(this.tlogDir, tlogName(tlog)));
     const first = this.journalFirstSco;
     const last = this.journalLastSco;
     this.openJournal(tlog + 1);
-    this.syncLocal(); // the SCOs the closed TLog names, and the renames, are durable before anyone acts on them
     this.events.onTlogClosed(tlog, first === 0 ? 1 : first, first === 0 ? 0 : last);
   }
 
@@ -276,38 +281,51 @@ export class LocalCache {
     if (fd !== undefined) fs.closeSync(fd);
     this.fds.delete(sco);
     this.unsynced.delete(sco);
-    try {
-      fs.unlinkSync(this.scoPath(sco));
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw err;
-    }
+    if (!fs.existsSync(this.scoPath(sco))) return false;
+    // the unlink itself (freeing a few MiB of extents) runs off the event loop
+    fs.unlink(this.scoPath(sco), () => {});
+    return true;
   }
 
   deleteClosedTlog(tlog: number): void {
     fs.rmSync(this.tlogPath(tlog), { force: true });
   }
 
-  /** Makes everything appended so far survive a host crash. */
-  syncLocal(): void {
+  /**
+   * Makes everything appended so far survive a host crash. The fdatasyncs run on libuv's threads, so
+   * writers go on meanwhile; a call resolves only when its own syncs and any still in flight are done.
+   */
+  async syncLocal(): Promise<void> {
+    const fds: number[] = [];
     for (const sco of this.unsynced) {
       const fd = this.fds.get(sco);
-      if (fd !== undefined) fs.fdatasyncSync(fd);
+      if (fd !== undefined) fds.push(fd);
     }
     this.unsynced.clear();
     if (!this.journalSynced) {
-      fs.fdatasyncSync(this.journalFd);
+      fds.push(this.journalFd);
       this.journalSynced = true;
     }
-    if (this.dirsDirty) {
-      fsyncDir(this.scoDir);
-      fsyncDir(this.tlogDir);
-      this.dirsDirty = false;
-    }
+    const tlogFds = this.unsyncedTlogFds;
+    this.unsyncedTlogFds = [];
+    const dirs = this.dirsDirty ? [this.scoDir, this.tlogDir] : [];
+    this.dirsDirty = false;
+    const mine = (async () => {
+      try {
+        await Promise.all([...fds, ...tlogFds].map((fd) => fdatasync(fd)));
+        await Promise.all(dirs.map((d) => fsyncDirAsync(d)));
+      } finally {
+        for (const fd of tlogFds) fs.close(fd, () => {});
+      }
+    })();
+    const all = Promise.all([this.inflightSync, mine]).then(() => undefined);
+    this.inflightSync = all.catch(() => undefined);
+    await all;
   }
 
   close(): void {
+    for (const fd of this.unsyncedTlogFds) fs.closeSync(fd);
+    this.unsyncedTlogFds = [];
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
     if (this.journalFd >= 0) fs.closeSync(this.journalFd);
@@ -372,6 +390,20 @@ function writevFully(fd: number, iov: Uint8Array[], position: number): void {
     const n = fs.writevSync(fd, rest, position + done);
     if (n === 0) throw new VolumeError('NO_SPACE', 'write cache: short write', { fd });
     done += n;
+  }
+}
+
+/** fdatasync that tolerates a descriptor closed meanwhile (an emptied or evicted SCO: nothing to keep). */
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err && err.code !== 'EBADF' ? reject(err) : resolve())));
+}
+
+async function fsyncDirAsync(dir: string): Promise<void> {
+  const h = await fs.promises.open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
   }
 }
 

@@ -5,7 +5,8 @@
  *
  * Records (all integers little-endian):
  *   HEADER     vdisk id (utf-8, length-prefixed u16), u32 TLog number
- *   SCO        u32 SCO number, u32 slot count, u32 crc32 of the SCO's bytes, then per slot the cluster
+ *   SCO        u32 SCO number, u32 slot count, u32 crc32 of the SCO's slot headers (each header holds
+ *              the crc32 of its data, so this covers every byte), then per slot the cluster
  *              address as f64 — the cluster-map entries (address → SCO, slot) that SCO carries
  *   RESIZE     f64 new size in bytes
  *

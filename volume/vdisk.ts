@@ -77,7 +77,7 @@ export class VDiskImpl implements VDisk {
 
   async sync(): Promise<void> {
     this.checkOpen();
-    await this.exclusive(async () => this.cache.syncLocal());
+    await this.exclusive(() => this.cache.syncLocal());
   }
 
   async syncToBackend(): Promise<void> {
@@ -145,7 +145,7 @@ export class VDiskImpl implements VDisk {
   /** The uploader put TLog `p` (and its SCOs) in the backend: persist the map, free the local copies. */
   async cork(p: PendingTlog, scoBytes: number): Promise<void> {
     if (this.closed) return;
-    this.cache.syncLocal();
+    await this.cache.syncLocal();
     const ops = corkOps(this, p);
     await this.ctx.mds.commit(ops);
     this.corkedTlog = p.tlog;
