@@ -157,6 +157,24 @@ export class MountHandle {
   }
 }
 
+/** The daemon's JSON log lines that have `message` (a string or a pattern) and every field in `fields`. */
+export function logEntries(log: string, message: string | RegExp, fields: Record<string, unknown> = {}): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const line of log.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let e: Record<string, unknown>;
+    try {
+      e = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
+    const msg = String(e.message);
+    if (typeof message === 'string' ? msg !== message : !message.test(msg)) continue;
+    if (Object.entries(fields).every(([k, v]) => JSON.stringify(e[k]) === JSON.stringify(v))) out.push(e);
+  }
+  return out;
+}
+
 /** Starts `vpoolfs mount` in a child process, waits until it is mounted, and stops it at teardown. */
 export async function startMount(t: ExecutionContext, opts: MountOpts): Promise<MountHandle> {
   if (!HAS_FUSE) throw new Error('/dev/fuse is missing: cannot mount');

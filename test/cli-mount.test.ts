@@ -1,0 +1,120 @@
+/**
+ * `vpoolfs mount` as a command: bad flags, bad config files and options not implemented yet give a
+ * clear message and a non-zero exit with nothing mounted; a busy mountpoint is refused; defaults
+ * (vPool name = basename); the config file is watched (logLevel live, other keys need a restart);
+ * Prometheus metrics on --metrics.
+ */
+import test0 from 'ava';
+import { spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CLI, freshLayout, fuseTest, isMounted, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
+
+const test = fuseTest();
+
+async function refused(args: string, root: string): Promise<{ code: number; stderr: string; mounted: boolean }> {
+  const mp = path.join(root, 'mnt');
+  const r = await sh(`node ${q(CLI)} mount ${q(mp)} --state ${q(path.join(root, 'state'))} ${args}`, { timeoutMs: 30_000 });
+  return { code: r.code, stderr: r.stderr, mounted: await isMounted(mp) };
+}
+
+test('bad flags, bad config files and unimplemented options: a clear message, non-zero exit, nothing mounted', async (t) => {
+  const l = await freshLayout(t);
+  const cfg = (name: string, text: string) => writeFile(path.join(l.root, name), text).then(() => q(path.join(l.root, name)));
+  const cases: [string, RegExp][] = [
+    ['--bogus', /unknown option '--bogus'/],
+    ['--dtl maybe', /--dtl.*Allowed choices are none, async, sync/],
+    ['--backend nonsense', /not a URL/],
+    ['--backend ftp://x/y', /unsupported backend scheme/],
+    ['--vpool "bad name"', /vPool name/],
+    ['--dtl-server nohost', /expected HOST:PORT/],
+    ['--metrics 127.0.0.1:99999', /expected HOST:PORT/],
+    ['--dtl async', /the DTL is not implemented yet/],
+    ['--dtl sync', /the DTL is not implemented yet/],
+    ['--dtl-server 127.0.0.1:7000', /the DTL is not implemented yet/],
+    [`--encryption-key-file ${q(path.join(l.root, 'nokey'))}`, /cannot read it/],
+    [`--encryption-key-file ${await cfg('short.key', 'abc')}`, /expected 32 raw bytes or 64 hex characters/],
+    [`--encryption-key-file ${await cfg('good.key', 'ab'.repeat(32))}`, /encryption is not implemented yet/],
+    [`--config ${q(path.join(l.root, 'missing.json'))}`, /cannot read the config file/],
+    [`--config ${await cfg('bad.json', '{"vpool": ')}`, /not valid JSON/],
+    [`--config ${await cfg('array.json', '[]')}`, /expected a JSON object/],
+    [`--config ${await cfg('unknown.json', '{"colour": "blue"}')}`, /unknown key "colour"/],
+    [`--config ${await cfg('type.json', '{"writeCacheBytes": -5}')}`, /writeCacheBytes: expected a size/],
+    [`--config ${await cfg('dtl.json', '{"dtl": "fast"}')}`, /dtl: expected one of none, async, sync/],
+    [`--config ${await cfg('level.json', '{"logLevel": "loud"}')}`, /logLevel: expected one of/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await refused(args, l.root);
+    t.not(r.code, 0, `${args} exits non-zero`);
+    t.regex(r.stderr, message, `${args}: ${r.stderr}`);
+    t.false(r.mounted, `${args}: nothing mounted`);
+  }
+});
+
+test('a busy mountpoint is refused and the mount already there keeps working', async (t) => {
+  const l = await freshLayout(t);
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  await ok(t, `truncate -s 1M ${q(m.p('d'))}`);
+  const r = await sh(`node ${q(CLI)} mount ${q(l.mountpoint)} --state ${q(path.join(l.root, 'state2'))}`, { timeoutMs: 30_000 });
+  t.not(r.code, 0);
+  t.regex(r.stderr, /busy/);
+  t.is((await ok(t, `stat -c %s ${q(m.p('d'))}`)).trim(), String(2 ** 20));
+  t.true(m.alive);
+});
+
+test('defaults: the vPool is named after the mountpoint; SIGINT stops cleanly too', async (t) => {
+  const l = await freshLayout(t, 'pool-a');
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  t.is(logEntries(m.log, 'opening vPool', { vpool: 'pool-a', state: l.state, backend: l.backend, dtl: 'none' }).length, 1, m.log);
+  t.regex(String(logEntries(m.log, 'mounted')[0]?.options), /big_writes,max_write=131072/);
+  t.regex(await ok(t, `findmnt -n -o FSTYPE,SOURCE ${q(l.mountpoint)}`), /fuse\.vpoolfs\s+vpoolfs:pool-a/);
+  m.child.kill('SIGINT');
+  const { code } = await m.exited;
+  t.is(code, 0);
+  t.false(await isMounted(l.mountpoint));
+  t.is(logEntries(m.log, 'unmounted', { vpool: 'pool-a' }).length, 1, m.log);
+});
+
+test('the config file: its keys are used, logLevel applies live, other changes are logged as needing a restart', async (t) => {
+  const l = await freshLayout(t);
+  const file = path.join(l.root, 'vpool.json');
+  await writeFile(file, JSON.stringify({ vpool: 'fromconfig', logLevel: 'info', writeCacheBytes: '256M' }));
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: ['--config', file] });
+  t.is(logEntries(m.log, 'opening vPool', { vpool: 'fromconfig' }).length, 1, m.log);
+  const wait = async (message: string, fields: Record<string, unknown> = {}) => {
+    for (let i = 0; i < 200 && logEntries(m.log, message, fields).length === 0; i++) await sleep(50);
+    t.is(logEntries(m.log, message, fields).length, 1, `${message}:\n${m.log}`);
+  };
+  await writeFile(file, JSON.stringify({ vpool: 'fromconfig', logLevel: 'debug', writeCacheBytes: '512M' }));
+  await wait('config: logLevel applied', { logLevel: 'debug' });
+  await wait('config: writeCacheBytes changed; it takes effect after a restart', { value: 512 * 2 ** 20 });
+  await writeFile(file, '{ broken');
+  await wait('config change ignored: the file is not valid');
+  t.true(m.alive);
+});
+
+test('--metrics serves Prometheus metrics: operations, bytes, latency', async (t) => {
+  const l = await freshLayout(t);
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: ['--metrics', '127.0.0.1:0'] });
+  await ok(t, `dd if=/dev/zero of=${q(m.p('d'))} bs=64k count=4 status=none && cat ${q(m.p('d'))} > /dev/null`);
+  const address = logEntries(m.log, 'metrics listening')[0]?.address;
+  t.truthy(address, m.log);
+  const text = await fetch(`http://${address}/metrics`).then((r) => r.text());
+  t.regex(text, /vpoolfs_fuse_ops_total\{op="write",result="ok",vpool="vp"\} \d+/);
+  t.regex(text, /vpoolfs_fuse_bytes_total\{kind="write",vpool="vp"\} 262144/);
+  t.regex(text, /vpoolfs_fuse_bytes_total\{kind="read",vpool="vp"\} \d+/);
+  t.regex(text, /vpoolfs_fuse_op_duration_seconds_bucket\{[^}]*op="write"[^}]*\} [1-9]/);
+  t.regex(text, /vpoolfs_dirty_bytes\{vpool="vp"\} \d+/);
+});
+
+
+/** A private mount namespace with an empty /dev: the only way to take /dev/fuse away without root games on the host. */
+const canHideDev = spawnSync('unshare', ['-m', 'true']).status === 0;
+(canHideDev ? test0 : test0.skip)('missing /dev/fuse: a clear message, non-zero exit, nothing mounted', async (t) => {
+  const l = await freshLayout(t);
+  const r = await sh(`unshare -m sh -c ${q(`mount -t tmpfs none /dev && exec node ${q(CLI)} mount ${q(l.mountpoint)} --state ${q(l.state)}`)}`, { timeoutMs: 30_000 });
+  t.not(r.code, 0);
+  t.regex(r.stderr, /\/dev\/fuse is not usable \(ENOENT\)/);
+  t.false(await isMounted(l.mountpoint));
+});
