@@ -2,8 +2,10 @@
  * `vpoolfs create FILE SIZE` and `vpoolfs info FILE`: management verbs that go through the mount with
  * plain file-system calls, so that a shell script and the CLI do the same thing.
  */
+import { execFile } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { ConfigError, parseSize } from './config.js';
 
 /** Creates a thin vDisk of SIZE bytes: open(O_CREAT|O_EXCL) + ftruncate. An existing file is not touched. */
@@ -29,8 +31,26 @@ export async function createDisk(file: string, sizeText: string, json: boolean):
   else console.log(`created ${file}: ${size} bytes`);
 }
 
-/** Size and space really written, from stat. The full view (user.vdisk.info) comes with the snapshot issue. */
+/** The `user.vdisk.info` view (JSON), or undefined while the mount does not answer it (ENOTSUP until the snapshot issue). */
+async function infoXattr(file: string): Promise<unknown> {
+  try {
+    const { stdout } = await promisify(execFile)('getfattr', ['--only-values', '-n', 'user.vdisk.info', '--', file], { encoding: 'utf8' });
+    return JSON.parse(stdout) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The vDisk's `user.vdisk.info` view when the mount answers it; until then (the snapshot issue) its size
+ * and the space really written, from stat.
+ */
 export async function diskInfo(file: string, json: boolean): Promise<void> {
+  const view = await infoXattr(file);
+  if (view !== undefined) {
+    console.log(json ? JSON.stringify(view) : JSON.stringify(view, null, 2));
+    return;
+  }
   let st;
   try {
     st = await stat(file);
