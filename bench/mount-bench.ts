@@ -20,6 +20,13 @@ import { fileURLToPath } from 'node:url';
 import { WORKLOADS, currentFioPid, figure, fioVersion, layOut, median, runFio, type FioResult, type Workload } from './fio.js';
 import { TARGET_NAMES, makeTarget, type Target, type TargetName } from './targets.js';
 
+interface TargetStatus {
+  ok: boolean;
+  error?: string;
+  /** How the child ended on SIGTERM (`exit 0` = clean) and how long that took. */
+  stop?: { how: string; ms: number };
+}
+
 interface Options {
   runtimeSec: number;
   rampSec: number;
@@ -49,7 +56,9 @@ function parseOptions(argv: string[]): Options {
     return n;
   };
   const only = (values.only ?? env('ONLY'))?.split(',').map((s) => s.trim()).filter(Boolean);
-  const workloads = only ? WORKLOADS.filter((w) => only.some((o) => w.name.startsWith(o))) : WORKLOADS;
+  // A full name picks that workload alone; anything else is a prefix (`randwrite` = all three).
+  const picks = (w: Workload, o: string): boolean => w.name === o || (!WORKLOADS.some((x) => x.name === o) && w.name.startsWith(o));
+  const workloads = only ? WORKLOADS.filter((w) => only.some((o) => picks(w, o))) : WORKLOADS;
   if (workloads.length === 0) throw new Error(`--only matches no workload; known: ${WORKLOADS.map((w) => w.name).join(', ')}`);
   const targets = (values.targets ?? env('TARGETS') ?? TARGET_NAMES.join(',')).split(',').map((s) => s.trim());
   for (const t of targets) {
@@ -93,7 +102,7 @@ async function main(): Promise<void> {
   const root = fs.realpathSync(fs.mkdtempSync(path.join(o.base, 'vpoolfs-bench-')));
   const file = 'fio.dat';
   const results = new Map<string, Map<string, FioResult[]>>(); // workload -> target -> runs
-  const status: Record<string, { ok: boolean; error?: string }> = {};
+  const status: Record<string, TargetStatus> = {};
   const live: Target[] = [];
   const started = new Date().toISOString();
   process.stderr.write(`bench: ${o.workloads.length} workloads x ${o.targets.join(', ')} x ${o.runs} runs, `
@@ -129,14 +138,23 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    for (const t of [...live].reverse()) await t.stop();
+    for (const t of [...live].reverse()) {
+      await t.stop();
+      if (t.stopped) status[t.name] = { ...status[t.name]!, stop: t.stopped };
+    }
+    // Keep the children's logs next to the summary: they say what a slow target was waiting for.
+    for (const t of live) {
+      if (!t.log || !fs.existsSync(t.log)) continue;
+      fs.mkdirSync(path.dirname(o.out), { recursive: true });
+      fs.copyFileSync(t.log, path.join(path.dirname(o.out), `mount-latest-${t.name}.log`));
+    }
     fs.rmSync(root, { recursive: true, force: true });
   }
   report(o, results, status, started);
 }
 
 function report(o: Options, results: Map<string, Map<string, FioResult[]>>,
-  status: Record<string, { ok: boolean; error?: string }>, started: string): void {
+  status: Record<string, TargetStatus>, started: string): void {
   const names = o.targets;
   const rows: string[][] = [['workload', 'unit', ...names, 'vpoolfs/passthrough', 'vpoolfs/local']];
   const summary: unknown[] = [];
@@ -164,7 +182,10 @@ function report(o: Options, results: Map<string, Map<string, FioResult[]>>,
   process.stdout.write(`\nmedians of ${o.runs} runs, ${o.rampSec}+${o.runtimeSec} s each, ${o.size} file\n`);
   process.stdout.write(`${line(rows[0]!)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n`);
   for (const r of rows.slice(1)) process.stdout.write(`${line(r)}\n`);
-  for (const [n, s] of Object.entries(status)) if (!s.ok) process.stdout.write(`\n${n}: not measured: ${s.error}\n`);
+  for (const [n, s] of Object.entries(status)) {
+    if (!s.ok) process.stdout.write(`\n${n}: not measured: ${s.error}\n`);
+    if (s.stop) process.stdout.write(`${n}: stopped by SIGTERM with ${s.stop.how} after ${(s.stop.ms / 1000).toFixed(1)} s\n`);
+  }
   fs.mkdirSync(path.dirname(o.out), { recursive: true });
   void fioVersion().then((fio) => {
     fs.writeFileSync(o.out, `${JSON.stringify({

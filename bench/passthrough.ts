@@ -1,7 +1,8 @@
 /**
  * A do-nothing passthrough FUSE filesystem on fuse-native: the reference that `npm run bench` measures
  * vpoolfs against. It mirrors BACKINGDIR at MOUNTPOINT, with the mount options vpoolfs uses
- * (`big_writes,max_write=131072`, fuse-native's per-operation timeout off), and does per request only
+ * (`big_writes,max_write=131072`, as root `allow_other,default_permissions`, fuse-native's per-operation
+ * timeout off), and does per request only
  * what any fuse-native filesystem must: one positional fs.read/fs.write on a file descriptor of the
  * backing file. Whatever vpoolfs costs beyond this is the cost of vpoolfs, not of FUSE or fuse-native.
  *
@@ -13,8 +14,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
-/** Mount options shared with vpoolfs (DESIGN.md, "Measured anchors"): writes of up to 128 KiB per request. */
-export const BIG_WRITES_OPTIONS = 'big_writes,max_write=131072';
+/**
+ * The `-o` options vpoolfs adds to fuse-native's (fuse/mount.ts): writes of up to 128 KiB per request
+ * (DESIGN.md, "Measured anchors") and, as root, allow_other with the kernel checking permissions.
+ */
+export const MOUNT_OPTIONS = ['big_writes', 'max_write=131072', ...(process.getuid?.() === 0 ? ['allow_other', 'default_permissions'] : [])].join(',');
 
 type Cb = (code: number, ...rest: unknown[]) => void;
 interface FuseInstance {
@@ -35,7 +39,7 @@ const Fuse = require('fuse-native') as FuseCtor;
 class BigWritesFuse extends (Fuse as unknown as new (...a: ConstructorParameters<FuseCtor>) => FuseInstance) {
   _fuseOptions(): string {
     const base = super._fuseOptions();
-    return base ? `${base},${BIG_WRITES_OPTIONS}` : `-o${BIG_WRITES_OPTIONS}`;
+    return base ? `${base},${MOUNT_OPTIONS}` : `-o${MOUNT_OPTIONS}`;
   }
 }
 
@@ -112,15 +116,16 @@ export function passthroughOps(backing: string): Record<string, unknown> {
   };
 }
 
-/** Mounts `backing` at `mountpoint`; resolves with an unmount function once the mount is up. */
-export function mountPassthrough(mountpoint: string, backing: string): Promise<() => Promise<void>> {
+/** Mounts `backing` at `mountpoint`; resolves once the mount is up. */
+export function mountPassthrough(mountpoint: string, backing: string): Promise<{ options: string; unmount: () => Promise<void> }> {
   const fuse = new BigWritesFuse(mountpoint, passthroughOps(path.resolve(backing)), {
     timeout: false, force: true, mkdir: true, fsname: 'passthrough',
   });
   return new Promise((resolve, reject) => {
     fuse.mount((err) => {
       if (err) return reject(err);
-      resolve(() => new Promise<void>((res, rej) => fuse.unmount((e) => (e ? rej(e) : res()))));
+      const unmount = (): Promise<void> => new Promise<void>((res, rej) => fuse.unmount((e) => (e ? rej(e) : res())));
+      resolve({ options: fuse._fuseOptions(), unmount });
     });
   });
 }
@@ -132,8 +137,8 @@ async function main(argv: string[]): Promise<void> {
     process.exit(2);
   }
   fs.mkdirSync(backing, { recursive: true });
-  const unmount = await mountPassthrough(mountpoint, backing);
-  process.stderr.write(`passthrough: ${backing} mounted at ${mountpoint} (-o ${BIG_WRITES_OPTIONS})\n`);
+  const { options, unmount } = await mountPassthrough(mountpoint, backing);
+  process.stderr.write(`passthrough: ${backing} mounted at ${mountpoint} (${options})\n`);
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;

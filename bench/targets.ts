@@ -19,6 +19,10 @@ export interface Target {
   start(): Promise<void>;
   /** Idempotent; never throws. */
   stop(): Promise<void>;
+  /** The child's stdout/stderr, if the target has a child. */
+  log?: string;
+  /** After stop(): how a child process ended (`exit 0` is a clean stop), and how long stopping took. */
+  stopped?: { how: string; ms: number };
 }
 
 /** dist/ of this build (this file is dist/bench/targets.js). */
@@ -49,7 +53,9 @@ class MountTarget implements Target {
   readonly dir: string;
   private child: ChildProcess | undefined;
   private exited = false;
-  private readonly log: string;
+  private exitHow = '';
+  readonly log: string;
+  stopped?: { how: string; ms: number };
 
   constructor(readonly name: string, private readonly root: string, private readonly argv: (mnt: string) => string[],
     private readonly precheck: () => string | undefined, private readonly stopGraceMs: number) {
@@ -67,7 +73,10 @@ class MountTarget implements Target {
     } finally {
       fs.closeSync(out);
     }
-    this.child.on('exit', () => { this.exited = true; });
+    this.child.on('exit', (code, sig) => {
+      this.exited = true;
+      this.exitHow = sig ? `signal ${sig}` : `exit ${code}`;
+    });
     const deadline = Date.now() + 60_000;
     while (!isMountpoint(this.dir)) {
       if (this.exited) throw new Error(`${this.name} exited before mounting; log ${this.log}:\n${tail(this.log)}`);
@@ -79,6 +88,7 @@ class MountTarget implements Target {
   async stop(): Promise<void> {
     const child = this.child;
     if (child?.pid !== undefined && !this.exited) {
+      const t0 = Date.now();
       process.kill(child.pid, 'SIGTERM');
       const deadline = Date.now() + this.stopGraceMs;
       while (!this.exited && Date.now() < deadline) await sleep(100);
@@ -87,6 +97,8 @@ class MountTarget implements Target {
         try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone meanwhile */ }
         while (!this.exited) await sleep(50);
       }
+      this.stopped = { how: this.exitHow, ms: Date.now() - t0 };
+      if (this.exitHow !== 'exit 0') process.stderr.write(`bench: ${this.name} ended with ${this.exitHow}; log ${this.log}:\n${tail(this.log)}\n`);
     }
     if (isMounted(this.dir)) spawnSync('fusermount', ['-uz', this.dir]);
   }
