@@ -118,3 +118,14 @@ const canHideDev = spawnSync('unshare', ['-m', 'true']).status === 0;
   t.regex(r.stderr, /\/dev\/fuse is not usable \(ENOENT\)/);
   t.false(await isMounted(l.mountpoint));
 });
+
+test('one daemon per state directory: a second mount on the same state is refused', async (t) => {
+  const l = await freshLayout(t);
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  const other = path.join(l.root, 'other');
+  const r = await sh(`node ${q(CLI)} mount ${q(other)} --vpool vp --state ${q(l.state)} --backend ${q(l.backend)}`, { timeoutMs: 30_000 });
+  t.not(r.code, 0);
+  t.regex(r.stderr, /in use by another vpoolfs daemon \(pid \d+\)/);
+  t.false(await isMounted(other));
+  t.true(m.alive);
+});

@@ -13,6 +13,7 @@ import { ConfigError, loadConfigFile, parseHostPort, resolveMount, validateConfi
 import { watchConfig, type ConfigWatcher } from './config-watch.js';
 import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 import { prepareMountpoint } from './mountpoint.js';
+import { lockState } from './state-lock.js';
 
 const log = logger('cli');
 
@@ -65,6 +66,8 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
   await prepareMountpoint(cfg.mountpoint);
 
+  const lock = await lockState(cfg.state);
+  process.on('exit', () => lock.release());
   log.info('opening vPool', { vpool: cfg.vpool, state: cfg.state, backend: cfg.backend, router: cfg.router, dtl: cfg.dtl });
   const vpool = await openVPool({
     name: cfg.vpool,
