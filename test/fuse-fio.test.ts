@@ -12,6 +12,8 @@ const jobs = [
   { name: 'rand4k-direct', rw: 'randwrite', bs: '4k', direct: 1, size: '16M' },
   { name: 'rand4k-buffered', rw: 'randwrite', bs: '4k', direct: 0, size: '16M' },
   { name: 'seq4k-direct', rw: 'write', bs: '4k', direct: 1, size: '16M' },
+  { name: 'seq4k-buffered', rw: 'write', bs: '4k', direct: 0, size: '16M' },
+  { name: 'rand1m-direct', rw: 'randwrite', bs: '1M', direct: 1, size: '64M' },
   { name: 'rand1m-buffered', rw: 'randwrite', bs: '1M', direct: 0, size: '64M' },
   { name: 'seq1m-direct', rw: 'write', bs: '1M', direct: 1, size: '64M' },
   { name: 'seq1m-buffered', rw: 'write', bs: '1M', direct: 0, size: '64M' },
