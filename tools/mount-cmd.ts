@@ -64,7 +64,7 @@ export async function resolveFlags(mountpoint: string, flags: MountFlags): Promi
 export async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const { cfg, file } = await resolveFlags(mountpoint, flags);
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
-  await prepareMountpoint(cfg.mountpoint);
+  cfg.mountpoint = await prepareMountpoint(cfg.mountpoint);
 
   const lock = await lockState(cfg.state);
   process.on('exit', () => lock.release());

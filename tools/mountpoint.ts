@@ -4,7 +4,8 @@
  * a live mount is refused (busy). No synchronous call touches the mountpoint: a hung mount must not hang us.
  */
 import { execFile } from 'node:child_process';
-import { access, constants, mkdir, readFile, stat } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { logger } from '../util/log.js';
 
@@ -48,9 +49,19 @@ export async function checkDevFuse(): Promise<void> {
   }
 }
 
-/** Makes `mp` ready to mount on: clears a stale mount, refuses a live one, creates the directory. */
-export async function prepareMountpoint(mp: string): Promise<void> {
+/**
+ * Makes `mountpoint` ready to mount on: clears a stale mount, refuses a live one, creates the directory.
+ * Returns the canonical path (symlinks in the parent resolved, as /proc/self/mountinfo shows it).
+ */
+export async function prepareMountpoint(mountpoint: string): Promise<string> {
   await checkDevFuse();
+  const parent = path.dirname(mountpoint);
+  const mp = path.join(await realpath(parent).catch(() => parent), path.basename(mountpoint));
+  await prepare(mp);
+  return mp;
+}
+
+async function prepare(mp: string): Promise<void> {
   const probe = await statWithin(mp, 5000);
   const mounted = (await mountedPaths()).has(mp);
   if (!probe.ok && (probe.code === 'ENOTCONN' || probe.code === 'ECONNABORTED')) {
