@@ -89,7 +89,7 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   },
 };
 
-/** Validates a parsed config object (from the file or from flags). Unknown keys are an error. */
+/** Validates a parsed config object (from a file, or `flags`: then messages name the flag). Unknown keys are an error. */
 export function validateConfig(obj: unknown, source: string): MountConfig {
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ConfigError(`${source}: expected a JSON object`);
   const out: Record<string, unknown> = {};
@@ -97,7 +97,7 @@ export function validateConfig(obj: unknown, source: string): MountConfig {
     const check = (CHECKS as Record<string, Check>)[key];
     if (!check) throw new ConfigError(`${source}: unknown key "${key}" (known: ${Object.keys(CHECKS).join(', ')})`);
     if (value === undefined) continue;
-    out[key] = check(value, `${source}: ${key}`);
+    out[key] = check(value, source === 'flags' ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : `${source}: ${key}`);
   }
   return out as MountConfig;
 }
