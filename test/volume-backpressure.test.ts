@@ -1,0 +1,138 @@
+/**
+ * Back-pressure and backend outages: when the write cache is full of data the backend has not taken,
+ * writes wait — they never fail — and the cache stays within its limit; once the backend takes data again
+ * everything drains and every byte reads back, also after a backend restart.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openBlobStore } from '../volume/backend/index.js';
+import type { VDisk } from '../volume/types.js';
+import { GatedStore } from './helpers/gated-store.js';
+import { listFiles, pattern, poolEnv, SLOT_SIZE, treeBytes } from './helpers/vpool.js';
+
+const MiB = 2 ** 20;
+const CHUNK = 64 * 1024;
+
+/** Yields to the event loop and timers for a while (no assertion depends on how long). */
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `cond` holds, checking every few ms (the ava timeout bounds it). */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await pause(5);
+}
+
+/** Writes `data` in CHUNK pieces, one after the other; `done` counts the bytes acknowledged. */
+function writer(v: VDisk, data: Buffer): { promise: Promise<void>; done: () => number; settled: () => boolean } {
+  let done = 0;
+  let settled = false;
+  const promise = (async () => {
+    for (let off = 0; off < data.length; off += CHUNK) {
+      await v.write(off, data.subarray(off, off + CHUNK));
+      done += CHUNK;
+    }
+  })().finally(() => { settled = true; });
+  promise.catch(() => undefined); // checked by the test
+  return { promise, done: () => done, settled: () => settled };
+}
+
+test('a full write cache with the backend stalled: writes wait, never fail, and all complete when it moves', async (t) => {
+  const env = poolEnv(t);
+  const gated = new GatedStore(await openBlobStore(env.backendUrl));
+  const limit = MiB;
+  const pool = await env.open({ backend: gated, writeCacheBytes: limit });
+  await pool.createFile('/bp', 0o644, 0, 0, 0);
+  const v = pool.vdisk('/bp');
+  const id = v.info().id;
+  gated.pause();
+  const data = pattern(11, 8 * MiB);
+  const w = writer(v, data);
+  // the cache fills and the uploader is held at the gate
+  await until(() => gated.waiting > 0 && (w.done() >= limit / 2 || w.settled()));
+  await pause(300);
+  t.false(w.settled(), 'the writes have not all completed while the backend takes nothing');
+  t.true(w.done() < data.length);
+  t.true(w.done() <= limit + CHUNK, `acknowledged ${w.done()} bytes with a ${limit}-byte cache and nothing uploaded`);
+  const scoBytes = treeBytes(path.join(env.state, 'wc', id, 'sco'));
+  t.true(scoBytes <= limit + CHUNK / 4096 * SLOT_SIZE, `the write cache holds ${scoBytes} bytes of SCOs, limit ${limit}`);
+  t.deepEqual(listFiles(env.backendDir).filter((f) => f.startsWith('vdisks/')), [], 'nothing reached the backend');
+  // reads of what was acknowledged are not held up by the waiting writes
+  t.true((await v.read(0, CHUNK)).equals(data.subarray(0, CHUNK)));
+
+  gated.resume();
+  await t.notThrowsAsync(w.promise, 'no write failed');
+  t.is(w.done(), data.length);
+  t.true((await v.read(0, data.length)).equals(data), 'every byte reads back');
+  await v.syncToBackend();
+  t.deepEqual(v.info().uploadBacklog, { scos: 0, tlogs: 0 });
+  t.is(v.info().dirtyBytes, 0);
+  t.true(treeBytes(path.join(env.state, 'wc', id, 'sco')) <= limit + SLOT_SIZE * 16, 'the cache is back within its limit');
+  await env.close(pool);
+  // everything is in the backend: it comes back from there alone
+  fs.rmSync(env.state, { recursive: true, force: true });
+  const again = await env.open();
+  t.true((await again.vdisk('/bp').read(0, data.length)).equals(data), 'every byte, after a backend restart');
+});
+
+test('a backend that fails for a while: writes wait out the outage, the backlog drains, data survives a backend restart', async (t) => {
+  const env = poolEnv(t);
+  const gated = new GatedStore(await openBlobStore(env.backendUrl));
+  const pool = await env.open({ backend: gated, writeCacheBytes: MiB });
+  await pool.createFile('/out', 0o644, 0, 0, 0);
+  const v = pool.vdisk('/out');
+  gated.setFailing(true);
+  const data = pattern(12, 3 * MiB);
+  const w = writer(v, data);
+  // the uploader keeps retrying against the failing backend; the writes fill the cache and wait
+  await until(() => gated.failed >= 5 && (w.done() >= MiB / 2 || w.settled()));
+  await pause(200);
+  t.false(w.settled(), 'writes wait for the backend rather than fail');
+  t.true(v.info().uploadBacklog.tlogs > 0, 'TLogs wait for upload');
+  gated.setFailing(false);
+  await t.notThrowsAsync(w.promise, 'no write failed');
+  await v.syncToBackend();
+  t.deepEqual(v.info().uploadBacklog, { scos: 0, tlogs: 0 }, 'the backlog drained');
+  t.is(v.info().dirtyBytes, 0);
+  t.is(v.info().backendBytes, (data.length / 4096) * SLOT_SIZE, 'every SCO slot is in the backend once');
+  t.true((await v.read(0, data.length)).equals(data), 'every byte reads back');
+
+  // a second outage while idle, with writes that fit the cache: they are acknowledged at once
+  gated.setFailing(true);
+  const more = pattern(13, 256 * 1024);
+  await v.write(data.length, more);
+  const sync = v.syncToBackend();
+  let synced = false;
+  void sync.then(() => { synced = true; }, () => { synced = true; });
+  await until(() => gated.failed >= 10);
+  t.false(synced, 'syncToBackend waits for the backend to come back');
+  gated.setFailing(false);
+  await t.notThrowsAsync(sync);
+  t.deepEqual(v.info().uploadBacklog, { scos: 0, tlogs: 0 });
+  await env.close(pool);
+
+  fs.rmSync(env.state, { recursive: true, force: true });
+  const again = await env.open();
+  const w2 = again.vdisk('/out');
+  t.is(w2.size, data.length + more.length);
+  t.true((await w2.read(0, data.length)).equals(data), 'the first batch, after a backend restart');
+  t.true((await w2.read(data.length, more.length)).equals(more), 'the second batch, after a backend restart');
+});
+
+test('reads of evicted data retry through a short backend outage', async (t) => {
+  const env = poolEnv(t);
+  const gated = new GatedStore(await openBlobStore(env.backendUrl));
+  const pool = await env.open({ backend: gated, writeCacheBytes: 256 * 1024 });
+  await pool.createFile('/r', 0o644, 0, 0, 0);
+  const v = pool.vdisk('/r');
+  const data = pattern(14, 2 * MiB);
+  await v.write(0, data);
+  await v.syncToBackend();
+  await v.write(data.length, pattern(15, 512 * 1024)); // pushes the first SCOs out of the cache
+  t.false(fs.existsSync(path.join(env.state, 'wc', v.info().id, 'sco', '00000001')), 'SCO 1 was evicted');
+  gated.setFailing(true, true);
+  const read = v.read(0, 64 * 1024);
+  await until(() => gated.failed >= 1);
+  gated.setFailing(false);
+  const got = await read.catch((err: { code?: string }) => err.code);
+  t.true(Buffer.isBuffer(got) && got.equals(data.subarray(0, 64 * 1024)), `a read during a short outage: ${Buffer.isBuffer(got) ? 'wrong bytes' : got}`);
+});
