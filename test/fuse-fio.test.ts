@@ -25,7 +25,7 @@ function fio(dir: string, job: (typeof jobs)[number], verifyOnly: boolean): stri
     'fio --minimal',
     `--name=${job.name} --filename=${q(`${dir}/${job.name}`)} --size=${job.size} --rw=${job.rw} --bs=${job.bs} --direct=${job.direct}`,
     engine,
-    '--verify=crc32c --verify_fatal=1 --randrepeat=1 --randseed=42',
+    '--verify=crc32c --verify_fatal=1 --verify_state_save=0 --randrepeat=1 --randseed=42',
     verifyOnly ? '--verify_only' : '--do_verify=1',
   ].join(' ');
 }
