@@ -89,7 +89,7 @@ class MountTarget implements Target {
     const child = this.child;
     if (child?.pid !== undefined && !this.exited) {
       const t0 = Date.now();
-      process.kill(child.pid, 'SIGTERM');
+      try { process.kill(child.pid, 'SIGTERM'); } catch { /* ended meanwhile (e.g. a terminal's Ctrl-C reached it too) */ }
       const deadline = Date.now() + this.stopGraceMs;
       while (!this.exited && Date.now() < deadline) await sleep(100);
       if (!this.exited) {
