@@ -328,3 +328,21 @@ test('(g) a flipped byte in a closed TLog still in the write cache: no cluster i
   again = await env.open(opts);
   t.deepEqual(await silentlyWrong(again.vdisk('/c')), [], 'after the upload and a backend restart');
 });
+
+test('(e) a truncated read-cache piece (a host crash after its rename): refetched, right bytes', async (t) => {
+  const env = poolEnv(t);
+  let pool = await env.open();
+  const { id, data } = await populate(pool);
+  await env.close(pool);
+  fs.rmSync(env.state, { recursive: true, force: true });
+  pool = await env.open();
+  await checkClusters(t, pool.vdisk('/c'), data, new Set(), 'cold'); // fills the read cache
+  await env.close(pool);
+  const rc = path.join(env.state, 'rc');
+  const pieces = fs.readdirSync(rc).filter((n) => !n.startsWith('.') && n.includes(id)).sort();
+  t.true(pieces.length >= 3);
+  fs.truncateSync(path.join(rc, pieces[0]), 0); // renamed but its data never reached the disk
+  fs.truncateSync(path.join(rc, pieces[1]), 3 * SLOT_SIZE + 100); // half written
+  pool = await env.open();
+  await checkClusters(t, pool.vdisk('/c'), data, new Set(), 'short read-cache pieces');
+});
