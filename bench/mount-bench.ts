@@ -105,6 +105,7 @@ async function main(): Promise<void> {
   const status: Record<string, TargetStatus> = {};
   const live: Target[] = [];
   const started = new Date().toISOString();
+  const loadBefore = os.loadavg();
   process.stderr.write(`bench: ${o.workloads.length} workloads x ${o.targets.join(', ')} x ${o.runs} runs, `
     + `${o.size} file, ${o.rampSec}+${o.runtimeSec} s each, under ${root}\n`);
   try {
@@ -150,11 +151,11 @@ async function main(): Promise<void> {
     }
     fs.rmSync(root, { recursive: true, force: true });
   }
-  report(o, results, status, started);
+  report(o, results, status, started, loadBefore);
 }
 
 function report(o: Options, results: Map<string, Map<string, FioResult[]>>,
-  status: Record<string, TargetStatus>, started: string): void {
+  status: Record<string, TargetStatus>, started: string, loadBefore: number[]): void {
   const names = o.targets;
   const rows: string[][] = [['workload', 'unit', ...names, 'vpoolfs/passthrough', 'vpoolfs/local']];
   const summary: unknown[] = [];
@@ -179,7 +180,10 @@ function report(o: Options, results: Map<string, Map<string, FioResult[]>>,
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]): string => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  process.stdout.write(`\nmedians of ${o.runs} runs, ${o.rampSec}+${o.runtimeSec} s each, ${o.size} file\n`);
+  const load = (l: number[]): string => l.map((x) => x.toFixed(1)).join(' ');
+  process.stdout.write(`\nmedians of ${o.runs} runs, ${o.rampSec}+${o.runtimeSec} s each, ${o.size} file; `
+    + `load average ${load(loadBefore)} before, ${load(os.loadavg())} after (${os.cpus().length} CPUs)`
+    + `${o.runs < 3 ? '\nfewer than 3 runs: a smoke test, not figures to quote' : ''}\n`);
   process.stdout.write(`${line(rows[0]!)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n`);
   for (const r of rows.slice(1)) process.stdout.write(`${line(r)}\n`);
   for (const [n, s] of Object.entries(status)) {
@@ -190,7 +194,7 @@ function report(o: Options, results: Map<string, Map<string, FioResult[]>>,
   void fioVersion().then((fio) => {
     fs.writeFileSync(o.out, `${JSON.stringify({
       started, finished: new Date().toISOString(), host: os.hostname(), kernel: os.release(), cpus: os.cpus().length,
-      node: process.version, fio,
+      node: process.version, fio, loadavg: { before: loadBefore, after: os.loadavg() },
       options: { runtimeSec: o.runtimeSec, rampSec: o.rampSec, size: o.size, runs: o.runs, base: o.base },
       targets: status, workloads: summary,
     }, null, 2)}\n`);

@@ -150,7 +150,8 @@ async function benchIo(size: number, seconds: number, runs: number, base: string
     rows.push([w.name, w.unit, ...m.map((x) => (Number.isFinite(x) ? x.toFixed(0) : '-')), ratio(m[2]!, m[0]!), ratio(m[2]!, m[1]!)]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  process.stdout.write(`\nvolume layer, in-process, queue depth 1, ${size / MiB} MiB file, medians of ${runs} runs\n`);
+  process.stdout.write(`\nvolume layer, in-process, queue depth 1, ${size / MiB} MiB file, medians of ${runs} runs; `
+    + `load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (${os.cpus().length} CPUs)\n`);
   for (const [i, r] of rows.entries()) {
     process.stdout.write(`${r.map((c, j) => (j < 2 ? c.padEnd(widths[j]!) : c.padStart(widths[j]!))).join('  ')}\n`);
     if (i === 0) process.stdout.write(`${widths.map((n) => '-'.repeat(n)).join('  ')}\n`);
