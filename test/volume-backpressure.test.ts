@@ -8,10 +8,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { openBlobStore } from '../volume/backend/index.js';
 import type { VDisk } from '../volume/types.js';
+import { setLogLevel } from '../util/log.js';
 import { GatedStore } from './helpers/gated-store.js';
 import { listFiles, pattern, poolEnv, SLOT_SIZE, treeBytes } from './helpers/vpool.js';
 
 const MiB = 2 ** 20;
+setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error'); // the retries these tests cause on purpose are warnings
 const CHUNK = 64 * 1024;
 
 /** Yields to the event loop and timers for a while (no assertion depends on how long). */

@@ -236,3 +236,24 @@ test('createFile with a bad size fails and leaves no vDisk behind', async (t) =>
   t.is(pool.stat('/x').size, MAX_VDISK_SIZE);
   t.is(fs.readdirSync(path.join(env.state, 'wc')).length, 1);
 });
+
+test('calls on a removed vDisk or a closed vPool are CLOSED, not a crash', async (t) => {
+  const env = poolEnv(t);
+  const pool = await env.open();
+  await pool.createFile('/a', 0o644, 0, 0, CS);
+  await pool.createFile('/b', 0o644, 0, 0, CS);
+  const a = pool.vdisk('/a');
+  await a.write(0, pattern(1, CS));
+  await pool.unlink('/a');
+  t.is(await failure(() => a.read(0, CS)), 'CLOSED', 'read of a removed vDisk');
+  t.is(await failure(() => a.write(0, pattern(2, CS))), 'CLOSED', 'write to a removed vDisk');
+  t.is(await failure(() => a.resize(2 * CS)), 'CLOSED', 'resize of a removed vDisk');
+  t.is(await failure(() => a.sync()), 'CLOSED', 'sync of a removed vDisk');
+  t.is(await failure(() => pool.vdisk('/a')), 'NOT_FOUND');
+  const b = pool.vdisk('/b');
+  await env.close(pool);
+  t.is(await failure(() => pool.createFile('/c', 0o644, 0, 0)), 'CLOSED', 'createFile on a closed vPool');
+  t.is(await failure(() => pool.mkdir('/d', 0o755, 0, 0)), 'CLOSED', 'mkdir on a closed vPool');
+  t.is(await failure(() => b.write(0, pattern(3, CS))), 'CLOSED', 'write to a vDisk of a closed vPool');
+  t.is(await failure(() => b.read(0, CS)), 'CLOSED', 'read of a vDisk of a closed vPool');
+});

@@ -5,6 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
+import { openMetadataStore } from '../mds/index.js';
 import type { VDisk, VPool } from '../volume/types.js';
 import { CS, listFiles, pattern, poolEnv, SLOT_SIZE, treeBytes } from './helpers/vpool.js';
 
@@ -179,4 +180,39 @@ test('a shrink of the open SCO clusters then a write past them keeps old data fr
     t.true((await v.read(0, 5 * CS)).equals(want), `${how} restart: contents`);
     await env.close(pool);
   }
+});
+
+test('a removed vDisk leaves nothing behind: not in the write cache, the read cache, the metadata or the backend', async (t) => {
+  const env = poolEnv(t);
+  let pool = await env.open();
+  await pool.createFile('/keep', 0o644, 0, 0, 0);
+  await pool.createFile('/gone', 0o644, 0, 0, 0);
+  await pool.vdisk('/keep').write(0, pattern(20, 4 * CS));
+  const v = pool.vdisk('/gone');
+  const id = v.info().id;
+  await v.write(0, pattern(21, 40 * CS));
+  await env.close(pool);
+  fs.rmSync(env.state, { recursive: true, force: true });
+  pool = await env.open();
+  t.true((await pool.vdisk('/gone').read(0, 40 * CS)).equals(pattern(21, 40 * CS))); // fills the read cache
+  t.true(fs.readdirSync(path.join(env.state, 'rc')).some((n) => n.includes(id)), 'read-cache pieces of /gone exist');
+  await pool.unlink('/gone');
+  t.deepEqual(pool.readdir('/'), ['keep']);
+  await env.close(pool); // waits for the backend removals
+  const mine = (files: string[]): string[] => files.filter((f) => f.includes(id));
+  t.deepEqual(mine(listFiles(env.backendDir)), [], 'no object of /gone in the backend');
+  t.deepEqual(mine(listFiles(path.join(env.state, 'wc'))), [], 'no file of /gone in the write cache');
+  t.false(fs.existsSync(path.join(env.state, 'wc', id)), 'no write-cache directory of /gone');
+  t.deepEqual(mine(fs.readdirSync(path.join(env.state, 'rc'))), [], 'no read-cache piece of /gone');
+  const mds = openMetadataStore('lmdb', path.join(env.state, 'mds'));
+  const keys = [...mds.range('')].map(([k]) => k);
+  const left = keys.filter((k) => k.includes(id));
+  await mds.close();
+  t.true(keys.some((k) => k.startsWith('vd/')), 'the metadata of /keep is there (the scan works)');
+  t.deepEqual(left, [], 'no metadata record of /gone');
+  // and /keep is whole, also from the backend alone
+  fs.rmSync(env.state, { recursive: true, force: true });
+  pool = await env.open();
+  t.deepEqual(pool.readdir('/'), ['keep']);
+  t.true((await pool.vdisk('/keep').read(0, 4 * CS)).equals(pattern(20, 4 * CS)));
 });
