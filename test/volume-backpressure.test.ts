@@ -138,3 +138,50 @@ test('reads of evicted data retry through a short backend outage', async (t) => 
   const got = await read.catch((err: { code?: string }) => err.code);
   t.true(Buffer.isBuffer(got) && got.equals(data.subarray(0, 64 * 1024)), `a read during a short outage: ${Buffer.isBuffer(got) ? 'wrong bytes' : got}`);
 });
+
+test('two vDisks share the write cache: with the backend stalled both wait, neither fails, both complete', async (t) => {
+  const env = poolEnv(t);
+  const gated = new GatedStore(await openBlobStore(env.backendUrl));
+  const pool = await env.open({ backend: gated, writeCacheBytes: MiB });
+  await pool.createFile('/x', 0o644, 0, 0, 0);
+  await pool.createFile('/y', 0o644, 0, 0, 0);
+  const x = pool.vdisk('/x');
+  const y = pool.vdisk('/y');
+  gated.pause();
+  const dx = pattern(21, 3 * MiB);
+  const dy = pattern(22, 3 * MiB);
+  const wx = writer(x, dx);
+  const wy = writer(y, dy);
+  await until(() => gated.waiting > 0 && wx.done() + wy.done() >= MiB / 2);
+  await pause(300);
+  t.false(wx.settled() && wy.settled(), 'not everything completed with the backend stalled');
+  t.true(wx.done() + wy.done() <= MiB + 2 * CHUNK, `acknowledged ${wx.done() + wy.done()} bytes with a 1 MiB cache`);
+  gated.resume();
+  await t.notThrowsAsync(Promise.all([wx.promise, wy.promise]));
+  t.true((await x.read(0, dx.length)).equals(dx));
+  t.true((await y.read(0, dy.length)).equals(dy));
+  await pool.syncToBackend();
+  for (const v of [x, y]) t.deepEqual(v.info().uploadBacklog, { scos: 0, tlogs: 0 });
+});
+
+test('the read cache stays within its limit', async (t) => {
+  const env = poolEnv(t);
+  let pool = await env.open();
+  await pool.createFile('/rc', 0o644, 0, 0, 0);
+  const data = pattern(23, 2 * MiB);
+  await pool.vdisk('/rc').write(0, data);
+  await env.close(pool);
+  fs.rmSync(env.state, { recursive: true, force: true });
+  const limit = 256 * 1024;
+  pool = await env.open({ readCacheBytes: limit });
+  const v = pool.vdisk('/rc');
+  for (let off = 0; off < data.length; off += CHUNK) {
+    t.true((await v.read(off, CHUNK)).equals(data.subarray(off, off + CHUNK)), `bytes at ${off}`);
+    const used = treeBytes(path.join(env.state, 'rc'));
+    if (used > limit) {
+      t.fail(`the read cache holds ${used} bytes, limit ${limit}`);
+      break;
+    }
+  }
+  t.true((await v.read(0, data.length)).equals(data), 'a second pass reads right');
+});

@@ -166,7 +166,12 @@ test('(b) a flipped byte in a cached SCO not yet uploaded: CHECKSUM for that clu
   flipByte(open, addressByte(1));
   await checkClusters(t, v, data, new Set([badClosed, badOpen]), 'write cache');
   t.true(fs.existsSync(closed), 'the only copy is kept (not dropped as if the backend had it)');
-  await stillServes(t, pool, v, badClosed);
+  // shipped as it is, the damage stays visible: after a backend restart the same clusters fail
+  await env.close(pool);
+  fs.rmSync(env.state, { recursive: true, force: true });
+  const again = await env.open();
+  await checkClusters(t, again.vdisk('/c'), data, new Set([badClosed, badOpen]), 'shipped, backend restart');
+  await stillServes(t, again, again.vdisk('/c'), badClosed);
 });
 
 test('(b) a flipped byte mid-way in the open SCO loses none of the sound slots after it on a local restart', async (t) => {
