@@ -9,7 +9,7 @@ import path from 'node:path';
 import { openBlobStore } from '../volume/backend/index.js';
 import type { VDisk } from '../volume/types.js';
 import { setLogLevel } from '../util/log.js';
-import { GatedStore } from './helpers/gated-store.js';
+import { gatedStore } from './helpers/gated-store.js';
 import { listFiles, pattern, poolEnv, SLOT_SIZE, treeBytes } from './helpers/vpool.js';
 
 const MiB = 2 ** 20;
@@ -40,7 +40,7 @@ function writer(v: VDisk, data: Buffer): { promise: Promise<void>; done: () => n
 
 test('a full write cache with the backend stalled: writes wait, never fail, and all complete when it moves', async (t) => {
   const env = poolEnv(t);
-  const gated = new GatedStore(await openBlobStore(env.backendUrl));
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
   const limit = MiB;
   const pool = await env.open({ backend: gated, writeCacheBytes: limit });
   await pool.createFile('/bp', 0o644, 0, 0, 0);
@@ -78,7 +78,7 @@ test('a full write cache with the backend stalled: writes wait, never fail, and 
 
 test('a backend that fails for a while: writes wait out the outage, the backlog drains, data survives a backend restart', async (t) => {
   const env = poolEnv(t);
-  const gated = new GatedStore(await openBlobStore(env.backendUrl));
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
   const pool = await env.open({ backend: gated, writeCacheBytes: MiB });
   await pool.createFile('/out', 0o644, 0, 0, 0);
   const v = pool.vdisk('/out');
@@ -122,7 +122,7 @@ test('a backend that fails for a while: writes wait out the outage, the backlog 
 
 test('reads of evicted data retry through a short backend outage', async (t) => {
   const env = poolEnv(t);
-  const gated = new GatedStore(await openBlobStore(env.backendUrl));
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
   const pool = await env.open({ backend: gated, writeCacheBytes: 256 * 1024 });
   await pool.createFile('/r', 0o644, 0, 0, 0);
   const v = pool.vdisk('/r');
@@ -141,7 +141,7 @@ test('reads of evicted data retry through a short backend outage', async (t) => 
 
 test('two vDisks share the write cache: with the backend stalled both wait, neither fails, both complete', async (t) => {
   const env = poolEnv(t);
-  const gated = new GatedStore(await openBlobStore(env.backendUrl));
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
   const pool = await env.open({ backend: gated, writeCacheBytes: MiB });
   await pool.createFile('/x', 0o644, 0, 0, 0);
   await pool.createFile('/y', 0o644, 0, 0, 0);
@@ -184,4 +184,27 @@ test('the read cache stays within its limit', async (t) => {
     }
   }
   t.true((await v.read(0, data.length)).equals(data), 'a second pass reads right');
+});
+
+test('a write waiting for space on a vDisk that is removed fails with CLOSED and gives its space back', async (t) => {
+  const env = poolEnv(t);
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
+  const pool = await env.open({ backend: gated, writeCacheBytes: MiB });
+  await pool.createFile('/x', 0o644, 0, 0, 0);
+  await pool.createFile('/y', 0o644, 0, 0, 0);
+  const x = pool.vdisk('/x');
+  gated.pause();
+  const w = writer(x, pattern(24, 4 * MiB));
+  await until(() => gated.waiting > 0 && w.done() >= MiB / 2);
+  await pause(200);
+  t.false(w.settled(), 'a write waits for space');
+  await pool.unlink('/x');
+  const err = await w.promise.then(() => null, (e: { code?: string; message?: string }) => e);
+  // the space /x took is free again: nothing is counted any more (the vPool's own accounting)
+  const space = (pool as unknown as { ctx: { space: { usedBytes: number } } }).ctx.space;
+  t.deepEqual({ code: err?.code, usedBytes: space.usedBytes }, { code: 'CLOSED', usedBytes: 0 },
+    `the waiting write fails with CLOSED (got: ${err?.message}) and the removed vDisk holds no write-cache space`);
+  const y = pool.vdisk('/y');
+  await y.write(0, pattern(25, 64 * 1024));
+  t.true((await y.read(0, 64 * 1024)).equals(pattern(25, 64 * 1024)));
 });

@@ -12,7 +12,7 @@ import winston from 'winston';
 import { rootLogger } from '../util/log.js';
 import type { VDisk, VPool } from '../volume/types.js';
 import { openBlobStore } from '../volume/backend/index.js';
-import { GatedStore } from './helpers/gated-store.js';
+import { gatedStore } from './helpers/gated-store.js';
 import { CS, flipByte, pattern, poolEnv, SLOT_SIZE, type PoolEnv } from './helpers/vpool.js';
 
 const HEADER = 32;
@@ -299,7 +299,7 @@ test('(f) different slots damaged in the two copies of a SCO: each cluster is re
 
 test('(g) a flipped byte in a closed TLog still in the write cache: no cluster it covers reads wrong bytes, before or after upload', async (t) => {
   const env = poolEnv(t, { tlogScos: 2, scoMaxAgeMs: 3_600_000 });
-  const gated = new GatedStore(await openBlobStore(env.backendUrl));
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
   const pool = await env.open({ backend: gated });
   gated.pause(); // nothing reaches the backend: the closed TLogs wait in the write cache
   const { id, data } = await populate(pool, 40); // TLog 1 = SCOs 1-2, TLog 2 = SCOs 3-4 closed; SCO 5 closed in the open TLog 3

@@ -3,6 +3,7 @@
  * promise until the gate opens) and the whole store can be made to fail with BackendError 'BACKEND' for a
  * while. Everything else is passed through to the wrapped store (a file:// or mem:// one).
  */
+import type { ExecutionContext } from 'ava';
 import type { BlobStore } from '../../volume/backend/types.js';
 import { BackendError } from '../../util/errors.js';
 
@@ -91,4 +92,17 @@ export class GatedStore implements BlobStore {
     this.failed++;
     throw new BackendError('BACKEND', `${op} ${key}: the backend is down (test)`, { key, op });
   }
+}
+
+/**
+ * A GatedStore around `inner` that is opened and healed when the test ends, so that a test failing while
+ * the gate is closed or the backend failing does not leave the vPool's close() waiting forever.
+ */
+export function gatedStore(t: ExecutionContext, inner: BlobStore): GatedStore {
+  const g = new GatedStore(inner);
+  t.teardown(() => {
+    g.setFailing(false);
+    g.resume();
+  });
+  return g;
 }

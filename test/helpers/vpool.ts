@@ -35,7 +35,9 @@ export function poolEnv(t: ExecutionContext, defaults: Partial<VPoolOptions> = {
   t.teardown(async () => {
     for (const p of openPools) {
       // a test that failed half-way may leave a backend that never takes the data: do not hang on it
-      await Promise.race([p.close().catch(() => undefined), new Promise((r) => setTimeout(r, 20_000).unref())]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([p.close().catch(() => undefined), new Promise((r) => { timer = setTimeout(r, 20_000); })]);
+      clearTimeout(timer);
     }
     fs.rmSync(root, { recursive: true, force: true });
   });
