@@ -16,7 +16,7 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { VolumeError } from '../util/errors.js';
 import { CLUSTER_SIZE } from './types.js';
-import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scoName, checkSlot, slotAddress } from './sco-format.js';
+import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scoName, scanSlots } from './sco-format.js';
 import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from './tlog-format.js';
 
 export interface ClosedSco {
@@ -28,8 +28,8 @@ export interface ClosedSco {
 export interface LocalCacheEvents {
   /** A SCO was closed (its record is in the open TLog). */
   onScoClosed(sco: ClosedSco): void;
-  /** A TLog was closed and is ready for upload; it covers SCOs firstSco..lastSco (lastSco < firstSco: none). */
-  onTlogClosed(tlog: number, firstSco: number, lastSco: number): void;
+  /** A TLog was closed and is ready for upload; it names `scos` (ascending, possibly none). */
+  onTlogClosed(tlog: number, scos: number[]): void;
 }
 
 export class LocalCache {
@@ -53,9 +53,7 @@ export class LocalCache {
   private journalNo = 0;
   private journalPos = 0;
   private journalEvents = 0;
-  private journalFirstSco = 0;
-  private journalLastSco = 0;
-  private journalScos = 0;
+  private journalScoList: number[] = [];
   private journalSynced = true;
 
   nextSco = 1;
@@ -91,6 +89,24 @@ export class LocalCache {
     return fs.readFileSync(path.join(this.tlogDir, tlogName(tlog)));
   }
 
+  /** The open TLog's bytes (recovery reads it to bound a damaged closed TLog). */
+  readOpenTlog(): Buffer {
+    const open = fs.readdirSync(this.tlogDir).find((n) => n.endsWith('.open'));
+    return open === undefined ? Buffer.alloc(0) : fs.readFileSync(path.join(this.tlogDir, open));
+  }
+
+  /** Writes closed TLog `tlog` again with `records` (after a repair), atomically. */
+  rewriteClosedTlog(tlog: number, records: TLogRecord[]): void {
+    const frames = [encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }), ...records.map((r) => encodeRecord(r))];
+    const tmp = `${this.tlogPath(tlog)}.repair`;
+    fs.writeFileSync(tmp, Buffer.concat(frames));
+    const fd = fs.openSync(tmp, 'r');
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, this.tlogPath(tlog));
+    fsyncDir(this.tlogDir);
+  }
+
   tlogPath(tlog: number): string {
     return path.join(this.tlogDir, tlogName(tlog));
   }
@@ -120,9 +136,7 @@ export class LocalCache {
     this.journalNo = tlog;
     this.journalPos = validBytes;
     this.journalEvents = 0;
-    this.journalScos = 0;
-    this.journalFirstSco = 0;
-    this.journalLastSco = 0;
+    this.journalScoList = [];
     if (validBytes === 0) this.append(encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }));
     for (const r of records) {
       if (r.type === RecordType.Sco) this.noteScoInJournal(r.sco);
@@ -133,8 +147,8 @@ export class LocalCache {
 
   /**
    * Local restart, after the TLogs are replayed: scans the SCOs numbered above `lastClosedSco` (written
-   * after the last record), keeps their sound slots (a torn tail is cut), closes them into the open TLog
-   * and returns their entries for the caller to apply.
+   * after the last record), keeps their slots up to the last sound one (a torn tail is cut; scanSlots says
+   * what a damaged slot before it maps), closes them into the open TLog and returns their entries.
    */
   recoverOpenScos(lastClosedSco: number): Array<{ sco: number; addresses: Float64Array }> {
     const out: Array<{ sco: number; addresses: Float64Array }> = [];
@@ -143,15 +157,12 @@ export class LocalCache {
       if (sco <= lastClosedSco) continue;
       const file = this.scoPath(sco);
       const buf = fs.readFileSync(file);
-      let n = 0;
-      while (checkSlot(buf, n * SLOT_SIZE, this.tag, sco, n, -1) === null) n++;
+      const { addresses, count: n } = scanSlots(buf, this.tag, sco);
       if (n * SLOT_SIZE < buf.length) fs.truncateSync(file, n * SLOT_SIZE);
       if (n === 0) {
         fs.unlinkSync(file);
         continue;
       }
-      const addresses = new Float64Array(n);
-      for (let i = 0; i < n; i++) addresses[i] = slotAddress(buf, i * SLOT_SIZE);
       let crc = 0;
       for (let i = 0; i < n; i++) crc = crc32(buf.subarray(i * SLOT_SIZE, i * SLOT_SIZE + SLOT_HEADER), crc);
       crc >>>= 0;
@@ -237,7 +248,7 @@ export class LocalCache {
     this.noteScoInJournal(sco);
     this.openSlots = 0;
     this.events.onScoClosed(closed);
-    if (this.journalScos >= this.tlogScos) this.closeTlog();
+    if (this.journalScoList.length >= this.tlogScos) this.closeTlog();
   }
 
   /** Closes the open SCO and the open TLog (if it holds events) and opens the next TLog. */
@@ -250,10 +261,9 @@ export class LocalCache {
     if (this.journalSynced) fs.closeSync(this.journalFd);
     else this.unsyncedTlogFds.push(this.journalFd);
     fs.renameSync(path.join(this.tlogDir, `${tlogName(tlog)}.open`), path.join(this.tlogDir, tlogName(tlog)));
-    const first = this.journalFirstSco;
-    const last = this.journalLastSco;
+    const scos = this.journalScoList;
     this.openJournal(tlog + 1);
-    this.events.onTlogClosed(tlog, first === 0 ? 1 : first, first === 0 ? 0 : last);
+    this.events.onTlogClosed(tlog, scos);
   }
 
   /** Reads `n` slots of SCO `sco` from `slot` if the SCO is local; null when it is not. */
@@ -272,6 +282,21 @@ export class LocalCache {
     const got = fs.readSync(fd, buf, 0, buf.length, slot * SLOT_SIZE);
     if (got < buf.length) buf.fill(0, got);
     return buf;
+  }
+
+  /** Rewrites one slot of a closed SCO with its sound copy from the backend (a repair: same bytes as first written). */
+  repairSlot(sco: number, slot: number, bytes: Uint8Array): void {
+    if (sco === this.openSco) return;
+    try {
+      const fd = fs.openSync(this.scoPath(sco), 'r+');
+      try {
+        fs.writeSync(fd, bytes, 0, bytes.length, slot * SLOT_SIZE);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch {
+      // evicted meanwhile: nothing to mend
+    }
   }
 
   /** Removes a SCO that is safe in the backend from the cache. */
@@ -354,17 +379,13 @@ export class LocalCache {
     this.journalNo = tlog;
     this.journalPos = 0;
     this.journalEvents = 0;
-    this.journalScos = 0;
-    this.journalFirstSco = 0;
-    this.journalLastSco = 0;
+    this.journalScoList = [];
     this.dirsDirty = true;
     this.append(encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }));
   }
 
   private noteScoInJournal(sco: number): void {
-    if (this.journalFirstSco === 0) this.journalFirstSco = sco;
-    this.journalLastSco = sco;
-    this.journalScos++;
+    this.journalScoList.push(sco);
   }
 
   private append(frame: Buffer): void {

@@ -51,7 +51,14 @@ export class ReadCache {
       const s = slot + done;
       const piece = Math.floor(s / PIECE_SLOTS);
       const pieceStart = piece * PIECE_SLOTS;
-      const data = await this.piece(key, piece, Math.min(PIECE_SLOTS, count - pieceStart));
+      const want = Math.min(PIECE_SLOTS, count - pieceStart);
+      let data = await this.piece(key, piece, want);
+      if (data.length !== want * SLOT_SIZE) {
+        // a piece cut short (a host crash after its rename): drop it and fetch it again
+        log.warn('a read-cache piece has the wrong length; fetching it again', { key, piece, bytes: data.length, want: want * SLOT_SIZE });
+        this.invalidate(key, pieceStart);
+        data = await this.piece(key, piece, want);
+      }
       const take = Math.min(n - done, pieceStart + PIECE_SLOTS - s);
       const from = (s - pieceStart) * SLOT_SIZE;
       if (data.length < from + take * SLOT_SIZE) throw new Error(`read cache: piece ${key}#${piece} is short`);

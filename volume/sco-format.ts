@@ -58,3 +58,27 @@ export function slotAddress(buf: Buffer, pos: number): number {
 export function scoName(sco: number): string {
   return sco.toString(16).padStart(8, '0');
 }
+
+/**
+ * The cluster addresses of the slots of a SCO read whole (recovery, a damaged TLog). A sound slot gives
+ * its address. A damaged slot whose header still names this SCO, slot and namespace gives the address it
+ * claims, so reads of that cluster fail with CHECKSUM instead of returning older data; one whose header is
+ * gone maps nothing (-1). Damaged slots after the last sound one are a torn tail: `count` ends before them.
+ */
+export function scanSlots(buf: Buffer, tag: number, sco: number): { addresses: Float64Array; count: number } {
+  const total = Math.floor(buf.length / SLOT_SIZE);
+  const addresses = new Float64Array(total);
+  let count = 0;
+  for (let i = 0; i < total; i++) {
+    const pos = i * SLOT_SIZE;
+    if (checkSlot(buf, pos, tag, sco, i, -1) === null) {
+      addresses[i] = slotAddress(buf, pos);
+      count = i + 1;
+    } else if (buf.readUInt32LE(pos) === MAGIC && buf.readUInt32LE(pos + 16) === tag && buf.readUInt32LE(pos + 20) === sco && buf.readUInt32LE(pos + 24) === i) {
+      addresses[i] = slotAddress(buf, pos);
+    } else {
+      addresses[i] = -1;
+    }
+  }
+  return { addresses: addresses.subarray(0, count), count };
+}

@@ -89,11 +89,13 @@ export function decodeRecords(buf: Buffer): DecodeResult {
 function decodeBody(body: Buffer): TLogRecord | string {
   switch (body[0]) {
     case RecordType.Header: {
+      if (body.length < 3) return 'bad header record';
       const n = body.readUInt16LE(1);
       if (body.length !== 3 + n + 4) return 'bad header record';
       return { type: RecordType.Header, vdiskId: body.toString('utf8', 3, 3 + n), tlog: body.readUInt32LE(3 + n) };
     }
     case RecordType.Sco: {
+      if (body.length < 13) return 'bad SCO record';
       const count = body.readUInt32LE(5);
       if (body.length !== 13 + count * 8) return 'bad SCO record';
       const addresses = new Float64Array(count);

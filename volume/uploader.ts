@@ -12,8 +12,8 @@ import type { Logger } from '../util/log.js';
 
 export interface PendingTlog {
   tlog: number;
-  firstSco: number;
-  lastSco: number;
+  /** The SCOs the TLog names, ascending. */
+  scos: number[];
 }
 
 export interface UploadSource {
@@ -42,8 +42,8 @@ export class Uploader {
   private readonly queue: PendingTlog[] = [];
   private draining: Promise<void> | null = null;
   private stopped = false;
-  /** SCOs of the queued TLogs already uploaded (re-uploading is harmless, skipping saves time). */
-  private uploadedUpTo = 0;
+  /** SCOs of the TLog at the head of the queue already uploaded (re-uploading is harmless, skipping saves time). */
+  private headDone = 0;
 
   constructor(private readonly vdiskId: string, private readonly backend: BlobStore, private readonly source: UploadSource,
     private readonly sem: Semaphore, private readonly log: Logger) {}
@@ -66,7 +66,8 @@ export class Uploader {
 
   get backlog(): { scos: number; tlogs: number } {
     let scos = 0;
-    for (const p of this.queue) scos += Math.max(0, p.lastSco - Math.max(p.firstSco, this.uploadedUpTo + 1) + 1);
+    for (const p of this.queue) scos += p.scos.length;
+    scos -= this.headDone;
     return { scos, tlogs: this.queue.length };
   }
 
@@ -84,12 +85,12 @@ export class Uploader {
     while (this.queue.length > 0 && !this.stopped) {
       const p = this.queue[0];
       let scoBytes = 0;
-      for (let sco = Math.max(p.firstSco, this.uploadedUpTo + 1); sco <= p.lastSco; sco++) {
+      for (; this.headDone < p.scos.length; this.headDone++) {
+        const sco = p.scos[this.headDone];
         const file = this.source.scoPath(sco);
         const data = await fs.readFile(file);
         await this.put(scoKey(this.vdiskId, sco), data, `upload SCO ${sco}`);
         if (this.stopped) return;
-        this.uploadedUpTo = sco;
         scoBytes += data.length;
       }
       const tlog = await fs.readFile(this.source.tlogPath(p.tlog));
@@ -97,7 +98,8 @@ export class Uploader {
       if (this.stopped) return;
       await this.source.onUploaded(p, scoBytes);
       this.queue.shift();
-      this.log.debug('TLog in the backend', { vdisk: this.vdiskId, tlog: p.tlog, scos: [p.firstSco, p.lastSco] });
+      this.headDone = 0;
+      this.log.debug('TLog in the backend', { vdisk: this.vdiskId, tlog: p.tlog, scos: p.scos.length });
     }
   }
 

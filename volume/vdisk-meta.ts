@@ -41,11 +41,11 @@ export function corkOps(v: CorkSource, p: PendingTlog): MetadataOp[] {
   for (const [pageNo, page] of v.map.takeDirty()) {
     ops.push({ key: mapPrefix(v.id) + pageNo.toString(16).padStart(8, '0'), value: page === null ? null : pageBytes(page) });
   }
-  for (let sco = p.firstSco; sco <= p.lastSco; sco++) {
+  for (const sco of p.scos) {
     const count = v.scoCounts.get(sco);
     if (count !== undefined) ops.push({ key: scoCountPrefix(v.id) + scoName(sco), value: u32(count) });
   }
-  const meta: VDiskMeta = { corkedTlog: p.tlog, corkedSco: Math.max(v.corkedSco, p.lastSco), size: v.size, template: v.template };
+  const meta: VDiskMeta = { corkedTlog: p.tlog, corkedSco: Math.max(v.corkedSco, ...p.scos.slice(-1)), size: v.size, template: v.template };
   ops.push({ key: metaKey(v.id), value: Buffer.from(JSON.stringify(meta)) });
   return ops;
 }

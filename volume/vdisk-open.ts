@@ -12,7 +12,7 @@ import path from 'node:path';
 import { logger } from '../util/log.js';
 import { keyNumber, scoKey, tlogKey } from './backend-layout.js';
 import { LocalCache } from './local-cache.js';
-import { checkSlot, namespaceTag, slotAddress, SLOT_SIZE } from './sco-format.js';
+import { namespaceTag, scanSlots, SLOT_SIZE } from './sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader } from './uploader.js';
 import { VDiskImpl } from './vdisk.js';
@@ -69,23 +69,23 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
       if (r.type === RecordType.Sco) lastSco = Math.max(lastSco, r.sco);
     }
   };
-  const pending: Array<{ tlog: number; first: number; last: number }> = [];
+  const pending: Array<{ tlog: number; scos: number[] }> = [];
   for (const tlog of v.cache.closedTlogs()) {
     if (tlog <= meta.corkedTlog) {
       v.cache.deleteClosedTlog(tlog); // in the backend already; the crash came before its removal
       continue;
     }
-    const { records, error } = decodeRecords(v.cache.readClosedTlog(tlog));
-    if (error !== null) log.error('a closed TLog in the write cache is damaged; replaying its sound part', { vdisk: id, tlog, error });
+    let { records, error } = decodeRecords(v.cache.readClosedTlog(tlog));
+    if (error !== null) records = repairLocalTlog(v, tlog, records, error, lastSco);
     const scos = records.filter((r) => r.type === RecordType.Sco).map((r) => (r as { sco: number }).sco);
     replay(records);
-    pending.push({ tlog, first: scos.length > 0 ? Math.min(...scos) : 1, last: scos.length > 0 ? Math.max(...scos) : 0 });
+    pending.push({ tlog, scos });
   }
   const journal = v.cache.reopenJournal();
   replay(journal.records);
   v.cache.nextSco = lastSco + 1; // never reuse a SCO number, even when every local copy was evicted
   for (const { sco, addresses } of v.cache.recoverOpenScos(lastSco)) {
-    for (let i = 0; i < addresses.length; i++) v.map.set(addresses[i], sco, i);
+    for (let i = 0; i < addresses.length; i++) if (addresses[i] >= 0) v.map.set(addresses[i], sco, i);
   }
   for (const sco of v.cache.localScos()) {
     const bytes = (v.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
@@ -94,7 +94,7 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
     if (sco <= v.corkedSco) ctx.space.addEvictable(v, sco);
   }
   for (const [sco, count] of v.scoCounts) if (sco <= v.corkedSco) v.backendBytes += count * SLOT_SIZE;
-  for (const p of pending) v.uploader.enqueue({ tlog: p.tlog, firstSco: p.first, lastSco: p.last });
+  for (const p of pending) v.uploader.enqueue(p);
   log.info('vDisk reopened from the local write cache', {
     vdisk: id, size: v.size, corkedTlog: meta.corkedTlog, replayedTlogs: pending.length, journalRecords: journal.records.length,
   });
@@ -134,10 +134,39 @@ async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
   for (const count of v.scoCounts.values()) v.backendBytes += count * SLOT_SIZE;
   v.corkedSco = lastSco;
   v.corkedTlog = lastTlog;
-  const ops = corkOps(v, { tlog: lastTlog, firstSco: 1, lastSco });
+  const ops = corkOps(v, { tlog: lastTlog, scos: [...v.scoCounts.keys()].sort((a, b) => a - b) });
   v.cache.create(lastTlog + 1, maxSco + 1);
   await ctx.mds.commit(ops);
   log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size });
+}
+
+/**
+ * A closed TLog in the write cache is damaged: keep its sound records, take the entries of the SCOs after
+ * them from the SCO files themselves (self-describing), and write the TLog again so that what is uploaded
+ * is whole. Resize records in the damaged part are lost (logged).
+ */
+function repairLocalTlog(v: VDiskImpl, tlog: number, records: TLogRecord[], error: string, lastSco: number): TLogRecord[] {
+  let from = lastSco;
+  for (const r of records) if (r.type === RecordType.Sco) from = Math.max(from, r.sco);
+  const later = v.cache.closedTlogs().filter((n) => n > tlog);
+  let until = Infinity;
+  for (const n of later) {
+    const first = firstScoOf([decodeRecords(v.cache.readClosedTlog(n))]);
+    if (first !== Infinity) {
+      until = first;
+      break;
+    }
+  }
+  if (until === Infinity) until = firstScoOf([{ records: decodeRecords(v.cache.readOpenTlog()).records }]);
+  const gap = v.cache.localScos().filter((n) => n > from && n < until);
+  // with no later record to bound it, the SCOs written since count too: they become part of this TLog
+  const fixed: TLogRecord[] = records.filter((r) => r.type !== RecordType.Header);
+  for (const sco of gap) fixed.push(scoRecordFromSlots(fs.readFileSync(v.cache.scoPath(sco)), v.tag, sco));
+  v.cache.rewriteClosedTlog(tlog, fixed);
+  log.error('a closed TLog in the write cache was damaged; rebuilt it from its sound records and the SCOs it covered (resizes it held are lost)', {
+    vdisk: v.id, tlog, reason: error, scos: gap,
+  });
+  return fixed;
 }
 
 function firstScoOf(later: Array<{ records: TLogRecord[] }>): number {
@@ -145,13 +174,8 @@ function firstScoOf(later: Array<{ records: TLogRecord[] }>): number {
   return Infinity;
 }
 
-/** The entries of a SCO read from its slot headers (each verified by its own checksum). */
+/** The entries of a SCO read from its slot headers (each verified by its own checksum, see scanSlots). */
 function scoRecordFromSlots(buf: Buffer, tag: number, sco: number): TLogRecord {
-  const count = Math.floor(buf.length / SLOT_SIZE);
-  const addresses = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    // a damaged slot cannot be trusted to say its address: it maps nothing (-1)
-    addresses[i] = checkSlot(buf, i * SLOT_SIZE, tag, sco, i, -1) === null ? slotAddress(buf, i * SLOT_SIZE) : -1;
-  }
+  const { addresses, count } = scanSlots(buf, tag, sco);
   return { type: RecordType.Sco, sco, count, crc: 0, addresses };
 }

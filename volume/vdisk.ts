@@ -60,18 +60,16 @@ export class VDiskImpl implements VDisk {
     return out;
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array): Promise<void> {
     checkWriteRange(offset, data.length, { vdisk: this.id });
-    this.checkOpen();
-    if (this.template) return Promise.reject(new VolumeError('READ_ONLY', 'the vDisk is a template: read-only', { vdisk: this.id }));
-    if (data.length === 0) return Promise.resolve();
+    this.checkWritable();
+    if (data.length === 0) return;
     return this.exclusive(() => this.writeLocked(offset, data));
   }
 
-  resize(size: number): Promise<void> {
+  async resize(size: number): Promise<void> {
     checkSize(size, { vdisk: this.id });
-    this.checkOpen();
-    if (this.template) return Promise.reject(new VolumeError('READ_ONLY', 'the vDisk is a template: read-only', { vdisk: this.id }));
+    this.checkWritable();
     return this.exclusive(() => this.resizeLocked(size));
   }
 
@@ -138,8 +136,8 @@ export class VDiskImpl implements VDisk {
     this.scoCounts.set(c.sco, c.count);
   }
 
-  onTlogClosed(tlog: number, firstSco: number, lastSco: number): void {
-    this.uploader.enqueue({ tlog, firstSco, lastSco });
+  onTlogClosed(tlog: number, scos: number[]): void {
+    this.uploader.enqueue({ tlog, scos });
   }
 
   /** The uploader put TLog `p` (and its SCOs) in the backend: persist the map, free the local copies. */
@@ -149,10 +147,10 @@ export class VDiskImpl implements VDisk {
     const ops = corkOps(this, p);
     await this.ctx.mds.commit(ops);
     this.corkedTlog = p.tlog;
-    this.corkedSco = Math.max(this.corkedSco, p.lastSco);
+    this.corkedSco = Math.max(this.corkedSco, ...p.scos.slice(-1));
     this.backendBytes += scoBytes;
     this.cache.deleteClosedTlog(p.tlog);
-    for (let sco = p.firstSco; sco <= p.lastSco; sco++) {
+    for (const sco of p.scos) {
       this.ctx.space.addEvictable(this, sco);
     }
   }
@@ -206,6 +204,11 @@ export class VDiskImpl implements VDisk {
     const bytes = addresses.length * SLOT_SIZE;
     const wait = this.ctx.space.reserve(bytes);
     if (wait !== undefined) await wait;
+    if (this.closed) {
+      // removed or shut down while this write waited for room: give the room back, write nothing
+      this.ctx.space.release(bytes);
+      throw new VolumeError('CLOSED', 'the vDisk was closed while the write waited for write-cache space', { vdisk: this.id });
+    }
     this.localBytes += bytes;
     try {
       this.cache.appendClusters(addresses, datas, (i, sco, slot) => this.map.set(addresses[i], sco, slot));
@@ -271,15 +274,28 @@ export class VDiskImpl implements VDisk {
   /** `n` verified slots for clusters a..a+n-1, stored in SCO `sco` from `slot`. */
   private async fetchSlots(a: number, sco: number, slot: number, n: number): Promise<Buffer> {
     const local = this.cache.readSlots(sco, slot, n);
-    if (local !== null) {
-      const bad = this.verify(local, a, sco, slot, n);
-      if (bad === null) return local;
-      if (sco > this.corkedSco) throw this.checksumError(a + bad.k, sco, slot + bad.k, 'write cache', bad.reason);
-      log.error('a SCO in the write cache is corrupt; dropping it and reading the backend copy', {
-        vdisk: this.id, sco, slot: slot + bad.k, reason: bad.reason,
-      });
-      this.ctx.space.release(this.evictSco(sco));
+    if (local === null) return this.fetchRemote(a, sco, slot, n, false);
+    const bad = this.verify(local, a, sco, slot, n);
+    if (bad === null) return local;
+    if (sco > this.corkedSco) throw this.checksumError(a + bad.k, sco, slot + bad.k, 'write cache', bad.reason);
+    // the SCO is in the backend too: take each damaged slot from there, and mend the local copy
+    log.error('a SCO in the write cache is damaged; reading the damaged slots from the backend copy', {
+      vdisk: this.id, sco, slot: slot + bad.k, reason: bad.reason, file: this.cache.scoPath(sco),
+    });
+    const remote = await this.fetchRemote(a, sco, slot, n, true);
+    for (let k = bad.k; k < n; k++) {
+      const pos = k * SLOT_SIZE;
+      if (checkSlot(local, pos, this.tag, sco, slot + k, a + k) === null) continue;
+      const why = checkSlot(remote, pos, this.tag, sco, slot + k, a + k);
+      if (why !== null) throw this.checksumError(a + k, sco, slot + k, 'write cache and the backend', why);
+      remote.copy(local, pos, pos, pos + SLOT_SIZE);
+      this.cache.repairSlot(sco, slot + k, remote.subarray(pos, pos + SLOT_SIZE));
     }
+    return local;
+  }
+
+  /** The slots from the read cache / backend; verified unless `anyway` (the caller checks each slot). */
+  private async fetchRemote(a: number, sco: number, slot: number, n: number, anyway: boolean): Promise<Buffer> {
     const key = scoKey(this.id, sco);
     const count = this.scoCounts.get(sco);
     if (count === undefined) throw this.checksumError(a, sco, slot, 'backend', 'SCO unknown to this vDisk');
@@ -293,7 +309,10 @@ export class VDiskImpl implements VDisk {
       const bad = this.verify(remote, a, sco, slot, n);
       if (bad === null) return remote;
       this.ctx.readCache.invalidate(key, slot + bad.k);
-      if (attempt > 0) throw this.checksumError(a + bad.k, sco, slot + bad.k, 'backend', bad.reason);
+      if (attempt > 0) {
+        if (anyway) return remote;
+        throw this.checksumError(a + bad.k, sco, slot + bad.k, 'backend', bad.reason);
+      }
     }
   }
 
@@ -309,6 +328,11 @@ export class VDiskImpl implements VDisk {
     const ctx = { vdisk: this.id, offset: a * CLUSTER_SIZE, sco, slot, object: where === 'backend' ? scoKey(this.id, sco) : this.cache.scoPath(sco), reason };
     log.error(`checksum error reading from the ${where}`, ctx);
     return new VolumeError('CHECKSUM', `data at offset ${a * CLUSTER_SIZE} failed its checksum (${reason}) in the ${where}`, ctx);
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (this.template) throw new VolumeError('READ_ONLY', 'the vDisk is a template: read-only', { vdisk: this.id });
   }
 
   private checkOpen(): void {

@@ -28,6 +28,7 @@ import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { vdiskMdsPrefix } from './vdisk-meta.js';
 import { WriteCacheSpace } from './write-cache-space.js';
+import { checkSize } from './validate.js';
 import { CLUSTER_SIZE, type AttrChange, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
 
 const log = logger('vpool');
@@ -175,10 +176,18 @@ class VPoolImpl implements VPool {
 
   createFile(p: string, mode: number, uid: number, gid: number, size = 0): Promise<void> {
     return this.change(async () => {
+      checkSize(size, { path: p });
       const { dir, name } = this.freeName(p);
       const id = randomUUID();
       const v = await createVDisk(id, this.ctx);
-      if (size > 0) await v.resize(size);
+      try {
+        if (size > 0) await v.resize(size);
+      } catch (err) {
+        v.shutdown();
+        v.cache.destroy();
+        await this.ctx.mds.deletePrefix(vdiskMdsPrefix(id));
+        throw err;
+      }
       this.vdisks.set(id, v);
       const now = Date.now();
       const node = this.tree.add(dir, name, { kind: 'file', mode: 0o100000 | (mode & 0o7777), uid, gid, atimeMs: now, mtimeMs: now, ctimeMs: now, xattrs: {}, vdiskId: id });
