@@ -208,3 +208,36 @@ test('a write waiting for space on a vDisk that is removed fails with CLOSED and
   await y.write(0, pattern(25, 64 * 1024));
   t.true((await y.read(0, 64 * 1024)).equals(pattern(25, 64 * 1024)));
 });
+
+test('a crash with the write cache full of data the backend never took: after the restart everything drains and reads back', async (t) => {
+  const env = poolEnv(t);
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
+  const pool = await env.open({ backend: gated, writeCacheBytes: MiB });
+  await pool.createFile('/full', 0o644, 0, 0, 0);
+  const v = pool.vdisk('/full');
+  gated.pause();
+  const data = pattern(26, 3 * MiB);
+  const w = writer(v, data);
+  await until(() => gated.waiting > 0 && w.done() >= MiB / 2);
+  await pause(200);
+  const acked = w.done();
+  // the process goes away here: what is on disk is its state
+  const crash = path.join(env.root, 'crash');
+  fs.cpSync(env.state, path.join(crash, 'state'), { recursive: true, filter: (src) => !src.endsWith('lock.mdb') });
+  fs.cpSync(env.backendDir, path.join(crash, 'backend'), { recursive: true });
+  gated.resume();
+  await w.promise;
+  await env.close(pool);
+  const opts = { stateDir: path.join(crash, 'state'), backendUrl: `file://${path.join(crash, 'backend')}`, writeCacheBytes: MiB };
+  const again = await env.open(opts);
+  const u = again.vdisk('/full');
+  t.true((await u.read(0, acked)).equals(data.subarray(0, acked)), `the ${acked} acknowledged bytes`);
+  // the cache is over-full of unshipped data at start: new writes wait for the uploads, then go through
+  await t.notThrowsAsync(u.write(acked, data.subarray(acked)));
+  await u.syncToBackend();
+  t.deepEqual(u.info().uploadBacklog, { scos: 0, tlogs: 0 });
+  await env.close(again);
+  fs.rmSync(opts.stateDir, { recursive: true, force: true });
+  const rebuilt = await env.open(opts);
+  t.true((await rebuilt.vdisk('/full').read(0, data.length)).equals(data), 'every byte, after a backend restart');
+});

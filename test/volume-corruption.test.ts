@@ -354,3 +354,27 @@ test('(e) a truncated read-cache piece (a host crash after its rename): refetche
   pool = await env.open();
   await checkClusters(t, pool.vdisk('/c'), data, new Set(), 'short read-cache pieces');
 });
+
+test('(h) a flipped byte mid-way in the open TLog (the journal) after a crash: every cluster still reads right', async (t) => {
+  const env = poolEnv(t, { tlogScos: 1000, scoMaxAgeMs: 3_600_000 });
+  const pool = await env.open();
+  const { id, data } = await populate(pool, 36); // SCOs 1-4 closed (records in the open TLog 1), SCO 5 open
+  const journal = path.join(env.state, 'wc', id, 'tlog', `${scoName(1)}.open`);
+  t.true(fs.existsSync(journal));
+  const crash = path.join(env.root, 'crash');
+  fs.cpSync(env.state, path.join(crash, 'state'), { recursive: true, filter: (src) => !src.endsWith('lock.mdb') });
+  fs.cpSync(env.backendDir, path.join(crash, 'backend'), { recursive: true });
+  await env.close(pool);
+  const copy = path.join(crash, 'state', 'wc', id, 'tlog', `${scoName(1)}.open`);
+  flipByte(copy, fs.statSync(copy).size - 3 * 85 + 30); // the record of SCO 2 of 4: records of SCOs 2-4 are cut
+  const again = await env.open({ stateDir: path.join(crash, 'state'), backendUrl: `file://${path.join(crash, 'backend')}` });
+  const v = again.vdisk('/c');
+  t.is(v.size, 36 * CS);
+  t.is(v.allocatedBytes, 36 * CS);
+  await checkClusters(t, v, data, new Set(), 'journal damaged');
+  await env.close(again);
+  // and all of it reached the backend
+  fs.rmSync(path.join(crash, 'state'), { recursive: true, force: true });
+  const rebuilt = await env.open({ stateDir: path.join(crash, 'state'), backendUrl: `file://${path.join(crash, 'backend')}` });
+  await checkClusters(t, rebuilt.vdisk('/c'), data, new Set(), 'journal damaged, then a backend restart');
+});
