@@ -1,7 +1,7 @@
 /**
  * Extended attributes. Plain `user.*` names are stored with the node by the VPool. `user.vdisk.*` is the
- * management API of DESIGN §3 (snapshots, clones, info): reserved, ENOTSUP until the snapshot issue
- * implements it. Every other namespace (`security.capability`, which the kernel asks before each write,
+ * management API of DESIGN §3 (snapshots, clones, info), dispatched by ./vdisk-xattr.ts; every failure of
+ * it is logged at warn with its cause, whatever the errno. Every other namespace (`security.capability`, which the kernel asks before each write,
  * `trusted.*`, `system.*`) answers ENODATA at once, with no I/O.
  *
  * getxattr/listxattr answer the size probe (size 0 → the length) and a too-small buffer (ERANGE) here,
@@ -11,6 +11,7 @@ import type { Cb } from 'fuse-native';
 import { logger } from '../util/log.js';
 import { E, toErrno } from './errno.js';
 import type { OpContext } from './ops-tree.js';
+import { readVdiskView, runVdiskCommand, VIEW_NAMES } from './vdisk-xattr.js';
 
 const log = logger('fuse');
 
@@ -25,9 +26,11 @@ export function xattrKind(name: string): XattrKind {
   return name.startsWith(VDISK_PREFIX) ? 'vdisk' : 'plain';
 }
 
-function notYet(op: string, path: string, name: string): number {
-  log.warn(`${name}: the user.vdisk.* attributes are not implemented yet (snapshot issue)`, { op, path, name, errno: -E.ENOTSUP });
-  return E.ENOTSUP;
+/** The errno of a failed `user.vdisk.*` call, logged at warn even for the codes fuse/errno.ts keeps quiet. */
+function vdiskErrno(err: unknown, op: string, path: string, name: string): number {
+  const errno = toErrno(err, `${op} ${name}`, path);
+  log.warn(`${op} ${name} failed`, { path, name, errno: -errno, error: err instanceof Error ? err.message : String(err) });
+  return errno;
 }
 
 export function xattrOps(ctx: OpContext) {
@@ -36,7 +39,17 @@ export function xattrOps(ctx: OpContext) {
   return {
     setxattr(path: string, name: string, value: Buffer, _position: number, flags: number, cb: Cb) {
       const kind = xattrKind(name);
-      if (kind === 'vdisk') return cb(notYet('setxattr', path, name));
+      if (kind === 'vdisk') {
+        // fuse-native detaches `value` once we answer: runVdiskCommand decodes it before its first await.
+        runVdiskCommand(vpool, path, name, value).then(
+          () => {
+            log.info(`${name} done`, { path, value: Buffer.from(value).toString('utf8') });
+            cb(0);
+          },
+          (err: unknown) => cb(vdiskErrno(err, 'setxattr', path, name)),
+        );
+        return;
+      }
       if (kind === 'foreign') return cb(E.ENOTSUP);
       let p: Promise<void>;
       try {
@@ -60,7 +73,13 @@ export function xattrOps(ctx: OpContext) {
     getxattr(path: string, name: string, _position: number, cb: Cb) {
       const kind = xattrKind(name);
       if (kind === 'foreign') return cb(E.ENODATA);
-      if (kind === 'vdisk') return cb(notYet('getxattr', path, name));
+      if (kind === 'vdisk') {
+        readVdiskView(vpool, path, name).then(
+          (json) => cb(0, json),
+          (err: unknown) => cb(vdiskErrno(err, 'getxattr', path, name)),
+        );
+        return;
+      }
       try {
         const value = vpool.getXattr(path, name);
         if (value === undefined) return cb(E.ENODATA);
@@ -72,7 +91,8 @@ export function xattrOps(ctx: OpContext) {
 
     listxattr(path: string, cb: Cb) {
       try {
-        cb(0, vpool.listXattr(path).filter((n) => xattrKind(n) === 'plain'));
+        const plain = vpool.listXattr(path).filter((n) => xattrKind(n) === 'plain');
+        cb(0, vpool.stat(path).kind === 'file' ? [...VIEW_NAMES, ...plain] : plain);
       } catch (err) {
         cb(toErrno(err, 'listxattr', path));
       }
@@ -80,7 +100,10 @@ export function xattrOps(ctx: OpContext) {
 
     removexattr(path: string, name: string, cb: Cb) {
       const kind = xattrKind(name);
-      if (kind === 'vdisk') return cb(notYet('removexattr', path, name));
+      if (kind === 'vdisk') {
+        log.warn(`removexattr ${name}: the user.vdisk.* attributes cannot be removed`, { path, name, errno: -E.ENOTSUP });
+        return cb(E.ENOTSUP);
+      }
       if (kind === 'foreign') return cb(E.ENODATA);
       let p: Promise<void>;
       try {

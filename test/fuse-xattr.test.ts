@@ -1,13 +1,14 @@
 /**
  * Extended attributes on a real mount: plain `user.*` attributes round trip with setfattr/getfattr and
  * Python's os.getxattr (a 300-byte value: the size probe and ERANGE retry must work), list and remove;
- * `user.vdisk.*` answers ENOTSUP until the snapshot issue; other namespaces answer ENODATA.
+ * the `user.vdisk.info` view answers JSON and is listed; an unknown `user.vdisk.*` name is ENOTSUP;
+ * other namespaces answer ENODATA.
  */
 import { freshLayout, fuseTest, ok, q, sh, startMount } from './helpers/mount.js';
 
 const test = fuseTest();
 
-test('plain user.* attributes round trip; user.vdisk.* is ENOTSUP for now; security.* is ENODATA', async (t) => {
+test('plain user.* attributes round trip; user.vdisk.info is a view; unknown user.vdisk.* is ENOTSUP; security.* is ENODATA', async (t) => {
   const l = await freshLayout(t);
   const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
   const disk = m.p('disk');
@@ -30,10 +31,12 @@ v = bytes(range(256)) + b'x' * 44
 os.setxattr(p, 'user.big', v)
 got = os.getxattr(p, 'user.big')
 print(len(got), got == v)
-print(sorted(os.listxattr(p)))
+names = os.listxattr(p)
+print(sorted(n for n in names if not n.startswith('user.vdisk.')))
+print('user.vdisk.info' in names)
 EOF`,
   );
-  t.is(py.trim(), "300 True\n['user.big', 'user.color']");
+  t.is(py.trim(), "300 True\n['user.big', 'user.color']\nTrue");
   t.regex(await ok(t, `getfattr -d ${q(disk)}`), /user\.color="green"/);
 
   // XATTR_CREATE on an existing name, XATTR_REPLACE on a missing one, remove
@@ -54,15 +57,23 @@ print(name(lambda: os.getxattr(p, 'user.color')))
 print(name(lambda: os.removexattr(p, 'user.color')))
 print(name(lambda: os.getxattr(p, 'security.capability')))
 print(name(lambda: os.getxattr(p, 'trusted.x')))
-print(name(lambda: os.setxattr(p, 'user.vdisk.snapshot', b'snap1')))
+print(name(lambda: os.setxattr(p, 'user.vdisk.bogus', b'snap1')))
 print(name(lambda: os.getxattr(p, 'user.vdisk.info')))
 print(name(lambda: os.getxattr(p, 'user.vdisk.bogus')))
+print(name(lambda: os.setxattr(p, 'user.vdisk.info', b'{}')))
+print(name(lambda: os.removexattr(p, 'user.vdisk.info')))
+print(name(lambda: os.getxattr(os.path.dirname(p) + '/dir', 'user.vdisk.info')))
 EOF`,
   );
-  t.deepEqual(flags.trim().split('\n'), ['EEXIST', 'ENODATA', 'OK', 'ENODATA', 'ENODATA', 'ENODATA', 'ENODATA', 'ENOTSUP', 'ENOTSUP', 'ENOTSUP']);
-  const set = await sh(`setfattr -n user.vdisk.snapshot -v s1 ${q(disk)}`);
+  t.deepEqual(flags.trim().split('\n'), ['EEXIST', 'ENODATA', 'OK', 'ENODATA', 'ENODATA', 'ENODATA', 'ENODATA', 'ENOTSUP', 'OK', 'ENOTSUP', 'ENOTSUP', 'ENOTSUP', 'EISDIR']);
+  const set = await sh(`setfattr -n user.vdisk.bogus -v s1 ${q(disk)}`);
   t.regex(set.stderr, /Operation not supported/);
-  t.regex(m.log, /user\.vdisk\.snapshot: the user\.vdisk\.\* attributes are not implemented yet/, 'the refusal is logged');
+  t.regex(m.log, /setxattr user\.vdisk\.bogus failed/, 'the refusal is logged');
+
+  // the info view (DESIGN §3) of a fresh 1 GiB vDisk
+  const info = JSON.parse(await ok(t, `getfattr -n user.vdisk.info --only-values ${q(disk)}`)) as Record<string, unknown>;
+  t.like(info, { size: 2 ** 30, template: false, parent: null, clones: [], dtl: { mode: 'none', state: 'ok_standalone', server: null } });
+  for (const k of ['id', 'allocatedBytes', 'backendBytes', 'dirtyBytes', 'router']) t.true(k in info, k);
 
   // writes still work after the kernel started asking for security.capability
   await ok(t, `dd if=/dev/zero of=${q(disk)} bs=4k count=4 conv=notrunc status=none`);

@@ -72,7 +72,22 @@ export interface VDiskInfo {
   /** SCOs and TLogs waiting for upload. */
   uploadBacklog: { scos: number; tlogs: number };
   template: boolean;
+  /** The clone's parent and the snapshot it was cloned from (paths relative to the vPool root), or null. */
+  parent: { path: string; snapshot: string } | null;
+  /** Paths of the vDisks cloned from this one. */
+  clones: string[];
+  /** The DTL protecting the writes not yet in the backend (DESIGN §3, §4). */
+  dtl: DtlInfo;
   router: string;
+}
+
+export type DtlMode = 'none' | 'async' | 'sync';
+export type DtlState = 'ok_sync' | 'ok_standalone' | 'catchup' | 'degraded';
+export interface DtlInfo {
+  mode: DtlMode;
+  state: DtlState;
+  /** HOST:PORT of the DTL server in use, or null. */
+  server: string | null;
 }
 
 /** One thin virtual disk. All methods validate their arguments (INVALID / TOO_BIG). */

@@ -91,6 +91,7 @@ export class VDiskImpl implements VDisk {
     return {
       id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, backendBytes: this.backendBytes,
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
+      parent: null, clones: [], dtl: { mode: 'none', state: 'ok_standalone', server: null },
     };
   }
 

@@ -1,0 +1,88 @@
+/**
+ * The `user.vdisk.*` management API of DESIGN §3, as two tables: commands (`setfattr -n NAME -v VALUE`,
+ * resolved once the operation is done) and views (`getfattr -n NAME`, JSON). Each feature keeps its own
+ * entries in a file of its own and is merged in below, so this file only dispatches. A name in neither
+ * table is ENOTSUP. Commands and views throw VpoolErrors; fuse/xattr.ts turns them into errnos and logs them.
+ */
+import { VolumeError } from '../util/errors.js';
+import type { VPool } from '../volume/types.js';
+
+/** A command: `value` is the attribute's bytes as UTF-8. Resolves when the operation is done. */
+export type VdiskCommand = (vpool: VPool, path: string, value: string) => Promise<void>;
+/** A view: the JSON-able value `getfattr` shows. */
+export type VdiskView = (vpool: VPool, path: string) => unknown;
+
+export interface VdiskXattrTable {
+  commands: Record<string, VdiskCommand>;
+  views: Record<string, VdiskView>;
+}
+
+/** `user.vdisk.info`: what a vDisk is and where its data stands. */
+function infoView(vpool: VPool, path: string): unknown {
+  const i = vpool.vdisk(path).info();
+  return {
+    id: i.id,
+    size: i.size,
+    allocatedBytes: i.allocatedBytes,
+    backendBytes: i.backendBytes,
+    dirtyBytes: i.dirtyBytes,
+    uploadBacklog: i.uploadBacklog,
+    template: i.template,
+    parent: i.parent,
+    clones: i.clones,
+    dtl: i.dtl,
+    router: i.router,
+  };
+}
+
+const core: VdiskXattrTable = {
+  commands: {},
+  views: { 'user.vdisk.info': infoView },
+};
+
+/** Every feature's table, merged. A later table may not redefine a name. */
+const tables: VdiskXattrTable[] = [core];
+
+const commands = new Map<string, VdiskCommand>();
+const views = new Map<string, VdiskView>();
+for (const t of tables) {
+  for (const [name, fn] of Object.entries(t.commands)) {
+    if (commands.has(name) || views.has(name)) throw new Error(`user.vdisk attribute defined twice: ${name}`);
+    commands.set(name, fn);
+  }
+  for (const [name, fn] of Object.entries(t.views)) {
+    if (commands.has(name) || views.has(name)) throw new Error(`user.vdisk attribute defined twice: ${name}`);
+    views.set(name, fn);
+  }
+}
+
+/** The view names, for listxattr on a vDisk. */
+export const VIEW_NAMES: readonly string[] = [...views.keys()];
+
+function decode(name: string, value: Uint8Array): string {
+  const text = Buffer.from(value).toString('utf8');
+  if (!Buffer.from(text, 'utf8').equals(Buffer.from(value))) throw new VolumeError('INVALID', `${name}: the value is not valid UTF-8`, { name });
+  return text;
+}
+
+/** Runs the command NAME on the vDisk at `path`. NOT_SUPPORTED for a view or an unknown name. */
+export async function runVdiskCommand(vpool: VPool, path: string, name: string, value: Uint8Array): Promise<void> {
+  const fn = commands.get(name);
+  if (!fn) {
+    if (views.has(name)) throw new VolumeError('NOT_SUPPORTED', `${name} is a view: read it with getfattr`, { path, name });
+    throw new VolumeError('NOT_SUPPORTED', `unknown attribute ${name}`, { path, name });
+  }
+  if (vpool.stat(path).kind !== 'file') throw new VolumeError('IS_DIR', `${name}: ${path} is a directory, not a vDisk`, { path, name });
+  await fn(vpool, path, decode(name, value));
+}
+
+/** The view NAME of the vDisk at `path`, as JSON bytes. NOT_SUPPORTED for a command or an unknown name. */
+export async function readVdiskView(vpool: VPool, path: string, name: string): Promise<Buffer> {
+  const fn = views.get(name);
+  if (!fn) {
+    const what = commands.has(name) ? `${name} is a command: set it with setfattr` : `unknown attribute ${name}`;
+    throw new VolumeError('NOT_SUPPORTED', what, { path, name });
+  }
+  if (vpool.stat(path).kind !== 'file') throw new VolumeError('IS_DIR', `${name}: ${path} is a directory, not a vDisk`, { path, name });
+  return Buffer.from(JSON.stringify(await fn(vpool, path)));
+}
