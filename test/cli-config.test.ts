@@ -55,10 +55,10 @@ test('validation names the key and what was expected', (t) => {
   t.notThrows(() => validateConfig({ backend: 's3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&forcePathStyle=true' }, 'c.json'));
 });
 
-test('diffConfig: logLevel is live, everything else needs a restart', (t) => {
+test('diffConfig: logLevel and the cache sizes are live, everything else needs a restart', (t) => {
   t.deepEqual(diffConfig({ logLevel: 'info', writeCacheBytes: 1 }, { logLevel: 'debug', writeCacheBytes: 2, tlogScos: 4 }), {
-    live: ['logLevel'],
-    restart: ['writeCacheBytes', 'tlogScos'],
+    live: ['logLevel', 'writeCacheBytes'],
+    restart: ['tlogScos'],
   });
   t.deepEqual(diffConfig({ vpool: 'a' }, { vpool: 'a' }), { live: [], restart: [] });
 });

@@ -76,7 +76,7 @@ test('defaults: the vPool is named after the mountpoint; SIGINT stops cleanly to
   t.is(logEntries(m.log, 'unmounted', { vpool: 'pool-a' }).length, 1, m.log);
 });
 
-test('the config file: its keys are used, logLevel applies live, other changes are logged as needing a restart', async (t) => {
+test('the config file: its keys are used, logLevel and cache sizes apply live, other changes are logged as needing a restart', async (t) => {
   const l = await freshLayout(t);
   const file = path.join(l.root, 'vpool.json');
   await writeFile(file, JSON.stringify({ vpool: 'fromconfig', logLevel: 'info', writeCacheBytes: '256M' }));
@@ -86,9 +86,11 @@ test('the config file: its keys are used, logLevel applies live, other changes a
     for (let i = 0; i < 200 && logEntries(m.log, message, fields).length === 0; i++) await sleep(50);
     t.is(logEntries(m.log, message, fields).length, 1, `${message}:\n${m.log}`);
   };
-  await writeFile(file, JSON.stringify({ vpool: 'fromconfig', logLevel: 'debug', writeCacheBytes: '512M' }));
+  await writeFile(file, JSON.stringify({ vpool: 'fromconfig', logLevel: 'debug', writeCacheBytes: '512M', readCacheBytes: '64M', tlogScos: 4 }));
   await wait('config: logLevel applied', { logLevel: 'debug' });
-  await wait('config: writeCacheBytes changed; it takes effect after a restart', { value: 512 * 2 ** 20 });
+  await wait('write-cache limit changed', { from: 256 * 2 ** 20, to: 512 * 2 ** 20 });
+  await wait('read-cache limit changed', { to: 64 * 2 ** 20 });
+  await wait('config: tlogScos changed; it takes effect after a restart', { value: 4 });
   await writeFile(file, '{ broken');
   await wait('config change ignored: the file is not valid');
   t.true(m.alive);

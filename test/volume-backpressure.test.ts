@@ -241,3 +241,34 @@ test('a crash with the write cache full of data the backend never took: after th
   const rebuilt = await env.open(opts);
   t.true((await rebuilt.vdisk('/full').read(0, data.length)).equals(data), 'every byte, after a backend restart');
 });
+
+test('cache limits change while mounted: a larger write cache lets waiting writes go on, a smaller read cache evicts at once', async (t) => {
+  const env = poolEnv(t);
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
+  const pool = await env.open({ backend: gated, writeCacheBytes: MiB });
+  await pool.createFile('/live', 0o644, 0, 0, 0);
+  const v = pool.vdisk('/live');
+  gated.pause();
+  const data = pattern(27, 3 * MiB);
+  const w = writer(v, data);
+  await until(() => gated.waiting > 0 && w.done() >= MiB / 2);
+  await pause(200);
+  t.false(w.settled(), 'writes wait in a full 1 MiB cache while the backend takes nothing');
+  pool.setCacheLimits({ writeCacheBytes: 8 * MiB });
+  await w.promise; // the backend is still paused: only the new limit lets them through
+  t.is(gated.waiting > 0, true, 'the backend still takes nothing');
+  t.true((await v.read(0, data.length)).equals(data));
+  t.throws(() => pool.setCacheLimits({ readCacheBytes: -1 }), { message: /readCacheBytes must be a whole number of bytes/ });
+  gated.resume();
+  await env.close(pool);
+
+  // the read cache: filled from the backend, then shrunk to nothing
+  fs.rmSync(env.state, { recursive: true, force: true });
+  const again = await env.open({ readCacheBytes: 4 * MiB });
+  t.true((await again.vdisk('/live').read(0, data.length)).equals(data));
+  const rc = path.join(env.state, 'rc');
+  t.true(treeBytes(rc) > MiB, `the read cache holds ${treeBytes(rc)} bytes`);
+  again.setCacheLimits({ readCacheBytes: 0 });
+  t.is(treeBytes(rc), 0, 'every piece evicted');
+  t.true((await again.vdisk('/live').read(0, data.length)).equals(data), 'reads still right, from the backend');
+});

@@ -1,10 +1,11 @@
 /**
  * Watches the --config file (chokidar): on a change it is read and validated again; live keys
- * (logLevel) apply at once, every other changed key is logged as needing a restart. A file that no
+ * (logLevel, the cache sizes) apply at once, every other changed key is logged as needing a restart. A file that no
  * longer parses is logged and ignored: the running mount keeps its settings.
  */
 import { watch } from 'chokidar';
 import { logger, setLogLevel } from '../util/log.js';
+import { DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type VPool } from '../volume/types.js';
 import { diffConfig, loadConfigFile, type MountConfig } from './config.js';
 
 const log = logger('config');
@@ -13,7 +14,10 @@ export interface ConfigWatcher {
   close(): Promise<void>;
 }
 
-export function watchConfig(file: string, initial: MountConfig): ConfigWatcher {
+/** A key removed from the file falls back to the vPool's default. */
+const DEFAULT_LIMITS = { writeCacheBytes: DEFAULT_WRITE_CACHE_BYTES, readCacheBytes: DEFAULT_READ_CACHE_BYTES };
+
+export function watchConfig(file: string, initial: MountConfig, vpool: Pick<VPool, 'setCacheLimits'>): ConfigWatcher {
   let current = initial;
   const watcher = watch(file, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 100, pollInterval: 50 } });
   const reload = async () => {
@@ -29,6 +33,10 @@ export function watchConfig(file: string, initial: MountConfig): ConfigWatcher {
       if (key === 'logLevel') {
         setLogLevel(next.logLevel ?? 'info');
         log.info('config: logLevel applied', { file, logLevel: next.logLevel ?? 'info' });
+      } else if (key === 'writeCacheBytes' || key === 'readCacheBytes') {
+        const value = next[key] ?? DEFAULT_LIMITS[key];
+        vpool.setCacheLimits({ [key]: value });
+        log.info(`config: ${key} applied`, { file, [key]: value });
       }
     }
     for (const key of restart) log.warn(`config: ${key} changed; it takes effect after a restart`, { file, key, value: next[key] });

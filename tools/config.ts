@@ -34,7 +34,7 @@ export interface MountConfig {
 }
 
 /** Keys that apply while mounted; any other change needs a restart. */
-export const LIVE_KEYS: ReadonlySet<keyof MountConfig> = new Set(['logLevel']);
+export const LIVE_KEYS: ReadonlySet<keyof MountConfig> = new Set(['logLevel', 'writeCacheBytes', 'readCacheBytes']);
 
 type Check = (v: unknown, key: string) => unknown;
 

@@ -92,7 +92,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
       const { host, port } = parseHostPort(cfg.metrics, '--metrics');
       metricsServer = await serveMetrics(host, port, metrics.registry);
     }
-    if (flags.config) watcher = watchConfig(flags.config, file);
+    if (flags.config) watcher = watchConfig(flags.config, file, vpool);
   } catch (err) {
     await mounted?.unmount().catch(() => undefined);
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));

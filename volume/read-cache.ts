@@ -132,6 +132,13 @@ export class ReadCache {
     return data;
   }
 
+  /** A new limit, applied at once: pieces past it are evicted, least recently used first. */
+  setLimit(bytes: number): void {
+    log.info('read-cache limit changed', { from: this.limit, to: bytes, usedBytes: this.used });
+    this.limit = bytes;
+    this.evict();
+  }
+
   private evict(): void {
     for (const [name, size] of this.lru) {
       if (this.used <= this.limit) break;

@@ -8,6 +8,8 @@
 export const CLUSTER_SIZE = 4096;
 /** 64 TiB: the largest vDisk. */
 export const MAX_VDISK_SIZE = 64 * 2 ** 40;
+export const DEFAULT_WRITE_CACHE_BYTES = 2 ** 30;
+export const DEFAULT_READ_CACHE_BYTES = 256 * 2 ** 20;
 
 export interface VPoolOptions {
   /** The vPool's name. */
@@ -140,6 +142,8 @@ export interface VPool {
   /** The vDisk at `path` (one object per vDisk, shared by every opener). */
   vdisk(path: string): VDisk;
   statfs(): StatFs;
+  /** Changes the write- and read-cache limits (bytes) while mounted. */
+  setCacheLimits(limits: { writeCacheBytes?: number; readCacheBytes?: number }): void;
   /** Ships every vDisk's data and the tree to the backend and waits for it. */
   syncToBackend(): Promise<void>;
   /** syncToBackend(), then releases everything. */

@@ -29,7 +29,7 @@ import type { VDiskContext } from './vdisk-context.js';
 import { vdiskMdsPrefix } from './vdisk-meta.js';
 import { WriteCacheSpace } from './write-cache-space.js';
 import { checkSize } from './validate.js';
-import { CLUSTER_SIZE, type AttrChange, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
+import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
 
 const log = logger('vpool');
 
@@ -41,8 +41,8 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   const mds = openMetadataStore(opts.metadata ?? 'lmdb', path.join(stateDir, 'mds'));
   const ctx: VDiskContext = {
     backend, mds,
-    space: new WriteCacheSpace(opts.writeCacheBytes ?? 2 ** 30),
-    readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? 256 * 2 ** 20, backend),
+    space: new WriteCacheSpace(opts.writeCacheBytes ?? DEFAULT_WRITE_CACHE_BYTES),
+    readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? DEFAULT_READ_CACHE_BYTES, backend),
     uploads: new Semaphore(4),
     routerId: opts.routerId ?? os.hostname(),
     writeCacheDir: path.join(stateDir, 'wc'),
@@ -142,6 +142,15 @@ class VPoolImpl implements VPool {
 
   listXattr(p: string): string[] {
     return Object.keys(this.tree.lookup(p).xattrs);
+  }
+
+  setCacheLimits(limits: { writeCacheBytes?: number; readCacheBytes?: number }): void {
+    const check = (v: number, name: string) => {
+      if (!Number.isSafeInteger(v) || v < 0) throw new VolumeError('INVALID', `${name} must be a whole number of bytes, got ${v}`, { [name]: v });
+      return v;
+    };
+    if (limits.writeCacheBytes !== undefined) this.ctx.space.setLimit(check(limits.writeCacheBytes, 'writeCacheBytes'));
+    if (limits.readCacheBytes !== undefined) this.ctx.readCache.setLimit(check(limits.readCacheBytes, 'readCacheBytes'));
   }
 
   statfs(): StatFs {

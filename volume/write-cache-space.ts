@@ -49,6 +49,13 @@ export class WriteCacheSpace {
     });
   }
 
+  /** A new limit, applied at once: a larger one lets waiting writers go on; a smaller one evicts as writes come. */
+  setLimit(bytes: number): void {
+    log.info('write-cache limit changed', { from: this.limit, to: bytes, usedBytes: this.used });
+    this.limit = bytes;
+    this.wake();
+  }
+
   /** Gives back space (a SCO evicted or a vDisk removed). */
   release(bytes: number): void {
     this.used = Math.max(0, this.used - bytes);
