@@ -6,6 +6,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from './config.js';
 import { createDisk, diskInfo } from './disk-cmds.js';
+import { DEFAULT_DTL_LISTEN, runDtlServer, type DtlServerFlags } from './dtl-server-cmd.js';
 import { runMount, type MountFlags } from './mount-cmd.js';
 import { MountpointError } from './mountpoint.js';
 
@@ -27,7 +28,7 @@ program
   .option('--vpool <name>', 'vPool name (default: basename of MOUNTPOINT)')
   .option('--state <dir>', 'write cache, read cache, local metadata (default: /var/lib/vpoolfs/<vpool>)')
   .option('--backend <url>', 'file:///dir, s3://bucket/prefix?…, mem://name (default: file://<state>/backend)')
-  .option('--encryption-key-file <file>', '32-byte key, raw or 64 hex characters (not implemented yet)')
+  .option('--encryption-key-file <file>', '32-byte key, raw or 64 hex characters: every object written to the backend is encrypted with AES-256-GCM (docs/encryption.md)')
   .addOption(new Option('--dtl <mode>', 'DTL mode for new vDisks (only none works yet)').choices(['none', 'async', 'sync']))
   .option('--dtl-server <list>', 'HOST:PORT[,HOST:PORT…] (not implemented yet)')
   .option('--router <id>', "this storage router's identity (default: hostname)")
@@ -35,6 +36,14 @@ program
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
   .option('--debug-fuse', 'libfuse debug output on stderr')
   .action((mountpoint: string, flags: MountFlags) => runMount(mountpoint, flags).catch(fail));
+
+program
+  .command('dtl-server')
+  .description('run a DTL server in the foreground: keeps the writes of vDisks on other hosts until they are in the backend')
+  .option('--listen <host:port>', 'address to listen on (without --secret-file: loopback only)', DEFAULT_DTL_LISTEN)
+  .requiredOption('--dir <dir>', 'where the entries are kept (one directory per vDisk)')
+  .option('--secret-file <file>', 'shared secret: both ends prove it with an HMAC challenge on connect')
+  .action((flags: DtlServerFlags) => runDtlServer(flags).catch(fail));
 
 program
   .command('create')

@@ -1,0 +1,155 @@
+/**
+ * The DTL client: the commands of the wire protocol (after Open vStorage's FailOverCache) over one
+ * connection at a time to the first reachable of the configured servers, tried in order. A failed
+ * request drops the connection; the next call reconnects (the caller decides when: see bridge.ts).
+ * Every failure is a DtlError: UNREACHABLE / TIMEOUT (try again later or elsewhere), AUTH (wrong or
+ * missing secret), NOT_REGISTERED, PROTOCOL, STORAGE.
+ */
+import { Connection } from './connection.js';
+import { DtlError } from './errors.js';
+import { Msg } from './frame.js';
+import { decodeEntry, entryLength, Writer, type DtlEntry } from './messages.js';
+
+export interface DtlClientOptions {
+  /** HOST:PORT of each server, in order of preference. */
+  servers: string[];
+  secret?: Buffer;
+  /** Per request and for the handshake (default 5000 ms). */
+  timeoutMs?: number;
+}
+
+export interface RemoteRange {
+  registered: boolean;
+  epoch: number;
+  router: string;
+  first: number;
+  last: number;
+  entries: number;
+}
+
+export class DtlClient {
+  private conn: Connection | null = null;
+  private connecting: Promise<Connection> | null = null;
+  private closed = false;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly opts: DtlClientOptions) {
+    if (opts.servers.length === 0) throw new DtlError('INVALID', 'no DTL server configured');
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+  }
+
+  /** The server of the live connection, or null. */
+  get server(): string | null {
+    return this.conn !== null && this.conn.alive ? this.conn.server : null;
+  }
+
+  /** Connects to the first reachable server (in configured order) unless connected already. */
+  async connect(): Promise<string> {
+    return (await this.connection()).server;
+  }
+
+  /** Connects to one particular server (recovery asks each in turn). */
+  async connectTo(server: string): Promise<void> {
+    this.drop();
+    this.conn = await Connection.open(server, this.opts.secret, this.timeoutMs);
+  }
+
+  /** Drops the connection; the next call connects again. */
+  drop(): void {
+    this.conn?.close();
+    this.conn = null;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.drop();
+  }
+
+  /** Creates the vDisk's log on the server (or takes it over: entries are kept), recording router and epoch. */
+  async register(vdisk: string, router: string, epoch: number): Promise<void> {
+    await this.call(Msg.Register, new Writer().str(vdisk).str(router).f64(epoch));
+  }
+
+  /** Appends entry records (encodeEntry); in the server's kernel when this resolves (kill -9 safe). */
+  async addEntries(vdisk: string, records: Buffer[]): Promise<void> {
+    await this.call(Msg.AddEntries, new Writer().str(vdisk).u32(records.length).raw(Buffer.concat(records)));
+  }
+
+  /** Every entry added so far is on the server's disk when this resolves (power-loss safe). */
+  async flush(vdisk: string): Promise<void> {
+    await this.call(Msg.Flush, new Writer().str(vdisk));
+  }
+
+  async getScoRange(vdisk: string): Promise<RemoteRange> {
+    const r = await this.call(Msg.GetScoRange, new Writer().str(vdisk));
+    const registered = r.u8() === 1;
+    return { registered, epoch: r.f64(), router: r.str(), first: r.u32(), last: r.u32(), entries: r.f64() };
+  }
+
+  /** Calls `onEntry` for each entry with tag >= fromTag above the trim floor, in log order. */
+  async getEntries(vdisk: string, fromTag: number, onEntry: (e: DtlEntry) => void): Promise<number> {
+    let n = 0;
+    const conn = await this.connection();
+    await this.guard(conn.request(Msg.GetEntries, new Writer().str(vdisk).u32(fromTag).done(), (count, run) => {
+      let pos = 0;
+      for (let i = 0; i < count; i++) {
+        const l = entryLength(run, pos);
+        if (!l.ok) throw new DtlError('PROTOCOL', `a damaged entry from the server: ${l.reason}`);
+        onEntry(decodeEntry(run, pos, l.length));
+        pos += l.length;
+        n++;
+      }
+    }));
+    return n;
+  }
+
+  /** Drops the entries with tag <= sco: their SCOs are in the backend. */
+  async removeUpTo(vdisk: string, sco: number): Promise<void> {
+    await this.call(Msg.RemoveUpTo, new Writer().str(vdisk).u32(sco));
+  }
+
+  /** Drops every entry of the vDisk (it is shipped again from the write cache). */
+  async clear(vdisk: string): Promise<void> {
+    await this.call(Msg.Clear, new Writer().str(vdisk));
+  }
+
+  /** Forgets the vDisk on the server, files and all. */
+  async unregister(vdisk: string): Promise<void> {
+    await this.call(Msg.Unregister, new Writer().str(vdisk));
+  }
+
+  private async call(type: Msg, w: Writer) {
+    const conn = await this.connection();
+    return this.guard(conn.request(type, w.done()));
+  }
+
+  /** A transport failure drops the connection so that the next call reconnects. */
+  private async guard<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      const e = err as DtlError;
+      if (e.code === 'UNREACHABLE' || e.code === 'TIMEOUT' || e.code === 'PROTOCOL') this.drop();
+      throw err;
+    }
+  }
+
+  private connection(): Promise<Connection> {
+    if (this.closed) return Promise.reject(new DtlError('CLOSED', 'the DTL client is closed'));
+    if (this.conn !== null && this.conn.alive) return Promise.resolve(this.conn);
+    this.connecting ??= (async () => {
+      const errors: DtlError[] = [];
+      for (const server of this.opts.servers) {
+        try {
+          this.conn = await Connection.open(server, this.opts.secret, this.timeoutMs);
+          return this.conn;
+        } catch (err) {
+          errors.push(err as DtlError);
+        }
+      }
+      const code = errors.every((e) => e.code === 'AUTH') ? 'AUTH' : 'UNREACHABLE';
+      throw new DtlError(code, `no DTL server reachable: ${errors.map((e) => e.message).join('; ')}`, { servers: this.opts.servers });
+    })().finally(() => (this.connecting = null));
+    return this.connecting;
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * One authenticated TCP connection to one DTL server: the handshake (auth.ts), then requests matched
+ * to replies by id (several may be in flight). Any transport or protocol failure, or a request without
+ * an answer in `timeoutMs`, destroys the connection and fails every request in flight.
+ */
+import net from 'node:net';
+import { clientMac, macEqual, MAC_BYTES, nonce, NONCE_BYTES, serverMac } from './auth.js';
+import { DtlError, WIRE_CODES } from './errors.js';
+import { encodeFrame, FrameDecoder, Msg, type Frame } from './frame.js';
+import { Reader } from './messages.js';
+
+interface Pending {
+  resolve(body: Reader): void;
+  reject(err: DtlError): void;
+  onEntries?: (count: number, run: Buffer) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class Connection {
+  private readonly decoder = new FrameDecoder();
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private failure: DtlError | null = null;
+  private waitFrame: ((f: Frame) => void) | null = null;
+  onClose: (() => void) | null = null;
+
+  private constructor(private readonly sock: net.Socket, readonly server: string, private readonly timeoutMs: number) {
+    sock.setNoDelay(true);
+    sock.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = this.decoder.push(chunk);
+      } catch (err) {
+        return this.fail(err as DtlError);
+      }
+      for (const f of frames) this.dispatch(f);
+    });
+    sock.on('error', (err) => this.fail(new DtlError('UNREACHABLE', `DTL server ${server}: ${err.message}`, { server }, { cause: err })));
+    sock.on('close', () => this.fail(new DtlError('UNREACHABLE', `DTL server ${server} closed the connection`, { server })));
+  }
+
+  /** Connects and completes the handshake (proving `secret` both ways when there is one). */
+  static async open(server: string, secret: Buffer | undefined, timeoutMs: number): Promise<Connection> {
+    const { host, port } = splitHostPort(server);
+    const sock = net.connect({ host, port });
+    const c = new Connection(sock, server, timeoutMs);
+    try {
+      const hello = await c.next(timeoutMs);
+      if (hello.type !== Msg.Hello) throw new DtlError('PROTOCOL', `expected Hello from ${server}, got message ${hello.type}`, { server });
+      const r = new Reader(hello.payload);
+      r.u8();
+      const wantsAuth = (r.u8() & 1) === 1;
+      const theirs = r.bytes(NONCE_BYTES);
+      if (wantsAuth && secret === undefined) throw new DtlError('AUTH', `DTL server ${server} requires a shared secret and none is configured`, { server });
+      if (!wantsAuth && secret !== undefined) throw new DtlError('AUTH', `DTL server ${server} does not authenticate, but a shared secret is configured: refusing it`, { server });
+      if (secret !== undefined) {
+        const mine = nonce();
+        sock.write(encodeFrame(Msg.Auth, 0, Buffer.concat([mine, clientMac(secret, theirs, mine)])));
+        const ans = await c.next(timeoutMs);
+        if (ans.type !== Msg.AuthOk || ans.payload.length !== MAC_BYTES) throw new DtlError('AUTH', `DTL server ${server} refused the shared secret`, { server });
+        if (!macEqual(ans.payload, serverMac(secret, mine, theirs))) throw new DtlError('AUTH', `DTL server ${server} does not know the shared secret`, { server });
+      }
+      return c;
+    } catch (err) {
+      c.close();
+      throw err instanceof DtlError ? err : new DtlError('UNREACHABLE', String(err), { server });
+    }
+  }
+
+  get alive(): boolean {
+    return this.failure === null;
+  }
+
+  /**
+   * Sends one request and resolves with the reply's body (after its status byte). For GetEntries,
+   * `onEntries` gets each chunk before the final reply.
+   */
+  request(type: Msg, payload: Buffer, onEntries?: (count: number, run: Buffer) => void): Promise<Reader> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xfffffff0 ? 1 : this.nextId + 1;
+    return new Promise<Reader>((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(new DtlError('TIMEOUT', `DTL server ${this.server} did not answer within ${this.timeoutMs} ms`, { server: this.server })), this.timeoutMs);
+      timer.unref();
+      this.pending.set(id, { resolve, reject, onEntries, timer });
+      this.sock.write(encodeFrame(type, id, payload));
+    });
+  }
+
+  close(): void {
+    this.fail(new DtlError('CLOSED', 'the DTL connection was closed', { server: this.server }));
+  }
+
+  private dispatch(f: Frame): void {
+    if (this.waitFrame !== null) {
+      const w = this.waitFrame;
+      this.waitFrame = null;
+      return w(f);
+    }
+    const p = this.pending.get(f.id);
+    if (p === undefined) return this.fail(new DtlError('PROTOCOL', `a reply to no request (id ${f.id}, type ${f.type})`, { server: this.server }));
+    try {
+      if (f.type === Msg.Entries) {
+        if (p.onEntries === undefined) throw new DtlError('PROTOCOL', 'entries for a request that did not ask for them');
+        const r = new Reader(f.payload);
+        const count = r.u32();
+        p.onEntries(count, f.payload.subarray(r.pos));
+        p.timer.refresh();
+        return;
+      }
+      if (f.type !== Msg.Reply) throw new DtlError('PROTOCOL', `unexpected message type ${f.type}`);
+      const r = new Reader(f.payload);
+      const status = r.u8();
+      this.pending.delete(f.id);
+      clearTimeout(p.timer);
+      if (status === 0) return p.resolve(r);
+      const code = WIRE_CODES[status - 1] ?? 'PROTOCOL';
+      p.reject(new DtlError(code, `DTL server ${this.server}: ${r.str()}`, { server: this.server }));
+    } catch (err) {
+      this.fail(err instanceof DtlError ? err : new DtlError('PROTOCOL', String(err), { server: this.server }));
+    }
+  }
+
+  private next(timeoutMs: number): Promise<Frame> {
+    return new Promise((resolve, reject) => {
+      if (this.failure !== null) return reject(this.failure);
+      const timer = setTimeout(() => this.fail(new DtlError('TIMEOUT', `DTL server ${this.server}: no handshake within ${timeoutMs} ms`, { server: this.server })), timeoutMs);
+      this.waitFrame = (f) => {
+        clearTimeout(timer);
+        resolve(f);
+      };
+      this.pending.set(0, { resolve: () => undefined, reject: (e) => { clearTimeout(timer); reject(e); }, timer });
+    }).finally(() => this.pending.delete(0)) as Promise<Frame>;
+  }
+
+  private fail(err: DtlError): void {
+    if (this.failure !== null) return;
+    this.failure = err;
+    this.sock.destroy();
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+    this.onClose?.();
+  }
+}
+
+export function splitHostPort(s: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new DtlError('INVALID', `expected HOST:PORT, got ${JSON.stringify(s)}`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}

@@ -1,0 +1,103 @@
+/**
+ * The DTL wire frame. Every message, both ways, is one frame (integers little-endian):
+ *
+ *   0  u16 magic 0x4454 ('DT')      4  u32 request id (a reply carries the id of its request)
+ *   2  u8  version (1)              8  u32 payload length (at most MAX_PAYLOAD)
+ *   3  u8  message type             12 payload, then u32 crc32 (zlib, IEEE) of bytes 0 .. 12+length
+ *
+ * A frame with a wrong magic, version, checksum or a length over MAX_PAYLOAD is a PROTOCOL error: the
+ * receiver drops that connection (and only that one). The decoder never buffers more than one frame.
+ */
+import { crc32 } from 'node:zlib';
+import { DtlError } from './errors.js';
+
+export const MAGIC = 0x4454;
+export const VERSION = 1;
+export const HEADER_BYTES = 12;
+export const TRAILER_BYTES = 4;
+/** 4 MiB of entries plus room for the request's own fields. */
+export const MAX_PAYLOAD = 4 * 2 ** 20 + 4096;
+
+export const enum Msg {
+  Hello = 1,
+  Auth = 2,
+  AuthOk = 3,
+  Register = 10,
+  AddEntries = 11,
+  Flush = 12,
+  GetEntries = 13,
+  GetScoRange = 14,
+  RemoveUpTo = 15,
+  Clear = 16,
+  Unregister = 17,
+  Reply = 0x80,
+  Entries = 0x81,
+}
+
+export interface Frame {
+  type: number;
+  id: number;
+  payload: Buffer;
+}
+
+export function encodeFrame(type: number, id: number, payload: Uint8Array): Buffer {
+  if (payload.length > MAX_PAYLOAD) throw new DtlError('INVALID', `a frame payload of ${payload.length} bytes is over the limit of ${MAX_PAYLOAD}`);
+  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.length + TRAILER_BYTES);
+  out.writeUInt16LE(MAGIC, 0);
+  out.writeUInt8(VERSION, 2);
+  out.writeUInt8(type, 3);
+  out.writeUInt32LE(id >>> 0, 4);
+  out.writeUInt32LE(payload.length, 8);
+  out.set(payload, HEADER_BYTES);
+  out.writeUInt32LE(crc32(out.subarray(0, HEADER_BYTES + payload.length)) >>> 0, HEADER_BYTES + payload.length);
+  return out;
+}
+
+/** Splits a byte stream into verified frames. Throws PROTOCOL on the first bad frame (then it is useless). */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  /** Adds bytes; returns the frames now complete, in order. */
+  push(chunk: Buffer): Frame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const out: Frame[] = [];
+    for (;;) {
+      if (this.buffered < HEADER_BYTES) return out;
+      const head = this.peek(HEADER_BYTES);
+      const magic = head.readUInt16LE(0);
+      if (magic !== MAGIC) throw new DtlError('PROTOCOL', `bad frame magic 0x${magic.toString(16)}`);
+      const version = head.readUInt8(2);
+      if (version !== VERSION) throw new DtlError('PROTOCOL', `unsupported protocol version ${version} (this side speaks ${VERSION})`);
+      const length = head.readUInt32LE(8);
+      if (length > MAX_PAYLOAD) throw new DtlError('PROTOCOL', `frame of ${length} bytes is over the limit of ${MAX_PAYLOAD}`);
+      const total = HEADER_BYTES + length + TRAILER_BYTES;
+      if (this.buffered < total) return out;
+      const bytes = this.take(total);
+      const want = bytes.readUInt32LE(HEADER_BYTES + length);
+      if ((crc32(bytes.subarray(0, HEADER_BYTES + length)) >>> 0) !== want) throw new DtlError('PROTOCOL', 'frame checksum mismatch');
+      out.push({ type: bytes.readUInt8(3), id: bytes.readUInt32LE(4), payload: bytes.subarray(HEADER_BYTES, HEADER_BYTES + length) });
+    }
+  }
+
+  /** Bytes received that do not form a whole frame yet. */
+  get pending(): number {
+    return this.buffered;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0].length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0].subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    if (this.chunks[0].length < n) this.chunks = [Buffer.concat(this.chunks)];
+    const first = this.chunks[0];
+    const out = first.subarray(0, n);
+    if (first.length === n) this.chunks.shift();
+    else this.chunks[0] = first.subarray(n);
+    this.buffered -= n;
+    return out;
+  }
+}

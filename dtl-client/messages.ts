@@ -1,0 +1,176 @@
+/**
+ * Payloads of the DTL messages (inside a frame, see frame.ts), and the entry record.
+ *
+ * An entry record is the unit the client ships, the server stores verbatim in its files and hands back
+ * on recovery; it carries its own checksum, so a damaged entry is found wherever it sits:
+ *
+ *   u32 body length, u32 crc32 of the body, body = u8 kind, u32 tag, f64 value, then the data
+ *
+ *   kind 0 (cluster): value = cluster address, data = the whole 4 KiB cluster as written
+ *   kind 1 (resize):  value = the new size in bytes, no data
+ *
+ * `tag` is the SCO the entry belongs to: a cluster's SCO, or for a resize the SCO open (or next) when it
+ * happened. Tags never decrease along a vDisk's log, so "the entries with tag > s" is a suffix of it, and
+ * RemoveUpTo(s) drops exactly what the backend holds once SCO s is there.
+ */
+import { crc32 } from 'node:zlib';
+import { DtlError } from './errors.js';
+
+export const ENTRY_HEAD = 8;
+const BODY_FIXED = 13;
+export const MAX_ENTRY_DATA = 65536;
+
+export type DtlEntry =
+  | { kind: 'cluster'; tag: number; address: number; data: Buffer }
+  | { kind: 'resize'; tag: number; size: number };
+
+export function encodeEntry(kind: 0 | 1, tag: number, value: number, data?: Uint8Array): Buffer {
+  const dlen = data?.length ?? 0;
+  const out = Buffer.allocUnsafe(ENTRY_HEAD + BODY_FIXED + dlen);
+  out.writeUInt32LE(BODY_FIXED + dlen, 0);
+  out.writeUInt8(kind, 8);
+  out.writeUInt32LE(tag >>> 0, 9);
+  out.writeDoubleLE(value, 13);
+  if (data !== undefined) out.set(data, ENTRY_HEAD + BODY_FIXED);
+  out.writeUInt32LE(crc32(out.subarray(ENTRY_HEAD)) >>> 0, 4);
+  return out;
+}
+
+/** The tag of the sound entry record at `buf[pos..]` (check it first with entryLength). */
+export function entryTag(buf: Buffer, pos: number): number {
+  return buf.readUInt32LE(pos + 9);
+}
+
+/**
+ * The length of the whole entry record at `buf[pos..]` if it is complete and sound, else a reason.
+ * `complete: false` means the bytes end before the record does (a torn tail).
+ */
+export function entryLength(buf: Buffer, pos: number): { ok: true; length: number } | { ok: false; complete: boolean; reason: string } {
+  if (buf.length - pos < ENTRY_HEAD) return { ok: false, complete: false, reason: 'truncated entry header' };
+  const body = buf.readUInt32LE(pos);
+  if (body < BODY_FIXED || body > BODY_FIXED + MAX_ENTRY_DATA) return { ok: false, complete: true, reason: `bad entry length ${body}` };
+  if (buf.length - pos < ENTRY_HEAD + body) return { ok: false, complete: false, reason: 'truncated entry' };
+  const b = buf.subarray(pos + ENTRY_HEAD, pos + ENTRY_HEAD + body);
+  if ((crc32(b) >>> 0) !== buf.readUInt32LE(pos + 4)) return { ok: false, complete: true, reason: 'entry checksum mismatch' };
+  const kind = b.readUInt8(0);
+  if (kind > 1) return { ok: false, complete: true, reason: `unknown entry kind ${kind}` };
+  const value = b.readDoubleLE(5);
+  if (!Number.isSafeInteger(value) || value < 0) return { ok: false, complete: true, reason: 'bad entry value' };
+  if (kind === 1 && body !== BODY_FIXED) return { ok: false, complete: true, reason: 'resize entry with data' };
+  return { ok: true, length: ENTRY_HEAD + body };
+}
+
+/** Decodes a sound entry record (checked by entryLength). */
+export function decodeEntry(buf: Buffer, pos: number, length: number): DtlEntry {
+  const kind = buf.readUInt8(pos + 8);
+  const tag = buf.readUInt32LE(pos + 9);
+  const value = buf.readDoubleLE(pos + 13);
+  if (kind === 1) return { kind: 'resize', tag, size: value };
+  return { kind: 'cluster', tag, address: value, data: buf.subarray(pos + ENTRY_HEAD + BODY_FIXED, pos + length) };
+}
+
+/** Splits a run of entry records (as in AddEntries or Entries). PROTOCOL on any damaged one. */
+export function splitEntries(buf: Buffer, pos: number, count: number): Array<{ start: number; end: number; tag: number }> {
+  const out: Array<{ start: number; end: number; tag: number }> = [];
+  for (let i = 0; i < count; i++) {
+    const r = entryLength(buf, pos);
+    if (!r.ok) throw new DtlError('PROTOCOL', `entry ${i}: ${r.reason}`);
+    out.push({ start: pos, end: pos + r.length, tag: entryTag(buf, pos) });
+    pos += r.length;
+  }
+  if (pos !== buf.length) throw new DtlError('PROTOCOL', `${buf.length - pos} stray bytes after ${count} entries`);
+  return out;
+}
+
+// ---- field codec --------------------------------------------------------------------------------------
+
+export class Writer {
+  private parts: Buffer[] = [];
+  str(s: string): this {
+    const b = Buffer.from(s, 'utf8');
+    if (b.length > 0xffff) throw new DtlError('INVALID', 'string field over 65535 bytes');
+    return this.u16(b.length).raw(b);
+  }
+  u8(n: number): this {
+    const b = Buffer.allocUnsafe(1);
+    b.writeUInt8(n);
+    return this.raw(b);
+  }
+  u16(n: number): this {
+    const b = Buffer.allocUnsafe(2);
+    b.writeUInt16LE(n);
+    return this.raw(b);
+  }
+  u32(n: number): this {
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32LE(n >>> 0);
+    return this.raw(b);
+  }
+  f64(n: number): this {
+    const b = Buffer.allocUnsafe(8);
+    b.writeDoubleLE(n);
+    return this.raw(b);
+  }
+  raw(b: Uint8Array): this {
+    this.parts.push(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.length));
+    return this;
+  }
+  done(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+/** Reads fields; any read past the end is a PROTOCOL error (a truncated message). */
+export class Reader {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+  private need(n: number): void {
+    if (this.pos + n > this.buf.length) throw new DtlError('PROTOCOL', `message truncated: need ${n} bytes at ${this.pos} of ${this.buf.length}`);
+  }
+  u8(): number {
+    this.need(1);
+    return this.buf.readUInt8(this.pos++);
+  }
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16LE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  f64(): number {
+    this.need(8);
+    const v = this.buf.readDoubleLE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  str(): string {
+    const n = this.u16();
+    this.need(n);
+    const s = this.buf.toString('utf8', this.pos, this.pos + n);
+    this.pos += n;
+    return s;
+  }
+  bytes(n: number): Buffer {
+    this.need(n);
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+  end(): void {
+    if (this.pos !== this.buf.length) throw new DtlError('PROTOCOL', `${this.buf.length - this.pos} stray bytes at the end of a message`);
+  }
+}
+
+const VDISK_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** A vDisk id as the server accepts it: it names a directory, so no path tricks. */
+export function checkVdiskId(id: string): string {
+  if (!VDISK_ID.test(id)) throw new DtlError('INVALID', `bad vDisk id ${JSON.stringify(id.slice(0, 140))}`);
+  return id;
+}

@@ -1,0 +1,247 @@
+/**
+ * The DTL server: a TCP listener that keeps, per vDisk, the entries its routers ship (store.ts), and
+ * hands them back for recovery. Each connection: Hello (+ the HMAC handshake when a secret is set), then
+ * requests answered in order. A malformed, truncated, oversized or unauthenticated frame closes that
+ * connection only. Requests on one vDisk are serialised across connections; vDisks are isolated by id.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { logger } from '../util/log.js';
+import { clientMac, macEqual, MAC_BYTES, nonce, NONCE_BYTES, serverMac } from './auth.js';
+import { DtlError, WIRE_CODES } from './errors.js';
+import { encodeFrame, FrameDecoder, Msg, VERSION, type Frame } from './frame.js';
+import { checkVdiskId, Reader, splitEntries, Writer } from './messages.js';
+import { VDiskLog } from './store.js';
+
+const log = logger('dtl-server');
+/** Requests waiting on one connection before it stops reading from the socket. */
+const MAX_QUEUED = 64;
+/** A client must finish the handshake within this time. */
+const HANDSHAKE_MS = 10_000;
+
+export interface DtlServerOptions {
+  host: string;
+  port: number;
+  dir: string;
+  /** The shared secret; without one the server only listens on loopback. */
+  secret?: Buffer;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+export class DtlServer {
+  private readonly server: net.Server;
+  private readonly logs = new Map<string, VDiskLog>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(private readonly opts: DtlServerOptions) {
+    this.server = net.createServer((s) => this.accept(s));
+  }
+
+  /** Loads what an earlier run left in `dir`, then listens. */
+  static async start(opts: DtlServerOptions): Promise<DtlServer> {
+    if (opts.secret === undefined && !isLoopback(opts.host)) {
+      throw new DtlError('INVALID', `refusing to listen on ${opts.host} without --secret-file: without a shared secret the DTL server only listens on loopback`);
+    }
+    const s = new DtlServer(opts);
+    s.load();
+    await new Promise<void>((resolve, reject) => {
+      s.server.once('error', reject);
+      s.server.listen(opts.port, opts.host, () => resolve());
+    });
+    s.server.on('error', (err) => log.error('listener error', { error: String(err) }));
+    log.info('DTL server listening', { address: s.address, dir: opts.dir, vdisks: s.logs.size, auth: opts.secret !== undefined });
+    return s;
+  }
+
+  get address(): string {
+    const a = this.server.address() as net.AddressInfo;
+    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  }
+
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const s of this.sockets) s.destroy();
+    });
+    await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
+    for (const l of this.logs.values()) {
+      await l.flush().catch(() => undefined);
+      l.close();
+    }
+  }
+
+  private load(): void {
+    const root = path.join(this.opts.dir, 'vd');
+    fs.mkdirSync(root, { recursive: true });
+    for (const id of fs.readdirSync(root)) {
+      const l = VDiskLog.load(path.join(root, id), log);
+      if (l !== null) this.logs.set(id, l);
+    }
+  }
+
+  private accept(sock: net.Socket): void {
+    const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+    this.sockets.add(sock);
+    sock.setNoDelay(true);
+    const decoder = new FrameDecoder();
+    const myNonce = nonce();
+    let authed = this.opts.secret === undefined;
+    let queue: Promise<void> = Promise.resolve();
+    let queued = 0;
+    let closed = false;
+    const drop = (why: string, fields: Record<string, unknown> = {}) => {
+      if (closed) return;
+      closed = true;
+      log.warn(`closing a DTL connection: ${why}`, { peer, ...fields });
+      sock.destroy();
+    };
+    const timer = authed ? null : setTimeout(() => drop('no handshake in time'), HANDSHAKE_MS).unref();
+    sock.on('close', () => {
+      closed = true;
+      this.sockets.delete(sock);
+      if (timer !== null) clearTimeout(timer);
+    });
+    sock.on('error', () => undefined);
+    sock.write(encodeFrame(Msg.Hello, 0, new Writer().u8(VERSION).u8(authed ? 0 : 1).raw(myNonce).done()));
+    sock.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (err) {
+        return drop((err as Error).message);
+      }
+      for (const f of frames) {
+        if (closed) return;
+        if (!authed) {
+          if (f.type !== Msg.Auth || f.payload.length !== NONCE_BYTES + MAC_BYTES) return drop('expected the authentication message first', { type: f.type });
+          const theirs = f.payload.subarray(0, NONCE_BYTES);
+          if (!macEqual(f.payload.subarray(NONCE_BYTES), clientMac(this.opts.secret!, myNonce, theirs))) {
+            log.warn('DTL client refused: wrong secret', { peer });
+            sock.end(reply(f.id, 'AUTH', 'wrong secret'));
+            closed = true;
+            return;
+          }
+          authed = true;
+          if (timer !== null) clearTimeout(timer);
+          sock.write(encodeFrame(Msg.AuthOk, f.id, serverMac(this.opts.secret!, theirs, myNonce)));
+          continue;
+        }
+        queued++;
+        if (queued >= MAX_QUEUED) sock.pause();
+        queue = queue.then(async () => {
+          try {
+            if (!closed) await this.handle(f, sock);
+          } catch (err) {
+            const e = err instanceof DtlError ? err : new DtlError('STORAGE', (err as Error).message);
+            if (e.code === 'PROTOCOL') return drop(e.message, { type: f.type });
+            log.warn('DTL request failed', { peer, type: f.type, code: e.code, error: e.message });
+            if (!closed) sock.write(reply(f.id, e.code, e.message));
+          } finally {
+            queued--;
+            if (queued < MAX_QUEUED / 2 && !closed) sock.resume();
+          }
+        });
+      }
+    });
+  }
+
+  /** Runs one request; its reply (or replies, for GetEntries) is written to `sock`. */
+  private async handle(f: Frame, sock: net.Socket): Promise<void> {
+    const r = new Reader(f.payload);
+    const id = r.str();
+    checkVdiskId(id);
+    await this.exclusive(id, async () => {
+      const ok = (body?: Writer) => sock.write(encodeFrame(Msg.Reply, f.id, Buffer.concat([Buffer.from([0]), body?.done() ?? Buffer.alloc(0)])));
+      switch (f.type) {
+        case Msg.Register: {
+          const router = r.str();
+          const epoch = r.f64();
+          r.end();
+          const l = this.logs.get(id);
+          if (l === undefined) this.logs.set(id, VDiskLog.create(path.join(this.opts.dir, 'vd', id), router, epoch));
+          else l.register(router, epoch);
+          log.info('vDisk registered', { vdisk: id, router, epoch });
+          return ok();
+        }
+        case Msg.AddEntries: {
+          const count = r.u32();
+          const recs = splitEntries(f.payload, r.pos, count);
+          this.need(id).append(f.payload.subarray(r.pos), recs.map((x) => x.tag));
+          return ok();
+        }
+        case Msg.Flush:
+          r.end();
+          await this.need(id).flush();
+          return ok();
+        case Msg.GetScoRange: {
+          r.end();
+          const l = this.logs.get(id);
+          if (l === undefined) return ok(new Writer().u8(0).f64(0).str('').u32(0).u32(0).f64(0));
+          const g = l.range();
+          return ok(new Writer().u8(1).f64(g.epoch).str(g.router).u32(g.first).u32(g.last).f64(g.entries));
+        }
+        case Msg.GetEntries: {
+          const from = r.u32();
+          r.end();
+          for (const { run, count } of this.need(id).entries(from)) {
+            if (sock.destroyed) return;
+            const more = sock.write(encodeFrame(Msg.Entries, f.id, new Writer().u32(count).raw(run).done()));
+            if (!more) await new Promise((res) => { sock.once('drain', res); sock.once('close', res); });
+          }
+          return ok();
+        }
+        case Msg.RemoveUpTo: {
+          const sco = r.u32();
+          r.end();
+          this.need(id).removeUpTo(sco);
+          return ok();
+        }
+        case Msg.Clear:
+          r.end();
+          this.need(id).clear();
+          return ok();
+        case Msg.Unregister: {
+          r.end();
+          const l = this.logs.get(id);
+          this.logs.delete(id);
+          l?.destroy();
+          log.info('vDisk unregistered', { vdisk: id });
+          return ok();
+        }
+        default:
+          throw new DtlError('PROTOCOL', `unknown message type ${f.type}`);
+      }
+    });
+  }
+
+  private need(id: string): VDiskLog {
+    const l = this.logs.get(id);
+    if (l === undefined) throw new DtlError('NOT_REGISTERED', `vDisk ${id} is not registered here`, { vdisk: id });
+    return l;
+  }
+
+  private exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return run;
+  }
+}
+
+function reply(id: number, code: string, message: string): Buffer {
+  const status = WIRE_CODES.indexOf(code as never) + 1;
+  return encodeFrame(Msg.Reply, id, new Writer().u8(status > 0 ? status : WIRE_CODES.indexOf('STORAGE') + 1).str(message.slice(0, 1000)).done());
+}

@@ -1,0 +1,269 @@
+/**
+ * The DTL server's files: one directory per vDisk under `<dir>/vd/<id>/`:
+ *
+ *   meta        JSON {router, epoch, floor}: who registered it and when, and the trim floor (entries
+ *               with tag <= floor are in the backend); replaced atomically (temp, fsync, rename, fsync dir)
+ *   seg-<n>     append-only segments of entry records (messages.ts), each with its own checksum
+ *
+ * Crash promises: append() has written the records to the kernel before it returns, so a kill -9 of the
+ * server loses none; flush() returns once they are on the disk (fdatasync, and the directory if a
+ * segment was created), so a power loss loses no flushed entry. On load, a torn tail of the last
+ * segment (a crash mid-write) is cut; a damaged record elsewhere ends that segment and is logged.
+ * Memory: only an index per segment (tags, counts, bytes), never the entries.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { DtlError } from './errors.js';
+import { entryLength, entryTag } from './messages.js';
+import type { Logger } from '../util/log.js';
+
+/** A new segment is started once the current one holds this much. */
+const SEGMENT_BYTES = 8 * 2 ** 20;
+/** GetEntries answers in chunks of about this size. */
+export const CHUNK_BYTES = 1 * 2 ** 20;
+
+interface Segment {
+  n: number;
+  bytes: number;
+  count: number;
+  minTag: number;
+  maxTag: number;
+}
+
+interface Meta {
+  router: string;
+  epoch: number;
+  floor: number;
+}
+
+export interface ScoRange {
+  epoch: number;
+  router: string;
+  /** Lowest and highest tag above the trim floor (0, 0 when empty). */
+  first: number;
+  last: number;
+  /** Entries kept (an upper bound when a segment is partly trimmed). */
+  entries: number;
+}
+
+export class VDiskLog {
+  private segments: Segment[] = [];
+  private fd = -1;
+  private unsynced = false;
+  private dirUnsynced = false;
+
+  private constructor(readonly dir: string, private meta: Meta) {}
+
+  /** Registers (or re-registers) a vDisk: creates its directory, records router and epoch. Keeps entries. */
+  static create(dir: string, router: string, epoch: number): VDiskLog {
+    fs.mkdirSync(dir, { recursive: true });
+    fsyncDir(path.dirname(dir));
+    const log = new VDiskLog(dir, { router, epoch, floor: 0 });
+    log.writeMeta();
+    return log;
+  }
+
+  /** Loads a vDisk directory left by an earlier run (cutting a torn tail). Null if it has no meta. */
+  static load(dir: string, log: Logger): VDiskLog | null {
+    let meta: Meta;
+    try {
+      meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta'), 'utf8')) as Meta;
+    } catch {
+      return null;
+    }
+    const v = new VDiskLog(dir, meta);
+    const names = fs.readdirSync(dir).filter((n) => /^seg-[0-9a-f]{8}$/.test(n)).sort();
+    for (let i = 0; i < names.length; i++) {
+      const file = path.join(dir, names[i]);
+      const buf = fs.readFileSync(file);
+      const seg: Segment = { n: parseInt(names[i].slice(4), 16), bytes: 0, count: 0, minTag: Infinity, maxTag: 0 };
+      let pos = 0;
+      while (pos < buf.length) {
+        const r = entryLength(buf, pos);
+        if (!r.ok) {
+          const torn = i === names.length - 1 && !r.complete;
+          const fields = { file, offset: pos, reason: r.reason, dropped: buf.length - pos };
+          if (torn) log.warn('cut a torn tail off a DTL segment (a crash mid-write)', fields);
+          else log.error('a damaged record ends a DTL segment; the entries after it are lost', fields);
+          fs.truncateSync(file, pos);
+          break;
+        }
+        const tag = entryTag(buf, pos);
+        seg.minTag = Math.min(seg.minTag, tag);
+        seg.maxTag = Math.max(seg.maxTag, tag);
+        seg.count++;
+        pos += r.length;
+      }
+      seg.bytes = pos;
+      v.segments.push(seg);
+    }
+    return v;
+  }
+
+  get epoch(): number {
+    return this.meta.epoch;
+  }
+
+  register(router: string, epoch: number): void {
+    this.meta = { ...this.meta, router, epoch };
+    this.writeMeta();
+  }
+
+  /** Appends sound entry records (`run` = the records back to back, `tags` their tags). In the kernel on return. */
+  append(run: Buffer, tags: number[]): void {
+    if (run.length === 0) return;
+    let seg = this.segments[this.segments.length - 1];
+    if (seg === undefined || this.fd < 0 || seg.bytes >= SEGMENT_BYTES) seg = this.startSegment();
+    let done = 0;
+    try {
+      while (done < run.length) done += fs.writeSync(this.fd, run, done, run.length - done, seg.bytes + done);
+    } catch (err) {
+      throw new DtlError('STORAGE', `writing DTL entries to ${this.segPath(seg.n)} failed: ${(err as Error).message}`, {}, { cause: err });
+    }
+    seg.bytes += run.length;
+    seg.count += tags.length;
+    for (const t of tags) {
+      if (t < seg.minTag) seg.minTag = t;
+      if (t > seg.maxTag) seg.maxTag = t;
+    }
+    this.unsynced = true;
+  }
+
+  /** Every entry appended so far on the disk. */
+  async flush(): Promise<void> {
+    const fd = this.fd;
+    const work: Promise<void>[] = [];
+    if (this.unsynced && fd >= 0) {
+      this.unsynced = false;
+      work.push(new Promise((res, rej) => fs.fdatasync(fd, (e) => (e && e.code !== 'EBADF' ? rej(e) : res()))));
+    }
+    if (this.dirUnsynced) {
+      this.dirUnsynced = false;
+      work.push(fs.promises.open(this.dir, 'r').then(async (h) => { await h.sync(); await h.close(); }));
+    }
+    try {
+      await Promise.all(work);
+    } catch (err) {
+      throw new DtlError('STORAGE', `flushing DTL entries in ${this.dir} failed: ${(err as Error).message}`, {}, { cause: err });
+    }
+  }
+
+  /** Drops the entries with tag <= `sco` (their SCOs are in the backend). */
+  removeUpTo(sco: number): void {
+    if (sco <= this.meta.floor) return;
+    this.meta = { ...this.meta, floor: sco };
+    this.writeMeta();
+    while (this.segments.length > 0 && this.segments[0].maxTag <= sco) {
+      const seg = this.segments.shift()!;
+      if (this.segments.length === 0) this.closeFd();
+      fs.rmSync(this.segPath(seg.n), { force: true });
+    }
+  }
+
+  /** Drops every entry (the floor goes back to 0: the client ships its history again). */
+  clear(): void {
+    this.closeFd();
+    for (const seg of this.segments) fs.rmSync(this.segPath(seg.n), { force: true });
+    this.segments = [];
+    this.meta = { ...this.meta, floor: 0 };
+    this.writeMeta();
+  }
+
+  range(): ScoRange {
+    const floor = this.meta.floor;
+    let first = Infinity;
+    let last = 0;
+    let entries = 0;
+    for (const s of this.segments) {
+      if (s.count === 0 || s.maxTag <= floor) continue;
+      first = Math.min(first, Math.max(s.minTag, floor + 1));
+      last = Math.max(last, s.maxTag);
+      entries += s.count;
+    }
+    return { epoch: this.meta.epoch, router: this.meta.router, first: first === Infinity ? 0 : first, last, entries };
+  }
+
+  /** The entries with tag > max(floor, fromTag - 1), in log order, as runs of records of about CHUNK_BYTES. */
+  *entries(fromTag: number): Generator<{ run: Buffer; count: number }> {
+    const min = Math.max(this.meta.floor + 1, fromTag);
+    for (const seg of [...this.segments]) {
+      if (seg.maxTag < min) continue;
+      let buf: Buffer;
+      try {
+        buf = fs.readFileSync(this.segPath(seg.n)).subarray(0, seg.bytes);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // trimmed meanwhile
+        throw new DtlError('STORAGE', `reading ${this.segPath(seg.n)} failed: ${(err as Error).message}`, {}, { cause: err });
+      }
+      let parts: Buffer[] = [];
+      let size = 0;
+      let pos = 0;
+      while (pos < buf.length) {
+        const r = entryLength(buf, pos);
+        if (!r.ok) throw new DtlError('STORAGE', `a damaged entry in ${this.segPath(seg.n)} at ${pos}: ${r.reason}`);
+        if (entryTag(buf, pos) >= min) {
+          parts.push(buf.subarray(pos, pos + r.length));
+          size += r.length;
+          if (size >= CHUNK_BYTES) {
+            yield { run: Buffer.concat(parts), count: parts.length };
+            parts = [];
+            size = 0;
+          }
+        }
+        pos += r.length;
+      }
+      if (parts.length > 0) yield { run: Buffer.concat(parts), count: parts.length };
+    }
+  }
+
+  /** Removes the vDisk's directory and everything in it. */
+  destroy(): void {
+    this.closeFd();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  close(): void {
+    this.closeFd();
+  }
+
+  private startSegment(): Segment {
+    this.closeFd();
+    const last = this.segments[this.segments.length - 1];
+    const seg: Segment = { n: last === undefined ? 1 : last.n + 1, bytes: 0, count: 0, minTag: Infinity, maxTag: 0 };
+    this.fd = fs.openSync(this.segPath(seg.n), 'w');
+    this.segments.push(seg);
+    this.dirUnsynced = true;
+    return seg;
+  }
+
+  private closeFd(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  private segPath(n: number): string {
+    return path.join(this.dir, `seg-${n.toString(16).padStart(8, '0')}`);
+  }
+
+  private writeMeta(): void {
+    const tmp = path.join(this.dir, 'meta.tmp');
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeSync(fd, JSON.stringify(this.meta));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, path.join(this.dir, 'meta'));
+    fsyncDir(this.dir);
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
