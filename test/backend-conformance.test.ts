@@ -207,11 +207,14 @@ test.serial('mem: resetMemStores forgets every mem backend', async (t) => {
 });
 
 test('openBlobStore rejects unknown schemes, listing the supported ones', async (t) => {
-  for (const url of ['s3://key:secret@bucket/prefix', 'nope', '', 'http://x/']) {
+  for (const url of ['nope', '', 'http://x/', 'gs://key:secret@bucket/prefix']) {
     const err = await t.throwsAsync(openBlobStore(url), { instanceOf: BackendError });
     t.is(err?.code, 'INVALID');
     t.regex(err?.message ?? '', /file:.*mem:/);
     t.notRegex(err?.message ?? '', /secret/);
   }
   await rejectsWith(t, openBlobStore('mem://'), 'INVALID');
+  const s3 = await t.throwsAsync(openBlobStore('s3://key:secret@bucket/prefix'), { instanceOf: BackendError });
+  t.is(s3?.code, 'INVALID');
+  t.notRegex(s3?.message ?? '', /secret/);
 });

@@ -1,17 +1,19 @@
 /**
  * openBlobStore(url): opens the BlobStore for a backend URL, chosen by its scheme through the `backends`
- * registry below (`file:` → FileBlobStore, `mem:` → MemBlobStore). To add a backend (s3 is next), write
- * its BlobStore in this folder and add one entry to `backends`. Also re-exports the shared key validation.
+ * registry below (`file:` → FileBlobStore, `mem:` → MemBlobStore, `s3:` → S3BlobStore). To add a backend,
+ * write its BlobStore in this folder and add one entry to `backends`. Also re-exports the shared key validation.
  */
 import { BackendError } from '../../util/errors.js';
 import type { BlobStore } from './types.js';
 import { FileBlobStore } from './file-store.js';
 import { MemBlobStore } from './mem-store.js';
+import { S3BlobStore } from './s3-store.js';
 
 export type { BlobStore } from './types.js';
 export { validateKey, validatePrefix } from './keys.js';
 export { FileBlobStore } from './file-store.js';
 export { MemBlobStore, resetMemStores } from './mem-store.js';
+export { S3BlobStore } from './s3-store.js';
 
 /** How to open a store for one URL scheme (the key, with its trailing `:`, as in URL.protocol). */
 type Opener = (url: string) => Promise<BlobStore>;
@@ -19,7 +21,7 @@ type Opener = (url: string) => Promise<BlobStore>;
 const backends: Readonly<Record<string, Opener>> = {
   'file:': (url) => FileBlobStore.open(url),
   'mem:': async (url) => new MemBlobStore(url),
-  // 's3:': (url) => S3BlobStore.open(url),   ← the s3 backend goes here
+  's3:': (url) => S3BlobStore.open(url),
 };
 
 /** The schemes openBlobStore accepts, e.g. ['file:', 'mem:']. */
