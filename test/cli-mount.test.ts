@@ -35,7 +35,6 @@ test('bad flags, bad config files and unimplemented options: a clear message, no
     ['--dtl-server 127.0.0.1:7000', /the DTL is not implemented yet/],
     [`--encryption-key-file ${q(path.join(l.root, 'nokey'))}`, /cannot read it/],
     [`--encryption-key-file ${await cfg('short.key', 'abc')}`, /expected 32 raw bytes or 64 hex characters/],
-    [`--encryption-key-file ${await cfg('good.key', 'ab'.repeat(32))}`, /encryption is not implemented yet/],
     [`--config ${q(path.join(l.root, 'missing.json'))}`, /cannot read the config file/],
     [`--config ${await cfg('bad.json', '{"vpool": ')}`, /not valid JSON/],
     [`--config ${await cfg('array.json', '[]')}`, /expected a JSON object/],

@@ -9,6 +9,7 @@ import { mountVPool, type Mounted } from '../fuse/mount.js';
 import { logger, setLogLevel } from '../util/log.js';
 import type { VPool } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
+import { openBackend, readKeyFile } from '../volume/backend/open-backend.js';
 import { ConfigError, loadConfigFile, parseHostPort, resolveMount, validateConfig, type MountConfig, type ResolvedMount } from './config.js';
 import { watchConfig, type ConfigWatcher } from './config-watch.js';
 import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
@@ -44,10 +45,7 @@ async function checkKeyFile(file: string): Promise<void> {
 
 /** Options the volume layer does not implement yet: validated above, refused here if not the default. */
 async function refuseUnimplemented(cfg: ResolvedMount): Promise<void> {
-  if (cfg.encryptionKeyFile !== undefined) {
-    await checkKeyFile(cfg.encryptionKeyFile);
-    throw new ConfigError('--encryption-key-file: backend encryption is not implemented yet; mount without it');
-  }
+  if (cfg.encryptionKeyFile !== undefined) await checkKeyFile(cfg.encryptionKeyFile);
   if (cfg.dtl !== 'none') throw new ConfigError(`--dtl ${cfg.dtl}: the DTL is not implemented yet; only --dtl none works`);
   if (cfg.dtlServer !== undefined) throw new ConfigError('--dtl-server: the DTL is not implemented yet; mount without it');
 }
@@ -73,6 +71,8 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     name: cfg.vpool,
     stateDir: cfg.state,
     backendUrl: cfg.backend,
+    // the backend, encrypted with AES-256-GCM when a key file is given (volume/backend/open-backend.ts)
+    backend: await openBackend(cfg.backend, { encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile) }),
     routerId: cfg.router,
     metadata: 'lmdb',
     scoClusters: cfg.scoClusters,

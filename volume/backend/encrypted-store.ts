@@ -1,0 +1,176 @@
+/**
+ * EncryptedBlobStore: a BlobStore decorator that encrypts every object with AES-256-GCM before it reaches
+ * the wrapped store (any backend), in chunks so that ranged reads stay ranged (format in ./crypto-format.ts,
+ * design in docs/encryption.md). Sizes, ranges and lists are in plaintext terms, so it passes the same
+ * conformance suite as the stores it wraps.
+ *
+ * Crash promises are the wrapped store's: one put is one put of the whole encrypted object, atomic there.
+ *
+ * Reads never return unauthenticated bytes. Failures are EncryptionError (a BackendError) with code
+ * CHECKSUM and a `reason`: WRONG_KEY (written with another key; the key ids are in the context),
+ * NOT_ENCRYPTED (a plain object where an encrypted one was expected), DAMAGED (a tag failed: the object
+ * was changed or cut). getRange reads the 64-byte header once per object (then cached; a cached header
+ * that no longer matches an overwritten object is refetched once) and only the chunks the range covers.
+ */
+import { BackendError } from '../../util/errors.js';
+import type { BlobStore } from './types.js';
+import { checkRangeWithin, validateKey, validateRangeArgs } from './keys.js';
+import {
+  DEFAULT_CHUNK, HEADER_SIZE, chunkCount, chunkOffset, decryptChunks, encryptObject, keyIdOf, objectKey, parseHeader,
+  storedSize, verifyHeader, type Header,
+} from './crypto-format.js';
+
+export type EncryptionProblem = 'WRONG_KEY' | 'MISSING_KEY' | 'NOT_ENCRYPTED' | 'DAMAGED' | 'BAD_KEY';
+
+/** A key or format problem. Per object: code CHECKSUM (never data). At open/mount: code INVALID. */
+export class EncryptionError extends BackendError {
+  constructor(readonly reason: EncryptionProblem, code: 'CHECKSUM' | 'INVALID', message: string, context: Record<string, unknown> = {}) {
+    super(code, message, { ...context, reason });
+  }
+}
+
+const HEADER_CACHE = 4096;
+
+interface Opened {
+  header: Header;
+  okey: Buffer;
+}
+
+export class EncryptedBlobStore implements BlobStore {
+  readonly keyId: Buffer;
+  private readonly master: Buffer;
+  private readonly headers = new Map<string, Opened>();
+
+  /** `key` is the 32-byte master key; `chunk` the plaintext chunk size of new objects. */
+  constructor(private readonly inner: BlobStore, key: Uint8Array, private readonly chunk = DEFAULT_CHUNK) {
+    if (key.length !== 32) throw new EncryptionError('BAD_KEY', 'INVALID', `an AES-256 key is 32 bytes, got ${key.length}`);
+    if (!Number.isInteger(chunk) || chunk < 1 || chunk > 2 ** 30) throw new BackendError('INVALID', `bad chunk size ${chunk}`);
+    this.master = Buffer.from(key);
+    this.keyId = keyIdOf(this.master);
+  }
+
+  get url(): string {
+    return this.inner.url;
+  }
+
+  async put(key: string, data: Uint8Array): Promise<void> {
+    validateKey(key);
+    if (!(data instanceof Uint8Array)) throw new BackendError('INVALID', `put ${key}: data is not a Uint8Array`, { key });
+    this.headers.delete(key);
+    await this.inner.put(key, encryptObject(this.master, this.keyId, key, data, this.chunk));
+  }
+
+  async get(key: string): Promise<Buffer> {
+    validateKey(key);
+    const stored = await this.inner.get(key);
+    const { header, okey } = this.open(key, stored.subarray(0, HEADER_SIZE));
+    const plain = stored.length === storedSize(header.length, header.chunk)
+      ? decryptChunks(header, okey, 0, chunkCount(header.length, header.chunk), stored.subarray(HEADER_SIZE))
+      : null;
+    if (plain === null) throw this.damaged(key, 'a chunk failed its authentication tag or the object has the wrong size');
+    return plain;
+  }
+
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    validateKey(key);
+    validateRangeArgs(key, offset, length);
+    const cached = this.headers.get(key);
+    try {
+      return await this.readRange(key, offset, length, cached ?? (await this.fetchHeader(key)));
+    } catch (err) {
+      // the object may have been replaced since its header was cached: read the header again, once
+      if (cached === undefined || !(err instanceof EncryptionError) || err.reason !== 'DAMAGED') throw err;
+      this.headers.delete(key);
+      return this.readRange(key, offset, length, await this.fetchHeader(key));
+    }
+  }
+
+  async head(key: string): Promise<{ size: number } | null> {
+    validateKey(key);
+    const h = await this.inner.head(key);
+    if (h === null) return null;
+    let opened: Opened;
+    try {
+      opened = await this.fetchHeader(key);
+    } catch (err) {
+      if (err instanceof BackendError && err.code === 'NOT_FOUND') return null;
+      throw err;
+    }
+    if (h.size !== storedSize(opened.header.length, opened.header.chunk)) {
+      this.headers.delete(key);
+      throw this.damaged(key, `the object is ${h.size} bytes, its header says ${storedSize(opened.header.length, opened.header.chunk)}`);
+    }
+    return { size: opened.header.length };
+  }
+
+  list(prefix: string): Promise<string[]> {
+    return this.inner.list(prefix);
+  }
+
+  async delete(key: string): Promise<void> {
+    this.headers.delete(key);
+    await this.inner.delete(key);
+  }
+
+  close(): Promise<void> {
+    this.headers.clear();
+    return this.inner.close();
+  }
+
+  private async readRange(key: string, offset: number, length: number, o: Opened): Promise<Buffer> {
+    const { header, okey } = o;
+    checkRangeWithin(key, offset, length, header.length);
+    if (length === 0) return Buffer.alloc(0);
+    const first = Math.floor(offset / header.chunk);
+    const last = Math.floor((offset + length - 1) / header.chunk);
+    const from = chunkOffset(first, header.chunk);
+    const to = Math.min(chunkOffset(last + 1, header.chunk), storedSize(header.length, header.chunk));
+    let stored: Buffer;
+    try {
+      stored = await this.inner.getRange(key, from, to - from);
+    } catch (err) {
+      if (err instanceof BackendError && err.code === 'INVALID') throw this.damaged(key, 'the object is shorter than its header says');
+      throw err;
+    }
+    const plain = decryptChunks(header, okey, first, last - first + 1, stored);
+    if (plain === null) throw this.damaged(key, `chunks ${first}..${last} failed their authentication tags`);
+    const start = offset - first * header.chunk;
+    return plain.subarray(start, start + length);
+  }
+
+  /** Reads, checks and caches the header of `key`. NOT_FOUND when missing. */
+  private async fetchHeader(key: string): Promise<Opened> {
+    let raw: Buffer;
+    try {
+      raw = await this.inner.getRange(key, 0, HEADER_SIZE);
+    } catch (err) {
+      if (!(err instanceof BackendError && err.code === 'INVALID')) throw err;
+      raw = await this.inner.get(key); // shorter than a header: open() tells a plain object from a cut one
+    }
+    const opened = this.open(key, raw);
+    if (this.headers.size >= HEADER_CACHE) this.headers.delete(this.headers.keys().next().value!);
+    this.headers.set(key, opened);
+    return opened;
+  }
+
+  /** Parses and authenticates a header with this store's key. */
+  private open(key: string, raw: Buffer): Opened {
+    const header = parseHeader(raw);
+    if (header === 'NOT_ENCRYPTED') {
+      throw new EncryptionError('NOT_ENCRYPTED', 'CHECKSUM', `object ${key} in ${this.url} is not encrypted, but this vPool encrypts its backend`, { key, url: this.url });
+    }
+    if (header === 'DAMAGED') throw this.damaged(key, 'its encryption header is malformed');
+    if (!header.keyId.equals(this.keyId)) {
+      throw new EncryptionError('WRONG_KEY', 'CHECKSUM',
+        `object ${key} in ${this.url} was encrypted with key id ${header.keyId.toString('hex')}, but the key given has id ${this.keyId.toString('hex')}: wrong encryption key`,
+        { key, url: this.url, objectKeyId: header.keyId.toString('hex'), keyId: this.keyId.toString('hex') });
+    }
+    const okey = objectKey(this.master, header.salt, key);
+    if (!verifyHeader(header, okey)) throw this.damaged(key, 'its encryption header failed its authentication tag');
+    return { header: { ...header, raw: Buffer.from(header.raw), keyId: Buffer.from(header.keyId), salt: Buffer.from(header.salt) }, okey };
+  }
+
+  private damaged(key: string, why: string): EncryptionError {
+    return new EncryptionError('DAMAGED', 'CHECKSUM', `encrypted object ${key} in ${this.url} is damaged: ${why}`, { key, url: this.url });
+  }
+}
