@@ -15,6 +15,7 @@ import { instrument, type OpObserver } from './observe.js';
 import { ioOps } from './ops-io.js';
 import { treeOps, type OpContext } from './ops-tree.js';
 import { xattrOps } from './xattr.js';
+import { registerMount } from './xattr-snapshot.js';
 
 const log = logger('fuse');
 
@@ -44,6 +45,7 @@ export async function mountVPool(opts: MountOptions): Promise<Mounted> {
   const isRoot = process.getuid?.() === 0;
   const ctx: OpContext = { vpool: opts.vpool, fds: new FdTable(), uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   let ops: Record<string, (...args: any[]) => void> = { ...treeOps(ctx), ...ioOps(ctx), ...xattrOps(ctx) };
+  registerMount(opts.vpool, ctx.fds, opts.mountpoint);
   const fence = new Fence();
   fence.guard(ops);
   if (opts.observer) ops = instrument(ops, opts.observer);

@@ -1,7 +1,7 @@
 /**
  * Extended attributes on a real mount: plain `user.*` attributes round trip with setfattr/getfattr and
  * Python's os.getxattr (a 300-byte value: the size probe and ERANGE retry must work), list and remove;
- * the `user.vdisk.info` view answers JSON and is listed; an unknown `user.vdisk.*` name is ENOTSUP;
+ * the `user.vdisk.info` and `user.vdisk.snapshots` views answer JSON and are listed; an unknown `user.vdisk.*` name is ENOTSUP;
  * other namespaces answer ENODATA.
  */
 import { freshLayout, fuseTest, ok, q, sh, startMount } from './helpers/mount.js';
@@ -33,10 +33,10 @@ got = os.getxattr(p, 'user.big')
 print(len(got), got == v)
 names = os.listxattr(p)
 print(sorted(n for n in names if not n.startswith('user.vdisk.')))
-print('user.vdisk.info' in names)
+print('user.vdisk.info' in names, 'user.vdisk.snapshots' in names)
 EOF`,
   );
-  t.is(py.trim(), "300 True\n['user.big', 'user.color']\nTrue");
+  t.is(py.trim(), "300 True\n['user.big', 'user.color']\nTrue True");
   t.regex(await ok(t, `getfattr -d ${q(disk)}`), /user\.color="green"/);
 
   // XATTR_CREATE on an existing name, XATTR_REPLACE on a missing one, remove
@@ -74,6 +74,12 @@ EOF`,
   const info = JSON.parse(await ok(t, `getfattr -n user.vdisk.info --only-values ${q(disk)}`)) as Record<string, unknown>;
   t.like(info, { size: 2 ** 30, template: false, parent: null, clones: [], dtl: { mode: 'none', state: 'ok_standalone', server: null } });
   for (const k of ['id', 'allocatedBytes', 'backendBytes', 'dirtyBytes', 'router']) t.true(k in info, k);
+
+  // the snapshot commands answer (their behaviour is tested in fuse-snapshot.test.ts); nothing is stored as a plain attribute
+  await ok(t, `setfattr -n user.vdisk.snapshot -v s1 ${q(disk)}`);
+  const snaps = JSON.parse(await ok(t, `getfattr -n user.vdisk.snapshots --only-values ${q(disk)}`)) as Array<{ name: string }>;
+  t.deepEqual(snaps.map((s) => s.name), ['s1']);
+  t.notRegex(await ok(t, `getfattr -d ${q(disk)}`), /user\.vdisk\.snapshot=/, "the command is not kept as a plain attribute");
 
   // writes still work after the kernel started asking for security.capability
   await ok(t, `dd if=/dev/zero of=${q(disk)} bs=4k count=4 conv=notrunc status=none`);

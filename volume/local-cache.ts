@@ -218,6 +218,11 @@ export class LocalCache {
     return this.openSlots > 0 || this.journalEvents > 0;
   }
 
+  /** The number of the open TLog (every TLog below it is closed). */
+  get openTlogNumber(): number {
+    return this.journalNo;
+  }
+
   get openScoNumber(): number {
     return this.openSco;
   }

@@ -112,6 +112,47 @@ export interface VDisk {
   info(): VDiskInfo;
 }
 
+/** One snapshot as the `user.vdisk.snapshots` view shows it (DESIGN §3). */
+export interface SnapshotInfo {
+  name: string;
+  uuid: string;
+  /** Milliseconds since the epoch. */
+  timestamp: number;
+  sticky: boolean;
+  automatic: boolean;
+  consistent: boolean;
+  /** The snapshot's TLogs and the snapshot list naming it are in the backend. */
+  inBackend: boolean;
+  /** Paths (relative to the vPool root) of the vDisks cloned from this snapshot. */
+  clones: string[];
+}
+
+/**
+ * Snapshots, rollback, clones and templates of the vDisks of a vPool (volume/snapshots.ts). Paths are
+ * absolute within the vPool. Names: 1–255 bytes of UTF-8 without `/`, `:` or NUL (INVALID).
+ * Crash promise of every change: once it resolves it is in the metadata store (survives a kill and a host
+ * crash); the backend copy follows (`inBackend`), and syncToBackend()/close() wait for it.
+ */
+export interface SnapshotApi {
+  /** Closes the current TLog and names that point `name` (EXISTS if taken; READ_ONLY on a template). */
+  create(path: string, name: string, opts?: { sticky?: boolean; automatic?: boolean }): Promise<SnapshotInfo>;
+  /** The snapshots, oldest first. */
+  list(path: string): SnapshotInfo[];
+  /** Sets or clears the sticky flag (NOT_FOUND for an unknown name). */
+  setSticky(path: string, name: string, sticky: boolean): Promise<void>;
+  /** Removes a snapshot; its TLogs merge into the next one (BUSY if it has clones). */
+  remove(path: string, name: string): Promise<void>;
+  /** Drops every write and snapshot after `name`; size and data are as of the snapshot (BUSY if a later snapshot has clones). */
+  rollback(path: string, name: string): Promise<void>;
+  /**
+   * A new vDisk at `target` whose data is `path`'s as of snapshot `name` (an empty name snapshots now).
+   * Resolves once the clone exists and its parent's snapshot is in the backend. INVALID past depth 255.
+   */
+  clone(path: string, name: string, target: string): Promise<void>;
+  /** Makes the vDisk a read-only template: a last snapshot is taken if needed, every other one removed. */
+  makeTemplate(path: string): Promise<void>;
+}
+
 export interface StatFs {
   blockSize: number;
   totalBlocks: number;
@@ -125,6 +166,8 @@ export interface StatFs {
 export interface VPool {
   readonly name: string;
   readonly routerId: string;
+  /** Snapshots, rollback, clones, templates. */
+  readonly snapshots: SnapshotApi;
   stat(path: string): NodeStat;
   readdir(path: string): string[];
   mkdir(path: string, mode: number, uid: number, gid: number): Promise<void>;

@@ -16,4 +16,14 @@ export interface VDiskContext {
   writeCacheDir: string;
   scoClusters: number;
   tlogScos: number;
+  /** Clone relations across the vPool's vDisks (set by the vPool, volume/snapshots.ts). */
+  family?: VDiskFamily;
+}
+
+export interface VDiskFamily {
+  byId(id: string): import('./vdisk.js').VDiskImpl | undefined;
+  /** The parent's path (relative to the vPool root) and snapshot name of a clone, or null. */
+  parentOf(v: import('./vdisk.js').VDiskImpl): { path: string; snapshot: string } | null;
+  /** Paths (relative to the vPool root) of the vDisks cloned from `v`. */
+  clonePaths(v: import('./vdisk.js').VDiskImpl): string[];
 }

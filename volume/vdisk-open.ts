@@ -17,6 +17,8 @@ import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader } from './uploader.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
+import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from './snapshot-store.js';
+import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
 import { corkOps, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
 
 const log = logger('vdisk-open');
@@ -29,6 +31,7 @@ function construct(id: string, ctx: VDiskContext): VDiskImpl {
     tlogPath: (tlog) => v.cache.tlogPath(tlog),
     onUploaded: (p, bytes) => v.cork(p, bytes),
   }, ctx.uploads, log);
+  v.docs = new DocStore(id, ctx.mds, ctx.backend);
   return v;
 }
 
@@ -45,7 +48,10 @@ export async function createVDisk(id: string, ctx: VDiskContext): Promise<VDiskI
 export async function openVDisk(id: string, ctx: VDiskContext): Promise<VDiskImpl> {
   const raw = ctx.mds.get(metaKey(id));
   const v = construct(id, ctx);
-  if (raw !== undefined && LocalCache.exists(v.cache.dir)) {
+  if (ctx.mds.get(rollbackKey(id)) !== undefined) {
+    await finishRollback(v); // a rollback was cut short: its doc is shipped, then the state comes from the backend
+    await rebuildFromBackend(v);
+  } else if (raw !== undefined && LocalCache.exists(v.cache.dir)) {
     openLocal(v, JSON.parse(raw.toString()) as VDiskMeta);
   } else {
     await rebuildFromBackend(v);
@@ -58,6 +64,7 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
   for (const [key, value] of ctx.mds.range(mapPrefix(id))) v.map.loadPage(parseInt(key.slice(key.lastIndexOf('/') + 1), 16), pageWords(value));
   for (const [key, value] of ctx.mds.range(scoCountPrefix(id))) v.scoCounts.set(parseInt(key.slice(key.lastIndexOf('/') + 1), 16), value.readUInt32LE(0));
   v.map.takeDirty();
+  v.docs.loadLocal();
   v.size = meta.size;
   v.template = meta.template;
   v.corkedTlog = meta.corkedTlog;
@@ -104,7 +111,8 @@ async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
   const { ctx, id } = v;
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
   fs.rmSync(v.cache.dir, { recursive: true, force: true });
-  const tlogs = (await ctx.backend.list(`vdisks/${id}/tlog/`)).map(keyNumber).sort((a, b) => a - b);
+  const restored = await restoreOnRebuild(v);
+  const tlogs = (await ctx.backend.list(`vdisks/${id}/tlog/`)).map(keyNumber).filter(restored.keep).sort((a, b) => a - b);
   const scos = (await ctx.backend.list(`vdisks/${id}/sco/`)).map(keyNumber).sort((a, b) => a - b);
   const decoded = [];
   for (const tlog of tlogs) decoded.push({ tlog, ...decodeRecords(await ctx.backend.get(tlogKey(id, tlog))) });
@@ -130,12 +138,14 @@ async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
   }
   // SCOs uploaded without their TLog (a crash in between) must not be overwritten: number past them
   const maxSco = scos.reduce((m, n) => Math.max(m, n), lastSco);
-  const lastTlog = tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0;
+  const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, maxTlogOf(v.docs.doc));
   for (const count of v.scoCounts.values()) v.backendBytes += count * SLOT_SIZE;
   v.corkedSco = lastSco;
   v.corkedTlog = lastTlog;
   const ops = corkOps(v, { tlog: lastTlog, scos: [...v.scoCounts.keys()].sort((a, b) => a - b) });
   v.cache.create(lastTlog + 1, maxSco + 1);
+  restored.pruneSnapshots(new Set(tlogs));
+  ops.push(...v.docs.ops(v.docs.doc), { key: docShippedKey(id), value: Buffer.from(String(v.docs.shippedGen)) });
   await ctx.mds.commit(ops);
   log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size });
 }

@@ -18,6 +18,7 @@ import { checkOffset, checkSize, checkWriteRange } from './validate.js';
 import { CLUSTER_SIZE, type VDisk, type VDiskInfo } from './types.js';
 import { scoKey } from './backend-layout.js';
 import type { VDiskContext } from './vdisk-context.js';
+import type { DocStore } from './snapshot-store.js';
 import { corkOps } from './vdisk-meta.js';
 
 const log = logger('vdisk');
@@ -37,6 +38,8 @@ export class VDiskImpl implements VDisk {
   cache!: LocalCache;
   uploader!: Uploader;
   lastShipMs = Date.now();
+  /** Snapshots, template flag, clone parentage (snapshot-store.ts). */
+  docs!: DocStore;
   private tail: Promise<unknown> = Promise.resolve();
   private locked = false;
   private closed = false;
@@ -82,6 +85,7 @@ export class VDiskImpl implements VDisk {
     this.checkOpen();
     await this.exclusive(async () => this.ship());
     await this.uploader.waitIdle();
+    await this.docs.flush();
   }
 
   info(): VDiskInfo {
@@ -91,7 +95,7 @@ export class VDiskImpl implements VDisk {
     return {
       id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, backendBytes: this.backendBytes,
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
-      parent: null, clones: [], dtl: { mode: 'none', state: 'ok_standalone', server: null },
+      parent: this.ctx.family?.parentOf(this) ?? null, clones: this.ctx.family?.clonePaths(this) ?? [], dtl: { mode: 'none', state: 'ok_standalone', server: null },
     };
   }
 
@@ -169,6 +173,7 @@ export class VDiskImpl implements VDisk {
     if (this.closed) return;
     this.closed = true;
     this.uploader.stop();
+    this.docs.stop();
     this.ctx.space.forget(this);
     this.cache.close();
   }
@@ -260,7 +265,8 @@ export class VDiskImpl implements VDisk {
       let n = 1;
       while (a + n <= last && this.map.scoOf(a + n) === sco && this.map.word1Of(a + n) === w1 + n) n++;
       const slot = w1 & 0xffff;
-      const buf = await this.fetchSlots(a, sco, slot, n);
+      const depth = (w1 >>> 16) & 0xff; // a clone's entry from an ancestor's namespace (clone-base.ts)
+      const buf = await (depth === 0 ? this : this.ancestor(depth)).fetchSlots(a, sco, slot, n);
       for (let k = 0; k < n; k++) {
         const cStart = (a + k) * CLUSTER_SIZE;
         const from = Math.max(offset, cStart);
@@ -272,8 +278,16 @@ export class VDiskImpl implements VDisk {
     }
   }
 
-  /** `n` verified slots for clusters a..a+n-1, stored in SCO `sco` from `slot`. */
-  private async fetchSlots(a: number, sco: number, slot: number, n: number): Promise<Buffer> {
+  /** The vDisk whose namespace clone depth `depth` reads (1 = the parent). */
+  private ancestor(depth: number): VDiskImpl {
+    const id = this.docs.doc.ancestors[depth - 1];
+    const v = id === undefined ? undefined : this.ctx.family?.byId(id);
+    if (v === undefined) throw new VolumeError('BACKEND', `ancestor ${depth} (${id ?? 'unknown'}) of this clone is not open`, { vdisk: this.id, depth, ancestor: id });
+    return v;
+  }
+
+  /** `n` verified slots for clusters a..a+n-1, stored in SCO `sco` from `slot` (of this vDisk's namespace). */
+  async fetchSlots(a: number, sco: number, slot: number, n: number): Promise<Buffer> {
     const local = this.cache.readSlots(sco, slot, n);
     if (local === null) return this.fetchRemote(a, sco, slot, n, false);
     const bad = this.verify(local, a, sco, slot, n);

@@ -28,6 +28,7 @@ import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { vdiskMdsPrefix } from './vdisk-meta.js';
 import { WriteCacheSpace } from './write-cache-space.js';
+import { SnapshotManager, type SnapshotHost } from './snapshots.js';
 import { checkSize } from './validate.js';
 import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
 
@@ -69,7 +70,42 @@ class VPoolImpl implements VPool {
   private closing: Promise<void> | null = null;
   private treeLock: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly name: string, private readonly ctx: VDiskContext, private readonly scoMaxAgeMs: number) {}
+  readonly snapshots: SnapshotManager;
+
+  constructor(readonly name: string, private readonly ctx: VDiskContext, private readonly scoMaxAgeMs: number) {
+    this.snapshots = new SnapshotManager(this.snapshotHost());
+    ctx.family = this.snapshots;
+  }
+
+  /** What snapshots and clones (volume/snapshots.ts) need of the tree and the vDisks. */
+  private snapshotHost(): SnapshotHost {
+    return {
+      ctx: this.ctx,
+      vdiskAt: (p) => this.vdiskOf(this.fileNode(p)),
+      all: () => this.vdisks.values(),
+      byId: (id) => this.vdisks.get(id),
+      pathOf: (id) => {
+        const node = this.tree.files().find((n) => n.vdiskId === id);
+        return node === undefined ? undefined : this.tree.pathOf(node);
+      },
+      checkFree: (p) => void this.freeName(p),
+      addVDisk: (p, like, v) => this.change(async () => {
+        const { dir, name } = this.freeName(p);
+        const src = this.tree.lookup(like);
+        const now = Date.now();
+        const node = this.tree.add(dir, name, { kind: 'file', mode: src.mode, uid: src.uid, gid: src.gid, atimeMs: now, mtimeMs: now, ctimeMs: now, xattrs: {}, vdiskId: v.id });
+        this.vdisks.set(v.id, v);
+        this.touch(dir, now);
+        return [this.tree.putOp(node), this.tree.putOp(dir), this.tree.nextInoOp()];
+      }),
+    };
+  }
+
+  /** BUSY if the vDisk behind `node` has clones (it cannot be removed). */
+  private checkNoClones(node: TreeNode, p: string): void {
+    const v = this.vdisks.get(node.vdiskId!);
+    if (v !== undefined && this.snapshots.hasClones(v)) throw new VolumeError('BUSY', `${p} has clones: remove them first`, { path: p, clones: this.snapshots.clonePaths(v) });
+  }
 
   get routerId(): string {
     return this.ctx.routerId;
@@ -209,6 +245,7 @@ class VPoolImpl implements VPool {
   unlink(p: string): Promise<void> {
     return this.change(async () => {
       const node = this.fileNode(p);
+      this.checkNoClones(node, p);
       const dir = this.tree.get(node.parent)!;
       this.tree.remove(node);
       this.touch(dir, Date.now());
@@ -231,6 +268,7 @@ class VPoolImpl implements VPool {
         if (target.kind === 'dir' && node.kind !== 'dir') throw new VolumeError('IS_DIR', `${to} is a directory`, { from, to });
         if (target.kind !== 'dir' && node.kind === 'dir') throw new VolumeError('NOT_DIR', `${to} is not a directory`, { from, to });
         if (target.kind === 'dir' && this.tree.childCount(target.ino) > 0) throw new VolumeError('NOT_EMPTY', `${to} is not empty`, { from, to });
+        if (target.kind === 'file') this.checkNoClones(target, to);
         this.tree.remove(target);
         ops.push(this.tree.deleteOp(target));
         if (target.kind === 'file') await this.dropVDisk(target);
