@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `vpoolfs` command line (DESIGN §1): `mount`, `create`, `info`. Errors print one clear line on
+ * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, `create`, `info`, and the snapshot verbs
+ * (`snapshot create|list|delete|sticky`, `rollback`, `clone`, `template`: tools/snapshot-cmds.ts). Errors print one clear line on
  * stderr and exit non-zero; bad flags are rejected by commander before anything happens.
  */
 import { Command, Option } from 'commander';
@@ -9,6 +10,7 @@ import { createDisk, diskInfo } from './disk-cmds.js';
 import { DEFAULT_DTL_LISTEN, runDtlServer, type DtlServerFlags } from './dtl-server-cmd.js';
 import { runMount, type MountFlags } from './mount-cmd.js';
 import { MountpointError } from './mountpoint.js';
+import { addSnapshotCommands } from './snapshot-cmds.js';
 
 function fail(err: unknown): never {
   const known = err instanceof ConfigError || err instanceof MountpointError;
@@ -59,5 +61,7 @@ program
   .argument('<file>')
   .option('--json', 'machine-readable output')
   .action((file: string, o: { json?: boolean }) => diskInfo(file, !!o.json).catch(fail));
+
+addSnapshotCommands(program, fail);
 
 await program.parseAsync(process.argv);

@@ -48,7 +48,7 @@ async function infoXattr(file: string): Promise<unknown> {
 export async function diskInfo(file: string, json: boolean): Promise<void> {
   const view = await infoXattr(file);
   if (view !== undefined) {
-    console.log(json ? JSON.stringify(view) : JSON.stringify(view, null, 2));
+    console.log(json ? JSON.stringify(view) : infoText(view as Record<string, unknown>));
     return;
   }
   let st;
@@ -68,4 +68,14 @@ export async function diskInfo(file: string, json: boolean): Promise<void> {
     console.log(`path:           ${info.path}\nsize:           ${info.size}\nallocatedBytes: ${info.allocatedBytes}`);
     console.log(`note: ${note}`);
   }
+}
+
+/** `key: value` lines, nested objects flattened (`dtl.mode: none`), lists comma-separated. */
+function infoText(view: Record<string, unknown>, prefix = ''): string {
+  const lines: string[] = [];
+  for (const [k, v] of Object.entries(view)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) lines.push(infoText(v as Record<string, unknown>, `${prefix}${k}.`));
+    else lines.push(`${prefix}${k}: ${Array.isArray(v) ? v.join(', ') || '-' : String(v)}`);
+  }
+  return lines.join('\n');
 }
