@@ -104,7 +104,7 @@ mon data = $S3_DIR/mon.a
 [osd]
 osd data = $S3_DIR/osd.0
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$S3_PORT
+rgw frontends = beast endpoint=127.0.0.1:$S3_PORT tcp_nodelay=1
 rgw data = $S3_DIR/rgw
 rgw dns name = localhost
 rgw thread pool size = 64

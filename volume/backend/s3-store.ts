@@ -58,6 +58,9 @@ export class S3BlobStore implements BlobStore {
   /** Opens the store for an s3:// URL and creates its bucket when missing. */
   static async open(url: string): Promise<S3BlobStore> {
     const opts = parseS3Url(url);
+    // The SDK warns once that its releases after January 2027 need Node 22; package-lock.json pins one that
+    // supports Node 20 (docs/s3.md). Set the variable to 'false' to see the warning.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets, maxFreeSockets: opts.maxSockets };
     const env = process.env;
     const client = new S3Client({
