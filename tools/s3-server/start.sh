@@ -46,6 +46,9 @@ if [ "$MODE" = rgw ]; then
   exit 0
 fi
 
+# Several test files may start servers at once on a cold machine: one installs, the others wait for it.
+exec 9>/tmp/vpoolfs-s3-install.lock
+flock 9
 need=()
 for b in ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw radosgw-admin:radosgw ceph:ceph-common ceph-authtool:ceph-common monmaptool:ceph-common uuidgen:uuid-runtime curl:curl python3:python3-minimal; do
   command -v "${b%%:*}" >/dev/null || need+=("${b#*:}")
@@ -56,6 +59,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >&2 \
     || { apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >&2; }
 fi
+flock -u 9
 
 if [ -e "$S3_DIR/pids" ]; then
   echo "s3-server: $S3_DIR/pids exists; run tools/s3-server/stop.sh first" >&2; exit 1
