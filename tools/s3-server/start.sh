@@ -50,7 +50,7 @@ fi
 exec 9>/tmp/vpoolfs-s3-install.lock
 flock 9
 need=()
-for b in ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw radosgw-admin:radosgw ceph:ceph-common ceph-authtool:ceph-common monmaptool:ceph-common uuidgen:uuid-runtime curl:curl python3:python3-minimal; do
+for b in ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw radosgw-admin:ceph-common ceph:ceph-common ceph-authtool:ceph-common monmaptool:ceph-base uuidgen:uuid-runtime curl:curl python3:python3-minimal; do
   command -v "${b%%:*}" >/dev/null || need+=("${b#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -59,7 +59,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >&2 \
     || { apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >&2; }
 fi
-flock -u 9
+flock -u 9; exec 9>&-
 
 if [ -e "$S3_DIR/pids" ]; then
   echo "s3-server: $S3_DIR/pids exists; run tools/s3-server/stop.sh first" >&2; exit 1
