@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything vpoolfs needs on a fresh Debian machine, then builds.
 # Idempotent: each step is skipped when its result is already there.
+# Not here: the real S3 server (Ceph radosgw, ~260 MB) that the S3 tests and `npm run bench:upload` use;
+# tools/s3-server/start.sh installs it on first use (docs/s3.md), so `npm start` stays small.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,7 +8,7 @@
  * here (vpoolfs mount) use them.
  */
 import test from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -88,6 +88,10 @@ export function useS3Server(name: string): S3Server {
     },
   };
   test.before(async () => {
+    // if the worker dies before after.always runs (a timeout, a crash), do not leave daemons behind
+    process.once('exit', () => {
+      spawnSync('bash', [path.join(SCRIPTS, 'stop.sh')], { env: { ...process.env, ...env }, stdio: 'ignore', timeout: 30_000 });
+    });
     env.S3_PORT = String(await freePortPair());
     env.MON_PORT = String(await freePortPair());
     // a cold machine installs the ceph packages first (about a minute and a half)
