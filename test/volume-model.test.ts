@@ -1,8 +1,10 @@
 /**
  * Model-based test of the volume layer: thousands of seeded random writes, reads and resizes (unaligned,
- * across cluster and SCO boundaries, beyond 4 GiB) on two vDisks, against RefDisk, with local restarts
- * (close and reopen on the same state) and backend restarts (state directory removed) in between. Every
- * read is compared byte for byte, and after each restart every written cluster and the allocation.
+ * across cluster and SCO boundaries, beyond 4 GiB) on two vDisks and the clones made of them, with
+ * snapshots, snapshot deletes, rollbacks and clones in the mix, against RefDisk / RefSnapshots, with local
+ * restarts (close and reopen on the same state) and backend restarts (state directory removed) in between.
+ * Every read is compared byte for byte, and after each restart every written cluster, the allocation and
+ * each vDisk's snapshot list.
  * The seed is printed; VPOOLFS_SEED=<n> replays a run.
  */
 import test from 'ava';
@@ -11,15 +13,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { openVPool } from '../volume/vpool.js';
 import type { VPool } from '../volume/types.js';
-import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
+import { pattern, RefDisk, RefSnapshots, rng } from './helpers/ref-disk.js';
 
 const GiB = 2 ** 30;
 const CS = 4096;
 const SCO_CLUSTERS = 8;
 
-async function compareAll(t: import('ava').ExecutionContext, pool: VPool, refs: Map<string, RefDisk>, where: string): Promise<void> {
+async function compareAll(t: import('ava').ExecutionContext, pool: VPool, refs: Map<string, RefDisk>, where: string, snaps?: RefSnapshots): Promise<void> {
   for (const [p, ref] of refs) {
     const v = pool.vdisk(p);
+    if (snaps) t.deepEqual(pool.snapshots.list(p).map((s) => s.name), snaps.list(p).map((s) => s.name), `${where}: snapshots of ${p}`);
     t.is(v.size, ref.size, `${where}: size of ${p}`);
     t.is(v.allocatedBytes, ref.allocatedBytes, `${where}: allocated bytes of ${p}`);
     for (const a of ref.clusters.keys()) {
@@ -53,14 +56,55 @@ test('random writes, reads and resizes match the reference across local and back
   const opts = { name: 'model', stateDir: state, backendUrl: `file://${path.join(root, 'backend')}`, scoClusters: SCO_CLUSTERS, tlogScos: 3, scoMaxAgeMs: 50 };
   let pool = await openVPool(opts);
   const refs = new Map<string, RefDisk>([['/a', new RefDisk()], ['/dir/b', new RefDisk()]]);
+  const snaps = new RefSnapshots();
+  const counts = { snapshots: 0, deletes: 0, rollbacks: 0, clones: 0, busy: 0 };
   await pool.mkdir('/dir', 0o755, 0, 0);
   for (const p of refs.keys()) await pool.createFile(p, 0o644, 0, 0, 0);
   const ops = Number(process.env.VPOOLFS_MODEL_OPS ?? 3000);
   let restarts = 0;
   let rebuilds = 0;
+  /** One snapshot operation on `p`: take, delete, roll back or clone, checked against the model. */
+  async function snapshotOp(i: number, p: string, ref: RefDisk): Promise<void> {
+    const list = snaps.list(p);
+    const k = r();
+    if (k < 0.4 || list.length === 0) {
+      await pool.snapshots.create(p, `s${i}`);
+      snaps.take(p, `s${i}`, ref);
+      counts.snapshots++;
+    } else if (k < 0.6) {
+      const s = list[Math.floor(r() * list.length)];
+      const want = snaps.remove(p, s.name);
+      const got = await pool.snapshots.remove(p, s.name).then(() => 'OK', (e: { code?: string }) => e.code);
+      if (got !== want) t.fail(`seed ${seed} op ${i}: delete ${s.name} of ${p}: ${got}, the model says ${want}`);
+      counts[want === 'OK' ? 'deletes' : 'busy']++;
+    } else if (k < 0.85) {
+      const s = list[Math.floor(r() * list.length)];
+      const want = snaps.rollback(p, s.name);
+      const got = await pool.snapshots.rollback(p, s.name).then(() => 'OK', (e: { code?: string }) => e.code);
+      if (want === 'BUSY') {
+        if (got !== 'BUSY') t.fail(`seed ${seed} op ${i}: rollback of ${p} over a cloned snapshot: ${got}`);
+        counts.busy++;
+        return;
+      }
+      if (got !== 'OK') t.fail(`seed ${seed} op ${i}: rollback of ${p} to ${s.name}: ${got}`);
+      refs.set(p, want);
+      counts.rollbacks++;
+      await compareAll(t, pool, new Map([[p, want]]), `seed ${seed} op ${i} after rollback of ${p} to ${s.name}`);
+    } else if (refs.size < 7) {
+      const s = list[Math.floor(r() * list.length)];
+      const target = `/dir/clone${i}`;
+      await pool.snapshots.clone(p, s.name, target);
+      s.clones++;
+      refs.set(target, s.ref.clone());
+      counts.clones++;
+      await compareAll(t, pool, new Map([[target, refs.get(target)!]]), `seed ${seed} op ${i} after clone of ${p} at ${s.name}`);
+    }
+  }
+
   try {
     for (let i = 0; i < ops; i++) {
-      const p = r() < 0.6 ? '/a' : '/dir/b';
+      const paths = [...refs.keys()];
+      const p = r() < 0.5 ? '/a' : paths.length > 2 && r() < 0.5 ? paths[2 + Math.floor(r() * (paths.length - 2))] : '/dir/b';
       const ref = refs.get(p)!;
       const v = pool.vdisk(p);
       const k = r();
@@ -70,6 +114,8 @@ test('random writes, reads and resizes match the reference across local and back
         const data = pattern(seed, i, len);
         await v.write(off, data);
         ref.write(off, data);
+      } else if (k < 0.59) {
+        await snapshotOp(i, p, ref);
       } else if (k < 0.9) {
         const off = r() < 0.7 ? pickOffset(r, ref.size) : Math.floor(r() * (ref.size + 10));
         const len = Math.floor(r() * 50000);
@@ -87,18 +133,19 @@ test('random writes, reads and resizes match the reference across local and back
         await pool.close();
         pool = await openVPool(opts);
         restarts++;
-        await compareAll(t, pool, refs, `seed ${seed} op ${i} after local restart`);
+        await compareAll(t, pool, refs, `seed ${seed} op ${i} after local restart`, snaps);
       } else {
         await pool.close();
         fs.rmSync(state, { recursive: true, force: true });
         pool = await openVPool(opts);
         rebuilds++;
-        await compareAll(t, pool, refs, `seed ${seed} op ${i} after backend restart`);
+        await compareAll(t, pool, refs, `seed ${seed} op ${i} after backend restart`, snaps);
       }
     }
-    await compareAll(t, pool, refs, `seed ${seed} at the end`);
-    t.log(`${ops} operations, ${restarts} local restarts, ${rebuilds} backend restarts`);
+    await compareAll(t, pool, refs, `seed ${seed} at the end`, snaps);
+    t.log(`${ops} operations, ${restarts} local restarts, ${rebuilds} backend restarts; ${JSON.stringify(counts)}`);
     t.true(restarts > 0 && rebuilds > 0, 'the run exercised both kinds of restart');
+    t.true(counts.snapshots > 0 && counts.rollbacks > 0 && counts.clones > 0, 'the run took snapshots, rolled back and cloned');
   } finally {
     await pool.close();
   }

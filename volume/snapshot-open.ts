@@ -4,7 +4,7 @@
  */
 import { logger } from '../util/log.js';
 import { loadBase, type DiskState } from './clone-base.js';
-import { isDropped, parseDoc, rollbackKey } from './snapshot-store.js';
+import { isDropped, maxTlogOf, parseDoc, rollbackKey } from './snapshot-store.js';
 import type { VDiskImpl } from './vdisk.js';
 
 const log = logger('snapshots');
@@ -32,10 +32,19 @@ export async function restoreOnRebuild(v: VDiskImpl): Promise<Restored> {
   return {
     keep: (tlog) => !isDropped(doc, tlog),
     pruneSnapshots(present) {
-      const kept = doc.snapshots.filter((s) => s.tlog === 0 || present.has(s.tlog) || (doc.parent !== null && s.tlog === 0));
-      if (kept.length === doc.snapshots.length) return;
-      const lost = doc.snapshots.filter((s) => !kept.includes(s)).map((s) => s.name);
-      log.warn('snapshots whose TLogs never reached the backend are gone after the rebuild', { vdisk: v.id, snapshots: lost });
+      // what the backend covers: its TLogs, and every range a rollback dropped (all was uploaded before it)
+      let covered = 0;
+      for (const t of present) covered = Math.max(covered, t);
+      for (const [, end] of doc.dropped) covered = Math.max(covered, end);
+      const top = maxTlogOf(doc);
+      const kept = doc.snapshots.filter((s) => s.tlog <= covered);
+      if (kept.length === doc.snapshots.length && top <= covered) return;
+      if (kept.length < doc.snapshots.length) {
+        const lost = doc.snapshots.filter((s) => !kept.includes(s)).map((s) => s.name);
+        log.warn('snapshots whose TLogs never reached the backend are gone after the rebuild', { vdisk: v.id, snapshots: lost });
+      }
+      // the TLogs those snapshots named never count, even where a later snapshot names their number
+      if (top > covered) doc.dropped.push([covered + 1, top]);
       doc.snapshots = kept;
       doc.gen++;
       queueMicrotask(() => void v.docs.flush());

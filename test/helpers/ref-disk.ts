@@ -88,3 +88,52 @@ export function pattern(seed: number, n: number, length: number): Buffer {
   }
   return b;
 }
+
+/** A snapshot in the model: its name, the disk as it was, and how many clones were made from it. */
+export interface RefSnapshot {
+  name: string;
+  ref: RefDisk;
+  clones: number;
+}
+
+/**
+ * The model of the snapshot rules: per vDisk, its snapshots oldest first (each a frozen RefDisk). Rollback
+ * restores a copy and drops the later ones; delete removes one; a snapshot with clones cannot be deleted
+ * or rolled over; a clone starts as a copy of its snapshot.
+ */
+export class RefSnapshots {
+  readonly byDisk = new Map<string, RefSnapshot[]>();
+
+  list(path: string): RefSnapshot[] {
+    let l = this.byDisk.get(path);
+    if (l === undefined) {
+      l = [];
+      this.byDisk.set(path, l);
+    }
+    return l;
+  }
+
+  take(path: string, name: string, disk: RefDisk): RefSnapshot {
+    const s = { name, ref: disk.clone(), clones: 0 };
+    this.list(path).push(s);
+    return s;
+  }
+
+  /** The disk after a rollback to `name`, or 'BUSY' when a later snapshot has clones. */
+  rollback(path: string, name: string): RefDisk | 'BUSY' {
+    const l = this.list(path);
+    const i = l.findIndex((s) => s.name === name);
+    if (l.slice(i + 1).some((s) => s.clones > 0)) return 'BUSY';
+    l.splice(i + 1);
+    return l[i].ref.clone();
+  }
+
+  /** Removes `name`; 'BUSY' if it has clones. */
+  remove(path: string, name: string): 'OK' | 'BUSY' {
+    const l = this.list(path);
+    const i = l.findIndex((s) => s.name === name);
+    if (l[i].clones > 0) return 'BUSY';
+    l.splice(i, 1);
+    return 'OK';
+  }
+}
