@@ -3,12 +3,13 @@
  * machine-readable, refusals name the errno and exit 1 with nothing changed.
  */
 import { CLI, freshLayout, fuseTest, ok, q, sh, startMount } from './helpers/mount.js';
+import { noAutoSnapshots } from './helpers/snapshot-xattr.js';
 
 const test = fuseTest();
 
 test('snapshot create/list/sticky/delete, rollback, clone, template and info through the CLI', async (t) => {
   const l = await freshLayout(t);
-  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   const cli = (args: string): Promise<string> => ok(t, `node ${q(CLI)} ${args}`);
   const disk = m.p('disk');
   await cli(`create ${q(disk)} 4M`);

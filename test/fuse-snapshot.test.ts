@@ -6,7 +6,7 @@
 import { rm } from 'node:fs/promises';
 import type { ExecutionContext } from 'ava';
 import { freshLayout, fuseTest, ok, q, sh, startMount, type MountHandle } from './helpers/mount.js';
-import { xattrCalls } from './helpers/snapshot-xattr.js';
+import { noAutoSnapshots, xattrCalls } from './helpers/snapshot-xattr.js';
 
 const test = fuseTest();
 
@@ -33,7 +33,7 @@ const setx = (t: ExecutionContext, file: string, name: string, value: string): P
 
 test('snapshot, overwrite, rollback: the bytes and size of the snapshot; the list survives remounts', async (t) => {
   const l = await freshLayout(t);
-  let m: MountHandle = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  let m: MountHandle = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   const disk = m.p('disk');
   await ok(t, `truncate -s 8M ${q(disk)} && dd if=/dev/urandom of=${q(disk)} bs=64k count=40 conv=notrunc status=none`);
   const s1 = await md5(t, disk);
@@ -61,7 +61,7 @@ test('snapshot, overwrite, rollback: the bytes and size of the snapshot; the lis
   const after = await md5(t, disk);
   t.is(await m.stop(), 0);
   await rm(l.state, { recursive: true, force: true });
-  m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   t.is(await md5(t, m.p('disk')), after);
   const back = await snaps(t, m.p('disk'));
   t.deepEqual(back.map((s) => [s.name, s.inBackend]), [['s1', true]]);
@@ -71,7 +71,7 @@ test('snapshot, overwrite, rollback: the bytes and size of the snapshot; the lis
 
 test('several snapshots, delete the middle one, the others still read right', async (t) => {
   const l = await freshLayout(t);
-  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   const disk = m.p('disk');
   await ok(t, `truncate -s 4M ${q(disk)}`);
   const sums: string[] = [];
@@ -95,7 +95,7 @@ test('several snapshots, delete the middle one, the others still read right', as
 
 test('rollback is EBUSY while another process has the vDisk open, and works once it closed', async (t) => {
   const l = await freshLayout(t);
-  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   const disk = m.p('disk');
   await ok(t, `truncate -s 1M ${q(disk)} && setfattr -n user.vdisk.snapshot -v s ${q(disk)} && echo hello | dd of=${q(disk)} conv=notrunc status=none`);
   const held = await sh(`exec 3<${q(disk)}; setfattr -n user.vdisk.rollback -v s ${q(disk)}; echo rc=$?; exec 3<&-`);
@@ -109,7 +109,7 @@ test('rollback is EBUSY while another process has the vDisk open, and works once
 
 test('a clone reads its parent, both diverge; parent rules: EBUSY unlink, rename keeps the clone, remounts', async (t) => {
   const l = await freshLayout(t);
-  let m: MountHandle = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  let m: MountHandle = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   const p = m.p('parent');
   await ok(t, `mkdir ${q(m.p('vms'))} && truncate -s 16M ${q(p)} && dd if=/dev/urandom of=${q(p)} bs=1M count=6 conv=notrunc status=none`);
   const gold = await md5(t, p);
@@ -141,11 +141,11 @@ test('a clone reads its parent, both diverge; parent rules: EBUSY unlink, rename
   t.is(await md5(t, m.p('vms/c1')), c1);
 
   t.is(await m.stop(), 0);
-  m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   t.is(await md5(t, m.p('vms/c1')), c1, 'after a clean remount');
   t.is(await m.stop(), 0);
   await rm(l.state, { recursive: true, force: true });
-  m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   t.is(await md5(t, m.p('vms/c1')), c1, 'after a remount from the backend alone');
   t.is(await md5(t, m.p('vms/base')), pLast);
   t.deepEqual((await info(t, m.p('vms/base'))).clones, ['vms/c1', 'vms/c2']);
@@ -154,7 +154,7 @@ test('a clone reads its parent, both diverge; parent rules: EBUSY unlink, rename
 
 test('a chain of clones to depth 255 works and 256 is EINVAL', async (t) => {
   const l = await freshLayout(t);
-  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   await ok(t, `truncate -s 1M ${q(m.p('c0'))} && echo root | dd of=${q(m.p('c0'))} conv=notrunc status=none`);
   await ok(t, `cd ${q(m.mountpoint)} && for i in $(seq 1 255); do printf "$i" | dd of=c$((i-1)) bs=1 seek=$((i*8)) conv=notrunc status=none && setfattr -n user.vdisk.clone -v ":c$i" c$((i-1)) || exit 1; done`, 600_000);
   const deep = await ok(t, `head -c 8 ${q(m.p('c255'))}; dd if=${q(m.p('c255'))} bs=8 skip=255 count=1 status=none`);
@@ -166,7 +166,7 @@ test('a chain of clones to depth 255 works and 256 is EINVAL', async (t) => {
 
 test('a template refuses writes with EROFS and is a source for clones', async (t) => {
   const l = await freshLayout(t);
-  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   const img = m.p('img');
   await ok(t, `truncate -s 8M ${q(img)} && dd if=/dev/urandom of=${q(img)} bs=1M count=3 conv=notrunc status=none`);
   await setx(t, img, 'user.vdisk.snapshot', 'a');
@@ -190,7 +190,7 @@ test('a template refuses writes with EROFS and is a source for clones', async (t
 
 test('every bad value of section 3 gets its errno and changes nothing', async (t) => {
   const l = await freshLayout(t);
-  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
   const disk = m.p('disk');
   await ok(t, `truncate -s 1M ${q(disk)} && touch ${q(m.p('taken'))} && mkdir ${q(m.p('dir'))} && echo data | dd of=${q(disk)} conv=notrunc status=none`);
   await setx(t, disk, 'user.vdisk.snapshot', 'keep');

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { checkCron, type ScheduleConfig } from '../volume/snapshot-schedule.js';
 
 export class ConfigError extends Error {}
 
@@ -29,12 +30,12 @@ export interface MountConfig {
   readCacheBytes?: number;
   scoMaxAgeMs?: number;
   logLevel?: string;
-  /** Automatic snapshot schedules (snapshot issue); accepted and kept, not used yet. */
-  schedule?: Record<string, unknown>;
+  /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshot-schedule.ts); applied live. */
+  schedule?: ScheduleConfig;
 }
 
 /** Keys that apply while mounted; any other change needs a restart. */
-export const LIVE_KEYS: ReadonlySet<keyof MountConfig> = new Set(['logLevel', 'writeCacheBytes', 'readCacheBytes']);
+export const LIVE_KEYS: ReadonlySet<keyof MountConfig> = new Set(['logLevel', 'writeCacheBytes', 'readCacheBytes', 'schedule']);
 
 type Check = (v: unknown, key: string) => unknown;
 
@@ -85,6 +86,14 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   },
   schedule: (v, k) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${k}: expected an object, got ${JSON.stringify(v)}`);
+    for (const [name, spec] of Object.entries(v)) {
+      if (name !== 'snapshot' && name !== 'retention') throw new ConfigError(`${k}: unknown schedule "${name}" (known: snapshot, retention)`);
+      try {
+        checkCron(spec, `${k}.${name}`);
+      } catch (err) {
+        throw new ConfigError((err as Error).message);
+      }
+    }
     return v;
   },
 };

@@ -15,6 +15,7 @@ import { watchConfig, type ConfigWatcher } from './config-watch.js';
 import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 import { prepareMountpoint } from './mountpoint.js';
 import { lockState } from './state-lock.js';
+import { SnapshotScheduler } from '../volume/snapshot-schedule.js';
 
 const log = logger('cli');
 
@@ -85,6 +86,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let mounted: Mounted | undefined;
   let metricsServer: MetricsServer | undefined;
   let watcher: ConfigWatcher | undefined;
+  let scheduler: SnapshotScheduler | undefined;
   try {
     const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds) : undefined;
     mounted = await mountVPool({ vpool, mountpoint: cfg.mountpoint, observer: metrics, debug: flags.debugFuse });
@@ -92,14 +94,17 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
       const { host, port } = parseHostPort(cfg.metrics, '--metrics');
       metricsServer = await serveMetrics(host, port, metrics.registry);
     }
-    if (flags.config) watcher = watchConfig(flags.config, file, vpool);
+    scheduler = new SnapshotScheduler(vpool);
+    scheduler.apply(cfg.schedule);
+    const sched = scheduler;
+    if (flags.config) watcher = watchConfig(flags.config, file, vpool, (s) => sched.apply(s));
   } catch (err) {
     await mounted?.unmount().catch(() => undefined);
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
     throw err;
   }
   log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, options: mounted.options, metrics: metricsServer?.address ?? null });
-  installStop(vpool, mounted, () => Promise.all([watcher?.close(), metricsServer?.close()]));
+  installStop(vpool, mounted, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
 }
 
 function installStop(vpool: VPool, mounted: Mounted, closeExtras: () => Promise<unknown>): void {

@@ -79,7 +79,7 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
     return v.docs.doc.snapshots.map((s) => this.infoOf(v, s));
   }
 
-  async create(path: string, name: string, opts: { sticky?: boolean; automatic?: boolean } = {}): Promise<SnapshotInfo> {
+  async create(path: string, name: string, opts: { sticky?: boolean; automatic?: boolean; timestamp?: number } = {}): Promise<SnapshotInfo> {
     checkSnapshotName(name);
     const v = this.host.vdiskAt(path);
     const s = await v.exclusive(() => this.takeLocked(v, name, opts));
@@ -168,14 +168,14 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
   }
 
   /** Takes a snapshot; the caller holds the vDisk's lock. */
-  async takeLocked(v: VDiskImpl, name: string, opts: { sticky?: boolean; automatic?: boolean }): Promise<SnapshotMeta> {
+  async takeLocked(v: VDiskImpl, name: string, opts: { sticky?: boolean; automatic?: boolean; timestamp?: number }): Promise<SnapshotMeta> {
     if (v.template) throw new VolumeError('READ_ONLY', 'a template takes no new snapshots', { vdisk: v.id, name });
     const doc = copyDoc(v.docs.doc);
     if (doc.snapshots.some((s) => s.name === name)) throw new VolumeError('EXISTS', `snapshot ${name} exists already`, { vdisk: v.id, name });
     v.ship(); // closes the open SCO and TLog: the snapshot covers every write acknowledged so far
     await v.cache.syncLocal();
     const s: SnapshotMeta = {
-      name, uuid: randomUUID(), timestamp: Date.now(), tlog: v.cache.openTlogNumber - 1, sticky: opts.sticky ?? false,
+      name, uuid: randomUUID(), timestamp: opts.timestamp ?? Date.now(), tlog: v.cache.openTlogNumber - 1, sticky: opts.sticky ?? false,
       automatic: opts.automatic ?? false, consistent: true, gen: doc.gen + 1,
     };
     doc.snapshots.push(s);

@@ -134,8 +134,8 @@ export interface SnapshotInfo {
  * crash); the backend copy follows (`inBackend`), and syncToBackend()/close() wait for it.
  */
 export interface SnapshotApi {
-  /** Closes the current TLog and names that point `name` (EXISTS if taken; READ_ONLY on a template). */
-  create(path: string, name: string, opts?: { sticky?: boolean; automatic?: boolean }): Promise<SnapshotInfo>;
+  /** Closes the current TLog and names that point `name` (EXISTS if taken; READ_ONLY on a template); `timestamp` defaults to now. */
+  create(path: string, name: string, opts?: { sticky?: boolean; automatic?: boolean; timestamp?: number }): Promise<SnapshotInfo>;
   /** The snapshots, oldest first. */
   list(path: string): SnapshotInfo[];
   /** Sets or clears the sticky flag (NOT_FOUND for an unknown name). */

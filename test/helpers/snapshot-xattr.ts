@@ -3,6 +3,8 @@
  * and returns, per call, 'OK' (plus the value for a get) or the errno name — what a program sees.
  */
 import type { ExecutionContext } from 'ava';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { ok, q } from './mount.js';
 
 export type XattrCall = ['set', string, string, Buffer | string] | ['get', string, string];
@@ -26,4 +28,14 @@ EOF`,
     600_000,
   );
   return out.trimEnd().split('\n');
+}
+
+/**
+ * `--config` arguments for a mount without automatic snapshots or retention (the default hourly job would
+ * add snapshots to the lists a test compares if it ran across the hour).
+ */
+export async function noAutoSnapshots(root: string): Promise<string[]> {
+  const file = path.join(root, 'no-auto-snapshots.json');
+  await writeFile(file, JSON.stringify({ schedule: { snapshot: null, retention: null } }));
+  return ['--config', file];
 }
