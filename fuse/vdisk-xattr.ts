@@ -7,6 +7,7 @@
 import { VolumeError } from '../util/errors.js';
 import type { VPool } from '../volume/types.js';
 import { snapshotTable } from './xattr-snapshot.js';
+import { dtlTable } from './xattr-dtl.js';
 
 /** A command: `value` is the attribute's bytes as UTF-8. Resolves when the operation is done. */
 export type VdiskCommand = (vpool: VPool, path: string, value: string) => Promise<void>;
@@ -42,7 +43,7 @@ const core: VdiskXattrTable = {
 };
 
 /** Every feature's table, merged. A later table may not redefine a name. */
-const tables: VdiskXattrTable[] = [core, snapshotTable];
+const tables: VdiskXattrTable[] = [core, snapshotTable, dtlTable];
 
 const commands = new Map<string, VdiskCommand>();
 const views = new Map<string, VdiskView>();

@@ -22,6 +22,10 @@ export interface MountConfig {
   encryptionKeyFile?: string;
   dtl?: DtlMode;
   dtlServer?: string[];
+  /** The DTL's shared secret (the servers' --secret-file). */
+  dtlSecretFile?: string;
+  /** While no DTL server is reachable, how often to try again (ms, default 5000). */
+  dtlRetryMs?: number;
   router?: string;
   metrics?: string;
   scoClusters?: number;
@@ -70,6 +74,8 @@ const CHECKS: Record<keyof MountConfig, Check> = {
       return (s as string).trim();
     });
   },
+  dtlSecretFile: str,
+  dtlRetryMs: count,
   router: str,
   metrics: (v, k) => {
     parseHostPort(str(v, k) as string, k);

@@ -15,6 +15,7 @@ import { watchConfig, type ConfigWatcher } from './config-watch.js';
 import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 import { prepareMountpoint } from './mountpoint.js';
 import { lockState } from './state-lock.js';
+import { dtlForMount } from './dtl-mount.js';
 import { SnapshotScheduler } from '../volume/snapshot-schedule.js';
 
 const log = logger('cli');
@@ -26,6 +27,7 @@ export interface MountFlags {
   encryptionKeyFile?: string;
   dtl?: string;
   dtlServer?: string;
+  dtlSecretFile?: string;
   router?: string;
   config?: string;
   metrics?: string;
@@ -47,8 +49,7 @@ async function checkKeyFile(file: string): Promise<void> {
 /** Options the volume layer does not implement yet: validated above, refused here if not the default. */
 async function refuseUnimplemented(cfg: ResolvedMount): Promise<void> {
   if (cfg.encryptionKeyFile !== undefined) await checkKeyFile(cfg.encryptionKeyFile);
-  if (cfg.dtl !== 'none') throw new ConfigError(`--dtl ${cfg.dtl}: the DTL is not implemented yet; only --dtl none works`);
-  if (cfg.dtlServer !== undefined) throw new ConfigError('--dtl-server: the DTL is not implemented yet; mount without it');
+  dtlForMount(cfg); // --dtl async/sync without --dtl-server, an unreadable secret
 }
 
 export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
@@ -81,6 +82,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     writeCacheBytes: cfg.writeCacheBytes,
     readCacheBytes: cfg.readCacheBytes,
     scoMaxAgeMs: cfg.scoMaxAgeMs,
+    dtl: dtlForMount(cfg),
   });
 
   let mounted: Mounted | undefined;

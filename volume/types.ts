@@ -20,6 +20,8 @@ export interface VPoolOptions {
   backendUrl?: string;
   /** An already opened backend (tests wrap one to stall or fail it); wins over backendUrl. */
   backend?: import('./backend/types.js').BlobStore;
+  /** The DTL (dtl-client/ via tools/), absent when the mount has no DTL server: every vDisk is `none`. */
+  dtl?: import('./dtl-hook.js').DtlProvider;
   /** This storage router's identity. */
   routerId?: string;
   /** Clusters per SCO (default 1024 = 4 MiB). */
@@ -182,6 +184,8 @@ export interface VPool {
   setXattr(path: string, name: string, value: Uint8Array): Promise<void>;
   listXattr(path: string): string[];
   removeXattr(path: string, name: string): Promise<void>;
+  /** `user.vdisk.dtl`: the vDisk's DTL mode, changed live and recorded (INVALID: a bad mode, or async/sync without a DTL server). */
+  setDtlMode(path: string, mode: DtlMode): Promise<void>;
   /** The vDisk at `path` (one object per vDisk, shared by every opener). */
   vdisk(path: string): VDisk;
   statfs(): StatFs;

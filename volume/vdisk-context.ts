@@ -16,6 +16,8 @@ export interface VDiskContext {
   writeCacheDir: string;
   scoClusters: number;
   tlogScos: number;
+  /** The DTL (dtl-hook.ts), when the mount has DTL servers. */
+  dtl?: import('./dtl-hook.js').DtlProvider;
   /** Clone relations across the vPool's vDisks (set by the vPool, volume/snapshots.ts). */
   family?: VDiskFamily;
 }

@@ -17,6 +17,7 @@ import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader } from './uploader.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
+import { attachDtl } from './dtl-hook.js';
 import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from './snapshot-store.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
 import { corkOps, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
@@ -42,6 +43,7 @@ export async function createVDisk(id: string, ctx: VDiskContext): Promise<VDiskI
   v.cache.create(1, 1);
   const meta: VDiskMeta = { corkedTlog: 0, corkedSco: 0, size: 0, template: false };
   await ctx.mds.commit([{ key: metaKey(id), value: Buffer.from(JSON.stringify(meta)) }]);
+  attachDtl(v);
   return v;
 }
 
@@ -55,7 +57,11 @@ export async function openVDisk(id: string, ctx: VDiskContext): Promise<VDiskImp
     openLocal(v, JSON.parse(raw.toString()) as VDiskMeta);
   } else {
     await rebuildFromBackend(v);
+    // the host was lost: the writes not in the backend come back from the DTL (never after a local restart
+    // or a rollback: there the write cache, or the rollback, is newer than what the DTL holds)
+    await ctx.dtl?.recover(v);
   }
+  attachDtl(v); // a local restart re-ships what is not in the backend (catch-up), it replays nothing
   return v;
 }
 

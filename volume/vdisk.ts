@@ -18,6 +18,7 @@ import { checkOffset, checkSize, checkWriteRange } from './validate.js';
 import { CLUSTER_SIZE, type VDisk, type VDiskInfo } from './types.js';
 import { scoKey } from './backend-layout.js';
 import type { VDiskContext } from './vdisk-context.js';
+import { NO_DTL, type DtlSink } from './dtl-hook.js';
 import type { DocStore } from './snapshot-store.js';
 import { corkOps } from './vdisk-meta.js';
 
@@ -38,6 +39,8 @@ export class VDiskImpl implements VDisk {
   cache!: LocalCache;
   uploader!: Uploader;
   lastShipMs = Date.now();
+  /** Where every change of the write cache is also sent (the DTL, dtl-hook.ts); mode none does nothing. */
+  dtl: DtlSink = NO_DTL;
   /** Snapshots, template flag, clone parentage (snapshot-store.ts). */
   docs!: DocStore;
   private tail: Promise<unknown> = Promise.resolve();
@@ -67,18 +70,21 @@ export class VDiskImpl implements VDisk {
     checkWriteRange(offset, data.length, { vdisk: this.id });
     this.checkWritable();
     if (data.length === 0) return;
-    return this.exclusive(() => this.writeLocked(offset, data));
+    await this.exclusive(() => this.writeLocked(offset, data));
+    await this.dtl.settle();
   }
 
   async resize(size: number): Promise<void> {
     checkSize(size, { vdisk: this.id });
     this.checkWritable();
-    return this.exclusive(() => this.resizeLocked(size));
+    await this.exclusive(() => this.resizeLocked(size));
+    await this.dtl.settle();
   }
 
   async sync(): Promise<void> {
     this.checkOpen();
     await this.exclusive(() => this.cache.syncLocal());
+    await this.dtl.flush();
   }
 
   async syncToBackend(): Promise<void> {
@@ -95,7 +101,7 @@ export class VDiskImpl implements VDisk {
     return {
       id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, backendBytes: this.backendBytes,
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
-      parent: this.ctx.family?.parentOf(this) ?? null, clones: this.ctx.family?.clonePaths(this) ?? [], dtl: { mode: 'none', state: 'ok_standalone', server: null },
+      parent: this.ctx.family?.parentOf(this) ?? null, clones: this.ctx.family?.clonePaths(this) ?? [], dtl: this.dtl.info(),
     };
   }
 
@@ -158,6 +164,14 @@ export class VDiskImpl implements VDisk {
     for (const sco of p.scos) {
       this.ctx.space.addEvictable(this, sco);
     }
+    // the uploader still holds `p`: idle when it is the last TLog waiting and nothing new is open
+    this.dtl.trim(this.corkedSco, this.uploader.backlog.tlogs <= 1 && !this.cache.hasPending);
+  }
+
+  /** Recovery after a host loss (dtl-client/recover.ts): applies one DTL entry as the write or resize that made it. */
+  async applyDtlEntry(e: { kind: 'cluster'; address: number; data: Uint8Array } | { kind: 'resize'; size: number }): Promise<void> {
+    if (e.kind === 'resize') return this.resizeLocked(e.size);
+    await this.append([e.address], [e.data]);
   }
 
   /** Removes SCO `sco` from the write cache; returns the bytes freed (0 if it was not there). */
@@ -172,6 +186,7 @@ export class VDiskImpl implements VDisk {
   shutdown(): void {
     if (this.closed) return;
     this.closed = true;
+    this.dtl.close(false);
     this.uploader.stop();
     this.docs.stop();
     this.ctx.space.forget(this);
@@ -202,6 +217,7 @@ export class VDiskImpl implements VDisk {
     if (end > this.size) {
       this.size = end;
       this.cache.appendRecord({ type: RecordType.Resize, size: end });
+      this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco);
     }
     await this.append(addresses, datas);
   }
@@ -217,7 +233,12 @@ export class VDiskImpl implements VDisk {
     }
     this.localBytes += bytes;
     try {
-      this.cache.appendClusters(addresses, datas, (i, sco, slot) => this.map.set(addresses[i], sco, slot));
+      const scos: number[] = new Array(addresses.length);
+      this.cache.appendClusters(addresses, datas, (i, sco, slot) => {
+        this.map.set(addresses[i], sco, slot);
+        scos[i] = sco;
+      });
+      this.dtl.clusters(addresses, scos, datas);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'ENOSPC') throw new VolumeError('NO_SPACE', 'the write cache disk is full', { vdisk: this.id }, { cause: err });
@@ -240,6 +261,7 @@ export class VDiskImpl implements VDisk {
     }
     this.size = size;
     this.cache.appendRecord({ type: RecordType.Resize, size });
+    this.dtl.resize(size, this.cache.openScoNumber || this.cache.nextSco);
   }
 
   // ---- read path ---------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { vdiskMdsPrefix } from './vdisk-meta.js';
 import { WriteCacheSpace } from './write-cache-space.js';
+import { setDtlMode } from './dtl-hook.js';
+import type { DtlMode } from './types.js';
 import { SnapshotManager, type SnapshotHost } from './snapshots.js';
 import { checkSize } from './validate.js';
 import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
@@ -49,6 +51,7 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
     writeCacheDir: path.join(stateDir, 'wc'),
     scoClusters: checkTuning(opts.scoClusters ?? 1024, 'scoClusters', 1, 65536),
     tlogScos: checkTuning(opts.tlogScos ?? 16, 'tlogScos', 1, 100000),
+    dtl: opts.dtl,
   };
   fs.mkdirSync(ctx.writeCacheDir, { recursive: true });
   const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000);
@@ -316,6 +319,10 @@ class VPoolImpl implements VPool {
     });
   }
 
+  setDtlMode(p: string, mode: DtlMode): Promise<void> {
+    return setDtlMode(this.vdiskOf(this.fileNode(p)), mode);
+  }
+
   // ---- backend ----------------------------------------------------------------------------------------
 
   async syncToBackend(): Promise<void> {
@@ -388,6 +395,7 @@ class VPoolImpl implements VPool {
       return;
     }
     const v = this.vdiskOf(node);
+    v.dtl.close(true); // its DTL entries go with it
     v.shutdown();
     this.vdisks.delete(v.id);
     this.ctx.space.release(v.localBytes);

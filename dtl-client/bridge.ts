@@ -1,0 +1,282 @@
+/**
+ * The client bridge of one vDisk in `async` or `sync` mode (a DtlSink, volume/dtl-hook.ts): a decorator
+ * on the vDisk's writer that sends every change of its write cache to a DTL server.
+ *
+ *   sync   each write is acknowledged once the server has its entries (batched with the writes that
+ *          arrive meanwhile); fsync also waits for the server's disk.
+ *   async  entries queue up and are shipped every ASYNC_ENTRIES entries, every second and on fsync
+ *          (which waits for the server's disk); a write waits while the queue is over ASYNC_MAX_BYTES.
+ *
+ * States: `catchup` while it (re)attaches — register, clear, ship the history the backend lacks
+ * (history.ts) —, then `ok_sync`. When no server answers, `degraded`: I/O goes on without waiting, the
+ * event is logged, and every `retryMs` it tries the servers again in order (so it moves to the next one),
+ * then catches up. Entries recorded while degraded are not kept: the history covers them.
+ */
+import { logger } from '../util/log.js';
+import type { DtlSink } from '../volume/dtl-hook.js';
+import type { DtlInfo, DtlMode, DtlState } from '../volume/types.js';
+import type { VDiskImpl } from '../volume/vdisk.js';
+import { DtlClient, type DtlClientOptions } from './client.js';
+import type { DtlError } from './errors.js';
+import { captureHistory, historyEntries } from './history.js';
+import { encodeEntry } from './messages.js';
+
+const log = logger('dtl');
+
+export const ASYNC_ENTRIES = 32;
+export const ASYNC_INTERVAL_MS = 1000;
+export const ASYNC_MAX_BYTES = 16 * 2 ** 20;
+const BATCH_BYTES = 1 * 2 ** 20;
+
+type Item = { seq: number; rec: Buffer } | { seq: number; clear: true };
+
+export interface BridgeOptions extends DtlClientOptions {
+  router: string;
+  retryMs: number;
+}
+
+let lastEpoch = 0;
+/** Registration epochs grow strictly on this router, so recovery can tell the newest copy. */
+function epoch(): number {
+  lastEpoch = Math.max(Date.now(), lastEpoch + 1);
+  return lastEpoch;
+}
+
+export class DtlBridge implements DtlSink {
+  private state: DtlState = 'catchup';
+  private queue: Item[] = [];
+  private queueBytes = 0;
+  private recorded = 0;
+  private shipped = 0;
+  private flushed = 0;
+  private flushWanted = 0;
+  private trimTo = 0;
+  private trimmed = 0;
+  private waiters: Array<{ kind: 'ship' | 'flush' | 'room'; seq: number; resolve: () => void }> = [];
+  private wake: (() => void) | null = null;
+  private closed = false;
+  private readonly client: DtlClient;
+
+  constructor(private readonly v: VDiskImpl, readonly mode: DtlMode, private readonly opts: BridgeOptions) {
+    this.client = new DtlClient(opts);
+    void this.run();
+  }
+
+  // ---- DtlSink ------------------------------------------------------------------------------------
+
+  clusters(addresses: number[], scos: number[], datas: Uint8Array[]): void {
+    for (let i = 0; i < addresses.length; i++) this.record(encodeEntry(0, scos[i], addresses[i], datas[i]));
+  }
+
+  resize(size: number, tag: number): void {
+    this.record(encodeEntry(1, tag, size));
+  }
+
+  settle(): Promise<void> {
+    if (this.state === 'degraded' || this.closed) return Promise.resolve();
+    if (this.mode === 'sync') return this.shipped >= this.recorded ? Promise.resolve() : this.waitFor('ship', this.recorded);
+    return this.queueBytes > ASYNC_MAX_BYTES ? this.waitFor('room', 0) : Promise.resolve();
+  }
+
+  flush(): Promise<void> {
+    if (this.state === 'degraded' || this.closed || this.flushed >= this.recorded) return Promise.resolve();
+    this.flushWanted = Math.max(this.flushWanted, this.recorded);
+    this.kick();
+    return this.waitFor('flush', this.recorded);
+  }
+
+  trim(sco: number, idle: boolean): void {
+    if (this.closed || this.state === 'degraded') return;
+    this.trimTo = Math.max(this.trimTo, sco);
+    if (idle) this.queue.push({ seq: this.recorded, clear: true });
+    this.kick();
+  }
+
+  info(): DtlInfo {
+    return { mode: this.mode, state: this.state, server: this.state === 'degraded' ? null : this.client.server };
+  }
+
+  close(forget: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.release();
+    this.kick();
+    if (forget) {
+      this.client.unregister(this.v.id).catch((err: DtlError) => log.warn('could not drop the vDisk from the DTL server', { vdisk: this.v.id, error: err.message }))
+        .finally(() => this.client.close());
+    } else {
+      this.client.close();
+    }
+  }
+
+  // ---- the shipping loop --------------------------------------------------------------------------
+
+  private record(rec: Buffer): void {
+    if (this.closed) return;
+    const seq = ++this.recorded;
+    if (this.state === 'degraded') {
+      this.shipped = this.flushed = seq;
+      return;
+    }
+    this.queue.push({ seq, rec });
+    this.queueBytes += rec.length;
+    if (this.mode === 'sync' || this.queue.length >= ASYNC_ENTRIES) this.kick();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      try {
+        const server = await this.client.connect();
+        await this.catchUp(server);
+        if (this.closed) return;
+        this.setState('ok_sync', { server });
+        await this.serve();
+      } catch (err) {
+        if (this.closed) return;
+        this.degrade(err as Error);
+        await this.sleep(this.opts.retryMs);
+      }
+    }
+  }
+
+  private async catchUp(server: string): Promise<void> {
+    this.setState('catchup', { server });
+    await this.client.register(this.v.id, this.opts.router, epoch());
+    // under the vDisk's lock: the history so far replaces whatever the queue held
+    const { items, base } = await this.v.exclusive(() => {
+      const items = captureHistory(this.v);
+      this.queue = [];
+      this.queueBytes = 0;
+      return { items, base: this.recorded };
+    });
+    await this.client.clear(this.v.id);
+    let count = 0;
+    for (const batch of historyEntries(this.v, items, BATCH_BYTES)) {
+      if (this.closed) return;
+      await this.client.addEntries(this.v.id, batch);
+      count += batch.length;
+    }
+    await this.client.flush(this.v.id);
+    this.shipped = Math.max(this.shipped, base);
+    this.flushed = Math.max(this.flushed, base);
+    this.release();
+    log.info('DTL caught up: the history not yet in the backend is on the server', { vdisk: this.v.id, server, entries: count });
+  }
+
+  /** Ships until closed; throws when the server fails. */
+  private async serve(): Promise<void> {
+    let due = false;
+    while (!this.closed) {
+      const head = this.queue[0];
+      if (head !== undefined && 'clear' in head) {
+        await this.client.clear(this.v.id);
+        this.queue.shift();
+        this.trimmed = Math.max(this.trimmed, this.trimTo);
+        continue;
+      }
+      if (head !== undefined && (this.mode === 'sync' || due || this.queue.length >= ASYNC_ENTRIES || this.flushWanted > this.shipped || this.queueBytes > ASYNC_MAX_BYTES)) {
+        await this.shipBatch();
+        due = false;
+        continue;
+      }
+      if (this.flushWanted > this.flushed && this.shipped >= this.flushWanted) {
+        const target = this.shipped;
+        await this.client.flush(this.v.id);
+        this.flushed = Math.max(this.flushed, target);
+        this.release();
+        continue;
+      }
+      if (this.trimTo > this.trimmed) {
+        const to = this.trimTo;
+        await this.client.removeUpTo(this.v.id, to);
+        this.trimmed = Math.max(this.trimmed, to);
+        continue;
+      }
+      due = await this.idle(head !== undefined ? ASYNC_INTERVAL_MS : 0);
+    }
+  }
+
+  private async shipBatch(): Promise<void> {
+    const recs: Buffer[] = [];
+    let bytes = 0;
+    let last = 0;
+    for (const it of this.queue) {
+      if ('clear' in it || bytes >= BATCH_BYTES) break;
+      recs.push(it.rec);
+      bytes += it.rec.length;
+      last = it.seq;
+    }
+    await this.client.addEntries(this.v.id, recs);
+    this.queue.splice(0, recs.length);
+    this.queueBytes -= bytes;
+    this.shipped = Math.max(this.shipped, last);
+    this.release();
+  }
+
+  private degrade(err: Error): void {
+    const was = this.state;
+    this.setState('degraded', { error: err.message });
+    this.queue = [];
+    this.queueBytes = 0;
+    this.shipped = this.flushed = this.recorded;
+    this.release();
+    this.client.drop();
+    if (was !== 'degraded') {
+      log.warn('DTL degraded: no DTL server reachable; writes go on unprotected until one is back', {
+        vdisk: this.v.id, mode: this.mode, servers: this.opts.servers, error: err.message, retryMs: this.opts.retryMs,
+      });
+    }
+  }
+
+  /** Every change of state is logged (`DTL state`, with from/to), so tests and operators can follow it. */
+  private setState(to: DtlState, fields: Record<string, unknown>): void {
+    if (this.state === to) return;
+    log.info('DTL state', { vdisk: this.v.id, mode: this.mode, from: this.state, to, ...fields });
+    this.state = to;
+  }
+
+  /** Resolves the waiters whose condition holds. */
+  private release(): void {
+    const all = this.closed || this.state === 'degraded';
+    this.waiters = this.waiters.filter((w) => {
+      const ok = all
+        || (w.kind === 'ship' && this.shipped >= w.seq)
+        || (w.kind === 'flush' && this.flushed >= w.seq)
+        || (w.kind === 'room' && this.queueBytes <= ASYNC_MAX_BYTES / 2);
+      if (ok) w.resolve();
+      return !ok;
+    });
+  }
+
+  private waitFor(kind: 'ship' | 'flush' | 'room', seq: number): Promise<void> {
+    return new Promise((resolve) => this.waiters.push({ kind, seq, resolve }));
+  }
+
+  private kick(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** Waits for a kick; with `ms` > 0 also for that long (then returns true: the async timer is due). */
+  private idle(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = ms > 0 ? setTimeout(() => { this.wake = null; resolve(true); }, ms) : null;
+      this.wake = () => {
+        if (timer !== null) clearTimeout(timer);
+        resolve(false);
+      };
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.wake = null; resolve(); }, ms);
+      timer.unref();
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The DTL as the vPool sees it (volume/dtl-hook.ts DtlProvider), built by the composition root from the
+ * mount's options: the servers (in order), the shared secret, the default mode, the retry interval.
+ */
+import type { DtlProvider, DtlSink } from '../volume/dtl-hook.js';
+import type { DtlMode } from '../volume/types.js';
+import type { VDiskImpl } from '../volume/vdisk.js';
+import { DtlBridge } from './bridge.js';
+import { DtlError } from './errors.js';
+import { recoverFromDtl } from './recover.js';
+
+export interface DtlConfig {
+  servers: string[];
+  defaultMode: DtlMode;
+  router: string;
+  /** How long to wait between attempts while no server is reachable (default 5000 ms). */
+  retryMs?: number;
+  secret?: Buffer;
+  /** Per request (default 5000 ms). */
+  timeoutMs?: number;
+}
+
+export function dtlProvider(cfg: DtlConfig): DtlProvider {
+  if (cfg.servers.length === 0) throw new DtlError('INVALID', 'a DTL needs at least one server');
+  const opts = { servers: cfg.servers, secret: cfg.secret, timeoutMs: cfg.timeoutMs ?? 5000, router: cfg.router, retryMs: cfg.retryMs ?? 5000 };
+  return {
+    defaultMode: cfg.defaultMode,
+    sink: (v: VDiskImpl, mode: DtlMode): DtlSink => new DtlBridge(v, mode, opts),
+    recover: (v: VDiskImpl) => recoverFromDtl(v, opts),
+  };
+}

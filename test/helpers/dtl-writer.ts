@@ -1,0 +1,32 @@
+/**
+ * The child of the DTL host-loss test: opens the vPool on its own state directory with a DTL (server,
+ * mode), runs the seeded operations of crash-ops.ts on `/d` from op FIRST on, and prints `ack <n>` once
+ * each has resolved (for a sync op, once the fsync returned). The parent SIGKILLs it at a random moment,
+ * then deletes its state directory (the host is lost).
+ * Usage: node dtl-writer.js STATE BACKEND DTL_SERVER MODE ROUTER SEED FIRST
+ */
+import { dtlProvider } from '../../dtl-client/provider.js';
+import type { DtlMode } from '../../volume/types.js';
+import { openVPool } from '../../volume/vpool.js';
+import { crashOp } from './crash-ops.js';
+
+const [state, backend, server, mode, router, seedArg, firstArg] = process.argv.slice(2);
+const seed = Number(seedArg);
+const dtl = dtlProvider({ servers: [server], defaultMode: mode as DtlMode, router, retryMs: 200 });
+const pool = await openVPool({ name: 'hl', stateDir: state, backendUrl: `file://${backend}`, routerId: router, scoClusters: 16, tlogScos: 2, scoMaxAgeMs: 100, dtl });
+try {
+  pool.stat('/d');
+} catch {
+  await pool.createFile('/d', 0o644, 0, 0, 0);
+}
+const v = pool.vdisk('/d');
+// wait until the DTL is attached: the test is about what the DTL keeps, not about a degraded start
+while (v.info().dtl.state !== 'ok_sync') await new Promise((r) => setTimeout(r, 10));
+process.stdout.write('ready\n');
+for (let n = Number(firstArg); ; n++) {
+  const op = crashOp(seed, n);
+  if (op.kind === 'write') await v.write(op.offset, op.data);
+  else if (op.kind === 'resize') await v.resize(op.size);
+  else await v.sync();
+  process.stdout.write(`ack ${n}\n`);
+}

@@ -1,0 +1,92 @@
+/**
+ * The seam between a vDisk and its Distributed Transaction Log (DESIGN §4; implemented in dtl-client/).
+ * The vDisk tells its sink, under its lock and in order, every change it makes to its write cache
+ * (clusters, resizes); it waits on the sink before acknowledging a write and an fsync; it reports each
+ * cork. The sink of mode `none` does nothing. The vPool gets a DtlProvider from the composition root
+ * (tools/mount-cmd.ts), so the volume layer never imports the DTL client.
+ *
+ * A vDisk's mode is kept in the metadata store (`vd/<id>/dtl`); a vDisk without one (new, or rebuilt
+ * from the backend on another router) takes the provider's default mode.
+ */
+import { VolumeError } from '../util/errors.js';
+import type { DtlInfo, DtlMode } from './types.js';
+import type { VDiskImpl } from './vdisk.js';
+
+export interface DtlSink {
+  readonly mode: DtlMode;
+  /**
+   * Clusters just appended to the write cache: `addresses[i]` now holds `datas[i]` in SCO `scos[i]`.
+   * Called under the vDisk's lock; copies what it keeps (the caller's buffers may be reused); never throws.
+   */
+  clusters(addresses: number[], scos: number[], datas: Uint8Array[]): void;
+  /** The size changed (a resize record went to the TLog); `tag` is the SCO open, or next, at that moment. */
+  resize(size: number, tag: number): void;
+  /**
+   * Resolves when the writes recorded so far may be acknowledged. `sync`: the DTL server has them (in its
+   * kernel, so a host loss here loses none of them). `async`: the queue has room. Never rejects; while
+   * the DTL is unreachable it resolves at once (the vDisk is `degraded`).
+   */
+  settle(): Promise<void>;
+  /** fsync: resolves once every entry recorded so far is on the DTL server's disk, or at once when degraded. Never rejects. */
+  flush(): Promise<void>;
+  /**
+   * The SCOs up to `sco` are in the backend (a cork). `idle`: nothing else is waiting locally, so every
+   * entry recorded so far is in the backend too (the DTL may drop them all).
+   */
+  trim(sco: number, idle: boolean): void;
+  info(): DtlInfo;
+  /** Stops; `forget` also drops the vDisk's entries on the server (the mode went to none, the vDisk was removed). */
+  close(forget: boolean): void;
+}
+
+export interface DtlProvider {
+  /** The mode of a vDisk that has none recorded (mount `--dtl`). */
+  readonly defaultMode: DtlMode;
+  /** A sink in `mode` (async or sync) for `v`; it attaches in the background (catch-up) and never fails `v`'s I/O. */
+  sink(v: VDiskImpl, mode: DtlMode): DtlSink;
+  /**
+   * After a rebuild from the backend (the local state is gone): replays the DTL entries newer than the
+   * last SCO in the backend into `v` and ships them to the backend. Logs and goes on if no server answers.
+   */
+  recover(v: VDiskImpl): Promise<void>;
+}
+
+const STANDALONE: DtlInfo = Object.freeze({ mode: 'none', state: 'ok_standalone', server: null }) as DtlInfo;
+
+/** Mode none: no DTL. */
+export const NO_DTL: DtlSink = {
+  mode: 'none',
+  clusters: () => undefined,
+  resize: () => undefined,
+  settle: () => Promise.resolve(),
+  flush: () => Promise.resolve(),
+  trim: () => undefined,
+  info: () => ({ ...STANDALONE }),
+  close: () => undefined,
+};
+
+export const DTL_MODES: readonly DtlMode[] = ['none', 'async', 'sync'];
+const dtlKey = (id: string): string => `vd/${id}/dtl`;
+
+/** Gives a freshly opened or created vDisk its sink, in its recorded mode (else the default). */
+export function attachDtl(v: VDiskImpl): void {
+  const provider = v.ctx.dtl;
+  if (provider === undefined) return;
+  const raw = v.ctx.mds.get(dtlKey(v.id))?.toString();
+  const mode = raw !== undefined && (DTL_MODES as string[]).includes(raw) ? (raw as DtlMode) : provider.defaultMode;
+  if (mode !== 'none') v.dtl = provider.sink(v, mode);
+}
+
+/** `user.vdisk.dtl`: changes the vDisk's mode live and records it. INVALID without a DTL server for async/sync. */
+export async function setDtlMode(v: VDiskImpl, mode: DtlMode): Promise<void> {
+  if (!DTL_MODES.includes(mode)) throw new VolumeError('INVALID', `DTL mode must be none, async or sync, got ${JSON.stringify(mode)}`, { vdisk: v.id });
+  const provider = v.ctx.dtl;
+  if (mode !== 'none' && provider === undefined) throw new VolumeError('INVALID', `DTL mode ${mode} needs a DTL server: mount with --dtl-server`, { vdisk: v.id });
+  await v.exclusive(async () => {
+    if (v.dtl.mode !== mode) {
+      v.dtl.close(mode === 'none');
+      v.dtl = mode === 'none' ? NO_DTL : provider!.sink(v, mode);
+    }
+    await v.ctx.mds.commit([{ key: dtlKey(v.id), value: Buffer.from(mode) }]);
+  });
+}
