@@ -1,0 +1,43 @@
+/**
+ * The child of the rollback crash test: builds /d with snapshots s1 and s2 (data A, then B, then C), puts
+ * everything in the backend, then rolls back to s1 with every put of the vDisk document held, prints
+ * `held` once the rollback is waiting there (its intent is committed) and waits to be SIGKILLed.
+ * Usage: node snapshot-crash-child.js STATE BACKEND_DIR
+ */
+import { openBlobStore } from '../../volume/backend/index.js';
+import type { BlobStore } from '../../volume/backend/types.js';
+import { openVPool } from '../../volume/vpool.js';
+import { pattern } from './vpool.js';
+
+const [state, backendDir] = process.argv.slice(2);
+const inner = await openBlobStore(`file://${backendDir}`);
+let hold = false;
+const store: BlobStore = {
+  url: inner.url,
+  put: async (key, data) => {
+    if (hold && key.endsWith('/vdisk.json')) {
+      process.stdout.write('held\n');
+      await new Promise(() => undefined); // never: the parent kills us here
+    }
+    return inner.put(key, data);
+  },
+  get: (key) => inner.get(key),
+  getRange: (key, offset, length) => inner.getRange(key, offset, length),
+  head: (key) => inner.head(key),
+  list: (prefix) => inner.list(prefix),
+  delete: (key) => inner.delete(key),
+  close: () => inner.close(),
+};
+const pool = await openVPool({ name: 'crash', stateDir: state, backend: store, scoClusters: 8, tlogScos: 2, scoMaxAgeMs: 3_600_000 });
+await pool.createFile('/d', 0o644, 0, 0, 1 << 20);
+const v = pool.vdisk('/d');
+await v.write(0, pattern(1, 200_000));
+await pool.snapshots.create('/d', 's1');
+await v.write(100_000, pattern(2, 300_000));
+await v.resize(2 << 20);
+await pool.snapshots.create('/d', 's2');
+await v.write(0, pattern(3, 50_000));
+await pool.syncToBackend();
+hold = true;
+await pool.snapshots.rollback('/d', 's1');
+process.stdout.write('rollback returned: the gate did not hold\n');
