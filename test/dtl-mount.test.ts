@@ -32,6 +32,8 @@ async function setup(t: ExecutionContext): Promise<Setup> {
   return { root: l.root, backend: l.backend, config };
 }
 
+const m2p = (m: MountHandle, name: string) => m.p(name);
+
 function mountOn(t: ExecutionContext, s: Setup, router: string, servers: string, mode: string): Promise<MountHandle> {
   return startMount(t, {
     mountpoint: path.join(s.root, `mnt-${router}`), state: path.join(s.root, `state-${router}`), backend: s.backend,
@@ -129,6 +131,29 @@ test('two DTL servers, the first dies: the vDisk moves to the second; a host los
   await recoverAndCheck(t, s, 'c', servers, 'sync', [...w.acked]);
 });
 
+test('async, local restart (kill -9, state kept): every acknowledged write is there, nothing is replayed over it; a host loss after that loses nothing', async (t) => {
+  const s = await setup(t);
+  const srv = await startDtlServer(t, path.join(s.root, 'dtl'));
+  const a = await mountOn(t, s, 'a', srv.address, 'async');
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  await waitDtl(a.p('disk'), (d) => d.state === 'ok_sync', 'ok_sync');
+  const w1 = startWriter(a.p('disk'), 0, 50);
+  await w1.waitFor(800 + Math.floor(Math.random() * 800));
+  await a.kill9();
+  await w1.done;
+  const first = [...w1.acked];
+  const again = await mountOn(t, s, 'a', srv.address, 'async');
+  t.deepEqual(logEntries(again.log, /^DTL recovery/), [], 'a local restart replays nothing from the DTL');
+  t.deepEqual(await badBlocks(t, again.p('disk'), first), [], 'every acknowledged write survived the local restart');
+  await waitDtl(again.p('disk'), (d) => d.state === 'ok_sync', 'ok_sync');
+  t.true(logEntries(again.log, /^DTL caught up/).length > 0, 'the history not in the backend was shipped again');
+  const w2 = startWriter(again.p('disk'), first[first.length - 1] + 2, 50);
+  await w2.waitFor(300);
+  await loseHost(again);
+  await w2.done;
+  await recoverAndCheck(t, s, 'c', srv.address, 'async', [...first, ...w2.acked.filter((i) => i <= w2.lastSynced)]);
+});
+
 test('user.vdisk.dtl changes the mode live; a bad value is EINVAL; async without a DTL server is EINVAL', async (t) => {
   const s = await setup(t);
   const srv: DtlServerProcess = await startDtlServer(t, path.join(s.root, 'dtl'));
@@ -146,12 +171,17 @@ test('user.vdisk.dtl changes the mode live; a bad value is EINVAL; async without
     t.regex(r.stderr, /Invalid argument/, `value ${JSON.stringify(bad)}: ${r.stderr}`);
   }
   t.is((await dtlInfo(disk)).mode, 'sync');
-  await ok(t, `setfattr -n user.vdisk.dtl -v none ${q(disk)}`);
+  await ok(t, `truncate -s 8M ${q(m2p(a, 'other'))} && setfattr -n user.vdisk.dtl -v none ${q(disk)}`);
   t.deepEqual(await dtlInfo(disk), { mode: 'none', state: 'ok_standalone', server: null });
+  await ok(t, `setfattr -n user.vdisk.dtl -v sync ${q(m2p(a, 'other'))}`);
   t.is(await a.stop(), 0);
-  // the mode is kept across a restart of the same router
+  // each vDisk's mode is kept across a restart of the same router (the mount default is none)
+  const again = await mountOn(t, s, 'a', srv.address, 'none');
+  t.is((await dtlInfo(again.p('disk'))).mode, 'none');
+  t.like(await waitDtl(again.p('other'), (d) => d.state === 'ok_sync', 'ok_sync'), { mode: 'sync', server: srv.address });
+  t.is(await again.stop(), 0);
   const a2 = await startMount(t, { mountpoint: a.opts.mountpoint, state: a.opts.state, backend: s.backend });
-  await ok(t, `setfattr -n user.vdisk.dtl -v none ${q(a2.p('disk'))}`);
+  t.like(await dtlInfo(a2.p('other')), { mode: 'none', state: 'ok_standalone' }, 'no DTL server: none');
   const r = await sh(`setfattr -n user.vdisk.dtl -v async ${q(a2.p('disk'))}`);
   t.regex(r.stderr, /Invalid argument/, 'async without --dtl-server');
 });
