@@ -7,6 +7,10 @@ import test from 'ava';
 import fs from 'node:fs';
 import { codeOf, pattern, poolEnv } from './helpers/vpool.js';
 import type { VPool } from '../volume/types.js';
+import { openBlobStore } from '../volume/backend/index.js';
+import type { SnapshotManager } from '../volume/snapshots.js';
+import { addGarbage, emptyDoc } from '../volume/snapshot-store.js';
+import { gatedStore } from './helpers/gated-store.js';
 
 const MiB = 2 ** 20;
 
@@ -186,4 +190,41 @@ test('a template is read-only, keeps one snapshot, and clones of it diverge', as
     pattern(50 + i, 4096).copy(want, i * 4096);
     t.true((await pool.vdisk(`/vm${i}`).read(0, MiB)).equals(want), `vm${i}`);
   }
+});
+
+test('with the backend away, rollback and clone fail with BACKEND after the wait and change nothing', async (t) => {
+  const env = poolEnv(t);
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
+  const pool = await env.open({ backend: gated });
+  (pool.snapshots as SnapshotManager).backendWaitMs = 300;
+  await pool.createFile('/d', 0o644, 0, 0, MiB);
+  await pool.vdisk('/d').write(0, pattern(60, 100_000));
+  await pool.snapshots.create('/d', 's1');
+  await pool.syncToBackend();
+  await pool.vdisk('/d').write(0, pattern(61, 100_000));
+  const now = await pool.vdisk('/d').read(0, MiB);
+  gated.pause(); // every put waits: the uploads cannot finish
+  t.is(await codeOf(t, pool.snapshots.rollback('/d', 's1'), 'rollback'), 'BACKEND');
+  t.true((await pool.vdisk('/d').read(0, MiB)).equals(now), 'the data did not change');
+  t.deepEqual(pool.snapshots.list('/d').map((s) => s.name), ['s1']);
+  t.is(await codeOf(t, pool.snapshots.clone('/d', 's1', '/c'), 'clone'), 'BACKEND');
+  t.deepEqual(pool.readdir('/'), ['d'], 'no clone was made');
+  gated.resume();
+  await pool.snapshots.rollback('/d', 's1');
+  const want = Buffer.alloc(MiB);
+  pattern(60, 100_000).copy(want);
+  t.true((await pool.vdisk('/d').read(0, MiB)).equals(want));
+  await pool.snapshots.clone('/d', 's1', '/c');
+  t.true((await pool.vdisk('/c').read(0, MiB)).equals(want));
+});
+
+test('garbage ranges for the scrubber are merged when they overlap or touch', (t) => {
+  const doc = emptyDoc();
+  addGarbage(doc, { fromTlog: 5, toTlog: 7, reason: 'snapshots deleted' });
+  addGarbage(doc, { fromTlog: 12, toTlog: 14, reason: 'snapshots deleted' });
+  addGarbage(doc, { fromTlog: 8, toTlog: 9, reason: 'snapshots deleted' });
+  addGarbage(doc, { fromTlog: 3, toTlog: 2, reason: 'empty' });
+  t.deepEqual(doc.garbage.map((g) => [g.fromTlog, g.toTlog]), [[5, 9], [12, 14]]);
+  addGarbage(doc, { fromTlog: 1, toTlog: 20, reason: 'rolled back' });
+  t.deepEqual(doc.garbage, [{ fromTlog: 1, toTlog: 20, reason: 'snapshots deleted; rolled back' }]);
 });

@@ -35,9 +35,10 @@ export async function cloneVDisk(mgr: SnapshotManager, host: SnapshotHost, path:
     snap = mgr.snapshotForClone(parent, name);
   }
   // the snapshot must be in the backend: the clone reads the parent's SCOs from there
-  await parent.syncToBackend();
+  const dctx = { path, snapshot: snap.name, target };
+  await mgr.deadline(parent.syncToBackend(), 'clone: uploading the snapshot', dctx);
   const { ctx } = host;
-  const state = await stateAt(ctx.backend, parent.id, parent.docs.doc, snap.tlog);
+  const state = await mgr.deadline(stateAt(ctx.backend, parent.id, parent.docs.doc, snap.tlog), 'clone: reading the TLogs', dctx);
   const base = cloneBase(state);
   const id = randomUUID();
   const doc: VDiskDoc = {
@@ -45,10 +46,11 @@ export async function cloneVDisk(mgr: SnapshotManager, host: SnapshotHost, path:
     parent: { vdiskId: parent.id, snapshot: snap.name, uuid: snap.uuid, tlog: snap.tlog },
     ancestors: [parent.id, ...parent.docs.doc.ancestors],
   };
-  await withRetry(() => ctx.backend.put(baseKey(id), base), { what: `write the base of clone ${id}`, log });
+  const giveUpAt = Date.now() + mgr.backendWaitMs;
+  await withRetry(() => ctx.backend.put(baseKey(id), base), { what: `write the base of clone ${id}`, log, cancelled: () => Date.now() > giveUpAt });
   const v = await createVDisk(id, ctx);
   try {
-    await v.docs.shipNow(doc);
+    await mgr.deadline(v.docs.shipNow(doc), 'clone: writing its snapshot list', dctx);
     decodeBaseInto(base, { map: v.map, size: 0, scoCounts: v.scoCounts }, baseKey(id));
     v.size = state.size;
     const ops = corkOps(v, { tlog: 0, scos: [] });

@@ -81,6 +81,19 @@ export function parseDoc(raw: Buffer, where: string): VDiskDoc {
   return { ...emptyDoc(), ...d };
 }
 
+/** Records garbage, merged with the ranges it overlaps or touches (the list stays short for the scrubber). */
+export function addGarbage(doc: VDiskDoc, g: Garbage): void {
+  if (g.toTlog < g.fromTlog) return;
+  let merged = { ...g };
+  const rest: Garbage[] = [];
+  for (const x of doc.garbage) {
+    if (x.fromTlog <= merged.toTlog + 1 && merged.fromTlog <= x.toTlog + 1) {
+      merged = { fromTlog: Math.min(x.fromTlog, merged.fromTlog), toTlog: Math.max(x.toTlog, merged.toTlog), reason: [...new Set([...x.reason.split('; '), ...merged.reason.split('; ')])].join('; ') };
+    } else rest.push(x);
+  }
+  doc.garbage = [...rest, merged].sort((a, b) => a.fromTlog - b.fromTlog);
+}
+
 export function isDropped(doc: VDiskDoc, tlog: number): boolean {
   return doc.dropped.some(([a, b]) => tlog >= a && tlog <= b);
 }

@@ -9,7 +9,7 @@ import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { stateAt } from './clone-base.js';
 import { cloneVDisk } from './clone.js';
-import { checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from './snapshot-store.js';
+import { addGarbage, checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from './snapshot-store.js';
 import type { SnapshotApi, SnapshotInfo } from './types.js';
 import type { VDiskContext, VDiskFamily } from './vdisk-context.js';
 import { corkOps, metaKey, type VDiskMeta } from './vdisk-meta.js';
@@ -40,7 +40,26 @@ function copyDoc(d: VDiskDoc): VDiskDoc {
 }
 
 export class SnapshotManager implements SnapshotApi, VDiskFamily {
+  /**
+   * How long a rollback or a clone waits for the backend (uploads to finish, TLogs to read) before it gives
+   * up with BACKEND (EIO), having changed nothing.
+   */
+  backendWaitMs = 60_000;
+
   constructor(private readonly host: SnapshotHost) {}
+
+  /** `p`, or BACKEND once backendWaitMs have passed (the work goes on in the background). */
+  async deadline<T>(p: Promise<T>, what: string, context: Record<string, unknown>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new VolumeError('BACKEND', `${what}: the backend did not answer within ${this.backendWaitMs} ms`, context)), this.backendWaitMs);
+    });
+    try {
+      return await Promise.race([p, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   // ---- VDiskFamily --------------------------------------------------------------------------------
 
@@ -112,7 +131,7 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
       const next = i + 1 < doc.snapshots.length ? doc.snapshots[i + 1].tlog : v.cache.openTlogNumber;
       doc.snapshots.splice(i, 1);
       // its TLogs now belong to the next snapshot; what the next one overwrote is garbage for the scrubber
-      doc.garbage.push({ fromTlog: prev + 1, toTlog: next, reason: `snapshot ${name} deleted` });
+      addGarbage(doc, { fromTlog: prev + 1, toTlog: next, reason: 'snapshots deleted' });
       await v.docs.commit(doc);
     });
     log.info('snapshot deleted', { vdisk: v.id, path, name });
@@ -143,7 +162,7 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
       }
       const next = copyDoc(doc);
       const keep = next.snapshots[next.snapshots.length - 1];
-      if (next.snapshots.length > 1) next.garbage.push({ fromTlog: 1, toTlog: keep.tlog, reason: 'made a template' });
+      if (next.snapshots.length > 1) addGarbage(next, { fromTlog: 1, toTlog: keep.tlog, reason: 'made a template' });
       next.snapshots = [keep];
       next.template = true;
       const meta: VDiskMeta = { corkedTlog: v.corkedTlog, corkedSco: v.corkedSco, size: v.size, template: true };
@@ -199,15 +218,16 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
     const i = v.docs.doc.snapshots.indexOf(s);
     for (const later of v.docs.doc.snapshots.slice(i + 1)) this.checkNoClones(v, later);
     v.ship();
-    await v.uploader.waitIdle();
-    await v.docs.flush();
+    const ctx = { vdisk: v.id, name };
+    await this.deadline(v.uploader.waitIdle(), 'rollback: uploading what the write cache holds', ctx);
+    await this.deadline(v.docs.flush(), 'rollback: shipping the snapshot list', ctx);
     const last = v.cache.openTlogNumber - 1;
-    const state = await stateAt(v.ctx.backend, v.id, v.docs.doc, s.tlog);
+    const state = await this.deadline(stateAt(v.ctx.backend, v.id, v.docs.doc, s.tlog), 'rollback: reading the TLogs', ctx);
     const doc = copyDoc(v.docs.doc);
     doc.snapshots = doc.snapshots.slice(0, i + 1);
     if (last > s.tlog) {
       doc.dropped.push([s.tlog + 1, last]);
-      doc.garbage.push({ fromTlog: s.tlog + 1, toTlog: last, reason: `rollback to ${name}` });
+      addGarbage(doc, { fromTlog: s.tlog + 1, toTlog: last, reason: 'rolled back' });
     }
     doc.gen = v.docs.doc.gen + 1;
     const { mds } = v.ctx;
