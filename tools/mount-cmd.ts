@@ -99,6 +99,8 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     scheduler = new SnapshotScheduler(vpool);
     scheduler.apply(cfg.schedule);
     const sched = scheduler;
+    // no automatic snapshot may start once a stop begins (it would miss the final ship): before installStop's handlers
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.prependListener(sig, () => sched.stop());
     if (flags.config) watcher = watchConfig(flags.config, file, vpool, (s) => sched.apply(s));
   } catch (err) {
     await mounted?.unmount().catch(() => undefined);
