@@ -37,7 +37,7 @@ function apply(ref: RefDisk, seed: number, n: number): void {
 const hash = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
 /** Runs the child until killed `killAfterMs` after it is ready; returns its acks: the last op, and the last completed sync op. */
-function runChild(args: string[], killAfterMs: number): Promise<{ last: number; lastSync: number }> {
+function runChild(args: string[], killAfterMs: number): Promise<{ last: number; lastSync: number; states: string[]; stderr: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     const first = Number(args[args.length - 1]);
@@ -46,12 +46,14 @@ function runChild(args: string[], killAfterMs: number): Promise<{ last: number; 
     let buf = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
+    const states: string[] = [];
     p.stdout.on('data', (d: Buffer) => {
       buf += d.toString();
       const lines = buf.split('\n');
       buf = lines.pop()!;
       for (const l of lines) {
         if (l === 'ready' && timer === undefined) timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
+        else if (l.startsWith('state ')) states.push(`${l.slice(6)} after ack ${last}`);
         else if (l.startsWith('ack ')) {
           last = Number(l.slice(4));
           if (crashOp(Number(args[5]), last).kind === 'sync') lastSync = last;
@@ -59,9 +61,9 @@ function runChild(args: string[], killAfterMs: number): Promise<{ last: number; 
       }
     });
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('exit', (code, signal) => {
+    p.on('close', (code, signal) => { // 'close': after the last ack line is read (an 'exit' may come before it)
       clearTimeout(timer);
-      if (signal === 'SIGKILL') resolve({ last, lastSync });
+      if (signal === 'SIGKILL') resolve({ last, lastSync, states, stderr });
       else reject(new Error(`DTL writer exited on its own (code ${code}): ${stderr.slice(-3000)}`));
     });
   });
@@ -82,7 +84,7 @@ async function hostLossRounds(t: ExecutionContext, mode: DtlMode): Promise<void>
   for (let round = 0; round < rounds; round++) {
     const stateA = path.join(root, `state-a${round}`);
     const killAfter = 100 + Math.floor(Math.random() * 900);
-    const { last, lastSync } = await runChild([stateA, backend, srv.address, mode, `router-a${round}`, String(seed), String(next)], killAfter);
+    const { last, lastSync, states, stderr } = await runChild([stateA, backend, srv.address, mode, `router-a${round}`, String(seed), String(next)], killAfter);
     fs.rmSync(stateA, { recursive: true, force: true }); // the host is lost
     // the bound: every op up to `safe` must be there; ops after it up to last+1 may be, in order
     const safe = mode === 'sync' ? last : Math.max(lastSync, next - 1);
@@ -111,7 +113,8 @@ async function hostLossRounds(t: ExecutionContext, mode: DtlMode): Promise<void>
     const pool = await openVPool({ name: 'hl', stateDir: stateC, backendUrl: `file://${backend}`, routerId: `router-c${round}`, scoClusters: 16, tlogScos: 2, dtl });
     try {
       const v = pool.vdisk('/d');
-      t.true(sizes.has(v.size), `seed ${seed} round ${round}: size ${v.size}, allowed ${[...sizes].join(' ')} (safe op ${safe}, last ack ${last})`);
+      const why = `seed ${seed} round ${round}: safe op ${safe}, last ack ${last}, DTL states ${states.join(', ') || 'ok_sync throughout'}\n${stderr.slice(-2000)}`;
+      t.true(sizes.has(v.size), `size ${v.size}, allowed ${[...sizes].join(' ')}; ${why}`);
       const size = Math.max(v.size, ...sizes);
       const all = await v.read(0, size);
       const bad: number[] = [];
@@ -120,7 +123,7 @@ async function hostLossRounds(t: ExecutionContext, mode: DtlMode): Promise<void>
         const ok = allowed.get(a)?.has(got) ?? got === hash(pad(ref.read(a * CS, CS)));
         if (!ok) bad.push(a);
       }
-      t.deepEqual(bad.slice(0, 10), [], `seed ${seed} round ${round}: ${bad.length} clusters lost a protected write (safe op ${safe}, last ack ${last})`);
+      t.deepEqual(bad.slice(0, 10), [], `${bad.length} clusters lost a protected write; ${why}`);
       checked += safe - next + 1;
       // make the state deterministic again: replaying the ops after `safe` in order converges to the reference
       for (let n = safe + 1; n <= last + 1; n++) {

@@ -73,7 +73,7 @@ export function startWriter(file: string, first: number, fsyncEvery: number): Wr
     }
   });
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const done = new Promise<void>((resolve) => child.on('close', () => resolve())); // after its last line is read
   return {
     acked,
     get lastSynced() {
@@ -103,7 +103,7 @@ export async function badBlocks(t: ExecutionContext, file: string, indices: numb
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('exit', (code) => resolve({ code, out, err }));
+    p.on('close', (code) => resolve({ code, out, err }));
     p.stdin.end(indices.join(' '));
   });
   if (r.code !== 0) t.fail(`checker failed: ${r.err}`);

@@ -23,6 +23,12 @@ const v = pool.vdisk('/d');
 // wait until the DTL is attached: the test is about what the DTL keeps, not about a degraded start
 while (v.info().dtl.state !== 'ok_sync') await new Promise((r) => setTimeout(r, 10));
 process.stdout.write('ready\n');
+// every change of the DTL state, for the parent (a write acknowledged while degraded is not protected)
+let dtlState = 'ok_sync';
+setInterval(() => {
+  const now = v.info().dtl.state;
+  if (now !== dtlState) process.stdout.write(`state ${(dtlState = now)}\n`);
+}, 5).unref();
 for (let n = Number(firstArg); ; n++) {
   const op = crashOp(seed, n);
   if (op.kind === 'write') await v.write(op.offset, op.data);
