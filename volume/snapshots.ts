@@ -20,7 +20,7 @@ const log = logger('snapshots');
 /** What the snapshot code needs from the vPool (volume/vpool.ts). */
 export interface SnapshotHost {
   ctx: VDiskContext;
-  /** The vDisk at `path` (NOT_FOUND, IS_DIR). */
+  /** The vDisk at `path` (NOT_FOUND, IS_DIR). Reads only (as are all(), byId(), pathOf(), checkFree()). */
   vdiskAt(path: string): VDiskImpl;
   /** Every open vDisk of the vPool. */
   all(): Iterable<VDiskImpl>;
@@ -29,7 +29,7 @@ export interface SnapshotHost {
   pathOf(id: string): string | undefined;
   /** EXISTS if `path` is taken, NOT_FOUND / NOT_DIR if its directory is missing. */
   checkFree(path: string): void;
-  /** Adds `v` as a new file at `path` with the mode and owner of the file at `like` (a serialised tree change). */
+  /** Adds `v` as a new file at `path` with the mode and owner of the file at `like` (a serialised tree change). Crash: in the metadata store once resolved. */
   addVDisk(path: string, like: string, v: VDiskImpl): Promise<void>;
 }
 

@@ -136,22 +136,32 @@ export interface SnapshotInfo {
  * crash); the backend copy follows (`inBackend`), and syncToBackend()/close() wait for it.
  */
 export interface SnapshotApi {
-  /** Closes the current TLog and names that point `name` (EXISTS if taken; READ_ONLY on a template); `timestamp` defaults to now. */
+  /**
+   * Closes the current TLog and names that point `name` (EXISTS if taken; READ_ONLY on a template); `timestamp`
+   * defaults to now. Crash: once resolved the snapshot and every write acknowledged before the call survive a
+   * kill and a host crash; lost with the host before `inBackend`, it is gone after a rebuild from the backend.
+   */
   create(path: string, name: string, opts?: { sticky?: boolean; automatic?: boolean; timestamp?: number }): Promise<SnapshotInfo>;
-  /** The snapshots, oldest first. */
+  /** The snapshots, oldest first. Reads only: nothing to promise on a crash. */
   list(path: string): SnapshotInfo[];
-  /** Sets or clears the sticky flag (NOT_FOUND for an unknown name). */
+  /** Sets or clears the sticky flag (NOT_FOUND for an unknown name). Crash: durable locally once resolved. */
   setSticky(path: string, name: string, sticky: boolean): Promise<void>;
-  /** Removes a snapshot; its TLogs merge into the next one (BUSY if it has clones). */
+  /** Removes a snapshot; its TLogs merge into the next one (BUSY if it has clones). Crash: durable locally once resolved. */
   remove(path: string, name: string): Promise<void>;
-  /** Drops every write and snapshot after `name`; size and data are as of the snapshot (BUSY if a later snapshot has clones). */
+  /**
+   * Drops every write and snapshot after `name`; size and data are as of the snapshot (BUSY if a later
+   * snapshot has clones). Crash: before it resolves, the vDisk is either untouched or, once the rollback's
+   * intent is committed, rolled back at the next start; once resolved it is rolled back locally and in the backend.
+   */
   rollback(path: string, name: string): Promise<void>;
   /**
    * A new vDisk at `target` whose data is `path`'s as of snapshot `name` (an empty name snapshots now).
    * Resolves once the clone exists and its parent's snapshot is in the backend. INVALID past depth 255.
+   * Crash: before it resolves there is no clone (at most unreferenced objects); once resolved the clone is
+   * whole locally and in the backend (the tree follows like any new file).
    */
   clone(path: string, name: string, target: string): Promise<void>;
-  /** Makes the vDisk a read-only template: a last snapshot is taken if needed, every other one removed. */
+  /** Makes the vDisk a read-only template: a last snapshot is taken if needed, every other one removed. Crash: durable locally once resolved. */
   makeTemplate(path: string): Promise<void>;
 }
 

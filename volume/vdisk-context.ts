@@ -22,6 +22,7 @@ export interface VDiskContext {
   family?: VDiskFamily;
 }
 
+/** Reads only: nothing to promise on a crash. */
 export interface VDiskFamily {
   byId(id: string): import('./vdisk.js').VDiskImpl | undefined;
   /** The parent's path (relative to the vPool root) and snapshot name of a clone, or null. */
