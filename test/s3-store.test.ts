@@ -2,8 +2,9 @@
  * The s3:// backend against a real Ceph radosgw started for this file (helpers/s3-server.ts): the whole
  * BlobStore conformance suite (each store in its own bucket without a prefix, so that 1024-byte keys fit
  * S3's limit; emptied afterwards), the same
- * suite with a small multipart threshold so that big objects go up in parts, then what is specific to S3:
- * URL parsing, bucket creation, multipart sizes, and errors while the server is down.
+ * suite with a small multipart threshold so that big objects go up in parts, and once more encrypted
+ * (EncryptedBlobStore over S3: real ranged GETs of chunks); then what is specific to S3: URL parsing,
+ * bucket creation, multipart sizes, the bounded keep-alive pool, and errors while the server is down.
  */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +12,8 @@ import { BackendError } from '../util/errors.js';
 import { openBlobStore } from '../volume/backend/index.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import { parseS3Url } from '../volume/backend/s3-url.js';
+import { EncryptedBlobStore } from '../volume/backend/encrypted-store.js';
+import { sh } from './helpers/mount.js';
 import { blobStoreConformance, rejectsWith } from './helpers/blobstore-conformance.js';
 import { emptyStore, useS3Server } from './helpers/s3-server.js';
 
@@ -35,6 +38,43 @@ async function cleanup(store: BlobStore): Promise<void> {
 
 blobStoreConformance('s3', maker(), cleanup);
 blobStoreConformance('s3 multipart', maker({ multipartThreshold: String(5 * 2 ** 20), partSize: String(5 * 2 ** 20) }), cleanup);
+const plainMaker = maker();
+const inners = new Map<BlobStore, BlobStore>();
+blobStoreConformance('s3 encrypted', async () => {
+  const inner = await plainMaker();
+  const s = new EncryptedBlobStore(inner, Buffer.alloc(32, 3));
+  inners.set(s, inner);
+  return s;
+}, async (s) => cleanup(inners.get(s)!));
+
+test.serial('s3: the keep-alive pool is bounded by maxSockets, and its connections are reused', async (t) => {
+  const url = s3.url('pool', 'p', { maxSockets: '2' });
+  const store = await openBlobStore(url);
+  t.teardown(async () => {
+    await store.close();
+    await emptyStore(url);
+  });
+  const port = new URL(s3.endpoint).port;
+  const clientSockets = async () => {
+    const r = await sh(`ss -Htn state established '( dport = :${port} )' | awk '{print $3}' | sort`);
+    return r.stdout.split('\n').filter((l) => l !== '');
+  };
+  const before = new Set(await clientSockets());
+  const seen = new Set<string>();
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const now = (await clientSockets()).filter((s) => !before.has(s));
+      t.true(now.length <= 2, `${now.length} connections open at once: ${now.join(' ')}`);
+      for (const s of now) seen.add(s);
+    }
+  })();
+  await Promise.all(Array.from({ length: 48 }, (_, i) => store.put(`k${i}`, randomBytes(64 * 1024))));
+  await Promise.all(Array.from({ length: 48 }, (_, i) => store.get(`k${i}`)));
+  sampling = false;
+  await sampler;
+  t.true(seen.size >= 1 && seen.size <= 2, `connections used: ${[...seen].join(' ')}`);
+});
 
 test('s3: objects of 1, 2 and 3 parts (and a short last part) round-trip and read in ranges across parts', async (t) => {
   const url = s3.url('multipart', 'm', { multipartThreshold: String(5 * 2 ** 20), partSize: String(5 * 2 ** 20) });
