@@ -2,7 +2,8 @@
 # Starts a throw-away real S3 server on 127.0.0.1 for the tests and benchmarks: a one-node Ceph cluster
 # (1 mon, 1 memstore OSD, no mgr) with radosgw (beast). No systemd; every daemon runs in the foreground
 # under setsid and its PID is recorded in $S3_DIR/pids, so stop.sh kills exactly those.
-# Installs the Debian packages when missing (apt-get update only if the install fails).
+# Installs the Debian packages when missing (apt-get update only if the install fails); iproute2 (ss) is
+# for the test that counts the connections of the keep-alive pool.
 #
 #   tools/s3-server/start.sh          start everything; prints the env lines (below) on stdout
 #   tools/s3-server/start.sh rgw      start radosgw again in an existing $S3_DIR (after `stop.sh rgw`)
@@ -50,7 +51,7 @@ fi
 exec 9>/tmp/vpoolfs-s3-install.lock
 flock 9
 need=()
-for b in ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw radosgw-admin:ceph-common ceph:ceph-common ceph-authtool:ceph-common monmaptool:ceph-base uuidgen:uuid-runtime curl:curl python3:python3-minimal; do
+for b in ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw radosgw-admin:ceph-common ceph:ceph-common ceph-authtool:ceph-common monmaptool:ceph-base uuidgen:uuid-runtime curl:curl python3:python3-minimal ss:iproute2; do
   command -v "${b%%:*}" >/dev/null || need+=("${b#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
