@@ -90,6 +90,11 @@ test('another writer overwriting an object: a cached header is refetched, the ne
   t.deepEqual(await reader.getRange('o', 100, 10), Buffer.alloc(10, 1));
   await writer.put('o', Buffer.alloc(200_000, 2));
   t.deepEqual(await reader.getRange('o', 100, 10), Buffer.alloc(10, 2));
+  await writer.put('o', Buffer.alloc(300_000, 3));
+  t.deepEqual(await reader.getRange('o', 250_000, 10), Buffer.alloc(10, 3), 'past the cached length, within the new one');
+  await writer.put('o', Buffer.alloc(1000, 4));
+  t.deepEqual(await reader.getRange('o', 990, 10), Buffer.alloc(10, 4));
+  await t.throwsAsync(reader.getRange('o', 995, 10), { instanceOf: BackendError, message: /past the end/ });
 });
 
 test('wrong key, plain object, flipped byte, cut object and moved object: typed errors, never data', async (t) => {

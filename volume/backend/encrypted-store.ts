@@ -78,8 +78,10 @@ export class EncryptedBlobStore implements BlobStore {
     try {
       return await this.readRange(key, offset, length, cached ?? (await this.fetchHeader(key)));
     } catch (err) {
-      // the object may have been replaced since its header was cached: read the header again, once
-      if (cached === undefined || !(err instanceof EncryptionError) || err.reason !== 'DAMAGED') throw err;
+      // the object may have been replaced (by another writer) since its header was cached: tags that fail,
+      // or a range past the cached length, may be right for the new object: read the header again, once
+      const stale = (err instanceof EncryptionError && err.reason === 'DAMAGED') || (err instanceof BackendError && err.code === 'INVALID');
+      if (cached === undefined || !stale) throw err;
       this.headers.delete(key);
       return this.readRange(key, offset, length, await this.fetchHeader(key));
     }
