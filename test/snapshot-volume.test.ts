@@ -228,3 +228,25 @@ test('garbage ranges for the scrubber are merged when they overlap or touch', (t
   addGarbage(doc, { fromTlog: 1, toTlog: 20, reason: 'rolled back' });
   t.deepEqual(doc.garbage, [{ fromTlog: 1, toTlog: 20, reason: 'snapshots deleted; rolled back' }]);
 });
+
+test('a snapshot being cloned cannot be deleted or rolled over until the clone is made', async (t) => {
+  const env = poolEnv(t);
+  const gated = gatedStore(t, await openBlobStore(env.backendUrl));
+  const pool = await env.open({ backend: gated });
+  await pool.createFile('/d', 0o644, 0, 0, MiB);
+  await pool.snapshots.create('/d', 's0');
+  await pool.vdisk('/d').write(0, pattern(70, 50_000));
+  await pool.snapshots.create('/d', 's1');
+  gated.pause(); // the clone waits for s1's upload
+  const cloning = pool.snapshots.clone('/d', 's1', '/c');
+  while (gated.waiting === 0) await new Promise((r) => setTimeout(r, 10));
+  t.is(await codeOf(t, pool.snapshots.remove('/d', 's1'), 'delete while cloning'), 'BUSY');
+  t.is(await codeOf(t, pool.snapshots.rollback('/d', 's0'), 'rollback over it while cloning'), 'BUSY');
+  gated.resume();
+  await cloning;
+  const want = Buffer.alloc(MiB);
+  pattern(70, 50_000).copy(want);
+  t.true((await pool.vdisk('/c').read(0, MiB)).equals(want));
+  t.is(await codeOf(t, pool.snapshots.remove('/d', 's1'), 'delete once cloned'), 'BUSY', 'now it has a clone');
+  await pool.snapshots.remove('/d', 's0');
+});

@@ -10,7 +10,8 @@ import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { withRetry } from './retry.js';
 import { baseKey, cloneBase, decodeBaseInto, MAX_CLONE_DEPTH, stateAt } from './clone-base.js';
-import { checkSnapshotName, docShippedKey, emptyDoc, type VDiskDoc } from './snapshot-store.js';
+import { checkSnapshotName, docShippedKey, emptyDoc, type SnapshotMeta, type VDiskDoc } from './snapshot-store.js';
+import type { VDiskImpl } from './vdisk.js';
 import { stamp, type SnapshotHost, type SnapshotManager } from './snapshots.js';
 import { createVDisk } from './vdisk-open.js';
 import { corkOps, vdiskMdsPrefix } from './vdisk-meta.js';
@@ -18,7 +19,6 @@ import { corkOps, vdiskMdsPrefix } from './vdisk-meta.js';
 const log = logger('clone');
 
 export async function cloneVDisk(mgr: SnapshotManager, host: SnapshotHost, path: string, name: string, target: string): Promise<void> {
-  const t0 = Date.now();
   if (name !== '') checkSnapshotName(name);
   const parent = host.vdiskAt(path);
   host.checkFree(target);
@@ -26,16 +26,28 @@ export async function cloneVDisk(mgr: SnapshotManager, host: SnapshotHost, path:
   if (depth > MAX_CLONE_DEPTH) {
     throw new VolumeError('INVALID', `a clone of ${path} would be at depth ${depth}: the limit is ${MAX_CLONE_DEPTH}`, { path, target, depth });
   }
-  let snap;
-  if (name === '') {
-    const snaps = parent.docs.doc.snapshots;
-    if (parent.template) snap = snaps[snaps.length - 1];
-    else snap = await parent.exclusive(() => mgr.takeLocked(parent, `clone-${stamp(Date.now())}-${randomUUID().slice(0, 8)}`, {}));
-  } else {
-    snap = mgr.snapshotForClone(parent, name);
+  // the snapshot is pinned from the moment it is chosen: no delete or rollback may drop it meanwhile
+  const pin = (s: SnapshotMeta): SnapshotMeta => {
+    mgr.pinned.set(s.uuid, (mgr.pinned.get(s.uuid) ?? 0) + 1);
+    return s;
+  };
+  let snap: SnapshotMeta;
+  if (name === '' && parent.template) snap = pin(parent.docs.doc.snapshots[parent.docs.doc.snapshots.length - 1]);
+  else if (name === '') snap = await parent.exclusive(async () => pin(await mgr.takeLocked(parent, `clone-${stamp(Date.now())}-${randomUUID().slice(0, 8)}`, {})));
+  else snap = pin(mgr.snapshotForClone(parent, name));
+  try {
+    await makeClone(mgr, host, parent, snap, path, target, { path, snapshot: snap.name, target });
+  } finally {
+    const n = (mgr.pinned.get(snap.uuid) ?? 1) - 1;
+    if (n === 0) mgr.pinned.delete(snap.uuid);
+    else mgr.pinned.set(snap.uuid, n);
   }
+}
+
+async function makeClone(mgr: SnapshotManager, host: SnapshotHost, parent: VDiskImpl, snap: SnapshotMeta, path: string, target: string,
+  dctx: Record<string, unknown>): Promise<void> {
+  const t0 = Date.now();
   // the snapshot must be in the backend: the clone reads the parent's SCOs from there
-  const dctx = { path, snapshot: snap.name, target };
   await mgr.deadline(parent.syncToBackend(), 'clone: uploading the snapshot', dctx);
   const { ctx } = host;
   const state = await mgr.deadline(stateAt(ctx.backend, parent.id, parent.docs.doc, snap.tlog), 'clone: reading the TLogs', dctx);
@@ -65,5 +77,5 @@ export async function cloneVDisk(mgr: SnapshotManager, host: SnapshotHost, path:
     await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
     throw err;
   }
-  log.info('clone created', { parent: parent.id, path, snapshot: snap.name, target, vdisk: id, depth, size: v.size, ms: Date.now() - t0 });
+  log.info('clone created', { parent: parent.id, path, snapshot: snap.name, target, vdisk: id, depth: doc.ancestors.length, size: v.size, ms: Date.now() - t0 });
 }

@@ -45,6 +45,8 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
    * up with BACKEND (EIO), having changed nothing.
    */
   backendWaitMs = 60_000;
+  /** uuid → clones being made of that snapshot right now (it may not be deleted or rolled over meanwhile). */
+  readonly pinned = new Map<string, number>();
 
   constructor(private readonly host: SnapshotHost) {}
 
@@ -203,6 +205,7 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
   }
 
   private checkNoClones(v: VDiskImpl, s: SnapshotMeta): void {
+    if (this.pinned.has(s.uuid)) throw new VolumeError('BUSY', `snapshot ${s.name} is being cloned`, { vdisk: v.id, name: s.name });
     const clones = this.clonePaths(v, s.uuid);
     if (clones.length > 0) throw new VolumeError('BUSY', `snapshot ${s.name} has clones: ${clones.join(', ')}`, { vdisk: v.id, name: s.name, clones });
   }
