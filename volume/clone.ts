@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { withRetry } from './retry.js';
+import { GC_PREFIX } from './tree-shipper.js';
 import { baseKey, cloneBase, decodeBaseInto, MAX_CLONE_DEPTH, stateAt } from './clone-base.js';
 import { checkSnapshotName, docShippedKey, emptyDoc, type SnapshotMeta, type VDiskDoc } from './snapshot-store.js';
 import type { VDiskImpl } from './vdisk.js';
@@ -58,6 +59,8 @@ async function makeClone(mgr: SnapshotManager, host: SnapshotHost, parent: VDisk
     parent: { vdiskId: parent.id, snapshot: snap.name, uuid: snap.uuid, tlog: snap.tlog },
     ancestors: [parent.id, ...parent.docs.doc.ancestors],
   };
+  // until the tree node is committed the clone is garbage: a crash leaves it to be removed at the next start
+  await ctx.mds.commit([{ key: GC_PREFIX + id, value: Buffer.from('1') }]);
   const giveUpAt = Date.now() + mgr.backendWaitMs;
   await withRetry(() => ctx.backend.put(baseKey(id), base), { what: `write the base of clone ${id}`, log, cancelled: () => Date.now() > giveUpAt });
   const v = await createVDisk(id, ctx);
@@ -70,11 +73,12 @@ async function makeClone(mgr: SnapshotManager, host: SnapshotHost, parent: VDisk
     await ctx.mds.commit(ops);
     v.docs.doc = doc;
     v.docs.shippedGen = 1;
-    await host.addVDisk(target, path, v);
+    await host.addVDisk(target, path, v, [{ key: GC_PREFIX + id, value: null }]);
   } catch (err) {
     v.shutdown();
     v.cache.destroy();
     await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
+    await host.discard(id);
     throw err;
   }
   log.info('clone created', { parent: parent.id, path, snapshot: snap.name, target, vdisk: id, depth: doc.ancestors.length, size: v.size, ms: Date.now() - t0 });

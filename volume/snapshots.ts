@@ -14,6 +14,7 @@ import type { SnapshotApi, SnapshotInfo } from './types.js';
 import type { VDiskContext, VDiskFamily } from './vdisk-context.js';
 import { corkOps, metaKey, type VDiskMeta } from './vdisk-meta.js';
 import type { VDiskImpl } from './vdisk.js';
+import type { MetadataOp } from '../mds/types.js';
 
 const log = logger('snapshots');
 
@@ -29,8 +30,13 @@ export interface SnapshotHost {
   pathOf(id: string): string | undefined;
   /** EXISTS if `path` is taken, NOT_FOUND / NOT_DIR if its directory is missing. */
   checkFree(path: string): void;
-  /** Adds `v` as a new file at `path` with the mode and owner of the file at `like` (a serialised tree change). Crash: in the metadata store once resolved. */
-  addVDisk(path: string, like: string, v: VDiskImpl): Promise<void>;
+  /**
+   * Adds `v` as a new file at `path` with the mode and owner of the file at `like` (a serialised tree change),
+   * committing `extra` with it. Crash: in the metadata store, with `extra`, once resolved; else not at all.
+   */
+  addVDisk(path: string, like: string, v: VDiskImpl, extra: MetadataOp[]): Promise<void>;
+  /** Records vDisk `id`'s backend objects for removal and starts it. Crash: resumed at the next start. */
+  discard(id: string): Promise<void>;
 }
 
 export const relPath = (p: string): string => p.replace(/^\/+/, '');

@@ -11,7 +11,8 @@ import { logger } from '../util/log.js';
 import type { TreeDump } from './tree.js';
 
 const log = logger('tree-shipper');
-const GC_PREFIX = 'gc/';
+/** `gc/<id>`: the backend objects of vDisk <id> are to be removed (a removed vDisk, or a clone a crash cut short). */
+export const GC_PREFIX = 'gc/';
 
 export class TreeShipper {
   private generation = 0;

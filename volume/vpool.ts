@@ -20,7 +20,7 @@ import { openMetadataStore } from '../mds/index.js';
 import type { MetadataOp, MetadataStore } from '../mds/types.js';
 import { TREE_KEY } from './backend-layout.js';
 import { ReadCache } from './read-cache.js';
-import { TreeShipper } from './tree-shipper.js';
+import { GC_PREFIX, TreeShipper } from './tree-shipper.js';
 import { Tree, type TreeDump, type TreeNode } from './tree.js';
 import { Semaphore } from './uploader.js';
 import { createVDisk, openVDisk } from './vdisk-open.js';
@@ -92,14 +92,15 @@ class VPoolImpl implements VPool {
         return node === undefined ? undefined : this.tree.pathOf(node);
       },
       checkFree: (p) => void this.freeName(p),
-      addVDisk: (p, like, v) => this.change(async () => {
+      discard: (id) => this.shipper.removeVDisk(id),
+      addVDisk: (p, like, v, extra) => this.change(async () => {
         const { dir, name } = this.freeName(p);
         const src = this.tree.lookup(like);
         const now = Date.now();
         const node = this.tree.add(dir, name, { kind: 'file', mode: src.mode, uid: src.uid, gid: src.gid, atimeMs: now, mtimeMs: now, ctimeMs: now, xattrs: {}, vdiskId: v.id });
         this.vdisks.set(v.id, v);
         this.touch(dir, now);
-        return [this.tree.putOp(node), this.tree.putOp(dir), this.tree.nextInoOp()];
+        return [this.tree.putOp(node), this.tree.putOp(dir), this.tree.nextInoOp(), ...extra];
       }),
     };
   }
@@ -139,6 +140,14 @@ class VPoolImpl implements VPool {
     }
     this.tree = tree;
     this.shipper = new TreeShipper(backend, mds, () => this.tree.dump());
+    // vDisks whose removal a restart interrupted, or clones a crash cut short: their local state goes too
+    const live = new Set(this.tree.files().map((n) => n.vdiskId));
+    for (const [key] of [...mds.range(GC_PREFIX)]) {
+      const id = key.slice(GC_PREFIX.length);
+      if (live.has(id)) continue;
+      fs.rmSync(path.join(this.ctx.writeCacheDir, id), { recursive: true, force: true });
+      await mds.deletePrefix(vdiskMdsPrefix(id));
+    }
     for (const node of this.tree.files()) {
       try {
         this.vdisks.set(node.vdiskId!, await openVDisk(node.vdiskId!, this.ctx));

@@ -1,15 +1,15 @@
 /**
- * The child of the rollback crash test: builds /d with snapshots s1 and s2 (data A, then B, then C), puts
- * everything in the backend, then rolls back to s1 with every put of the vDisk document held, prints
- * `held` once the rollback is waiting there (its intent is committed) and waits to be SIGKILLed.
- * Usage: node snapshot-crash-child.js STATE BACKEND_DIR
+ * The child of the snapshot crash tests: builds /d with snapshots s1 and s2 (data A, then B, then C), puts
+ * everything in the backend, then (MODE rollback) rolls back to s1 or (MODE clone) clones s1 to /c, with every
+ * put of a vDisk document held; prints `held` once the operation waits there and waits to be SIGKILLed.
+ * Usage: node snapshot-crash-child.js STATE BACKEND_DIR MODE
  */
 import { openBlobStore } from '../../volume/backend/index.js';
 import type { BlobStore } from '../../volume/backend/types.js';
 import { openVPool } from '../../volume/vpool.js';
 import { pattern } from './vpool.js';
 
-const [state, backendDir] = process.argv.slice(2);
+const [state, backendDir, mode] = process.argv.slice(2);
 const inner = await openBlobStore(`file://${backendDir}`);
 let hold = false;
 const store: BlobStore = {
@@ -39,5 +39,6 @@ await pool.snapshots.create('/d', 's2');
 await v.write(0, pattern(3, 50_000));
 await pool.syncToBackend();
 hold = true;
-await pool.snapshots.rollback('/d', 's1');
-process.stdout.write('rollback returned: the gate did not hold\n');
+if (mode === 'clone') await pool.snapshots.clone('/d', 's1', '/c');
+else await pool.snapshots.rollback('/d', 's1');
+process.stdout.write(`${mode} returned: the gate did not hold\n`);
