@@ -182,6 +182,9 @@ test('a template is read-only, keeps one snapshot, and clones of it diverge', as
     await pool.snapshots.clone('/img', '', `/vm${i}`);
     await pool.vdisk(`/vm${i}`).write(i * 4096, pattern(50 + i, 4096));
   }
+  pool = await restart(env, pool);
+  t.true(pool.vdisk('/img').info().template, 'template after a local restart');
+  t.is(await codeOf(t, pool.vdisk('/img').write(0, Buffer.alloc(10)), 'write after a local restart'), 'READ_ONLY');
   pool = await rebuild(env, pool);
   t.true(pool.vdisk('/img').info().template, 'template after a rebuild');
   t.is(await codeOf(t, pool.vdisk('/img').write(0, Buffer.alloc(10)), 'write after rebuild'), 'READ_ONLY');

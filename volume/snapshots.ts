@@ -173,9 +173,15 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
       if (next.snapshots.length > 1) addGarbage(next, { fromTlog: 1, toTlog: keep.tlog, reason: 'made a template' });
       next.snapshots = [keep];
       next.template = true;
-      const meta: VDiskMeta = { corkedTlog: v.corkedTlog, corkedSco: v.corkedSco, size: v.size, template: true };
-      await v.docs.commit(next, [{ key: metaKey(v.id), value: Buffer.from(JSON.stringify(meta)) }]);
+      // set first, so that every cork from now on persists it too (the doc has it as well: opening takes either)
       v.template = true;
+      const meta: VDiskMeta = { corkedTlog: v.corkedTlog, corkedSco: v.corkedSco, size: v.size, template: true };
+      try {
+        await v.docs.commit(next, [{ key: metaKey(v.id), value: Buffer.from(JSON.stringify(meta)) }]);
+      } catch (err) {
+        v.template = false;
+        throw err;
+      }
     });
     log.info('vDisk made a template', { vdisk: v.id, path });
   }

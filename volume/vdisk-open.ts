@@ -72,7 +72,7 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
   v.map.takeDirty();
   v.docs.loadLocal();
   v.size = meta.size;
-  v.template = meta.template;
+  v.template = meta.template || v.docs.doc.template; // a cork racing with user.vdisk.template may have written the old flag
   v.corkedTlog = meta.corkedTlog;
   v.corkedSco = meta.corkedSco;
   let lastSco = meta.corkedSco;
