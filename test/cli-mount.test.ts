@@ -107,6 +107,9 @@ test('--metrics serves Prometheus metrics: operations, bytes, latency', async (t
   t.regex(text, /vpoolfs_fuse_bytes_total\{kind="read",vpool="vp"\} \d+/);
   t.regex(text, /vpoolfs_fuse_op_duration_seconds_bucket\{[^}]*op="write"[^}]*\} [1-9]/);
   t.regex(text, /vpoolfs_dirty_bytes\{vpool="vp"\} \d+/);
+  t.regex(text, /vpoolfs_write_cache_bytes\{vpool="vp"\} [1-9]\d*/, 'the 256 KiB written are in the write cache');
+  t.regex(text, /vpoolfs_write_cache_limit_bytes\{vpool="vp"\} 1073741824/);
+  t.regex(text, /vpoolfs_read_cache_hit_ratio\{vpool="vp"\} 0/, 'nothing was read from the backend yet');
 });
 
 

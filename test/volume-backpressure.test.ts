@@ -268,6 +268,13 @@ test('cache limits change while mounted: a larger write cache lets waiting write
   t.true((await again.vdisk('/live').read(0, data.length)).equals(data));
   const rc = path.join(env.state, 'rc');
   t.true(treeBytes(rc) > MiB, `the read cache holds ${treeBytes(rc)} bytes`);
+  const cold = again.cacheStats();
+  t.true(cold.readCacheMisses > 0 && cold.readCacheHits === 0, JSON.stringify(cold));
+  t.is(cold.readCacheBytes, treeBytes(rc));
+  t.true((await again.vdisk('/live').read(0, data.length)).equals(data));
+  const warm = again.cacheStats();
+  t.is(warm.readCacheMisses, cold.readCacheMisses, 'a second pass fetches nothing');
+  t.true(warm.readCacheHits >= cold.readCacheMisses, JSON.stringify(warm));
   again.setCacheLimits({ readCacheBytes: 0 });
   t.is(treeBytes(rc), 0, 'every piece evicted');
   t.true((await again.vdisk('/live').read(0, data.length)).equals(data), 'reads still right, from the backend');

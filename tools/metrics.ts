@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics (prom-client) for a mount: operations by kind and result, bytes read and written,
  * latency histograms per operation, open handles, and the write-cache state (dirty bytes, upload
- * backlog) summed over the vDisks open right now. Served on HOST:PORT at /metrics when --metrics is given.
+ * backlog) summed over the vDisks open right now, and the caches (bytes, limits, read-cache hit ratio).
+ * Served on HOST:PORT at /metrics when --metrics is given.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +10,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { FdTable } from '../fuse/fds.js';
 import type { OpObserver } from '../fuse/observe.js';
 import { logger } from '../util/log.js';
+import type { CacheStats } from '../volume/types.js';
 
 const log = logger('metrics');
 
@@ -23,7 +25,7 @@ export class FuseMetrics implements OpObserver {
   private readonly readBytes: { inc(v: number): void };
   private readonly writeBytes: { inc(v: number): void };
 
-  constructor(vpool: string, fds: () => FdTable | undefined) {
+  constructor(vpool: string, fds: () => FdTable | undefined, caches: () => CacheStats) {
     this.registry.setDefaultLabels({ vpool });
     collectDefaultMetrics({ register: this.registry, prefix: 'vpoolfs_process_' });
     this.ops = new Counter({ name: 'vpoolfs_fuse_ops_total', help: 'FUSE operations by kind and result', labelNames: ['op', 'result'], registers: [this.registry] });
@@ -42,6 +44,16 @@ export class FuseMetrics implements OpObserver {
     new Gauge({ name: 'vpoolfs_open_handles', help: 'Open file handles on the mount', registers: [this.registry], collect() { this.set(fds()?.size ?? 0); } });
     new Gauge({ name: 'vpoolfs_dirty_bytes', help: 'Bytes written but not yet in the backend (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.dirtyBytes)); } });
     new Gauge({ name: 'vpoolfs_upload_backlog_scos', help: 'SCOs waiting for upload (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.uploadBacklog.scos)); } });
+    const gauge = (name: string, help: string, value: (c: CacheStats) => number) =>
+      new Gauge({ name, help, registers: [this.registry], collect() { this.set(value(caches())); } });
+    gauge('vpoolfs_write_cache_bytes', 'Bytes in the local write cache (SCOs, shipped or not)', (c) => c.writeCacheBytes);
+    gauge('vpoolfs_write_cache_limit_bytes', 'Write-cache limit', (c) => c.writeCacheLimit);
+    gauge('vpoolfs_read_cache_bytes', 'Bytes in the local read cache', (c) => c.readCacheBytes);
+    gauge('vpoolfs_read_cache_limit_bytes', 'Read-cache limit', (c) => c.readCacheLimit);
+    gauge('vpoolfs_read_cache_hits', 'Read-cache pieces served from the local disk since start', (c) => c.readCacheHits);
+    gauge('vpoolfs_read_cache_misses', 'Read-cache pieces fetched from the backend since start', (c) => c.readCacheMisses);
+    gauge('vpoolfs_read_cache_hit_ratio', 'Read-cache hits / (hits + misses) since start (0 before any)', (c) =>
+      c.readCacheHits + c.readCacheMisses === 0 ? 0 : c.readCacheHits / (c.readCacheHits + c.readCacheMisses));
     new Gauge({ name: 'vpoolfs_upload_backlog_tlogs', help: 'TLogs waiting for upload (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.uploadBacklog.tlogs)); } });
   }
 

@@ -15,8 +15,8 @@ import { watchConfig, type ConfigWatcher } from './config-watch.js';
 import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 import { prepareMountpoint } from './mountpoint.js';
 import { lockState } from './state-lock.js';
-import { dtlForMount } from './dtl-mount.js';
 import { SnapshotScheduler } from '../volume/snapshot-schedule.js';
+import { dtlForMount } from './dtl-mount.js';
 
 const log = logger('cli');
 
@@ -90,7 +90,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let watcher: ConfigWatcher | undefined;
   let scheduler: SnapshotScheduler | undefined;
   try {
-    const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds) : undefined;
+    const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds, () => vpool.cacheStats()) : undefined;
     mounted = await mountVPool({ vpool, mountpoint: cfg.mountpoint, observer: metrics, debug: flags.debugFuse });
     if (metrics && cfg.metrics) {
       const { host, port } = parseHostPort(cfg.metrics, '--metrics');

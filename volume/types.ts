@@ -174,6 +174,15 @@ export interface StatFs {
   nameMax: number;
 }
 
+export interface CacheStats {
+  writeCacheBytes: number;
+  writeCacheLimit: number;
+  readCacheBytes: number;
+  readCacheLimit: number;
+  readCacheHits: number;
+  readCacheMisses: number;
+}
+
 /** A vPool: the directory tree and its vDisks. */
 export interface VPool {
   readonly name: string;
@@ -199,6 +208,8 @@ export interface VPool {
   /** The vDisk at `path` (one object per vDisk, shared by every opener). */
   vdisk(path: string): VDisk;
   statfs(): StatFs;
+  /** The caches as they stand: bytes used and limits, and the read cache's piece hits and misses since start. */
+  cacheStats(): CacheStats;
   /** Changes the write- and read-cache limits (bytes) while mounted. */
   setCacheLimits(limits: { writeCacheBytes?: number; readCacheBytes?: number }): void;
   /** Ships every vDisk's data and the tree to the backend and waits for it. */

@@ -32,7 +32,7 @@ import { setDtlMode } from './dtl-hook.js';
 import type { DtlMode } from './types.js';
 import { SnapshotManager, type SnapshotHost } from './snapshots.js';
 import { checkSize } from './validate.js';
-import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
+import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
 
 const log = logger('vpool');
 
@@ -190,6 +190,14 @@ class VPoolImpl implements VPool {
 
   listXattr(p: string): string[] {
     return Object.keys(this.tree.lookup(p).xattrs);
+  }
+
+  cacheStats(): CacheStats {
+    const { space, readCache } = this.ctx;
+    return {
+      writeCacheBytes: space.usedBytes, writeCacheLimit: space.limit,
+      readCacheBytes: readCache.usedBytes, readCacheLimit: readCache.limit, readCacheHits: readCache.hits, readCacheMisses: readCache.misses,
+    };
   }
 
   setCacheLimits(limits: { writeCacheBytes?: number; readCacheBytes?: number }): void {
