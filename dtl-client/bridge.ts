@@ -27,8 +27,10 @@ export const ASYNC_ENTRIES = 32;
 export const ASYNC_INTERVAL_MS = 1000;
 export const ASYNC_MAX_BYTES = 16 * 2 ** 20;
 const BATCH_BYTES = 1 * 2 ** 20;
+/** AddEntries requests in flight at once per vDisk. */
+const MAX_INFLIGHT = 4;
 
-type Item = { seq: number; rec: Buffer } | { seq: number; clear: true };
+type Item = { seq: number; rec: Buffer } | { seq: number; clear: true; done: () => void };
 
 export interface BridgeOptions extends DtlClientOptions {
   router: string;
@@ -55,6 +57,10 @@ export class DtlBridge implements DtlSink {
   private waiters: Array<{ kind: 'ship' | 'flush' | 'room'; seq: number; resolve: () => void }> = [];
   private wake: (() => void) | null = null;
   private closed = false;
+  /** Bumped on every (re)attach and degrade: replies to requests of an earlier attachment are ignored. */
+  private gen = 0;
+  private inflight = 0;
+  private inflightError: Error | null = null;
   private readonly client: DtlClient;
 
   constructor(private readonly v: VDiskImpl, readonly mode: DtlMode, private readonly opts: BridgeOptions) {
@@ -85,11 +91,19 @@ export class DtlBridge implements DtlSink {
     return this.waitFor('flush', this.recorded);
   }
 
-  trim(sco: number, idle: boolean): void {
-    if (this.closed || this.state === 'degraded') return;
+  trim(sco: number, idle: boolean): Promise<void> {
+    if (this.closed || this.state === 'degraded') return Promise.resolve();
     this.trimTo = Math.max(this.trimTo, sco);
-    if (idle) this.queue.push({ seq: this.recorded, clear: true });
-    this.kick();
+    // while catching up the queue is not served (the catch-up waits for the vDisk's lock, which a rollback
+    // waiting for this may hold): the catch-up clears the server and ships what is local then, itself
+    if (!idle || this.state !== 'ok_sync') {
+      this.kick();
+      return Promise.resolve();
+    }
+    return new Promise((done) => {
+      this.queue.push({ seq: this.recorded, clear: true, done });
+      this.kick();
+    });
   }
 
   info(): DtlInfo {
@@ -99,6 +113,7 @@ export class DtlBridge implements DtlSink {
   close(forget: boolean): void {
     if (this.closed) return;
     this.closed = true;
+    this.dropQueue();
     this.release();
     this.kick();
     if (forget) {
@@ -140,12 +155,16 @@ export class DtlBridge implements DtlSink {
   }
 
   private async catchUp(server: string): Promise<void> {
+    if (this.closed) return;
     this.setState('catchup', { server });
+    this.gen++;
+    this.inflight = 0;
+    this.inflightError = null;
     await this.client.register(this.v.id, this.opts.router, epoch());
     // under the vDisk's lock: the history so far replaces whatever the queue held
     const { items, base } = await this.v.exclusive(() => {
       const items = captureHistory(this.v);
-      this.queue = [];
+      this.dropQueue(); // the catch-up clears the server itself
       this.queueBytes = 0;
       return { items, base: this.recorded };
     });
@@ -163,40 +182,56 @@ export class DtlBridge implements DtlSink {
     log.info('DTL caught up: the history not yet in the backend is on the server', { vdisk: this.v.id, server, entries: count });
   }
 
-  /** Ships until closed; throws when the server fails. */
+  /** Ships until closed; throws when the server fails. Up to MAX_INFLIGHT AddEntries are in flight (the server answers in order). */
   private async serve(): Promise<void> {
     let due = false;
+    const gen = this.gen;
     while (!this.closed) {
+      if (this.inflightError !== null) {
+        const err = this.inflightError;
+        this.inflightError = null;
+        throw err;
+      }
       const head = this.queue[0];
+      const quiet = this.inflight === 0;
       if (head !== undefined && 'clear' in head) {
+        if (!quiet) {
+          await this.idle(0);
+          continue;
+        }
         await this.client.clear(this.v.id);
         this.queue.shift();
+        head.done();
         this.trimmed = Math.max(this.trimmed, this.trimTo);
         continue;
       }
-      if (head !== undefined && (this.mode === 'sync' || due || this.queue.length >= ASYNC_ENTRIES || this.flushWanted > this.shipped || this.queueBytes > ASYNC_MAX_BYTES)) {
-        await this.shipBatch();
+      if (head !== undefined && this.inflight < MAX_INFLIGHT && (this.mode === 'sync' || due || this.queue.length >= ASYNC_ENTRIES || this.flushWanted > this.shipped || this.queueBytes > ASYNC_MAX_BYTES)) {
+        // sync, with a batch in flight already: let the writes arriving right now join this one
+        if (this.mode === 'sync' && !quiet) await new Promise((r) => setImmediate(r));
+        if (this.closed || gen !== this.gen) return;
+        this.sendBatch(gen);
         due = false;
         continue;
       }
-      if (this.flushWanted > this.flushed && this.shipped >= this.flushWanted) {
+      if (quiet && this.flushWanted > this.flushed && this.shipped >= this.flushWanted) {
         const target = this.shipped;
         await this.client.flush(this.v.id);
         this.flushed = Math.max(this.flushed, target);
         this.release();
         continue;
       }
-      if (this.trimTo > this.trimmed) {
+      if (quiet && this.trimTo > this.trimmed) {
         const to = this.trimTo;
         await this.client.removeUpTo(this.v.id, to);
         this.trimmed = Math.max(this.trimmed, to);
         continue;
       }
-      due = await this.idle(head !== undefined ? ASYNC_INTERVAL_MS : 0);
+      due = await this.idle(head !== undefined && this.inflight < MAX_INFLIGHT ? ASYNC_INTERVAL_MS : 0);
     }
   }
 
-  private async shipBatch(): Promise<void> {
+  /** Sends the entries at the head of the queue (up to a Clear or BATCH_BYTES); the reply advances `shipped`. */
+  private sendBatch(gen: number): void {
     const recs: Buffer[] = [];
     let bytes = 0;
     let last = 0;
@@ -206,17 +241,33 @@ export class DtlBridge implements DtlSink {
       bytes += it.rec.length;
       last = it.seq;
     }
-    await this.client.addEntries(this.v.id, recs);
     this.queue.splice(0, recs.length);
-    this.queueBytes -= bytes;
-    this.shipped = Math.max(this.shipped, last);
-    this.release();
+    this.inflight++;
+    this.client.addEntries(this.v.id, recs).then(
+      () => {
+        if (gen !== this.gen) return; // degraded or re-attached meanwhile: the history covers these
+        this.inflight--;
+        this.queueBytes -= bytes;
+        this.shipped = Math.max(this.shipped, last);
+        this.release();
+        this.kick();
+      },
+      (err: Error) => {
+        if (gen !== this.gen) return;
+        this.inflight--;
+        this.inflightError ??= err;
+        this.kick();
+      },
+    );
   }
 
   private degrade(err: Error): void {
     const was = this.state;
     this.setState('degraded', { error: err.message });
-    this.queue = [];
+    this.gen++;
+    this.inflight = 0;
+    this.inflightError = null;
+    this.dropQueue();
     this.queueBytes = 0;
     this.shipped = this.flushed = this.recorded;
     this.release();
@@ -226,6 +277,12 @@ export class DtlBridge implements DtlSink {
         vdisk: this.v.id, mode: this.mode, servers: this.opts.servers, error: err.message, retryMs: this.opts.retryMs,
       });
     }
+  }
+
+  /** Empties the queue; a waiting Clear is released (degraded or re-attaching: nothing to wait for). */
+  private dropQueue(): void {
+    for (const it of this.queue) if ('clear' in it) it.done();
+    this.queue = [];
   }
 
   /** Every change of state is logged (`DTL state`, with from/to), so tests and operators can follow it. */

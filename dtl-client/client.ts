@@ -72,7 +72,8 @@ export class DtlClient {
 
   /** Appends entry records (encodeEntry); in the server's kernel when this resolves (kill -9 safe). */
   async addEntries(vdisk: string, records: Buffer[]): Promise<void> {
-    await this.call(Msg.AddEntries, new Writer().str(vdisk).u32(records.length).raw(Buffer.concat(records)));
+    const conn = await this.connection();
+    await this.guard(conn.request(Msg.AddEntries, [new Writer().str(vdisk).u32(records.length).done(), ...records]));
   }
 
   /** Every entry added so far is on the server's disk when this resolves (power-loss safe). */

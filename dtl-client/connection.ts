@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { clientMac, macEqual, MAC_BYTES, nonce, NONCE_BYTES, serverMac } from './auth.js';
 import { DtlError, WIRE_CODES } from './errors.js';
-import { encodeFrame, FrameDecoder, Msg, type Frame } from './frame.js';
+import { encodeFrame, encodeFrameParts, FrameDecoder, Msg, type Frame } from './frame.js';
 import { Reader } from './messages.js';
 
 interface Pending {
@@ -75,7 +75,7 @@ export class Connection {
    * Sends one request and resolves with the reply's body (after its status byte). For GetEntries,
    * `onEntries` gets each chunk before the final reply.
    */
-  request(type: Msg, payload: Buffer, onEntries?: (count: number, run: Buffer) => void): Promise<Reader> {
+  request(type: Msg, payload: Buffer | Buffer[], onEntries?: (count: number, run: Buffer) => void): Promise<Reader> {
     if (this.failure !== null) return Promise.reject(this.failure);
     const id = this.nextId;
     this.nextId = this.nextId >= 0xfffffff0 ? 1 : this.nextId + 1;
@@ -83,7 +83,13 @@ export class Connection {
       const timer = setTimeout(() => this.fail(new DtlError('TIMEOUT', `DTL server ${this.server} did not answer within ${this.timeoutMs} ms`, { server: this.server })), this.timeoutMs);
       timer.unref();
       this.pending.set(id, { resolve, reject, onEntries, timer });
-      this.sock.write(encodeFrame(type, id, payload));
+      if (Buffer.isBuffer(payload)) {
+        this.sock.write(encodeFrame(type, id, payload));
+      } else {
+        this.sock.cork();
+        for (const part of encodeFrameParts(type, id, payload)) this.sock.write(part);
+        this.sock.uncork();
+      }
     });
   }
 

@@ -53,6 +53,24 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array): Buff
   return out;
 }
 
+/** The same frame as encodeFrame, as pieces to write in a row (header, the payload's parts, trailer): no copy of the payload. */
+export function encodeFrameParts(type: number, id: number, parts: Buffer[]): Buffer[] {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  if (length > MAX_PAYLOAD) throw new DtlError('INVALID', `a frame payload of ${length} bytes is over the limit of ${MAX_PAYLOAD}`);
+  const head = Buffer.allocUnsafe(HEADER_BYTES);
+  head.writeUInt16LE(MAGIC, 0);
+  head.writeUInt8(VERSION, 2);
+  head.writeUInt8(type, 3);
+  head.writeUInt32LE(id >>> 0, 4);
+  head.writeUInt32LE(length, 8);
+  let crc = crc32(head);
+  for (const p of parts) crc = crc32(p, crc);
+  const trailer = Buffer.allocUnsafe(TRAILER_BYTES);
+  trailer.writeUInt32LE(crc >>> 0, 0);
+  return [head, ...parts, trailer];
+}
+
 /** Splits a byte stream into verified frames. Throws PROTOCOL on the first bad frame (then it is useless). */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
@@ -87,12 +105,21 @@ export class FrameDecoder {
   }
 
   private peek(n: number): Buffer {
-    if (this.chunks[0].length < n) this.chunks = [Buffer.concat(this.chunks)];
+    this.gather(n);
     return this.chunks[0].subarray(0, n);
   }
 
+  /** Makes the first chunk at least `n` bytes long (n <= buffered), joining only the chunks needed. */
+  private gather(n: number): void {
+    if (this.chunks[0].length >= n) return;
+    let k = 0;
+    let got = 0;
+    while (got < n) got += this.chunks[k++].length;
+    this.chunks.splice(0, k, Buffer.concat(this.chunks.slice(0, k), got));
+  }
+
   private take(n: number): Buffer {
-    if (this.chunks[0].length < n) this.chunks = [Buffer.concat(this.chunks)];
+    this.gather(n);
     const first = this.chunks[0];
     const out = first.subarray(0, n);
     if (first.length === n) this.chunks.shift();

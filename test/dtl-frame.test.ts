@@ -1,7 +1,7 @@
 /** Unit tests of the DTL frame codec and the entry records: round trips, and every kind of damage refused. */
 import test from 'ava';
 import { DtlError } from '../dtl-client/errors.js';
-import { encodeFrame, FrameDecoder, HEADER_BYTES, MAX_PAYLOAD, Msg } from '../dtl-client/frame.js';
+import { encodeFrame, encodeFrameParts, FrameDecoder, HEADER_BYTES, MAX_PAYLOAD, Msg } from '../dtl-client/frame.js';
 import { decodeEntry, encodeEntry, entryLength, Reader, splitEntries, Writer } from '../dtl-client/messages.js';
 
 const protocol = { instanceOf: DtlError, code: 'PROTOCOL' } as const;
@@ -18,6 +18,22 @@ test('frames round-trip, whole or fed one byte at a time', (t) => {
   t.is(got[0].payload.toString(), 'hello');
   t.true(got[2].payload.equals(Buffer.alloc(70000, 9)));
   t.is(d.pending, 0);
+});
+
+test('a frame written in parts is the same bytes as one written whole', (t) => {
+  const parts = [Buffer.from('ab'), Buffer.alloc(0), Buffer.alloc(5000, 7), Buffer.from('z')];
+  t.true(Buffer.concat(encodeFrameParts(Msg.AddEntries, 9, parts)).equals(encodeFrame(Msg.AddEntries, 9, Buffer.concat(parts))));
+  t.throws(() => encodeFrameParts(Msg.AddEntries, 1, [Buffer.alloc(MAX_PAYLOAD), Buffer.alloc(1)]), { instanceOf: DtlError, code: 'INVALID' });
+});
+
+test('frames split over many odd-sized chunks come out whole and in order', (t) => {
+  const frames = Array.from({ length: 50 }, (_, i) => encodeFrame(Msg.AddEntries, i, Buffer.alloc(i * 997, i)));
+  const all = Buffer.concat(frames);
+  const d = new FrameDecoder();
+  const got = [];
+  for (let pos = 0, k = 1; pos < all.length; pos += k, k = (k * 7 + 3) % 9000 + 1) got.push(...d.push(all.subarray(pos, pos + k)));
+  t.deepEqual(got.map((f) => f.id), frames.map((_, i) => i));
+  t.true(got.every((f, i) => f.payload.equals(Buffer.alloc(i * 997, i))));
 });
 
 test('a flipped bit anywhere in a frame is refused', (t) => {

@@ -31,9 +31,11 @@ export interface DtlSink {
   flush(): Promise<void>;
   /**
    * The SCOs up to `sco` are in the backend (a cork). `idle`: nothing else is waiting locally, so every
-   * entry recorded so far is in the backend too (the DTL may drop them all).
+   * entry recorded so far is in the backend too: the DTL drops them all, and the promise resolves once it
+   * has (so that what follows — a rollback — cannot be undone by a replay of older entries); otherwise,
+   * or when degraded, at once. Never rejects.
    */
-  trim(sco: number, idle: boolean): void;
+  trim(sco: number, idle: boolean): Promise<void>;
   info(): DtlInfo;
   /** Stops; `forget` also drops the vDisk's entries on the server (the mode went to none, the vDisk was removed). */
   close(forget: boolean): void;
@@ -60,7 +62,7 @@ export const NO_DTL: DtlSink = {
   resize: () => undefined,
   settle: () => Promise.resolve(),
   flush: () => Promise.resolve(),
-  trim: () => undefined,
+  trim: () => Promise.resolve(),
   info: () => ({ ...STANDALONE }),
   close: () => undefined,
 };

@@ -165,7 +165,7 @@ export class VDiskImpl implements VDisk {
       this.ctx.space.addEvictable(this, sco);
     }
     // the uploader still holds `p`: idle when it is the last TLog waiting and nothing new is open
-    this.dtl.trim(this.corkedSco, this.uploader.backlog.tlogs <= 1 && !this.cache.hasPending);
+    await this.dtl.trim(this.corkedSco, this.uploader.backlog.tlogs <= 1 && !this.cache.hasPending);
   }
 
   /** Recovery after a host loss (dtl-client/recover.ts): applies one DTL entry as the write or resize that made it. */
