@@ -106,6 +106,11 @@ export class DtlBridge implements DtlSink {
     });
   }
 
+  /** Bytes of entries queued or in flight, not yet on the server (tests watch the async bound). */
+  get queuedBytes(): number {
+    return this.queueBytes;
+  }
+
   info(): DtlInfo {
     return { mode: this.mode, state: this.state, server: this.state === 'degraded' ? null : this.client.server };
   }

@@ -40,7 +40,17 @@ export class DtlServerProcess {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** SIGSTOP / SIGCONT: a server that is alive but does not answer. */
+  pause(): void {
+    this.child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child.kill('SIGCONT');
+  }
+
   async kill9(): Promise<void> {
+    if (this.alive) this.child.kill('SIGCONT');
     if (this.alive) this.child.kill('SIGKILL');
     await this.exited;
   }

@@ -1,0 +1,99 @@
+/**
+ * The client bridges against a real DTL server process, at the volume layer:
+ * - a stalled server (SIGSTOP: connected, silent): async writes fill the queue up to its bound, then wait,
+ *   never fail; when the requests time out the vDisk is `degraded` and writes go on at once; SIGCONT: it
+ *   catches up and is `ok_sync` again, and the server holds the whole history again;
+ * - unlinking a vDisk drops its entries on the server; mode none drops them too.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ASYNC_MAX_BYTES, type DtlBridge } from '../dtl-client/bridge.js';
+import { DtlClient } from '../dtl-client/client.js';
+import { dtlProvider } from '../dtl-client/provider.js';
+import type { DtlMode, VPool } from '../volume/types.js';
+import { openVPool } from '../volume/vpool.js';
+import { startDtlServer } from './helpers/dtl-server.js';
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`never: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function pool(t: import('ava').ExecutionContext, server: string, mode: DtlMode, timeoutMs = 2000): Promise<{ pool: VPool; root: string }> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-bridge-'));
+  const p = await openVPool({ name: 'b', stateDir: path.join(root, 'state'), routerId: 'r', writeCacheBytes: 256 * 2 ** 20,
+    dtl: dtlProvider({ servers: [server], defaultMode: mode, router: 'r', retryMs: 200, timeoutMs }) });
+  t.teardown(async () => {
+    await p.close().catch(() => undefined);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  return { pool: p, root };
+}
+
+test('async, a stalled server: the queue stays bounded, writes wait then go on degraded, never fail; back: ok_sync with the whole history', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-bridge-srv-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const srv = await startDtlServer(t, root);
+  const { pool: p } = await pool(t, srv.address, 'async', 15_000);
+  await p.createFile('/d', 0o644, 0, 0, 64 * 2 ** 20);
+  const v = p.vdisk('/d');
+  await until('attached', () => v.info().dtl.state === 'ok_sync');
+  const bridge = (v as unknown as { dtl: DtlBridge }).dtl;
+  srv.pause();
+  const block = Buffer.alloc(64 * 1024, 7);
+  // fill the queue past its bound while the server is silent (it drains nothing)
+  let off = 0;
+  const perWrite = 16 * (4096 + 21); // 16 cluster entries
+  while (bridge.queuedBytes + perWrite <= ASYNC_MAX_BYTES && v.info().dtl.state === 'ok_sync') {
+    await v.write(off, block);
+    off += block.length;
+  }
+  t.is(v.info().dtl.state, 'ok_sync', 'the queue filled before the requests timed out (15 s)');
+  t.true(bridge.queuedBytes <= ASYNC_MAX_BYTES, `queued ${bridge.queuedBytes} bytes, bound ${ASYNC_MAX_BYTES}`);
+  // the next write crosses the bound and waits: nothing can drain the queue, so it resolves only once the bridge gives up (degraded)
+  await v.write(off, block);
+  t.is(v.info().dtl.state, 'degraded', 'the throttled write was released by the degradation, not before');
+  t.log(`${off / 2 ** 20} MiB queued, then the next write waited until the requests timed out`);
+  for (let i = 0; i < 64; i++) await v.write(off + i * block.length, block); // degraded: at once, no error
+  t.like(v.info().dtl, { mode: 'async', state: 'degraded', server: null });
+  await v.write(0, block); // at once, degraded
+  await v.sync();
+  srv.resume();
+  await until('ok_sync again', () => v.info().dtl.state === 'ok_sync');
+  await v.sync();
+  // everything not in the backend is on the server again (the backend may have taken some meanwhile)
+  const c = new DtlClient({ servers: [srv.address] });
+  t.teardown(() => c.close());
+  const range = await c.getScoRange(v.id);
+  t.true(range.registered);
+  const info = v.info();
+  t.true(range.entries > 0 || info.dirtyBytes === 0, `the server holds ${range.entries} entries, ${info.dirtyBytes} bytes are not in the backend`);
+});
+
+test('unlinking a vDisk, or mode none, drops its entries on the server', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-bridge-srv-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const srv = await startDtlServer(t, root);
+  const { pool: p } = await pool(t, srv.address, 'sync');
+  await p.createFile('/a', 0o644, 0, 0, 2 ** 20);
+  await p.createFile('/b', 0o644, 0, 0, 2 ** 20);
+  const a = p.vdisk('/a');
+  const b = p.vdisk('/b');
+  await until('attached', () => a.info().dtl.state === 'ok_sync' && b.info().dtl.state === 'ok_sync');
+  await a.write(0, Buffer.alloc(8192, 1));
+  await b.write(0, Buffer.alloc(8192, 2));
+  const ids = [a.id, b.id];
+  const dirs = () => fs.readdirSync(path.join(root, 'vd')).sort();
+  t.deepEqual(dirs(), [...ids].sort());
+  await p.unlink('/a');
+  await until('a unregistered', () => !dirs().includes(ids[0]));
+  await p.setDtlMode('/b', 'none');
+  await until('b unregistered', () => dirs().length === 0);
+  t.deepEqual(b.info().dtl, { mode: 'none', state: 'ok_standalone', server: null });
+  await t.throwsAsync(p.setDtlMode('/b', 'bogus' as DtlMode), { code: 'INVALID' });
+});
