@@ -3,6 +3,8 @@
  * hands them back for recovery. Each connection: Hello (+ the HMAC handshake when a secret is set), then
  * requests answered in order. A malformed, truncated, oversized or unauthenticated frame closes that
  * connection only. Requests on one vDisk are serialised across connections; vDisks are isolated by id.
+ * Memory is bounded: a connection stops being read while 8 MiB of its requests wait, a frame is at most
+ * MAX_PAYLOAD, GetEntries reads one segment at a time, and at most 1024 connections are served.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -15,8 +17,10 @@ import { checkVdiskId, Reader, splitEntries, Writer } from './messages.js';
 import { VDiskLog } from './store.js';
 
 const log = logger('dtl-server');
-/** Requests waiting on one connection before it stops reading from the socket. */
-const MAX_QUEUED = 64;
+/** Bytes of requests waiting on one connection before it stops reading from the socket (memory bound). */
+const MAX_QUEUED_BYTES = 8 * 2 ** 20;
+/** Connections at once; more are refused (memory bound). */
+const MAX_CONNECTIONS = 1024;
 /** A client must finish the handshake within this time. */
 const HANDSHAKE_MS = 10_000;
 
@@ -90,6 +94,11 @@ export class DtlServer {
 
   private accept(sock: net.Socket): void {
     const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+    if (this.sockets.size >= MAX_CONNECTIONS) {
+      log.warn('refusing a DTL connection: too many at once', { peer, max: MAX_CONNECTIONS });
+      sock.destroy();
+      return;
+    }
     this.sockets.add(sock);
     sock.setNoDelay(true);
     const decoder = new FrameDecoder();
@@ -135,8 +144,9 @@ export class DtlServer {
           sock.write(encodeFrame(Msg.AuthOk, f.id, serverMac(this.opts.secret!, theirs, myNonce)));
           continue;
         }
-        queued++;
-        if (queued >= MAX_QUEUED) sock.pause();
+        const size = f.payload.length;
+        queued += size;
+        if (queued >= MAX_QUEUED_BYTES) sock.pause();
         queue = queue.then(async () => {
           try {
             if (!closed) await this.handle(f, sock);
@@ -146,8 +156,8 @@ export class DtlServer {
             log.warn('DTL request failed', { peer, type: f.type, code: e.code, error: e.message });
             if (!closed) sock.write(reply(f.id, e.code, e.message));
           } finally {
-            queued--;
-            if (queued < MAX_QUEUED / 2 && !closed) sock.resume();
+            queued -= size;
+            if (queued < MAX_QUEUED_BYTES / 2 && !closed) sock.resume();
           }
         });
       }
