@@ -205,6 +205,7 @@ export class DtlBridge implements DtlSink {
           continue;
         }
         await this.client.clear(this.v.id);
+        await this.client.flush(this.v.id); // a Clear takes effect at the next Flush (store.ts)
         this.queue.shift();
         head.done();
         this.trimmed = Math.max(this.trimmed, this.trimTo);

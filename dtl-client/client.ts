@@ -109,7 +109,7 @@ export class DtlClient {
     await this.call(Msg.RemoveUpTo, new Writer().str(vdisk).u32(sco));
   }
 
-  /** Drops every entry of the vDisk (it is shipped again from the write cache). */
+  /** Drops every entry of the vDisk (it is shipped again from the write cache); takes effect at the next flush(), until then readers see the entries before it. */
   async clear(vdisk: string): Promise<void> {
     await this.call(Msg.Clear, new Writer().str(vdisk));
   }

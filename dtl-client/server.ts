@@ -78,7 +78,7 @@ export class DtlServer {
     });
     await Promise.all([...this.locks.values()].map((p) => p.catch(() => undefined)));
     for (const l of this.logs.values()) {
-      await l.flush().catch(() => undefined);
+      await l.sync().catch(() => undefined);
       l.close();
     }
   }

@@ -1,9 +1,15 @@
 /**
  * The DTL server's files: one directory per vDisk under `<dir>/vd/<id>/`:
  *
- *   meta        JSON {router, epoch, floor}: who registered it and when, and the trim floor (entries
- *               with tag <= floor are in the backend); replaced atomically (temp, fsync, rename, fsync dir)
+ *   meta        JSON {router, epoch, floor, pending, pendingFloor}: who registered it and when, the trim
+ *               floor (entries with tag <= floor are in the backend), and a Clear not committed yet;
+ *               replaced atomically (temp, fsync, rename, fsync dir)
  *   seg-<n>     append-only segments of entry records (messages.ts), each with its own checksum
+ *
+ * A Clear starts a new generation and takes effect at the next Flush: until then readers (GetEntries,
+ * GetSCORange) see the entries from before it, so a router that re-ships its history (Clear, entries,
+ * Flush) never leaves the DTL holding less than before, even if it dies half way. The segments numbered
+ * from `pending` on are the new generation; the Flush deletes the older ones.
  *
  * Crash promises: append() has written the records to the kernel before it returns, so a kill -9 of the
  * server loses none; flush() returns once they are on the disk (fdatasync, and the directory if a
@@ -34,6 +40,10 @@ interface Meta {
   router: string;
   epoch: number;
   floor: number;
+  /** First segment of a generation started by a Clear and not committed by a Flush yet (0: none). */
+  pending?: number;
+  /** The trim floor of that generation. */
+  pendingFloor?: number;
 }
 
 export interface ScoRange {
@@ -129,8 +139,20 @@ export class VDiskLog {
     this.unsynced = true;
   }
 
-  /** Every entry appended so far on the disk. */
+  /** Every entry appended so far on the disk; then a pending Clear is committed (the older generation goes). */
   async flush(): Promise<void> {
+    await this.sync();
+    const pending = this.meta.pending ?? 0;
+    if (pending === 0) return;
+    const older = this.segments.filter((s) => s.n < pending);
+    this.segments = this.segments.filter((s) => s.n >= pending);
+    this.meta = { ...this.meta, floor: this.meta.pendingFloor ?? 0, pending: 0, pendingFloor: 0 };
+    this.writeMeta();
+    for (const seg of older) fs.rmSync(this.segPath(seg.n), { force: true });
+  }
+
+  /** Every entry appended so far on the disk (no commit of a pending Clear). */
+  async sync(): Promise<void> {
     const fd = this.fd;
     const work: Promise<void>[] = [];
     if (this.unsynced && fd >= 0) {
@@ -148,33 +170,52 @@ export class VDiskLog {
     }
   }
 
-  /** Drops the entries with tag <= `sco` (their SCOs are in the backend). */
+  /** Drops the entries with tag <= `sco` (their SCOs are in the backend), in both generations. */
   removeUpTo(sco: number): void {
-    if (sco <= this.meta.floor) return;
-    this.meta = { ...this.meta, floor: sco };
+    const pending = this.meta.pending ?? 0;
+    const floor = Math.max(this.meta.floor, sco);
+    const pendingFloor = pending === 0 ? 0 : Math.max(this.meta.pendingFloor ?? 0, sco);
+    if (floor === this.meta.floor && pendingFloor === (this.meta.pendingFloor ?? 0)) return;
+    this.meta = { ...this.meta, floor, pendingFloor };
     this.writeMeta();
-    while (this.segments.length > 0 && this.segments[0].maxTag <= sco) {
-      const seg = this.segments.shift()!;
-      if (this.segments.length === 0) this.closeFd();
+    const last = this.segments[this.segments.length - 1];
+    for (const seg of [...this.segments]) {
+      if (seg.maxTag > (pending !== 0 && seg.n >= pending ? pendingFloor : floor)) continue;
+      if (seg === last) this.closeFd(true);
+      this.segments.splice(this.segments.indexOf(seg), 1);
       fs.rmSync(this.segPath(seg.n), { force: true });
     }
   }
 
-  /** Drops every entry (the floor goes back to 0: the client ships its history again). */
+  /**
+   * Starts a new, empty generation (the client ships its history again); it replaces the entries before it
+   * at the next flush(). A second Clear before that drops the uncommitted generation only.
+   */
   clear(): void {
-    this.closeFd();
-    for (const seg of this.segments) fs.rmSync(this.segPath(seg.n), { force: true });
-    this.segments = [];
-    this.meta = { ...this.meta, floor: 0 };
+    let pending = this.meta.pending ?? 0;
+    this.closeFd(pending !== 0);
+    if (pending !== 0) {
+      for (const seg of this.segments.filter((s) => s.n >= pending)) fs.rmSync(this.segPath(seg.n), { force: true });
+      this.segments = this.segments.filter((s) => s.n < pending);
+    } else {
+      pending = (this.segments[this.segments.length - 1]?.n ?? 0) + 1;
+    }
+    this.meta = { ...this.meta, pending, pendingFloor: 0 };
     this.writeMeta();
   }
 
+  /** The committed generation: what readers see. */
+  private committed(): { segments: Segment[]; floor: number } {
+    const pending = this.meta.pending ?? 0;
+    return { segments: pending === 0 ? [...this.segments] : this.segments.filter((s) => s.n < pending), floor: this.meta.floor };
+  }
+
   range(): ScoRange {
-    const floor = this.meta.floor;
+    const { segments, floor } = this.committed();
     let first = Infinity;
     let last = 0;
     let entries = 0;
-    for (const s of this.segments) {
+    for (const s of segments) {
       if (s.count === 0 || s.maxTag <= floor) continue;
       first = Math.min(first, Math.max(s.minTag, floor + 1));
       last = Math.max(last, s.maxTag);
@@ -185,8 +226,9 @@ export class VDiskLog {
 
   /** The entries with tag > max(floor, fromTag - 1), in log order, as runs of records of about CHUNK_BYTES. */
   *entries(fromTag: number): Generator<{ run: Buffer; count: number }> {
-    const min = Math.max(this.meta.floor + 1, fromTag);
-    for (const seg of [...this.segments]) {
+    const { segments, floor } = this.committed();
+    const min = Math.max(floor + 1, fromTag);
+    for (const seg of segments) {
       if (seg.maxTag < min) continue;
       let buf: Buffer;
       try {
@@ -218,7 +260,7 @@ export class VDiskLog {
 
   /** Removes the vDisk's directory and everything in it. */
   destroy(): void {
-    this.closeFd();
+    this.closeFd(true);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -227,18 +269,23 @@ export class VDiskLog {
   }
 
   private startSegment(): Segment {
-    this.closeFd();
+    this.closeFd(); // a full segment is made durable as it is closed: flush() only syncs the open one
     const last = this.segments[this.segments.length - 1];
-    const seg: Segment = { n: last === undefined ? 1 : last.n + 1, bytes: 0, count: 0, minTag: Infinity, maxTag: 0 };
+    const seg: Segment = { n: Math.max(last === undefined ? 1 : last.n + 1, this.meta.pending ?? 0), bytes: 0, count: 0, minTag: Infinity, maxTag: 0 };
     this.fd = fs.openSync(this.segPath(seg.n), 'w');
     this.segments.push(seg);
     this.dirUnsynced = true;
     return seg;
   }
 
-  private closeFd(): void {
-    if (this.fd >= 0) fs.closeSync(this.fd);
+  /** Closes the open segment, first making it durable unless it is about to be deleted. */
+  private closeFd(deleting = false): void {
+    if (this.fd >= 0) {
+      if (this.unsynced && !deleting) fs.fdatasyncSync(this.fd);
+      fs.closeSync(this.fd);
+    }
     this.fd = -1;
+    this.unsynced = false;
   }
 
   private segPath(n: number): string {

@@ -80,10 +80,37 @@ test('commands round-trip: register, add, flush, get, range, remove-up-to, clear
   t.is(after.length, 51);
   t.like(await c.getScoRange('vd1'), { first: 6, last: 10 });
   await c.clear('vd1');
+  t.is((await all(c, 'vd1')).length, 51, 'a Clear takes effect at the next Flush');
+  await c.flush('vd1');
   t.is((await all(c, 'vd1')).length, 0);
   await c.unregister('vd1');
   t.like(await c.getScoRange('vd1'), { registered: false });
   await t.throwsAsync(c.register('../etc', 'r', 1), { instanceOf: DtlError, code: 'INVALID' });
+});
+
+test('a Clear takes effect at the next Flush: until then readers see the entries before it, also across a restart', async (t) => {
+  const dir = await tmp(t);
+  const s1 = await DtlServer.start({ host: '127.0.0.1', port: 0, dir });
+  const c = client(t, [s1.address]);
+  await c.register('vd', 'r', 1);
+  await c.addEntries('vd', range(0, 50).map((n) => cluster(7, n)));
+  await c.flush('vd');
+  await c.clear('vd'); // a router re-ships its history: Clear, entries, Flush; it dies half way
+  await c.addEntries('vd', range(100, 110).map((n) => cluster(7, n)));
+  checkClusters(t, await all(c, 'vd'), 7, range(0, 50));
+  await c.removeUpTo('vd', 2);
+  checkClusters(t, await all(c, 'vd'), 7, range(20, 50));
+  const port = s1.port;
+  await s1.close();
+  const s2 = await inProcess(t, dir, undefined, port);
+  const c2 = client(t, [s2.address]);
+  checkClusters(t, await all(c2, 'vd'), 7, range(20, 50));
+  await c2.clear('vd'); // a second Clear drops the uncommitted generation only
+  await c2.addEntries('vd', range(200, 205).map((n) => cluster(7, n)));
+  checkClusters(t, await all(c2, 'vd'), 7, range(20, 50));
+  await c2.flush('vd');
+  checkClusters(t, await all(c2, 'vd'), 7, range(200, 205));
+  t.like(await c2.getScoRange('vd'), { first: 21, last: 21, entries: 5 });
 });
 
 test('vDisks are isolated from each other, across clients', async (t) => {
@@ -99,6 +126,7 @@ test('vDisks are isolated from each other, across clients', async (t) => {
   await a.removeUpTo('vd-a', 10);
   await b.clear('vd-b');
   await b.addEntries('vd-b', [cluster(2, 7)]);
+  await b.flush('vd-b');
   checkClusters(t, await all(b, 'vd-a'), 1, range(100, 200));
   checkClusters(t, await all(a, 'vd-b'), 2, [7]);
 });
