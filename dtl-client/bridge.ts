@@ -19,7 +19,7 @@ import type { VDiskImpl } from '../volume/vdisk.js';
 import { DtlClient, type DtlClientOptions } from './client.js';
 import type { DtlError } from './errors.js';
 import { captureHistory, historyEntries } from './history.js';
-import { encodeEntry } from './messages.js';
+import { encodeEntry, encodeResize } from './messages.js';
 
 const log = logger('dtl');
 
@@ -74,8 +74,8 @@ export class DtlBridge implements DtlSink {
     for (let i = 0; i < addresses.length; i++) this.record(encodeEntry(0, scos[i], addresses[i], datas[i]));
   }
 
-  resize(size: number, tag: number): void {
-    this.record(encodeEntry(1, tag, size));
+  resize(size: number, tag: number, tlog: number): void {
+    this.record(encodeResize(tag, size, tlog));
   }
 
   settle(): Promise<void> {

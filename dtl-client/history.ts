@@ -9,23 +9,23 @@ import { logger } from '../util/log.js';
 import { checkSlot, SLOT_HEADER, SLOT_SIZE, slotAddress } from '../volume/sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from '../volume/tlog-format.js';
 import type { VDiskImpl } from '../volume/vdisk.js';
-import { encodeEntry } from './messages.js';
+import { encodeEntry, encodeResize } from './messages.js';
 
 const log = logger('dtl');
 
-export type HistoryItem = { kind: 'resize'; size: number; tag: number } | { kind: 'sco'; sco: number; count: number };
+export type HistoryItem = { kind: 'resize'; size: number; tag: number; tlog: number } | { kind: 'sco'; sco: number; count: number };
 
 /** Call under the vDisk's lock: what happened since the cork point, in order (no data read yet). */
 export function captureHistory(v: VDiskImpl): HistoryItem[] {
   const items: HistoryItem[] = [];
-  const add = (records: TLogRecord[]) => {
+  const add = (records: TLogRecord[], tlog: number) => {
     for (const r of records) {
       if (r.type === RecordType.Sco) items.push({ kind: 'sco', sco: r.sco, count: r.count });
-      else if (r.type === RecordType.Resize) items.push({ kind: 'resize', size: r.size, tag: 0 });
+      else if (r.type === RecordType.Resize) items.push({ kind: 'resize', size: r.size, tag: 0, tlog });
     }
   };
-  for (const tlog of v.cache.closedTlogs()) if (tlog > v.corkedTlog) add(decodeRecords(v.cache.readClosedTlog(tlog)).records);
-  add(decodeRecords(v.cache.readOpenTlog()).records);
+  for (const tlog of v.cache.closedTlogs()) if (tlog > v.corkedTlog) add(decodeRecords(v.cache.readClosedTlog(tlog)).records, tlog);
+  add(decodeRecords(v.cache.readOpenTlog()).records, v.cache.openTlogNumber);
   const open = v.cache.openScoNumber;
   const openSlots = v.cache.openScoBytes / SLOT_SIZE;
   if (open !== 0 && openSlots > 0) items.push({ kind: 'sco', sco: open, count: openSlots });
@@ -49,7 +49,7 @@ export function* historyEntries(v: VDiskImpl, items: HistoryItem[], batchBytes: 
   };
   for (const it of items) {
     if (it.kind === 'resize') {
-      push(encodeEntry(1, it.tag, it.size));
+      push(encodeResize(it.tag, it.size, it.tlog));
     } else {
       const buf = v.cache.readSlots(it.sco, 0, it.count);
       if (buf === null) continue;

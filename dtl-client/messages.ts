@@ -7,11 +7,12 @@
  *   u32 body length, u32 crc32 of the body, body = u8 kind, u32 tag, f64 value, then the data
  *
  *   kind 0 (cluster): value = cluster address, data = the whole 4 KiB cluster as written
- *   kind 1 (resize):  value = the new size in bytes, no data
+ *   kind 1 (resize):  value = the new size in bytes; data = u32 the TLog that holds the resize record
  *
  * `tag` is the SCO the entry belongs to: a cluster's SCO, or for a resize the SCO open (or next) when it
  * happened. Tags never decrease along a vDisk's log, so "the entries with tag > s" is a suffix of it, and
- * RemoveUpTo(s) drops exactly what the backend holds once SCO s is there.
+ * RemoveUpTo(s) drops exactly what the backend holds once SCO s is there. Several resizes may share a tag
+ * (no SCO between them), so recovery tells a resize the backend has by its TLog number instead.
  */
 import { crc32 } from 'node:zlib';
 import { DtlError } from './errors.js';
@@ -22,7 +23,14 @@ export const MAX_ENTRY_DATA = 65536;
 
 export type DtlEntry =
   | { kind: 'cluster'; tag: number; address: number; data: Buffer }
-  | { kind: 'resize'; tag: number; size: number };
+  | { kind: 'resize'; tag: number; size: number; tlog: number };
+
+/** A resize entry: SCO tag, new size, and the TLog that holds its record. */
+export function encodeResize(tag: number, size: number, tlog: number): Buffer {
+  const t = Buffer.allocUnsafe(4);
+  t.writeUInt32LE(tlog >>> 0);
+  return encodeEntry(1, tag, size, t);
+}
 
 export function encodeEntry(kind: 0 | 1, tag: number, value: number, data?: Uint8Array): Buffer {
   const dlen = data?.length ?? 0;
@@ -56,7 +64,7 @@ export function entryLength(buf: Buffer, pos: number): { ok: true; length: numbe
   if (kind > 1) return { ok: false, complete: true, reason: `unknown entry kind ${kind}` };
   const value = b.readDoubleLE(5);
   if (!Number.isSafeInteger(value) || value < 0) return { ok: false, complete: true, reason: 'bad entry value' };
-  if (kind === 1 && body !== BODY_FIXED) return { ok: false, complete: true, reason: 'resize entry with data' };
+  if (kind === 1 && body !== BODY_FIXED && body !== BODY_FIXED + 4) return { ok: false, complete: true, reason: 'resize entry with data' };
   return { ok: true, length: ENTRY_HEAD + body };
 }
 
@@ -65,7 +73,7 @@ export function decodeEntry(buf: Buffer, pos: number, length: number): DtlEntry 
   const kind = buf.readUInt8(pos + 8);
   const tag = buf.readUInt32LE(pos + 9);
   const value = buf.readDoubleLE(pos + 13);
-  if (kind === 1) return { kind: 'resize', tag, size: value };
+  if (kind === 1) return { kind: 'resize', tag, size: value, tlog: length === ENTRY_HEAD + BODY_FIXED + 4 ? buf.readUInt32LE(pos + ENTRY_HEAD + BODY_FIXED) : 0 };
   return { kind: 'cluster', tag, address: value, data: buf.subarray(pos + ENTRY_HEAD + BODY_FIXED, pos + length) };
 }
 

@@ -6,6 +6,7 @@
  * writes and resizes that made them, and shipped to the backend before the vDisk goes on.
  */
 import { logger } from '../util/log.js';
+import { keyNumber } from '../volume/backend-layout.js';
 import type { VDiskImpl } from '../volume/vdisk.js';
 import { DtlClient, type DtlClientOptions, type RemoteRange } from './client.js';
 import type { DtlError } from './errors.js';
@@ -33,11 +34,19 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Prom
     return;
   }
   const from = v.corkedSco + 1;
+  // the TLogs really in the backend (not the number the rebuild continues from, which snapshots may raise)
+  const lastTlog = (await v.ctx.backend.list(`vdisks/${v.id}/tlog/`)).map(keyNumber).reduce((m, n) => Math.max(m, n), 0);
   const c = new DtlClient({ ...opts, servers: [best.server] });
   let applied = 0;
   try {
     let chain: Promise<void> = Promise.resolve();
+    let skipped = 0;
     const n = await c.getEntries(v.id, from, (e: DtlEntry) => {
+      // a resize whose TLog is in the backend is there already (and may be older than what follows it there)
+      if (e.kind === 'resize' && e.tlog !== 0 && e.tlog <= lastTlog) {
+        skipped++;
+        return;
+      }
       const copy: DtlEntry = e.kind === 'cluster' ? { ...e, data: Buffer.from(e.data) } : e;
       chain = chain.then(async () => {
         await v.applyDtlEntry(copy);
@@ -45,8 +54,8 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Prom
       });
     });
     await chain;
-    if (n > 0) await v.syncToBackend();
-    log.info('DTL recovery: replayed the entries newer than the backend', { vdisk: v.id, server: best.server, fromSco: from, entries: n, size: v.size, epoch: best.range.epoch, router: best.range.router });
+    if (n > skipped) await v.syncToBackend();
+    log.info('DTL recovery: replayed the entries newer than the backend', { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, size: v.size, epoch: best.range.epoch, router: best.range.router });
   } catch (err) {
     log.error('DTL recovery failed part way; the vDisk goes on with what was replayed', { vdisk: v.id, server: best.server, applied, error: (err as Error).message });
   } finally {

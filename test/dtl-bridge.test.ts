@@ -97,3 +97,32 @@ test('unlinking a vDisk, or mode none, drops its entries on the server', async (
   t.deepEqual(b.info().dtl, { mode: 'none', state: 'ok_standalone', server: null });
   await t.throwsAsync(p.setDtlMode('/b', 'bogus' as DtlMode), { code: 'INVALID' });
 });
+
+test('host loss with a stale DTL: a resize the backend has (and undid) is not replayed over it', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-bridge-stale-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const srv = await startDtlServer(t, path.join(root, 'dtl'));
+  const backendUrl = `file://${path.join(root, 'backend')}`;
+  // no retries during the test (it stays degraded), no age-based shipping (nothing moves unless asked)
+  const dtlA = dtlProvider({ servers: [srv.address], defaultMode: 'sync', router: 'a', retryMs: 600_000 });
+  const a = await openVPool({ name: 's', stateDir: path.join(root, 'a'), backendUrl, routerId: 'a', scoMaxAgeMs: 600_000, dtl: dtlA });
+  await a.createFile('/d', 0o644, 0, 0, 0);
+  const v = a.vdisk('/d');
+  await until('attached', () => v.info().dtl.state === 'ok_sync');
+  await v.write(0, Buffer.alloc(4096, 9));
+  await v.syncToBackend();
+  await v.resize(8 * 2 ** 20); // r1: in the DTL (sync), tagged with the next SCO, no SCO after it
+  await srv.kill9();
+  await v.resize(4 * 2 ** 20); // r2: the DTL is gone, acknowledged degraded
+  t.is(v.info().dtl.state, 'degraded');
+  await v.syncToBackend(); // r1 and r2 in the backend; the DTL still holds r1
+  await a.close();
+  await srv.start();
+  // the host is lost; router C rebuilds from the backend and asks the DTL
+  const dtlC = dtlProvider({ servers: [srv.address], defaultMode: 'sync', router: 'c', retryMs: 200 });
+  const c = await openVPool({ name: 's', stateDir: path.join(root, 'c'), backendUrl, routerId: 'c', dtl: dtlC });
+  t.teardown(() => c.close());
+  const vc = c.vdisk('/d');
+  t.is(vc.size, 4 * 2 ** 20, 'the size the backend has, not the older one the stale DTL holds');
+  t.true((await vc.read(0, 4096)).equals(Buffer.alloc(4096, 9)));
+});

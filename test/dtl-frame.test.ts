@@ -2,7 +2,7 @@
 import test from 'ava';
 import { DtlError } from '../dtl-client/errors.js';
 import { encodeFrame, encodeFrameParts, FrameDecoder, HEADER_BYTES, MAX_PAYLOAD, Msg } from '../dtl-client/frame.js';
-import { decodeEntry, encodeEntry, entryLength, Reader, splitEntries, Writer } from '../dtl-client/messages.js';
+import { decodeEntry, encodeEntry, encodeResize, entryLength, Reader, splitEntries, Writer } from '../dtl-client/messages.js';
 
 const protocol = { instanceOf: DtlError, code: 'PROTOCOL' } as const;
 
@@ -81,7 +81,9 @@ test('entries round-trip and carry their own checksum', (t) => {
   const e = decodeEntry(c, 0, (l as { length: number }).length);
   t.like(e, { kind: 'cluster', tag: 17, address: 123456789 });
   t.true(e.kind === 'cluster' && e.data.equals(data));
-  t.deepEqual(decodeEntry(r, 0, r.length), { kind: 'resize', tag: 18, size: 10 * 2 ** 30 });
+  t.deepEqual(decodeEntry(r, 0, r.length), { kind: 'resize', tag: 18, size: 10 * 2 ** 30, tlog: 0 });
+  const rt = encodeResize(19, 4096, 77);
+  t.deepEqual(decodeEntry(rt, 0, rt.length), { kind: 'resize', tag: 19, size: 4096, tlog: 77 });
   const run = Buffer.concat([c, r]);
   t.deepEqual(splitEntries(run, 0, 2).map((x) => x.tag), [17, 18]);
   const bad = Buffer.from(c);

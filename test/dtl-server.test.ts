@@ -71,10 +71,10 @@ test('commands round-trip: register, add, flush, get, range, remove-up-to, clear
   t.like(await c.getScoRange('vd1'), { registered: true, epoch: 1000, router: 'router-a', first: 1, last: 10, entries: 101 });
   const got = await all(c, 'vd1');
   checkClusters(t, got.slice(0, 100), 1, range(0, 100));
-  t.deepEqual(got[100], { kind: 'resize', tag: 10, size: 5 * 2 ** 20 });
+  t.deepEqual(got[100], { kind: 'resize', tag: 10, size: 5 * 2 ** 20, tlog: 0 });
   const from8 = await all(c, 'vd1', 8);
   checkClusters(t, from8.slice(0, 30), 1, range(70, 100));
-  t.deepEqual(from8.slice(30), [{ kind: 'resize', tag: 10, size: 5 * 2 ** 20 }]);
+  t.deepEqual(from8.slice(30), [{ kind: 'resize', tag: 10, size: 5 * 2 ** 20, tlog: 0 }]);
   await c.removeUpTo('vd1', 5);
   const after = await all(c, 'vd1');
   t.is(after.length, 51);

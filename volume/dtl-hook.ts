@@ -19,8 +19,8 @@ export interface DtlSink {
    * Called under the vDisk's lock; copies what it keeps (the caller's buffers may be reused); never throws.
    */
   clusters(addresses: number[], scos: number[], datas: Uint8Array[]): void;
-  /** The size changed (a resize record went to the TLog); `tag` is the SCO open, or next, at that moment. */
-  resize(size: number, tag: number): void;
+  /** The size changed: a resize record went to TLog `tlog`; `tag` is the SCO open, or next, at that moment. */
+  resize(size: number, tag: number, tlog: number): void;
   /**
    * Resolves when the writes recorded so far may be acknowledged. `sync`: the DTL server has them (in its
    * kernel, so a host loss here loses none of them). `async`: the queue has room. Never rejects; while

@@ -217,7 +217,7 @@ export class VDiskImpl implements VDisk {
     if (end > this.size) {
       this.size = end;
       this.cache.appendRecord({ type: RecordType.Resize, size: end });
-      this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco);
+      this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
     }
     await this.append(addresses, datas);
   }
@@ -261,7 +261,7 @@ export class VDiskImpl implements VDisk {
     }
     this.size = size;
     this.cache.appendRecord({ type: RecordType.Resize, size });
-    this.dtl.resize(size, this.cache.openScoNumber || this.cache.nextSco);
+    this.dtl.resize(size, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
   }
 
   // ---- read path ---------------------------------------------------------------------------------
