@@ -6,7 +6,8 @@
  * writes and resizes that made them, and shipped to the backend before the vDisk goes on.
  */
 import { logger } from '../util/log.js';
-import { keyNumber } from '../volume/backend-layout.js';
+import { keyNumber, tlogKey } from '../volume/backend-layout.js';
+import { decodeRecords, RecordType } from '../volume/tlog-format.js';
 import type { VDiskImpl } from '../volume/vdisk.js';
 import { DtlClient, type DtlClientOptions, type RemoteRange } from './client.js';
 import type { DtlError } from './errors.js';
@@ -33,9 +34,16 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Prom
     else log.info('DTL recovery: the DTL holds nothing for this vDisk', { vdisk: v.id });
     return;
   }
-  const from = v.corkedSco + 1;
-  // the TLogs really in the backend (not the number the rebuild continues from, which snapshots may raise)
-  const lastTlog = (await v.ctx.backend.list(`vdisks/${v.id}/tlog/`)).map(keyNumber).reduce((m, n) => Math.max(m, n), 0);
+  // the TLogs really in the backend (not the number the rebuild continues from, which snapshots may raise),
+  // and the highest SCO any of them names, those a rollback dropped included: entries up to it are older
+  // than the backend (a DTL that missed a rollback while degraded must not bring rolled-back writes back)
+  const tlogs = (await v.ctx.backend.list(`vdisks/${v.id}/tlog/`)).map(keyNumber);
+  const lastTlog = tlogs.reduce((m, n) => Math.max(m, n), 0);
+  let named = v.corkedSco;
+  for (const n of tlogs) {
+    for (const r of decodeRecords(await v.ctx.backend.get(tlogKey(v.id, n))).records) if (r.type === RecordType.Sco) named = Math.max(named, r.sco);
+  }
+  const from = named + 1;
   const c = new DtlClient({ ...opts, servers: [best.server] });
   let applied = 0;
   try {

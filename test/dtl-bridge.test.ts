@@ -126,3 +126,36 @@ test('host loss with a stale DTL: a resize the backend has (and undid) is not re
   t.is(vc.size, 4 * 2 ** 20, 'the size the backend has, not the older one the stale DTL holds');
   t.true((await vc.read(0, 4096)).equals(Buffer.alloc(4096, 9)));
 });
+
+test('host loss after a rollback made while degraded: the rolled-back writes the stale DTL holds do not come back', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-bridge-rollback-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const srv = await startDtlServer(t, path.join(root, 'dtl'));
+  const backendUrl = `file://${path.join(root, 'backend')}`;
+  const dtlA = dtlProvider({ servers: [srv.address], defaultMode: 'sync', router: 'a', retryMs: 600_000 });
+  const a = await openVPool({ name: 'r', stateDir: path.join(root, 'a'), backendUrl, routerId: 'a', scoMaxAgeMs: 600_000, dtl: dtlA });
+  await a.createFile('/d', 0o644, 0, 0, 2 ** 20);
+  const v = a.vdisk('/d');
+  await until('attached', () => v.info().dtl.state === 'ok_sync');
+  await v.write(0, Buffer.alloc(4096, 1));
+  await a.snapshots.create('/d', 'one');
+  await v.syncToBackend();
+  await v.write(0, Buffer.alloc(4096, 2)); // in the DTL (sync)
+  await srv.kill9();
+  await v.write(8192, Buffer.alloc(4096, 3)); // degraded from here on
+  t.is(v.info().dtl.state, 'degraded');
+  await a.snapshots.rollback('/d', 'one'); // the DTL cannot hear of it
+  t.true((await v.read(0, 4096)).equals(Buffer.alloc(4096, 1)));
+  await a.close(); // nothing after the rollback: the backend names no SCO past the one of snapshot `one`
+  await srv.start();
+  const probe = new DtlClient({ servers: [srv.address] });
+  const held = await probe.getScoRange(v.id);
+  probe.close();
+  t.true(held.entries > 0, `the stale DTL holds the write from before the rollback: ${JSON.stringify(held)}`);
+  const dtlC = dtlProvider({ servers: [srv.address], defaultMode: 'sync', router: 'c', retryMs: 200 });
+  const c = await openVPool({ name: 'r', stateDir: path.join(root, 'c'), backendUrl, routerId: 'c', dtl: dtlC });
+  t.teardown(() => c.close());
+  const vc = c.vdisk('/d');
+  t.true((await vc.read(0, 4096)).equals(Buffer.alloc(4096, 1)), 'the rolled-back write stays rolled back');
+  t.true((await vc.read(8192, 4096)).equals(Buffer.alloc(4096)), 'the write before the rollback is gone');
+});
