@@ -29,9 +29,9 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Prom
       c.close();
     }
   }
-  if (best === null) {
-    if (unreachable.length > 0) log.error('DTL recovery: no DTL server answered; the writes that were only in the DTL are lost', { vdisk: v.id, unreachable });
-    else log.info('DTL recovery: the DTL holds nothing for this vDisk', { vdisk: v.id });
+  if (best === null || best.range.entries === 0) {
+    if (best === null && unreachable.length > 0) log.error('DTL recovery: no DTL server answered; the writes that were only in the DTL are lost', { vdisk: v.id, unreachable });
+    else log.info('DTL recovery: the DTL holds nothing for this vDisk', { vdisk: v.id, server: best?.server ?? null });
     return;
   }
   // the TLogs really in the backend (not the number the rebuild continues from, which snapshots may raise),
