@@ -154,6 +154,30 @@ test('async, local restart (kill -9, state kept): every acknowledged write is th
   await recoverAndCheck(t, s, 'c', srv.address, 'async', [...first, ...w2.acked.filter((i) => i <= w2.lastSynced)]);
 });
 
+test('a DTL server with a secret: the mount with the same secret file attaches; one with a wrong secret stays degraded, logged on both sides, I/O goes on', async (t) => {
+  const s = await setup(t);
+  const secret = path.join(s.root, 'dtl.secret');
+  const wrong = path.join(s.root, 'wrong.secret');
+  await writeFile(secret, 'a shared secret of the routers and the DTL\n');
+  await writeFile(wrong, 'not the shared secret of the routers at all\n');
+  const srv = await startDtlServer(t, path.join(s.root, 'dtl'), ['--secret-file', secret]);
+  const good = await startMount(t, {
+    mountpoint: path.join(s.root, 'mnt-good'), state: path.join(s.root, 'state-good'), backend: s.backend,
+    extraArgs: ['--vpool', 'vp', '--router', 'good', '--dtl', 'sync', '--dtl-server', srv.address, '--dtl-secret-file', secret],
+  });
+  await ok(t, `truncate -s 16M ${q(good.p('disk'))} && dd if=/dev/urandom of=${q(good.p('disk'))} bs=4k count=64 conv=notrunc,fsync status=none`);
+  t.like(await waitDtl(good.p('disk'), (d) => d.state === 'ok_sync', 'ok_sync'), { mode: 'sync', server: srv.address });
+  t.is(await good.stop(), 0);
+  const bad = await startMount(t, {
+    mountpoint: path.join(s.root, 'mnt-bad'), state: path.join(s.root, 'state-bad'), backend: `file://${path.join(s.root, 'backend2')}`,
+    extraArgs: ['--vpool', 'vp2', '--router', 'bad', '--dtl', 'sync', '--dtl-server', srv.address, '--dtl-secret-file', wrong],
+  });
+  await ok(t, `truncate -s 16M ${q(bad.p('disk'))} && dd if=/dev/urandom of=${q(bad.p('disk'))} bs=4k count=64 conv=notrunc,fsync status=none`);
+  t.like(await waitDtl(bad.p('disk'), (d) => d.state === 'degraded', 'degraded'), { mode: 'sync', server: null });
+  t.true(logEntries(bad.log, /DTL degraded/).length > 0);
+  t.regex(srv.output, /DTL client refused: wrong secret/);
+});
+
 test('user.vdisk.dtl changes the mode live; a bad value is EINVAL; async without a DTL server is EINVAL', async (t) => {
   const s = await setup(t);
   const srv: DtlServerProcess = await startDtlServer(t, path.join(s.root, 'dtl'));
