@@ -58,7 +58,7 @@ function startWriter(file: string, fsync: boolean): Writer {
     buf = lines.pop()!;
     for (const l of lines) acks.push(Number(l));
   });
-  const done = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const done = new Promise<void>((resolve) => child.on('close', () => resolve())); // after its last ack line is read
   return {
     acked: () => acks.slice(),
     async waitFor(n) {

@@ -43,7 +43,7 @@ function runChild(state: string, backend: string, seed: number, first: number, k
       }
     });
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('exit', (code, signal) => {
+    p.on('close', (code, signal) => { // 'close': after the last ack line is read ('exit' may come before it)
       clearTimeout(timer);
       if (signal === 'SIGKILL') resolve(last);
       else reject(new Error(`crash writer exited on its own (code ${code}): ${stderr.slice(-2000)}`));
