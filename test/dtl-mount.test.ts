@@ -10,7 +10,7 @@
  * - user.vdisk.dtl changes the mode live; a bad value is EINVAL.
  */
 import type { ExecutionContext } from 'ava';
-import { writeFile } from 'node:fs/promises';
+import { open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startDtlServer, type DtlServerProcess } from './helpers/dtl-server.js';
 import { badBlocks, dtlInfo, startWriter, waitDtl } from './helpers/dtl-mount.js';
@@ -170,12 +170,23 @@ test('a DTL server with a secret: the mount with the same secret file attaches; 
   t.is(await good.stop(), 0);
   const bad = await startMount(t, {
     mountpoint: path.join(s.root, 'mnt-bad'), state: path.join(s.root, 'state-bad'), backend: `file://${path.join(s.root, 'backend2')}`,
-    extraArgs: ['--vpool', 'vp2', '--router', 'bad', '--dtl', 'sync', '--dtl-server', srv.address, '--dtl-secret-file', wrong],
+    extraArgs: ['--vpool', 'vp2', '--router', 'bad', '--dtl', 'sync', '--dtl-server', srv.address, '--dtl-secret-file', wrong, '--metrics', '127.0.0.1:0'],
   });
   await ok(t, `truncate -s 16M ${q(bad.p('disk'))} && dd if=/dev/urandom of=${q(bad.p('disk'))} bs=4k count=64 conv=notrunc,fsync status=none`);
   t.like(await waitDtl(bad.p('disk'), (d) => d.state === 'degraded', 'degraded'), { mode: 'sync', server: null });
   t.true(logEntries(bad.log, /DTL degraded/).length > 0);
   t.regex(srv.output, /DTL client refused: wrong secret/);
+  // the state is in the metrics too, for the vDisks open right now
+  const fh = await open(bad.p('disk'), 'r');
+  try {
+    const address = logEntries(bad.log, 'metrics listening')[0]?.address;
+    t.truthy(address, bad.log);
+    const text = await fetch(`http://${address}/metrics`).then((r) => r.text());
+    t.regex(text, /vpoolfs_vdisk_dtl\{mode="sync",state="degraded",vpool="vp2"\} 1/);
+    t.regex(text, /vpoolfs_vdisk_dtl\{mode="sync",state="ok_sync",vpool="vp2"\} 0/);
+  } finally {
+    await fh.close();
+  }
 });
 
 test('user.vdisk.dtl changes the mode live; a bad value is EINVAL; async without a DTL server is EINVAL', async (t) => {

@@ -1,7 +1,7 @@
 /**
  * Prometheus metrics (prom-client) for a mount: operations by kind and result, bytes read and written,
  * latency histograms per operation, open handles, and the write-cache state (dirty bytes, upload
- * backlog) summed over the vDisks open right now, and the caches (bytes, limits, read-cache hit ratio).
+ * backlog) summed over the vDisks open right now, their DTL modes and states, and the caches (bytes, limits, read-cache hit ratio).
  * Served on HOST:PORT at /metrics when --metrics is given.
  */
 import http from 'node:http';
@@ -43,6 +43,20 @@ export class FuseMetrics implements OpObserver {
       (fds()?.openDisks() ?? []).reduce((acc, d) => acc + f(d.info()), 0);
     new Gauge({ name: 'vpoolfs_open_handles', help: 'Open file handles on the mount', registers: [this.registry], collect() { this.set(fds()?.size ?? 0); } });
     new Gauge({ name: 'vpoolfs_dirty_bytes', help: 'Bytes written but not yet in the backend (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.dirtyBytes)); } });
+    new Gauge({
+      name: 'vpoolfs_vdisk_dtl',
+      help: 'Open vDisks by DTL mode and state (ok_sync, ok_standalone, catchup, degraded)',
+      labelNames: ['mode', 'state'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const mode of ['none', 'async', 'sync']) for (const state of ['ok_sync', 'ok_standalone', 'catchup', 'degraded']) this.set({ mode, state }, 0);
+        for (const d of fds()?.openDisks() ?? []) {
+          const { mode, state } = d.info().dtl;
+          this.inc({ mode, state });
+        }
+      },
+    });
     new Gauge({ name: 'vpoolfs_upload_backlog_scos', help: 'SCOs waiting for upload (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.uploadBacklog.scos)); } });
     const gauge = (name: string, help: string, value: (c: CacheStats) => number) =>
       new Gauge({ name, help, registers: [this.registry], collect() { this.set(value(caches())); } });
