@@ -7,7 +7,7 @@
  * - the DTL server killed mid-run: writes go on, `degraded` in user.vdisk.info; back: `catchup` then
  *   `ok_sync`; then a host loss still loses nothing.
  * - two servers, the first dies: the vDisk moves to the second; a host loss after that loses nothing.
- * - user.vdisk.dtl changes the mode live; a bad value is EINVAL.
+ * - user.vdisk.dtl changes the mode live; a bad value is EINVAL; each vDisk keeps its mode on another router.
  */
 import type { ExecutionContext } from 'ava';
 import { open, writeFile } from 'node:fs/promises';
@@ -215,6 +215,13 @@ test('user.vdisk.dtl changes the mode live; a bad value is EINVAL; async without
   t.is((await dtlInfo(again.p('disk'))).mode, 'none');
   t.like(await waitDtl(again.p('other'), (d) => d.state === 'ok_sync', 'ok_sync'), { mode: 'sync', server: srv.address });
   t.is(await again.stop(), 0);
+  // and on another router, from the backend alone: each vDisk keeps its mode, whatever that router's --dtl
+  const c = await mountOn(t, s, 'c', srv.address, 'async');
+  t.deepEqual(await dtlInfo(c.p('disk')), { mode: 'none', state: 'ok_standalone', server: null });
+  t.like(await waitDtl(c.p('other'), (d) => d.state === 'ok_sync', 'ok_sync'), { mode: 'sync', server: srv.address });
+  await ok(t, `truncate -s 4M ${q(m2p(c, 'new'))}`);
+  t.like(await waitDtl(c.p('new'), (d) => d.state === 'ok_sync', 'ok_sync'), { mode: 'async' }, 'a new vDisk takes the mount default');
+  t.is(await c.stop(), 0);
   const a2 = await startMount(t, { mountpoint: a.opts.mountpoint, state: a.opts.state, backend: s.backend });
   t.like(await dtlInfo(a2.p('other')), { mode: 'none', state: 'ok_standalone' }, 'no DTL server: none');
   const r = await sh(`setfattr -n user.vdisk.dtl -v async ${q(a2.p('disk'))}`);

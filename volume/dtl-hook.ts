@@ -5,8 +5,9 @@
  * cork. The sink of mode `none` does nothing. The vPool gets a DtlProvider from the composition root
  * (tools/mount-cmd.ts), so the volume layer never imports the DTL client.
  *
- * A vDisk's mode is kept in the metadata store (`vd/<id>/dtl`); a vDisk without one (new, or rebuilt
- * from the backend on another router) takes the provider's default mode.
+ * A vDisk's mode is kept in the metadata store (`vd/<id>/dtl`) and in its vDisk document, which the backend
+ * has too (snapshot-store.ts), so a vDisk rebuilt on another router keeps it; a vDisk that never had its mode
+ * set takes the provider's default mode.
  */
 import { VolumeError } from '../util/errors.js';
 import type { DtlInfo, DtlMode } from './types.js';
@@ -74,7 +75,7 @@ const dtlKey = (id: string): string => `vd/${id}/dtl`;
 export function attachDtl(v: VDiskImpl): void {
   const provider = v.ctx.dtl;
   if (provider === undefined) return;
-  const raw = v.ctx.mds.get(dtlKey(v.id))?.toString();
+  const raw = v.ctx.mds.get(dtlKey(v.id))?.toString() ?? v.docs.doc.dtlMode;
   const mode = raw !== undefined && (DTL_MODES as string[]).includes(raw) ? (raw as DtlMode) : provider.defaultMode;
   if (mode !== 'none') v.dtl = provider.sink(v, mode);
 }
@@ -89,6 +90,8 @@ export async function setDtlMode(v: VDiskImpl, mode: DtlMode): Promise<void> {
       v.dtl.close(mode === 'none');
       v.dtl = mode === 'none' ? NO_DTL : provider!.sink(v, mode);
     }
-    await v.ctx.mds.commit([{ key: dtlKey(v.id), value: Buffer.from(mode) }]);
+    // locally and in the vDisk document, in one commit; the document is then shipped to the backend
+    const doc = { ...(JSON.parse(JSON.stringify(v.docs.doc)) as typeof v.docs.doc), dtlMode: mode };
+    await v.docs.commit(doc, [{ key: dtlKey(v.id), value: Buffer.from(mode) }]);
   });
 }

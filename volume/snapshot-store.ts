@@ -15,6 +15,7 @@ import { logger } from '../util/log.js';
 import type { MetadataOp, MetadataStore } from '../mds/types.js';
 import type { BlobStore } from './backend/types.js';
 import { withRetry } from './retry.js';
+import type { DtlMode } from './types.js';
 
 const log = logger('snapshots');
 
@@ -59,6 +60,8 @@ export interface VDiskDoc {
   /** Namespaces of the ancestors, nearest first: a cluster-map entry of clone depth k reads ancestors[k-1]. */
   ancestors: string[];
   garbage: Garbage[];
+  /** The vDisk's DTL mode (`user.vdisk.dtl`), so a rebuild on another router keeps it; absent: the mount's --dtl. */
+  dtlMode?: DtlMode;
 }
 
 export const docKey = (id: string): string => `vd/${id}/doc`;
