@@ -35,6 +35,8 @@ import { checkSize } from './validate.js';
 import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
 
 const log = logger('vpool');
+/** How often a long syncToBackend() logs how much is left. */
+const SHIP_PROGRESS_MS = 2000;
 
 export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   const stateDir = path.resolve(opts.stateDir);
@@ -343,8 +345,31 @@ class VPoolImpl implements VPool {
   // ---- backend ----------------------------------------------------------------------------------------
 
   async syncToBackend(): Promise<void> {
-    await Promise.all([...this.vdisks.values()].map((v) => v.syncToBackend()));
-    await this.shipper.flush();
+    const disks = [...this.vdisks.values()];
+    const pending = () => {
+      const sum = { dirtyBytes: 0, scos: 0, tlogs: 0 };
+      for (const v of disks) {
+        const i = v.info();
+        sum.dirtyBytes += i.dirtyBytes;
+        sum.scos += i.uploadBacklog.scos;
+        sum.tlogs += i.uploadBacklog.tlogs;
+      }
+      return sum;
+    };
+    const t0 = Date.now();
+    const first = pending();
+    // a long ship (a big write cache, a slow or absent backend) says how far it is, every few seconds
+    const progress = first.dirtyBytes === 0 ? null : setInterval(() => {
+      log.info('shipping to the backend', { vpool: this.name, ...pending(), startDirtyBytes: first.dirtyBytes, elapsedMs: Date.now() - t0 });
+    }, SHIP_PROGRESS_MS);
+    progress?.unref();
+    try {
+      await Promise.all(disks.map((v) => v.syncToBackend()));
+      await this.shipper.flush();
+    } finally {
+      if (progress !== null) clearInterval(progress);
+    }
+    if (first.dirtyBytes > 0) log.info('shipped to the backend', { vpool: this.name, bytes: first.dirtyBytes, ms: Date.now() - t0 });
   }
 
   close(): Promise<void> {
