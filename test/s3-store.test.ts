@@ -4,7 +4,8 @@
  * S3's limit; emptied afterwards), the same
  * suite with a small multipart threshold so that big objects go up in parts, and once more encrypted
  * (EncryptedBlobStore over S3: real ranged GETs of chunks); then what is specific to S3: URL parsing,
- * bucket creation, multipart sizes, the bounded keep-alive pool, and errors while the server is down.
+ * bucket creation, multipart sizes, the bounded keep-alive pool, errors while the server is down (an open
+ * then goes on, the bucket is checked before the first put), and wrong credentials failing the open at once.
  */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
@@ -140,9 +141,36 @@ test.serial('s3: with radosgw down, calls fail with BACKEND (after the SDK retri
   await rejectsWith(t, store.put('during', Buffer.from('2')), 'BACKEND', 'during');
   await rejectsWith(t, store.get('before'), 'BACKEND', 'before');
   await rejectsWith(t, store.list(''), 'BACKEND');
-  const err = await t.throwsAsync(openBlobStore(s3.url('outage2')), { instanceOf: BackendError });
+  t.true((await t.throwsAsync(store.get('before'), { instanceOf: BackendError }))?.context.unreachable === true);
+  // an open while the server is down goes on (a daemon restarted during an outage); calls fail until it is
+  // back, and the bucket (new here) is created before the first put
+  const lateUrl = s3.url(`late-${process.pid}-${Date.now().toString(36)}`, '', { maxAttempts: '2' });
+  const late = await openBlobStore(lateUrl);
+  t.teardown(async () => {
+    await late.close();
+    await emptyStore(lateUrl);
+  });
+  const err = await t.throwsAsync(late.put('k', Buffer.from('x')), { instanceOf: BackendError });
   t.is(err?.code, 'BACKEND');
+  t.is(err?.context.unreachable, true);
+  await rejectsWith(t, late.head('k'), 'BACKEND');
   await s3.startRgw();
   await store.put('during', Buffer.from('2'));
   t.deepEqual(await store.list(''), ['before', 'during']);
+  await late.put('k', Buffer.from('late'));
+  t.is((await late.get('k')).toString(), 'late');
+  t.deepEqual(await late.list(''), ['k']);
+});
+
+test.serial('s3: an open with wrong credentials fails at once with BACKEND (HTTP 403), not as an outage', async (t) => {
+  const secret = process.env.AWS_SECRET_ACCESS_KEY;
+  process.env.AWS_SECRET_ACCESS_KEY = 'not-the-secret';
+  try {
+    const err = await t.throwsAsync(openBlobStore(s3.url('wrong-creds')), { instanceOf: BackendError });
+    t.is(err?.code, 'BACKEND');
+    t.is(err?.context.status, 403);
+    t.is(err?.context.unreachable, false);
+  } finally {
+    process.env.AWS_SECRET_ACCESS_KEY = secret;
+  }
 });

@@ -73,8 +73,9 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     name: cfg.vpool,
     stateDir: cfg.state,
     backendUrl: cfg.backend,
-    // the backend, encrypted with AES-256-GCM when a key file is given (volume/backend/open-backend.ts)
-    backend: await openBackend(cfg.backend, { encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile) }),
+    // the backend, encrypted with AES-256-GCM when a key file is given (volume/backend/open-backend.ts); the
+    // state directory keeps a copy of its encryption marker, so that a restart during an outage still mounts
+    backend: await openBackend(cfg.backend, { encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile), localDir: cfg.state }),
     routerId: cfg.router,
     metadata: 'lmdb',
     scoClusters: cfg.scoClusters,

@@ -5,16 +5,74 @@
  * - a key is given and the marker names another key id: EncryptionError WRONG_KEY (code INVALID);
  * - no key is given but the marker exists: EncryptionError MISSING_KEY (code INVALID);
  * - a key is given and there is no marker: the marker is written (first mount of an encrypted vPool).
+ *
+ * With `localDir` (the state directory), a copy of what the backend says — `{url, marker}`, marker null for a
+ * plain backend — is kept in `<localDir>/backend-marker.json`, written whenever the marker is read from or
+ * written to the backend. When the backend cannot be reached at open (a BackendError with
+ * `context.unreachable`, e.g. a daemon restarted during an S3 outage), that copy stands in for it: the same
+ * checks against it, and the store goes on (its calls fail, and are retried, until the backend is back).
+ * Without a copy (this state directory was never mounted on this backend) the open fails: nothing can tell
+ * whether the backend is encrypted, and plaintext must never go into an encrypted backend or the reverse.
+ * An unreachable backend whose copy says plain, mounted with a key, is refused too (the marker cannot be written).
  * readKeyFile() reads a key file: exactly 32 raw bytes, or 64 hex characters (surrounding whitespace ignored).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { BackendError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
 import { EncryptedBlobStore, EncryptionError } from './encrypted-store.js';
 import { openBlobStore } from './index.js';
 import type { BlobStore } from './types.js';
 
 export const ENCRYPTION_MARKER = 'encryption.json';
 const FORMAT = 'vpoolfs-aes-256-gcm-chunked-1';
+/** The local copy of the backend's marker, in the state directory. */
+export const LOCAL_MARKER = 'backend-marker.json';
+const log = logger('backend');
+
+type Marker = { format?: string; keyId?: string };
+
+/** The local copy in `dir`: undefined when there is none (null marker = a plain backend). */
+async function readLocalMarker(dir: string): Promise<{ marker: Marker | null } | undefined> {
+  const file = path.join(dir, LOCAL_MARKER);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new BackendError('INVALID', `${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`, { file });
+  }
+  try {
+    const v = JSON.parse(text) as { marker?: Marker | null };
+    if (v.marker === undefined || (v.marker !== null && typeof v.marker !== 'object')) throw new Error('no marker');
+    return { marker: v.marker };
+  } catch {
+    throw new EncryptionError('DAMAGED', 'INVALID', `${file} (the local copy of the backend's ${ENCRYPTION_MARKER}) is damaged: remove it and mount while the backend is reachable`, { file });
+  }
+}
+
+/** Writes the local copy atomically (temp file, rename). */
+async function writeLocalMarker(dir: string, url: string, marker: Marker | null): Promise<void> {
+  const file = path.join(dir, LOCAL_MARKER);
+  await writeFile(`${file}.tmp`, `${JSON.stringify({ url, marker })}\n`);
+  await rename(`${file}.tmp`, file);
+}
+
+/** The marker in the backend (null: none), or 'unreachable'. */
+async function readBackendMarker(inner: BlobStore): Promise<Marker | null | 'unreachable'> {
+  try {
+    if ((await inner.head(ENCRYPTION_MARKER)) === null) return null;
+    const raw = await inner.get(ENCRYPTION_MARKER);
+    try {
+      return JSON.parse(raw.toString('utf8')) as Marker;
+    } catch {
+      throw new EncryptionError('DAMAGED', 'INVALID', `${ENCRYPTION_MARKER} in ${inner.url} is not valid JSON`, { url: inner.url });
+    }
+  } catch (err) {
+    if (err instanceof BackendError && err.code === 'BACKEND' && err.context.unreachable === true) return 'unreachable';
+    throw err;
+  }
+}
 
 /** The 32-byte key in `file`; EncryptionError BAD_KEY (code INVALID) when it is neither form. */
 export async function readKeyFile(file: string): Promise<Buffer> {
@@ -30,17 +88,26 @@ export async function readKeyFile(file: string): Promise<Buffer> {
   throw new EncryptionError('BAD_KEY', 'INVALID', `encryption key file ${file}: expected 32 raw bytes or 64 hex characters, got ${raw.length} bytes`, { file });
 }
 
-export async function openBackend(url: string, opts: { encryptionKey?: Buffer } = {}): Promise<BlobStore> {
+export async function openBackend(url: string, opts: { encryptionKey?: Buffer; localDir?: string } = {}): Promise<BlobStore> {
   const inner = await openBlobStore(url);
   try {
-    let marker: { format?: string; keyId?: string } | null = null;
-    if ((await inner.head(ENCRYPTION_MARKER)) !== null) {
-      try {
-        marker = JSON.parse((await inner.get(ENCRYPTION_MARKER)).toString('utf8')) as { format?: string; keyId?: string };
-      } catch (err) {
-        if (err instanceof BackendError) throw err;
-        throw new EncryptionError('DAMAGED', 'INVALID', `${ENCRYPTION_MARKER} in ${inner.url} is not valid JSON`, { url: inner.url });
+    const { localDir } = opts;
+    let marker: Marker | null;
+    let offline = false;
+    const read = await readBackendMarker(inner);
+    if (read !== 'unreachable') {
+      marker = read;
+      if (localDir !== undefined) await writeLocalMarker(localDir, inner.url, marker);
+    } else {
+      const local = localDir === undefined ? undefined : await readLocalMarker(localDir);
+      if (local === undefined) {
+        throw new BackendError('BACKEND',
+          `the backend ${inner.url} is unreachable, and ${localDir === undefined ? 'no state directory was given' : `the state directory ${localDir} has never been mounted on it`}: ` +
+          'cannot tell whether it is encrypted; mount again once the backend is reachable', { url: inner.url, localDir });
       }
+      marker = local.marker;
+      offline = true;
+      log.warn(`backend unreachable at open: going on with the local copy of ${ENCRYPTION_MARKER}`, { url: inner.url, encrypted: marker !== null });
     }
     if (opts.encryptionKey === undefined) {
       if (marker !== null) {
@@ -51,7 +118,13 @@ export async function openBackend(url: string, opts: { encryptionKey?: Buffer } 
     const store = new EncryptedBlobStore(inner, opts.encryptionKey);
     const keyId = store.keyId.toString('hex');
     if (marker === null) {
-      await inner.put(ENCRYPTION_MARKER, Buffer.from(`${JSON.stringify({ format: FORMAT, keyId })}\n`));
+      if (offline) {
+        throw new EncryptionError('MISSING_KEY', 'INVALID',
+          `the backend ${inner.url} is unreachable and was not encrypted when this state directory last reached it: cannot turn encryption on now; mount again once the backend is reachable`, { url: inner.url });
+      }
+      marker = { format: FORMAT, keyId };
+      await inner.put(ENCRYPTION_MARKER, Buffer.from(`${JSON.stringify(marker)}\n`));
+      if (localDir !== undefined) await writeLocalMarker(localDir, inner.url, marker);
     } else if (marker.keyId !== keyId) {
       throw new EncryptionError('WRONG_KEY', 'INVALID', `the backend ${inner.url} is encrypted with key id ${marker.keyId}, but the key given has id ${keyId}: wrong encryption key`, { url: inner.url, objectKeyId: marker.keyId, keyId });
     }

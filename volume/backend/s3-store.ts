@@ -15,7 +15,10 @@
  *   own retry loop (volume/retry.ts) rides out longer outages on top of it.
  * - Connections: one keep-alive agent bounded to `maxSockets` sockets, with connect and request timeouts.
  * - Errors: 404/NoSuchKey → NOT_FOUND, 416/InvalidRange → INVALID, anything else → BACKEND, with the key
- *   in `context` and the SDK error as `cause`.
+ *   in `context` and the SDK error as `cause`; `context.unreachable` is true for connection failures,
+ *   timeouts and 5xx (isUnreachable).
+ * - Open while the server is unreachable: goes on (a daemon restarted during an outage must mount from its
+ *   local state); the bucket is checked before the first put instead.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -25,11 +28,15 @@ import {
   PutObjectCommand, S3Client, UploadPartCommand, type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { BackendError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
 import type { BlobStore } from './types.js';
 import { MAX_KEY_BYTES, checkRangeWithin, compareKeys, validateKey, validatePrefix, validateRangeArgs } from './keys.js';
 import { parseS3Url, type S3Options } from './s3-url.js';
 
 const PART_CONCURRENCY = 4;
+const log = logger('s3');
+/** Node network errors that mean "the server is not there (now)", as opposed to a wrong host or credentials. */
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'EPIPE', 'EAI_AGAIN', 'ECONNABORTED']);
 
 interface SdkError {
   name?: string;
@@ -41,6 +48,18 @@ function status(err: unknown): number | undefined {
   return (err as SdkError | null)?.$metadata?.httpStatusCode;
 }
 
+/**
+ * Whether an SDK error means the server is unreachable or failing (connection refused or reset, a timeout,
+ * a 5xx): an outage to ride out. Auth errors (403), a bucket that is not ours, an unknown host (ENOTFOUND)
+ * or missing credentials are not.
+ */
+export function isUnreachable(err: unknown): boolean {
+  const s = status(err);
+  if (s !== undefined) return s >= 500;
+  const e = err as { name?: string; code?: string } | null;
+  return e?.name === 'TimeoutError' || (typeof e?.code === 'string' && NETWORK_CODES.has(e.code));
+}
+
 function isNotFound(err: unknown): boolean {
   const e = err as SdkError | null;
   return status(err) === 404 || e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.Code === 'NoSuchKey';
@@ -49,13 +68,21 @@ function isNotFound(err: unknown): boolean {
 export class S3BlobStore implements BlobStore {
   readonly url: string;
   private closed = false;
+  /** Set when the bucket could not be checked at open (server unreachable): checked before the first put. */
+  private bucketCheck: Promise<void> | null = null;
+  private bucketUnchecked = false;
   private readonly inflight = new Set<Promise<unknown>>();
 
   private constructor(private readonly opts: S3Options, private readonly client: S3Client) {
     this.url = opts.url;
   }
 
-  /** Opens the store for an s3:// URL and creates its bucket when missing. */
+  /**
+   * Opens the store for an s3:// URL and creates its bucket when missing. When the server is unreachable
+   * (isUnreachable) the open goes on with a warning: operations fail (BACKEND, with `unreachable: true` in the
+   * context) until it is back, and the bucket is checked (created if missing) before the first put. Any
+   * other failure (credentials, permissions) fails the open at once.
+   */
   static async open(url: string): Promise<S3BlobStore> {
     const opts = parseS3Url(url);
     // The SDK warns once that its releases after January 2027 need Node 22; package-lock.json pins one that
@@ -88,6 +115,11 @@ export class S3BlobStore implements BlobStore {
     try {
       await store.ensureBucket();
     } catch (err) {
+      if (isUnreachable(err)) {
+        store.bucketUnchecked = true;
+        log.warn('backend unreachable at open: going on; the bucket is checked again before the first write', { url: store.url, error: store.mapError(err, 'open', '').message });
+        return store;
+      }
       client.destroy();
       throw store.mapError(err, 'open', '');
     }
@@ -99,6 +131,7 @@ export class S3BlobStore implements BlobStore {
       validateKey(key);
       if (!(data instanceof Uint8Array)) throw new BackendError('INVALID', `put ${key}: data is not a Uint8Array`, { key });
       const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength); // a view: put resolves only once the SDK is done with it
+      if (this.bucketUnchecked) await this.checkBucketLate();
       if (body.length >= this.opts.multipartThreshold) await this.putMultipart(key, body);
       else await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.s3Key(key), Body: body, ContentLength: body.length }));
     });
@@ -209,6 +242,21 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  /** The bucket check an unreachable open skipped; shared by concurrent puts, tried again after a failure. */
+  private checkBucketLate(): Promise<void> {
+    this.bucketCheck ??= this.ensureBucket().then(
+      () => {
+        this.bucketUnchecked = false;
+        log.info('backend reachable again: bucket checked', { url: this.url });
+      },
+      (err: unknown) => {
+        this.bucketCheck = null;
+        throw err;
+      },
+    );
+    return this.bucketCheck;
+  }
+
   private async ensureBucket(): Promise<void> {
     const Bucket = this.opts.bucket;
     try {
@@ -273,7 +321,7 @@ export class S3BlobStore implements BlobStore {
     if (op !== 'open' && isNotFound(err) && (err as SdkError).name !== 'NoSuchBucket') return this.notFound(key, err);
     const e = err as SdkError & Error;
     const what = `${e?.name ?? 'Error'}${status(err) === undefined ? '' : ` (HTTP ${status(err)})`}: ${e?.message ?? String(err)}`;
-    return new BackendError('BACKEND', `${op} ${key || '(bucket)'} on ${this.url} failed: ${what}`, { key, op, url: this.url, status: status(err) }, { cause: err });
+    return new BackendError('BACKEND', `${op} ${key || '(bucket)'} on ${this.url} failed: ${what}`, { key, op, url: this.url, status: status(err), unreachable: isUnreachable(err) }, { cause: err });
   }
 }
 
