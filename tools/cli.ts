@@ -5,6 +5,7 @@
  * stderr and exit non-zero; bad flags are rejected by commander before anything happens.
  */
 import { Command, Option } from 'commander';
+import { VpoolError } from '../util/errors.js';
 import { ConfigError } from './config.js';
 import { createDisk, diskInfo } from './disk-cmds.js';
 import { DEFAULT_DTL_LISTEN, runDtlServer, type DtlServerFlags } from './dtl-server-cmd.js';
@@ -12,9 +13,15 @@ import { runMount, type MountFlags } from './mount-cmd.js';
 import { MountpointError } from './mountpoint.js';
 import { addSnapshotCommands } from './snapshot-cmds.js';
 
+/** One clear line for the errors vpoolfs raises on purpose (with their cause); a stack only for the unexpected. */
 function fail(err: unknown): never {
-  const known = err instanceof ConfigError || err instanceof MountpointError;
-  process.stderr.write(`vpoolfs: ${known ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  let text: string;
+  if (err instanceof ConfigError || err instanceof MountpointError) text = err.message;
+  else if (err instanceof VpoolError) {
+    const cause = (err as { cause?: unknown }).cause;
+    text = `${err.message} (${err.code}${cause instanceof Error && !err.message.includes(cause.message) ? `: ${cause.message}` : ''})`;
+  } else text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`vpoolfs: ${text}\n`);
   process.exit(1);
 }
 
