@@ -129,6 +129,29 @@ export class DtlBridge implements DtlSink {
     }
   }
 
+  async retire(ms: number): Promise<void> {
+    if (this.closed) return;
+    const deadline = Date.now() + ms;
+    // a catch-up in progress has sent its Clear but not yet the Flush that makes it count: let it finish
+    while (this.state === 'catchup' && Date.now() < deadline) await pause(20);
+    if (this.state === 'ok_sync') {
+      const cleared = new Promise<boolean>((done) => {
+        this.queue.push({ seq: this.recorded, clear: true, done: () => done(true) });
+        this.kick();
+      });
+      const left = Math.max(0, deadline - Date.now());
+      if (await Promise.race([cleared, pause(left).then(() => false)])) {
+        log.info('DTL emptied: the vDisk is all in the backend', { vdisk: this.v.id, server: this.client.server });
+        this.close(false);
+        return;
+      }
+    }
+    log.warn('the DTL server keeps entries of this vDisk although it is all in the backend (the server did not answer in time)', {
+      vdisk: this.v.id, state: this.state, waitedMs: ms,
+    });
+    this.close(false);
+  }
+
   // ---- the shipping loop --------------------------------------------------------------------------
 
   private record(rec: Buffer): void {
@@ -342,4 +365,9 @@ export class DtlBridge implements DtlSink {
       };
     });
   }
+}
+
+/** A plain timer (the bridge's own sleep() is the shipping loop's, woken by kick()). */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -40,6 +40,12 @@ export interface DtlSink {
   info(): DtlInfo;
   /** Stops; `forget` also drops the vDisk's entries on the server (the mode went to none, the vDisk was removed). */
   close(forget: boolean): void;
+  /**
+   * A clean close: everything of the vDisk is in the backend. Waits for a catch-up in progress, empties the
+   * server's copy (Clear + Flush) and stops, so that no later recovery elsewhere can replay entries of this
+   * incarnation. Bounded by `ms`: a server that does not answer keeps its copy (logged).
+   */
+  retire(ms: number): Promise<void>;
 }
 
 export interface DtlProvider {
@@ -66,6 +72,7 @@ export const NO_DTL: DtlSink = {
   trim: () => Promise.resolve(),
   info: () => ({ ...STANDALONE }),
   close: () => undefined,
+  retire: () => Promise.resolve(),
 };
 
 export const DTL_MODES: readonly DtlMode[] = ['none', 'async', 'sync'];

@@ -35,6 +35,8 @@ import { checkSize } from './validate.js';
 import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
 
 const log = logger('vpool');
+/** How long a clean close waits for each vDisk's DTL server to empty its copy. */
+const DTL_RETIRE_MS = 10_000;
 /** How often a long syncToBackend() logs how much is left. */
 const SHIP_PROGRESS_MS = 2000;
 
@@ -376,6 +378,9 @@ class VPoolImpl implements VPool {
     this.closing ??= (async () => {
       const t0 = Date.now();
       await this.syncToBackend();
+      // all in the backend: no DTL entry of this incarnation may outlive the clean close (a recovery on
+      // another router would replay it over newer data)
+      await Promise.all([...this.vdisks.values()].map((v) => v.dtl.retire(DTL_RETIRE_MS)));
       if (this.ticker !== null) clearInterval(this.ticker);
       await this.shipper.waitRemovals();
       this.shipper.stop();
