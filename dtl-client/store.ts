@@ -20,6 +20,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DtlError } from './errors.js';
+import { fsyncDir } from '../util/fsync-dir.js';
 import { entryLength, entryTag } from './messages.js';
 import type { Logger } from '../util/log.js';
 
@@ -303,14 +304,5 @@ export class VDiskLog {
     }
     fs.renameSync(tmp, path.join(this.dir, 'meta'));
     fsyncDir(this.dir);
-  }
-}
-
-function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
   }
 }

@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { VolumeError } from '../util/errors.js';
+import { fsyncDir, fsyncDirAsync } from '../util/fsync-dir.js';
 import { CLUSTER_SIZE } from './types.js';
 import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scoName, scanSlots } from './sco-format.js';
 import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from './tlog-format.js';
@@ -422,22 +423,4 @@ function writevFully(fd: number, iov: Uint8Array[], position: number): void {
 /** fdatasync that tolerates a descriptor closed meanwhile (an emptied or evicted SCO: nothing to keep). */
 function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err && err.code !== 'EBADF' ? reject(err) : resolve())));
-}
-
-async function fsyncDirAsync(dir: string): Promise<void> {
-  const h = await fs.promises.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
-function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }

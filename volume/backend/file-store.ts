@@ -22,6 +22,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BackendError } from '../../util/errors.js';
+import { fsyncDirAsync } from '../../util/fsync-dir.js';
 import type { BlobStore } from './types.js';
 import { checkRangeWithin, compareKeys, validateKey, validatePrefix, validateRangeArgs } from './keys.js';
 
@@ -179,7 +180,7 @@ export class FileBlobStore implements BlobStore {
         this.durableDirs.delete(dir);
         dir = path.dirname(dir);
       }
-      await syncDir(dir).catch((err: unknown) => {
+      await fsyncDirAsync(dir).catch((err: unknown) => {
         if (errno(err) !== 'ENOENT') throw err;
       });
     });
@@ -255,7 +256,7 @@ export class FileBlobStore implements BlobStore {
     let d = dir;
     const synced: string[] = [];
     for (;;) {
-      await syncDir(d);
+      await fsyncDirAsync(d);
       synced.push(d);
       if (d === stop || this.durableDirs.has(d) || path.dirname(d) === d) break;
       d = path.dirname(d);
@@ -270,15 +271,6 @@ export class FileBlobStore implements BlobStore {
       { key, url: this.url, op: 'put', errno: errno(cause) },
       { cause },
     );
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
 
