@@ -4,11 +4,12 @@
  * fio --verify_only again; then once more with the state directory removed, from the backend alone.
  */
 import { rm } from 'node:fs/promises';
-import { freshLayout, fuseTest, q, sh, startMount } from './helpers/mount.js';
+import { freshLayout, fuseTest, sh, startMount } from './helpers/mount.js';
+import { fioVerifyCommand, type FioJob } from './helpers/fio-verify.js';
 
 const test = fuseTest();
 
-const jobs = [
+const jobs: FioJob[] = [
   { name: 'rand4k-direct', rw: 'randwrite', bs: '4k', direct: 1, size: '16M' },
   { name: 'rand4k-buffered', rw: 'randwrite', bs: '4k', direct: 0, size: '16M' },
   { name: 'seq4k-direct', rw: 'write', bs: '4k', direct: 1, size: '16M' },
@@ -19,30 +20,20 @@ const jobs = [
   { name: 'seq1m-buffered', rw: 'write', bs: '1M', direct: 0, size: '64M' },
 ];
 
-function fio(dir: string, job: (typeof jobs)[number], verifyOnly: boolean): string {
-  const engine = job.direct ? '--ioengine=libaio --iodepth=16' : '--ioengine=psync';
-  return [
-    'fio --minimal',
-    `--name=${job.name} --filename=${q(`${dir}/${job.name}`)} --size=${job.size} --rw=${job.rw} --bs=${job.bs} --direct=${job.direct}`,
-    engine,
-    '--verify=crc32c --verify_fatal=1 --verify_state_save=0 --randrepeat=1 --randseed=42',
-    verifyOnly ? '--verify_only' : '--do_verify=1',
-  ].join(' ');
-}
 
 test('fio --verify=crc32c writes, then verifies after a clean remount and from the backend alone', async (t) => {
   const l = await freshLayout(t);
   const opts = { mountpoint: l.mountpoint, state: l.state, backend: l.backend };
   const m = await startMount(t, opts);
   for (const job of jobs) {
-    const r = await sh(fio(m.mountpoint, job, false));
+    const r = await sh(fioVerifyCommand(m.mountpoint, job, false));
     t.is(r.code, 0, `fio ${job.name} write+verify:\n${r.stdout}\n${r.stderr}`);
   }
   t.is(await m.stop(), 0, m.log);
 
   const m2 = await startMount(t, opts);
   for (const job of jobs) {
-    const r = await sh(fio(m2.mountpoint, job, true));
+    const r = await sh(fioVerifyCommand(m2.mountpoint, job, true));
     t.is(r.code, 0, `fio ${job.name} verify_only after remount:\n${r.stdout}\n${r.stderr}`);
   }
   t.is(await m2.stop(), 0, m2.log);
@@ -50,7 +41,7 @@ test('fio --verify=crc32c writes, then verifies after a clean remount and from t
   await rm(l.state, { recursive: true, force: true });
   const m3 = await startMount(t, opts);
   for (const job of jobs) {
-    const r = await sh(fio(m3.mountpoint, job, true));
+    const r = await sh(fioVerifyCommand(m3.mountpoint, job, true));
     t.is(r.code, 0, `fio ${job.name} verify_only from the backend alone:\n${r.stdout}\n${r.stderr}`);
   }
   t.is(await m3.stop(), 0, m3.log);

@@ -13,28 +13,19 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openBlobStore } from '../volume/backend/index.js';
 import { CLI, freshLayout, fuseTest, isMounted, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
+import { fioVerifyCommand, type FioJob } from './helpers/fio-verify.js';
 import { useS3Server } from './helpers/s3-server.js';
 
 const test = fuseTest();
 const s3 = useS3Server('fuse');
 
-const jobs = [
+const jobs: FioJob[] = [
   { name: 'rand4k-direct', rw: 'randwrite', bs: '4k', direct: 1, size: '8M' },
   { name: 'seq4k-buffered', rw: 'write', bs: '4k', direct: 0, size: '8M' },
   { name: 'rand1m-direct', rw: 'randwrite', bs: '1M', direct: 1, size: '32M' },
   { name: 'seq1m-buffered', rw: 'write', bs: '1M', direct: 0, size: '32M' },
 ];
 
-function fio(dir: string, job: (typeof jobs)[number], verifyOnly: boolean): string {
-  const engine = job.direct ? '--ioengine=libaio --iodepth=16' : '--ioengine=psync';
-  return [
-    'fio --minimal',
-    `--name=${job.name} --filename=${q(`${dir}/${job.name}`)} --size=${job.size} --rw=${job.rw} --bs=${job.bs} --direct=${job.direct}`,
-    engine,
-    '--verify=crc32c --verify_fatal=1 --verify_state_save=0 --randrepeat=1 --randseed=42',
-    verifyOnly ? '--verify_only' : '--do_verify=1',
-  ].join(' ');
-}
 
 test('fio --verify=crc32c on an encrypted S3 vPool, then --verify_only from S3 alone; no plaintext in the bucket', async (t) => {
   const l = await freshLayout(t);
@@ -44,7 +35,7 @@ test('fio --verify=crc32c on an encrypted S3 vPool, then --verify_only from S3 a
   const opts = { mountpoint: l.mountpoint, state: l.state, backend: url, extraArgs: ['--encryption-key-file', keyFile] };
   const m = await startMount(t, opts);
   for (const job of jobs) {
-    const r = await sh(fio(m.mountpoint, job, false));
+    const r = await sh(fioVerifyCommand(m.mountpoint, job, false));
     t.is(r.code, 0, `fio ${job.name} write+verify:\n${r.stdout}\n${r.stderr}`);
   }
   // a recognisable plaintext too: fio's own pattern is random-looking
@@ -60,7 +51,7 @@ test('fio --verify=crc32c on an encrypted S3 vPool, then --verify_only from S3 a
   await rm(l.state, { recursive: true, force: true });
   const m2 = await startMount(t, opts);
   for (const job of jobs) {
-    const r = await sh(fio(m2.mountpoint, job, true));
+    const r = await sh(fioVerifyCommand(m2.mountpoint, job, true));
     t.is(r.code, 0, `fio ${job.name} verify_only from S3 alone:\n${r.stdout}\n${r.stderr}`);
   }
   t.is((await ok(t, `head -c 26 ${q(m2.p('canary'))}`)), 'VPOOLFS-PLAINTEXT-CANARY\nV');
