@@ -28,6 +28,7 @@ import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { vdiskMdsPrefix } from './vdisk-meta.js';
 import { WriteCacheSpace } from './write-cache-space.js';
+import { withShipProgress } from './ship-progress.js';
 import { setDtlMode } from './dtl-hook.js';
 import type { DtlMode } from './types.js';
 import { SnapshotManager, type SnapshotHost } from './snapshots.js';
@@ -37,8 +38,6 @@ import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type
 const log = logger('vpool');
 /** How long a clean close waits for each vDisk's DTL server to empty its copy. */
 const DTL_RETIRE_MS = 10_000;
-/** How often a long syncToBackend() logs how much is left. */
-const SHIP_PROGRESS_MS = 2000;
 
 export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   const stateDir = path.resolve(opts.stateDir);
@@ -348,30 +347,10 @@ class VPoolImpl implements VPool {
 
   async syncToBackend(): Promise<void> {
     const disks = [...this.vdisks.values()];
-    const pending = () => {
-      const sum = { dirtyBytes: 0, scos: 0, tlogs: 0 };
-      for (const v of disks) {
-        const i = v.info();
-        sum.dirtyBytes += i.dirtyBytes;
-        sum.scos += i.uploadBacklog.scos;
-        sum.tlogs += i.uploadBacklog.tlogs;
-      }
-      return sum;
-    };
-    const t0 = Date.now();
-    const first = pending();
-    // a long ship (a big write cache, a slow or absent backend) says how far it is, every few seconds
-    const progress = first.dirtyBytes === 0 ? null : setInterval(() => {
-      log.info('shipping to the backend', { vpool: this.name, ...pending(), startDirtyBytes: first.dirtyBytes, elapsedMs: Date.now() - t0 });
-    }, SHIP_PROGRESS_MS);
-    progress?.unref();
-    try {
+    await withShipProgress(this.name, disks, async () => {
       await Promise.all(disks.map((v) => v.syncToBackend()));
       await this.shipper.flush();
-    } finally {
-      if (progress !== null) clearInterval(progress);
-    }
-    if (first.dirtyBytes > 0) log.info('shipped to the backend', { vpool: this.name, bytes: first.dirtyBytes, ms: Date.now() - t0 });
+    });
   }
 
   close(): Promise<void> {
