@@ -21,6 +21,7 @@ import { DtlClient } from '../dtl-client/client.js';
 import { dtlProvider } from '../dtl-client/provider.js';
 import type { DtlMode } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
+import { readAckLog } from './helpers/ack-log.js';
 import { crashOp } from './helpers/crash-ops.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { RefDisk } from './helpers/ref-disk.js';
@@ -37,34 +38,36 @@ function apply(ref: RefDisk, seed: number, n: number): void {
 const hash = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
 /** Runs the child until killed `killAfterMs` after it is ready; returns its acks: the last op, and the last completed sync op. */
-function runChild(args: string[], killAfterMs: number): Promise<{ last: number; lastSync: number; states: string[]; stderr: string }> {
+function runChild(args: string[], acks: string, killAfterMs: number): Promise<{ last: number; lastSync: number; states: string[]; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const first = Number(args[args.length - 1]);
-    let last = first - 1;
-    let lastSync = first - 1;
-    let buf = '';
+    const p = spawn(process.execPath, [child, ...args, acks], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let out = '';
     let timer: NodeJS.Timeout | undefined;
-    const states: string[] = [];
     p.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const l of lines) {
-        if (l === 'ready' && timer === undefined) timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
-        else if (l.startsWith('state ')) states.push(`${l.slice(6)} after ack ${last}`);
+      out += d.toString();
+      if (timer === undefined && out.includes('ready\n')) timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
+    });
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (signal !== 'SIGKILL') {
+        reject(new Error(`DTL writer exited on its own (code ${code}): ${stderr.slice(-3000)}`));
+        return;
+      }
+      // the acks from the ack log, read now that the child is dead (stdout could lose them: ack-log.ts)
+      const first = Number(args[args.length - 1]);
+      let last = first - 1;
+      let lastSync = first - 1;
+      const states: string[] = [];
+      for (const l of readAckLog(acks)) {
+        if (l.startsWith('state ')) states.push(`${l.slice(6)} after ack ${last}`);
         else if (l.startsWith('ack ')) {
           last = Number(l.slice(4));
           if (crashOp(Number(args[5]), last).kind === 'sync') lastSync = last;
         }
       }
-    });
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('close', (code, signal) => { // 'close': after the last ack line is read (an 'exit' may come before it)
-      clearTimeout(timer);
-      if (signal === 'SIGKILL') resolve({ last, lastSync, states, stderr });
-      else reject(new Error(`DTL writer exited on its own (code ${code}): ${stderr.slice(-3000)}`));
+      resolve({ last, lastSync, states, stderr });
     });
   });
 }
@@ -84,7 +87,7 @@ async function hostLossRounds(t: ExecutionContext, mode: DtlMode): Promise<void>
   for (let round = 0; round < rounds; round++) {
     const stateA = path.join(root, `state-a${round}`);
     const killAfter = 100 + Math.floor(Math.random() * 900);
-    const { last, lastSync, states, stderr } = await runChild([stateA, backend, srv.address, mode, `router-a${round}`, String(seed), String(next)], killAfter);
+    const { last, lastSync, states, stderr } = await runChild([stateA, backend, srv.address, mode, `router-a${round}`, String(seed), String(next)], path.join(root, `acks-${round}`), killAfter);
     fs.rmSync(stateA, { recursive: true, force: true }); // the host is lost
     // the bound: every op up to `safe` must be there; ops after it up to last+1 may be, in order
     const safe = mode === 'sync' ? last : Math.max(lastSync, next - 1);

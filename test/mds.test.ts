@@ -13,6 +13,7 @@ import { LmdbMetadataStore, MemoryMetadataStore, openMetadataStore } from '../md
 import { toMetadataError } from '../mds/lmdb-store.js';
 import type { MetadataStore } from '../mds/types.js';
 import { type ErrorCode, MetadataError } from '../util/errors.js';
+import { readAckLog } from './helpers/ack-log.js';
 import { batchKey, LOG_KEEP, logKey } from './helpers/mds-child.js';
 
 function tempDir(t: ExecutionContext): string {
@@ -248,10 +249,10 @@ interface ChildRun {
   stderr: string;
 }
 
-/** Runs the child until SIGKILL after `delayMs`; only complete stdout lines count. */
-function runChild(dir: string, delayMs: number): Promise<ChildRun> {
+/** Runs the child until SIGKILL after `delayMs`; its acks come from the ack log, read once it is dead. */
+function runChild(dir: string, acksFile: string, delayMs: number): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD, dir, String(KEYS_PER_BATCH)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CHILD, dir, String(KEYS_PER_BATCH), acksFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -262,7 +263,7 @@ function runChild(dir: string, delayMs: number): Promise<ChildRun> {
       clearTimeout(timer);
       const lines = out.split('\n').slice(0, -1);
       const ready = lines.find((l) => l.startsWith('ready '));
-      const acks = lines.filter((l) => l.startsWith('ack ')).map((l) => Number(l.slice(4)));
+      const acks = readAckLog(acksFile).filter((l) => l.startsWith('ack ')).map((l) => Number(l.slice(4)));
       resolve({ ready: ready === undefined ? undefined : Number(ready.slice(6)), acks, signal, stderr });
     });
   });
@@ -270,11 +271,12 @@ function runChild(dir: string, delayMs: number): Promise<ChildRun> {
 
 test('lmdb: SIGKILL at random moments never tears a batch nor loses an acknowledged one', async (t) => {
   const dir = tempDir(t);
+  const acksDir = tempDir(t);
   let durable = 0; // the generation found in the store after the last kill
   let totalAcks = 0;
   for (let round = 0; round < 14; round++) {
     const delay = round % 5 === 0 ? 5 + Math.random() * 60 : 80 + Math.random() * 500;
-    const run = await runChild(dir, delay);
+    const run = await runChild(dir, path.join(acksDir, `acks-${round}`), delay);
     t.is(run.signal, 'SIGKILL', `round ${round}: child ended by itself: ${run.stderr}`);
     if (run.ready !== undefined) t.is(run.ready, durable, `round ${round}: child resumed from another generation`);
     const lastAck = Math.max(durable, ...run.acks);

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openVPool } from '../volume/vpool.js';
+import { readAckLog } from './helpers/ack-log.js';
 import { crashOp } from './helpers/crash-ops.js';
 import { RefDisk } from './helpers/ref-disk.js';
 
@@ -26,27 +27,27 @@ function apply(ref: RefDisk, seed: number, n: number): void {
 }
 
 /** Runs the child from op `first` until killed after `killAfterMs`; returns the last acknowledged op. */
-function runChild(state: string, backend: string, seed: number, first: number, killAfterMs: number): Promise<number> {
+function runChild(state: string, backend: string, seed: number, first: number, acks: string, killAfterMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, state, backend, String(seed), String(first)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let last = first - 1;
-    let buf = '';
+    const p = spawn(process.execPath, [child, state, backend, String(seed), String(first), acks], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
     p.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const l of lines) {
-        if (l === 'ready' && timer === undefined) timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
-        else if (l.startsWith('ack ')) last = Number(l.slice(4));
-      }
+      out += d.toString();
+      if (timer === undefined && out.includes('ready\n')) timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
     });
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('close', (code, signal) => { // 'close': after the last ack line is read ('exit' may come before it)
+    p.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (signal === 'SIGKILL') resolve(last);
-      else reject(new Error(`crash writer exited on its own (code ${code}): ${stderr.slice(-2000)}`));
+      if (signal !== 'SIGKILL') {
+        reject(new Error(`crash writer exited on its own (code ${code}): ${stderr.slice(-2000)}`));
+        return;
+      }
+      // read now that the child is dead: stdout could have lost the last acks (ack-log.ts)
+      let last = first - 1;
+      for (const l of readAckLog(acks)) if (l.startsWith('ack ')) last = Number(l.slice(4));
+      resolve(last);
     });
   });
 }
@@ -64,7 +65,7 @@ test('every acknowledged write survives SIGKILL of the writer, many rounds', asy
   let acked = 0;
   for (let round = 0; round < rounds; round++) {
     const killAfter = 50 + Math.floor(Math.random() * 700);
-    const last = await runChild(state, backend, seed, next, killAfter);
+    const last = await runChild(state, backend, seed, next, path.join(root, `acks-${round}`), killAfter);
     acked += last - next + 1;
     for (let n = next; n <= last; n++) apply(ref, seed, n);
     const inFlight = ref.clone();

@@ -1,16 +1,19 @@
 /**
  * The child of the DTL host-loss test: opens the vPool on its own state directory with a DTL (server,
- * mode), runs the seeded operations of crash-ops.ts on `/d` from op FIRST on, and prints `ack <n>` once
- * each has resolved (for a sync op, once the fsync returned). The parent SIGKILLs it at a random moment,
- * then deletes its state directory (the host is lost).
- * Usage: node dtl-writer.js STATE BACKEND DTL_SERVER MODE ROUTER SEED FIRST
+ * mode), runs the seeded operations of crash-ops.ts on `/d` from op FIRST on, and writes `ack <n>` once
+ * each has resolved (for a sync op, once the fsync returned) to the ack log ACKS (ack-log.ts: a kill must not
+ * lose the report), with every change of the DTL state in between. `ready` goes to stdout. The parent
+ * SIGKILLs it at a random moment, then deletes its state directory (the host is lost).
+ * Usage: node dtl-writer.js STATE BACKEND DTL_SERVER MODE ROUTER SEED FIRST ACKS
  */
 import { dtlProvider } from '../../dtl-client/provider.js';
 import type { DtlMode } from '../../volume/types.js';
 import { openVPool } from '../../volume/vpool.js';
+import { openAckLog } from './ack-log.js';
 import { crashOp } from './crash-ops.js';
 
-const [state, backend, server, mode, router, seedArg, firstArg] = process.argv.slice(2);
+const [state, backend, server, mode, router, seedArg, firstArg, acks] = process.argv.slice(2);
+const ack = openAckLog(acks);
 const seed = Number(seedArg);
 const dtl = dtlProvider({ servers: [server], defaultMode: mode as DtlMode, router, retryMs: 200 });
 const pool = await openVPool({ name: 'hl', stateDir: state, backendUrl: `file://${backend}`, routerId: router, scoClusters: 16, tlogScos: 2, scoMaxAgeMs: 100, dtl });
@@ -27,12 +30,12 @@ process.stdout.write('ready\n');
 let dtlState = 'ok_sync';
 setInterval(() => {
   const now = v.info().dtl.state;
-  if (now !== dtlState) process.stdout.write(`state ${(dtlState = now)}\n`);
+  if (now !== dtlState) ack(`state ${(dtlState = now)}`);
 }, 5).unref();
 for (let n = Number(firstArg); ; n++) {
   const op = crashOp(seed, n);
   if (op.kind === 'write') await v.write(op.offset, op.data);
   else if (op.kind === 'resize') await v.resize(op.size);
   else await v.sync();
-  process.stdout.write(`ack ${n}\n`);
+  ack(`ack ${n}`);
 }
