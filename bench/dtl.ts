@@ -3,7 +3,10 @@
  * three vpoolfs mounts of the same build, one per DTL mode (none, async, sync), all using one real DTL
  * server process on loopback; prints each mode's median IOPS and its ratio to `none` measured in the same
  * run (issue 5 aims: async >= 0.9, sync >= 0.6). Runs are interleaved (run 1 of every workload on every
- * mode, then run 2 ...) so that drift of the machine spreads over the modes alike. JSON summary in
+ * mode, then run 2 ...) so that drift of the machine spreads over the modes alike. It also prints the CPU
+ * time each write costs the mount and the DTL server (utime + stime from /proc over the run, divided by the
+ * writes fio made): a figure that moves far less with the machine's load than IOPS do, and the one that
+ * says what the DTL costs a router whose server is on another host. JSON summary in
  * bench/results/dtl-latest.json.
  *
  *   node dist/bench/dtl.js [--runtime S] [--ramp S] [--size 256M] [--runs 3]
@@ -32,6 +35,14 @@ const fio = { runtimeSec: Number(values.runtime), rampSec: Number(values.ramp), 
 const runs = Number(values.runs);
 
 const children: ChildProcess[] = [];
+const TICK_US = 1e6 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+
+/** CPU time a process has used so far, in µs (utime + stime, /proc/PID/stat fields 14 and 15). */
+function cpuUs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // the name may hold spaces: fields after ')'
+  return (Number(f[11]) + Number(f[12])) * TICK_US;
+}
 function child(args: string[], log: string): ChildProcess {
   const out = fs.openSync(log, 'a'); // a file, never a pipe: a FUSE server blocked on a full pipe stalls the mount
   const c = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', out, out] });
@@ -53,7 +64,8 @@ async function main(): Promise<void> {
   const mounts = new Map<Mode, string>();
   try {
     const srvLog = path.join(root, 'dtl-server.log');
-    child(['dtl-server', '--listen', '127.0.0.1:0', '--dir', path.join(root, 'dtl')], srvLog);
+    const server = child(['dtl-server', '--listen', '127.0.0.1:0', '--dir', path.join(root, 'dtl')], srvLog);
+    const daemons = new Map<Mode, ChildProcess>();
     let address = '';
     await until('the DTL server', () => {
       address = /listening (\S+)/.exec(fs.existsSync(srvLog) ? fs.readFileSync(srvLog, 'utf8') : '')?.[1] ?? '';
@@ -64,22 +76,29 @@ async function main(): Promise<void> {
       const mnt = path.join(sub, 'mnt');
       fs.mkdirSync(mnt, { recursive: true });
       const log = path.join(sub, 'vpoolfs.log');
-      child(['mount', mnt, '--vpool', `bench-${mode}`, '--state', path.join(sub, 'state'), '--backend', `file://${path.join(sub, 'backend')}`, '--dtl', mode, '--dtl-server', address], log);
+      const daemon = child(['mount', mnt, '--vpool', `bench-${mode}`, '--state', path.join(sub, 'state'), '--backend', `file://${path.join(sub, 'backend')}`, '--dtl', mode, '--dtl-server', address], log);
       await until(`the ${mode} mount`, () => spawnSync('mountpoint', ['-q', mnt]).status === 0, log);
       mounts.set(mode, mnt);
+      daemons.set(mode, daemon);
       const file = path.join(mnt, 'fio.dat');
       await layOut(file, fio.size);
       const want = mode === 'none' ? 'ok_standalone' : 'ok_sync';
       await until(`the ${mode} DTL`, () => spawnSync('getfattr', ['-n', 'user.vdisk.info', '--only-values', file], { encoding: 'utf8' }).stdout.includes(`"state":"${want}"`), log);
     }
     const results = new Map<string, FioResult[]>();
+    const cpu = new Map<string, Array<{ mount: number; server: number }>>();
     const load: number[] = [];
     for (let run = 0; run < runs; run++) {
       for (const w of WORKLOADS.filter((x) => NAMES.includes(x.name))) {
         for (const mode of MODES) {
+          const pids = [daemons.get(mode)!.pid!, server.pid!];
+          const before = pids.map(cpuUs);
           const r = await runFio(path.join(mounts.get(mode)!, 'fio.dat'), w, fio);
+          const [mountUs, serverUs] = pids.map((pid, i) => cpuUs(pid) - before[i]);
+          const writes = r.iops * (fio.runtimeSec + fio.rampSec); // fio's IOPS leave the ramp out; its CPU is in
           const key = `${w.name}/${mode}`;
           results.set(key, [...(results.get(key) ?? []), r]);
+          cpu.set(key, [...(cpu.get(key) ?? []), { mount: mountUs / writes, server: serverUs / writes }]);
           load.push(os.loadavg()[0]);
           process.stderr.write(`run ${run + 1}/${runs} ${key}: ${Math.round(r.iops)} IOPS\n`);
         }
@@ -88,11 +107,20 @@ async function main(): Promise<void> {
     const summary: Record<string, unknown> = { when: new Date().toISOString(), runs, fio, loadavg: { min: Math.min(...load), max: Math.max(...load) }, workloads: {} };
     console.log(`\nDTL cost, 4 KiB random write, median of ${runs} run(s) of ${fio.runtimeSec} s; load average ${Math.min(...load).toFixed(1)}-${Math.max(...load).toFixed(1)}${runs < 3 ? ' (fewer than 3 runs: a smoke test, not a measurement)' : ''}`);
     console.log('workload'.padEnd(24) + MODES.map((m) => `${m} IOPS`.padStart(12)).join('') + '   async/none   sync/none');
+    const cpuLines: string[] = [];
     for (const name of NAMES) {
       const med = Object.fromEntries(MODES.map((m) => [m, median((results.get(`${name}/${m}`) ?? []).map((r) => r.iops))])) as Record<Mode, number>;
       console.log(name.padEnd(24) + MODES.map((m) => Math.round(med[m]).toString().padStart(12)).join('') + (med.async / med.none).toFixed(2).padStart(13) + (med.sync / med.none).toFixed(2).padStart(12));
-      (summary.workloads as Record<string, unknown>)[name] = { iops: med, ratio: { async: med.async / med.none, sync: med.sync / med.none }, runs: Object.fromEntries(MODES.map((m) => [m, results.get(`${name}/${m}`)])) };
+      const cpuMed = Object.fromEntries(MODES.map((m) => {
+        const xs = cpu.get(`${name}/${m}`) ?? [];
+        return [m, { mount: median(xs.map((x) => x.mount)), server: median(xs.map((x) => x.server)) }];
+      })) as Record<Mode, { mount: number; server: number }>;
+      cpuLines.push(name.padEnd(24) + MODES.map((m) => `${cpuMed[m].mount.toFixed(0)} + ${cpuMed[m].server.toFixed(0)}`.padStart(14)).join(''));
+      (summary.workloads as Record<string, unknown>)[name] = { cpuUsPerWrite: cpuMed, iops: med, ratio: { async: med.async / med.none, sync: med.sync / med.none }, runs: Object.fromEntries(MODES.map((m) => [m, results.get(`${name}/${m}`)])) };
     }
+    console.log(`\nCPU per write, µs (median; mount + DTL server):`);
+    console.log('workload'.padEnd(24) + MODES.map((m) => m.padStart(14)).join(''));
+    for (const l of cpuLines) console.log(l);
     const out = path.resolve(distDir, '..', 'bench', 'results', 'dtl-latest.json');
     fs.mkdirSync(path.dirname(out), { recursive: true });
     fs.writeFileSync(out, JSON.stringify(summary, null, 2));
