@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import fs, { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -16,6 +16,7 @@ import type { BlobStore } from '../volume/backend/types.js';
 import { openBlobStore, resetMemStores } from '../volume/backend/index.js';
 import { FileBlobStore, mapFsError, TEMP_PREFIX } from '../volume/backend/file-store.js';
 import { blobStoreConformance, rejectsWith } from './helpers/blobstore-conformance.js';
+import { readAckLog } from './helpers/ack-log.js';
 import { CRASH_KEYS, crashKey, crashPayload, payloadHeader } from './helpers/put-child.js';
 
 const dirs = new Map<BlobStore, string>();
@@ -138,29 +139,31 @@ test('file: puts killed by SIGKILL at random moments are never torn', async (t) 
   const url = pathToFileURL(dir).href;
   const child = new URL('./helpers/put-child.js', import.meta.url);
   const lastAck = new Map<number, number>();
+  const ackDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-acks-'));
+  t.teardown(() => fs.rmSync(ackDir, { recursive: true, force: true }));
   const rounds = 6;
   for (let round = 0; round < rounds; round++) {
-    const proc = spawn(process.execPath, [fileURLToPath(child), url, String(round * 1_000_000 + 1)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const ackFile = path.join(ackDir, `acks-${round}`);
+    const proc = spawn(process.execPath, [fileURLToPath(child), url, String(round * 1_000_000 + 1), ackFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let stderr = '';
-    let acks = 0;
     let timer: NodeJS.Timeout | undefined;
     proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     proc.stdout.on('data', (c: Buffer) => {
       out += c.toString();
-      const lines = out.split('\n');
-      out = lines.pop()!;
-      for (const line of lines) {
-        const m = /^ack (\d+) (\d+)$/.exec(line);
-        if (m === null) continue;
-        acks++;
-        const [i, v] = [Number(m[1]), Number(m[2])];
-        lastAck.set(i, Math.max(v, lastAck.get(i) ?? 0));
-        timer ??= setTimeout(() => proc.kill('SIGKILL'), 20 + Math.random() * 300);
-      }
+      if (out.includes('acked\n')) timer ??= setTimeout(() => proc.kill('SIGKILL'), 20 + Math.random() * 300);
     });
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => proc.on('close', (c, s) => resolve([c, s])));
     clearTimeout(timer);
+    // the acks from the ack log, now that the child is dead (stdout could have lost some: ack-log.ts)
+    let acks = 0;
+    for (const line of readAckLog(ackFile)) {
+      const m = /^ack (\d+) (\d+)$/.exec(line);
+      if (m === null) continue;
+      acks++;
+      const [i, v] = [Number(m[1]), Number(m[2])];
+      lastAck.set(i, Math.max(v, lastAck.get(i) ?? 0));
+    }
     t.is(signal, 'SIGKILL', `round ${round}: child exited with ${code}: ${stderr}`);
     t.true(acks > 0, `round ${round}: no acknowledged put`);
 

@@ -2,16 +2,18 @@
  * The child process of the BlobStore crash test (test/backend-conformance.test.ts), plus the payload
  * format both sides share.
  *
- * Run as `node dist/test/helpers/put-child.js <backend-url> <first-version>`: it opens the store and
+ * Run as `node dist/test/helpers/put-child.js <backend-url> <first-version> <acks>`: it opens the store and
  * loops forever, with CRASH_WORKERS workers each overwriting its own keys with ever newer versions; after
- * each put resolves it prints `ack <keyIndex> <version>` on stdout. The parent SIGKILLs it at a random
- * moment and checks that every object reads back whole, at its last acknowledged version or a later one.
+ * each put resolves it writes `ack <keyIndex> <version>` to the ack log <acks> (ack-log.ts), and prints
+ * `acked` on stdout after the first. The parent SIGKILLs it at a random moment and checks that every
+ * object reads back whole, at its last acknowledged version or a later one.
  *
  * A payload is self-describing: a 12-byte header (magic, key index, version) and then bytes computed from
  * key index and version, with a size that changes from version to version, so a torn write is detected.
  */
 import { pathToFileURL } from 'node:url';
 import { openBlobStore } from '../../volume/backend/index.js';
+import { openAckLog } from './ack-log.js';
 
 export const CRASH_KEYS = 8;
 export const CRASH_WORKERS = 4;
@@ -38,8 +40,10 @@ export function payloadHeader(buf: Buffer): { index: number; version: number } |
 }
 
 async function main(): Promise<void> {
-  const [url, first] = process.argv.slice(2);
-  if (url === undefined || first === undefined) throw new Error('usage: put-child <backend-url> <first-version>');
+  const [url, first, acks] = process.argv.slice(2);
+  if (url === undefined || first === undefined || acks === undefined) throw new Error('usage: put-child <backend-url> <first-version> <acks>');
+  const ack = openAckLog(acks);
+  let told = false;
   const store = await openBlobStore(url);
   let version = Number(first);
   // Never outlive a parent that died before killing us.
@@ -50,7 +54,9 @@ async function main(): Promise<void> {
       for (let i = w; i < CRASH_KEYS; i += CRASH_WORKERS) {
         const v = version++;
         await store.put(crashKey(i), crashPayload(i, v));
-        process.stdout.write(`ack ${i} ${v}\n`);
+        ack(`ack ${i} ${v}`);
+        if (!told) process.stdout.write('acked\n');
+        told = true;
       }
     }
   };
