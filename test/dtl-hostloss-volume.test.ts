@@ -11,7 +11,6 @@
  * going on from the state the last one recovered.
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,7 +20,7 @@ import { DtlClient } from '../dtl-client/client.js';
 import { dtlProvider } from '../dtl-client/provider.js';
 import type { DtlMode } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
-import { readAckLog } from './helpers/ack-log.js';
+import { runUntilKilled } from './helpers/ack-log.js';
 import { crashOp } from './helpers/crash-ops.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { RefDisk } from './helpers/ref-disk.js';
@@ -38,38 +37,20 @@ function apply(ref: RefDisk, seed: number, n: number): void {
 const hash = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
 /** Runs the child until killed `killAfterMs` after it is ready; returns its acks: the last op, and the last completed sync op. */
-function runChild(args: string[], acks: string, killAfterMs: number): Promise<{ last: number; lastSync: number; states: string[]; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, ...args, acks], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    let out = '';
-    let timer: NodeJS.Timeout | undefined;
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (timer === undefined && out.includes('ready\n')) timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
-    });
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (signal !== 'SIGKILL') {
-        reject(new Error(`DTL writer exited on its own (code ${code}): ${stderr.slice(-3000)}`));
-        return;
-      }
-      // the acks from the ack log, read now that the child is dead (stdout could lose them: ack-log.ts)
-      const first = Number(args[args.length - 1]);
-      let last = first - 1;
-      let lastSync = first - 1;
-      const states: string[] = [];
-      for (const l of readAckLog(acks)) {
-        if (l.startsWith('state ')) states.push(`${l.slice(6)} after ack ${last}`);
-        else if (l.startsWith('ack ')) {
-          last = Number(l.slice(4));
-          if (crashOp(Number(args[5]), last).kind === 'sync') lastSync = last;
-        }
-      }
-      resolve({ last, lastSync, states, stderr });
-    });
-  });
+async function runChild(args: string[], acks: string, killAfterMs: number): Promise<{ last: number; lastSync: number; states: string[]; stderr: string }> {
+  const { lines, stderr } = await runUntilKilled(child, args, acks, killAfterMs);
+  const first = Number(args[args.length - 1]);
+  let last = first - 1;
+  let lastSync = first - 1;
+  const states: string[] = [];
+  for (const l of lines) {
+    if (l.startsWith('state ')) states.push(`${l.slice(6)} after ack ${last}`);
+    else if (l.startsWith('ack ')) {
+      last = Number(l.slice(4));
+      if (crashOp(Number(args[5]), last).kind === 'sync') lastSync = last;
+    }
+  }
+  return { last, lastSync, states, stderr };
 }
 
 async function hostLossRounds(t: ExecutionContext, mode: DtlMode): Promise<void> {

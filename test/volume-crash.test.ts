@@ -7,13 +7,12 @@
  * land in uploads and corks too.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openVPool } from '../volume/vpool.js';
-import { readAckLog } from './helpers/ack-log.js';
+import { runUntilKilled } from './helpers/ack-log.js';
 import { crashOp } from './helpers/crash-ops.js';
 import { RefDisk } from './helpers/ref-disk.js';
 
@@ -27,29 +26,11 @@ function apply(ref: RefDisk, seed: number, n: number): void {
 }
 
 /** Runs the child from op `first` until killed after `killAfterMs`; returns the last acknowledged op. */
-function runChild(state: string, backend: string, seed: number, first: number, acks: string, killAfterMs: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, state, backend, String(seed), String(first), acks], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let stderr = '';
-    let timer: NodeJS.Timeout | undefined;
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (timer === undefined && out.includes('ready\n')) timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
-    });
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (signal !== 'SIGKILL') {
-        reject(new Error(`crash writer exited on its own (code ${code}): ${stderr.slice(-2000)}`));
-        return;
-      }
-      // read now that the child is dead: stdout could have lost the last acks (ack-log.ts)
-      let last = first - 1;
-      for (const l of readAckLog(acks)) if (l.startsWith('ack ')) last = Number(l.slice(4));
-      resolve(last);
-    });
-  });
+async function runChild(state: string, backend: string, seed: number, first: number, acks: string, killAfterMs: number): Promise<number> {
+  const { lines } = await runUntilKilled(child, [state, backend, String(seed), String(first)], acks, killAfterMs);
+  let last = first - 1;
+  for (const l of lines) if (l.startsWith('ack ')) last = Number(l.slice(4));
+  return last;
 }
 
 test('every acknowledged write survives SIGKILL of the writer, many rounds', async (t) => {

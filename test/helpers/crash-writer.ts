@@ -7,7 +7,7 @@
  */
 import { openVPool } from '../../volume/vpool.js';
 import { openAckLog } from './ack-log.js';
-import { crashOp } from './crash-ops.js';
+import { runCrashOps } from './crash-ops.js';
 
 const [state, backend, seedArg, firstArg, acks] = process.argv.slice(2);
 const ack = openAckLog(acks);
@@ -20,10 +20,4 @@ try {
 }
 const v = pool.vdisk('/d');
 process.stdout.write('ready\n');
-for (let n = Number(firstArg); ; n++) {
-  const op = crashOp(seed, n);
-  if (op.kind === 'write') await v.write(op.offset, op.data);
-  else if (op.kind === 'resize') await v.resize(op.size);
-  else await v.sync();
-  ack(`ack ${n}`);
-}
+await runCrashOps(v, seed, Number(firstArg), ack);

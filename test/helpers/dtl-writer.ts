@@ -10,7 +10,7 @@ import { dtlProvider } from '../../dtl-client/provider.js';
 import type { DtlMode } from '../../volume/types.js';
 import { openVPool } from '../../volume/vpool.js';
 import { openAckLog } from './ack-log.js';
-import { crashOp } from './crash-ops.js';
+import { runCrashOps } from './crash-ops.js';
 
 const [state, backend, server, mode, router, seedArg, firstArg, acks] = process.argv.slice(2);
 const ack = openAckLog(acks);
@@ -32,10 +32,4 @@ setInterval(() => {
   const now = v.info().dtl.state;
   if (now !== dtlState) ack(`state ${(dtlState = now)}`);
 }, 5).unref();
-for (let n = Number(firstArg); ; n++) {
-  const op = crashOp(seed, n);
-  if (op.kind === 'write') await v.write(op.offset, op.data);
-  else if (op.kind === 'resize') await v.resize(op.size);
-  else await v.sync();
-  ack(`ack ${n}`);
-}
+await runCrashOps(v, seed, Number(firstArg), ack);
