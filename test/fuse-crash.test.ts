@@ -10,6 +10,7 @@ import type { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
+import { treeComesBackFromBackend } from './helpers/tree-roundtrip.js';
 import { freshLayout, fuseTest, isMounted, ok, q, startMount } from './helpers/mount.js';
 
 const test = fuseTest();
@@ -117,22 +118,5 @@ test('SIGTERM mid-write: clean unmount, exit 0, and every acknowledged write is 
 
 test('state directory removed, backend kept: the tree and the data come back', async (t) => {
   const l = await freshLayout(t);
-  const opts = { mountpoint: l.mountpoint, state: l.state, backend: l.backend };
-  const m = await startMount(t, opts);
-  await ok(
-    t,
-    `cd ${q(m.mountpoint)} && mkdir -p vms/web/disks empty/dir && truncate -s 20G vms/web/disks/root.raw && ` +
-      `head -c 3M /dev/urandom > ${q(l.root)}/data && dd if=${q(l.root)}/data of=vms/web/disks/root.raw bs=1M seek=4097 conv=notrunc status=none && ` +
-      `cp ${q(l.root)}/data vms/plain && chmod 640 vms/plain && setfattr -n user.role -v web vms/web/disks/root.raw && ` +
-      `mv vms/plain vms/renamed && touch empty/zero`,
-  );
-  const before = await ok(t, `cd ${q(m.mountpoint)} && find . | sort && stat -c '%n %s %a' $(find . -type f | sort)`);
-  t.is(await m.stop(), 0, m.log);
-
-  await rm(l.state, { recursive: true, force: true });
-  const m2 = await startMount(t, opts);
-  const after = await ok(t, `cd ${q(m2.mountpoint)} && find . | sort && stat -c '%n %s %a' $(find . -type f | sort)`);
-  t.is(after, before);
-  await ok(t, `cd ${q(m2.mountpoint)} && dd if=vms/web/disks/root.raw bs=1M skip=4097 count=3 status=none | cmp - ${q(l.root)}/data && cmp vms/renamed ${q(l.root)}/data`);
-  t.is(await ok(t, `getfattr -n user.role --only-values ${q(m2.p('vms/web/disks/root.raw'))}`), 'web');
+  await treeComesBackFromBackend(t, l, l.backend);
 });

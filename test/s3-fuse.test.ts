@@ -15,6 +15,7 @@ import { openBlobStore } from '../volume/backend/index.js';
 import { CLI, freshLayout, fuseTest, isMounted, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
 import { fioVerifyCommand, type FioJob } from './helpers/fio-verify.js';
 import { useS3Server } from './helpers/s3-server.js';
+import { treeComesBackFromBackend } from './helpers/tree-roundtrip.js';
 
 const test = fuseTest();
 const s3 = useS3Server('fuse');
@@ -71,24 +72,7 @@ test('fio --verify=crc32c on an encrypted S3 vPool, then --verify_only from S3 a
 
 test('state directory removed, S3 kept: the tree, attributes and data come back', async (t) => {
   const l = await freshLayout(t);
-  const opts = { mountpoint: l.mountpoint, state: l.state, backend: s3.url('tree', 'vp') };
-  const m = await startMount(t, opts);
-  await ok(
-    t,
-    `cd ${q(m.mountpoint)} && mkdir -p vms/web/disks empty/dir && truncate -s 20G vms/web/disks/root.raw && ` +
-      `head -c 3M /dev/urandom > ${q(l.root)}/data && dd if=${q(l.root)}/data of=vms/web/disks/root.raw bs=1M seek=4097 conv=notrunc status=none && ` +
-      `cp ${q(l.root)}/data vms/plain && chmod 640 vms/plain && setfattr -n user.role -v web vms/web/disks/root.raw && ` +
-      `mv vms/plain vms/renamed && touch empty/zero`,
-  );
-  const before = await ok(t, `cd ${q(m.mountpoint)} && find . | sort && stat -c '%n %s %a' $(find . -type f | sort)`);
-  t.is(await m.stop(), 0, m.log);
-
-  await rm(l.state, { recursive: true, force: true });
-  const m2 = await startMount(t, opts);
-  const after = await ok(t, `cd ${q(m2.mountpoint)} && find . | sort && stat -c '%n %s %a' $(find . -type f | sort)`);
-  t.is(after, before);
-  await ok(t, `cd ${q(m2.mountpoint)} && dd if=vms/web/disks/root.raw bs=1M skip=4097 count=3 status=none | cmp - ${q(l.root)}/data && cmp vms/renamed ${q(l.root)}/data`);
-  t.is(await ok(t, `getfattr -n user.role --only-values ${q(m2.p('vms/web/disks/root.raw'))}`), 'web');
+  await treeComesBackFromBackend(t, l, s3.url('tree', 'vp'));
 });
 
 test.serial('radosgw killed under a writing mount: dd waits, never fails; the backlog shows; back, all drains and matches', async (t) => {
