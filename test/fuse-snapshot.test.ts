@@ -7,21 +7,12 @@ import { rm } from 'node:fs/promises';
 import type { ExecutionContext } from 'ava';
 import { freshLayout, fuseTest, ok, q, sh, startMount, type MountHandle } from './helpers/mount.js';
 import { noAutoSnapshots, xattrCalls } from './helpers/snapshot-xattr.js';
+import type { SnapshotInfo } from '../volume/types.js';
 
 const test = fuseTest();
 
-interface SnapView {
-  name: string;
-  uuid: string;
-  timestamp: number;
-  sticky: boolean;
-  automatic: boolean;
-  inBackend: boolean;
-  clones: string[];
-}
-
-async function snaps(t: ExecutionContext, file: string): Promise<SnapView[]> {
-  return JSON.parse(await ok(t, `getfattr -n user.vdisk.snapshots --only-values ${q(file)}`)) as SnapView[];
+async function snaps(t: ExecutionContext, file: string): Promise<SnapshotInfo[]> {
+  return JSON.parse(await ok(t, `getfattr -n user.vdisk.snapshots --only-values ${q(file)}`)) as SnapshotInfo[];
 }
 
 async function info(t: ExecutionContext, file: string): Promise<Record<string, unknown>> {
@@ -202,7 +193,7 @@ test('every bad value of section 3 gets its errno and changes nothing', async (t
   await ok(t, `truncate -s 1M ${q(disk)} && touch ${q(m.p('taken'))} && mkdir ${q(m.p('dir'))} && echo data | dd of=${q(disk)} conv=notrunc status=none`);
   await setx(t, disk, 'user.vdisk.snapshot', 'keep');
   // inBackend may turn true meanwhile (the upload goes on): compare everything else
-  const stable = (l: SnapView[]): string => JSON.stringify(l.map(({ inBackend: _, ...rest }) => rest));
+  const stable = (l: SnapshotInfo[]): string => JSON.stringify(l.map(({ inBackend: _, ...rest }) => rest));
   const before = stable(await snaps(t, disk));
   const sum = await md5(t, disk);
   const long = 'x'.repeat(256);
@@ -244,7 +235,7 @@ test('every bad value of section 3 gets its errno and changes nothing', async (t
   for (let i = 0; i < 5; i++) await setx(t, disk, 'user.vdisk.snapshot', `more-${i}-${'y'.repeat(40)}`);
   const [viaPy] = await xattrCalls(t, [['get', disk, 'user.vdisk.snapshots']]);
   t.true(viaPy.startsWith('OK ['));
-  t.is(stable(JSON.parse(viaPy.slice(3)) as SnapView[]), stable(await snaps(t, disk)));
+  t.is(stable(JSON.parse(viaPy.slice(3)) as SnapshotInfo[]), stable(await snaps(t, disk)));
   t.is(await md5(t, disk), sum);
   t.deepEqual((await ok(t, `ls ${q(m.mountpoint)}`)).trim().split('\n'), ['dir', 'disk', 'taken']);
   t.regex(m.log, /setxattr user\.vdisk\.snapshot failed/, 'failures are logged');

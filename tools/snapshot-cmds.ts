@@ -13,6 +13,7 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
+import type { SnapshotInfo } from '../volume/types.js';
 import { ConfigError } from './config.js';
 
 const run = promisify(execFile);
@@ -55,17 +56,7 @@ export async function getVdiskView(file: string, name: string, what: string): Pr
   }
 }
 
-interface SnapshotView {
-  name: string;
-  uuid: string;
-  timestamp: number;
-  sticky: boolean;
-  automatic: boolean;
-  inBackend: boolean;
-  clones: string[];
-}
-
-function listText(list: SnapshotView[]): string {
+function listText(list: SnapshotInfo[]): string {
   if (list.length === 0) return '(no snapshots)';
   const rows = list.map((s) => [s.name, new Date(s.timestamp).toISOString(), s.sticky ? 'sticky' : '-', s.automatic ? 'auto' : '-', s.inBackend ? 'yes' : 'no', s.clones.join(',') || '-']);
   const head = ['NAME', 'TIME', 'STICKY', 'AUTO', 'IN BACKEND', 'CLONES'];
@@ -85,8 +76,8 @@ function canonical(file: string): string {
 
 const say = (json: boolean, obj: unknown, text: string): void => console.log(json ? JSON.stringify(obj) : text);
 
-async function snapshotOf(file: string, name: string): Promise<SnapshotView | undefined> {
-  const list = (await getVdiskView(file, 'user.vdisk.snapshots', 'snapshot list')) as SnapshotView[];
+async function snapshotOf(file: string, name: string): Promise<SnapshotInfo | undefined> {
+  const list = (await getVdiskView(file, 'user.vdisk.snapshots', 'snapshot list')) as SnapshotInfo[];
   return list.find((s) => s.name === name);
 }
 
@@ -114,7 +105,7 @@ export function addSnapshotCommands(program: Command, fail: (err: unknown) => ne
     .option('--json', 'machine-readable output')
     .action(async (file: string, o: { json?: boolean }) => {
       try {
-        const list = (await getVdiskView(file, 'user.vdisk.snapshots', 'snapshot list')) as SnapshotView[];
+        const list = (await getVdiskView(file, 'user.vdisk.snapshots', 'snapshot list')) as SnapshotInfo[];
         say(!!o.json, list, listText(list));
       } catch (err) {
         fail(err);
