@@ -8,7 +8,7 @@
 import { Connection } from './connection.js';
 import { DtlError } from './errors.js';
 import { Msg } from './frame.js';
-import { decodeEntry, entryLength, Writer, type DtlEntry } from './messages.js';
+import { decodeEntry, entryLength, entryTag, Reader, Writer, type DtlEntry } from './messages.js';
 
 export interface DtlClientOptions {
   /** HOST:PORT of each server, in order of preference. */
@@ -51,7 +51,7 @@ export class DtlClient {
   /** Connects to one particular server (recovery asks each in turn). */
   async connectTo(server: string): Promise<void> {
     this.drop();
-    this.conn = await Connection.open(server, this.opts.secret, this.timeoutMs);
+    this.conn = this.keep(await Connection.open(server, this.opts.secret, this.timeoutMs));
   }
 
   /** Drops the connection; the next call connects again. */
@@ -73,7 +73,7 @@ export class DtlClient {
   /** Appends entry records (encodeEntry); in the server's kernel when this resolves (kill -9 safe). */
   async addEntries(vdisk: string, records: Buffer[]): Promise<void> {
     const conn = await this.connection();
-    await this.guard(conn.request(Msg.AddEntries, [new Writer().str(vdisk).u32(records.length).done(), ...records]));
+    await this.guard(conn.request(Msg.AddEntries, [new Writer().str(vdisk).u32(records.length).done(), ...records]).then(none));
   }
 
   /** Every entry added so far is on the server's disk when this resolves (power-loss safe). */
@@ -82,25 +82,45 @@ export class DtlClient {
   }
 
   async getScoRange(vdisk: string): Promise<RemoteRange> {
-    const r = await this.call(Msg.GetScoRange, new Writer().str(vdisk));
-    const registered = r.u8() === 1;
-    return { registered, epoch: r.f64(), router: r.str(), first: r.u32(), last: r.u32(), entries: r.f64() };
+    return this.call(Msg.GetScoRange, new Writer().str(vdisk), (r) => {
+      const flag = r.u8();
+      const range = { registered: flag === 1, epoch: r.f64(), router: r.str(), first: r.u32(), last: r.u32(), entries: r.f64() };
+      r.end();
+      // recovery picks the highest epoch: a NaN or infinite one would win (or lose) against every other copy
+      if (flag > 1 || !Number.isFinite(range.epoch) || !Number.isSafeInteger(range.entries) || range.entries < 0) {
+        throw new DtlError('PROTOCOL', `a malformed range from the server: ${JSON.stringify({ ...range, epoch: String(range.epoch), entries: String(range.entries) })}`);
+      }
+      return range;
+    });
   }
 
-  /** Calls `onEntry` for each entry with tag >= fromTag above the trim floor, in log order. */
+  /**
+   * Calls `onEntry` for each entry with tag >= fromTag above the trim floor, in log order. Each Entries
+   * frame is checked whole before any of its entries is handed out: every entry sound, exactly `count` of
+   * them, tags >= fromTag and never decreasing (else PROTOCOL, and the entries of that frame are not given).
+   */
   async getEntries(vdisk: string, fromTag: number, onEntry: (e: DtlEntry) => void): Promise<number> {
     let n = 0;
+    let lastTag = fromTag;
     const conn = await this.connection();
     await this.guard(conn.request(Msg.GetEntries, new Writer().str(vdisk).u32(fromTag).done(), (count, run) => {
+      const found: Array<{ pos: number; length: number }> = [];
       let pos = 0;
-      for (let i = 0; i < count; i++) {
+      let tag = lastTag;
+      while (pos < run.length) {
         const l = entryLength(run, pos);
         if (!l.ok) throw new DtlError('PROTOCOL', `a damaged entry from the server: ${l.reason}`);
-        onEntry(decodeEntry(run, pos, l.length));
+        const t = entryTag(run, pos);
+        if (t < tag) throw new DtlError('PROTOCOL', `an entry with tag ${t} after tag ${tag} (asked from ${fromTag}): the server's log is out of order`);
+        tag = t;
+        found.push({ pos, length: l.length });
         pos += l.length;
-        n++;
       }
-    }));
+      if (found.length !== count) throw new DtlError('PROTOCOL', `an Entries frame announcing ${count} entries holds ${found.length}`);
+      lastTag = tag;
+      for (const e of found) onEntry(decodeEntry(run, e.pos, e.length));
+      n += found.length;
+    }).then(none));
     return n;
   }
 
@@ -119,12 +139,13 @@ export class DtlClient {
     await this.call(Msg.Unregister, new Writer().str(vdisk));
   }
 
-  private async call(type: Msg, w: Writer) {
+  /** One request; `parse` reads the reply's body (by default: there must be none). */
+  private async call<T = void>(type: Msg, w: Writer, parse: (r: Reader) => T = none as (r: Reader) => T): Promise<T> {
     const conn = await this.connection();
-    return this.guard(conn.request(type, w.done()));
+    return this.guard(conn.request(type, w.done()).then(parse));
   }
 
-  /** A transport failure drops the connection so that the next call reconnects. */
+  /** A transport failure or a malformed reply drops the connection so that the next call reconnects. */
   private async guard<T>(p: Promise<T>): Promise<T> {
     try {
       return await p;
@@ -142,9 +163,10 @@ export class DtlClient {
       const errors: DtlError[] = [];
       for (const server of this.opts.servers) {
         try {
-          this.conn = await Connection.open(server, this.opts.secret, this.timeoutMs);
+          this.conn = this.keep(await Connection.open(server, this.opts.secret, this.timeoutMs));
           return this.conn;
         } catch (err) {
+          if ((err as DtlError).code === 'CLOSED') throw err;
           errors.push(err as DtlError);
         }
       }
@@ -153,4 +175,16 @@ export class DtlClient {
     })().finally(() => (this.connecting = null));
     return this.connecting;
   }
+
+  /** A connection that completed after close() is closed at once, not kept (it would stay open for ever). */
+  private keep(conn: Connection): Connection {
+    if (!this.closed) return conn;
+    conn.close();
+    throw new DtlError('CLOSED', 'the DTL client was closed while it connected');
+  }
+}
+
+/** The body of a reply that has none. */
+function none(r: Reader): void {
+  r.end();
 }

@@ -1,7 +1,9 @@
 /**
  * One authenticated TCP connection to one DTL server: the handshake (auth.ts), then requests matched
- * to replies by id (several may be in flight). Any transport or protocol failure, or a request without
- * an answer in `timeoutMs`, destroys the connection and fails every request in flight.
+ * to replies by id (several may be in flight; the server answers them in order). Any transport or
+ * protocol failure (a malformed frame or reply, a reply out of order or to no request, an empty Entries
+ * frame), or a request without an answer in `timeoutMs`, destroys the connection and fails every request
+ * in flight: none is left pending.
  */
 import net from 'node:net';
 import { clientMac, macEqual, MAC_BYTES, nonce, NONCE_BYTES, serverMac } from './auth.js';
@@ -27,13 +29,10 @@ export class Connection {
   private constructor(private readonly sock: net.Socket, readonly server: string, private readonly timeoutMs: number) {
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => {
-      let frames: Frame[];
-      try {
-        frames = this.decoder.push(chunk);
-      } catch (err) {
-        return this.fail(err as DtlError);
-      }
-      for (const f of frames) this.dispatch(f);
+      // the sound frames before a bad one are answers like any other (TCP may deliver them in one read)
+      const { frames, error } = this.decoder.pushSome(chunk);
+      for (const f of frames) if (this.failure === null) this.dispatch(f);
+      if (error !== null) this.fail(error);
     });
     sock.on('error', (err) => this.fail(new DtlError('UNREACHABLE', `DTL server ${server}: ${err.message}`, { server }, { cause: err })));
     sock.on('close', () => this.fail(new DtlError('UNREACHABLE', `DTL server ${server} closed the connection`, { server })));
@@ -60,6 +59,8 @@ export class Connection {
         if (ans.type !== Msg.AuthOk || ans.payload.length !== MAC_BYTES) throw new DtlError('AUTH', `DTL server ${server} refused the shared secret`, { server });
         if (!macEqual(ans.payload, serverMac(secret, mine, theirs))) throw new DtlError('AUTH', `DTL server ${server} does not know the shared secret`, { server });
       }
+      // what came with the handshake may have broken the connection already (a frame nobody asked for): not connected
+      if (c.failure !== null) throw c.failure;
       return c;
     } catch (err) {
       c.close();
@@ -105,11 +106,16 @@ export class Connection {
     }
     const p = this.pending.get(f.id);
     if (p === undefined) return this.fail(new DtlError('PROTOCOL', `a reply to no request (id ${f.id}, type ${f.type})`, { server: this.server }));
+    // the server answers in order: a reply to a later request means it lost or reordered one
+    const oldest = this.pending.keys().next().value;
+    if (f.id !== oldest) return this.fail(new DtlError('PROTOCOL', `a reply out of order (id ${f.id} before ${oldest})`, { server: this.server }));
     try {
       if (f.type === Msg.Entries) {
         if (p.onEntries === undefined) throw new DtlError('PROTOCOL', 'entries for a request that did not ask for them');
         const r = new Reader(f.payload);
         const count = r.u32();
+        // a real server never sends an empty one; a stream of them would keep the request alive for ever
+        if (count === 0) throw new DtlError('PROTOCOL', 'an Entries frame without entries');
         p.onEntries(count, f.payload.subarray(r.pos));
         p.timer.refresh();
         return;
@@ -117,11 +123,14 @@ export class Connection {
       if (f.type !== Msg.Reply) throw new DtlError('PROTOCOL', `unexpected message type ${f.type}`);
       const r = new Reader(f.payload);
       const status = r.u8();
+      // parse all of it before the request leaves `pending`: a malformed reply fails it with the connection
+      const message = status === 0 ? '' : r.str();
+      if (status !== 0) r.end();
       this.pending.delete(f.id);
       clearTimeout(p.timer);
       if (status === 0) return p.resolve(r);
       const code = WIRE_CODES[status - 1] ?? 'PROTOCOL';
-      p.reject(new DtlError(code, `DTL server ${this.server}: ${r.str()}`, { server: this.server }));
+      p.reject(new DtlError(code, `DTL server ${this.server}: ${message}`, { server: this.server }));
     } catch (err) {
       this.fail(err instanceof DtlError ? err : new DtlError('PROTOCOL', String(err), { server: this.server }));
     }

@@ -76,13 +76,33 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  /** Adds bytes; returns the frames now complete, in order. */
+  /** Adds bytes; returns the frames now complete, in order. Throws on a bad frame (the sound frames before it in `chunk` are lost: see pushSome). */
   push(chunk: Buffer): Frame[] {
+    const { frames, error } = this.pushSome(chunk);
+    if (error !== null) throw error;
+    return frames;
+  }
+
+  /**
+   * Adds bytes; returns the frames now complete, in order, and the error of the first bad frame after
+   * them (then the decoder is useless). The sound frames before a bad one count whether they came in
+   * the same read or not: what a receiver does must not depend on how TCP cut the stream.
+   */
+  pushSome(chunk: Buffer): { frames: Frame[]; error: DtlError | null } {
+    const frames: Frame[] = [];
+    try {
+      this.decode(chunk, frames);
+      return { frames, error: null };
+    } catch (err) {
+      return { frames, error: err as DtlError };
+    }
+  }
+
+  private decode(chunk: Buffer, out: Frame[]): void {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const out: Frame[] = [];
     for (;;) {
-      if (this.buffered < HEADER_BYTES) return out;
+      if (this.buffered < HEADER_BYTES) return;
       const head = this.peek(HEADER_BYTES);
       const magic = head.readUInt16LE(0);
       if (magic !== MAGIC) throw new DtlError('PROTOCOL', `bad frame magic 0x${magic.toString(16)}`);
@@ -91,7 +111,7 @@ export class FrameDecoder {
       const length = head.readUInt32LE(8);
       if (length > MAX_PAYLOAD) throw new DtlError('PROTOCOL', `frame of ${length} bytes is over the limit of ${MAX_PAYLOAD}`);
       const total = HEADER_BYTES + length + TRAILER_BYTES;
-      if (this.buffered < total) return out;
+      if (this.buffered < total) return;
       const bytes = this.take(total);
       const want = bytes.readUInt32LE(HEADER_BYTES + length);
       if ((crc32(bytes.subarray(0, HEADER_BYTES + length)) >>> 0) !== want) throw new DtlError('PROTOCOL', 'frame checksum mismatch');

@@ -4,13 +4,19 @@
  * the copy registered last (highest epoch) wins — an older copy on another server is what was left behind
  * by a failover. Its entries with tag > the last SCO in the backend are replayed in log order, as the
  * writes and resizes that made them, and shipped to the backend before the vDisk goes on.
+ *
+ * A server that hands out something wrong (a damaged frame or entry, tags out of order: client.ts; a
+ * cluster that is not a whole cluster or lies past the vDisk's size at that point of the log, a size over
+ * the maximum: here) ends the replay there: what came before it is a prefix of the log and is kept and
+ * shipped; nothing after it is applied. Logged, never thrown.
  */
 import { logger } from '../util/log.js';
 import { keyNumber, tlogKey } from '../volume/backend-layout.js';
+import { CLUSTER_SIZE, MAX_VDISK_SIZE } from '../volume/types.js';
 import { decodeRecords, RecordType } from '../volume/tlog-format.js';
 import type { VDiskImpl } from '../volume/vdisk.js';
 import { DtlClient, type DtlClientOptions, type RemoteRange } from './client.js';
-import type { DtlError } from './errors.js';
+import { DtlError } from './errors.js';
 import type { DtlEntry } from './messages.js';
 
 const log = logger('dtl');
@@ -46,27 +52,60 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Prom
   const from = named + 1;
   const c = new DtlClient({ ...opts, servers: [best.server] });
   let applied = 0;
+  let skipped = 0;
+  let n = 0;
+  // the entries are applied in order, one after the other, behind the stream; the first that fails stops the
+  // rest. Those queued before the stream broke are applied: they came in sound frames, a prefix of the log.
+  let chain: Promise<void> = Promise.resolve();
+  let failure: Error | null = null;
+  let applyFailure: Error | null = null;
+  let size = v.size; // the vDisk's size at this point of the log (the entries queued so far applied)
   try {
-    let chain: Promise<void> = Promise.resolve();
-    let skipped = 0;
-    const n = await c.getEntries(v.id, from, (e: DtlEntry) => {
+    n = await c.getEntries(v.id, from, (e: DtlEntry) => {
       // a resize whose TLog is in the backend is there already (and may be older than what follows it there)
       if (e.kind === 'resize' && e.tlog !== 0 && e.tlog <= lastTlog) {
         skipped++;
         return;
       }
+      if (applyFailure !== null) throw applyFailure;
+      const bad = badEntry(e, size);
+      if (bad !== null) throw new DtlError('PROTOCOL', `an impossible entry from the server: ${bad}`);
+      if (e.kind === 'resize') size = e.size;
       const copy: DtlEntry = e.kind === 'cluster' ? { ...e, data: Buffer.from(e.data) } : e;
       chain = chain.then(async () => {
-        await v.applyDtlEntry(copy);
-        applied++;
+        if (applyFailure !== null) return;
+        try {
+          await v.applyDtlEntry(copy);
+          applied++;
+        } catch (err) {
+          applyFailure = err as Error;
+        }
       });
     });
-    await chain;
-    if (n > skipped) await v.syncToBackend();
-    log.info('DTL recovery: replayed the entries newer than the backend', { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, size: v.size, epoch: best.range.epoch, router: best.range.router });
   } catch (err) {
-    log.error('DTL recovery failed part way; the vDisk goes on with what was replayed', { vdisk: v.id, server: best.server, applied, error: (err as Error).message });
+    failure ??= err as Error;
   } finally {
     c.close();
   }
+  await chain; // never rejects; and nothing of the replay goes on after this returns
+  failure ??= applyFailure;
+  try {
+    if (applied > 0) await v.syncToBackend();
+  } catch (err) {
+    failure ??= err as Error;
+  }
+  if (failure !== null) {
+    log.error('DTL recovery failed part way; the vDisk goes on with what was replayed', { vdisk: v.id, server: best.server, fromSco: from, applied, error: failure.message });
+  } else {
+    log.info('DTL recovery: replayed the entries newer than the backend', { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, size: v.size, epoch: best.range.epoch, router: best.range.router });
+  }
+}
+
+/** Why entry `e` cannot be in a sound log when the vDisk is `size` bytes at that point (null: it can). */
+function badEntry(e: DtlEntry, size: number): string | null {
+  if (e.kind === 'resize') return e.size > MAX_VDISK_SIZE ? `a resize to ${e.size} bytes, over the maximum of ${MAX_VDISK_SIZE}` : null;
+  if (e.data.length !== CLUSTER_SIZE) return `a cluster of ${e.data.length} bytes`;
+  // a write grows the vDisk first (its resize entry comes before its clusters)
+  if (e.address * CLUSTER_SIZE >= size) return `cluster ${e.address} past the end of the vDisk (${size} bytes)`;
+  return null;
 }
