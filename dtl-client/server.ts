@@ -3,8 +3,13 @@
  * hands them back for recovery. Each connection: Hello (+ the HMAC handshake when a secret is set), then
  * requests answered in order. A malformed, truncated, oversized or unauthenticated frame closes that
  * connection only. Requests on one vDisk are serialised across connections; vDisks are isolated by id.
- * Memory is bounded: a connection stops being read while 8 MiB of its requests wait, a frame is at most
- * MAX_PAYLOAD, GetEntries reads one segment at a time, and at most 1024 connections are served.
+ * Memory is bounded: a connection stops being read while 8 MiB of its requests wait (each counted with a
+ * fixed overhead, so a flood of tiny requests is bounded too), its next request waits while 1 MiB of its
+ * replies is unsent, a frame is at most MAX_PAYLOAD, GetEntries reads one segment at a time, at most 1024
+ * connections are served, and a peer may send no more than its Auth frame before it has authenticated.
+ * A frame begun must be complete, and unsent replies must be taken, within STALL_MS, else the connection
+ * is dropped (a stalled or trickling peer frees its memory, and the vDisk lock a GetEntries holds). A
+ * connection idle between frames is kept: a bridge may be idle for hours.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -12,17 +17,25 @@ import path from 'node:path';
 import { logger } from '../util/log.js';
 import { clientMac, macEqual, MAC_BYTES, nonce, NONCE_BYTES, serverMac } from './auth.js';
 import { DtlError, WIRE_CODES } from './errors.js';
-import { encodeFrame, FrameDecoder, Msg, VERSION, type Frame } from './frame.js';
+import { encodeFrame, FrameDecoder, HEADER_BYTES, Msg, TRAILER_BYTES, VERSION, type Frame } from './frame.js';
 import { checkVdiskId, Reader, splitEntries, Writer } from './messages.js';
 import { VDiskLog } from './store.js';
 
 const log = logger('dtl-server');
 /** Bytes of requests waiting on one connection before it stops reading from the socket (memory bound). */
-const MAX_QUEUED_BYTES = 8 * 2 ** 20;
+export const MAX_QUEUED_BYTES = 8 * 2 ** 20;
+/** What a waiting request costs besides its payload (frame object, closure, promise), as counted against MAX_QUEUED_BYTES. */
+export const REQUEST_OVERHEAD = 1024;
+/** Bytes of replies the client has not taken above which its next request waits (memory bound). */
+export const MAX_UNSENT_BYTES = 1 * 2 ** 20;
 /** Connections at once; more are refused (memory bound). */
-const MAX_CONNECTIONS = 1024;
+export const MAX_CONNECTIONS = 1024;
+/** A frame begun must be complete (while the connection is read), and unsent replies taken, within this time. */
+export const STALL_MS = 30_000;
 /** A client must finish the handshake within this time. */
 const HANDSHAKE_MS = 10_000;
+/** All a peer may send before it has authenticated: the Auth frame (memory bound for unauthenticated peers). */
+export const MAX_UNAUTHENTICATED_BYTES = HEADER_BYTES + NONCE_BYTES + MAC_BYTES + TRAILER_BYTES;
 
 export interface DtlServerOptions {
   host: string;
@@ -107,6 +120,8 @@ export class DtlServer {
     let queue: Promise<void> = Promise.resolve();
     let queued = 0;
     let closed = false;
+    let paused = false;
+    let frameTimer: NodeJS.Timeout | null = null;
     const drop = (why: string, fields: Record<string, unknown> = {}) => {
       if (closed) return;
       closed = true;
@@ -114,10 +129,28 @@ export class DtlServer {
       sock.destroy();
     };
     const timer = authed ? null : setTimeout(() => drop('no handshake in time'), HANDSHAKE_MS).unref();
+    // (Re)starts the deadline of a partial frame; none while nothing is pending or while we do not read.
+    const watchFrame = () => {
+      if (frameTimer !== null) clearTimeout(frameTimer);
+      frameTimer = null;
+      if (closed || paused || decoder.pending === 0) return;
+      frameTimer = setTimeout(() => drop('a frame not completed in time', { received: decoder.pending, ms: STALL_MS }), STALL_MS).unref();
+    };
+    const pause = () => {
+      paused = true;
+      sock.pause();
+      watchFrame();
+    };
+    const resume = () => {
+      paused = false;
+      sock.resume();
+      watchFrame();
+    };
     sock.on('close', () => {
       closed = true;
       this.sockets.delete(sock);
       if (timer !== null) clearTimeout(timer);
+      if (frameTimer !== null) clearTimeout(frameTimer);
     });
     sock.on('error', () => undefined);
     sock.write(encodeFrame(Msg.Hello, 0, new Writer().u8(VERSION).u8(authed ? 0 : 1).raw(myNonce).done()));
@@ -128,6 +161,7 @@ export class DtlServer {
       } catch (err) {
         return drop((err as Error).message);
       }
+      if (frames.length > 0 || frameTimer === null) watchFrame();
       for (const f of frames) {
         if (closed) return;
         if (!authed) {
@@ -144,12 +178,15 @@ export class DtlServer {
           sock.write(encodeFrame(Msg.AuthOk, f.id, serverMac(this.opts.secret!, theirs, myNonce)));
           continue;
         }
-        const size = f.payload.length;
+        const size = f.payload.length + REQUEST_OVERHEAD;
         queued += size;
-        if (queued >= MAX_QUEUED_BYTES) sock.pause();
+        if (queued >= MAX_QUEUED_BYTES && !paused) pause();
         queue = queue.then(async () => {
           try {
-            if (!closed) await this.handle(f, sock);
+            if (closed) return;
+            // a client that does not take its replies stops being served (and, its requests waiting, read)
+            if (sock.writableLength > MAX_UNSENT_BYTES && !(await drained(sock, peer))) return;
+            await this.handle(f, sock, peer);
           } catch (err) {
             const e = err instanceof DtlError ? err : new DtlError('STORAGE', (err as Error).message);
             if (e.code === 'PROTOCOL') return drop(e.message, { type: f.type });
@@ -157,15 +194,16 @@ export class DtlServer {
             if (!closed) sock.write(reply(f.id, e.code, e.message));
           } finally {
             queued -= size;
-            if (queued < MAX_QUEUED_BYTES / 2 && !closed) sock.resume();
+            if (paused && queued < MAX_QUEUED_BYTES / 2 && !closed) resume();
           }
         });
       }
+      if (!authed && decoder.pending > MAX_UNAUTHENTICATED_BYTES) drop('more than an authentication message before authenticating', { received: decoder.pending });
     });
   }
 
   /** Runs one request; its reply (or replies, for GetEntries) is written to `sock`. */
-  private async handle(f: Frame, sock: net.Socket): Promise<void> {
+  private async handle(f: Frame, sock: net.Socket, peer: string): Promise<void> {
     const r = new Reader(f.payload);
     const id = r.str();
     checkVdiskId(id);
@@ -205,7 +243,7 @@ export class DtlServer {
           for (const { run, count } of this.need(id).entries(from)) {
             if (sock.destroyed) return;
             const more = sock.write(encodeFrame(Msg.Entries, f.id, new Writer().u32(count).raw(run).done()));
-            if (!more) await new Promise((res) => { sock.once('drain', res); sock.once('close', res); });
+            if (!more && !(await drained(sock, peer))) return;
           }
           return ok();
         }
@@ -249,6 +287,31 @@ export class DtlServer {
     });
     return run;
   }
+}
+
+/**
+ * Resolves true once `sock` has sent what it buffered (call it only after a write returned false), false
+ * if it closed first; a peer that takes nothing for STALL_MS is dropped.
+ */
+function drained(sock: net.Socket, peer: string): Promise<boolean> {
+  if (sock.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      sock.off('drain', onDrain);
+      sock.off('close', onClose);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onClose = () => done(false);
+    const timer = setTimeout(() => {
+      log.warn('closing a DTL connection: the client does not take its replies', { peer, unsent: sock.writableLength, ms: STALL_MS });
+      sock.destroy();
+      done(false);
+    }, STALL_MS).unref();
+    sock.on('drain', onDrain);
+    sock.on('close', onClose);
+  });
 }
 
 function reply(id: number, code: string, message: string): Buffer {

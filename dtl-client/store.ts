@@ -25,7 +25,7 @@ import { entryLength, entryTag } from './messages.js';
 import type { Logger } from '../util/log.js';
 
 /** A new segment is started once the current one holds this much. */
-const SEGMENT_BYTES = 8 * 2 ** 20;
+export const SEGMENT_BYTES = 8 * 2 ** 20;
 /** GetEntries answers in chunks of about this size. */
 export const CHUNK_BYTES = 1 * 2 ** 20;
 
