@@ -17,7 +17,7 @@ import type { DtlSink } from '../volume/dtl-hook.js';
 import type { DtlInfo, DtlMode, DtlState } from '../volume/types.js';
 import type { VDiskImpl } from '../volume/vdisk.js';
 import { DtlClient, type DtlClientOptions } from './client.js';
-import type { DtlError } from './errors.js';
+import { DtlError } from './errors.js';
 import { captureHistory, historyEntries } from './history.js';
 import { encodeEntry, encodeResize } from './messages.js';
 
@@ -64,7 +64,8 @@ export class DtlBridge implements DtlSink {
   private readonly client: DtlClient;
 
   constructor(private readonly v: VDiskImpl, readonly mode: DtlMode, private readonly opts: BridgeOptions) {
-    this.client = new DtlClient(opts);
+    // pinned to the server it caught up on; a lost connection wakes the loop, which then degrades and attaches again
+    this.client = new DtlClient({ ...opts, reconnect: false, onLost: () => this.kick() });
     void this.run();
   }
 
@@ -122,7 +123,7 @@ export class DtlBridge implements DtlSink {
     this.release();
     this.kick();
     if (forget) {
-      this.client.unregister(this.v.id).catch((err: DtlError) => log.warn('could not drop the vDisk from the DTL server', { vdisk: this.v.id, error: err.message }))
+      this.client.connect().then(() => this.client.unregister(this.v.id)).catch((err: DtlError) => log.warn('could not drop the vDisk from the DTL server', { vdisk: this.v.id, error: err.message }))
         .finally(() => this.client.close());
     } else {
       this.client.close();
@@ -215,6 +216,8 @@ export class DtlBridge implements DtlSink {
     let due = false;
     const gen = this.gen;
     while (!this.closed) {
+      // lost (while idle too): the history must be shipped again, to whichever server answers next
+      if (this.client.server === null) throw new DtlError('UNREACHABLE', 'the connection to the DTL server was lost');
       if (this.inflightError !== null) {
         const err = this.inflightError;
         this.inflightError = null;

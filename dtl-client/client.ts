@@ -16,6 +16,15 @@ export interface DtlClientOptions {
   secret?: Buffer;
   /** Per request and for the handshake (default 5000 ms). */
   timeoutMs?: number;
+  /**
+   * false: a request never opens a connection by itself; once the live one is lost, requests fail with
+   * UNREACHABLE until connect() is called again. A bridge needs this: what it registered, cleared and
+   * shipped holds on one server, and a request quietly sent to another would land after that server's
+   * stale copy (default true: each call reconnects, for one-shot users such as recovery).
+   */
+  reconnect?: boolean;
+  /** Called when the live connection is lost (not when this client drops or closes it). */
+  onLost?: (server: string) => void;
 }
 
 export interface RemoteRange {
@@ -45,7 +54,7 @@ export class DtlClient {
 
   /** Connects to the first reachable server (in configured order) unless connected already. */
   async connect(): Promise<string> {
-    return (await this.connection()).server;
+    return (await this.open()).server;
   }
 
   /** Connects to one particular server (recovery asks each in turn). */
@@ -56,8 +65,9 @@ export class DtlClient {
 
   /** Drops the connection; the next call connects again. */
   drop(): void {
-    this.conn?.close();
-    this.conn = null;
+    const conn = this.conn;
+    this.conn = null; // first: closing it is not a loss to report
+    conn?.close();
   }
 
   close(): void {
@@ -156,7 +166,17 @@ export class DtlClient {
     }
   }
 
+  /** The live connection; without `reconnect`, none is opened here. */
   private connection(): Promise<Connection> {
+    if (this.opts.reconnect === false && !this.closed && this.conn?.alive !== true) {
+      const why = this.conn === null ? 'not connected to a DTL server' : `the connection to DTL server ${this.conn.server} was lost`;
+      return Promise.reject(new DtlError('UNREACHABLE', why, { server: this.conn?.server ?? null }));
+    }
+    return this.open();
+  }
+
+  /** The live connection, or a new one to the first reachable server. */
+  private open(): Promise<Connection> {
     if (this.closed) return Promise.reject(new DtlError('CLOSED', 'the DTL client is closed'));
     if (this.conn !== null && this.conn.alive) return Promise.resolve(this.conn);
     this.connecting ??= (async () => {
@@ -178,9 +198,14 @@ export class DtlClient {
 
   /** A connection that completed after close() is closed at once, not kept (it would stay open for ever). */
   private keep(conn: Connection): Connection {
-    if (!this.closed) return conn;
-    conn.close();
-    throw new DtlError('CLOSED', 'the DTL client was closed while it connected');
+    if (this.closed) {
+      conn.close();
+      throw new DtlError('CLOSED', 'the DTL client was closed while it connected');
+    }
+    conn.onClose = () => {
+      if (this.conn === conn) this.opts.onLost?.(conn.server);
+    };
+    return conn;
   }
 }
 

@@ -6,7 +6,7 @@
  * - recovery from a fake handing out damaged, stale, unordered or absurd entries: it logs and goes on,
  *   applies no bad entry: the vDisk holds what the backend had plus the sound entries before the damage;
  *   no rejection is left without a handler, even for a moment (a router would crash);
- * - a bug of bridge.ts (a connection lost while idle goes unnoticed), kept as a known failure (test.failing).
+ * - a connection lost while the bridge is idle makes it attach again with a catch-up (it went unnoticed).
  * Seeded: the seed is logged; VPOOLFS_SEED=<n> replays a run.
  */
 import test, { type ExecutionContext } from 'ava';
@@ -268,14 +268,15 @@ test('recovery from a fake server handing out bad entries: it logs and goes on, 
 // ---- a bug of the bridge (dtl-client/bridge.ts, not the client's): kept as a known failure -------------
 
 /**
- * A connection lost while the bridge is idle in ok_sync goes unnoticed: the bridge still says ok_sync, and
- * its next AddEntries makes the client connect again — to the first server that answers, with no Register,
- * Clear or history. When that server knows the vDisk from an earlier attachment, the entries land after
- * its stale copy and the writes shipped meanwhile to the other server are missing there: a recovery from it
- * loses acknowledged sync writes. Marked `failing` until bridge.ts re-attaches (catch-up) after a lost
- * connection; ava reports it once it passes.
+ * A connection lost while the bridge is idle in ok_sync. It used to go unnoticed: the bridge still said
+ * ok_sync, and its next AddEntries made the client connect again — to the first server that answered, with
+ * no Register, Clear or history. When that server knew the vDisk from an earlier attachment, the entries
+ * landed after its stale copy and the writes shipped meanwhile to the other server were missing there: a
+ * recovery from it lost acknowledged sync writes. Now the bridge's client never reconnects by itself; the
+ * loss wakes the bridge, which degrades and attaches again with a catch-up. Once it says ok_sync on the
+ * next server, that server holds every write the backend lacks.
  */
-test.failing('bridge: a connection lost while idle makes it catch up again, so the next server holds every write the backend lacks', async (t) => {
+test('bridge: a connection lost while idle makes it catch up again, so the next server holds every write the backend lacks', async (t) => {
   const env = poolEnv(t);
   const a = await startDtlServer(t, path.join(env.root, 'dtl-a'));
   const b = await startDtlServer(t, path.join(env.root, 'dtl-b'));
@@ -295,6 +296,7 @@ test.failing('bridge: a connection lost while idle makes it catch up again, so t
   await until('the client saw it', () => v.info().dtl.server === null);
   await v.write(12288, Buffer.alloc(4096, 3));
   await v.sync();
+  await until('attached again, to B', () => v.info().dtl.state === 'ok_sync' && v.info().dtl.server === b.address);
   const held = (await collectAll(probe, v.info().id)).filter((e) => e.kind === 'cluster').map((e) => (e as { address: number }).address);
   t.log(`B holds clusters ${JSON.stringify(held)}; the bridge says ${JSON.stringify(v.info().dtl)}`);
   t.deepEqual([1, 2, 3].filter((x) => !held.includes(x)), [], 'B lacks writes the backend lacks');
