@@ -61,6 +61,8 @@ export class VDiskLog {
   private segments: Segment[] = [];
   private fd = -1;
   private unsynced = false;
+  /** fdatasyncs of segments closed with unsynced entries, running on libuv's threads (sync() waits for them). */
+  private closing: Promise<void>[] = [];
   private dirUnsynced = false;
 
   private constructor(readonly dir: string, private meta: Meta) {}
@@ -155,7 +157,8 @@ export class VDiskLog {
   /** Every entry appended so far on the disk (no commit of a pending Clear). */
   async sync(): Promise<void> {
     const fd = this.fd;
-    const work: Promise<void>[] = [];
+    const work: Promise<void>[] = this.closing;
+    this.closing = [];
     if (this.unsynced && fd >= 0) {
       this.unsynced = false;
       work.push(new Promise((res, rej) => fs.fdatasync(fd, (e) => (e && e.code !== 'EBADF' ? rej(e) : res()))));
@@ -270,7 +273,7 @@ export class VDiskLog {
   }
 
   private startSegment(): Segment {
-    this.closeFd(); // a full segment is made durable as it is closed: flush() only syncs the open one
+    this.closeFd(); // a full segment is made durable as it is closed (in the background; sync() waits for it)
     const last = this.segments[this.segments.length - 1];
     const seg: Segment = { n: Math.max(last === undefined ? 1 : last.n + 1, this.meta.pending ?? 0), bytes: 0, count: 0, minTag: Infinity, maxTag: 0 };
     this.fd = fs.openSync(this.segPath(seg.n), 'w');
@@ -279,11 +282,27 @@ export class VDiskLog {
     return seg;
   }
 
-  /** Closes the open segment, first making it durable unless it is about to be deleted. */
+  /**
+   * Closes the open segment. Unless it is about to be deleted, its unsynced entries are made durable first,
+   * off the event loop: a synchronous fdatasync of up to 8 MiB here stalled every connection of the server
+   * (a segment rolls over every 2,000 clusters of a vDisk; a Clear closes one too). The descriptor is closed
+   * only after its fdatasync, so a sync() that raced with it and got EBADF (or a reused number) finds the
+   * data durable all the same; sync() waits for these.
+   */
   private closeFd(deleting = false): void {
-    if (this.fd >= 0) {
-      if (this.unsynced && !deleting) fs.fdatasyncSync(this.fd);
-      fs.closeSync(this.fd);
+    const fd = this.fd;
+    if (fd >= 0) {
+      if (this.unsynced && !deleting) {
+        const done = new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => {
+          fs.close(fd, () => undefined);
+          if (err) reject(err);
+          else resolve();
+        }));
+        done.catch(() => undefined); // reported by the sync() that takes it
+        this.closing.push(done);
+      } else {
+        fs.closeSync(fd);
+      }
     }
     this.fd = -1;
     this.unsynced = false;
