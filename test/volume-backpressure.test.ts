@@ -10,7 +10,7 @@ import { openBlobStore } from '../volume/backend/index.js';
 import type { VDisk } from '../volume/types.js';
 import { setLogLevel } from '../util/log.js';
 import { gatedStore } from './helpers/gated-store.js';
-import { listFiles, pattern, poolEnv, SLOT_SIZE, treeBytes } from './helpers/vpool.js';
+import { gone, listFiles, pattern, poolEnv, SLOT_SIZE, treeBytes } from './helpers/vpool.js';
 
 const MiB = 2 ** 20;
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error'); // the retries these tests cause on purpose are warnings
@@ -130,7 +130,7 @@ test('reads of evicted data retry through a short backend outage', async (t) => 
   await v.write(0, data);
   await v.syncToBackend();
   await v.write(data.length, pattern(15, 512 * 1024)); // pushes the first SCOs out of the cache
-  t.false(fs.existsSync(path.join(env.state, 'wc', v.info().id, 'sco', '00000001')), 'SCO 1 was evicted');
+  t.true(await gone(path.join(env.state, 'wc', v.info().id, 'sco', '00000001')), 'SCO 1 was evicted');
   gated.setFailing(true, true);
   const read = v.read(0, 64 * 1024);
   await until(() => gated.failed >= 1);

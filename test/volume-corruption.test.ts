@@ -13,7 +13,7 @@ import { rootLogger } from '../util/log.js';
 import type { VDisk, VPool } from '../volume/types.js';
 import { openBlobStore } from '../volume/backend/index.js';
 import { gatedStore } from './helpers/gated-store.js';
-import { CS, flipByte, pattern, poolEnv, SLOT_SIZE, type PoolEnv } from './helpers/vpool.js';
+import { CS, flipByte, gone, pattern, poolEnv, SLOT_SIZE, type PoolEnv } from './helpers/vpool.js';
 
 const HEADER = 32;
 /** Slot `s`'s data byte 100, and its address field. */
@@ -139,7 +139,7 @@ test('(a) a flipped byte in a backend SCO evicted from a tiny write cache: CHECK
   let pool = await env.open({ writeCacheBytes: 3 * 8 * SLOT_SIZE }); // 3 SCOs: writing 6 evicts the first ones
   const { v, id, data } = await populate(pool, 48);
   await v.syncToBackend();
-  t.false(fs.existsSync(localSco(env, id, 1)), 'SCO 1 was evicted from the write cache');
+  t.true(await gone(localSco(env, id, 1)), 'SCO 1 was evicted from the write cache');
   t.true(fs.existsSync(backendSco(env, id, 1)));
   const file = backendSco(env, id, 1);
   const bad = slotAddress(file, 3);

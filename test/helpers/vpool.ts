@@ -113,3 +113,13 @@ export async function codeOf(t: ExecutionContext, p: Promise<unknown> | (() => u
 }
 
 export { isCode };
+
+/**
+ * Waits (up to 30 s: a liveness bound, not a speed one) until `file` is gone, and says whether it is. An
+ * evicted SCO's unlink runs off the event loop (local-cache.ts evictSco), so right after the write or sync
+ * that evicted it the file may still be there — and a read would still find it locally.
+ */
+export async function gone(file: string): Promise<boolean> {
+  for (const deadline = Date.now() + 30_000; fs.existsSync(file) && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 5));
+  return !fs.existsSync(file);
+}
