@@ -27,6 +27,8 @@ export const ASYNC_ENTRIES = 32;
 export const ASYNC_INTERVAL_MS = 1000;
 export const ASYNC_MAX_BYTES = 16 * 2 ** 20;
 const BATCH_BYTES = 1 * 2 ** 20;
+/** A connection lost after at least this long in ok_sync is attached again at once, not after retryMs degraded. */
+export const REATTACH_AFTER_MS = 1000;
 /** AddEntries requests in flight at once per vDisk. */
 const MAX_INFLIGHT = 4;
 
@@ -168,19 +170,43 @@ export class DtlBridge implements DtlSink {
   }
 
   private async run(): Promise<void> {
+    let servingSince = 0; // when the bridge last reached ok_sync (0: it is not serving)
     while (!this.closed) {
       try {
         const server = await this.client.connect();
         await this.catchUp(server);
         if (this.closed) return;
         this.setState('ok_sync', { server });
+        servingSince = Date.now();
         await this.serve();
       } catch (err) {
         if (this.closed) return;
+        if (this.attachAgainAtOnce(err as DtlError, servingSince)) {
+          servingSince = 0;
+          continue;
+        }
+        servingSince = 0;
         this.degrade(err as Error);
         await this.sleep(this.opts.retryMs);
       }
     }
+  }
+
+  /**
+   * The connection was lost while serving — closed or reset, not timed out: that server, or the next one,
+   * may well answer at once (a restarted server, a connection dropped by the network while idle), so attach
+   * again now instead of going `degraded` for retryMs: writes stay protected (a sync write waits for the
+   * catch-up). If no server answers, the next failure degrades as usual. Only after REATTACH_AFTER_MS of
+   * serving, so a server that keeps dropping the connection cannot spin this loop.
+   */
+  private attachAgainAtOnce(err: DtlError, servingSince: number): boolean {
+    if (err.code !== 'UNREACHABLE' || servingSince === 0 || Date.now() - servingSince < REATTACH_AFTER_MS) return false;
+    this.gen++; // replies still arriving on the lost connection must not count: the catch-up ships everything again
+    this.inflight = 0;
+    this.inflightError = null;
+    log.warn('DTL connection lost; attaching again', { vdisk: this.v.id, mode: this.mode, error: err.message });
+    this.setState('catchup', { error: err.message });
+    return true;
   }
 
   private async catchUp(server: string): Promise<void> {

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { DtlClient } from '../dtl-client/client.js';
 import { Msg } from '../dtl-client/frame.js';
 import { decodeEntry, encodeEntry, encodeResize, Reader, type DtlEntry } from '../dtl-client/messages.js';
+import { REATTACH_AFTER_MS } from '../dtl-client/bridge.js';
 import { dtlProvider } from '../dtl-client/provider.js';
 import type { DtlMode, VPool } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
@@ -293,13 +294,46 @@ test('bridge: a connection lost while idle makes it catch up again, so the next 
   await probe.register(v.info().id, 'an earlier attachment', 1); // B knows the vDisk (a stale copy)
   refuse = true;
   for (const c of fake.conns) c.close(); // A is gone for this router, while the bridge is idle
-  await until('the client saw it', () => v.info().dtl.server === null);
+  await until('the client saw it', () => v.info().dtl.server !== fake.address);
   await v.write(12288, Buffer.alloc(4096, 3));
   await v.sync();
   await until('attached again, to B', () => v.info().dtl.state === 'ok_sync' && v.info().dtl.server === b.address);
   const held = (await collectAll(probe, v.info().id)).filter((e) => e.kind === 'cluster').map((e) => (e as { address: number }).address);
   t.log(`B holds clusters ${JSON.stringify(held)}; the bridge says ${JSON.stringify(v.info().dtl)}`);
   t.deepEqual([1, 2, 3].filter((x) => !held.includes(x)), [], 'B lacks writes the backend lacks');
+});
+
+/**
+ * A connection closed under a bridge that has served a while (a restarted server, a connection the network
+ * dropped): it attaches again at once, without going degraded — retryMs is 10 minutes here, so a degraded
+ * bridge would stay unprotected for the whole test — and a sync write made meanwhile waits for the catch-up,
+ * so the server holds every write when it is acknowledged.
+ */
+test('bridge: a connection closed after a while in ok_sync is attached again at once, never degraded, and the writes made meanwhile are on the server', async (t) => {
+  const env = poolEnv(t);
+  const a = await startDtlServer(t, path.join(env.root, 'dtl-a'));
+  const fake = await FakeDtlServer.start(t, (c) => relay(c, a.address, () => true));
+  const pool = await env.open({ dtl: dtlProvider({ servers: [fake.address], defaultMode: 'sync', router: 'r', retryMs: 600_000, timeoutMs: 2000 }) });
+  await pool.createFile('/d', 0o644, 0, 0, 2 ** 20);
+  const v = pool.vdisk('/d');
+  const states: string[] = [];
+  const watch = setInterval(() => {
+    const s = v.info().dtl.state;
+    if (states[states.length - 1] !== s) states.push(s);
+  }, 2);
+  t.teardown(() => clearInterval(watch));
+  await until('attached', () => v.info().dtl.state === 'ok_sync');
+  await v.write(4096, Buffer.alloc(4096, 1));
+  await pause(REATTACH_AFTER_MS + 200); // serving long enough for an immediate re-attach
+  const before = fake.conns.length;
+  for (const c of fake.conns) c.close();
+  await v.write(8192, Buffer.alloc(4096, 2)); // sync: acknowledged once the new connection has it
+  t.true(fake.conns.length > before, 'a new connection was made');
+  t.false(states.includes('degraded'), `states: ${states.join(' → ')}`);
+  const probe = new DtlClient({ servers: [a.address] });
+  t.teardown(() => probe.close());
+  const held = (await collectAll(probe, v.info().id)).filter((e) => e.kind === 'cluster').map((e) => (e as { address: number }).address);
+  t.deepEqual(held.sort(), [1, 2], `the server holds both writes; states: ${states.join(' → ')}`);
 });
 
 async function collectAll(c: DtlClient, vdisk: string): Promise<DtlEntry[]> {
