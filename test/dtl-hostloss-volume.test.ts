@@ -21,18 +21,12 @@ import { dtlProvider } from '../dtl-client/provider.js';
 import type { DtlMode } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
 import { runUntilKilled } from './helpers/ack-log.js';
-import { crashOp } from './helpers/crash-ops.js';
+import { applyCrashOp as apply, crashOp } from './helpers/crash-ops.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { RefDisk } from './helpers/ref-disk.js';
 
 const CS = 4096;
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'dtl-writer.js');
-
-function apply(ref: RefDisk, seed: number, n: number): void {
-  const op = crashOp(seed, n);
-  if (op.kind === 'write') ref.write(op.offset, op.data);
-  else if (op.kind === 'resize') ref.resize(op.size);
-}
 
 const hash = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 

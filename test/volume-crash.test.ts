@@ -13,17 +13,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openVPool } from '../volume/vpool.js';
 import { runUntilKilled } from './helpers/ack-log.js';
-import { crashOp } from './helpers/crash-ops.js';
+import { applyCrashOp as apply, crashOp } from './helpers/crash-ops.js';
 import { RefDisk } from './helpers/ref-disk.js';
 
 const CS = 4096;
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'crash-writer.js');
-
-function apply(ref: RefDisk, seed: number, n: number): void {
-  const op = crashOp(seed, n);
-  if (op.kind === 'write') ref.write(op.offset, op.data);
-  else if (op.kind === 'resize') ref.resize(op.size);
-}
 
 /** Runs the child from op `first` until killed after `killAfterMs`; returns the last acknowledged op. */
 async function runChild(state: string, backend: string, seed: number, first: number, acks: string, killAfterMs: number): Promise<number> {

@@ -1,6 +1,6 @@
 /** The operation sequence shared by the crash-test child and its checker: op n is a pure function of (seed, n). */
 import type { VDisk } from '../../volume/types.js';
-import { pattern, rng } from './ref-disk.js';
+import { pattern, rng, type RefDisk } from './ref-disk.js';
 
 export const CRASH_DISK_MAX = 48 * 2 ** 20;
 
@@ -25,4 +25,11 @@ export async function runCrashOps(v: VDisk, seed: number, first: number, ack: (l
     else await v.sync();
     ack(`ack ${n}`);
   }
+}
+
+/** Op n of `seed` applied to the reference disk (a sync changes nothing there). */
+export function applyCrashOp(ref: RefDisk, seed: number, n: number): void {
+  const op = crashOp(seed, n);
+  if (op.kind === 'write') ref.write(op.offset, op.data);
+  else if (op.kind === 'resize') ref.resize(op.size);
 }
