@@ -12,21 +12,15 @@ import { encodeFrame, MAX_PAYLOAD, Msg } from '../../dtl-client/frame.js';
 import { decodeEntry, encodeEntry, type DtlEntry } from '../../dtl-client/messages.js';
 import { rootLogger } from '../../util/log.js';
 import { entriesFrame, errorReply, FakeDtlServer, helloFrame, rangeBody, replyFrame, type FakeConn } from './dtl-fake-server.js';
+import { rng as seededRng } from './ref-disk.js';
 
 export const SEED = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 /** A call unsettled this long hangs (the client's own timeouts here are 0.3–2 s). */
 export const HANG_MS = 10_000;
 
-/** mulberry32: a small seeded PRNG; each test takes its own stream so tests do not depend on each other. */
+/** A seeded PRNG stream (ref-disk.ts's mulberry32) per test and salt, so tests do not depend on each other. */
 export function rng(salt: number): () => number {
-  let a = (SEED ^ Math.imul(salt, 0x9e3779b9)) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRng((SEED ^ Math.imul(salt, 0x9e3779b9)) >>> 0);
 }
 export type Rand = () => number;
 export const int = (r: Rand, n: number) => Math.floor(r() * n);
