@@ -66,7 +66,7 @@ export class DtlBridge implements DtlSink {
   private readonly client: DtlClient;
 
   constructor(private readonly v: VDiskImpl, readonly mode: DtlMode, private readonly opts: BridgeOptions) {
-    // pinned to the server it caught up on; a lost connection wakes the loop, which then degrades and attaches again
+    // pinned to the server it caught up on; a lost connection wakes the loop, which attaches again (at once, or degraded first)
     this.client = new DtlClient({ ...opts, reconnect: false, onLost: () => this.kick() });
     void this.run();
   }
@@ -181,11 +181,9 @@ export class DtlBridge implements DtlSink {
         await this.serve();
       } catch (err) {
         if (this.closed) return;
-        if (this.attachAgainAtOnce(err as DtlError, servingSince)) {
-          servingSince = 0;
-          continue;
-        }
+        const served = servingSince;
         servingSince = 0;
+        if (this.attachAgainAtOnce(err as DtlError, served)) continue;
         this.degrade(err as Error);
         await this.sleep(this.opts.retryMs);
       }
@@ -201,9 +199,7 @@ export class DtlBridge implements DtlSink {
    */
   private attachAgainAtOnce(err: DtlError, servingSince: number): boolean {
     if (err.code !== 'UNREACHABLE' || servingSince === 0 || Date.now() - servingSince < REATTACH_AFTER_MS) return false;
-    this.gen++; // replies still arriving on the lost connection must not count: the catch-up ships everything again
-    this.inflight = 0;
-    this.inflightError = null;
+    this.newGeneration(); // replies still arriving on the lost connection must not count: the catch-up ships everything again
     log.warn('DTL connection lost; attaching again', { vdisk: this.v.id, mode: this.mode, error: err.message });
     this.setState('catchup', { error: err.message });
     return true;
@@ -212,9 +208,7 @@ export class DtlBridge implements DtlSink {
   private async catchUp(server: string): Promise<void> {
     if (this.closed) return;
     this.setState('catchup', { server });
-    this.gen++;
-    this.inflight = 0;
-    this.inflightError = null;
+    this.newGeneration();
     await this.client.register(this.v.id, this.opts.router, epoch());
     // under the vDisk's lock: the history so far replaces whatever the queue held
     const { items, base } = await this.v.exclusive(() => {
@@ -322,9 +316,7 @@ export class DtlBridge implements DtlSink {
   private degrade(err: Error): void {
     const was = this.state;
     this.setState('degraded', { error: err.message });
-    this.gen++;
-    this.inflight = 0;
-    this.inflightError = null;
+    this.newGeneration();
     this.dropQueue();
     this.queueBytes = 0;
     this.shipped = this.flushed = this.recorded;
@@ -335,6 +327,13 @@ export class DtlBridge implements DtlSink {
         vdisk: this.v.id, mode: this.mode, servers: this.opts.servers, error: err.message, retryMs: this.opts.retryMs,
       });
     }
+  }
+
+  /** Requests in flight belong to an earlier attachment from now on: their replies and errors are ignored. */
+  private newGeneration(): void {
+    this.gen++;
+    this.inflight = 0;
+    this.inflightError = null;
   }
 
   /** Empties the queue; a waiting Clear is released (degraded or re-attaching: nothing to wait for). */
