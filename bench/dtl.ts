@@ -20,6 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WORKLOADS, layOut, median, runFio, type FioResult } from './fio.js';
+import { cpuPerIo, cpuUs } from './proc-cpu.js';
 
 const MODES = ['none', 'async', 'sync'] as const;
 type Mode = (typeof MODES)[number];
@@ -35,14 +36,6 @@ const fio = { runtimeSec: Number(values.runtime), rampSec: Number(values.ramp), 
 const runs = Number(values.runs);
 
 const children: ChildProcess[] = [];
-const TICK_US = 1e6 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
-
-/** CPU time a process has used so far, in µs (utime + stime, /proc/PID/stat fields 14 and 15). */
-function cpuUs(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // the name may hold spaces: fields after ')'
-  return (Number(f[11]) + Number(f[12])) * TICK_US;
-}
 function child(args: string[], log: string): ChildProcess {
   const out = fs.openSync(log, 'a'); // a file, never a pipe: a FUSE server blocked on a full pipe stalls the mount
   const c = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', out, out] });
@@ -95,10 +88,9 @@ async function main(): Promise<void> {
           const before = pids.map(cpuUs);
           const r = await runFio(path.join(mounts.get(mode)!, 'fio.dat'), w, fio);
           const [mountUs, serverUs] = pids.map((pid, i) => cpuUs(pid) - before[i]);
-          const writes = r.iops * (fio.runtimeSec + fio.rampSec); // fio's IOPS leave the ramp out; its CPU is in
           const key = `${w.name}/${mode}`;
           results.set(key, [...(results.get(key) ?? []), r]);
-          cpu.set(key, [...(cpu.get(key) ?? []), { mount: mountUs / writes, server: serverUs / writes }]);
+          cpu.set(key, [...(cpu.get(key) ?? []), { mount: cpuPerIo(mountUs, r.iops, fio), server: cpuPerIo(serverUs, r.iops, fio) }]);
           load.push(os.loadavg()[0]);
           process.stderr.write(`run ${run + 1}/${runs} ${key}: ${Math.round(r.iops)} IOPS\n`);
         }

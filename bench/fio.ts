@@ -1,9 +1,9 @@
 /**
- * fio as a library for the mount benchmark: the workloads of issue 3 ("Speed"), one fio run of a workload
- * against a file with `--output-format=json`, and the few statistics the report needs (median).
+ * fio as a library for the mount benchmark: the workloads of issues 3 and 10 ("Speed"), one fio run of a
+ * workload against a file with `--output-format=json`, and the few statistics the report needs (median).
  *
- * Every workload runs on one file of `size` bytes that `layOut` has written once beforehand (so reads read
- * real data, never holes), time-based for `runtimeSec` after `rampSec` of warm-up that is not counted.
+ * Every workload runs on one file of `size` bytes that `prepareFiles` has written once beforehand (so reads
+ * read real data, never holes), time-based for `runtimeSec` after `rampSec` of warm-up that is not counted.
  * With several jobs, all of them share that one file and fio reports them as one group.
  */
 import { spawn } from 'node:child_process';
@@ -12,6 +12,17 @@ import os from 'node:os';
 import path from 'node:path';
 
 export type Unit = 'IOPS' | 'MB/s';
+
+/**
+ * The files each target holds, all of `size` bytes, laid out once before the first run:
+ * - `main`: written sequentially; the random and sequential write jobs overwrite it, the random reads read it;
+ * - `seq`: written sequentially, then only read (the 1 MiB sequential read of a vDisk laid out in order);
+ * - `overwritten`: written sequentially, then every 4 KiB block of it overwritten once in random order, then
+ *   only read (on vpoolfs its clusters then sit in SCOs in random order: what a VM's disk looks like after
+ *   a while).
+ */
+export type FileRole = 'main' | 'seq' | 'overwritten';
+export const FILE_NAMES: Record<FileRole, string> = { main: 'fio.dat', seq: 'seq.dat', overwritten: 'overwritten.dat' };
 
 export interface Workload {
   /** Short stable name, used by `--only` and in the JSON summary. */
@@ -22,6 +33,8 @@ export interface Workload {
   unit: Unit;
   /** Which side of fio's report to read. */
   dir: 'read' | 'write';
+  /** Which of the target's files it runs on. */
+  file: FileRole;
   /** fio job options (without filename, size, runtime). */
   args: string[];
 }
@@ -29,21 +42,27 @@ export interface Workload {
 const aio = ['--ioengine=libaio', '--direct=1'];
 
 export const WORKLOADS: Workload[] = [
-  { name: 'randwrite-4k-qd1', label: '4 KiB random write, qd 1', unit: 'IOPS', dir: 'write',
+  { name: 'randwrite-4k-qd1', label: '4 KiB random write, qd 1', unit: 'IOPS', dir: 'write', file: 'main',
     args: [...aio, '--rw=randwrite', '--bs=4k', '--iodepth=1', '--numjobs=1'] },
-  { name: 'randwrite-4k-qd16x4', label: '4 KiB random write, qd 16 x 4 jobs', unit: 'IOPS', dir: 'write',
+  { name: 'randwrite-4k-qd16x4', label: '4 KiB random write, qd 16 x 4 jobs', unit: 'IOPS', dir: 'write', file: 'main',
     args: [...aio, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--numjobs=4'] },
-  { name: 'randread-4k-qd1', label: '4 KiB random read, qd 1', unit: 'IOPS', dir: 'read',
+  { name: 'randread-4k-qd1', label: '4 KiB random read, qd 1', unit: 'IOPS', dir: 'read', file: 'main',
     args: [...aio, '--rw=randread', '--bs=4k', '--iodepth=1', '--numjobs=1'] },
-  { name: 'randread-4k-qd16x4', label: '4 KiB random read, qd 16 x 4 jobs', unit: 'IOPS', dir: 'read',
+  { name: 'randread-4k-qd16x4', label: '4 KiB random read, qd 16 x 4 jobs', unit: 'IOPS', dir: 'read', file: 'main',
     args: [...aio, '--rw=randread', '--bs=4k', '--iodepth=16', '--numjobs=4'] },
-  { name: 'seqwrite-1m', label: '1 MiB sequential write, qd 1', unit: 'MB/s', dir: 'write',
+  { name: 'seqwrite-1m', label: '1 MiB sequential write, qd 1', unit: 'MB/s', dir: 'write', file: 'main',
     args: [...aio, '--rw=write', '--bs=1M', '--iodepth=1', '--numjobs=1'] },
-  { name: 'seqread-1m', label: '1 MiB sequential read, qd 1', unit: 'MB/s', dir: 'read',
+  { name: 'seqread-1m', label: '1 MiB sequential read, qd 1 (file written sequentially)', unit: 'MB/s', dir: 'read', file: 'seq',
     args: [...aio, '--rw=read', '--bs=1M', '--iodepth=1', '--numjobs=1'] },
-  // A database's pattern: buffered write(2) then fsync(2) after every write, one at a time.
-  { name: 'randwrite-4k-fsync', label: '4 KiB random write + fsync each', unit: 'IOPS', dir: 'write',
-    args: ['--ioengine=psync', '--direct=0', '--fsync=1', '--rw=randwrite', '--bs=4k', '--numjobs=1'] },
+  { name: 'seqread-1m-overwritten', label: '1 MiB sequential read, qd 1 (file overwritten at random in 4 KiB)', unit: 'MB/s', dir: 'read',
+    file: 'overwritten', args: [...aio, '--rw=read', '--bs=1M', '--iodepth=1', '--numjobs=1'] },
+  // A database's pattern: each direct write followed by fsync(2), one at a time.
+  { name: 'randwrite-4k-fsync', label: '4 KiB random write + fsync each', unit: 'IOPS', dir: 'write', file: 'main',
+    args: ['--ioengine=psync', '--direct=1', '--fsync=1', '--rw=randwrite', '--bs=4k', '--numjobs=1'] },
+  // Four threads each doing synchronous pwrite(2) on the same file: what the inode lock serialises unless
+  // the filesystem answers opens with FOPEN_PARALLEL_DIRECT_WRITES.
+  { name: 'randwrite-4k-psync4', label: '4 KiB random write, 4 threads of sync pwrite', unit: 'IOPS', dir: 'write', file: 'main',
+    args: ['--ioengine=psync', '--direct=1', '--rw=randwrite', '--bs=4k', '--numjobs=4'] },
 ];
 
 export interface FioOptions {
@@ -128,6 +147,25 @@ interface FioReport {
 export async function layOut(file: string, size: string): Promise<void> {
   await fioJson(['--name=layout', `--filename=${file}`, `--size=${size}`, '--rw=write', '--bs=1M',
     '--ioengine=libaio', '--direct=1', '--iodepth=4', '--fallocate=none', '--end_fsync=1']);
+}
+
+/**
+ * Overwrites every 4 KiB block of the (laid-out) `file` exactly once, in random order (fio's random map
+ * is on: no block twice, none left out), then fsyncs.
+ */
+export async function overwriteAtRandom(file: string, size: string): Promise<void> {
+  await fioJson(['--name=overwrite', `--filename=${file}`, `--size=${size}`, '--rw=randwrite', '--bs=4k',
+    '--ioengine=libaio', '--direct=1', '--iodepth=16', '--randrepeat=0', '--fallocate=none', '--overwrite=0', '--end_fsync=1']);
+}
+
+/** Lays out, under `dir`, the files that `workloads` need (see FileRole). */
+export async function prepareFiles(dir: string, size: string, workloads: Workload[]): Promise<void> {
+  const roles = new Set(workloads.map((w) => w.file));
+  for (const role of roles) {
+    const file = path.join(dir, FILE_NAMES[role]);
+    await layOut(file, size);
+    if (role === 'overwritten') await overwriteAtRandom(file, size);
+  }
 }
 
 /** One measured run of `w` on `file`. */

@@ -1,24 +1,29 @@
 /**
- * `npm run bench`: fio through the vpoolfs mount, through a do-nothing passthrough FUSE filesystem on
- * fuse-native with the same mount options, and on the local disk, in the same run (issue 3, "Speed").
- * Prints, per workload, the median figure of each target and the ratios vpoolfs/passthrough and
- * vpoolfs/local; writes a JSON summary to bench/results/mount-latest.json.
+ * `npm run bench`: fio through the vpoolfs mount (its default FUSE engine, and the fuse-native engine)
+ * and through three references measured in the same run: a multi-threaded libfuse3 low-level passthrough
+ * in C (the ceiling of FUSE here), a do-nothing passthrough on fuse-native, and the local disk (issues 3
+ * and 10, "Speed"). Prints, per job, each target's median figure, its ratios to the three references and
+ * the CPU time its daemon spent per I/O, then the aims of issue 10 with met / not met; writes a JSON
+ * summary to bench/results/mount-latest.json.
  *
  *   node dist/bench/mount-bench.js [--runtime S] [--ramp S] [--size 256M] [--runs 3]
- *        [--only NAME,PREFIX…] [--targets vpoolfs,passthrough,local] [--dir BASE] [--out FILE]
+ *        [--only NAME,PREFIX…] [--targets vpoolfs,vpoolfs-fuse-native,c-passthrough,fn-passthrough,local]
+ *        [--dir BASE] [--out FILE]
  *
  * Each flag also reads an environment variable (VPOOLFS_BENCH_RUNTIME, _RAMP, _SIZE, _RUNS, _ONLY,
- * _TARGETS, _DIR, _OUT). Runs are interleaved (run 1 of every workload on every target, then run 2 …)
- * so that drift of the machine spreads over all targets alike. A target that cannot start (e.g. the
- * vpoolfs CLI not built yet) is reported and skipped; the others still run.
+ * _TARGETS, _DIR, _OUT). Runs are interleaved (run 1 of every workload on every target, then run 2 …, the
+ * order of the targets rotating from one run to the next) so that drift of the machine spreads over all
+ * targets alike. A target that cannot start (e.g. an engine option this build does not have) is reported
+ * and skipped; the others still run.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { WORKLOADS, currentFioPid, figure, fioVersion, layOut, median, runFio, type FioResult, type Workload } from './fio.js';
-import { TARGET_NAMES, makeTarget, type Target, type TargetName } from './targets.js';
+import { FILE_NAMES, WORKLOADS, currentFioPid, figure, fioVersion, median, prepareFiles, runFio, type FioResult, type Workload } from './fio.js';
+import { cpuPerIo, cpuUs } from './proc-cpu.js';
+import { REFERENCES, TARGET_NAMES, VPOOLFS_TARGETS, makeTarget, type Target, type TargetName } from './targets.js';
 
 interface TargetStatus {
   ok: boolean;
@@ -38,6 +43,17 @@ interface Options {
   out: string;
 }
 
+/** One fio run on one target, with the CPU its daemon spent per I/O (undefined for the local disk). */
+interface Run extends FioResult {
+  cpuUsPerIo?: number;
+}
+
+/** Aims of issue 10: each vpoolfs figure at least 0.8 of the C passthrough's ... */
+const AIM_TO_C = 0.8;
+/** ... and the 1 MiB read of a vDisk overwritten at random at least half of the same read after sequential writes. */
+const AIM_OVERWRITTEN = 0.5;
+const OVERWRITTEN = { read: 'seqread-1m-overwritten', base: 'seqread-1m' };
+
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function parseOptions(argv: string[]): Options {
@@ -56,7 +72,7 @@ function parseOptions(argv: string[]): Options {
     return n;
   };
   const only = (values.only ?? env('ONLY'))?.split(',').map((s) => s.trim()).filter(Boolean);
-  // A full name picks that workload alone; anything else is a prefix (`randwrite` = all three).
+  // A full name picks that workload alone; anything else is a prefix (`randwrite` = all of them).
   const picks = (w: Workload, o: string): boolean => w.name === o || (!WORKLOADS.some((x) => x.name === o) && w.name.startsWith(o));
   const workloads = only ? WORKLOADS.filter((w) => only.some((o) => picks(w, o))) : WORKLOADS;
   if (workloads.length === 0) throw new Error(`--only matches no workload; known: ${WORKLOADS.map((w) => w.name).join(', ')}`);
@@ -92,31 +108,40 @@ function onSignal(sig: NodeJS.Signals): void {
 
 const fmt = (x: number | undefined, unit: string): string =>
   x === undefined || !Number.isFinite(x) ? '-' : unit === 'IOPS' ? Math.round(x).toString() : x.toFixed(0);
+const fmtRatio = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(2));
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
-  a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
+  a !== undefined && b !== undefined && Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : undefined;
+
+/** One fio run of `w` on `t`, with the CPU time of t's daemon over it. */
+async function measure(t: Target, w: Workload, o: Options): Promise<Run> {
+  const before = t.pid !== undefined ? cpuUs(t.pid) : undefined;
+  const r = await runFio(path.join(t.dir, FILE_NAMES[w.file]), w, o);
+  if (t.pid === undefined || before === undefined) return r;
+  return { ...r, cpuUsPerIo: cpuPerIo(cpuUs(t.pid) - before, r.iops, o) };
+}
 
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const root = fs.realpathSync(fs.mkdtempSync(path.join(o.base, 'vpoolfs-bench-')));
-  const file = 'fio.dat';
-  const results = new Map<string, Map<string, FioResult[]>>(); // workload -> target -> runs
+  const results = new Map<string, Map<string, Run[]>>(); // workload -> target -> runs
   const status: Record<string, TargetStatus> = {};
   const live: Target[] = [];
   const started = new Date().toISOString();
   const loadBefore = os.loadavg();
   process.stderr.write(`bench: ${o.workloads.length} workloads x ${o.targets.join(', ')} x ${o.runs} runs, `
-    + `${o.size} file, ${o.rampSec}+${o.runtimeSec} s each, under ${root}\n`);
+    + `${o.size} files, ${o.rampSec}+${o.runtimeSec} s each, under ${root}\n`);
   try {
     for (const name of o.targets) {
       const t = makeTarget(name, root);
       try {
         await t.start();
-        await layOut(path.join(t.dir, file), o.size);
+        const t0 = Date.now();
+        await prepareFiles(t.dir, o.size, o.workloads);
         live.push(t);
         status[name] = { ok: true };
-        process.stderr.write(`bench: ${name} ready at ${t.dir}\n`);
+        process.stderr.write(`bench: ${name} ready at ${t.dir} (files laid out in ${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
         status[name] = { ok: false, error: msg };
@@ -126,15 +151,18 @@ async function main(): Promise<void> {
       if (interrupted) throw new Error('interrupted');
     }
     for (let run = 1; run <= o.runs; run++) {
+      // Rotate the order of the targets from run to run: none always runs right after the same neighbour.
+      const order = live.map((_, i) => live[(i + run - 1) % live.length]!);
       for (const w of o.workloads) {
-        for (const t of live) {
+        for (const t of order) {
           if (interrupted) throw new Error('interrupted');
-          const r = await runFio(path.join(t.dir, file), w, o);
-          const byTarget = results.get(w.name) ?? new Map<string, FioResult[]>();
+          const r = await measure(t, w, o);
+          const byTarget = results.get(w.name) ?? new Map<string, Run[]>();
           results.set(w.name, byTarget);
           byTarget.set(t.name, [...(byTarget.get(t.name) ?? []), r]);
-          process.stderr.write(`bench: run ${run}/${o.runs} ${w.name.padEnd(20)} ${t.name.padEnd(12)} `
-            + `${fmt(figure(w, r), w.unit)} ${w.unit}, mean lat ${r.latMeanUs.toFixed(0)} us\n`);
+          process.stderr.write(`bench: run ${run}/${o.runs} ${w.name.padEnd(22)} ${t.name.padEnd(19)} `
+            + `${fmt(figure(w, r), w.unit).padStart(7)} ${w.unit}, mean lat ${r.latMeanUs.toFixed(0)} us`
+            + `${r.cpuUsPerIo !== undefined ? `, ${r.cpuUsPerIo.toFixed(1)} us CPU/IO` : ''}\n`);
         }
       }
     }
@@ -144,62 +172,123 @@ async function main(): Promise<void> {
       if (t.stopped) status[t.name] = { ...status[t.name]!, stop: t.stopped };
     }
     // Keep the children's logs next to the summary: they say what a slow target was waiting for.
-    for (const t of live) {
-      if (!t.log || !fs.existsSync(t.log)) continue;
+    for (const name of o.targets) {
+      const log = path.join(root, name, `${name}.log`);
+      if (!fs.existsSync(log)) continue;
       fs.mkdirSync(path.dirname(o.out), { recursive: true });
-      fs.copyFileSync(t.log, path.join(path.dirname(o.out), `mount-latest-${t.name}.log`));
+      fs.copyFileSync(log, path.join(path.dirname(o.out), `mount-latest-${name}.log`));
     }
     fs.rmSync(root, { recursive: true, force: true });
   }
-  report(o, results, status, started, loadBefore);
+  await report(o, results, status, started, loadBefore);
 }
 
-function report(o: Options, results: Map<string, Map<string, FioResult[]>>,
-  status: Record<string, TargetStatus>, started: string, loadBefore: number[]): void {
-  const names = o.targets;
-  const rows: string[][] = [['workload', 'unit', ...names, 'vpoolfs/passthrough', 'vpoolfs/local']];
-  const summary: unknown[] = [];
+interface TargetSummary {
+  median: number;
+  runs: number[];
+  latMeanUs: number;
+  latP99Us: number;
+  cpuUsPerIo: number | null;
+  toC: number | null;
+  toFn: number | null;
+  toLocal: number | null;
+}
+
+async function report(o: Options, results: Map<string, Map<string, Run[]>>,
+  status: Record<string, TargetStatus>, started: string, loadBefore: number[]): Promise<void> {
+  const out = process.stdout;
+  const load = (l: number[]): string => l.map((x) => x.toFixed(1)).join(' ');
+  out.write(`\nmedians of ${o.runs} runs, ${o.rampSec}+${o.runtimeSec} s each, ${o.size} files; `
+    + `load average ${load(loadBefore)} before, ${load(os.loadavg())} after (${os.cpus().length} CPUs)`
+    + `${o.runs < 3 ? '\nfewer than 3 runs: a smoke test, not figures to quote' : ''}\n`
+    + `/C, /fn, /local: ratio of the median to that of c-passthrough, fn-passthrough, local; `
+    + `CPU: µs of the serving process per I/O (median)\n`);
+  const summary: Record<string, { label: string; unit: string; targets: Record<string, TargetSummary> }> = {};
   for (const w of o.workloads) {
     const byTarget = results.get(w.name);
-    const med: Partial<Record<string, number>> = {};
-    const detail: Record<string, unknown> = {};
-    for (const n of names) {
+    const med = (n: string): number | undefined => {
       const runs = byTarget?.get(n);
-      if (!runs) continue;
-      med[n] = median(runs.map((r) => figure(w, r)));
-      detail[n] = {
-        median: med[n], runs: runs.map((r) => figure(w, r)),
+      return runs ? median(runs.map((r) => figure(w, r))) : undefined;
+    };
+    const rows: string[][] = [['target', `${w.unit} (median)`, 'runs', '/C', '/fn', '/local', 'CPU µs/IO', 'mean lat µs']];
+    const targets: Record<string, TargetSummary> = {};
+    for (const n of o.targets) {
+      const runs = byTarget?.get(n);
+      if (!runs) {
+        rows.push([n, status[n]?.ok === false ? 'not measured' : '-', '', '', '', '', '', '']);
+        continue;
+      }
+      const m = med(n)!;
+      const cpus = runs.map((r) => r.cpuUsPerIo).filter((x): x is number => x !== undefined && Number.isFinite(x));
+      const s: TargetSummary = {
+        median: m, runs: runs.map((r) => figure(w, r)),
         latMeanUs: median(runs.map((r) => r.latMeanUs)), latP99Us: median(runs.map((r) => r.latP99Us)),
+        cpuUsPerIo: cpus.length ? median(cpus) : null,
+        toC: ratio(m, med(REFERENCES.c)) ?? null, toFn: ratio(m, med(REFERENCES.fn)) ?? null, toLocal: ratio(m, med(REFERENCES.local)) ?? null,
       };
+      targets[n] = s;
+      rows.push([n, fmt(m, w.unit), s.runs.map((x) => fmt(x, w.unit)).join(' '), fmtRatio(s.toC ?? undefined),
+        fmtRatio(s.toFn ?? undefined), fmtRatio(s.toLocal ?? undefined), s.cpuUsPerIo === null ? '-' : s.cpuUsPerIo.toFixed(1),
+        s.latMeanUs.toFixed(0)]);
     }
-    const vp = ratio(med.vpoolfs, med.passthrough);
-    const vl = ratio(med.vpoolfs, med.local);
-    rows.push([w.label, w.unit, ...names.map((n) => fmt(med[n], w.unit)), vp?.toFixed(2) ?? '-', vl?.toFixed(2) ?? '-']);
-    summary.push({ name: w.name, label: w.label, unit: w.unit, targets: detail,
-      ratios: { vpoolfsToPassthrough: vp ?? null, vpoolfsToLocal: vl ?? null } });
+    summary[w.name] = { label: w.label, unit: w.unit, targets };
+    out.write(`\n${w.label} — ${w.name}\n`);
+    printTable(rows);
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  const load = (l: number[]): string => l.map((x) => x.toFixed(1)).join(' ');
-  process.stdout.write(`\nmedians of ${o.runs} runs, ${o.rampSec}+${o.runtimeSec} s each, ${o.size} file; `
-    + `load average ${load(loadBefore)} before, ${load(os.loadavg())} after (${os.cpus().length} CPUs)`
-    + `${o.runs < 3 ? '\nfewer than 3 runs: a smoke test, not figures to quote' : ''}\n`);
-  process.stdout.write(`${line(rows[0]!)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n`);
-  for (const r of rows.slice(1)) process.stdout.write(`${line(r)}\n`);
+
+  // The aims of issue 10, for each vpoolfs target.
+  const judged = VPOOLFS_TARGETS.filter((n) => o.targets.includes(n));
+  const aims: Array<{ aim: string; target: string; value: number | null; min: number; met: boolean | null }> = [];
+  const rows: string[][] = [['aim', ...judged]];
+  for (const w of o.workloads) {
+    const aim = `${w.name}: vpoolfs / C >= ${AIM_TO_C}`;
+    const cells = judged.map((n) => {
+      const v = summary[w.name]?.targets[n]?.toC ?? null;
+      aims.push({ aim, target: n, value: v, min: AIM_TO_C, met: v === null ? null : v >= AIM_TO_C });
+      return v === null ? 'not measured' : `${v.toFixed(2)} ${v >= AIM_TO_C ? 'met' : 'not met'}`;
+    });
+    rows.push([aim, ...cells]);
+  }
+  if (summary[OVERWRITTEN.read] && summary[OVERWRITTEN.base]) {
+    const aim = `${OVERWRITTEN.read} / ${OVERWRITTEN.base} >= ${AIM_OVERWRITTEN}`;
+    const cells = judged.map((n) => {
+      const v = ratio(summary[OVERWRITTEN.read]!.targets[n]?.median, summary[OVERWRITTEN.base]!.targets[n]?.median) ?? null;
+      aims.push({ aim, target: n, value: v, min: AIM_OVERWRITTEN, met: v === null ? null : v >= AIM_OVERWRITTEN });
+      return v === null ? 'not measured' : `${v.toFixed(2)} ${v >= AIM_OVERWRITTEN ? 'met' : 'not met'}`;
+    });
+    rows.push([aim, ...cells]);
+    // The same ratio for the references says what the layout costs where it should cost nothing.
+    const refs = o.targets.filter((n) => !judged.includes(n)).map((n) => {
+      const v = ratio(summary[OVERWRITTEN.read]!.targets[n]?.median, summary[OVERWRITTEN.base]!.targets[n]?.median);
+      return `${n} ${fmtRatio(v)}`;
+    });
+    if (refs.length) rows.push([`  (same ratio for ${refs.join(', ')})`, ...judged.map(() => '')]);
+  }
+  out.write('\naims of issue 10\n');
+  printTable(rows);
+
   for (const [n, s] of Object.entries(status)) {
-    if (!s.ok) process.stdout.write(`\n${n}: not measured: ${s.error}\n`);
-    if (s.stop) process.stdout.write(`${n}: stopped by SIGTERM with ${s.stop.how} after ${(s.stop.ms / 1000).toFixed(1)} s\n`);
+    if (!s.ok) out.write(`\n${n}: not measured: ${s.error}\n`);
+    if (s.stop) out.write(`${n}: stopped by SIGTERM with ${s.stop.how} after ${(s.stop.ms / 1000).toFixed(1)} s\n`);
   }
   fs.mkdirSync(path.dirname(o.out), { recursive: true });
-  void fioVersion().then((fio) => {
-    fs.writeFileSync(o.out, `${JSON.stringify({
-      started, finished: new Date().toISOString(), host: os.hostname(), kernel: os.release(), cpus: os.cpus().length,
-      node: process.version, fio, loadavg: { before: loadBefore, after: os.loadavg() },
-      options: { runtimeSec: o.runtimeSec, rampSec: o.rampSec, size: o.size, runs: o.runs, base: o.base },
-      targets: status, workloads: summary,
-    }, null, 2)}\n`);
-    process.stdout.write(`\nsummary written to ${o.out}\n`);
-  });
+  fs.writeFileSync(o.out, `${JSON.stringify({
+    started, finished: new Date().toISOString(), host: os.hostname(), kernel: os.release(), cpus: os.cpus().length,
+    node: process.version, fio: await fioVersion(), loadavg: { before: loadBefore, after: os.loadavg() },
+    options: { runtimeSec: o.runtimeSec, rampSec: o.rampSec, size: o.size, runs: o.runs, base: o.base, targets: o.targets },
+    targets: status,
+    workloads: o.workloads.map((w) => ({ name: w.name, args: w.args, file: FILE_NAMES[w.file], ...summary[w.name] })),
+    aims,
+  }, null, 2)}\n`);
+  out.write(`\nsummary written to ${o.out}\n`);
+}
+
+/** Left-aligned first column, the others right-aligned. */
+function printTable(rows: string[][]): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  process.stdout.write(`${line(rows[0]!)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n`);
+  for (const r of rows.slice(1)) process.stdout.write(`${line(r)}\n`);
 }
 
 main().catch((e: unknown) => {

@@ -1,7 +1,11 @@
 /**
- * The three places the mount benchmark runs fio on, each a directory that exists between start() and
- * stop(): the vpoolfs mount (the CLI as a child process), the do-nothing passthrough on fuse-native (a
- * child process) and the local disk (a temp directory on the same filesystem as the others' backing dirs).
+ * The places the mount benchmark runs fio on, each a directory that exists between start() and stop():
+ * - `vpoolfs`: the CLI's mount with its default FUSE engine (a child process);
+ * - `vpoolfs-fuse-native`: the same with `--fuse-engine fuse-native` (the libfuse2 package);
+ * - `c-passthrough`: bench/c/passthrough_ll.c, a multi-threaded libfuse3 low-level passthrough in C, the
+ *   ceiling of FUSE on this machine (built, with its packages installed, by c-passthrough.ts);
+ * - `fn-passthrough`: bench/passthrough.ts, a do-nothing passthrough on fuse-native (a child process);
+ * - `local`: a temp directory on the local disk (the same filesystem the others keep their data on).
  *
  * A child's output goes to a log file, never to a pipe: a FUSE server blocked on a full pipe would stall
  * the mount under test. Children are stopped by their PID (SIGTERM, then SIGKILL after a grace), and
@@ -11,6 +15,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureCPassthrough } from './c-passthrough.js';
 
 export interface Target {
   name: string;
@@ -23,6 +28,8 @@ export interface Target {
   log?: string;
   /** After stop(): how a child process ended (`exit 0` is a clean stop), and how long stopping took. */
   stopped?: { how: string; ms: number };
+  /** The process serving the target (its CPU time is measured per job), if any; valid after start(). */
+  pid?: number;
 }
 
 /** dist/ of this build (this file is dist/bench/targets.js). */
@@ -38,15 +45,25 @@ function isMounted(dir: string): boolean {
   return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => unescape(l.split(' ')[1] ?? '') === dir);
 }
 
+/** The last lines of a child's log, after its first lines that say "error" (a usage error is followed by the whole help). */
 function tail(file: string, n = 15): string {
   try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n');
+    const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
+    const errors = lines.filter((l) => /error/i.test(l)).slice(0, 3);
+    const last = lines.slice(-n).filter((l) => !errors.includes(l));
+    return [...errors, ...(errors.length ? ['...'] : []), ...last].join('\n');
   } catch {
     return '';
   }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** How to start a FUSE server: the program and its arguments for a mount point. */
+interface Command {
+  program: string;
+  args: string[];
+}
 
 /** A FUSE server run as a child process; ready when `mountpoint -q` says so. */
 class MountTarget implements Target {
@@ -56,23 +73,31 @@ class MountTarget implements Target {
   private exitHow = '';
   readonly log: string;
   stopped?: { how: string; ms: number };
+  pid?: number;
 
-  constructor(readonly name: string, private readonly root: string, private readonly argv: (mnt: string) => string[],
-    private readonly precheck: () => string | undefined, private readonly stopGraceMs: number) {
+  /**
+   * `command` may throw (e.g. the C passthrough cannot be built): start() then fails with that reason.
+   */
+  constructor(readonly name: string, private readonly root: string, private readonly command: (mnt: string) => Command,
+    private readonly stopGraceMs: number) {
     this.dir = path.join(root, 'mnt');
     this.log = path.join(root, `${name}.log`);
   }
 
   async start(): Promise<void> {
-    const missing = this.precheck();
-    if (missing) throw new Error(missing);
     fs.mkdirSync(this.dir, { recursive: true });
+    const { program, args } = this.command(this.dir);
     const out = fs.openSync(this.log, 'a');
     try {
-      this.child = spawn(process.execPath, this.argv(this.dir), { stdio: ['ignore', out, out] });
+      this.child = spawn(program, args, { stdio: ['ignore', out, out] });
     } finally {
       fs.closeSync(out);
     }
+    this.pid = this.child.pid;
+    this.child.on('error', (e) => {
+      this.exited = true;
+      this.exitHow = `spawn error ${e.message}`;
+    });
     this.child.on('exit', (code, sig) => {
       this.exited = true;
       this.exitHow = sig ? `signal ${sig}` : `exit ${code}`;
@@ -116,28 +141,52 @@ class LocalTarget implements Target {
   async stop(): Promise<void> { /* the temp root is removed by the caller */ }
 }
 
-export const TARGET_NAMES = ['vpoolfs', 'passthrough', 'local'] as const;
+export const TARGET_NAMES = ['vpoolfs', 'vpoolfs-fuse-native', 'c-passthrough', 'fn-passthrough', 'local'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
+/** The targets that are vpoolfs (judged), and the references they are judged against. */
+export const VPOOLFS_TARGETS: readonly TargetName[] = ['vpoolfs', 'vpoolfs-fuse-native'];
+export const REFERENCES = { c: 'c-passthrough', fn: 'fn-passthrough', local: 'local' } as const;
+
+/** The vpoolfs CLI's mount: DTL none, file:// backend, uploads running (the defaults otherwise). */
+function vpoolfsTarget(name: TargetName, root: string, extra: string[]): Target {
+  const cli = path.join(distDir, 'tools', 'cli.js');
+  const sub = path.join(root, name);
+  return new MountTarget(name, sub, (mnt) => {
+    if (!fs.existsSync(cli)) throw new Error(`${cli} is missing: the vpoolfs CLI is not built (yet)`);
+    return {
+      program: process.execPath,
+      args: [cli, 'mount', mnt, '--vpool', `bench-${name}`, '--state', path.join(sub, 'state'),
+        '--backend', `file://${path.join(sub, 'backend')}`, '--dtl', 'none', ...extra],
+    };
+  },
+  // A clean stop ships the whole write cache to the backend first.
+  180_000);
+}
 
 /** Builds one target under `root` (a fresh temp directory owned by the benchmark). */
 export function makeTarget(name: TargetName, root: string): Target {
   switch (name) {
     case 'local':
       return new LocalTarget(root);
-    case 'passthrough': {
+    case 'fn-passthrough': {
       const script = path.join(distDir, 'bench', 'passthrough.js');
-      const sub = path.join(root, 'passthrough');
-      return new MountTarget('passthrough', sub, (mnt) => [script, mnt, path.join(sub, 'backing')],
-        () => (fs.existsSync(script) ? undefined : `${script} is missing: run npm run build`), 10_000);
+      const sub = path.join(root, name);
+      return new MountTarget(name, sub, (mnt) => {
+        if (!fs.existsSync(script)) throw new Error(`${script} is missing: run npm run build`);
+        return { program: process.execPath, args: [script, mnt, path.join(sub, 'backing')] };
+      }, 10_000);
     }
-    case 'vpoolfs': {
-      const cli = path.join(distDir, 'tools', 'cli.js');
-      const sub = path.join(root, 'vpoolfs');
-      return new MountTarget('vpoolfs', sub,
-        (mnt) => [cli, 'mount', mnt, '--state', path.join(sub, 'state'), '--backend', `file://${path.join(sub, 'backend')}`],
-        () => (fs.existsSync(cli) ? undefined : `${cli} is missing: the vpoolfs CLI is not built (yet)`),
-        // A clean stop ships the whole write cache to the backend first.
-        180_000);
+    case 'c-passthrough': {
+      const sub = path.join(root, name);
+      return new MountTarget(name, sub, (mnt) => {
+        const backing = path.join(sub, 'backing');
+        fs.mkdirSync(backing, { recursive: true });
+        return { program: ensureCPassthrough(), args: [mnt, backing] };
+      }, 10_000);
     }
+    case 'vpoolfs':
+      return vpoolfsTarget(name, root, []);
+    case 'vpoolfs-fuse-native':
+      return vpoolfsTarget(name, root, ['--fuse-engine', 'fuse-native']);
   }
 }
