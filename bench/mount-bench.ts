@@ -8,10 +8,10 @@
  *
  *   node dist/bench/mount-bench.js [--runtime S] [--ramp S] [--size 256M] [--runs 3]
  *        [--only NAME,PREFIX…] [--targets vpoolfs,vpoolfs-fuse-native,c-passthrough,fn-passthrough,local]
- *        [--dir BASE] [--out FILE]
+ *        [--dir BASE] [--out FILE] [--vpoolfs-cli FILE]
  *
  * Each flag also reads an environment variable (VPOOLFS_BENCH_RUNTIME, _RAMP, _SIZE, _RUNS, _ONLY,
- * _TARGETS, _DIR, _OUT). Runs are interleaved (run 1 of every workload on every target, then run 2 …, the
+ * _TARGETS, _DIR, _OUT, _VPOOLFS_CLI). `--vpoolfs-cli` runs another build's CLI (default: this build's). Runs are interleaved (run 1 of every workload on every target, then run 2 …, the
  * order of the targets rotating from one run to the next) so that drift of the machine spreads over all
  * targets alike. A target that cannot start (e.g. an engine option this build does not have) is reported
  * and skipped; the others still run.
@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { FILE_NAMES, WORKLOADS, currentFioPid, figure, fioVersion, median, prepareFiles, runFio, type FioResult, type Workload } from './fio.js';
 import { cpuPerIo, cpuUs } from './proc-cpu.js';
-import { REFERENCES, TARGET_NAMES, VPOOLFS_TARGETS, makeTarget, type Target, type TargetName } from './targets.js';
+import { DEFAULT_CLI, REFERENCES, TARGET_NAMES, VPOOLFS_TARGETS, makeTarget, type Target, type TargetName } from './targets.js';
 
 interface TargetStatus {
   ok: boolean;
@@ -41,6 +41,7 @@ interface Options {
   targets: TargetName[];
   base: string;
   out: string;
+  cli: string;
 }
 
 /** One fio run on one target, with the CPU its daemon spent per I/O (undefined for the local disk). */
@@ -62,6 +63,7 @@ function parseOptions(argv: string[]): Options {
     options: {
       runtime: { type: 'string' }, ramp: { type: 'string' }, size: { type: 'string' }, runs: { type: 'string' },
       only: { type: 'string' }, targets: { type: 'string' }, dir: { type: 'string' }, out: { type: 'string' },
+      'vpoolfs-cli': { type: 'string' },
     },
   });
   const env = (k: string): string | undefined => process.env[`VPOOLFS_BENCH_${k}`];
@@ -91,6 +93,7 @@ function parseOptions(argv: string[]): Options {
     targets: targets as TargetName[],
     base: values.dir ?? env('DIR') ?? os.tmpdir(),
     out: values.out ?? env('OUT') ?? path.join(repoRoot, 'bench', 'results', 'mount-latest.json'),
+    cli: path.resolve(values['vpoolfs-cli'] ?? env('VPOOLFS_CLI') ?? DEFAULT_CLI),
   };
 }
 
@@ -131,10 +134,10 @@ async function main(): Promise<void> {
   const started = new Date().toISOString();
   const loadBefore = os.loadavg();
   process.stderr.write(`bench: ${o.workloads.length} workloads x ${o.targets.join(', ')} x ${o.runs} runs, `
-    + `${o.size} files, ${o.rampSec}+${o.runtimeSec} s each, under ${root}\n`);
+    + `${o.size} files, ${o.rampSec}+${o.runtimeSec} s each, under ${root}; vpoolfs is ${o.cli}\n`);
   try {
     for (const name of o.targets) {
-      const t = makeTarget(name, root);
+      const t = makeTarget(name, root, o.cli);
       try {
         await t.start();
         const t0 = Date.now();
@@ -202,7 +205,8 @@ async function report(o: Options, results: Map<string, Map<string, Run[]>>,
     + `load average ${load(loadBefore)} before, ${load(os.loadavg())} after (${os.cpus().length} CPUs)`
     + `${o.runs < 3 ? '\nfewer than 3 runs: a smoke test, not figures to quote' : ''}\n`
     + `/C, /fn, /local: ratio of the median to that of c-passthrough, fn-passthrough, local; `
-    + `CPU: µs of the serving process per I/O (median)\n`);
+    + `CPU: µs of the serving process per I/O (median)\n`
+    + `${o.cli !== DEFAULT_CLI ? `vpoolfs targets run ${o.cli}\n` : ''}`);
   const summary: Record<string, { label: string; unit: string; targets: Record<string, TargetSummary> }> = {};
   for (const w of o.workloads) {
     const byTarget = results.get(w.name);
@@ -275,7 +279,7 @@ async function report(o: Options, results: Map<string, Map<string, Run[]>>,
   fs.writeFileSync(o.out, `${JSON.stringify({
     started, finished: new Date().toISOString(), host: os.hostname(), kernel: os.release(), cpus: os.cpus().length,
     node: process.version, fio: await fioVersion(), loadavg: { before: loadBefore, after: os.loadavg() },
-    options: { runtimeSec: o.runtimeSec, rampSec: o.rampSec, size: o.size, runs: o.runs, base: o.base, targets: o.targets },
+    options: { runtimeSec: o.runtimeSec, rampSec: o.rampSec, size: o.size, runs: o.runs, base: o.base, targets: o.targets, vpoolfsCli: o.cli },
     targets: status,
     workloads: o.workloads.map((w) => ({ name: w.name, args: w.args, file: FILE_NAMES[w.file], ...summary[w.name] })),
     aims,

@@ -147,9 +147,11 @@ export type TargetName = (typeof TARGET_NAMES)[number];
 export const VPOOLFS_TARGETS: readonly TargetName[] = ['vpoolfs', 'vpoolfs-fuse-native'];
 export const REFERENCES = { c: 'c-passthrough', fn: 'fn-passthrough', local: 'local' } as const;
 
+/** This build's CLI. */
+export const DEFAULT_CLI = path.join(distDir, 'tools', 'cli.js');
+
 /** The vpoolfs CLI's mount: DTL none, file:// backend, uploads running (the defaults otherwise). */
-function vpoolfsTarget(name: TargetName, root: string, extra: string[]): Target {
-  const cli = path.join(distDir, 'tools', 'cli.js');
+function vpoolfsTarget(name: TargetName, root: string, cli: string, extra: string[]): Target {
   const sub = path.join(root, name);
   return new MountTarget(name, sub, (mnt) => {
     if (!fs.existsSync(cli)) throw new Error(`${cli} is missing: the vpoolfs CLI is not built (yet)`);
@@ -163,8 +165,11 @@ function vpoolfsTarget(name: TargetName, root: string, extra: string[]): Target 
   180_000);
 }
 
-/** Builds one target under `root` (a fresh temp directory owned by the benchmark). */
-export function makeTarget(name: TargetName, root: string): Target {
+/**
+ * Builds one target under `root` (a fresh temp directory owned by the benchmark). `cli` is the vpoolfs
+ * CLI the vpoolfs targets run (default: this build's; another build's to compare, e.g. a branch's dist/).
+ */
+export function makeTarget(name: TargetName, root: string, cli = DEFAULT_CLI): Target {
   switch (name) {
     case 'local':
       return new LocalTarget(root);
@@ -185,8 +190,8 @@ export function makeTarget(name: TargetName, root: string): Target {
       }, 10_000);
     }
     case 'vpoolfs':
-      return vpoolfsTarget(name, root, []);
+      return vpoolfsTarget(name, root, cli, []);
     case 'vpoolfs-fuse-native':
-      return vpoolfsTarget(name, root, ['--fuse-engine', 'fuse-native']);
+      return vpoolfsTarget(name, root, cli, ['--fuse-engine', 'fuse-native']);
   }
 }
