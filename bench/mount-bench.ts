@@ -192,9 +192,17 @@ interface TargetSummary {
   latMeanUs: number;
   latP99Us: number;
   cpuUsPerIo: number | null;
+  /** CPU per I/O over the C passthrough's. */
+  cpuToC: number | null;
   toC: number | null;
   toFn: number | null;
   toLocal: number | null;
+}
+
+/** Median CPU µs per I/O of a target's runs (undefined without a serving process). */
+function cpuMedian(runs: Run[] | undefined): number | undefined {
+  const xs = (runs ?? []).map((r) => r.cpuUsPerIo).filter((x): x is number => x !== undefined && Number.isFinite(x));
+  return xs.length ? median(xs) : undefined;
 }
 
 async function report(o: Options, results: Map<string, Map<string, Run[]>>,
@@ -205,7 +213,7 @@ async function report(o: Options, results: Map<string, Map<string, Run[]>>,
     + `load average ${load(loadBefore)} before, ${load(os.loadavg())} after (${os.cpus().length} CPUs)`
     + `${o.runs < 3 ? '\nfewer than 3 runs: a smoke test, not figures to quote' : ''}\n`
     + `/C, /fn, /local: ratio of the median to that of c-passthrough, fn-passthrough, local; `
-    + `CPU: µs of the serving process per I/O (median)\n`
+    + `CPU: µs of the serving process per I/O (median), xC: that over c-passthrough's (a figure the machine's load moves far less)\n`
     + `${o.cli !== DEFAULT_CLI ? `vpoolfs targets run ${o.cli}\n` : ''}`);
   const summary: Record<string, { label: string; unit: string; targets: Record<string, TargetSummary> }> = {};
   for (const w of o.workloads) {
@@ -214,25 +222,26 @@ async function report(o: Options, results: Map<string, Map<string, Run[]>>,
       const runs = byTarget?.get(n);
       return runs ? median(runs.map((r) => figure(w, r))) : undefined;
     };
-    const rows: string[][] = [['target', `${w.unit} (median)`, 'runs', '/C', '/fn', '/local', 'CPU µs/IO', 'mean lat µs']];
+    const rows: string[][] = [['target', `${w.unit} (median)`, 'runs', '/C', '/fn', '/local', 'CPU µs/IO', 'CPU xC', 'mean lat µs']];
     const targets: Record<string, TargetSummary> = {};
     for (const n of o.targets) {
       const runs = byTarget?.get(n);
       if (!runs) {
-        rows.push([n, status[n]?.ok === false ? 'not measured' : '-', '', '', '', '', '', '']);
+        rows.push([n, status[n]?.ok === false ? 'not measured' : '-', '', '', '', '', '', '', '']);
         continue;
       }
       const m = med(n)!;
-      const cpus = runs.map((r) => r.cpuUsPerIo).filter((x): x is number => x !== undefined && Number.isFinite(x));
       const s: TargetSummary = {
         median: m, runs: runs.map((r) => figure(w, r)),
         latMeanUs: median(runs.map((r) => r.latMeanUs)), latP99Us: median(runs.map((r) => r.latP99Us)),
-        cpuUsPerIo: cpus.length ? median(cpus) : null,
+        cpuUsPerIo: cpuMedian(runs) ?? null,
+        cpuToC: ratio(cpuMedian(runs), cpuMedian(byTarget?.get(REFERENCES.c))) ?? null,
         toC: ratio(m, med(REFERENCES.c)) ?? null, toFn: ratio(m, med(REFERENCES.fn)) ?? null, toLocal: ratio(m, med(REFERENCES.local)) ?? null,
       };
       targets[n] = s;
       rows.push([n, fmt(m, w.unit), s.runs.map((x) => fmt(x, w.unit)).join(' '), fmtRatio(s.toC ?? undefined),
         fmtRatio(s.toFn ?? undefined), fmtRatio(s.toLocal ?? undefined), s.cpuUsPerIo === null ? '-' : s.cpuUsPerIo.toFixed(1),
+        fmtRatio(s.cpuToC ?? undefined),
         s.latMeanUs.toFixed(0)]);
     }
     summary[w.name] = { label: w.label, unit: w.unit, targets };

@@ -50,7 +50,7 @@ function tail(file: string, n = 15): string {
   try {
     const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
     const errors = lines.filter((l) => /error/i.test(l)).slice(0, 3);
-    const last = lines.slice(-n).filter((l) => !errors.includes(l));
+    const last = lines.slice(errors.length ? -3 : -n).filter((l) => !errors.includes(l));
     return [...errors, ...(errors.length ? ['...'] : []), ...last].join('\n');
   } catch {
     return '';
