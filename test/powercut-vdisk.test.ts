@@ -49,7 +49,9 @@ async function round(t: ExecutionContext, root: string, lfs: LoopFs, seed: numbe
     return [`${where}: the daemon did not come back on the power-cut state: ${(err as Error).message.slice(0, 4000)}`];
   }
   const { problems } = await verifyDisk(m2.p('disk'), seed, log);
-  const errors = m2.log.split('\n').filter((l) => /"level":"(error|warn)"/.test(l)).slice(0, 6);
+  let errors = m2.log.split('\n').filter((l) => /"level":"(error|warn)"/.test(l)).slice(0, 6);
+  await Promise.race([m2.exited, sleep(200)]);
+  if (!m2.alive) errors = [`THE DAEMON DIED; its last output:`, ...m2.log.split('\n').slice(-25)];
   await m2.stop();
   return problems.map((p) => `${where}: ${p}${errors.length > 0 ? `\n  daemon warnings/errors after the restart:\n  ${errors.join('\n  ')}` : ''}`);
 }

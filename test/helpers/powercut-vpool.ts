@@ -11,7 +11,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { readAckLog } from './ack-log.js';
-import { ok, q, startMount, type MountHandle, type MountOpts } from './mount.js';
+import { ok, q, sh, startMount, type MountHandle, type MountOpts } from './mount.js';
 import { checkSurvivors, parseAckLog, PC_BASE_SIZE, survivors, type AckLog } from './powercut-ops.js';
 import type { LoopFs } from './powercut.js';
 
@@ -94,7 +94,12 @@ export async function verifyDisk(file: string, seed: number, log: AckLog): Promi
 
 /** Which clusters of `file` fail to read (4 KiB preads, the first 20 named). */
 async function unreadable(file: string): Promise<string> {
-  const fh = await open(file, 'r');
+  let fh;
+  try {
+    fh = await open(file, 'r');
+  } catch (err) {
+    return `and it cannot be opened again: ${(err as Error).message}`;
+  }
   try {
     const { size } = await fh.stat();
     const bad: number[] = [];
@@ -114,9 +119,19 @@ async function unreadable(file: string): Promise<string> {
   }
 }
 
-/** Restarts the daemon on the remounted loop fs; a failure to mount is a finding, with the daemon's log. */
+/**
+ * Restarts the daemon on the remounted loop fs; a failure to mount is a finding, with the daemon's log.
+ * LMDB_RESTORE=safe: a real power cut reboots the machine, and lmdb-js (overlappingSync) picks its meta page by
+ * the boot id — same boot id: the newest meta page, trusted as if the page cache had survived; new boot id: the
+ * last one known flushed. The loop-device cut keeps the boot id, so without this lmdb would open a meta page
+ * whose pages never reached the disk, which no real power cut produces. The env var makes lmdb-js behave as
+ * after a reboot (node_modules/lmdb/open.js `safeRestore`, mdb.c mdb_pick_meta).
+ */
 export async function restart(t: ExecutionContext, opts: MountOpts): Promise<MountHandle> {
-  return startMount(t, { ...opts, readyMs: 120_000 });
+  // a reboot leaves no mount behind; the killed daemon's stale one would also answer `mountpoint -q` (or not,
+  // depending on timing) before the new daemon has mounted, and the test would read through a dead mount
+  await sh(`umount -l ${q(opts.mountpoint)} 2>/dev/null; true`);
+  return startMount(t, { ...opts, readyMs: 120_000, env: { ...opts.env, LMDB_RESTORE: 'safe' } });
 }
 
 export { parseAckLog, readAckLog };
