@@ -3,10 +3,15 @@
  * never fsynced is gone, a rename never fsynced is undone; while cut, writes and fsyncs fail with EIO.
  * If this test fails, every other power-cut test proves nothing.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readAckLog } from './helpers/ack-log.js';
 import { tempRoot } from './helpers/mount.js';
 import { LoopFs, powercutTest } from './helpers/powercut.js';
-import { pattern } from './helpers/ref-disk.js';
+import { baseSeed, markCut } from './helpers/powercut-vpool.js';
+import { pattern, rng } from './helpers/ref-disk.js';
 
 const test = powercutTest();
 
@@ -54,4 +59,79 @@ test('a cut keeps what was fsynced and loses what was not', async (t) => {
   // and the filesystem works again after the remount
   fs.writeFileSync(lfs.p('after'), 'ok');
   t.is(fs.readFileSync(lfs.p('after'), 'utf8'), 'ok');
+});
+
+/**
+ * Two threads append 4117-byte records to their own files, fdatasync now and then (logging the size each
+ * fdatasync covered, one write(2) a line, to an ack log on the normal disk) and replace a small file by
+ * rename with fsyncs: the pattern of the DTL server's files. After each cut every file must be at least as
+ * long as its last acknowledged fdatasync. If this fails, a power-cut test that loses fsynced data proves
+ * nothing about vpoolfs.
+ */
+const APPENDER = `
+import os, sys, random, threading
+d, acks, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+a = os.open(acks, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+def meta(sub, r):
+    tmp = os.path.join(sub, 'meta.tmp'); fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, b'{"floor": %d}' % r.randint(0, 1000)); os.fsync(fd); os.close(fd)
+    os.rename(tmp, os.path.join(sub, 'meta')); dfd = os.open(sub, os.O_RDONLY); os.fsync(dfd); os.close(dfd)
+def run(w):
+    r = random.Random(seed * 2 + w)
+    sub = os.path.join(d, 'w%d' % w)
+    try:
+        os.makedirs(sub); dfd = os.open(d, os.O_RDONLY); os.fsync(dfd); os.close(dfd)
+        fd = os.open(os.path.join(sub, 'seg'), os.O_WRONLY | os.O_CREAT, 0o644)
+        pos = 0; rec = b'x' * 4117
+        meta(sub, r)
+        while True:
+            k = r.randint(1, 24)
+            os.pwrite(fd, rec * k, pos); pos += 4117 * k
+            x = r.random()
+            if x < 0.3:
+                os.fdatasync(fd); os.write(a, b'%d %d\\n' % (w, pos))
+            elif x < 0.33:
+                meta(sub, r)
+    except OSError:
+        return
+ts = [threading.Thread(target=run, args=(w,)) for w in (0, 1)]
+[t.start() for t in ts]; [t.join() for t in ts]
+`;
+
+test('appending writers with fdatasync: a cut loses nothing acknowledged', async (t) => {
+  const root = await tempRoot(t, 'vpoolfs-pc-');
+  const lfs = await LoopFs.create(t, root, 'lfs', 512);
+  const seed = baseSeed();
+  const rounds = Number(process.env.VPOOLFS_POWERCUT_ROUNDS ?? 12);
+  const r = rng(seed);
+  const problems: string[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const dir = lfs.p(`r${i}`);
+    fs.mkdirSync(dir);
+    const acks = path.join(root, `r${i}.acks`);
+    const child = spawn('python3', ['-c', APPENDER, dir, acks, String(seed + i)], { stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const ms = 50 + Math.floor(r() * 900);
+    await sleep(ms);
+    child.kill('SIGSTOP');
+    markCut(acks); // what the writer logs after this may have straddled the cut
+    await lfs.cut();
+    child.kill('SIGKILL');
+    await exited;
+    await lfs.remount();
+    for (const w of [0, 1]) {
+      const lines = readAckLog(acks);
+      const acked = lines.slice(0, lines.indexOf('cut')).filter((l) => l.startsWith(`${w} `)).map((l) => Number(l.split(' ')[1]));
+      const want = acked.length === 0 ? 0 : acked[acked.length - 1];
+      let got = 0;
+      try {
+        got = fs.statSync(path.join(dir, `w${w}`, 'seg')).size;
+      } catch {
+        got = 0;
+      }
+      if (got < want) problems.push(`round ${i} (seed ${seed + i}, cut after ${ms} ms) writer ${w}: fdatasync acknowledged ${want} bytes, the file has ${got}`);
+    }
+    fs.rmSync(dir, { recursive: true, force: true }); // room for the next round
+  }
+  t.deepEqual(problems, [], `VPOOLFS_SEED=${seed}: the harness lost fdatasynced data:\n${problems.join('\n')}`);
 });

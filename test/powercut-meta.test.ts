@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readAckLog } from './helpers/ack-log.js';
 import { ok, q, sh, startMount, tempRoot, type MountHandle } from './helpers/mount.js';
 import { LoopFs, powercutTest } from './helpers/powercut.js';
-import { baseSeed, restart, roundOpts } from './helpers/powercut-vpool.js';
+import { baseSeed, markCut, restart, roundOpts } from './helpers/powercut-vpool.js';
 import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
 
 const test = powercutTest({ fuse: true });
@@ -108,6 +108,7 @@ async function round(t: ExecutionContext, seed: number, call: Call,
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   await sleep(cutAfter);
+  markCut(acks); // the call returned before the cut only if its `rc 0` is logged before this marker
   await lfs.cut();
   await m.kill9();
   await done;

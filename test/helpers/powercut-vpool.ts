@@ -69,7 +69,10 @@ export async function writerExit(w: WriterRun, ms: number, what: string): Promis
   }
 }
 
-/** Appends `cut` to the writer's ack log (O_APPEND: one line, after every line the writer logged so far). */
+/**
+ * Appends `cut` to an ack log (O_APPEND: one line, after every line logged so far). Call it just BEFORE the cut:
+ * a line before it was acknowledged before the cut; one after it may have straddled the cut.
+ */
 export function markCut(ackFile: string): void {
   appendFileSync(ackFile, 'cut\n');
 }

@@ -122,7 +122,7 @@ export class LoopFs {
   }
 
   private async mount(): Promise<void> {
-    await must(`mount -t ext4 -o commit=300,dioread_lock ${q(this.dev)} ${q(this.dir)}`);
+    await must(`mount -t ext4 -o commit=300 ${q(this.dev)} ${q(this.dir)}`);
     this.mounted = true;
   }
 
