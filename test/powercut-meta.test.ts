@@ -246,7 +246,7 @@ test('power cut during a clean stop (SIGTERM)', async (t) => {
       const synced = ref.read(0, SIZE);
       ref.write(MiB, d1);
       const all = ref.read(0, SIZE);
-      const cutAfter = Math.floor(rng(seed)() * 600);
+      const cutAfter = Math.floor(rng(seed)() * 400);
       m.child.kill('SIGTERM');
       await sleep(cutAfter);
       const stopped = !m.alive ? await m.exited : null;
