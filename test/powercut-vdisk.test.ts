@@ -58,6 +58,8 @@ async function round(t: ExecutionContext, root: string, lfs: LoopFs, seed: numbe
   await Promise.race([m2.exited, sleep(200)]);
   if (!m2.alive) errors = [`THE DAEMON DIED; its last output:`, ...m2.log.split('\n').slice(-25)];
   await m2.stop();
+  // room for the next rounds (a full state disk is another test's business)
+  await sh(`rm -rf ${q(lfs.p(`r${i}`))} ${q(opts.backend.slice('file://'.length))}`);
   return problems.map((p) => `${where}: ${p}${errors.length > 0 ? `\n  daemon warnings/errors after the restart:\n  ${errors.join('\n  ')}` : ''}`);
 }
 
