@@ -6,7 +6,8 @@
  * daemon restarted on it. Every write acknowledged before the last completed fsync must read back byte-exact;
  * every other cluster holds its old content or that of a later write, never other bytes, never an error.
  *
- * Rounds: VPOOLFS_POWERCUT_ROUNDS (default 6), seeds printed, VPOOLFS_SEED=<seed> replays a run.
+ * Rounds: VPOOLFS_POWERCUT_ROUNDS (default 6; the sync-DTL test a third of it), seeds printed, VPOOLFS_SEED=<seed> replays a run.
+ * The sync-DTL test promises every acknowledged write (DESIGN §4), with the DTL server on the normal disk.
  * The second test leaves the daemon running after the cut: every write and fsync after it must fail, and
  * `user.vdisk.info` must say why (`fault`).
  */
@@ -20,17 +21,28 @@ import {
 } from './helpers/powercut-vpool.js';
 import { rng } from './helpers/ref-disk.js';
 import { startMount } from './helpers/mount.js';
+import { startDtlServer } from './helpers/dtl-server.js';
+import { waitDtl } from './helpers/dtl-mount.js';
 
 const test = powercutTest({ fuse: true });
 const ROUNDS = Number(process.env.VPOOLFS_POWERCUT_ROUNDS ?? 6);
 
-async function round(t: ExecutionContext, root: string, lfs: LoopFs, seed: number, i: number): Promise<string[]> {
+interface Mode {
+  /** Extra mount arguments (a DTL). */
+  args?: string[];
+  /** Every acknowledged write must survive (sync DTL), not only the fsynced ones. */
+  everyAck?: boolean;
+}
+
+async function round(t: ExecutionContext, root: string, lfs: LoopFs, seed: number, i: number, mode: Mode = {}): Promise<string[]> {
   const r = rng(seed ^ 0x5bd1e995);
   const io = i % 2 === 1 ? 'direct' : 'plain';
   const runMs = 300 + Math.floor(r() * 3000);
   const opts = await roundOpts(root, lfs, `r${i}`);
+  opts.extraArgs = [...(opts.extraArgs ?? []), ...(mode.args ?? [])];
   const m = await startMount(t, opts);
   const file = await createDisk(t, m);
+  if (mode.everyAck) await waitDtl(file, (d) => d.state === 'ok_sync', 'ok_sync before the writer starts');
   const ackFile = path.join(root, `r${i}.acks`);
   const w = await startPcWriter(file, seed, io, 'stop', ackFile);
   await sleep(runMs);
@@ -44,8 +56,8 @@ async function round(t: ExecutionContext, root: string, lfs: LoopFs, seed: numbe
   await writerExit(w, 60_000, 'after the daemon was killed');
   await lfs.remount();
   const lines = readAckLog(ackFile);
-  const log = parseAckLog(lines);
-  const where = `round ${i} seed ${seed} (${io} I/O, cut after ${runMs} ms, ${lines.length} ack lines, last fsync covers op ${log.synced}, ops up to ${log.last} may have landed)`;
+  const log = parseAckLog(lines, mode.everyAck);
+  const where = `round ${i} seed ${seed} (${mode.everyAck ? 'sync DTL, ' : ''}${io} I/O, cut after ${runMs} ms, ${lines.length} ack lines, ${mode.everyAck ? 'acknowledged up to' : 'last fsync covers'} op ${log.synced}, ops up to ${log.last} may have landed)`;
   t.log(where);
   let m2;
   try {
@@ -70,6 +82,20 @@ test(`power cut under a writer, restart on the state that survived: ${ROUNDS} ro
   t.log(`VPOOLFS_SEED=${base}`);
   const problems: string[] = [];
   for (let i = 0; i < ROUNDS; i++) problems.push(...(await round(t, root, lfs, base + i, i)));
+  t.deepEqual(problems, [], `VPOOLFS_SEED=${base}: ${problems.length} problems:\n${problems.join('\n')}`);
+});
+
+test('sync DTL: every acknowledged write survives a power cut of the router (2 rounds)', async (t) => {
+  const root = await tempRoot(t, 'vpoolfs-pc-');
+  const lfs = await LoopFs.create(t, root);
+  const server = await startDtlServer(t, path.join(root, 'dtl')); // on the normal disk: only the router loses power
+  const base = baseSeed();
+  t.log(`VPOOLFS_SEED=${base}`);
+  const problems: string[] = [];
+  const rounds = Math.max(1, Math.ceil(ROUNDS / 3));
+  for (let i = 0; i < rounds; i++) {
+    problems.push(...(await round(t, root, lfs, base + i, i, { args: ['--dtl', 'sync', '--dtl-server', server.address], everyAck: true })));
+  }
   t.deepEqual(problems, [], `VPOOLFS_SEED=${base}: ${problems.length} problems:\n${problems.join('\n')}`);
 });
 

@@ -69,7 +69,8 @@ export interface AckLog {
   firstError: number;
 }
 
-export function parseAckLog(lines: string[]): AckLog {
+/** `everyAck`: a sync DTL promises every acknowledged write, not only the fsynced ones. */
+export function parseAckLog(lines: string[], everyAck = false): AckLog {
   let synced = -1;
   let seen = -1;
   let firstError = -1;
@@ -89,6 +90,7 @@ export function parseAckLog(lines: string[]): AckLog {
     if (afterCut) continue;
     if (firstError >= 0) continue; // a "successful" fsync after an error is judged elsewhere (powercut-vdisk.test.ts)
     if (kind === 's') synced = Math.max(synced, n - 1);
+    if (everyAck && kind === 'w') synced = Math.max(synced, n);
     if (kind === 'x') synced = Math.max(synced, n);
   }
   return { synced, last: seen + 1, firstError };
