@@ -8,7 +8,7 @@
  *
  * Rounds: VPOOLFS_POWERCUT_ROUNDS (default 6; the sync-DTL test a third of it), seeds printed, VPOOLFS_SEED=<seed> replays a run.
  * The sync-DTL test promises every acknowledged write (DESIGN §4), with the DTL server on the normal disk.
- * The second test leaves the daemon running after the cut: every write and fsync after it must fail, and
+ * The last test leaves the daemon running after the cut: every write and fsync after it must fail, and
  * `user.vdisk.info` must say why (`fault`).
  */
 import type { ExecutionContext } from 'ava';
