@@ -16,6 +16,8 @@ export const C = {
   WRITE_MAX: 68,
   REPLIES_DROPPED: 69,
   UNKNOWN_OPCODE: 70,
+  /** FUSE_NOTIFY_INVAL_INODE accepted by the kernel. */
+  INVALIDATIONS: 71,
   SLOTS: 72,
 } as const;
 
@@ -50,5 +52,6 @@ export function summary(c: Int32Array): Record<string, unknown> {
     writes: { fullMaxWrite: c[C.WRITES_FULL], smaller: c[C.WRITES_SMALL], largestBytes: c[C.WRITE_MAX] },
     repliesDropped: c[C.REPLIES_DROPPED],
     unknownOpcodes: c[C.UNKNOWN_OPCODE],
+    invalidations: c[C.INVALIDATIONS],
   };
 }

@@ -1,8 +1,9 @@
 /**
  * Kernel-engine opcodes on open files: OPEN, CREATE, READ, WRITE, FLUSH, RELEASE, FSYNC, FALLOCATE, LSEEK.
- * Files open with FOPEN_KEEP_CACHE (the page cache survives close/open: vpoolfs is the only writer, and a
- * rollback invalidates it explicitly) and FOPEN_PARALLEL_DIRECT_WRITES (O_DIRECT writes to one file are not
- * serialised on the inode lock). With ATOMIC_O_TRUNC the kernel leaves O_TRUNC to OPEN: done here.
+ * Files open with FOPEN_PARALLEL_DIRECT_WRITES (O_DIRECT writes to one file are not serialised on the inode
+ * lock) and without FOPEN_KEEP_CACHE: each open drops the file's cached pages, as with fuse-native, because
+ * a vDisk's data can change behind this kernel (rollback, and later NBD exports and other routers); hypervisors
+ * use O_DIRECT anyway. With ATOMIC_O_TRUNC the kernel leaves O_TRUNC to OPEN: done here.
  */
 import type { NodeStat } from '../../volume/types.js';
 import { E } from '../errno.js';
@@ -12,11 +13,11 @@ import type { decode, InHeader } from './decode.js';
 import { createReply, emptyReply, finishRead, lseekReply, openReply, readReplyBuffer, writeReply } from './encode.js';
 import { killSuidgid } from './ops-entry.js';
 import { childOf, pathOf } from './ops-common.js';
-import { FOPEN_KEEP_CACHE, FOPEN_PARALLEL_DIRECT_WRITES, FSYNC_FDATASYNC, SEEK_DATA, SEEK_HOLE, WRITE_KILL_SUIDGID } from './protocol.js';
+import { FOPEN_PARALLEL_DIRECT_WRITES, FSYNC_FDATASYNC, SEEK_DATA, SEEK_HOLE, WRITE_KILL_SUIDGID } from './protocol.js';
 
 type Req<K extends keyof typeof decode> = ReturnType<(typeof decode)[K]>;
 
-export const OPEN_FLAGS = FOPEN_KEEP_CACHE | FOPEN_PARALLEL_DIRECT_WRITES;
+export const OPEN_FLAGS = FOPEN_PARALLEL_DIRECT_WRITES;
 const O_TRUNC = 0o1000;
 
 /** A path for the handlers' logs: an unlinked node's handle still works, it just has no name. */

@@ -124,8 +124,14 @@ export class Session implements KernelCtx {
   }
 
   invalidate(nodeid: number): void {
-    // ENOENT here means the kernel has no inode cached for it: nothing to drop
-    this.send(notifyInvalInode(nodeid, 0, 0));
+    try {
+      fs.writeSync(this.fd, notifyInvalInode(nodeid, 0, 0));
+      Atomics.add(this.counters, C.INVALIDATIONS, 1);
+    } catch (err) {
+      // ENOENT: the kernel has no inode cached for it, nothing to drop
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENODEV') log.warn('FUSE_NOTIFY_INVAL_INODE failed', { nodeid, code });
+    }
   }
 
   initDone(s: Record<string, unknown>): void {
