@@ -164,6 +164,35 @@ test('what vpoolfs does not implement fails cleanly (symlink, link, ioctl, fifo)
   t.true(s.unknownOpcodes >= 2, `SYMLINK, LINK and IOCTL are unknown opcodes: ${JSON.stringify(s)}`);
 });
 
+const RENAME2 = `
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def rename2(a, b, flags):
+    r = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
+    return 0 if r == 0 else ctypes.get_errno()
+d = sys.argv[1]
+print(rename2(d + '/a', d + '/b', 1), rename2(d + '/a', d + '/c', 1), rename2(d + '/c', d + '/b', 2), sorted(os.listdir(d)))
+`;
+
+test('fallocate grows (KEEP_SIZE: nothing to do, punch hole and zero range: EOPNOTSUPP); renameat2 NOREPLACE and EXCHANGE', async (t) => {
+  const { m } = await mountKernel(t);
+  const f = m.p('a');
+  await ok(t, `truncate -s 1M ${q(f)}`);
+  await ok(t, `fallocate -o 1M -l 3M ${q(f)}`);
+  t.is((await ok(t, `stat -c '%s %b' ${q(f)}`)).trim(), `${4 * 2 ** 20} 0`, 'grown, nothing allocated');
+  await ok(t, `fallocate -n -o 0 -l 8M ${q(f)}`);
+  t.is((await ok(t, `stat -c %s ${q(f)}`)).trim(), String(4 * 2 ** 20), 'KEEP_SIZE leaves the size');
+  for (const flag of ['-p', '-z']) {
+    const r = await sh(`fallocate ${flag} -o 0 -l 4096 ${q(f)}`);
+    t.not(r.code, 0, `fallocate ${flag}`);
+    t.regex(r.stderr, /not supported|unsupported/i, `fallocate ${flag}: ${r.stderr}`);
+  }
+  await ok(t, `truncate -s 4k ${q(m.p('b'))}`);
+  // NOREPLACE onto b: EEXIST (17); NOREPLACE onto c: done; EXCHANGE: EINVAL (22)
+  t.is((await ok(t, `python3 -c ${q(RENAME2)} ${q(m.mountpoint)}`)).trim(), "17 0 22 ['b', 'c']");
+  t.is((await ok(t, `stat -c %s ${q(m.p('c'))}`)).trim(), String(4 * 2 ** 20));
+});
+
 test('1 MiB O_DIRECT writes arrive as 1 MiB requests; no GETXATTR security.capability before each write', async (t) => {
   const { m } = await mountKernel(t);
   await ok(t, `dd if=/dev/urandom of=${q(m.p('big'))} bs=1M count=16 oflag=direct status=none`);
