@@ -27,7 +27,11 @@ export function ioOps(ctx: OpContext) {
       }
     },
 
-    read(path: string, fd: number, buf: Buffer, len: number, offset: number, cb: Cb) {
+    /**
+     * Answers the byte count; with `buf` (fuse-native) the data is copied into it, without (the kernel
+     * engine, which writes the volume layer's buffer after its reply header) it comes as a second value.
+     */
+    read(path: string, fd: number, buf: Buffer | undefined, len: number, offset: number, cb: Cb) {
       const disk = fds.get(fd);
       if (disk === undefined) return cb(E.EBADF);
       let p: Promise<Buffer>;
@@ -37,7 +41,10 @@ export function ioOps(ctx: OpContext) {
         return cb(toErrno(err, 'read', path));
       }
       p.then(
-        (data) => cb(data.length <= len ? data.copy(buf, 0) : data.copy(buf, 0, 0, len)),
+        (data) => {
+          if (buf === undefined) return cb(Math.min(data.length, len), data.length <= len ? data : data.subarray(0, len));
+          cb(data.length <= len ? data.copy(buf, 0) : data.copy(buf, 0, 0, len));
+        },
         (err: unknown) => cb(toErrno(err, 'read', path)),
       );
     },

@@ -18,6 +18,8 @@ export interface KernelCtx {
   readonly attrValidS: number;
   /** Writes a reply to /dev/fuse; a reply to a request the kernel dropped (interrupted) is ignored. */
   send(reply: Buffer): void;
+  /** A reply in pieces (a header, then data that is not copied), written as one message with writev. */
+  sendv(parts: Buffer[]): void;
   /** An error reply (`errno` negative). */
   fail(h: InHeader, errno: number): void;
   /** FUSE_NOTIFY_INVAL_INODE: the kernel drops the node's cached pages and attributes. */

@@ -51,14 +51,13 @@ export function dataReply(unique: number, data: Uint8Array): Buffer {
   return header(b, 0, unique);
 }
 
-/** A READ reply buffer to be filled in place: the caller copies up to `size` bytes at offset 16, then calls finishRead. */
-export function readReplyBuffer(size: number): Buffer {
-  return Buffer.allocUnsafe(OH + size);
-}
-
-/** Cuts a readReplyBuffer to the `count` bytes really read and fills in its header. */
-export function finishRead(b: Buffer, unique: number, count: number): Buffer {
-  return header(b.length === OH + count ? b : b.subarray(0, OH + count), 0, unique);
+/** The header of a reply whose `bodySize` bytes follow in a buffer of their own (READ: written with writev, no copy). */
+export function replyHeader(unique: number, bodySize: number): Buffer {
+  const b = Buffer.allocUnsafe(OH);
+  b.writeUInt32LE(OH + bodySize, 0);
+  b.writeInt32LE(0, 4);
+  putU64(b, 8, unique);
+  return b;
 }
 
 export function fileType(st: NodeStat): number {

@@ -10,7 +10,7 @@ import { E } from '../errno.js';
 import type { KernelCtx, OpHandler } from './context.js';
 import { countWrite } from './counters.js';
 import type { decode, InHeader } from './decode.js';
-import { createReply, emptyReply, finishRead, lseekReply, openReply, readReplyBuffer, writeReply } from './encode.js';
+import { createReply, emptyReply, lseekReply, openReply, replyHeader, writeReply } from './encode.js';
 import { killSuidgid } from './ops-entry.js';
 import { childOf, pathOf } from './ops-common.js';
 import { FOPEN_PARALLEL_DIRECT_WRITES, FSYNC_FDATASYNC, SEEK_DATA, SEEK_HOLE, WRITE_KILL_SUIDGID } from './protocol.js';
@@ -50,12 +50,12 @@ export const create: OpHandler<Req<'create'>> = (ctx, h, r) => {
   });
 };
 
-/** The handler copies into the reply buffer itself (one copy from the volume layer's buffer). */
+/** The volume layer's buffer goes to the kernel as it is, after the reply header (writev: no copy). */
 export const read: OpHandler<Req<'read'>> = (ctx, h, r) => {
-  const reply = readReplyBuffer(r.size);
-  ctx.ops.read(nameOf(ctx, h), r.fh, reply.subarray(16), r.size, r.offset, (count: number) => {
+  ctx.ops.read(nameOf(ctx, h), r.fh, undefined, r.size, r.offset, (count: number, data?: Buffer) => {
     if (count < 0) return ctx.fail(h, count);
-    ctx.send(finishRead(reply, h.unique, count));
+    if (data === undefined || count === 0) return ctx.send(replyHeader(h.unique, 0));
+    ctx.sendv([replyHeader(h.unique, count), data]);
   });
 };
 

@@ -119,6 +119,16 @@ export class Session implements KernelCtx {
     }
   }
 
+  sendv(parts: Buffer[]): void {
+    try {
+      fs.writevSync(this.fd, parts);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      Atomics.add(this.counters, C.REPLIES_DROPPED, 1);
+      if (code !== 'ENOENT' && code !== 'ENODEV') log.warn('writing a FUSE reply failed', { code, parts: parts.length });
+    }
+  }
+
   fail(h: InHeader, errno: number): void {
     this.send(errorReply(h.unique, errno));
   }
