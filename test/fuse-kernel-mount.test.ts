@@ -228,7 +228,8 @@ test('umount while fio runs: busy, then umount -l ends the session; the daemon s
   const { m } = await mountKernel(t);
   await ok(t, `truncate -s 64M ${q(m.p('load'))}`);
   const fio = startFio(m.p('load'), 8);
-  await sleep(1500);
+  // until fio has the file open (a loaded machine may take a while to start it)
+  for (let i = 0; i < 600 && (await sh(`fuser -s ${q(m.p('load'))}`)).code !== 0; i++) await sleep(100);
   const busy = await sh(`umount ${q(m.mountpoint)}`);
   t.not(busy.code, 0, 'umount of a mount with an open file is refused');
   t.true(m.alive);

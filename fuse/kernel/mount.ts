@@ -20,6 +20,8 @@ const log = logger('fuse');
 
 /** How long the kernel may take to send INIT after mount(2). */
 const INIT_TIMEOUT_MS = 30_000;
+/** How long the readers may take to see the end of the device after an unmount. */
+const ENDED_TIMEOUT_MS = 10_000;
 
 /** Runs a command asynchronously (the session must keep answering meanwhile); never throws. */
 function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {
@@ -89,11 +91,17 @@ export async function mountKernel(opts: MountOptions, h: MountHandlers): Promise
         log.warn('files were still open: unmounted lazily', { mountpoint: mp });
         log.info('fuse kernel session stats', { mountpoint: mp, ...session.stats() });
         session.unref();
+        log.info('unmounted', { mountpoint: mp, vpool: opts.vpool.name, engine: 'kernel', lazy: true });
         return;
       }
       if (!/not mounted/i.test(r.stderr)) throw new Error(`umount ${mp} failed: ${r.stderr}`);
     }
-    await session.ended;
+    // the readers see ENODEV at once after an unmount; never let a stuck one hold the stop up
+    const ended = await Promise.race([session.ended, sleep(ENDED_TIMEOUT_MS, undefined, { ref: false })]);
+    if (ended === undefined) {
+      log.warn('unmounted, but the FUSE readers have not stopped; going on without them', { mountpoint: mp, waitedMs: ENDED_TIMEOUT_MS });
+      session.unref();
+    }
     log.info('unmounted', { mountpoint: mp, vpool: opts.vpool.name, engine: 'kernel' });
   }
 
