@@ -12,6 +12,7 @@ const log = logger('fuse');
 export const E = {
   EPERM: -1,
   ENOENT: -2,
+  ENXIO: -6,
   EIO: -5,
   EBADF: -9,
   EACCES: -13,
@@ -29,6 +30,7 @@ export const E = {
   ENOSYS: -38,
   ENOTEMPTY: -39,
   ENODATA: -61,
+  EPROTO: -71,
   ENOTSUP: -95,
 } as const;
 

@@ -10,7 +10,7 @@ import { E } from './errno.js';
 const log = logger('fuse');
 
 /** Operations that change data, sizes, the tree or attributes. */
-export const MUTATING = ['write', 'truncate', 'ftruncate', 'create', 'mknod', 'mkdir', 'rmdir', 'unlink', 'rename', 'setxattr', 'removexattr', 'utimens', 'chmod', 'chown'];
+export const MUTATING = ['write', 'truncate', 'ftruncate', 'create', 'mknod', 'mkdir', 'rmdir', 'unlink', 'rename', 'setxattr', 'removexattr', 'utimens', 'chmod', 'chown', 'fallocate'];
 
 type Handler = (...args: any[]) => void;
 

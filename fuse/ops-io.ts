@@ -1,5 +1,6 @@
 /**
- * FUSE handlers for file I/O: open, read, write, flush, fsync, release, truncate, ftruncate.
+ * FUSE handlers for file I/O: open, read, write, flush, fsync, release, truncate, ftruncate, and (kernel
+ * engine only: fuse-native has no such operations) fallocate and lseek.
  * read and write go straight to the VDisk held in the fd table (no path lookup per request) and keep
  * the per-request JS work to one promise and one copy.
  */
@@ -7,6 +8,8 @@ import type { Cb } from 'fuse-native';
 import type { VDisk } from '../volume/types.js';
 import { E, toErrno } from './errno.js';
 import { settle, type OpContext } from './ops-tree.js';
+
+const FALLOC_FL_KEEP_SIZE = 0x01;
 
 export function ioOps(ctx: OpContext) {
   const { vpool, fds } = ctx;
@@ -24,7 +27,11 @@ export function ioOps(ctx: OpContext) {
       }
     },
 
-    read(path: string, fd: number, buf: Buffer, len: number, offset: number, cb: Cb) {
+    /**
+     * Answers the byte count; with `buf` (fuse-native) the data is copied into it, without (the kernel
+     * engine, which writes the volume layer's buffer after its reply header) it comes as a second value.
+     */
+    read(path: string, fd: number, buf: Buffer | undefined, len: number, offset: number, cb: Cb) {
       const disk = fds.get(fd);
       if (disk === undefined) return cb(E.EBADF);
       let p: Promise<Buffer>;
@@ -34,7 +41,10 @@ export function ioOps(ctx: OpContext) {
         return cb(toErrno(err, 'read', path));
       }
       p.then(
-        (data) => cb(data.length <= len ? data.copy(buf, 0) : data.copy(buf, 0, 0, len)),
+        (data) => {
+          if (buf === undefined) return cb(Math.min(data.length, len), data.length <= len ? data : data.subarray(0, len));
+          cb(data.length <= len ? data.copy(buf, 0) : data.copy(buf, 0, 0, len));
+        },
         (err: unknown) => cb(toErrno(err, 'read', path)),
       );
     },
@@ -81,6 +91,36 @@ export function ioOps(ctx: OpContext) {
 
     ftruncate(path: string, fd: number, size: number, cb: Cb) {
       settle(Promise.resolve().then(() => diskOf(path, fd).resize(size)), cb, 'ftruncate', path);
+    },
+
+    /**
+     * fallocate(2). Mode 0 grows the vDisk to offset+length if that is past its size (thin: nothing is
+     * written); KEEP_SIZE alone has nothing to do (a thin vDisk reserves no space). PUNCH_HOLE and
+     * ZERO_RANGE answer EOPNOTSUPP: the volume layer has no discard yet, and writing zeros would allocate.
+     */
+    fallocate(path: string, fd: number, mode: number, offset: number, length: number, cb: Cb) {
+      if (mode & ~FALLOC_FL_KEEP_SIZE) return cb(E.ENOTSUP);
+      if (mode & FALLOC_FL_KEEP_SIZE) return cb(0);
+      settle(
+        Promise.resolve().then(() => {
+          const disk = diskOf(path, fd);
+          if (offset + length > disk.size) return disk.resize(offset + length);
+        }),
+        cb,
+        'fallocate',
+        path,
+      );
+    },
+
+    /** lseek(2) SEEK_DATA / SEEK_HOLE from the cluster map: answers (0, offset) or ENXIO. */
+    lseek(path: string, fd: number, offset: number, whence: 'data' | 'hole', cb: Cb) {
+      try {
+        const at = diskOf(path, fd).seek(offset, whence);
+        if (at < 0) return cb(E.ENXIO);
+        cb(0, at);
+      } catch (err) {
+        cb(toErrno(err, 'lseek', path));
+      }
     },
   };
 }

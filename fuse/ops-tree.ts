@@ -1,12 +1,13 @@
 /**
  * FUSE handlers for the tree: getattr, readdir, mkdir, rmdir, create/mknod, unlink, rename, statfs,
  * utimens, chmod, chown, access. Each one is a thin call into the VPool; errors go through toErrno.
+ * They are engine-agnostic: getattr answers a NodeStat, statfs a StatFs, readdir names (and the children's
+ * NodeStats); each engine (fuse/native-mount.ts, fuse/kernel/) encodes them for its side.
  */
 import type { Cb } from 'fuse-native';
 import type { VPool } from '../volume/types.js';
 import { E, toErrno } from './errno.js';
 import type { FdTable } from './fds.js';
-import { toFuseStatfs, toStatArray } from './stat.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -44,7 +45,7 @@ export function treeOps(ctx: OpContext) {
   return {
     getattr(path: string, cb: Cb) {
       try {
-        cb(0, toStatArray(vpool.stat(path)));
+        cb(0, vpool.stat(path));
       } catch (err) {
         cb(toErrno(err, 'getattr', path));
       }
@@ -56,18 +57,27 @@ export function treeOps(ctx: OpContext) {
         const disk = fds.get(fd);
         // An open vDisk knows its own size best (writes in flight may have grown it).
         if (disk !== undefined && st.kind === 'file') {
-          cb(0, toStatArray({ ...st, size: disk.size, allocatedBytes: disk.allocatedBytes }));
+          cb(0, { ...st, size: disk.size, allocatedBytes: disk.allocatedBytes });
         } else {
-          cb(0, toStatArray(st));
+          cb(0, st);
         }
       } catch (err) {
         cb(toErrno(err, 'fgetattr', path));
       }
     },
 
+    /** Answers the names ('.' and '..' first) and, for each, its NodeStat when it could be read (undefined for '.', '..' and a name gone meanwhile). */
     readdir(path: string, cb: Cb) {
       try {
-        cb(0, ['.', '..', ...vpool.readdir(path)]);
+        const names = vpool.readdir(path);
+        const stats = names.map((n) => {
+          try {
+            return vpool.stat(path === '/' ? `/${n}` : `${path}/${n}`);
+          } catch {
+            return undefined;
+          }
+        });
+        cb(0, ['.', '..', ...names], [undefined, undefined, ...stats]);
       } catch (err) {
         cb(toErrno(err, 'readdir', path));
       }
@@ -84,7 +94,7 @@ export function treeOps(ctx: OpContext) {
 
     statfs(path: string, cb: Cb) {
       try {
-        cb(0, toFuseStatfs(vpool.statfs()));
+        cb(0, vpool.statfs());
       } catch (err) {
         cb(toErrno(err, 'statfs', path));
       }

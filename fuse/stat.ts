@@ -42,7 +42,8 @@ export function toFuseStatfs(s: StatFs): FuseStatfs {
     total = Math.floor(total / 2);
     free = Math.floor(free / 2);
   }
-  const files = Math.min(s.files, UINT32_MAX);
+  // the volume layer counts the nodes in use; statvfs wants the total
+  const files = Math.min(s.files + s.freeFiles, UINT32_MAX);
   const freeFiles = Math.min(s.freeFiles, UINT32_MAX);
   return {
     bsize: s.blockSize,

@@ -44,7 +44,8 @@ program
   .option('--router <id>', "this storage router's identity (default: hostname)")
   .option('--config <file>', 'JSON config with the same keys plus tuning; watched')
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
-  .option('--debug-fuse', 'libfuse debug output on stderr')
+  .addOption(new Option('--fuse-engine <engine>', 'kernel: vpoolfs speaks the FUSE protocol on /dev/fuse itself (default); fuse-native: libfuse2').choices(['kernel', 'fuse-native']))
+  .option('--debug-fuse', 'FUSE debug output: every request at debug level (kernel), libfuse on stderr (fuse-native)')
   .action((mountpoint: string, flags: MountFlags) => runMount(mountpoint, flags).catch(fail));
 
 program

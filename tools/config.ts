@@ -36,7 +36,12 @@ export interface MountConfig {
   logLevel?: string;
   /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshot-schedule.ts); applied live. */
   schedule?: ScheduleConfig;
+  /** `kernel` (default): vpoolfs speaks the FUSE protocol on /dev/fuse itself; `fuse-native`: libfuse2 (DESIGN §1). */
+  fuseEngine?: FuseEngineName;
 }
+
+export type FuseEngineName = 'kernel' | 'fuse-native';
+const FUSE_ENGINES: readonly string[] = ['kernel', 'fuse-native'];
 
 /** Keys that apply while mounted; any other change needs a restart. */
 export const LIVE_KEYS: ReadonlySet<keyof MountConfig> = new Set(['logLevel', 'writeCacheBytes', 'readCacheBytes', 'schedule']);
@@ -88,6 +93,10 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   scoMaxAgeMs: count,
   logLevel: (v, k) => {
     if (typeof v !== 'string' || !LOG_LEVELS.includes(v)) throw new ConfigError(`${k}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
+    return v;
+  },
+  fuseEngine: (v, k) => {
+    if (typeof v !== 'string' || !FUSE_ENGINES.includes(v)) throw new ConfigError(`${k}: expected kernel or fuse-native, got ${JSON.stringify(v)}`);
     return v;
   },
   schedule: (v, k) => {

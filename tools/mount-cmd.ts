@@ -5,7 +5,7 @@
  * everything to the backend, unmounts, closes the vPool and exits 0.
  */
 import { readFile } from 'node:fs/promises';
-import { mountVPool, type Mounted } from '../fuse/mount.js';
+import { DEFAULT_FUSE_ENGINE, mountVPool, type Mounted } from '../fuse/mount.js';
 import { logger, setLogLevel } from '../util/log.js';
 import type { VPool } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
@@ -31,6 +31,7 @@ export interface MountFlags {
   router?: string;
   config?: string;
   metrics?: string;
+  fuseEngine?: string;
   debugFuse?: boolean;
 }
 
@@ -92,7 +93,15 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let scheduler: SnapshotScheduler | undefined;
   try {
     const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds, () => vpool.cacheStats()) : undefined;
-    mounted = await mountVPool({ vpool, mountpoint: cfg.mountpoint, observer: metrics, debug: flags.debugFuse });
+    mounted = await mountVPool({
+      vpool,
+      mountpoint: cfg.mountpoint,
+      engine: cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE,
+      observer: metrics,
+      debug: flags.debugFuse,
+      // an `umount` from outside ends the kernel session: stop as on SIGTERM (ship everything, exit 0)
+      onLost: (why) => void stopNow?.(`unmounted from outside (${why})`),
+    });
     if (metrics && cfg.metrics) {
       const { host, port } = parseHostPort(cfg.metrics, '--metrics');
       metricsServer = await serveMetrics(host, port, metrics.registry);
@@ -108,11 +117,14 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
     throw err;
   }
-  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, options: mounted.options, metrics: metricsServer?.address ?? null });
-  installStop(vpool, mounted, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
+  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null });
+  stopNow = installStop(vpool, mounted, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
 }
 
-function installStop(vpool: VPool, mounted: Mounted, closeExtras: () => Promise<unknown>): void {
+/** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */
+let stopNow: ((why: string) => Promise<void>) | undefined;
+
+function installStop(vpool: VPool, mounted: Mounted, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -152,4 +164,5 @@ function installStop(vpool: VPool, mounted: Mounted, closeExtras: () => Promise<
   // A storage daemon keeps serving: a stray error is logged, not allowed to leave a dead mount behind.
   process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: err instanceof Error ? err.stack : String(err) }));
   process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err.stack }));
+  return stop;
 }

@@ -1,6 +1,7 @@
 /**
  * Checks before a mount: /dev/fuse is there, the mountpoint is free. A stale FUSE mount left by a crash
- * (stat fails with ENOTCONN, "Transport endpoint is not connected") is cleared with `fusermount -uz`;
+ * (stat fails with ENOTCONN, "Transport endpoint is not connected") is cleared with `umount -l` as root
+ * (either engine's mount; the kernel engine's is not a fusermount mount), `fusermount -uz` otherwise;
  * a live mount is refused (busy). No synchronous call touches the mountpoint: a hung mount must not hang us.
  */
 import { execFile } from 'node:child_process';
@@ -85,14 +86,16 @@ async function prepareAfterClear(mp: string): Promise<void> {
   if ((await mountedPaths()).has(mp)) throw new MountpointError(`${mp}: busy, something is mounted there already`);
 }
 
-/** `fusermount -uz`, falling back to `umount -l`. */
+/** Lazy unmount: `umount -l` first as root (works for any FUSE mount), `fusermount -uz` first otherwise; then the other. */
 export async function unmountLazy(mp: string): Promise<void> {
+  const tries: [string, string[]][] = [['umount', ['-l', mp]], ['fusermount', ['-uz', mp]]];
+  if (process.getuid?.() !== 0) tries.reverse();
   try {
-    await run('fusermount', ['-uz', mp]);
+    await run(...tries[0]);
   } catch (err) {
-    log.debug('fusermount -uz failed, trying umount -l', { mountpoint: mp, error: (err as Error).message });
+    log.debug(`${tries[0][0]} failed, trying ${tries[1][0]}`, { mountpoint: mp, error: (err as Error).message });
     try {
-      await run('umount', ['-l', mp]);
+      await run(...tries[1]);
     } catch (err2) {
       throw new MountpointError(`${mp}: cannot clear the stale mount: ${(err2 as Error).message.trim()}`);
     }

@@ -112,6 +112,8 @@ export interface VDisk {
   /** Closes the open SCO and TLog and waits until everything written so far is in the backend. */
   syncToBackend(): Promise<void>;
   info(): VDiskInfo;
+  /** lseek SEEK_DATA / SEEK_HOLE: the first offset ≥ `offset` that is data (a written cluster, a clone's parent's included) or a hole; -1 if none (ENXIO). */
+  seek(offset: number, what: 'data' | 'hole'): number;
 }
 
 /** One snapshot as the `user.vdisk.snapshots` view shows it (DESIGN §3). */

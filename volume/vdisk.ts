@@ -21,6 +21,7 @@ import type { VDiskContext } from './vdisk-context.js';
 import { NO_DTL, type DtlSink } from './dtl-hook.js';
 import type { DocStore } from './snapshot-store.js';
 import { corkOps } from './vdisk-meta.js';
+import { seekExtent } from './vdisk-extents.js';
 
 const log = logger('vdisk');
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
@@ -103,6 +104,10 @@ export class VDiskImpl implements VDisk {
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
       parent: this.ctx.family?.parentOf(this) ?? null, clones: this.ctx.family?.clonePaths(this) ?? [], dtl: this.dtl.info(),
     };
+  }
+
+  seek(offset: number, what: 'data' | 'hole'): number {
+    return seekExtent(this.map, this.size, offset, what);
   }
 
   // ---- internals used by the vPool ---------------------------------------------------------------

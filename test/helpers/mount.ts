@@ -5,6 +5,9 @@
  * makes sure nothing is left mounted; kill9() leaves a stale mount behind on purpose.
  *
  * Without /dev/fuse the tests are skipped with a message, unless CI is set: then they fail loudly.
+ *
+ * VPOOLFS_TEST_FUSE_ENGINE=kernel|fuse-native passes `--fuse-engine` to every mount (npm test runs the
+ * mount-based files once with the default engine, kernel, and once more with fuse-native).
  */
 import test, { type ExecutionContext, type TestFn } from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -97,7 +100,9 @@ export class MountHandle {
 
   constructor(opts: MountOpts) {
     this.opts = opts;
-    const args = [CLI, 'mount', opts.mountpoint, '--state', opts.state, '--backend', opts.backend, ...(opts.extraArgs ?? [])];
+    const engine = process.env.VPOOLFS_TEST_FUSE_ENGINE;
+    const engineArgs = engine && !(opts.extraArgs ?? []).includes('--fuse-engine') ? ['--fuse-engine', engine] : [];
+    const args = [CLI, 'mount', opts.mountpoint, '--state', opts.state, '--backend', opts.backend, ...engineArgs, ...(opts.extraArgs ?? [])];
     this.child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VPOOLFS_LOG_LEVEL: 'info', ...opts.env } });
     this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));

@@ -1,0 +1,57 @@
+/**
+ * Counters of a kernel-engine session, in a SharedArrayBuffer so that the reader threads and the main
+ * thread count without messages: requests by opcode (as read from /dev/fuse), the GETXATTRs answered in a
+ * reader (non-`user.*` names: the kernel's security.capability probe), interrupts, writes by size.
+ * Logged when the session ends ("fuse kernel session stats"), which is how tests look at them.
+ */
+import { MAX_WRITE, Op } from './protocol.js';
+
+/** Slots 0..63: requests by opcode (63: any opcode ≥ 63). Then the named slots below. */
+export const C = {
+  OTHER_OPCODE: 63,
+  FOREIGN_GETXATTR: 64,
+  INTERRUPTS: 65,
+  WRITES_FULL: 66,
+  WRITES_SMALL: 67,
+  WRITE_MAX: 68,
+  REPLIES_DROPPED: 69,
+  UNKNOWN_OPCODE: 70,
+  /** FUSE_NOTIFY_INVAL_INODE accepted by the kernel. */
+  INVALIDATIONS: 71,
+  SLOTS: 72,
+} as const;
+
+export function newCounters(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(C.SLOTS * 4));
+}
+
+export function countRequest(c: Int32Array, opcode: number): void {
+  Atomics.add(c, opcode < C.OTHER_OPCODE ? opcode : C.OTHER_OPCODE, 1);
+}
+
+export function countWrite(c: Int32Array, size: number): void {
+  Atomics.add(c, size === MAX_WRITE ? C.WRITES_FULL : C.WRITES_SMALL, 1);
+  if (size > Atomics.load(c, C.WRITE_MAX)) Atomics.store(c, C.WRITE_MAX, size);
+}
+
+const NAMES = new Map<number, string>(Object.entries(Op).map(([k, v]) => [v, k]));
+
+export function opName(opcode: number): string {
+  return NAMES.get(opcode) ?? `OP_${opcode}`;
+}
+
+/** A plain object for the log: non-zero request counts by name, and the named counters. */
+export function summary(c: Int32Array): Record<string, unknown> {
+  const requests: Record<string, number> = {};
+  for (let i = 0; i < C.OTHER_OPCODE; i++) if (c[i] > 0) requests[opName(i)] = c[i];
+  if (c[C.OTHER_OPCODE] > 0) requests.other = c[C.OTHER_OPCODE];
+  return {
+    requests,
+    foreignGetxattr: c[C.FOREIGN_GETXATTR],
+    interrupts: c[C.INTERRUPTS],
+    writes: { fullMaxWrite: c[C.WRITES_FULL], smaller: c[C.WRITES_SMALL], largestBytes: c[C.WRITE_MAX] },
+    repliesDropped: c[C.REPLIES_DROPPED],
+    unknownOpcodes: c[C.UNKNOWN_OPCODE],
+    invalidations: c[C.INVALIDATIONS],
+  };
+}

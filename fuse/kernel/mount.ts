@@ -1,0 +1,119 @@
+/**
+ * The kernel engine's mount (`--fuse-engine kernel`, the default): opens /dev/fuse, mounts it with
+ * mount(8) — `mount -i -n -t fuse.vpoolfs -o fd=3,… vpoolfs:<vpool> MNT` with the descriptor as the child's
+ * fd 3 (-i: no /sbin/mount.fuse helper, which would take the source for a command) —, starts the session
+ * and waits until INIT is answered. Unmount runs `umount MNT` asynchronously (it stats the mountpoint, so
+ * the session keeps answering meanwhile), lazily (`umount -l`) when files are still open. Mounting needs
+ * root: mount(2) of a FUSE device is privileged, and fusermount's fd passing needs SCM_RIGHTS, which plain
+ * Node cannot receive.
+ */
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { logger } from '../../util/log.js';
+import type { MountHandlers } from '../handlers.js';
+import type { Mounted, MountOptions } from '../mount-types.js';
+import { MAX_WRITE } from './protocol.js';
+import { Session } from './session.js';
+
+const log = logger('fuse');
+
+/** How long the kernel may take to send INIT after mount(2). */
+const INIT_TIMEOUT_MS = 30_000;
+/** How long the readers may take to see the end of the device after an unmount. */
+const ENDED_TIMEOUT_MS = 10_000;
+
+/** Runs a command asynchronously (the session must keep answering meanwhile); never throws. */
+function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 60_000 }, (err, _stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stderr: String(stderr).trim() || (err ? err.message : '') });
+    });
+  });
+}
+
+/** mount(8) with /dev/fuse as its fd 3. */
+function mountFd(fd: number, options: string, source: string, mountpoint: string): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('mount', ['-i', '-n', '-t', 'fuse.vpoolfs', '-o', options, source, mountpoint], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (err: Error) => resolve({ code: 127, stderr: err.message }));
+    child.on('exit', (code: number | null) => resolve({ code: code ?? 1, stderr: stderr.trim() }));
+  });
+}
+
+export async function mountKernel(opts: MountOptions, h: MountHandlers): Promise<Mounted> {
+  const mp = opts.mountpoint;
+  if (process.getuid?.() !== 0) {
+    throw new Error('the kernel FUSE engine mounts with mount(8) and needs root; run as root, or use --fuse-engine fuse-native');
+  }
+  const options = `fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,nosuid,nodev,max_read=${MAX_WRITE}`;
+  const fd = fs.openSync('/dev/fuse', 'r+');
+  const session = new Session(fd, h.ops, opts.debug ?? false);
+  const mounted = await mountFd(fd, options, `vpoolfs:${opts.vpool.name}`, mp);
+  if (mounted.code !== 0) {
+    fs.closeSync(fd);
+    throw new Error(`mount of ${mp} failed (mount exited ${mounted.code}): ${mounted.stderr}`);
+  }
+  session.start();
+  const init = await Promise.race([session.initialized, sleep(INIT_TIMEOUT_MS, undefined, { ref: false })]);
+  if (init === undefined) {
+    await run('umount', ['-l', mp]);
+    throw new Error(`the kernel sent no FUSE INIT within ${INIT_TIMEOUT_MS} ms after mounting ${mp}`);
+  }
+  log.info('mounted', { mountpoint: mp, vpool: opts.vpool.name, engine: 'kernel', options, init });
+
+  let unmounting = false;
+  let unmounted: Promise<void> | undefined;
+  void session.ended.then((why) => {
+    log.info('fuse kernel session stats', { mountpoint: mp, ...session.stats() });
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // already closed
+    }
+    if (!unmounting) {
+      log.warn('the mount went away without vpoolfs unmounting it (umount from outside, or an abort)', { mountpoint: mp, reason: why });
+      opts.onLost?.(why);
+    }
+  });
+
+  async function unmount(): Promise<void> {
+    unmounting = true;
+    const r = await run('umount', [mp]);
+    if (r.code !== 0) {
+      if (/busy/i.test(r.stderr)) {
+        // files still open: detach now, they see errors once the daemon exits (like fusermount -uz)
+        const lazy = await run('umount', ['-l', mp]);
+        if (lazy.code !== 0) throw new Error(`umount -l ${mp} failed: ${lazy.stderr}`);
+        log.warn('files were still open: unmounted lazily', { mountpoint: mp });
+        log.info('fuse kernel session stats', { mountpoint: mp, ...session.stats() });
+        session.unref();
+        log.info('unmounted', { mountpoint: mp, vpool: opts.vpool.name, engine: 'kernel', lazy: true });
+        return;
+      }
+      if (!/not mounted/i.test(r.stderr)) throw new Error(`umount ${mp} failed: ${r.stderr}`);
+    }
+    // the readers see ENODEV at once after an unmount; never let a stuck one hold the stop up
+    const ended = await Promise.race([session.ended, sleep(ENDED_TIMEOUT_MS, undefined, { ref: false })]);
+    if (ended === undefined) {
+      log.warn('unmounted, but the FUSE readers have not stopped; going on without them', { mountpoint: mp, waitedMs: ENDED_TIMEOUT_MS });
+      session.unref();
+    }
+    log.info('unmounted', { mountpoint: mp, vpool: opts.vpool.name, engine: 'kernel' });
+  }
+
+  return {
+    mountpoint: mp,
+    engine: 'kernel',
+    options,
+    fds: h.fds,
+    fence: () => h.fence.close(),
+    unmount() {
+      unmounted ??= unmount();
+      return unmounted;
+    },
+  };
+}

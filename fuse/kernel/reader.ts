@@ -1,0 +1,82 @@
+/**
+ * A reader thread of the kernel engine (a worker_threads module). It blocks in readSync on the shared
+ * /dev/fuse descriptor — one request per read, the buffer sized for the largest write — and hands each
+ * request to the main thread, where the handlers and the volume layer live, by transferring its bytes
+ * (no copy for big writes: the whole read buffer goes and a new one is made; small requests are copied
+ * into a buffer of their own). The non-`user.*` GETXATTR (the kernel's security.capability probe) needs no
+ * state and is answered here with ENODATA. Reads end with ENODEV once the mount is gone.
+ *
+ * Messages to the main thread: [ArrayBuffer, length] for a request; {end: code} when the loop stops.
+ */
+import fs from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { C, countRequest } from './counters.js';
+import { errorReply } from './encode.js';
+import { decode, u64 } from './decode.js';
+import { Op, READ_BUFFER_SIZE } from './protocol.js';
+
+const ENODATA = -61;
+/** Requests above this size (writes) are handed over without a copy. */
+const TRANSFER_ABOVE = 64 * 1024;
+
+const { fd, counters } = workerData as { fd: number; counters: Int32Array };
+const port = parentPort!;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+let buf = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+
+function replyHere(reply: Buffer): void {
+  try {
+    fs.writeSync(fd, reply);
+  } catch {
+    Atomics.add(counters, C.REPLIES_DROPPED, 1); // interrupted meanwhile (ENOENT) or unmounted (ENODEV)
+  }
+}
+
+function loop(): string {
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(fd, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+      if (code === 'EINTR' || code === 'EAGAIN') continue;
+      // before mount(2) has returned the device refuses reads: wait for it
+      if (code === 'EPERM') {
+        Atomics.wait(pause, 0, 0, 5);
+        continue;
+      }
+      return code;
+    }
+    if (n === 0) return 'EOF';
+    const opcode = buf.readUInt32LE(4);
+    countRequest(counters, opcode);
+    if (opcode === Op.GETXATTR) {
+      const req = buf.subarray(0, n);
+      const { name } = decodeName(req);
+      if (name !== undefined && !name.startsWith('user.')) {
+        Atomics.add(counters, C.FOREIGN_GETXATTR, 1);
+        replyHere(errorReply(u64(req, 8), ENODATA));
+        continue;
+      }
+    }
+    if (n > TRANSFER_ABOVE) {
+      const ab = buf.buffer;
+      buf = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+      port.postMessage([ab, n], [ab]);
+    } else {
+      const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + n);
+      port.postMessage([ab, n], [ab]);
+    }
+  }
+}
+
+function decodeName(req: Buffer): { name: string | undefined } {
+  try {
+    return { name: decode.getxattr(req).name };
+  } catch {
+    return { name: undefined }; // malformed: the main thread answers it
+  }
+}
+
+port.postMessage({ end: loop() });

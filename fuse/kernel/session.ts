@@ -1,0 +1,155 @@
+/**
+ * A FUSE session on an open /dev/fuse descriptor: reader threads (reader.ts) receive the requests, the
+ * main thread dispatches each through the opcode table (opcodes.ts) to the handlers and writes the reply
+ * with one writeSync. Unknown opcodes answer ENOSYS, malformed requests EINVAL, a handler that throws
+ * EIO: never a hang. A reply the kernel refuses with ENOENT (the request was interrupted and dropped) is
+ * ignored. The session ends when every reader has seen the device end (ENODEV after an unmount).
+ */
+import fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { logger } from '../../util/log.js';
+import { E } from '../errno.js';
+import type { Handlers } from '../handlers.js';
+import type { KernelCtx } from './context.js';
+import { C, newCounters, opName, summary } from './counters.js';
+import { decodeHeader, type InHeader } from './decode.js';
+import { DirHandles } from './dirs.js';
+import { errorReply, notifyInvalInode } from './encode.js';
+import { Nodes } from './nodes.js';
+import { OPCODES } from './opcodes.js';
+
+const log = logger('fuse');
+
+/** Two readers: one can sit in read() while the other hands a request over (DESIGN: matched libfuse3). */
+export const READERS = 2;
+
+export class Session implements KernelCtx {
+  readonly nodes = new Nodes();
+  readonly dirs = new DirHandles();
+  readonly counters = newCounters();
+  readonly entryValidS = 1;
+  readonly attrValidS = 1;
+  /** Resolves with INIT's summary once the kernel has its answer. */
+  readonly initialized: Promise<Record<string, unknown>>;
+  /** Resolves with the reason once every reader has stopped (ENODEV: unmounted). */
+  readonly ended: Promise<string>;
+  private resolveInit!: (s: Record<string, unknown>) => void;
+  private resolveEnded!: (why: string) => void;
+  private readonly workers: Worker[] = [];
+  private running = 0;
+
+  constructor(
+    readonly fd: number,
+    readonly ops: Handlers,
+    readonly debug: boolean,
+  ) {
+    this.initialized = new Promise((r) => (this.resolveInit = r));
+    this.ended = new Promise((r) => (this.resolveEnded = r));
+  }
+
+  /** Starts the reader threads (after mount(2): before it, the device refuses reads). */
+  start(readers = READERS): void {
+    for (let i = 0; i < readers; i++) {
+      const w = new Worker(new URL('./reader.js', import.meta.url), { workerData: { fd: this.fd, counters: this.counters } });
+      this.running++;
+      let done = false;
+      const end = (why: string) => {
+        if (done) return;
+        done = true;
+        if (--this.running === 0) this.resolveEnded(why);
+      };
+      w.on('message', (m: [ArrayBuffer, number] | { end: string }) => {
+        if (Array.isArray(m)) this.dispatch(Buffer.from(m[0], 0, m[1]));
+        else end(m.end);
+      });
+      w.on('error', (err) => {
+        log.error('a FUSE reader thread failed', { error: err.stack ?? String(err) });
+        end('reader failed');
+      });
+      w.on('exit', () => end('reader exited'));
+      this.workers.push(w);
+    }
+  }
+
+  /** Lets the process exit while readers still block in read() (a lazy unmount with files still open). */
+  unref(): void {
+    for (const w of this.workers) w.unref();
+  }
+
+  /** One request, as read from the device. */
+  dispatch(b: Buffer): void {
+    let h: InHeader;
+    try {
+      h = decodeHeader(b);
+    } catch (err) {
+      log.error('a FUSE request too short for its header: ignored', { bytes: b.length, error: String(err) });
+      return;
+    }
+    const entry = OPCODES.get(h.opcode);
+    if (entry === undefined) {
+      Atomics.add(this.counters, C.UNKNOWN_OPCODE, 1);
+      log.debug('FUSE opcode not implemented: ENOSYS', { opcode: h.opcode, op: opName(h.opcode) });
+      return this.fail(h, E.ENOSYS);
+    }
+    if (this.debug) log.debug('FUSE request', { op: entry.name, unique: h.unique, nodeid: h.nodeid, len: h.len });
+    let req: unknown;
+    try {
+      req = entry.decode(b);
+    } catch (err) {
+      log.warn('a malformed FUSE request: EINVAL', { op: entry.name, bytes: b.length, error: String(err) });
+      if (entry.reply) this.fail(h, E.EINVAL);
+      return;
+    }
+    try {
+      entry.handle(this, h, req);
+    } catch (err) {
+      log.error(`FUSE ${entry.name} failed unexpectedly: EIO`, { unique: h.unique, nodeid: h.nodeid, error: err instanceof Error ? err.stack : String(err) });
+      if (entry.reply) this.fail(h, E.EIO);
+    }
+  }
+
+  send(reply: Buffer): void {
+    try {
+      fs.writeSync(this.fd, reply);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      Atomics.add(this.counters, C.REPLIES_DROPPED, 1);
+      // ENOENT: the kernel no longer waits for this request (interrupted); ENODEV: unmounted meanwhile
+      if (code !== 'ENOENT' && code !== 'ENODEV') log.warn('writing a FUSE reply failed', { code, bytes: reply.length, unique: reply.length >= 16 ? reply.readUInt32LE(8) : undefined });
+    }
+  }
+
+  sendv(parts: Buffer[]): void {
+    try {
+      fs.writevSync(this.fd, parts);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      Atomics.add(this.counters, C.REPLIES_DROPPED, 1);
+      if (code !== 'ENOENT' && code !== 'ENODEV') log.warn('writing a FUSE reply failed', { code, parts: parts.length });
+    }
+  }
+
+  fail(h: InHeader, errno: number): void {
+    this.send(errorReply(h.unique, errno));
+  }
+
+  invalidate(nodeid: number): void {
+    try {
+      fs.writeSync(this.fd, notifyInvalInode(nodeid, 0, 0));
+      Atomics.add(this.counters, C.INVALIDATIONS, 1);
+    } catch (err) {
+      // ENOENT: the kernel has no inode cached for it, nothing to drop
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENODEV') log.warn('FUSE_NOTIFY_INVAL_INODE failed', { nodeid, code });
+    }
+  }
+
+  initDone(s: Record<string, unknown>): void {
+    this.resolveInit(s);
+  }
+
+  /** The counters, for the log. */
+  stats(): Record<string, unknown> {
+    return { ...summary(this.counters), nodes: this.nodes.size, openDirs: this.dirs.size };
+  }
+}
