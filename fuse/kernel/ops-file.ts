@@ -13,12 +13,22 @@ import type { decode, InHeader } from './decode.js';
 import { createReply, emptyReply, lseekReply, openReply, replyHeader, writeReply } from './encode.js';
 import { killSuidgid } from './ops-entry.js';
 import { childOf, pathOf } from './ops-common.js';
-import { FOPEN_PARALLEL_DIRECT_WRITES, FSYNC_FDATASYNC, SEEK_DATA, SEEK_HOLE, WRITE_KILL_SUIDGID } from './protocol.js';
+import { FOPEN_DIRECT_IO, FOPEN_PARALLEL_DIRECT_WRITES, FSYNC_FDATASYNC, SEEK_DATA, SEEK_HOLE, WRITE_KILL_SUIDGID } from './protocol.js';
 
 type Req<K extends keyof typeof decode> = ReturnType<(typeof decode)[K]>;
 
 export const OPEN_FLAGS = FOPEN_PARALLEL_DIRECT_WRITES;
 const O_TRUNC = 0o1000;
+const O_DIRECT = 0o40000;
+
+/**
+ * The open reply's flags: an O_DIRECT open also gets FOPEN_DIRECT_IO, without which the kernel takes the
+ * inode lock for every direct write and ignores FOPEN_PARALLEL_DIRECT_WRITES (measured with the C
+ * passthrough of bench/: 4 threads of synchronous 4 KiB writes 3.4k IOPS without it, 23k with it).
+ */
+export function openFlags(flags: number): number {
+  return flags & O_DIRECT ? OPEN_FLAGS | FOPEN_DIRECT_IO : OPEN_FLAGS;
+}
 
 /** A path for the handlers' logs: an unlinked node's handle still works, it just has no name. */
 function nameOf(ctx: KernelCtx, h: InHeader): string {
@@ -30,9 +40,9 @@ export const open: OpHandler<Req<'open'>> = (ctx, h, r) => {
   if (path === undefined) return;
   ctx.ops.open(path, r.flags, (code: number, fh?: number) => {
     if (code < 0 || fh === undefined) return ctx.fail(h, code < 0 ? code : E.EIO);
-    if (!(r.flags & O_TRUNC)) return ctx.send(openReply(h.unique, fh, OPEN_FLAGS));
+    if (!(r.flags & O_TRUNC)) return ctx.send(openReply(h.unique, fh, openFlags(r.flags)));
     ctx.ops.ftruncate(path, fh, 0, (c: number) => {
-      if (c >= 0) return ctx.send(openReply(h.unique, fh, OPEN_FLAGS));
+      if (c >= 0) return ctx.send(openReply(h.unique, fh, openFlags(r.flags)));
       ctx.ops.release(path, fh, () => ctx.fail(h, c));
     });
   });
@@ -45,7 +55,7 @@ export const create: OpHandler<Req<'create'>> = (ctx, h, r) => {
     if (code < 0 || fh === undefined) return ctx.fail(h, code < 0 ? code : E.EIO);
     ctx.ops.getattr(path, (c: number, st?: NodeStat) => {
       if (c < 0 || st === undefined) return ctx.ops.release(path, fh, () => ctx.fail(h, c < 0 ? c : E.EIO));
-      ctx.send(createReply(h.unique, ctx.nodes.remember(path), st, ctx.entryValidS, ctx.attrValidS, fh, OPEN_FLAGS));
+      ctx.send(createReply(h.unique, ctx.nodes.remember(path), st, ctx.entryValidS, ctx.attrValidS, fh, openFlags(r.flags)));
     });
   });
 };
