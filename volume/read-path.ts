@@ -128,7 +128,7 @@ export async function readClusters(t: ReadTarget, out: Buffer, offset: number, p
 
   // 2. the fetches start
   const careful: Run[] = [];
-  const fetching = runPool(fetch.map((r) => async () => {
+  const fetching = fetch.length === 0 ? undefined : runPool(fetch.map((r) => async () => {
     const buf = await readCache.fetchPiece(r.key, r.count, r.piece);
     if (!copyFromPiece(buf, (r.slot - r.piece * PIECE_SLOTS) * SLOT_SIZE, r, out, offset)) await readCareful(r, out, offset);
   }), FETCH_PARALLEL);
@@ -143,6 +143,7 @@ export async function readClusters(t: ReadTarget, out: Buffer, offset: number, p
     const fd = readCache.pieceFd(r.key, r.piece); // undefined: evicted since the plan (the careful path fetches it)
     if (fd === undefined || !readvRun(fd, (r.slot - r.piece * PIECE_SLOTS) * SLOT_SIZE, r, out, offset)) careful.push(r);
   }
+  if (fetching === undefined && careful.length === 0) return; // all from the write cache or the read cache: done
   const carefulDone = runPool(careful.map((r) => () => readCareful(r, out, offset)), FETCH_PARALLEL);
 
   // 4. every task settles before the answer
