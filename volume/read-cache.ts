@@ -173,15 +173,34 @@ export class ReadCache {
       what: `read ${key} piece ${piece}`, log, attempts: 5,
     });
     if (this.limit > 0) {
+      // Written off the event loop (creating a file can take milliseconds on a busy disk) before the piece
+      // is handed out: whoever wants it meanwhile shares this fetch (inflight), and once a read returns,
+      // the pieces it fetched are in the cache. Its room is taken first, so that the files (finished or
+      // not) never pass the limit; with no room left (the limit is smaller than what is being fetched)
+      // it is not kept.
+      this.used += data.length;
+      this.evict();
+      if (this.used > this.limit) {
+        this.used -= data.length;
+        return data;
+      }
+      const tmp = path.join(this.dir, `.${name}`);
       try {
-        const tmp = path.join(this.dir, `.${name}`);
-        fs.writeFileSync(tmp, data);
-        fs.renameSync(tmp, path.join(this.dir, name));
-        this.lru.set(name, data.length);
-        this.used += data.length;
-        this.evict();
+        await fs.promises.writeFile(tmp, data);
+        await fs.promises.rename(tmp, path.join(this.dir, name));
       } catch (err) {
+        this.used -= data.length;
+        fs.rmSync(tmp, { force: true });
         log.warn('could not keep a piece in the read cache', { key, piece, error: String(err) });
+        return data;
+      }
+      if (this.limit === 0) {
+        // emptied meanwhile (setLimit)
+        this.used -= data.length;
+        fs.rmSync(path.join(this.dir, name), { force: true });
+      } else {
+        this.lru.set(name, data.length);
+        this.evict();
       }
     }
     return data;
