@@ -11,7 +11,7 @@ import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { ClusterMap } from './cluster-map.js';
 import { LocalCache, type ClosedSco } from './local-cache.js';
-import { checkSlot, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
+import { checkSlot, SLOT_SIZE } from './sco-format.js';
 import { RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader, type PendingTlog } from './uploader.js';
 import { checkOffset, checkSize, checkWriteRange } from './validate.js';
