@@ -109,6 +109,11 @@ export class ReadCache {
     return fd;
   }
 
+  /** True when piece `piece` of `key` is in the cache (its file written). */
+  isCached(key: string, piece: number): boolean {
+    return this.lru.has(pieceName(key, piece));
+  }
+
   /** True when piece `piece` of `key` is cached or being fetched. */
   hasPiece(key: string, piece: number): boolean {
     const name = pieceName(key, piece);

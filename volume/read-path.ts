@@ -118,7 +118,7 @@ export async function readClusters(t: ReadTarget, out: Buffer, offset: number, p
           const piece = Math.floor((slot + k) / PIECE_SLOTS);
           const m = Math.min(n - k, (piece + 1) * PIECE_SLOTS - (slot + k));
           const r: PieceRun = { src, a: a + k, sco, slot: slot + k, n: m, key, count, piece };
-          (readCache.hasPiece(key, piece) ? cached : fetch).push(r);
+          (readCache.isCached(key, piece) ? cached : fetch).push(r); // a piece being fetched is shared by fetchPiece
           k += m;
         }
       }
