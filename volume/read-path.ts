@@ -79,9 +79,12 @@ const PARTIAL = [Buffer.alloc(CLUSTER_SIZE), Buffer.alloc(CLUSTER_SIZE)];
  * Fills `out` with the bytes at `offset` (the caller has cut the range to the vDisk's size): holes with
  * zeros, mapped clusters with their verified data. `planned` is called once the fetches have started, with
  * whether the request needs anything outside the write cache (read-ahead decides on it).
+ * Returns undefined when it is done already (all from the write cache or cached pieces: the common case
+ * costs no promise), else a promise that settles once every task of the request has. May throw while
+ * planning (an ancestor not open), before anything started.
  */
-export async function readClusters(t: ReadTarget, out: Buffer, offset: number, planned?: (remote: boolean) => void): Promise<void> {
-  if (out.length === 0) return;
+export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned?: (remote: boolean) => void): Promise<void> | undefined {
+  if (out.length === 0) return undefined;
   const { map, readCache } = t;
   const end = offset + out.length;
   const last = Math.floor((end - 1) / CLUSTER_SIZE);
@@ -132,22 +135,29 @@ export async function readClusters(t: ReadTarget, out: Buffer, offset: number, p
     const buf = await readCache.fetchPiece(r.key, r.count, r.piece);
     if (!copyFromPiece(buf, (r.slot - r.piece * PIECE_SLOTS) * SLOT_SIZE, r, out, offset)) await readCareful(r, out, offset);
   }), FETCH_PARALLEL);
-  planned?.(cached.length + fetch.length > 0);
 
   // 3. the local and cached runs, synchronously, meanwhile
-  for (const r of local) {
-    const fd = r.src.localScoFd(r.sco);
-    if (fd === null || !readvRun(fd, r.slot * SLOT_SIZE, r, out, offset)) careful.push(r);
+  try {
+    planned?.(cached.length + fetch.length > 0);
+    for (const r of local) {
+      const fd = r.src.localScoFd(r.sco);
+      if (fd === null || !readvRun(fd, r.slot * SLOT_SIZE, r, out, offset)) careful.push(r);
+    }
+    for (const r of cached) {
+      const fd = readCache.pieceFd(r.key, r.piece); // undefined: evicted since the plan (the careful path fetches it)
+      if (fd === undefined || !readvRun(fd, (r.slot - r.piece * PIECE_SLOTS) * SLOT_SIZE, r, out, offset)) careful.push(r);
+    }
+  } catch (err) {
+    // not expected (the reads above report through the careful path), but the fetches must settle first
+    return settle(fetching, Promise.reject(err));
   }
-  for (const r of cached) {
-    const fd = readCache.pieceFd(r.key, r.piece); // undefined: evicted since the plan (the careful path fetches it)
-    if (fd === undefined || !readvRun(fd, (r.slot - r.piece * PIECE_SLOTS) * SLOT_SIZE, r, out, offset)) careful.push(r);
-  }
-  if (fetching === undefined && careful.length === 0) return; // all from the write cache or the read cache: done
-  const carefulDone = runPool(careful.map((r) => () => readCareful(r, out, offset)), FETCH_PARALLEL);
+  if (fetching === undefined && careful.length === 0) return undefined; // all from the write cache or the read cache
+  return settle(fetching, runPool(careful.map((r) => () => readCareful(r, out, offset)), FETCH_PARALLEL));
+}
 
-  // 4. every task settles before the answer
-  const results = await Promise.allSettled([fetching, carefulDone]);
+/** Waits for both to settle, then rejects with the first failure (4: nothing writes into `out` after the answer). */
+async function settle(a: Promise<void> | undefined, b: Promise<void>): Promise<void> {
+  const results = await Promise.allSettled([a, b]);
   for (const res of results) if (res.status === 'rejected') throw res.reason;
 }
 

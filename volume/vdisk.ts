@@ -284,15 +284,20 @@ export class VDiskImpl implements VDisk, SlotSource {
    * holes read as zeros. Returns the bytes filled: out.length cut to the size (0 at or past it); the rest
    * of `out` is not touched.
    */
-  async readInto(out: Buffer, offset: number): Promise<number> {
-    checkOffset(offset, 'offset', { vdisk: this.id });
-    this.checkOpen();
-    if (offset >= this.size || out.length === 0) return 0;
-    const n = Math.min(out.length, this.size - offset);
-    const ahead = (this.readAheadState ??= new ReadAhead(this));
-    // once the request's own fetches are on their way: the range ahead, if the reads are sequential
-    await readClusters(this, n === out.length ? out : out.subarray(0, n), offset, (remote) => ahead.note(offset, offset + n, remote));
-    return n;
+  readInto(out: Buffer, offset: number): Promise<number> {
+    // not async: a read served from the caches settles with one resolved promise (errors still reject)
+    try {
+      checkOffset(offset, 'offset', { vdisk: this.id });
+      this.checkOpen();
+      if (offset >= this.size || out.length === 0) return Promise.resolve(0);
+      const n = Math.min(out.length, this.size - offset);
+      const ahead = (this.readAheadState ??= new ReadAhead(this));
+      // once the request's own fetches are on their way: the range ahead, if the reads are sequential
+      const pending = readClusters(this, n === out.length ? out : out.subarray(0, n), offset, (remote) => ahead.note(offset, offset + n, remote));
+      return pending === undefined ? Promise.resolve(n) : pending.then(() => n);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   private async readCluster(a: number): Promise<Buffer> {
