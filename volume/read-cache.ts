@@ -19,8 +19,12 @@ import { logger } from '../util/log.js';
 
 const log = logger('read-cache');
 export const PIECE_SLOTS = 32;
-/** Open descriptors kept for cached pieces (least recently used closed first). */
-const MAX_OPEN_PIECES = 256;
+/**
+ * Open descriptors kept for cached pieces (least recently used closed first): about the pieces of a 512 MiB
+ * cache, so that reads cycling through a whole cache do not pay an open and a close per piece (Node raises
+ * its descriptor limit to the hard limit at start).
+ */
+const MAX_OPEN_PIECES = 4096;
 
 export class ReadCache {
   /** piece file name → bytes, in LRU order (first = least recently used). */
@@ -232,6 +236,15 @@ export class ReadCache {
   }
 }
 
+/** Object keys with `/` replaced, remembered (a read asks for the same SCO's pieces over and over). */
+const flatKeys = new Map<string, string>();
+
 function pieceName(key: string, piece: number): string {
-  return `${key.replaceAll('/', '_')}_${piece}`;
+  let flat = flatKeys.get(key);
+  if (flat === undefined) {
+    if (flatKeys.size >= 8192) flatKeys.clear();
+    flat = key.replaceAll('/', '_');
+    flatKeys.set(key, flat);
+  }
+  return `${flat}_${piece}`;
 }
