@@ -58,15 +58,18 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   // ---- the VDisk interface -------------------------------------------------------------------------
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const ctx = { vdisk: this.id };
-    checkOffset(offset, 'offset', ctx);
-    checkOffset(length, 'length', ctx);
-    this.checkOpen();
-    if (offset >= this.size || length === 0) return Buffer.alloc(0);
-    const out = Buffer.allocUnsafe(Math.min(this.size, offset + length) - offset);
-    await this.readInto(out, offset); // every byte is written: data, or zeros for holes
-    return out;
+  read(offset: number, length: number): Promise<Buffer> {
+    try {
+      const ctx = { vdisk: this.id };
+      checkOffset(offset, 'offset', ctx);
+      checkOffset(length, 'length', ctx);
+      this.checkOpen();
+      if (offset >= this.size || length === 0) return Promise.resolve(Buffer.alloc(0));
+      const out = Buffer.allocUnsafe(Math.min(this.size, offset + length) - offset);
+      return this.readInto(out, offset).then(() => out); // every byte is written: data, or zeros for holes
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
