@@ -84,10 +84,16 @@ export class ReadAhead {
     const { map, readCache } = this.t;
     let a = Math.floor(from / CLUSTER_SIZE);
     const last = Math.ceil(to / CLUSTER_SIZE);
+    let prevSco = 0;
+    let prevPiece = -1; // (with the depth) the piece of the cluster before: sequential data is 32 clusters a piece
     for (; a < last && this.queue.length < MAX_QUEUED; a++) {
       const sco = map.scoOf(a);
       if (sco === 0) continue;
       const w1 = map.word1Of(a);
+      const pieceAndDepth = Math.floor((w1 & 0xffff) / PIECE_SLOTS) + (w1 >>> 16) * 0x10000;
+      if (sco === prevSco && pieceAndDepth === prevPiece) continue;
+      prevSco = sco;
+      prevPiece = pieceAndDepth;
       let src;
       try {
         src = this.t.source((w1 >>> 16) & 0xff);
