@@ -14,7 +14,10 @@
  * printed is vdisk / plain sync. Then the memory of the cluster map of a fully written 10 GiB vDisk:
  * ClusterMap.memoryBytes() and the measured heapUsed + arrayBuffers delta after filling 2,621,440 entries.
  *
- *   node dist/bench/volume.js [--size 256M] [--seconds 3] [--runs 3] [--dir BASE] [--skip-io]
+ * Then reads after overwrites (benchReadAfter): a 1 MiB sequential read after random 4 KiB overwrites of the
+ * whole vDisk next to the same read after sequential writes, warm and with the write cache evicted.
+ *
+ *   node dist/bench/volume.js [--size 256M] [--seconds 3] [--runs 3] [--dir BASE] [--skip-io] [--skip-read-after]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -158,6 +161,117 @@ async function benchIo(size: number, seconds: number, runs: number, base: string
   }
 }
 
+/**
+ * Reads after overwrites (issue 10): the same 1 MiB sequential read of a whole vDisk (a) written sequentially
+ * in 1 MiB writes, (b) written sequentially then overwritten cluster by cluster in a random order (4 KiB
+ * writes, every cluster once), so that each 1 MiB read gathers ~256 single slots from every SCO. Measured
+ * warm (the write cache: SCO files in the page cache), then with the write cache evicted (both vDisks
+ * shipped, every SCO evicted, the read cache emptied: cold reads from the backend through the read cache),
+ * then once more (the read cache warm). The vPool's read cache is 2 × size + 64 MiB here, so the figures are
+ * about the read path, not about the cache being too small. Prints medians and the ratio (b)/(a).
+ */
+async function benchReadAfter(size: number, runs: number, base: string): Promise<void> {
+  const root = fs.mkdtempSync(path.join(base, 'vpoolfs-readbench-'));
+  const readCacheBytes = 2 * size + 64 * MiB;
+  const cases = ['write cache', 'evicted, cold', 'evicted, read cache warm'] as const;
+  const res = new Map<string, { seq: number[]; rnd: number[] }>(cases.map((c) => [c, { seq: [], rnd: [] }]));
+  const vpool = await openVPool({
+    name: 'bench', stateDir: path.join(root, 'state'), backendUrl: `file://${path.join(root, 'backend')}`,
+    readCacheBytes, writeCacheBytes: 4 * size + 64 * MiB,
+  });
+  const note = (run: number, what: string, v: number): void => {
+    process.stderr.write(`bench:volume: run ${run}/${runs} read after ${what.padEnd(44)} ${v.toFixed(0)} MB/s\n`);
+  };
+  const readAll = async (d: { read(o: number, l: number): Promise<Buffer> }): Promise<number> => {
+    const t0 = performance.now();
+    for (let pos = 0; pos < size; pos += MiB) {
+      const b = await d.read(pos, MiB);
+      if (b.length !== MiB) throw new Error(`short read at ${pos}: ${b.length}`);
+    }
+    return size / 1e6 / ((performance.now() - t0) / 1000);
+  };
+  try {
+    for (let run = 1; run <= runs; run++) {
+      const seqPath = `/rseq-${run}`;
+      const rndPath = `/rrnd-${run}`;
+      await vpool.createFile(seqPath, 0o644, 0, 0, size);
+      await vpool.createFile(rndPath, 0o644, 0, 0, size);
+      const a = vpool.vdisk(seqPath);
+      const b = vpool.vdisk(rndPath);
+      for (let pos = 0; pos < size; pos += MiB) {
+        await a.write(pos, big);
+        await b.write(pos, big);
+      }
+      // every cluster of (b) once, in a random order (Fisher-Yates)
+      const order = Array.from({ length: size / (4 * KiB) }, (_, i) => i);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = randomInt(i + 1);
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      for (const [n, c] of order.entries()) await b.write(c * 4 * KiB, pool[n & 63]!);
+      // ship both first (nothing is evicted: the write cache holds it all) so that no upload runs in the
+      // background of the reads
+      await a.syncToBackend();
+      await b.syncToBackend();
+      const warm = res.get('write cache')!;
+      warm.seq.push(await readAll(a));
+      note(run, 'sequential writes (write cache)', warm.seq.at(-1)!);
+      warm.rnd.push(await readAll(b));
+      note(run, 'random 4 KiB overwrites (write cache)', warm.rnd.at(-1)!);
+      // ship both, then evict every SCO: a tiny limit and one write elsewhere make the space evict all that is
+      // in the backend; empty the read cache the same way
+      await a.syncToBackend();
+      await b.syncToBackend();
+      const limits = vpool.cacheStats();
+      vpool.setCacheLimits({ writeCacheBytes: 1, readCacheBytes: 0 });
+      await vpool.createFile(`/evictor-${run}`, 0o644, 0, 0, 4 * KiB);
+      await vpool.vdisk(`/evictor-${run}`).write(0, pool[0]!);
+      vpool.setCacheLimits({ writeCacheBytes: limits.writeCacheLimit, readCacheBytes: readCacheBytes });
+      for (const d of [a, b]) {
+        const dir = path.join(root, 'state', 'wc', d.info().id, 'sco');
+        for (const t0 = Date.now(); fs.readdirSync(dir).length > 0;) {
+          if (Date.now() - t0 > 30_000) throw new Error(`${dir} still holds SCOs after the eviction`);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      }
+      const cold = res.get('evicted, cold')!;
+      cold.seq.push(await readAll(a));
+      note(run, 'sequential writes (evicted, cold)', cold.seq.at(-1)!);
+      vpool.setCacheLimits({ readCacheBytes: 0 }); // (a)'s pieces out: (b) starts cold too
+      vpool.setCacheLimits({ readCacheBytes });
+      cold.rnd.push(await readAll(b));
+      note(run, 'random 4 KiB overwrites (evicted, cold)', cold.rnd.at(-1)!);
+      // the read cache holds (b); read (a) once untimed so that it holds both, then time each
+      await readAll(a);
+      const warmRc = res.get('evicted, read cache warm')!;
+      warmRc.seq.push(await readAll(a));
+      note(run, 'sequential writes (evicted, read cache warm)', warmRc.seq.at(-1)!);
+      warmRc.rnd.push(await readAll(b));
+      note(run, 'random 4 KiB overwrites (evicted, read cache warm)', warmRc.rnd.at(-1)!);
+      await vpool.unlink(seqPath);
+      await vpool.unlink(rndPath);
+      await vpool.unlink(`/evictor-${run}`);
+    }
+  } finally {
+    await vpool.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+  process.stdout.write(`\n1 MiB sequential read of a whole ${size / MiB} MiB vDisk, in-process, queue depth 1, medians of ${runs} runs, MB/s; `
+    + `load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+  const rows = [['read from', 'after sequential writes', 'after random 4 KiB overwrites', 'ratio']];
+  for (const c of cases) {
+    const r = res.get(c)!;
+    const s = median(r.seq);
+    const o = median(r.rnd);
+    rows.push([c, s.toFixed(0), o.toFixed(0), (o / s).toFixed(2)]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const [i, r] of rows.entries()) {
+    process.stdout.write(`${r.map((c, j) => (j < 1 ? c.padEnd(widths[j]!) : c.padStart(widths[j]!))).join('  ')}\n`);
+    if (i === 0) process.stdout.write(`${widths.map((n) => '-'.repeat(n)).join('  ')}\n`);
+  }
+}
+
 /** The cluster map of a fully written 10 GiB vDisk: one entry per 4 KiB cluster. */
 function benchClusterMap(): void {
   v8.setFlagsFromString('--expose-gc');
@@ -180,7 +294,7 @@ async function main(): Promise<void> {
   setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'warn');
   const { values } = parseArgs({ options: {
     size: { type: 'string' }, seconds: { type: 'string' }, runs: { type: 'string' }, dir: { type: 'string' },
-    'skip-io': { type: 'boolean' },
+    'skip-io': { type: 'boolean' }, 'skip-read-after': { type: 'boolean' },
   } });
   const env = (k: string): string | undefined => process.env[`VPOOLFS_BENCH_${k}`];
   const size = parseSize(values.size ?? env('SIZE') ?? '256M');
@@ -188,6 +302,7 @@ async function main(): Promise<void> {
   const runs = Number(values.runs ?? env('RUNS') ?? 3);
   if (!(seconds > 0) || !Number.isInteger(runs) || runs < 1) throw new Error('--seconds must be > 0 and --runs an integer >= 1');
   if (!values['skip-io']) await benchIo(size, seconds, runs, values.dir ?? env('DIR') ?? os.tmpdir());
+  if (!values['skip-read-after']) await benchReadAfter(size, runs, values.dir ?? env('DIR') ?? os.tmpdir());
   benchClusterMap();
 }
 

@@ -399,6 +399,26 @@ export class LocalCache {
     this.journalPos += frame.length;
     this.journalSynced = false;
   }
+
+  /**
+   * The read path (volume/read-path.ts): the descriptor of SCO `sco` if the SCO is local (opened on first
+   * use, like readSlots), else null. Valid until the SCO is evicted: use it at once, never across an await.
+   */
+  scoFd(sco: number): number | null {
+    let fd = this.fds.get(sco);
+    if (fd === undefined) {
+      const file = this.scoPath(sco);
+      if (!fs.existsSync(file)) return null; // evicted: no exception to build on this common path
+      try {
+        fd = fs.openSync(file, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw err;
+      }
+      this.fds.set(sco, fd);
+    }
+    return fd;
+  }
 }
 
 function writevFully(fd: number, iov: Uint8Array[], position: number): void {

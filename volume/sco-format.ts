@@ -82,3 +82,21 @@ export function scanSlots(buf: Buffer, tag: number, sco: number): { addresses: F
   }
   return { addresses: addresses.subarray(0, count), count };
 }
+
+/**
+ * checkSlot for a slot read in two parts: its header at `hdr[hpos .. hpos+32)` and its 4 KiB of data in
+ * `data` (the read path reads the data straight into the caller's buffer, the header into a scratch one).
+ * Same checks, same reasons.
+ */
+export function checkSlotParts(hdr: Buffer, hpos: number, data: Uint8Array, tag: number, sco: number, slot: number, address: number): string | null {
+  if (hdr.length < hpos + SLOT_HEADER || data.length !== CLUSTER_SIZE) return 'short slot';
+  if (hdr.readUInt32LE(hpos) !== MAGIC) return 'bad magic';
+  const want = hdr.readUInt32LE(hpos + 4);
+  const got = crc32(data, crc32(hdr.subarray(hpos + 8, hpos + SLOT_HEADER))) >>> 0;
+  if (want !== got) return 'checksum mismatch';
+  if (hdr.readUInt32LE(hpos + 16) !== tag) return 'wrong namespace';
+  if (hdr.readUInt32LE(hpos + 20) !== sco) return 'wrong SCO';
+  if (hdr.readUInt32LE(hpos + 24) !== slot) return 'wrong slot';
+  if (address >= 0 && slotAddress(hdr, hpos) !== address) return 'wrong address';
+  return null;
+}

@@ -103,6 +103,13 @@ export interface VDisk {
   readonly allocatedBytes: number;
   /** Reads `length` bytes at `offset`; holes and the range past the size read as zeros (a read past the end is cut to the size). */
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Reads into `out` the bytes at `offset` (no second copy: whole clusters go straight from the caches into
+   * `out`); holes read as zeros. Resolves with the bytes filled — out.length cut to the size, 0 at or past
+   * it — and leaves the rest of `out` untouched. On an error (CHECKSUM, BACKEND) `out` holds no promised
+   * content, and nothing writes into it once the promise has settled.
+   */
+  readInto(out: Buffer, offset: number): Promise<number>;
   /** Writes `data` at `offset`; grows the vDisk if the write ends past its size. Durable against a kill of the process once resolved. */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Sets the size; a shrink discards the data past the new size (it reads as zeros if grown again). */

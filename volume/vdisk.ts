@@ -11,13 +11,16 @@ import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { ClusterMap } from './cluster-map.js';
 import { LocalCache, type ClosedSco } from './local-cache.js';
-import { checkSlot, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
+import { checkSlot, SLOT_SIZE } from './sco-format.js';
 import { RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader, type PendingTlog } from './uploader.js';
 import { checkOffset, checkSize, checkWriteRange } from './validate.js';
 import { CLUSTER_SIZE, type VDisk, type VDiskInfo } from './types.js';
 import { scoKey } from './backend-layout.js';
 import type { VDiskContext } from './vdisk-context.js';
+import type { ReadCache } from './read-cache.js';
+import { readClusters, type SlotSource } from './read-path.js';
+import { ReadAhead } from './read-ahead.js';
 import { NO_DTL, type DtlSink } from './dtl-hook.js';
 import type { DocStore } from './snapshot-store.js';
 import { corkOps } from './vdisk-meta.js';
@@ -26,7 +29,7 @@ import { seekExtent } from './vdisk-extents.js';
 const log = logger('vdisk');
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
 
-export class VDiskImpl implements VDisk {
+export class VDiskImpl implements VDisk, SlotSource {
   readonly map = new ClusterMap();
   /** Slots in each closed SCO (needed to read it back from the backend). */
   readonly scoCounts = new Map<number, number>();
@@ -56,15 +59,18 @@ export class VDiskImpl implements VDisk {
 
   // ---- the VDisk interface -------------------------------------------------------------------------
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const ctx = { vdisk: this.id };
-    checkOffset(offset, 'offset', ctx);
-    checkOffset(length, 'length', ctx);
-    this.checkOpen();
-    if (offset >= this.size || length === 0) return Buffer.alloc(0);
-    const out = Buffer.alloc(Math.min(this.size, offset + length) - offset);
-    await this.readInto(out, offset);
-    return out;
+  read(offset: number, length: number): Promise<Buffer> {
+    try {
+      const ctx = { vdisk: this.id };
+      checkOffset(offset, 'offset', ctx);
+      checkOffset(length, 'length', ctx);
+      this.checkOpen();
+      if (offset >= this.size || length === 0) return Promise.resolve(Buffer.alloc(0));
+      const out = Buffer.allocUnsafe(Math.min(this.size, offset + length) - offset);
+      return this.readInto(out, offset).then(() => out); // every byte is written: data, or zeros for holes
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
@@ -270,39 +276,77 @@ export class VDiskImpl implements VDisk {
   }
 
   // ---- read path ---------------------------------------------------------------------------------
+  // How a read runs: volume/read-path.ts and docs/read-path.md. This vDisk is the read path's ReadTarget
+  // (its map, the read cache, its namespaces) and the SlotSource of its own namespace.
+
+  /** Read-ahead of this vDisk's sequential reads from the backend (read-ahead.ts), made on first use. */
+  private readAheadState?: ReadAhead;
+
+  /** The read-ahead, once a read has run (tests wait for it to be idle). */
+  get readAhead(): ReadAhead | undefined {
+    return this.readAheadState;
+  }
+
+  /**
+   * Fills `out` with the bytes at `offset` straight from the caches (no second copy for whole clusters);
+   * holes read as zeros. Returns the bytes filled: out.length cut to the size (0 at or past it); the rest
+   * of `out` is not touched.
+   */
+  readInto(out: Buffer, offset: number): Promise<number> {
+    // not async: a read served from the caches settles with one resolved promise (errors still reject)
+    try {
+      checkOffset(offset, 'offset', { vdisk: this.id });
+      this.checkOpen();
+      if (offset >= this.size || out.length === 0) return Promise.resolve(0);
+      const n = Math.min(out.length, this.size - offset);
+      const ahead = (this.readAheadState ??= new ReadAhead(this));
+      // once the request's own fetches are on their way: the range ahead, if the reads are sequential
+      const pending = readClusters(this, n === out.length ? out : out.subarray(0, n), offset, (remote) => ahead.note(offset, offset + n, remote));
+      return pending === undefined ? Promise.resolve(n) : pending.then(() => n);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
 
   private async readCluster(a: number): Promise<Buffer> {
     if (this.map.scoOf(a) === 0) return ZERO_CLUSTER;
-    const out = Buffer.alloc(CLUSTER_SIZE);
-    await this.readInto(out, a * CLUSTER_SIZE);
+    const out = Buffer.allocUnsafe(CLUSTER_SIZE);
+    await readClusters(this, out, a * CLUSTER_SIZE);
     return out;
   }
 
-  private async readInto(out: Buffer, offset: number): Promise<void> {
-    const end = offset + out.length;
-    const last = Math.floor((end - 1) / CLUSTER_SIZE);
-    let a = Math.floor(offset / CLUSTER_SIZE);
-    while (a <= last) {
-      const sco = this.map.scoOf(a);
-      if (sco === 0) {
-        a++;
-        continue;
-      }
-      const w1 = this.map.word1Of(a);
-      let n = 1;
-      while (a + n <= last && this.map.scoOf(a + n) === sco && this.map.word1Of(a + n) === w1 + n) n++;
-      const slot = w1 & 0xffff;
-      const depth = (w1 >>> 16) & 0xff; // a clone's entry from an ancestor's namespace (clone-base.ts)
-      const buf = await (depth === 0 ? this : this.ancestor(depth)).fetchSlots(a, sco, slot, n);
-      for (let k = 0; k < n; k++) {
-        const cStart = (a + k) * CLUSTER_SIZE;
-        const from = Math.max(offset, cStart);
-        const to = Math.min(end, cStart + CLUSTER_SIZE);
-        const pos = k * SLOT_SIZE + SLOT_HEADER;
-        buf.copy(out, from - offset, pos + (from - cStart), pos + (to - cStart));
-      }
-      a += n;
+  get readCache(): ReadCache {
+    return this.ctx.readCache;
+  }
+
+  /** False once closed (read-ahead stops). */
+  get readable(): boolean {
+    return !this.closed;
+  }
+
+  source(depth: number): SlotSource {
+    return depth === 0 ? this : this.ancestor(depth);
+  }
+
+  /**
+   * SCOs found evicted (numbers never reused; an evicted SCO never comes back): spares a failed open per run
+   * on reads from the backend. Cleared when it holds EVICTED_MEMO entries, to bound its memory.
+   */
+  private readonly evictedScos = new Set<number>();
+  private static readonly EVICTED_MEMO = 65536;
+
+  localScoFd(sco: number): number | null {
+    if (this.evictedScos.has(sco)) return null;
+    const fd = this.cache.scoFd(sco);
+    if (fd === null && sco <= this.corkedSco) {
+      if (this.evictedScos.size >= VDiskImpl.EVICTED_MEMO) this.evictedScos.clear();
+      this.evictedScos.add(sco);
     }
+    return fd;
+  }
+
+  scoSlots(sco: number): number | undefined {
+    return this.scoCounts.get(sco);
   }
 
   /** The vDisk whose namespace clone depth `depth` reads (1 = the parent). */

@@ -364,6 +364,7 @@ class VPoolImpl implements VPool {
       await this.shipper.waitRemovals();
       this.shipper.stop();
       for (const v of this.vdisks.values()) v.shutdown();
+      this.ctx.readCache.close();
       await this.ctx.mds.close();
       await this.ctx.backend.close();
       log.info('vPool closed: everything is in the backend', { vpool: this.name, ms: Date.now() - t0 });
