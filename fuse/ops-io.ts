@@ -34,17 +34,16 @@ export function ioOps(ctx: OpContext) {
     read(path: string, fd: number, buf: Buffer | undefined, len: number, offset: number, cb: Cb) {
       const disk = fds.get(fd);
       if (disk === undefined) return cb(E.EBADF);
-      let p: Promise<Buffer>;
+      // straight into fuse-native's buffer, or into one the kernel engine writes after its reply header
+      const out = buf === undefined ? Buffer.allocUnsafe(len) : buf.length === len ? buf : buf.subarray(0, len);
+      let p: Promise<number>;
       try {
-        p = disk.read(offset, len);
+        p = disk.readInto(out, offset);
       } catch (err) {
         return cb(toErrno(err, 'read', path));
       }
       p.then(
-        (data) => {
-          if (buf === undefined) return cb(Math.min(data.length, len), data.length <= len ? data : data.subarray(0, len));
-          cb(data.length <= len ? data.copy(buf, 0) : data.copy(buf, 0, 0, len));
-        },
+        (n) => (buf === undefined ? cb(n, out.subarray(0, n)) : cb(n)),
         (err: unknown) => cb(toErrno(err, 'read', path)),
       );
     },
