@@ -15,7 +15,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { VolumeError } from '../util/errors.js';
-import { fsyncDir, fsyncDirAsync } from '../util/fsync-dir.js';
+import { fsyncDir } from '../util/fsync-dir.js';
+import { realCacheIo, type CacheIo } from './cache-io.js';
 import { CLUSTER_SIZE } from './types.js';
 import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scoName, scanSlots } from './sco-format.js';
 import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from './tlog-format.js';
@@ -60,7 +61,8 @@ export class LocalCache {
   nextSco = 1;
 
   constructor(dir: string, private readonly vdiskId: string, private readonly tag: number,
-    private readonly scoClusters: number, private readonly tlogScos: number, private readonly events: LocalCacheEvents) {
+    private readonly scoClusters: number, private readonly tlogScos: number, private readonly events: LocalCacheEvents,
+    private readonly io: CacheIo = realCacheIo) {
     this.dir = dir;
     this.scoDir = path.join(dir, 'sco');
     this.tlogDir = path.join(dir, 'tlog');
@@ -132,8 +134,8 @@ export class LocalCache {
     const file = path.join(this.tlogDir, open[0]);
     const buf = fs.readFileSync(file);
     const { records, validBytes } = decodeRecords(buf);
-    if (validBytes < buf.length) fs.truncateSync(file, validBytes);
-    this.journalFd = fs.openSync(file, 'r+');
+    if (validBytes < buf.length) this.io.truncate(file, validBytes);
+    this.journalFd = this.io.open(file, 'r+');
     this.journalNo = tlog;
     this.journalPos = validBytes;
     this.journalEvents = 0;
@@ -159,9 +161,9 @@ export class LocalCache {
       const file = this.scoPath(sco);
       const buf = fs.readFileSync(file);
       const { addresses, count: n } = scanSlots(buf, this.tag, sco);
-      if (n * SLOT_SIZE < buf.length) fs.truncateSync(file, n * SLOT_SIZE);
+      if (n * SLOT_SIZE < buf.length) this.io.truncate(file, n * SLOT_SIZE);
       if (n === 0) {
-        fs.unlinkSync(file);
+        this.io.unlink(file);
         continue;
       }
       let crc = 0;
@@ -196,7 +198,7 @@ export class LocalCache {
         iov[k * 2 + 1] = data;
       }
       const fd = this.fds.get(this.openSco)!;
-      writevFully(fd, iov, this.openSlots * SLOT_SIZE);
+      writevFully(this.io, fd, iov, this.openSlots * SLOT_SIZE);
       for (let k = 0; k < n; k++) {
         this.openCrc = crc32(iov[k * 2], this.openCrc);
         this.openAddresses[this.openSlots] = addresses[i + k];
@@ -242,10 +244,10 @@ export class LocalCache {
     this.openSco = 0;
     if (count === 0) {
       const fd = this.fds.get(sco)!;
-      fs.closeSync(fd);
+      this.io.close(fd);
       this.fds.delete(sco);
       this.unsynced.delete(sco);
-      fs.unlinkSync(this.scoPath(sco));
+      this.io.unlink(this.scoPath(sco));
       this.nextSco = sco; // reuse the number: nothing refers to it
       return;
     }
@@ -264,9 +266,9 @@ export class LocalCache {
     const tlog = this.journalNo;
     // no fsync here: sync() (a user's fsync, a cork) makes it durable; syncing 16 SCOs on every TLog
     // close would stall writers for nothing
-    if (this.journalSynced) fs.closeSync(this.journalFd);
+    if (this.journalSynced) this.io.close(this.journalFd);
     else this.unsyncedTlogFds.push(this.journalFd);
-    fs.renameSync(path.join(this.tlogDir, `${tlogName(tlog)}.open`), path.join(this.tlogDir, tlogName(tlog)));
+    this.io.rename(path.join(this.tlogDir, `${tlogName(tlog)}.open`), path.join(this.tlogDir, tlogName(tlog)));
     const scos = this.journalScoList;
     this.openJournal(tlog + 1);
     this.events.onTlogClosed(tlog, scos);
@@ -294,11 +296,11 @@ export class LocalCache {
   repairSlot(sco: number, slot: number, bytes: Uint8Array): void {
     if (sco === this.openSco) return;
     try {
-      const fd = fs.openSync(this.scoPath(sco), 'r+');
+      const fd = this.io.open(this.scoPath(sco), 'r+');
       try {
-        fs.writeSync(fd, bytes, 0, bytes.length, slot * SLOT_SIZE);
+        writevFully(this.io, fd, [bytes], slot * SLOT_SIZE);
       } finally {
-        fs.closeSync(fd);
+        this.io.close(fd);
       }
     } catch {
       // evicted meanwhile: nothing to mend
@@ -309,12 +311,12 @@ export class LocalCache {
   evictSco(sco: number): boolean {
     if (sco === this.openSco) return false;
     const fd = this.fds.get(sco);
-    if (fd !== undefined) fs.closeSync(fd);
+    if (fd !== undefined) this.io.close(fd);
     this.fds.delete(sco);
     this.unsynced.delete(sco);
     if (!fs.existsSync(this.scoPath(sco))) return false;
     // the unlink itself (freeing a few MiB of extents) runs off the event loop
-    fs.unlink(this.scoPath(sco), () => {});
+    this.io.unlinkAsync(this.scoPath(sco), () => {});
     return true;
   }
 
@@ -343,10 +345,10 @@ export class LocalCache {
     this.dirsDirty = false;
     const mine = (async () => {
       try {
-        await Promise.all([...fds, ...tlogFds].map((fd) => fdatasync(fd)));
-        await Promise.all(dirs.map((d) => fsyncDirAsync(d)));
+        await Promise.all([...fds, ...tlogFds].map((fd) => this.fdatasync(fd)));
+        await Promise.all(dirs.map((d) => this.io.fsyncDir(d)));
       } finally {
-        for (const fd of tlogFds) fs.close(fd, () => {});
+        for (const fd of tlogFds) this.io.close(fd);
       }
     })();
     const all = Promise.all([this.inflightSync, mine]).then(() => undefined);
@@ -355,11 +357,11 @@ export class LocalCache {
   }
 
   close(): void {
-    for (const fd of this.unsyncedTlogFds) fs.closeSync(fd);
+    for (const fd of this.unsyncedTlogFds) this.io.close(fd);
     this.unsyncedTlogFds = [];
-    for (const fd of this.fds.values()) fs.closeSync(fd);
+    for (const fd of this.fds.values()) this.io.close(fd);
     this.fds.clear();
-    if (this.journalFd >= 0) fs.closeSync(this.journalFd);
+    if (this.journalFd >= 0) this.io.close(this.journalFd);
     this.journalFd = -1;
   }
 
@@ -371,7 +373,7 @@ export class LocalCache {
 
   private openNewSco(): void {
     const sco = this.nextSco++;
-    const fd = fs.openSync(this.scoPath(sco), 'w+');
+    const fd = this.io.open(this.scoPath(sco), 'w+');
     this.fds.set(sco, fd);
     this.openSco = sco;
     this.openSlots = 0;
@@ -381,7 +383,7 @@ export class LocalCache {
 
   private openJournal(tlog: number): void {
     const file = path.join(this.tlogDir, `${tlogName(tlog)}.open`);
-    this.journalFd = fs.openSync(file, 'w+');
+    this.journalFd = this.io.open(file, 'w+');
     this.journalNo = tlog;
     this.journalPos = 0;
     this.journalEvents = 0;
@@ -390,21 +392,28 @@ export class LocalCache {
     this.append(encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }));
   }
 
+  /** fdatasync that tolerates a descriptor closed meanwhile (an emptied or evicted SCO: nothing to keep). */
+  private fdatasync(fd: number): Promise<void> {
+    return this.io.fdatasync(fd).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EBADF') throw err;
+    });
+  }
+
   private noteScoInJournal(sco: number): void {
     this.journalScoList.push(sco);
   }
 
   private append(frame: Buffer): void {
-    writevFully(this.journalFd, [frame], this.journalPos);
+    writevFully(this.io, this.journalFd, [frame], this.journalPos);
     this.journalPos += frame.length;
     this.journalSynced = false;
   }
 }
 
-function writevFully(fd: number, iov: Uint8Array[], position: number): void {
+function writevFully(io: CacheIo, fd: number, iov: Uint8Array[], position: number): void {
   let total = 0;
   for (const b of iov) total += b.length;
-  let done = fs.writevSync(fd, iov, position);
+  let done = io.writev(fd, iov, position);
   while (done < total) {
     // short write (rare: a full disk or a signal): finish the rest piece by piece
     let skip = done;
@@ -414,13 +423,10 @@ function writevFully(fd: number, iov: Uint8Array[], position: number): void {
       rest.push(skip > 0 ? b.subarray(skip) : b);
       skip = 0;
     }
-    const n = fs.writevSync(fd, rest, position + done);
+    const n = io.writev(fd, rest, position + done);
     if (n === 0) throw new VolumeError('NO_SPACE', 'write cache: short write', { fd });
     done += n;
   }
 }
 
-/** fdatasync that tolerates a descriptor closed meanwhile (an emptied or evicted SCO: nothing to keep). */
-function fdatasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err && err.code !== 'EBADF' ? reject(err) : resolve())));
-}
+

@@ -34,6 +34,10 @@ export interface VPoolOptions {
   readCacheBytes?: number;
   /** `lmdb` (default) or `memory` (unit tests only: nothing survives a restart). */
   metadata?: 'lmdb' | 'memory';
+  /** An already opened metadata store (tests wrap one to fail commits); wins over `metadata`. */
+  metadataStore?: import('../mds/types.js').MetadataStore;
+  /** The write cache's file I/O (tests put a fault-injecting one here); default node:fs. */
+  cacheIo?: import('./cache-io.js').CacheIo;
   /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
   scoMaxAgeMs?: number;
 }

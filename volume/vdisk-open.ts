@@ -26,7 +26,7 @@ const log = logger('vdisk-open');
 
 function construct(id: string, ctx: VDiskContext): VDiskImpl {
   const v = new VDiskImpl(id, namespaceTag(id), ctx);
-  v.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, v.tag, ctx.scoClusters, ctx.tlogScos, v);
+  v.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, v.tag, ctx.scoClusters, ctx.tlogScos, v, ctx.io);
   v.uploader = new Uploader(id, ctx.backend, {
     scoPath: (sco) => v.cache.scoPath(sco),
     tlogPath: (tlog) => v.cache.tlogPath(tlog),

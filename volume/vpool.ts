@@ -44,7 +44,7 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   fs.mkdirSync(stateDir, { recursive: true });
   const backendUrl = opts.backendUrl ?? `file://${path.join(stateDir, 'backend')}`;
   const backend = opts.backend ?? (await openBlobStore(backendUrl));
-  const mds = openMetadataStore(opts.metadata ?? 'lmdb', path.join(stateDir, 'mds'));
+  const mds = opts.metadataStore ?? openMetadataStore(opts.metadata ?? 'lmdb', path.join(stateDir, 'mds'));
   const ctx: VDiskContext = {
     backend, mds,
     space: new WriteCacheSpace(opts.writeCacheBytes ?? DEFAULT_WRITE_CACHE_BYTES),
@@ -55,6 +55,7 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
     scoClusters: checkTuning(opts.scoClusters ?? 1024, 'scoClusters', 1, 65536),
     tlogScos: checkTuning(opts.tlogScos ?? 16, 'tlogScos', 1, 100000),
     dtl: opts.dtl,
+    io: opts.cacheIo,
   };
   fs.mkdirSync(ctx.writeCacheDir, { recursive: true });
   const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000);
