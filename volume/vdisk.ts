@@ -154,8 +154,10 @@ export class VDiskImpl implements VDisk {
   /** The uploader put TLog `p` (and its SCOs) in the backend: persist the map, free the local copies. */
   async cork(p: PendingTlog, scoBytes: number): Promise<void> {
     if (this.closed) return;
-    await this.cache.syncLocal();
+    // the map pages are taken *before* the fdatasync: every slot they point at was written before it
+    // started, so it covers them. Taken after, they could name slots written while it ran (not on disk).
     const ops = corkOps(this, p);
+    await this.cache.syncLocal();
     await this.ctx.mds.commit(ops);
     this.corkedTlog = p.tlog;
     this.corkedSco = Math.max(this.corkedSco, ...p.scos.slice(-1));
