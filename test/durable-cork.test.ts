@@ -40,3 +40,23 @@ test('a write during the cork\'s fdatasync is not committed by that cork: after 
   t.true(got.equals(b) || got.equals(Buffer.alloc(CS)), 'the cluster written during the cork holds its old or its new content');
   await rig.close(boot2);
 });
+
+test('a cork whose metadata commit fails (ENOSPC, EIO) keeps its map pages for the retry: nothing corked is lost', async (t) => {
+  const rig = powerCutRig(t);
+  const boot = await rig.open();
+  await boot.pool.createFile('/d', 0o644, 0, 0, 1 << 20);
+  const v = boot.pool.vdisk('/d');
+  const a = pattern(3, 3 * CS);
+  await v.write(0, a);
+  for (const code of ['NO_SPACE', 'BACKEND'] as const) {
+    boot.mds.failNext(code, { match: (ops) => ops.some((o) => o.key.endsWith('/meta')) }); // the cork's commits
+  }
+  await v.syncToBackend();
+  // the uploader retries the cork (every second) until it commits
+  await until(() => boot.mds.failed === 2 && v.info().uploadBacklog.tlogs === 0, 'the cork is retried and commits');
+  await v.sync();
+  rig.cut(boot);
+  const boot2 = await rig.open();
+  t.deepEqual(await boot2.pool.vdisk('/d').read(0, 3 * CS), a, 'the clusters of the TLog whose cork failed first are there');
+  await rig.close(boot2);
+});

@@ -20,7 +20,7 @@ import { scoKey } from './backend-layout.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { NO_DTL, type DtlSink } from './dtl-hook.js';
 import type { DocStore } from './snapshot-store.js';
-import { corkOps } from './vdisk-meta.js';
+import { commitCork, corkOps } from './vdisk-meta.js';
 
 const log = logger('vdisk');
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
@@ -157,8 +157,7 @@ export class VDiskImpl implements VDisk {
     // the map pages are taken *before* the fdatasync: every slot they point at was written before it
     // started, so it covers them. Taken after, they could name slots written while it ran (not on disk).
     const ops = corkOps(this, p);
-    await this.cache.syncLocal();
-    await this.ctx.mds.commit(ops);
+    await commitCork(this.ctx.mds, this, ops, () => this.cache.syncLocal());
     this.corkedTlog = p.tlog;
     this.corkedSco = Math.max(this.corkedSco, ...p.scos.slice(-1));
     this.backendBytes += scoBytes;
