@@ -41,6 +41,8 @@ export class LocalCache {
   private readonly fds = new Map<number, number>();
   private readonly unsynced = new Set<number>();
   private unsyncedTlogFds: number[] = [];
+  /** Descriptors of closed journals waiting for the syncs in flight to settle before they are closed. */
+  private readonly closing = new Set<number>();
   private inflightSync: Promise<void> = Promise.resolve();
   private dirsDirty = false;
 
@@ -266,7 +268,7 @@ export class LocalCache {
     const tlog = this.journalNo;
     // no fsync here: sync() (a user's fsync, a cork) makes it durable; syncing 16 SCOs on every TLog
     // close would stall writers for nothing
-    if (this.journalSynced) this.io.close(this.journalFd);
+    if (this.journalSynced) this.closeAfterSyncs(this.journalFd);
     else this.unsyncedTlogFds.push(this.journalFd);
     this.io.rename(path.join(this.tlogDir, `${tlogName(tlog)}.open`), path.join(this.tlogDir, tlogName(tlog)));
     const scos = this.journalScoList;
@@ -359,6 +361,8 @@ export class LocalCache {
   close(): void {
     for (const fd of this.unsyncedTlogFds) this.io.close(fd);
     this.unsyncedTlogFds = [];
+    for (const fd of this.closing) this.io.close(fd);
+    this.closing.clear();
     for (const fd of this.fds.values()) this.io.close(fd);
     this.fds.clear();
     if (this.journalFd >= 0) this.io.close(this.journalFd);
@@ -392,11 +396,21 @@ export class LocalCache {
     this.append(encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }));
   }
 
-  /** fdatasync that tolerates a descriptor closed meanwhile (an emptied or evicted SCO: nothing to keep). */
-  private fdatasync(fd: number): Promise<void> {
-    return this.io.fdatasync(fd).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EBADF') throw err;
+  /**
+   * Closes `fd` once every sync started so far has settled. A synced journal's descriptor may still be
+   * queued for an fdatasync in libuv's pool: closed now, its number could be reused by the next journal
+   * and that fdatasync would sync the wrong file while the caller's fsync reports success.
+   */
+  private closeAfterSyncs(fd: number): void {
+    this.closing.add(fd);
+    void this.inflightSync.then(() => {
+      if (this.closing.delete(fd)) this.io.close(fd);
     });
+  }
+
+  private fdatasync(fd: number): Promise<void> {
+    // no EBADF tolerance: a descriptor closed under a queued fdatasync means nothing was synced
+    return this.io.fdatasync(fd);
   }
 
   private noteScoInJournal(sco: number): void {

@@ -1,0 +1,40 @@
+/**
+ * The write cache's own durability (volume/local-cache.ts), through a fault-injecting CacheIo
+ * (helpers/faulty-io.ts): what an fdatasync really covered, failed fdatasyncs, reads racing an eviction.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { LocalCache } from '../volume/local-cache.js';
+import { namespaceTag } from '../volume/sco-format.js';
+import { RecordType } from '../volume/tlog-format.js';
+import { FaultyIo, until } from './helpers/faulty-io.js';
+
+function cacheOn(t: import('ava').ExecutionContext, io: FaultyIo): LocalCache {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-lc-'));
+  const c = new LocalCache(path.join(root, 'v'), 'v', namespaceTag('v'), 8, 2, { onScoClosed() {}, onTlogClosed() {} }, io);
+  t.teardown(() => {
+    try { c.close(); } catch { /* closed by the test */ }
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  c.create(1, 1);
+  return c;
+}
+
+test('a TLog closed while an fdatasync of its journal is queued is on disk when the sync resolves (no fd closed and reused under it)', async (t) => {
+  const io = new FaultyIo();
+  const c = cacheOn(t, io);
+  await c.syncLocal();
+  c.appendRecord({ type: RecordType.Resize, size: 12345 });
+  const release = io.holdSyncs();
+  const first = c.syncLocal(); // queues the journal's fdatasync (held)
+  await until(() => io.held > 0, 'the journal fdatasync waits at the gate');
+  c.closeTlog(); // TLog 1 closed, TLog 2 opened: today TLog 1's descriptor is closed and its number reused
+  const second = c.syncLocal();
+  release();
+  await first;
+  await second;
+  const closed = c.tlogPath(1);
+  t.deepEqual(io.shadow.get(closed), fs.readFileSync(closed), 'the closed TLog (with its resize record) was fdatasynced');
+});
