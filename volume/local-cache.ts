@@ -27,11 +27,24 @@ export interface ClosedSco {
   crc: number;
 }
 
+/** A failure of the write-cache disk that makes this cache stop taking writes (see LocalCache.fault). */
+export interface CacheFault {
+  /** The errno name: EIO, ENOSPC, … */
+  code: string;
+  message: string;
+  /** When it happened (ms since the epoch). */
+  since: number;
+  /** What every later write and sync is failed with. */
+  error: VolumeError;
+}
+
 export interface LocalCacheEvents {
   /** A SCO was closed (its record is in the open TLog). */
   onScoClosed(sco: ClosedSco): void;
   /** A TLog was closed and is ready for upload; it names `scos` (ascending, possibly none). */
   onTlogClosed(tlog: number, scos: number[]): void;
+  /** The cache just became faulted (once). */
+  onFault?(fault: CacheFault): void;
 }
 
 export class LocalCache {
@@ -61,6 +74,12 @@ export class LocalCache {
   private journalSynced = true;
 
   nextSco = 1;
+  /**
+   * Set for good when an fdatasync fails or a write fails with anything but ENOSPC: the kernel may have
+   * dropped the dirty pages (a retried fdatasync can then "succeed" over lost data), so this cache takes
+   * no more writes and every later sync fails with this cause. A restart starts from what is on disk.
+   */
+  fault: CacheFault | null = null;
 
   constructor(dir: string, private readonly vdiskId: string, private readonly tag: number,
     private readonly scoClusters: number, private readonly tlogScos: number, private readonly events: LocalCacheEvents,
@@ -185,8 +204,10 @@ export class LocalCache {
    * `datas[i]` (4096 bytes each). Calls `placed(i, sco, slot)` for each. Synchronous.
    */
   appendClusters(addresses: number[], datas: Uint8Array[], placed: (i: number, sco: number, slot: number) => void): void {
+    this.checkWritable();
     let i = 0;
     while (i < addresses.length) {
+      if (this.openSco !== 0 && this.openSlots === this.scoClusters) this.closeSco(); // its close failed before
       if (this.openSco === 0) this.openNewSco();
       const room = this.scoClusters - this.openSlots;
       const n = Math.min(room, addresses.length - i);
@@ -200,7 +221,11 @@ export class LocalCache {
         iov[k * 2 + 1] = data;
       }
       const fd = this.fds.get(this.openSco)!;
-      writevFully(this.io, fd, iov, this.openSlots * SLOT_SIZE);
+      try {
+        writevFully(this.io, fd, iov, this.openSlots * SLOT_SIZE);
+      } catch (err) {
+        throw this.writeFailed(err, `write to SCO ${this.openSco}`);
+      }
       for (let k = 0; k < n; k++) {
         this.openCrc = crc32(iov[k * 2], this.openCrc);
         this.openAddresses[this.openSlots] = addresses[i + k];
@@ -243,8 +268,8 @@ export class LocalCache {
     if (this.openSco === 0) return;
     const sco = this.openSco;
     const count = this.openSlots;
-    this.openSco = 0;
     if (count === 0) {
+      this.openSco = 0;
       const fd = this.fds.get(sco)!;
       this.io.close(fd);
       this.fds.delete(sco);
@@ -254,7 +279,9 @@ export class LocalCache {
       return;
     }
     const closed = { sco, count, crc: this.openCrc >>> 0 };
+    // the record first: if it cannot be written (a full disk) the SCO stays open, nothing is half-closed
     this.appendRecord({ type: RecordType.Sco, ...closed, addresses: this.openAddresses.slice(0, count) });
+    this.openSco = 0;
     this.noteScoInJournal(sco);
     this.openSlots = 0;
     this.events.onScoClosed(closed);
@@ -331,10 +358,21 @@ export class LocalCache {
    * writers go on meanwhile; a call resolves only when its own syncs and any still in flight are done.
    */
   async syncLocal(): Promise<void> {
+    if (this.fault !== null) throw this.fault.error;
     const fds: number[] = [];
     for (const sco of this.unsynced) {
-      const fd = this.fds.get(sco);
-      if (fd !== undefined) fds.push(fd);
+      let fd = this.fds.get(sco);
+      if (fd === undefined) {
+        // a SCO found at a local restart (written before it, maybe never synced): open it to sync it
+        try {
+          fd = this.io.open(this.scoPath(sco), 'r');
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw this.setFault(err, 'open for fdatasync');
+        }
+        this.fds.set(sco, fd);
+      }
+      fds.push(fd);
     }
     this.unsynced.clear();
     if (!this.journalSynced) {
@@ -349,6 +387,8 @@ export class LocalCache {
       try {
         await Promise.all([...fds, ...tlogFds].map((fd) => this.fdatasync(fd)));
         await Promise.all(dirs.map((d) => this.io.fsyncDir(d)));
+      } catch (err) {
+        throw this.setFault(err, 'fdatasync');
       } finally {
         for (const fd of tlogFds) this.io.close(fd);
       }
@@ -356,6 +396,40 @@ export class LocalCache {
     const all = Promise.all([this.inflightSync, mine]).then(() => undefined);
     this.inflightSync = all.catch(() => undefined);
     await all;
+    // an earlier sync this one waited for may have failed: what it held is not on disk either
+    const fault = this.fault as CacheFault | null;
+    if (fault !== null) throw fault.error;
+  }
+
+  /**
+   * Records a failure of the write-cache disk as this cache's fault (the first one wins) and returns the
+   * error to throw. `ENOSPC` on a write is not a fault (nothing was lost; the write fails): NO_SPACE.
+   */
+  private setFault(err: unknown, op: string): VolumeError {
+    const e = err as NodeJS.ErrnoException;
+    if (err instanceof VolumeError && this.fault === null) return err;
+    if (this.fault !== null) return this.fault.error;
+    const code = typeof e?.code === 'string' ? e.code : 'EIO';
+    const message = `the write-cache disk failed (${op}: ${e?.message ?? String(err)}); this vDisk takes no more writes until the vPool is restarted`;
+    const error = new VolumeError(code === 'ENOSPC' ? 'NO_SPACE' : 'BACKEND', message, { vdisk: this.vdiskId, dir: this.dir, op, errno: code }, { cause: err });
+    this.fault = { code, message, since: Date.now(), error };
+    this.events.onFault?.(this.fault);
+    return error;
+  }
+
+  /** Throws the fault, if any: a faulted cache takes no writes. */
+  checkWritable(): void {
+    if (this.fault !== null) throw this.fault.error;
+  }
+
+  /** A write to the cache failed: ENOSPC fails just this write (NO_SPACE); anything else faults the cache. */
+  private writeFailed(err: unknown, op: string): VolumeError {
+    const e = err as NodeJS.ErrnoException;
+    if (err instanceof VolumeError) return err;
+    if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') {
+      return new VolumeError('NO_SPACE', `the write-cache disk is full (${op}): ${e.message}`, { vdisk: this.vdiskId, dir: this.dir, op, errno: e.code }, { cause: err });
+    }
+    return this.setFault(err, op);
   }
 
   close(): void {
@@ -376,8 +450,14 @@ export class LocalCache {
   }
 
   private openNewSco(): void {
-    const sco = this.nextSco++;
-    const fd = this.io.open(this.scoPath(sco), 'w+');
+    const sco = this.nextSco;
+    let fd: number;
+    try {
+      fd = this.io.open(this.scoPath(sco), 'w+');
+    } catch (err) {
+      throw this.writeFailed(err, `create SCO ${sco}`);
+    }
+    this.nextSco++;
     this.fds.set(sco, fd);
     this.openSco = sco;
     this.openSlots = 0;
@@ -418,7 +498,12 @@ export class LocalCache {
   }
 
   private append(frame: Buffer): void {
-    writevFully(this.io, this.journalFd, [frame], this.journalPos);
+    this.checkWritable();
+    try {
+      writevFully(this.io, this.journalFd, [frame], this.journalPos);
+    } catch (err) {
+      throw this.writeFailed(err, `append to TLog ${this.journalNo}`);
+    }
     this.journalPos += frame.length;
     this.journalSynced = false;
   }

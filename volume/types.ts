@@ -87,6 +87,18 @@ export interface VDiskInfo {
   /** The DTL protecting the writes not yet in the backend (DESIGN §3, §4). */
   dtl: DtlInfo;
   router: string;
+  /**
+   * A failure of the local state disk (write cache, metadata) affecting this vDisk, or null: `code` the errno
+   * name (EIO, ENOSPC), `since` ms since the epoch. EIO from the write cache is for good (writes and fsyncs
+   * fail until a restart); ENOSPC and a failed metadata commit clear once a later write or cork succeeds.
+   */
+  fault: VDiskFault | null;
+}
+
+export interface VDiskFault {
+  code: string;
+  message: string;
+  since: number;
 }
 
 export type DtlMode = 'none' | 'async' | 'sync';

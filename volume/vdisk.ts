@@ -7,15 +7,15 @@
  * Read: cluster map → write cache → read cache → backend (ranged) → zeros; every slot is verified.
  * Opening (fresh, local restart, rebuild from the backend) lives in vdisk-open.ts; corking in cork().
  */
-import { VolumeError } from '../util/errors.js';
+import { isCode, VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { ClusterMap } from './cluster-map.js';
-import { LocalCache, type ClosedSco } from './local-cache.js';
+import { LocalCache, type CacheFault, type ClosedSco } from './local-cache.js';
 import { checkSlot, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
 import { RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader, type PendingTlog } from './uploader.js';
 import { checkOffset, checkSize, checkWriteRange } from './validate.js';
-import { CLUSTER_SIZE, type VDisk, type VDiskInfo } from './types.js';
+import { CLUSTER_SIZE, type VDisk, type VDiskFault, type VDiskInfo } from './types.js';
 import { scoKey } from './backend-layout.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { NO_DTL, type DtlSink } from './dtl-hook.js';
@@ -46,6 +46,7 @@ export class VDiskImpl implements VDisk {
   private tail: Promise<unknown> = Promise.resolve();
   private locked = false;
   private closed = false;
+  private passingFault: VDiskFault | null = null;
 
   constructor(readonly id: string, readonly tag: number, readonly ctx: VDiskContext) {}
 
@@ -102,7 +103,36 @@ export class VDiskImpl implements VDisk {
       id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, backendBytes: this.backendBytes,
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
       parent: this.ctx.family?.parentOf(this) ?? null, clones: this.ctx.family?.clonePaths(this) ?? [], dtl: this.dtl.info(),
+      fault: this.fault,
     };
+  }
+
+  /** The state-disk fault affecting this vDisk (VDiskInfo.fault), or null. */
+  get fault(): VDiskFault | null {
+    const f = this.cache.fault ?? this.passingFault;
+    return f === null ? null : { code: f.code, message: f.message, since: f.since };
+  }
+
+  /** The write cache became faulted (local-cache.ts): said once, loudly. */
+  onFault(f: CacheFault): void {
+    log.error('the write-cache disk failed: this vDisk takes no more writes (fsync and writes fail with EIO) until the vPool is restarted', {
+      vdisk: this.id, errno: f.code, cause: f.message, dir: this.cache.dir,
+    });
+  }
+
+  /** A failure that clears by itself (a full disk, a failed metadata commit); null once something succeeds again. */
+  notePassingFault(err: unknown, what: string): void {
+    const e = err as { code?: string; message?: string };
+    const code = e?.code === 'NO_SPACE' ? 'ENOSPC' : e?.code === 'BACKEND' ? 'EIO' : String(e?.code ?? 'EIO');
+    const message = `${what}: ${e?.message ?? String(err)}`;
+    if (this.passingFault?.code !== code) log.error(`${what} failed; it is retried`, { vdisk: this.id, errno: code, cause: e?.message ?? String(err) });
+    this.passingFault = { code, message, since: this.passingFault?.code === code ? this.passingFault.since : Date.now() };
+  }
+
+  clearPassingFault(): void {
+    if (this.passingFault === null) return;
+    log.info('the state disk works again for this vDisk', { vdisk: this.id, was: this.passingFault.code });
+    this.passingFault = null;
   }
 
   // ---- internals used by the vPool ---------------------------------------------------------------
@@ -157,7 +187,13 @@ export class VDiskImpl implements VDisk {
     // the map pages are taken *before* the fdatasync: every slot they point at was written before it
     // started, so it covers them. Taken after, they could name slots written while it ran (not on disk).
     const ops = corkOps(this, p);
-    await commitCork(this.ctx.mds, this, ops, () => this.cache.syncLocal());
+    try {
+      await commitCork(this.ctx.mds, this, ops, () => this.cache.syncLocal());
+    } catch (err) {
+      if (this.cache.fault === null) this.notePassingFault(err, `cork of TLog ${p.tlog} (metadata commit)`);
+      throw err;
+    }
+    if (this.passingFault !== null && this.passingFault.message.startsWith('cork')) this.clearPassingFault();
     this.corkedTlog = p.tlog;
     this.corkedSco = Math.max(this.corkedSco, ...p.scos.slice(-1));
     this.backendBytes += scoBytes;
@@ -241,10 +277,10 @@ export class VDiskImpl implements VDisk {
       });
       this.dtl.clusters(addresses, scos, datas);
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code === 'ENOSPC') throw new VolumeError('NO_SPACE', 'the write cache disk is full', { vdisk: this.id }, { cause: err });
+      if (isCode(err, 'NO_SPACE')) this.notePassingFault(err, 'write to the write cache');
       throw err;
     }
+    if (this.passingFault?.code === 'ENOSPC') this.clearPassingFault();
   }
 
   private async resizeLocked(size: number): Promise<void> {
@@ -370,6 +406,7 @@ export class VDiskImpl implements VDisk {
 
   private checkWritable(): void {
     this.checkOpen();
+    this.cache.checkWritable();
     if (this.template) throw new VolumeError('READ_ONLY', 'the vDisk is a template: read-only', { vdisk: this.id });
   }
 
