@@ -52,3 +52,29 @@ test('a failed fdatasync (EIO) fails that fsync and every later one, stops write
   t.deepEqual(await v3.read(10 * CS, CS), b);
   await rig.close(boot3);
 });
+
+test('a write that fails (ENOSPC) gives its write-cache room back and leaves the size as it was', async (t) => {
+  const rig = powerCutRig(t);
+  const boot = await rig.open();
+  await boot.pool.createFile('/d', 0o644, 0, 0, 4 * CS);
+  const v = boot.pool.vdisk('/d');
+  const a = pattern(1, 4 * CS);
+  await v.write(0, a);
+  for (let i = 0; i < 6; i++) {
+    const used = boot.pool.cacheStats().writeCacheBytes;
+    const inSco = i % 2 === 0; // the SCO write fails, or the TLog record of the new size does
+    boot.io.failNext('writev', 'ENOSPC', { match: (f) => (inSco ? f.includes('/sco/') : f.endsWith('.open')) });
+    t.is(await codeOf(v.write(6 * CS, pattern(10 + i, 4 * CS))), 'NO_SPACE', `failed write ${i} reports ENOSPC`);
+    t.is(v.size, 4 * CS, `failed growing write ${i} does not change the size`);
+    if (inSco) t.is(boot.pool.cacheStats().writeCacheBytes, used, `the room reserved for failed write ${i} is given back`);
+  }
+  t.is(v.info().fault?.code, 'ENOSPC', 'the full disk is visible');
+  const b = pattern(20, 2 * CS);
+  await v.write(4 * CS, b);
+  t.is(v.info().fault, null, 'a write that succeeds clears the passing fault');
+  t.is(v.size, 6 * CS);
+  t.deepEqual(await v.read(0, 6 * CS), Buffer.concat([a, b]));
+  await v.resize(12 * CS);
+  t.deepEqual(await v.read(6 * CS, 6 * CS), Buffer.alloc(6 * CS), 'nothing of a failed write shows when the vDisk grows');
+  await rig.close(boot);
+});

@@ -15,6 +15,7 @@ import { LocalCache } from './local-cache.js';
 import { namespaceTag, scanSlots, SLOT_SIZE } from './sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader } from './uploader.js';
+import { CLUSTER_SIZE } from './types.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { attachDtl } from './dtl-hook.js';
@@ -100,6 +101,9 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
   for (const { sco, addresses } of v.cache.recoverOpenScos(lastSco)) {
     for (let i = 0; i < addresses.length; i++) if (addresses[i] >= 0) v.map.set(addresses[i], sco, i);
   }
+  // a growing write records the new size after its clusters: cut short (a crash, a failed append), its
+  // clusters lie past the size; they were never acknowledged and must not show if the vDisk grows later
+  v.map.clearFrom(Math.ceil(v.size / CLUSTER_SIZE));
   for (const sco of v.cache.localScos()) {
     const bytes = (v.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
     v.localBytes += bytes;
@@ -142,6 +146,7 @@ async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
       lastSco = Math.max(lastSco, sco);
     }
   }
+  v.map.clearFrom(Math.ceil(v.size / CLUSTER_SIZE)); // clusters of a growing write that failed (see openLocal)
   // SCOs uploaded without their TLog (a crash in between) must not be overwritten: number past them
   const maxSco = scos.reduce((m, n) => Math.max(m, n), lastSco);
   const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, maxTlogOf(v.docs.doc));

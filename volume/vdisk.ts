@@ -251,12 +251,20 @@ export class VDiskImpl implements VDisk {
         datas[a - first] = merged;
       }
     }
-    if (end > this.size) {
-      this.size = end;
-      this.cache.appendRecord({ type: RecordType.Resize, size: end });
-      this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
+    const oldSize = this.size;
+    const grows = end > oldSize;
+    // the DTL gets the resize before the clusters (its recovery refuses a cluster past the size); the
+    // write cache gets the clusters first, so that a write that fails leaves the size as it was
+    if (grows) this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
+    try {
+      await this.append(addresses, datas);
+      if (grows) this.cache.appendRecord({ type: RecordType.Resize, size: end });
+    } catch (err) {
+      // nothing may stay mapped past the size (a later grow would show it): unmap what this write placed there
+      if (grows) this.map.clearFrom(Math.ceil(oldSize / CLUSTER_SIZE));
+      throw err;
     }
-    await this.append(addresses, datas);
+    if (grows) this.size = end;
   }
 
   private async append(addresses: number[], datas: Uint8Array[]): Promise<void> {
@@ -269,14 +277,20 @@ export class VDiskImpl implements VDisk {
       throw new VolumeError('CLOSED', 'the vDisk was closed while the write waited for write-cache space', { vdisk: this.id });
     }
     this.localBytes += bytes;
+    let placedCount = 0;
     try {
       const scos: number[] = new Array(addresses.length);
       this.cache.appendClusters(addresses, datas, (i, sco, slot) => {
         this.map.set(addresses[i], sco, slot);
         scos[i] = sco;
+        placedCount++;
       });
       this.dtl.clusters(addresses, scos, datas);
     } catch (err) {
+      // the room reserved for clusters that never reached the cache goes back (else writers could wait for ever)
+      const unused = (addresses.length - placedCount) * SLOT_SIZE;
+      this.localBytes -= unused;
+      this.ctx.space.release(unused);
       if (isCode(err, 'NO_SPACE')) this.notePassingFault(err, 'write to the write cache');
       throw err;
     }
