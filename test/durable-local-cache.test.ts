@@ -38,3 +38,25 @@ test('a TLog closed while an fdatasync of its journal is queued is on disk when 
   const closed = c.tlogPath(1);
   t.deepEqual(io.shadow.get(closed), fs.readFileSync(closed), 'the closed TLog (with its resize record) was fdatasynced');
 });
+
+test('a read racing the eviction of a SCO does not reopen it and hold its disk space', async (t) => {
+  const io = new FaultyIo();
+  const c = cacheOn(t, io);
+  const data = Array.from({ length: 8 }, (_, i) => Buffer.alloc(4096, i + 1));
+  c.appendClusters(data.map((_, i) => i), data, () => {}); // fills SCO 1 (8 clusters): closed
+  await c.syncLocal();
+  const file = c.scoPath(1);
+  t.true(c.evictSco(1));
+  // the unlink runs off the event loop: a read now still finds the file
+  const got = c.readSlots(1, 0, 1);
+  t.is(got, null, 'an evicted SCO reads from the backend, not from a file being unlinked');
+  for (const deadline = Date.now() + 30_000; fs.existsSync(file) && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 5));
+  const held = fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(file);
+    } catch {
+      return false;
+    }
+  });
+  t.deepEqual(held, [], 'no descriptor keeps the unlinked SCO (and its space) alive');
+});

@@ -54,6 +54,8 @@ export class LocalCache {
   private readonly fds = new Map<number, number>();
   private readonly unsynced = new Set<number>();
   private unsyncedTlogFds: number[] = [];
+  /** SCOs evicted (in the backend only); numbers are never reused, so this only grows (a few bytes a SCO). */
+  private readonly evicted = new Set<number>();
   /** Descriptors of closed journals waiting for the syncs in flight to settle before they are closed. */
   private readonly closing = new Set<number>();
   private inflightSync: Promise<void> = Promise.resolve();
@@ -307,6 +309,8 @@ export class LocalCache {
   readSlots(sco: number, slot: number, n: number): Buffer | null {
     let fd = this.fds.get(sco);
     if (fd === undefined) {
+      // evicted: its unlink may not have run yet, and a descriptor opened now would keep its space for good
+      if (this.evicted.has(sco)) return null;
       try {
         fd = fs.openSync(this.scoPath(sco), 'r');
       } catch (err) {
@@ -343,6 +347,7 @@ export class LocalCache {
     if (fd !== undefined) this.io.close(fd);
     this.fds.delete(sco);
     this.unsynced.delete(sco);
+    this.evicted.add(sco);
     if (!fs.existsSync(this.scoPath(sco))) return false;
     // the unlink itself (freeing a few MiB of extents) runs off the event loop
     this.io.unlinkAsync(this.scoPath(sco), () => {});
