@@ -19,6 +19,12 @@ export interface PendingTlog {
 export interface UploadSource {
   scoPath(sco: number): string;
   tlogPath(tlog: number): string;
+  /**
+   * Makes the local files durable (fdatasync). Called before a TLog's objects are put: nothing reaches the
+   * backend that a power cut could take from the local disk — else the local restart would number new SCOs
+   * and TLogs from what is left and reuse numbers whose objects the backend holds with other content.
+   */
+  syncLocal(): Promise<void>;
   onUploaded(p: PendingTlog, scoBytes: number): Promise<void>;
 }
 
@@ -84,6 +90,8 @@ export class Uploader {
   private async drain(): Promise<void> {
     while (this.queue.length > 0 && !this.stopped) {
       const p = this.queue[0];
+      await this.source.syncLocal();
+      if (this.stopped) return;
       let scoBytes = 0;
       for (; this.headDone < p.scos.length; this.headDone++) {
         const sco = p.scos[this.headDone];

@@ -31,6 +31,7 @@ function construct(id: string, ctx: VDiskContext): VDiskImpl {
   v.uploader = new Uploader(id, ctx.backend, {
     scoPath: (sco) => v.cache.scoPath(sco),
     tlogPath: (tlog) => v.cache.tlogPath(tlog),
+    syncLocal: () => v.cache.syncLocal(),
     onUploaded: (p, bytes) => v.cork(p, bytes),
   }, ctx.uploads, log);
   v.docs = new DocStore(id, ctx.mds, ctx.backend);

@@ -65,6 +65,7 @@ export class FaultyIo implements CacheIo {
   /** The process "dies": from now on no call changes anything, and fdatasyncs never return. */
   freeze(): void {
     this.frozen = true;
+    this.hold = null;
     this.release();
   }
 

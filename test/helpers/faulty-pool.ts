@@ -26,6 +26,23 @@ export interface Boot {
   backend: GatedStore;
 }
 
+/** A BlobStore that tells `onPut` about each put before passing it on (tests check invariants there). */
+export class HookedStore implements BlobStore {
+  onPut: (key: string, data: Uint8Array) => void = () => {};
+  constructor(private readonly inner: BlobStore) {}
+  get url(): string { return this.inner.url; }
+  put(key: string, data: Uint8Array): Promise<void> {
+    this.onPut(key, data);
+    return this.inner.put(key, data);
+  }
+  get(key: string): Promise<Buffer> { return this.inner.get(key); }
+  getRange(key: string, offset: number, length: number): Promise<Buffer> { return this.inner.getRange(key, offset, length); }
+  head(key: string): Promise<{ size: number } | null> { return this.inner.head(key); }
+  list(prefix: string): Promise<string[]> { return this.inner.list(prefix); }
+  delete(key: string): Promise<void> { return this.inner.delete(key); }
+  close(): Promise<void> { return this.inner.close(); }
+}
+
 export interface PowerCutRig {
   root: string;
   state: string;
@@ -33,6 +50,8 @@ export interface PowerCutRig {
   wcDir: string;
   /** Opens the vPool on what the last power cut left (or fresh). */
   open(extra?: Partial<VPoolOptions>): Promise<Boot>;
+  /** Sees every put of every boot to the backend. */
+  puts: HookedStore['onPut'];
   /** Power cut of the running boot: freeze it, keep only what was fdatasynced. */
   cut(boot: Boot): void;
   /** kill -9 of the running boot: freeze it; the files keep everything written (the page cache survives). */
@@ -58,14 +77,17 @@ export function powerCutRig(t: ExecutionContext, defaults: Partial<VPoolOptions>
     await store.close().catch(() => undefined);
     fs.rmSync(root, { recursive: true, force: true });
   });
-  return {
+  const rig: PowerCutRig = {
     root, state, wcDir,
+    puts: () => {},
     async open(extra = {}) {
       // one file:// store per boot: a vPool's close() closes its backend
       const fileStore: BlobStore = await openBlobStore(`file://${path.join(root, 'backend')}`);
       const io = new FaultyIo();
       const mds = new FaultyMds(store, true);
-      const backend = new GatedStore(fileStore);
+      const hooked = new HookedStore(fileStore);
+      hooked.onPut = (key, data) => rig.puts(key, data);
+      const backend = new GatedStore(hooked);
       const pool = await openVPool({
         name: 'test', stateDir: state, backend, metadataStore: mds, cacheIo: io, scoClusters: 8, tlogScos: 2,
         scoMaxAgeMs: 3_600_000, writeCacheBytes: 64 * 2 ** 20, readCacheBytes: 16 * 2 ** 20, ...defaults, ...extra,
@@ -92,4 +114,5 @@ export function powerCutRig(t: ExecutionContext, defaults: Partial<VPoolOptions>
       await boot.pool.close();
     },
   };
+  return rig;
 }
