@@ -202,6 +202,18 @@ export class LocalCache {
   }
 
   /**
+   * Local restart, last step: every file found here may be only in the page cache (a kill does not write it
+   * back), so the next sync covers them all — the closed TLogs, the journal, the SCOs above `corkedSco`
+   * (those up to it are in the backend) and the directories.
+   */
+  adoptFoundFiles(corkedSco: number): void {
+    for (const tlog of this.closedTlogs()) this.unsyncedTlogFds.push(this.io.open(this.tlogPath(tlog), 'r'));
+    for (const sco of this.localScos()) if (sco > corkedSco) this.unsynced.add(sco);
+    this.journalSynced = false;
+    this.dirsDirty = true;
+  }
+
+  /**
    * Appends clusters to the open SCO (opening and closing SCOs as they fill). `addresses[i]` gets
    * `datas[i]` (4096 bytes each). Calls `placed(i, sco, slot)` for each. Synchronous.
    */

@@ -112,6 +112,7 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
     if (sco <= v.corkedSco) ctx.space.addEvictable(v, sco);
   }
   for (const [sco, count] of v.scoCounts) if (sco <= v.corkedSco) v.backendBytes += count * SLOT_SIZE;
+  v.cache.adoptFoundFiles(v.corkedSco);
   for (const p of pending) v.uploader.enqueue(p);
   log.info('vDisk reopened from the local write cache', {
     vdisk: id, size: v.size, corkedTlog: meta.corkedTlog, replayedTlogs: pending.length, journalRecords: journal.records.length,
