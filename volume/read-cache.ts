@@ -11,6 +11,7 @@ import type { BlobStore } from './backend/types.js';
 import { SLOT_SIZE } from './sco-format.js';
 import { withRetry } from './retry.js';
 import { logger } from '../util/log.js';
+import type { StateDisk } from './write-cache-space.js';
 
 const log = logger('read-cache');
 export const PIECE_SLOTS = 32;
@@ -23,7 +24,11 @@ export class ReadCache {
   hits = 0;
   misses = 0;
 
-  constructor(private readonly dir: string, public limit: number, private readonly backend: BlobStore) {
+  /**
+   * `disk`: the state disk (write-cache-space.ts). The read cache keeps twice its reserve free: the write
+   * cache and the metadata commits come first; a piece that does not fit is served without being kept.
+   */
+  constructor(private readonly dir: string, public limit: number, private readonly backend: BlobStore, private readonly disk?: StateDisk) {
     fs.mkdirSync(dir, { recursive: true });
     for (const name of fs.readdirSync(dir)) {
       if (name.startsWith('.')) {
@@ -89,6 +94,26 @@ export class ReadCache {
     }
   }
 
+  /** Whether `bytes` more leave twice the state disk's reserve free (evicting own pieces to make room). */
+  private roomOnDisk(bytes: number): boolean {
+    if (this.disk === undefined) return true;
+    let avail: number;
+    try {
+      avail = this.disk.available();
+    } catch {
+      return true;
+    }
+    let freed = 0;
+    for (const [name, size] of this.lru) {
+      if (avail + freed - bytes >= 2 * this.disk.reserve) break;
+      this.lru.delete(name);
+      this.used -= size;
+      freed += size;
+      fs.rmSync(path.join(this.dir, name), { force: true });
+    }
+    return avail + freed - bytes >= 2 * this.disk.reserve;
+  }
+
   private piece(key: string, piece: number, slots: number): Promise<Buffer> {
     const name = pieceName(key, piece);
     const size = this.lru.get(name);
@@ -117,15 +142,16 @@ export class ReadCache {
     const data = await withRetry(() => this.backend.getRange(key, piece * PIECE_SLOTS * SLOT_SIZE, slots * SLOT_SIZE), {
       what: `read ${key} piece ${piece}`, log, attempts: 5,
     });
-    if (this.limit > 0) {
+    if (this.limit > 0 && this.roomOnDisk(data.length)) {
+      const tmp = path.join(this.dir, `.${name}`);
       try {
-        const tmp = path.join(this.dir, `.${name}`);
         fs.writeFileSync(tmp, data);
         fs.renameSync(tmp, path.join(this.dir, name));
         this.lru.set(name, data.length);
         this.used += data.length;
         this.evict();
       } catch (err) {
+        fs.rmSync(tmp, { force: true });
         log.warn('could not keep a piece in the read cache', { key, piece, error: String(err) });
       }
     }

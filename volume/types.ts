@@ -38,6 +38,11 @@ export interface VPoolOptions {
   metadataStore?: import('../mds/types.js').MetadataStore;
   /** The write cache's file I/O (tests put a fault-injecting one here); default node:fs. */
   cacheIo?: import('./cache-io.js').CacheIo;
+  /**
+   * Bytes always left free on the state disk (statfs of `<state>/wc`) for metadata commits: the write cache
+   * never fills the disk past it. Default 5% of the filesystem, at least 16 MiB, at most 256 MiB.
+   */
+  stateReserveBytes?: number;
   /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
   scoMaxAgeMs?: number;
 }
@@ -193,6 +198,10 @@ export interface StatFs {
 export interface CacheStats {
   writeCacheBytes: number;
   writeCacheLimit: number;
+  /** Writes waiting for write-cache room right now. */
+  writeCacheWaiters: number;
+  /** True while writes wait because the state disk is full (only the reserve for metadata commits left). */
+  stateDiskFull: boolean;
   readCacheBytes: number;
   readCacheLimit: number;
   readCacheHits: number;

@@ -27,7 +27,7 @@ import { createVDisk, openVDisk } from './vdisk-open.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { vdiskMdsPrefix } from './vdisk-meta.js';
-import { WriteCacheSpace } from './write-cache-space.js';
+import { statfsDisk, WriteCacheSpace } from './write-cache-space.js';
 import { withShipProgress } from './ship-progress.js';
 import { setDtlMode } from './dtl-hook.js';
 import type { DtlMode } from './types.js';
@@ -45,19 +45,22 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   const backendUrl = opts.backendUrl ?? `file://${path.join(stateDir, 'backend')}`;
   const backend = opts.backend ?? (await openBlobStore(backendUrl));
   const mds = opts.metadataStore ?? openMetadataStore(opts.metadata ?? 'lmdb', path.join(stateDir, 'mds'));
+  const writeCacheDir = path.join(stateDir, 'wc');
+  fs.mkdirSync(writeCacheDir, { recursive: true });
+  const disk = statfsDisk(writeCacheDir, opts.stateReserveBytes);
   const ctx: VDiskContext = {
     backend, mds,
-    space: new WriteCacheSpace(opts.writeCacheBytes ?? DEFAULT_WRITE_CACHE_BYTES),
-    readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? DEFAULT_READ_CACHE_BYTES, backend),
+    // bounded by the limit and by the real free space of the state disk, minus a reserve for metadata commits
+    space: new WriteCacheSpace(opts.writeCacheBytes ?? DEFAULT_WRITE_CACHE_BYTES, disk),
+    readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? DEFAULT_READ_CACHE_BYTES, backend, disk),
     uploads: new Semaphore(4),
     routerId: opts.routerId ?? os.hostname(),
-    writeCacheDir: path.join(stateDir, 'wc'),
+    writeCacheDir,
     scoClusters: checkTuning(opts.scoClusters ?? 1024, 'scoClusters', 1, 65536),
     tlogScos: checkTuning(opts.tlogScos ?? 16, 'tlogScos', 1, 100000),
     dtl: opts.dtl,
     io: opts.cacheIo,
   };
-  fs.mkdirSync(ctx.writeCacheDir, { recursive: true });
   const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000);
   await pool.start();
   return pool;
@@ -199,7 +202,7 @@ class VPoolImpl implements VPool {
   cacheStats(): CacheStats {
     const { space, readCache } = this.ctx;
     return {
-      writeCacheBytes: space.usedBytes, writeCacheLimit: space.limit,
+      writeCacheBytes: space.usedBytes, writeCacheLimit: space.limit, writeCacheWaiters: space.waitingWriters, stateDiskFull: space.stateDiskFull,
       readCacheBytes: readCache.usedBytes, readCacheLimit: readCache.limit, readCacheHits: readCache.hits, readCacheMisses: readCache.misses,
     };
   }
@@ -375,6 +378,7 @@ class VPoolImpl implements VPool {
   // ---- helpers ----------------------------------------------------------------------------------------
 
   private tick(): void {
+    this.ctx.space.recheck(); // space freed on the state disk by others does not wake waiting writers otherwise
     const now = Date.now();
     for (const v of this.vdisks.values()) if (v.cache.hasPending && now - v.lastShipMs >= this.scoMaxAgeMs) v.ship();
   }
