@@ -45,6 +45,13 @@ interface Meta {
   pending?: number;
   /** The trim floor of that generation. */
   pendingFloor?: number;
+  /**
+   * A Register not backed by a complete copy yet: it becomes `epoch`/`router` at the next flush() (the
+   * flush that commits the catch-up's Clear). Recovery prefers the highest epoch, so an epoch taken at
+   * Register would let a half-shipped copy (the router died mid catch-up) win over a complete older one.
+   */
+  nextEpoch?: number;
+  nextRouter?: string;
 }
 
 export interface ScoRange {
@@ -71,7 +78,8 @@ export class VDiskLog {
   static create(dir: string, router: string, epoch: number): VDiskLog {
     fs.mkdirSync(dir, { recursive: true });
     fsyncDir(path.dirname(dir));
-    const log = new VDiskLog(dir, { router, epoch, floor: 0 });
+    // epoch 0 until the first flush: an empty or half-shipped copy must not outrank any complete one
+    const log = new VDiskLog(dir, { router, epoch: 0, floor: 0, nextEpoch: epoch, nextRouter: router });
     log.writeMeta();
     return log;
   }
@@ -117,9 +125,16 @@ export class VDiskLog {
     return this.meta.epoch;
   }
 
+  /** Records a new registration; it counts (range().epoch) from the next flush(), see Meta.nextEpoch. */
   register(router: string, epoch: number): void {
-    this.meta = { ...this.meta, router, epoch };
+    this.meta = { ...this.meta, nextRouter: router, nextEpoch: epoch };
     this.writeMeta();
+  }
+
+  /** The registration the next flush() commits, or null. */
+  private takeNext(): { router: string; epoch: number } | Record<string, never> {
+    if (this.meta.nextEpoch === undefined) return {};
+    return { router: this.meta.nextRouter ?? this.meta.router, epoch: this.meta.nextEpoch };
   }
 
   /** Appends sound entry records (`run` = the records back to back, `tags` their tags). In the kernel on return. */
@@ -146,10 +161,16 @@ export class VDiskLog {
   async flush(): Promise<void> {
     await this.sync();
     const pending = this.meta.pending ?? 0;
-    if (pending === 0) return;
+    const next = this.takeNext();
+    if (pending === 0) {
+      if (this.meta.nextEpoch === undefined) return;
+      this.meta = { ...this.meta, ...next, nextEpoch: undefined, nextRouter: undefined };
+      this.writeMeta();
+      return;
+    }
     const older = this.segments.filter((s) => s.n < pending);
     this.segments = this.segments.filter((s) => s.n >= pending);
-    this.meta = { ...this.meta, floor: this.meta.pendingFloor ?? 0, pending: 0, pendingFloor: 0 };
+    this.meta = { ...this.meta, ...next, nextEpoch: undefined, nextRouter: undefined, floor: this.meta.pendingFloor ?? 0, pending: 0, pendingFloor: 0 };
     this.writeMeta();
     for (const seg of older) fs.rmSync(this.segPath(seg.n), { force: true });
   }
