@@ -31,3 +31,22 @@ test('after a kill and a local restart, the first fsync makes everything found o
   t.deepEqual(await v3.read(0, 40 * CS), data, 'the writes acknowledged before the kill and synced after it survived the power cut');
   await rig.close(boot3);
 });
+
+test('a resize whose call returned survives a power cut (no fsync needed)', async (t) => {
+  const rig = powerCutRig(t);
+  const boot = await rig.open();
+  await boot.pool.createFile('/d', 0o644, 0, 0, 5 * CS);
+  const v = boot.pool.vdisk('/d');
+  await v.write(0, pattern(1, 4 * CS));
+  await v.sync();
+  await v.resize(3 * CS + 100); // shrink: the tail must read as zeros even after growing back
+  await v.resize(64 * CS);
+  rig.cut(boot);
+  const boot2 = await rig.open();
+  const v2 = boot2.pool.vdisk('/d');
+  t.is(v2.size, 64 * CS);
+  const want = Buffer.alloc(4 * CS);
+  pattern(1, 3 * CS + 100).copy(want);
+  t.deepEqual(await v2.read(0, 4 * CS), want);
+  await rig.close(boot2);
+});

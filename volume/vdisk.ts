@@ -79,12 +79,18 @@ export class VDiskImpl implements VDisk {
     checkSize(size, { vdisk: this.id });
     this.checkWritable();
     await this.exclusive(() => this.resizeLocked(size));
+    // a resize whose call returned survives a power cut (DESIGN §4): its TLog record is fdatasynced
+    await this.cache.syncLocal();
     await this.dtl.settle();
   }
 
+  /**
+   * Not under the vDisk's lock: syncLocal() covers everything appended before it is called (every write
+   * acknowledged so far), and writes go on meanwhile instead of waiting for the disk flush.
+   */
   async sync(): Promise<void> {
     this.checkOpen();
-    await this.exclusive(() => this.cache.syncLocal());
+    await this.cache.syncLocal();
     await this.dtl.flush();
   }
 
@@ -125,7 +131,7 @@ export class VDiskImpl implements VDisk {
     const e = err as { code?: string; message?: string };
     const code = e?.code === 'NO_SPACE' ? 'ENOSPC' : e?.code === 'BACKEND' ? 'EIO' : String(e?.code ?? 'EIO');
     const message = `${what}: ${e?.message ?? String(err)}`;
-    if (this.passingFault?.code !== code) log.error(`${what} failed; it is retried`, { vdisk: this.id, errno: code, cause: e?.message ?? String(err) });
+    if (this.passingFault?.code !== code) log.error(`${what} failed`, { vdisk: this.id, errno: code, cause: e?.message ?? String(err) });
     this.passingFault = { code, message, since: this.passingFault?.code === code ? this.passingFault.since : Date.now() };
   }
 
@@ -190,7 +196,7 @@ export class VDiskImpl implements VDisk {
     try {
       await commitCork(this.ctx.mds, this, ops, () => this.cache.syncLocal());
     } catch (err) {
-      if (this.cache.fault === null) this.notePassingFault(err, `cork of TLog ${p.tlog} (metadata commit)`);
+      if (this.cache.fault === null) this.notePassingFault(err, `cork of TLog ${p.tlog} (metadata commit, retried every second)`);
       throw err;
     }
     if (this.passingFault !== null && this.passingFault.message.startsWith('cork')) this.clearPassingFault();
@@ -253,18 +259,34 @@ export class VDiskImpl implements VDisk {
     }
     const oldSize = this.size;
     const grows = end > oldSize;
-    // the DTL gets the resize before the clusters (its recovery refuses a cluster past the size); the
-    // write cache gets the clusters first, so that a write that fails leaves the size as it was
-    if (grows) this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
+    // the resize comes before the clusters, in the TLog and the DTL alike (recovery refuses a cluster past
+    // the size at that point of the log); if the clusters then fail, the grow is undone
+    if (grows) {
+      this.cache.appendRecord({ type: RecordType.Resize, size: end }); // fails: nothing changed
+      this.size = end;
+      this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
+    }
     try {
       await this.append(addresses, datas);
-      if (grows) this.cache.appendRecord({ type: RecordType.Resize, size: end });
     } catch (err) {
-      // nothing may stay mapped past the size (a later grow would show it): unmap what this write placed there
-      if (grows) this.map.clearFrom(Math.ceil(oldSize / CLUSTER_SIZE));
+      if (grows) this.undoGrow(oldSize, err);
       throw err;
     }
-    if (grows) this.size = end;
+  }
+
+  /** A growing write failed: back to `oldSize`, and nothing it placed past it may show if the vDisk grows later. */
+  private undoGrow(oldSize: number, cause: unknown): void {
+    this.map.clearFrom(Math.ceil(oldSize / CLUSTER_SIZE));
+    this.size = oldSize;
+    try {
+      this.cache.appendRecord({ type: RecordType.Resize, size: oldSize });
+      this.dtl.resize(oldSize, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
+    } catch (err) {
+      // the TLog says the grown size: after a restart the vDisk has it, the failed write's range reading as zeros
+      log.error('a growing write failed and its resize could not be undone in the TLog', {
+        vdisk: this.id, size: oldSize, cause: (cause as Error).message, error: (err as Error).message,
+      });
+    }
   }
 
   private async append(addresses: number[], datas: Uint8Array[]): Promise<void> {
