@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import { pattern } from './helpers/vpool.js';
+import { until } from './helpers/faulty-io.js';
 import { powerCutRig } from './helpers/faulty-pool.js';
 
 const CS = 4096;
@@ -77,4 +78,23 @@ test('a write that fails (ENOSPC) gives its write-cache room back and leaves the
   await v.resize(12 * CS);
   t.deepEqual(await v.read(6 * CS, 6 * CS), Buffer.alloc(6 * CS), 'nothing of a failed write shows when the vDisk grows');
   await rig.close(boot);
+});
+
+test('a TLog close that fails from the age timer (ENOSPC) is logged and retried, never thrown: writes go on, nothing is lost', async (t) => {
+  const rig = powerCutRig(t, { scoMaxAgeMs: 20 });
+  const boot = await rig.open();
+  await boot.pool.createFile('/d', 0o644, 0, 0, 1 << 20);
+  const v = boot.pool.vdisk('/d');
+  boot.io.failNext('open', 'ENOSPC', { count: 3, match: (f) => f.endsWith('.open') });
+  const a = pattern(1, CS);
+  await v.write(0, a);
+  await until(() => boot.io.injected === 3, 'the timer tried to close the TLog three times');
+  const b = pattern(2, CS);
+  await v.write(CS, b);
+  await v.syncToBackend();
+  t.deepEqual(await v.read(0, 2 * CS), Buffer.concat([a, b]));
+  await rig.close(boot);
+  const boot2 = await rig.open();
+  t.deepEqual(await boot2.pool.vdisk('/d').read(0, 2 * CS), Buffer.concat([a, b]), 'after a restart');
+  await rig.close(boot2);
 });

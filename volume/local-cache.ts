@@ -151,7 +151,13 @@ export class LocalCache {
    * them, then calls recoverOpenScos().
    */
   reopenJournal(): { tlog: number; records: TLogRecord[] } {
-    const open = fs.readdirSync(this.tlogDir).filter((n) => n.endsWith('.open'));
+    let open = fs.readdirSync(this.tlogDir).filter((n) => n.endsWith('.open')).sort();
+    if (open.length === 2 && parseInt(open[1], 16) === parseInt(open[0], 16) + 1) {
+      // a crash inside closeTlog(), after the next journal was created and before the old one was renamed:
+      // the new one holds only its header; the old one goes on
+      this.io.unlink(path.join(this.tlogDir, open[1]));
+      open = [open[0]];
+    }
     if (open.length !== 1) throw new VolumeError('INVALID', `expected one open TLog in ${this.tlogDir}, found ${open.length}`, { dir: this.tlogDir });
     const tlog = parseInt(open[0], 16);
     const file = path.join(this.tlogDir, open[0]);
@@ -307,13 +313,15 @@ export class LocalCache {
     this.closeSco();
     if (this.journalEvents === 0) return;
     const tlog = this.journalNo;
+    // the next journal first (header written): if the disk is full this throws with nothing changed
+    const next = this.createJournal(tlog + 1);
     // no fsync here: sync() (a user's fsync, a cork) makes it durable; syncing 16 SCOs on every TLog
     // close would stall writers for nothing
     if (this.journalSynced) this.closeAfterSyncs(this.journalFd);
     else this.unsyncedTlogFds.push(this.journalFd);
     this.io.rename(path.join(this.tlogDir, `${tlogName(tlog)}.open`), path.join(this.tlogDir, tlogName(tlog)));
     const scos = this.journalScoList;
-    this.openJournal(tlog + 1);
+    this.useJournal(tlog + 1, next.fd, next.bytes);
     this.events.onTlogClosed(tlog, scos);
   }
 
@@ -483,14 +491,39 @@ export class LocalCache {
   }
 
   private openJournal(tlog: number): void {
+    const { fd, bytes } = this.createJournal(tlog);
+    this.useJournal(tlog, fd, bytes);
+  }
+
+  /** Creates journal `tlog` with its header; on failure nothing is left behind (NO_SPACE, or a fault). */
+  private createJournal(tlog: number): { fd: number; bytes: number } {
+    this.checkWritable();
     const file = path.join(this.tlogDir, `${tlogName(tlog)}.open`);
-    this.journalFd = this.io.open(file, 'w+');
+    const header = encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog });
+    let fd = -1;
+    try {
+      fd = this.io.open(file, 'w+');
+      writevFully(this.io, fd, [header], 0);
+    } catch (err) {
+      try {
+        if (fd >= 0) this.io.close(fd);
+        this.io.unlink(file);
+      } catch {
+        // best effort: a leftover empty journal above the real one is removed at the next start
+      }
+      throw this.writeFailed(err, `create TLog ${tlog}`);
+    }
+    return { fd, bytes: header.length };
+  }
+
+  private useJournal(tlog: number, fd: number, bytes: number): void {
+    this.journalFd = fd;
     this.journalNo = tlog;
-    this.journalPos = 0;
+    this.journalPos = bytes;
     this.journalEvents = 0;
     this.journalScoList = [];
+    this.journalSynced = false;
     this.dirsDirty = true;
-    this.append(encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }));
   }
 
   /**
@@ -501,7 +534,11 @@ export class LocalCache {
   private closeAfterSyncs(fd: number): void {
     this.closing.add(fd);
     void this.inflightSync.then(() => {
-      if (this.closing.delete(fd)) this.io.close(fd);
+      try {
+        if (this.closing.delete(fd)) this.io.close(fd);
+      } catch {
+        // a close that fails leaves nothing to do (and must not be an unhandled rejection)
+      }
     });
   }
 

@@ -166,7 +166,7 @@ class VPoolImpl implements VPool {
       }
     }
     this.ctx.space.onPressure = () => {
-      for (const v of this.vdisks.values()) if (v.cache.hasPending) v.ship();
+      for (const v of this.vdisks.values()) if (v.cache.hasPending) this.shipQuietly(v, 'write-cache pressure');
     };
     this.shipper.changed();
     this.shipper.resume();
@@ -380,7 +380,20 @@ class VPoolImpl implements VPool {
   private tick(): void {
     this.ctx.space.recheck(); // space freed on the state disk by others does not wake waiting writers otherwise
     const now = Date.now();
-    for (const v of this.vdisks.values()) if (v.cache.hasPending && now - v.lastShipMs >= this.scoMaxAgeMs) v.ship();
+    for (const v of this.vdisks.values()) if (v.cache.hasPending && now - v.lastShipMs >= this.scoMaxAgeMs) this.shipQuietly(v, 'age');
+  }
+
+  /**
+   * ship() from a timer or from the space accounting: closing the TLog writes to the state disk and can
+   * fail (ENOSPC, EIO); that must neither throw out of a timer nor fail an unrelated writer. Logged; the
+   * next tick or pressure tries again (a faulted vDisk shows its fault in info()).
+   */
+  private shipQuietly(v: VDiskImpl, why: string): void {
+    try {
+      v.ship();
+    } catch (err) {
+      log.warn('closing the open TLog for upload failed; tried again later', { vdisk: v.id, why, error: (err as Error).message });
+    }
   }
 
   /** Runs a tree change alone, persists the operations it returns, then ships the tree. */
