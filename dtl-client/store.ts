@@ -47,7 +47,8 @@ interface Meta {
   pendingFloor?: number;
   /**
    * A Register not backed by a complete copy yet: it becomes `epoch`/`router` at the next flush() (the
-   * flush that commits the catch-up's Clear). Recovery prefers the highest epoch, so an epoch taken at
+   * flush that commits the catch-up's Clear), or at the first append when no Clear is pending (then the
+   * entries go into the copy readers see). Recovery prefers the highest epoch, so an epoch taken at
    * Register would let a half-shipped copy (the router died mid catch-up) win over a complete older one.
    */
   nextEpoch?: number;
@@ -140,6 +141,11 @@ export class VDiskLog {
   /** Appends sound entry records (`run` = the records back to back, `tags` their tags). In the kernel on return. */
   append(run: Buffer, tags: number[]): void {
     if (run.length === 0) return;
+    if ((this.meta.pending ?? 0) === 0 && this.meta.nextEpoch !== undefined) {
+      // no Clear pending: the new registration's entries go into the copy readers see, which is its now
+      this.meta = { ...this.meta, ...this.takeNext(), nextEpoch: undefined, nextRouter: undefined };
+      this.writeMeta();
+    }
     let seg = this.segments[this.segments.length - 1];
     if (seg === undefined || this.fd < 0 || seg.bytes >= SEGMENT_BYTES) seg = this.startSegment();
     let done = 0;
