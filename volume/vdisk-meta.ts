@@ -25,6 +25,12 @@ export const metaKey = (id: string): string => `vd/${id}/meta`;
 export const mapPrefix = (id: string): string => `vd/${id}/map/`;
 export const scoCountPrefix = (id: string): string => `vd/${id}/sco/`;
 export const vdiskMdsPrefix = (id: string): string => `vd/${id}/`;
+/**
+ * Set by the rebuild after a host loss (in the same commit) and removed once the DTL recovery is done: a
+ * crash in between must not make the next start a local restart, which would never replay the DTL (and
+ * whose catch-up would then replace the server's copy with the local history, losing the rest).
+ */
+export const dtlRecoveryKey = (id: string): string => `vd/${id}/dtl-recovery`;
 
 interface CorkSource {
   id: string;

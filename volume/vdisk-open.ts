@@ -21,7 +21,7 @@ import type { VDiskContext } from './vdisk-context.js';
 import { attachDtl } from './dtl-hook.js';
 import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from './snapshot-store.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
-import { corkOps, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
+import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
 
 const log = logger('vdisk-open');
 
@@ -55,13 +55,21 @@ export async function openVDisk(id: string, ctx: VDiskContext): Promise<VDiskImp
   if (ctx.mds.get(rollbackKey(id)) !== undefined) {
     await finishRollback(v); // a rollback was cut short: its doc is shipped, then the state comes from the backend
     await rebuildFromBackend(v);
-  } else if (raw !== undefined && LocalCache.exists(v.cache.dir)) {
+  } else if (raw !== undefined && LocalCache.exists(v.cache.dir) && !(ctx.dtl !== undefined && ctx.mds.get(dtlRecoveryKey(id)) !== undefined)) {
     openLocal(v, JSON.parse(raw.toString()) as VDiskMeta);
   } else {
-    await rebuildFromBackend(v);
+    if (raw !== undefined && ctx.dtl !== undefined && ctx.mds.get(dtlRecoveryKey(id)) !== undefined) {
+      // replaying the same log again over the backend's state (which may hold part of the first replay) is
+      // idempotent: every entry overwrites whole clusters or sets the size, in log order
+      log.warn('the DTL recovery of this vDisk was cut short (a crash after the rebuild): rebuilding from the backend and replaying the DTL again', { vdisk: id });
+    }
+    await rebuildFromBackend(v, ctx.dtl !== undefined);
     // the host was lost: the writes not in the backend come back from the DTL (never after a local restart
     // or a rollback: there the write cache, or the rollback, is newer than what the DTL holds)
-    await ctx.dtl?.recover(v);
+    if (ctx.dtl !== undefined) {
+      await ctx.dtl.recover(v);
+      await ctx.mds.commit([{ key: dtlRecoveryKey(id), value: null }]);
+    }
   }
   attachDtl(v); // a local restart re-ships what is not in the backend (catch-up), it replays nothing
   return v;
@@ -119,7 +127,8 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
   });
 }
 
-async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
+/** `dtlRecovery`: a DTL recovery follows; the rebuild's commit records it (dtlRecoveryKey) until it is done. */
+async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<void> {
   const { ctx, id } = v;
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
   fs.rmSync(v.cache.dir, { recursive: true, force: true });
@@ -159,6 +168,7 @@ async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
   v.cache.create(lastTlog + 1, maxSco + 1);
   restored.pruneSnapshots(new Set(tlogs));
   ops.push(...v.docs.ops(v.docs.doc), { key: docShippedKey(id), value: Buffer.from(String(v.docs.shippedGen)) });
+  if (dtlRecovery) ops.push({ key: dtlRecoveryKey(id), value: Buffer.from('1') });
   await ctx.mds.commit(ops);
   log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size });
 }
