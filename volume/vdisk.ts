@@ -9,6 +9,7 @@
  */
 import { isCode, VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
+import { Serial } from '../util/serial.js';
 import { ClusterMap } from './cluster-map.js';
 import { LocalCache, type CacheFault, type ClosedSco } from './local-cache.js';
 import { checkSlot, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
@@ -43,8 +44,7 @@ export class VDiskImpl implements VDisk {
   dtl: DtlSink = NO_DTL;
   /** Snapshots, template flag, clone parentage (snapshot-store.ts). */
   docs!: DocStore;
-  private tail: Promise<unknown> = Promise.resolve();
-  private locked = false;
+  private readonly lock = new Serial();
   private closed = false;
   private passingFault: VDiskFault | null = null;
 
@@ -152,20 +152,11 @@ export class VDiskImpl implements VDisk {
 
   /** Runs `fn` with no other write, resize or sync of this vDisk in between. */
   exclusive<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.tail.then(async () => {
-      this.locked = true;
-      try {
-        return await fn();
-      } finally {
-        this.locked = false;
-      }
-    });
-    this.tail = run.catch(() => undefined);
-    return run;
+    return this.lock.run(fn);
   }
 
   get busy(): boolean {
-    return this.locked;
+    return this.lock.busy;
   }
 
   /** Applies a TLog record while opening (replay). Safe to replay over a newer map: last writer wins. */

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
+import { Serial } from '../util/serial.js';
 import { openBlobStore } from './backend/index.js';
 import type { BlobStore } from './backend/types.js';
 import { openMetadataStore } from '../mds/index.js';
@@ -78,7 +79,7 @@ class VPoolImpl implements VPool {
   private shipper!: TreeShipper;
   private ticker: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
-  private treeLock: Promise<unknown> = Promise.resolve();
+  private readonly treeLock = new Serial();
 
   readonly snapshots: SnapshotManager;
 
@@ -399,15 +400,13 @@ class VPoolImpl implements VPool {
   /** Runs a tree change alone, persists the operations it returns, then ships the tree. */
   private change(fn: () => Promise<MetadataOp[]>): Promise<void> {
     if (this.closing !== null) return Promise.reject(new VolumeError('CLOSED', 'the vPool is closing'));
-    const run = this.treeLock.then(async () => {
+    return this.treeLock.run(async () => {
       const ops = await fn();
       if (ops.length > 0) {
         await this.ctx.mds.commit(ops);
       }
       this.shipper.changed();
     });
-    this.treeLock = run.catch(() => undefined);
-    return run;
   }
 
   private freeName(p: string): { dir: TreeNode; name: string } {
