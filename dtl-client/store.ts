@@ -72,6 +72,8 @@ export class VDiskLog {
   /** fdatasyncs of segments closed with unsynced entries, running on libuv's threads (sync() waits for them). */
   private closing: Promise<void>[] = [];
   private dirUnsynced = false;
+  /** The fdatasync sync() queued on the open segment's descriptor, if any (closeFd() waits for it). */
+  private syncingFd: { fd: number; done: Promise<void> } | null = null;
 
   private constructor(readonly dir: string, private meta: Meta) {}
 
@@ -188,7 +190,10 @@ export class VDiskLog {
     this.closing = [];
     if (this.unsynced && fd >= 0) {
       this.unsynced = false;
-      work.push(new Promise((res, rej) => fs.fdatasync(fd, (e) => (e && e.code !== 'EBADF' ? rej(e) : res()))));
+      // no EBADF tolerance: closeFd() keeps the descriptor open until this fdatasync has run
+      const p = new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
+      this.syncingFd = { fd, done: p.catch(() => undefined) };
+      work.push(p);
     }
     if (this.dirUnsynced) {
       this.dirUnsynced = false;
@@ -327,10 +332,15 @@ export class VDiskLog {
         }));
         done.catch(() => undefined); // reported by the sync() that takes it
         this.closing.push(done);
+      } else if (this.syncingFd?.fd === fd) {
+        // a sync() has an fdatasync of it queued in libuv's pool: closed now, the number could be reused by
+        // the next segment and that fdatasync would sync the wrong file while flush() reports success
+        void this.syncingFd.done.then(() => fs.close(fd, () => undefined));
       } else {
         fs.closeSync(fd);
       }
     }
+    this.syncingFd = null;
     this.fd = -1;
     this.unsynced = false;
   }

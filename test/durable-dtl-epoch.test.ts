@@ -8,7 +8,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { VDiskLog } from '../dtl-client/store.js';
+import { SEGMENT_BYTES, VDiskLog } from '../dtl-client/store.js';
 import { logger } from '../util/log.js';
 
 const log = logger('test');
@@ -37,4 +37,36 @@ test('a Register counts (epoch) only once its copy is complete: a half-shipped c
   t.is(a.range().epoch, 3, 'the flush that completes the copy commits the new epoch');
   t.is(a.range().router, 'r2');
   t.is(VDiskLog.load(dirA, log)!.range().epoch, 3);
+});
+
+test('a DTL flush covers a segment closed while its fdatasync is queued (no descriptor closed and reused under it)', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-seg-'));
+  const orig = fs.fdatasync;
+  t.teardown(() => {
+    fs.fdatasync = orig;
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+  const synced: string[] = [];
+  // every fdatasync waits a moment in "libuv's queue", then records the file it really syncs
+  fs.fdatasync = ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    setTimeout(() => {
+      let file = `fd ${fd} (closed)`;
+      try {
+        file = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      } catch { /* closed */ }
+      orig(fd, (err) => {
+        if (err === null) synced.push(file);
+        cb(err);
+      });
+    }, 20);
+  }) as typeof fs.fdatasync;
+  const dir = path.join(root, 'v');
+  const l = VDiskLog.create(dir, 'r', 1);
+  l.append(Buffer.alloc(SEGMENT_BYTES, 1), [5]); // fills segment 1
+  const flushed = l.flush(); // its fdatasync is queued
+  l.append(Buffer.alloc(100, 2), [6]); // rolls over to segment 2: segment 1's descriptor is closed
+  await flushed.catch(() => undefined);
+  const first = fs.readdirSync(dir).filter((n) => n.startsWith('seg-')).sort()[0];
+  t.true(synced.includes(path.join(dir, first)), `the flush synced ${first} (synced: ${synced.join(', ')})`);
+  l.close();
 });
