@@ -36,7 +36,7 @@ test('a TLog closed while an fdatasync of its journal is queued is on disk when 
   await first;
   await second;
   const closed = c.tlogPath(1);
-  t.deepEqual(io.shadow.get(closed), fs.readFileSync(closed), 'the closed TLog (with its resize record) was fdatasynced');
+  t.deepEqual(io.syncedContent(closed), fs.readFileSync(closed), 'the closed TLog (with its resize record) was fdatasynced');
 });
 
 test('a read racing the eviction of a SCO does not reopen it and hold its disk space', async (t) => {

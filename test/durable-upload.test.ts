@@ -23,7 +23,12 @@ test('every SCO and TLog put to the backend was fdatasynced locally first', asyn
     if (m === null) return;
     checked++;
     const local = path.join(rig.wcDir, m[1], m[2], m[3]);
-    const synced = boot.io.shadow.get(local);
+    let synced: Buffer | undefined;
+    try {
+      synced = boot.io.syncedContent(local);
+    } catch {
+      synced = undefined; // no such local file
+    }
     if (synced === undefined || !synced.equals(Buffer.from(data))) bad.push(key);
   };
   for (let i = 0; i < 5; i++) {

@@ -375,7 +375,11 @@ export class LocalCache {
   }
 
   deleteClosedTlog(tlog: number): void {
-    fs.rmSync(this.tlogPath(tlog), { force: true });
+    try {
+      this.io.unlink(this.tlogPath(tlog));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 
   /**

@@ -5,9 +5,8 @@
  *  - holds every fdatasync until released (holdSyncs()), to let writes, TLog closes and corks run
  *    while a sync is in flight;
  *  - keeps a shadow of what each fdatasync really made durable: when an fdatasync starts running, the
- *    content of the file its descriptor points at *then* (read through /proc/self/fd, so a descriptor that
- *    was closed and reused shows up as the other file) is recorded under that file's name, once the
- *    fdatasync succeeds;
+ *    content of the file its descriptor designates *then* (fstat: a descriptor that was closed and reused
+ *    designates the other file) is recorded under that file's inode, once the fdatasync succeeds;
  *  - models a power cut: powerCut(dir) rewrites every file below `dir` to its shadow (a file never
  *    fdatasynced becomes empty); freeze() first turns the "dead" process's later calls into no-ops.
  * The model keeps creations, renames and removals of names as they happen (as if every directory fsync
@@ -33,8 +32,11 @@ export function errnoError(code: string, syscall: string, file: string): NodeJS.
 }
 
 export class FaultyIo implements CacheIo {
-  /** Content of each file as of its last completed fdatasync. */
-  readonly shadow = new Map<string, Buffer>();
+  /**
+   * Content of each file as of its last completed fdatasync, by inode: an fdatasync covers the file its
+   * descriptor designates whatever its name is meanwhile (a TLog renamed while its sync is in flight).
+   */
+  readonly shadow: Map<number, Buffer>;
   /** Faults injected so far. */
   injected = 0;
   /** fdatasyncs completed, in order, with the file each one really covered. */
@@ -47,6 +49,17 @@ export class FaultyIo implements CacheIo {
   private release: () => void = () => {};
   private frozen = false;
   private devNull = -1;
+  private captures = 0;
+  /** The capture each shadow entry comes from (this boot). */
+  private readonly capturedAt = new Map<number, number>();
+
+  /**
+   * `shadow`: what is durable already (shared across the "boots" of a power-cut test: what a cut left, or
+   * what was synced before a kill, stays durable for the next boot).
+   */
+  constructor(shadow: Map<number, Buffer> = new Map()) {
+    this.shadow = shadow;
+  }
 
   /** Makes the next `count` calls of `op` (on a file `match` accepts) fail with `code`. */
   failNext(op: IoOp, code: string, opts: { count?: number; match?: (file: string) => boolean } = {}): void {
@@ -74,7 +87,10 @@ export class FaultyIo implements CacheIo {
     for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
       if (!e.isFile()) continue;
       const file = path.join(e.parentPath, e.name);
-      fs.writeFileSync(file, this.shadow.get(file) ?? Buffer.alloc(0));
+      const ino = fs.statSync(file).ino;
+      const content = this.shadow.get(ino) ?? Buffer.alloc(0);
+      fs.writeFileSync(file, content);
+      this.shadow.set(ino, content); // what the cut left is on the disk for the next boot
     }
   }
 
@@ -83,6 +99,12 @@ export class FaultyIo implements CacheIo {
     this.check('open', file);
     const fd = realCacheIo.open(file, flags);
     this.paths.set(fd, file);
+    // a file created (or truncated) now has nothing synced yet, whatever an inode of that number had
+    if (flags.startsWith('w')) {
+      const ino = fs.fstatSync(fd).ino;
+      this.shadow.delete(ino);
+      this.capturedAt.set(ino, ++this.captures); // a sync captured before this creation is of another file
+    }
     return fd;
   }
 
@@ -106,15 +128,22 @@ export class FaultyIo implements CacheIo {
     if (this.frozen) return new Promise<void>(() => {});
     // what the descriptor designates now, not what it was opened as: a reused number is another file
     let real: string;
+    let ino: number;
     try {
       real = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      ino = fs.fstatSync(fd).ino;
     } catch {
       throw errnoError('EBADF', 'fdatasync', `fd ${fd}`);
     }
     const content = readAll(fd);
+    const seq = ++this.captures;
     await realCacheIo.fdatasync(fd);
     if (this.frozen) return new Promise<void>(() => {});
-    this.shadow.set(real, content);
+    // two syncs of one file may finish in either order: the later capture is what is on the disk
+    if ((this.capturedAt.get(ino) ?? 0) < seq) {
+      this.capturedAt.set(ino, seq);
+      this.shadow.set(ino, content);
+    }
     this.synced.push(real);
   }
 
@@ -129,22 +158,18 @@ export class FaultyIo implements CacheIo {
     this.check('rename', from);
     realCacheIo.rename(from, to);
     for (const [fd, p] of this.paths) if (p === from) this.paths.set(fd, to);
-    const s = this.shadow.get(from);
-    this.shadow.delete(from);
-    if (s !== undefined) this.shadow.set(to, s);
-    else this.shadow.delete(to);
   }
 
   unlink(file: string): void {
     if (this.frozen) return;
     this.check('unlink', file);
+    this.forget(file);
     realCacheIo.unlink(file);
-    this.shadow.delete(file);
   }
 
   unlinkAsync(file: string, done: () => void): void {
     if (this.frozen) return;
-    this.shadow.delete(file);
+    this.forget(file);
     realCacheIo.unlinkAsync(file, done);
   }
 
@@ -158,6 +183,19 @@ export class FaultyIo implements CacheIo {
     if (this.frozen) return new Promise<void>(() => {});
     this.check('fsyncDir', dir);
     await realCacheIo.fsyncDir(dir);
+  }
+
+  /** What the last completed fdatasync of `file` left on the disk (undefined: never synced). */
+  syncedContent(file: string): Buffer | undefined {
+    return this.shadow.get(fs.statSync(file).ino);
+  }
+
+  private forget(file: string): void {
+    try {
+      this.shadow.delete(fs.statSync(file).ino);
+    } catch {
+      // gone already
+    }
   }
 
   private check(op: IoOp, file: string): void {

@@ -66,6 +66,7 @@ export function powerCutRig(t: ExecutionContext, defaults: Partial<VPoolOptions>
   const wcDir = path.join(state, 'wc');
   const store = new MemoryMetadataStore();
   const live = new Set<Boot>();
+  const shadow = new Map<number, Buffer>(); // what is on the disk, across boots
   t.teardown(async () => {
     for (const b of live) {
       b.backend.setFailing(false);
@@ -83,7 +84,7 @@ export function powerCutRig(t: ExecutionContext, defaults: Partial<VPoolOptions>
     async open(extra = {}) {
       // one file:// store per boot: a vPool's close() closes its backend
       const fileStore: BlobStore = await openBlobStore(`file://${path.join(root, 'backend')}`);
-      const io = new FaultyIo();
+      const io = new FaultyIo(shadow);
       const mds = new FaultyMds(store, true);
       const hooked = new HookedStore(fileStore);
       hooked.onPut = (key, data) => rig.puts(key, data);
