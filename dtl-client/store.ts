@@ -45,6 +45,14 @@ interface Meta {
   pending?: number;
   /** The trim floor of that generation. */
   pendingFloor?: number;
+  /**
+   * A Register not backed by a complete copy yet: it becomes `epoch`/`router` at the next flush() (the
+   * flush that commits the catch-up's Clear), or at the first append when no Clear is pending (then the
+   * entries go into the copy readers see). Recovery prefers the highest epoch, so an epoch taken at
+   * Register would let a half-shipped copy (the router died mid catch-up) win over a complete older one.
+   */
+  nextEpoch?: number;
+  nextRouter?: string;
 }
 
 export interface ScoRange {
@@ -64,6 +72,8 @@ export class VDiskLog {
   /** fdatasyncs of segments closed with unsynced entries, running on libuv's threads (sync() waits for them). */
   private closing: Promise<void>[] = [];
   private dirUnsynced = false;
+  /** The fdatasync sync() queued on the open segment's descriptor, if any (closeFd() waits for it). */
+  private syncingFd: { fd: number; done: Promise<void> } | null = null;
 
   private constructor(readonly dir: string, private meta: Meta) {}
 
@@ -71,7 +81,8 @@ export class VDiskLog {
   static create(dir: string, router: string, epoch: number): VDiskLog {
     fs.mkdirSync(dir, { recursive: true });
     fsyncDir(path.dirname(dir));
-    const log = new VDiskLog(dir, { router, epoch, floor: 0 });
+    // epoch 0 until the first flush: an empty or half-shipped copy must not outrank any complete one
+    const log = new VDiskLog(dir, { router, epoch: 0, floor: 0, nextEpoch: epoch, nextRouter: router });
     log.writeMeta();
     return log;
   }
@@ -117,14 +128,26 @@ export class VDiskLog {
     return this.meta.epoch;
   }
 
+  /** Records a new registration; it counts (range().epoch) from the next flush(), see Meta.nextEpoch. */
   register(router: string, epoch: number): void {
-    this.meta = { ...this.meta, router, epoch };
+    this.meta = { ...this.meta, nextRouter: router, nextEpoch: epoch };
     this.writeMeta();
+  }
+
+  /** The registration the next flush() commits, or null. */
+  private takeNext(): { router: string; epoch: number } | Record<string, never> {
+    if (this.meta.nextEpoch === undefined) return {};
+    return { router: this.meta.nextRouter ?? this.meta.router, epoch: this.meta.nextEpoch };
   }
 
   /** Appends sound entry records (`run` = the records back to back, `tags` their tags). In the kernel on return. */
   append(run: Buffer, tags: number[]): void {
     if (run.length === 0) return;
+    if ((this.meta.pending ?? 0) === 0 && this.meta.nextEpoch !== undefined) {
+      // no Clear pending: the new registration's entries go into the copy readers see, which is its now
+      this.meta = { ...this.meta, ...this.takeNext(), nextEpoch: undefined, nextRouter: undefined };
+      this.writeMeta();
+    }
     let seg = this.segments[this.segments.length - 1];
     if (seg === undefined || this.fd < 0 || seg.bytes >= SEGMENT_BYTES) seg = this.startSegment();
     let done = 0;
@@ -146,10 +169,16 @@ export class VDiskLog {
   async flush(): Promise<void> {
     await this.sync();
     const pending = this.meta.pending ?? 0;
-    if (pending === 0) return;
+    const next = this.takeNext();
+    if (pending === 0) {
+      if (this.meta.nextEpoch === undefined) return;
+      this.meta = { ...this.meta, ...next, nextEpoch: undefined, nextRouter: undefined };
+      this.writeMeta();
+      return;
+    }
     const older = this.segments.filter((s) => s.n < pending);
     this.segments = this.segments.filter((s) => s.n >= pending);
-    this.meta = { ...this.meta, floor: this.meta.pendingFloor ?? 0, pending: 0, pendingFloor: 0 };
+    this.meta = { ...this.meta, ...next, nextEpoch: undefined, nextRouter: undefined, floor: this.meta.pendingFloor ?? 0, pending: 0, pendingFloor: 0 };
     this.writeMeta();
     for (const seg of older) fs.rmSync(this.segPath(seg.n), { force: true });
   }
@@ -161,7 +190,10 @@ export class VDiskLog {
     this.closing = [];
     if (this.unsynced && fd >= 0) {
       this.unsynced = false;
-      work.push(new Promise((res, rej) => fs.fdatasync(fd, (e) => (e && e.code !== 'EBADF' ? rej(e) : res()))));
+      // no EBADF tolerance: closeFd() keeps the descriptor open until this fdatasync has run
+      const p = new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
+      this.syncingFd = { fd, done: p.catch(() => undefined) };
+      work.push(p);
     }
     if (this.dirUnsynced) {
       this.dirUnsynced = false;
@@ -300,10 +332,15 @@ export class VDiskLog {
         }));
         done.catch(() => undefined); // reported by the sync() that takes it
         this.closing.push(done);
+      } else if (this.syncingFd?.fd === fd) {
+        // a sync() has an fdatasync of it queued in libuv's pool: closed now, the number could be reused by
+        // the next segment and that fdatasync would sync the wrong file while flush() reports success
+        void this.syncingFd.done.then(() => fs.close(fd, () => undefined));
       } else {
         fs.closeSync(fd);
       }
     }
+    this.syncingFd = null;
     this.fd = -1;
     this.unsynced = false;
   }

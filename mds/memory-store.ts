@@ -7,6 +7,7 @@
  * a test against memory rejects exactly what lmdb would reject.
  */
 import { MetadataError } from '../util/errors.js';
+import { Serial } from '../util/serial.js';
 import type { MetadataOp, MetadataStore } from './types.js';
 
 /** lmdb's key limit with its default 4 KiB pages, in UTF-8 bytes. */
@@ -96,7 +97,7 @@ export class MemoryMetadataStore implements MetadataStore {
   /** Keys in UTF-8 byte order; rebuilt lazily after a key is added or removed. */
   private sorted: Entry[] | null = [];
   /** Writes apply one after another, each after the previous one, never synchronously in the call. */
-  private tail: Promise<void> = Promise.resolve();
+  private readonly tail = new Serial();
   private closed = false;
   private closing: Promise<void> | null = null;
 
@@ -148,15 +149,13 @@ export class MemoryMetadataStore implements MetadataStore {
   close(): Promise<void> {
     if (!this.closing) {
       this.closed = true;
-      this.closing = this.tail; // in-flight writes finish first
+      this.closing = this.tail.idle(); // in-flight writes finish first
     }
     return this.closing;
   }
 
   private enqueue(apply: () => void): Promise<void> {
-    const done = this.tail.then(apply);
-    this.tail = done.catch(() => undefined);
-    return done;
+    return this.tail.run(apply);
   }
 
   private put(key: string, bytes: Buffer, value: Buffer): void {

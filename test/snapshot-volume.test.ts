@@ -199,7 +199,7 @@ test('with the backend away, rollback and clone fail with BACKEND after the wait
   const env = poolEnv(t);
   const gated = gatedStore(t, await openBlobStore(env.backendUrl));
   const pool = await env.open({ backend: gated });
-  (pool.snapshots as SnapshotManager).backendWaitMs = 300;
+  (pool.snapshots as SnapshotManager).backendWaitMs = 2000; // the second rollback must finish within it once the backend is back: an fdatasync per TLog upload, on a loaded machine
   await pool.createFile('/d', 0o644, 0, 0, MiB);
   await pool.vdisk('/d').write(0, pattern(60, 100_000));
   await pool.snapshots.create('/d', 's1');

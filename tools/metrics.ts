@@ -68,6 +68,22 @@ export class FuseMetrics implements OpObserver {
     gauge('vpoolfs_read_cache_misses', 'Read-cache pieces fetched from the backend since start', (c) => c.readCacheMisses);
     gauge('vpoolfs_read_cache_hit_ratio', 'Read-cache hits / (hits + misses) since start (0 before any)', (c) =>
       c.readCacheHits + c.readCacheMisses === 0 ? 0 : c.readCacheHits / (c.readCacheHits + c.readCacheMisses));
+    new Gauge({
+      name: 'vpoolfs_vdisk_faults',
+      help: 'Open vDisks with a state-disk fault (user.vdisk.info fault), by errno (EIO, ENOSPC)',
+      labelNames: ['code'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const code of ['EIO', 'ENOSPC']) this.set({ code }, 0);
+        for (const d of fds()?.openDisks() ?? []) {
+          const f = d.info().fault;
+          if (f !== null && f !== undefined) this.inc({ code: f.code });
+        }
+      },
+    });
+    gauge('vpoolfs_write_cache_waiting_writes', 'Writes waiting for write-cache room', (c) => c.writeCacheWaiters);
+    gauge('vpoolfs_state_disk_full', '1 while writes wait because the state disk is full (only the reserve left)', (c) => (c.stateDiskFull ? 1 : 0));
     new Gauge({ name: 'vpoolfs_upload_backlog_tlogs', help: 'TLogs waiting for upload (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.uploadBacklog.tlogs)); } });
   }
 

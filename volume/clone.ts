@@ -15,7 +15,7 @@ import { checkSnapshotName, docShippedKey, emptyDoc, type SnapshotMeta, type VDi
 import type { VDiskImpl } from './vdisk.js';
 import { stamp, type SnapshotHost, type SnapshotManager } from './snapshots.js';
 import { createVDisk } from './vdisk-open.js';
-import { corkOps, vdiskMdsPrefix } from './vdisk-meta.js';
+import { commitCork, corkOps, vdiskMdsPrefix } from './vdisk-meta.js';
 
 const log = logger('clone');
 
@@ -70,7 +70,7 @@ async function makeClone(mgr: SnapshotManager, host: SnapshotHost, parent: VDisk
     v.size = state.size;
     const ops = corkOps(v, { tlog: 0, scos: [] });
     ops.push(...v.docs.ops(doc), { key: docShippedKey(id), value: Buffer.from('1') });
-    await ctx.mds.commit(ops);
+    await commitCork(ctx.mds, v, ops);
     v.docs.doc = doc;
     v.docs.shippedGen = 1;
     await host.addVDisk(target, path, v, [{ key: GC_PREFIX + id, value: null }]);

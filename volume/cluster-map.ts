@@ -104,6 +104,14 @@ export class ClusterMap {
     return out;
   }
 
+  /**
+   * Marks pages dirty again: a commit of what takeDirty() returned failed, so the next one must carry them
+   * (else it would persist a cork point past changes the store never got).
+   */
+  markDirty(pageNos: Iterable<number>): void {
+    for (const pageNo of pageNos) this.dirty.add(pageNo);
+  }
+
   /** Loads a persisted page (from the metadata store). */
   loadPage(pageNo: number, words: Uint32Array): void {
     if (words.length !== PAGE_CLUSTERS * 2) throw new Error(`cluster map page ${pageNo} has ${words.length} words`);

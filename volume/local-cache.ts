@@ -15,7 +15,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { VolumeError } from '../util/errors.js';
-import { fsyncDir, fsyncDirAsync } from '../util/fsync-dir.js';
+import { fsyncDir } from '../util/fsync-dir.js';
+import { realCacheIo, type CacheIo } from './cache-io.js';
 import { CLUSTER_SIZE } from './types.js';
 import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scoName, scanSlots } from './sco-format.js';
 import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from './tlog-format.js';
@@ -26,11 +27,24 @@ export interface ClosedSco {
   crc: number;
 }
 
+/** A failure of the write-cache disk that makes this cache stop taking writes (see LocalCache.fault). */
+export interface CacheFault {
+  /** The errno name: EIO, ENOSPC, … */
+  code: string;
+  message: string;
+  /** When it happened (ms since the epoch). */
+  since: number;
+  /** What every later write and sync is failed with. */
+  error: VolumeError;
+}
+
 export interface LocalCacheEvents {
   /** A SCO was closed (its record is in the open TLog). */
   onScoClosed(sco: ClosedSco): void;
   /** A TLog was closed and is ready for upload; it names `scos` (ascending, possibly none). */
   onTlogClosed(tlog: number, scos: number[]): void;
+  /** The cache just became faulted (once). */
+  onFault?(fault: CacheFault): void;
 }
 
 export class LocalCache {
@@ -40,6 +54,10 @@ export class LocalCache {
   private readonly fds = new Map<number, number>();
   private readonly unsynced = new Set<number>();
   private unsyncedTlogFds: number[] = [];
+  /** SCOs evicted (in the backend only); numbers are never reused, so this only grows (a few bytes a SCO). */
+  private readonly evicted = new Set<number>();
+  /** Descriptors of closed journals waiting for the syncs in flight to settle before they are closed. */
+  private readonly closing = new Set<number>();
   private inflightSync: Promise<void> = Promise.resolve();
   private dirsDirty = false;
 
@@ -58,9 +76,16 @@ export class LocalCache {
   private journalSynced = true;
 
   nextSco = 1;
+  /**
+   * Set for good when an fdatasync fails or a write fails with anything but ENOSPC: the kernel may have
+   * dropped the dirty pages (a retried fdatasync can then "succeed" over lost data), so this cache takes
+   * no more writes and every later sync fails with this cause. A restart starts from what is on disk.
+   */
+  fault: CacheFault | null = null;
 
   constructor(dir: string, private readonly vdiskId: string, private readonly tag: number,
-    private readonly scoClusters: number, private readonly tlogScos: number, private readonly events: LocalCacheEvents) {
+    private readonly scoClusters: number, private readonly tlogScos: number, private readonly events: LocalCacheEvents,
+    private readonly io: CacheIo = realCacheIo) {
     this.dir = dir;
     this.scoDir = path.join(dir, 'sco');
     this.tlogDir = path.join(dir, 'tlog');
@@ -126,14 +151,20 @@ export class LocalCache {
    * them, then calls recoverOpenScos().
    */
   reopenJournal(): { tlog: number; records: TLogRecord[] } {
-    const open = fs.readdirSync(this.tlogDir).filter((n) => n.endsWith('.open'));
+    let open = fs.readdirSync(this.tlogDir).filter((n) => n.endsWith('.open')).sort();
+    if (open.length === 2 && parseInt(open[1], 16) === parseInt(open[0], 16) + 1) {
+      // a crash inside closeTlog(), after the next journal was created and before the old one was renamed:
+      // the new one holds only its header; the old one goes on
+      this.io.unlink(path.join(this.tlogDir, open[1]));
+      open = [open[0]];
+    }
     if (open.length !== 1) throw new VolumeError('INVALID', `expected one open TLog in ${this.tlogDir}, found ${open.length}`, { dir: this.tlogDir });
     const tlog = parseInt(open[0], 16);
     const file = path.join(this.tlogDir, open[0]);
     const buf = fs.readFileSync(file);
     const { records, validBytes } = decodeRecords(buf);
-    if (validBytes < buf.length) fs.truncateSync(file, validBytes);
-    this.journalFd = fs.openSync(file, 'r+');
+    if (validBytes < buf.length) this.io.truncate(file, validBytes);
+    this.journalFd = this.io.open(file, 'r+');
     this.journalNo = tlog;
     this.journalPos = validBytes;
     this.journalEvents = 0;
@@ -159,9 +190,9 @@ export class LocalCache {
       const file = this.scoPath(sco);
       const buf = fs.readFileSync(file);
       const { addresses, count: n } = scanSlots(buf, this.tag, sco);
-      if (n * SLOT_SIZE < buf.length) fs.truncateSync(file, n * SLOT_SIZE);
+      if (n * SLOT_SIZE < buf.length) this.io.truncate(file, n * SLOT_SIZE);
       if (n === 0) {
-        fs.unlinkSync(file);
+        this.io.unlink(file);
         continue;
       }
       let crc = 0;
@@ -177,12 +208,26 @@ export class LocalCache {
   }
 
   /**
+   * Local restart, last step: every file found here may be only in the page cache (a kill does not write it
+   * back), so the next sync covers them all — the closed TLogs, the journal, the SCOs above `corkedSco`
+   * (those up to it are in the backend) and the directories.
+   */
+  adoptFoundFiles(corkedSco: number): void {
+    for (const tlog of this.closedTlogs()) this.unsyncedTlogFds.push(this.io.open(this.tlogPath(tlog), 'r'));
+    for (const sco of this.localScos()) if (sco > corkedSco) this.unsynced.add(sco);
+    this.journalSynced = false;
+    this.dirsDirty = true;
+  }
+
+  /**
    * Appends clusters to the open SCO (opening and closing SCOs as they fill). `addresses[i]` gets
    * `datas[i]` (4096 bytes each). Calls `placed(i, sco, slot)` for each. Synchronous.
    */
   appendClusters(addresses: number[], datas: Uint8Array[], placed: (i: number, sco: number, slot: number) => void): void {
+    this.checkWritable();
     let i = 0;
     while (i < addresses.length) {
+      if (this.openSco !== 0 && this.openSlots === this.scoClusters) this.closeSco(); // its close failed before
       if (this.openSco === 0) this.openNewSco();
       const room = this.scoClusters - this.openSlots;
       const n = Math.min(room, addresses.length - i);
@@ -196,7 +241,11 @@ export class LocalCache {
         iov[k * 2 + 1] = data;
       }
       const fd = this.fds.get(this.openSco)!;
-      writevFully(fd, iov, this.openSlots * SLOT_SIZE);
+      try {
+        writevFully(this.io, fd, iov, this.openSlots * SLOT_SIZE);
+      } catch (err) {
+        throw this.writeFailed(err, `write to SCO ${this.openSco}`);
+      }
       for (let k = 0; k < n; k++) {
         this.openCrc = crc32(iov[k * 2], this.openCrc);
         this.openAddresses[this.openSlots] = addresses[i + k];
@@ -239,18 +288,20 @@ export class LocalCache {
     if (this.openSco === 0) return;
     const sco = this.openSco;
     const count = this.openSlots;
-    this.openSco = 0;
     if (count === 0) {
+      this.openSco = 0;
       const fd = this.fds.get(sco)!;
-      fs.closeSync(fd);
+      this.io.close(fd);
       this.fds.delete(sco);
       this.unsynced.delete(sco);
-      fs.unlinkSync(this.scoPath(sco));
+      this.io.unlink(this.scoPath(sco));
       this.nextSco = sco; // reuse the number: nothing refers to it
       return;
     }
     const closed = { sco, count, crc: this.openCrc >>> 0 };
+    // the record first: if it cannot be written (a full disk) the SCO stays open, nothing is half-closed
     this.appendRecord({ type: RecordType.Sco, ...closed, addresses: this.openAddresses.slice(0, count) });
+    this.openSco = 0;
     this.noteScoInJournal(sco);
     this.openSlots = 0;
     this.events.onScoClosed(closed);
@@ -262,13 +313,15 @@ export class LocalCache {
     this.closeSco();
     if (this.journalEvents === 0) return;
     const tlog = this.journalNo;
+    // the next journal first (header written): if the disk is full this throws with nothing changed
+    const next = this.createJournal(tlog + 1);
     // no fsync here: sync() (a user's fsync, a cork) makes it durable; syncing 16 SCOs on every TLog
     // close would stall writers for nothing
-    if (this.journalSynced) fs.closeSync(this.journalFd);
+    if (this.journalSynced) this.closeAfterSyncs(this.journalFd);
     else this.unsyncedTlogFds.push(this.journalFd);
-    fs.renameSync(path.join(this.tlogDir, `${tlogName(tlog)}.open`), path.join(this.tlogDir, tlogName(tlog)));
+    this.io.rename(path.join(this.tlogDir, `${tlogName(tlog)}.open`), path.join(this.tlogDir, tlogName(tlog)));
     const scos = this.journalScoList;
-    this.openJournal(tlog + 1);
+    this.useJournal(tlog + 1, next.fd, next.bytes);
     this.events.onTlogClosed(tlog, scos);
   }
 
@@ -276,6 +329,8 @@ export class LocalCache {
   readSlots(sco: number, slot: number, n: number): Buffer | null {
     let fd = this.fds.get(sco);
     if (fd === undefined) {
+      // evicted: its unlink may not have run yet, and a descriptor opened now would keep its space for good
+      if (this.evicted.has(sco)) return null;
       try {
         fd = fs.openSync(this.scoPath(sco), 'r');
       } catch (err) {
@@ -294,11 +349,11 @@ export class LocalCache {
   repairSlot(sco: number, slot: number, bytes: Uint8Array): void {
     if (sco === this.openSco) return;
     try {
-      const fd = fs.openSync(this.scoPath(sco), 'r+');
+      const fd = this.io.open(this.scoPath(sco), 'r+');
       try {
-        fs.writeSync(fd, bytes, 0, bytes.length, slot * SLOT_SIZE);
+        writevFully(this.io, fd, [bytes], slot * SLOT_SIZE);
       } finally {
-        fs.closeSync(fd);
+        this.io.close(fd);
       }
     } catch {
       // evicted meanwhile: nothing to mend
@@ -309,17 +364,22 @@ export class LocalCache {
   evictSco(sco: number): boolean {
     if (sco === this.openSco) return false;
     const fd = this.fds.get(sco);
-    if (fd !== undefined) fs.closeSync(fd);
+    if (fd !== undefined) this.io.close(fd);
     this.fds.delete(sco);
     this.unsynced.delete(sco);
+    this.evicted.add(sco);
     if (!fs.existsSync(this.scoPath(sco))) return false;
     // the unlink itself (freeing a few MiB of extents) runs off the event loop
-    fs.unlink(this.scoPath(sco), () => {});
+    this.io.unlinkAsync(this.scoPath(sco), () => {});
     return true;
   }
 
   deleteClosedTlog(tlog: number): void {
-    fs.rmSync(this.tlogPath(tlog), { force: true });
+    try {
+      this.io.unlink(this.tlogPath(tlog));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 
   /**
@@ -327,10 +387,21 @@ export class LocalCache {
    * writers go on meanwhile; a call resolves only when its own syncs and any still in flight are done.
    */
   async syncLocal(): Promise<void> {
+    if (this.fault !== null) throw this.fault.error;
     const fds: number[] = [];
     for (const sco of this.unsynced) {
-      const fd = this.fds.get(sco);
-      if (fd !== undefined) fds.push(fd);
+      let fd = this.fds.get(sco);
+      if (fd === undefined) {
+        // a SCO found at a local restart (written before it, maybe never synced): open it to sync it
+        try {
+          fd = this.io.open(this.scoPath(sco), 'r');
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw this.setFault(err, 'open for fdatasync');
+        }
+        this.fds.set(sco, fd);
+      }
+      fds.push(fd);
     }
     this.unsynced.clear();
     if (!this.journalSynced) {
@@ -343,23 +414,61 @@ export class LocalCache {
     this.dirsDirty = false;
     const mine = (async () => {
       try {
-        await Promise.all([...fds, ...tlogFds].map((fd) => fdatasync(fd)));
-        await Promise.all(dirs.map((d) => fsyncDirAsync(d)));
+        await Promise.all([...fds, ...tlogFds].map((fd) => this.fdatasync(fd)));
+        await Promise.all(dirs.map((d) => this.io.fsyncDir(d)));
+      } catch (err) {
+        throw this.setFault(err, 'fdatasync');
       } finally {
-        for (const fd of tlogFds) fs.close(fd, () => {});
+        for (const fd of tlogFds) this.io.close(fd);
       }
     })();
     const all = Promise.all([this.inflightSync, mine]).then(() => undefined);
     this.inflightSync = all.catch(() => undefined);
     await all;
+    // an earlier sync this one waited for may have failed: what it held is not on disk either
+    const fault = this.fault as CacheFault | null;
+    if (fault !== null) throw fault.error;
+  }
+
+  /**
+   * Records a failure of the write-cache disk as this cache's fault (the first one wins) and returns the
+   * error to throw. `ENOSPC` on a write is not a fault (nothing was lost; the write fails): NO_SPACE.
+   */
+  private setFault(err: unknown, op: string): VolumeError {
+    const e = err as NodeJS.ErrnoException;
+    if (err instanceof VolumeError && this.fault === null) return err;
+    if (this.fault !== null) return this.fault.error;
+    const code = typeof e?.code === 'string' ? e.code : 'EIO';
+    const message = `the write-cache disk failed (${op}: ${e?.message ?? String(err)}); this vDisk takes no more writes until the vPool is restarted`;
+    const error = new VolumeError(code === 'ENOSPC' ? 'NO_SPACE' : 'BACKEND', message, { vdisk: this.vdiskId, dir: this.dir, op, errno: code }, { cause: err });
+    this.fault = { code, message, since: Date.now(), error };
+    this.events.onFault?.(this.fault);
+    return error;
+  }
+
+  /** Throws the fault, if any: a faulted cache takes no writes. */
+  checkWritable(): void {
+    if (this.fault !== null) throw this.fault.error;
+  }
+
+  /** A write to the cache failed: ENOSPC fails just this write (NO_SPACE); anything else faults the cache. */
+  private writeFailed(err: unknown, op: string): VolumeError {
+    const e = err as NodeJS.ErrnoException;
+    if (err instanceof VolumeError) return err;
+    if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') {
+      return new VolumeError('NO_SPACE', `the write-cache disk is full (${op}): ${e.message}`, { vdisk: this.vdiskId, dir: this.dir, op, errno: e.code }, { cause: err });
+    }
+    return this.setFault(err, op);
   }
 
   close(): void {
-    for (const fd of this.unsyncedTlogFds) fs.closeSync(fd);
+    for (const fd of this.unsyncedTlogFds) this.io.close(fd);
     this.unsyncedTlogFds = [];
-    for (const fd of this.fds.values()) fs.closeSync(fd);
+    for (const fd of this.closing) this.io.close(fd);
+    this.closing.clear();
+    for (const fd of this.fds.values()) this.io.close(fd);
     this.fds.clear();
-    if (this.journalFd >= 0) fs.closeSync(this.journalFd);
+    if (this.journalFd >= 0) this.io.close(this.journalFd);
     this.journalFd = -1;
   }
 
@@ -370,8 +479,14 @@ export class LocalCache {
   }
 
   private openNewSco(): void {
-    const sco = this.nextSco++;
-    const fd = fs.openSync(this.scoPath(sco), 'w+');
+    const sco = this.nextSco;
+    let fd: number;
+    try {
+      fd = this.io.open(this.scoPath(sco), 'w+');
+    } catch (err) {
+      throw this.writeFailed(err, `create SCO ${sco}`);
+    }
+    this.nextSco++;
     this.fds.set(sco, fd);
     this.openSco = sco;
     this.openSlots = 0;
@@ -380,14 +495,60 @@ export class LocalCache {
   }
 
   private openJournal(tlog: number): void {
+    const { fd, bytes } = this.createJournal(tlog);
+    this.useJournal(tlog, fd, bytes);
+  }
+
+  /** Creates journal `tlog` with its header; on failure nothing is left behind (NO_SPACE, or a fault). */
+  private createJournal(tlog: number): { fd: number; bytes: number } {
+    this.checkWritable();
     const file = path.join(this.tlogDir, `${tlogName(tlog)}.open`);
-    this.journalFd = fs.openSync(file, 'w+');
+    const header = encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog });
+    let fd = -1;
+    try {
+      fd = this.io.open(file, 'w+');
+      writevFully(this.io, fd, [header], 0);
+    } catch (err) {
+      try {
+        if (fd >= 0) this.io.close(fd);
+        this.io.unlink(file);
+      } catch {
+        // best effort: a leftover empty journal above the real one is removed at the next start
+      }
+      throw this.writeFailed(err, `create TLog ${tlog}`);
+    }
+    return { fd, bytes: header.length };
+  }
+
+  private useJournal(tlog: number, fd: number, bytes: number): void {
+    this.journalFd = fd;
     this.journalNo = tlog;
-    this.journalPos = 0;
+    this.journalPos = bytes;
     this.journalEvents = 0;
     this.journalScoList = [];
+    this.journalSynced = false;
     this.dirsDirty = true;
-    this.append(encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }));
+  }
+
+  /**
+   * Closes `fd` once every sync started so far has settled. A synced journal's descriptor may still be
+   * queued for an fdatasync in libuv's pool: closed now, its number could be reused by the next journal
+   * and that fdatasync would sync the wrong file while the caller's fsync reports success.
+   */
+  private closeAfterSyncs(fd: number): void {
+    this.closing.add(fd);
+    void this.inflightSync.then(() => {
+      try {
+        if (this.closing.delete(fd)) this.io.close(fd);
+      } catch {
+        // a close that fails leaves nothing to do (and must not be an unhandled rejection)
+      }
+    });
+  }
+
+  private fdatasync(fd: number): Promise<void> {
+    // no EBADF tolerance: a descriptor closed under a queued fdatasync means nothing was synced
+    return this.io.fdatasync(fd);
   }
 
   private noteScoInJournal(sco: number): void {
@@ -395,7 +556,12 @@ export class LocalCache {
   }
 
   private append(frame: Buffer): void {
-    writevFully(this.journalFd, [frame], this.journalPos);
+    this.checkWritable();
+    try {
+      writevFully(this.io, this.journalFd, [frame], this.journalPos);
+    } catch (err) {
+      throw this.writeFailed(err, `append to TLog ${this.journalNo}`);
+    }
     this.journalPos += frame.length;
     this.journalSynced = false;
   }
@@ -407,6 +573,8 @@ export class LocalCache {
   scoFd(sco: number): number | null {
     let fd = this.fds.get(sco);
     if (fd === undefined) {
+      // evicted: its unlink may not have run yet, and a descriptor opened now would keep its space for good
+      if (this.evicted.has(sco)) return null;
       const file = this.scoPath(sco);
       if (!fs.existsSync(file)) return null; // evicted: no exception to build on this common path
       try {
@@ -421,10 +589,10 @@ export class LocalCache {
   }
 }
 
-function writevFully(fd: number, iov: Uint8Array[], position: number): void {
+function writevFully(io: CacheIo, fd: number, iov: Uint8Array[], position: number): void {
   let total = 0;
   for (const b of iov) total += b.length;
-  let done = fs.writevSync(fd, iov, position);
+  let done = io.writev(fd, iov, position);
   while (done < total) {
     // short write (rare: a full disk or a signal): finish the rest piece by piece
     let skip = done;
@@ -434,13 +602,10 @@ function writevFully(fd: number, iov: Uint8Array[], position: number): void {
       rest.push(skip > 0 ? b.subarray(skip) : b);
       skip = 0;
     }
-    const n = fs.writevSync(fd, rest, position + done);
+    const n = io.writev(fd, rest, position + done);
     if (n === 0) throw new VolumeError('NO_SPACE', 'write cache: short write', { fd });
     done += n;
   }
 }
 
-/** fdatasync that tolerates a descriptor closed meanwhile (an emptied or evicted SCO: nothing to keep). */
-function fdatasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err && err.code !== 'EBADF' ? reject(err) : resolve())));
-}
+

@@ -16,6 +16,7 @@ import type { BlobStore } from './backend/types.js';
 import { SLOT_SIZE } from './sco-format.js';
 import { withRetry } from './retry.js';
 import { logger } from '../util/log.js';
+import type { StateDisk } from './write-cache-space.js';
 
 const log = logger('read-cache');
 export const PIECE_SLOTS = 32;
@@ -36,7 +37,11 @@ export class ReadCache {
   hits = 0;
   misses = 0;
 
-  constructor(private readonly dir: string, public limit: number, private readonly backend: BlobStore) {
+  /**
+   * `disk`: the state disk (write-cache-space.ts). The read cache keeps twice its reserve free: the write
+   * cache and the metadata commits come first; a piece that does not fit is served without being kept.
+   */
+  constructor(private readonly dir: string, public limit: number, private readonly backend: BlobStore, private readonly disk?: StateDisk) {
     fs.mkdirSync(dir, { recursive: true });
     for (const name of fs.readdirSync(dir)) {
       if (name.startsWith('.')) {
@@ -154,6 +159,24 @@ export class ReadCache {
     for (const name of [...this.lru.keys()]) if (name.startsWith(p)) this.drop(name);
   }
 
+  /** Whether `bytes` more leave twice the state disk's reserve free (evicting own pieces to make room). */
+  private roomOnDisk(bytes: number): boolean {
+    if (this.disk === undefined) return true;
+    let avail: number;
+    try {
+      avail = this.disk.available();
+    } catch {
+      return true;
+    }
+    let freed = 0;
+    for (const [name, size] of [...this.lru]) {
+      if (avail + freed - bytes >= 2 * this.disk.reserve) break;
+      this.drop(name);
+      freed += size;
+    }
+    return avail + freed - bytes >= 2 * this.disk.reserve;
+  }
+
   private piece(key: string, piece: number, slots: number): Promise<Buffer> {
     const name = pieceName(key, piece);
     const size = this.lru.get(name);
@@ -181,7 +204,7 @@ export class ReadCache {
     const data = await withRetry(() => this.backend.getRange(key, piece * PIECE_SLOTS * SLOT_SIZE, slots * SLOT_SIZE), {
       what: `read ${key} piece ${piece}`, log, attempts: 5,
     });
-    if (this.limit > 0) {
+    if (this.limit > 0 && this.roomOnDisk(data.length)) {
       // Written off the event loop (creating a file can take milliseconds on a busy disk) before the piece
       // is handed out: whoever wants it meanwhile shares this fetch (inflight), and once a read returns,
       // the pieces it fetched are in the cache. Its room is taken first, so that the files (finished or

@@ -8,6 +8,7 @@
  * only decide *when* to run, every decision is made from `clock()`.
  */
 import schedule from 'node-schedule';
+import { Serial } from '../util/serial.js';
 import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { stamp } from './snapshots.js';
@@ -81,7 +82,7 @@ function vdiskPaths(pool: VPool, dir = '/'): string[] {
 
 export class SnapshotScheduler {
   private jobs: schedule.Job[] = [];
-  private running: Promise<unknown> = Promise.resolve();
+  private readonly running = new Serial();
 
   constructor(private readonly pool: VPool, private readonly clock: () => number = Date.now) {}
 
@@ -149,12 +150,10 @@ export class SnapshotScheduler {
 
   /** Waits for a run in progress. */
   async idle(): Promise<void> {
-    await this.running;
+    await this.running.idle();
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.running.then(fn);
-    this.running = run.catch(() => undefined);
-    return run;
+    return this.running.run(fn);
   }
 }

@@ -12,7 +12,7 @@ import { cloneVDisk } from './clone.js';
 import { addGarbage, checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from './snapshot-store.js';
 import type { SnapshotApi, SnapshotInfo } from './types.js';
 import type { VDiskContext, VDiskFamily } from './vdisk-context.js';
-import { corkOps, metaKey, type VDiskMeta } from './vdisk-meta.js';
+import { commitCork, corkOps, metaKey, type VDiskMeta } from './vdisk-meta.js';
 import type { VDiskImpl } from './vdisk.js';
 import type { MetadataOp } from '../mds/types.js';
 
@@ -254,7 +254,7 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
     for (const [sco, count] of state.scoCounts) v.scoCounts.set(sco, count);
     const ops = corkOps(v, { tlog: v.corkedTlog, scos: [] });
     ops.push(...v.docs.ops(doc), { key: docShippedKey(v.id), value: Buffer.from(String(doc.gen)) }, { key: rollbackKey(v.id), value: null });
-    await mds.commit(ops);
+    await commitCork(mds, v, ops);
     v.docs.doc = doc;
     v.docs.shippedGen = doc.gen;
   }

@@ -34,6 +34,15 @@ export interface VPoolOptions {
   readCacheBytes?: number;
   /** `lmdb` (default) or `memory` (unit tests only: nothing survives a restart). */
   metadata?: 'lmdb' | 'memory';
+  /** An already opened metadata store (tests wrap one to fail commits); wins over `metadata`. */
+  metadataStore?: import('../mds/types.js').MetadataStore;
+  /** The write cache's file I/O (tests put a fault-injecting one here); default node:fs. */
+  cacheIo?: import('./cache-io.js').CacheIo;
+  /**
+   * Bytes always left free on the state disk (statfs of `<state>/wc`) for metadata commits: the write cache
+   * never fills the disk past it. Default 5% of the filesystem, at least 16 MiB, at most 256 MiB.
+   */
+  stateReserveBytes?: number;
   /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
   scoMaxAgeMs?: number;
 }
@@ -83,6 +92,18 @@ export interface VDiskInfo {
   /** The DTL protecting the writes not yet in the backend (DESIGN §3, §4). */
   dtl: DtlInfo;
   router: string;
+  /**
+   * A failure of the local state disk (write cache, metadata) affecting this vDisk, or null: `code` the errno
+   * name (EIO, ENOSPC), `since` ms since the epoch. EIO from the write cache is for good (writes and fsyncs
+   * fail until a restart); ENOSPC and a failed metadata commit clear once a later write or cork succeeds.
+   */
+  fault: VDiskFault | null;
+}
+
+export interface VDiskFault {
+  code: string;
+  message: string;
+  since: number;
 }
 
 export type DtlMode = 'none' | 'async' | 'sync';
@@ -186,6 +207,10 @@ export interface StatFs {
 export interface CacheStats {
   writeCacheBytes: number;
   writeCacheLimit: number;
+  /** Writes waiting for write-cache room right now. */
+  writeCacheWaiters: number;
+  /** True while writes wait because the state disk is full (only the reserve for metadata commits left). */
+  stateDiskFull: boolean;
   readCacheBytes: number;
   readCacheLimit: number;
   readCacheHits: number;

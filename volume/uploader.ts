@@ -19,6 +19,12 @@ export interface PendingTlog {
 export interface UploadSource {
   scoPath(sco: number): string;
   tlogPath(tlog: number): string;
+  /**
+   * Makes the local files durable (fdatasync). Called before a TLog's objects are put: nothing reaches the
+   * backend that a power cut could take from the local disk — else the local restart would number new SCOs
+   * and TLogs from what is left and reuse numbers whose objects the backend holds with other content.
+   */
+  syncLocal(): Promise<void>;
   onUploaded(p: PendingTlog, scoBytes: number): Promise<void>;
 }
 
@@ -44,6 +50,8 @@ export class Uploader {
   private stopped = false;
   /** SCOs of the TLog at the head of the queue already uploaded (re-uploading is harmless, skipping saves time). */
   private headDone = 0;
+  /** Delay before the next attempt after a failure. */
+  private retryMs = 1000;
 
   constructor(private readonly vdiskId: string, private readonly backend: BlobStore, private readonly source: UploadSource,
     private readonly sem: Semaphore, private readonly log: Logger) {}
@@ -56,10 +64,15 @@ export class Uploader {
   private kick(): void {
     if (this.draining !== null || this.stopped) return;
     this.draining = this.drain()
+      .then(() => {
+        this.retryMs = 1000;
+      })
       .catch((err) => {
-        // a local file could not be read (a disk error): log it and try again later rather than stop shipping
-        this.log.error('upload failed; retrying in 1 s', { vdisk: this.vdiskId, error: String(err?.message ?? err) });
-        setTimeout(() => this.kick(), 1000).unref();
+        // a local file could not be read or synced, a cork could not commit (a disk error, a full disk): log
+        // it and try again later rather than stop shipping; 1 s, doubling up to 30 s while it keeps failing
+        this.log.error(`upload failed; retrying in ${this.retryMs / 1000} s`, { vdisk: this.vdiskId, error: String(err?.message ?? err) });
+        setTimeout(() => this.kick(), this.retryMs).unref();
+        this.retryMs = Math.min(30_000, this.retryMs * 2);
       })
       .finally(() => (this.draining = null));
   }
@@ -84,6 +97,8 @@ export class Uploader {
   private async drain(): Promise<void> {
     while (this.queue.length > 0 && !this.stopped) {
       const p = this.queue[0];
+      await this.source.syncLocal();
+      if (this.stopped) return;
       let scoBytes = 0;
       for (; this.headDone < p.scos.length; this.headDone++) {
         const sco = p.scos[this.headDone];

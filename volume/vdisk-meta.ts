@@ -9,7 +9,7 @@
  * The persisted map may be newer than corkedTlog (it is written whole at each cork); replaying the local
  * TLogs after corkedTlog over it is still right, because replay is last-writer-wins in log order.
  */
-import type { MetadataOp } from '../mds/types.js';
+import type { MetadataOp, MetadataStore } from '../mds/types.js';
 import { PAGE_CLUSTERS } from './cluster-map.js';
 import type { PendingTlog } from './uploader.js';
 import { scoName } from './sco-format.js';
@@ -25,13 +25,19 @@ export const metaKey = (id: string): string => `vd/${id}/meta`;
 export const mapPrefix = (id: string): string => `vd/${id}/map/`;
 export const scoCountPrefix = (id: string): string => `vd/${id}/sco/`;
 export const vdiskMdsPrefix = (id: string): string => `vd/${id}/`;
+/**
+ * Set by the rebuild after a host loss (in the same commit) and removed once the DTL recovery is done: a
+ * crash in between must not make the next start a local restart, which would never replay the DTL (and
+ * whose catch-up would then replace the server's copy with the local history, losing the rest).
+ */
+export const dtlRecoveryKey = (id: string): string => `vd/${id}/dtl-recovery`;
 
 interface CorkSource {
   id: string;
   size: number;
   template: boolean;
   corkedSco: number;
-  map: { takeDirty(): Array<[number, Uint32Array | null]> };
+  map: { takeDirty(): Array<[number, Uint32Array | null]>; markDirty(pageNos: Iterable<number>): void };
   scoCounts: Map<number, number>;
 }
 
@@ -48,6 +54,22 @@ export function corkOps(v: CorkSource, p: PendingTlog): MetadataOp[] {
   const meta: VDiskMeta = { corkedTlog: p.tlog, corkedSco: Math.max(v.corkedSco, ...p.scos.slice(-1)), size: v.size, template: v.template };
   ops.push({ key: metaKey(v.id), value: Buffer.from(JSON.stringify(meta)) });
   return ops;
+}
+
+/**
+ * Commits `ops` (from corkOps, plus any extra) and, if that (or `before`, run first) fails, gives the map
+ * pages they carried back to the dirty set: the next cork writes them. Without this a failed commit
+ * (ENOSPC, EIO) would drop them and the retry would cork without them.
+ */
+export async function commitCork(mds: MetadataStore, v: CorkSource, ops: MetadataOp[], before?: () => Promise<void>): Promise<void> {
+  try {
+    if (before !== undefined) await before();
+    await mds.commit(ops);
+  } catch (err) {
+    const prefix = mapPrefix(v.id);
+    v.map.markDirty(ops.filter((o) => o.key.startsWith(prefix)).map((o) => parseInt(o.key.slice(prefix.length), 16)));
+    throw err;
+  }
 }
 
 export function pageBytes(page: Uint32Array): Buffer {

@@ -15,21 +15,23 @@ import { LocalCache } from './local-cache.js';
 import { namespaceTag, scanSlots, SLOT_SIZE } from './sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader } from './uploader.js';
+import { CLUSTER_SIZE } from './types.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { attachDtl } from './dtl-hook.js';
 import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from './snapshot-store.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
-import { corkOps, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
+import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
 
 const log = logger('vdisk-open');
 
 function construct(id: string, ctx: VDiskContext): VDiskImpl {
   const v = new VDiskImpl(id, namespaceTag(id), ctx);
-  v.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, v.tag, ctx.scoClusters, ctx.tlogScos, v);
+  v.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, v.tag, ctx.scoClusters, ctx.tlogScos, v, ctx.io);
   v.uploader = new Uploader(id, ctx.backend, {
     scoPath: (sco) => v.cache.scoPath(sco),
     tlogPath: (tlog) => v.cache.tlogPath(tlog),
+    syncLocal: () => v.cache.syncLocal(),
     onUploaded: (p, bytes) => v.cork(p, bytes),
   }, ctx.uploads, log);
   v.docs = new DocStore(id, ctx.mds, ctx.backend);
@@ -53,13 +55,21 @@ export async function openVDisk(id: string, ctx: VDiskContext): Promise<VDiskImp
   if (ctx.mds.get(rollbackKey(id)) !== undefined) {
     await finishRollback(v); // a rollback was cut short: its doc is shipped, then the state comes from the backend
     await rebuildFromBackend(v);
-  } else if (raw !== undefined && LocalCache.exists(v.cache.dir)) {
+  } else if (raw !== undefined && LocalCache.exists(v.cache.dir) && !(ctx.dtl !== undefined && ctx.mds.get(dtlRecoveryKey(id)) !== undefined)) {
     openLocal(v, JSON.parse(raw.toString()) as VDiskMeta);
   } else {
-    await rebuildFromBackend(v);
+    if (raw !== undefined && ctx.dtl !== undefined && ctx.mds.get(dtlRecoveryKey(id)) !== undefined) {
+      // replaying the same log again over the backend's state (which may hold part of the first replay) is
+      // idempotent: every entry overwrites whole clusters or sets the size, in log order
+      log.warn('the DTL recovery of this vDisk was cut short (a crash after the rebuild): rebuilding from the backend and replaying the DTL again', { vdisk: id });
+    }
+    await rebuildFromBackend(v, ctx.dtl !== undefined);
     // the host was lost: the writes not in the backend come back from the DTL (never after a local restart
     // or a rollback: there the write cache, or the rollback, is newer than what the DTL holds)
-    await ctx.dtl?.recover(v);
+    if (ctx.dtl !== undefined) {
+      await ctx.dtl.recover(v);
+      await ctx.mds.commit([{ key: dtlRecoveryKey(id), value: null }]);
+    }
   }
   attachDtl(v); // a local restart re-ships what is not in the backend (catch-up), it replays nothing
   return v;
@@ -100,6 +110,9 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
   for (const { sco, addresses } of v.cache.recoverOpenScos(lastSco)) {
     for (let i = 0; i < addresses.length; i++) if (addresses[i] >= 0) v.map.set(addresses[i], sco, i);
   }
+  // a growing write records the new size after its clusters: cut short (a crash, a failed append), its
+  // clusters lie past the size; they were never acknowledged and must not show if the vDisk grows later
+  v.map.clearFrom(Math.ceil(v.size / CLUSTER_SIZE));
   for (const sco of v.cache.localScos()) {
     const bytes = (v.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
     v.localBytes += bytes;
@@ -107,13 +120,15 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
     if (sco <= v.corkedSco) ctx.space.addEvictable(v, sco);
   }
   for (const [sco, count] of v.scoCounts) if (sco <= v.corkedSco) v.backendBytes += count * SLOT_SIZE;
+  v.cache.adoptFoundFiles(v.corkedSco);
   for (const p of pending) v.uploader.enqueue(p);
   log.info('vDisk reopened from the local write cache', {
     vdisk: id, size: v.size, corkedTlog: meta.corkedTlog, replayedTlogs: pending.length, journalRecords: journal.records.length,
   });
 }
 
-async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
+/** `dtlRecovery`: a DTL recovery follows; the rebuild's commit records it (dtlRecoveryKey) until it is done. */
+async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<void> {
   const { ctx, id } = v;
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
   fs.rmSync(v.cache.dir, { recursive: true, force: true });
@@ -142,6 +157,7 @@ async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
       lastSco = Math.max(lastSco, sco);
     }
   }
+  v.map.clearFrom(Math.ceil(v.size / CLUSTER_SIZE)); // clusters of a growing write that failed (see openLocal)
   // SCOs uploaded without their TLog (a crash in between) must not be overwritten: number past them
   const maxSco = scos.reduce((m, n) => Math.max(m, n), lastSco);
   const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, maxTlogOf(v.docs.doc));
@@ -152,6 +168,7 @@ async function rebuildFromBackend(v: VDiskImpl): Promise<void> {
   v.cache.create(lastTlog + 1, maxSco + 1);
   restored.pruneSnapshots(new Set(tlogs));
   ops.push(...v.docs.ops(v.docs.doc), { key: docShippedKey(id), value: Buffer.from(String(v.docs.shippedGen)) });
+  if (dtlRecovery) ops.push({ key: dtlRecoveryKey(id), value: Buffer.from('1') });
   await ctx.mds.commit(ops);
   log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size });
 }

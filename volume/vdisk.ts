@@ -7,15 +7,16 @@
  * Read: cluster map → write cache → read cache → backend (ranged) → zeros; every slot is verified.
  * Opening (fresh, local restart, rebuild from the backend) lives in vdisk-open.ts; corking in cork().
  */
-import { VolumeError } from '../util/errors.js';
+import { isCode, VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
+import { Serial } from '../util/serial.js';
 import { ClusterMap } from './cluster-map.js';
-import { LocalCache, type ClosedSco } from './local-cache.js';
+import { LocalCache, type CacheFault, type ClosedSco } from './local-cache.js';
 import { checkSlot, SLOT_SIZE } from './sco-format.js';
 import { RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader, type PendingTlog } from './uploader.js';
 import { checkOffset, checkSize, checkWriteRange } from './validate.js';
-import { CLUSTER_SIZE, type VDisk, type VDiskInfo } from './types.js';
+import { CLUSTER_SIZE, type VDisk, type VDiskFault, type VDiskInfo } from './types.js';
 import { scoKey } from './backend-layout.js';
 import type { VDiskContext } from './vdisk-context.js';
 import type { ReadCache } from './read-cache.js';
@@ -23,7 +24,7 @@ import { readClusters, type SlotSource } from './read-path.js';
 import { ReadAhead } from './read-ahead.js';
 import { NO_DTL, type DtlSink } from './dtl-hook.js';
 import type { DocStore } from './snapshot-store.js';
-import { corkOps } from './vdisk-meta.js';
+import { commitCork, corkOps } from './vdisk-meta.js';
 import { seekExtent } from './vdisk-extents.js';
 
 const log = logger('vdisk');
@@ -47,9 +48,9 @@ export class VDiskImpl implements VDisk, SlotSource {
   dtl: DtlSink = NO_DTL;
   /** Snapshots, template flag, clone parentage (snapshot-store.ts). */
   docs!: DocStore;
-  private tail: Promise<unknown> = Promise.resolve();
-  private locked = false;
+  private readonly lock = new Serial();
   private closed = false;
+  private passingFault: VDiskFault | null = null;
 
   constructor(readonly id: string, readonly tag: number, readonly ctx: VDiskContext) {}
 
@@ -85,12 +86,18 @@ export class VDiskImpl implements VDisk, SlotSource {
     checkSize(size, { vdisk: this.id });
     this.checkWritable();
     await this.exclusive(() => this.resizeLocked(size));
+    // a resize whose call returned survives a power cut (DESIGN §4): its TLog record is fdatasynced
+    await this.cache.syncLocal();
     await this.dtl.settle();
   }
 
+  /**
+   * Not under the vDisk's lock: syncLocal() covers everything appended before it is called (every write
+   * acknowledged so far), and writes go on meanwhile instead of waiting for the disk flush.
+   */
   async sync(): Promise<void> {
     this.checkOpen();
-    await this.exclusive(() => this.cache.syncLocal());
+    await this.cache.syncLocal();
     await this.dtl.flush();
   }
 
@@ -109,11 +116,40 @@ export class VDiskImpl implements VDisk, SlotSource {
       id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, backendBytes: this.backendBytes,
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
       parent: this.ctx.family?.parentOf(this) ?? null, clones: this.ctx.family?.clonePaths(this) ?? [], dtl: this.dtl.info(),
+      fault: this.fault,
     };
   }
 
   seek(offset: number, what: 'data' | 'hole'): number {
     return seekExtent(this.map, this.size, offset, what);
+  }
+
+  /** The state-disk fault affecting this vDisk (VDiskInfo.fault), or null. */
+  get fault(): VDiskFault | null {
+    const f = this.cache.fault ?? this.passingFault;
+    return f === null ? null : { code: f.code, message: f.message, since: f.since };
+  }
+
+  /** The write cache became faulted (local-cache.ts): said once, loudly. */
+  onFault(f: CacheFault): void {
+    log.error('the write-cache disk failed: this vDisk takes no more writes (fsync and writes fail with EIO) until the vPool is restarted', {
+      vdisk: this.id, errno: f.code, cause: f.message, dir: this.cache.dir,
+    });
+  }
+
+  /** A failure that clears by itself (a full disk, a failed metadata commit); null once something succeeds again. */
+  notePassingFault(err: unknown, what: string): void {
+    const e = err as { code?: string; message?: string };
+    const code = e?.code === 'NO_SPACE' ? 'ENOSPC' : e?.code === 'BACKEND' ? 'EIO' : String(e?.code ?? 'EIO');
+    const message = `${what}: ${e?.message ?? String(err)}`;
+    if (this.passingFault?.code !== code) log.error(`${what} failed`, { vdisk: this.id, errno: code, cause: e?.message ?? String(err) });
+    this.passingFault = { code, message, since: this.passingFault?.code === code ? this.passingFault.since : Date.now() };
+  }
+
+  clearPassingFault(): void {
+    if (this.passingFault === null) return;
+    log.info('the state disk works again for this vDisk', { vdisk: this.id, was: this.passingFault.code });
+    this.passingFault = null;
   }
 
   // ---- internals used by the vPool ---------------------------------------------------------------
@@ -127,20 +163,11 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   /** Runs `fn` with no other write, resize or sync of this vDisk in between. */
   exclusive<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.tail.then(async () => {
-      this.locked = true;
-      try {
-        return await fn();
-      } finally {
-        this.locked = false;
-      }
-    });
-    this.tail = run.catch(() => undefined);
-    return run;
+    return this.lock.run(fn);
   }
 
   get busy(): boolean {
-    return this.locked;
+    return this.lock.busy;
   }
 
   /** Applies a TLog record while opening (replay). Safe to replay over a newer map: last writer wins. */
@@ -165,9 +192,16 @@ export class VDiskImpl implements VDisk, SlotSource {
   /** The uploader put TLog `p` (and its SCOs) in the backend: persist the map, free the local copies. */
   async cork(p: PendingTlog, scoBytes: number): Promise<void> {
     if (this.closed) return;
-    await this.cache.syncLocal();
+    // the map pages are taken *before* the fdatasync: every slot they point at was written before it
+    // started, so it covers them. Taken after, they could name slots written while it ran (not on disk).
     const ops = corkOps(this, p);
-    await this.ctx.mds.commit(ops);
+    try {
+      await commitCork(this.ctx.mds, this, ops, () => this.cache.syncLocal());
+    } catch (err) {
+      if (this.cache.fault === null) this.notePassingFault(err, `cork of TLog ${p.tlog} (metadata commit, retried every second)`);
+      throw err;
+    }
+    if (this.passingFault !== null && this.passingFault.message.startsWith('cork')) this.clearPassingFault();
     this.corkedTlog = p.tlog;
     this.corkedSco = Math.max(this.corkedSco, ...p.scos.slice(-1));
     this.backendBytes += scoBytes;
@@ -225,12 +259,36 @@ export class VDiskImpl implements VDisk, SlotSource {
         datas[a - first] = merged;
       }
     }
-    if (end > this.size) {
+    const oldSize = this.size;
+    const grows = end > oldSize;
+    // the resize comes before the clusters, in the TLog and the DTL alike (recovery refuses a cluster past
+    // the size at that point of the log); if the clusters then fail, the grow is undone
+    if (grows) {
+      this.cache.appendRecord({ type: RecordType.Resize, size: end }); // fails: nothing changed
       this.size = end;
-      this.cache.appendRecord({ type: RecordType.Resize, size: end });
       this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
     }
-    await this.append(addresses, datas);
+    try {
+      await this.append(addresses, datas);
+    } catch (err) {
+      if (grows) this.undoGrow(oldSize, err);
+      throw err;
+    }
+  }
+
+  /** A growing write failed: back to `oldSize`, and nothing it placed past it may show if the vDisk grows later. */
+  private undoGrow(oldSize: number, cause: unknown): void {
+    this.map.clearFrom(Math.ceil(oldSize / CLUSTER_SIZE));
+    this.size = oldSize;
+    try {
+      this.cache.appendRecord({ type: RecordType.Resize, size: oldSize });
+      this.dtl.resize(oldSize, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
+    } catch (err) {
+      // the TLog says the grown size: after a restart the vDisk has it, the failed write's range reading as zeros
+      log.error('a growing write failed and its resize could not be undone in the TLog', {
+        vdisk: this.id, size: oldSize, cause: (cause as Error).message, error: (err as Error).message,
+      });
+    }
   }
 
   private async append(addresses: number[], datas: Uint8Array[]): Promise<void> {
@@ -243,18 +301,24 @@ export class VDiskImpl implements VDisk, SlotSource {
       throw new VolumeError('CLOSED', 'the vDisk was closed while the write waited for write-cache space', { vdisk: this.id });
     }
     this.localBytes += bytes;
+    let placedCount = 0;
     try {
       const scos: number[] = new Array(addresses.length);
       this.cache.appendClusters(addresses, datas, (i, sco, slot) => {
         this.map.set(addresses[i], sco, slot);
         scos[i] = sco;
+        placedCount++;
       });
       this.dtl.clusters(addresses, scos, datas);
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code === 'ENOSPC') throw new VolumeError('NO_SPACE', 'the write cache disk is full', { vdisk: this.id }, { cause: err });
+      // the room reserved for clusters that never reached the cache goes back (else writers could wait for ever)
+      const unused = (addresses.length - placedCount) * SLOT_SIZE;
+      this.localBytes -= unused;
+      this.ctx.space.release(unused);
+      if (isCode(err, 'NO_SPACE')) this.notePassingFault(err, 'write to the write cache');
       throw err;
     }
+    if (this.passingFault?.code === 'ENOSPC') this.clearPassingFault();
   }
 
   private async resizeLocked(size: number): Promise<void> {
@@ -418,6 +482,7 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   private checkWritable(): void {
     this.checkOpen();
+    this.cache.checkWritable();
     if (this.template) throw new VolumeError('READ_ONLY', 'the vDisk is a template: read-only', { vdisk: this.id });
   }
 

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
+import { Serial } from '../util/serial.js';
 import { openBlobStore } from './backend/index.js';
 import type { BlobStore } from './backend/types.js';
 import { openMetadataStore } from '../mds/index.js';
@@ -27,7 +28,7 @@ import { createVDisk, openVDisk } from './vdisk-open.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { vdiskMdsPrefix } from './vdisk-meta.js';
-import { WriteCacheSpace } from './write-cache-space.js';
+import { statfsDisk, WriteCacheSpace } from './write-cache-space.js';
 import { withShipProgress } from './ship-progress.js';
 import { setDtlMode } from './dtl-hook.js';
 import type { DtlMode } from './types.js';
@@ -44,19 +45,23 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   fs.mkdirSync(stateDir, { recursive: true });
   const backendUrl = opts.backendUrl ?? `file://${path.join(stateDir, 'backend')}`;
   const backend = opts.backend ?? (await openBlobStore(backendUrl));
-  const mds = openMetadataStore(opts.metadata ?? 'lmdb', path.join(stateDir, 'mds'));
+  const mds = opts.metadataStore ?? openMetadataStore(opts.metadata ?? 'lmdb', path.join(stateDir, 'mds'));
+  const writeCacheDir = path.join(stateDir, 'wc');
+  fs.mkdirSync(writeCacheDir, { recursive: true });
+  const disk = statfsDisk(writeCacheDir, opts.stateReserveBytes);
   const ctx: VDiskContext = {
     backend, mds,
-    space: new WriteCacheSpace(opts.writeCacheBytes ?? DEFAULT_WRITE_CACHE_BYTES),
-    readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? DEFAULT_READ_CACHE_BYTES, backend),
+    // bounded by the limit and by the real free space of the state disk, minus a reserve for metadata commits
+    space: new WriteCacheSpace(opts.writeCacheBytes ?? DEFAULT_WRITE_CACHE_BYTES, disk),
+    readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? DEFAULT_READ_CACHE_BYTES, backend, disk),
     uploads: new Semaphore(4),
     routerId: opts.routerId ?? os.hostname(),
-    writeCacheDir: path.join(stateDir, 'wc'),
+    writeCacheDir,
     scoClusters: checkTuning(opts.scoClusters ?? 1024, 'scoClusters', 1, 65536),
     tlogScos: checkTuning(opts.tlogScos ?? 16, 'tlogScos', 1, 100000),
     dtl: opts.dtl,
+    io: opts.cacheIo,
   };
-  fs.mkdirSync(ctx.writeCacheDir, { recursive: true });
   const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000);
   await pool.start();
   return pool;
@@ -74,7 +79,7 @@ class VPoolImpl implements VPool {
   private shipper!: TreeShipper;
   private ticker: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
-  private treeLock: Promise<unknown> = Promise.resolve();
+  private readonly treeLock = new Serial();
 
   readonly snapshots: SnapshotManager;
 
@@ -162,7 +167,7 @@ class VPoolImpl implements VPool {
       }
     }
     this.ctx.space.onPressure = () => {
-      for (const v of this.vdisks.values()) if (v.cache.hasPending) v.ship();
+      for (const v of this.vdisks.values()) if (v.cache.hasPending) this.shipQuietly(v, 'write-cache pressure');
     };
     this.shipper.changed();
     this.shipper.resume();
@@ -198,7 +203,7 @@ class VPoolImpl implements VPool {
   cacheStats(): CacheStats {
     const { space, readCache } = this.ctx;
     return {
-      writeCacheBytes: space.usedBytes, writeCacheLimit: space.limit,
+      writeCacheBytes: space.usedBytes, writeCacheLimit: space.limit, writeCacheWaiters: space.waitingWriters, stateDiskFull: space.stateDiskFull,
       readCacheBytes: readCache.usedBytes, readCacheLimit: readCache.limit, readCacheHits: readCache.hits, readCacheMisses: readCache.misses,
     };
   }
@@ -375,22 +380,34 @@ class VPoolImpl implements VPool {
   // ---- helpers ----------------------------------------------------------------------------------------
 
   private tick(): void {
+    this.ctx.space.recheck(); // space freed on the state disk by others does not wake waiting writers otherwise
     const now = Date.now();
-    for (const v of this.vdisks.values()) if (v.cache.hasPending && now - v.lastShipMs >= this.scoMaxAgeMs) v.ship();
+    for (const v of this.vdisks.values()) if (v.cache.hasPending && now - v.lastShipMs >= this.scoMaxAgeMs) this.shipQuietly(v, 'age');
+  }
+
+  /**
+   * ship() from a timer or from the space accounting: closing the TLog writes to the state disk and can
+   * fail (ENOSPC, EIO); that must neither throw out of a timer nor fail an unrelated writer. Logged; the
+   * next tick or pressure tries again (a faulted vDisk shows its fault in info()).
+   */
+  private shipQuietly(v: VDiskImpl, why: string): void {
+    try {
+      v.ship();
+    } catch (err) {
+      log.warn('closing the open TLog for upload failed; tried again later', { vdisk: v.id, why, error: (err as Error).message });
+    }
   }
 
   /** Runs a tree change alone, persists the operations it returns, then ships the tree. */
   private change(fn: () => Promise<MetadataOp[]>): Promise<void> {
     if (this.closing !== null) return Promise.reject(new VolumeError('CLOSED', 'the vPool is closing'));
-    const run = this.treeLock.then(async () => {
+    return this.treeLock.run(async () => {
       const ops = await fn();
       if (ops.length > 0) {
         await this.ctx.mds.commit(ops);
       }
       this.shipper.changed();
     });
-    this.treeLock = run.catch(() => undefined);
-    return run;
   }
 
   private freeName(p: string): { dir: TreeNode; name: string } {
