@@ -34,6 +34,8 @@ function infoView(vpool: VPool, path: string): unknown {
     clones: i.clones,
     dtl: i.dtl,
     router: i.router,
+    // null, or why the state disk stopped this vDisk (EIO: writes and fsyncs refused) or holds its writes (ENOSPC)
+    fault: i.fault,
   };
 }
 
