@@ -12,6 +12,7 @@ command -v fusermount >/dev/null 2>&1 || need_pkgs+=(fuse)
 command -v setfattr >/dev/null 2>&1 || need_pkgs+=(attr)
 command -v fio >/dev/null 2>&1 || need_pkgs+=(fio)
 command -v qemu-img >/dev/null 2>&1 || need_pkgs+=(qemu-utils)
+command -v xfs_io >/dev/null 2>&1 || need_pkgs+=(xfsprogs)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_pkgs[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then
