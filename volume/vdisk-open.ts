@@ -12,7 +12,7 @@ import path from 'node:path';
 import { logger } from '../util/log.js';
 import { keyNumber, scoKey, tlogKey } from './backend-layout.js';
 import { LocalCache } from './local-cache.js';
-import { namespaceTag, scanSlots, SLOT_SIZE } from './sco-format.js';
+import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from './sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader } from './uploader.js';
 import { CLUSTER_SIZE } from './types.js';
@@ -100,11 +100,12 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
     }
     let { records, error } = decodeRecords(v.cache.readClosedTlog(tlog));
     if (error !== null) records = repairLocalTlog(v, tlog, records, error, lastSco);
+    if (dropUnwrittenSlots(v, records, `TLog ${tlog}`)) v.cache.rewriteClosedTlog(tlog, records.filter((r) => r.type !== RecordType.Header));
     const scos = records.filter((r) => r.type === RecordType.Sco).map((r) => (r as { sco: number }).sco);
     replay(records);
     pending.push({ tlog, scos });
   }
-  const journal = v.cache.reopenJournal();
+  const journal = v.cache.reopenJournal((records) => dropUnwrittenSlots(v, records, 'the open TLog'));
   replay(journal.records);
   v.cache.nextSco = lastSco + 1; // never reuse a SCO number, even when every local copy was evicted
   for (const { sco, addresses } of v.cache.recoverOpenScos(lastSco)) {
@@ -200,6 +201,45 @@ function repairLocalTlog(v: VDiskImpl, tlog: number, records: TLogRecord[], erro
     vdisk: v.id, tlog, reason: error, scos: gap,
   });
   return fixed;
+}
+
+/**
+ * Local restart after a power cut: a SCO's record is appended to the open TLog with write(2) when the SCO
+ * closes, and the kernel may write the TLog's page back before the SCO's pages, so a record can name slots
+ * that never reached the disk. No local TLog is corked, and nothing says a completed sync covered its
+ * records, so each slot they name is checked (header, checksum of header and data, namespace, SCO, slot,
+ * address): one that is not sound maps nothing (address -1) and the cluster keeps its previous mapping —
+ * old content, which DESIGN §4 allows for a write after the last fsync. A slot a completed fsync covered is
+ * sound, so nothing acknowledged before it is dropped. Changes `records` in place; true if it changed any.
+ */
+function dropUnwrittenSlots(v: VDiskImpl, records: TLogRecord[], where: string): boolean {
+  let changed = false;
+  for (const r of records) {
+    if (r.type !== RecordType.Sco || r.sco <= v.corkedSco) continue; // corked: its SCO is in the backend
+    let buf: Buffer;
+    try {
+      buf = fs.readFileSync(v.cache.scoPath(r.sco));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      buf = Buffer.alloc(0); // its creation never reached the disk
+    }
+    const dropped: number[] = [];
+    const reasons: Record<string, number> = {};
+    for (let i = 0; i < r.count; i++) {
+      if (r.addresses[i] < 0) continue;
+      const why = checkSlot(buf, i * SLOT_SIZE, v.tag, r.sco, i, r.addresses[i]);
+      if (why === null) continue;
+      reasons[why] = (reasons[why] ?? 0) + 1;
+      dropped.push(i);
+      r.addresses[i] = -1;
+    }
+    if (dropped.length === 0) continue;
+    changed = true;
+    log.warn('a SCO record names slots that are not on the disk (a power cut before the SCO was synced): those clusters keep their previous content', {
+      vdisk: v.id, tlog: where, sco: r.sco, slots: r.count, dropped: dropped.length, firstDropped: dropped.slice(0, 8), reasons,
+    });
+  }
+  return changed;
 }
 
 function firstScoOf(later: Array<{ records: TLogRecord[] }>): number {
