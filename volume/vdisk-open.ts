@@ -237,7 +237,8 @@ function repairLocalTlog(v: VDiskImpl, tlog: number, records: TLogRecord[], erro
  */
 function dropUnwrittenSlots(v: VDiskImpl, records: TLogRecord[], where: string, notWhole: Set<number>): boolean {
   let changed = false;
-  for (const r of records) {
+  for (let k = 0; k < records.length; k++) {
+    const r = records[k];
     if (r.type !== RecordType.Sco || r.sco <= v.corkedSco) continue; // corked: its SCO is in the backend
     let buf: Buffer;
     try {
@@ -259,6 +260,12 @@ function dropUnwrittenSlots(v: VDiskImpl, records: TLogRecord[], where: string, 
     if (dropped.length === 0) continue;
     changed = true;
     notWhole.add(r.sco);
+    // the count ends after the last sound slot: a read from the backend fetches that many slots, and the
+    // SCO file may end before the dropped ones. None left: the record goes (the SCO counts as never closed)
+    let count = r.count;
+    while (count > 0 && r.addresses[count - 1] < 0) count--;
+    if (count === 0) records.splice(k--, 1);
+    else records[k] = { ...r, count, addresses: r.addresses.slice(0, count) };
     log.warn('a SCO record names slots that are not on the disk (a power cut before the SCO was synced): those clusters keep their previous content', {
       vdisk: v.id, tlog: where, sco: r.sco, slots: r.count, dropped: dropped.length, firstDropped: dropped.slice(0, 8), reasons,
     });
