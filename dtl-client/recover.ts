@@ -71,6 +71,12 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
   let failure: Error | null = null;
   let applyFailure: Error | null = null;
   let size = v.size; // the vDisk's size at this point of the log (the entries queued so far applied)
+  // local: the k-th cluster entry of tag s is slot k of SCO s (both in placement order). An entry older than
+  // the write the local map holds for its cluster (sound, read at the cluster's first entry, before the
+  // replay touched it) is skipped: it would undo a newer write (an entry lost while the DTL was degraded)
+  const perTag = new Map<number, number>();
+  const localAt = new Map<number, number>(); // address -> sco * 2^16 + slot (-1: nothing newer locally)
+  let older = 0;
   try {
     n = await c.getEntries(v.id, from, (e: DtlEntry) => {
       // a resize whose TLog is in the backend is there already (and may be older than what follows it there)
@@ -79,6 +85,20 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
         return;
       }
       if (applyFailure !== null) throw applyFailure;
+      if (local && e.kind === 'cluster') {
+        const k = perTag.get(e.tag) ?? 0;
+        perTag.set(e.tag, k + 1);
+        let at = localAt.get(e.address);
+        if (at === undefined) {
+          const loc = v.map.get(e.address);
+          at = loc === null || loc.depth !== 0 ? -1 : loc.sco * 65536 + loc.slot;
+          localAt.set(e.address, at);
+        }
+        if (e.tag * 65536 + k < at) {
+          older++;
+          return;
+        }
+      }
       const bad = badEntry(e, size);
       if (bad !== null) throw new DtlError('PROTOCOL', `an impossible entry from the server: ${bad}`);
       if (e.kind === 'resize') size = e.size;
@@ -109,7 +129,7 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
     log.error('DTL recovery failed part way; the vDisk goes on with what was replayed', { vdisk: v.id, local, server: best.server, fromSco: from, applied, error: failure.message });
   } else {
     log.info(local ? 'DTL recovery after a local restart: replayed the entries the write cache did not hold whole' : 'DTL recovery: replayed the entries newer than the backend',
-      { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, size: v.size, epoch: best.range.epoch, router: best.range.router });
+      { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, olderThanLocal: older, size: v.size, epoch: best.range.epoch, router: best.range.router });
   }
 }
 

@@ -54,3 +54,31 @@ test('sync DTL: after a power cut a local restart replays the acknowledged write
   boot3.backend.resume();
   await rig.close(boot3);
 });
+
+test('sync DTL: a write acknowledged while degraded (not in the DTL) is not undone by an older DTL entry at the next local restart', async (t) => {
+  const rig = powerCutRig(t);
+  const server = await startDtlServer(t, path.join(rig.root, 'dtl'));
+  const dtl = () => dtlProvider({ servers: [server.address], defaultMode: 'sync', router: 'r', retryMs: 600_000, timeoutMs: 2000 });
+  const boot = await rig.open({ dtl: dtl() });
+  boot.backend.pause();
+  await boot.pool.createFile('/d', 0o644, 0, 0, 32 * CS);
+  const v = boot.pool.vdisk('/d') as VDiskImpl;
+  await until(() => v.info().dtl.state === 'ok_sync', 'the DTL attached');
+  const first = pattern(1, 2 * CS);
+  await v.write(0, first); // in the DTL (tag: the open SCO, entries 0 and 1)
+  await server.kill9();
+  const second = pattern(2, CS);
+  await v.write(0, second); // acknowledged degraded: only in the write cache (same SCO, slot 2)
+  await until(() => v.info().dtl.state === 'degraded', 'degraded');
+  await v.sync();
+  rig.kill(boot); // nothing lost locally
+  v.dtl.close(false);
+  await server.start(); // back, with its copy from before (no catch-up happened)
+
+  const boot2 = await rig.open({ dtl: dtl() });
+  boot2.backend.pause();
+  const want = Buffer.concat([second, first.subarray(CS)]);
+  t.deepEqual(await boot2.pool.vdisk('/d').read(0, 2 * CS), want, 'the write acknowledged while degraded is there');
+  boot2.backend.resume();
+  await rig.close(boot2);
+});
