@@ -34,6 +34,7 @@ function infoView(vpool: VPool, path: string): unknown {
     clones: i.clones,
     dtl: i.dtl,
     router: i.router,
+    fault: i.fault, // a state-disk fault (docs/durability.md), null when healthy
   };
 }
 
