@@ -27,5 +27,6 @@ export function dtlProvider(cfg: DtlConfig): DtlProvider {
     defaultMode: cfg.defaultMode,
     sink: (v: VDiskImpl, mode: DtlMode): DtlSink => new DtlBridge(v, mode, opts),
     recover: (v: VDiskImpl) => recoverFromDtl(v, opts),
+    recoverLocal: (v: VDiskImpl, fromSco: number) => recoverFromDtl(v, opts, fromSco),
   };
 }

@@ -21,7 +21,13 @@ import type { DtlEntry } from './messages.js';
 
 const log = logger('dtl');
 
-export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Promise<void> {
+/**
+ * `localFrom`: a local restart (after a power cut the write cache lacks what was never fsynced, the DTL has
+ * it): the entries with tag >= `localFrom` are replayed over the local state (corked up to v.corkedSco and
+ * v.corkedTlog) and synced locally; the backend is neither read nor waited for.
+ */
+export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, localFrom?: number): Promise<void> {
+  const local = localFrom !== undefined;
   let best: { server: string; range: RemoteRange } | null = null;
   const unreachable: string[] = [];
   for (const server of opts.servers) {
@@ -36,20 +42,25 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Prom
     }
   }
   if (best === null || best.range.entries === 0) {
-    if (best === null && unreachable.length > 0) log.error('DTL recovery: no DTL server answered; the writes that were only in the DTL are lost', { vdisk: v.id, unreachable });
+    if (best === null && unreachable.length > 0 && local) log.warn('DTL recovery after a local restart: no DTL server answered; going on with the write cache as found (after a power cut, the writes after the last fsync may be lost)', { vdisk: v.id, fromSco: localFrom, unreachable });
+    else if (best === null && unreachable.length > 0) log.error('DTL recovery: no DTL server answered; the writes that were only in the DTL are lost', { vdisk: v.id, unreachable });
     else log.info('DTL recovery: the DTL holds nothing for this vDisk', { vdisk: v.id, server: best?.server ?? null });
     return;
   }
   // the TLogs really in the backend (not the number the rebuild continues from, which snapshots may raise),
   // and the highest SCO any of them names, those a rollback dropped included: entries up to it are older
   // than the backend (a DTL that missed a rollback while degraded must not bring rolled-back writes back)
-  const tlogs = (await v.ctx.backend.list(`vdisks/${v.id}/tlog/`)).map(keyNumber);
-  const lastTlog = tlogs.reduce((m, n) => Math.max(m, n), 0);
-  let named = v.corkedSco;
-  for (const n of tlogs) {
-    for (const r of decodeRecords(await v.ctx.backend.get(tlogKey(v.id, n))).records) if (r.type === RecordType.Sco) named = Math.max(named, r.sco);
+  let lastTlog = v.corkedTlog;
+  let from = Math.max(localFrom ?? 0, v.corkedSco + 1);
+  if (!local) {
+    const tlogs = (await v.ctx.backend.list(`vdisks/${v.id}/tlog/`)).map(keyNumber);
+    lastTlog = tlogs.reduce((m, n) => Math.max(m, n), 0);
+    let named = v.corkedSco;
+    for (const n of tlogs) {
+      for (const r of decodeRecords(await v.ctx.backend.get(tlogKey(v.id, n))).records) if (r.type === RecordType.Sco) named = Math.max(named, r.sco);
+    }
+    from = named + 1;
   }
-  const from = named + 1;
   const c = new DtlClient({ ...opts, servers: [best.server] });
   let applied = 0;
   let skipped = 0;
@@ -60,6 +71,12 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Prom
   let failure: Error | null = null;
   let applyFailure: Error | null = null;
   let size = v.size; // the vDisk's size at this point of the log (the entries queued so far applied)
+  // local: the k-th cluster entry of tag s is slot k of SCO s (both in placement order). An entry older than
+  // the write the local map holds for its cluster (sound, read at the cluster's first entry, before the
+  // replay touched it) is skipped: it would undo a newer write (an entry lost while the DTL was degraded)
+  const perTag = new Map<number, number>();
+  const localAt = new Map<number, number>(); // address -> sco * 2^16 + slot (-1: nothing newer locally)
+  let older = 0;
   try {
     n = await c.getEntries(v.id, from, (e: DtlEntry) => {
       // a resize whose TLog is in the backend is there already (and may be older than what follows it there)
@@ -68,6 +85,20 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Prom
         return;
       }
       if (applyFailure !== null) throw applyFailure;
+      if (local && e.kind === 'cluster') {
+        const k = perTag.get(e.tag) ?? 0;
+        perTag.set(e.tag, k + 1);
+        let at = localAt.get(e.address);
+        if (at === undefined) {
+          const loc = v.map.get(e.address);
+          at = loc === null || loc.depth !== 0 ? -1 : loc.sco * 65536 + loc.slot;
+          localAt.set(e.address, at);
+        }
+        if (e.tag * 65536 + k < at) {
+          older++;
+          return;
+        }
+      }
       const bad = badEntry(e, size);
       if (bad !== null) throw new DtlError('PROTOCOL', `an impossible entry from the server: ${bad}`);
       if (e.kind === 'resize') size = e.size;
@@ -90,14 +121,15 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions): Prom
   await chain; // never rejects; and nothing of the replay goes on after this returns
   failure ??= applyFailure;
   try {
-    if (applied > 0) await v.syncToBackend();
+    if (applied > 0) await (local ? v.sync() : v.syncToBackend());
   } catch (err) {
     failure ??= err as Error;
   }
   if (failure !== null) {
-    log.error('DTL recovery failed part way; the vDisk goes on with what was replayed', { vdisk: v.id, server: best.server, fromSco: from, applied, error: failure.message });
+    log.error('DTL recovery failed part way; the vDisk goes on with what was replayed', { vdisk: v.id, local, server: best.server, fromSco: from, applied, error: failure.message });
   } else {
-    log.info('DTL recovery: replayed the entries newer than the backend', { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, size: v.size, epoch: best.range.epoch, router: best.range.router });
+    log.info(local ? 'DTL recovery after a local restart: replayed the entries the write cache did not hold whole' : 'DTL recovery: replayed the entries newer than the backend',
+      { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, olderThanLocal: older, size: v.size, epoch: best.range.epoch, router: best.range.router });
   }
 }
 

@@ -74,6 +74,15 @@ export class VDiskLog {
   private dirUnsynced = false;
   /** The fdatasync sync() queued on the open segment's descriptor, if any (closeFd() waits for it). */
   private syncingFd: { fd: number; done: Promise<void> } | null = null;
+  /**
+   * Set once an fdatasync of this log's files failed: the kernel may have dropped the dirty pages, so a
+   * later fdatasync could "succeed" over entries that never reached the disk. From then on every append,
+   * sync and flush fails with this error (the client goes degraded) until the server restarts and loads
+   * what is really on the disk.
+   */
+  private fault: DtlError | null = null;
+  /** The last sync()'s work: a later sync() waits for it (else it could resolve before an earlier one failed). */
+  private lastSync: Promise<void> = Promise.resolve();
 
   private constructor(readonly dir: string, private meta: Meta) {}
 
@@ -142,6 +151,7 @@ export class VDiskLog {
 
   /** Appends sound entry records (`run` = the records back to back, `tags` their tags). In the kernel on return. */
   append(run: Buffer, tags: number[]): void {
+    if (this.fault !== null) throw this.fault;
     if (run.length === 0) return;
     if ((this.meta.pending ?? 0) === 0 && this.meta.nextEpoch !== undefined) {
       // no Clear pending: the new registration's entries go into the copy readers see, which is its now
@@ -185,8 +195,9 @@ export class VDiskLog {
 
   /** Every entry appended so far on the disk (no commit of a pending Clear). */
   async sync(): Promise<void> {
+    if (this.fault !== null) throw this.fault;
     const fd = this.fd;
-    const work: Promise<void>[] = this.closing;
+    const work: Promise<unknown>[] = [this.lastSync, ...this.closing];
     this.closing = [];
     if (this.unsynced && fd >= 0) {
       this.unsynced = false;
@@ -199,10 +210,16 @@ export class VDiskLog {
       this.dirUnsynced = false;
       work.push(fs.promises.open(this.dir, 'r').then(async (h) => { await h.sync(); await h.close(); }));
     }
+    const all = Promise.all(work).then(() => undefined); // (not the array: each would hold the one before)
+    this.lastSync = all;
+    all.catch(() => undefined); // reported by this sync() and by the next one
     try {
-      await Promise.all(work);
+      await all;
     } catch (err) {
-      throw new DtlError('STORAGE', `flushing DTL entries in ${this.dir} failed: ${(err as Error).message}`, {}, { cause: err });
+      // the dirty state was taken above and cannot be trusted to a retry: the log is faulted for good
+      this.fault ??= new DtlError('STORAGE', `flushing DTL entries in ${this.dir} failed: ${(err as Error).message}; ` +
+        'this log takes no more entries or flushes until the server restarts', {}, { cause: err });
+      throw this.fault;
     }
   }
 

@@ -58,6 +58,11 @@ export interface DtlProvider {
    * last SCO in the backend into `v` and ships them to the backend. Logs and goes on if no server answers.
    */
   recover(v: VDiskImpl): Promise<void>;
+  /**
+   * After a local restart of a vDisk in async or sync mode: replays the DTL entries with tag >= `fromSco`
+   * (the first SCO the restart did not find whole on the disk: a power cut) into `v` and syncs it locally.
+   */
+  recoverLocal?(v: VDiskImpl, fromSco: number): Promise<void>;
 }
 
 const STANDALONE: DtlInfo = Object.freeze({ mode: 'none', state: 'ok_standalone', server: null }) as DtlInfo;
@@ -82,9 +87,16 @@ const dtlKey = (id: string): string => `vd/${id}/dtl`;
 export function attachDtl(v: VDiskImpl): void {
   const provider = v.ctx.dtl;
   if (provider === undefined) return;
-  const raw = v.ctx.mds.get(dtlKey(v.id))?.toString() ?? v.docs.doc.dtlMode;
-  const mode = raw !== undefined && (DTL_MODES as string[]).includes(raw) ? (raw as DtlMode) : provider.defaultMode;
+  const mode = dtlModeOf(v);
   if (mode !== 'none') v.dtl = provider.sink(v, mode);
+}
+
+/** The vDisk's recorded DTL mode, else the mount's default ('none' without DTL servers). */
+export function dtlModeOf(v: VDiskImpl): DtlMode {
+  const provider = v.ctx.dtl;
+  if (provider === undefined) return 'none';
+  const raw = v.ctx.mds.get(dtlKey(v.id))?.toString() ?? v.docs.doc.dtlMode;
+  return raw !== undefined && (DTL_MODES as string[]).includes(raw) ? (raw as DtlMode) : provider.defaultMode;
 }
 
 /** `user.vdisk.dtl`: changes the vDisk's mode live and records it. INVALID without a DTL server for async/sync. */

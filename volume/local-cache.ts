@@ -121,6 +121,19 @@ export class LocalCache {
     return open === undefined ? Buffer.alloc(0) : fs.readFileSync(path.join(this.tlogDir, open));
   }
 
+  /** Replaces `file` with `records` (a TLog's, header included) atomically and durably; returns its length. */
+  private replaceFile(file: string, records: TLogRecord[]): number {
+    const bytes = Buffer.concat(records.map((r) => encodeRecord(r)));
+    const tmp = `${file}.repair`;
+    fs.writeFileSync(tmp, bytes);
+    const fd = fs.openSync(tmp, 'r');
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, file);
+    fsyncDir(this.tlogDir);
+    return bytes.length;
+  }
+
   /** Writes closed TLog `tlog` again with `records` (after a repair), atomically. */
   rewriteClosedTlog(tlog: number, records: TLogRecord[]): void {
     const frames = [encodeRecord({ type: RecordType.Header, vdiskId: this.vdiskId, tlog }), ...records.map((r) => encodeRecord(r))];
@@ -150,7 +163,7 @@ export class LocalCache {
    * Local restart: reads the open TLog (cutting a torn tail) and returns its records; the caller replays
    * them, then calls recoverOpenScos().
    */
-  reopenJournal(): { tlog: number; records: TLogRecord[] } {
+  reopenJournal(fix?: (records: TLogRecord[]) => boolean): { tlog: number; records: TLogRecord[] } {
     let open = fs.readdirSync(this.tlogDir).filter((n) => n.endsWith('.open')).sort();
     if (open.length === 2 && parseInt(open[1], 16) === parseInt(open[0], 16) + 1) {
       // a crash inside closeTlog(), after the next journal was created and before the old one was renamed:
@@ -162,8 +175,14 @@ export class LocalCache {
     const tlog = parseInt(open[0], 16);
     const file = path.join(this.tlogDir, open[0]);
     const buf = fs.readFileSync(file);
-    const { records, validBytes } = decodeRecords(buf);
-    if (validBytes < buf.length) this.io.truncate(file, validBytes);
+    const decoded = decodeRecords(buf);
+    const records = decoded.records;
+    let validBytes = decoded.validBytes;
+    if (fix !== undefined && fix(records)) {
+      // `fix` changed records (slots that never reached the disk, see openLocal): written again whole,
+      // atomically, so that a later restart and the upload see the same records
+      validBytes = this.replaceFile(file, records);
+    } else if (validBytes < buf.length) this.io.truncate(file, validBytes);
     this.journalFd = this.io.open(file, 'r+');
     this.journalNo = tlog;
     this.journalPos = validBytes;

@@ -12,13 +12,13 @@ import path from 'node:path';
 import { logger } from '../util/log.js';
 import { keyNumber, scoKey, tlogKey } from './backend-layout.js';
 import { LocalCache } from './local-cache.js';
-import { namespaceTag, scanSlots, SLOT_SIZE } from './sco-format.js';
+import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from './sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
 import { Uploader } from './uploader.js';
 import { CLUSTER_SIZE } from './types.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
-import { attachDtl } from './dtl-hook.js';
+import { attachDtl, dtlModeOf } from './dtl-hook.js';
 import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from './snapshot-store.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
 import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
@@ -56,7 +56,11 @@ export async function openVDisk(id: string, ctx: VDiskContext): Promise<VDiskImp
     await finishRollback(v); // a rollback was cut short: its doc is shipped, then the state comes from the backend
     await rebuildFromBackend(v);
   } else if (raw !== undefined && LocalCache.exists(v.cache.dir) && !(ctx.dtl !== undefined && ctx.mds.get(dtlRecoveryKey(id)) !== undefined)) {
-    openLocal(v, JSON.parse(raw.toString()) as VDiskMeta);
+    const fromSco = openLocal(v, JSON.parse(raw.toString()) as VDiskMeta);
+    // after a power cut the write cache lacks what was never fsynced, the DTL has it (every acknowledged
+    // write in sync mode): its entries from the first SCO not found whole are replayed before serving.
+    // After a kill nothing is missing and that is the SCO that was open (the replay rewrites the same).
+    if (ctx.dtl?.recoverLocal !== undefined && dtlModeOf(v) === 'sync') await ctx.dtl.recoverLocal(v, fromSco);
   } else {
     if (raw !== undefined && ctx.dtl !== undefined && ctx.mds.get(dtlRecoveryKey(id)) !== undefined) {
       // replaying the same log again over the backend's state (which may hold part of the first replay) is
@@ -75,7 +79,8 @@ export async function openVDisk(id: string, ctx: VDiskContext): Promise<VDiskImp
   return v;
 }
 
-function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
+/** Returns the first SCO the restart did not find whole (its record and every slot it names sound). */
+function openLocal(v: VDiskImpl, meta: VDiskMeta): number {
   const { ctx, id } = v;
   for (const [key, value] of ctx.mds.range(mapPrefix(id))) v.map.loadPage(parseInt(key.slice(key.lastIndexOf('/') + 1), 16), pageWords(value));
   for (const [key, value] of ctx.mds.range(scoCountPrefix(id))) v.scoCounts.set(parseInt(key.slice(key.lastIndexOf('/') + 1), 16), value.readUInt32LE(0));
@@ -86,10 +91,15 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
   v.corkedTlog = meta.corkedTlog;
   v.corkedSco = meta.corkedSco;
   let lastSco = meta.corkedSco;
+  const named = new Set<number>(); // SCOs a local TLog record names
+  const notWhole = new Set<number>(); // ...of which some slots are not on the disk
   const replay = (records: TLogRecord[]): void => {
     for (const r of records) {
       v.applyRecord(r);
-      if (r.type === RecordType.Sco) lastSco = Math.max(lastSco, r.sco);
+      if (r.type === RecordType.Sco) {
+        lastSco = Math.max(lastSco, r.sco);
+        named.add(r.sco);
+      }
     }
   };
   const pending: Array<{ tlog: number; scos: number[] }> = [];
@@ -99,13 +109,26 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
       continue;
     }
     let { records, error } = decodeRecords(v.cache.readClosedTlog(tlog));
-    if (error !== null) records = repairLocalTlog(v, tlog, records, error, lastSco);
+    if (error !== null) {
+      records = repairLocalTlog(v, tlog, records, error, lastSco);
+      for (const r of records) if (r.type === RecordType.Sco) notWhole.add(r.sco); // from the SCOs as found
+    }
+    if (dropUnwrittenSlots(v, records, `TLog ${tlog}`, notWhole)) v.cache.rewriteClosedTlog(tlog, records.filter((r) => r.type !== RecordType.Header));
     const scos = records.filter((r) => r.type === RecordType.Sco).map((r) => (r as { sco: number }).sco);
     replay(records);
     pending.push({ tlog, scos });
   }
-  const journal = v.cache.reopenJournal();
+  const journal = v.cache.reopenJournal((records) => dropUnwrittenSlots(v, records, 'the open TLog', notWhole));
   replay(journal.records);
+  // every write in a SCO before this one is in the map (SCO numbers follow the writes; a number no record
+  // names lost its record, or is a gap a rebuild left, which only makes the DTL replay longer)
+  let fromSco = lastSco + 1;
+  for (let n = meta.corkedSco + 1; n <= lastSco; n++) {
+    if (!named.has(n) || notWhole.has(n)) {
+      fromSco = n;
+      break;
+    }
+  }
   v.cache.nextSco = lastSco + 1; // never reuse a SCO number, even when every local copy was evicted
   for (const { sco, addresses } of v.cache.recoverOpenScos(lastSco)) {
     for (let i = 0; i < addresses.length; i++) if (addresses[i] >= 0) v.map.set(addresses[i], sco, i);
@@ -123,8 +146,9 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): void {
   v.cache.adoptFoundFiles(v.corkedSco);
   for (const p of pending) v.uploader.enqueue(p);
   log.info('vDisk reopened from the local write cache', {
-    vdisk: id, size: v.size, corkedTlog: meta.corkedTlog, replayedTlogs: pending.length, journalRecords: journal.records.length,
+    vdisk: id, size: v.size, corkedTlog: meta.corkedTlog, replayedTlogs: pending.length, journalRecords: journal.records.length, firstScoNotWhole: fromSco,
   });
+  return fromSco;
 }
 
 /** `dtlRecovery`: a DTL recovery follows; the rebuild's commit records it (dtlRecoveryKey) until it is done. */
@@ -200,6 +224,53 @@ function repairLocalTlog(v: VDiskImpl, tlog: number, records: TLogRecord[], erro
     vdisk: v.id, tlog, reason: error, scos: gap,
   });
   return fixed;
+}
+
+/**
+ * Local restart after a power cut: a SCO's record is appended to the open TLog with write(2) when the SCO
+ * closes, and the kernel may write the TLog's page back before the SCO's pages, so a record can name slots
+ * that never reached the disk. No local TLog is corked, and nothing says a completed sync covered its
+ * records, so each slot they name is checked (header, checksum of header and data, namespace, SCO, slot,
+ * address): one that is not sound maps nothing (address -1) and the cluster keeps its previous mapping —
+ * old content, which DESIGN §4 allows for a write after the last fsync. A slot a completed fsync covered is
+ * sound, so nothing acknowledged before it is dropped. Changes `records` in place; true if it changed any.
+ */
+function dropUnwrittenSlots(v: VDiskImpl, records: TLogRecord[], where: string, notWhole: Set<number>): boolean {
+  let changed = false;
+  for (let k = 0; k < records.length; k++) {
+    const r = records[k];
+    if (r.type !== RecordType.Sco || r.sco <= v.corkedSco) continue; // corked: its SCO is in the backend
+    let buf: Buffer;
+    try {
+      buf = fs.readFileSync(v.cache.scoPath(r.sco));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      buf = Buffer.alloc(0); // its creation never reached the disk
+    }
+    const dropped: number[] = [];
+    const reasons: Record<string, number> = {};
+    for (let i = 0; i < r.count; i++) {
+      if (r.addresses[i] < 0) continue;
+      const why = checkSlot(buf, i * SLOT_SIZE, v.tag, r.sco, i, r.addresses[i]);
+      if (why === null) continue;
+      reasons[why] = (reasons[why] ?? 0) + 1;
+      dropped.push(i);
+      r.addresses[i] = -1;
+    }
+    if (dropped.length === 0) continue;
+    changed = true;
+    notWhole.add(r.sco);
+    // the count ends after the last sound slot: a read from the backend fetches that many slots, and the
+    // SCO file may end before the dropped ones. None left: the record goes (the SCO counts as never closed)
+    let count = r.count;
+    while (count > 0 && r.addresses[count - 1] < 0) count--;
+    if (count === 0) records.splice(k--, 1);
+    else records[k] = { ...r, count, addresses: r.addresses.slice(0, count) };
+    log.warn('a SCO record names slots that are not on the disk (a power cut before the SCO was synced): those clusters keep their previous content', {
+      vdisk: v.id, tlog: where, sco: r.sco, slots: r.count, dropped: dropped.length, firstDropped: dropped.slice(0, 8), reasons,
+    });
+  }
+  return changed;
 }
 
 function firstScoOf(later: Array<{ records: TLogRecord[] }>): number {

@@ -86,9 +86,10 @@ export class VDiskImpl implements VDisk, SlotSource {
     checkSize(size, { vdisk: this.id });
     this.checkWritable();
     await this.exclusive(() => this.resizeLocked(size));
-    // a resize whose call returned survives a power cut (DESIGN §4): its TLog record is fdatasynced
+    // a resize whose call returned survives a power cut (DESIGN §4): its TLog record is fdatasynced, and
+    // (async, sync) the DTL has its entry on its disk, as after an fsync
     await this.cache.syncLocal();
-    await this.dtl.settle();
+    await this.dtl.flush();
   }
 
   /**
