@@ -423,10 +423,10 @@ export class LocalCache {
       fds.push(fd);
     }
     this.unsynced.clear();
-    if (!this.journalSynced) {
-      fds.push(this.journalFd);
-      this.journalSynced = true;
-    }
+    // the open TLog always, even when nothing is dirty: an fsync must learn that the disk failed (a
+    // filesystem shut down answers EIO to it) rather than report success off the in-memory state
+    fds.push(this.journalFd);
+    this.journalSynced = true;
     const tlogFds = this.unsyncedTlogFds;
     this.unsyncedTlogFds = [];
     const dirs = this.dirsDirty ? [this.scoDir, this.tlogDir] : [];
