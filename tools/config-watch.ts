@@ -47,6 +47,9 @@ export function watchConfig(file: string, initial: MountConfig, vpool: Pick<VPoo
   };
   watcher.on('change', () => void reload());
   watcher.on('add', () => void reload());
+  // a change made before chokidar finished setting up its watch raises no event (the mount is ready within
+  // milliseconds on the kernel engine): read the file once more when the watch stands; unchanged = no-op
+  watcher.on('ready', () => void reload());
   watcher.on('error', (err) => log.warn('config watch failed', { file, error: String(err) }));
   return { close: () => watcher.close() };
 }

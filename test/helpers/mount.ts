@@ -137,7 +137,8 @@ export class MountHandle {
     const deadline = Date.now() + (this.opts.readyMs ?? 60_000);
     while (Date.now() < deadline) {
       if (!this.alive) throw new Error(`vpoolfs mount exited (${JSON.stringify(this.exitInfo)}) before it was ready:\n${this.output}`);
-      if (await isMounted(this.opts.mountpoint)) return;
+      // this daemon's own "ready" too: a stale mount left by a killed one also passes `mountpoint -q`
+      if (logEntries(this.output, 'ready').length > 0 && (await isMounted(this.opts.mountpoint))) return;
       await sleep(50);
     }
     throw new Error(`vpoolfs mount not ready after ${this.opts.readyMs ?? 60_000} ms:\n${this.output}`);
