@@ -12,7 +12,8 @@ import path from 'node:path';
 import { randomInt } from 'node:crypto';
 import type { VDisk, VPool } from '../volume/types.js';
 import { CS, flipByte, pattern, poolEnv, SLOT_SIZE, type PoolEnv } from './helpers/vpool.js';
-import { captureLog, emptyReadCache, evictAll, localScos } from './helpers/readpath.js';
+import { emptyReadCache, evictAll, localScos } from './helpers/readpath.js';
+import { captureLog, slotAddress } from './helpers/slot-probe.js';
 
 const MiB = 2 ** 20;
 const HEADER = 32;
@@ -27,17 +28,6 @@ async function codeOf(p: Promise<unknown>): Promise<string | null> {
   }
 }
 
-/** The cluster address slot `slot` of SCO file `file` holds (from its header). */
-function slotAddress(file: string, slot: number): number {
-  const b = Buffer.alloc(16);
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.readSync(fd, b, 0, 16, slot * SLOT_SIZE);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return b.readUInt32LE(8) + b.readUInt32LE(12) * 2 ** 32;
-}
 
 /**
  * /d of `clusters` clusters, every cluster written once by a 4 KiB write in a random order (after a

@@ -7,13 +7,11 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import winston from 'winston';
-import { rootLogger } from '../util/log.js';
 import type { VDisk, VPool } from '../volume/types.js';
 import { openBlobStore } from '../volume/backend/index.js';
 import { gatedStore } from './helpers/gated-store.js';
 import { CS, flipByte, gone, pattern, poolEnv, SLOT_SIZE, type PoolEnv } from './helpers/vpool.js';
+import { captureLog, slotAddress } from './helpers/slot-probe.js';
 
 const HEADER = 32;
 /** Slot `s`'s data byte 100, and its address field. */
@@ -21,28 +19,7 @@ const dataByte = (s: number): number => s * SLOT_SIZE + HEADER + 100;
 const addressByte = (s: number): number => s * SLOT_SIZE + 8;
 const scoName = (n: number): string => n.toString(16).padStart(8, '0');
 
-/** The cluster address a slot of a SCO file says it holds (read before damaging it). */
-function slotAddress(file: string, slot: number): number {
-  const b = Buffer.alloc(16);
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.readSync(fd, b, 0, 16, slot * SLOT_SIZE);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return b.readUInt32LE(8) + b.readUInt32LE(12) * 2 ** 32;
-}
 
-/** Everything logged at warn or above while the test runs. */
-function captureLog(t: ExecutionContext): Array<Record<string, unknown>> {
-  const lines: Array<Record<string, unknown>> = [];
-  const transport = new winston.transports.Stream({
-    stream: new Writable({ objectMode: true, write(info, _enc, cb) { lines.push(info as Record<string, unknown>); cb(); } }),
-  });
-  rootLogger.add(transport);
-  t.teardown(() => { rootLogger.remove(transport); });
-  return lines;
-}
 
 async function logged(lines: Array<Record<string, unknown>>, pred: (l: Record<string, unknown>) => boolean): Promise<boolean> {
   for (let i = 0; i < 100; i++) {

@@ -6,9 +6,6 @@
 import type { ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import winston from 'winston';
-import { rootLogger } from '../../util/log.js';
 import type { BlobStore } from '../../volume/backend/types.js';
 import type { VDisk, VPool } from '../../volume/types.js';
 import type { VDiskImpl } from '../../volume/vdisk.js';
@@ -55,16 +52,6 @@ export function impl(v: VDisk): VDiskImpl {
   return v as VDiskImpl;
 }
 
-/** Everything logged at warn or above while the test runs. */
-export function captureLog(t: ExecutionContext): Array<Record<string, unknown>> {
-  const lines: Array<Record<string, unknown>> = [];
-  const transport = new winston.transports.Stream({
-    stream: new Writable({ objectMode: true, write(info, _enc, cb) { lines.push(info as Record<string, unknown>); cb(); } }),
-  });
-  rootLogger.add(transport);
-  t.teardown(() => { rootLogger.remove(transport); });
-  return lines;
-}
 
 /**
  * A BlobStore that passes everything through to `inner` but holds the ranged GETs whose key `hold` picks
