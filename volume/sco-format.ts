@@ -40,15 +40,7 @@ export function encodeSlotHeader(header: Buffer, tag: number, sco: number, slot:
  */
 export function checkSlot(buf: Buffer, pos: number, tag: number, sco: number, slot: number, address: number): string | null {
   if (buf.length < pos + SLOT_SIZE) return 'short slot';
-  if (buf.readUInt32LE(pos) !== MAGIC) return 'bad magic';
-  const want = buf.readUInt32LE(pos + 4);
-  const got = crc32(buf.subarray(pos + SLOT_HEADER, pos + SLOT_SIZE), crc32(buf.subarray(pos + 8, pos + SLOT_HEADER))) >>> 0;
-  if (want !== got) return 'checksum mismatch';
-  if (buf.readUInt32LE(pos + 16) !== tag) return 'wrong namespace';
-  if (buf.readUInt32LE(pos + 20) !== sco) return 'wrong SCO';
-  if (buf.readUInt32LE(pos + 24) !== slot) return 'wrong slot';
-  if (address >= 0 && slotAddress(buf, pos) !== address) return 'wrong address';
-  return null;
+  return checkSlotParts(buf, pos, buf.subarray(pos + SLOT_HEADER, pos + SLOT_SIZE), tag, sco, slot, address);
 }
 
 export function slotAddress(buf: Buffer, pos: number): number {
@@ -84,9 +76,9 @@ export function scanSlots(buf: Buffer, tag: number, sco: number): { addresses: F
 }
 
 /**
- * checkSlot for a slot read in two parts: its header at `hdr[hpos .. hpos+32)` and its 4 KiB of data in
- * `data` (the read path reads the data straight into the caller's buffer, the header into a scratch one).
- * Same checks, same reasons.
+ * The checks of a slot whose header is at `hdr[hpos .. hpos+32)` and whose 4 KiB of data is `data`: the
+ * read path reads the data straight into the caller's buffer and the header into a scratch one; checkSlot
+ * passes the two parts of one buffer.
  */
 export function checkSlotParts(hdr: Buffer, hpos: number, data: Uint8Array, tag: number, sco: number, slot: number, address: number): string | null {
   if (hdr.length < hpos + SLOT_HEADER || data.length !== CLUSTER_SIZE) return 'short slot';
