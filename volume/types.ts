@@ -21,7 +21,7 @@ export interface VPoolOptions {
   /** An already opened backend (tests wrap one to stall or fail it); wins over backendUrl. */
   backend?: import('./backend/types.js').BlobStore;
   /** The DTL (dtl-client/ via tools/), absent when the mount has no DTL server: every vDisk is `none`. */
-  dtl?: import('./dtl-hook.js').DtlProvider;
+  dtl?: import('./vdisk/dtl-hook.js').DtlProvider;
   /** This storage router's identity. */
   routerId?: string;
   /** Clusters per SCO (default 1024 = 4 MiB). */
@@ -37,7 +37,7 @@ export interface VPoolOptions {
   /** An already opened metadata store (tests wrap one to fail commits); wins over `metadata`. */
   metadataStore?: import('../mds/types.js').MetadataStore;
   /** The write cache's file I/O (tests put a fault-injecting one here); default node:fs. */
-  cacheIo?: import('./cache-io.js').CacheIo;
+  cacheIo?: import('./datapath/cache-io.js').CacheIo;
   /**
    * Bytes always left free on the state disk (statfs of `<state>/wc`) for metadata commits: the write cache
    * never fills the disk past it. Default 5% of the filesystem, at least 16 MiB, at most 256 MiB.
@@ -160,7 +160,7 @@ export interface SnapshotInfo {
 }
 
 /**
- * Snapshots, rollback, clones and templates of the vDisks of a vPool (volume/snapshots.ts). Paths are
+ * Snapshots, rollback, clones and templates of the vDisks of a vPool (volume/snapshots/snapshots.ts). Paths are
  * absolute within the vPool. Names: 1–255 bytes of UTF-8 without `/`, `:` or NUL (INVALID).
  * Crash promise of every change: once it resolves it is in the metadata store (survives a kill and a host
  * crash); the backend copy follows (`inBackend`), and syncToBackend()/close() wait for it.

@@ -19,21 +19,21 @@ import { openBlobStore } from './backend/index.js';
 import type { BlobStore } from './backend/types.js';
 import { openMetadataStore } from '../mds/index.js';
 import type { MetadataOp, MetadataStore } from '../mds/types.js';
-import { TREE_KEY } from './backend-layout.js';
-import { ReadCache } from './read-cache.js';
-import { GC_PREFIX, TreeShipper } from './tree-shipper.js';
-import { Tree, type TreeDump, type TreeNode } from './tree.js';
-import { Semaphore } from './uploader.js';
-import { createVDisk, openVDisk } from './vdisk-open.js';
-import { VDiskImpl } from './vdisk.js';
-import type { VDiskContext } from './vdisk-context.js';
-import { vdiskMdsPrefix } from './vdisk-meta.js';
-import { statfsDisk, WriteCacheSpace } from './write-cache-space.js';
-import { withShipProgress } from './ship-progress.js';
-import { setDtlMode } from './dtl-hook.js';
+import { TREE_KEY } from './datapath/backend-layout.js';
+import { ReadCache } from './datapath/read-cache.js';
+import { GC_PREFIX, TreeShipper } from './tree/tree-shipper.js';
+import { Tree, type TreeDump, type TreeNode } from './tree/tree.js';
+import { Semaphore } from './datapath/uploader.js';
+import { createVDisk, openVDisk } from './vdisk/vdisk-open.js';
+import { VDiskImpl } from './vdisk/vdisk.js';
+import type { VDiskContext } from './vdisk/vdisk-context.js';
+import { vdiskMdsPrefix } from './vdisk/vdisk-meta.js';
+import { statfsDisk, WriteCacheSpace } from './datapath/write-cache-space.js';
+import { withShipProgress } from './datapath/ship-progress.js';
+import { setDtlMode } from './vdisk/dtl-hook.js';
 import type { DtlMode } from './types.js';
-import { SnapshotManager, type SnapshotHost } from './snapshots.js';
-import { checkSize } from './validate.js';
+import { SnapshotManager, type SnapshotHost } from './snapshots/snapshots.js';
+import { checkSize } from './vdisk/validate.js';
 import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
 
 const log = logger('vpool');
@@ -88,7 +88,7 @@ class VPoolImpl implements VPool {
     ctx.family = this.snapshots;
   }
 
-  /** What snapshots and clones (volume/snapshots.ts) need of the tree and the vDisks. */
+  /** What snapshots and clones (volume/snapshots/snapshots.ts) need of the tree and the vDisks. */
   private snapshotHost(): SnapshotHost {
     return {
       ctx: this.ctx,

@@ -6,16 +6,16 @@
  * A crash before the tree node leaves only unreferenced objects; after it, the clone is whole everywhere.
  */
 import { randomUUID } from 'node:crypto';
-import { VolumeError } from '../util/errors.js';
-import { logger } from '../util/log.js';
-import { withRetry } from './retry.js';
-import { GC_PREFIX } from './tree-shipper.js';
-import { baseKey, cloneBase, decodeBaseInto, MAX_CLONE_DEPTH, stateAt } from './clone-base.js';
-import { checkSnapshotName, docShippedKey, emptyDoc, type SnapshotMeta, type VDiskDoc } from './snapshot-store.js';
-import type { VDiskImpl } from './vdisk.js';
+import { VolumeError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+import { withRetry } from '../backend/retry.js';
+import { GC_PREFIX } from '../tree/tree-shipper.js';
+import { baseKey, cloneBase, decodeBaseInto, MAX_CLONE_DEPTH, stateAt } from '../lineage/clone-base.js';
+import { checkSnapshotName, docShippedKey, emptyDoc, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
+import type { VDiskImpl } from '../vdisk/vdisk.js';
 import { stamp, type SnapshotHost, type SnapshotManager } from './snapshots.js';
-import { createVDisk } from './vdisk-open.js';
-import { commitCork, corkOps, vdiskMdsPrefix } from './vdisk-meta.js';
+import { createVDisk } from '../vdisk/vdisk-open.js';
+import { commitCork, corkOps, vdiskMdsPrefix } from '../vdisk/vdisk-meta.js';
 
 const log = logger('clone');
 

@@ -9,8 +9,8 @@
  * has too (snapshot-store.ts), so a vDisk rebuilt on another router keeps it; a vDisk that never had its mode
  * set takes the provider's default mode.
  */
-import { VolumeError } from '../util/errors.js';
-import type { DtlInfo, DtlMode } from './types.js';
+import { VolumeError } from '../../util/errors.js';
+import type { DtlInfo, DtlMode } from '../types.js';
 import type { VDiskImpl } from './vdisk.js';
 
 export interface DtlSink {

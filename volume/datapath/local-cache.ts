@@ -14,10 +14,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
-import { VolumeError } from '../util/errors.js';
-import { fsyncDir } from '../util/fsync-dir.js';
+import { VolumeError } from '../../util/errors.js';
+import { fsyncDir } from '../../util/fsync-dir.js';
 import { realCacheIo, type CacheIo } from './cache-io.js';
-import { CLUSTER_SIZE } from './types.js';
+import { CLUSTER_SIZE } from '../types.js';
 import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scoName, scanSlots } from './sco-format.js';
 import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from './tlog-format.js';
 
@@ -586,7 +586,7 @@ export class LocalCache {
   }
 
   /**
-   * The read path (volume/read-path.ts): the descriptor of SCO `sco` if the SCO is local (opened on first
+   * The read path (volume/datapath/read-path.ts): the descriptor of SCO `sco` if the SCO is local (opened on first
    * use, like readSlots), else null. Valid until the SCO is evicted: use it at once, never across an await.
    */
   scoFd(sco: number): number | null {

@@ -11,12 +11,12 @@
  * page's 2048 u32 words (cluster-map.ts), then u32 crc32 of everything before it.
  */
 import { crc32 } from 'node:zlib';
-import { VolumeError } from '../util/errors.js';
-import type { BlobStore } from './backend/types.js';
-import { keyNumber, tlogKey } from './backend-layout.js';
-import { ClusterMap, PAGE_CLUSTERS } from './cluster-map.js';
-import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
-import { CLUSTER_SIZE } from './types.js';
+import { VolumeError } from '../../util/errors.js';
+import type { BlobStore } from '../backend/types.js';
+import { keyNumber, tlogKey } from '../datapath/backend-layout.js';
+import { ClusterMap, PAGE_CLUSTERS } from '../datapath/cluster-map.js';
+import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { CLUSTER_SIZE } from '../types.js';
 import { isDropped, type VDiskDoc } from './snapshot-store.js';
 
 const MAGIC = 0x31425056; // "VPB1"

@@ -9,10 +9,10 @@
  * The persisted map may be newer than corkedTlog (it is written whole at each cork); replaying the local
  * TLogs after corkedTlog over it is still right, because replay is last-writer-wins in log order.
  */
-import type { MetadataOp, MetadataStore } from '../mds/types.js';
-import { PAGE_CLUSTERS } from './cluster-map.js';
-import type { PendingTlog } from './uploader.js';
-import { scoName } from './sco-format.js';
+import type { MetadataOp, MetadataStore } from '../../mds/types.js';
+import { PAGE_CLUSTERS } from '../datapath/cluster-map.js';
+import type { PendingTlog } from '../datapath/uploader.js';
+import { scoName } from '../datapath/sco-format.js';
 
 export interface VDiskMeta {
   corkedTlog: number;

@@ -23,7 +23,7 @@
  * writes into the caller's buffer after it has the answer.
  */
 import fs from 'node:fs';
-import { CLUSTER_SIZE } from './types.js';
+import { CLUSTER_SIZE } from '../types.js';
 import { checkSlot, checkSlotParts, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
 import { PIECE_SLOTS, type ReadCache } from './read-cache.js';
 import { scoKey } from './backend-layout.js';

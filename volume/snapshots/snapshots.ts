@@ -5,16 +5,16 @@
  * half-done, and is committed to the metadata store before it resolves (snapshot-store.ts ships it on).
  */
 import { randomUUID } from 'node:crypto';
-import { VolumeError } from '../util/errors.js';
-import { logger } from '../util/log.js';
-import { stateAt } from './clone-base.js';
+import { VolumeError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+import { stateAt } from '../lineage/clone-base.js';
 import { cloneVDisk } from './clone.js';
-import { addGarbage, checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from './snapshot-store.js';
-import type { SnapshotApi, SnapshotInfo } from './types.js';
-import type { VDiskContext, VDiskFamily } from './vdisk-context.js';
-import { commitCork, corkOps, metaKey, type VDiskMeta } from './vdisk-meta.js';
-import type { VDiskImpl } from './vdisk.js';
-import type { MetadataOp } from '../mds/types.js';
+import { addGarbage, checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
+import type { SnapshotApi, SnapshotInfo } from '../types.js';
+import type { VDiskContext, VDiskFamily } from '../vdisk/vdisk-context.js';
+import { commitCork, corkOps, metaKey, type VDiskMeta } from '../vdisk/vdisk-meta.js';
+import type { VDiskImpl } from '../vdisk/vdisk.js';
+import type { MetadataOp } from '../../mds/types.js';
 
 const log = logger('snapshots');
 

@@ -7,23 +7,23 @@
  * Read: cluster map → write cache → read cache → backend (ranged) → zeros; every slot is verified.
  * Opening (fresh, local restart, rebuild from the backend) lives in vdisk-open.ts; corking in cork().
  */
-import { isCode, VolumeError } from '../util/errors.js';
-import { logger } from '../util/log.js';
-import { Serial } from '../util/serial.js';
-import { ClusterMap } from './cluster-map.js';
-import { LocalCache, type CacheFault, type ClosedSco } from './local-cache.js';
-import { checkSlot, SLOT_SIZE } from './sco-format.js';
-import { RecordType, type TLogRecord } from './tlog-format.js';
-import { Uploader, type PendingTlog } from './uploader.js';
+import { isCode, VolumeError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+import { Serial } from '../../util/serial.js';
+import { ClusterMap } from '../datapath/cluster-map.js';
+import { LocalCache, type CacheFault, type ClosedSco } from '../datapath/local-cache.js';
+import { checkSlot, SLOT_SIZE } from '../datapath/sco-format.js';
+import { RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { Uploader, type PendingTlog } from '../datapath/uploader.js';
 import { checkOffset, checkSize, checkWriteRange } from './validate.js';
-import { CLUSTER_SIZE, type VDisk, type VDiskFault, type VDiskInfo } from './types.js';
-import { scoKey } from './backend-layout.js';
+import { CLUSTER_SIZE, type VDisk, type VDiskFault, type VDiskInfo } from '../types.js';
+import { scoKey } from '../datapath/backend-layout.js';
 import type { VDiskContext } from './vdisk-context.js';
-import type { ReadCache } from './read-cache.js';
-import { readClusters, type SlotSource } from './read-path.js';
-import { ReadAhead } from './read-ahead.js';
+import type { ReadCache } from '../datapath/read-cache.js';
+import { readClusters, type SlotSource } from '../datapath/read-path.js';
+import { ReadAhead } from '../datapath/read-ahead.js';
 import { NO_DTL, type DtlSink } from './dtl-hook.js';
-import type { DocStore } from './snapshot-store.js';
+import type { DocStore } from '../lineage/snapshot-store.js';
 import { commitCork, corkOps } from './vdisk-meta.js';
 import { seekExtent } from './vdisk-extents.js';
 
@@ -341,7 +341,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   }
 
   // ---- read path ---------------------------------------------------------------------------------
-  // How a read runs: volume/read-path.ts and docs/read-path.md. This vDisk is the read path's ReadTarget
+  // How a read runs: volume/datapath/read-path.ts and docs/read-path.md. This vDisk is the read path's ReadTarget
   // (its map, the read cache, its namespaces) and the SlotSource of its own namespace.
 
   /** Read-ahead of this vDisk's sequential reads from the backend (read-ahead.ts), made on first use. */

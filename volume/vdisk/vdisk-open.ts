@@ -9,17 +9,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { logger } from '../util/log.js';
-import { keyNumber, scoKey, tlogKey } from './backend-layout.js';
-import { LocalCache } from './local-cache.js';
-import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from './sco-format.js';
-import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
-import { Uploader } from './uploader.js';
-import { CLUSTER_SIZE } from './types.js';
+import { logger } from '../../util/log.js';
+import { keyNumber, scoKey, tlogKey } from '../datapath/backend-layout.js';
+import { LocalCache } from '../datapath/local-cache.js';
+import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from '../datapath/sco-format.js';
+import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { Uploader } from '../datapath/uploader.js';
+import { CLUSTER_SIZE } from '../types.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { attachDtl, dtlModeOf } from './dtl-hook.js';
-import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from './snapshot-store.js';
+import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from '../lineage/snapshot-store.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
 import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
 

@@ -10,12 +10,12 @@
  * TLogs dropped by a rollback are listed in `dropped` so that a rebuild from the backend skips them even if
  * their objects are still there (they are garbage for the scrubber, listed in `garbage`).
  */
-import { VolumeError } from '../util/errors.js';
-import { logger } from '../util/log.js';
-import type { MetadataOp, MetadataStore } from '../mds/types.js';
-import type { BlobStore } from './backend/types.js';
-import { withRetry } from './retry.js';
-import type { DtlMode } from './types.js';
+import { VolumeError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+import type { MetadataOp, MetadataStore } from '../../mds/types.js';
+import type { BlobStore } from '../backend/types.js';
+import { withRetry } from '../backend/retry.js';
+import type { DtlMode } from '../types.js';
 
 const log = logger('snapshots');
 
