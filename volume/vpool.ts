@@ -32,7 +32,8 @@ import { statfsDisk, WriteCacheSpace } from './datapath/write-cache-space.js';
 import { withShipProgress } from './datapath/ship-progress.js';
 import { setDtlMode } from './vdisk/dtl-hook.js';
 import type { DtlMode } from './types.js';
-import { SnapshotManager, type SnapshotHost } from './snapshots/snapshots.js';
+import { SnapshotManager } from './snapshots/snapshots.js';
+import type { SnapshotHost } from './snapshots/snapshot-host.js';
 import { checkSize } from './vdisk/validate.js';
 import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
 

@@ -13,13 +13,13 @@ import { GC_PREFIX } from '../tree/tree-shipper.js';
 import { baseKey, cloneBase, decodeBaseInto, MAX_CLONE_DEPTH, stateAt } from '../lineage/clone-base.js';
 import { checkSnapshotName, docShippedKey, emptyDoc, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
 import type { VDiskImpl } from '../vdisk/vdisk.js';
-import { stamp, type SnapshotHost, type SnapshotManager } from './snapshots.js';
+import { stamp, type CloneSource, type SnapshotHost } from './snapshot-host.js';
 import { createVDisk } from '../vdisk/vdisk-open.js';
 import { commitCork, corkOps, vdiskMdsPrefix } from '../vdisk/vdisk-meta.js';
 
 const log = logger('clone');
 
-export async function cloneVDisk(mgr: SnapshotManager, host: SnapshotHost, path: string, name: string, target: string): Promise<void> {
+export async function cloneVDisk(mgr: CloneSource, host: SnapshotHost, path: string, name: string, target: string): Promise<void> {
   if (name !== '') checkSnapshotName(name);
   const parent = host.vdiskAt(path);
   host.checkFree(target);
@@ -45,7 +45,7 @@ export async function cloneVDisk(mgr: SnapshotManager, host: SnapshotHost, path:
   }
 }
 
-async function makeClone(mgr: SnapshotManager, host: SnapshotHost, parent: VDiskImpl, snap: SnapshotMeta, path: string, target: string,
+async function makeClone(mgr: CloneSource, host: SnapshotHost, parent: VDiskImpl, snap: SnapshotMeta, path: string, target: string,
   dctx: Record<string, unknown>): Promise<void> {
   const t0 = Date.now();
   // the snapshot must be in the backend: the clone reads the parent's SCOs from there

@@ -9,35 +9,14 @@ import { VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
 import { stateAt } from '../lineage/clone-base.js';
 import { cloneVDisk } from './clone.js';
+import { stamp, type CloneSource, type SnapshotHost } from './snapshot-host.js';
 import { addGarbage, checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
 import type { SnapshotApi, SnapshotInfo } from '../types.js';
-import type { VDiskContext, VDiskFamily } from '../vdisk/vdisk-context.js';
+import type { VDiskFamily } from '../vdisk/vdisk-context.js';
 import { commitCork, corkOps, metaKey, type VDiskMeta } from '../vdisk/vdisk-meta.js';
 import type { VDiskImpl } from '../vdisk/vdisk.js';
-import type { MetadataOp } from '../../mds/types.js';
 
 const log = logger('snapshots');
-
-/** What the snapshot code needs from the vPool (volume/vpool.ts). */
-export interface SnapshotHost {
-  ctx: VDiskContext;
-  /** The vDisk at `path` (NOT_FOUND, IS_DIR). Reads only (as are all(), byId(), pathOf(), checkFree()). */
-  vdiskAt(path: string): VDiskImpl;
-  /** Every open vDisk of the vPool. */
-  all(): Iterable<VDiskImpl>;
-  byId(id: string): VDiskImpl | undefined;
-  /** The absolute vPool path of vDisk `id`, or undefined. */
-  pathOf(id: string): string | undefined;
-  /** EXISTS if `path` is taken, NOT_FOUND / NOT_DIR if its directory is missing. */
-  checkFree(path: string): void;
-  /**
-   * Adds `v` as a new file at `path` with the mode and owner of the file at `like` (a serialised tree change),
-   * committing `extra` with it. Crash: in the metadata store, with `extra`, once resolved; else not at all.
-   */
-  addVDisk(path: string, like: string, v: VDiskImpl, extra: MetadataOp[]): Promise<void>;
-  /** Records vDisk `id`'s backend objects for removal and starts it. Crash: resumed at the next start. */
-  discard(id: string): Promise<void>;
-}
 
 export const relPath = (p: string): string => p.replace(/^\/+/, '');
 
@@ -45,7 +24,7 @@ function copyDoc(d: VDiskDoc): VDiskDoc {
   return JSON.parse(JSON.stringify(d)) as VDiskDoc;
 }
 
-export class SnapshotManager implements SnapshotApi, VDiskFamily {
+export class SnapshotManager implements SnapshotApi, VDiskFamily, CloneSource {
   /**
    * How long a rollback or a clone waits for the backend (uploads to finish, TLogs to read) before it gives
    * up with BACKEND (EIO), having changed nothing.
@@ -264,9 +243,4 @@ function find(doc: VDiskDoc, name: string, id: string): SnapshotMeta {
   const s = doc.snapshots.find((x) => x.name === name);
   if (s === undefined) throw new VolumeError('NOT_FOUND', `no snapshot named ${name}`, { vdisk: id, name });
   return s;
-}
-
-/** A name-safe UTC stamp: 20261125T210000Z (no `:`). */
-export function stamp(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
