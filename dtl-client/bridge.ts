@@ -13,7 +13,7 @@
  * then catches up. Entries recorded while degraded are not kept: the history covers them.
  */
 import { logger } from '../util/log.js';
-import type { DtlSink } from '../volume/vdisk/dtl-hook.js';
+import type { DtlSink } from '../volume/vdisk/dtl-sink.js';
 import type { DtlInfo, DtlMode, DtlState } from '../volume/types.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { DtlClient, type DtlClientOptions } from './client.js';

@@ -22,7 +22,7 @@ import type { VDiskContext } from './vdisk-context.js';
 import type { ReadCache } from '../datapath/read-cache.js';
 import { readClusters, type SlotSource } from '../datapath/read-path.js';
 import { ReadAhead } from '../datapath/read-ahead.js';
-import { NO_DTL, type DtlSink } from './dtl-hook.js';
+import { NO_DTL, type DtlSink } from './dtl-sink.js';
 import type { DocStore } from '../lineage/snapshot-store.js';
 import { commitCork, corkOps } from './vdisk-meta.js';
 import { seekExtent } from './vdisk-extents.js';
