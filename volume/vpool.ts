@@ -35,7 +35,8 @@ import type { DtlMode } from './types.js';
 import { SnapshotManager } from './snapshots/snapshots.js';
 import type { SnapshotHost } from './snapshots/snapshot-host.js';
 import { checkSize } from './vdisk/validate.js';
-import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
+import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool } from './types.js';
+import type { VPoolOptions } from './vpool-options.js';
 
 const log = logger('vpool');
 /** How long a clean close waits for each vDisk's DTL server to empty its copy. */
