@@ -13,12 +13,11 @@ import { Serial } from '../../util/serial.js';
 import { ClusterMap } from '../datapath/cluster-map.js';
 import type { CacheFault, ClosedSco } from '../datapath/cache-files.js';
 import { LocalCache } from '../datapath/local-cache.js';
-import { checkSlot, SLOT_SIZE } from '../datapath/sco-format.js';
+import { SLOT_SIZE } from '../datapath/sco-format.js';
 import { RecordType, type TLogRecord } from '../datapath/tlog-format.js';
 import { Uploader, type PendingTlog } from '../datapath/uploader.js';
 import { checkOffset, checkSize, checkWriteRange } from './validate.js';
 import { CLUSTER_SIZE, type VDisk, type VDiskFault, type VDiskInfo } from '../types.js';
-import { scoKey } from '../datapath/backend-layout.js';
 import type { VDiskContext } from './vdisk-context.js';
 import type { ReadCache } from '../datapath/read-cache.js';
 import { readClusters, type SlotSource } from '../datapath/read-path.js';
@@ -27,6 +26,7 @@ import { NO_DTL, type DtlSink } from './dtl-sink.js';
 import type { DocStore } from '../lineage/snapshot-store.js';
 import { commitCork, corkOps } from './vdisk-meta.js';
 import { seekExtent } from './vdisk-extents.js';
+import { fetchVerifiedSlots } from './slot-fetch.js';
 
 const log = logger('vdisk');
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
@@ -424,62 +424,8 @@ export class VDiskImpl implements VDisk, SlotSource {
   }
 
   /** `n` verified slots for clusters a..a+n-1, stored in SCO `sco` from `slot` (of this vDisk's namespace). */
-  async fetchSlots(a: number, sco: number, slot: number, n: number): Promise<Buffer> {
-    const local = this.cache.readSlots(sco, slot, n);
-    if (local === null) return this.fetchRemote(a, sco, slot, n, false);
-    const bad = this.verify(local, a, sco, slot, n);
-    if (bad === null) return local;
-    if (sco > this.corkedSco) throw this.checksumError(a + bad.k, sco, slot + bad.k, 'write cache', bad.reason);
-    // the SCO is in the backend too: take each damaged slot from there, and mend the local copy
-    log.error('a SCO in the write cache is damaged; reading the damaged slots from the backend copy', {
-      vdisk: this.id, sco, slot: slot + bad.k, reason: bad.reason, file: this.cache.scoPath(sco),
-    });
-    const remote = await this.fetchRemote(a, sco, slot, n, true);
-    for (let k = bad.k; k < n; k++) {
-      const pos = k * SLOT_SIZE;
-      if (checkSlot(local, pos, this.tag, sco, slot + k, a + k) === null) continue;
-      const why = checkSlot(remote, pos, this.tag, sco, slot + k, a + k);
-      if (why !== null) throw this.checksumError(a + k, sco, slot + k, 'write cache and the backend', why);
-      remote.copy(local, pos, pos, pos + SLOT_SIZE);
-      this.cache.repairSlot(sco, slot + k, remote.subarray(pos, pos + SLOT_SIZE));
-    }
-    return local;
-  }
-
-  /** The slots from the read cache / backend; verified unless `anyway` (the caller checks each slot). */
-  private async fetchRemote(a: number, sco: number, slot: number, n: number, anyway: boolean): Promise<Buffer> {
-    const key = scoKey(this.id, sco);
-    const count = this.scoCounts.get(sco);
-    if (count === undefined) throw this.checksumError(a, sco, slot, 'backend', 'SCO unknown to this vDisk');
-    for (let attempt = 0; ; attempt++) {
-      let remote: Buffer;
-      try {
-        remote = await this.ctx.readCache.getSlots(key, count, slot, n);
-      } catch (err) {
-        throw new VolumeError('BACKEND', `reading SCO ${sco} from the backend failed: ${(err as Error).message}`, { vdisk: this.id, sco }, { cause: err });
-      }
-      const bad = this.verify(remote, a, sco, slot, n);
-      if (bad === null) return remote;
-      this.ctx.readCache.invalidate(key, slot + bad.k);
-      if (attempt > 0) {
-        if (anyway) return remote;
-        throw this.checksumError(a + bad.k, sco, slot + bad.k, 'backend', bad.reason);
-      }
-    }
-  }
-
-  private verify(buf: Buffer, a: number, sco: number, slot: number, n: number): { k: number; reason: string } | null {
-    for (let k = 0; k < n; k++) {
-      const reason = checkSlot(buf, k * SLOT_SIZE, this.tag, sco, slot + k, a + k);
-      if (reason !== null) return { k, reason };
-    }
-    return null;
-  }
-
-  private checksumError(a: number, sco: number, slot: number, where: string, reason: string): VolumeError {
-    const ctx = { vdisk: this.id, offset: a * CLUSTER_SIZE, sco, slot, object: where === 'backend' ? scoKey(this.id, sco) : this.cache.scoPath(sco), reason };
-    log.error(`checksum error reading from the ${where}`, ctx);
-    return new VolumeError('CHECKSUM', `data at offset ${a * CLUSTER_SIZE} failed its checksum (${reason}) in the ${where}`, ctx);
+  fetchSlots(a: number, sco: number, slot: number, n: number): Promise<Buffer> {
+    return fetchVerifiedSlots(this, a, sco, slot, n);
   }
 
   private checkWritable(): void {
