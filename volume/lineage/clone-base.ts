@@ -30,7 +30,7 @@ export interface DiskState {
   scoCounts: Map<number, number>;
 }
 
-/** Applies one TLog record to `s` (the same rules as VDiskImpl.applyRecord). */
+/** Applies one TLog record to `s`: every replay of TLogs into a map (VDiskImpl.applyRecord and stateAt below) goes through here. */
 export function applyTo(s: DiskState, rec: TLogRecord): void {
   if (rec.type === RecordType.Sco) {
     for (let i = 0; i < rec.count; i++) if (rec.addresses[i] >= 0) s.map.set(rec.addresses[i], rec.sco, i);

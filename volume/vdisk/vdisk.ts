@@ -27,6 +27,7 @@ import type { DocStore } from '../lineage/snapshot-store.js';
 import { commitCork, corkOps } from './vdisk-meta.js';
 import { seekExtent } from './vdisk-extents.js';
 import { fetchVerifiedSlots } from './slot-fetch.js';
+import { applyTo } from '../lineage/clone-base.js';
 
 const log = logger('vdisk');
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
@@ -174,13 +175,7 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   /** Applies a TLog record while opening (replay). Safe to replay over a newer map: last writer wins. */
   applyRecord(rec: TLogRecord): void {
-    if (rec.type === RecordType.Sco) {
-      for (let i = 0; i < rec.count; i++) if (rec.addresses[i] >= 0) this.map.set(rec.addresses[i], rec.sco, i);
-      this.scoCounts.set(rec.sco, rec.count);
-    } else if (rec.type === RecordType.Resize) {
-      this.map.clearFrom(Math.ceil(rec.size / CLUSTER_SIZE));
-      this.size = rec.size;
-    }
+    applyTo(this, rec); // the one rule for a record, shared with the backend-only replay of clone-base.ts
   }
 
   onScoClosed(c: ClosedSco): void {
