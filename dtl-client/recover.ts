@@ -11,7 +11,7 @@
  * shipped; nothing after it is applied. Logged, never thrown.
  */
 import { logger } from '../util/log.js';
-import { keyNumber, tlogKey } from '../volume/datapath/backend-layout.js';
+import { backendTlogs, tlogKey } from '../volume/datapath/backend-layout.js';
 import { CLUSTER_SIZE, MAX_VDISK_SIZE } from '../volume/types.js';
 import { decodeRecords, RecordType } from '../volume/datapath/tlog-format.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
@@ -53,7 +53,7 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
   let lastTlog = v.corkedTlog;
   let from = Math.max(localFrom ?? 0, v.corkedSco + 1);
   if (!local) {
-    const tlogs = (await v.ctx.backend.list(`vdisks/${v.id}/tlog/`)).map(keyNumber);
+    const tlogs = await backendTlogs(v.ctx.backend, v.id);
     lastTlog = tlogs.reduce((m, n) => Math.max(m, n), 0);
     let named = v.corkedSco;
     for (const n of tlogs) {

@@ -13,7 +13,7 @@
 import { crc32 } from 'node:zlib';
 import { VolumeError } from '../../util/errors.js';
 import type { BlobStore } from '../backend/types.js';
-import { keyNumber, tlogKey } from '../datapath/backend-layout.js';
+import { backendTlogs, tlogKey } from '../datapath/backend-layout.js';
 import { ClusterMap, PAGE_CLUSTERS } from '../datapath/cluster-map.js';
 import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
 import { CLUSTER_SIZE } from '../types.js';
@@ -90,7 +90,7 @@ export async function loadBase(backend: BlobStore, id: string, s: DiskState): Pr
 export async function stateAt(backend: BlobStore, id: string, doc: VDiskDoc, upTo: number): Promise<DiskState> {
   const s: DiskState = { map: new ClusterMap(), size: 0, scoCounts: new Map() };
   if (doc.parent !== null) await loadBase(backend, id, s);
-  const tlogs = (await backend.list(`vdisks/${id}/tlog/`)).map(keyNumber).filter((n) => n <= upTo && !isDropped(doc, n)).sort((a, b) => a - b);
+  const tlogs = (await backendTlogs(backend, id)).filter((n) => n <= upTo && !isDropped(doc, n));
   for (const tlog of tlogs) {
     const { records, error } = decodeRecords(await backend.get(tlogKey(id, tlog)));
     if (error !== null) throw new VolumeError('CHECKSUM', `TLog ${tlog} of vDisk ${id} in the backend is damaged: ${error}`, { vdisk: id, tlog, reason: error });
