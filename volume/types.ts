@@ -1,6 +1,6 @@
 /**
  * The volume layer's seams, as the FUSE adapter and the CLI see them. The implementation lives in
- * ./vpool.ts (a vPool: the tree of directories and vDisks) and ./vdisk.ts (one thin virtual disk).
+ * ./vpool.ts (a vPool: the tree of directories and vDisks) and ./vdisk/vdisk.ts (one thin virtual disk).
  *
  * Paths are absolute within the vPool (`/`, `/dir/disk`), as FUSE hands them over. Every error is a
  * VolumeError (util/errors.ts) whose `code` the FUSE edge maps to an errno.

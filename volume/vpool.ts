@@ -6,7 +6,7 @@
  *   <state>/rc/    the read cache                  <state>/backend/   the default file:// backend
  *
  * Start-up: the tree comes from the metadata store, else from the backend (`pool/tree.json`), else it is
- * new; then every vDisk opens (local restart or rebuild from the backend, vdisk-open.ts).
+ * new; then every vDisk opens (local restart or rebuild from the backend, ./vdisk/vdisk-open.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';

@@ -8,7 +8,7 @@
  * by a rollback.
  *
  * Base format (little-endian): "VPB1", f64 size, u32 page count, then per page u32 page number and the
- * page's 2048 u32 words (cluster-map.ts), then u32 crc32 of everything before it.
+ * page's 2048 u32 words (../datapath/cluster-map.ts), then u32 crc32 of everything before it.
  */
 import { crc32 } from 'node:zlib';
 import { VolumeError } from '../../util/errors.js';

@@ -3,7 +3,7 @@
  *
  *   metadata store   vd/<id>/doc          JSON VDiskDoc, committed before a snapshot call returns
  *                    vd/<id>/doc-shipped  the generation of the doc the backend has
- *                    vd/<id>/rollback     a rollback in progress (the doc it leads to), see snapshots.ts
+ *                    vd/<id>/rollback     a rollback in progress (the doc it leads to), see ../snapshots/snapshots.ts
  *   backend          vdisks/<id>/vdisk.json   the same JSON, shipped after each change (retried)
  *
  * A snapshot is a point in the TLog sequence: it covers every TLog up to and including `tlog`. Ranges of

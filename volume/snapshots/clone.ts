@@ -1,7 +1,7 @@
 /**
  * Clones: a new vDisk with its own namespace whose unwritten clusters read through to its parent's data as
  * of a snapshot. The parent's snapshot is put in the backend first (its TLogs and snapshot list uploaded),
- * then the clone's base (the parent's map as of the snapshot, one clone depth deeper, see clone-base.ts)
+ * then the clone's base (the parent's map as of the snapshot, one clone depth deeper, see ../lineage/clone-base.ts)
  * and its doc (parent, ancestors) are written to the backend, then its local state, then its tree node.
  * A crash before the tree node leaves only unreferenced objects; after it, the clone is whole everywhere.
  */

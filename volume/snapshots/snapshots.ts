@@ -2,7 +2,7 @@
  * Snapshots of the vDisks of a vPool: create, list, sticky, delete, rollback, template; clones are in
  * ./clone.ts. A snapshot is a point in a vDisk's TLog sequence: taking one closes the open TLog and names
  * the last closed one. Every change runs under the vDisk's lock (VDiskImpl.exclusive), so it sees no write
- * half-done, and is committed to the metadata store before it resolves (snapshot-store.ts ships it on).
+ * half-done, and is committed to the metadata store before it resolves (../lineage/snapshot-store.ts ships it on).
  */
 import { randomUUID } from 'node:crypto';
 import { VolumeError } from '../../util/errors.js';
@@ -205,7 +205,7 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily, CloneSource {
    * Rollback, under the vDisk's lock: everything goes to the backend first; the state as of the snapshot
    * is rebuilt from the backend's TLogs; then an intent is recorded, the new doc (later TLogs dropped) is
    * shipped, and the map, size and doc are committed at once. A crash after the intent finishes the
-   * rollback at the next start (vdisk-open.ts); before it, nothing has changed.
+   * rollback at the next start (../vdisk/vdisk-open.ts); before it, nothing has changed.
    */
   private async rollbackLocked(v: VDiskImpl, name: string): Promise<void> {
     const s = find(v.docs.doc, name, v.id);

@@ -6,7 +6,7 @@
  * (tools/mount-cmd.ts), so the volume layer never imports the DTL client.
  *
  * A vDisk's mode is kept in the metadata store (`vd/<id>/dtl`) and in its vDisk document, which the backend
- * has too (snapshot-store.ts), so a vDisk rebuilt on another router keeps it; a vDisk that never had its mode
+ * has too (../lineage/snapshot-store.ts), so a vDisk rebuilt on another router keeps it; a vDisk that never had its mode
  * set takes the provider's default mode.
  */
 import { VolumeError } from '../../util/errors.js';

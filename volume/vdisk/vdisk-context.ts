@@ -18,7 +18,7 @@ export interface VDiskContext {
   tlogScos: number;
   /** The DTL (dtl-hook.ts), when the mount has DTL servers. */
   dtl?: import('./dtl-hook.js').DtlProvider;
-  /** The write cache's file I/O (cache-io.ts): node:fs, or a fault-injecting one in tests. */
+  /** The write cache's file I/O (../datapath/cache-io.ts): node:fs, or a fault-injecting one in tests. */
   io?: import('../datapath/cache-io.js').CacheIo;
   /** Clone relations across the vPool's vDisks (set by the vPool, volume/snapshots/snapshots.ts). */
   family?: VDiskFamily;

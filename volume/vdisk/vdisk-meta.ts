@@ -3,7 +3,7 @@
  *
  *   vd/<id>/meta        JSON {corkedTlog, corkedSco, size, template}: the TLogs up to corkedTlog are in the
  *                       backend and reflected in the persisted map; so are the SCOs up to corkedSco
- *   vd/<id>/map/<page>  a cluster-map page (cluster-map.ts), 8 KiB
+ *   vd/<id>/map/<page>  a cluster-map page (../datapath/cluster-map.ts), 8 KiB
  *   vd/<id>/sco/<n>     u32 slot count of SCO n (to read it back from the backend once evicted)
  *
  * The persisted map may be newer than corkedTlog (it is written whole at each cork); replaying the local

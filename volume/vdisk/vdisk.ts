@@ -48,7 +48,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   lastShipMs = Date.now();
   /** Where every change of the write cache is also sent (the DTL, dtl-hook.ts); mode none does nothing. */
   dtl: DtlSink = NO_DTL;
-  /** Snapshots, template flag, clone parentage (snapshot-store.ts). */
+  /** Snapshots, template flag, clone parentage (../lineage/snapshot-store.ts). */
   docs!: DocStore;
   private readonly lock = new Serial();
   private closed = false;
@@ -133,7 +133,7 @@ export class VDiskImpl implements VDisk, SlotSource {
     return f === null ? null : { code: f.code, message: f.message, since: f.since };
   }
 
-  /** The write cache became faulted (local-cache.ts): said once, loudly. */
+  /** The write cache became faulted (../datapath/local-cache.ts): said once, loudly. */
   onFault(f: CacheFault): void {
     log.error('the write-cache disk failed: this vDisk takes no more writes (fsync and writes fail with EIO) until the vPool is restarted', {
       vdisk: this.id, errno: f.code, cause: f.message, dir: this.cache.dir,
@@ -175,7 +175,7 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   /** Applies a TLog record while opening (replay). Safe to replay over a newer map: last writer wins. */
   applyRecord(rec: TLogRecord): void {
-    applyTo(this, rec); // the one rule for a record, shared with the backend-only replay of clone-base.ts
+    applyTo(this, rec); // the one rule for a record, shared with the backend-only replay of ../lineage/clone-base.ts
   }
 
   onScoClosed(c: ClosedSco): void {
@@ -340,7 +340,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   // How a read runs: volume/datapath/read-path.ts and docs/read-path.md. This vDisk is the read path's ReadTarget
   // (its map, the read cache, its namespaces) and the SlotSource of its own namespace.
 
-  /** Read-ahead of this vDisk's sequential reads from the backend (read-ahead.ts), made on first use. */
+  /** Read-ahead of this vDisk's sequential reads from the backend (../datapath/read-ahead.ts), made on first use. */
   private readAheadState?: ReadAhead;
 
   /** The read-ahead, once a read has run (tests wait for it to be idle). */
