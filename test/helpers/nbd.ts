@@ -6,10 +6,19 @@
  */
 import type { ExecutionContext } from 'ava';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freshLayout, ok, q, sh, startMount, type MountHandle, type ShResult } from './mount.js';
 
 /** The Python that has libnbd's `nbd` module (Debian's; a python3 earlier on PATH may not have it). */
 export const NBD_PYTHON = '/usr/bin/python3';
+
+/** The Python scripts of the NBD tests (sources; not compiled into dist/). */
+export const PY_DIR = fileURLToPath(new URL('../../../test/helpers/py/', import.meta.url));
+
+/** Runs test/helpers/py/SCRIPT with the libnbd Python; never throws (look at `code`). */
+export function nbdScript(script: string, args: (string | number)[], timeoutMs = 240_000): Promise<ShResult> {
+  return sh(`${NBD_PYTHON} ${q(path.join(PY_DIR, script))} ${args.map((a) => q(String(a))).join(' ')}`, { timeoutMs });
+}
 
 export interface NbdMount {
   m: MountHandle;
