@@ -166,6 +166,7 @@ export class Transmission {
     const fua = (req.flags & CMDFLAG.FUA) !== 0;
     switch (req.type) {
       case CMD.READ: {
+        if (req.length === 0) return; // no OFFSET_DATA chunk of no data: a plain success
         const { frame, data } = this.n.structured ? readChunk(req, req.length) : readSimple(req, req.length);
         await this.e.read(data, req.offset);
         return frame;
