@@ -4,7 +4,8 @@
  * (random commands, flags, offsets, lengths, payloads, truncation) to their own export, for as long as a
  * libnbd model run (random operations checked against a plain reference) and fio (nbd engine, crc32c verify)
  * write and verify other exports. Both must pass, the daemon must stay up and stop cleanly (exit 0).
- * Seed printed; VPOOLFS_SEED replays the fuzz stream; VPOOLFS_NBD_ROUNDS lengthens the run.
+ * Seed printed; VPOOLFS_SEED replays the model run and the fuzz stream (how the four fuzz connections interleave
+ * with it varies from run to run); VPOOLFS_NBD_ROUNDS lengthens the run.
  */
 import { truncate, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -94,7 +95,7 @@ test('fuzz the NBD server while libnbd and fio write and verify', async (t) => {
   }
   const seed = process.env.VPOOLFS_SEED !== undefined ? Number(process.env.VPOOLFS_SEED) : Math.floor(Math.random() * 2 ** 31);
   const rounds = Number(process.env.VPOOLFS_NBD_ROUNDS ?? 3000);
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays the fuzz stream), ${rounds} model rounds`);
+  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays the model and the fuzz stream), ${rounds} model rounds`);
   const r = rng(seed);
 
   let clientsDone = false;
