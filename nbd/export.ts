@@ -90,6 +90,9 @@ export class VDiskExport {
       if (err instanceof VpoolError && (err.code === 'NOT_FOUND' || err.code === 'NOT_DIR' || err.code === 'IS_DIR')) {
         throw new ExportError('unknown', `no vDisk ${p.slice(1)} in this vPool`);
       }
+      if (err instanceof VpoolError && (err.code === 'NAME_TOO_LONG' || err.code === 'INVALID')) {
+        throw new ExportError('invalid', `bad export name ${JSON.stringify(name.slice(0, 200))}: ${err.message}`);
+      }
       throw err;
     }
     return new VDiskExport(p.slice(1), p, disk, fds);

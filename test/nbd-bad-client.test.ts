@@ -48,6 +48,15 @@ test('handshake: unknown options are refused and negotiation goes on; broken han
   c.sendOption(5);
   const tls = await c.optionReply();
   t.is(tls.type, ERR_BIT + 2, 'STARTTLS on a listener without TLS: NBD_REP_ERR_POLICY');
+  // a name past what a path may be: refused, and the connection goes on
+  const long = Buffer.from('x'.repeat(3000));
+  c.sendOption(6, Buffer.concat([u32(long.length), long, Buffer.from([0, 0])]));
+  const lr = await c.optionReply();
+  t.true(lr.type === ERR_BIT + 3 || lr.type === ERR_BIT + 6, `INFO of a 3000-byte name: ${lr.type} ${lr.data.toString().slice(0, 100)}`);
+  c.sendOption(3);
+  let names = '';
+  for (let r2 = await c.optionReply(); r2.type === 2; r2 = await c.optionReply()) names += r2.data.subarray(4).toString() + ' ';
+  t.is(names.trim(), 'd.img', 'LIST still answers');
   c.destroy();
 
   const bad: { what: string; log: RegExp; run: (c: RawNbd) => Promise<void> }[] = [
