@@ -45,6 +45,9 @@ program
   .option('--config <file>', 'JSON config with the same keys plus tuning; watched')
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
   .addOption(new Option('--fuse-engine <engine>', 'kernel: vpoolfs speaks the FUSE protocol on /dev/fuse itself (default); fuse-native: libfuse2').choices(['kernel', 'fuse-native']))
+  .option('--nbd <address>', 'also serve every vDisk over NBD at unix:/PATH or HOST:PORT (repeat or comma-separate; default: off; docs/nbd.md)', (v: string, prev?: string[]) => [...(prev ?? []), v])
+  .option('--nbd-tls-cert <file>', 'PEM certificate for the NBD TCP listeners (STARTTLS; required off loopback)')
+  .option('--nbd-tls-key <file>', 'PEM private key of --nbd-tls-cert')
   .option('--debug-fuse', 'FUSE debug output: every request at debug level (kernel), libfuse on stderr (fuse-native)')
   .action((mountpoint: string, flags: MountFlags) => runMount(mountpoint, flags).catch(fail));
 

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { checkCron, type ScheduleConfig } from '../volume/snapshots/snapshot-schedule.js';
+import { parseNbdAddress } from '../nbd/address.js';
 
 export class ConfigError extends Error {}
 
@@ -38,6 +39,11 @@ export interface MountConfig {
   schedule?: ScheduleConfig;
   /** `kernel` (default): vpoolfs speaks the FUSE protocol on /dev/fuse itself; `fuse-native`: libfuse2 (DESIGN §1). */
   fuseEngine?: FuseEngineName;
+  /** NBD listeners, `unix:/PATH` or `HOST:PORT` (nbd/server.ts); default none. */
+  nbd?: string[];
+  /** TLS certificate and key (PEM) for the NBD TCP listeners (STARTTLS); required off loopback. */
+  nbdTlsCert?: string;
+  nbdTlsKey?: string;
 }
 
 export type FuseEngineName = 'kernel' | 'fuse-native';
@@ -99,6 +105,21 @@ const CHECKS: Record<keyof MountConfig, Check> = {
     if (typeof v !== 'string' || !FUSE_ENGINES.includes(v)) throw new ConfigError(`${k}: expected kernel or fuse-native, got ${JSON.stringify(v)}`);
     return v;
   },
+  nbd: (v, k) => {
+    const list = typeof v === 'string' ? v.split(',') : v;
+    if (!Array.isArray(list) || list.length === 0) throw new ConfigError(`${k}: expected unix:/PATH or HOST:PORT (several: comma-separated, or an array), got ${JSON.stringify(v)}`);
+    return list.map((s) => {
+      const text = typeof s === 'string' ? s.trim() : String(s);
+      try {
+        parseNbdAddress(text, k);
+      } catch (err) {
+        throw new ConfigError((err as Error).message);
+      }
+      return text;
+    });
+  },
+  nbdTlsCert: str,
+  nbdTlsKey: str,
   schedule: (v, k) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${k}: expected an object, got ${JSON.stringify(v)}`);
     for (const [name, spec] of Object.entries(v)) {

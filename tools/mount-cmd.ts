@@ -17,6 +17,8 @@ import { prepareMountpoint } from './mountpoint.js';
 import { lockState } from './state-lock.js';
 import { SnapshotScheduler } from '../volume/snapshots/snapshot-schedule.js';
 import { dtlForMount } from './dtl-mount.js';
+import { parseNbdAddress, checkNbdListen } from '../nbd/address.js';
+import { startNbdServer, type NbdServer } from '../nbd/server.js';
 
 const log = logger('cli');
 
@@ -32,6 +34,9 @@ export interface MountFlags {
   config?: string;
   metrics?: string;
   fuseEngine?: string;
+  nbd?: string[];
+  nbdTlsCert?: string;
+  nbdTlsKey?: string;
   debugFuse?: boolean;
 }
 
@@ -51,6 +56,18 @@ async function checkKeyFile(file: string): Promise<void> {
 async function refuseUnimplemented(cfg: ResolvedMount): Promise<void> {
   if (cfg.encryptionKeyFile !== undefined) await checkKeyFile(cfg.encryptionKeyFile);
   dtlForMount(cfg); // --dtl async/sync without --dtl-server, an unreadable secret
+  checkNbd(cfg);
+}
+
+/** --nbd: TCP off loopback only with TLS; cert and key together and readable. */
+function checkNbd(cfg: ResolvedMount): void {
+  if ((cfg.nbdTlsCert === undefined) !== (cfg.nbdTlsKey === undefined)) throw new ConfigError('--nbd-tls-cert and --nbd-tls-key go together');
+  if (cfg.nbd === undefined) return;
+  try {
+    checkNbdListen(cfg.nbd.map((a) => parseNbdAddress(a, '--nbd')), cfg.nbdTlsCert !== undefined, '--nbd');
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }
 
 export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
@@ -91,6 +108,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let metricsServer: MetricsServer | undefined;
   let watcher: ConfigWatcher | undefined;
   let scheduler: SnapshotScheduler | undefined;
+  let nbd: NbdServer | undefined;
   try {
     const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds, () => vpool.cacheStats()) : undefined;
     mounted = await mountVPool({
@@ -106,6 +124,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
       const { host, port } = parseHostPort(cfg.metrics, '--metrics');
       metricsServer = await serveMetrics(host, port, metrics.registry);
     }
+    if (cfg.nbd) nbd = await startNbdServer({ vpool, fds: mounted.fds, listen: cfg.nbd, tlsCertFile: cfg.nbdTlsCert, tlsKeyFile: cfg.nbdTlsKey });
     scheduler = new SnapshotScheduler(vpool);
     scheduler.apply(cfg.schedule);
     const sched = scheduler;
@@ -113,18 +132,19 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.prependListener(sig, () => sched.stop());
     if (flags.config) watcher = watchConfig(flags.config, file, vpool, (s) => sched.apply(s));
   } catch (err) {
+    await nbd?.close().catch(() => undefined);
     await mounted?.unmount().catch(() => undefined);
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
     throw err;
   }
-  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null });
-  stopNow = installStop(vpool, mounted, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
+  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, nbd: nbd?.addresses ?? null });
+  stopNow = installStop(vpool, mounted, nbd, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
 }
 
 /** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */
 let stopNow: ((why: string) => Promise<void>) | undefined;
 
-function installStop(vpool: VPool, mounted: Mounted, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
+function installStop(vpool: VPool, mounted: Mounted, nbd: NbdServer | undefined, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -141,6 +161,8 @@ function installStop(vpool: VPool, mounted: Mounted, closeExtras: () => Promise<
       code = 1;
       log.error('shipping to the backend failed; the data stays in the local write cache', { error: String(err) });
     }
+    // NBD writes do not pass the mount's fence: its clients are let go (requests in flight answered) first
+    await nbd?.close().catch((e: unknown) => log.error('stopping the NBD server failed', { error: String(e) }));
     await mounted.fence();
     try {
       await mounted.unmount();
