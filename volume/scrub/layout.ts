@@ -45,6 +45,8 @@ export interface ScrubState {
   appliedAt?: number;
   /** Bytes of garbage the job left in the backend (pinned by clones or in SCOs above the fill ratio). */
   garbageBytes: number;
+  /** The owner's highest own SCO number when applied: a rebuild numbers new SCOs past it (the sweep may delete the top ones). */
+  ownScoHigh?: number;
 }
 
 /** Scrub ids whose objects may be deleted (a later scrub replaced them); kept in the doc until swept. */
@@ -81,6 +83,8 @@ export interface ScrubResult {
     prevScrub: string | null;
     /** The dropped ranges that touch TLogs ≤ upTo, as the job saw them. */
     dropped: Array<[number, number]>;
+    /** The snapshot TLogs up to the horizon it made segment boundaries of. */
+    points: number[];
   };
   /** The doc's new `scrub` state. */
   state: ScrubState;

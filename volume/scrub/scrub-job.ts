@@ -139,7 +139,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
   const prevRanges = doc.scrub?.scoRanges ?? [];
   const nextFree = Math.max(SCRUB_SCO_BASE, ...prevRanges.map((r) => r.to + 1));
   const basis: ScrubResult['basis'] = {
-    docGen: doc.gen, prevScrub: doc.scrub?.id ?? null, dropped: doc.dropped.filter(([a]) => a <= horizon),
+    docGen: doc.gen, prevScrub: doc.scrub?.id ?? null, dropped: doc.dropped.filter(([a]) => a <= horizon), points,
   };
   if (compactAlready) {
     stats.ms = Date.now() - t0;
