@@ -8,6 +8,7 @@ import { VolumeError } from '../util/errors.js';
 import type { VPool } from '../volume/types.js';
 import { snapshotTable } from './xattr-snapshot.js';
 import { dtlTable } from './xattr-dtl.js';
+import { scrubTable } from './xattr-scrub.js';
 
 /** A command: `value` is the attribute's bytes as UTF-8. Resolves when the operation is done. */
 export type VdiskCommand = (vpool: VPool, path: string, value: string) => Promise<void>;
@@ -36,7 +37,16 @@ function infoView(vpool: VPool, path: string): unknown {
     router: i.router,
     // null, or why the state disk stopped this vDisk (EIO: writes and fsyncs refused) or holds its writes (ENOSPC)
     fault: i.fault,
+    // the last scrub applied (null: never) and the garbage it left; null where the vPool has no scrubber
+    scrub: scrubInfo(vpool, path),
   };
+}
+
+function scrubInfo(vpool: VPool, path: string): unknown {
+  const s = (vpool as VPool & { scrub?: { statusAt(p: string): { last: unknown; garbageBytes: number; running: boolean; lastReport: unknown } } }).scrub;
+  if (s === undefined) return null;
+  const st = s.statusAt(path);
+  return { last: st.last, garbageBytes: st.garbageBytes, running: st.running, lastReport: st.lastReport };
 }
 
 const core: VdiskXattrTable = {
@@ -45,7 +55,7 @@ const core: VdiskXattrTable = {
 };
 
 /** Every feature's table, merged. A later table may not redefine a name. */
-const tables: VdiskXattrTable[] = [core, snapshotTable, dtlTable];
+const tables: VdiskXattrTable[] = [core, snapshotTable, dtlTable, scrubTable];
 
 const commands = new Map<string, VdiskCommand>();
 const views = new Map<string, VdiskView>();

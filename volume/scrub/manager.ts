@@ -61,6 +61,7 @@ export class ScrubManager {
   now: () => number = Date.now;
   private readonly running = new Set<string>();
   private readonly reports = new Map<string, ScrubReport>();
+  private readonly sweeps = new Map<string, { at: number; dryRun: boolean; items: SweepItem[] }>();
 
   constructor(private readonly host: ScrubHost) {}
 
@@ -98,8 +99,16 @@ export class ScrubManager {
     return this.exclusive(v, async () => {
       const plan = await this.plan(v);
       if (!dryRun) await this.runPlan(v, plan);
+      this.sweeps.set(v.id, { at: this.now(), dryRun, items: plan });
+      log.info(dryRun ? 'gc dry run: what a sweep would delete' : 'gc: swept', { vdisk: v.id, objects: plan.length, keys: plan.slice(0, 20).map((x) => x.key) });
       return plan;
     });
+  }
+
+  /** The status of the vDisk at `p` (user.vdisk.info, user.vdisk.scrubbing). */
+  statusAt(p: string): ScrubStatus & { lastSweep: { at: number; dryRun: boolean; items: SweepItem[] } | null } {
+    const v = this.host.vdiskAt(p);
+    return { ...this.status(v), lastSweep: this.sweeps.get(v.id) ?? null };
   }
 
   status(v: VDiskImpl): ScrubStatus {
