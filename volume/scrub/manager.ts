@@ -15,6 +15,7 @@ import { resultKey, type ScrubResult, type ScrubStats } from './layout.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
 import { gateOf } from './read-gate.js';
 import { applyScrubTo } from './vdisk-apply.js';
+import { applyScrubTo } from './vdisk-apply.js';
 import { runSweep, stillRetired, sweepPlan, type SweepItem } from './sweep.js';
 
 const log = logger('scrub');
@@ -147,15 +148,23 @@ export class ScrubManager {
     const pins = await this.pins(v);
     let relocated = 0;
     if (!result.nothingToDo) {
+      let stale: string | null = null;
       relocated = await v.exclusive(async () => {
         const doc = v.docs.doc as ChainDoc;
-        const why = staleReason(doc, v.corkedTlog, result, pins);
-        if (why !== null) {
-          log.warn('scrub result refused: stale', { vdisk: v.id, scrub: result.scrubId, reason: why });
-          throw new VolumeError('BUSY', `scrub result ${result.scrubId} is stale: ${why}`, { vdisk: v.id, scrub: result.scrubId, stale: true });
+        stale = staleReason(doc, v.corkedTlog, result, pins);
+        if (stale !== null) {
+          // it can never become valid again: retired, so that the sweep deletes its objects now
+          await v.docs.commit({ ...(JSON.parse(JSON.stringify(doc)) as ChainDoc), retiredScrubs: [...(doc.retiredScrubs ?? []), result.scrubId] } as ChainDoc);
+          return 0;
         }
-        return applyScrubTo(v, appliedDoc(doc, result, v.corkedSco, this.now()), result.newScos, rel);
+        return applyScrubTo(v, appliedDoc(doc, result, v.corkedSco, this.now()), result.newScos, rel); // VDiskImpl.applyScrub once volume/ may be edited
       });
+      if (stale !== null) {
+        log.warn('scrub result refused: stale', { vdisk: v.id, scrub: result.scrubId, reason: stale });
+        await v.docs.flush();
+        await this.runPlan(v, await this.plan(v));
+        throw new VolumeError('BUSY', `scrub result ${result.scrubId} is stale: ${stale as string}`, { vdisk: v.id, scrub: result.scrubId, stale: true });
+      }
       await v.docs.flush(); // the backend names the new chain before anything old goes
       await gateOf(v).drain(); // reads planned on the old map are done
     }

@@ -17,7 +17,8 @@ import { checkSlot, encodeSlotHeader, namespaceTag, SLOT_HEADER, SLOT_SIZE } fro
 import { encodeRecord, RecordType, type TLogRecord } from '../tlog-format.js';
 import { CLUSTER_SIZE } from '../types.js';
 import { crc32 } from 'node:zlib';
-import { backendDoc, chainItems, descendantPins, readItem, treeVDisks, type ChainItem } from './chain.js';
+import { emptyDoc } from '../snapshot-store.js';
+import { backendDoc, chainItems, descendantPins, readItem, treeVDisks, type ChainDoc, type ChainItem } from './chain.js';
 import { compactRecords, finishSegment, foldRecords, newSegmentEnd, pack, scoOfPacked, slotOfPacked, type SegmentEnd } from './compact.js';
 import {
   MAX_SCO, newScrubId, relocationsKey, resultKey, scoKeyIn, SCRUB_SCO_BASE, scrubScoKey, segmentKey,
@@ -65,8 +66,8 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
   const fillRatio = opts.fillRatio ?? DEFAULT_FILL_RATIO;
   const scoClusters = opts.scoClusters ?? 1024;
   if (!(fillRatio >= 0 && fillRatio <= 1)) throw new VolumeError('INVALID', `fill ratio must be in 0..1, got ${fillRatio}`, { fillRatio });
-  const doc = await backendDoc(backend, id);
-  if (doc === null) throw new VolumeError('NOT_FOUND', `vDisk ${id} has no document in the backend`, { vdisk: id });
+  // no document yet: a vDisk that never had a snapshot (its doc is shipped with the first change)
+  const doc: ChainDoc = (await backendDoc(backend, id)) ?? emptyDoc();
   const scrubId = newScrubId(now(), randomUUID().replace(/-/g, ''));
   const tag = namespaceTag(id);
   const stats: ScrubStats = {
