@@ -15,7 +15,6 @@ import { resultKey, type ScrubResult, type ScrubStats } from './layout.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
 import { gateOf } from './read-gate.js';
 import { applyScrubTo } from './vdisk-apply.js';
-import { applyScrubTo } from './vdisk-apply.js';
 import { runSweep, stillRetired, sweepPlan, type SweepItem } from './sweep.js';
 
 const log = logger('scrub');
