@@ -9,16 +9,7 @@ import type { VPool } from '../volume/types.js';
 import { snapshotTable } from './xattr-snapshot.js';
 import { dtlTable } from './xattr-dtl.js';
 import { scrubTable } from './xattr-scrub.js';
-
-/** A command: `value` is the attribute's bytes as UTF-8. Resolves when the operation is done. */
-export type VdiskCommand = (vpool: VPool, path: string, value: string) => Promise<void>;
-/** A view: the JSON-able value `getfattr` shows. */
-export type VdiskView = (vpool: VPool, path: string) => unknown;
-
-export interface VdiskXattrTable {
-  commands: Record<string, VdiskCommand>;
-  views: Record<string, VdiskView>;
-}
+import type { VdiskCommand, VdiskView, VdiskXattrTable } from './xattr-table.js';
 
 /** `user.vdisk.info`: what a vDisk is and where its data stands. */
 function infoView(vpool: VPool, path: string): unknown {
@@ -37,15 +28,13 @@ function infoView(vpool: VPool, path: string): unknown {
     router: i.router,
     // null, or why the state disk stopped this vDisk (EIO: writes and fsyncs refused) or holds its writes (ENOSPC)
     fault: i.fault,
-    // the last scrub applied (null: never) and the garbage it left; null where the vPool has no scrubber
+    // the last scrub applied (last: null if never), the garbage it left, whether one runs, this process's last report
     scrub: scrubInfo(vpool, path),
   };
 }
 
 function scrubInfo(vpool: VPool, path: string): unknown {
-  const s = (vpool as VPool & { scrub?: { statusAt(p: string): { last: unknown; garbageBytes: number; running: boolean; lastReport: unknown } } }).scrub;
-  if (s === undefined) return null;
-  const st = s.statusAt(path);
+  const st = vpool.scrub.statusAt(path);
   return { last: st.last, garbageBytes: st.garbageBytes, running: st.running, lastReport: st.lastReport };
 }
 

@@ -9,14 +9,9 @@
 import { VolumeError } from '../util/errors.js';
 import type { VPool } from '../volume/types.js';
 import type { ScrubManager } from '../volume/scrub/manager.js';
-import type { VdiskXattrTable } from './vdisk-xattr.js';
+import type { VdiskXattrTable } from './xattr-table.js';
 
-/** The vPool's scrubber; NOT_SUPPORTED for a vPool without one. */
-export function scrubberOf(vpool: VPool): ScrubManager {
-  const s = (vpool as VPool & { scrub?: ScrubManager }).scrub;
-  if (s === undefined) throw new VolumeError('NOT_SUPPORTED', 'this vPool has no scrubber', {});
-  return s;
-}
+const scrubberOf = (vpool: VPool): ScrubManager => vpool.scrub;
 
 export const scrubTable: VdiskXattrTable = {
   commands: {

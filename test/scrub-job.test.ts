@@ -14,10 +14,10 @@ import { pattern, rng } from './helpers/ref-disk.js';
 import { allPoints, diffPoints } from './helpers/scrub-check.js';
 import { openBlobStore } from '../volume/backend/index.js';
 import type { BlobStore } from '../volume/backend/types.js';
-import { backendDoc, stateAtChain, type ChainDoc } from '../volume/scrub/chain.js';
+import { backendDoc, stateAt, type ChainDoc } from '../volume/lineage/chain.js';
 import { loadRelocations, scrubVDisk } from '../volume/scrub/scrub-job.js';
-import { backendDocKey } from '../volume/snapshot-store.js';
-import type { ScrubResult } from '../volume/scrub/layout.js';
+import { backendDocKey } from '../volume/lineage/snapshot-store.js';
+import type { ScrubResult } from '../volume/lineage/scrub-state.js';
 
 const CS = 4096;
 
@@ -30,13 +30,13 @@ function switched(doc: ChainDoc, r: ScrubResult): ChainDoc {
 async function scrubAndCheck(t: import('ava').ExecutionContext, backend: BlobStore, id: string, scratch: string, where: string): Promise<ScrubResult> {
   const doc = (await backendDoc(backend, id))!;
   const want = await allPoints(backend, id, doc);
-  const before = await stateAtChain(backend, id, doc);
+  const before = await stateAt(backend, id, doc);
   const result = await scrubVDisk(backend, id, { scratchDir: scratch, scoClusters: 8 });
   const next = switched(doc, result);
   const got = await allPoints(backend, id, next);
   t.is(diffPoints(want, got), '', `${where}: every point reads the same after the scrub`);
   // the relocations turn the old head map into the new one (own entries; clone entries never move)
-  const after = await stateAtChain(backend, id, next);
+  const after = await stateAt(backend, id, next);
   const rel = await loadRelocations(backend, result);
   for (let i = 0; i < rel.length; i += 5) {
     const loc = before.map.get(rel[i]);

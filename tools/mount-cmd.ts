@@ -15,7 +15,7 @@ import { watchConfig, type ConfigWatcher } from './config-watch.js';
 import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 import { prepareMountpoint } from './mountpoint.js';
 import { lockState } from './state-lock.js';
-import { SnapshotScheduler } from '../volume/snapshot-schedule.js';
+import { SnapshotScheduler } from '../volume/snapshots/snapshot-schedule.js';
 import { dtlForMount } from './dtl-mount.js';
 
 const log = logger('cli');

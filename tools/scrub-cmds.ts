@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { openBackend, readKeyFile } from '../volume/backend/open-backend.js';
-import { treeVDisks } from '../volume/scrub/chain.js';
+import { treeVDisks } from '../volume/scrub/tree-vdisks.js';
 import { scrubVDisk, type ScrubProgress } from '../volume/scrub/scrub-job.js';
 import type { ScrubReport } from '../volume/scrub/manager.js';
 import type { SweepItem } from '../volume/scrub/sweep.js';

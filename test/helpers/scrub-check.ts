@@ -5,9 +5,9 @@
  * result before (or without) any vPool applying it.
  */
 import type { BlobStore } from '../../volume/backend/types.js';
-import { checkSlot, namespaceTag, SLOT_HEADER, SLOT_SIZE } from '../../volume/sco-format.js';
-import { backendDoc, stateAtChain, type ChainDoc } from '../../volume/scrub/chain.js';
-import { scoKeyIn } from '../../volume/scrub/layout.js';
+import { checkSlot, namespaceTag, SLOT_HEADER, SLOT_SIZE } from '../../volume/datapath/sco-format.js';
+import { backendDoc, stateAt, type ChainDoc } from '../../volume/lineage/chain.js';
+import { scoKeyIn } from '../../volume/lineage/scrub-state.js';
 
 export interface PointData {
   size: number;
@@ -16,7 +16,7 @@ export interface PointData {
 
 /** What vDisk `id` shows at TLog `upTo` (Infinity: its head) according to `doc`, from the backend alone. */
 export async function pointData(backend: BlobStore, id: string, doc: ChainDoc, upTo = Infinity): Promise<PointData> {
-  const s = await stateAtChain(backend, id, doc, upTo);
+  const s = await stateAt(backend, id, doc, upTo);
   const docs = new Map<string, ChainDoc | null>([[id, doc]]);
   const clusters = new Map<number, Buffer>();
   for (const [a, loc] of s.map.entries()) {

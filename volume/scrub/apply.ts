@@ -1,13 +1,12 @@
 /**
  * The owner's side of a scrub (docs/scrubbing.md, "Applying"): is a result still valid for the vDisk as
  * it is now (`staleReason`), the doc it leads to (`appliedDoc`), and the move of the live cluster map
- * (`relocate`: each entry only if it still points at the old slot, undoable if the commit fails).
- * The vDisk applies it under its lock (VDiskImpl.applyScrub); the ScrubManager orchestrates.
+ * The vDisk moves its map and commits under its lock (VDiskImpl.applyScrub, ../vdisk/scrub-apply.ts); the
+ * ScrubManager orchestrates.
  */
-import type { ClusterMap } from '../cluster-map.js';
-import { addGarbage } from '../snapshot-store.js';
-import type { ChainDoc } from './chain.js';
-import { SCRUB_SCO_BASE, type ScrubResult } from './layout.js';
+import { addGarbage } from '../lineage/snapshot-store.js';
+import type { ChainDoc } from '../lineage/chain.js';
+import { SCRUB_SCO_BASE, type ScrubResult } from '../lineage/scrub-state.js';
 
 /** Why `result` may not be applied to a vDisk whose doc is `doc` and cork point `corkedTlog`, or null. */
 export function staleReason(doc: ChainDoc, corkedTlog: number, result: ScrubResult, pins: Set<number>): string | null {
@@ -44,29 +43,4 @@ export function appliedDoc(doc: ChainDoc, result: ScrubResult, corkedSco: number
   next.garbage = [];
   for (const g of left) addGarbage(next, { ...g, fromTlog: Math.max(g.fromTlog, result.state.upTo + 1) });
   return next;
-}
-
-/**
- * Moves the map's own entries (depth 0) per `rel` (address, old SCO, old slot, new SCO, new slot), each
- * only where the map still points at the old slot (a newer write wins). Synchronous: no read or write
- * interleaves. Returns the undo (puts back exactly what it moved).
- */
-export function relocate(map: ClusterMap, rel: Float64Array): { moved: number; undo: () => void } {
-  const done: number[] = [];
-  for (let i = 0; i < rel.length; i += 5) {
-    const a = rel[i];
-    const loc = map.get(a);
-    if (loc === null || loc.depth !== 0 || loc.sco !== rel[i + 1] || loc.slot !== rel[i + 2]) continue;
-    map.set(a, rel[i + 3], rel[i + 4], 0);
-    done.push(i);
-  }
-  return {
-    moved: done.length,
-    undo: () => {
-      for (const i of done) {
-        const loc = map.get(rel[i]);
-        if (loc !== null && loc.sco === rel[i + 3] && loc.slot === rel[i + 4]) map.set(rel[i], rel[i + 1], rel[i + 2], 0);
-      }
-    },
-  };
 }

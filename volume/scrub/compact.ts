@@ -8,7 +8,7 @@
  * Resize(min) · the surviving writes · Resize(final) (no resizes when the segment had none).
  * Locations are packed as sco * 65536 + slot (a slot is 16 bits in the map), exact in a double.
  */
-import { RecordType, type TLogRecord } from '../tlog-format.js';
+import { RecordType, type TLogRecord } from '../datapath/tlog-format.js';
 import { CLUSTER_SIZE } from '../types.js';
 
 export const pack = (sco: number, slot: number): number => sco * 65536 + slot;

@@ -8,13 +8,12 @@ import path from 'node:path';
 import { VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
 import type { BlobStore } from '../backend/types.js';
-import type { VDiskImpl } from '../vdisk.js';
-import { descendantPins, treeVDisks, type ChainDoc } from './chain.js';
+import type { VDiskImpl } from '../vdisk/vdisk.js';
+import { descendantPins, type ChainDoc } from '../lineage/chain.js';
+import { treeVDisks } from './tree-vdisks.js';
 import { appliedDoc, staleReason } from './apply.js';
-import { resultKey, type ScrubResult, type ScrubStats } from './layout.js';
+import { resultKey, type ScrubResult, type ScrubStats } from '../lineage/scrub-state.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
-import { gateOf } from './read-gate.js';
-import { applyScrubTo } from './vdisk-apply.js';
 import { runSweep, stillRetired, sweepPlan, type SweepItem } from './sweep.js';
 
 const log = logger('scrub');
@@ -156,7 +155,7 @@ export class ScrubManager {
           await v.docs.commit({ ...(JSON.parse(JSON.stringify(doc)) as ChainDoc), retiredScrubs: [...(doc.retiredScrubs ?? []), result.scrubId] } as ChainDoc);
           return 0;
         }
-        return applyScrubTo(v, appliedDoc(doc, result, v.corkedSco, this.now()), result.newScos, rel); // VDiskImpl.applyScrub once volume/ may be edited
+        return v.applyScrub(appliedDoc(doc, result, v.corkedSco, this.now()), result.newScos, rel);
       });
       if (stale !== null) {
         log.warn('scrub result refused: stale', { vdisk: v.id, scrub: result.scrubId, reason: stale });
@@ -165,7 +164,7 @@ export class ScrubManager {
         throw new VolumeError('BUSY', `scrub result ${result.scrubId} is stale: ${stale as string}`, { vdisk: v.id, scrub: result.scrubId, stale: true });
       }
       await v.docs.flush(); // the backend names the new chain before anything old goes
-      await gateOf(v).drain(); // reads planned on the old map are done
+      await v.readGate.drain(); // reads planned on the old map are done
     }
     const plan = await this.plan(v);
     const swept = await this.runPlan(v, plan);

@@ -13,17 +13,18 @@ import { randomUUID } from 'node:crypto';
 import { VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
 import type { BlobStore } from '../backend/types.js';
-import { checkSlot, encodeSlotHeader, namespaceTag, SLOT_HEADER, SLOT_SIZE } from '../sco-format.js';
-import { encodeRecord, RecordType, type TLogRecord } from '../tlog-format.js';
+import { checkSlot, encodeSlotHeader, namespaceTag, SLOT_HEADER, SLOT_SIZE } from '../datapath/sco-format.js';
+import { encodeRecord, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
 import { CLUSTER_SIZE } from '../types.js';
 import { crc32 } from 'node:zlib';
-import { emptyDoc } from '../snapshot-store.js';
-import { backendDoc, chainItems, descendantPins, readItem, treeVDisks, type ChainDoc, type ChainItem } from './chain.js';
+import { emptyDoc } from '../lineage/snapshot-store.js';
+import { backendDoc, chainItems, descendantPins, readItem, type ChainDoc, type ChainItem } from '../lineage/chain.js';
+import { treeVDisks } from './tree-vdisks.js';
 import { compactRecords, finishSegment, foldRecords, newSegmentEnd, pack, scoOfPacked, slotOfPacked, type SegmentEnd } from './compact.js';
 import {
   MAX_SCO, newScrubId, relocationsKey, resultKey, scoKeyIn, SCRUB_SCO_BASE, scrubScoKey, segmentKey,
   type ScoRange, type ScrubResult, type ScrubStats,
-} from './layout.js';
+} from '../lineage/scrub-state.js';
 
 const log = logger('scrub');
 

@@ -6,12 +6,12 @@
  */
 import type { Logger } from '../../util/log.js';
 import type { BlobStore } from '../backend/types.js';
-import { keyNumber, vdiskPrefix } from '../backend-layout.js';
-import { baseKey } from '../clone-base.js';
-import { backendDocKey, isDropped } from '../snapshot-store.js';
-import { RecordType } from '../tlog-format.js';
-import { chainItems, readItem, type ChainDoc } from './chain.js';
-import { relocationsKey, resultKey, scoKeyIn, SCRUB_SCO_BASE } from './layout.js';
+import { keyNumber, vdiskPrefix } from '../datapath/backend-layout.js';
+import { baseKey } from '../lineage/clone-base.js';
+import { backendDocKey, isDropped } from '../lineage/snapshot-store.js';
+import { RecordType } from '../datapath/tlog-format.js';
+import { chainItems, readItem, type ChainDoc } from '../lineage/chain.js';
+import { relocationsKey, resultKey, scoKeyIn, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 
 export interface SweepItem {
   key: string;

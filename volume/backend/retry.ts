@@ -1,0 +1,44 @@
+/**
+ * Retrying backend calls: exponential back-off with jitter, forever unless told otherwise, logging the
+ * first failure of a streak and its end — a backend outage is waited out, not turned into an error.
+ */
+import type { Logger } from '../../util/log.js';
+import { BackendError } from '../../util/errors.js';
+
+export interface RetryOptions {
+  what: string;
+  log: Logger;
+  /** Give up after this many attempts (default: never). */
+  attempts?: number;
+  /** Stop retrying when this returns true (e.g. the vDisk was deleted). */
+  cancelled?: () => boolean;
+  minDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Promise<T> {
+  let delay = opts.minDelayMs ?? 50;
+  const max = opts.maxDelayMs ?? 5000;
+  let failures = 0;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (failures > 0) opts.log.info(`${opts.what}: succeeded after ${failures} failed attempts`);
+      return v;
+    } catch (err) {
+      failures++;
+      if (err instanceof BackendError && (err.code === 'INVALID' || err.code === 'CLOSED')) throw err;
+      if (opts.cancelled?.()) throw err;
+      if (opts.attempts !== undefined && failures >= opts.attempts) throw err;
+      if (failures === 1 || failures % 20 === 0) {
+        opts.log.warn(`${opts.what}: failed, retrying`, { attempt: failures, error: String((err as Error).message ?? err) });
+      }
+      await sleep(delay * (0.75 + Math.random() / 2));
+      delay = Math.min(max, delay * 2);
+    }
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,126 @@
+/**
+ * The background uploader of one vDisk: ships each closed TLog's SCOs, then the TLog itself, in TLog
+ * order, retrying with back-off for as long as the backend is away. Once a TLog is in the backend the
+ * vDisk "corks" it (persists its cluster map, marks the SCOs evictable) through `onUploaded`.
+ * Concurrency across vDisks is bounded by a shared Semaphore.
+ */
+import fs from 'node:fs/promises';
+import type { BlobStore } from '../backend/types.js';
+import { scoKey, tlogKey } from './backend-layout.js';
+import { withRetry } from '../backend/retry.js';
+import type { Logger } from '../../util/log.js';
+
+export interface PendingTlog {
+  tlog: number;
+  /** The SCOs the TLog names, ascending. */
+  scos: number[];
+}
+
+export interface UploadSource {
+  scoPath(sco: number): string;
+  tlogPath(tlog: number): string;
+  /**
+   * Makes the local files durable (fdatasync). Called before a TLog's objects are put: nothing reaches the
+   * backend that a power cut could take from the local disk — else the local restart would number new SCOs
+   * and TLogs from what is left and reuse numbers whose objects the backend holds with other content.
+   */
+  syncLocal(): Promise<void>;
+  onUploaded(p: PendingTlog, scoBytes: number): Promise<void>;
+}
+
+export class Semaphore {
+  private active = 0;
+  private readonly queue: Array<() => void> = [];
+  constructor(private readonly max: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((r) => this.queue.push(r));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
+}
+
+export class Uploader {
+  private readonly queue: PendingTlog[] = [];
+  private draining: Promise<void> | null = null;
+  private stopped = false;
+  /** SCOs of the TLog at the head of the queue already uploaded (re-uploading is harmless, skipping saves time). */
+  private headDone = 0;
+  /** Delay before the next attempt after a failure. */
+  private retryMs = 1000;
+
+  constructor(private readonly vdiskId: string, private readonly backend: BlobStore, private readonly source: UploadSource,
+    private readonly sem: Semaphore, private readonly log: Logger) {}
+
+  enqueue(p: PendingTlog): void {
+    this.queue.push(p);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.draining !== null || this.stopped) return;
+    this.draining = this.drain()
+      .then(() => {
+        this.retryMs = 1000;
+      })
+      .catch((err) => {
+        // a local file could not be read or synced, a cork could not commit (a disk error, a full disk): log
+        // it and try again later rather than stop shipping; 1 s, doubling up to 30 s while it keeps failing
+        this.log.error(`upload failed; retrying in ${this.retryMs / 1000} s`, { vdisk: this.vdiskId, error: String(err?.message ?? err) });
+        setTimeout(() => this.kick(), this.retryMs).unref();
+        this.retryMs = Math.min(30_000, this.retryMs * 2);
+      })
+      .finally(() => (this.draining = null));
+  }
+
+  get backlog(): { scos: number; tlogs: number } {
+    let scos = 0;
+    for (const p of this.queue) scos += p.scos.length;
+    scos -= this.headDone;
+    return { scos, tlogs: this.queue.length };
+  }
+
+  /** Resolves when every queued TLog is in the backend and corked. */
+  async waitIdle(): Promise<void> {
+    while (this.draining !== null) await this.draining;
+  }
+
+  /** Stops after the current upload (the vDisk is being removed). */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0 && !this.stopped) {
+      const p = this.queue[0];
+      await this.source.syncLocal();
+      if (this.stopped) return;
+      let scoBytes = 0;
+      for (; this.headDone < p.scos.length; this.headDone++) {
+        const sco = p.scos[this.headDone];
+        const file = this.source.scoPath(sco);
+        const data = await fs.readFile(file);
+        await this.put(scoKey(this.vdiskId, sco), data, `upload SCO ${sco}`);
+        if (this.stopped) return;
+        scoBytes += data.length;
+      }
+      const tlog = await fs.readFile(this.source.tlogPath(p.tlog));
+      await this.put(tlogKey(this.vdiskId, p.tlog), tlog, `upload TLog ${p.tlog}`);
+      if (this.stopped) return;
+      await this.source.onUploaded(p, scoBytes);
+      this.queue.shift();
+      this.headDone = 0;
+      this.log.debug('TLog in the backend', { vdisk: this.vdiskId, tlog: p.tlog, scos: p.scos.length });
+    }
+  }
+
+  private put(key: string, data: Buffer, what: string): Promise<void> {
+    return withRetry(() => this.sem.run(() => this.backend.put(key, data)), {
+      what: `${what} of vDisk ${this.vdiskId}`, log: this.log, cancelled: () => this.stopped,
+    });
+  }
+}

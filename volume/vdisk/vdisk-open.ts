@@ -1,0 +1,294 @@
+/**
+ * Bringing a vDisk up, three ways:
+ *  - fresh: an empty vDisk (size 0 until resized), TLog 1 open;
+ *  - local restart: the persisted (corked) map from the metadata store, then the local TLogs newer than
+ *    the cork point replayed, then the SCOs written after the last TLog record scanned slot by slot (a torn
+ *    tail cut) — every acknowledged write comes back;
+ *  - rebuild from the backend (the local state is gone): every TLog in the backend replayed in order.
+ * The local state counts only when both the metadata record and the write-cache directory exist.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { logger } from '../../util/log.js';
+import { backendTlogs, keyNumber, scoKey, tlogKey } from '../datapath/backend-layout.js';
+import { LocalCache } from '../datapath/local-cache.js';
+import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from '../datapath/sco-format.js';
+import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { Uploader } from '../datapath/uploader.js';
+import { CLUSTER_SIZE } from '../types.js';
+import { VDiskImpl } from './vdisk.js';
+import type { VDiskContext } from './vdisk-context.js';
+import { attachDtl, dtlModeOf } from './dtl-hook.js';
+import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from '../lineage/snapshot-store.js';
+import { chainItems, readItem } from '../lineage/chain.js';
+import { SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
+import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
+import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
+
+const log = logger('vdisk-open');
+
+function construct(id: string, ctx: VDiskContext): VDiskImpl {
+  const v = new VDiskImpl(id, namespaceTag(id), ctx);
+  v.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, v.tag, ctx.scoClusters, ctx.tlogScos, v, ctx.io);
+  v.uploader = new Uploader(id, ctx.backend, {
+    scoPath: (sco) => v.cache.scoPath(sco),
+    tlogPath: (tlog) => v.cache.tlogPath(tlog),
+    syncLocal: () => v.cache.syncLocal(),
+    onUploaded: (p, bytes) => v.cork(p, bytes),
+  }, ctx.uploads, log);
+  v.docs = new DocStore(id, ctx.mds, ctx.backend);
+  return v;
+}
+
+export async function createVDisk(id: string, ctx: VDiskContext): Promise<VDiskImpl> {
+  const v = construct(id, ctx);
+  await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
+  fs.rmSync(v.cache.dir, { recursive: true, force: true });
+  v.cache.create(1, 1);
+  const meta: VDiskMeta = { corkedTlog: 0, corkedSco: 0, size: 0, template: false };
+  await ctx.mds.commit([{ key: metaKey(id), value: Buffer.from(JSON.stringify(meta)) }]);
+  attachDtl(v);
+  return v;
+}
+
+export async function openVDisk(id: string, ctx: VDiskContext): Promise<VDiskImpl> {
+  const raw = ctx.mds.get(metaKey(id));
+  const v = construct(id, ctx);
+  if (ctx.mds.get(rollbackKey(id)) !== undefined) {
+    await finishRollback(v); // a rollback was cut short: its doc is shipped, then the state comes from the backend
+    await rebuildFromBackend(v);
+  } else if (raw !== undefined && LocalCache.exists(v.cache.dir) && !(ctx.dtl !== undefined && ctx.mds.get(dtlRecoveryKey(id)) !== undefined)) {
+    const fromSco = openLocal(v, JSON.parse(raw.toString()) as VDiskMeta);
+    // after a power cut the write cache lacks what was never fsynced, the DTL has it (every acknowledged
+    // write in sync mode): its entries from the first SCO not found whole are replayed before serving.
+    // After a kill nothing is missing and that is the SCO that was open (the replay rewrites the same).
+    if (ctx.dtl?.recoverLocal !== undefined && dtlModeOf(v) === 'sync') await ctx.dtl.recoverLocal(v, fromSco);
+  } else {
+    if (raw !== undefined && ctx.dtl !== undefined && ctx.mds.get(dtlRecoveryKey(id)) !== undefined) {
+      // replaying the same log again over the backend's state (which may hold part of the first replay) is
+      // idempotent: every entry overwrites whole clusters or sets the size, in log order
+      log.warn('the DTL recovery of this vDisk was cut short (a crash after the rebuild): rebuilding from the backend and replaying the DTL again', { vdisk: id });
+    }
+    await rebuildFromBackend(v, ctx.dtl !== undefined);
+    // the host was lost: the writes not in the backend come back from the DTL (never after a local restart
+    // or a rollback: there the write cache, or the rollback, is newer than what the DTL holds)
+    if (ctx.dtl !== undefined) {
+      await ctx.dtl.recover(v);
+      await ctx.mds.commit([{ key: dtlRecoveryKey(id), value: null }]);
+    }
+  }
+  attachDtl(v); // a local restart re-ships what is not in the backend (catch-up), it replays nothing
+  return v;
+}
+
+/** Returns the first SCO the restart did not find whole (its record and every slot it names sound). */
+function openLocal(v: VDiskImpl, meta: VDiskMeta): number {
+  const { ctx, id } = v;
+  for (const [key, value] of ctx.mds.range(mapPrefix(id))) v.map.loadPage(parseInt(key.slice(key.lastIndexOf('/') + 1), 16), pageWords(value));
+  for (const [key, value] of ctx.mds.range(scoCountPrefix(id))) v.scoCounts.set(parseInt(key.slice(key.lastIndexOf('/') + 1), 16), value.readUInt32LE(0));
+  v.map.takeDirty();
+  v.docs.loadLocal();
+  v.size = meta.size;
+  v.template = meta.template || v.docs.doc.template; // a cork racing with user.vdisk.template may have written the old flag
+  v.corkedTlog = meta.corkedTlog;
+  v.corkedSco = meta.corkedSco;
+  let lastSco = meta.corkedSco;
+  const named = new Set<number>(); // SCOs a local TLog record names
+  const notWhole = new Set<number>(); // ...of which some slots are not on the disk
+  const replay = (records: TLogRecord[]): void => {
+    for (const r of records) {
+      v.applyRecord(r);
+      if (r.type === RecordType.Sco) {
+        lastSco = Math.max(lastSco, r.sco);
+        named.add(r.sco);
+      }
+    }
+  };
+  const pending: Array<{ tlog: number; scos: number[] }> = [];
+  for (const tlog of v.cache.closedTlogs()) {
+    if (tlog <= meta.corkedTlog) {
+      v.cache.deleteClosedTlog(tlog); // in the backend already; the crash came before its removal
+      continue;
+    }
+    let { records, error } = decodeRecords(v.cache.readClosedTlog(tlog));
+    if (error !== null) {
+      records = repairLocalTlog(v, tlog, records, error, lastSco);
+      for (const r of records) if (r.type === RecordType.Sco) notWhole.add(r.sco); // from the SCOs as found
+    }
+    if (dropUnwrittenSlots(v, records, `TLog ${tlog}`, notWhole)) v.cache.rewriteClosedTlog(tlog, records.filter((r) => r.type !== RecordType.Header));
+    const scos = records.filter((r) => r.type === RecordType.Sco).map((r) => (r as { sco: number }).sco);
+    replay(records);
+    pending.push({ tlog, scos });
+  }
+  const journal = v.cache.reopenJournal((records) => dropUnwrittenSlots(v, records, 'the open TLog', notWhole));
+  replay(journal.records);
+  // every write in a SCO before this one is in the map (SCO numbers follow the writes; a number no record
+  // names lost its record, or is a gap a rebuild left, which only makes the DTL replay longer)
+  let fromSco = lastSco + 1;
+  for (let n = meta.corkedSco + 1; n <= lastSco; n++) {
+    if (!named.has(n) || notWhole.has(n)) {
+      fromSco = n;
+      break;
+    }
+  }
+  v.cache.nextSco = lastSco + 1; // never reuse a SCO number, even when every local copy was evicted
+  for (const { sco, addresses } of v.cache.recoverOpenScos(lastSco)) {
+    for (let i = 0; i < addresses.length; i++) if (addresses[i] >= 0) v.map.set(addresses[i], sco, i);
+  }
+  // a growing write records the new size after its clusters: cut short (a crash, a failed append), its
+  // clusters lie past the size; they were never acknowledged and must not show if the vDisk grows later
+  v.map.clearFrom(Math.ceil(v.size / CLUSTER_SIZE));
+  for (const sco of v.cache.localScos()) {
+    const bytes = (v.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
+    v.localBytes += bytes;
+    ctx.space.account(bytes);
+    if (sco <= v.corkedSco) ctx.space.addEvictable(v, sco);
+  }
+  for (const [sco, count] of v.scoCounts) if (sco <= v.corkedSco || sco >= SCRUB_SCO_BASE) v.backendBytes += count * SLOT_SIZE;
+  v.cache.adoptFoundFiles(v.corkedSco);
+  for (const p of pending) v.uploader.enqueue(p);
+  log.info('vDisk reopened from the local write cache', {
+    vdisk: id, size: v.size, corkedTlog: meta.corkedTlog, replayedTlogs: pending.length, journalRecords: journal.records.length, firstScoNotWhole: fromSco,
+  });
+  return fromSco;
+}
+
+/** `dtlRecovery`: a DTL recovery follows; the rebuild's commit records it (dtlRecoveryKey) until it is done. */
+async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<void> {
+  const { ctx, id } = v;
+  await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
+  fs.rmSync(v.cache.dir, { recursive: true, force: true });
+  const restored = await restoreOnRebuild(v);
+  const listed = await backendTlogs(ctx.backend, id);
+  const tlogs = listed.filter(restored.keep);
+  const scos = (await ctx.backend.list(`vdisks/${id}/sco/`)).map(keyNumber).sort((a, b) => a - b);
+  // the chain: a scrub's segments in place of the TLogs it replaced (docs/scrubbing.md), then the TLogs
+  const decoded = [];
+  for (const item of await chainItems(ctx.backend, id, v.docs.doc, Infinity, listed)) {
+    if (item.segment) decoded.push({ tlog: item.end, records: await readItem(ctx.backend, id, item), error: null }); // damaged: CHECKSUM
+    else decoded.push({ tlog: item.end, ...decodeRecords(await ctx.backend.get(tlogKey(id, item.end))) });
+  }
+  let lastSco = 0; // the owner's own SCOs only: scrub SCOs are numbered from SCRUB_SCO_BASE
+  for (let i = 0; i < decoded.length; i++) {
+    const { tlog, records, error } = decoded[i];
+    for (const r of records) {
+      v.applyRecord(r);
+      if (r.type === RecordType.Sco && r.sco < SCRUB_SCO_BASE) lastSco = Math.max(lastSco, r.sco);
+    }
+    if (error === null) continue;
+    // A damaged TLog: its SCOs are self-describing, so take their entries from the SCOs themselves.
+    const nextFirst = firstScoOf(decoded.slice(i + 1));
+    const gap = scos.filter((n) => n > lastSco && n < nextFirst);
+    log.error('a TLog in the backend is damaged; recovering its entries from the SCOs it covers (resizes it held are lost)', {
+      vdisk: id, object: tlogKey(id, tlog), reason: error, scos: gap,
+    });
+    for (const sco of gap) {
+      const rec = scoRecordFromSlots(await ctx.backend.get(scoKey(id, sco)), v.tag, sco);
+      v.applyRecord(rec);
+      lastSco = Math.max(lastSco, sco);
+    }
+  }
+  v.map.clearFrom(Math.ceil(v.size / CLUSTER_SIZE)); // clusters of a growing write that failed (see openLocal)
+  // SCOs uploaded without their TLog (a crash in between) must not be overwritten: number past them
+  // ...nor those a scrub's sweep deleted (numbers are never reused: a read cache may hold their pieces)
+  lastSco = Math.max(lastSco, v.docs.doc.scrub?.ownScoHigh ?? 0);
+  const maxSco = scos.reduce((m, n) => Math.max(m, n), lastSco);
+  const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, maxTlogOf(v.docs.doc));
+  for (const count of v.scoCounts.values()) v.backendBytes += count * SLOT_SIZE;
+  v.corkedSco = lastSco;
+  v.corkedTlog = lastTlog;
+  const ops = corkOps(v, { tlog: lastTlog, scos: [...v.scoCounts.keys()].sort((a, b) => a - b) });
+  v.cache.create(lastTlog + 1, maxSco + 1);
+  restored.pruneSnapshots(new Set(tlogs));
+  ops.push(...v.docs.ops(v.docs.doc), { key: docShippedKey(id), value: Buffer.from(String(v.docs.shippedGen)) });
+  if (dtlRecovery) ops.push({ key: dtlRecoveryKey(id), value: Buffer.from('1') });
+  await ctx.mds.commit(ops);
+  log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size });
+}
+
+/**
+ * A closed TLog in the write cache is damaged: keep its sound records, take the entries of the SCOs after
+ * them from the SCO files themselves (self-describing), and write the TLog again so that what is uploaded
+ * is whole. Resize records in the damaged part are lost (logged).
+ */
+function repairLocalTlog(v: VDiskImpl, tlog: number, records: TLogRecord[], error: string, lastSco: number): TLogRecord[] {
+  let from = lastSco;
+  for (const r of records) if (r.type === RecordType.Sco) from = Math.max(from, r.sco);
+  const later = v.cache.closedTlogs().filter((n) => n > tlog);
+  let until = Infinity;
+  for (const n of later) {
+    const first = firstScoOf([decodeRecords(v.cache.readClosedTlog(n))]);
+    if (first !== Infinity) {
+      until = first;
+      break;
+    }
+  }
+  if (until === Infinity) until = firstScoOf([{ records: decodeRecords(v.cache.readOpenTlog()).records }]);
+  const gap = v.cache.localScos().filter((n) => n > from && n < until);
+  // with no later record to bound it, the SCOs written since count too: they become part of this TLog
+  const fixed: TLogRecord[] = records.filter((r) => r.type !== RecordType.Header);
+  for (const sco of gap) fixed.push(scoRecordFromSlots(fs.readFileSync(v.cache.scoPath(sco)), v.tag, sco));
+  v.cache.rewriteClosedTlog(tlog, fixed);
+  log.error('a closed TLog in the write cache was damaged; rebuilt it from its sound records and the SCOs it covered (resizes it held are lost)', {
+    vdisk: v.id, tlog, reason: error, scos: gap,
+  });
+  return fixed;
+}
+
+/**
+ * Local restart after a power cut: a SCO's record is appended to the open TLog with write(2) when the SCO
+ * closes, and the kernel may write the TLog's page back before the SCO's pages, so a record can name slots
+ * that never reached the disk. No local TLog is corked, and nothing says a completed sync covered its
+ * records, so each slot they name is checked (header, checksum of header and data, namespace, SCO, slot,
+ * address): one that is not sound maps nothing (address -1) and the cluster keeps its previous mapping —
+ * old content, which DESIGN §4 allows for a write after the last fsync. A slot a completed fsync covered is
+ * sound, so nothing acknowledged before it is dropped. Changes `records` in place; true if it changed any.
+ */
+function dropUnwrittenSlots(v: VDiskImpl, records: TLogRecord[], where: string, notWhole: Set<number>): boolean {
+  let changed = false;
+  for (let k = 0; k < records.length; k++) {
+    const r = records[k];
+    if (r.type !== RecordType.Sco || r.sco <= v.corkedSco) continue; // corked: its SCO is in the backend
+    let buf: Buffer;
+    try {
+      buf = fs.readFileSync(v.cache.scoPath(r.sco));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      buf = Buffer.alloc(0); // its creation never reached the disk
+    }
+    const dropped: number[] = [];
+    const reasons: Record<string, number> = {};
+    for (let i = 0; i < r.count; i++) {
+      if (r.addresses[i] < 0) continue;
+      const why = checkSlot(buf, i * SLOT_SIZE, v.tag, r.sco, i, r.addresses[i]);
+      if (why === null) continue;
+      reasons[why] = (reasons[why] ?? 0) + 1;
+      dropped.push(i);
+      r.addresses[i] = -1;
+    }
+    if (dropped.length === 0) continue;
+    changed = true;
+    notWhole.add(r.sco);
+    // the count ends after the last sound slot: a read from the backend fetches that many slots, and the
+    // SCO file may end before the dropped ones. None left: the record goes (the SCO counts as never closed)
+    let count = r.count;
+    while (count > 0 && r.addresses[count - 1] < 0) count--;
+    if (count === 0) records.splice(k--, 1);
+    else records[k] = { ...r, count, addresses: r.addresses.slice(0, count) };
+    log.warn('a SCO record names slots that are not on the disk (a power cut before the SCO was synced): those clusters keep their previous content', {
+      vdisk: v.id, tlog: where, sco: r.sco, slots: r.count, dropped: dropped.length, firstDropped: dropped.slice(0, 8), reasons,
+    });
+  }
+  return changed;
+}
+
+function firstScoOf(later: Array<{ records: TLogRecord[] }>): number {
+  for (const d of later) for (const r of d.records) if (r.type === RecordType.Sco) return r.sco;
+  return Infinity;
+}
+
+/** The entries of a SCO read from its slot headers (each verified by its own checksum, see scanSlots). */
+function scoRecordFromSlots(buf: Buffer, tag: number, sco: number): TLogRecord {
+  const { addresses, count } = scanSlots(buf, tag, sco);
+  return { type: RecordType.Sco, sco, count, crc: 0, addresses };
+}
