@@ -55,6 +55,19 @@ export function diffPoints(want: Map<string, PointData>, got: Map<string, PointD
   return '';
 }
 
+/** True when `got` shows exactly what `want` holds: the size, and every cluster (holes as zeros). */
+export function sameAsRef(got: PointData, want: { size: number; read(offset: number, length: number): Buffer }): boolean {
+  if (got.size !== want.size) return false;
+  const zero = Buffer.alloc(4096);
+  for (let a = 0; a * 4096 < want.size; a++) {
+    const w = want.read(a * 4096, 4096);
+    const g = (got.clusters.get(a) ?? zero).subarray(0, w.length);
+    if (!g.equals(w)) return false;
+  }
+  for (const a of got.clusters.keys()) if (a * 4096 >= want.size) return false;
+  return true;
+}
+
 /** Total bytes of the objects under `prefix`. */
 export async function bytesUnder(backend: BlobStore, prefix: string): Promise<number> {
   let n = 0;

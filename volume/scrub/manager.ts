@@ -180,6 +180,7 @@ export class ScrubManager {
 
   private async plan(v: VDiskImpl): Promise<SweepItem[]> {
     if (this.host.cloning(v)) return []; // its base may name what looks unreferenced now: next time
+    await v.docs.flush(); // nothing goes while the backend's doc may still name it (a restart after an apply's commit)
     return sweepPlan(this.host.backend, v.id, v.docs.doc as ChainDoc, { maxTlog: v.corkedTlog, maxSco: v.corkedSco, pins: await this.pins(v), now: this.now(), staleScrubMs: this.staleScrubMs });
   }
 
