@@ -8,10 +8,10 @@
  */
 import { VolumeError } from '../util/errors.js';
 import type { VPool } from '../volume/types.js';
-import type { ScrubManager } from '../volume/scrub/manager.js';
+import type { ScrubApi } from '../volume/types.js';
 import type { VdiskXattrTable } from './xattr-table.js';
 
-const scrubberOf = (vpool: VPool): ScrubManager => vpool.scrub;
+const scrubberOf = (vpool: VPool): ScrubApi => vpool.scrub;
 
 export const scrubTable: VdiskXattrTable = {
   commands: {

@@ -17,8 +17,8 @@ import type { Command } from 'commander';
 import { openBackend, readKeyFile } from '../volume/backend/open-backend.js';
 import { treeVDisks } from '../volume/scrub/tree-vdisks.js';
 import { scrubVDisk, type ScrubProgress } from '../volume/scrub/scrub-job.js';
-import type { ScrubReport } from '../volume/scrub/manager.js';
-import type { SweepItem } from '../volume/scrub/sweep.js';
+import type { ScrubReport } from '../volume/types.js';
+import type { SweepItem } from '../volume/types.js';
 import { getVdiskView, setVdiskXattr } from './snapshot-cmds.js';
 
 const MiB = 2 ** 20;

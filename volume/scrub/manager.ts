@@ -12,9 +12,10 @@ import type { VDiskImpl } from '../vdisk/vdisk.js';
 import { descendantPins, type ChainDoc } from '../lineage/chain.js';
 import { treeVDisks } from './tree-vdisks.js';
 import { appliedDoc, staleReason } from './apply.js';
-import { resultKey, type ScrubResult, type ScrubStats } from '../lineage/scrub-state.js';
+import { resultKey, type ScrubResult } from '../lineage/scrub-state.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
-import { runSweep, stillRetired, sweepPlan, type SweepItem } from './sweep.js';
+import { runSweep, stillRetired, sweepPlan } from './sweep.js';
+import type { ScrubApi, ScrubReport, ScrubStatus, SweepItem } from '../types.js';
 
 const log = logger('scrub');
 
@@ -32,28 +33,7 @@ export interface ScrubHost {
   scoClusters: number;
 }
 
-export interface ScrubReport {
-  vdisk: string;
-  scrub: string;
-  outcome: 'applied' | 'nothing to do';
-  relocated: number;
-  swept: { objects: number; bytes: number };
-  stats: ScrubStats;
-}
-
-export interface ScrubStatus {
-  running: boolean;
-  /** The applied scrub: its id, when it ran and was applied. */
-  last: { id: string; ranAt: number; appliedAt?: number } | null;
-  /** What the last scrub of this process reported (bytes read, written, freed). */
-  lastReport: ScrubReport | null;
-  /** Garbage the last scrub left (pinned by clones, or in SCOs above the fill ratio). */
-  garbageBytes: number;
-  /** TLog ranges with garbage recorded since (snapshot deletes, rollbacks). */
-  pendingGarbage: Array<{ fromTlog: number; toTlog: number; reason: string }>;
-}
-
-export class ScrubManager {
+export class ScrubManager implements ScrubApi {
   fillRatio = 0.75;
   /** Objects of a scrub never applied are swept once this old. */
   staleScrubMs = 24 * 3600 * 1000;
@@ -105,12 +85,12 @@ export class ScrubManager {
   }
 
   /** The status of the vDisk at `p` (user.vdisk.info, user.vdisk.scrubbing). */
-  statusAt(p: string): ScrubStatus & { lastSweep: { at: number; dryRun: boolean; items: SweepItem[] } | null } {
+  statusAt(p: string): ScrubStatus {
     const v = this.host.vdiskAt(p);
     return { ...this.status(v), lastSweep: this.sweeps.get(v.id) ?? null };
   }
 
-  status(v: VDiskImpl): ScrubStatus {
+  status(v: VDiskImpl): Omit<ScrubStatus, 'lastSweep'> {
     const doc = v.docs.doc as ChainDoc;
     const s = doc.scrub;
     return {

@@ -5,6 +5,7 @@
  * reason it goes. Deleting is idempotent: a sweep cut short is simply found again by the next one.
  */
 import type { Logger } from '../../util/log.js';
+import type { SweepItem } from '../types.js';
 import type { BlobStore } from '../backend/types.js';
 import { keyNumber, vdiskPrefix } from '../datapath/backend-layout.js';
 import { baseKey } from '../lineage/clone-base.js';
@@ -13,10 +14,7 @@ import { RecordType } from '../datapath/tlog-format.js';
 import { chainItems, readItem, type ChainDoc } from '../lineage/chain.js';
 import { relocationsKey, resultKey, scoKeyIn, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 
-export interface SweepItem {
-  key: string;
-  reason: string;
-}
+export type { SweepItem };
 
 export interface SweepOptions {
   /** Nothing past these is touched (uploads may be in flight): the owner's cork point, or the chain's end. */
