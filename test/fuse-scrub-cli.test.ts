@@ -2,11 +2,11 @@
  * Scrubbing through the CLI on a real mount (docs/scrubbing.md): `vpoolfs scrub FILE` frees backend space
  * and every byte of the vDisk and of a clone of its snapshot reads the same; `user.vdisk.info` shows the
  * scrub; `vpoolfs gc --dry-run` finds nothing left; `vpoolfs scrub --backend URL --scratch DIR` in another
- * process leaves a result that `vpoolfs scrub --apply FILE` applies in the daemon.
+ * process leaves a result that `vpoolfs scrub --apply FILE` applies in the daemon; the metrics count them.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
-import { CLI, freshLayout, fuseTest, ok, q, startMount } from './helpers/mount.js';
+import { CLI, freshLayout, fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
 import { noAutoSnapshots } from './helpers/snapshot-xattr.js';
 import { treeBytes } from './helpers/vpool.js';
 
@@ -14,7 +14,7 @@ const test = fuseTest();
 
 test('vpoolfs scrub, scrub --backend then --apply, gc --dry-run on a mounted vPool', async (t) => {
   const l = await freshLayout(t);
-  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: await noAutoSnapshots(l.root) });
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: [...(await noAutoSnapshots(l.root)), '--metrics', '127.0.0.1:0'] });
   const cli = (args: string): Promise<string> => ok(t, `node ${q(CLI)} ${args}`, 120_000);
   const disk = m.p('disk');
   const md5 = (f: string): Promise<string> => ok(t, `md5sum < ${q(f)}`);
@@ -68,4 +68,11 @@ test('vpoolfs scrub, scrub --backend then --apply, gc --dry-run on a mounted vPo
   t.is(await md5(disk), sum2, 'the vDisk reads the same after the remote scrub');
   t.is(await md5(m.p('c1')), baseSum);
   t.regex(await cli(`gc --dry-run ${q(disk)}`), /^0 object\(s\) would be deleted$/m);
+
+  // the metrics count both scrubs and what they reclaimed
+  const text = await fetch(`http://${String(logEntries(m.log, 'metrics listening')[0]?.address)}/metrics`).then((r) => r.text());
+  t.regex(text, /vpoolfs_scrubs\{vpool="vp"\} 2\n/);
+  t.regex(text, /vpoolfs_scrub_failures\{vpool="vp"\} 0\n/);
+  const reclaimed = Number(/vpoolfs_scrub_reclaimed_bytes\{vpool="vp"\} (\d+)/.exec(text)?.[1]);
+  t.true(reclaimed >= rep.swept.bytes, `vpoolfs_scrub_reclaimed_bytes ${reclaimed}`);
 });

@@ -92,7 +92,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let watcher: ConfigWatcher | undefined;
   let scheduler: SnapshotScheduler | undefined;
   try {
-    const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds, () => vpool.cacheStats()) : undefined;
+    const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals()) : undefined;
     mounted = await mountVPool({
       vpool,
       mountpoint: cfg.mountpoint,

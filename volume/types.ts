@@ -168,6 +168,24 @@ export interface ScrubApi {
   /** Mark and sweep of the vDisk's backend objects; lists only with `dryRun`. */
   sweep(path: string, dryRun: boolean): Promise<SweepItem[]>;
   statusAt(path: string): ScrubStatus;
+  /** Counts since the vPool opened (the Prometheus metrics). */
+  totals(): ScrubTotals;
+}
+
+/** What the scrubs of this process did since it started. */
+export interface ScrubTotals {
+  /** Scrubs applied (or found nothing to do), by this process or from a remote result. */
+  scrubs: number;
+  /** Scrubs that failed (a stale result included). */
+  failures: number;
+  /** Of those, results refused as stale. */
+  stale: number;
+  bytesRead: number;
+  bytesWritten: number;
+  /** Bytes the sweeps deleted from the backend (the reclaimed space). */
+  bytesFreed: number;
+  /** Time spent in scrubs, in seconds. */
+  seconds: number;
 }
 
 /**

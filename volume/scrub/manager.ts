@@ -15,7 +15,7 @@ import { appliedDoc, staleReason } from './apply.js';
 import { resultKey, type ScrubResult } from '../lineage/scrub-state.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
 import { runSweep, stillRetired, sweepPlan } from './sweep.js';
-import type { ScrubApi, ScrubReport, ScrubStatus, SweepItem } from '../types.js';
+import type { ScrubApi, ScrubReport, ScrubStatus, ScrubTotals, SweepItem } from '../types.js';
 
 const log = logger('scrub');
 
@@ -39,6 +39,7 @@ export class ScrubManager implements ScrubApi {
   staleScrubMs = 24 * 3600 * 1000;
   now: () => number = Date.now;
   private readonly running = new Set<string>();
+  private readonly counts: ScrubTotals = { scrubs: 0, failures: 0, stale: 0, bytesRead: 0, bytesWritten: 0, bytesFreed: 0, seconds: 0 };
   private readonly reports = new Map<string, ScrubReport>();
   private readonly sweeps = new Map<string, { at: number; dryRun: boolean; items: SweepItem[] }>();
 
@@ -90,6 +91,10 @@ export class ScrubManager implements ScrubApi {
     return { ...this.status(v), lastSweep: this.sweeps.get(v.id) ?? null };
   }
 
+  totals(): ScrubTotals {
+    return { ...this.counts };
+  }
+
   status(v: VDiskImpl): Omit<ScrubStatus, 'lastSweep'> {
     const doc = v.docs.doc as ChainDoc;
     const s = doc.scrub;
@@ -107,9 +112,15 @@ export class ScrubManager implements ScrubApi {
   private async exclusive<T>(v: VDiskImpl, fn: () => Promise<T>): Promise<T> {
     if (this.running.has(v.id)) throw new VolumeError('BUSY', `a scrub of vDisk ${v.id} is running already`, { vdisk: v.id });
     this.running.add(v.id);
+    const t0 = performance.now();
     try {
       return await fn();
+    } catch (err) {
+      this.counts.failures++;
+      if ((err as { context?: { stale?: boolean } }).context?.stale === true) this.counts.stale++;
+      throw err;
     } finally {
+      this.counts.seconds += (performance.now() - t0) / 1000;
       this.running.delete(v.id);
     }
   }
@@ -150,6 +161,9 @@ export class ScrubManager implements ScrubApi {
     const swept = await this.runPlan(v, plan);
     const report: ScrubReport = { vdisk: v.id, scrub: result.scrubId, outcome: result.nothingToDo ? 'nothing to do' : 'applied', relocated, swept, stats: result.stats };
     this.reports.set(v.id, report);
+    this.counts.scrubs++;
+    this.counts.bytesRead += result.stats.bytesRead;
+    this.counts.bytesWritten += result.stats.bytesWritten;
     log.info(result.nothingToDo ? 'scrub: nothing to rewrite; swept' : 'scrub applied', {
       vdisk: v.id, scrub: result.scrubId, relocated, sweptObjects: swept.objects, sweptBytes: swept.bytes, ms: Date.now() - t0,
       bytesRead: result.stats.bytesRead, bytesWritten: result.stats.bytesWritten,
@@ -166,6 +180,7 @@ export class ScrubManager implements ScrubApi {
 
   private async runPlan(v: VDiskImpl, plan: SweepItem[]): Promise<{ objects: number; bytes: number }> {
     const done = await runSweep(this.host.backend, plan, log, { vdisk: v.id });
+    this.counts.bytesFreed += done.bytes;
     const doc = v.docs.doc as ChainDoc;
     const left = stillRetired(doc, (await this.host.backend.list(`vdisks/${v.id}/scrub/`)));
     if ((doc.retiredScrubs ?? []).length !== left.length) await v.exclusive(() => v.docs.commit({ ...(JSON.parse(JSON.stringify(doc)) as ChainDoc), retiredScrubs: left } as ChainDoc));
