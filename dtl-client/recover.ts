@@ -54,7 +54,8 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
   let from = Math.max(localFrom ?? 0, v.corkedSco + 1);
   if (!local) {
     const tlogs = await backendTlogs(v.ctx.backend, v.id);
-    lastTlog = tlogs.reduce((m, n) => Math.max(m, n), 0);
+    // a scrub's segments stand for the TLogs up to its horizon (their objects may be swept: docs/scrubbing.md)
+    lastTlog = tlogs.reduce((m, n) => Math.max(m, n), v.docs.doc.scrub?.upTo ?? 0);
     let named = v.corkedSco;
     for (const n of tlogs) {
       for (const r of decodeRecords(await v.ctx.backend.get(tlogKey(v.id, n))).records) if (r.type === RecordType.Sco) named = Math.max(named, r.sco);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, `create`, `info`, and the snapshot verbs
- * (`snapshot create|list|delete|sticky`, `rollback`, `clone`, `template`: tools/snapshot-cmds.ts). Errors print one clear line on
+ * (`snapshot create|list|delete|sticky`, `rollback`, `clone`, `template`: tools/snapshot-cmds.ts; `scrub`, `gc`: tools/scrub-cmds.ts). Errors print one clear line on
  * stderr and exit non-zero; bad flags are rejected by commander before anything happens.
  */
 import { Command, Option } from 'commander';
@@ -12,6 +12,7 @@ import { DEFAULT_DTL_LISTEN, runDtlServer, type DtlServerFlags } from './dtl-ser
 import { runMount, type MountFlags } from './mount-cmd.js';
 import { MountpointError } from './mountpoint.js';
 import { addSnapshotCommands } from './snapshot-cmds.js';
+import { addScrubCommands } from './scrub-cmds.js';
 
 /** One clear line for the errors vpoolfs raises on purpose (with their cause); a stack only for the unexpected. */
 function fail(err: unknown): never {
@@ -75,5 +76,6 @@ program
   .action((file: string, o: { json?: boolean }) => diskInfo(file, !!o.json).catch(fail));
 
 addSnapshotCommands(program, fail);
+addScrubCommands(program, fail);
 
 await program.parseAsync(process.argv);

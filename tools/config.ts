@@ -123,7 +123,7 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   schedule: (v, k) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${k}: expected an object, got ${JSON.stringify(v)}`);
     for (const [name, spec] of Object.entries(v)) {
-      if (name !== 'snapshot' && name !== 'retention') throw new ConfigError(`${k}: unknown schedule "${name}" (known: snapshot, retention)`);
+      if (name !== 'snapshot' && name !== 'retention' && name !== 'scrub') throw new ConfigError(`${k}: unknown schedule "${name}" (known: snapshot, retention, scrub)`);
       try {
         checkCron(spec, `${k}.${name}`);
       } catch (err) {

@@ -10,7 +10,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { FdTable } from '../fuse/fds.js';
 import type { OpObserver } from '../fuse/observe.js';
 import { logger } from '../util/log.js';
-import type { CacheStats } from '../volume/types.js';
+import type { CacheStats, ScrubTotals } from '../volume/types.js';
 
 const log = logger('metrics');
 
@@ -25,7 +25,7 @@ export class FuseMetrics implements OpObserver {
   private readonly readBytes: { inc(v: number): void };
   private readonly writeBytes: { inc(v: number): void };
 
-  constructor(vpool: string, fds: () => FdTable | undefined, caches: () => CacheStats) {
+  constructor(vpool: string, fds: () => FdTable | undefined, caches: () => CacheStats, scrub?: () => ScrubTotals) {
     this.registry.setDefaultLabels({ vpool });
     collectDefaultMetrics({ register: this.registry, prefix: 'vpoolfs_process_' });
     this.ops = new Counter({ name: 'vpoolfs_fuse_ops_total', help: 'FUSE operations by kind and result', labelNames: ['op', 'result'], registers: [this.registry] });
@@ -60,6 +60,18 @@ export class FuseMetrics implements OpObserver {
     new Gauge({ name: 'vpoolfs_upload_backlog_scos', help: 'SCOs waiting for upload (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.uploadBacklog.scos)); } });
     const gauge = (name: string, help: string, value: (c: CacheStats) => number) =>
       new Gauge({ name, help, registers: [this.registry], collect() { this.set(value(caches())); } });
+    if (scrub !== undefined) {
+      // counts since the daemon started (docs/scrubbing.md): gauges read at scrape time, like the cache counts
+      const sg = (name: string, help: string, value: (s: ScrubTotals) => number): Gauge =>
+        new Gauge({ name, help, registers: [this.registry], collect() { this.set(value(scrub())); } });
+      sg('vpoolfs_scrubs', 'Scrubs applied (or with nothing to do) since start', (s) => s.scrubs);
+      sg('vpoolfs_scrub_failures', 'Scrubs that failed since start (stale results included)', (s) => s.failures);
+      sg('vpoolfs_scrub_stale', 'Scrub results refused as stale since start', (s) => s.stale);
+      sg('vpoolfs_scrub_read_bytes', 'Bytes the scrubs read from the backend since start', (s) => s.bytesRead);
+      sg('vpoolfs_scrub_written_bytes', 'Bytes the scrubs wrote to the backend since start', (s) => s.bytesWritten);
+      sg('vpoolfs_scrub_reclaimed_bytes', 'Backend bytes the scrubs and gc deleted since start', (s) => s.bytesFreed);
+      sg('vpoolfs_scrub_seconds', 'Time spent scrubbing since start', (s) => s.seconds);
+    }
     gauge('vpoolfs_write_cache_bytes', 'Bytes in the local write cache (SCOs, shipped or not)', (c) => c.writeCacheBytes);
     gauge('vpoolfs_write_cache_limit_bytes', 'Write-cache limit', (c) => c.writeCacheLimit);
     gauge('vpoolfs_read_cache_bytes', 'Bytes in the local read cache', (c) => c.readCacheBytes);

@@ -110,7 +110,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let scheduler: SnapshotScheduler | undefined;
   let nbd: NbdServer | undefined;
   try {
-    const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds, () => vpool.cacheStats()) : undefined;
+    const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals()) : undefined;
     mounted = await mountVPool({
       vpool,
       mountpoint: cfg.mountpoint,

@@ -28,6 +28,10 @@ import { commitCork, corkOps } from './vdisk-meta.js';
 import { seekExtent } from './vdisk-extents.js';
 import { fetchVerifiedSlots } from './slot-fetch.js';
 import { applyTo } from '../lineage/clone-base.js';
+import type { ChainDoc } from '../lineage/chain.js';
+import { scoKeyIn, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
+import { ReadGate } from './read-gate.js';
+import { applyScrubTo } from './scrub-apply.js';
 
 const log = logger('vdisk');
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
@@ -50,6 +54,8 @@ export class VDiskImpl implements VDisk, SlotSource {
   dtl: DtlSink = NO_DTL;
   /** Snapshots, template flag, clone parentage (../lineage/snapshot-store.ts). */
   docs!: DocStore;
+  /** Reads in flight, for a scrub's apply to wait out before old SCOs go (read-gate.ts). */
+  readonly readGate = new ReadGate();
   private readonly lock = new Serial();
   private closed = false;
   private passingFault: VDiskFault | null = null;
@@ -114,7 +120,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   info(): VDiskInfo {
     const backlog = this.uploader.backlog;
     let dirty = this.cache.openScoBytes;
-    for (const [sco, count] of this.scoCounts) if (sco > this.corkedSco) dirty += count * SLOT_SIZE;
+    for (const [sco, count] of this.scoCounts) if (sco > this.corkedSco && sco < SCRUB_SCO_BASE) dirty += count * SLOT_SIZE; // scrub SCOs are in the backend
     return {
       id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, backendBytes: this.backendBytes,
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
@@ -214,6 +220,22 @@ export class VDiskImpl implements VDisk, SlotSource {
   async applyDtlEntry(e: { kind: 'cluster'; address: number; data: Uint8Array } | { kind: 'resize'; size: number }): Promise<void> {
     if (e.kind === 'resize') return this.resizeLocked(e.size);
     await this.append([e.address], [e.data]);
+  }
+
+  /**
+   * Applies a scrub (the ScrubManager calls it under this vDisk's lock, volume/scrub/manager.ts): the live
+   * map moves to the new SCOs where it still points at the old slots, and the moved pages, the new SCOs'
+   * slot counts and `doc` are committed at once (scrub-apply.ts). Returns the clusters moved. Crash: all or
+   * nothing; a failed commit moves the map back.
+   */
+  applyScrub(doc: ChainDoc, newScos: Array<[number, number]>, relocations: Float64Array): Promise<number> {
+    this.checkOpen();
+    return applyScrubTo(this, doc, newScos, relocations);
+  }
+
+  /** The backend key of SCO `sco`: its own, or a scrub's (the doc's scrub says which, lineage/scrub-state.ts). */
+  scoKeyOf(sco: number): string {
+    return scoKeyIn(this.id, this.docs.doc.scrub?.scoRanges, sco);
   }
 
   /** Removes SCO `sco` from the write cache; returns the bytes freed (0 if it was not there). */
@@ -363,7 +385,13 @@ export class VDiskImpl implements VDisk, SlotSource {
       const ahead = (this.readAheadState ??= new ReadAhead(this));
       // once the request's own fetches are on their way: the range ahead, if the reads are sequential
       const pending = readClusters(this, n === out.length ? out : out.subarray(0, n), offset, (remote) => ahead.note(offset, offset + n, remote));
-      return pending === undefined ? Promise.resolve(n) : pending.then(() => n);
+      if (pending === undefined) return Promise.resolve(n);
+      // a read that waits may fetch SCOs a scrub is about to delete: the scrub waits for it (read-gate.ts)
+      const leave = this.readGate.enter();
+      return pending.then(() => (leave(), n), (err: unknown) => {
+        leave();
+        throw err;
+      });
     } catch (err) {
       return Promise.reject(err);
     }
@@ -399,7 +427,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   localScoFd(sco: number): number | null {
     if (this.evictedScos.has(sco)) return null;
     const fd = this.cache.scoFd(sco);
-    if (fd === null && sco <= this.corkedSco) {
+    if (fd === null && (sco <= this.corkedSco || sco >= SCRUB_SCO_BASE)) {
       if (this.evictedScos.size >= VDiskImpl.EVICTED_MEMO) this.evictedScos.clear();
       this.evictedScos.add(sco);
     }
