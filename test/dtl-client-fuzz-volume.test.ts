@@ -128,6 +128,7 @@ function model(base: Buffer, from: number, k: number): Buffer {
   for (const rec of sound(from).slice(0, k)) {
     const e = decodeEntry(rec, 0, rec.length);
     if (e.kind === 'resize') out = Buffer.concat([out, Buffer.alloc(Math.max(0, e.size - out.length))]).subarray(0, e.size);
+    else if (e.kind === 'discard') out.fill(0, e.first * 4096, (e.first + e.count) * 4096);
     else e.data.copy(out, e.address * 4096);
   }
   return out;
