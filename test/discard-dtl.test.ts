@@ -133,3 +133,42 @@ test('sync DTL: a write after a discard, acknowledged while degraded, is not cle
   boot2.backend.resume();
   await rig.close(boot2);
 });
+
+test('a local restart ships the history with its discards to the DTL: a host loss after it still reads zeros there', async (t) => {
+  const rig = powerCutRig(t);
+  const server = await startDtlServer(t, path.join(rig.root, 'dtl'));
+  const dtl = (router: string) => dtlProvider({ servers: [server.address], defaultMode: 'sync', router, retryMs: 100, timeoutMs: 2000 });
+  const boot = await rig.open({ dtl: dtl('a'), routerId: 'a' });
+  await boot.pool.createFile('/d', 0o644, 0, 0, 0);
+  const v = boot.pool.vdisk('/d') as VDiskImpl;
+  await until(() => v.info().dtl.state === 'ok_sync', 'the DTL attached');
+  await boot.pool.syncToBackend(); // the tree (the file) is in the backend
+  boot.backend.pause(); // from here on nothing reaches the backend: the DTL's copy is all a new router gets
+  const ref = new RefDisk();
+  const x = pattern(1, 24 * CS);
+  await v.write(0, x);
+  ref.write(0, x);
+  await v.discard(3 * CS, 9 * CS + 1);
+  ref.discard(3 * CS, 9 * CS + 1);
+  const y = pattern(2, CS);
+  await v.write(5 * CS, y);
+  ref.write(5 * CS, y);
+  rig.kill(boot);
+  v.dtl.close(false);
+
+  // local restart: the bridge clears the server's copy and ships the local history (history.ts) instead
+  const boot2 = await rig.open({ dtl: dtl('a'), routerId: 'a' });
+  boot2.backend.pause();
+  const v2 = boot2.pool.vdisk('/d') as VDiskImpl;
+  await until(() => v2.info().dtl.state === 'ok_sync', 'caught up after the local restart');
+  t.deepEqual(await v2.read(0, ref.size), ref.read(0, ref.size), 'after the local restart');
+  rig.kill(boot2);
+  v2.dtl.close(false);
+
+  const other = await rig.open({ dtl: dtl('c'), routerId: 'c', stateDir: path.join(rig.root, 'state-c'), metadataStore: new MemoryMetadataStore() });
+  const v3 = other.pool.vdisk('/d');
+  t.is(v3.size, ref.size);
+  t.deepEqual(await v3.read(0, ref.size), ref.read(0, ref.size), 'after the host loss: the discard came with the history');
+  t.is(v3.allocatedBytes, ref.allocatedBytes);
+  await rig.close(other);
+});
