@@ -7,7 +7,8 @@
  * - power cut and local restart (sync DTL): the write cache lost the discard's record; the replay over
  *   the local state clears what was written before it;
  * - a write made after the discard while the DTL was down (only local) is not cleared by the discard when
- *   the DTL replays it at the next local restart.
+ *   the DTL replays it at the next local restart;
+ * - a local restart's catch-up ships the history with its discards (history.ts): a host loss after it.
  * The seeded host-loss rounds with discards are in dtl-hostloss-volume.test.ts (crash-ops.ts).
  */
 import test from 'ava';

@@ -4,6 +4,7 @@
  * by exactly the whole clusters freed, `qemu-img map` shows the punched hole; and it stays so after a
  * kill -9 of the daemon and a mount on the same state (local restart), and after a mount on an empty
  * state directory (rebuild from the backend). ZERO_RANGE without KEEP_SIZE past the end grows the vDisk.
+ * And what a guest's TRIM becomes in QEMU (discard=unmap): qemu-io `discard` and `write -z -u`.
  */
 import type { ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
@@ -71,5 +72,20 @@ test('fallocate --punch-hole and --zero-range free clusters, read as zeros, and 
   t.true((await contents(t, disk)).equals(Buffer.concat([full, Buffer.alloc(90)])), 'and reads zeros there');
   // other modes (collapse, insert) are not supported
   t.not((await sh(`fallocate --collapse-range --offset 0 --length ${CS} ${q(disk)}`)).code, 0, 'collapse-range is refused');
+  await m.stop();
+});
+
+test('QEMU\'s discard and write-zeroes with unmap (a guest\'s TRIM with discard=unmap) free the clusters through the mount', async (t) => {
+  const l = await freshLayout(t);
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend });
+  const disk = m.p('guest.raw');
+  await ok(t, `truncate -s ${8 * MiB} ${q(disk)}`);
+  await ok(t, `qemu-io -f raw -c 'write -P 0x33 0 4M' ${q(disk)}`);
+  t.is(await du(t, disk), 4 * MiB);
+  await ok(t, `qemu-io -f raw -d unmap -c 'discard 1M 2M' -c 'write -z -u 3M 64k' ${q(disk)}`);
+  t.is(await du(t, disk), 4 * MiB - 2 * MiB - 64 * 1024, 'du: the discarded and the zeroed-with-unmap ranges are freed');
+  await ok(t, `qemu-io -f raw -c 'read -P 0 1M 2M' -c 'read -P 0 3M 64k' -c 'read -P 0x33 0 1M' -c 'read -P 0x33 ${3 * MiB + 64 * 1024} ${MiB - 64 * 1024}' ${q(disk)}`);
+  const map = JSON.parse(await ok(t, `qemu-img map -f raw --output=json ${q(disk)}`)) as { start: number; length: number; data: boolean }[];
+  t.deepEqual(map.filter((e) => e.data).map((e) => [e.start, e.length]), [[0, MiB], [3 * MiB + 64 * 1024, MiB - 64 * 1024]], 'qemu-img map: data only where it was kept');
   await m.stop();
 });
