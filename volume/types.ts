@@ -97,6 +97,12 @@ export interface VDisk {
   readInto(out: Buffer, offset: number): Promise<number>;
   /** Writes `data` at `offset`; grows the vDisk if the write ends past its size. Durable against a kill of the process once resolved. */
   write(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Discards `length` bytes at `offset` (any alignment; the range must end at or below the size, else
+   * INVALID): the whole range reads as zeros afterwards, whole clusters are freed (allocatedBytes drops,
+   * SEEK_HOLE sees them). TRIM, PUNCH_HOLE, ZERO_RANGE and WRITE_ZEROES are all this. Durable like a write.
+   */
+  discard(offset: number, length: number): Promise<void>;
   /** Sets the size; a shrink discards the data past the new size (it reads as zeros if grown again). */
   resize(size: number): Promise<void>;
   /** Makes every acknowledged write durable on the local write cache (host crash). */

@@ -36,6 +36,9 @@ export function applyTo(s: DiskState, rec: TLogRecord): void {
   } else if (rec.type === RecordType.Resize) {
     s.map.clearFrom(Math.ceil(rec.size / CLUSTER_SIZE));
     s.size = rec.size;
+  } else if (rec.type === RecordType.Discard) {
+    // in a clone this clears the parent's clusters as well: they read as zeros (no fall-through to the parent)
+    s.map.clearRange(rec.first, rec.count);
   }
 }
 

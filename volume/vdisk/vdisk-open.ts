@@ -179,7 +179,7 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
     // A damaged TLog: its SCOs are self-describing, so take their entries from the SCOs themselves.
     const nextFirst = firstScoOf(decoded.slice(i + 1));
     const gap = scos.filter((n) => n > lastSco && n < nextFirst);
-    log.error('a TLog in the backend is damaged; recovering its entries from the SCOs it covers (resizes it held are lost)', {
+    log.error('a TLog in the backend is damaged; recovering its entries from the SCOs it covers (resizes and discards it held are lost)', {
       vdisk: id, object: tlogKey(id, tlog), reason: error, scos: gap,
     });
     for (const sco of gap) {
@@ -209,7 +209,7 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
 /**
  * A closed TLog in the write cache is damaged: keep its sound records, take the entries of the SCOs after
  * them from the SCO files themselves (self-describing), and write the TLog again so that what is uploaded
- * is whole. Resize records in the damaged part are lost (logged).
+ * is whole. Resize and discard records in the damaged part are lost (logged).
  */
 function repairLocalTlog(v: VDiskImpl, tlog: number, records: TLogRecord[], error: string, lastSco: number): TLogRecord[] {
   let from = lastSco;
@@ -229,7 +229,7 @@ function repairLocalTlog(v: VDiskImpl, tlog: number, records: TLogRecord[], erro
   const fixed: TLogRecord[] = records.filter((r) => r.type !== RecordType.Header);
   for (const sco of gap) fixed.push(scoRecordFromSlots(fs.readFileSync(v.cache.scoPath(sco)), v.tag, sco));
   v.cache.rewriteClosedTlog(tlog, fixed);
-  log.error('a closed TLog in the write cache was damaged; rebuilt it from its sound records and the SCOs it covered (resizes it held are lost)', {
+  log.error('a closed TLog in the write cache was damaged; rebuilt it from its sound records and the SCOs it covered (resizes and discards it held are lost)', {
     vdisk: v.id, tlog, reason: error, scos: gap,
   });
   return fixed;

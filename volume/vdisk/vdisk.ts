@@ -90,6 +90,23 @@ export class VDiskImpl implements VDisk, SlotSource {
     await this.dtl.settle();
   }
 
+  /**
+   * Discards `length` bytes at `offset`: afterwards the whole range reads as zeros (guest TRIM, fallocate
+   * PUNCH_HOLE and ZERO_RANGE, NBD TRIM and WRITE_ZEROES all land here). Whole clusters are unmapped
+   * (allocatedBytes drops, SEEK_HOLE sees them); the part of an edge cluster in the range is zeroed by a
+   * read-modify-write, or the edge cluster is unmapped too when nothing non-zero is left in it. Any byte
+   * alignment; the range must lie within the size (INVALID otherwise). Durable against a kill of the
+   * process once resolved, and ordered with the writes around it (../datapath/tlog-format.ts).
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    const ctx = { vdisk: this.id };
+    checkWriteRange(offset, checkOffset(length, 'length', ctx), ctx);
+    this.checkWritable();
+    if (length === 0) return;
+    await this.exclusive(() => this.discardLocked(offset, length));
+    await this.dtl.settle();
+  }
+
   async resize(size: number): Promise<void> {
     checkSize(size, { vdisk: this.id });
     this.checkWritable();
@@ -216,9 +233,26 @@ export class VDiskImpl implements VDisk, SlotSource {
     await this.dtl.trim(this.corkedSco, this.uploader.backlog.tlogs <= 1 && !this.cache.hasPending);
   }
 
-  /** Recovery after a host loss (dtl-client/recover.ts): applies one DTL entry as the write or resize that made it. */
-  async applyDtlEntry(e: { kind: 'cluster'; address: number; data: Uint8Array } | { kind: 'resize'; size: number }): Promise<void> {
+  /**
+   * Recovery after a host loss (dtl-client/recover.ts): applies one DTL entry as the write, resize or
+   * discard that made it. `keep` (a discard after a local restart): the mapped clusters of the range that
+   * hold something newer than the discard, left as they are.
+   */
+  async applyDtlEntry(e: { kind: 'cluster'; address: number; data: Uint8Array } | { kind: 'resize'; size: number }
+    | { kind: 'discard'; first: number; count: number }, keep?: (address: number) => boolean): Promise<void> {
     if (e.kind === 'resize') return this.resizeLocked(e.size);
+    if (e.kind === 'discard') {
+      const end = Math.min(e.first + e.count, Math.ceil(this.size / CLUSTER_SIZE));
+      if (keep === undefined) return this.discardClusters(e.first, end - e.first);
+      // split the range at the clusters to keep: the runs between them are discarded, in address order
+      let from = e.first;
+      for (const a of this.map.mappedIn(e.first, end - e.first)) {
+        if (!keep(a)) continue;
+        this.discardClusters(from, a - from);
+        from = a + 1;
+      }
+      return this.discardClusters(from, end - from);
+    }
     await this.append([e.address], [e.data]);
   }
 
@@ -338,6 +372,52 @@ export class VDiskImpl implements VDisk, SlotSource {
       throw err;
     }
     if (this.passingFault?.code === 'ENOSPC') this.clearPassingFault();
+  }
+
+  private async discardLocked(offset: number, length: number): Promise<void> {
+    const end = offset + length;
+    if (end > this.size) {
+      throw new VolumeError('INVALID', `a discard of ${length} bytes at ${offset} ends past the size of the vDisk (${this.size} bytes)`, { vdisk: this.id, offset, length, size: this.size });
+    }
+    // whole clusters first..last; an edge cluster joins them when the discard leaves nothing non-zero in it
+    let first = Math.ceil(offset / CLUSTER_SIZE);
+    let last = Math.floor(end / CLUSTER_SIZE) - 1;
+    const head = offset % CLUSTER_SIZE !== 0 ? Math.floor(offset / CLUSTER_SIZE) : -1;
+    const tail = end % CLUSTER_SIZE !== 0 ? Math.floor(end / CLUSTER_SIZE) : -1;
+    const edges = head !== -1 && head === tail ? [head] : [head, tail].filter((a) => a !== -1);
+    const addresses: number[] = [];
+    const datas: Uint8Array[] = [];
+    for (const a of edges) {
+      if (this.map.scoOf(a) === 0) continue; // a hole: zeros already
+      const cStart = a * CLUSTER_SIZE;
+      const merged = Buffer.from(await this.readCluster(a));
+      merged.fill(0, Math.max(offset, cStart) - cStart, Math.min(end, cStart + CLUSTER_SIZE) - cStart);
+      if (!merged.equals(ZERO_CLUSTER)) {
+        addresses.push(a);
+        datas.push(merged);
+      } else if (edges.length === 1 && first > last) {
+        first = last = a; // the whole discard lies inside this cluster
+      } else if (a === first - 1) {
+        first = a;
+      } else if (a === last + 1) {
+        last = a;
+      }
+    }
+    if (addresses.length > 0) await this.append(addresses, datas);
+    if (first <= last) this.discardClusters(first, last - first + 1);
+  }
+
+  /**
+   * Unmaps clusters first..first+count-1, journaled: a DISCARD record in the open TLog (after the record of
+   * the open SCO when that SCO holds one of them: see ../datapath/tlog-format.ts), the same in the DTL.
+   * Nothing mapped in the range: nothing to record (an fstrim of the free space, again and again).
+   */
+  private discardClusters(first: number, count: number): void {
+    if (count <= 0 || !this.map.anyMappedIn(first, count)) return;
+    if (this.cache.openScoHolds(first, count)) this.cache.closeSco();
+    this.cache.appendRecord({ type: RecordType.Discard, first, count }); // fails: nothing changed
+    this.map.clearRange(first, count);
+    this.dtl.discard(first, count, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
   }
 
   private async resizeLocked(size: number): Promise<void> {
