@@ -78,7 +78,7 @@ for (const encrypted of [false, true]) {
     let pool = await openPool();
     const refs = new Map<string, RefDisk>([['/a', new RefDisk()], ['/b', new RefDisk()]]);
     const snaps = new RefSnapshots();
-    const counts = { writes: 0, snapshots: 0, deletes: 0, rollbacks: 0, clones: 0, scrubs: 0, remote: 0, staleRefused: 0, staleApplied: 0, restarts: 0, rebuilds: 0, freed: 0 };
+    const counts = { writes: 0, discards: 0, snapshots: 0, deletes: 0, rollbacks: 0, clones: 0, scrubs: 0, remote: 0, staleRefused: 0, staleApplied: 0, restarts: 0, rebuilds: 0, freed: 0 };
     for (const p of refs.keys()) {
       await pool.createFile(p, 0o644, 0, 0, 96 * CS);
       refs.get(p)!.resize(96 * CS);
@@ -192,6 +192,13 @@ for (const encrypted of [false, true]) {
           pool = await openPool();
           counts.rebuilds++;
           if (!(await compareLive(t, pool, refs, `seed ${seed} op ${i} after a rebuild from the backend`))) return;
+        } else if (k < 0.96 && ref.size > 0) {
+          // a guest TRIM: the compaction must keep what a DISCARD clears of earlier segments and the clone base
+          const off = Math.floor(r() * ref.size);
+          const len = Math.min(ref.size - off, 1 + Math.floor(r() * 12 * CS));
+          await pool.vdisk(p).discard(off, len);
+          ref.discard(off, len);
+          counts.discards++;
         } else {
           await write(p, i);
         }
@@ -199,7 +206,7 @@ for (const encrypted of [false, true]) {
       for (const p of refs.keys()) await pool.scrub.scrub(p);
       if (!(await checkAll(`seed ${seed} at the end`, [...refs.keys()]))) return;
       t.log(JSON.stringify(counts));
-      t.true(counts.scrubs > 0 && counts.remote > 0 && counts.rollbacks > 0 && counts.clones > 0 && counts.rebuilds > 0, 'the run scrubbed, locally and remotely, rolled back, cloned and rebuilt');
+      t.true(counts.scrubs > 0 && counts.remote > 0 && counts.rollbacks > 0 && counts.clones > 0 && counts.rebuilds > 0 && counts.discards > 0, 'the run scrubbed, locally and remotely, rolled back, cloned, rebuilt and discarded');
       t.true(counts.freed > 0, 'the scrubs freed backend space');
       if (encrypted) {
         // nothing readable in the backend: every object is ciphertext (a scrub SCO included)

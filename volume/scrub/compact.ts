@@ -4,8 +4,11 @@
  *
  * Replaying a segment over any starting map: each address ends with its last write in the segment unless
  * a later shrink in the segment cleared it; addresses at or past the smallest size the segment set are
- * cleared if not written afterwards; the size ends at the last resize. So the compact form is
- * Resize(min) · the surviving writes · Resize(final) (no resizes when the segment had none).
+ * cleared if not written afterwards; a DISCARD clears its range unless written afterwards; the size ends at
+ * the last resize. So the compact form is Resize(min) · the segment's DISCARDs · the surviving writes ·
+ * Resize(final) (no resizes when the segment had none). The DISCARDs are kept even though this segment's own
+ * discarded slots are gone: they still clear what earlier segments (or a clone's base) mapped there, and every
+ * write after a discard is among the surviving writes, which come after them.
  * Locations are packed as sco * 65536 + slot (a slot is 16 bits in the map), exact in a double.
  */
 import { RecordType, type TLogRecord } from '../datapath/tlog-format.js';
@@ -26,10 +29,12 @@ export interface SegmentEnd {
   counts: Map<number, number>;
   /** The crc of each SCO record (kept when a record is rewritten with dead slots). */
   crcs: Map<number, number>;
+  /** The DISCARD ranges of the segment, in log order. */
+  discards: Array<{ first: number; count: number }>;
 }
 
 export function newSegmentEnd(): SegmentEnd {
-  return { entries: new Map(), minSize: null, finalSize: null, counts: new Map(), crcs: new Map() };
+  return { entries: new Map(), minSize: null, finalSize: null, counts: new Map(), crcs: new Map(), discards: [] };
 }
 
 /** Folds `records` (in log order) into `seg`. Call for each TLog of the segment in order. */
@@ -44,6 +49,15 @@ export function foldRecords(seg: SegmentEnd, records: Iterable<TLogRecord>): voi
       for (const a of seg.entries.keys()) if (a >= bound) seg.entries.delete(a);
       seg.minSize = seg.minSize === null ? r.size : Math.min(seg.minSize, r.size);
       seg.finalSize = r.size;
+    } else if (r.type === RecordType.Discard) {
+      // the slots it unmaps are garbage like overwritten ones; walk whichever is smaller, range or entries
+      const end = r.first + r.count;
+      if (r.count <= seg.entries.size) {
+        for (let a = r.first; a < end; a++) seg.entries.delete(a);
+      } else {
+        for (const a of seg.entries.keys()) if (a >= r.first && a < end) seg.entries.delete(a);
+      }
+      seg.discards.push({ first: r.first, count: r.count });
     }
   }
 }
@@ -80,6 +94,7 @@ export function compactRecords(seg: SegmentEnd, placed: Map<number, number>, cou
   }
   const out: TLogRecord[] = [];
   if (seg.minSize !== null) out.push({ type: RecordType.Resize, size: seg.minSize });
+  for (const d of seg.discards) out.push({ type: RecordType.Discard, first: d.first, count: d.count });
   for (const sco of [...bySco.keys()].sort((x, y) => x - y)) {
     const addresses = bySco.get(sco)!;
     out.push({ type: RecordType.Sco, sco, count: addresses.length, crc: crcs.get(sco) ?? 0, addresses });
