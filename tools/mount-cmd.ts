@@ -33,6 +33,8 @@ export interface MountFlags {
   metrics?: string;
   fuseEngine?: string;
   debugFuse?: boolean;
+  /** Take the vPool from a live claim of another router (docs/cluster.md); a flag only, never in the config. */
+  force?: boolean;
 }
 
 /** Validates an encryption key file (32 raw bytes or 64 hex characters). */
@@ -54,7 +56,7 @@ async function refuseUnimplemented(cfg: ResolvedMount): Promise<void> {
 }
 
 export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
-  const { config, debugFuse: _d, ...rest } = flags;
+  const { config, debugFuse: _d, force: _f, ...rest } = flags;
   const fromFlags = validateConfig(Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), 'flags');
   const file = config ? await loadConfigFile(config) : {};
   const cfg = resolveMount(mountpoint, fromFlags, file);
@@ -84,6 +86,8 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     writeCacheBytes: cfg.writeCacheBytes,
     readCacheBytes: cfg.readCacheBytes,
     scoMaxAgeMs: cfg.scoMaxAgeMs,
+    claimLeaseMs: cfg.claimLeaseMs,
+    force: flags.force === true,
     dtl: dtlForMount(cfg),
   });
 
