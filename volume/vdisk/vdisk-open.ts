@@ -206,9 +206,9 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
     };
     await ctx.backend.put(fenceKey(id, fence.epoch), Buffer.from(JSON.stringify(fence)));
     ({ firstTlog, firstSco } = fence);
-    const late = listed.length - accepted.length;
-    log.info('vDisk fenced for a takeover: the previous holder\'s later uploads will not count', { vdisk: id, ...fence, ignoredTlogs: late });
-  } else if (listed.length > accepted.length) {
+    log.info('vDisk fenced for a takeover: the previous holder\'s later uploads will not count', { vdisk: id, ...fence });
+  }
+  if (listed.length > accepted.length) {
     log.warn('TLogs uploaded by a fenced router after a takeover are ignored', { vdisk: id, ignored: listed.filter((n) => !tlogCounts(fences, n)) });
   }
   for (const count of v.scoCounts.values()) v.backendBytes += count * SLOT_SIZE;
