@@ -148,6 +148,8 @@ export class BackendClaim {
       `another router claimed the vPool's backend at the same time${winner === null ? '' : `: ${describe(winner)}`}; try again later`, winner ?? rec);
     if (backend.createExclusive !== undefined) {
       if (!(await backend.createExclusive(claimKey(rec.epoch), body))) throw raced(await readEpoch(backend, rec.epoch));
+      const back = await readEpoch(backend, rec.epoch); // a store that ignored the condition: the last writer holds it
+      if (back?.token !== rec.token) throw raced(back);
     } else {
       // no atomic create: the last writer of the epoch object wins once every writer has waited settleMs
       await backend.put(claimKey(rec.epoch), body);
