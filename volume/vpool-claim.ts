@@ -40,7 +40,9 @@ export async function claimVPool(backend: BlobStore, mds: MetadataStore, stateDi
   try {
     const held = Number(mds.get(EPOCH_KEY)?.toString() ?? '0'); // none: a state from before claims, epoch 0
     const before = claim.previous?.epoch ?? 0;
-    if (held !== before && hasLocalState(mds)) {
+    // a claim this state directory held itself is never stale, even if a power cut took the commit of its
+    // epoch below (between taking the claim and that commit): its unshipped writes are this router's own
+    if (!claim.sameState && held !== before && hasLocalState(mds)) {
       log.warn('another router served this vPool since this state directory did: its local state is stale (writes it had not shipped were fenced out) and is discarded; every vDisk is rebuilt from the backend', {
         stateEpoch: held, replacedEpoch: before, replaced: claim.previous === null ? null : { router: claim.previous.router, host: claim.previous.host },
       });

@@ -132,6 +132,17 @@ export async function refusalAndTakeover(t: ExecutionContext, backend: (root: st
   const wr = await sh(`dd if=/dev/zero of=${q(b.p('disk'))} bs=4k count=1 conv=notrunc status=none`);
   t.not(wr.code, 0);
   t.is(await sha(t, c.p('disk')), want, 'the fenced router changed nothing');
+
+  // C changes the disk and stops (releasing the claim); B's stop ships nothing (exit 1); B mounts again: its
+  // local state is stale, discarded, and every vDisk comes from the backend
+  await ok(t, `head -c 128K /dev/urandom | dd of=${q(c.p('disk'))} bs=64k seek=1 conv=notrunc,fsync status=none`);
+  const now = await sha(t, c.p('disk'));
+  t.is(await c.stop(), 0);
+  t.is(await b.stop(), 1);
+  t.true(logEntries(b.log, 'vPool closed without shipping: this router had lost its claim on it').length > 0, b.log);
+  const b2 = await startMount(t, L.router('rb', 3000));
+  t.true(logEntries(b2.log, /^another router served this vPool since this state directory did/).length > 0, b2.log);
+  t.is(await sha(t, b2.p('disk')), now, "B serves C's data, not its stale state");
 }
 
 export async function zombie(t: ExecutionContext, backend: (root: string) => string): Promise<void> {
