@@ -9,7 +9,8 @@
  * the claim it replaces is not that epoch, another router served the vPool since: the local state is stale
  * (its unshipped writes were fenced out by that router) and is discarded; every vDisk is rebuilt from the
  * backend. A takeover from another state directory (not a restart) gives `fenceEpoch`: each rebuild then
- * writes the vDisk's fence (volume/datapath/epoch-fence.ts) before serving.
+ * writes the vDisk's fence (volume/datapath/epoch-fence.ts) before serving. A restart while the backend is
+ * unreachable serves its local state with a deferred claim (BackendClaim.deferred).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,6 +19,7 @@ import { logger } from '../util/log.js';
 import type { MetadataStore } from '../mds/types.js';
 import type { BlobStore } from './backend/types.js';
 import { BackendClaim } from './claim/claim.js';
+import { isCode } from '../util/errors.js';
 
 const log = logger('vpool');
 const STATE_ID_KEY = 'claim/state-id';
@@ -36,9 +38,24 @@ export async function claimVPool(backend: BlobStore, mds: MetadataStore, stateDi
     stateId = randomUUID();
     await mds.commit([{ key: STATE_ID_KEY, value: Buffer.from(stateId) }]);
   }
-  const claim = await BackendClaim.acquire(backend, { router: opts.router, stateId, leaseMs: opts.leaseMs, force: opts.force, settleMs: opts.settleMs });
+  const held = Number(mds.get(EPOCH_KEY)?.toString() ?? '0'); // none: a state from before claims, epoch 0
+  const claimOpts = { router: opts.router, stateId, leaseMs: opts.leaseMs, force: opts.force, settleMs: opts.settleMs };
+  let claim: BackendClaim;
   try {
-    const held = Number(mds.get(EPOCH_KEY)?.toString() ?? '0'); // none: a state from before claims, epoch 0
+    claim = await BackendClaim.acquire(backend, claimOpts);
+  } catch (err) {
+    // a restart during a backend outage still mounts on its local state (docs/s3.md); nothing goes to the
+    // backend until the claim is taken, and if another router held the vPool meanwhile this one is fenced
+    if (!isCode(err, 'BACKEND') || !hasLocalState(mds)) throw err;
+    log.warn('the backend is unreachable at start: serving from the local state; nothing is written to the backend until the claim on it is taken', {
+      heldEpoch: held, error: (err as Error).message,
+    });
+    const deferred = BackendClaim.deferred(backend, claimOpts, held, async (c) => {
+      await mds.commit([{ key: EPOCH_KEY, value: Buffer.from(String(c.epoch)) }]);
+    });
+    return { claim: deferred };
+  }
+  try {
     const before = claim.previous?.epoch ?? 0;
     // a claim this state directory held itself is never stale, even if a power cut took the commit of its
     // epoch below (between taking the claim and that commit): its unshipped writes are this router's own

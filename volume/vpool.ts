@@ -168,7 +168,7 @@ class VPoolImpl implements VPool {
     const { mds, backend } = this.ctx;
     const { tree, from } = await loadTree(mds, backend);
     this.tree = tree;
-    this.shipper = new TreeShipper(backend, mds, () => this.tree.dump(), this.claim.epoch);
+    this.shipper = new TreeShipper(backend, mds, () => this.tree.dump(), () => this.claim.epoch);
     await dropLeftovers(mds, this.tree, this.ctx.writeCacheDir);
     await this.disks.openAll(this.tree);
     this.ctx.space.onPressure = () => {

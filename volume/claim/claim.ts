@@ -104,30 +104,66 @@ export class BackendClaim {
   private timer: NodeJS.Timeout | null = null;
   private renewing: Promise<void> | null = null;
   /** performance.now() at the start of the last successful renewal (the take counts as one). */
-  private lastRenewMono: number;
+  private lastRenewMono = 0;
   private fencedWhy: string | null = null;
   private suspended = false;
   private failures = 0;
   private readonly listeners: Array<(why: string) => void> = [];
+  private rec!: ClaimRecord;
+  /** Not taken yet: the backend was unreachable at start (see deferred()). */
+  private pending = false;
+  private onTaken: ((c: BackendClaim) => Promise<void>) | null = null;
+  /** The claim this one replaced (null: none in the backend). */
+  previous: ClaimRecord | null = null;
+  /** The previous holder was this state directory on this host (a restart, not a takeover). */
+  sameState = false;
   readonly renewMs: number;
 
-  private constructor(private readonly backend: BlobStore, private rec: ClaimRecord,
-    /** The claim this one replaced (null: none in the backend). */
-    readonly previous: ClaimRecord | null,
-    /** The previous holder was this state directory on this host (a restart, not a takeover). */
-    readonly sameState: boolean, startMono: number) {
-    this.lastRenewMono = startMono;
-    this.renewMs = Math.max(1, Math.floor(rec.leaseMs / 3));
+  private constructor(private readonly backend: BlobStore, private readonly opts: ClaimOptions & { leaseMs: number }) {
+    this.renewMs = Math.max(1, Math.floor(opts.leaseMs / 3));
+  }
+
+  private static options(opts: ClaimOptions): ClaimOptions & { leaseMs: number } {
+    const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+    if (!Number.isInteger(leaseMs) || leaseMs < 300) throw new VolumeError('INVALID', `the claim lease must be at least 300 ms, got ${leaseMs}`, { leaseMs });
+    return { ...opts, leaseMs };
   }
 
   /** Takes the vPool's claim, or throws ClaimRefused naming the holder. Starts the renewals. */
   static async acquire(backend: BlobStore, opts: ClaimOptions): Promise<BackendClaim> {
-    const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
-    if (!Number.isInteger(leaseMs) || leaseMs < 300) throw new VolumeError('INVALID', `the claim lease must be at least 300 ms, got ${leaseMs}`, { leaseMs });
+    const claim = new BackendClaim(backend, BackendClaim.options(opts));
+    await claim.take(null);
+    claim.timer = setInterval(() => void claim.renew(), claim.renewMs).unref();
+    return claim;
+  }
+
+  /**
+   * A restart while the backend is unreachable (the local state can serve): the claim is taken once the
+   * backend answers — backend writes wait until then (gate()). If another state directory held the vPool
+   * since `heldEpoch` (the epoch this state directory last held), this router is fenced instead: its local
+   * state is stale. `onTaken` runs once the claim is taken (before any backend write goes through).
+   */
+  static deferred(backend: BlobStore, opts: ClaimOptions, heldEpoch: number, onTaken: (c: BackendClaim) => Promise<void>): BackendClaim {
+    const claim = new BackendClaim(backend, BackendClaim.options({ ...opts, force: false }));
+    claim.pending = true;
+    claim.onTaken = onTaken;
+    claim.rec = { epoch: heldEpoch, router: opts.router, host: os.hostname(), pid: process.pid, stateId: opts.stateId, token: '', leaseMs: claim.opts.leaseMs, renewedAt: 0, expiresAt: 0 };
+    claim.lastRenewMono = -Infinity;
+    claim.timer = setInterval(() => void claim.renew(), claim.renewMs).unref();
+    return claim;
+  }
+
+  /** `heldEpoch` (deferred takes): the vPool must not have changed holder since this state held that epoch. */
+  private async take(heldEpoch: number | null): Promise<void> {
+    const { backend, opts } = this;
+    const leaseMs = opts.leaseMs;
     const startMono = performance.now();
     const cur = await currentClaim(backend);
     const host = os.hostname();
     const sameState = cur !== null && cur.stateId === opts.stateId && cur.host === host;
+    if (heldEpoch !== null && !sameState && (cur?.epoch ?? 0) !== heldEpoch) {
+      return this.fence(`the vPool was served by ${cur === null ? 'another router' : describe(cur)} since this state directory held it (epoch ${heldEpoch}), while this router started without its backend: its local state is stale; mount again to rebuild from the backend`);
+    }
     const now = Date.now();
     const live = cur !== null && !cur.released && now <= cur.expiresAt;
     if (cur !== null && live && !sameState) {
@@ -163,14 +199,21 @@ export class BackendClaim {
     for (const key of await backend.list(CLAIM_PREFIX)) {
       if (key < claimKey(rec.epoch)) await backend.delete(key).catch(() => undefined);
     }
-    const claim = new BackendClaim(backend, rec, cur, sameState, startMono);
+    this.rec = rec;
+    this.previous = cur;
+    this.sameState = sameState;
+    this.lastRenewMono = startMono;
     log.info('claimed the vPool', { epoch: rec.epoch, router: rec.router, leaseMs, previous: cur === null ? null : { epoch: cur.epoch, router: cur.router, host: cur.host, released: cur.released ?? false }, restart: sameState });
-    claim.timer = setInterval(() => void claim.renew(), claim.renewMs).unref();
-    return claim;
   }
 
+  /** The epoch held (while a deferred claim is not taken yet: the one this state directory held last). */
   get epoch(): number {
     return this.rec.epoch;
+  }
+
+  /** Taken yet? (false only for a deferred claim while the backend is unreachable) */
+  get taken(): boolean {
+    return !this.pending;
   }
 
   get record(): Readonly<ClaimRecord> {
@@ -199,8 +242,8 @@ export class BackendClaim {
     if (this.fencedWhy !== null) throw this.fencedError(what);
     if (performance.now() - this.lastRenewMono > this.renewMs * 1.5) await this.renew();
     if (this.fencedWhy !== null) throw this.fencedError(what);
-    if (performance.now() - this.lastRenewMono > this.renewMs * 1.5) {
-      throw new BackendError('BACKEND', `${what}: held back, the claim on the vPool could not be renewed`, { epoch: this.rec.epoch });
+    if (this.pending || performance.now() - this.lastRenewMono > this.renewMs * 1.5) {
+      throw new BackendError('BACKEND', `${what}: held back, the claim on the vPool could not be ${this.pending ? 'taken yet' : 'renewed'}`, { epoch: this.rec.epoch });
     }
   }
 
@@ -213,6 +256,20 @@ export class BackendClaim {
   private async renewOnce(): Promise<void> {
     if (this.fencedWhy !== null || this.timer === null) return;
     const t0 = performance.now();
+    if (this.pending) {
+      try {
+        await this.take(this.rec.epoch);
+        if (this.fencedWhy !== null) return;
+        await this.onTaken?.(this);
+        this.pending = false;
+        log.info('the backend answers: claim taken, backend writes go on', { epoch: this.rec.epoch });
+      } catch (err) {
+        this.failures++;
+        if (err instanceof ClaimRefused) return this.fence(err.message);
+        if (this.failures === 1) log.warn('taking the claim failed (backend unreachable?); backend writes wait, retried every renewal period', { error: String((err as Error).message ?? err) });
+      }
+      return;
+    }
     try {
       const next = await readEpoch(this.backend, this.rec.epoch + 1);
       if (next !== null) return this.fence(`${describe(next)} took the vPool over (epoch ${next.epoch} > ${this.rec.epoch})`);
@@ -255,7 +312,7 @@ export class BackendClaim {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     await this.renewing;
-    if (this.fencedWhy !== null) return;
+    if (this.fencedWhy !== null || this.pending) return;
     const next = await readEpoch(this.backend, this.rec.epoch + 1).catch(() => null);
     if (next !== null) return;
     const now = Date.now();

@@ -24,9 +24,9 @@ export class TreeShipper {
 
   private cleaned = false;
 
-  /** `epoch`: the claim epoch this router holds; the tree goes to its own key (../datapath/backend-layout.ts). */
+  /** `epoch`: the claim epoch this router holds (read at each ship); the tree goes to its own key (../datapath/backend-layout.ts). */
   constructor(private readonly backend: BlobStore, private readonly mds: MetadataStore, private readonly dump: () => TreeDump,
-    private readonly epoch: number, private readonly delayMs = 100) {}
+    private readonly epoch: () => number, private readonly delayMs = 100) {}
 
   /** The tree changed: ship it soon. */
   changed(): void {
@@ -73,7 +73,7 @@ export class TreeShipper {
     if (this.running !== null) return this.running;
     const gen = this.generation;
     const body = Buffer.from(JSON.stringify(this.dump()));
-    this.running = withRetry(() => this.backend.put(treeKey(this.epoch), body), { what: 'ship the tree', log, cancelled: () => this.stopped })
+    this.running = withRetry(() => this.backend.put(treeKey(this.epoch()), body), { what: 'ship the tree', log, cancelled: () => this.stopped })
       .then(async () => {
         this.shipped = Math.max(this.shipped, gen);
         if (!this.cleaned) await this.dropOlderTrees();
@@ -90,7 +90,7 @@ export class TreeShipper {
   /** Once our tree is in the backend, the trees of older epochs are history (best effort). */
   private async dropOlderTrees(): Promise<void> {
     this.cleaned = true;
-    const mine = treeKey(this.epoch);
+    const mine = treeKey(this.epoch());
     try {
       // (pool/tree.json, from before claims, stays: only a build without claims reads it)
       for (const key of await this.backend.list(TREE_PREFIX)) if (key < mine) await this.backend.delete(key);
