@@ -73,10 +73,15 @@ export class TreeShipper {
     if (this.running !== null) return this.running;
     const gen = this.generation;
     const body = Buffer.from(JSON.stringify(this.dump()));
-    this.running = withRetry(() => this.backend.put(treeKey(this.epoch()), body), { what: 'ship the tree', log, cancelled: () => this.stopped })
+    let key = '';
+    const put = () => {
+      key = treeKey(this.epoch()); // a deferred claim (volume/claim/claim.ts) gets its epoch while a put waits
+      return this.backend.put(key, body);
+    };
+    this.running = withRetry(put, { what: 'ship the tree', log, cancelled: () => this.stopped })
       .then(async () => {
         this.shipped = Math.max(this.shipped, gen);
-        if (!this.cleaned) await this.dropOlderTrees();
+        if (!this.cleaned) await this.dropOlderTrees(key);
       })
       .catch((err) => {
         log.error('the tree could not be shipped', { error: String(err) });
@@ -88,9 +93,8 @@ export class TreeShipper {
   }
 
   /** Once our tree is in the backend, the trees of older epochs are history (best effort). */
-  private async dropOlderTrees(): Promise<void> {
+  private async dropOlderTrees(mine: string): Promise<void> {
     this.cleaned = true;
-    const mine = treeKey(this.epoch());
     try {
       // (pool/tree.json, from before claims, stays: only a build without claims reads it)
       for (const key of await this.backend.list(TREE_PREFIX)) if (key < mine) await this.backend.delete(key);
