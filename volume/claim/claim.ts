@@ -10,10 +10,11 @@
  * - Taking: refused while the highest claim is live (not released, not expired) and held by another state
  *   directory, unless `force`. The same state directory on the same host may take it back at once: the state
  *   lock (tools/state-lock.ts) proves the daemon that held it is gone.
- * - Two routers taking at once: on a store with `createExclusive` (file://, mem://) exactly one creates the
- *   epoch object; on others (S3) each writes it, waits `settleMs` and reads it back: the last writer wins and
- *   the other is refused — this holds unless one of them stalls longer than `settleMs` between its listing
- *   and its write (then both hold the same epoch until the loser's next renewal fences it; docs/cluster.md).
+ * - Two routers taking at once: with `createExclusive` (file:// link(2), S3 If-None-Match: *, mem://)
+ *   exactly one creates the epoch object; a store without it is written, `settleMs` waited and read back
+ *   (the last writer wins). Either way the winner reads its object back and compares its token, so a store
+ *   that ignored the condition leaves at most a window until the loser's next renewal fences it (docs/cluster.md).
+ * - The backend unreachable at a restart: deferred() serves the local state and takes the claim later.
  * - The holder renews every lease/3: it checks that its epoch object is still its own and that no next
  *   epoch exists, then rewrites it with a new expiry. Seeing a newer epoch fences the router for good
  *   (`onFenced`); failing to renew (a backend outage) only holds its backend writes back (gate()).
