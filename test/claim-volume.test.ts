@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openBlobStore } from '../volume/backend/index.js';
+import type { BlobStore } from '../volume/backend/types.js';
 import { openVPool } from '../volume/vpool.js';
 import type { VPool } from '../volume/types.js';
 import { isCode } from '../util/errors.js';
@@ -28,6 +29,17 @@ function tmp(t: ExecutionContext): string {
 /** Records every put that reaches the store (failing or not): what got past the vPool's self-fence. */
 class RecordingStore extends GatedStore {
   readonly keys: string[] = [];
+  constructor(inner: BlobStore) {
+    super(inner);
+    const create = this.createExclusive;
+    if (create !== undefined) {
+      this.createExclusive = (key, data) => {
+        this.keys.push(key);
+        return create(key, data);
+      };
+    }
+  }
+
   override async put(key: string, data: Uint8Array): Promise<void> {
     this.keys.push(key);
     return super.put(key, data);
