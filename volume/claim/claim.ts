@@ -18,8 +18,8 @@
  * - The holder renews every lease/3: it checks that its epoch object is still its own and that no next
  *   epoch exists, then rewrites it with a new expiry. Seeing a newer epoch fences the router for good
  *   (`onFenced`); failing to renew (a backend outage) only holds its backend writes back (gate()).
- * - gate() runs before every backend write of the vPool (./fenced-store.ts): after any pause longer than
- *   half a renewal period (SIGSTOP, a stalled event loop) it renews first, so a resumed zombie finds out it
+ * - gate() runs before every backend write of the vPool (./fenced-store.ts): when the last renewal is more
+ *   than one and a half renewal periods old (SIGSTOP, a stalled event loop, a failed renewal) it renews first, so a resumed zombie finds out it
  *   lost the claim before it writes anything. A write already on its way when the process stopped is not
  *   stopped by this: the fence in the data (../datapath/epoch-fence.ts) makes such late writes count for nothing.
  */
