@@ -50,6 +50,7 @@ const byCode: Record<ErrorCode, number> = {
   NOT_SUPPORTED: E.ENOTSUP,
   NO_SPACE: E.ENOSPC,
   CLOSED: E.EIO,
+  FENCED: E.EIO,
 };
 
 const quiet = new Set<ErrorCode>(['NOT_FOUND', 'EXISTS', 'NOT_EMPTY']);

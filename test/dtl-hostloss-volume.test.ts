@@ -90,7 +90,8 @@ async function hostLossRounds(t: ExecutionContext, mode: DtlMode): Promise<void>
     probe.close();
     const stateC = path.join(root, `state-c${round}`);
     const dtl = dtlProvider({ servers: [srv.address], defaultMode: mode, router: `router-c${round}`, retryMs: 200 });
-    const pool = await openVPool({ name: 'hl', stateDir: stateC, backendUrl: `file://${backend}`, routerId: `router-c${round}`, scoClusters: 16, tlogScos: 2, dtl });
+    // the lost router's claim is still live: taken with force, as an operator would (docs/cluster.md)
+    const pool = await openVPool({ name: 'hl', stateDir: stateC, backendUrl: `file://${backend}`, routerId: `router-c${round}`, scoClusters: 16, tlogScos: 2, dtl, force: true });
     try {
       const v = pool.vdisk('/d');
       const why = `seed ${seed} round ${round}: safe op ${safe}, last ack ${last}, DTL states ${states.join(', ') || 'ok_sync throughout'}\n${stderr.slice(-2000)}`;

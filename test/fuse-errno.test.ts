@@ -13,7 +13,7 @@ rootLogger.silent = true; // every mapping logs; the table is what is under test
 test('every error code maps to its errno; unknown codes and foreign errors are EIO', (t) => {
   const table: Record<ErrorCode, number> = {
     NOT_FOUND: -2, EXISTS: -17, INVALID: -22, TOO_BIG: -27, CHECKSUM: -5, BACKEND: -5, BUSY: -16, READ_ONLY: -30,
-    NOT_DIR: -20, IS_DIR: -21, NOT_EMPTY: -39, NAME_TOO_LONG: -36, NOT_SUPPORTED: -95, NO_SPACE: -28, CLOSED: -5,
+    NOT_DIR: -20, IS_DIR: -21, NOT_EMPTY: -39, NAME_TOO_LONG: -36, NOT_SUPPORTED: -95, NO_SPACE: -28, CLOSED: -5, FENCED: -5,
   };
   for (const [code, errno] of Object.entries(table)) {
     t.is(errnoOf(code), errno, code);

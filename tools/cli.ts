@@ -44,6 +44,7 @@ program
   .option('--dtl-secret-file <file>', "the DTL servers' shared secret (their --secret-file)")
   .option('--router <id>', "this storage router's identity (default: hostname)")
   .option('--config <file>', 'JSON config with the same keys plus tuning; watched')
+  .option('--force', "take the vPool even while another router's claim on the backend is live: that router is fenced (only when it is really gone; docs/cluster.md)")
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
   .addOption(new Option('--fuse-engine <engine>', 'kernel: vpoolfs speaks the FUSE protocol on /dev/fuse itself (default); fuse-native: libfuse2').choices(['kernel', 'fuse-native']))
   .option('--nbd <address>', 'also serve every vDisk over NBD at unix:/PATH or HOST:PORT (repeat or comma-separate; default: off; docs/nbd.md)', (v: string, prev?: string[]) => [...(prev ?? []), v])

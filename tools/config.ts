@@ -34,6 +34,8 @@ export interface MountConfig {
   writeCacheBytes?: number;
   readCacheBytes?: number;
   scoMaxAgeMs?: number;
+  /** The lease of the claim on the backend (ms, default 30000; docs/cluster.md): renewed every third of it. */
+  claimLeaseMs?: number;
   logLevel?: string;
   /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshots/snapshot-schedule.ts); applied live. */
   schedule?: ScheduleConfig;
@@ -97,6 +99,10 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   writeCacheBytes: bytes,
   readCacheBytes: bytes,
   scoMaxAgeMs: count,
+  claimLeaseMs: (v, k) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 300) throw new ConfigError(`${k}: expected a lease in ms, at least 300, got ${JSON.stringify(v)}`);
+    return v;
+  },
   logLevel: (v, k) => {
     if (typeof v !== 'string' || !LOG_LEVELS.includes(v)) throw new ConfigError(`${k}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
     return v;

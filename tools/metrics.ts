@@ -72,6 +72,9 @@ export class FuseMetrics implements OpObserver {
       sg('vpoolfs_scrub_reclaimed_bytes', 'Backend bytes the scrubs and gc deleted since start', (s) => s.bytesFreed);
       sg('vpoolfs_scrub_seconds', 'Time spent scrubbing since start', (s) => s.seconds);
     }
+    gauge('vpoolfs_claim_epoch', 'The epoch of this router\'s claim on the vPool\'s backend (docs/cluster.md)', (c) => c.claim?.epoch ?? 0);
+    gauge('vpoolfs_claim_fenced', '1 once this router lost its claim to another router: I/O fails, nothing is shipped', (c) => (c.claim?.fenced === true ? 1 : 0));
+    gauge('vpoolfs_claim_expired', '1 while the claim could not be renewed for longer than its lease: backend writes wait', (c) => (c.claim?.expired === true ? 1 : 0));
     gauge('vpoolfs_write_cache_bytes', 'Bytes in the local write cache (SCOs, shipped or not)', (c) => c.writeCacheBytes);
     gauge('vpoolfs_write_cache_limit_bytes', 'Write-cache limit', (c) => c.writeCacheLimit);
     gauge('vpoolfs_read_cache_bytes', 'Bytes in the local read cache', (c) => c.readCacheBytes);

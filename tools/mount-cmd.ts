@@ -38,6 +38,8 @@ export interface MountFlags {
   nbdTlsCert?: string;
   nbdTlsKey?: string;
   debugFuse?: boolean;
+  /** Take the vPool from a live claim of another router (docs/cluster.md); a flag only, never in the config. */
+  force?: boolean;
 }
 
 /** Validates an encryption key file (32 raw bytes or 64 hex characters). */
@@ -71,7 +73,7 @@ function checkNbd(cfg: ResolvedMount): void {
 }
 
 export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
-  const { config, debugFuse: _d, ...rest } = flags;
+  const { config, debugFuse: _d, force: _f, ...rest } = flags;
   const fromFlags = validateConfig(Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), 'flags');
   const file = config ? await loadConfigFile(config) : {};
   const cfg = resolveMount(mountpoint, fromFlags, file);
@@ -101,6 +103,8 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     writeCacheBytes: cfg.writeCacheBytes,
     readCacheBytes: cfg.readCacheBytes,
     scoMaxAgeMs: cfg.scoMaxAgeMs,
+    claimLeaseMs: cfg.claimLeaseMs,
+    force: flags.force === true,
     dtl: dtlForMount(cfg),
   });
 

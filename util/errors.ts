@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'NAME_TOO_LONG' // a path component over 255 bytes
   | 'NOT_SUPPORTED' // an operation or attribute this build does not know
   | 'NO_SPACE' // a local disk is full
-  | 'CLOSED'; // the object was closed
+  | 'CLOSED' // the object was closed
+  | 'FENCED'; // this router lost its claim on the vPool's backend: another router serves it now
 
 export class VpoolError extends Error {
   readonly code: ErrorCode;

@@ -250,6 +250,8 @@ export interface CacheStats {
   readCacheLimit: number;
   readCacheHits: number;
   readCacheMisses: number;
+  /** The claim on the backend (volume/claim/claim.ts): its epoch; lost to another router; renewals failing past the lease. */
+  claim?: { epoch: number; fenced: boolean; expired: boolean };
 }
 
 /** A vPool: the directory tree and its vDisks. */

@@ -40,6 +40,12 @@ export interface VPoolOptions {
    * never fills the disk past it. Default 5% of the filesystem, at least 16 MiB, at most 256 MiB.
    */
   stateReserveBytes?: number;
+  /** The lease of the claim on the backend (ms, default 30 s; volume/claim/claim.ts): renewed every third of it. */
+  claimLeaseMs?: number;
+  /** Take the vPool even while another router's claim on the backend is live (it is fenced). */
+  force?: boolean;
+  /** Backends without an atomic create (S3): the wait before a new claim is read back (ms, default lease/10, at most 2 s). */
+  claimSettleMs?: number;
   /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
   scoMaxAgeMs?: number;
 }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { MetadataStore } from '../mds/types.js';
 import type { BlobStore } from './backend/types.js';
-import { TREE_KEY } from './datapath/backend-layout.js';
+import { TREE_KEY, TREE_PREFIX } from './datapath/backend-layout.js';
 import { GC_PREFIX } from './tree/tree-shipper.js';
 import { Tree, type TreeDump } from './tree/tree.js';
 import { vdiskMdsPrefix } from './vdisk/vdisk-meta.js';
@@ -17,10 +17,13 @@ export async function loadTree(mds: MetadataStore, backend: BlobStore): Promise<
   let tree = Tree.load(mds);
   let from = 'local metadata';
   if (tree === null) {
-    const head = await backend.head(TREE_KEY);
-    if (head !== null) {
-      tree = Tree.fromDump(JSON.parse((await backend.get(TREE_KEY)).toString()) as TreeDump);
-      from = 'backend';
+    // the highest claim epoch's tree (a fenced router's late ships go to its own, lower, key), else the one
+    // from before claims
+    const shipped = await backend.list(TREE_PREFIX);
+    const key = shipped.length > 0 ? shipped[shipped.length - 1] : (await backend.head(TREE_KEY)) !== null ? TREE_KEY : null;
+    if (key !== null) {
+      tree = Tree.fromDump(JSON.parse((await backend.get(key)).toString()) as TreeDump);
+      from = `backend (${key})`;
     } else {
       tree = Tree.empty();
       from = 'new';

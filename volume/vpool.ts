@@ -25,6 +25,9 @@ import type { Tree, TreeNode } from './tree/tree.js';
 import { Semaphore } from './datapath/uploader.js';
 import { createVDisk } from './vdisk/vdisk-open.js';
 import { VDiskTable } from './vpool-vdisks.js';
+import { claimVPool, type TakenClaim } from './vpool-claim.js';
+import { FencedStore } from './claim/fenced-store.js';
+import type { BackendClaim } from './claim/claim.js';
 import { dropLeftovers, loadTree } from './vpool-start.js';
 import { VDiskImpl } from './vdisk/vdisk.js';
 import type { VDiskContext } from './vdisk/vdisk-context.js';
@@ -48,8 +51,21 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   const stateDir = path.resolve(opts.stateDir);
   fs.mkdirSync(stateDir, { recursive: true });
   const backendUrl = opts.backendUrl ?? `file://${path.join(stateDir, 'backend')}`;
-  const backend = opts.backend ?? (await openBlobStore(backendUrl));
+  const rawBackend = opts.backend ?? (await openBlobStore(backendUrl));
   const mds = opts.metadataStore ?? openMetadataStore(opts.metadata ?? 'lmdb', path.join(stateDir, 'mds'));
+  const routerId = opts.routerId ?? os.hostname();
+  // the claim first (refused: nothing was touched); then every backend write of the vPool goes through the
+  // self-fence, which lets it through only while the claim is held
+  let taken: TakenClaim;
+  try {
+    taken = await claimVPool(rawBackend, mds, stateDir, { router: routerId, leaseMs: opts.claimLeaseMs, force: opts.force, settleMs: opts.claimSettleMs });
+  } catch (err) {
+    if (opts.metadataStore === undefined) await mds.close().catch(() => undefined);
+    if (opts.backend === undefined) await rawBackend.close().catch(() => undefined);
+    throw err;
+  }
+  const { claim } = taken;
+  const backend = new FencedStore(rawBackend, claim);
   const writeCacheDir = path.join(stateDir, 'wc');
   fs.mkdirSync(writeCacheDir, { recursive: true });
   const disk = statfsDisk(writeCacheDir, opts.stateReserveBytes);
@@ -59,15 +75,22 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
     space: new WriteCacheSpace(opts.writeCacheBytes ?? DEFAULT_WRITE_CACHE_BYTES, disk),
     readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? DEFAULT_READ_CACHE_BYTES, backend, disk),
     uploads: new Semaphore(4),
-    routerId: opts.routerId ?? os.hostname(),
+    routerId,
+    fenceEpoch: taken.fenceEpoch,
+    fenced: () => claim.fenced,
     writeCacheDir,
     scoClusters: checkTuning(opts.scoClusters ?? 1024, 'scoClusters', 1, 65536),
     tlogScos: checkTuning(opts.tlogScos ?? 16, 'tlogScos', 1, 100000),
     dtl: opts.dtl,
     io: opts.cacheIo,
   };
-  const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000, scratchDirOf(stateDir));
-  await pool.start();
+  const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000, scratchDirOf(stateDir), claim);
+  try {
+    await pool.start();
+  } catch (err) {
+    claim.stop(); // not released: what start() did is half-done; the claim expires
+    throw err;
+  }
   return pool;
 }
 
@@ -87,7 +110,7 @@ class VPoolImpl implements VPool {
   readonly snapshots: SnapshotManager;
   readonly scrub: ScrubManager;
 
-  constructor(readonly name: string, private readonly ctx: VDiskContext, private readonly scoMaxAgeMs: number, scratchDir: string) {
+  constructor(readonly name: string, private readonly ctx: VDiskContext, private readonly scoMaxAgeMs: number, scratchDir: string, private readonly claim: BackendClaim) {
     this.disks = new VDiskTable(name, ctx);
     this.snapshots = new SnapshotManager(this.snapshotHost());
     ctx.family = this.snapshots;
@@ -98,6 +121,13 @@ class VPoolImpl implements VPool {
       allIds: () => this.tree.files().map((n) => n.vdiskId!),
       cloning: (v) => v.docs.doc.snapshots.some((s) => this.snapshots.pinned.has(s.uuid)),
     });
+    claim.onFenced(() => this.onFenced());
+  }
+
+  /** The claim was lost (volume/claim/claim.ts logged why): nothing more goes to the backend. */
+  private onFenced(): void {
+    for (const v of this.disks.open.values()) v.uploader.stop();
+    this.shipper?.stop();
   }
 
   /** What snapshots and clones (volume/snapshots/snapshots.ts) need of the tree and the vDisks. */
@@ -147,7 +177,7 @@ class VPoolImpl implements VPool {
     const { mds, backend } = this.ctx;
     const { tree, from } = await loadTree(mds, backend);
     this.tree = tree;
-    this.shipper = new TreeShipper(backend, mds, () => this.tree.dump());
+    this.shipper = new TreeShipper(backend, mds, () => this.tree.dump(), () => this.claim.epoch);
     await dropLeftovers(mds, this.tree, this.ctx.writeCacheDir);
     await this.disks.openAll(this.tree);
     this.ctx.space.onPressure = () => {
@@ -156,7 +186,7 @@ class VPoolImpl implements VPool {
     this.shipper.changed();
     this.shipper.resume();
     this.ticker = setInterval(() => this.tick(), Math.min(1000, this.scoMaxAgeMs)).unref();
-    log.info('vPool up', { vpool: this.name, tree: from, nodes: this.tree.size, vdisks: this.disks.open.size, backend: backend.url, router: this.routerId });
+    log.info('vPool up', { vpool: this.name, tree: from, nodes: this.tree.size, vdisks: this.disks.open.size, backend: backend.url, router: this.routerId, epoch: this.claim.epoch });
   }
 
   // ---- tree reads ------------------------------------------------------------------------------------
@@ -189,6 +219,7 @@ class VPoolImpl implements VPool {
     return {
       writeCacheBytes: space.usedBytes, writeCacheLimit: space.limit, writeCacheWaiters: space.waitingWriters, stateDiskFull: space.stateDiskFull,
       readCacheBytes: readCache.usedBytes, readCacheLimit: readCache.limit, readCacheHits: readCache.hits, readCacheMisses: readCache.misses,
+      claim: { epoch: this.claim.epoch, fenced: this.claim.fenced !== null, expired: this.claim.expired },
     };
   }
 
@@ -345,6 +376,7 @@ class VPoolImpl implements VPool {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const t0 = Date.now();
+      if (this.claim.fenced !== null) return this.closeFenced();
       await this.syncToBackend();
       // all in the backend: no DTL entry of this incarnation may outlive the clean close (a recovery on
       // another router would replay it over newer data)
@@ -354,11 +386,23 @@ class VPoolImpl implements VPool {
       this.shipper.stop();
       for (const v of this.disks.open.values()) v.shutdown();
       this.ctx.readCache.close();
+      await this.claim.release();
       await this.ctx.mds.close();
       await this.ctx.backend.close();
       log.info('vPool closed: everything is in the backend', { vpool: this.name, ms: Date.now() - t0 });
     })();
     return this.closing;
+  }
+
+  /** Closing after the claim was lost: nothing can be shipped; the local state is stale (see vpool-claim.ts). */
+  private async closeFenced(): Promise<void> {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.shipper.stop();
+    for (const v of this.disks.open.values()) v.shutdown();
+    this.ctx.readCache.close();
+    await this.ctx.mds.close();
+    await this.ctx.backend.close();
+    log.warn('vPool closed without shipping: this router had lost its claim on it', { vpool: this.name, why: this.claim.fenced });
   }
 
   // ---- helpers ----------------------------------------------------------------------------------------
@@ -385,6 +429,7 @@ class VPoolImpl implements VPool {
   /** Runs a tree change alone, persists the operations it returns, then ships the tree. */
   private change(fn: () => Promise<MetadataOp[]>): Promise<void> {
     if (this.closing !== null) return Promise.reject(new VolumeError('CLOSED', 'the vPool is closing'));
+    if (this.claim.fenced !== null) return Promise.reject(new VolumeError('FENCED', `this router lost its claim on the vPool: ${this.claim.fenced}`));
     return this.treeLock.run(async () => {
       const ops = await fn();
       if (ops.length > 0) {

@@ -234,6 +234,22 @@ export function blobStoreConformance(name: string, make: () => Promise<BlobStore
     t.deepEqual(await s.list(''), ['same']);
   });
 
+  it('createExclusive, when offered: of concurrent creates of one key exactly one wins and its bytes stay; never over an existing object', async (t, s) => {
+    // optional in the seam, but every store here offers it (the claim relies on it: docs/cluster.md)
+    if (s.createExclusive === undefined) return void t.fail('no createExclusive');
+    for (let round = 0; round < 5; round++) {
+      const key = `pool/claim/${round}`;
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => s.createExclusive!(key, Buffer.from(`writer ${i}`))));
+      const winners = results.flatMap((won, i) => (won ? [i] : []));
+      t.is(winners.length, 1, `round ${round}: ${JSON.stringify(results)}`);
+      t.is((await s.get(key)).toString(), `writer ${winners[0]}`);
+      t.false(await s.createExclusive(key, Buffer.from('late')));
+      t.is((await s.get(key)).toString(), `writer ${winners[0]}`);
+    }
+    t.deepEqual(await s.list('pool/claim/'), ['pool/claim/0', 'pool/claim/1', 'pool/claim/2', 'pool/claim/3', 'pool/claim/4'], 'no temp file or partial object is listed');
+    await rejectsWith(t, s.createExclusive('../x', Buffer.from('v')), 'INVALID');
+  });
+
   it('concurrent puts and deletes in one directory do not interfere', async (t, s) => {
     for (let i = 0; i < 30; i++) {
       await s.put('r/s/old', Buffer.from('old'));

@@ -19,7 +19,20 @@ export class GatedStore implements BlobStore {
   private failing = false;
   private failReads = false;
 
-  constructor(private readonly inner: BlobStore) {}
+  /**
+   * The wrapped store's exclusive create, not held at the gate (the vPool takes its claim with it at open:
+   * volume/claim/claim.ts); it fails while the store is failing.
+   */
+  createExclusive?: (key: string, data: Uint8Array) => Promise<boolean>;
+
+  constructor(private readonly inner: BlobStore) {
+    if (inner.createExclusive !== undefined) {
+      this.createExclusive = async (key, data) => {
+        if (this.failing) this.fail('createExclusive', key);
+        return inner.createExclusive!(key, data);
+      };
+    }
+  }
 
   get url(): string {
     return this.inner.url;

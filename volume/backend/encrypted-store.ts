@@ -47,6 +47,13 @@ export class EncryptedBlobStore implements BlobStore {
     if (!Number.isInteger(chunk) || chunk < 1 || chunk > 2 ** 30) throw new BackendError('INVALID', `bad chunk size ${chunk}`);
     this.master = Buffer.from(key);
     this.keyId = keyIdOf(this.master);
+    if (inner.createExclusive !== undefined) {
+      this.createExclusive = async (k, data) => {
+        validateKey(k);
+        this.headers.delete(k);
+        return inner.createExclusive!(k, encryptObject(this.master, this.keyId, k, data, this.chunk));
+      };
+    }
   }
 
   get url(): string {
@@ -59,6 +66,9 @@ export class EncryptedBlobStore implements BlobStore {
     this.headers.delete(key);
     await this.inner.put(key, encryptObject(this.master, this.keyId, key, data, this.chunk));
   }
+
+  /** Present exactly when the wrapped store has it (set in the constructor). */
+  createExclusive?: (key: string, data: Uint8Array) => Promise<boolean>;
 
   async get(key: string): Promise<Buffer> {
     validateKey(key);

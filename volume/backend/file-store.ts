@@ -118,6 +118,35 @@ export class FileBlobStore implements BlobStore {
     });
   }
 
+  /** Exclusive create: the temp file is fsynced, then link(2)ed to the key (EEXIST: someone was first). */
+  createExclusive(key: string, data: Uint8Array): Promise<boolean> {
+    return this.run('createExclusive', key, async () => {
+      validateKey(key);
+      if (!(data instanceof Uint8Array)) throw new BackendError('INVALID', `createExclusive ${key}: data is not a Uint8Array`, { key });
+      const target = this.pathOf(key);
+      const dir = path.dirname(target);
+      await fsp.mkdir(dir, { recursive: true });
+      const tmp = path.join(dir, `${TEMP_PREFIX}${process.pid}-${++this.tempCounter}-${randomBytes(4).toString('hex')}`);
+      const fh = await fsp.open(tmp, 'wx', 0o644);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        await fsp.link(tmp, target);
+      } catch (err) {
+        if (errno(err) === 'EEXIST') return false;
+        throw err;
+      } finally {
+        await fsp.unlink(tmp).catch(() => undefined);
+      }
+      await this.syncUpTo(dir);
+      return true;
+    });
+  }
+
   get(key: string): Promise<Buffer> {
     return this.run('get', key, async () => {
       validateKey(key);

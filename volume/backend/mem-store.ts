@@ -43,6 +43,14 @@ export class MemBlobStore implements BlobStore {
     this.objects.set(key, Buffer.from(data));
   }
 
+  async createExclusive(key: string, data: Uint8Array): Promise<boolean> {
+    this.check();
+    validateKey(key);
+    if (this.objects.has(key)) return false;
+    this.objects.set(key, Buffer.from(data));
+    return true;
+  }
+
   async get(key: string): Promise<Buffer> {
     this.check();
     validateKey(key);

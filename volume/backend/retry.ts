@@ -27,7 +27,7 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Pr
       return v;
     } catch (err) {
       failures++;
-      if (err instanceof BackendError && (err.code === 'INVALID' || err.code === 'CLOSED')) throw err;
+      if (err instanceof BackendError && (err.code === 'INVALID' || err.code === 'CLOSED' || err.code === 'FENCED')) throw err; // FENCED: this router lost its claim (volume/claim/)
       if (opts.cancelled?.()) throw err;
       if (opts.attempts !== undefined && failures >= opts.attempts) throw err;
       if (failures === 1 || failures % 20 === 0) {

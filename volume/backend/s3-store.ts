@@ -137,6 +137,28 @@ export class S3BlobStore implements BlobStore {
     });
   }
 
+  /**
+   * A PutObject with `If-None-Match: *`: the store refuses it (412) when the key exists. Radosgw 16 checks it
+   * (test/s3-claim.test.ts); a store that ignores the header would make this a plain put — the claim
+   * (volume/claim/claim.ts) reads its epoch object back after creating it, so two winners are still caught
+   * at the next renewal.
+   */
+  createExclusive(key: string, data: Uint8Array): Promise<boolean> {
+    return this.run('createExclusive', key, async () => {
+      validateKey(key);
+      if (!(data instanceof Uint8Array)) throw new BackendError('INVALID', `createExclusive ${key}: data is not a Uint8Array`, { key });
+      const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      if (this.bucketUnchecked) await this.checkBucketLate();
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.s3Key(key), Body: body, ContentLength: body.length, IfNoneMatch: '*' }));
+        return true;
+      } catch (err) {
+        if (status(err) === 412 || status(err) === 409) return false;
+        throw err;
+      }
+    });
+  }
+
   get(key: string): Promise<Buffer> {
     return this.run('get', key, async () => {
       validateKey(key);

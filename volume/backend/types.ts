@@ -23,6 +23,12 @@ export interface BlobStore {
   head(key: string): Promise<{ size: number } | null>;
   /** Every key starting with `prefix`, sorted ascending (byte order). Pages internally; returns all. */
   list(prefix: string): Promise<string[]>;
+  /**
+   * Optional: stores `data` under `key` only if no object is there, atomically against every other caller of
+   * this method (true: created; false: something was there). Durable once resolved, like put. A store that
+   * cannot do this atomically leaves it out; the claim (volume/claim/claim.ts) then writes, waits and reads back.
+   */
+  createExclusive?(key: string, data: Uint8Array): Promise<boolean>;
   /** Removes the object; resolves also when it was not there. */
   delete(key: string): Promise<void>;
   /** Releases connections and handles. Calls after close fail with CLOSED. */

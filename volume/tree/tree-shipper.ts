@@ -1,11 +1,11 @@
 /**
- * Ships the tree to the backend (`pool/tree.json`) shortly after each change, and removes the backend
+ * Ships the tree to the backend (`pool/tree/<epoch>.json`, the key of this router's claim epoch) shortly after each change, and removes the backend
  * objects of deleted vDisks. Both retry until the backend takes them; both survive a restart: the tree is
  * re-shipped on start, pending removals are recorded in the metadata store (`gc/<id>`).
  */
 import type { BlobStore } from '../backend/types.js';
 import type { MetadataStore } from '../../mds/types.js';
-import { TREE_KEY, vdiskPrefix } from '../datapath/backend-layout.js';
+import { TREE_PREFIX, treeKey, vdiskPrefix } from '../datapath/backend-layout.js';
 import { withRetry } from '../backend/retry.js';
 import { logger } from '../../util/log.js';
 import type { TreeDump } from './tree.js';
@@ -22,7 +22,11 @@ export class TreeShipper {
   private stopped = false;
   private readonly removals = new Set<Promise<void>>();
 
-  constructor(private readonly backend: BlobStore, private readonly mds: MetadataStore, private readonly dump: () => TreeDump, private readonly delayMs = 100) {}
+  private cleaned = false;
+
+  /** `epoch`: the claim epoch this router holds (read at each ship); the tree goes to its own key (../datapath/backend-layout.ts). */
+  constructor(private readonly backend: BlobStore, private readonly mds: MetadataStore, private readonly dump: () => TreeDump,
+    private readonly epoch: () => number, private readonly delayMs = 100) {}
 
   /** The tree changed: ship it soon. */
   changed(): void {
@@ -69,9 +73,15 @@ export class TreeShipper {
     if (this.running !== null) return this.running;
     const gen = this.generation;
     const body = Buffer.from(JSON.stringify(this.dump()));
-    this.running = withRetry(() => this.backend.put(TREE_KEY, body), { what: 'ship the tree', log, cancelled: () => this.stopped })
-      .then(() => {
+    let key = '';
+    const put = () => {
+      key = treeKey(this.epoch()); // a deferred claim (volume/claim/claim.ts) gets its epoch while a put waits
+      return this.backend.put(key, body);
+    };
+    this.running = withRetry(put, { what: 'ship the tree', log, cancelled: () => this.stopped })
+      .then(async () => {
         this.shipped = Math.max(this.shipped, gen);
+        if (!this.cleaned) await this.dropOlderTrees(key);
       })
       .catch((err) => {
         log.error('the tree could not be shipped', { error: String(err) });
@@ -80,6 +90,17 @@ export class TreeShipper {
         this.running = null;
       });
     return this.running;
+  }
+
+  /** Once our tree is in the backend, the trees of older epochs are history (best effort). */
+  private async dropOlderTrees(mine: string): Promise<void> {
+    this.cleaned = true;
+    try {
+      // (pool/tree.json, from before claims, stays: only a build without claims reads it)
+      for (const key of await this.backend.list(TREE_PREFIX)) if (key < mine) await this.backend.delete(key);
+    } catch (err) {
+      log.debug('removing the trees of older claim epochs failed; left for the next start', { error: String(err) });
+    }
   }
 
   private startRemoval(id: string): void {

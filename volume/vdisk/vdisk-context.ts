@@ -20,6 +20,13 @@ export interface VDiskContext {
   dtl?: import('./dtl-hook.js').DtlProvider;
   /** The write cache's file I/O (../datapath/cache-io.ts): node:fs, or a fault-injecting one in tests. */
   io?: import('../datapath/cache-io.js').CacheIo;
+  /**
+   * Set when this router took the vPool over from another holder (claim epoch, volume/claim/claim.ts): a
+   * rebuild from the backend then records the vDisk's fence first (../datapath/epoch-fence.ts).
+   */
+  fenceEpoch?: number;
+  /** Why this router lost its claim on the vPool (its vDisks answer I/O with FENCED), or null. */
+  fenced?: () => string | null;
   /** Clone relations across the vPool's vDisks (set by the vPool, volume/snapshots/snapshots.ts). */
   family?: VDiskFamily;
 }

@@ -10,7 +10,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { logger } from '../../util/log.js';
-import { backendTlogs, keyNumber, scoKey, tlogKey } from '../datapath/backend-layout.js';
+import { listedScos, listedTlogs, scoKey, tlogKey } from '../datapath/backend-layout.js';
+import { FENCE_GAP, fenceKey, scoCounts, tlogCounts, vdiskFences, type VDiskFence } from '../datapath/epoch-fence.js';
 import { LocalCache } from '../datapath/local-cache.js';
 import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from '../datapath/sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
@@ -159,12 +160,16 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
   fs.rmSync(v.cache.dir, { recursive: true, force: true });
   const restored = await restoreOnRebuild(v);
-  const listed = await backendTlogs(ctx.backend, id);
-  const tlogs = listed.filter(restored.keep);
-  const scos = (await ctx.backend.list(`vdisks/${id}/sco/`)).map(keyNumber).sort((a, b) => a - b);
+  // the late uploads of a fenced router (../datapath/epoch-fence.ts) are no part of the history
+  const fences = await vdiskFences(ctx.backend, id);
+  const listed = await listedTlogs(ctx.backend, id);
+  const accepted = listed.filter((n) => tlogCounts(fences, n));
+  const tlogs = accepted.filter(restored.keep);
+  const allScos = await listedScos(ctx.backend, id);
+  const scos = allScos.filter((n) => scoCounts(fences, n));
   // the chain: a scrub's segments in place of the TLogs it replaced (docs/scrubbing.md), then the TLogs
   const decoded = [];
-  for (const item of await chainItems(ctx.backend, id, v.docs.doc, Infinity, listed)) {
+  for (const item of await chainItems(ctx.backend, id, v.docs.doc, Infinity, accepted)) {
     if (item.segment) decoded.push({ tlog: item.end, records: await readItem(ctx.backend, id, item), error: null }); // damaged: CHECKSUM
     else decoded.push({ tlog: item.end, ...decodeRecords(await ctx.backend.get(tlogKey(id, item.end))) });
   }
@@ -192,14 +197,36 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   // SCOs uploaded without their TLog (a crash in between) must not be overwritten: number past them
   // ...nor those a scrub's sweep deleted (numbers are never reused: a read cache may hold their pieces)
   lastSco = Math.max(lastSco, v.docs.doc.scrub?.ownScoHigh ?? 0);
-  const maxSco = scos.reduce((m, n) => Math.max(m, n), lastSco);
+  const maxSco = allScos.reduce((m, n) => Math.max(m, n), lastSco);
   const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, maxTlogOf(v.docs.doc));
+  let firstTlog = Math.max(lastTlog, listed.length > 0 ? listed[listed.length - 1] : 0) + 1;
+  let firstSco = maxSco + 1;
+  if (ctx.fenceEpoch !== undefined && (fences.length === 0 || fences[fences.length - 1].epoch < ctx.fenceEpoch)) {
+    // a takeover: what is in the backend now is the vDisk's history; anything the router we replaced
+    // uploads from now on lies in the gap below our numbers and counts for nothing. In the backend before
+    // the vDisk serves anything.
+    const fence: VDiskFence = {
+      epoch: ctx.fenceEpoch, router: ctx.routerId, at: Date.now(),
+      acceptedTlog: accepted.length > 0 ? accepted[accepted.length - 1] : 0,
+      acceptedSco: scos.length > 0 ? scos[scos.length - 1] : 0,
+      firstTlog: firstTlog - 1 + FENCE_GAP,
+      firstSco: firstSco - 1 + FENCE_GAP,
+    };
+    await ctx.backend.put(fenceKey(id, fence.epoch), Buffer.from(JSON.stringify(fence)));
+    ({ firstTlog, firstSco } = fence);
+    log.info('vDisk fenced for a takeover: the previous holder\'s later uploads will not count', { vdisk: id, ...fence });
+  }
+  if (listed.length > accepted.length) {
+    log.warn('TLogs uploaded by a fenced router after a takeover are ignored', { vdisk: id, ignored: listed.filter((n) => !tlogCounts(fences, n)) });
+  }
   for (const count of v.scoCounts.values()) v.backendBytes += count * SLOT_SIZE;
   v.corkedSco = lastSco;
   v.corkedTlog = lastTlog;
   const ops = corkOps(v, { tlog: lastTlog, scos: [...v.scoCounts.keys()].sort((a, b) => a - b) });
-  v.cache.create(lastTlog + 1, maxSco + 1);
-  restored.pruneSnapshots(new Set(tlogs));
+  v.cache.create(firstTlog, firstSco);
+  // a snapshot taken right after a takeover names the TLog before the new holder's first: covered too
+  const boundaries = [...fences.map((f) => f.firstTlog - 1), ...(firstTlog > lastTlog + 1 ? [firstTlog - 1] : [])];
+  restored.pruneSnapshots(new Set([...tlogs, ...boundaries]));
   ops.push(...v.docs.ops(v.docs.doc), { key: docShippedKey(id), value: Buffer.from(String(v.docs.shippedGen)) });
   if (dtlRecovery) ops.push({ key: dtlRecoveryKey(id), value: Buffer.from('1') });
   await ctx.mds.commit(ops);

@@ -539,5 +539,8 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   private checkOpen(): void {
     if (this.closed) throw new VolumeError('CLOSED', 'the vDisk is closed', { vdisk: this.id });
+    // another router took the vPool over: what this one holds may be stale, and what it writes counts for nothing
+    const fenced = this.ctx.fenced?.();
+    if (fenced != null) throw new VolumeError('FENCED', `this router lost its claim on the vPool: ${fenced}`, { vdisk: this.id });
   }
 }

@@ -1,0 +1,57 @@
+/**
+ * The self-fence on the backend: a BlobStore decorator that lets a backend write (put, createExclusive,
+ * delete) through only while this router holds the vPool's claim (./claim.ts gate()). Every writer of the
+ * vPool (the uploaders, the tree shipper, the snapshot documents, the removal of deleted vDisks) goes
+ * through it. Reads pass untouched: they change nothing the new holder serves. A write refused because
+ * the claim is lost is BackendError FENCED, which withRetry (../backend/retry.ts) does not retry.
+ */
+import type { BlobStore } from '../backend/types.js';
+import type { BackendClaim } from './claim.js';
+
+export class FencedStore implements BlobStore {
+  /** Present exactly when the wrapped store has it. */
+  createExclusive?: (key: string, data: Uint8Array) => Promise<boolean>;
+
+  constructor(private readonly inner: BlobStore, private readonly claim: BackendClaim) {
+    if (inner.createExclusive !== undefined) {
+      this.createExclusive = async (key, data) => {
+        await claim.gate(`create ${key}`);
+        return inner.createExclusive!(key, data);
+      };
+    }
+  }
+
+  get url(): string {
+    return this.inner.url;
+  }
+
+  async put(key: string, data: Uint8Array): Promise<void> {
+    await this.claim.gate(`put ${key}`);
+    return this.inner.put(key, data);
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.claim.gate(`delete ${key}`);
+    return this.inner.delete(key);
+  }
+
+  get(key: string): Promise<Buffer> {
+    return this.inner.get(key);
+  }
+
+  getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    return this.inner.getRange(key, offset, length);
+  }
+
+  head(key: string): Promise<{ size: number } | null> {
+    return this.inner.head(key);
+  }
+
+  list(prefix: string): Promise<string[]> {
+    return this.inner.list(prefix);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
