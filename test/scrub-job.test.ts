@@ -100,7 +100,9 @@ async function oneRun(t: import('ava').ExecutionContext, seed: number): Promise<
     if (cloneBefore !== null) {
       const cid = ids.get('/c')!;
       t.is(diffPoints(cloneBefore, await allPoints(backend, cid, (await backendDoc(backend, cid))!)), '', `seed ${seed}: the clone reads the same after its parent's scrub`);
-      t.true(first.stats.scosPinned > 0, 'the clone pins some of its parent SCOs');
+      // whether the clone pins any SCO the scrub would rewrite depends on the seed (its base's SCOs may all be
+      // live enough to stay): the check is that the clone reads the same, above; the count is for the log
+      t.log(`seed ${seed}: the clone pinned ${first.stats.scosPinned} of its parent's SCOs`);
       await scrubAndCheck(t, backend, cid, scratch, `seed ${seed} /c`);
     }
     const second = await scrubAndCheck(t, backend, ids.get('/a')!, scratch, `seed ${seed} /a second scrub`);
