@@ -59,11 +59,8 @@ export class VDiskExport {
   readonly size: number;
   /** A template is read-only (its writes would fail READ_ONLY). */
   readonly readOnly: boolean;
-  /**
-   * TRIM needs a discard in the volume layer, which does not exist yet (VDisk.discard comes with a later
-   * change): until then the server does not advertise NBD_FLAG_SEND_TRIM and trim() refuses.
-   */
-  readonly canTrim = false;
+  /** TRIM is VDisk.discard (the clusters are freed and read as zeros); not on a template (read-only). */
+  readonly canTrim: boolean;
   /**
    * Every connection to a vDisk shares its one VDisk object, whose sync() makes every write acknowledged so
    * far durable, whichever connection (or the mount) wrote it: a flush on one connection covers the writes
@@ -75,6 +72,7 @@ export class VDiskExport {
   private constructor(readonly name: string, readonly path: string, private readonly disk: VDisk, private readonly fds: FdTable | undefined) {
     this.size = disk.size;
     this.readOnly = disk.info().template;
+    this.canTrim = !this.readOnly;
     this.fd = fds?.add(disk);
   }
 
@@ -116,19 +114,12 @@ export class VDiskExport {
   }
 
   /**
-   * NBD_CMD_WRITE_ZEROES. Without a discard in the volume layer (VDisk.discard, a later change) zeros are
-   * written. A range that is a hole already reads as zeros: without NO_HOLE it is left as it is (the vDisk
-   * stays thin); with NO_HOLE (the client wants it allocated) zeros are written there too.
+   * NBD_CMD_WRITE_ZEROES. Without NO_HOLE it is a discard (the range reads as zeros and its clusters are
+   * freed: the vDisk stays thin); with NO_HOLE (the client wants it allocated) zeros are written.
    */
   async zeroes(offset: number, length: number, noHole: boolean, fua: boolean): Promise<void> {
-    const end = offset + length;
-    if (noHole) {
-      await this.writeZeros(offset, end);
-    } else {
-      for (const e of this.extents(offset, end, Infinity)) {
-        if (!(e.flags & STATE_HOLE)) await this.writeZeros(e.offset, e.offset + e.length);
-      }
-    }
+    if (noHole) await this.writeZeros(offset, offset + length);
+    else await this.discard(offset, length);
     if (fua) await this.disk.sync();
   }
 
@@ -136,9 +127,15 @@ export class VDiskExport {
     for (let at = from; at < to; at += ZERO_PIECE) await this.disk.write(at, ZEROS.subarray(0, Math.min(ZERO_PIECE, to - at)));
   }
 
-  /** NBD_CMD_TRIM: needs VDisk.discard (a later change); never called while canTrim is false. */
-  trim(_offset: number, _length: number): Promise<void> {
-    return Promise.reject(new VpoolError('NOT_SUPPORTED', 'trim: the volume layer has no discard yet'));
+  /** NBD_CMD_TRIM: the range is discarded (VDisk.discard): freed, and it reads as zeros. */
+  trim(offset: number, length: number): Promise<void> {
+    return this.discard(offset, length);
+  }
+
+  /** VDisk.discard of the range, cut to the vDisk's size now (it may have shrunk since the handshake). */
+  private async discard(offset: number, length: number): Promise<void> {
+    const end = Math.min(offset + length, this.disk.size);
+    if (end > offset) await this.disk.discard(offset, end - offset);
   }
 
   /**

@@ -137,7 +137,7 @@ export class Transmission {
     }
     const writes = req.type === CMD.WRITE || req.type === CMD.WRITE_ZEROES || req.type === CMD.TRIM;
     if (writes && this.e.readOnly) return this.refuse(req, NBD_ERR.EPERM, `${this.e.name} is read-only (a template)`);
-    if (req.type === CMD.TRIM && !this.e.canTrim) return this.refuse(req, NBD_ERR.EINVAL, 'TRIM was not advertised: this vPool has no discard yet');
+    if (req.type === CMD.TRIM && !this.e.canTrim) return this.refuse(req, NBD_ERR.EINVAL, 'TRIM was not advertised');
     if (req.type === CMD.BLOCK_STATUS && !this.n.baseAllocation) {
       return this.refuse(req, NBD_ERR.EINVAL, 'BLOCK_STATUS without base:allocation selected (NBD_OPT_SET_META_CONTEXT)');
     }
@@ -180,7 +180,9 @@ export class Transmission {
         if (req.length > 0) await this.e.zeroes(req.offset, req.length, (req.flags & CMDFLAG.NO_HOLE) !== 0, fua);
         return;
       case CMD.TRIM:
-        return this.e.trim(req.offset, req.length);
+        if (req.length > 0) await this.e.trim(req.offset, req.length);
+        if (fua) await this.e.flush();
+        return;
       case CMD.BLOCK_STATUS: {
         const one = (req.flags & CMDFLAG.REQ_ONE) !== 0;
         const extents = this.e.blockStatus(req.offset, req.length, one ? 1 : MAX_EXTENTS);

@@ -50,9 +50,14 @@ for r in range(rounds):
         data = rnd.randbytes(length)
         h.pwrite(data, off, nbd.CMD_FLAG_FUA if rnd.random() < 0.1 else 0)
         ref[off:off + length] = data
-    elif op < 0.55:
+    elif op < 0.5:
         off, length = span()
         h.zero(length, off, nbd.CMD_FLAG_NO_HOLE if rnd.random() < 0.5 else 0)
+        ref[off:off + length] = bytes(length)
+    elif op < 0.55:
+        # vpoolfs promises more than NBD asks of a TRIM: the range reads as zeros afterwards (VDisk.discard)
+        off, length = span()
+        h.trim(length, off, nbd.CMD_FLAG_FUA if rnd.random() < 0.2 else 0)
         ref[off:off + length] = bytes(length)
     elif op < 0.6:
         h.flush()

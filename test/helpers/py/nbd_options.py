@@ -30,7 +30,7 @@ h.set_export_name(name)
 h.opt_info()
 assert h.get_size() == 16 * MiB, ('INFO size', h.get_size())
 assert h.can_multi_conn() and h.can_flush() and h.can_fua() and h.can_zero(), 'INFO flags'
-assert not h.can_trim(), 'TRIM must not be advertised before the volume has discard'
+assert h.can_trim(), 'TRIM is advertised (VDisk.discard)'
 assert h.get_block_size(nbd.SIZE_MAXIMUM) == 32 * MiB and h.get_block_size(nbd.SIZE_PREFERRED) == 4096
 ctxs = []
 h.opt_list_meta_context(lambda c: ctxs.append(c))
@@ -92,6 +92,16 @@ assert extents(2 * MiB, 65536) == [65536, 3], 'zeroing a hole keeps it a hole'
 h.zero(65536, 3 * MiB, nbd.CMD_FLAG_NO_HOLE | nbd.CMD_FLAG_FUA)
 assert extents(3 * MiB, 65536) == [65536, 0], 'NO_HOLE allocates'
 assert h.pread(65536, 3 * MiB) == b'\x00' * 65536
+# ...and without NO_HOLE over data it frees the clusters (a discard): a hole again
+h.zero(4096, 4096)
+assert extents(4096, 4096) == [4096, 3], 'WRITE_ZEROES over data punches a hole'
+
+# TRIM: the clusters are freed (a hole in block status) and read as zeros, unaligned edges zeroed
+h.pwrite(b'\x5a' * 65536, 5 * MiB, nbd.CMD_FLAG_FUA)
+assert extents(5 * MiB, 65536) == [65536, 0]
+h.trim(65536 - 200, 5 * MiB + 100, nbd.CMD_FLAG_FUA)
+assert h.pread(65536, 5 * MiB) == b'\x5a' * 100 + b'\x00' * (65536 - 200) + b'\x5a' * 100, 'TRIM reads as zeros'
+assert extents(5 * MiB + 4096, 65536 - 8192) == [65536 - 8192, 3], 'TRIM frees the whole clusters'
 
 # several requests in flight, completed in whatever order
 bufs = []
@@ -114,7 +124,7 @@ h.set_strict_mode(0)
 expect_error('read past the end', lambda: h.pread(8192, 16 * MiB - 4096), errno.EINVAL)
 expect_error('write past the end', lambda: h.pwrite(b'x' * 8192, 16 * MiB - 4096), errno.ENOSPC)
 expect_error('zero past the end', lambda: h.zero(8192, 16 * MiB - 4096), errno.ENOSPC)
-expect_error('trim (not advertised)', lambda: h.trim(4096, 0), errno.EINVAL)
+expect_error('trim past the end', lambda: h.trim(8192, 16 * MiB - 4096), errno.ENOSPC)
 expect_error('a flag not allowed on read', lambda: h.pread(4096, 0, nbd.CMD_FLAG_NO_HOLE), errno.EINVAL)
 assert h.pread(4096, 8 * MiB) == b'\x00' * 4096, 'the connection goes on after refused requests'
 h.shutdown()
