@@ -55,7 +55,7 @@ test('host loss after a discard: the vDisk rebuilt from the backend and the DTL 
   v.dtl.close(false); // the lost router's connection goes with it
 
   // another router: a state directory and a metadata store of its own, the same backend and DTL server
-  const other = await rig.open({ dtl: dtl('c'), routerId: 'c', stateDir: path.join(rig.root, 'state-c'), metadataStore: new MemoryMetadataStore() });
+  const other = await rig.open({ dtl: dtl('c'), routerId: 'c', stateDir: path.join(rig.root, 'state-c'), metadataStore: new MemoryMetadataStore(), force: true }); // a's claim is still live: taken as an operator would (docs/cluster.md)
   const v2 = other.pool.vdisk('/d');
   t.is(v2.size, ref.size);
   t.deepEqual(await v2.read(0, 40 * CS), ref.read(0, 40 * CS), 'after the host loss: zeros where discarded, the later write there');
@@ -166,7 +166,7 @@ test('a local restart ships the history with its discards to the DTL: a host los
   rig.kill(boot2);
   v2.dtl.close(false);
 
-  const other = await rig.open({ dtl: dtl('c'), routerId: 'c', stateDir: path.join(rig.root, 'state-c'), metadataStore: new MemoryMetadataStore() });
+  const other = await rig.open({ dtl: dtl('c'), routerId: 'c', stateDir: path.join(rig.root, 'state-c'), metadataStore: new MemoryMetadataStore(), force: true }); // a's claim is still live: taken as an operator would (docs/cluster.md)
   const v3 = other.pool.vdisk('/d');
   t.is(v3.size, ref.size);
   t.deepEqual(await v3.read(0, ref.size), ref.read(0, ref.size), 'after the host loss: the discard came with the history');
