@@ -9,7 +9,7 @@
  * state and is answered here with ENODATA. Reads end with ENODEV once the mount is gone.
  *
  * Messages to the main thread: [ArrayBuffer, length, recyclable] for a request; {end: code} when the loop
- * stops. On `recycled` the main thread sends back the read buffers of big requests it is done with.
+ * stops. On `recycled` the main thread sends back the read buffers of big writes it has answered.
  */
 import fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
@@ -67,7 +67,7 @@ function loop(): string {
       const ab = buf.buffer;
       const back = receiveMessageOnPort(recycled)?.message as ArrayBuffer | undefined;
       buf = back !== undefined ? Buffer.from(back) : Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
-      port.postMessage([ab, n, true], [ab]);
+      port.postMessage([ab, n, opcode === Op.WRITE], [ab]); // only a WRITE's buffer comes back (ops-file.ts)
     } else {
       const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + n);
       port.postMessage([ab, n, false], [ab]);

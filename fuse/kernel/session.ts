@@ -36,7 +36,7 @@ export class Session implements KernelCtx {
   private resolveInit!: (s: Record<string, unknown>) => void;
   private resolveEnded!: (why: string) => void;
   private readonly workers: Worker[] = [];
-  /** The read buffers of big requests being handled, and the port back to the reader that read each. */
+  /** The read buffers of big writes being handled, and the port back to the reader that read each. */
   private readonly owners = new Map<ArrayBuffer, MessagePort>();
   private running = 0;
 
@@ -105,6 +105,7 @@ export class Session implements KernelCtx {
     try {
       req = entry.decode(b);
     } catch (err) {
+      this.owners.delete(b.buffer as ArrayBuffer); // never recycled: dropped (a malformed request is rare)
       log.warn('a malformed FUSE request: EINVAL', { op: entry.name, bytes: b.length, error: String(err) });
       if (entry.reply) this.fail(h, E.EINVAL);
       return;
@@ -112,6 +113,7 @@ export class Session implements KernelCtx {
     try {
       entry.handle(this, h, req);
     } catch (err) {
+      this.owners.delete(b.buffer as ArrayBuffer); // its answer may still come later: then recycle finds nothing
       log.error(`FUSE ${entry.name} failed unexpectedly: EIO`, { unique: h.unique, nodeid: h.nodeid, error: err instanceof Error ? err.stack : String(err) });
       if (entry.reply) this.fail(h, E.EIO);
     }
