@@ -20,6 +20,11 @@ export interface KernelCtx {
   send(reply: Buffer): void;
   /** A reply in pieces (a header, then data that is not copied), written as one message with writev. */
   sendv(parts: Buffer[]): void;
+  /**
+   * The handler has answered and nothing holds `request` (a view of a request's bytes) any more: its
+   * buffer goes back to the reader thread that read it, for the next big request (no allocation per write).
+   */
+  recycle(request: Uint8Array): void;
   /** An error reply (`errno` negative). */
   fail(h: InHeader, errno: number): void;
   /** FUSE_NOTIFY_INVAL_INODE: the kernel drops the node's cached pages and attributes. */

@@ -12,6 +12,7 @@ import { countWrite } from './counters.js';
 import type { decode, InHeader } from './decode.js';
 import { createReply, emptyReply, lseekReply, openReply, replyHeader, writeReply } from './encode.js';
 import { killSuidgid } from './ops-entry.js';
+import { giveReadBuffer, takeReadBuffer } from './read-buffers.js';
 import { childOf, pathOf } from './ops-common.js';
 import { FOPEN_DIRECT_IO, FOPEN_PARALLEL_DIRECT_WRITES, FSYNC_FDATASYNC, SEEK_DATA, SEEK_HOLE, WRITE_KILL_SUIDGID } from './protocol.js';
 
@@ -60,20 +61,31 @@ export const create: OpHandler<Req<'create'>> = (ctx, h, r) => {
   });
 };
 
-/** The volume layer's buffer goes to the kernel as it is, after the reply header (writev: no copy). */
+/**
+ * The volume layer reads into a reused buffer (read-buffers.ts), which goes to the kernel as it is, after the
+ * reply header (writev: no copy), and is reused once the reply is written (the read path writes nothing
+ * into it after it answered: read-path.ts).
+ */
 export const read: OpHandler<Req<'read'>> = (ctx, h, r) => {
-  ctx.ops.read(nameOf(ctx, h), r.fh, undefined, r.size, r.offset, (count: number, data?: Buffer) => {
-    if (count < 0) return ctx.fail(h, count);
-    if (data === undefined || count === 0) return ctx.send(replyHeader(h.unique, 0));
-    ctx.sendv([replyHeader(h.unique, count), data]);
+  const buf = takeReadBuffer(r.size);
+  ctx.ops.read(nameOf(ctx, h), r.fh, buf, r.size, r.offset, (count: number) => {
+    if (count < 0) ctx.fail(h, count);
+    else if (count === 0) ctx.send(replyHeader(h.unique, 0));
+    else ctx.sendv([replyHeader(h.unique, count), buf.subarray(0, count)]);
+    giveReadBuffer(buf);
   });
 };
 
-/** The data is a view into the request's own buffer (transferred from the reader thread): no copy here. */
+/**
+ * The data is a view into the request's own buffer (transferred from the reader thread): no copy here. Once
+ * answered, the volume layer holds nothing of it (ops-io.ts: it copies what it keeps), so the buffer goes
+ * back to its reader.
+ */
 export const write: OpHandler<Req<'write'>> = (ctx, h, r) => {
   countWrite(ctx.counters, r.size);
   const path = nameOf(ctx, h);
   ctx.ops.write(path, r.fh, r.data, r.size, r.offset, (count: number) => {
+    ctx.recycle(r.data);
     if (count < 0) return ctx.fail(h, count);
     if (!(r.writeFlags & WRITE_KILL_SUIDGID) || ctx.nodes.path(h.nodeid) === undefined) return ctx.send(writeReply(h.unique, count));
     killSuidgid(ctx, path, () => ctx.send(writeReply(h.unique, count)));

@@ -6,7 +6,7 @@
  * ignored. The session ends when every reader has seen the device end (ENODEV after an unmount).
  */
 import fs from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { logger } from '../../util/log.js';
 import { E } from '../errno.js';
 import type { Handlers } from '../handlers.js';
@@ -36,6 +36,8 @@ export class Session implements KernelCtx {
   private resolveInit!: (s: Record<string, unknown>) => void;
   private resolveEnded!: (why: string) => void;
   private readonly workers: Worker[] = [];
+  /** The read buffers of big writes being handled, and the port back to the reader that read each. */
+  private readonly owners = new Map<ArrayBuffer, MessagePort>();
   private running = 0;
 
   constructor(
@@ -50,7 +52,11 @@ export class Session implements KernelCtx {
   /** Starts the reader threads (after mount(2): before it, the device refuses reads). */
   start(readers = READERS): void {
     for (let i = 0; i < readers; i++) {
-      const w = new Worker(new URL('./reader.js', import.meta.url), { workerData: { fd: this.fd, counters: this.counters } });
+      const { port1: back, port2: recycled } = new MessageChannel();
+      back.unref();
+      const w = new Worker(new URL('./reader.js', import.meta.url), {
+        workerData: { fd: this.fd, counters: this.counters, recycled }, transferList: [recycled],
+      });
       this.running++;
       let done = false;
       const end = (why: string) => {
@@ -58,8 +64,11 @@ export class Session implements KernelCtx {
         done = true;
         if (--this.running === 0) this.resolveEnded(why);
       };
-      w.on('message', (m: [ArrayBuffer, number] | { end: string }) => {
-        if (Array.isArray(m)) this.dispatch(Buffer.from(m[0], 0, m[1]));
+      w.on('message', (m: [ArrayBuffer, number, boolean] | { end: string }) => {
+        if (Array.isArray(m)) {
+          if (m[2]) this.owners.set(m[0], back);
+          this.dispatch(Buffer.from(m[0], 0, m[1]));
+        }
         else end(m.end);
       });
       w.on('error', (err) => {
@@ -96,6 +105,7 @@ export class Session implements KernelCtx {
     try {
       req = entry.decode(b);
     } catch (err) {
+      this.owners.delete(b.buffer as ArrayBuffer); // never recycled: dropped (a malformed request is rare)
       log.warn('a malformed FUSE request: EINVAL', { op: entry.name, bytes: b.length, error: String(err) });
       if (entry.reply) this.fail(h, E.EINVAL);
       return;
@@ -103,6 +113,7 @@ export class Session implements KernelCtx {
     try {
       entry.handle(this, h, req);
     } catch (err) {
+      this.owners.delete(b.buffer as ArrayBuffer); // its answer may still come later: then recycle finds nothing
       log.error(`FUSE ${entry.name} failed unexpectedly: EIO`, { unique: h.unique, nodeid: h.nodeid, error: err instanceof Error ? err.stack : String(err) });
       if (entry.reply) this.fail(h, E.EIO);
     }
@@ -127,6 +138,14 @@ export class Session implements KernelCtx {
       Atomics.add(this.counters, C.REPLIES_DROPPED, 1);
       if (code !== 'ENOENT' && code !== 'ENODEV') log.warn('writing a FUSE reply failed', { code, parts: parts.length });
     }
+  }
+
+  recycle(request: Uint8Array): void {
+    const ab = request.buffer as ArrayBuffer;
+    const back = this.owners.get(ab);
+    if (back === undefined) return; // a small request's own copy, or not from a reader (tests)
+    this.owners.delete(ab);
+    back.postMessage(ab, [ab]);
   }
 
   fail(h: InHeader, errno: number): void {
