@@ -27,7 +27,8 @@ export function vdiskUrl(vpoolPath: string, tail = ''): string {
   return `/v1/vdisks/${pathParam(vpoolPath)}${tail}`;
 }
 
-/** Prints `body` as JSON with --json, else `text()`. */
+/** Prints `body` as JSON with --json, else `text()` (nothing at all for an empty text, like `ls` of an empty directory). */
 export function say(opts: VerbOpts, body: unknown, text: () => string): void {
-  console.log(opts.json ? JSON.stringify(body) : text());
+  const out = opts.json ? JSON.stringify(body) : text();
+  if (out !== '') console.log(out);
 }
