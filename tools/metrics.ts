@@ -2,15 +2,20 @@
  * Prometheus metrics (prom-client) for a mount: operations by kind and result, bytes read and written,
  * latency histograms per operation, open handles, and the write-cache state (dirty bytes, upload
  * backlog) summed over the vDisks open right now, their DTL modes and states, and the caches (bytes, limits, read-cache hit ratio).
+ * Per-vDisk I/O for the busiest vDisks (vdisk-metrics.ts), the backend by operation (backend-metrics.ts),
+ * the process under the same `vpoolfs_` prefix (process-metrics.ts). docs/grafana-dashboard.json charts them.
  * Served on HOST:PORT at /metrics when --metrics is given.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FdTable } from '../fuse/fds.js';
 import type { OpObserver } from '../fuse/observe.js';
 import { logger } from '../util/log.js';
 import type { CacheStats } from '../volume/types.js';
+import { BackendMetrics } from './backend-metrics.js';
+import { registerProcessMetrics } from './process-metrics.js';
+import { VdiskMetrics } from './vdisk-metrics.js';
 
 const log = logger('metrics');
 
@@ -24,10 +29,25 @@ export class FuseMetrics implements OpObserver {
   private readonly latChildren = new Map<string, { observe(v: number): void }>();
   private readonly readBytes: { inc(v: number): void };
   private readonly writeBytes: { inc(v: number): void };
+  private readonly vdisks: VdiskMetrics;
+  /** Wraps the backend so that its requests are counted (before the vPool opens it). */
+  readonly backend: BackendMetrics;
+  private fds: () => FdTable | undefined = () => undefined;
+  private caches: () => CacheStats | undefined = () => undefined;
 
-  constructor(vpool: string, fds: () => FdTable | undefined, caches: () => CacheStats) {
+  /** The mount's open files and the vPool's caches, once they exist. */
+  attach(fds: () => FdTable | undefined, caches: () => CacheStats): void {
+    this.fds = fds;
+    this.caches = caches;
+  }
+
+  constructor(vpool: string, topVdisks = 10) {
+    const fds = () => this.fds();
+    const caches = () => this.caches() ?? { writeCacheBytes: 0, writeCacheLimit: 0, writeCacheWaiters: 0, stateDiskFull: false, readCacheBytes: 0, readCacheLimit: 0, readCacheHits: 0, readCacheMisses: 0 };
     this.registry.setDefaultLabels({ vpool });
-    collectDefaultMetrics({ register: this.registry, prefix: 'vpoolfs_process_' });
+    registerProcessMetrics(this.registry);
+    this.vdisks = new VdiskMetrics(this.registry, topVdisks);
+    this.backend = new BackendMetrics(this.registry);
     this.ops = new Counter({ name: 'vpoolfs_fuse_ops_total', help: 'FUSE operations by kind and result', labelNames: ['op', 'result'], registers: [this.registry] });
     this.bytes = new Counter({ name: 'vpoolfs_fuse_bytes_total', help: 'Bytes read and written through the mount', labelNames: ['kind'], registers: [this.registry] });
     this.latency = new Histogram({
@@ -87,8 +107,9 @@ export class FuseMetrics implements OpObserver {
     new Gauge({ name: 'vpoolfs_upload_backlog_tlogs', help: 'TLogs waiting for upload (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.uploadBacklog.tlogs)); } });
   }
 
-  done(op: string, startNs: bigint, code: number): void {
+  done(op: string, startNs: bigint, code: number, path: string | undefined): void {
     const seconds = Number(process.hrtime.bigint() - startNs) / 1e9;
+    this.vdisks.record(op, path, seconds, code);
     let lat = this.latChildren.get(op);
     if (!lat) this.latChildren.set(op, (lat = this.latency.labels(op)));
     lat.observe(seconds);

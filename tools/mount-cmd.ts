@@ -79,7 +79,10 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   log.info('opening vPool', { vpool: cfg.vpool, state: cfg.state, backend: cfg.backend, router: cfg.router, dtl: cfg.dtl });
   // the backend, encrypted with AES-256-GCM when a key file is given (volume/backend/open-backend.ts); the
   // state directory keeps a copy of its encryption marker, so that a restart during an outage still mounts
-  const backend = await openBackend(cfg.backend, { encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile), localDir: cfg.state });
+  // metrics first: the backend is measured by operation from its first request on
+  const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, cfg.metricsTopVdisks ?? 10) : undefined;
+  const opened = await openBackend(cfg.backend, { encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile), localDir: cfg.state });
+  const backend = metrics ? metrics.backend.wrap(opened) : opened;
   const vpool = await openVPool({
     name: cfg.vpool,
     stateDir: cfg.state,
@@ -104,7 +107,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   try {
     api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted);
     const apiNow = api;
-    const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds, () => vpool.cacheStats()) : undefined;
+    metrics?.attach(() => mounted?.fds, () => vpool.cacheStats());
     mounted = await mountVPool({
       vpool,
       mountpoint: cfg.mountpoint,
