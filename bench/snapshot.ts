@@ -19,7 +19,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { openVPool } from '../volume/vpool.js';
-import type { VPool, VPoolOptions } from '../volume/types.js';
+import type { VPool } from '../volume/types.js';
+import type { VPoolOptions } from '../volume/vpool-options.js';
 import { setLogLevel } from '../util/log.js';
 import { median } from './fio.js';
 

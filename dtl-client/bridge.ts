@@ -1,5 +1,5 @@
 /**
- * The client bridge of one vDisk in `async` or `sync` mode (a DtlSink, volume/dtl-hook.ts): a decorator
+ * The client bridge of one vDisk in `async` or `sync` mode (a DtlSink, volume/vdisk/dtl-hook.ts): a decorator
  * on the vDisk's writer that sends every change of its write cache to a DTL server.
  *
  *   sync   each write is acknowledged once the server has its entries (batched with the writes that
@@ -13,9 +13,9 @@
  * then catches up. Entries recorded while degraded are not kept: the history covers them.
  */
 import { logger } from '../util/log.js';
-import type { DtlSink } from '../volume/dtl-hook.js';
+import type { DtlSink } from '../volume/vdisk/dtl-sink.js';
 import type { DtlInfo, DtlMode, DtlState } from '../volume/types.js';
-import type { VDiskImpl } from '../volume/vdisk.js';
+import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { DtlClient, type DtlClientOptions } from './client.js';
 import { DtlError } from './errors.js';
 import { captureHistory, historyEntries } from './history.js';

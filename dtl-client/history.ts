@@ -6,9 +6,9 @@
  * happened, with the tags the live entries would have had.
  */
 import { logger } from '../util/log.js';
-import { checkSlot, SLOT_HEADER, SLOT_SIZE, slotAddress } from '../volume/sco-format.js';
-import { decodeRecords, RecordType, type TLogRecord } from '../volume/tlog-format.js';
-import type { VDiskImpl } from '../volume/vdisk.js';
+import { checkSlot, SLOT_HEADER, SLOT_SIZE, slotAddress } from '../volume/datapath/sco-format.js';
+import { decodeRecords, RecordType, type TLogRecord } from '../volume/datapath/tlog-format.js';
+import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { encodeEntry, encodeResize } from './messages.js';
 
 const log = logger('dtl');

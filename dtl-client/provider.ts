@@ -1,10 +1,11 @@
 /**
- * The DTL as the vPool sees it (volume/dtl-hook.ts DtlProvider), built by the composition root from the
+ * The DTL as the vPool sees it (volume/vdisk/dtl-hook.ts DtlProvider), built by the composition root from the
  * mount's options: the servers (in order), the shared secret, the default mode, the retry interval.
  */
-import type { DtlProvider, DtlSink } from '../volume/dtl-hook.js';
+import type { DtlProvider } from '../volume/vdisk/dtl-hook.js';
+import type { DtlSink } from '../volume/vdisk/dtl-sink.js';
 import type { DtlMode } from '../volume/types.js';
-import type { VDiskImpl } from '../volume/vdisk.js';
+import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { DtlBridge } from './bridge.js';
 import { DtlError } from './errors.js';
 import { recoverFromDtl } from './recover.js';

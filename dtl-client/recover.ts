@@ -11,10 +11,10 @@
  * shipped; nothing after it is applied. Logged, never thrown.
  */
 import { logger } from '../util/log.js';
-import { keyNumber, tlogKey } from '../volume/backend-layout.js';
+import { backendTlogs, tlogKey } from '../volume/datapath/backend-layout.js';
 import { CLUSTER_SIZE, MAX_VDISK_SIZE } from '../volume/types.js';
-import { decodeRecords, RecordType } from '../volume/tlog-format.js';
-import type { VDiskImpl } from '../volume/vdisk.js';
+import { decodeRecords, RecordType } from '../volume/datapath/tlog-format.js';
+import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { DtlClient, type DtlClientOptions, type RemoteRange } from './client.js';
 import { DtlError } from './errors.js';
 import type { DtlEntry } from './messages.js';
@@ -53,7 +53,7 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
   let lastTlog = v.corkedTlog;
   let from = Math.max(localFrom ?? 0, v.corkedSco + 1);
   if (!local) {
-    const tlogs = (await v.ctx.backend.list(`vdisks/${v.id}/tlog/`)).map(keyNumber);
+    const tlogs = await backendTlogs(v.ctx.backend, v.id);
     lastTlog = tlogs.reduce((m, n) => Math.max(m, n), 0);
     let named = v.corkedSco;
     for (const n of tlogs) {

@@ -8,16 +8,7 @@ import { VolumeError } from '../util/errors.js';
 import type { VPool } from '../volume/types.js';
 import { snapshotTable } from './xattr-snapshot.js';
 import { dtlTable } from './xattr-dtl.js';
-
-/** A command: `value` is the attribute's bytes as UTF-8. Resolves when the operation is done. */
-export type VdiskCommand = (vpool: VPool, path: string, value: string) => Promise<void>;
-/** A view: the JSON-able value `getfattr` shows. */
-export type VdiskView = (vpool: VPool, path: string) => unknown;
-
-export interface VdiskXattrTable {
-  commands: Record<string, VdiskCommand>;
-  views: Record<string, VdiskView>;
-}
+import type { VdiskCommand, VdiskView, VdiskXattrTable } from './xattr-table.js';
 
 /** `user.vdisk.info`: what a vDisk is and where its data stands. */
 function infoView(vpool: VPool, path: string): unknown {

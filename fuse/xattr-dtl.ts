@@ -7,7 +7,7 @@
  */
 import { VolumeError } from '../util/errors.js';
 import type { DtlMode, VPool } from '../volume/types.js';
-import type { VdiskXattrTable } from './vdisk-xattr.js';
+import type { VdiskXattrTable } from './xattr-table.js';
 
 const MODES: readonly string[] = ['none', 'async', 'sync'];
 

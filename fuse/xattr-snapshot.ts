@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { VolumeError } from '../util/errors.js';
 import type { VPool } from '../volume/types.js';
 import type { FdTable } from './fds.js';
-import type { VdiskXattrTable } from './vdisk-xattr.js';
+import type { VdiskXattrTable } from './xattr-table.js';
 
 /** How long rollback waits for RELEASEs the kernel may still have in flight (sent after close() returns). */
 export const RELEASE_GRACE_MS = 1000;

@@ -1,5 +1,5 @@
 /**
- * Durability of a cork (volume/vdisk.ts cork()) under a power cut. A cork persists the cluster map once a
+ * Durability of a cork (volume/vdisk/vdisk.ts cork()) under a power cut. A cork persists the cluster map once a
  * TLog is in the backend; it must commit only map entries whose data is on disk. A write that lands while
  * the cork's fdatasync runs is not covered by that fdatasync: if its map page were committed, a power cut
  * would leave the map pointing at a slot that never reached the disk (a read fails, or worse).

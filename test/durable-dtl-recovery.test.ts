@@ -2,7 +2,7 @@
  * A crash between the rebuild's metadata commit and the end of the DTL recovery (after a host loss).
  * The next start must replay the DTL again, not take the half-recovered local state for a normal one:
  * a local restart never replays the DTL, and its catch-up would replace the server's copy with the local
- * history, losing the writes only the DTL held. The DTL here is a fake provider (volume/dtl-hook.ts
+ * history, losing the writes only the DTL held. The DTL here is a fake provider (volume/vdisk/dtl-hook.ts
  * DtlProvider) whose recovery hangs the first time (the crash) and replays one entry the second time.
  */
 import test from 'ava';
@@ -11,8 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { MemoryMetadataStore } from '../mds/memory-store.js';
 import { openVPool } from '../volume/vpool.js';
-import type { DtlProvider } from '../volume/dtl-hook.js';
-import type { VDiskImpl } from '../volume/vdisk.js';
+import type { DtlProvider } from '../volume/vdisk/dtl-hook.js';
+import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { FaultyIo, until } from './helpers/faulty-io.js';
 import { FaultyMds } from './helpers/faulty-mds.js';
 import { pattern } from './helpers/vpool.js';

@@ -1,5 +1,5 @@
 /**
- * The read path's sources and its checks, in single large requests (volume/read-path.ts):
+ * The read path's sources and its checks, in single large requests (volume/datapath/read-path.ts):
  * - one read gathers holes, write-cache runs, cached read-cache pieces and pieces fetched from the backend;
  * - readInto fills an offset window of a caller's buffer, cuts at the size and touches nothing else;
  * - a flipped byte anywhere a large parallel read goes (a backend SCO, a write-cache SCO not yet uploaded,

@@ -8,7 +8,7 @@
 import test from 'ava';
 import path from 'node:path';
 import { dtlProvider } from '../dtl-client/provider.js';
-import type { VDiskImpl } from '../volume/vdisk.js';
+import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { until } from './helpers/faulty-io.js';
 import { powerCutRig } from './helpers/faulty-pool.js';
 import { startDtlServer } from './helpers/dtl-server.js';

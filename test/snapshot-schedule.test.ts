@@ -7,7 +7,7 @@
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { codeOf, pattern, poolEnv } from './helpers/vpool.js';
-import { checkCron, DAY_MS, retentionPlan, SnapshotScheduler } from '../volume/snapshot-schedule.js';
+import { checkCron, DAY_MS, retentionPlan, SnapshotScheduler } from '../volume/snapshots/snapshot-schedule.js';
 import type { SnapshotInfo } from '../volume/types.js';
 
 const HOUR = 3_600_000;

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import { codeOf, pattern, poolEnv } from './helpers/vpool.js';
 import type { VPool } from '../volume/types.js';
 import { openBlobStore } from '../volume/backend/index.js';
-import type { SnapshotManager } from '../volume/snapshots.js';
-import { addGarbage, emptyDoc } from '../volume/snapshot-store.js';
+import type { SnapshotManager } from '../volume/snapshots/snapshots.js';
+import { addGarbage, emptyDoc } from '../volume/lineage/snapshot-store.js';
 import { gatedStore } from './helpers/gated-store.js';
 
 const MiB = 2 ** 20;

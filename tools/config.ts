@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { checkCron, type ScheduleConfig } from '../volume/snapshot-schedule.js';
+import { checkCron, type ScheduleConfig } from '../volume/snapshots/snapshot-schedule.js';
 
 export class ConfigError extends Error {}
 
@@ -40,7 +40,7 @@ export interface MountConfig {
   readCacheBytes?: number;
   scoMaxAgeMs?: number;
   logLevel?: string;
-  /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshot-schedule.ts); applied live. */
+  /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshots/snapshot-schedule.ts); applied live. */
   schedule?: ScheduleConfig;
   /** `kernel` (default): vpoolfs speaks the FUSE protocol on /dev/fuse itself; `fuse-native`: libfuse2 (DESIGN §1). */
   fuseEngine?: FuseEngineName;

@@ -6,7 +6,7 @@
 import { readSecretFile } from '../dtl-client/auth.js';
 import { DtlError } from '../dtl-client/errors.js';
 import { dtlProvider } from '../dtl-client/provider.js';
-import type { DtlProvider } from '../volume/dtl-hook.js';
+import type { DtlProvider } from '../volume/vdisk/dtl-hook.js';
 import { ConfigError, type ResolvedMount } from './config.js';
 
 /** Refuses a DTL mode without a server; reads the secret. */

@@ -17,7 +17,7 @@ import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 import { prepareMountpoint } from './mountpoint.js';
 import { planApi, startApi, type DaemonApi } from './api-serve.js';
 import { lockState } from './state-lock.js';
-import { SnapshotScheduler } from '../volume/snapshot-schedule.js';
+import { SnapshotScheduler } from '../volume/snapshots/snapshot-schedule.js';
 import { dtlForMount } from './dtl-mount.js';
 
 const log = logger('cli');

@@ -1,7 +1,7 @@
 /**
  * The one lock helper: a FIFO queue of async jobs. `run(fn)` starts `fn` once every job queued before it
  * has settled (resolved or rejected) and returns its result; a failed job does not block the next one.
- * Used for a vDisk's lock (volume/vdisk.ts exclusive()), the vPool's tree changes, the snapshot
+ * Used for a vDisk's lock (volume/vdisk/vdisk.ts exclusive()), the vPool's tree changes, the snapshot
  * scheduler's jobs and the in-memory metadata store's writes.
  */
 export class Serial {

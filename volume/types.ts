@@ -1,6 +1,6 @@
 /**
  * The volume layer's seams, as the FUSE adapter and the CLI see them. The implementation lives in
- * ./vpool.ts (a vPool: the tree of directories and vDisks) and ./vdisk.ts (one thin virtual disk).
+ * ./vpool.ts (a vPool: the tree of directories and vDisks) and ./vdisk/vdisk.ts (one thin virtual disk).
  *
  * Paths are absolute within the vPool (`/`, `/dir/disk`), as FUSE hands them over. Every error is a
  * VolumeError (util/errors.ts) whose `code` the FUSE edge maps to an errno.
@@ -10,42 +10,6 @@ export const CLUSTER_SIZE = 4096;
 export const MAX_VDISK_SIZE = 64 * 2 ** 40;
 export const DEFAULT_WRITE_CACHE_BYTES = 2 ** 30;
 export const DEFAULT_READ_CACHE_BYTES = 256 * 2 ** 20;
-
-export interface VPoolOptions {
-  /** The vPool's name. */
-  name: string;
-  /** Local state: write cache, read cache, metadata store. Created if missing. */
-  stateDir: string;
-  /** Backend URL: file:///dir, mem://name, s3://… Default file://<stateDir>/backend. */
-  backendUrl?: string;
-  /** An already opened backend (tests wrap one to stall or fail it); wins over backendUrl. */
-  backend?: import('./backend/types.js').BlobStore;
-  /** The DTL (dtl-client/ via tools/), absent when the mount has no DTL server: every vDisk is `none`. */
-  dtl?: import('./dtl-hook.js').DtlProvider;
-  /** This storage router's identity. */
-  routerId?: string;
-  /** Clusters per SCO (default 1024 = 4 MiB). */
-  scoClusters?: number;
-  /** SCOs per TLog (default 16). */
-  tlogScos?: number;
-  /** Write-cache limit in bytes over the whole vPool (default 1 GiB). */
-  writeCacheBytes?: number;
-  /** Read-cache limit in bytes (default 256 MiB). */
-  readCacheBytes?: number;
-  /** `lmdb` (default) or `memory` (unit tests only: nothing survives a restart). */
-  metadata?: 'lmdb' | 'memory';
-  /** An already opened metadata store (tests wrap one to fail commits); wins over `metadata`. */
-  metadataStore?: import('../mds/types.js').MetadataStore;
-  /** The write cache's file I/O (tests put a fault-injecting one here); default node:fs. */
-  cacheIo?: import('./cache-io.js').CacheIo;
-  /**
-   * Bytes always left free on the state disk (statfs of `<state>/wc`) for metadata commits: the write cache
-   * never fills the disk past it. Default 5% of the filesystem, at least 16 MiB, at most 256 MiB.
-   */
-  stateReserveBytes?: number;
-  /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
-  scoMaxAgeMs?: number;
-}
 
 export type NodeKind = 'file' | 'dir';
 
@@ -160,7 +124,7 @@ export interface SnapshotInfo {
 }
 
 /**
- * Snapshots, rollback, clones and templates of the vDisks of a vPool (volume/snapshots.ts). Paths are
+ * Snapshots, rollback, clones and templates of the vDisks of a vPool (volume/snapshots/snapshots.ts). Paths are
  * absolute within the vPool. Names: 1–255 bytes of UTF-8 without `/`, `:` or NUL (INVALID).
  * Crash promise of every change: once it resolves it is in the metadata store (survives a kill and a host
  * crash); the backend copy follows (`inBackend`), and syncToBackend()/close() wait for it.

@@ -6,7 +6,7 @@
  *   <state>/rc/    the read cache                  <state>/backend/   the default file:// backend
  *
  * Start-up: the tree comes from the metadata store, else from the backend (`pool/tree.json`), else it is
- * new; then every vDisk opens (local restart or rebuild from the backend, vdisk-open.ts).
+ * new; then every vDisk opens (local restart or rebuild from the backend, ./vdisk/vdisk-open.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,22 +19,25 @@ import { openBlobStore } from './backend/index.js';
 import type { BlobStore } from './backend/types.js';
 import { openMetadataStore } from '../mds/index.js';
 import type { MetadataOp, MetadataStore } from '../mds/types.js';
-import { TREE_KEY } from './backend-layout.js';
-import { ReadCache } from './read-cache.js';
-import { GC_PREFIX, TreeShipper } from './tree-shipper.js';
-import { Tree, type TreeDump, type TreeNode } from './tree.js';
-import { Semaphore } from './uploader.js';
-import { createVDisk, openVDisk } from './vdisk-open.js';
-import { VDiskImpl } from './vdisk.js';
-import type { VDiskContext } from './vdisk-context.js';
-import { vdiskMdsPrefix } from './vdisk-meta.js';
-import { statfsDisk, WriteCacheSpace } from './write-cache-space.js';
-import { withShipProgress } from './ship-progress.js';
-import { setDtlMode } from './dtl-hook.js';
+import { ReadCache } from './datapath/read-cache.js';
+import { TreeShipper } from './tree/tree-shipper.js';
+import type { Tree, TreeNode } from './tree/tree.js';
+import { Semaphore } from './datapath/uploader.js';
+import { createVDisk } from './vdisk/vdisk-open.js';
+import { VDiskTable } from './vpool-vdisks.js';
+import { dropLeftovers, loadTree } from './vpool-start.js';
+import { VDiskImpl } from './vdisk/vdisk.js';
+import type { VDiskContext } from './vdisk/vdisk-context.js';
+import { vdiskMdsPrefix } from './vdisk/vdisk-meta.js';
+import { statfsDisk, WriteCacheSpace } from './datapath/write-cache-space.js';
+import { withShipProgress } from './datapath/ship-progress.js';
+import { setDtlMode } from './vdisk/dtl-hook.js';
 import type { DtlMode } from './types.js';
-import { SnapshotManager, type SnapshotHost } from './snapshots.js';
-import { checkSize } from './validate.js';
-import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool, type VPoolOptions } from './types.js';
+import { SnapshotManager } from './snapshots/snapshots.js';
+import type { SnapshotHost } from './snapshots/snapshot-host.js';
+import { checkSize } from './vdisk/validate.js';
+import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool } from './types.js';
+import type { VPoolOptions } from './vpool-options.js';
 
 const log = logger('vpool');
 /** How long a clean close waits for each vDisk's DTL server to empty its copy. */
@@ -74,8 +77,7 @@ function checkTuning(v: number, name: string, min: number, max: number): number 
 
 class VPoolImpl implements VPool {
   private tree!: Tree;
-  private readonly vdisks = new Map<string, VDiskImpl>();
-  private readonly broken = new Map<string, VolumeError>();
+  private readonly disks: VDiskTable;
   private shipper!: TreeShipper;
   private ticker: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
@@ -84,17 +86,18 @@ class VPoolImpl implements VPool {
   readonly snapshots: SnapshotManager;
 
   constructor(readonly name: string, private readonly ctx: VDiskContext, private readonly scoMaxAgeMs: number) {
+    this.disks = new VDiskTable(name, ctx);
     this.snapshots = new SnapshotManager(this.snapshotHost());
     ctx.family = this.snapshots;
   }
 
-  /** What snapshots and clones (volume/snapshots.ts) need of the tree and the vDisks. */
+  /** What snapshots and clones (volume/snapshots/snapshots.ts) need of the tree and the vDisks. */
   private snapshotHost(): SnapshotHost {
     return {
       ctx: this.ctx,
-      vdiskAt: (p) => this.vdiskOf(this.fileNode(p)),
-      all: () => this.vdisks.values(),
-      byId: (id) => this.vdisks.get(id),
+      vdiskAt: (p) => this.disks.of(this.fileNode(p)),
+      all: () => this.disks.open.values(),
+      byId: (id) => this.disks.open.get(id),
       pathOf: (id) => {
         const node = this.tree.files().find((n) => n.vdiskId === id);
         return node === undefined ? undefined : this.tree.pathOf(node);
@@ -106,7 +109,7 @@ class VPoolImpl implements VPool {
         const src = this.tree.lookup(like);
         const now = Date.now();
         const node = this.tree.add(dir, name, { kind: 'file', mode: src.mode, uid: src.uid, gid: src.gid, atimeMs: now, mtimeMs: now, ctimeMs: now, xattrs: {}, vdiskId: v.id });
-        this.vdisks.set(v.id, v);
+        this.disks.open.set(v.id, v);
         this.touch(dir, now);
         return [this.tree.putOp(node), this.tree.putOp(dir), this.tree.nextInoOp(), ...extra];
       }),
@@ -115,7 +118,7 @@ class VPoolImpl implements VPool {
 
   /** BUSY if the vDisk behind `node` has clones (it cannot be removed). */
   private checkNoClones(node: TreeNode, p: string): void {
-    const v = this.vdisks.get(node.vdiskId!);
+    const v = this.disks.open.get(node.vdiskId!);
     if (v !== undefined && this.snapshots.hasClones(v)) throw new VolumeError('BUSY', `${p} has clones: remove them first`, { path: p, clones: this.snapshots.clonePaths(v) });
   }
 
@@ -133,46 +136,18 @@ class VPoolImpl implements VPool {
 
   async start(): Promise<void> {
     const { mds, backend } = this.ctx;
-    let tree = Tree.load(mds);
-    let from = 'local metadata';
-    if (tree === null) {
-      const head = await backend.head(TREE_KEY);
-      if (head !== null) {
-        tree = Tree.fromDump(JSON.parse((await backend.get(TREE_KEY)).toString()) as TreeDump);
-        from = 'backend';
-      } else {
-        tree = Tree.empty();
-        from = 'new';
-      }
-      await mds.commit(tree.allOps());
-    }
+    const { tree, from } = await loadTree(mds, backend);
     this.tree = tree;
     this.shipper = new TreeShipper(backend, mds, () => this.tree.dump());
-    // vDisks whose removal a restart interrupted, or clones a crash cut short: their local state goes too
-    const live = new Set(this.tree.files().map((n) => n.vdiskId));
-    for (const [key] of [...mds.range(GC_PREFIX)]) {
-      const id = key.slice(GC_PREFIX.length);
-      if (live.has(id)) continue;
-      fs.rmSync(path.join(this.ctx.writeCacheDir, id), { recursive: true, force: true });
-      await mds.deletePrefix(vdiskMdsPrefix(id));
-    }
-    for (const node of this.tree.files()) {
-      try {
-        this.vdisks.set(node.vdiskId!, await openVDisk(node.vdiskId!, this.ctx));
-      } catch (err) {
-        // one vDisk that cannot open must not take the vPool down: it answers every call with the cause
-        const cause = err instanceof VolumeError ? err : new VolumeError('BACKEND', `vDisk could not be opened: ${(err as Error).message}`, { vdisk: node.vdiskId }, { cause: err });
-        this.broken.set(node.vdiskId!, cause);
-        log.error('vDisk could not be opened; its calls fail until this is repaired', { vdisk: node.vdiskId, path: this.tree.pathOf(node), error: cause.message });
-      }
-    }
+    await dropLeftovers(mds, this.tree, this.ctx.writeCacheDir);
+    await this.disks.openAll(this.tree);
     this.ctx.space.onPressure = () => {
-      for (const v of this.vdisks.values()) if (v.cache.hasPending) this.shipQuietly(v, 'write-cache pressure');
+      for (const v of this.disks.open.values()) if (v.cache.hasPending) this.shipQuietly(v, 'write-cache pressure');
     };
     this.shipper.changed();
     this.shipper.resume();
     this.ticker = setInterval(() => this.tick(), Math.min(1000, this.scoMaxAgeMs)).unref();
-    log.info('vPool up', { vpool: this.name, tree: from, nodes: this.tree.size, vdisks: this.vdisks.size, backend: backend.url, router: this.routerId });
+    log.info('vPool up', { vpool: this.name, tree: from, nodes: this.tree.size, vdisks: this.disks.open.size, backend: backend.url, router: this.routerId });
   }
 
   // ---- tree reads ------------------------------------------------------------------------------------
@@ -188,7 +163,7 @@ class VPoolImpl implements VPool {
   }
 
   vdisk(p: string): VDisk {
-    return this.vdiskOf(this.fileNode(p));
+    return this.disks.of(this.fileNode(p));
   }
 
   getXattr(p: string, name: string): Buffer | undefined {
@@ -261,7 +236,7 @@ class VPoolImpl implements VPool {
         await this.ctx.mds.deletePrefix(vdiskMdsPrefix(id));
         throw err;
       }
-      this.vdisks.set(id, v);
+      this.disks.open.set(id, v);
       const now = Date.now();
       const node = this.tree.add(dir, name, { kind: 'file', mode: 0o100000 | (mode & 0o7777), uid, gid, atimeMs: now, mtimeMs: now, ctimeMs: now, xattrs: {}, vdiskId: id });
       this.touch(dir, now);
@@ -278,7 +253,7 @@ class VPoolImpl implements VPool {
       this.tree.remove(node);
       this.touch(dir, Date.now());
       await this.ctx.mds.commit([this.tree.deleteOp(node), this.tree.putOp(dir)]);
-      await this.dropVDisk(node);
+      await this.disks.drop(node, this.shipper);
       return [];
     });
   }
@@ -299,7 +274,7 @@ class VPoolImpl implements VPool {
         if (target.kind === 'file') this.checkNoClones(target, to);
         this.tree.remove(target);
         ops.push(this.tree.deleteOp(target));
-        if (target.kind === 'file') await this.dropVDisk(target);
+        if (target.kind === 'file') await this.disks.drop(target, this.shipper);
       }
       const oldDir = this.tree.get(node.parent)!;
       this.tree.move(node, dir, name);
@@ -345,13 +320,13 @@ class VPoolImpl implements VPool {
   }
 
   setDtlMode(p: string, mode: DtlMode): Promise<void> {
-    return setDtlMode(this.vdiskOf(this.fileNode(p)), mode);
+    return setDtlMode(this.disks.of(this.fileNode(p)), mode);
   }
 
   // ---- backend ----------------------------------------------------------------------------------------
 
   async syncToBackend(): Promise<void> {
-    const disks = [...this.vdisks.values()];
+    const disks = [...this.disks.open.values()];
     await withShipProgress(this.name, disks, async () => {
       await Promise.all(disks.map((v) => v.syncToBackend()));
       await this.shipper.flush();
@@ -364,11 +339,11 @@ class VPoolImpl implements VPool {
       await this.syncToBackend();
       // all in the backend: no DTL entry of this incarnation may outlive the clean close (a recovery on
       // another router would replay it over newer data)
-      await Promise.all([...this.vdisks.values()].map((v) => v.dtl.retire(DTL_RETIRE_MS)));
+      await Promise.all([...this.disks.open.values()].map((v) => v.dtl.retire(DTL_RETIRE_MS)));
       if (this.ticker !== null) clearInterval(this.ticker);
       await this.shipper.waitRemovals();
       this.shipper.stop();
-      for (const v of this.vdisks.values()) v.shutdown();
+      for (const v of this.disks.open.values()) v.shutdown();
       this.ctx.readCache.close();
       await this.ctx.mds.close();
       await this.ctx.backend.close();
@@ -382,7 +357,7 @@ class VPoolImpl implements VPool {
   private tick(): void {
     this.ctx.space.recheck(); // space freed on the state disk by others does not wake waiting writers otherwise
     const now = Date.now();
-    for (const v of this.vdisks.values()) if (v.cache.hasPending && now - v.lastShipMs >= this.scoMaxAgeMs) this.shipQuietly(v, 'age');
+    for (const v of this.disks.open.values()) if (v.cache.hasPending && now - v.lastShipMs >= this.scoMaxAgeMs) this.shipQuietly(v, 'age');
   }
 
   /**
@@ -422,34 +397,6 @@ class VPoolImpl implements VPool {
     return node;
   }
 
-  private vdiskOf(node: TreeNode): VDiskImpl {
-    const v = this.vdisks.get(node.vdiskId!);
-    const broken = this.broken.get(node.vdiskId!);
-    if (broken !== undefined) throw broken;
-    if (v === undefined) throw new VolumeError('NOT_FOUND', `vDisk ${node.vdiskId} is not open`, { vdisk: node.vdiskId });
-    return v;
-  }
-
-  private async dropVDisk(node: TreeNode): Promise<void> {
-    const id = node.vdiskId!;
-    if (this.broken.delete(id)) {
-      await this.ctx.mds.deletePrefix(vdiskMdsPrefix(id));
-      fs.rmSync(path.join(this.ctx.writeCacheDir, id), { recursive: true, force: true });
-      await this.shipper.removeVDisk(id);
-      return;
-    }
-    const v = this.vdiskOf(node);
-    v.dtl.close(true); // its DTL entries go with it
-    v.shutdown();
-    this.vdisks.delete(v.id);
-    this.ctx.space.release(v.localBytes);
-    v.cache.destroy();
-    await this.ctx.mds.deletePrefix(vdiskMdsPrefix(v.id));
-    this.ctx.readCache.invalidatePrefix(`vdisks/${v.id}/`);
-    await this.shipper.removeVDisk(v.id);
-    log.info('vDisk removed', { vpool: this.name, vdisk: v.id });
-  }
-
   private touch(dir: TreeNode, now: number): void {
     dir.mtimeMs = now;
     dir.ctimeMs = now;
@@ -458,7 +405,7 @@ class VPoolImpl implements VPool {
   private statNode(node: TreeNode): NodeStat {
     const base = { ino: node.ino, mode: node.mode, uid: node.uid, gid: node.gid, atimeMs: node.atimeMs, mtimeMs: node.mtimeMs, ctimeMs: node.ctimeMs };
     if (node.kind === 'dir') return { ...base, kind: 'dir', size: 4096, allocatedBytes: 4096, nlink: 2 };
-    const v = this.vdiskOf(node);
+    const v = this.disks.of(node);
     return { ...base, kind: 'file', size: v.size, allocatedBytes: v.allocatedBytes, nlink: 1 };
   }
 }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { BlobStore } from '../../volume/backend/types.js';
 import type { VDisk, VPool } from '../../volume/types.js';
-import type { VDiskImpl } from '../../volume/vdisk.js';
+import type { VDiskImpl } from '../../volume/vdisk/vdisk.js';
 import type { PoolEnv } from './vpool.js';
 
 /** The SCO files of vDisk `v` in the write cache. */

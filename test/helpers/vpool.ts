@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openVPool } from '../../volume/vpool.js';
-import type { VPool, VPoolOptions } from '../../volume/types.js';
+import type { VPool } from '../../volume/types.js';
+import type { VPoolOptions } from '../../volume/vpool-options.js';
 import { isCode } from '../../util/errors.js';
 
 export const CS = 4096;

@@ -12,7 +12,7 @@
  *   apart. A zero-length range is a HeadObject.
  * - list: ListObjectsV2 pages of 1000, following continuation tokens, sorted in byte order.
  * - Retries: the SDK's standard retry mode (exponential back-off with jitter, `maxAttempts`); the volume's
- *   own retry loop (volume/retry.ts) rides out longer outages on top of it.
+ *   own retry loop (volume/backend/retry.ts) rides out longer outages on top of it.
  * - Connections: one keep-alive agent bounded to `maxSockets` sockets, with connect and request timeouts.
  * - Errors: 404/NoSuchKey → NOT_FOUND, 416/InvalidRange → INVALID, anything else → BACKEND, with the key
  *   in `context` and the SDK error as `cause`; `context.unreachable` is true for connection failures,

@@ -5,10 +5,10 @@
  * Concurrency across vDisks is bounded by a shared Semaphore.
  */
 import fs from 'node:fs/promises';
-import type { BlobStore } from './backend/types.js';
+import type { BlobStore } from '../backend/types.js';
 import { scoKey, tlogKey } from './backend-layout.js';
-import { withRetry } from './retry.js';
-import type { Logger } from '../util/log.js';
+import { withRetry } from '../backend/retry.js';
+import type { Logger } from '../../util/log.js';
 
 export interface PendingTlog {
   tlog: number;

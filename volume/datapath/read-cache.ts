@@ -12,10 +12,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { BlobStore } from './backend/types.js';
+import type { BlobStore } from '../backend/types.js';
 import { SLOT_SIZE } from './sco-format.js';
-import { withRetry } from './retry.js';
-import { logger } from '../util/log.js';
+import { withRetry } from '../backend/retry.js';
+import { logger } from '../../util/log.js';
 import type { StateDisk } from './write-cache-space.js';
 
 const log = logger('read-cache');

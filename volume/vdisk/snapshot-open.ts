@@ -2,9 +2,9 @@
  * The snapshot side of opening a vDisk (vdisk-open.ts): restoring the snapshot list, template flag and
  * clone base on a rebuild from the backend, and finishing a rollback that a crash cut short.
  */
-import { logger } from '../util/log.js';
-import { loadBase, type DiskState } from './clone-base.js';
-import { isDropped, maxTlogOf, parseDoc, rollbackKey } from './snapshot-store.js';
+import { logger } from '../../util/log.js';
+import { loadBase, type DiskState } from '../lineage/clone-base.js';
+import { isDropped, maxTlogOf, parseDoc, rollbackKey } from '../lineage/snapshot-store.js';
 import type { VDiskImpl } from './vdisk.js';
 
 const log = logger('snapshots');

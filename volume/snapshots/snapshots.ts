@@ -2,42 +2,21 @@
  * Snapshots of the vDisks of a vPool: create, list, sticky, delete, rollback, template; clones are in
  * ./clone.ts. A snapshot is a point in a vDisk's TLog sequence: taking one closes the open TLog and names
  * the last closed one. Every change runs under the vDisk's lock (VDiskImpl.exclusive), so it sees no write
- * half-done, and is committed to the metadata store before it resolves (snapshot-store.ts ships it on).
+ * half-done, and is committed to the metadata store before it resolves (../lineage/snapshot-store.ts ships it on).
  */
 import { randomUUID } from 'node:crypto';
-import { VolumeError } from '../util/errors.js';
-import { logger } from '../util/log.js';
-import { stateAt } from './clone-base.js';
+import { VolumeError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+import { stateAt } from '../lineage/clone-base.js';
 import { cloneVDisk } from './clone.js';
-import { addGarbage, checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from './snapshot-store.js';
-import type { SnapshotApi, SnapshotInfo } from './types.js';
-import type { VDiskContext, VDiskFamily } from './vdisk-context.js';
-import { commitCork, corkOps, metaKey, type VDiskMeta } from './vdisk-meta.js';
-import type { VDiskImpl } from './vdisk.js';
-import type { MetadataOp } from '../mds/types.js';
+import { stamp, type CloneSource, type SnapshotHost } from './snapshot-host.js';
+import { addGarbage, checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
+import type { SnapshotApi, SnapshotInfo } from '../types.js';
+import type { VDiskFamily } from '../vdisk/vdisk-context.js';
+import { commitCork, corkOps, metaKey, type VDiskMeta } from '../vdisk/vdisk-meta.js';
+import type { VDiskImpl } from '../vdisk/vdisk.js';
 
 const log = logger('snapshots');
-
-/** What the snapshot code needs from the vPool (volume/vpool.ts). */
-export interface SnapshotHost {
-  ctx: VDiskContext;
-  /** The vDisk at `path` (NOT_FOUND, IS_DIR). Reads only (as are all(), byId(), pathOf(), checkFree()). */
-  vdiskAt(path: string): VDiskImpl;
-  /** Every open vDisk of the vPool. */
-  all(): Iterable<VDiskImpl>;
-  byId(id: string): VDiskImpl | undefined;
-  /** The absolute vPool path of vDisk `id`, or undefined. */
-  pathOf(id: string): string | undefined;
-  /** EXISTS if `path` is taken, NOT_FOUND / NOT_DIR if its directory is missing. */
-  checkFree(path: string): void;
-  /**
-   * Adds `v` as a new file at `path` with the mode and owner of the file at `like` (a serialised tree change),
-   * committing `extra` with it. Crash: in the metadata store, with `extra`, once resolved; else not at all.
-   */
-  addVDisk(path: string, like: string, v: VDiskImpl, extra: MetadataOp[]): Promise<void>;
-  /** Records vDisk `id`'s backend objects for removal and starts it. Crash: resumed at the next start. */
-  discard(id: string): Promise<void>;
-}
 
 export const relPath = (p: string): string => p.replace(/^\/+/, '');
 
@@ -45,7 +24,7 @@ function copyDoc(d: VDiskDoc): VDiskDoc {
   return JSON.parse(JSON.stringify(d)) as VDiskDoc;
 }
 
-export class SnapshotManager implements SnapshotApi, VDiskFamily {
+export class SnapshotManager implements SnapshotApi, VDiskFamily, CloneSource {
   /**
    * How long a rollback or a clone waits for the backend (uploads to finish, TLogs to read) before it gives
    * up with BACKEND (EIO), having changed nothing.
@@ -226,7 +205,7 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily {
    * Rollback, under the vDisk's lock: everything goes to the backend first; the state as of the snapshot
    * is rebuilt from the backend's TLogs; then an intent is recorded, the new doc (later TLogs dropped) is
    * shipped, and the map, size and doc are committed at once. A crash after the intent finishes the
-   * rollback at the next start (vdisk-open.ts); before it, nothing has changed.
+   * rollback at the next start (../vdisk/vdisk-open.ts); before it, nothing has changed.
    */
   private async rollbackLocked(v: VDiskImpl, name: string): Promise<void> {
     const s = find(v.docs.doc, name, v.id);
@@ -264,9 +243,4 @@ function find(doc: VDiskDoc, name: string, id: string): SnapshotMeta {
   const s = doc.snapshots.find((x) => x.name === name);
   if (s === undefined) throw new VolumeError('NOT_FOUND', `no snapshot named ${name}`, { vdisk: id, name });
   return s;
-}
-
-/** A name-safe UTC stamp: 20261125T210000Z (no `:`). */
-export function stamp(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }

@@ -3,11 +3,11 @@
  * objects of deleted vDisks. Both retry until the backend takes them; both survive a restart: the tree is
  * re-shipped on start, pending removals are recorded in the metadata store (`gc/<id>`).
  */
-import type { BlobStore } from './backend/types.js';
-import type { MetadataStore } from '../mds/types.js';
-import { TREE_KEY, vdiskPrefix } from './backend-layout.js';
-import { withRetry } from './retry.js';
-import { logger } from '../util/log.js';
+import type { BlobStore } from '../backend/types.js';
+import type { MetadataStore } from '../../mds/types.js';
+import { TREE_KEY, vdiskPrefix } from '../datapath/backend-layout.js';
+import { withRetry } from '../backend/retry.js';
+import { logger } from '../../util/log.js';
 import type { TreeDump } from './tree.js';
 
 const log = logger('tree-shipper');

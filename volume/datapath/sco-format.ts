@@ -12,7 +12,7 @@
  * cluster map expects is corrupt: the read fails with CHECKSUM, never returning wrong data.
  */
 import { crc32 } from 'node:zlib';
-import { CLUSTER_SIZE } from './types.js';
+import { CLUSTER_SIZE } from '../types.js';
 
 export const SLOT_HEADER = 32;
 export const SLOT_SIZE = SLOT_HEADER + CLUSTER_SIZE;

@@ -8,15 +8,15 @@
  * by a rollback.
  *
  * Base format (little-endian): "VPB1", f64 size, u32 page count, then per page u32 page number and the
- * page's 2048 u32 words (cluster-map.ts), then u32 crc32 of everything before it.
+ * page's 2048 u32 words (../datapath/cluster-map.ts), then u32 crc32 of everything before it.
  */
 import { crc32 } from 'node:zlib';
-import { VolumeError } from '../util/errors.js';
-import type { BlobStore } from './backend/types.js';
-import { keyNumber, tlogKey } from './backend-layout.js';
-import { ClusterMap, PAGE_CLUSTERS } from './cluster-map.js';
-import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
-import { CLUSTER_SIZE } from './types.js';
+import { VolumeError } from '../../util/errors.js';
+import type { BlobStore } from '../backend/types.js';
+import { backendTlogs, tlogKey } from '../datapath/backend-layout.js';
+import { ClusterMap, PAGE_CLUSTERS } from '../datapath/cluster-map.js';
+import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { CLUSTER_SIZE } from '../types.js';
 import { isDropped, type VDiskDoc } from './snapshot-store.js';
 
 const MAGIC = 0x31425056; // "VPB1"
@@ -30,7 +30,7 @@ export interface DiskState {
   scoCounts: Map<number, number>;
 }
 
-/** Applies one TLog record to `s` (the same rules as VDiskImpl.applyRecord). */
+/** Applies one TLog record to `s`: every replay of TLogs into a map (VDiskImpl.applyRecord and stateAt below) goes through here. */
 export function applyTo(s: DiskState, rec: TLogRecord): void {
   if (rec.type === RecordType.Sco) {
     for (let i = 0; i < rec.count; i++) if (rec.addresses[i] >= 0) s.map.set(rec.addresses[i], rec.sco, i);
@@ -90,7 +90,7 @@ export async function loadBase(backend: BlobStore, id: string, s: DiskState): Pr
 export async function stateAt(backend: BlobStore, id: string, doc: VDiskDoc, upTo: number): Promise<DiskState> {
   const s: DiskState = { map: new ClusterMap(), size: 0, scoCounts: new Map() };
   if (doc.parent !== null) await loadBase(backend, id, s);
-  const tlogs = (await backend.list(`vdisks/${id}/tlog/`)).map(keyNumber).filter((n) => n <= upTo && !isDropped(doc, n)).sort((a, b) => a - b);
+  const tlogs = (await backendTlogs(backend, id)).filter((n) => n <= upTo && !isDropped(doc, n));
   for (const tlog of tlogs) {
     const { records, error } = decodeRecords(await backend.get(tlogKey(id, tlog)));
     if (error !== null) throw new VolumeError('CHECKSUM', `TLog ${tlog} of vDisk ${id} in the backend is damaged: ${error}`, { vdisk: id, tlog, reason: error });

@@ -1,6 +1,6 @@
 /**
  * The read path of a vDisk (issue 10): fills the caller's buffer with the bytes of a range, every slot
- * verified. VDiskImpl.readInto (vdisk.ts) calls readClusters(); docs/read-path.md tells the story.
+ * verified. VDiskImpl.readInto (../vdisk/vdisk.ts) calls readClusters(); docs/read-path.md tells the story.
  *
  * 1. Plan (synchronous): walk the cluster map over the range; holes are zero-filled at once; mapped
  *    clusters group into runs (consecutive slots of one SCO, one namespace), each classified as
@@ -23,7 +23,7 @@
  * writes into the caller's buffer after it has the answer.
  */
 import fs from 'node:fs';
-import { CLUSTER_SIZE } from './types.js';
+import { CLUSTER_SIZE } from '../types.js';
 import { checkSlot, checkSlotParts, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
 import { PIECE_SLOTS, type ReadCache } from './read-cache.js';
 import { scoKey } from './backend-layout.js';
@@ -107,7 +107,7 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
     let n = 1;
     while (n < MAX_RUN && a + n <= last && map.scoOf(a + n) === sco && map.word1Of(a + n) === w1 + n) n++;
     const slot = w1 & 0xffff;
-    const depth = (w1 >>> 16) & 0xff; // a clone's entry from an ancestor's namespace (clone-base.ts)
+    const depth = (w1 >>> 16) & 0xff; // a clone's entry from an ancestor's namespace (../lineage/clone-base.ts)
     const src = depth === 0 ? self : t.source(depth);
     if (src.localScoFd(sco) !== null) {
       local.push({ src, a, sco, slot, n });

@@ -4,8 +4,8 @@
  * (`tree/<ino>`), and the whole tree is shipped to the backend (`pool/tree.json`) so a vPool can be
  * brought up from the backend alone.
  */
-import { VolumeError } from '../util/errors.js';
-import type { MetadataOp, MetadataStore } from '../mds/types.js';
+import { VolumeError } from '../../util/errors.js';
+import type { MetadataOp, MetadataStore } from '../../mds/types.js';
 
 export interface TreeNode {
   ino: number;

@@ -7,25 +7,27 @@
  * Read: cluster map → write cache → read cache → backend (ranged) → zeros; every slot is verified.
  * Opening (fresh, local restart, rebuild from the backend) lives in vdisk-open.ts; corking in cork().
  */
-import { isCode, VolumeError } from '../util/errors.js';
-import { logger } from '../util/log.js';
-import { Serial } from '../util/serial.js';
-import { ClusterMap } from './cluster-map.js';
-import { LocalCache, type CacheFault, type ClosedSco } from './local-cache.js';
-import { checkSlot, SLOT_SIZE } from './sco-format.js';
-import { RecordType, type TLogRecord } from './tlog-format.js';
-import { Uploader, type PendingTlog } from './uploader.js';
+import { isCode, VolumeError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+import { Serial } from '../../util/serial.js';
+import { ClusterMap } from '../datapath/cluster-map.js';
+import type { CacheFault, ClosedSco } from '../datapath/cache-files.js';
+import { LocalCache } from '../datapath/local-cache.js';
+import { SLOT_SIZE } from '../datapath/sco-format.js';
+import { RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { Uploader, type PendingTlog } from '../datapath/uploader.js';
 import { checkOffset, checkSize, checkWriteRange } from './validate.js';
-import { CLUSTER_SIZE, type VDisk, type VDiskFault, type VDiskInfo } from './types.js';
-import { scoKey } from './backend-layout.js';
+import { CLUSTER_SIZE, type VDisk, type VDiskFault, type VDiskInfo } from '../types.js';
 import type { VDiskContext } from './vdisk-context.js';
-import type { ReadCache } from './read-cache.js';
-import { readClusters, type SlotSource } from './read-path.js';
-import { ReadAhead } from './read-ahead.js';
-import { NO_DTL, type DtlSink } from './dtl-hook.js';
-import type { DocStore } from './snapshot-store.js';
+import type { ReadCache } from '../datapath/read-cache.js';
+import { readClusters, type SlotSource } from '../datapath/read-path.js';
+import { ReadAhead } from '../datapath/read-ahead.js';
+import { NO_DTL, type DtlSink } from './dtl-sink.js';
+import type { DocStore } from '../lineage/snapshot-store.js';
 import { commitCork, corkOps } from './vdisk-meta.js';
 import { seekExtent } from './vdisk-extents.js';
+import { fetchVerifiedSlots } from './slot-fetch.js';
+import { applyTo } from '../lineage/clone-base.js';
 
 const log = logger('vdisk');
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
@@ -46,7 +48,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   lastShipMs = Date.now();
   /** Where every change of the write cache is also sent (the DTL, dtl-hook.ts); mode none does nothing. */
   dtl: DtlSink = NO_DTL;
-  /** Snapshots, template flag, clone parentage (snapshot-store.ts). */
+  /** Snapshots, template flag, clone parentage (../lineage/snapshot-store.ts). */
   docs!: DocStore;
   private readonly lock = new Serial();
   private closed = false;
@@ -131,7 +133,7 @@ export class VDiskImpl implements VDisk, SlotSource {
     return f === null ? null : { code: f.code, message: f.message, since: f.since };
   }
 
-  /** The write cache became faulted (local-cache.ts): said once, loudly. */
+  /** The write cache became faulted (../datapath/local-cache.ts): said once, loudly. */
   onFault(f: CacheFault): void {
     log.error('the write-cache disk failed: this vDisk takes no more writes (fsync and writes fail with EIO) until the vPool is restarted', {
       vdisk: this.id, errno: f.code, cause: f.message, dir: this.cache.dir,
@@ -173,13 +175,7 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   /** Applies a TLog record while opening (replay). Safe to replay over a newer map: last writer wins. */
   applyRecord(rec: TLogRecord): void {
-    if (rec.type === RecordType.Sco) {
-      for (let i = 0; i < rec.count; i++) if (rec.addresses[i] >= 0) this.map.set(rec.addresses[i], rec.sco, i);
-      this.scoCounts.set(rec.sco, rec.count);
-    } else if (rec.type === RecordType.Resize) {
-      this.map.clearFrom(Math.ceil(rec.size / CLUSTER_SIZE));
-      this.size = rec.size;
-    }
+    applyTo(this, rec); // the one rule for a record, shared with the backend-only replay of ../lineage/clone-base.ts
   }
 
   onScoClosed(c: ClosedSco): void {
@@ -341,10 +337,10 @@ export class VDiskImpl implements VDisk, SlotSource {
   }
 
   // ---- read path ---------------------------------------------------------------------------------
-  // How a read runs: volume/read-path.ts and docs/read-path.md. This vDisk is the read path's ReadTarget
+  // How a read runs: volume/datapath/read-path.ts and docs/read-path.md. This vDisk is the read path's ReadTarget
   // (its map, the read cache, its namespaces) and the SlotSource of its own namespace.
 
-  /** Read-ahead of this vDisk's sequential reads from the backend (read-ahead.ts), made on first use. */
+  /** Read-ahead of this vDisk's sequential reads from the backend (../datapath/read-ahead.ts), made on first use. */
   private readAheadState?: ReadAhead;
 
   /** The read-ahead, once a read has run (tests wait for it to be idle). */
@@ -423,62 +419,8 @@ export class VDiskImpl implements VDisk, SlotSource {
   }
 
   /** `n` verified slots for clusters a..a+n-1, stored in SCO `sco` from `slot` (of this vDisk's namespace). */
-  async fetchSlots(a: number, sco: number, slot: number, n: number): Promise<Buffer> {
-    const local = this.cache.readSlots(sco, slot, n);
-    if (local === null) return this.fetchRemote(a, sco, slot, n, false);
-    const bad = this.verify(local, a, sco, slot, n);
-    if (bad === null) return local;
-    if (sco > this.corkedSco) throw this.checksumError(a + bad.k, sco, slot + bad.k, 'write cache', bad.reason);
-    // the SCO is in the backend too: take each damaged slot from there, and mend the local copy
-    log.error('a SCO in the write cache is damaged; reading the damaged slots from the backend copy', {
-      vdisk: this.id, sco, slot: slot + bad.k, reason: bad.reason, file: this.cache.scoPath(sco),
-    });
-    const remote = await this.fetchRemote(a, sco, slot, n, true);
-    for (let k = bad.k; k < n; k++) {
-      const pos = k * SLOT_SIZE;
-      if (checkSlot(local, pos, this.tag, sco, slot + k, a + k) === null) continue;
-      const why = checkSlot(remote, pos, this.tag, sco, slot + k, a + k);
-      if (why !== null) throw this.checksumError(a + k, sco, slot + k, 'write cache and the backend', why);
-      remote.copy(local, pos, pos, pos + SLOT_SIZE);
-      this.cache.repairSlot(sco, slot + k, remote.subarray(pos, pos + SLOT_SIZE));
-    }
-    return local;
-  }
-
-  /** The slots from the read cache / backend; verified unless `anyway` (the caller checks each slot). */
-  private async fetchRemote(a: number, sco: number, slot: number, n: number, anyway: boolean): Promise<Buffer> {
-    const key = scoKey(this.id, sco);
-    const count = this.scoCounts.get(sco);
-    if (count === undefined) throw this.checksumError(a, sco, slot, 'backend', 'SCO unknown to this vDisk');
-    for (let attempt = 0; ; attempt++) {
-      let remote: Buffer;
-      try {
-        remote = await this.ctx.readCache.getSlots(key, count, slot, n);
-      } catch (err) {
-        throw new VolumeError('BACKEND', `reading SCO ${sco} from the backend failed: ${(err as Error).message}`, { vdisk: this.id, sco }, { cause: err });
-      }
-      const bad = this.verify(remote, a, sco, slot, n);
-      if (bad === null) return remote;
-      this.ctx.readCache.invalidate(key, slot + bad.k);
-      if (attempt > 0) {
-        if (anyway) return remote;
-        throw this.checksumError(a + bad.k, sco, slot + bad.k, 'backend', bad.reason);
-      }
-    }
-  }
-
-  private verify(buf: Buffer, a: number, sco: number, slot: number, n: number): { k: number; reason: string } | null {
-    for (let k = 0; k < n; k++) {
-      const reason = checkSlot(buf, k * SLOT_SIZE, this.tag, sco, slot + k, a + k);
-      if (reason !== null) return { k, reason };
-    }
-    return null;
-  }
-
-  private checksumError(a: number, sco: number, slot: number, where: string, reason: string): VolumeError {
-    const ctx = { vdisk: this.id, offset: a * CLUSTER_SIZE, sco, slot, object: where === 'backend' ? scoKey(this.id, sco) : this.cache.scoPath(sco), reason };
-    log.error(`checksum error reading from the ${where}`, ctx);
-    return new VolumeError('CHECKSUM', `data at offset ${a * CLUSTER_SIZE} failed its checksum (${reason}) in the ${where}`, ctx);
+  fetchSlots(a: number, sco: number, slot: number, n: number): Promise<Buffer> {
+    return fetchVerifiedSlots(this, a, sco, slot, n);
   }
 
   private checkWritable(): void {

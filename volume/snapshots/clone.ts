@@ -1,25 +1,25 @@
 /**
  * Clones: a new vDisk with its own namespace whose unwritten clusters read through to its parent's data as
  * of a snapshot. The parent's snapshot is put in the backend first (its TLogs and snapshot list uploaded),
- * then the clone's base (the parent's map as of the snapshot, one clone depth deeper, see clone-base.ts)
+ * then the clone's base (the parent's map as of the snapshot, one clone depth deeper, see ../lineage/clone-base.ts)
  * and its doc (parent, ancestors) are written to the backend, then its local state, then its tree node.
  * A crash before the tree node leaves only unreferenced objects; after it, the clone is whole everywhere.
  */
 import { randomUUID } from 'node:crypto';
-import { VolumeError } from '../util/errors.js';
-import { logger } from '../util/log.js';
-import { withRetry } from './retry.js';
-import { GC_PREFIX } from './tree-shipper.js';
-import { baseKey, cloneBase, decodeBaseInto, MAX_CLONE_DEPTH, stateAt } from './clone-base.js';
-import { checkSnapshotName, docShippedKey, emptyDoc, type SnapshotMeta, type VDiskDoc } from './snapshot-store.js';
-import type { VDiskImpl } from './vdisk.js';
-import { stamp, type SnapshotHost, type SnapshotManager } from './snapshots.js';
-import { createVDisk } from './vdisk-open.js';
-import { commitCork, corkOps, vdiskMdsPrefix } from './vdisk-meta.js';
+import { VolumeError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+import { withRetry } from '../backend/retry.js';
+import { GC_PREFIX } from '../tree/tree-shipper.js';
+import { baseKey, cloneBase, decodeBaseInto, MAX_CLONE_DEPTH, stateAt } from '../lineage/clone-base.js';
+import { checkSnapshotName, docShippedKey, emptyDoc, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
+import type { VDiskImpl } from '../vdisk/vdisk.js';
+import { stamp, type CloneSource, type SnapshotHost } from './snapshot-host.js';
+import { createVDisk } from '../vdisk/vdisk-open.js';
+import { commitCork, corkOps, vdiskMdsPrefix } from '../vdisk/vdisk-meta.js';
 
 const log = logger('clone');
 
-export async function cloneVDisk(mgr: SnapshotManager, host: SnapshotHost, path: string, name: string, target: string): Promise<void> {
+export async function cloneVDisk(mgr: CloneSource, host: SnapshotHost, path: string, name: string, target: string): Promise<void> {
   if (name !== '') checkSnapshotName(name);
   const parent = host.vdiskAt(path);
   host.checkFree(target);
@@ -45,7 +45,7 @@ export async function cloneVDisk(mgr: SnapshotManager, host: SnapshotHost, path:
   }
 }
 
-async function makeClone(mgr: SnapshotManager, host: SnapshotHost, parent: VDiskImpl, snap: SnapshotMeta, path: string, target: string,
+async function makeClone(mgr: CloneSource, host: SnapshotHost, parent: VDiskImpl, snap: SnapshotMeta, path: string, target: string,
   dctx: Record<string, unknown>): Promise<void> {
   const t0 = Date.now();
   // the snapshot must be in the backend: the clone reads the parent's SCOs from there

@@ -1,6 +1,6 @@
 /** Argument checks shared by the volume layer: every bad number is a clear INVALID or TOO_BIG. */
-import { VolumeError } from '../util/errors.js';
-import { MAX_VDISK_SIZE } from './types.js';
+import { VolumeError } from '../../util/errors.js';
+import { MAX_VDISK_SIZE } from '../types.js';
 
 export function checkOffset(value: unknown, what: string, ctx: Record<string, unknown>): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {

@@ -5,6 +5,7 @@
  *   vdisks/<id>/sco/<n>         SCOs (see sco-format.ts)
  *   vdisks/<id>/tlog/<n>        TLogs (see tlog-format.ts), uploaded after the SCOs they name
  */
+import type { BlobStore } from '../backend/types.js';
 import { scoName } from './sco-format.js';
 import { tlogName } from './tlog-format.js';
 
@@ -16,4 +17,9 @@ export const tlogKey = (id: string, tlog: number): string => `vdisks/${id}/tlog/
 /** The number at the end of a SCO or TLog key. */
 export function keyNumber(key: string): number {
   return parseInt(key.slice(key.lastIndexOf('/') + 1), 16);
+}
+
+/** The numbers of vDisk `id`'s TLogs in the backend, ascending (every replay from the backend starts here). */
+export async function backendTlogs(backend: BlobStore, id: string): Promise<number[]> {
+  return (await backend.list(`vdisks/${id}/tlog/`)).map(keyNumber).sort((a, b) => a - b);
 }

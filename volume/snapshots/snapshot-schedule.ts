@@ -8,11 +8,11 @@
  * only decide *when* to run, every decision is made from `clock()`.
  */
 import schedule from 'node-schedule';
-import { Serial } from '../util/serial.js';
-import { VolumeError } from '../util/errors.js';
-import { logger } from '../util/log.js';
-import { stamp } from './snapshots.js';
-import type { SnapshotInfo, VPool } from './types.js';
+import { Serial } from '../../util/serial.js';
+import { VolumeError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+import { stamp } from './snapshot-host.js';
+import type { SnapshotInfo, VPool } from '../types.js';
 
 const log = logger('snapshot-schedule');
 

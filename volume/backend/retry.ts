@@ -2,8 +2,8 @@
  * Retrying backend calls: exponential back-off with jitter, forever unless told otherwise, logging the
  * first failure of a streak and its end — a backend outage is waited out, not turned into an error.
  */
-import type { Logger } from '../util/log.js';
-import { BackendError } from '../util/errors.js';
+import type { Logger } from '../../util/log.js';
+import { BackendError } from '../../util/errors.js';
 
 export interface RetryOptions {
   what: string;

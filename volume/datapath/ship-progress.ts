@@ -2,8 +2,8 @@
  * Progress of a long ship to the backend (a clean stop with a full write cache, a slow or absent backend):
  * what is left is logged every few seconds while `ship` runs, then how much was shipped.
  */
-import { logger } from '../util/log.js';
-import type { VDisk } from './types.js';
+import { logger } from '../../util/log.js';
+import type { VDisk } from '../types.js';
 
 const log = logger('vpool');
 

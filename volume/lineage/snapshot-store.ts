@@ -3,19 +3,19 @@
  *
  *   metadata store   vd/<id>/doc          JSON VDiskDoc, committed before a snapshot call returns
  *                    vd/<id>/doc-shipped  the generation of the doc the backend has
- *                    vd/<id>/rollback     a rollback in progress (the doc it leads to), see snapshots.ts
+ *                    vd/<id>/rollback     a rollback in progress (the doc it leads to), see ../snapshots/snapshots.ts
  *   backend          vdisks/<id>/vdisk.json   the same JSON, shipped after each change (retried)
  *
  * A snapshot is a point in the TLog sequence: it covers every TLog up to and including `tlog`. Ranges of
  * TLogs dropped by a rollback are listed in `dropped` so that a rebuild from the backend skips them even if
  * their objects are still there (they are garbage for the scrubber, listed in `garbage`).
  */
-import { VolumeError } from '../util/errors.js';
-import { logger } from '../util/log.js';
-import type { MetadataOp, MetadataStore } from '../mds/types.js';
-import type { BlobStore } from './backend/types.js';
-import { withRetry } from './retry.js';
-import type { DtlMode } from './types.js';
+import { VolumeError } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+import type { MetadataOp, MetadataStore } from '../../mds/types.js';
+import type { BlobStore } from '../backend/types.js';
+import { withRetry } from '../backend/retry.js';
+import type { DtlMode } from '../types.js';
 
 const log = logger('snapshots');
 

@@ -6,47 +6,13 @@
  * (tools/mount-cmd.ts), so the volume layer never imports the DTL client.
  *
  * A vDisk's mode is kept in the metadata store (`vd/<id>/dtl`) and in its vDisk document, which the backend
- * has too (snapshot-store.ts), so a vDisk rebuilt on another router keeps it; a vDisk that never had its mode
+ * has too (../lineage/snapshot-store.ts), so a vDisk rebuilt on another router keeps it; a vDisk that never had its mode
  * set takes the provider's default mode.
  */
-import { VolumeError } from '../util/errors.js';
-import type { DtlInfo, DtlMode } from './types.js';
+import { VolumeError } from '../../util/errors.js';
+import type { DtlMode } from '../types.js';
 import type { VDiskImpl } from './vdisk.js';
-
-export interface DtlSink {
-  readonly mode: DtlMode;
-  /**
-   * Clusters just appended to the write cache: `addresses[i]` now holds `datas[i]` in SCO `scos[i]`.
-   * Called under the vDisk's lock; copies what it keeps (the caller's buffers may be reused); never throws.
-   */
-  clusters(addresses: number[], scos: number[], datas: Uint8Array[]): void;
-  /** The size changed: a resize record went to TLog `tlog`; `tag` is the SCO open, or next, at that moment. */
-  resize(size: number, tag: number, tlog: number): void;
-  /**
-   * Resolves when the writes recorded so far may be acknowledged. `sync`: the DTL server has them (in its
-   * kernel, so a host loss here loses none of them). `async`: the queue has room. Never rejects; while
-   * the DTL is unreachable it resolves at once (the vDisk is `degraded`).
-   */
-  settle(): Promise<void>;
-  /** fsync: resolves once every entry recorded so far is on the DTL server's disk, or at once when degraded. Never rejects. */
-  flush(): Promise<void>;
-  /**
-   * The SCOs up to `sco` are in the backend (a cork). `idle`: nothing else is waiting locally, so every
-   * entry recorded so far is in the backend too: the DTL drops them all, and the promise resolves once it
-   * has (so that what follows — a rollback — cannot be undone by a replay of older entries); otherwise,
-   * or when degraded, at once. Never rejects.
-   */
-  trim(sco: number, idle: boolean): Promise<void>;
-  info(): DtlInfo;
-  /** Stops; `forget` also drops the vDisk's entries on the server (the mode went to none, the vDisk was removed). */
-  close(forget: boolean): void;
-  /**
-   * A clean close: everything of the vDisk is in the backend. Waits for a catch-up in progress, empties the
-   * server's copy (Clear + Flush) and stops, so that no later recovery elsewhere can replay entries of this
-   * incarnation. Bounded by `ms`: a server that does not answer keeps its copy (logged).
-   */
-  retire(ms: number): Promise<void>;
-}
+import { NO_DTL, type DtlSink } from './dtl-sink.js';
 
 export interface DtlProvider {
   /** The mode of a vDisk that has none recorded (mount `--dtl`). */
@@ -64,21 +30,6 @@ export interface DtlProvider {
    */
   recoverLocal?(v: VDiskImpl, fromSco: number): Promise<void>;
 }
-
-const STANDALONE: DtlInfo = Object.freeze({ mode: 'none', state: 'ok_standalone', server: null }) as DtlInfo;
-
-/** Mode none: no DTL. */
-export const NO_DTL: DtlSink = {
-  mode: 'none',
-  clusters: () => undefined,
-  resize: () => undefined,
-  settle: () => Promise.resolve(),
-  flush: () => Promise.resolve(),
-  trim: () => Promise.resolve(),
-  info: () => ({ ...STANDALONE }),
-  close: () => undefined,
-  retire: () => Promise.resolve(),
-};
 
 export const DTL_MODES: readonly DtlMode[] = ['none', 'async', 'sync'];
 const dtlKey = (id: string): string => `vd/${id}/dtl`;

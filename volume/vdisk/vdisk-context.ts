@@ -1,9 +1,9 @@
 /** What every vDisk of a vPool shares: the backend, the metadata store, the caches, the upload slots. */
-import type { BlobStore } from './backend/types.js';
-import type { MetadataStore } from '../mds/types.js';
-import type { ReadCache } from './read-cache.js';
-import type { Semaphore } from './uploader.js';
-import type { WriteCacheSpace } from './write-cache-space.js';
+import type { BlobStore } from '../backend/types.js';
+import type { MetadataStore } from '../../mds/types.js';
+import type { ReadCache } from '../datapath/read-cache.js';
+import type { Semaphore } from '../datapath/uploader.js';
+import type { WriteCacheSpace } from '../datapath/write-cache-space.js';
 
 export interface VDiskContext {
   backend: BlobStore;
@@ -18,9 +18,9 @@ export interface VDiskContext {
   tlogScos: number;
   /** The DTL (dtl-hook.ts), when the mount has DTL servers. */
   dtl?: import('./dtl-hook.js').DtlProvider;
-  /** The write cache's file I/O (cache-io.ts): node:fs, or a fault-injecting one in tests. */
-  io?: import('./cache-io.js').CacheIo;
-  /** Clone relations across the vPool's vDisks (set by the vPool, volume/snapshots.ts). */
+  /** The write cache's file I/O (../datapath/cache-io.ts): node:fs, or a fault-injecting one in tests. */
+  io?: import('../datapath/cache-io.js').CacheIo;
+  /** Clone relations across the vPool's vDisks (set by the vPool, volume/snapshots/snapshots.ts). */
   family?: VDiskFamily;
 }
 

@@ -9,17 +9,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { logger } from '../util/log.js';
-import { keyNumber, scoKey, tlogKey } from './backend-layout.js';
-import { LocalCache } from './local-cache.js';
-import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from './sco-format.js';
-import { decodeRecords, RecordType, type TLogRecord } from './tlog-format.js';
-import { Uploader } from './uploader.js';
-import { CLUSTER_SIZE } from './types.js';
+import { logger } from '../../util/log.js';
+import { backendTlogs, keyNumber, scoKey, tlogKey } from '../datapath/backend-layout.js';
+import { LocalCache } from '../datapath/local-cache.js';
+import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from '../datapath/sco-format.js';
+import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { Uploader } from '../datapath/uploader.js';
+import { CLUSTER_SIZE } from '../types.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { attachDtl, dtlModeOf } from './dtl-hook.js';
-import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from './snapshot-store.js';
+import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from '../lineage/snapshot-store.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
 import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
 
@@ -157,7 +157,7 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
   fs.rmSync(v.cache.dir, { recursive: true, force: true });
   const restored = await restoreOnRebuild(v);
-  const tlogs = (await ctx.backend.list(`vdisks/${id}/tlog/`)).map(keyNumber).filter(restored.keep).sort((a, b) => a - b);
+  const tlogs = (await backendTlogs(ctx.backend, id)).filter(restored.keep);
   const scos = (await ctx.backend.list(`vdisks/${id}/sco/`)).map(keyNumber).sort((a, b) => a - b);
   const decoded = [];
   for (const tlog of tlogs) decoded.push({ tlog, ...decodeRecords(await ctx.backend.get(tlogKey(id, tlog))) });

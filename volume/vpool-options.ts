@@ -1,0 +1,45 @@
+/**
+ * What opening a vPool takes (openVPool in ./vpool.ts). Apart from ./types.ts because it names pieces of the
+ * implementation (the DTL provider, the write cache's I/O, an opened backend or metadata store), which the
+ * seams in types.ts must not import: they import types.ts.
+ */
+import type { MetadataStore } from '../mds/types.js';
+import type { BlobStore } from './backend/types.js';
+import type { CacheIo } from './datapath/cache-io.js';
+import type { DtlProvider } from './vdisk/dtl-hook.js';
+
+export interface VPoolOptions {
+  /** The vPool's name. */
+  name: string;
+  /** Local state: write cache, read cache, metadata store. Created if missing. */
+  stateDir: string;
+  /** Backend URL: file:///dir, mem://name, s3://… Default file://<stateDir>/backend. */
+  backendUrl?: string;
+  /** An already opened backend (tests wrap one to stall or fail it); wins over backendUrl. */
+  backend?: BlobStore;
+  /** The DTL (dtl-client/ via tools/), absent when the mount has no DTL server: every vDisk is `none`. */
+  dtl?: DtlProvider;
+  /** This storage router's identity. */
+  routerId?: string;
+  /** Clusters per SCO (default 1024 = 4 MiB). */
+  scoClusters?: number;
+  /** SCOs per TLog (default 16). */
+  tlogScos?: number;
+  /** Write-cache limit in bytes over the whole vPool (default 1 GiB). */
+  writeCacheBytes?: number;
+  /** Read-cache limit in bytes (default 256 MiB). */
+  readCacheBytes?: number;
+  /** `lmdb` (default) or `memory` (unit tests only: nothing survives a restart). */
+  metadata?: 'lmdb' | 'memory';
+  /** An already opened metadata store (tests wrap one to fail commits); wins over `metadata`. */
+  metadataStore?: MetadataStore;
+  /** The write cache's file I/O (tests put a fault-injecting one here); default node:fs. */
+  cacheIo?: CacheIo;
+  /**
+   * Bytes always left free on the state disk (statfs of `<state>/wc`) for metadata commits: the write cache
+   * never fills the disk past it. Default 5% of the filesystem, at least 16 MiB, at most 256 MiB.
+   */
+  stateReserveBytes?: number;
+  /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
+  scoMaxAgeMs?: number;
+}
