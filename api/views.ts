@@ -21,11 +21,9 @@ export function snapshotView(s: SnapshotInfo): SnapshotView {
   return { name: s.name, uuid: s.uuid, timestamp: s.timestamp, sticky: s.sticky, automatic: s.automatic, consistent: s.consistent, inBackend: s.inBackend, clones: s.clones };
 }
 
-/** Own vs inherited bytes: the volume layer says so once it counts them apart; until then a vDisk owns all it maps. */
+/** Own vs inherited bytes: what the vDisk wrote itself (allocatedBytes, `du`) and what a clone reads through from its parents. */
 function ownInherited(i: VDiskInfo): { ownBytes: number; inheritedBytes: number } {
-  const x = i as VDiskInfo & { ownBytes?: number; inheritedBytes?: number };
-  const own = x.ownBytes ?? i.allocatedBytes;
-  return { ownBytes: own, inheritedBytes: x.inheritedBytes ?? i.allocatedBytes - own };
+  return { ownBytes: i.allocatedBytes, inheritedBytes: i.inheritedBytes };
 }
 
 export function vdiskView(ctx: ApiContext, p: string) {
@@ -37,7 +35,7 @@ export function vdiskView(ctx: ApiContext, p: string) {
     path: shown(p),
     id: i.id,
     size: i.size,
-    /** What `du` counts: every mapped cluster (a clone's inherited ones included until the volume layer splits them). */
+    /** What `du` counts: the clusters this vDisk wrote itself (= ownBytes). */
     allocatedBytes: i.allocatedBytes,
     ...ownInherited(i),
     backendBytes: i.backendBytes,

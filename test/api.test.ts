@@ -127,8 +127,12 @@ test('snapshots, rollback, clone, template through the API, and their refusals',
   await ok(t, `mkdir ${q(m.p('vms'))}`);
   const c1 = await api(A, 'POST', v('d', '/clones'), { target: 'vms/c1', snapshot: 's1' });
   t.is(c1.status, 201);
-  t.like(c1.body, { path: 'vms/c1', parent: { path: 'd', snapshot: 's1' } });
+  t.like(c1.body, { path: 'vms/c1', parent: { path: 'd', snapshot: 's1' }, allocatedBytes: 0, ownBytes: 0, inheritedBytes: 2 * MiB });
+  t.is((await ok(t, `du -B1 ${q(m.p('vms/c1'))}`)).split('\t')[0], '0', "du of a fresh clone counts its own data: none yet (the parent's is inherited)");
   await ok(t, `cmp ${q(m.p('vms/c1'))} ${q(l.root + '/a')}`);
+  await ok(t, `dd if=/dev/zero of=${q(m.p('vms/c1'))} bs=4k count=3 conv=notrunc,fsync status=none`);
+  t.like((await api(A, 'GET', v('vms/c1'))).body, { allocatedBytes: 3 * 4096, ownBytes: 3 * 4096, inheritedBytes: 2 * MiB - 3 * 4096 });
+  t.is((await ok(t, `du -B1 ${q(m.p('vms/c1'))}`)).split('\t')[0], String(3 * 4096));
   const c2 = await api(A, 'POST', v('d', '/clones'), { target: '/vms/c2' });
   t.is(c2.status, 201);
   t.is(c2.body.parent.path, 'd');
@@ -144,6 +148,13 @@ test('snapshots, rollback, clone, template through the API, and their refusals',
   t.is(tp.status, 200);
   t.true(tp.body.template);
   t.regex((await sh(`dd if=/dev/zero of=${q(m.p('vms/c2'))} bs=4k count=1 conv=notrunc status=none`)).stderr, /Read-only file system/);
+  t.is(tp.body.mode, 0o444, 'a template shows no write bits');
+  t.is((await ok(t, `stat -c %A ${q(m.p('vms/c2'))}`)).trim(), '-r--r--r--', 'the mount shows it read-only at once');
+  const chmod = await sh(`chmod 666 ${q(m.p('vms/c2'))}`);
+  t.not(chmod.code, 0);
+  t.regex(chmod.stderr, /Read-only file system/);
+  await ok(t, `chmod 400 ${q(m.p('vms/c2'))}`);
+  t.is((await ok(t, `stat -c %a ${q(m.p('vms/c2'))}`)).trim(), '400', 'taking bits away is allowed');
   refused(t, await api(A, 'POST', v('vms/c2', '/snapshots'), { name: 'late' }), 409, 'READ_ONLY', 'EROFS', ['vms/c2']);
   refused(t, await api(A, 'POST', v('vms', '/template')), 400, 'IS_DIR', 'EISDIR', ['vms']);
 });

@@ -22,7 +22,7 @@ export interface NodeStat {
   gid: number;
   /** Bytes for a vDisk; 4096 for a directory. */
   size: number;
-  /** Bytes really written (clusters mapped × 4096): `st_blocks` = allocatedBytes / 512. */
+  /** Bytes really written into this node (its own clusters × 4096): `st_blocks` = allocatedBytes / 512; a clone's inherited data is not counted. */
   allocatedBytes: number;
   nlink: number;
   atimeMs: number;
@@ -41,7 +41,10 @@ export interface AttrChange {
 export interface VDiskInfo {
   id: string;
   size: number;
+  /** Written into this vDisk itself: what `du` counts. */
   allocatedBytes: number;
+  /** A clone's data read through from its ancestors (0 for a vDisk that is no clone): counted with them. */
+  inheritedBytes: number;
   /** Bytes of this vDisk's SCOs already in the backend. */
   backendBytes: number;
   /** Bytes written but not yet in the backend. */
@@ -84,7 +87,7 @@ export interface VDisk {
   readonly id: string;
   /** Current size in bytes, exactly as set. */
   readonly size: number;
-  /** Bytes really written (mapped clusters × 4096). */
+  /** Bytes written into this vDisk itself (its own mapped clusters × 4096; a clone's inherited ones are VDiskInfo.inheritedBytes). */
   readonly allocatedBytes: number;
   /** Reads `length` bytes at `offset`; holes and the range past the size read as zeros (a read past the end is cut to the size). */
   read(offset: number, length: number): Promise<Buffer>;

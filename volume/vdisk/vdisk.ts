@@ -56,8 +56,14 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   constructor(readonly id: string, readonly tag: number, readonly ctx: VDiskContext) {}
 
+  /** What this vDisk wrote itself (`du`, st_blocks); a clone's data read through from its parents is inheritedBytes. */
   get allocatedBytes(): number {
-    return this.map.mappedClusters * CLUSTER_SIZE;
+    return this.map.ownClusters * CLUSTER_SIZE;
+  }
+
+  /** A clone's mapped clusters of its ancestors (counted with them, not here). */
+  get inheritedBytes(): number {
+    return this.map.inheritedClusters * CLUSTER_SIZE;
   }
 
   // ---- the VDisk interface -------------------------------------------------------------------------
@@ -116,7 +122,7 @@ export class VDiskImpl implements VDisk, SlotSource {
     let dirty = this.cache.openScoBytes;
     for (const [sco, count] of this.scoCounts) if (sco > this.corkedSco) dirty += count * SLOT_SIZE;
     return {
-      id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, backendBytes: this.backendBytes,
+      id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, inheritedBytes: this.inheritedBytes, backendBytes: this.backendBytes,
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
       parent: this.ctx.family?.parentOf(this) ?? null, clones: this.ctx.family?.clonePaths(this) ?? [], dtl: this.dtl.info(),
       fault: this.fault,
