@@ -39,6 +39,18 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Pr
   }
 }
 
+/** How long a first request to the backend may take when a vPool opens before the backend counts as unreachable (a hung endpoint): the mount says so within seconds instead of hanging. */
+export const OPEN_PROBE_MS = 5000;
+
+/** `p`, or a BACKEND error marked unreachable (context.unreachable) once `ms` passed without an answer. */
+export function answerWithin<T>(p: Promise<T>, ms: number, url: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BackendError('BACKEND', `no answer within ${ms / 1000} s`, { url, unreachable: true })), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
