@@ -31,7 +31,7 @@ async function status(ctx: ApiContext) {
   const { vpool } = ctx;
   const usage = poolUsage(vpool);
   const caches = vpool.cacheStats();
-  const backlog = { scos: 0, tlogs: 0, dirtyBytes: 0 };
+  const backlog = { scos: 0, tlogs: 0, dirtyBytes: 0, lagSeconds: 0, dtlQueuedBytes: 0 };
   const dtlStates: Record<DtlState, number> = { ok_sync: 0, ok_standalone: 0, catchup: 0, degraded: 0 };
   const dtlModes: Record<string, number> = { none: 0, async: 0, sync: 0 };
   const faults: Array<{ path: string; code: string; message: string }> = [];
@@ -42,6 +42,8 @@ async function status(ctx: ApiContext) {
     backlog.scos += i.uploadBacklog.scos;
     backlog.tlogs += i.uploadBacklog.tlogs;
     backlog.dirtyBytes += i.dirtyBytes;
+    backlog.lagSeconds = Math.max(backlog.lagSeconds, Math.round(i.uploadLagMs / 1000));
+    backlog.dtlQueuedBytes += i.dtlQueuedBytes;
     dtlModes[i.dtl.mode] = (dtlModes[i.dtl.mode] ?? 0) + 1;
     if (i.dtl.mode !== 'none') dtlStates[i.dtl.state]++;
     if (i.fault) faults.push({ path: path.slice(1), code: i.fault.code, message: i.fault.message });

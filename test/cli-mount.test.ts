@@ -136,6 +136,8 @@ test('--metrics serves Prometheus metrics: operations, bytes, latency, per vDisk
   t.regex(text, /^vpoolfs_backend_bytes_total\{op="put",vpool="vp"\} [1-9]\d*$/m);
   t.regex(text, /^vpoolfs_backend_request_duration_seconds_count\{[^}]*op="put"[^}]*\} [1-9]\d*$/m);
   t.regex(text, /^vpoolfs_backend_requests_total\{op="get",result="error",vpool="vp"\} \d+$/m);
+  t.regex(text, /^vpoolfs_upload_lag_seconds\{vpool="vp"\} [\d.e-]+$/m);
+  t.regex(text, /^vpoolfs_dtl_queued_bytes\{vpool="vp"\} 0$/m, 'DTL none: nothing queued');
 });
 
 

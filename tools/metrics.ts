@@ -104,6 +104,16 @@ export class FuseMetrics implements OpObserver {
     });
     gauge('vpoolfs_write_cache_waiting_writes', 'Writes waiting for write-cache room', (c) => c.writeCacheWaiters);
     gauge('vpoolfs_state_disk_full', '1 while writes wait because the state disk is full (only the reserve left)', (c) => (c.stateDiskFull ? 1 : 0));
+    const open = () => (fds()?.openDisks() ?? []).map((d) => d.info());
+    new Gauge({
+      name: 'vpoolfs_upload_lag_seconds',
+      help: 'Upload lag: the longest any open vDisk has had data not yet in the backend (0: everything shipped)',
+      registers: [this.registry],
+      collect() {
+        this.set(Math.max(0, ...open().map((i) => i.uploadLagMs)) / 1000);
+      },
+    });
+    new Gauge({ name: 'vpoolfs_dtl_queued_bytes', help: 'DTL lag: bytes recorded for the DTL but not yet on its server (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.dtlQueuedBytes)); } });
     new Gauge({ name: 'vpoolfs_upload_backlog_tlogs', help: 'TLogs waiting for upload (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.uploadBacklog.tlogs)); } });
   }
 

@@ -29,7 +29,7 @@ function statusText(s: Status): string {
     ['vDisks', `${u.vdisks} in ${u.dirs} directories: ${humanBytes(u.provisionedBytes)} provisioned, ${humanBytes(u.allocatedBytes)} written`],
     ['write cache', `${humanBytes(wc.bytes)} of ${humanBytes(wc.limitBytes)}${pct(wc.bytes, wc.limitBytes)}${wc.waitingWrites > 0 ? `, ${wc.waitingWrites} writes waiting` : ''}${wc.stateDiskFull ? ', STATE DISK FULL' : ''}`],
     ['read cache', `${humanBytes(rc.bytes)} of ${humanBytes(rc.limitBytes)}${pct(rc.bytes, rc.limitBytes)}, ${rc.hits} hits, ${rc.misses} misses`],
-    ['upload backlog', `${humanBytes(s.uploadBacklog.dirtyBytes)} not yet in the backend (${s.uploadBacklog.scos} SCOs, ${s.uploadBacklog.tlogs} TLogs)`],
+    ['upload backlog', `${humanBytes(s.uploadBacklog.dirtyBytes)} not yet in the backend (${s.uploadBacklog.scos} SCOs, ${s.uploadBacklog.tlogs} TLogs${s.uploadBacklog.lagSeconds > 0 ? `, the oldest for ${s.uploadBacklog.lagSeconds} s` : ''})${s.uploadBacklog.dtlQueuedBytes > 0 ? `; ${humanBytes(s.uploadBacklog.dtlQueuedBytes)} not yet on the DTL` : ''}`],
     ['dtl', `${s.dtl.modes.none} none, ${s.dtl.modes.async} async, ${s.dtl.modes.sync} sync${dtlStates ? `; ${dtlStates}` : ''}`],
     ['open handles', String(s.openHandles)],
     ['faults', (s.faults as Array<{ path: string; code: string; message: string }>).map((f) => `${f.path}: ${f.code} ${f.message}`).join('; ') || '-'],

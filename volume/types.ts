@@ -65,6 +65,10 @@ export interface VDiskInfo {
    * fail until a restart); ENOSPC and a failed metadata commit clear once a later write or cork succeeds.
    */
   fault: VDiskFault | null;
+  /** How long this vDisk has had data not yet in the backend (ms since the first write after it last had none; 0: none). */
+  uploadLagMs: number;
+  /** Bytes recorded for the DTL but not yet on its server (async mode's lag; 0 for none). */
+  dtlQueuedBytes: number;
 }
 
 export interface VDiskFault {

@@ -46,6 +46,8 @@ export class VDiskImpl implements VDisk, SlotSource {
   cache!: LocalCache;
   uploader!: Uploader;
   lastShipMs = Date.now();
+  /** When data not yet in the backend first appeared (null: everything written is there, as far as info() last saw). */
+  private dirtySinceMs: number | null = null;
   /** Where every change of the write cache is also sent (the DTL, dtl-hook.ts); mode none does nothing. */
   dtl: DtlSink = NO_DTL;
   /** Snapshots, template flag, clone parentage (../lineage/snapshot-store.ts). */
@@ -117,6 +119,12 @@ export class VDiskImpl implements VDisk, SlotSource {
     await this.docs.flush();
   }
 
+  /** How long the vDisk has had data not yet in the backend (0 when there is none). */
+  private uploadLag(dirty: number): number {
+    if (dirty === 0) this.dirtySinceMs = null;
+    return this.dirtySinceMs === null ? 0 : Date.now() - this.dirtySinceMs;
+  }
+
   info(): VDiskInfo {
     const backlog = this.uploader.backlog;
     let dirty = this.cache.openScoBytes;
@@ -126,6 +134,8 @@ export class VDiskImpl implements VDisk, SlotSource {
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
       parent: this.ctx.family?.parentOf(this) ?? null, clones: this.ctx.family?.clonePaths(this) ?? [], dtl: this.dtl.info(),
       fault: this.fault,
+      uploadLagMs: this.uploadLag(dirty),
+      dtlQueuedBytes: this.dtl.queuedBytes ?? 0,
     };
   }
 
@@ -244,6 +254,8 @@ export class VDiskImpl implements VDisk, SlotSource {
   // ---- write path --------------------------------------------------------------------------------
 
   private async writeLocked(offset: number, data: Uint8Array): Promise<void> {
+    // the upload lag counts from the first write since everything was last in the backend (info() clears it)
+    if (this.dirtySinceMs === null) this.dirtySinceMs = Date.now();
     const end = offset + data.length;
     const first = Math.floor(offset / CLUSTER_SIZE);
     const last = Math.floor((end - 1) / CLUSTER_SIZE);
