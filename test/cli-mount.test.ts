@@ -4,6 +4,8 @@
  * (vPool name = basename); the config file is watched (logLevel live, other keys need a restart);
  * Prometheus metrics on --metrics.
  */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import test0 from 'ava';
 import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -138,6 +140,14 @@ test('--metrics serves Prometheus metrics: operations, bytes, latency, per vDisk
   t.regex(text, /^vpoolfs_backend_requests_total\{op="get",result="error",vpool="vp"\} \d+$/m);
   t.regex(text, /^vpoolfs_upload_lag_seconds\{vpool="vp"\} [\d.e-]+$/m);
   t.regex(text, /^vpoolfs_dtl_queued_bytes\{vpool="vp"\} 0$/m, 'DTL none: nothing queued');
+  // docs/grafana-dashboard.json charts only metrics the daemon serves
+  const dashboard = readFileSync(fileURLToPath(new URL('../../docs/grafana-dashboard.json', import.meta.url)), 'utf8');
+  const exprs = [...dashboard.matchAll(/"expr": "((?:[^"\\]|\\.)*)"/g)].map((m) => JSON.parse(`"${m[1]}"`) as string);
+  t.true(exprs.length >= 20, `the dashboard has its queries (${exprs.length})`);
+  const served = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+  for (const name of new Set(exprs.flatMap((e) => e.match(/\bvpoolfs_\w+/g) ?? []))) {
+    t.true(served.has(name.replace(/_(bucket|count|sum)$/, '')), `the dashboard's ${name} is served`);
+  }
 });
 
 
