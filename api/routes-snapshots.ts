@@ -4,6 +4,7 @@
  * which path and why. A rollback or a template changes the vDisk behind the kernel's back: it is told.
  */
 import { waitUnopened } from '../fuse/xattr-snapshot.js';
+import { withShipProgress } from '../volume/datapath/ship-progress.js';
 import { boolField, objectBody, stringField } from './body.js';
 import type { ApiContext, Route } from './context.js';
 import { ApiError } from './errors.js';
@@ -85,7 +86,8 @@ export const snapshotRoutes: Route[] = [
       snapshotOf(ctx, p, name, what);
       await attempt(what, shown(p), async () => {
         await waitUnopened(ctx.vpool, p);
-        await ctx.vpool.snapshots.rollback(p, name);
+        // the rollback waits for the backend: a slow one is logged with progress (ship-progress.ts)
+        await withShipProgress(ctx.vpool.name, [ctx.vpool.vdisk(p)], () => ctx.vpool.snapshots.rollback(p, name), what);
       });
       await ctx.changed(p, 'data');
       return { status: 200, body: vdiskView(ctx, p) };
@@ -110,7 +112,8 @@ export const snapshotRoutes: Route[] = [
         exists = false;
       }
       if (exists) throw new ApiError('EXISTS', `${what}: ${shown(target)} exists already`, shown(target));
-      await attempt(what, shown(target), () => ctx.vpool.snapshots.clone(p, name, target));
+      // the clone waits for its parent's data to be in the backend: logged with progress while it ships
+      await attempt(what, shown(target), () => withShipProgress(ctx.vpool.name, [ctx.vpool.vdisk(p)], () => ctx.vpool.snapshots.clone(p, name, target), what));
       return { status: 201, body: vdiskView(ctx, target) };
     },
   },

@@ -51,8 +51,10 @@ test('ls, du, info, create, resize, rm: human by default, --json, refusals that 
   t.like(JSON.parse(await cli('info vms/root.img --json')), { path: 'vms/root.img', size: 2 ** 30, allocatedBytes: 3 * 2 ** 20 });
   t.regex(await fails('info vms/nope.img'), /^vpoolfs: show vms\/nope\.img: .*nope\.img.* \(ENOENT\)$/);
 
-  // du: own bytes per vDisk, a total, --json
-  await cli('clone vms/root.img vms/clone.img');
+  // du: own bytes per vDisk, a total, --json (the clone made with a progress bar, forced on a pipe)
+  const cloned = await sh(`cd ${q(m.mountpoint)} && node ${q(CLI)} clone vms/root.img vms/clone.img --progress`);
+  t.is(cloned.code, 0, cloned.stderr);
+  t.regex(cloned.stderr, /clone vms\/root\.img \[[=\-\u2588\u2591 ]*\] 100% \| \S+\/\S+ \| \d+\/\d+ objects \| \S+\/s/, 'the bar ends at 100% with bytes, objects and rate');
   const du = await cli('du');
   t.regex(du, /^ *OWN +INHERITED +BACKEND +SIZE +PATH$/m);
   t.regex(du, /^ *\S+ +\S+ +\S+ +2\.0G +total \(2 vDisks/m);

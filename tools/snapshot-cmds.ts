@@ -13,6 +13,7 @@ import type { SnapshotView, VDiskView } from '../api/views.js';
 import { onPool, say, vdiskUrl, type VerbOpts } from './api-call.js';
 import { isoTime, table } from './human.js';
 import { LocateError } from './locate.js';
+import { withProgressBar } from './progress.js';
 
 function listText(list: SnapshotView[]): string {
   if (list.length === 0) return '(no snapshots)';
@@ -81,10 +82,12 @@ export function addSnapshotCommands(program: Command, run: (fn: () => Promise<vo
     .description('roll a vDisk back to a snapshot; later snapshots are dropped (refused while it is open)')
     .argument('<file>').argument('<name>')
     .option('--json', 'the vDisk as JSON')
-    .action((file: string, name: string, o: VerbOpts) =>
+    .option('--progress', 'a progress line on stderr while it waits for the backend, even when stderr is not a terminal')
+    .action((file: string, name: string, o: VerbOpts & { progress?: boolean }) =>
       run(async () => {
         const pool = await onPool(file, o);
-        const v = await pool.api<VDiskView>('POST', vdiskUrl(pool.vpoolPath, '/rollback'), { snapshot: name });
+        const v = await withProgressBar({ force: !!o.progress, label: `rollback ${file}` }, () => pool.api<VDiskView>('GET', vdiskUrl(pool.vpoolPath)),
+          pool.api<VDiskView>('POST', vdiskUrl(pool.vpoolPath, '/rollback'), { snapshot: name }));
         say(o, v, () => `${file} rolled back to ${name}`);
       }),
     );
@@ -95,14 +98,16 @@ export function addSnapshotCommands(program: Command, run: (fn: () => Promise<vo
     .argument('<file>').argument('<newfile>', 'the new vDisk: a path on the same vPool (relative to the current directory, like any path)')
     .option('--snapshot <name>', 'the snapshot to clone')
     .option('--json', 'the new vDisk as JSON')
-    .action((file: string, newfile: string, o: VerbOpts & { snapshot?: string }) =>
+    .option('--progress', "a progress line on stderr while the parent's data ships to the backend, even when stderr is not a terminal")
+    .action((file: string, newfile: string, o: VerbOpts & { snapshot?: string; progress?: boolean }) =>
       run(async () => {
         const pool = await onPool(file, o);
         const target = await onPool(newfile, o).catch((err: unknown) => {
           throw err instanceof LocateError ? new LocateError(`clone ${file} to ${newfile}: a clone lives on the vPool of its parent (${pool.info.mountpoint}); ${err.message}`) : err;
         });
         if (target.info.socket !== pool.info.socket) throw new LocateError(`clone ${file} to ${newfile}: ${newfile} is on another vPool (${target.info.mountpoint}) than ${file} (${pool.info.mountpoint})`);
-        const v = await pool.api<VDiskView>('POST', vdiskUrl(pool.vpoolPath, '/clones'), { target: target.vpoolPath, ...(o.snapshot !== undefined ? { snapshot: o.snapshot } : {}) });
+        const v = await withProgressBar({ force: !!o.progress, label: `clone ${file}` }, () => pool.api<VDiskView>('GET', vdiskUrl(pool.vpoolPath)),
+          pool.api<VDiskView>('POST', vdiskUrl(pool.vpoolPath, '/clones'), { target: target.vpoolPath, ...(o.snapshot !== undefined ? { snapshot: o.snapshot } : {}) }));
         say(o, v, () => `${newfile} cloned from ${file}@${v.parent?.snapshot}`);
       }),
     );

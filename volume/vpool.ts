@@ -333,7 +333,7 @@ class VPoolImpl implements VPool {
     await withShipProgress(this.name, disks, async () => {
       await Promise.all(disks.map((v) => v.syncToBackend()));
       await this.shipper.flush();
-    });
+    }, 'every vDisk and the tree to the backend');
   }
 
   close(): Promise<void> {

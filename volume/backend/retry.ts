@@ -16,6 +16,14 @@ export interface RetryOptions {
   maxDelayMs?: number;
 }
 
+/** The latest failure of a retried backend call (what, the error, when), or null once one succeeded since: progress logs name it. */
+let lastFailure: { what: string; error: string; at: number } | null = null;
+
+/** The cause the backend gave the latest time a retried call failed, if no call succeeded since. */
+export function lastBackendFailure(): { what: string; error: string; at: number } | null {
+  return lastFailure;
+}
+
 export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Promise<T> {
   let delay = opts.minDelayMs ?? 50;
   const max = opts.maxDelayMs ?? 5000;
@@ -23,10 +31,12 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Pr
   for (;;) {
     try {
       const v = await fn();
+      lastFailure = null;
       if (failures > 0) opts.log.info(`${opts.what}: succeeded after ${failures} failed attempts`);
       return v;
     } catch (err) {
       failures++;
+      lastFailure = { what: opts.what, error: String((err as Error).message ?? err), at: Date.now() };
       if (err instanceof BackendError && (err.code === 'INVALID' || err.code === 'CLOSED')) throw err;
       if (opts.cancelled?.()) throw err;
       if (opts.attempts !== undefined && failures >= opts.attempts) throw err;

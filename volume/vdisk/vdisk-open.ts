@@ -152,6 +152,9 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): number {
 }
 
 /** `dtlRecovery`: a DTL recovery follows; the rebuild's commit records it (dtlRecoveryKey) until it is done. */
+/** How often a long rebuild from the backend logs how far it is. */
+const REBUILD_PROGRESS_MS = 2000;
+
 async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<void> {
   const { ctx, id } = v;
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
@@ -160,7 +163,20 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   const tlogs = (await backendTlogs(ctx.backend, id)).filter(restored.keep);
   const scos = (await ctx.backend.list(`vdisks/${id}/sco/`)).map(keyNumber).sort((a, b) => a - b);
   const decoded = [];
-  for (const tlog of tlogs) decoded.push({ tlog, ...decodeRecords(await ctx.backend.get(tlogKey(id, tlog))) });
+  // a long rebuild (many TLogs, a slow backend) says how far it is every few seconds
+  const t0 = Date.now();
+  let lastLog = t0;
+  let bytes = 0;
+  for (const tlog of tlogs) {
+    const body = await ctx.backend.get(tlogKey(id, tlog));
+    bytes += body.length;
+    decoded.push({ tlog, ...decodeRecords(body) });
+    const now = Date.now();
+    if (now - lastLog >= REBUILD_PROGRESS_MS) {
+      lastLog = now;
+      log.info('rebuilding from the backend', { vdisk: id, doneTlogs: decoded.length, totalTlogs: tlogs.length, bytes, bytesPerSecond: Math.round((bytes * 1000) / (now - t0)), elapsedMs: now - t0 });
+    }
+  }
   let lastSco = 0;
   for (let i = 0; i < decoded.length; i++) {
     const { tlog, records, error } = decoded[i];
@@ -194,7 +210,7 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   ops.push(...v.docs.ops(v.docs.doc), { key: docShippedKey(id), value: Buffer.from(String(v.docs.shippedGen)) });
   if (dtlRecovery) ops.push({ key: dtlRecoveryKey(id), value: Buffer.from('1') });
   await ctx.mds.commit(ops);
-  log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size });
+  log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size, bytes, ms: Date.now() - t0 });
 }
 
 /**
