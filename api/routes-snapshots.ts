@@ -3,13 +3,12 @@
  * operations as the `user.vdisk.*` xattrs (fuse/xattr-snapshot.ts), with errors that say which snapshot,
  * which path and why. A rollback or a template changes the vDisk behind the kernel's back: it is told.
  */
-import { waitUnopened } from '../fuse/xattr-snapshot.js';
 import { withShipProgress } from '../volume/datapath/ship-progress.js';
 import { boolField, objectBody, stringField } from './body.js';
 import type { ApiContext, Route } from './context.js';
 import { ApiError } from './errors.js';
 import { shown, vpoolPath } from './paths.js';
-import { attempt, checkVdisk } from './routes-vdisks.js';
+import { attempt, checkVdisk, unopened } from './routes-vdisks.js';
 import { snapshotView, vdiskView } from './views.js';
 
 function snapshotOf(ctx: ApiContext, p: string, name: string, what: string) {
@@ -85,7 +84,7 @@ export const snapshotRoutes: Route[] = [
       checkVdisk(ctx, p, what);
       snapshotOf(ctx, p, name, what);
       await attempt(what, shown(p), async () => {
-        await waitUnopened(ctx.vpool, p);
+        await unopened(ctx, p);
         // the rollback waits for the backend: a slow one is logged with progress (ship-progress.ts)
         await withShipProgress(ctx.vpool.name, [ctx.vpool.vdisk(p)], () => ctx.vpool.snapshots.rollback(p, name), what);
       });

@@ -2,7 +2,10 @@
  * vDisk routes: list (a directory, recursively or not), directory entries (for `ls`), one vDisk, create,
  * resize / DTL mode, delete. A change made here goes round the mount, so the kernel is told (ctx.changed).
  */
+import path from 'node:path';
 import { waitUnopened } from '../fuse/xattr-snapshot.js';
+import { VolumeError, VpoolError } from '../util/errors.js';
+import { holdersOf, holdersText } from './holders.js';
 import { walkTree } from '../fuse/pool-usage.js';
 import type { DtlMode } from '../volume/types.js';
 import { objectBody, sizeField, stringField } from './body.js';
@@ -30,6 +33,18 @@ function checkDir(ctx: ApiContext, p: string, what: string): void {
     throw toApiError(err, what, shown(p));
   }
   if (kind !== 'dir') throw new ApiError('NOT_DIR', `${what}: ${shown(p)} is a vDisk, not a directory`, shown(p));
+}
+
+/** BUSY while a process has the vDisk open (after the release grace), naming the processes that hold it. */
+export async function unopened(ctx: ApiContext, p: string): Promise<void> {
+  try {
+    await waitUnopened(ctx.vpool, p);
+  } catch (err) {
+    if (!(err instanceof VpoolError) || err.code !== 'BUSY') throw err;
+    const holders = await holdersOf(path.join(ctx.mountpoint, p));
+    if (holders.length === 0) throw err; // a handle whose process is gone meanwhile, or not ours to see
+    throw new VolumeError('BUSY', `${shown(p)} is open by ${holdersText(holders)}`, { ...err.context, holders });
+  }
 }
 
 /** Runs `fn`, turning its failure into an ApiError that starts with `what`. */
@@ -138,7 +153,7 @@ export const vdiskRoutes: Route[] = [
       const what = `delete ${shown(p)}`;
       checkVdisk(ctx, p, what);
       await attempt(what, shown(p), async () => {
-        await waitUnopened(ctx.vpool, p);
+        await unopened(ctx, p);
         await ctx.vpool.unlink(p);
       });
       await ctx.changed(p, 'gone');

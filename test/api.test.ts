@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { api, apiOf, pathParam, refused } from './helpers/api.js';
+import { api, apiOf, mountShows, pathParam, refused } from './helpers/api.js';
 import { CLI, freshLayout, fuseTest, ok, q, sh, startMount } from './helpers/mount.js';
 import { noAutoSnapshots } from './helpers/snapshot-xattr.js';
 
@@ -59,7 +59,7 @@ test('vDisks: create, list, show, resize, DTL, delete, and their refusals', asyn
   const shrunk = await api(A, 'PATCH', v('vms/web/root.img'), { size: 4096 });
   t.is(shrunk.status, 200);
   t.is(shrunk.body.size, 4096);
-  t.is((await ok(t, `stat -c %s ${q(m.p('vms/web/root.img'))}`)).trim(), '4096');
+  await mountShows(t, async () => (await ok(t, `stat -c %s ${q(m.p('vms/web/root.img'))}`)).trim(), '4096', 'the mount shows the new size');
   await api(A, 'PATCH', v('vms/web/root.img'), { size: MiB });
   t.is((await ok(t, `cmp -n 4096 ${q(m.p('vms/web/root.img'))} ${q(l.root + '/data')} && tail -c +4097 ${q(m.p('vms/web/root.img'))} | tr -d '\\0' | wc -c`)).trim(), '0', 'grown back: zeros past the shrink');
   refused(t, await api(A, 'PATCH', v('vms/web/root.img'), { size: 65 * 2 ** 40 }), 400, 'TOO_BIG', 'EFBIG', ['vms/web/root.img']);
@@ -74,14 +74,14 @@ test('vDisks: create, list, show, resize, DTL, delete, and their refusals', asyn
   t.teardown(() => holder.kill('SIGKILL'));
   await new Promise((resolve) => holder.stdout!.once('data', resolve));
   const busy = await api(A, 'DELETE', v('top.img'));
-  refused(t, busy, 409, 'BUSY', 'EBUSY', ['delete top.img', 'open (1 file handle']);
+  refused(t, busy, 409, 'BUSY', 'EBUSY', ['delete top.img', `top.img is open by pid ${holder.pid} (sleep)`]);
   t.is((await api(A, 'GET', v('top.img'))).body.openHandles, 1);
   holder.kill('SIGKILL');
   await new Promise((resolve) => holder.once('exit', resolve));
   await ok(t, `stat ${q(m.p('top.img'))}`);
   const del = await api(A, 'DELETE', v('top.img'));
   t.is(del.status, 204);
-  t.is((await sh(`stat ${q(m.p('top.img'))}`)).code, 1, 'the mount no longer shows it');
+  await mountShows(t, async () => String((await sh(`stat ${q(m.p('top.img'))}`)).code), '1', 'the mount no longer shows it');
   refused(t, await api(A, 'DELETE', v('top.img')), 404, 'NOT_FOUND', 'ENOENT', ['top.img']);
   refused(t, await api(A, 'DELETE', v('vms')), 400, 'IS_DIR', 'EISDIR', ['vms']);
 });
@@ -114,7 +114,7 @@ test('snapshots, rollback, clone, template through the API, and their refusals',
   const holder = spawn('bash', ['-c', `exec 3<${q(m.p('d'))}; echo open; sleep 600`], { stdio: ['ignore', 'pipe', 'ignore'] });
   t.teardown(() => holder.kill('SIGKILL'));
   await new Promise((resolve) => holder.stdout!.once('data', resolve));
-  refused(t, await api(A, 'POST', v('d', '/rollback'), { snapshot: 's1' }), 409, 'BUSY', 'EBUSY', ['roll back d to "s1"', 'open']);
+  refused(t, await api(A, 'POST', v('d', '/rollback'), { snapshot: 's1' }), 409, 'BUSY', 'EBUSY', ['roll back d to "s1"', `d is open by pid ${holder.pid} (sleep)`]);
   holder.kill('SIGKILL');
   await new Promise((resolve) => holder.once('exit', resolve));
   refused(t, await api(A, 'POST', v('d', '/rollback'), { snapshot: 'nope' }), 404, 'NOT_FOUND', 'ENOENT', ['d', '"nope"']);
@@ -149,7 +149,7 @@ test('snapshots, rollback, clone, template through the API, and their refusals',
   t.true(tp.body.template);
   t.regex((await sh(`dd if=/dev/zero of=${q(m.p('vms/c2'))} bs=4k count=1 conv=notrunc status=none`)).stderr, /Read-only file system/);
   t.is(tp.body.mode, 0o444, 'a template shows no write bits');
-  t.is((await ok(t, `stat -c %A ${q(m.p('vms/c2'))}`)).trim(), '-r--r--r--', 'the mount shows it read-only at once');
+  await mountShows(t, async () => (await ok(t, `stat -c %A ${q(m.p('vms/c2'))}`)).trim(), '-r--r--r--', 'the mount shows it read-only');
   const chmod = await sh(`chmod 666 ${q(m.p('vms/c2'))}`);
   t.not(chmod.code, 0);
   t.regex(chmod.stderr, /Read-only file system/);

@@ -36,3 +36,15 @@ export function refused(t: ExecutionContext, a: Answer, status: number, code: st
     else t.regex(e.message, n);
   }
 }
+
+/**
+ * What the mount shows after an API change: at once with the kernel engine (the daemon tells the kernel);
+ * fuse-native has no notify call and keeps attributes up to its 1 s timeout, so there it is polled (5 s at most).
+ */
+export async function mountShows(t: ExecutionContext, read: () => Promise<string>, expected: string, what: string): Promise<void> {
+  if (process.env.VPOOLFS_TEST_FUSE_ENGINE === 'fuse-native') {
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && (await read()) !== expected) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(await read(), expected, what);
+}
