@@ -129,13 +129,10 @@ export async function serveApi(ctx: ApiContext, where: ApiListen): Promise<ApiSe
   // the state lock is ours: a socket file left there is a dead daemon's
   fs.rmSync(where.socket, { force: true });
   const unixServer = http.createServer(handler(ctx, null));
-  // created with mode 0600 from the start (no window where another user could connect)
-  const oldMask = process.umask(0o177);
-  try {
-    await listen(unixServer, where.socket);
-  } finally {
-    process.umask(oldMask);
-  }
+  // not process.umask() around the bind: it is process-wide, and the vPool's files are being created meanwhile.
+  // Connecting needs write permission on the socket, which a usual umask (022) already denies to others; the
+  // chmod right after the bind makes it 0600 whatever the umask.
+  await listen(unixServer, where.socket);
   fs.chmodSync(where.socket, 0o600);
   let tcpServer: http.Server | undefined;
   let tcp: string | null = null;
