@@ -151,7 +151,7 @@ export const REFERENCES = { c: 'c-passthrough', fn: 'fn-passthrough', local: 'lo
 export const DEFAULT_CLI = path.join(distDir, 'tools', 'cli.js');
 
 /** The vpoolfs CLI's mount: DTL none, file:// backend, uploads running (the defaults otherwise). */
-function vpoolfsTarget(name: TargetName, root: string, cli: string, extra: string[]): Target {
+export function vpoolfsTarget(name: TargetName, root: string, cli: string, extra: string[]): Target {
   const sub = path.join(root, name);
   return new MountTarget(name, sub, (mnt) => {
     if (!fs.existsSync(cli)) throw new Error(`${cli} is missing: the vpoolfs CLI is not built (yet)`);

@@ -19,7 +19,7 @@ import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { DtlClient, type DtlClientOptions } from './client.js';
 import { DtlError } from './errors.js';
 import { captureHistory, historyEntries } from './history.js';
-import { encodeEntry, encodeResize } from './messages.js';
+import { encodeDiscard, encodeEntry, encodeResize } from './messages.js';
 
 const log = logger('dtl');
 
@@ -79,6 +79,10 @@ export class DtlBridge implements DtlSink {
 
   resize(size: number, tag: number, tlog: number): void {
     this.record(encodeResize(tag, size, tlog));
+  }
+
+  discard(first: number, count: number, tag: number, tlog: number): void {
+    this.record(encodeDiscard(tag, first, count, tlog));
   }
 
   settle(): Promise<void> {

@@ -9,11 +9,14 @@ import { logger } from '../util/log.js';
 import { checkSlot, SLOT_HEADER, SLOT_SIZE, slotAddress } from '../volume/datapath/sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from '../volume/datapath/tlog-format.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
-import { encodeEntry, encodeResize } from './messages.js';
+import { encodeDiscard, encodeEntry, encodeResize } from './messages.js';
 
 const log = logger('dtl');
 
-export type HistoryItem = { kind: 'resize'; size: number; tag: number; tlog: number } | { kind: 'sco'; sco: number; count: number };
+export type HistoryItem =
+  | { kind: 'resize'; size: number; tag: number; tlog: number }
+  | { kind: 'discard'; first: number; count: number; tag: number; tlog: number }
+  | { kind: 'sco'; sco: number; count: number };
 
 /** Call under the vDisk's lock: what happened since the cork point, in order (no data read yet). */
 export function captureHistory(v: VDiskImpl): HistoryItem[] {
@@ -22,6 +25,7 @@ export function captureHistory(v: VDiskImpl): HistoryItem[] {
     for (const r of records) {
       if (r.type === RecordType.Sco) items.push({ kind: 'sco', sco: r.sco, count: r.count });
       else if (r.type === RecordType.Resize) items.push({ kind: 'resize', size: r.size, tag: 0, tlog });
+      else if (r.type === RecordType.Discard) items.push({ kind: 'discard', first: r.first, count: r.count, tag: 0, tlog });
     }
   };
   for (const tlog of v.cache.closedTlogs()) if (tlog > v.corkedTlog) add(decodeRecords(v.cache.readClosedTlog(tlog)).records, tlog);
@@ -29,7 +33,7 @@ export function captureHistory(v: VDiskImpl): HistoryItem[] {
   const open = v.cache.openScoNumber;
   const openSlots = v.cache.openScoBytes / SLOT_SIZE;
   if (open !== 0 && openSlots > 0) items.push({ kind: 'sco', sco: open, count: openSlots });
-  // a resize is tagged with the SCO open (or next) when it happened: the next SCO in the log after it
+  // a resize or a discard is tagged with the SCO open (or next) when it happened: the next SCO in the log after it
   let next = open !== 0 ? open : v.cache.nextSco;
   for (let i = items.length - 1; i >= 0; i--) {
     const it = items[i];
@@ -50,6 +54,8 @@ export function* historyEntries(v: VDiskImpl, items: HistoryItem[], batchBytes: 
   for (const it of items) {
     if (it.kind === 'resize') {
       push(encodeResize(it.tag, it.size, it.tlog));
+    } else if (it.kind === 'discard') {
+      push(encodeDiscard(it.tag, it.first, it.count, it.tlog));
     } else {
       const buf = v.cache.readSlots(it.sco, 0, it.count);
       if (buf === null) continue;

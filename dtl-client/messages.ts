@@ -8,11 +8,17 @@
  *
  *   kind 0 (cluster): value = cluster address, data = the whole 4 KiB cluster as written
  *   kind 1 (resize):  value = the new size in bytes; data = u32 the TLog that holds the resize record
+ *   kind 2 (discard): value = the first cluster address; data = f64 cluster count, u32 the TLog that holds
+ *                     the DISCARD record (../volume/datapath/tlog-format.ts): those clusters read as zeros
+ *
+ * A discard travels in the same stream as the clusters, so the DTL keeps it in order with the writes
+ * around it: a host loss after a discard replays the writes before it, the discard, then the writes after
+ * it, and never brings the discarded data back.
  *
  * `tag` is the SCO the entry belongs to: a cluster's SCO, or for a resize the SCO open (or next) when it
  * happened. Tags never decrease along a vDisk's log, so "the entries with tag > s" is a suffix of it, and
  * RemoveUpTo(s) drops exactly what the backend holds once SCO s is there. Several resizes may share a tag
- * (no SCO between them), so recovery tells a resize the backend has by its TLog number instead.
+ * (no SCO between them), so recovery tells a resize (or a discard) the backend has by its TLog number instead.
  */
 import { crc32 } from 'node:zlib';
 import { DtlError } from './errors.js';
@@ -23,7 +29,8 @@ export const MAX_ENTRY_DATA = 65536;
 
 export type DtlEntry =
   | { kind: 'cluster'; tag: number; address: number; data: Buffer }
-  | { kind: 'resize'; tag: number; size: number; tlog: number };
+  | { kind: 'resize'; tag: number; size: number; tlog: number }
+  | { kind: 'discard'; tag: number; first: number; count: number; tlog: number };
 
 /** A resize entry: SCO tag, new size, and the TLog that holds its record. */
 export function encodeResize(tag: number, size: number, tlog: number): Buffer {
@@ -32,7 +39,15 @@ export function encodeResize(tag: number, size: number, tlog: number): Buffer {
   return encodeEntry(1, tag, size, t);
 }
 
-export function encodeEntry(kind: 0 | 1, tag: number, value: number, data?: Uint8Array): Buffer {
+/** A discard entry: SCO tag, the clusters first..first+count-1, and the TLog that holds its record. */
+export function encodeDiscard(tag: number, first: number, count: number, tlog: number): Buffer {
+  const t = Buffer.allocUnsafe(12);
+  t.writeDoubleLE(count, 0);
+  t.writeUInt32LE(tlog >>> 0, 8);
+  return encodeEntry(2, tag, first, t);
+}
+
+export function encodeEntry(kind: 0 | 1 | 2, tag: number, value: number, data?: Uint8Array): Buffer {
   const dlen = data?.length ?? 0;
   const out = Buffer.allocUnsafe(ENTRY_HEAD + BODY_FIXED + dlen);
   out.writeUInt32LE(BODY_FIXED + dlen, 0);
@@ -61,10 +76,14 @@ export function entryLength(buf: Buffer, pos: number): { ok: true; length: numbe
   const b = buf.subarray(pos + ENTRY_HEAD, pos + ENTRY_HEAD + body);
   if ((crc32(b) >>> 0) !== buf.readUInt32LE(pos + 4)) return { ok: false, complete: true, reason: 'entry checksum mismatch' };
   const kind = b.readUInt8(0);
-  if (kind > 1) return { ok: false, complete: true, reason: `unknown entry kind ${kind}` };
+  if (kind > 2) return { ok: false, complete: true, reason: `unknown entry kind ${kind}` };
   const value = b.readDoubleLE(5);
   if (!Number.isSafeInteger(value) || value < 0) return { ok: false, complete: true, reason: 'bad entry value' };
   if (kind === 1 && body !== BODY_FIXED && body !== BODY_FIXED + 4) return { ok: false, complete: true, reason: 'resize entry with data' };
+  if (kind === 2) {
+    const count = body === BODY_FIXED + 12 ? b.readDoubleLE(BODY_FIXED) : -1;
+    if (!Number.isSafeInteger(count) || count < 1) return { ok: false, complete: true, reason: 'bad discard entry' };
+  }
   return { ok: true, length: ENTRY_HEAD + body };
 }
 
@@ -73,6 +92,10 @@ export function decodeEntry(buf: Buffer, pos: number, length: number): DtlEntry 
   const kind = buf.readUInt8(pos + 8);
   const tag = buf.readUInt32LE(pos + 9);
   const value = buf.readDoubleLE(pos + 13);
+  if (kind === 2) {
+    const d = pos + ENTRY_HEAD + BODY_FIXED;
+    return { kind: 'discard', tag, first: value, count: buf.readDoubleLE(d), tlog: buf.readUInt32LE(d + 8) };
+  }
   if (kind === 1) return { kind: 'resize', tag, size: value, tlog: length === ENTRY_HEAD + BODY_FIXED + 4 ? buf.readUInt32LE(pos + ENTRY_HEAD + BODY_FIXED) : 0 };
   return { kind: 'cluster', tag, address: value, data: buf.subarray(pos + ENTRY_HEAD + BODY_FIXED, pos + length) };
 }

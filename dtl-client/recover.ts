@@ -1,6 +1,6 @@
 /**
  * Recovery after a host loss: the vDisk was just rebuilt from the backend on this router; the DTL holds
- * the writes the backend lacks. Every configured server is asked for its range of the vDisk (GetSCORange);
+ * the writes (and discards) the backend lacks. Every configured server is asked for its range of the vDisk (GetSCORange);
  * the copy registered last (highest epoch) wins — an older copy on another server is what was left behind
  * by a failover. Its entries with tag > the last SCO in the backend are replayed in log order, as the
  * writes and resizes that made them, and shipped to the backend before the vDisk goes on.
@@ -54,7 +54,8 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
   let from = Math.max(localFrom ?? 0, v.corkedSco + 1);
   if (!local) {
     const tlogs = await backendTlogs(v.ctx.backend, v.id);
-    lastTlog = tlogs.reduce((m, n) => Math.max(m, n), 0);
+    // a scrub's segments stand for the TLogs up to its horizon (their objects may be swept: docs/scrubbing.md)
+    lastTlog = tlogs.reduce((m, n) => Math.max(m, n), v.docs.doc.scrub?.upTo ?? 0);
     let named = v.corkedSco;
     for (const n of tlogs) {
       for (const r of decodeRecords(await v.ctx.backend.get(tlogKey(v.id, n))).records) if (r.type === RecordType.Sco) named = Math.max(named, r.sco);
@@ -76,11 +77,13 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
   // replay touched it) is skipped: it would undo a newer write (an entry lost while the DTL was degraded)
   const perTag = new Map<number, number>();
   const localAt = new Map<number, number>(); // address -> sco * 2^16 + slot (-1: nothing newer locally)
+  const replayed = new Set<number>(); // local: addresses a replayed cluster entry wrote (older than what follows)
   let older = 0;
   try {
     n = await c.getEntries(v.id, from, (e: DtlEntry) => {
-      // a resize whose TLog is in the backend is there already (and may be older than what follows it there)
-      if (e.kind === 'resize' && e.tlog !== 0 && e.tlog <= lastTlog) {
+      // a resize or a discard whose TLog is in the backend is there already (and may be older than what
+      // follows it there: replayed again, a discard would clear a later write of the backend)
+      if ((e.kind === 'resize' || e.kind === 'discard') && e.tlog !== 0 && e.tlog <= lastTlog) {
         skipped++;
         return;
       }
@@ -103,10 +106,18 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
       if (bad !== null) throw new DtlError('PROTOCOL', `an impossible entry from the server: ${bad}`);
       if (e.kind === 'resize') size = e.size;
       const copy: DtlEntry = e.kind === 'cluster' ? { ...e, data: Buffer.from(e.data) } : e;
+      // local: a discard leaves the clusters whose local write came after it (at or past its place in the log)
+      const at = e.kind === 'discard' ? e.tag * 65536 + (perTag.get(e.tag) ?? 0) : 0;
+      const keep = local && e.kind === 'discard' ? (a: number) => {
+        if (replayed.has(a)) return false;
+        const loc = v.map.get(a);
+        return loc !== null && loc.depth === 0 && loc.sco * 65536 + loc.slot >= at;
+      } : undefined;
       chain = chain.then(async () => {
         if (applyFailure !== null) return;
         try {
-          await v.applyDtlEntry(copy);
+          await v.applyDtlEntry(copy, keep);
+          if (local && copy.kind === 'cluster') replayed.add(copy.address);
           applied++;
         } catch (err) {
           applyFailure = err as Error;
@@ -136,6 +147,9 @@ export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, local
 /** Why entry `e` cannot be in a sound log when the vDisk is `size` bytes at that point (null: it can). */
 function badEntry(e: DtlEntry, size: number): string | null {
   if (e.kind === 'resize') return e.size > MAX_VDISK_SIZE ? `a resize to ${e.size} bytes, over the maximum of ${MAX_VDISK_SIZE}` : null;
+  if (e.kind === 'discard') {
+    return (e.first + e.count) * CLUSTER_SIZE > Math.ceil(size / CLUSTER_SIZE) * CLUSTER_SIZE ? `a discard of clusters ${e.first}+${e.count} past the end of the vDisk (${size} bytes)` : null;
+  }
   if (e.data.length !== CLUSTER_SIZE) return `a cluster of ${e.data.length} bytes`;
   // a write grows the vDisk first (its resize entry comes before its clusters)
   if (e.address * CLUSTER_SIZE >= size) return `cluster ${e.address} past the end of the vDisk (${size} bytes)`;

@@ -8,8 +8,8 @@ import type { Cb } from 'fuse-native';
 import type { VDisk } from '../volume/types.js';
 import { E, toErrno } from './errno.js';
 import { settle, type OpContext } from './ops-tree.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE } from './kernel/protocol.js';
 
-const FALLOC_FL_KEEP_SIZE = 0x01;
 
 export function ioOps(ctx: OpContext) {
   const { vpool, fds } = ctx;
@@ -94,16 +94,25 @@ export function ioOps(ctx: OpContext) {
 
     /**
      * fallocate(2). Mode 0 grows the vDisk to offset+length if that is past its size (thin: nothing is
-     * written); KEEP_SIZE alone has nothing to do (a thin vDisk reserves no space). PUNCH_HOLE and
-     * ZERO_RANGE answer EOPNOTSUPP: the volume layer has no discard yet, and writing zeros would allocate.
+     * written); KEEP_SIZE alone has nothing to do (a thin vDisk reserves no space). PUNCH_HOLE|KEEP_SIZE
+     * and ZERO_RANGE discard the range in the volume (it reads as zeros, whole clusters are freed: `du`
+     * drops); the part past the size is cut off, except that ZERO_RANGE without KEEP_SIZE first grows the
+     * vDisk to offset+length, as on a local filesystem. Other modes (collapse, insert, unshare): EOPNOTSUPP.
      */
     fallocate(path: string, fd: number, mode: number, offset: number, length: number, cb: Cb) {
-      if (mode & ~FALLOC_FL_KEEP_SIZE) return cb(E.ENOTSUP);
-      if (mode & FALLOC_FL_KEEP_SIZE) return cb(0);
+      const punch = (mode & FALLOC_FL_PUNCH_HOLE) !== 0;
+      const zero = (mode & FALLOC_FL_ZERO_RANGE) !== 0;
+      const keep = (mode & FALLOC_FL_KEEP_SIZE) !== 0;
+      if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) return cb(E.ENOTSUP);
+      if ((punch && (zero || !keep)) || offset < 0 || length <= 0) return cb(punch && !keep ? E.ENOTSUP : E.EINVAL);
+      if (!punch && !zero && keep) return cb(0);
       settle(
-        Promise.resolve().then(() => {
+        Promise.resolve().then(async () => {
           const disk = diskOf(path, fd);
-          if (offset + length > disk.size) return disk.resize(offset + length);
+          if (!keep && offset + length > disk.size) await disk.resize(offset + length);
+          if (!punch && !zero) return;
+          const end = Math.min(offset + length, disk.size);
+          if (end > offset) await disk.discard(offset, end - offset);
         }),
         cb,
         'fallocate',

@@ -8,6 +8,7 @@ import { VolumeError } from '../util/errors.js';
 import type { VPool } from '../volume/types.js';
 import { snapshotTable } from './xattr-snapshot.js';
 import { dtlTable } from './xattr-dtl.js';
+import { scrubTable } from './xattr-scrub.js';
 import type { VdiskCommand, VdiskView, VdiskXattrTable } from './xattr-table.js';
 
 /** `user.vdisk.info`: what a vDisk is and where its data stands. */
@@ -28,7 +29,14 @@ function infoView(vpool: VPool, path: string): unknown {
     router: i.router,
     // null, or why the state disk stopped this vDisk (EIO: writes and fsyncs refused) or holds its writes (ENOSPC)
     fault: i.fault,
+    // the last scrub applied (last: null if never), the garbage it left, whether one runs, this process's last report
+    scrub: scrubInfo(vpool, path),
   };
+}
+
+function scrubInfo(vpool: VPool, path: string): unknown {
+  const st = vpool.scrub.statusAt(path);
+  return { last: st.last, garbageBytes: st.garbageBytes, running: st.running, lastReport: st.lastReport };
 }
 
 const core: VdiskXattrTable = {
@@ -37,7 +45,7 @@ const core: VdiskXattrTable = {
 };
 
 /** Every feature's table, merged. A later table may not redefine a name. */
-const tables: VdiskXattrTable[] = [core, snapshotTable, dtlTable];
+const tables: VdiskXattrTable[] = [core, snapshotTable, dtlTable, scrubTable];
 
 const commands = new Map<string, VdiskCommand>();
 const views = new Map<string, VdiskView>();

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DtlClient } from '../dtl-client/client.js';
 import { Msg } from '../dtl-client/frame.js';
-import { decodeEntry, encodeEntry, encodeResize, Reader, type DtlEntry } from '../dtl-client/messages.js';
+import { decodeEntry, encodeDiscard, encodeEntry, encodeResize, Reader, type DtlEntry } from '../dtl-client/messages.js';
 import { REATTACH_AFTER_MS } from '../dtl-client/bridge.js';
 import { dtlProvider } from '../dtl-client/provider.js';
 import type { DtlMode, VPool } from '../volume/types.js';
@@ -66,7 +66,12 @@ async function liveRun(t: ExecutionContext, mode: DtlMode, salt: number): Promis
     const k = int(r, 20);
     if (k === 0) await v.sync();
     else if (k === 1) await v.syncToBackend(); // a cork: the bridge trims (RemoveUpTo, or Clear + Flush)
-    else {
+    else if (k === 2) {
+      const off = int(r, size - 1);
+      const len = 1 + int(r, Math.min(256 * 1024, size - off));
+      await v.discard(off, len);
+      ref.fill(0, off, off + len);
+    } else {
       const off = int(r, size - 1);
       const data = pattern(int(r, 2 ** 30), 1 + int(r, Math.min(64 * 1024, size - off)));
       await v.write(off, data);
@@ -115,12 +120,13 @@ test('live, async: the same', (t) => liveRun(t, 'async', 300));
 
 const SIZE = 2 ** 20;
 const cdata = (n: number) => pattern(1000 + n, 4096);
-/** Sound entries, in log order, for a replay from tag `from`: a cluster, a grow, a cluster in the grown part, a cluster. */
+/** Sound entries, in log order, for a replay from tag `from`: a cluster, a grow, a cluster in the grown part, a cluster, a discard of clusters 0 and 1. */
 const sound = (from: number) => [
   encodeEntry(0, from, 1, cdata(1)),
   encodeResize(from, SIZE + 8192, 0),
   encodeEntry(0, from + 1, SIZE / 4096 + 1, cdata(2)),
   encodeEntry(0, from + 1, 5, cdata(3)),
+  encodeDiscard(from + 2, 0, 2, 0),
 ];
 /** What the vDisk holds after the backend's `base` and the first `k` sound entries. */
 function model(base: Buffer, from: number, k: number): Buffer {
@@ -128,6 +134,7 @@ function model(base: Buffer, from: number, k: number): Buffer {
   for (const rec of sound(from).slice(0, k)) {
     const e = decodeEntry(rec, 0, rec.length);
     if (e.kind === 'resize') out = Buffer.concat([out, Buffer.alloc(Math.max(0, e.size - out.length))]).subarray(0, e.size);
+    else if (e.kind === 'discard') out.fill(0, e.first * 4096, (e.first + e.count) * 4096);
     else e.data.copy(out, e.address * 4096);
   }
   return out;
@@ -139,7 +146,7 @@ interface Recovery {
   entries(c: FakeConn, id: number, from: number): Promise<unknown>;
   /** How many of the sound entries must be applied. */
   expect: number;
-  /** The body of the GetScoRange reply (default: a registered copy of 4 entries). */
+  /** The body of the GetScoRange reply (default: a registered copy of 5 entries). */
   range?: (id: number) => Buffer;
   /** A second (sound) server after the fake, whose copy must win. */
   second?: boolean;
@@ -155,7 +162,7 @@ const afterThree = (rest: (c: FakeConn, id: number, from: number) => Promise<unk
 const broken = (rec: Buffer, at: number) => flip(rec, at);
 
 const RECOVERIES: Recovery[] = [
-  { name: 'a sound server (the control)', expect: 4, quiet: true, entries: async (c, id, from) => c.send(Buffer.concat([entriesFrame(id, sound(from)), replyFrame(id)])) },
+  { name: 'a sound server (the control)', expect: 5, quiet: true, entries: async (c, id, from) => c.send(Buffer.concat([entriesFrame(id, sound(from)), replyFrame(id)])) },
   { name: 'an entry with a bad checksum', expect: 3, entries: afterThree(async (c, id, from) => c.send(Buffer.concat([entriesFrame(id, [sound(from)[3], broken(encodeEntry(0, from + 1, 6, cdata(4)), 100)]), replyFrame(id)]))) },
   { name: 'an entry with an absurd length', expect: 3, entries: afterThree(async (c, id, from) => {
     const e = encodeEntry(0, from + 1, 6, cdata(4));
@@ -182,7 +189,8 @@ const RECOVERIES: Recovery[] = [
   { name: 'a cluster past the end of the vDisk', expect: 3, entries: afterThree(async (c, id, from) => c.send(Buffer.concat([entriesFrame(id, [encodeEntry(0, from + 1, (SIZE + 8192) / 4096 + 2, cdata(7))]), replyFrame(id)]))) },
   { name: 'a resize to 8 PiB', expect: 3, entries: afterThree(async (c, id, from) => c.send(Buffer.concat([entriesFrame(id, [encodeResize(from + 1, Number.MAX_SAFE_INTEGER, 0)]), replyFrame(id)]))) },
   { name: 'a malformed range reply', expect: 0, range: (id) => replyFrame(id, Buffer.from([1, 2, 3])), entries: async (c, id, from) => c.send(Buffer.concat([entriesFrame(id, sound(from)), replyFrame(id)])) },
-  { name: 'a range with a NaN epoch, ahead of a sound server', expect: 4, second: true, quiet: true, range: (id) => replyFrame(id, rangeBody({ epoch: NaN, first: 1, last: 9, entries: 1 })),
+  { name: 'a discard past the end of the vDisk', expect: 3, entries: afterThree(async (c, id, from) => c.send(Buffer.concat([entriesFrame(id, [encodeDiscard(from + 1, (SIZE + 8192) / 4096, 4, 0)]), replyFrame(id)]))) },
+  { name: 'a range with a NaN epoch, ahead of a sound server', expect: 5, second: true, quiet: true, range: (id) => replyFrame(id, rangeBody({ epoch: NaN, first: 1, last: 9, entries: 1 })),
     entries: async (c, id, from) => c.send(Buffer.concat([entriesFrame(id, [encodeEntry(0, from, 2, cdata(8))]), replyFrame(id)])) },
   // every bad answer of the client test, after a sound frame
   ...Object.entries({ ...FAULTS, ...REPLY_FAULTS }).map(([name, fault], i): Recovery => ({
@@ -196,7 +204,7 @@ function recoveryFake(t: ExecutionContext, sc: Pick<Recovery, 'entries' | 'range
   return FakeDtlServer.start(t, async (c) => {
     await c.send(helloFrame());
     for (let f = await c.next(); f !== null; f = await c.next()) {
-      if (f.type === Msg.GetScoRange) await c.send(sc.range?.(f.id) ?? replyFrame(f.id, rangeBody({ epoch: 1000, first: 1, last: 9, entries: 4 })));
+      if (f.type === Msg.GetScoRange) await c.send(sc.range?.(f.id) ?? replyFrame(f.id, rangeBody({ epoch: 1000, first: 1, last: 9, entries: 5 })));
       else if (f.type === Msg.GetEntries) {
         const q = new Reader(f.payload);
         q.str();
@@ -225,7 +233,7 @@ test('recovery from a fake server handing out bad entries: it logs and goes on, 
     const fake = await recoveryFake(t, sc, seen);
     const servers = [fake.address];
     const seen2 = { from: -1 };
-    if (sc.second === true) servers.push((await recoveryFake(t, { range: (rid) => replyFrame(rid, rangeBody({ epoch: 10, first: 1, last: 9, entries: 4 })), entries: RECOVERIES[0].entries }, seen2)).address);
+    if (sc.second === true) servers.push((await recoveryFake(t, { range: (rid) => replyFrame(rid, rangeBody({ epoch: 10, first: 1, last: 9, entries: 5 })), entries: RECOVERIES[0].entries }, seen2)).address);
     const backend = path.join(root, `backend-${i}`);
     fs.cpSync(path.join(root, 'backend'), backend, { recursive: true });
     const logged = logLines.length;

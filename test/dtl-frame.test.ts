@@ -2,7 +2,7 @@
 import test from 'ava';
 import { DtlError } from '../dtl-client/errors.js';
 import { encodeFrame, encodeFrameParts, FrameDecoder, HEADER_BYTES, MAX_PAYLOAD, Msg } from '../dtl-client/frame.js';
-import { decodeEntry, encodeEntry, encodeResize, entryLength, Reader, splitEntries, Writer } from '../dtl-client/messages.js';
+import { decodeEntry, encodeDiscard, encodeEntry, encodeResize, entryLength, Reader, splitEntries, Writer } from '../dtl-client/messages.js';
 
 const protocol = { instanceOf: DtlError, code: 'PROTOCOL' } as const;
 
@@ -84,6 +84,12 @@ test('entries round-trip and carry their own checksum', (t) => {
   t.deepEqual(decodeEntry(r, 0, r.length), { kind: 'resize', tag: 18, size: 10 * 2 ** 30, tlog: 0 });
   const rt = encodeResize(19, 4096, 77);
   t.deepEqual(decodeEntry(rt, 0, rt.length), { kind: 'resize', tag: 19, size: 4096, tlog: 77 });
+  const dc = encodeDiscard(20, 2 ** 33 + 1, 2 ** 34, 78);
+  t.true(entryLength(dc, 0).ok);
+  t.deepEqual(decodeEntry(dc, 0, dc.length), { kind: 'discard', tag: 20, first: 2 ** 33 + 1, count: 2 ** 34, tlog: 78 });
+  t.like(entryLength(encodeDiscard(20, 5, 0, 78), 0), { ok: false, complete: true, reason: 'bad discard entry' });
+  t.like(entryLength(encodeEntry(2, 20, 5), 0), { ok: false, complete: true, reason: 'bad discard entry' });
+  t.like(entryLength(encodeEntry(3 as 2, 20, 5), 0), { ok: false, complete: true, reason: 'unknown entry kind 3' });
   const run = Buffer.concat([c, r]);
   t.deepEqual(splitEntries(run, 0, 2).map((x) => x.tag), [17, 18]);
   const bad = Buffer.from(c);

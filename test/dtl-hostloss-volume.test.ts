@@ -21,7 +21,7 @@ import { dtlProvider } from '../dtl-client/provider.js';
 import type { DtlMode } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
 import { runUntilKilled } from './helpers/ack-log.js';
-import { applyCrashOp as apply, crashOp } from './helpers/crash-ops.js';
+import { applyCrashOp as apply, crashOp, discardIn, runOp } from './helpers/crash-ops.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { RefDisk } from './helpers/ref-disk.js';
 
@@ -72,11 +72,13 @@ async function hostLossRounds(t: ExecutionContext, mode: DtlMode): Promise<void>
     const later = ref.clone();
     for (let n = safe + 1; n <= last + 1; n++) {
       const op = crashOp(seed, n);
+      const discard = op.kind === 'discard' ? discardIn(op, later.size) : null;
       apply(later, seed, n);
       sizes.add(later.size);
-      if (op.kind === 'sync') continue;
-      const from = op.kind === 'write' ? Math.floor(op.offset / CS) : Math.floor(Math.min(op.size, ref.size) / CS);
-      const to = op.kind === 'write' ? Math.floor((op.offset + op.data.length - 1) / CS) : Math.floor(Math.max(ref.size, later.size, op.size) / CS);
+      if (op.kind === 'sync' || discard?.length === 0) continue;
+      const [from, to] = op.kind === 'write' ? [Math.floor(op.offset / CS), Math.floor((op.offset + op.data.length - 1) / CS)]
+        : op.kind === 'resize' ? [Math.floor(Math.min(op.size, ref.size) / CS), Math.floor(Math.max(ref.size, later.size, op.size) / CS)]
+        : [Math.floor(discard!.offset / CS), Math.floor((discard!.offset + discard!.length - 1) / CS)];
       for (let a = from; a <= to; a++) {
         if (!allowed.has(a)) allowed.set(a, new Set([hash(pad(ref.read(a * CS, CS)))]));
       }
@@ -106,8 +108,7 @@ async function hostLossRounds(t: ExecutionContext, mode: DtlMode): Promise<void>
       // make the state deterministic again: replaying the ops after `safe` in order converges to the reference
       for (let n = safe + 1; n <= last + 1; n++) {
         const op = crashOp(seed, n);
-        if (op.kind === 'write') await v.write(op.offset, op.data);
-        else if (op.kind === 'resize') await v.resize(op.size);
+        if (op.kind !== 'sync') await runOp(v, op);
         apply(ref, seed, n);
       }
       t.is(v.size, ref.size);

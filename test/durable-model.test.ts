@@ -1,5 +1,5 @@
 /**
- * Model-based power-cut test: seeded random writes (aligned and not, growing the vDisk), resizes, fsyncs
+ * Model-based power-cut test: seeded random writes (aligned and not, growing the vDisk), discards, resizes, fsyncs
  * and syncs to the backend (some left running in the background), then a power cut at a random point
  * (helpers/faulty-pool.ts: only what was fdatasynced is left), a restart on what is left, and a check
  * against a plain reference (helpers/ref-disk.ts): every cluster holds its content as of the last
@@ -49,6 +49,13 @@ test('power cuts at random points keep every cluster at its last durable content
         await v.write(off, data);
         ref.write(off, data);
         trace.push(`r${round} k${k} write ${off}+${len} size->${ref.size}`);
+      } else if (r < 0.66 && ref.size > 0) {
+        // a discard: acknowledged like a write (durable at the next durable point), ordered with the writes
+        const off = pick(ref.size);
+        const len = 1 + pick(Math.min(ref.size - off, 4 * CS));
+        await v.discard(off, len);
+        ref.discard(off, len);
+        trace.push(`r${round} k${k} discard ${off}+${len}`);
       } else if (r < 0.7) {
         const size = pick(MAX_CLUSTERS * CS);
         await v.resize(size);

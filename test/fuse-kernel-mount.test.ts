@@ -178,7 +178,7 @@ d = sys.argv[1]
 print(rename2(d + '/a', d + '/b', 1), rename2(d + '/a', d + '/c', 1), rename2(d + '/c', d + '/b', 2), sorted(os.listdir(d)))
 `;
 
-test('fallocate grows (KEEP_SIZE: nothing to do, punch hole and zero range: EOPNOTSUPP); renameat2 NOREPLACE and EXCHANGE', async (t) => {
+test('fallocate grows (KEEP_SIZE: nothing to do; punch hole and zero range keep the size; collapse and insert: EOPNOTSUPP); renameat2 NOREPLACE and EXCHANGE', async (t) => {
   const { m } = await mountKernel(t);
   const f = m.p('a');
   await ok(t, `truncate -s 1M ${q(f)}`);
@@ -186,7 +186,10 @@ test('fallocate grows (KEEP_SIZE: nothing to do, punch hole and zero range: EOPN
   t.is((await ok(t, `stat -c '%s %b' ${q(f)}`)).trim(), `${4 * 2 ** 20} 0`, 'grown, nothing allocated');
   await ok(t, `fallocate -n -o 0 -l 8M ${q(f)}`);
   t.is((await ok(t, `stat -c %s ${q(f)}`)).trim(), String(4 * 2 ** 20), 'KEEP_SIZE leaves the size');
-  for (const flag of ['-p', '-z']) {
+  // punch hole and zero range discard (fuse-discard.test.ts): the size stays
+  await ok(t, `fallocate -p -o 0 -l 4096 ${q(f)} && fallocate -z -o 4096 -l 4096 ${q(f)}`);
+  t.is((await ok(t, `stat -c '%s %b' ${q(f)}`)).trim(), `${4 * 2 ** 20} 0`, 'punch and zero range: same size, nothing allocated');
+  for (const flag of ['--collapse-range', '--insert-range']) {
     const r = await sh(`fallocate ${flag} -o 0 -l 4096 ${q(f)}`);
     t.not(r.code, 0, `fallocate ${flag}`);
     t.regex(r.stderr, /not supported|unsupported/i, `fallocate ${flag}: ${r.stderr}`);

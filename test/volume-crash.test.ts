@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openVPool } from '../volume/vpool.js';
 import { runUntilKilled } from './helpers/ack-log.js';
-import { applyCrashOp as apply, crashOp } from './helpers/crash-ops.js';
+import { applyCrashOp as apply, crashOp, runOp } from './helpers/crash-ops.js';
 import { RefDisk } from './helpers/ref-disk.js';
 
 const CS = 4096;
@@ -61,9 +61,7 @@ test('every acknowledged write survives SIGKILL of the writer, many rounds', asy
       }
       t.is(bad, -1, `seed ${seed} round ${round}: cluster at ${bad} lost an acknowledged write (last ack ${last})`);
       // make the state deterministic for the next round: the in-flight op, applied again, is idempotent
-      const op = crashOp(seed, last + 1);
-      if (op.kind === 'write') await v.write(op.offset, op.data);
-      else if (op.kind === 'resize') await v.resize(op.size);
+      await runOp(v, crashOp(seed, last + 1));
       apply(ref, seed, last + 1);
       t.is(v.size, ref.size);
     } finally {

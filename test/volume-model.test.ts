@@ -1,5 +1,5 @@
 /**
- * Model-based test of the volume layer: thousands of seeded random writes, reads and resizes (unaligned,
+ * Model-based test of the volume layer: thousands of seeded random writes, reads, discards and resizes (unaligned,
  * across cluster and SCO boundaries, beyond 4 GiB) on two vDisks and the clones made of them, with
  * snapshots, snapshot deletes, rollbacks and clones in the mix, against RefDisk / RefSnapshots, with local
  * restarts (close and reopen on the same state) and backend restarts (state directory removed) in between.
@@ -47,7 +47,7 @@ function pickOffset(r: () => number, size: number): number {
   return 5 * GiB + Math.floor(r() * GiB);
 }
 
-test('random writes, reads and resizes match the reference across local and backend restarts', async (t) => {
+test('random writes, reads, discards and resizes match the reference across local and backend restarts', async (t) => {
   const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays this run)`);
   const r = rng(seed);
@@ -58,7 +58,7 @@ test('random writes, reads and resizes match the reference across local and back
   let pool = await openVPool(opts);
   const refs = new Map<string, RefDisk>([['/a', new RefDisk()], ['/dir/b', new RefDisk()]]);
   const snaps = new RefSnapshots();
-  const counts = { snapshots: 0, deletes: 0, rollbacks: 0, clones: 0, busy: 0 };
+  const counts = { snapshots: 0, deletes: 0, rollbacks: 0, clones: 0, busy: 0, discards: 0 };
   await pool.mkdir('/dir', 0o755, 0, 0);
   for (const p of refs.keys()) await pool.createFile(p, 0o644, 0, 0, 0);
   const ops = Number(process.env.VPOOLFS_MODEL_OPS ?? 3000);
@@ -109,12 +109,26 @@ test('random writes, reads and resizes match the reference across local and back
       const ref = refs.get(p)!;
       const v = pool.vdisk(p);
       const k = r();
-      if (k < 0.55) {
+      if (k < 0.5) {
         const off = pickOffset(r, ref.size);
         const len = r() < 0.3 ? 1 + Math.floor(r() * 100) : r() < 0.5 ? CS * (1 + Math.floor(r() * 12)) : 1 + Math.floor(r() * 40000);
         const data = pattern(seed, i, len);
         await v.write(off, data);
         ref.write(off, data);
+      } else if (k < 0.55) {
+        // a discard (TRIM, PUNCH_HOLE, ZERO_RANGE): any alignment, within the size; now and then one past it
+        if (ref.size === 0) continue;
+        const off = r() < 0.7 ? Math.min(pickOffset(r, ref.size), ref.size - 1) : Math.floor(r() * ref.size);
+        const room = ref.size - off;
+        const len = Math.min(room, r() < 0.3 ? 1 + Math.floor(r() * 2 * CS) : r() < 0.6 ? CS * (1 + Math.floor(r() * 24)) : r() < 0.9 ? 1 + Math.floor(r() * 200000) : room);
+        if (r() < 0.05) {
+          const got = await v.discard(off, room + 1 + Math.floor(r() * CS)).then(() => 'OK', (e: { code?: string }) => e.code);
+          if (got !== 'INVALID') t.fail(`seed ${seed} op ${i}: a discard past the size of ${p}: ${got}, want INVALID`);
+          continue;
+        }
+        await v.discard(off, len);
+        ref.discard(off, len);
+        counts.discards++;
       } else if (k < 0.59) {
         await snapshotOp(i, p, ref);
       } else if (k < 0.9) {
@@ -147,6 +161,7 @@ test('random writes, reads and resizes match the reference across local and back
     t.log(`${ops} operations, ${restarts} local restarts, ${rebuilds} backend restarts; ${JSON.stringify(counts)}`);
     t.true(restarts > 0 && rebuilds > 0, 'the run exercised both kinds of restart');
     t.true(counts.snapshots > 0 && counts.rollbacks > 0 && counts.clones > 0, 'the run took snapshots, rolled back and cloned');
+    t.true(counts.discards > 0, 'the run discarded');
   } finally {
     await pool.close();
   }

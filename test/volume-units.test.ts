@@ -77,6 +77,27 @@ test('cluster map: clearFrom mid-page, page-aligned and beyond 2^32 keeps exactl
   t.deepEqual([...m.entries()], []);
 });
 
+test('cluster map: clearRange unmaps exactly the range, across pages and beyond 2^32, and counts what it cleared', (t) => {
+  const m = new ClusterMap();
+  const hi = 2 ** 32 + 5;
+  const written = [0, 1, 1023, 1024, 1025, 5000, hi - 1, hi, hi + 1];
+  for (const a of written) m.set(a, 7, a % 100);
+  m.takeDirty();
+  t.true(m.anyMappedIn(1020, 10));
+  t.false(m.anyMappedIn(2, 1021));
+  t.deepEqual(m.mappedIn(1, 4999), [1, 1023, 1024, 1025]);
+  t.deepEqual(m.mappedIn(1, 5000), [1, 1023, 1024, 1025, 5000]);
+  t.is(m.clearRange(1, 1024), 3, 'clusters 1, 1023 and 1024');
+  t.deepEqual([...m.entries()].map(([a]) => a), [0, 1025, 5000, hi - 1, hi, hi + 1]);
+  t.deepEqual(m.takeDirty().map(([p]) => p).sort((a, b) => a - b), [0, 1], 'the two pages it changed');
+  t.is(m.clearRange(hi, 2 ** 40), 2, 'a huge range walks only the pages that exist');
+  t.is(m.takeDirty().length, 1);
+  t.is(m.clearRange(10_000, 5), 0);
+  t.deepEqual(m.takeDirty(), [], 'a range of nothing mapped changes no page');
+  t.is(m.mappedClusters, 4);
+  t.deepEqual([...m.entries()].map(([a]) => a), [0, 1025, 5000, hi - 1]);
+});
+
 test('cluster map: takeDirty returns each changed page once, null for a page that went away', (t) => {
   const m = new ClusterMap();
   t.deepEqual(m.takeDirty(), []);
@@ -132,6 +153,8 @@ function sampleRecords(): TLogRecord[] {
     { type: RecordType.Resize, size: 64 * 2 ** 40 },
     { type: RecordType.Sco, sco: 2, count: 0, crc: 0, addresses: new Float64Array(0) },
     { type: RecordType.Resize, size: 4097 },
+    { type: RecordType.Discard, first: 0, count: 1 },
+    { type: RecordType.Discard, first: 2 ** 34 - 5, count: 2 ** 34 },
     { type: RecordType.Sco, sco: 0xffffffff, count: 1, crc: 1, addresses: Float64Array.from([-1]) },
   ];
 }
@@ -192,6 +215,14 @@ function frame(body: Buffer): Buffer {
   return f;
 }
 
+function discardBody(first: number, count: number): Buffer {
+  const b = Buffer.alloc(17);
+  b[0] = RecordType.Discard;
+  b.writeDoubleLE(first, 1);
+  b.writeDoubleLE(count, 9);
+  return b;
+}
+
 test('tlog: a well-framed record with a short or malformed body is an error, not an exception', (t) => {
   const good = encodeRecord({ type: RecordType.Resize, size: 8192 });
   const bodies = [
@@ -201,6 +232,10 @@ test('tlog: a well-framed record with a short or malformed body is an error, not
     Buffer.from([RecordType.Header]), // no id length
     Buffer.from([RecordType.Header, 200, 0, 65]), // id length past the end
     Buffer.from([RecordType.Resize, 1, 2]),
+    Buffer.from([RecordType.Discard, 1, 2]), // cut short
+    discardBody(5, 0), // nothing to discard
+    discardBody(-1, 3), // a negative address
+    discardBody(0.5, 3), // not an address
     Buffer.from([99, 1, 2, 3]),
   ];
   for (const body of bodies) {

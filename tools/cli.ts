@@ -3,7 +3,7 @@
  * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, and the management verbs, which speak to
  * the daemon's management API (api/, found from the path: tools/locate.ts): `ls`, `du`, `info`, `create`,
  * `resize`, `rm` (tools/disk-cmds.ts), `status` (tools/status-cmd.ts), `snapshot create|list|delete|sticky`,
- * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts). `--version`. Errors print one clear line on
+ * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts); `scrub`, `gc` (tools/scrub-cmds.ts). `--version`. Errors print one clear line on
  * stderr — for a refusal, the API's sentence and the errno name — and exit 1; bad flags are rejected by
  * commander before anything happens.
  */
@@ -19,6 +19,7 @@ import { LocateError } from './locate.js';
 import { runMount, type MountFlags } from './mount-cmd.js';
 import { MountpointError } from './mountpoint.js';
 import { addSnapshotCommands } from './snapshot-cmds.js';
+import { addScrubCommands } from './scrub-cmds.js';
 import { addStatusCommand } from './status-cmd.js';
 import { VERSION } from './version.js';
 
@@ -67,6 +68,9 @@ program
   .option('--api <host:port>', 'the management API on TCP too (always on <state>/api.sock); off loopback only with --api-token-file')
   .option('--api-token-file <file>', 'the token TCP clients of the API send as "Authorization: Bearer TOKEN" (first line, 16+ characters)')
   .addOption(new Option('--fuse-engine <engine>', 'kernel: vpoolfs speaks the FUSE protocol on /dev/fuse itself (default); fuse-native: libfuse2').choices(['kernel', 'fuse-native']))
+  .option('--nbd <address>', 'also serve every vDisk over NBD at unix:/PATH or HOST:PORT (repeat or comma-separate; default: off; docs/nbd.md)', (v: string, prev?: string[]) => [...(prev ?? []), v])
+  .option('--nbd-tls-cert <file>', 'PEM certificate for the NBD TCP listeners (STARTTLS; required off loopback)')
+  .option('--nbd-tls-key <file>', 'PEM private key of --nbd-tls-cert')
   .option('--debug-fuse', 'FUSE debug output: every request at debug level (kernel), libfuse on stderr (fuse-native)')
   .action((mountpoint: string, flags: MountFlags) => runMount(mountpoint, flags).catch(fail));
 
@@ -81,5 +85,6 @@ program
 addDiskCommands(program, run);
 addStatusCommand(program, run);
 addSnapshotCommands(program, run);
+addScrubCommands(program, fail);
 
 await program.parseAsync(process.argv);

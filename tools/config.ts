@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { checkCron, type ScheduleConfig } from '../volume/snapshots/snapshot-schedule.js';
+import { parseNbdAddress } from '../nbd/address.js';
 
 export class ConfigError extends Error {}
 
@@ -44,6 +45,11 @@ export interface MountConfig {
   schedule?: ScheduleConfig;
   /** `kernel` (default): vpoolfs speaks the FUSE protocol on /dev/fuse itself; `fuse-native`: libfuse2 (DESIGN §1). */
   fuseEngine?: FuseEngineName;
+  /** NBD listeners, `unix:/PATH` or `HOST:PORT` (nbd/server.ts); default none. */
+  nbd?: string[];
+  /** TLS certificate and key (PEM) for the NBD TCP listeners (STARTTLS); required off loopback. */
+  nbdTlsCert?: string;
+  nbdTlsKey?: string;
 }
 
 export type FuseEngineName = 'kernel' | 'fuse-native';
@@ -114,10 +120,25 @@ const CHECKS: Record<keyof MountConfig, Check> = {
     if (typeof v !== 'string' || !FUSE_ENGINES.includes(v)) throw new ConfigError(`${k}: expected kernel or fuse-native, got ${JSON.stringify(v)}`);
     return v;
   },
+  nbd: (v, k) => {
+    const list = typeof v === 'string' ? v.split(',') : v;
+    if (!Array.isArray(list) || list.length === 0) throw new ConfigError(`${k}: expected unix:/PATH or HOST:PORT (several: comma-separated, or an array), got ${JSON.stringify(v)}`);
+    return list.map((s) => {
+      const text = typeof s === 'string' ? s.trim() : String(s);
+      try {
+        parseNbdAddress(text, k);
+      } catch (err) {
+        throw new ConfigError((err as Error).message);
+      }
+      return text;
+    });
+  },
+  nbdTlsCert: str,
+  nbdTlsKey: str,
   schedule: (v, k) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${k}: expected an object, got ${JSON.stringify(v)}`);
     for (const [name, spec] of Object.entries(v)) {
-      if (name !== 'snapshot' && name !== 'retention') throw new ConfigError(`${k}: unknown schedule "${name}" (known: snapshot, retention)`);
+      if (name !== 'snapshot' && name !== 'retention' && name !== 'scrub') throw new ConfigError(`${k}: unknown schedule "${name}" (known: snapshot, retention, scrub)`);
       try {
         checkCron(spec, `${k}.${name}`);
       } catch (err) {

@@ -12,7 +12,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FdTable } from '../fuse/fds.js';
 import type { OpObserver } from '../fuse/observe.js';
 import { logger } from '../util/log.js';
-import type { CacheStats } from '../volume/types.js';
+import type { CacheStats, ScrubTotals } from '../volume/types.js';
 import { BackendMetrics } from './backend-metrics.js';
 import { registerProcessMetrics } from './process-metrics.js';
 import { VdiskMetrics } from './vdisk-metrics.js';
@@ -35,10 +35,22 @@ export class FuseMetrics implements OpObserver {
   private fds: () => FdTable | undefined = () => undefined;
   private caches: () => CacheStats | undefined = () => undefined;
 
-  /** The mount's open files and the vPool's caches, once they exist. */
-  attach(fds: () => FdTable | undefined, caches: () => CacheStats): void {
+  /** The mount's open files, the vPool's caches and its scrub counts, once they exist. */
+  attach(fds: () => FdTable | undefined, caches: () => CacheStats, scrub?: () => ScrubTotals): void {
     this.fds = fds;
     this.caches = caches;
+    if (scrub !== undefined) {
+      // counts since the daemon started (docs/scrubbing.md): gauges read at scrape time, like the cache counts
+      const sg = (name: string, help: string, value: (s: ScrubTotals) => number): Gauge =>
+        new Gauge({ name, help, registers: [this.registry], collect() { this.set(value(scrub())); } });
+      sg('vpoolfs_scrubs', 'Scrubs applied (or with nothing to do) since start', (s) => s.scrubs);
+      sg('vpoolfs_scrub_failures', 'Scrubs that failed since start (stale results included)', (s) => s.failures);
+      sg('vpoolfs_scrub_stale', 'Scrub results refused as stale since start', (s) => s.stale);
+      sg('vpoolfs_scrub_read_bytes', 'Bytes the scrubs read from the backend since start', (s) => s.bytesRead);
+      sg('vpoolfs_scrub_written_bytes', 'Bytes the scrubs wrote to the backend since start', (s) => s.bytesWritten);
+      sg('vpoolfs_scrub_reclaimed_bytes', 'Backend bytes the scrubs and gc deleted since start', (s) => s.bytesFreed);
+      sg('vpoolfs_scrub_seconds', 'Time spent scrubbing since start', (s) => s.seconds);
+    }
   }
 
   constructor(vpool: string, topVdisks = 10) {

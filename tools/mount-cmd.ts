@@ -19,6 +19,8 @@ import { planApi, startApi, type DaemonApi } from './api-serve.js';
 import { lockState } from './state-lock.js';
 import { SnapshotScheduler } from '../volume/snapshots/snapshot-schedule.js';
 import { dtlForMount } from './dtl-mount.js';
+import { parseNbdAddress, checkNbdListen } from '../nbd/address.js';
+import { startNbdServer, type NbdServer } from '../nbd/server.js';
 
 const log = logger('cli');
 
@@ -37,6 +39,9 @@ export interface MountFlags {
   api?: string;
   apiTokenFile?: string;
   fuseEngine?: string;
+  nbd?: string[];
+  nbdTlsCert?: string;
+  nbdTlsKey?: string;
   debugFuse?: boolean;
 }
 
@@ -56,6 +61,18 @@ async function checkKeyFile(file: string): Promise<void> {
 async function refuseUnimplemented(cfg: ResolvedMount): Promise<void> {
   if (cfg.encryptionKeyFile !== undefined) await checkKeyFile(cfg.encryptionKeyFile);
   dtlForMount(cfg); // --dtl async/sync without --dtl-server, an unreadable secret
+  checkNbd(cfg);
+}
+
+/** --nbd: TCP off loopback only with TLS; cert and key together and readable. */
+function checkNbd(cfg: ResolvedMount): void {
+  if ((cfg.nbdTlsCert === undefined) !== (cfg.nbdTlsKey === undefined)) throw new ConfigError('--nbd-tls-cert and --nbd-tls-key go together');
+  if (cfg.nbd === undefined) return;
+  try {
+    checkNbdListen(cfg.nbd.map((a) => parseNbdAddress(a, '--nbd')), cfg.nbdTlsCert !== undefined, '--nbd');
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }
 
 export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
@@ -103,11 +120,12 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let watcher: ConfigWatcher | undefined;
   let scheduler: SnapshotScheduler | undefined;
   let api: DaemonApi | undefined;
+  let nbd: NbdServer | undefined;
   const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
   try {
     api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted);
     const apiNow = api;
-    metrics?.attach(() => mounted?.fds, () => vpool.cacheStats());
+    metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
     mounted = await mountVPool({
       vpool,
       mountpoint: cfg.mountpoint,
@@ -122,6 +140,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
       const { host, port } = parseHostPort(cfg.metrics, '--metrics');
       metricsServer = await serveMetrics(host, port, metrics.registry);
     }
+    if (cfg.nbd) nbd = await startNbdServer({ vpool, fds: mounted.fds, listen: cfg.nbd, tlsCertFile: cfg.nbdTlsCert, tlsKeyFile: cfg.nbdTlsKey });
     scheduler = new SnapshotScheduler(vpool);
     scheduler.apply(cfg.schedule);
     const sched = scheduler;
@@ -130,19 +149,20 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     if (flags.config) watcher = watchConfig(flags.config, file, vpool, (s) => sched.apply(s));
   } catch (err) {
     await api?.server.close().catch(() => undefined);
+    await nbd?.close().catch(() => undefined);
     await mounted?.unmount().catch(() => undefined);
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
     throw err;
   }
-  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, api: api.server.socket, apiTcp: api.server.tcp });
+  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, nbd: nbd?.addresses ?? null, api: api.server.socket, apiTcp: api.server.tcp });
   const apiServer = api.server;
-  stopNow = installStop(vpool, mounted, () => apiServer.close(), () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
+  stopNow = installStop(vpool, mounted, nbd, () => apiServer.close(), () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
 }
 
 /** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */
 let stopNow: ((why: string) => Promise<void>) | undefined;
 
-function installStop(vpool: VPool, mounted: Mounted, closeApi: () => Promise<void>, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
+function installStop(vpool: VPool, mounted: Mounted, nbd: NbdServer | undefined, closeApi: () => Promise<void>, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -161,6 +181,8 @@ function installStop(vpool: VPool, mounted: Mounted, closeApi: () => Promise<voi
       code = 1;
       log.error('shipping to the backend failed; the data stays in the local write cache', { error: String(err) });
     }
+    // NBD writes do not pass the mount's fence: its clients are let go (requests in flight answered) first
+    await nbd?.close().catch((e: unknown) => log.error('stopping the NBD server failed', { error: String(e) }));
     await mounted.fence();
     try {
       await mounted.unmount();

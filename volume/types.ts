@@ -104,6 +104,12 @@ export interface VDisk {
   readInto(out: Buffer, offset: number): Promise<number>;
   /** Writes `data` at `offset`; grows the vDisk if the write ends past its size. Durable against a kill of the process once resolved. */
   write(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Discards `length` bytes at `offset` (any alignment; the range must end at or below the size, else
+   * INVALID): the whole range reads as zeros afterwards, whole clusters are freed (allocatedBytes drops,
+   * SEEK_HOLE sees them). TRIM, PUNCH_HOLE, ZERO_RANGE and WRITE_ZEROES are all this. Durable like a write.
+   */
+  discard(offset: number, length: number): Promise<void>;
   /** Sets the size; a shrink discards the data past the new size (it reads as zeros if grown again). */
   resize(size: number): Promise<void>;
   /** Makes every acknowledged write durable on the local write cache (host crash). */
@@ -128,6 +134,71 @@ export interface SnapshotInfo {
   inBackend: boolean;
   /** Paths (relative to the vPool root) of the vDisks cloned from this snapshot. */
   clones: string[];
+}
+
+/** What a scrub of one vDisk did (volume/scrub/manager.ts). */
+export interface ScrubReport {
+  vdisk: string;
+  scrub: string;
+  outcome: 'applied' | 'nothing to do';
+  /** Clusters of the live map moved to new SCOs. */
+  relocated: number;
+  /** Backend objects the sweep deleted. */
+  swept: { objects: number; bytes: number };
+  stats: { bytesRead: number; bytesWritten: number; garbageBytesBefore: number; bytesFreed: number; ms: number };
+}
+
+/** An object a sweep deletes (or would, in a dry run), and why. */
+export interface SweepItem {
+  key: string;
+  reason: string;
+}
+
+/** Where scrubbing of a vDisk stands (`user.vdisk.scrubbing`, `user.vdisk.info`). */
+export interface ScrubStatus {
+  running: boolean;
+  /** The applied scrub: its id, when it ran and was applied; null if never. */
+  last: { id: string; ranAt: number; appliedAt?: number } | null;
+  lastReport: ScrubReport | null;
+  /** Garbage the last scrub left (pinned by clones, or in SCOs above the fill ratio). */
+  garbageBytes: number;
+  /** TLog ranges with garbage recorded since (snapshot deletes, rollbacks). */
+  pendingGarbage: Array<{ fromTlog: number; toTlog: number; reason: string }>;
+  lastSweep: { at: number; dryRun: boolean; items: SweepItem[] } | null;
+}
+
+/**
+ * Scrubbing (docs/scrubbing.md): reclaiming the backend space of overwritten data, deleted snapshots and
+ * rollbacks. One scrub of a vDisk at a time (BUSY). Crash: at any point nothing is lost (see the doc).
+ */
+export interface ScrubApi {
+  /** Objects of a scrub never applied are swept once this old (ms). */
+  staleScrubMs: number;
+  /** Scrubs the vDisk at `path` here: the job, the apply, the sweep. */
+  scrub(path: string): Promise<ScrubReport>;
+  /** Applies the newest result a remote scrubber left; null when none waits. BUSY (stale) if it no longer fits. */
+  applyPending(path: string): Promise<ScrubReport | null>;
+  /** Mark and sweep of the vDisk's backend objects; lists only with `dryRun`. */
+  sweep(path: string, dryRun: boolean): Promise<SweepItem[]>;
+  statusAt(path: string): ScrubStatus;
+  /** Counts since the vPool opened (the Prometheus metrics). */
+  totals(): ScrubTotals;
+}
+
+/** What the scrubs of this process did since it started. */
+export interface ScrubTotals {
+  /** Scrubs applied (or found nothing to do), by this process or from a remote result. */
+  scrubs: number;
+  /** Scrubs that failed (a stale result included). */
+  failures: number;
+  /** Of those, results refused as stale. */
+  stale: number;
+  bytesRead: number;
+  bytesWritten: number;
+  /** Bytes the sweeps deleted from the backend (the reclaimed space). */
+  bytesFreed: number;
+  /** Time spent in scrubs, in seconds. */
+  seconds: number;
 }
 
 /**
@@ -194,6 +265,8 @@ export interface VPool {
   readonly routerId: string;
   /** Snapshots, rollback, clones, templates. */
   readonly snapshots: SnapshotApi;
+  /** Scrubbing: reclaiming the backend space of garbage (docs/scrubbing.md). */
+  readonly scrub: ScrubApi;
   stat(path: string): NodeStat;
   readdir(path: string): string[];
   mkdir(path: string, mode: number, uid: number, gid: number): Promise<void>;

@@ -34,6 +34,7 @@ import { withShipProgress } from './datapath/ship-progress.js';
 import { setDtlMode } from './vdisk/dtl-hook.js';
 import type { DtlMode } from './types.js';
 import { SnapshotManager } from './snapshots/snapshots.js';
+import { ScrubManager, scratchDirOf } from './scrub/manager.js';
 import type { SnapshotHost } from './snapshots/snapshot-host.js';
 import { checkSize } from './vdisk/validate.js';
 import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type AttrChange, type CacheStats, type NodeStat, type StatFs, type VDisk, type VPool } from './types.js';
@@ -65,7 +66,7 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
     dtl: opts.dtl,
     io: opts.cacheIo,
   };
-  const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000);
+  const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000, scratchDirOf(stateDir));
   await pool.start();
   return pool;
 }
@@ -84,11 +85,19 @@ class VPoolImpl implements VPool {
   private readonly treeLock = new Serial();
 
   readonly snapshots: SnapshotManager;
+  readonly scrub: ScrubManager;
 
-  constructor(readonly name: string, private readonly ctx: VDiskContext, private readonly scoMaxAgeMs: number) {
+  constructor(readonly name: string, private readonly ctx: VDiskContext, private readonly scoMaxAgeMs: number, scratchDir: string) {
     this.disks = new VDiskTable(name, ctx);
     this.snapshots = new SnapshotManager(this.snapshotHost());
     ctx.family = this.snapshots;
+    this.scrub = new ScrubManager({
+      backend: ctx.backend, scratchDir, scoClusters: ctx.scoClusters,
+      vdiskAt: (p) => this.disks.of(this.fileNode(p)),
+      all: () => this.disks.open.values(),
+      allIds: () => this.tree.files().map((n) => n.vdiskId!),
+      cloning: (v) => v.docs.doc.snapshots.some((s) => this.snapshots.pinned.has(s.uuid)),
+    });
   }
 
   /** What snapshots and clones (volume/snapshots/snapshots.ts) need of the tree and the vDisks. */

@@ -90,7 +90,8 @@ export async function collect(c: DtlClient, vdisk: string, from: number): Promis
   return out;
 }
 
-export const show = (e: DtlEntry) => (e.kind === 'cluster' ? `cluster ${e.tag} ${e.address} ${e.data.toString('hex')}` : `resize ${e.tag} ${e.size} ${e.tlog}`);
+export const show = (e: DtlEntry) => (e.kind === 'cluster' ? `cluster ${e.tag} ${e.address} ${e.data.toString('hex')}`
+  : e.kind === 'discard' ? `discard ${e.tag} ${e.first} ${e.count} ${e.tlog}` : `resize ${e.tag} ${e.size} ${e.tlog}`);
 export const showRecord = (rec: Buffer) => show(decodeEntry(rec, 0, rec.length));
 
 /** A sound server: Hello, then every request answered as OPS says. */

@@ -26,7 +26,7 @@ export function baseSeed(): number {
  * (so that SCOs close, TLogs ship, corks and evictions happen within seconds), no automatic snapshots. */
 export async function roundOpts(root: string, lfs: LoopFs, name: string, config: Record<string, unknown> = {}): Promise<MountOpts> {
   const cfg = path.join(root, `${name}.json`);
-  await writeFile(cfg, JSON.stringify({ scoClusters: 256, tlogScos: 2, scoMaxAgeMs: 1000, schedule: { snapshot: null, retention: null }, ...config }));
+  await writeFile(cfg, JSON.stringify({ scoClusters: 256, tlogScos: 2, scoMaxAgeMs: 1000, schedule: { snapshot: null, retention: null, scrub: null }, ...config }));
   return {
     mountpoint: path.join(root, name),
     state: lfs.p(name, 'state'),

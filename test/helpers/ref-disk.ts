@@ -1,8 +1,9 @@
 /**
  * The reference a vDisk is compared with in model-based tests: a plain, obviously-right sparse disk
  * (one Buffer per written 4 KiB cluster) with the same semantics — holes read as zeros, size exactly as
- * set, a shrink discards past the new size, allocated = clusters written into this disk itself and not
- * discarded (a clone's clusters read through from its parent are inherited, not its own).
+ * set, a shrink discards past the new size, a discard zeros its range and frees the clusters it leaves
+ * all zeros, allocated = clusters written into this disk itself and not discarded (a clone's clusters read
+ * through from its parent are inherited, not its own).
  */
 const CS = 4096;
 
@@ -59,6 +60,26 @@ export class RefDisk {
       if (tail !== 0 && c !== undefined) c.fill(0, tail);
     }
     this.size = size;
+  }
+
+  /**
+   * Zeros offset..offset+length (within the size); a cluster left all zeros by it is freed, as the vDisk
+   * frees it (VDisk.discard: whole clusters are unmapped, an edge cluster too when nothing else is left).
+   */
+  discard(offset: number, length: number): void {
+    const end = offset + length;
+    const first = Math.floor(offset / CS);
+    const last = Math.floor((end - 1) / CS);
+    const touched = last - first + 1 > this.clusters.size ? [...this.clusters.keys()].filter((a) => a >= first && a <= last) : Array.from({ length: last - first + 1 }, (_, i) => first + i);
+    for (const a of touched) {
+      const c = this.clusters.get(a);
+      if (c === undefined) continue;
+      c.fill(0, Math.max(offset - a * CS, 0), Math.min(end - a * CS, CS));
+      if (c.every((b) => b === 0)) {
+        this.clusters.delete(a);
+        this.own.delete(a);
+      } else this.own.add(a); // a partly zeroed cluster is rewritten: the vDisk's own from then on
+    }
   }
 
   /** Bytes of the clusters this disk wrote itself (what `du` counts). */

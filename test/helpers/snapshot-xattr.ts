@@ -36,6 +36,6 @@ EOF`,
  */
 export async function noAutoSnapshots(root: string): Promise<string[]> {
   const file = path.join(root, 'no-auto-snapshots.json');
-  await writeFile(file, JSON.stringify({ schedule: { snapshot: null, retention: null } }));
+  await writeFile(file, JSON.stringify({ schedule: { snapshot: null, retention: null, scrub: null } }));
   return ['--config', file];
 }

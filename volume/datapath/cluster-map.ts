@@ -95,6 +95,58 @@ export class ClusterMap {
     this.dirty.add(pageNo);
   }
 
+  /** Unmaps clusters first..first+count-1 (a discard); returns how many were mapped. */
+  clearRange(first: number, count: number): number {
+    let cleared = 0;
+    this.forRange(first, count, (pageNo, page, k) => {
+      page[k * 2] = 0;
+      page[k * 2 + 1] = 0;
+      this.dirty.add(pageNo);
+      cleared++;
+    });
+    this.mapped -= cleared;
+    return cleared;
+  }
+
+  /** True when some cluster in first..first+count-1 is mapped. */
+  anyMappedIn(first: number, count: number): boolean {
+    let found = false;
+    this.forRange(first, count, () => {
+      found = true;
+      return true;
+    });
+    return found;
+  }
+
+  /** The mapped addresses in first..first+count-1, in address order. */
+  mappedIn(first: number, count: number): number[] {
+    const out: number[] = [];
+    this.forRange(first, count, (pageNo, _page, k) => {
+      out.push(pageNo * PAGE_CLUSTERS + k);
+    });
+    return out;
+  }
+
+  /**
+   * Calls `fn` for each mapped entry in first..first+count-1, in address order, until it returns true. Walks only the pages that
+   * exist, so a TRIM of a huge never-written range (an fstrim of the free space) costs next to nothing.
+   */
+  private forRange(first: number, count: number, fn: (pageNo: number, page: Uint32Array, k: number) => boolean | void): void {
+    if (count <= 0) return;
+    const end = first + count;
+    const firstPage = Math.floor(first / PAGE_CLUSTERS);
+    const lastPage = Math.floor((end - 1) / PAGE_CLUSTERS);
+    const pageNos = lastPage - firstPage + 1 <= this.pages.size
+      ? Array.from({ length: lastPage - firstPage + 1 }, (_, i) => firstPage + i).filter((p) => this.pages.has(p))
+      : [...this.pages.keys()].filter((p) => p >= firstPage && p <= lastPage).sort((a, b) => a - b);
+    for (const pageNo of pageNos) {
+      const page = this.pages.get(pageNo)!;
+      const base = pageNo * PAGE_CLUSTERS;
+      const to = Math.min(end, base + PAGE_CLUSTERS) - base;
+      for (let k = Math.max(first, base) - base; k < to; k++) if (page[k * 2] !== 0 && fn(pageNo, page, k) === true) return;
+    }
+  }
+
   /** Discards every cluster at or beyond `address` (a shrink). */
   clearFrom(address: number): void {
     const first = Math.floor(address / PAGE_CLUSTERS);

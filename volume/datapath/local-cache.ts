@@ -4,7 +4,7 @@
  *
  *   sco/<n>          SCOs (slots of header + cluster, see sco-format.ts); the highest-numbered one is open
  *   tlog/<n>         closed TLogs waiting for upload
- *   tlog/<n>.open    the open TLog: the journal of events (SCO closed, resize), appended as they happen
+ *   tlog/<n>.open    the open TLog: the journal of events (SCO closed, resize, discard), appended as they happen
  *
  * Every append goes to the kernel (write(2)) before the caller acknowledges: a kill of the process loses
  * nothing acknowledged. sync() makes it survive a host crash (fdatasync of what changed, fsync of dirs).
@@ -165,6 +165,19 @@ export class LocalCache extends CacheFiles {
     }
   }
 
+  /**
+   * True when the open SCO holds a slot of a cluster in first..first+count-1: a discard of that range must
+   * close it first, so that the SCO's record (which maps those slots) comes before the discard's in the log.
+   */
+  openScoHolds(first: number, count: number): boolean {
+    const end = first + count;
+    for (let i = 0; i < this.openSlots; i++) {
+      const a = this.openAddresses[i];
+      if (a >= first && a < end) return true;
+    }
+    return false;
+  }
+
   /** Bytes in the open SCO. */
   get openScoBytes(): number {
     return this.openSlots * SLOT_SIZE;
@@ -184,7 +197,7 @@ export class LocalCache extends CacheFiles {
     return this.openSco;
   }
 
-  /** Appends a record (a resize) to the open TLog. */
+  /** Appends a record (a resize, a discard) to the open TLog. */
   appendRecord(rec: TLogRecord): void {
     this.append(encodeRecord(rec));
     this.journalEvents++;

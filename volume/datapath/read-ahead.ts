@@ -19,7 +19,6 @@
 import { logger } from '../../util/log.js';
 import { CLUSTER_SIZE } from '../types.js';
 import { PIECE_SLOTS } from './read-cache.js';
-import { scoKey } from './backend-layout.js';
 import type { ReadTarget } from './read-path.js';
 
 const log = logger('read-ahead');
@@ -103,7 +102,7 @@ export class ReadAhead {
       if (src.localScoFd(sco) !== null) continue;
       const count = src.scoSlots(sco);
       if (count === undefined) continue;
-      const key = scoKey(src.id, sco);
+      const key = src.scoKeyOf(sco);
       const piece = Math.floor((w1 & 0xffff) / PIECE_SLOTS);
       const name = `${key}#${piece}`;
       if (this.queued.has(name) || readCache.hasPiece(key, piece)) continue;

@@ -26,7 +26,6 @@ import fs from 'node:fs';
 import { CLUSTER_SIZE } from '../types.js';
 import { checkSlot, checkSlotParts, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
 import { PIECE_SLOTS, type ReadCache } from './read-cache.js';
-import { scoKey } from './backend-layout.js';
 import type { ClusterMap } from './cluster-map.js';
 
 /** Pieces fetched at the same time for one request. */
@@ -43,6 +42,8 @@ export interface SlotSource {
   localScoFd(sco: number): number | null;
   /** The number of slots of closed SCO `sco` (to read it from the backend), undefined if unknown. */
   scoSlots(sco: number): number | undefined;
+  /** The backend key of SCO `sco` (its own, or a scrub's: lineage/scrub-state.ts). */
+  scoKeyOf(sco: number): string;
   /** The careful path: `n` verified slots for clusters a..a+n-1 from SCO `sco` at `slot`, or CHECKSUM. */
   fetchSlots(a: number, sco: number, slot: number, n: number): Promise<Buffer>;
 }
@@ -116,7 +117,7 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
       if (count === undefined) {
         local.push({ src, a, sco, slot, n }); // the careful path says what is wrong (an unknown SCO)
       } else {
-        const key = scoKey(src.id, sco);
+        const key = src.scoKeyOf(sco);
         for (let k = 0; k < n;) {
           const piece = Math.floor((slot + k) / PIECE_SLOTS);
           const m = Math.min(n - k, (piece + 1) * PIECE_SLOTS - (slot + k));

@@ -10,6 +10,11 @@
  *
  * A slot whose magic, checksum, namespace, SCO number, slot index or address disagrees with what the
  * cluster map expects is corrupt: the read fails with CHECKSUM, never returning wrong data.
+ *
+ * A SCO holds no record of discards: a slot is live only while the cluster map points at it. A discard
+ * (a DISCARD record in the TLog, tlog-format.ts) unmaps clusters and leaves their slots as garbage, like
+ * an overwrite. So rebuilding a TLog from its SCOs' slot headers (a damaged TLog) brings back the writes
+ * but not the discards it held.
  */
 import { crc32 } from 'node:zlib';
 import { CLUSTER_SIZE } from '../types.js';

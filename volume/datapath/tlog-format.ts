@@ -9,6 +9,18 @@
  *              the crc32 of its data, so this covers every byte), then per slot the cluster
  *              address as f64 — the cluster-map entries (address → SCO, slot) that SCO carries
  *   RESIZE     f64 new size in bytes
+ *   DISCARD    f64 first cluster address, f64 cluster count: those clusters read as zeros from here on
+ *              (a guest's TRIM, fallocate PUNCH_HOLE / ZERO_RANGE, NBD TRIM / WRITE_ZEROES)
+ *
+ * Order of a DISCARD with the writes around it: a SCO's record is appended only when the SCO closes, so
+ * a discard of a cluster whose newest write still sits in the open SCO first closes that SCO (its record
+ * comes before the DISCARD: replay maps the write, then clears it). When the open SCO holds none of the
+ * discarded clusters it stays open: the writes it holds are of other clusters (order does not matter) or
+ * come after the discard (replayed after it, as they should be). So frequent guest TRIMs of long-free
+ * blocks cost no SCO fragmentation; a TRIM of just-written blocks closes a short SCO.
+ * A reader of the log (replay, scrubber) clears the cluster-map entries of the range: the slots they
+ * pointed at are garbage, exactly like overwritten ones; in a clone the entries of the parent's clusters
+ * are cleared too (the clone reads zeros there: its map holds its base, there is no fall-through).
  *
  * The open TLog of a vDisk is its local journal: records are appended as events happen (an SCO closing,
  * a resize). Closed, it is uploaded after the SCOs it names. Replaying all TLogs in order rebuilds the
@@ -21,12 +33,14 @@ export const enum RecordType {
   Header = 1,
   Sco = 2,
   Resize = 3,
+  Discard = 4,
 }
 
 export type TLogRecord =
   | { type: RecordType.Header; vdiskId: string; tlog: number }
   | { type: RecordType.Sco; sco: number; count: number; crc: number; addresses: Float64Array }
-  | { type: RecordType.Resize; size: number };
+  | { type: RecordType.Resize; size: number }
+  | { type: RecordType.Discard; first: number; count: number };
 
 export function encodeRecord(rec: TLogRecord): Buffer {
   let body: Buffer;
@@ -50,6 +64,11 @@ export function encodeRecord(rec: TLogRecord): Buffer {
     case RecordType.Resize:
       body = Buffer.alloc(9);
       body.writeDoubleLE(rec.size, 1);
+      break;
+    case RecordType.Discard:
+      body = Buffer.alloc(17);
+      body.writeDoubleLE(rec.first, 1);
+      body.writeDoubleLE(rec.count, 9);
       break;
   }
   body[0] = rec.type;
@@ -105,6 +124,13 @@ function decodeBody(body: Buffer): TLogRecord | string {
     case RecordType.Resize:
       if (body.length !== 9) return 'bad resize record';
       return { type: RecordType.Resize, size: body.readDoubleLE(1) };
+    case RecordType.Discard: {
+      if (body.length !== 17) return 'bad discard record';
+      const first = body.readDoubleLE(1);
+      const count = body.readDoubleLE(9);
+      if (!Number.isSafeInteger(first) || first < 0 || !Number.isSafeInteger(count) || count < 1) return 'bad discard record';
+      return { type: RecordType.Discard, first, count };
+    }
     default:
       return `unknown record type ${body[0]}`;
   }

@@ -5,7 +5,7 @@
  * (depth k reads the namespace of the k-th ancestor). That map and the size are its base, stored once in
  * the backend (`vdisks/<clone>/base`) when the clone is made; the clone's own TLogs replay over it. So the
  * state of any vDisk at TLog T is: its base (if a clone), then its own TLogs up to T that were not dropped
- * by a rollback.
+ * by a rollback (or the segments of a scrub in place of the TLogs it replaced: stateAt in ./chain.ts).
  *
  * Base format (little-endian): "VPB1", f64 size, u32 page count, then per page u32 page number and the
  * page's 2048 u32 words (../datapath/cluster-map.ts), then u32 crc32 of everything before it.
@@ -13,11 +13,9 @@
 import { crc32 } from 'node:zlib';
 import { VolumeError } from '../../util/errors.js';
 import type { BlobStore } from '../backend/types.js';
-import { backendTlogs, tlogKey } from '../datapath/backend-layout.js';
 import { ClusterMap, PAGE_CLUSTERS } from '../datapath/cluster-map.js';
-import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { RecordType, type TLogRecord } from '../datapath/tlog-format.js';
 import { CLUSTER_SIZE } from '../types.js';
-import { isDropped, type VDiskDoc } from './snapshot-store.js';
 
 const MAGIC = 0x31425056; // "VPB1"
 export const baseKey = (id: string): string => `vdisks/${id}/base`;
@@ -30,7 +28,7 @@ export interface DiskState {
   scoCounts: Map<number, number>;
 }
 
-/** Applies one TLog record to `s`: every replay of TLogs into a map (VDiskImpl.applyRecord and stateAt below) goes through here. */
+/** Applies one TLog record to `s`: every replay of TLogs into a map (VDiskImpl.applyRecord and stateAt in ./chain.ts) goes through here. */
 export function applyTo(s: DiskState, rec: TLogRecord): void {
   if (rec.type === RecordType.Sco) {
     for (let i = 0; i < rec.count; i++) if (rec.addresses[i] >= 0) s.map.set(rec.addresses[i], rec.sco, i);
@@ -38,6 +36,9 @@ export function applyTo(s: DiskState, rec: TLogRecord): void {
   } else if (rec.type === RecordType.Resize) {
     s.map.clearFrom(Math.ceil(rec.size / CLUSTER_SIZE));
     s.size = rec.size;
+  } else if (rec.type === RecordType.Discard) {
+    // in a clone this clears the parent's clusters as well: they read as zeros (no fall-through to the parent)
+    s.map.clearRange(rec.first, rec.count);
   }
 }
 
@@ -81,22 +82,6 @@ export function decodeBaseInto(buf: Buffer, s: DiskState, where: string): void {
 /** Loads the base of clone `id` from the backend into `s`. */
 export async function loadBase(backend: BlobStore, id: string, s: DiskState): Promise<void> {
   decodeBaseInto(await backend.get(baseKey(id)), s, baseKey(id));
-}
-
-/**
- * The state of vDisk `id` as of TLog `upTo` (Infinity: every TLog), from the backend alone: its base if it
- * is a clone, then its TLogs not dropped by a rollback. A damaged TLog is a CHECKSUM error.
- */
-export async function stateAt(backend: BlobStore, id: string, doc: VDiskDoc, upTo: number): Promise<DiskState> {
-  const s: DiskState = { map: new ClusterMap(), size: 0, scoCounts: new Map() };
-  if (doc.parent !== null) await loadBase(backend, id, s);
-  const tlogs = (await backendTlogs(backend, id)).filter((n) => n <= upTo && !isDropped(doc, n));
-  for (const tlog of tlogs) {
-    const { records, error } = decodeRecords(await backend.get(tlogKey(id, tlog)));
-    if (error !== null) throw new VolumeError('CHECKSUM', `TLog ${tlog} of vDisk ${id} in the backend is damaged: ${error}`, { vdisk: id, tlog, reason: error });
-    for (const r of records) applyTo(s, r);
-  }
-  return s;
 }
 
 /** The base of a clone of a vDisk whose state is `parent`: every entry one depth deeper. */

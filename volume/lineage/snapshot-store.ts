@@ -16,6 +16,7 @@ import type { MetadataOp, MetadataStore } from '../../mds/types.js';
 import type { BlobStore } from '../backend/types.js';
 import { withRetry } from '../backend/retry.js';
 import type { DtlMode } from '../types.js';
+import type { ScrubState } from './scrub-state.js';
 
 const log = logger('snapshots');
 
@@ -62,6 +63,10 @@ export interface VDiskDoc {
   garbage: Garbage[];
   /** The vDisk's DTL mode (`user.vdisk.dtl`), so a rebuild on another router keeps it; absent: the mount's --dtl. */
   dtlMode?: DtlMode;
+  /** The applied scrub: TLogs up to `scrub.upTo` are replaced by its segments (docs/scrubbing.md). */
+  scrub?: ScrubState;
+  /** Scrubs replaced by a later one (or refused as stale) whose objects the sweep still has to delete. */
+  retiredScrubs?: string[];
 }
 
 export const docKey = (id: string): string => `vd/${id}/doc`;
@@ -106,7 +111,7 @@ export function maxTlogOf(doc: VDiskDoc): number {
   let m = 0;
   for (const s of doc.snapshots) m = Math.max(m, s.tlog);
   for (const [, b] of doc.dropped) m = Math.max(m, b);
-  return m;
+  return Math.max(m, doc.scrub?.upTo ?? 0); // the sweep deletes the TLogs a scrub replaced: never number past them again
 }
 
 /** A snapshot name: 1–255 bytes of UTF-8 without `/`, `:` or NUL (INVALID otherwise). */

@@ -3,6 +3,8 @@
  *
  *   schedule.snapshot    default "0 * * * *" (hourly): every vDisk but templates gets an automatic snapshot
  *   schedule.retention   default "30 0 * * *" (daily): retentionPlan() decides what goes
+ *   schedule.scrub       default "0 2 * * *" (nightly): every vDisk is scrubbed (docs/scrubbing.md), after
+ *                        the night's retention freed its snapshots
  *
  * `null` (or "off") disables one. The clock is injectable so that tests can run years in a second; the jobs
  * only decide *when* to run, every decision is made from `clock()`.
@@ -17,13 +19,15 @@ import type { SnapshotInfo, VPool } from '../types.js';
 const log = logger('snapshot-schedule');
 
 export const DAY_MS = 86_400_000;
-export const DEFAULT_SCHEDULE = { snapshot: '0 * * * *', retention: '30 0 * * *' } as const;
+export const DEFAULT_SCHEDULE = { snapshot: '0 * * * *', retention: '30 0 * * *', scrub: '0 2 * * *' } as const;
 
 export interface ScheduleConfig {
   /** Cron spec for automatic snapshots; null or "off" disables them. */
   snapshot?: string | null;
   /** Cron spec for retention; null or "off" disables it. */
   retention?: string | null;
+  /** Cron spec for the nightly scrub of every vDisk; null or "off" disables it. */
+  scrub?: string | null;
 }
 
 /** INVALID unless `spec` is a cron spec node-schedule accepts (or null/"off"). */
@@ -90,10 +94,12 @@ export class SnapshotScheduler {
   apply(cfg: ScheduleConfig = {}): void {
     const snap = checkCron(cfg.snapshot === undefined ? DEFAULT_SCHEDULE.snapshot : cfg.snapshot, 'schedule.snapshot');
     const ret = checkCron(cfg.retention === undefined ? DEFAULT_SCHEDULE.retention : cfg.retention, 'schedule.retention');
+    const scr = checkCron(cfg.scrub === undefined ? DEFAULT_SCHEDULE.scrub : cfg.scrub, 'schedule.scrub');
     this.stop();
     if (snap !== null) this.jobs.push(schedule.scheduleJob(snap, () => void this.serial(() => this.takeAutomatic())));
     if (ret !== null) this.jobs.push(schedule.scheduleJob(ret, () => void this.serial(() => this.applyRetention())));
-    log.info('snapshot schedules', { snapshot: snap, retention: ret });
+    if (scr !== null) this.jobs.push(schedule.scheduleJob(scr, () => void this.serial(() => this.scrubAll())));
+    log.info('snapshot schedules', { snapshot: snap, retention: ret, scrub: scr });
   }
 
   /** An automatic snapshot of every vDisk but templates, named `auto-<UTC stamp>`. Failures are logged, not thrown. */
@@ -140,6 +146,25 @@ export class SnapshotScheduler {
     }
     log.info('snapshot retention applied', { deleted, failed });
     return { deleted, failed };
+  }
+
+  /** Scrubs every vDisk (docs/scrubbing.md). Failures (a scrub already running, a stale result) are logged, not thrown. */
+  async scrubAll(): Promise<{ scrubbed: number; failed: number; freedBytes: number }> {
+    let scrubbed = 0;
+    let failed = 0;
+    let freedBytes = 0;
+    for (const p of vdiskPaths(this.pool)) {
+      try {
+        const r = await this.pool.scrub.scrub(p);
+        scrubbed++;
+        freedBytes += r.swept.bytes;
+      } catch (err) {
+        failed++;
+        log.warn('scheduled scrub failed', { path: p, error: (err as Error).message });
+      }
+    }
+    log.info('scheduled scrub done', { scrubbed, failed, freedBytes });
+    return { scrubbed, failed, freedBytes };
   }
 
   /** Cancels the jobs (a run in progress finishes). */

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
-import { stateAt } from '../lineage/clone-base.js';
+import { stateAt } from '../lineage/chain.js';
 import { cloneVDisk } from './clone.js';
 import { stamp, type CloneSource, type SnapshotHost } from './snapshot-host.js';
 import { addGarbage, checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';

@@ -1,7 +1,7 @@
 /**
  * The seam between a vDisk and its Distributed Transaction Log (DESIGN §4; implemented in dtl-client/).
  * The vDisk tells its sink, under its lock and in order, every change it makes to its write cache
- * (clusters, resizes); it waits on the sink before acknowledging a write and an fsync; it reports each
+ * (clusters, resizes, discards); it waits on the sink before acknowledging a write and an fsync; it reports each
  * cork. The sink of mode `none` does nothing. The vPool gets a DtlProvider from the composition root
  * (tools/mount-cmd.ts), so the volume layer never imports the DTL client.
  *

@@ -15,6 +15,11 @@ export interface DtlSink {
   /** The size changed: a resize record went to TLog `tlog`; `tag` is the SCO open, or next, at that moment. */
   resize(size: number, tag: number, tlog: number): void;
   /**
+   * Clusters first..first+count-1 were discarded (read as zeros): a DISCARD record went to TLog `tlog`;
+   * `tag` is the SCO open, or next, at that moment. Ordered with clusters() and resize() as they happened.
+   */
+  discard(first: number, count: number, tag: number, tlog: number): void;
+  /**
    * Resolves when the writes recorded so far may be acknowledged. `sync`: the DTL server has them (in its
    * kernel, so a host loss here loses none of them). `async`: the queue has room. Never rejects; while
    * the DTL is unreachable it resolves at once (the vDisk is `degraded`).
@@ -49,6 +54,7 @@ export const NO_DTL: DtlSink = {
   mode: 'none',
   clusters: () => undefined,
   resize: () => undefined,
+  discard: () => undefined,
   settle: () => Promise.resolve(),
   flush: () => Promise.resolve(),
   trim: () => Promise.resolve(),

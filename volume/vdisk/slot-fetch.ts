@@ -6,7 +6,6 @@
  */
 import { VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
-import { scoKey } from '../datapath/backend-layout.js';
 import type { LocalCache } from '../datapath/local-cache.js';
 import { checkSlot, SLOT_SIZE } from '../datapath/sco-format.js';
 import { CLUSTER_SIZE } from '../types.js';
@@ -23,6 +22,8 @@ export interface SlotOwner {
   readonly scoCounts: ReadonlyMap<number, number>;
   readonly cache: LocalCache;
   readonly ctx: VDiskContext;
+  /** The backend key of SCO `sco` (its own, or a scrub's). */
+  scoKeyOf(sco: number): string;
 }
 
 /** `n` verified slots for clusters a..a+n-1, stored in SCO `sco` from `slot` (of `v`'s namespace). */
@@ -50,7 +51,7 @@ export async function fetchVerifiedSlots(v: SlotOwner, a: number, sco: number, s
 
 /** The slots from the read cache / backend; verified unless `anyway` (the caller checks each slot). */
 async function fetchRemote(v: SlotOwner, a: number, sco: number, slot: number, n: number, anyway: boolean): Promise<Buffer> {
-  const key = scoKey(v.id, sco);
+  const key = v.scoKeyOf(sco);
   const count = v.scoCounts.get(sco);
   if (count === undefined) throw checksumError(v, a, sco, slot, 'backend', 'SCO unknown to this vDisk');
   for (let attempt = 0; ; attempt++) {
@@ -79,7 +80,7 @@ function verify(v: SlotOwner, buf: Buffer, a: number, sco: number, slot: number,
 }
 
 function checksumError(v: SlotOwner, a: number, sco: number, slot: number, where: string, reason: string): VolumeError {
-  const ctx = { vdisk: v.id, offset: a * CLUSTER_SIZE, sco, slot, object: where === 'backend' ? scoKey(v.id, sco) : v.cache.scoPath(sco), reason };
+  const ctx = { vdisk: v.id, offset: a * CLUSTER_SIZE, sco, slot, object: where === 'backend' ? v.scoKeyOf(sco) : v.cache.scoPath(sco), reason };
   log.error(`checksum error reading from the ${where}`, ctx);
   return new VolumeError('CHECKSUM', `data at offset ${a * CLUSTER_SIZE} failed its checksum (${reason}) in the ${where}`, ctx);
 }

@@ -36,6 +36,7 @@ export async function restoreOnRebuild(v: VDiskImpl): Promise<Restored> {
       let covered = 0;
       for (const t of present) covered = Math.max(covered, t);
       for (const [, end] of doc.dropped) covered = Math.max(covered, end);
+      covered = Math.max(covered, doc.scrub?.upTo ?? 0); // the TLogs a scrub replaced were all in the backend
       const top = maxTlogOf(doc);
       const kept = doc.snapshots.filter((s) => s.tlog <= covered);
       if (kept.length === doc.snapshots.length && top <= covered) return;

@@ -13,6 +13,7 @@ import type { MetadataOp, MetadataStore } from '../../mds/types.js';
 import { PAGE_CLUSTERS } from '../datapath/cluster-map.js';
 import type { PendingTlog } from '../datapath/uploader.js';
 import { scoName } from '../datapath/sco-format.js';
+import { SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 
 export interface VDiskMeta {
   corkedTlog: number;
@@ -51,7 +52,9 @@ export function corkOps(v: CorkSource, p: PendingTlog): MetadataOp[] {
     const count = v.scoCounts.get(sco);
     if (count !== undefined) ops.push({ key: scoCountPrefix(v.id) + scoName(sco), value: u32(count) });
   }
-  const meta: VDiskMeta = { corkedTlog: p.tlog, corkedSco: Math.max(v.corkedSco, ...p.scos.slice(-1)), size: v.size, template: v.template };
+  // scrub SCOs (numbered from SCRUB_SCO_BASE, lineage/scrub-state.ts) are not the owner's: they never move its cork point
+  const own = p.scos.filter((s) => s < SCRUB_SCO_BASE);
+  const meta: VDiskMeta = { corkedTlog: p.tlog, corkedSco: Math.max(v.corkedSco, ...own.slice(-1)), size: v.size, template: v.template };
   ops.push({ key: metaKey(v.id), value: Buffer.from(JSON.stringify(meta)) });
   return ops;
 }

@@ -20,6 +20,8 @@ import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { attachDtl, dtlModeOf } from './dtl-hook.js';
 import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from '../lineage/snapshot-store.js';
+import { chainItems, readItem } from '../lineage/chain.js';
+import { SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
 import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
 
@@ -142,7 +144,7 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): number {
     ctx.space.account(bytes);
     if (sco <= v.corkedSco) ctx.space.addEvictable(v, sco);
   }
-  for (const [sco, count] of v.scoCounts) if (sco <= v.corkedSco) v.backendBytes += count * SLOT_SIZE;
+  for (const [sco, count] of v.scoCounts) if (sco <= v.corkedSco || sco >= SCRUB_SCO_BASE) v.backendBytes += count * SLOT_SIZE;
   v.cache.adoptFoundFiles(v.corkedSco);
   for (const p of pending) v.uploader.enqueue(p);
   log.info('vDisk reopened from the local write cache', {
@@ -160,35 +162,41 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
   fs.rmSync(v.cache.dir, { recursive: true, force: true });
   const restored = await restoreOnRebuild(v);
-  const tlogs = (await backendTlogs(ctx.backend, id)).filter(restored.keep);
+  const listed = await backendTlogs(ctx.backend, id);
+  const tlogs = listed.filter(restored.keep);
   const scos = (await ctx.backend.list(`vdisks/${id}/sco/`)).map(keyNumber).sort((a, b) => a - b);
+  // the chain: a scrub's segments in place of the TLogs it replaced (docs/scrubbing.md), then the TLogs
   const decoded = [];
   // a long rebuild (many TLogs, a slow backend) says how far it is every few seconds
   const t0 = Date.now();
   let lastLog = t0;
   let bytes = 0;
-  for (const tlog of tlogs) {
-    const body = await ctx.backend.get(tlogKey(id, tlog));
-    bytes += body.length;
-    decoded.push({ tlog, ...decodeRecords(body) });
+  const items = await chainItems(ctx.backend, id, v.docs.doc, Infinity, listed);
+  for (const item of items) {
+    if (item.segment) decoded.push({ tlog: item.end, records: await readItem(ctx.backend, id, item), error: null }); // damaged: CHECKSUM
+    else {
+      const body = await ctx.backend.get(tlogKey(id, item.end));
+      bytes += body.length;
+      decoded.push({ tlog: item.end, ...decodeRecords(body) });
+    }
     const now = Date.now();
     if (now - lastLog >= REBUILD_PROGRESS_MS) {
       lastLog = now;
-      log.info('rebuilding from the backend', { vdisk: id, doneTlogs: decoded.length, totalTlogs: tlogs.length, bytes, bytesPerSecond: Math.round((bytes * 1000) / (now - t0)), elapsedMs: now - t0 });
+      log.info('rebuilding from the backend', { vdisk: id, doneTlogs: decoded.length, totalTlogs: items.length, bytes, bytesPerSecond: Math.round((bytes * 1000) / (now - t0)), elapsedMs: now - t0 });
     }
   }
-  let lastSco = 0;
+  let lastSco = 0; // the owner's own SCOs only: scrub SCOs are numbered from SCRUB_SCO_BASE
   for (let i = 0; i < decoded.length; i++) {
     const { tlog, records, error } = decoded[i];
     for (const r of records) {
       v.applyRecord(r);
-      if (r.type === RecordType.Sco) lastSco = Math.max(lastSco, r.sco);
+      if (r.type === RecordType.Sco && r.sco < SCRUB_SCO_BASE) lastSco = Math.max(lastSco, r.sco);
     }
     if (error === null) continue;
     // A damaged TLog: its SCOs are self-describing, so take their entries from the SCOs themselves.
     const nextFirst = firstScoOf(decoded.slice(i + 1));
     const gap = scos.filter((n) => n > lastSco && n < nextFirst);
-    log.error('a TLog in the backend is damaged; recovering its entries from the SCOs it covers (resizes it held are lost)', {
+    log.error('a TLog in the backend is damaged; recovering its entries from the SCOs it covers (resizes and discards it held are lost)', {
       vdisk: id, object: tlogKey(id, tlog), reason: error, scos: gap,
     });
     for (const sco of gap) {
@@ -199,6 +207,8 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   }
   v.map.clearFrom(Math.ceil(v.size / CLUSTER_SIZE)); // clusters of a growing write that failed (see openLocal)
   // SCOs uploaded without their TLog (a crash in between) must not be overwritten: number past them
+  // ...nor those a scrub's sweep deleted (numbers are never reused: a read cache may hold their pieces)
+  lastSco = Math.max(lastSco, v.docs.doc.scrub?.ownScoHigh ?? 0);
   const maxSco = scos.reduce((m, n) => Math.max(m, n), lastSco);
   const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, maxTlogOf(v.docs.doc));
   for (const count of v.scoCounts.values()) v.backendBytes += count * SLOT_SIZE;
@@ -216,7 +226,7 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
 /**
  * A closed TLog in the write cache is damaged: keep its sound records, take the entries of the SCOs after
  * them from the SCO files themselves (self-describing), and write the TLog again so that what is uploaded
- * is whole. Resize records in the damaged part are lost (logged).
+ * is whole. Resize and discard records in the damaged part are lost (logged).
  */
 function repairLocalTlog(v: VDiskImpl, tlog: number, records: TLogRecord[], error: string, lastSco: number): TLogRecord[] {
   let from = lastSco;
@@ -236,7 +246,7 @@ function repairLocalTlog(v: VDiskImpl, tlog: number, records: TLogRecord[], erro
   const fixed: TLogRecord[] = records.filter((r) => r.type !== RecordType.Header);
   for (const sco of gap) fixed.push(scoRecordFromSlots(fs.readFileSync(v.cache.scoPath(sco)), v.tag, sco));
   v.cache.rewriteClosedTlog(tlog, fixed);
-  log.error('a closed TLog in the write cache was damaged; rebuilt it from its sound records and the SCOs it covered (resizes it held are lost)', {
+  log.error('a closed TLog in the write cache was damaged; rebuilt it from its sound records and the SCOs it covered (resizes and discards it held are lost)', {
     vdisk: v.id, tlog, reason: error, scos: gap,
   });
   return fixed;

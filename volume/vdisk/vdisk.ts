@@ -28,6 +28,10 @@ import { commitCork, corkOps } from './vdisk-meta.js';
 import { seekExtent } from './vdisk-extents.js';
 import { fetchVerifiedSlots } from './slot-fetch.js';
 import { applyTo } from '../lineage/clone-base.js';
+import type { ChainDoc } from '../lineage/chain.js';
+import { scoKeyIn, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
+import { ReadGate } from './read-gate.js';
+import { applyScrubTo } from './scrub-apply.js';
 
 const log = logger('vdisk');
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
@@ -52,6 +56,8 @@ export class VDiskImpl implements VDisk, SlotSource {
   dtl: DtlSink = NO_DTL;
   /** Snapshots, template flag, clone parentage (../lineage/snapshot-store.ts). */
   docs!: DocStore;
+  /** Reads in flight, for a scrub's apply to wait out before old SCOs go (read-gate.ts). */
+  readonly readGate = new ReadGate();
   private readonly lock = new Serial();
   private closed = false;
   private passingFault: VDiskFault | null = null;
@@ -92,6 +98,23 @@ export class VDiskImpl implements VDisk, SlotSource {
     await this.dtl.settle();
   }
 
+  /**
+   * Discards `length` bytes at `offset`: afterwards the whole range reads as zeros (guest TRIM, fallocate
+   * PUNCH_HOLE and ZERO_RANGE, NBD TRIM and WRITE_ZEROES all land here). Whole clusters are unmapped
+   * (allocatedBytes drops, SEEK_HOLE sees them); the part of an edge cluster in the range is zeroed by a
+   * read-modify-write, or the edge cluster is unmapped too when nothing non-zero is left in it. Any byte
+   * alignment; the range must lie within the size (INVALID otherwise). Durable against a kill of the
+   * process once resolved, and ordered with the writes around it (../datapath/tlog-format.ts).
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    const ctx = { vdisk: this.id };
+    checkWriteRange(offset, checkOffset(length, 'length', ctx), ctx);
+    this.checkWritable();
+    if (length === 0) return;
+    await this.exclusive(() => this.discardLocked(offset, length));
+    await this.dtl.settle();
+  }
+
   async resize(size: number): Promise<void> {
     checkSize(size, { vdisk: this.id });
     this.checkWritable();
@@ -128,7 +151,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   info(): VDiskInfo {
     const backlog = this.uploader.backlog;
     let dirty = this.cache.openScoBytes;
-    for (const [sco, count] of this.scoCounts) if (sco > this.corkedSco) dirty += count * SLOT_SIZE;
+    for (const [sco, count] of this.scoCounts) if (sco > this.corkedSco && sco < SCRUB_SCO_BASE) dirty += count * SLOT_SIZE; // scrub SCOs are in the backend
     return {
       id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, inheritedBytes: this.inheritedBytes, backendBytes: this.backendBytes,
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
@@ -226,10 +249,43 @@ export class VDiskImpl implements VDisk, SlotSource {
     await this.dtl.trim(this.corkedSco, this.uploader.backlog.tlogs <= 1 && !this.cache.hasPending);
   }
 
-  /** Recovery after a host loss (dtl-client/recover.ts): applies one DTL entry as the write or resize that made it. */
-  async applyDtlEntry(e: { kind: 'cluster'; address: number; data: Uint8Array } | { kind: 'resize'; size: number }): Promise<void> {
+  /**
+   * Recovery after a host loss (dtl-client/recover.ts): applies one DTL entry as the write, resize or
+   * discard that made it. `keep` (a discard after a local restart): the mapped clusters of the range that
+   * hold something newer than the discard, left as they are.
+   */
+  async applyDtlEntry(e: { kind: 'cluster'; address: number; data: Uint8Array } | { kind: 'resize'; size: number }
+    | { kind: 'discard'; first: number; count: number }, keep?: (address: number) => boolean): Promise<void> {
     if (e.kind === 'resize') return this.resizeLocked(e.size);
+    if (e.kind === 'discard') {
+      const end = Math.min(e.first + e.count, Math.ceil(this.size / CLUSTER_SIZE));
+      if (keep === undefined) return this.discardClusters(e.first, end - e.first);
+      // split the range at the clusters to keep: the runs between them are discarded, in address order
+      let from = e.first;
+      for (const a of this.map.mappedIn(e.first, end - e.first)) {
+        if (!keep(a)) continue;
+        this.discardClusters(from, a - from);
+        from = a + 1;
+      }
+      return this.discardClusters(from, end - from);
+    }
     await this.append([e.address], [e.data]);
+  }
+
+  /**
+   * Applies a scrub (the ScrubManager calls it under this vDisk's lock, volume/scrub/manager.ts): the live
+   * map moves to the new SCOs where it still points at the old slots, and the moved pages, the new SCOs'
+   * slot counts and `doc` are committed at once (scrub-apply.ts). Returns the clusters moved. Crash: all or
+   * nothing; a failed commit moves the map back.
+   */
+  applyScrub(doc: ChainDoc, newScos: Array<[number, number]>, relocations: Float64Array): Promise<number> {
+    this.checkOpen();
+    return applyScrubTo(this, doc, newScos, relocations);
+  }
+
+  /** The backend key of SCO `sco`: its own, or a scrub's (the doc's scrub says which, lineage/scrub-state.ts). */
+  scoKeyOf(sco: number): string {
+    return scoKeyIn(this.id, this.docs.doc.scrub?.scoRanges, sco);
   }
 
   /** Removes SCO `sco` from the write cache; returns the bytes freed (0 if it was not there). */
@@ -336,6 +392,52 @@ export class VDiskImpl implements VDisk, SlotSource {
     if (this.passingFault?.code === 'ENOSPC') this.clearPassingFault();
   }
 
+  private async discardLocked(offset: number, length: number): Promise<void> {
+    const end = offset + length;
+    if (end > this.size) {
+      throw new VolumeError('INVALID', `a discard of ${length} bytes at ${offset} ends past the size of the vDisk (${this.size} bytes)`, { vdisk: this.id, offset, length, size: this.size });
+    }
+    // whole clusters first..last; an edge cluster joins them when the discard leaves nothing non-zero in it
+    let first = Math.ceil(offset / CLUSTER_SIZE);
+    let last = Math.floor(end / CLUSTER_SIZE) - 1;
+    const head = offset % CLUSTER_SIZE !== 0 ? Math.floor(offset / CLUSTER_SIZE) : -1;
+    const tail = end % CLUSTER_SIZE !== 0 ? Math.floor(end / CLUSTER_SIZE) : -1;
+    const edges = head !== -1 && head === tail ? [head] : [head, tail].filter((a) => a !== -1);
+    const addresses: number[] = [];
+    const datas: Uint8Array[] = [];
+    for (const a of edges) {
+      if (this.map.scoOf(a) === 0) continue; // a hole: zeros already
+      const cStart = a * CLUSTER_SIZE;
+      const merged = Buffer.from(await this.readCluster(a));
+      merged.fill(0, Math.max(offset, cStart) - cStart, Math.min(end, cStart + CLUSTER_SIZE) - cStart);
+      if (!merged.equals(ZERO_CLUSTER)) {
+        addresses.push(a);
+        datas.push(merged);
+      } else if (edges.length === 1 && first > last) {
+        first = last = a; // the whole discard lies inside this cluster
+      } else if (a === first - 1) {
+        first = a;
+      } else if (a === last + 1) {
+        last = a;
+      }
+    }
+    if (addresses.length > 0) await this.append(addresses, datas);
+    if (first <= last) this.discardClusters(first, last - first + 1);
+  }
+
+  /**
+   * Unmaps clusters first..first+count-1, journaled: a DISCARD record in the open TLog (after the record of
+   * the open SCO when that SCO holds one of them: see ../datapath/tlog-format.ts), the same in the DTL.
+   * Nothing mapped in the range: nothing to record (an fstrim of the free space, again and again).
+   */
+  private discardClusters(first: number, count: number): void {
+    if (count <= 0 || !this.map.anyMappedIn(first, count)) return;
+    if (this.cache.openScoHolds(first, count)) this.cache.closeSco();
+    this.cache.appendRecord({ type: RecordType.Discard, first, count }); // fails: nothing changed
+    this.map.clearRange(first, count);
+    this.dtl.discard(first, count, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
+  }
+
   private async resizeLocked(size: number): Promise<void> {
     if (size < this.size) {
       // the part of the boundary cluster past the new size must read as zeros if the vDisk grows again
@@ -381,7 +483,13 @@ export class VDiskImpl implements VDisk, SlotSource {
       const ahead = (this.readAheadState ??= new ReadAhead(this));
       // once the request's own fetches are on their way: the range ahead, if the reads are sequential
       const pending = readClusters(this, n === out.length ? out : out.subarray(0, n), offset, (remote) => ahead.note(offset, offset + n, remote));
-      return pending === undefined ? Promise.resolve(n) : pending.then(() => n);
+      if (pending === undefined) return Promise.resolve(n);
+      // a read that waits may fetch SCOs a scrub is about to delete: the scrub waits for it (read-gate.ts)
+      const leave = this.readGate.enter();
+      return pending.then(() => (leave(), n), (err: unknown) => {
+        leave();
+        throw err;
+      });
     } catch (err) {
       return Promise.reject(err);
     }
@@ -417,7 +525,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   localScoFd(sco: number): number | null {
     if (this.evictedScos.has(sco)) return null;
     const fd = this.cache.scoFd(sco);
-    if (fd === null && sco <= this.corkedSco) {
+    if (fd === null && (sco <= this.corkedSco || sco >= SCRUB_SCO_BASE)) {
       if (this.evictedScos.size >= VDiskImpl.EVICTED_MEMO) this.evictedScos.clear();
       this.evictedScos.add(sco);
     }

@@ -1,0 +1,221 @@
+/**
+ * Model-based test of scrubbing in a vPool: seeded random writes, resizes, snapshots, snapshot deletes,
+ * rollbacks, clones (of clones), local restarts and rebuilds from the backend, with scrubs in between —
+ * local ones (`pool.scrub.scrub`), "remote" ones (the job on a second backend handle, as another host,
+ * then `applyPending` in the owner), and stale ones (the job, then writes and a rollback, then the apply:
+ * refused or applied, never corrupting). After each scrub every byte of every vDisk and of each of its
+ * snapshots (read from the backend through the new chain) equals the reference, and a `gc --dry-run`
+ * finds nothing left behind. The same over an encrypted backend (every object, scrub ones included,
+ * ciphertext). VPOOLFS_SEED replays a run; VPOOLFS_SCRUB_OPS sets its length.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openVPool } from '../volume/vpool.js';
+import type { VPool } from '../volume/types.js';
+import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
+import { openBlobStore } from '../volume/backend/index.js';
+import { EncryptedBlobStore } from '../volume/backend/encrypted-store.js';
+import type { BlobStore } from '../volume/backend/types.js';
+import { scrubVDisk } from '../volume/scrub/scrub-job.js';
+import { pattern, RefDisk, RefSnapshots, rng } from './helpers/ref-disk.js';
+import { pointData } from './helpers/scrub-check.js';
+
+const CS = 4096;
+
+type Ctx = import('ava').ExecutionContext;
+
+async function compareLive(t: Ctx, pool: VPool, refs: Map<string, RefDisk>, where: string): Promise<boolean> {
+  for (const [p, ref] of refs) {
+    const v = pool.vdisk(p);
+    if (v.size !== ref.size) return fail(t, `${where}: size of ${p} is ${v.size}, want ${ref.size}`);
+    const got = await v.read(0, ref.size);
+    if (!got.equals(ref.read(0, ref.size))) return fail(t, `${where}: ${p} differs`);
+  }
+  return true;
+}
+
+/** Every snapshot of `p`, read from the backend through the vDisk's chain as its doc says now. */
+async function compareSnapshots(t: Ctx, pool: VPool, p: string, snaps: RefSnapshots, where: string): Promise<boolean> {
+  await pool.vdisk(p).syncToBackend();
+  const v = pool.vdisk(p) as VDiskImpl;
+  for (const s of snaps.list(p)) {
+    const meta = v.docs.doc.snapshots.find((x) => x.name === s.name)!;
+    const got = await pointData(v.ctx.backend, v.id, v.docs.doc, meta.tlog);
+    if (got.size !== s.ref.size) return fail(t, `${where}: snapshot ${s.name} of ${p} has size ${got.size}, want ${s.ref.size}`);
+    for (const [a, data] of s.ref.clusters) {
+      if (a * CS >= s.ref.size) continue;
+      const d = got.clusters.get(a) ?? Buffer.alloc(CS);
+      if (!d.equals(data)) return fail(t, `${where}: snapshot ${s.name} of ${p} cluster ${a} differs`);
+    }
+    for (const a of got.clusters.keys()) {
+      if (!s.ref.clusters.has(a) && !got.clusters.get(a)!.equals(Buffer.alloc(CS))) return fail(t, `${where}: snapshot ${s.name} of ${p} cluster ${a} should be a hole`);
+    }
+  }
+  return true;
+}
+
+function fail(t: Ctx, msg: string): false {
+  t.fail(msg);
+  return false;
+}
+
+const KEY = Buffer.alloc(32, 7);
+
+for (const encrypted of [false, true]) {
+  test(`scrubs interleaved with writes, snapshots, deletes, rollbacks, clones and restarts: every byte as the reference${encrypted ? ' (encrypted backend)' : ''}`, async (t) => {
+    const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays this run)`);
+    const r = rng(seed);
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-scrub-model-'));
+    t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+    const state = path.join(root, 'state');
+    const backendUrl = `file://${path.join(root, 'backend')}`;
+    /** A backend handle: the owner's (one per open: closing the vPool closes it) or another host's. */
+    const backendHandle = async (): Promise<BlobStore> => (encrypted ? new EncryptedBlobStore(await openBlobStore(backendUrl), KEY) : openBlobStore(backendUrl));
+    const openPool = async (): Promise<VPool> => openVPool({ name: 'model', stateDir: state, backend: await backendHandle(), scoClusters: 8, tlogScos: 2, scoMaxAgeMs: 3_600_000 });
+    let pool = await openPool();
+    const refs = new Map<string, RefDisk>([['/a', new RefDisk()], ['/b', new RefDisk()]]);
+    const snaps = new RefSnapshots();
+    const counts = { writes: 0, discards: 0, snapshots: 0, deletes: 0, rollbacks: 0, clones: 0, scrubs: 0, remote: 0, staleRefused: 0, staleApplied: 0, restarts: 0, rebuilds: 0, freed: 0 };
+    for (const p of refs.keys()) {
+      await pool.createFile(p, 0o644, 0, 0, 96 * CS);
+      refs.get(p)!.resize(96 * CS);
+    }
+    const ops = Number(process.env.VPOOLFS_SCRUB_OPS ?? (encrypted ? 250 : 500));
+    const write = async (p: string, i: number): Promise<void> => {
+      const ref = refs.get(p)!;
+      const n = 1 + Math.floor(r() * 10);
+      const off = Math.floor(r() * Math.max(1, ref.size / CS - 2)) * CS + (r() < 0.2 ? Math.floor(r() * CS) : 0);
+      const data = pattern(seed, i, n * CS - (r() < 0.3 ? 77 : 0));
+      await pool.vdisk(p).write(off, data);
+      ref.write(off, data);
+      counts.writes++;
+    };
+    /** After a scrub of `scrubbed`: live bytes, snapshots through the backend, and nothing left there for gc. */
+    const checkAll = async (where: string, scrubbed: string[]): Promise<boolean> => {
+      if (!(await compareLive(t, pool, refs, where))) return false;
+      for (const p of refs.keys()) {
+        if (!(await compareSnapshots(t, pool, p, snaps, where))) return false;
+        if (!scrubbed.includes(p)) continue;
+        const left = await pool.scrub.sweep(p, true);
+        if (left.length > 0) return fail(t, `${where}: gc --dry-run of ${p} finds ${left.length} objects: ${left.slice(0, 3).map((x) => `${x.key} (${x.reason})`).join(', ')}`);
+      }
+      return true;
+    };
+
+    try {
+      for (let i = 0; i < ops; i++) {
+        const paths = [...refs.keys()];
+        const p = paths[Math.floor(r() * paths.length)];
+        const ref = refs.get(p)!;
+        const k = r();
+        if (k < 0.5) {
+          await write(p, i);
+        } else if (k < 0.56) {
+          await pool.snapshots.create(p, `s${i}`);
+          snaps.take(p, `s${i}`, ref);
+          counts.snapshots++;
+        } else if (k < 0.62 && snaps.list(p).length > 0) {
+          const list = snaps.list(p);
+          const s = list[Math.floor(r() * list.length)];
+          const want = snaps.remove(p, s.name);
+          const got = await pool.snapshots.remove(p, s.name).then(() => 'OK', (e: { code?: string }) => e.code);
+          if (got !== want) return void t.fail(`seed ${seed} op ${i}: delete ${s.name} of ${p}: ${got}, the model says ${want}`);
+          if (want === 'OK') counts.deletes++;
+        } else if (k < 0.66 && snaps.list(p).length > 0) {
+          const list = snaps.list(p);
+          const s = list[Math.floor(r() * list.length)];
+          const want = snaps.rollback(p, s.name);
+          const got = await pool.snapshots.rollback(p, s.name).then(() => 'OK', (e: { code?: string }) => e.code);
+          if (want === 'BUSY') {
+            if (got !== 'BUSY') return void t.fail(`seed ${seed} op ${i}: rollback over a cloned snapshot: ${got}`);
+            continue;
+          }
+          if (got !== 'OK') return void t.fail(`seed ${seed} op ${i}: rollback of ${p} to ${s.name}: ${got}`);
+          refs.set(p, want);
+          counts.rollbacks++;
+        } else if (k < 0.68 && snaps.list(p).length > 0 && refs.size < 6) {
+          const list = snaps.list(p);
+          const s = list[Math.floor(r() * list.length)];
+          const target = `/c${i}`;
+          await pool.snapshots.clone(p, s.name, target);
+          s.clones++;
+          refs.set(target, s.ref.clone());
+          counts.clones++;
+        } else if (k < 0.7) {
+          const size = Math.floor((48 + r() * 96) * CS + (r() < 0.5 ? r() * CS : 0));
+          await pool.vdisk(p).resize(size);
+          ref.resize(size);
+        } else if (k < 0.8) {
+          const rep = await pool.scrub.scrub(p);
+          counts.scrubs++;
+          counts.freed += rep.swept.bytes;
+          if (!(await checkAll(`seed ${seed} op ${i} after a scrub of ${p} (${rep.outcome}, ${rep.relocated} moved)`, [p]))) return;
+        } else if (k < 0.86) {
+          // another host: the job on its own backend handle, then the owner applies; sometimes made stale first
+          await pool.vdisk(p).syncToBackend();
+          const other = await backendHandle();
+          const id = pool.vdisk(p).info().id;
+          const result = await scrubVDisk(other, id, { scratchDir: path.join(root, 'remote-scratch'), scoClusters: 8 }).finally(() => other.close());
+          const stale = r() < 0.4;
+          if (stale) {
+            await write(p, i);
+            const list = snaps.list(p);
+            if (r() < 0.6 && list.length > 0) {
+              const s = list[Math.floor(r() * list.length)];
+              const want = snaps.rollback(p, s.name);
+              if (want !== 'BUSY') {
+                await pool.snapshots.rollback(p, s.name);
+                refs.set(p, want);
+                counts.rollbacks++;
+              }
+            }
+          }
+          const got = await pool.scrub.applyPending(p).then((x) => (x === null ? 'none' : 'applied'), (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`);
+          if (result.nothingToDo ? got !== 'none' : got !== 'applied' && !(stale && got.startsWith('BUSY') && got.includes('stale'))) {
+            return void t.fail(`seed ${seed} op ${i}: apply of a remote scrub of ${p}${stale ? ' made stale' : ''}: ${got}`);
+          }
+          counts.remote++;
+          if (stale) counts[got === 'applied' ? 'staleApplied' : 'staleRefused']++;
+          if (!(await compareLive(t, pool, refs, `seed ${seed} op ${i} after a remote scrub of ${p} (${got})`))) return;
+          if (!(await compareSnapshots(t, pool, p, snaps, `seed ${seed} op ${i} after a remote scrub of ${p} (${got})`))) return;
+        } else if (k < 0.9) {
+          await pool.close();
+          pool = await openPool();
+          counts.restarts++;
+          if (!(await compareLive(t, pool, refs, `seed ${seed} op ${i} after a local restart`))) return;
+        } else if (k < 0.92) {
+          await pool.close();
+          fs.rmSync(state, { recursive: true, force: true });
+          pool = await openPool();
+          counts.rebuilds++;
+          if (!(await compareLive(t, pool, refs, `seed ${seed} op ${i} after a rebuild from the backend`))) return;
+        } else if (k < 0.96 && ref.size > 0) {
+          // a guest TRIM: the compaction must keep what a DISCARD clears of earlier segments and the clone base
+          const off = Math.floor(r() * ref.size);
+          const len = Math.min(ref.size - off, 1 + Math.floor(r() * 12 * CS));
+          await pool.vdisk(p).discard(off, len);
+          ref.discard(off, len);
+          counts.discards++;
+        } else {
+          await write(p, i);
+        }
+      }
+      for (const p of refs.keys()) await pool.scrub.scrub(p);
+      if (!(await checkAll(`seed ${seed} at the end`, [...refs.keys()]))) return;
+      t.log(JSON.stringify(counts));
+      t.true(counts.scrubs > 0 && counts.remote > 0 && counts.rollbacks > 0 && counts.clones > 0 && counts.rebuilds > 0 && counts.discards > 0, 'the run scrubbed, locally and remotely, rolled back, cloned, rebuilt and discarded');
+      t.true(counts.freed > 0, 'the scrubs freed backend space');
+      if (encrypted) {
+        // nothing readable in the backend: every object is ciphertext (a scrub SCO included)
+        const sample = fs.readdirSync(path.join(root, 'backend'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && e.parentPath.includes('/scrub/'));
+        t.true(sample.length > 0, 'scrub objects exist');
+        for (const e of sample.slice(0, 20)) t.false(fs.readFileSync(path.join(e.parentPath, e.name)).includes(Buffer.from('VPC1')), `${e.name} is not plaintext`);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+}

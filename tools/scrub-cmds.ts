@@ -1,0 +1,137 @@
+/**
+ * The scrubbing verbs of the CLI (docs/scrubbing.md):
+ *
+ *   scrub [PATH]                  on a mounted vPool: scrub the vDisk PATH, or every vDisk below the directory
+ *                                 PATH (default .), each through `setfattr user.vdisk.scrub run`
+ *   scrub --apply [PATH]          the owner applies what a remote scrubber left (`user.vdisk.scrub apply`)
+ *   scrub --backend URL --scratch DIR [--vdisk ID]
+ *                                 the "other host": runs the job against the backend alone (every vDisk of
+ *                                 the backend's tree, or one) and leaves results for the owner; deletes nothing
+ *   gc [PATH] [--dry-run]         mark and sweep of each vDisk's backend objects (`user.vdisk.gc`): what goes and why
+ *
+ * Progress (vDisks done, bytes read, written, freed) goes to stderr; --json prints one JSON line per vDisk.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { openBackend, readKeyFile } from '../volume/backend/open-backend.js';
+import { treeVDisks } from '../volume/scrub/tree-vdisks.js';
+import { scrubVDisk, type ScrubProgress } from '../volume/scrub/scrub-job.js';
+import type { ScrubReport } from '../volume/types.js';
+import type { SweepItem } from '../volume/types.js';
+import { getVdiskView, setVdiskXattr } from './xattr-calls.js';
+
+const MiB = 2 ** 20;
+const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
+
+/** The vDisk files at or below `p` (a file: itself). */
+function vdiskFiles(p: string): string[] {
+  const st = fs.statSync(p);
+  if (!st.isDirectory()) return [p];
+  const out: string[] = [];
+  for (const e of fs.readdirSync(p, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const full = path.join(p, e.name);
+    if (e.isDirectory()) out.push(...vdiskFiles(full));
+    else if (e.isFile()) out.push(full);
+  }
+  return out;
+}
+
+function progressLine(text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`);
+}
+
+interface ScrubFlags {
+  apply?: boolean;
+  backend?: string;
+  scratch?: string;
+  vdisk?: string;
+  encryptionKeyFile?: string;
+  fillRatio?: string;
+  json?: boolean;
+}
+
+async function scrubMounted(target: string, o: ScrubFlags): Promise<void> {
+  const files = vdiskFiles(target);
+  let freed = 0;
+  for (const [i, file] of files.entries()) {
+    progressLine(`[${i}/${files.length} vDisks] ${o.apply ? 'applying' : 'scrubbing'} ${file}, ${mb(freed)} freed so far`);
+    await setVdiskXattr(file, 'user.vdisk.scrub', o.apply ? 'apply' : 'run', o.apply ? 'scrub --apply' : 'scrub');
+    const st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub')) as { lastReport: ScrubReport | null; garbageBytes: number };
+    const r = st.lastReport;
+    freed += r?.swept.bytes ?? 0;
+    progressLine('');
+    if (o.json) console.log(JSON.stringify({ file, ...r, garbageBytesLeft: st.garbageBytes }));
+    else if (r !== null) {
+      console.log(`${file}: ${r.outcome}; read ${mb(r.stats.bytesRead)}, wrote ${mb(r.stats.bytesWritten)}, freed ${mb(r.swept.bytes)} (${r.swept.objects} objects), ` +
+        `${r.relocated} clusters moved, ${mb(st.garbageBytes)} garbage left`);
+    }
+  }
+  if (!o.json) console.log(`${files.length} vDisk(s) ${o.apply ? 'applied' : 'scrubbed'}, ${mb(freed)} freed`);
+}
+
+async function scrubRemote(o: ScrubFlags): Promise<void> {
+  if (o.scratch === undefined) throw new Error('--backend needs --scratch DIR (where live clusters are gathered)');
+  const key = o.encryptionKeyFile === undefined ? undefined : await readKeyFile(o.encryptionKeyFile);
+  const backend = await openBackend(o.backend!, { encryptionKey: key });
+  try {
+    const ids = o.vdisk !== undefined ? [o.vdisk] : await treeVDisks(backend);
+    for (const [i, id] of ids.entries()) {
+      const show = (p: ScrubProgress): void =>
+        progressLine(`[${i}/${ids.length} vDisks] ${id}: ${p.phase} ${p.segmentsDone}/${p.segments} segments, read ${mb(p.bytesRead)}, wrote ${mb(p.bytesWritten)}`);
+      const r = await scrubVDisk(backend, id, { scratchDir: o.scratch, fillRatio: o.fillRatio === undefined ? undefined : Number(o.fillRatio), onProgress: show });
+      progressLine('');
+      if (o.json) console.log(JSON.stringify(r));
+      else {
+        console.log(`${id}: ${r.nothingToDo ? 'nothing to rewrite' : `result ${r.scrubId}`}; read ${mb(r.stats.bytesRead)}, wrote ${mb(r.stats.bytesWritten)}, ` +
+          `${mb(r.stats.bytesFreed)} to free once applied (the owner: vpoolfs scrub --apply FILE)`);
+      }
+    }
+  } finally {
+    await backend.close();
+  }
+}
+
+export function addScrubCommands(program: Command, fail: (err: unknown) => never): void {
+  program
+    .command('scrub')
+    .description('reclaim the backend space of overwritten data, deleted snapshots and rollbacks (docs/scrubbing.md)')
+    .argument('[path]', 'a vDisk, or a directory of a mounted vPool (every vDisk below it)', '.')
+    .option('--apply', 'apply the results a remote scrubber left, instead of scrubbing here')
+    .option('--backend <url>', 'scrub against the backend alone, as another host would (needs --scratch); results are left for the owner')
+    .option('--scratch <dir>', 'scratch directory of a --backend scrub')
+    .option('--vdisk <id>', 'with --backend: only this vDisk id')
+    .option('--encryption-key-file <file>', 'with --backend: the key of an encrypted backend')
+    .option('--fill-ratio <r>', 'with --backend: rewrite SCOs whose live share is below r (default 0.75)')
+    .option('--json', 'one JSON line per vDisk')
+    .action(async (target: string, o: ScrubFlags) => {
+      try {
+        if (o.backend !== undefined) await scrubRemote(o);
+        else await scrubMounted(target, o);
+      } catch (err) {
+        fail(err);
+      }
+    });
+  program
+    .command('gc')
+    .description("mark and sweep: delete each vDisk's backend objects that nothing references (with --dry-run: list them and why)")
+    .argument('[path]', 'a vDisk, or a directory of a mounted vPool', '.')
+    .option('--dry-run', 'list, delete nothing')
+    .option('--json', 'one JSON line per vDisk')
+    .action(async (target: string, o: { dryRun?: boolean; json?: boolean }) => {
+      try {
+        let n = 0;
+        for (const file of vdiskFiles(target)) {
+          await setVdiskXattr(file, 'user.vdisk.gc', o.dryRun ? 'dry-run' : 'run', 'gc');
+          const st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'gc')) as { lastSweep: { items: SweepItem[] } | null };
+          const items = st.lastSweep?.items ?? [];
+          n += items.length;
+          if (o.json) console.log(JSON.stringify({ file, dryRun: !!o.dryRun, items }));
+          else for (const it of items) console.log(`${o.dryRun ? 'would delete' : 'deleted'} ${it.key}  (${file}: ${it.reason})`);
+        }
+        if (!o.json) console.log(`${n} object(s) ${o.dryRun ? 'would be deleted' : 'deleted'}`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+}

@@ -1,0 +1,56 @@
+/**
+ * The vDisk's part of applying a scrub (VDiskImpl.applyScrub, under the vDisk's lock; docs/scrubbing.md):
+ * move the live map (`relocate`), then persist the moved map pages, the slot counts of the new SCOs and the new doc in one
+ * metadata commit (after an fdatasync of the write cache, as a cork does: the pages may also carry entries
+ * of writes not yet corked). If the commit fails, the map is moved back and nothing changed.
+ */
+import type { MetadataOp } from '../../mds/types.js';
+import type { ClusterMap } from '../datapath/cluster-map.js';
+import { scoName, SLOT_SIZE } from '../datapath/sco-format.js';
+import type { ChainDoc } from '../lineage/chain.js';
+import type { VDiskImpl } from './vdisk.js';
+import { commitCork, mapPrefix, pageBytes, scoCountPrefix, u32 } from './vdisk-meta.js';
+
+export async function applyScrubTo(v: VDiskImpl, next: ChainDoc, newScos: Array<[number, number]>, rel: Float64Array): Promise<number> {
+  const { moved, undo } = relocate(v.map, rel);
+  for (const [sco, count] of newScos) v.scoCounts.set(sco, count);
+  const ops: MetadataOp[] = [];
+  for (const [pageNo, page] of v.map.takeDirty()) ops.push({ key: mapPrefix(v.id) + pageNo.toString(16).padStart(8, '0'), value: page === null ? null : pageBytes(page) });
+  for (const [sco, count] of newScos) ops.push({ key: scoCountPrefix(v.id) + scoName(sco), value: u32(count) });
+  ops.push(...v.docs.ops(next));
+  try {
+    await commitCork(v.ctx.mds, v, ops, () => v.cache.syncLocal());
+  } catch (err) {
+    undo();
+    for (const [sco] of newScos) v.scoCounts.delete(sco);
+    throw err;
+  }
+  v.docs.doc = next; // shipped by the next DocStore.flush (the caller waits for it before sweeping)
+  for (const [, count] of newScos) v.backendBytes += count * SLOT_SIZE;
+  return moved;
+}
+
+/**
+ * Moves the map's own entries (depth 0) per `rel` (address, old SCO, old slot, new SCO, new slot), each
+ * only where the map still points at the old slot (a newer write wins). Synchronous: no read or write
+ * interleaves. Returns the undo (puts back exactly what it moved).
+ */
+export function relocate(map: ClusterMap, rel: Float64Array): { moved: number; undo: () => void } {
+  const done: number[] = [];
+  for (let i = 0; i < rel.length; i += 5) {
+    const a = rel[i];
+    const loc = map.get(a);
+    if (loc === null || loc.depth !== 0 || loc.sco !== rel[i + 1] || loc.slot !== rel[i + 2]) continue;
+    map.set(a, rel[i + 3], rel[i + 4], 0);
+    done.push(i);
+  }
+  return {
+    moved: done.length,
+    undo: () => {
+      for (const i of done) {
+        const loc = map.get(rel[i]);
+        if (loc !== null && loc.sco === rel[i + 3] && loc.slot === rel[i + 4]) map.set(rel[i], rel[i + 1], rel[i + 2], 0);
+      }
+    },
+  };
+}
