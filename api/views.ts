@@ -26,6 +26,12 @@ function ownInherited(i: VDiskInfo): { ownBytes: number; inheritedBytes: number 
   return { ownBytes: i.allocatedBytes, inheritedBytes: i.inheritedBytes };
 }
 
+/** Where scrubbing of the vDisk stands (docs/scrubbing.md): the last scrub applied, the garbage it left, whether one runs. */
+function scrubView(ctx: ApiContext, p: string): { last: { id: string; ranAt: number; appliedAt?: number } | null; garbageBytes: number; running: boolean } {
+  const st = ctx.vpool.scrub.statusAt(p);
+  return { last: st.last, garbageBytes: st.garbageBytes, running: st.running };
+}
+
 export function vdiskView(ctx: ApiContext, p: string) {
   const { vpool } = ctx;
   const st = vpool.stat(p);
@@ -49,6 +55,7 @@ export function vdiskView(ctx: ApiContext, p: string) {
     openHandles: ctx.fds()?.handlesOf(disk) ?? 0,
     router: i.router,
     fault: i.fault,
+    scrub: scrubView(ctx, p),
     mode: st.mode & 0o7777,
     uid: st.uid,
     gid: st.gid,
