@@ -99,6 +99,7 @@ export class ClusterMap {
   clearRange(first: number, count: number): number {
     let cleared = 0;
     this.forRange(first, count, (pageNo, page, k) => {
+      if (page[k * 2 + 1] & DEPTH_MASK) this.inherited--;
       page[k * 2] = 0;
       page[k * 2 + 1] = 0;
       this.dirty.add(pageNo);
