@@ -38,6 +38,13 @@ export class FdTable {
     return this.count;
   }
 
+  /** How many handles point at `disk` (the management API shows it, and refuses a rollback or delete while it is above 0). */
+  handlesOf(disk: VDisk): number {
+    let n = 0;
+    for (const d of this.disks) if (d === disk) n++;
+    return n;
+  }
+
   /** The distinct vDisks open right now. */
   openDisks(): VDisk[] {
     const seen = new Set<VDisk>();

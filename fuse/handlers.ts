@@ -22,8 +22,8 @@ export interface MountHandlers {
   fence: Fence;
 }
 
-export function buildHandlers(vpool: VPool, mountpoint: string, observer?: OpObserver): MountHandlers {
-  const ctx: OpContext = { vpool, fds: new FdTable(), uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+export function buildHandlers(vpool: VPool, mountpoint: string, observer?: OpObserver, apiInfo?: () => Record<string, unknown>): MountHandlers {
+  const ctx: OpContext = { vpool, fds: new FdTable(), uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, apiInfo };
   let ops: Handlers = { ...treeOps(ctx), ...ioOps(ctx), ...xattrOps(ctx) };
   registerMount(vpool, ctx.fds, mountpoint);
   const fence = new Fence();

@@ -20,7 +20,15 @@ export interface MountOptions {
   debug?: boolean;
   /** Kernel engine: the kernel ended the session without unmount() (an `umount` from outside, an abort). */
   onLost?: (why: string) => void;
+  /**
+   * What `getfattr -n user.vpool.api` answers on every node of the mount (JSON): how the CLI finds the
+   * management API of the vPool a path is on (tools/locate.ts). Absent: ENODATA.
+   */
+  apiInfo?: () => Record<string, unknown>;
 }
+
+/** How a path changed behind the kernel's back (the management API changes vDisks without going through the mount). */
+export type Change = 'data' | 'attrs' | 'gone';
 
 export interface Mounted {
   readonly mountpoint: string;
@@ -30,6 +38,12 @@ export interface Mounted {
   readonly fds: FdTable;
   /** Refuses every new change (EIO) and resolves once the running ones have answered: call before the final ship. */
   fence(): Promise<void>;
+  /**
+   * Tells the kernel that `path` (absolute in the vPool) changed without a request of this mount: its cached
+   * pages and attributes are dropped (`data`, `attrs`) or its name forgotten (`gone`). Kernel engine only
+   * (fuse-native keeps nothing cached for longer than its 1 s attribute timeout and has no notify call).
+   */
+  changed(path: string, how: Change): Promise<void>;
   /** Unmounts; with files still open, lazily (like `fusermount -uz`): open files see errors afterwards. */
   unmount(): Promise<void>;
 }

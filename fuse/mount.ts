@@ -9,11 +9,11 @@ import { mountKernel } from './kernel/mount.js';
 import { DEFAULT_FUSE_ENGINE, type MountOptions, type Mounted } from './mount-types.js';
 import { mountNative } from './native-mount.js';
 
-export { DEFAULT_FUSE_ENGINE, FUSE_ENGINES, type FuseEngine, type MountOptions, type Mounted } from './mount-types.js';
+export { DEFAULT_FUSE_ENGINE, FUSE_ENGINES, type Change, type FuseEngine, type MountOptions, type Mounted } from './mount-types.js';
 
 export async function mountVPool(opts: MountOptions): Promise<Mounted> {
   const engine = opts.engine ?? DEFAULT_FUSE_ENGINE;
-  const h = buildHandlers(opts.vpool, opts.mountpoint, opts.observer);
+  const h = buildHandlers(opts.vpool, opts.mountpoint, opts.observer, opts.apiInfo);
   if (engine === 'fuse-native') return mountNative(opts, h);
   return mountKernel(opts, h);
 }

@@ -60,6 +60,8 @@ export async function mountNative(opts: MountOptions, h: MountHandlers): Promise
     options,
     fds: h.fds,
     fence: () => h.fence.close(),
+    // libfuse2 through fuse-native has no notify call: its caches expire on their own (1 s attributes)
+    changed: async () => undefined,
     unmount() {
       unmounted ??= new Promise<void>((resolve, reject) =>
         fuse.unmount((err) => {

@@ -6,8 +6,11 @@
 import type { Cb } from 'fuse-native';
 
 export interface OpObserver {
-  /** `code` is the handler's answer: a negative errno, 0, or a byte count for read and write. */
-  done(op: string, startNs: bigint, code: number): void;
+  /**
+   * `code` is the handler's answer: a negative errno, 0, or a byte count for read and write; `path` the
+   * vPool path the operation was on (its first argument), for per-vDisk figures.
+   */
+  done(op: string, startNs: bigint, code: number, path: string | undefined): void;
 }
 
 type Handler = (...args: any[]) => void;
@@ -19,7 +22,7 @@ export function instrument<T extends Record<string, Handler>>(ops: T, observer: 
       const start = process.hrtime.bigint();
       const cb = args[args.length - 1] as Cb;
       args[args.length - 1] = (code: number, ...rest: unknown[]) => {
-        observer.done(op, start, code);
+        observer.done(op, start, code, typeof args[0] === 'string' ? args[0] : undefined);
         cb(code, ...rest);
       };
       fn(...args);

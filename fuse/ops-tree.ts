@@ -8,6 +8,7 @@ import type { Cb } from 'fuse-native';
 import type { VPool } from '../volume/types.js';
 import { E, toErrno } from './errno.js';
 import type { FdTable } from './fds.js';
+import { poolStatfs } from './pool-usage.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -19,6 +20,8 @@ export interface OpContext {
   fds: FdTable;
   uid: number;
   gid: number;
+  /** The `user.vpool.api` answer (fuse/xattr.ts), when the daemon serves a management API. */
+  apiInfo?: () => Record<string, unknown>;
 }
 
 /** Settles `cb` from a promise: 0 on success, the mapped errno on failure. */
@@ -94,7 +97,7 @@ export function treeOps(ctx: OpContext) {
 
     statfs(path: string, cb: Cb) {
       try {
-        cb(0, vpool.statfs());
+        cb(0, poolStatfs(vpool));
       } catch (err) {
         cb(toErrno(err, 'statfs', path));
       }

@@ -18,6 +18,7 @@ function infoView(vpool: VPool, path: string): unknown {
     id: i.id,
     size: i.size,
     allocatedBytes: i.allocatedBytes,
+    inheritedBytes: i.inheritedBytes,
     backendBytes: i.backendBytes,
     dirtyBytes: i.dirtyBytes,
     uploadBacklog: i.uploadBacklog,

@@ -35,14 +35,23 @@ export function registerMount(vpool: VPool, fds: FdTable, mountpoint: string): v
   mounts.set(vpool, { fds, mountpoint: path.resolve(mountpoint) });
 }
 
-/** BUSY unless no handle of this mount holds the vDisk at `p` open (after a grace for pending releases). */
-async function waitUnopened(vpool: VPool, p: string): Promise<void> {
+/**
+ * BUSY unless no handle of this mount holds the vDisk at `p` open (after a grace for pending releases).
+ * `mine` handles are the caller's own (the xattr call's file descriptor), not counted as "another process".
+ */
+export async function waitUnopened(vpool: VPool, p: string, mine = 0): Promise<void> {
   const info = mounts.get(vpool);
   if (info === undefined) return;
   const disk = vpool.vdisk(p);
   const deadline = Date.now() + RELEASE_GRACE_MS;
-  while (info.fds.openDisks().includes(disk)) {
-    if (Date.now() >= deadline) throw new VolumeError('BUSY', `${p} is open in another process`, { path: p });
+  for (;;) {
+    const n = info.fds.handlesOf(disk);
+    if (n <= mine) return;
+    if (Date.now() >= deadline) {
+      const others = n - mine;
+      const what = mine > 0 ? `open in another process` : `open (${others} file handle${others === 1 ? '' : 's'} on the mount: a VM or another program has it)`;
+      throw new VolumeError('BUSY', `${p.replace(/^\//, '')} is ${what}`, { path: p, handles: others });
+    }
     await sleep(20);
   }
 }

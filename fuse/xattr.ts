@@ -4,6 +4,10 @@
  * it is logged at warn with its cause, whatever the errno. Every other namespace (`security.capability`, which the kernel asks before each write,
  * `trusted.*`, `system.*`) answers ENODATA at once, with no I/O.
  *
+ * `user.vpool.api` (POOL_API_XATTR) answers on every node, directory or vDisk, with JSON saying where the
+ * daemon's management API listens (socket, pid, vPool, mountpoint, version): that is how the CLI goes from a
+ * path to the API (tools/locate.ts). It is not listed, and cannot be set or removed (ENOTSUP).
+ *
  * getxattr/listxattr answer the size probe (size 0 → the length) and a too-small buffer (ERANGE) here,
  * in fuse.ts, because fuse-native gets both wrong.
  */
@@ -18,11 +22,14 @@ const log = logger('fuse');
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const VDISK_PREFIX = 'user.vdisk.';
+/** Where the management API of the vPool this node is on listens (JSON); see the header. */
+export const POOL_API_XATTR = 'user.vpool.api';
 
-export type XattrKind = 'plain' | 'vdisk' | 'foreign';
+export type XattrKind = 'plain' | 'vdisk' | 'pool' | 'foreign';
 
 export function xattrKind(name: string): XattrKind {
   if (!name.startsWith('user.')) return 'foreign';
+  if (name === POOL_API_XATTR) return 'pool';
   return name.startsWith(VDISK_PREFIX) ? 'vdisk' : 'plain';
 }
 
@@ -51,6 +58,10 @@ export function xattrOps(ctx: OpContext) {
         return;
       }
       if (kind === 'foreign') return cb(E.ENOTSUP);
+      if (kind === 'pool') {
+        log.warn(`setxattr ${name}: reserved for the daemon (where its management API listens)`, { path, name, errno: -E.ENOTSUP });
+        return cb(E.ENOTSUP);
+      }
       let p: Promise<void>;
       try {
         if (flags & (XATTR_CREATE | XATTR_REPLACE)) {
@@ -73,6 +84,14 @@ export function xattrOps(ctx: OpContext) {
     getxattr(path: string, name: string, _position: number, cb: Cb) {
       const kind = xattrKind(name);
       if (kind === 'foreign') return cb(E.ENODATA);
+      if (kind === 'pool') {
+        try {
+          vpool.stat(path); // ENOENT for a node gone meanwhile, like any other attribute
+        } catch (err) {
+          return cb(toErrno(err, 'getxattr', path));
+        }
+        return ctx.apiInfo ? cb(0, Buffer.from(JSON.stringify(ctx.apiInfo()))) : cb(E.ENODATA);
+      }
       if (kind === 'vdisk') {
         readVdiskView(vpool, path, name).then(
           (json) => cb(0, json),
@@ -105,6 +124,7 @@ export function xattrOps(ctx: OpContext) {
         return cb(E.ENOTSUP);
       }
       if (kind === 'foreign') return cb(E.ENODATA);
+      if (kind === 'pool') return cb(E.ENOTSUP);
       let p: Promise<void>;
       try {
         if (vpool.getXattr(path, name) === undefined) return cb(E.ENODATA);

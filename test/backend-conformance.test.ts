@@ -130,7 +130,16 @@ test('file: opening a file URL that names a host or a regular file fails', async
   await rejectsWith(t, openBlobStore('file://somehost/tmp/x'), 'INVALID');
   const { dir } = await fileStore(t);
   await fsp.writeFile(path.join(dir, 'plain'), 'x');
-  await rejectsWith(t, openBlobStore(pathToFileURL(path.join(dir, 'plain')).href), 'BACKEND');
+  // a file where the root directory should be is a mistake in the URL: INVALID, and the message says what
+  await rejectsWith(t, openBlobStore(pathToFileURL(path.join(dir, 'plain')).href), 'INVALID');
+  await t.throwsAsync(openBlobStore(pathToFileURL(path.join(dir, 'plain')).href), { message: /plain is a file, not a directory$/ });
+  // below a file: the lookup fails, naming the path and the cause
+  await rejectsWith(t, openBlobStore(pathToFileURL(path.join(dir, 'plain', 'sub')).href), 'BACKEND');
+});
+
+test('file: a root that cannot be created (procfs takes no new directories) fails at once, naming it and why', async (t) => {
+  await rejectsWith(t, openBlobStore('file:///proc/vpoolfs-conformance/x'), 'BACKEND');
+  await t.throwsAsync(openBlobStore('file:///proc/vpoolfs-conformance/x'), { message: /cannot create the directory \/proc\/vpoolfs-conformance \(ENOENT/ });
 });
 
 test('file: puts killed by SIGKILL at random moments are never torn', async (t) => {

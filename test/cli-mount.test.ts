@@ -4,6 +4,8 @@
  * (vPool name = basename); the config file is watched (logLevel live, other keys need a restart);
  * Prometheus metrics on --metrics.
  */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import test0 from 'ava';
 import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -98,21 +100,54 @@ test('the config file: its keys are used, logLevel and cache sizes apply live, o
   t.true(m.alive);
 });
 
-test('--metrics serves Prometheus metrics: operations, bytes, latency', async (t) => {
+test('--metrics serves Prometheus metrics: operations, bytes, latency, per vDisk (top N), backend by operation, one prefix, no NaN', async (t) => {
   const l = await freshLayout(t);
-  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: ['--metrics', '127.0.0.1:0'] });
+  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: ['--metrics', '127.0.0.1:0', '--metrics-top-vdisks', '2'] });
   await ok(t, `dd if=/dev/zero of=${q(m.p('d'))} bs=64k count=4 status=none && cat ${q(m.p('d'))} > /dev/null`);
+  // three more vDisks, less busy than d: only the two busiest get per-vDisk series
+  await ok(t, `for f in e f g; do dd if=/dev/zero of=${q(m.mountpoint)}/$f bs=4k count=1 status=none; done && dd if=/dev/zero of=${q(m.p('e'))} bs=4k count=2 conv=notrunc,fsync status=none`);
+  await ok(t, `sync ${q(m.p('d'))}`);
   const address = logEntries(m.log, 'metrics listening')[0]?.address;
   t.truthy(address, m.log);
   const text = await fetch(`http://${address}/metrics`).then((r) => r.text());
   t.regex(text, /vpoolfs_fuse_ops_total\{op="write",result="ok",vpool="vp"\} \d+/);
-  t.regex(text, /vpoolfs_fuse_bytes_total\{kind="write",vpool="vp"\} 262144/);
+  t.regex(text, /vpoolfs_fuse_bytes_total\{kind="write",vpool="vp"\} 282624/);
   t.regex(text, /vpoolfs_fuse_bytes_total\{kind="read",vpool="vp"\} \d+/);
   t.regex(text, /vpoolfs_fuse_op_duration_seconds_bucket\{[^}]*op="write"[^}]*\} [1-9]/);
   t.regex(text, /vpoolfs_dirty_bytes\{vpool="vp"\} \d+/);
   t.regex(text, /vpoolfs_write_cache_bytes\{vpool="vp"\} [1-9]\d*/, 'the 256 KiB written are in the write cache');
   t.regex(text, /vpoolfs_write_cache_limit_bytes\{vpool="vp"\} 1073741824/);
   t.regex(text, /vpoolfs_read_cache_hit_ratio\{vpool="vp"\} 0/, 'nothing was read from the backend yet');
+  // one prefix: no vpoolfs_process_process_…; the event loop figures are numbers
+  t.regex(text, /^vpoolfs_process_cpu_seconds_total\{vpool="vp"\} [\d.e-]+$/m);
+  t.notRegex(text, /vpoolfs_process_process_|vpoolfs_process_nodejs_/);
+  for (const s of ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99']) {
+    const v = new RegExp(`^vpoolfs_nodejs_eventloop_lag_${s}_seconds\\{vpool="vp"\\} (\\S+)$`, 'm').exec(text)?.[1];
+    t.truthy(v, `lag ${s} is exported`);
+    t.true(Number.isFinite(Number(v)) && Number(v) < 3600, `lag ${s} is a number of seconds, got ${v}`);
+  }
+  t.notRegex(text, /\bNaN\b/);
+  // per vDisk: the two busiest (d, then e), not the others
+  t.regex(text, /^vpoolfs_vdisk_bytes_total\{vdisk="\/d",kind="write",vpool="vp"\} 262144$/m);
+  t.regex(text, /^vpoolfs_vdisk_ops_total\{vdisk="\/e",op="write",vpool="vp"\} \d+$/m);
+  t.regex(text, /^vpoolfs_vdisk_op_seconds_total\{vdisk="\/d",op="read",vpool="vp"\} [\d.e-]+$/m);
+  t.notRegex(text, /vdisk="\/[fg]"/, 'only the top 2 vDisks have series');
+  // the backend by operation: the uploads of d's SCOs are puts with bytes
+  const puts = Number(/^vpoolfs_backend_requests_total\{op="put",result="ok",vpool="vp"\} (\d+)$/m.exec(text)?.[1]);
+  t.true(puts > 0, 'puts counted');
+  t.regex(text, /^vpoolfs_backend_bytes_total\{op="put",vpool="vp"\} [1-9]\d*$/m);
+  t.regex(text, /^vpoolfs_backend_request_duration_seconds_count\{[^}]*op="put"[^}]*\} [1-9]\d*$/m);
+  t.regex(text, /^vpoolfs_backend_requests_total\{op="get",result="error",vpool="vp"\} \d+$/m);
+  t.regex(text, /^vpoolfs_upload_lag_seconds\{vpool="vp"\} [\d.e-]+$/m);
+  t.regex(text, /^vpoolfs_dtl_queued_bytes\{vpool="vp"\} 0$/m, 'DTL none: nothing queued');
+  // docs/grafana-dashboard.json charts only metrics the daemon serves
+  const dashboard = readFileSync(fileURLToPath(new URL('../../docs/grafana-dashboard.json', import.meta.url)), 'utf8');
+  const exprs = [...dashboard.matchAll(/"expr": "((?:[^"\\]|\\.)*)"/g)].map((m) => JSON.parse(`"${m[1]}"`) as string);
+  t.true(exprs.length >= 20, `the dashboard has its queries (${exprs.length})`);
+  const served = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+  for (const name of new Set(exprs.flatMap((e) => e.match(/\bvpoolfs_\w+/g) ?? []))) {
+    t.true(served.has(name.replace(/_(bucket|count|sum)$/, '')), `the dashboard's ${name} is served`);
+  }
 });
 
 

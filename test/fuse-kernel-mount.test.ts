@@ -2,7 +2,7 @@
  * The kernel FUSE engine (fuse/kernel/) through real mounts, always with `--fuse-engine kernel`:
  * - lseek SEEK_DATA/SEEK_HOLE against a seeded model of written clusters (shrinks and a clone included),
  *   and `qemu-img map` showing holes, then data after writing;
- * - statfs (`stat -f`, `df`) from the vPool's statfs, 64-bit, inode counts that add up;
+ * - statfs (`stat -f`, `df`, `df -i`): the vPool's provisioned and written bytes, 64-bit, inode counts that add up;
  * - what vpoolfs does not implement (symlink, hard link, ioctl, fifo) fails cleanly, the mount keeps serving;
  * - 1 MiB O_DIRECT writes arrive as 1 MiB requests, and the kernel does not ask GETXATTR security.capability
  *   before each write (HANDLE_KILLPRIV_V2), both counted by the session ("fuse kernel session stats" log);
@@ -128,22 +128,26 @@ test('qemu-img map shows a sparse vDisk as holes, and the data once written', as
   );
 });
 
-test('statfs: stat -f and df show the vPool (the write cache filesystem), 64-bit, inodes that add up', async (t) => {
-  const { l, m } = await mountKernel(t);
-  const [bsize, blocks] = (await ok(t, `stat -f -c '%S %b' ${q(l.state)}`)).trim().split(' ').map(Number);
+test('statfs: stat -f and df show the vPool (size = provisioned, used = written), 64-bit, inodes that add up', async (t) => {
+  const { m } = await mountKernel(t);
   const fields = async () => (await ok(t, `stat -f -c '%s %S %b %f %a %c %d %l' ${q(m.mountpoint)}`)).trim().split(' ').map(Number);
   const [bs, frsize, total, free, avail, files, ffree, namemax] = await fields();
   t.is(bs, 4096);
   t.is(frsize, 4096);
-  t.is(total, Math.floor((bsize * blocks) / 4096), 'the size of the write-cache filesystem, in 4 KiB blocks');
-  t.true(free > 0 && free <= total && avail === free, `free ${free} avail ${avail} total ${total}`);
+  t.deepEqual([total, free, avail], [0, 0, 0], 'an empty vPool has nothing provisioned: not the write cache filesystem');
   t.is(namemax, 255);
-  t.true(files > ffree, 'total inodes = used + free');
-  await ok(t, `mkdir ${q(m.p('d'))} && touch ${q(m.p('d/a'))} ${q(m.p('d/b'))}`);
+  t.is(files - ffree, 1, 'the root is the one node in use');
+  await ok(t, `mkdir ${q(m.p('d'))} && touch ${q(m.p('d/a'))} && truncate -s 64T ${q(m.p('d/b'))}`);
+  await ok(t, `dd if=/dev/urandom of=${q(m.p('d/a'))} bs=4k count=3 conv=fsync status=none`);
   const after = await fields();
-  t.is(after[5] - after[6], files - ffree + 3, 'three more nodes in use');
-  const df = await ok(t, `df -B1 --output=source,size ${q(m.mountpoint)}`);
-  t.regex(df, new RegExp(`vpoolfs:vp\\s+${total * 4096}`));
+  t.is(after[2], 2 ** 34 + 3, '64 TiB + 12 KiB provisioned, in 4 KiB blocks (past 32 bits)');
+  t.is(after[2] - after[3], 3, 'three 4 KiB clusters written');
+  t.is(after[4], after[3]);
+  t.is(after[5] - after[6], 4, 'root, d, a, b');
+  const df = await ok(t, `df -B1 --output=source,size,used ${q(m.mountpoint)}`);
+  t.regex(df, new RegExp(`vpoolfs:vp\\s+${(2 ** 34 + 3) * 4096}\\s+${3 * 4096}`));
+  const dfi = await ok(t, `df --output=iused ${q(m.mountpoint)}`);
+  t.is(dfi.trim().split('\n').pop()!.trim(), '4', 'df -i: IUsed is the nodes in use, never negative');
 });
 
 test('what vpoolfs does not implement fails cleanly (symlink, link, ioctl, fifo) and the mount keeps serving', async (t) => {

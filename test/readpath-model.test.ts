@@ -90,7 +90,7 @@ test('random reads of random lengths match the reference while the data is sprea
     if (op === Math.floor(OPS / 2)) {
       // a clone of /d as it is now: its entries are of depth 1, read from /d's namespace
       await pool.snapshots.clone('/d', '', '/c');
-      disks.push({ path: '/c', v: pool.vdisk('/c'), ref: disks[0].ref.clone() });
+      disks.push({ path: '/c', v: pool.vdisk('/c'), ref: disks[0].ref.cloneChild() });
       counts.clones++;
     } else if (k < 0.4) {
       let offset: number;

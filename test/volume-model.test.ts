@@ -24,7 +24,8 @@ async function compareAll(t: import('ava').ExecutionContext, pool: VPool, refs: 
     const v = pool.vdisk(p);
     if (snaps) t.deepEqual(pool.snapshots.list(p).map((s) => s.name), snaps.list(p).map((s) => s.name), `${where}: snapshots of ${p}`);
     t.is(v.size, ref.size, `${where}: size of ${p}`);
-    t.is(v.allocatedBytes, ref.allocatedBytes, `${where}: allocated bytes of ${p}`);
+    t.is(v.allocatedBytes, ref.allocatedBytes, `${where}: allocated (own) bytes of ${p}`);
+    t.is(v.info().inheritedBytes, ref.inheritedBytes, `${where}: inherited bytes of ${p}`);
     for (const a of ref.clusters.keys()) {
       const off = a * CS;
       if (off >= ref.size) continue;
@@ -95,7 +96,7 @@ test('random writes, reads, discards and resizes match the reference across loca
       const target = `/dir/clone${i}`;
       await pool.snapshots.clone(p, s.name, target);
       s.clones++;
-      refs.set(target, s.ref.clone());
+      refs.set(target, s.ref.cloneChild());
       counts.clones++;
       await compareAll(t, pool, new Map([[target, refs.get(target)!]]), `seed ${seed} op ${i} after clone of ${p} at ${s.name}`);
     }

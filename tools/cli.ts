@@ -1,23 +1,34 @@
 #!/usr/bin/env node
 /**
- * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, `create`, `info`, and the snapshot verbs
- * (`snapshot create|list|delete|sticky`, `rollback`, `clone`, `template`: tools/snapshot-cmds.ts; `scrub`, `gc`: tools/scrub-cmds.ts). Errors print one clear line on
- * stderr and exit non-zero; bad flags are rejected by commander before anything happens.
+ * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, and the management verbs, which speak to
+ * the daemon's management API (api/, found from the path: tools/locate.ts): `ls`, `du`, `info`, `create`,
+ * `resize`, `rm` (tools/disk-cmds.ts), `status` (tools/status-cmd.ts), `snapshot create|list|delete|sticky`,
+ * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts); `scrub`, `gc` (tools/scrub-cmds.ts). `--version`. Errors print one clear line on
+ * stderr — for a refusal, the API's sentence and the errno name — and exit 1; bad flags are rejected by
+ * commander before anything happens.
  */
 import { Command, Option } from 'commander';
+import { ApiClientError } from '../api/client.js';
+import { ApiError } from '../api/errors.js';
 import { VpoolError } from '../util/errors.js';
 import { ConfigError } from './config.js';
-import { createDisk, diskInfo } from './disk-cmds.js';
+import { setSocket } from './api-call.js';
+import { addDiskCommands } from './disk-cmds.js';
 import { DEFAULT_DTL_LISTEN, runDtlServer, type DtlServerFlags } from './dtl-server-cmd.js';
+import { LocateError } from './locate.js';
 import { runMount, type MountFlags } from './mount-cmd.js';
 import { MountpointError } from './mountpoint.js';
 import { addSnapshotCommands } from './snapshot-cmds.js';
 import { addScrubCommands } from './scrub-cmds.js';
+import { addStatusCommand } from './status-cmd.js';
+import { VERSION } from './version.js';
 
 /** One clear line for the errors vpoolfs raises on purpose (with their cause); a stack only for the unexpected. */
 function fail(err: unknown): never {
   let text: string;
-  if (err instanceof ConfigError || err instanceof MountpointError) text = err.message;
+  if (err instanceof ApiClientError) text = `${err.message} (${err.body.errno})`;
+  else if (err instanceof ApiError) text = err.message;
+  else if (err instanceof ConfigError || err instanceof MountpointError || err instanceof LocateError) text = err.message;
   else if (err instanceof VpoolError) {
     const cause = (err as { cause?: unknown }).cause;
     text = `${err.message} (${err.code}${cause instanceof Error && !err.message.includes(cause.message) ? `: ${cause.message}` : ''})`;
@@ -29,7 +40,15 @@ function fail(err: unknown): never {
 const program = new Command()
   .name('vpoolfs')
   .description('a storage driver for virtual machines: thin vDisks on a FUSE mount')
+  .version(VERSION, '-V, --version', 'print the version of vpoolfs')
+  .option('--socket <path>', "the management API's unix socket (default: the one the mount names, <state>/api.sock)")
   .showHelpAfterError();
+
+/** Runs a management verb with the global --socket; any failure goes to fail(). */
+const run = (fn: () => Promise<void>): Promise<void> => {
+  setSocket((program.opts() as { socket?: string }).socket);
+  return fn().catch(fail);
+};
 
 program
   .command('mount')
@@ -46,6 +65,9 @@ program
   .option('--config <file>', 'JSON config with the same keys plus tuning; watched')
   .option('--force', "take the vPool even while another router's claim on the backend is live: that router is fenced (only when it is really gone; docs/cluster.md)")
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
+  .option('--metrics-top-vdisks <n>', 'per-vDisk metrics for the N busiest vDisks (default 10; 0: none)')
+  .option('--api <host:port>', 'the management API on TCP too (always on <state>/api.sock); off loopback only with --api-token-file')
+  .option('--api-token-file <file>', 'the token TCP clients of the API send as "Authorization: Bearer TOKEN" (first line, 16+ characters)')
   .addOption(new Option('--fuse-engine <engine>', 'kernel: vpoolfs speaks the FUSE protocol on /dev/fuse itself (default); fuse-native: libfuse2').choices(['kernel', 'fuse-native']))
   .option('--nbd <address>', 'also serve every vDisk over NBD at unix:/PATH or HOST:PORT (repeat or comma-separate; default: off; docs/nbd.md)', (v: string, prev?: string[]) => [...(prev ?? []), v])
   .option('--nbd-tls-cert <file>', 'PEM certificate for the NBD TCP listeners (STARTTLS; required off loopback)')
@@ -61,22 +83,9 @@ program
   .option('--secret-file <file>', 'shared secret: both ends prove it with an HMAC challenge on connect')
   .action((flags: DtlServerFlags) => runDtlServer(flags).catch(fail));
 
-program
-  .command('create')
-  .description('create a thin vDisk of SIZE bytes (like 10G, 512M, 4096) on a mounted vPool')
-  .argument('<file>')
-  .argument('<size>')
-  .option('--json', 'machine-readable output')
-  .action((file: string, size: string, o: { json?: boolean }) => createDisk(file, size, !!o.json).catch(fail));
-
-program
-  .command('info')
-  .description("a vDisk's size and the space really written")
-  .argument('<file>')
-  .option('--json', 'machine-readable output')
-  .action((file: string, o: { json?: boolean }) => diskInfo(file, !!o.json).catch(fail));
-
-addSnapshotCommands(program, fail);
+addDiskCommands(program, run);
+addStatusCommand(program, run);
+addSnapshotCommands(program, run);
 addScrubCommands(program, fail);
 
 await program.parseAsync(process.argv);

@@ -29,6 +29,12 @@ export interface MountConfig {
   dtlRetryMs?: number;
   router?: string;
   metrics?: string;
+  /** Per-vDisk metrics for the N busiest vDisks (default 10, 0: none): a bounded label count (tools/metrics.ts). */
+  metricsTopVdisks?: number;
+  /** HOST:PORT: the management API on TCP too (it is always on `<state>/api.sock`); needs apiTokenFile off loopback. */
+  api?: string;
+  /** The token TCP clients of the API must send (`Authorization: Bearer …`), first line of the file. */
+  apiTokenFile?: string;
   scoClusters?: number;
   tlogScos?: number;
   writeCacheBytes?: number;
@@ -94,6 +100,15 @@ const CHECKS: Record<keyof MountConfig, Check> = {
     parseHostPort(str(v, k) as string, k);
     return v;
   },
+  metricsTopVdisks: (v, k) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > 1000) throw new ConfigError(`${k}: expected an integer 0..1000, got ${JSON.stringify(v)}`);
+    return v;
+  },
+  api: (v, k) => {
+    parseHostPort(str(v, k) as string, k);
+    return v;
+  },
+  apiTokenFile: str,
   scoClusters: count,
   tlogScos: count,
   writeCacheBytes: bytes,

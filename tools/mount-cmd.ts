@@ -1,8 +1,9 @@
 /**
  * `vpoolfs mount MOUNTPOINT`: the composition root of a daemon. Resolves flags + config file + defaults,
  * refuses options the volume layer does not implement yet, clears a stale mount, opens the vPool,
- * mounts it, serves metrics and watches the config. Stays in the foreground; on SIGINT/SIGTERM it ships
- * everything to the backend, unmounts, closes the vPool and exits 0.
+ * serves the management API (tools/api-serve.ts, before the mount so that the API answers once the mount
+ * does), mounts it, serves metrics and watches the config. Stays in the foreground; on SIGINT/SIGTERM it
+ * closes the API, ships everything to the backend, unmounts, closes the vPool and exits 0.
  */
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_FUSE_ENGINE, mountVPool, type Mounted } from '../fuse/mount.js';
@@ -14,6 +15,7 @@ import { ConfigError, loadConfigFile, parseHostPort, resolveMount, validateConfi
 import { watchConfig, type ConfigWatcher } from './config-watch.js';
 import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 import { prepareMountpoint } from './mountpoint.js';
+import { planApi, startApi, type DaemonApi } from './api-serve.js';
 import { lockState } from './state-lock.js';
 import { SnapshotScheduler } from '../volume/snapshots/snapshot-schedule.js';
 import { dtlForMount } from './dtl-mount.js';
@@ -33,6 +35,9 @@ export interface MountFlags {
   router?: string;
   config?: string;
   metrics?: string;
+  metricsTopVdisks?: string | number;
+  api?: string;
+  apiTokenFile?: string;
   fuseEngine?: string;
   nbd?: string[];
   nbdTlsCert?: string;
@@ -74,6 +79,7 @@ function checkNbd(cfg: ResolvedMount): void {
 
 export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
   const { config, debugFuse: _d, force: _f, ...rest } = flags;
+  if (typeof rest.metricsTopVdisks === 'string') rest.metricsTopVdisks = /^\d+$/.test(rest.metricsTopVdisks) ? Number(rest.metricsTopVdisks) : rest.metricsTopVdisks;
   const fromFlags = validateConfig(Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), 'flags');
   const file = config ? await loadConfigFile(config) : {};
   const cfg = resolveMount(mountpoint, fromFlags, file);
@@ -84,18 +90,23 @@ export async function resolveFlags(mountpoint: string, flags: MountFlags): Promi
 export async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const { cfg, file } = await resolveFlags(mountpoint, flags);
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
+  const apiPlan = await planApi(cfg);
   cfg.mountpoint = await prepareMountpoint(cfg.mountpoint);
 
   const lock = await lockState(cfg.state);
   process.on('exit', () => lock.release());
   log.info('opening vPool', { vpool: cfg.vpool, state: cfg.state, backend: cfg.backend, router: cfg.router, dtl: cfg.dtl });
+  // the backend, encrypted with AES-256-GCM when a key file is given (volume/backend/open-backend.ts); the
+  // state directory keeps a copy of its encryption marker, so that a restart during an outage still mounts
+  // metrics first: the backend is measured by operation from its first request on
+  const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, cfg.metricsTopVdisks ?? 10) : undefined;
+  const opened = await openBackend(cfg.backend, { encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile), localDir: cfg.state });
+  const backend = metrics ? metrics.backend.wrap(opened) : opened;
   const vpool = await openVPool({
     name: cfg.vpool,
     stateDir: cfg.state,
     backendUrl: cfg.backend,
-    // the backend, encrypted with AES-256-GCM when a key file is given (volume/backend/open-backend.ts); the
-    // state directory keeps a copy of its encryption marker, so that a restart during an outage still mounts
-    backend: await openBackend(cfg.backend, { encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile), localDir: cfg.state }),
+    backend,
     routerId: cfg.router,
     metadata: 'lmdb',
     scoClusters: cfg.scoClusters,
@@ -112,14 +123,19 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let metricsServer: MetricsServer | undefined;
   let watcher: ConfigWatcher | undefined;
   let scheduler: SnapshotScheduler | undefined;
+  let api: DaemonApi | undefined;
   let nbd: NbdServer | undefined;
+  const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
   try {
-    const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, () => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals()) : undefined;
+    api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted);
+    const apiNow = api;
+    metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
     mounted = await mountVPool({
       vpool,
       mountpoint: cfg.mountpoint,
-      engine: cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE,
+      engine,
       observer: metrics,
+      apiInfo: () => apiNow.info(),
       debug: flags.debugFuse,
       // an `umount` from outside ends the kernel session: stop as on SIGTERM (ship everything, exit 0)
       onLost: (why) => void stopNow?.(`unmounted from outside (${why})`),
@@ -136,19 +152,21 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.prependListener(sig, () => sched.stop());
     if (flags.config) watcher = watchConfig(flags.config, file, vpool, (s) => sched.apply(s));
   } catch (err) {
+    await api?.server.close().catch(() => undefined);
     await nbd?.close().catch(() => undefined);
     await mounted?.unmount().catch(() => undefined);
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
     throw err;
   }
-  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, nbd: nbd?.addresses ?? null });
-  stopNow = installStop(vpool, mounted, nbd, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
+  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, nbd: nbd?.addresses ?? null, api: api.server.socket, apiTcp: api.server.tcp });
+  const apiServer = api.server;
+  stopNow = installStop(vpool, mounted, nbd, () => apiServer.close(), () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
 }
 
 /** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */
 let stopNow: ((why: string) => Promise<void>) | undefined;
 
-function installStop(vpool: VPool, mounted: Mounted, nbd: NbdServer | undefined, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
+function installStop(vpool: VPool, mounted: Mounted, nbd: NbdServer | undefined, closeApi: () => Promise<void>, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -158,6 +176,8 @@ function installStop(vpool: VPool, mounted: Mounted, nbd: NbdServer | undefined,
     stopping = true;
     log.info(`${signal}: stopping`, { mountpoint: mounted.mountpoint });
     let code = 0;
+    // no management call may change the vPool once the final ship begins
+    await closeApi().catch((err: unknown) => log.warn('closing the management API failed', { error: String(err) }));
     try {
       // ship the bulk while still serving, then fence changes so that the final ship (close) has every acknowledged write
       await vpool.syncToBackend();

@@ -19,7 +19,7 @@ import { treeVDisks } from '../volume/scrub/tree-vdisks.js';
 import { scrubVDisk, type ScrubProgress } from '../volume/scrub/scrub-job.js';
 import type { ScrubReport } from '../volume/types.js';
 import type { SweepItem } from '../volume/types.js';
-import { getVdiskView, setVdiskXattr } from './snapshot-cmds.js';
+import { getVdiskView, setVdiskXattr } from './xattr-calls.js';
 
 const MiB = 2 ** 20;
 const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;

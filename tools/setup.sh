@@ -13,6 +13,8 @@ command -v setfattr >/dev/null 2>&1 || need_pkgs+=(attr)
 command -v fio >/dev/null 2>&1 || need_pkgs+=(fio)
 command -v qemu-img >/dev/null 2>&1 || need_pkgs+=(qemu-utils)
 command -v xfs_io >/dev/null 2>&1 || need_pkgs+=(xfsprogs)
+# fs-xattr (the CLI's xattr calls) is built from source by node-gyp at npm ci: a compiler, make, python3
+{ command -v g++ && command -v make && command -v python3; } >/dev/null 2>&1 || need_pkgs+=(g++ make python3)
 # NBD clients for the nbd-* tests: nbdinfo, nbdcopy, nbdsh, and libnbd's Python binding for the system python3
 command -v nbdinfo >/dev/null 2>&1 || need_pkgs+=(libnbd-bin)
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || need_pkgs+=(python3-libnbd)

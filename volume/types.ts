@@ -22,7 +22,7 @@ export interface NodeStat {
   gid: number;
   /** Bytes for a vDisk; 4096 for a directory. */
   size: number;
-  /** Bytes really written (clusters mapped × 4096): `st_blocks` = allocatedBytes / 512. */
+  /** Bytes really written into this node (its own clusters × 4096): `st_blocks` = allocatedBytes / 512; a clone's inherited data is not counted. */
   allocatedBytes: number;
   nlink: number;
   atimeMs: number;
@@ -41,7 +41,10 @@ export interface AttrChange {
 export interface VDiskInfo {
   id: string;
   size: number;
+  /** Written into this vDisk itself: what `du` counts. */
   allocatedBytes: number;
+  /** A clone's data read through from its ancestors (0 for a vDisk that is no clone): counted with them. */
+  inheritedBytes: number;
   /** Bytes of this vDisk's SCOs already in the backend. */
   backendBytes: number;
   /** Bytes written but not yet in the backend. */
@@ -62,6 +65,10 @@ export interface VDiskInfo {
    * fail until a restart); ENOSPC and a failed metadata commit clear once a later write or cork succeeds.
    */
   fault: VDiskFault | null;
+  /** How long this vDisk has had data not yet in the backend (ms since the first write after it last had none; 0: none). */
+  uploadLagMs: number;
+  /** Bytes recorded for the DTL but not yet on its server (async mode's lag; 0 for none). */
+  dtlQueuedBytes: number;
 }
 
 export interface VDiskFault {
@@ -84,7 +91,7 @@ export interface VDisk {
   readonly id: string;
   /** Current size in bytes, exactly as set. */
   readonly size: number;
-  /** Bytes really written (mapped clusters × 4096). */
+  /** Bytes written into this vDisk itself (its own mapped clusters × 4096; a clone's inherited ones are VDiskInfo.inheritedBytes). */
   readonly allocatedBytes: number;
   /** Reads `length` bytes at `offset`; holes and the range past the size read as zeros (a read past the end is cut to the size). */
   read(offset: number, length: number): Promise<Buffer>;

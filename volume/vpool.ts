@@ -330,6 +330,9 @@ class VPoolImpl implements VPool {
   setAttrs(p: string, change: AttrChange): Promise<void> {
     return this.change(async () => {
       const node = this.tree.lookup(p);
+      if (change.mode !== undefined && change.mode & 0o222 && node.kind === 'file' && this.disks.of(node).template) {
+        throw new VolumeError('READ_ONLY', `${p} is a template: read-only, its mode takes no write bits`, { path: p, mode: change.mode });
+      }
       if (change.mode !== undefined) node.mode = (node.mode & ~0o7777) | (change.mode & 0o7777);
       if (change.uid !== undefined && change.uid >= 0) node.uid = change.uid;
       if (change.gid !== undefined && change.gid >= 0) node.gid = change.gid;
@@ -370,7 +373,7 @@ class VPoolImpl implements VPool {
     await withShipProgress(this.name, disks, async () => {
       await Promise.all(disks.map((v) => v.syncToBackend()));
       await this.shipper.flush();
-    });
+    }, 'every vDisk and the tree to the backend');
   }
 
   close(): Promise<void> {
@@ -460,6 +463,8 @@ class VPoolImpl implements VPool {
     const base = { ino: node.ino, mode: node.mode, uid: node.uid, gid: node.gid, atimeMs: node.atimeMs, mtimeMs: node.mtimeMs, ctimeMs: node.ctimeMs };
     if (node.kind === 'dir') return { ...base, kind: 'dir', size: 4096, allocatedBytes: 4096, nlink: 2 };
     const v = this.disks.of(node);
-    return { ...base, kind: 'file', size: v.size, allocatedBytes: v.allocatedBytes, nlink: 1 };
+    // a template is read-only (EROFS on write): its mode says so, whatever was set before
+    const mode = v.template ? base.mode & ~0o222 : base.mode;
+    return { ...base, mode, kind: 'file', size: v.size, allocatedBytes: v.allocatedBytes, nlink: 1 };
   }
 }

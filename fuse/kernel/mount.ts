@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../../util/log.js';
 import type { MountHandlers } from '../handlers.js';
-import type { Mounted, MountOptions } from '../mount-types.js';
+import type { Change, Mounted, MountOptions } from '../mount-types.js';
 import { MAX_WRITE } from './protocol.js';
 import { Session } from './session.js';
 
@@ -111,6 +111,13 @@ export async function mountKernel(opts: MountOptions, h: MountHandlers): Promise
     options,
     fds: h.fds,
     fence: () => h.fence.close(),
+    async changed(path: string, how: Change) {
+      const id = session.nodes.idOf(path);
+      // a removed vDisk: its node answers ENOENT from now on, and the kernel's cached attributes go, so the
+      // next stat asks (and hears ENOENT) instead of using them for up to a second
+      if (how === 'gone') session.nodes.detach(path);
+      if (id !== undefined) await session.invalidateLater(id);
+    },
     unmount() {
       unmounted ??= unmount();
       return unmounted;

@@ -12,8 +12,8 @@ import { E } from '../errno.js';
 
 type Req<K extends keyof typeof decode> = ReturnType<(typeof decode)[K]>;
 
-/** Commands after which the kernel's cached pages of the vDisk are stale. */
-const INVALIDATES = new Set(['user.vdisk.rollback']);
+/** Commands after which the kernel's cached pages or attributes (a template's mode) of the vDisk are stale. */
+const INVALIDATES = new Set(['user.vdisk.rollback', 'user.vdisk.template']);
 
 export const setxattr: OpHandler<Req<'setxattr'>> = (ctx, h, r) => {
   const path = pathOf(ctx, h);

@@ -163,6 +163,22 @@ export class Session implements KernelCtx {
     }
   }
 
+  /**
+   * FUSE_NOTIFY_INVAL_INODE written from the thread pool, for changes made outside a request (the management
+   * API): the kernel may hold the node's page locks for a read waiting on this very thread, so a writeSync here
+   * could wait on itself. Resolves once the kernel took it (or had nothing cached).
+   */
+  invalidateLater(nodeid: number): Promise<void> {
+    return new Promise((resolve) => {
+      fs.write(this.fd, notifyInvalInode(nodeid, 0, 0), (err) => {
+        const code = err?.code;
+        if (!err) Atomics.add(this.counters, C.INVALIDATIONS, 1);
+        else if (code !== 'ENOENT' && code !== 'ENODEV') log.warn('FUSE_NOTIFY_INVAL_INODE failed', { nodeid, code });
+        resolve();
+      });
+    });
+  }
+
   initDone(s: Record<string, unknown>): void {
     this.resolveInit(s);
   }

@@ -2,13 +2,16 @@
  * The reference a vDisk is compared with in model-based tests: a plain, obviously-right sparse disk
  * (one Buffer per written 4 KiB cluster) with the same semantics — holes read as zeros, size exactly as
  * set, a shrink discards past the new size, a discard zeros its range and frees the clusters it leaves
- * all zeros, allocated = clusters written and not discarded.
+ * all zeros, allocated = clusters written into this disk itself and not discarded (a clone's clusters read
+ * through from its parent are inherited, not its own).
  */
 const CS = 4096;
 
 export class RefDisk {
   size = 0;
   readonly clusters = new Map<number, Buffer>();
+  /** Clusters written into this disk (not inherited from a parent it was cloned from). */
+  readonly own = new Set<number>();
 
   write(offset: number, data: Uint8Array): void {
     let pos = 0;
@@ -23,6 +26,7 @@ export class RefDisk {
         this.clusters.set(a, c);
       }
       c.set(data.subarray(pos, pos + n), within);
+      this.own.add(a);
       pos += n;
     }
     this.size = Math.max(this.size, offset + data.length);
@@ -47,7 +51,10 @@ export class RefDisk {
   resize(size: number): void {
     if (size < this.size) {
       const keep = Math.ceil(size / CS);
-      for (const a of [...this.clusters.keys()]) if (a >= keep) this.clusters.delete(a);
+      for (const a of [...this.clusters.keys()]) if (a >= keep) {
+        this.clusters.delete(a);
+        this.own.delete(a);
+      }
       const tail = size % CS;
       const c = this.clusters.get(Math.floor(size / CS));
       if (tail !== 0 && c !== undefined) c.fill(0, tail);
@@ -68,18 +75,36 @@ export class RefDisk {
       const c = this.clusters.get(a);
       if (c === undefined) continue;
       c.fill(0, Math.max(offset - a * CS, 0), Math.min(end - a * CS, CS));
-      if (c.every((b) => b === 0)) this.clusters.delete(a);
+      if (c.every((b) => b === 0)) {
+        this.clusters.delete(a);
+        this.own.delete(a);
+      } else this.own.add(a); // a partly zeroed cluster is rewritten: the vDisk's own from then on
     }
   }
 
+  /** Bytes of the clusters this disk wrote itself (what `du` counts). */
   get allocatedBytes(): number {
-    return this.clusters.size * CS;
+    return this.own.size * CS;
   }
 
+  /** Bytes of the clusters read through from a parent. */
+  get inheritedBytes(): number {
+    return (this.clusters.size - this.own.size) * CS;
+  }
+
+  /** A copy of this disk's state (a snapshot of it, or the state before an operation). */
   clone(): RefDisk {
     const r = new RefDisk();
     r.size = this.size;
     for (const [a, c] of this.clusters) r.clusters.set(a, Buffer.from(c));
+    for (const a of this.own) r.own.add(a);
+    return r;
+  }
+
+  /** A vDisk cloned from this state: the same data, all of it inherited. */
+  cloneChild(): RefDisk {
+    const r = this.clone();
+    r.own.clear();
     return r;
   }
 }

@@ -45,6 +45,53 @@ export function mapFsError(err: unknown, op: string, key: string, url: string): 
   return new BackendError('BACKEND', message, context, { cause: err });
 }
 
+const WHY: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'not permitted',
+  EROFS: 'a read-only filesystem',
+  ENOENT: 'that filesystem takes no new directories there',
+  ENOSPC: 'no space left',
+  ENOTDIR: 'a path component is a file',
+};
+
+/**
+ * Creates the store's root directory and its missing parents one level at a time, returning the first one
+ * created (undefined if it was there). Not `mkdir -p` from node:fs: on a filesystem that refuses new entries
+ * with ENOENT (procfs, sysfs) that one loops forever. Every refusal names the directory and why.
+ */
+async function makeRoot(root: string, url: string): Promise<string | undefined> {
+  const missing: string[] = [];
+  let cur = root;
+  for (;;) {
+    let st;
+    try {
+      st = await fsp.stat(cur);
+    } catch (err) {
+      const code = errno(err);
+      if (code !== 'ENOENT') throw new BackendError('BACKEND', `the backend ${url}: cannot look at ${cur} (${code}: ${WHY[code ?? ''] ?? (err as Error).message})`, { url, path: cur, errno: code });
+      missing.unshift(cur);
+      if (path.dirname(cur) === cur) break;
+      cur = path.dirname(cur);
+      continue;
+    }
+    if (!st.isDirectory()) {
+      const what = cur === root ? `${root} is a file, not a directory` : `${cur} (a parent of ${root}) is a file, not a directory`;
+      throw new BackendError('INVALID', `the backend ${url}: ${what}`, { url, path: cur });
+    }
+    break;
+  }
+  for (const dir of missing) {
+    try {
+      await fsp.mkdir(dir);
+    } catch (err) {
+      const code = errno(err);
+      if (code === 'EEXIST') continue; // made meanwhile by someone else
+      throw new BackendError('BACKEND', `the backend ${url}: cannot create the directory ${dir} (${code}: ${WHY[code ?? ''] ?? (err as Error).message})`, { url, path: dir, errno: code });
+    }
+  }
+  return missing[0];
+}
+
 export class FileBlobStore implements BlobStore {
   private closed = false;
   private readonly inflight = new Set<Promise<unknown>>();
@@ -71,10 +118,9 @@ export class FileBlobStore implements BlobStore {
     const root = path.resolve(fileURLToPath(parsed));
     const store = new FileBlobStore(pathToFileURL(root).href, root);
     try {
-      const first = await fsp.mkdir(root, { recursive: true });
+      const first = await makeRoot(root, url);
       if (first !== undefined) await store.syncUpTo(root, path.dirname(first));
       else store.durableDirs.add(root);
-      if (!(await fsp.stat(root)).isDirectory()) throw new BackendError('INVALID', `${root} is not a directory`, { url });
     } catch (err) {
       throw mapFsError(err, 'open', '', url);
     }

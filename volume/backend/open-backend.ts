@@ -22,6 +22,7 @@ import { BackendError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
 import { EncryptedBlobStore, EncryptionError } from './encrypted-store.js';
 import { openBlobStore } from './index.js';
+import { answerWithin, OPEN_PROBE_MS } from './retry.js';
 import type { BlobStore } from './types.js';
 
 export const ENCRYPTION_MARKER = 'encryption.json';
@@ -59,17 +60,21 @@ async function writeLocalMarker(dir: string, url: string, marker: Marker | null)
 }
 
 /** The marker in the backend (null: none), or 'unreachable'. */
-async function readBackendMarker(inner: BlobStore): Promise<Marker | null | 'unreachable'> {
+
+async function readBackendMarker(inner: BlobStore): Promise<Marker | null | { unreachable: string }> {
   try {
-    if ((await inner.head(ENCRYPTION_MARKER)) === null) return null;
-    const raw = await inner.get(ENCRYPTION_MARKER);
+    if ((await answerWithin(inner.head(ENCRYPTION_MARKER), OPEN_PROBE_MS, inner.url)) === null) return null;
+    const raw = await answerWithin(inner.get(ENCRYPTION_MARKER), OPEN_PROBE_MS, inner.url);
     try {
       return JSON.parse(raw.toString('utf8')) as Marker;
     } catch {
       throw new EncryptionError('DAMAGED', 'INVALID', `${ENCRYPTION_MARKER} in ${inner.url} is not valid JSON`, { url: inner.url });
     }
   } catch (err) {
-    if (err instanceof BackendError && err.code === 'BACKEND' && err.context.unreachable === true) return 'unreachable';
+    if (err instanceof BackendError && err.code === 'BACKEND' && err.context.unreachable === true) {
+      const cause = (err as { cause?: unknown }).cause;
+      return { unreachable: cause instanceof Error ? `${err.message}: ${cause.message}` : err.message };
+    }
     throw err;
   }
 }
@@ -95,19 +100,19 @@ export async function openBackend(url: string, opts: { encryptionKey?: Buffer; l
     let marker: Marker | null;
     let offline = false;
     const read = await readBackendMarker(inner);
-    if (read !== 'unreachable') {
+    if (read === null || !('unreachable' in read)) {
       marker = read;
       if (localDir !== undefined) await writeLocalMarker(localDir, inner.url, marker);
     } else {
       const local = localDir === undefined ? undefined : await readLocalMarker(localDir);
       if (local === undefined) {
         throw new BackendError('BACKEND',
-          `the backend ${inner.url} is unreachable, and ${localDir === undefined ? 'no state directory was given' : `the state directory ${localDir} has never been mounted on it`}: ` +
+          `the backend ${inner.url} is unreachable (${read.unreachable}), and ${localDir === undefined ? 'no state directory was given' : `the state directory ${localDir} has never been mounted on it`}: ` +
           'cannot tell whether it is encrypted; mount again once the backend is reachable', { url: inner.url, localDir });
       }
       marker = local.marker;
       offline = true;
-      log.warn(`backend unreachable at open: going on with the local copy of ${ENCRYPTION_MARKER}`, { url: inner.url, encrypted: marker !== null });
+      log.warn(`backend unreachable at open: going on with the local copy of ${ENCRYPTION_MARKER}`, { url: inner.url, encrypted: marker !== null, cause: read.unreachable });
     }
     if (opts.encryptionKey === undefined) {
       if (marker !== null) {
@@ -130,7 +135,8 @@ export async function openBackend(url: string, opts: { encryptionKey?: Buffer; l
     }
     return store;
   } catch (err) {
-    await inner.close();
+    // not awaited: close waits for the requests in flight, and a hung endpoint's never end
+    void inner.close().catch(() => undefined);
     throw err;
   }
 }

@@ -16,6 +16,14 @@ export interface RetryOptions {
   maxDelayMs?: number;
 }
 
+/** The latest failure of a retried backend call (what, the error, when), or null once one succeeded since: progress logs name it. */
+let lastFailure: { what: string; error: string; at: number } | null = null;
+
+/** The cause the backend gave the latest time a retried call failed, if no call succeeded since. */
+export function lastBackendFailure(): { what: string; error: string; at: number } | null {
+  return lastFailure;
+}
+
 export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Promise<T> {
   let delay = opts.minDelayMs ?? 50;
   const max = opts.maxDelayMs ?? 5000;
@@ -23,10 +31,12 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Pr
   for (;;) {
     try {
       const v = await fn();
+      lastFailure = null;
       if (failures > 0) opts.log.info(`${opts.what}: succeeded after ${failures} failed attempts`);
       return v;
     } catch (err) {
       failures++;
+      lastFailure = { what: opts.what, error: String((err as Error).message ?? err), at: Date.now() };
       if (err instanceof BackendError && (err.code === 'INVALID' || err.code === 'CLOSED' || err.code === 'FENCED')) throw err; // FENCED: this router lost its claim (volume/claim/)
       if (opts.cancelled?.()) throw err;
       if (opts.attempts !== undefined && failures >= opts.attempts) throw err;
@@ -37,6 +47,18 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Pr
       delay = Math.min(max, delay * 2);
     }
   }
+}
+
+/** How long a first request to the backend may take when a vPool opens before the backend counts as unreachable (a hung endpoint): the mount says so within seconds instead of hanging. */
+export const OPEN_PROBE_MS = 5000;
+
+/** `p`, or a BACKEND error marked unreachable (context.unreachable) once `ms` passed without an answer. */
+export function answerWithin<T>(p: Promise<T>, ms: number, url: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BackendError('BACKEND', `no answer within ${ms / 1000} s`, { url, unreachable: true })), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -32,6 +32,7 @@ import { logger } from '../../util/log.js';
 import type { BlobStore } from './types.js';
 import { MAX_KEY_BYTES, checkRangeWithin, compareKeys, validateKey, validatePrefix, validateRangeArgs } from './keys.js';
 import { parseS3Url, type S3Options } from './s3-url.js';
+import { answerWithin, OPEN_PROBE_MS } from './retry.js';
 
 const PART_CONCURRENCY = 4;
 const log = logger('s3');
@@ -113,11 +114,13 @@ export class S3BlobStore implements BlobStore {
     });
     const store = new S3BlobStore(opts, client);
     try {
-      await store.ensureBucket();
+      // a hung endpoint (accepts, never answers) counts as unreachable after a few seconds, like a refused one
+      await answerWithin(store.ensureBucket(), OPEN_PROBE_MS, store.url);
     } catch (err) {
-      if (isUnreachable(err)) {
+      const hung = err instanceof BackendError && err.context.unreachable === true;
+      if (hung || isUnreachable(err)) {
         store.bucketUnchecked = true;
-        log.warn('backend unreachable at open: going on; the bucket is checked again before the first write', { url: store.url, error: store.mapError(err, 'open', '').message });
+        log.warn('backend unreachable at open: going on; the bucket is checked again before the first write', { url: store.url, error: hung ? (err as Error).message : store.mapError(err, 'open', '').message });
         return store;
       }
       client.destroy();

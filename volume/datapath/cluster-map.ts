@@ -12,6 +12,8 @@
 export const PAGE_CLUSTERS = 1024;
 const PAGE_SHIFT = 10;
 const PAGE_MASK = PAGE_CLUSTERS - 1;
+/** The depth bits of word 1. */
+const DEPTH_MASK = 0xff << 16;
 
 export interface ClusterLocation {
   sco: number;
@@ -23,10 +25,22 @@ export class ClusterMap {
   private readonly pages = new Map<number, Uint32Array>();
   private readonly dirty = new Set<number>();
   private mapped = 0;
+  /** Mapped clusters whose depth is above 0: a clone's data read through from an ancestor. */
+  private inherited = 0;
 
   /** Number of clusters that hold data. */
   get mappedClusters(): number {
     return this.mapped;
+  }
+
+  /** Mapped clusters of an ancestor's namespace (depth > 0): the data a clone reads through, not its own. */
+  get inheritedClusters(): number {
+    return this.inherited;
+  }
+
+  /** Mapped clusters of this vDisk's own namespace (depth 0): what it wrote itself. */
+  get ownClusters(): number {
+    return this.mapped - this.inherited;
   }
 
   /** The location of `address`, or null if the cluster was never written (or was discarded). */
@@ -61,6 +75,8 @@ export class ClusterMap {
     }
     const i = (address & PAGE_MASK) * 2;
     if (page[i] === 0) this.mapped++;
+    else if (page[i + 1] & DEPTH_MASK) this.inherited--;
+    if (depth & 0xff) this.inherited++;
     page[i] = sco;
     page[i + 1] = (slot & 0xffff) | ((depth & 0xff) << 16);
     this.dirty.add(pageNo);
@@ -72,6 +88,7 @@ export class ClusterMap {
     if (page === undefined) return;
     const i = (address & PAGE_MASK) * 2;
     if (page[i] === 0) return;
+    if (page[i + 1] & DEPTH_MASK) this.inherited--;
     page[i] = 0;
     page[i + 1] = 0;
     this.mapped--;
@@ -82,6 +99,7 @@ export class ClusterMap {
   clearRange(first: number, count: number): number {
     let cleared = 0;
     this.forRange(first, count, (pageNo, page, k) => {
+      if (page[k * 2 + 1] & DEPTH_MASK) this.inherited--;
       page[k * 2] = 0;
       page[k * 2 + 1] = 0;
       this.dirty.add(pageNo);
@@ -138,6 +156,7 @@ export class ClusterMap {
       const start = pageNo === first ? (address & PAGE_MASK) : 0;
       for (let k = start; k < PAGE_CLUSTERS; k++) {
         if (page[k * 2] !== 0) {
+          if (page[k * 2 + 1] & DEPTH_MASK) this.inherited--;
           page[k * 2] = 0;
           page[k * 2 + 1] = 0;
           this.mapped--;
@@ -168,9 +187,15 @@ export class ClusterMap {
   loadPage(pageNo: number, words: Uint32Array): void {
     if (words.length !== PAGE_CLUSTERS * 2) throw new Error(`cluster map page ${pageNo} has ${words.length} words`);
     const old = this.pages.get(pageNo);
-    if (old !== undefined) for (let k = 0; k < PAGE_CLUSTERS; k++) if (old[k * 2] !== 0) this.mapped--;
+    if (old !== undefined) for (let k = 0; k < PAGE_CLUSTERS; k++) if (old[k * 2] !== 0) {
+      this.mapped--;
+      if (old[k * 2 + 1] & DEPTH_MASK) this.inherited--;
+    }
     const page = new Uint32Array(words);
-    for (let k = 0; k < PAGE_CLUSTERS; k++) if (page[k * 2] !== 0) this.mapped++;
+    for (let k = 0; k < PAGE_CLUSTERS; k++) if (page[k * 2] !== 0) {
+      this.mapped++;
+      if (page[k * 2 + 1] & DEPTH_MASK) this.inherited++;
+    }
     this.pages.set(pageNo, page);
   }
 

@@ -35,6 +35,8 @@ export interface DtlSink {
    */
   trim(sco: number, idle: boolean): Promise<void>;
   info(): DtlInfo;
+  /** Bytes of entries recorded but not yet on the DTL server (its lag; absent for mode none). */
+  readonly queuedBytes?: number;
   /** Stops; `forget` also drops the vDisk's entries on the server (the mode went to none, the vDisk was removed). */
   close(forget: boolean): void;
   /**

@@ -155,6 +155,9 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): number {
 }
 
 /** `dtlRecovery`: a DTL recovery follows; the rebuild's commit records it (dtlRecoveryKey) until it is done. */
+/** How often a long rebuild from the backend logs how far it is. */
+const REBUILD_PROGRESS_MS = 2000;
+
 async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<void> {
   const { ctx, id } = v;
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
@@ -169,9 +172,23 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   const scos = allScos.filter((n) => scoCounts(fences, n));
   // the chain: a scrub's segments in place of the TLogs it replaced (docs/scrubbing.md), then the TLogs
   const decoded = [];
-  for (const item of await chainItems(ctx.backend, id, v.docs.doc, Infinity, accepted)) {
+  // a long rebuild (many TLogs, a slow backend) says how far it is every few seconds
+  const t0 = Date.now();
+  let lastLog = t0;
+  let bytes = 0;
+  const items = await chainItems(ctx.backend, id, v.docs.doc, Infinity, accepted);
+  for (const item of items) {
     if (item.segment) decoded.push({ tlog: item.end, records: await readItem(ctx.backend, id, item), error: null }); // damaged: CHECKSUM
-    else decoded.push({ tlog: item.end, ...decodeRecords(await ctx.backend.get(tlogKey(id, item.end))) });
+    else {
+      const body = await ctx.backend.get(tlogKey(id, item.end));
+      bytes += body.length;
+      decoded.push({ tlog: item.end, ...decodeRecords(body) });
+    }
+    const now = Date.now();
+    if (now - lastLog >= REBUILD_PROGRESS_MS) {
+      lastLog = now;
+      log.info('rebuilding from the backend', { vdisk: id, doneTlogs: decoded.length, totalTlogs: items.length, bytes, bytesPerSecond: Math.round((bytes * 1000) / (now - t0)), elapsedMs: now - t0 });
+    }
   }
   let lastSco = 0; // the owner's own SCOs only: scrub SCOs are numbered from SCRUB_SCO_BASE
   for (let i = 0; i < decoded.length; i++) {
@@ -230,7 +247,7 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   ops.push(...v.docs.ops(v.docs.doc), { key: docShippedKey(id), value: Buffer.from(String(v.docs.shippedGen)) });
   if (dtlRecovery) ops.push({ key: dtlRecoveryKey(id), value: Buffer.from('1') });
   await ctx.mds.commit(ops);
-  log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size });
+  log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size, bytes, ms: Date.now() - t0 });
 }
 
 /**

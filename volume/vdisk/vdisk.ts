@@ -50,6 +50,8 @@ export class VDiskImpl implements VDisk, SlotSource {
   cache!: LocalCache;
   uploader!: Uploader;
   lastShipMs = Date.now();
+  /** When data not yet in the backend first appeared (null: everything written is there, as far as info() last saw). */
+  private dirtySinceMs: number | null = null;
   /** Where every change of the write cache is also sent (the DTL, dtl-hook.ts); mode none does nothing. */
   dtl: DtlSink = NO_DTL;
   /** Snapshots, template flag, clone parentage (../lineage/snapshot-store.ts). */
@@ -62,8 +64,14 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   constructor(readonly id: string, readonly tag: number, readonly ctx: VDiskContext) {}
 
+  /** What this vDisk wrote itself (`du`, st_blocks); a clone's data read through from its parents is inheritedBytes. */
   get allocatedBytes(): number {
-    return this.map.mappedClusters * CLUSTER_SIZE;
+    return this.map.ownClusters * CLUSTER_SIZE;
+  }
+
+  /** A clone's mapped clusters of its ancestors (counted with them, not here). */
+  get inheritedBytes(): number {
+    return this.map.inheritedClusters * CLUSTER_SIZE;
   }
 
   // ---- the VDisk interface -------------------------------------------------------------------------
@@ -134,15 +142,23 @@ export class VDiskImpl implements VDisk, SlotSource {
     await this.docs.flush();
   }
 
+  /** How long the vDisk has had data not yet in the backend (0 when there is none). */
+  private uploadLag(dirty: number): number {
+    if (dirty === 0) this.dirtySinceMs = null;
+    return this.dirtySinceMs === null ? 0 : Date.now() - this.dirtySinceMs;
+  }
+
   info(): VDiskInfo {
     const backlog = this.uploader.backlog;
     let dirty = this.cache.openScoBytes;
     for (const [sco, count] of this.scoCounts) if (sco > this.corkedSco && sco < SCRUB_SCO_BASE) dirty += count * SLOT_SIZE; // scrub SCOs are in the backend
     return {
-      id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, backendBytes: this.backendBytes,
+      id: this.id, size: this.size, allocatedBytes: this.allocatedBytes, inheritedBytes: this.inheritedBytes, backendBytes: this.backendBytes,
       dirtyBytes: dirty, uploadBacklog: backlog, template: this.template, router: this.ctx.routerId,
       parent: this.ctx.family?.parentOf(this) ?? null, clones: this.ctx.family?.clonePaths(this) ?? [], dtl: this.dtl.info(),
       fault: this.fault,
+      uploadLagMs: this.uploadLag(dirty),
+      dtlQueuedBytes: this.dtl.queuedBytes ?? 0,
     };
   }
 
@@ -294,6 +310,8 @@ export class VDiskImpl implements VDisk, SlotSource {
   // ---- write path --------------------------------------------------------------------------------
 
   private async writeLocked(offset: number, data: Uint8Array): Promise<void> {
+    // the upload lag counts from the first write since everything was last in the backend (info() clears it)
+    if (this.dirtySinceMs === null) this.dirtySinceMs = Date.now();
     const end = offset + data.length;
     const first = Math.floor(offset / CLUSTER_SIZE);
     const last = Math.floor((end - 1) / CLUSTER_SIZE);

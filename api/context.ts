@@ -1,0 +1,48 @@
+/**
+ * What the management API's handlers work with: the vPool, the mount (open handles, telling the kernel about
+ * changes made behind its back), the backend (reachability), and the daemon's identity for the status view.
+ * tools/mount-cmd.ts builds it; the handlers never see the HTTP layer (server.ts) beyond ApiRequest.
+ */
+import type { Change } from '../fuse/mount-types.js';
+import type { FdTable } from '../fuse/fds.js';
+import type { BlobStore } from '../volume/backend/types.js';
+import type { VPool } from '../volume/types.js';
+
+export interface ApiContext {
+  vpool: VPool;
+  backend: BlobStore;
+  mountpoint: string;
+  stateDir: string;
+  engine: string;
+  version: string;
+  startedAt: number;
+  /** The mount's open-file table (undefined before the mount is up). */
+  fds(): FdTable | undefined;
+  /** Tells the kernel that a path changed without a request of the mount (fuse/mount-types.ts). */
+  changed(path: string, how: Change): Promise<void>;
+  /** Where the API listens, for the status view. */
+  listening(): { socket: string | null; tcp: string | null };
+}
+
+/** A request as the route handlers see it: path parameters decoded, the query, the JSON body (or undefined). */
+export interface ApiRequest {
+  params: Record<string, string>;
+  query: URLSearchParams;
+  body: unknown;
+}
+
+export interface ApiReply {
+  status: number;
+  body?: unknown;
+}
+
+export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
+
+export interface Route {
+  method: Method;
+  /** `/v1/vdisks/{path}/snapshots/{name}`: a `{param}` is one URL segment, percent-decoded (a vPool path has its slashes as %2F). */
+  pattern: string;
+  /** One line, for the route list and the error of an unknown route. */
+  summary: string;
+  handle(ctx: ApiContext, req: ApiRequest): Promise<ApiReply>;
+}

@@ -1,0 +1,83 @@
+/**
+ * The JSON shapes the API answers (docs/api.yaml has them as schemas): a vDisk, a snapshot, a directory
+ * entry. Built from the volume layer's views plus what only the mount knows (open handles).
+ */
+import type { NodeStat, SnapshotInfo, VDiskInfo } from '../volume/types.js';
+import type { ApiContext } from './context.js';
+import { shown } from './paths.js';
+
+export interface SnapshotView {
+  name: string;
+  uuid: string;
+  timestamp: number;
+  sticky: boolean;
+  automatic: boolean;
+  consistent: boolean;
+  inBackend: boolean;
+  clones: string[];
+}
+
+export function snapshotView(s: SnapshotInfo): SnapshotView {
+  return { name: s.name, uuid: s.uuid, timestamp: s.timestamp, sticky: s.sticky, automatic: s.automatic, consistent: s.consistent, inBackend: s.inBackend, clones: s.clones };
+}
+
+/** Own vs inherited bytes: what the vDisk wrote itself (allocatedBytes, `du`) and what a clone reads through from its parents. */
+function ownInherited(i: VDiskInfo): { ownBytes: number; inheritedBytes: number } {
+  return { ownBytes: i.allocatedBytes, inheritedBytes: i.inheritedBytes };
+}
+
+/** Where scrubbing of the vDisk stands (docs/scrubbing.md): the last scrub applied, the garbage it left, whether one runs. */
+function scrubView(ctx: ApiContext, p: string): { last: { id: string; ranAt: number; appliedAt?: number } | null; garbageBytes: number; running: boolean } {
+  const st = ctx.vpool.scrub.statusAt(p);
+  return { last: st.last, garbageBytes: st.garbageBytes, running: st.running };
+}
+
+export function vdiskView(ctx: ApiContext, p: string) {
+  const { vpool } = ctx;
+  const st = vpool.stat(p);
+  const disk = vpool.vdisk(p);
+  const i = disk.info();
+  return {
+    path: shown(p),
+    id: i.id,
+    size: i.size,
+    /** What `du` counts: the clusters this vDisk wrote itself (= ownBytes). */
+    allocatedBytes: i.allocatedBytes,
+    ...ownInherited(i),
+    backendBytes: i.backendBytes,
+    dirtyBytes: i.dirtyBytes,
+    uploadBacklog: i.uploadBacklog,
+    template: i.template,
+    parent: i.parent,
+    clones: i.clones,
+    snapshots: vpool.snapshots.list(p).map(snapshotView),
+    dtl: i.dtl,
+    openHandles: ctx.fds()?.handlesOf(disk) ?? 0,
+    router: i.router,
+    fault: i.fault,
+    scrub: scrubView(ctx, p),
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+    mtime: Math.floor(st.mtimeMs),
+  };
+}
+
+export type VDiskView = ReturnType<typeof vdiskView>;
+
+export interface EntryView {
+  name: string;
+  path: string;
+  kind: 'dir' | 'vdisk';
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+  /** The vDisk's view, for a vDisk. */
+  vdisk?: VDiskView;
+}
+
+export function entryView(ctx: ApiContext, p: string, st: NodeStat): EntryView {
+  const base = { name: p.slice(p.lastIndexOf('/') + 1), path: shown(p), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: Math.floor(st.mtimeMs) };
+  return st.kind === 'dir' ? { ...base, kind: 'dir' } : { ...base, kind: 'vdisk', vdisk: vdiskView(ctx, p) };
+}

@@ -1,0 +1,65 @@
+/**
+ * The README's tour, run as written: the ```sh block of its "A five-minute tour" section is extracted from
+ * README.md (not a copy) and run by bash with `set -e` from the checkout, in a private mount namespace whose
+ * /mnt, /var/lib/vpoolfs and /tmp are fresh tmpfs, so that /mnt/vpool, the default state directory and the
+ * tour's /tmp files are its own and vanish with it. The lines that print a promise ("rolled back", "every
+ * byte is back" …) must print it; the refused `rm` must say why.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { fuseTest } from './helpers/mount.js';
+
+const test = fuseTest();
+const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+
+/** The ```sh blocks of the README section `heading`, in order. */
+export function readmeBlocks(heading: string): string[] {
+  const text = readFileSync(`${ROOT}/README.md`, 'utf8');
+  const start = text.indexOf(`\n## ${heading}\n`);
+  if (start < 0) throw new Error(`README.md has no section "## ${heading}"`);
+  const end = text.indexOf('\n## ', start + 4);
+  const section = text.slice(start, end < 0 ? undefined : end);
+  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]);
+}
+
+test('the README tour runs as written and keeps its promises', async (t) => {
+  const blocks = readmeBlocks('A five-minute tour');
+  t.is(blocks.length, 1, 'one block to run');
+  const script = `set -e\n${blocks[0]}`;
+  const setup = [
+    'set -e',
+    'mount --make-rprivate /',
+    'mount -t tmpfs tmpfs /mnt',
+    'mount -t tmpfs tmpfs /var/lib/vpoolfs',
+    'mount -t tmpfs tmpfs /tmp',
+    `cd ${JSON.stringify(ROOT)}`,
+    'exec bash -c "$TOUR"',
+  ].join('\n');
+  // /var/lib/vpoolfs must exist to be mounted over (inside the namespace it is a fresh tmpfs)
+  const child = spawn('bash', ['-c', 'mkdir -p /var/lib/vpoolfs && exec unshare -m bash -c "$SETUP"'], {
+    env: { ...process.env, TOUR: script, SETUP: setup },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  t.teardown(() => {
+    // whatever the tour left running dies with its process group (and the namespace with its last process)
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  t.is(code, 0, `the tour failed (exit ${code}):\n--- stdout\n${out}\n--- stderr\n${err}`);
+  for (const promise of ["the clone has the snapshot's data", 'rolled back', 'every byte is back', 'rebuilt from the backend']) {
+    t.true(out.includes(promise), `the tour printed "${promise}":\n${out}\n${err}`);
+  }
+  t.regex(err, /vpoolfs: delete disk1: .*has clones.* \(EBUSY\)/, 'the refused rm says why');
+  t.regex(out, /^vPool: +vpool at \/mnt\/vpool$/m, 'status answered');
+  t.regex(out, /\b20G\b.*root\.img/, 'the vDisk is still 20G after qemu-img convert -n');
+});
