@@ -107,6 +107,25 @@ async function expectZeros(t: ExecutionContext, v: VDisk, offset: number, length
   t.is(nonzero, -1, `${what}: byte ${offset + nonzero} is not zero`);
 }
 
+test('a write that grows the vDisk after a shrink: the old boundary cluster reads zeros past the old size, wherever the write lands', async (t) => {
+  const env = poolEnv(t);
+  const pool: VPool = await env.open();
+  t.teardown(() => env.close(pool));
+  for (const [name, at] of [['same cluster', 5 * CS + 300], ['a later cluster', 9 * CS + 10]] as const) {
+    const p = `/g-${name.replace(/ /g, '-')}`;
+    await pool.createFile(p, 0o644, 0, 0, 0);
+    const v = pool.vdisk(p);
+    const data = pattern(4, 8 * CS);
+    await v.write(0, data);
+    const keep = 5 * CS + 100;
+    await v.resize(keep); // the shrink leaves cluster 5's bytes past 100 as they were (resizeLocked)
+    await v.write(at, Buffer.alloc(50, 0xee)); // grows the vDisk again
+    t.true((await v.read(0, keep)).equals(data.subarray(0, keep)), `${name}: the kept part`);
+    await expectZeros(t, v, keep, at - keep, `${name}: between the old size and the write`);
+    t.true((await v.read(at, 50)).equals(Buffer.alloc(50, 0xee)), `${name}: the write`);
+  }
+});
+
 test('shrink then grow reads zeros, also in the tail of the kept boundary cluster; a shrink drops allocatedBytes', async (t) => {
   const env = poolEnv(t);
   let pool: VPool = await env.open();

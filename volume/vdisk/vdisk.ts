@@ -317,6 +317,12 @@ export class VDiskImpl implements VDisk, SlotSource {
     const last = Math.floor((end - 1) / CLUSTER_SIZE);
     const addresses: number[] = new Array(last - first + 1);
     const datas: Uint8Array[] = new Array(last - first + 1);
+    const oldSize = this.size;
+    const grows = end > oldSize;
+    // growing: the bytes of the old boundary cluster past the old size may be stale (see resizeLocked) and
+    // must read as zeros where this write does not cover them
+    const boundary = grows && oldSize % CLUSTER_SIZE !== 0 ? Math.floor(oldSize / CLUSTER_SIZE) : -1;
+    if (boundary >= 0 && boundary < first) await this.zeroPastSize(oldSize); // invisible until the resize below
     for (let a = first; a <= last; a++) {
       const cStart = a * CLUSTER_SIZE;
       const from = Math.max(offset, cStart);
@@ -326,12 +332,11 @@ export class VDiskImpl implements VDisk, SlotSource {
         datas[a - first] = data.subarray(from - offset, to - offset);
       } else {
         const merged = Buffer.from(await this.readCluster(a));
+        if (a === boundary) merged.fill(0, oldSize - cStart);
         merged.set(data.subarray(from - offset, to - offset), from - cStart);
         datas[a - first] = merged;
       }
     }
-    const oldSize = this.size;
-    const grows = end > oldSize;
     // the resize comes before the clusters, in the TLog and the DTL alike (recovery refuses a cluster past
     // the size at that point of the log); if the clusters then fail, the grow is undone
     if (grows) {
@@ -438,22 +443,32 @@ export class VDiskImpl implements VDisk, SlotSource {
     this.dtl.discard(first, count, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
   }
 
+  /**
+   * A shrink leaves the bytes of the new boundary cluster past the size as they were: zeroing them there
+   * would be a write before the resize record, and a power cut between the two would leave the old size
+   * with changed bytes (neither before nor after). Every grow zeros them first instead (here and in a growing
+   * write): that write lies past the size until the resize record, so a cut in between shows nothing.
+   */
   private async resizeLocked(size: number): Promise<void> {
+    if (size > this.size) await this.zeroPastSize(this.size);
     if (size < this.size) {
-      // the part of the boundary cluster past the new size must read as zeros if the vDisk grows again
-      const tail = size % CLUSTER_SIZE;
-      const a = Math.floor(size / CLUSTER_SIZE);
-      if (tail !== 0 && this.map.scoOf(a) !== 0) {
-        const merged = Buffer.from(await this.readCluster(a));
-        merged.fill(0, tail);
-        await this.append([a], [merged]);
-      }
       this.cache.closeSco(); // the discarded clusters' SCO records come before the resize record
       this.map.clearFrom(Math.ceil(size / CLUSTER_SIZE));
     }
     this.size = size;
     this.cache.appendRecord({ type: RecordType.Resize, size });
     this.dtl.resize(size, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
+  }
+
+  /** Zeros the bytes of the boundary cluster of `size` past it, if it is mapped and they are not zeros. */
+  private async zeroPastSize(size: number): Promise<void> {
+    const tail = size % CLUSTER_SIZE;
+    const a = Math.floor(size / CLUSTER_SIZE);
+    if (tail === 0 || this.map.scoOf(a) === 0) return;
+    const merged = Buffer.from(await this.readCluster(a));
+    if (merged.subarray(tail).every((b) => b === 0)) return;
+    merged.fill(0, tail);
+    await this.append([a], [merged]);
   }
 
   // ---- read path ---------------------------------------------------------------------------------
