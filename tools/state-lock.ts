@@ -39,7 +39,9 @@ export async function lockState(stateDir: string): Promise<StateLock> {
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await daemonAlive(pid))) {
       throw new ConfigError(`${stateDir}: in use by another vpoolfs daemon (pid ${pid}); one state directory serves one mount`);
     }
-    await unlink(file).catch(() => undefined); // left by a daemon that is gone
+    // left by a daemon that is gone; if it cannot be removed, say why (a read-only or failing state disk)
+    const gone = await unlink(file).then(() => null, (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : e));
+    if (gone !== null) throw new ConfigError(`${stateDir}: cannot remove the stale lock ${file} (${gone.message})`);
   }
-  throw new ConfigError(`${stateDir}: cannot take the lock ${file}`);
+  throw new ConfigError(`${stateDir}: cannot take the lock ${file}: it came back after it was removed (another daemon starting on the same state directory?)`);
 }

@@ -134,7 +134,6 @@ export class S3BlobStore implements BlobStore {
       validateKey(key);
       if (!(data instanceof Uint8Array)) throw new BackendError('INVALID', `put ${key}: data is not a Uint8Array`, { key });
       const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength); // a view: put resolves only once the SDK is done with it
-      if (this.bucketUnchecked) await this.checkBucketLate();
       if (body.length >= this.opts.multipartThreshold) await this.putMultipart(key, body);
       else await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.s3Key(key), Body: body, ContentLength: body.length }));
     });
@@ -151,7 +150,6 @@ export class S3BlobStore implements BlobStore {
       validateKey(key);
       if (!(data instanceof Uint8Array)) throw new BackendError('INVALID', `createExclusive ${key}: data is not a Uint8Array`, { key });
       const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      if (this.bucketUnchecked) await this.checkBucketLate();
       try {
         await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.s3Key(key), Body: body, ContentLength: body.length, IfNoneMatch: '*' }));
         return true;
@@ -328,7 +326,10 @@ export class S3BlobStore implements BlobStore {
   /** Runs one operation: CLOSED after close, SDK errors mapped, tracked so close() can wait for it. */
   private run<T>(op: string, key: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new BackendError('CLOSED', `blob store ${this.url} is closed`, { url: this.url, key }));
-    const p = fn().catch((err: unknown) => {
+    // the bucket was not checked at open (no answer in time): every call, reads too, checks it first — a
+    // slow store may answer late, and a list of a bucket never created is NoSuchBucket, not "no keys"
+    const checked = this.bucketUnchecked ? this.checkBucketLate() : undefined;
+    const p = (checked === undefined ? fn() : checked.then(fn)).catch((err: unknown) => {
       throw this.mapError(err, op, key);
     });
     this.inflight.add(p);
