@@ -36,7 +36,10 @@ export interface ScoRange {
 export interface ScrubState {
   id: string;
   upTo: number;
-  /** The segment ends, ascending (each a snapshot's TLog at scrub time, and `upTo`). */
+  /**
+   * The segment ends, ascending: the last TLog each replaces (never a dropped number, see scrub-job.ts), so
+   * ≤ the snapshot point that closed it and > the one before; the last is `upTo`.
+   */
   segments: number[];
   /** Where each scrub SCO number the chain may name lives (earlier scrubs' SCOs kept whole stay listed). */
   scoRanges: ScoRange[];

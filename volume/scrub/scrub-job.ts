@@ -57,6 +57,13 @@ export interface ScrubJobOptions {
 }
 
 interface Range {
+  /**
+   * The segment's name: the last TLog it replaces (its last chain item), not the snapshot point that closes
+   * it. A snapshot taken right after a rollback names a TLog the rollback dropped (openTlogNumber - 1), and
+   * every replay skips dropped numbers: a segment named so would vanish from the chain with all it holds.
+   * The last item is in the chain, so not dropped; it is > the previous point and ≤ this one, so the
+   * segments a point replays (end ≤ its TLog) are the same.
+   */
   end: number;
   items: ChainItem[];
   seg: SegmentEnd;
@@ -89,10 +96,12 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
   const points = [...new Set([...doc.snapshots.map((s) => s.tlog).filter((t) => t < horizon), horizon])].sort((a, b) => a - b);
   const ranges: Range[] = [];
   let k = 0;
-  for (const end of points) {
-    const r: Range = { end, items: [], seg: newSegmentEnd() };
-    while (k < items.length && items[k].end <= end) r.items.push(items[k++]);
-    if (r.items.length > 0) ranges.push(r);
+  for (const point of points) {
+    const r: Range = { end: point, items: [], seg: newSegmentEnd() };
+    while (k < items.length && items[k].end <= point) r.items.push(items[k++]);
+    if (r.items.length === 0) continue;
+    r.end = r.items[r.items.length - 1].end;
+    ranges.push(r);
   }
   progress('reading TLogs', 0, ranges.length);
   for (const r of ranges) {
