@@ -19,7 +19,7 @@ import { CLUSTER_SIZE } from '../types.js';
 import { crc32 } from 'node:zlib';
 import { emptyDoc } from '../lineage/snapshot-store.js';
 import { backendDoc, chainItems, descendantPins, readItem, type ChainDoc, type ChainItem } from '../lineage/chain.js';
-import { treeVDisks } from './tree-vdisks.js';
+import { pinCandidates } from './tree-vdisks.js';
 import { compactRecords, finishSegment, foldRecords, newSegmentEnd, pack, scoOfPacked, slotOfPacked, type SegmentEnd } from './compact.js';
 import {
   MAX_SCO, newScrubId, relocationsKey, resultKey, scoKeyIn, SCRUB_SCO_BASE, scrubScoKey, segmentKey,
@@ -127,7 +127,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
     for (const [sco, c] of r.seg.crcs) crcs.set(sco, c);
     for (const loc of r.seg.entries.values()) live.set(scoOfPacked(loc), (live.get(scoOfPacked(loc)) ?? 0) + 1);
   });
-  const pins = await descendantPins(backend, id, [...(await treeVDisks(backend)), ...(opts.candidates ?? [])]);
+  const pins = await descendantPins(backend, id, [...(await pinCandidates(backend)), ...(opts.candidates ?? [])]);
 
   // 3. which SCOs to rewrite (some live, under the fill ratio), which vanish (none live), which stay
   const rewrite = new Set<number>();

@@ -1,0 +1,53 @@
+/**
+ * Regression (scrub-model seed 479800218): a scrub job on another backend handle (another host) must find
+ * the clones of the vDisk it scrubs in the backend's tree, which a claimed vPool ships per claim epoch
+ * (`pool/tree/<epoch>.json`), and keep the SCOs their bases name. It used to read only `pool/tree.json`
+ * (written by builds without claims), found no clone, rewrote a SCO the clone's base names out of the
+ * parent's chain, and after a rebuild the parent no longer knew that SCO: the clone's reads failed
+ * ("SCO unknown to this vDisk"). Deterministic: fixed writes, one remote scrub, its apply, a rebuild.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CS, pattern, poolEnv } from './helpers/vpool.js';
+import { openBlobStore } from '../volume/backend/index.js';
+import { scrubVDisk } from '../volume/scrub/scrub-job.js';
+import { pinCandidates } from '../volume/scrub/tree-vdisks.js';
+
+test('remote scrub: the clones of a claimed vPool pin their base SCOs; the clone reads the same after the apply and a rebuild', async (t) => {
+  const env = poolEnv(t);
+  let pool = await env.open();
+  const size = 32 * CS;
+  await pool.createFile('/a', 0o644, 0, 0, size);
+  const a = pool.vdisk('/a');
+  await a.write(0, pattern(1, 8 * CS)); // one SCO of 8 slots
+  await a.write(0, pattern(2, 4 * CS)); // half of it overwritten: under the fill ratio at the snapshot
+  await pool.snapshots.create('/a', 's');
+  await pool.snapshots.clone('/a', 's', '/c');
+  const cloneWant = await pool.vdisk('/c').read(0, size);
+  await a.write(0, pattern(3, 8 * CS)); // the parent moves on: the SCO is dead at its head
+  const headWant = await a.read(0, size);
+  await a.syncToBackend();
+  await pool.vdisk('/c').syncToBackend();
+  const aId = a.info().id;
+  const cId = pool.vdisk('/c').info().id;
+
+  const other = await openBlobStore(env.backendUrl);
+  let pinned: number;
+  try {
+    t.true((await pinCandidates(other)).includes(cId), 'the backend tree of the claimed vPool names the clone');
+    const result = await scrubVDisk(other, aId, { scratchDir: path.join(env.root, 'scratch'), scoClusters: 8 });
+    pinned = result.stats.scosPinned;
+  } finally {
+    await other.close();
+  }
+  t.true(pinned > 0, 'the remote job keeps the SCO the clone base names');
+  t.not(await pool.scrub.applyPending('/a'), null, 'the owner applies the remote result');
+  t.true((await pool.vdisk('/c').read(0, size)).equals(cloneWant), 'the clone reads the same after the apply');
+
+  await env.close(pool);
+  fs.rmSync(env.state, { recursive: true, force: true });
+  pool = await env.open();
+  t.true((await pool.vdisk('/a').read(0, size)).equals(headWant), 'the parent after a rebuild');
+  t.true((await pool.vdisk('/c').read(0, size)).equals(cloneWant), 'the clone after a rebuild');
+});
