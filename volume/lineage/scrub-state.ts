@@ -93,6 +93,13 @@ export interface ScrubResult {
   state: ScrubState;
   /** Scrub SCOs the new chain names (number → slot count). */
   newScos: Array<[number, number]>;
+  /**
+   * SCOs the old chain named and the new one does not (rewritten, or without a live slot). The owner refuses
+   * the result if a clone it knows of names one of them (a clone the job did not see: made since, or not yet
+   * in the backend's tree): the chain would stop naming a SCO the clone reads, and a rebuild would not know it.
+   * Absent in results of older builds.
+   */
+  unnamed?: number[];
   /** Number of relocations in the `relocations` object. */
   relocations: number;
   /** True when nothing was rewritten and the chain was already compact: applying changes nothing. */

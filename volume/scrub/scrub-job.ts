@@ -148,6 +148,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
       stats.bytesFreed += count * SLOT_SIZE;
     } else garbageAfter += (count - n) * SLOT_SIZE;
   }
+  const oldScos = [...counts.keys()]; // what the old chain names (the new chain may name fewer: `unnamed`)
   const compactAlready = items.every((i) => i.segment) && stats.scosDropped === 0 && rewrite.size === 0;
   const prevRanges = doc.scrub?.scoRanges ?? [];
   const nextFree = Math.max(SCRUB_SCO_BASE, ...prevRanges.map((r) => r.to + 1));
@@ -160,7 +161,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
     log.info('scrub: nothing to rewrite, the chain is compact already', { vdisk: id, horizon, ...stats });
     return {
       version: 1, vdisk: id, scrubId, basis, state: doc.scrub ?? { id: scrubId, upTo: 0, segments: [], scoRanges: [], ranAt: now(), garbageBytes: garbageAfter },
-      newScos: [], relocations: 0, nothingToDo: true, stats,
+      newScos: [], unnamed: [], relocations: 0, nothingToDo: true, stats,
     };
   }
 
@@ -288,7 +289,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
   const result: ScrubResult = {
     version: 1, vdisk: id, scrubId, basis,
     state: { id: scrubId, upTo: horizon, segments, scoRanges, ranAt: now(), garbageBytes: garbageAfter },
-    newScos, relocations: moves.length / 5, nothingToDo: false, stats,
+    newScos, unnamed: oldScos.filter((sco) => !named.has(sco)), relocations: moves.length / 5, nothingToDo: false, stats,
   };
   await backend.put(resultKey(id, scrubId), Buffer.from(JSON.stringify(result)));
   progress('done', ranges.length, ranges.length);

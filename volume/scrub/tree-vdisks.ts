@@ -5,6 +5,7 @@
  * saw no clone, pinned none of the SCOs their bases name, and rewrote them out of the parent's chain (after
  * a rebuild the parent no longer knew their slot counts: the clone's reads failed).
  */
+import { isCode, VolumeError } from '../../util/errors.js';
 import type { BlobStore } from '../backend/types.js';
 import { TREE_KEY, TREE_PREFIX } from '../datapath/backend-layout.js';
 import type { TreeDump } from '../tree/tree.js';
@@ -15,24 +16,48 @@ async function treeKeys(backend: BlobStore): Promise<string[]> {
   return (await backend.head(TREE_KEY)) !== null ? [TREE_KEY, ...epochs] : epochs;
 }
 
-async function idsIn(backend: BlobStore, key: string): Promise<string[]> {
-  const dump = JSON.parse((await backend.get(key)).toString()) as TreeDump;
+/** The ids in tree `key`, or null when the key is gone (the shipper deletes older epochs' trees once a newer one is in). */
+async function idsIn(backend: BlobStore, key: string): Promise<string[] | null> {
+  let raw: Buffer;
+  try {
+    raw = await backend.get(key);
+  } catch (err) {
+    if (isCode(err, 'NOT_FOUND')) return null;
+    throw err;
+  }
+  const dump = JSON.parse(raw.toString()) as TreeDump;
   return dump.nodes.filter((n) => n.vdiskId !== undefined).map((n) => n.vdiskId!);
+}
+
+/**
+ * The ids of the trees listed, read until the newest one listed is still there when read (it vanished: a
+ * newer epoch shipped its tree meanwhile, so list again). `all`: every tree's ids, else the newest's only.
+ */
+async function readTrees(backend: BlobStore, all: boolean): Promise<string[]> {
+  for (let attempt = 0; ; attempt++) {
+    const keys = await treeKeys(backend);
+    if (keys.length === 0) return [];
+    const newest = await idsIn(backend, keys[keys.length - 1]);
+    if (newest === null) {
+      if (attempt < 5) continue;
+      throw new VolumeError('BACKEND', `the backend's tree ${keys[keys.length - 1]} vanished between list and get ${attempt + 1} times`, { key: keys[keys.length - 1] });
+    }
+    const ids = new Set(newest);
+    if (all) for (const key of keys.slice(0, -1)) for (const id of (await idsIn(backend, key)) ?? []) ids.add(id);
+    return [...ids];
+  }
 }
 
 /** The vDisks of the tree a rebuild would load (the highest claim epoch's, as loadTree in ../vpool-start.ts). */
 export async function treeVDisks(backend: BlobStore): Promise<string[]> {
-  const keys = await treeKeys(backend);
-  return keys.length === 0 ? [] : idsIn(backend, keys[keys.length - 1]);
+  return readTrees(backend, false);
 }
 
 /**
- * Every vDisk any shipped tree names (all epochs): the candidates whose clone bases may pin a vDisk's SCOs.
- * Wider than `treeVDisks` on purpose: a clone a fenced router shipped only to its own, older tree may still
- * have a base in the backend, and a pin too many only keeps a SCO until the next scrub.
+ * Every vDisk any shipped tree names (all epochs still in the backend): the candidates whose clone bases may
+ * pin a vDisk's SCOs. Wider than `treeVDisks` on purpose: a clone a fenced router shipped only to its own,
+ * older tree may still have a base in the backend, and a pin too many only keeps a SCO until the next scrub.
  */
 export async function pinCandidates(backend: BlobStore): Promise<string[]> {
-  const ids = new Set<string>();
-  for (const key of await treeKeys(backend)) for (const id of await idsIn(backend, key)) ids.add(id);
-  return [...ids];
+  return readTrees(backend, true);
 }
