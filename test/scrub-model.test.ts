@@ -155,7 +155,7 @@ for (const encrypted of [false, true]) {
           if (!(await checkAll(`seed ${seed} op ${i} after a scrub of ${p} (${rep.outcome}, ${rep.relocated} moved)`, [p]))) return;
         } else if (k < 0.86) {
           // another host: the job on its own backend handle, then the owner applies; sometimes made stale first
-          await pool.vdisk(p).syncToBackend();
+          await pool.syncToBackend(); // the vDisks and the tree: another host knows of the clones only from it
           const other = await backendHandle();
           const id = pool.vdisk(p).info().id;
           const result = await scrubVDisk(other, id, { scratchDir: path.join(root, 'remote-scratch'), scoClusters: 8 }).finally(() => other.close());

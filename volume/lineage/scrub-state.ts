@@ -36,7 +36,10 @@ export interface ScoRange {
 export interface ScrubState {
   id: string;
   upTo: number;
-  /** The segment ends, ascending (each a snapshot's TLog at scrub time, and `upTo`). */
+  /**
+   * The segment ends, ascending: the last TLog each replaces (never a dropped number, see scrub-job.ts), so
+   * ≤ the snapshot point that closed it and > the one before; the last is `upTo`.
+   */
   segments: number[];
   /** Where each scrub SCO number the chain may name lives (earlier scrubs' SCOs kept whole stay listed). */
   scoRanges: ScoRange[];
@@ -90,6 +93,13 @@ export interface ScrubResult {
   state: ScrubState;
   /** Scrub SCOs the new chain names (number → slot count). */
   newScos: Array<[number, number]>;
+  /**
+   * SCOs the old chain named and the new one does not (rewritten, or without a live slot). The owner refuses
+   * the result if a clone it knows of names one of them (a clone the job did not see: made since, or not yet
+   * in the backend's tree): the chain would stop naming a SCO the clone reads, and a rebuild would not know it.
+   * Absent in results of older builds.
+   */
+  unnamed?: number[];
   /** Number of relocations in the `relocations` object. */
   relocations: number;
   /** True when nothing was rewritten and the chain was already compact: applying changes nothing. */

@@ -19,7 +19,9 @@ export function staleReason(doc: ChainDoc, corkedTlog: number, result: ScrubResu
   for (const s of doc.snapshots) {
     if (s.tlog <= upTo && !result.basis.points.includes(s.tlog)) return `snapshot ${s.name} (TLog ${s.tlog}) was not a point when the scrub ran`;
   }
+  const unnamed = new Set(result.unnamed ?? []);
   for (const p of pins) {
+    if (unnamed.has(p)) return `a clone the scrub did not see (made since, or not yet in the backend's tree) names SCO ${p}, which the result rewrote or dropped`;
     if (p >= SCRUB_SCO_BASE && !result.state.scoRanges.some((r) => p >= r.from && p <= r.to)) {
       return `a clone made since the scrub ran names scrub SCO ${p}, which the result no longer lists`;
     }

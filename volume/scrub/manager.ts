@@ -10,7 +10,7 @@ import { logger } from '../../util/log.js';
 import type { BlobStore } from '../backend/types.js';
 import type { VDiskImpl } from '../vdisk/vdisk.js';
 import { descendantPins, type ChainDoc } from '../lineage/chain.js';
-import { treeVDisks } from './tree-vdisks.js';
+import { pinCandidates } from './tree-vdisks.js';
 import { appliedDoc, staleReason } from './apply.js';
 import { resultKey, type ScrubResult } from '../lineage/scrub-state.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
@@ -126,7 +126,7 @@ export class ScrubManager implements ScrubApi {
   }
 
   private async pins(v: VDiskImpl): Promise<Set<number>> {
-    return descendantPins(this.host.backend, v.id, [...this.host.allIds(), ...(await treeVDisks(this.host.backend))]);
+    return descendantPins(this.host.backend, v.id, [...this.host.allIds(), ...(await pinCandidates(this.host.backend))]);
   }
 
   private async applyLocked(v: VDiskImpl, result: ScrubResult, rel: Float64Array): Promise<ScrubReport> {

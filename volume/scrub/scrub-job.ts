@@ -19,7 +19,7 @@ import { CLUSTER_SIZE } from '../types.js';
 import { crc32 } from 'node:zlib';
 import { emptyDoc } from '../lineage/snapshot-store.js';
 import { backendDoc, chainItems, descendantPins, readItem, type ChainDoc, type ChainItem } from '../lineage/chain.js';
-import { treeVDisks } from './tree-vdisks.js';
+import { pinCandidates } from './tree-vdisks.js';
 import { compactRecords, finishSegment, foldRecords, newSegmentEnd, pack, scoOfPacked, slotOfPacked, type SegmentEnd } from './compact.js';
 import {
   MAX_SCO, newScrubId, relocationsKey, resultKey, scoKeyIn, SCRUB_SCO_BASE, scrubScoKey, segmentKey,
@@ -57,6 +57,13 @@ export interface ScrubJobOptions {
 }
 
 interface Range {
+  /**
+   * The segment's name: the last TLog it replaces (its last chain item), not the snapshot point that closes
+   * it. A snapshot taken right after a rollback names a TLog the rollback dropped (openTlogNumber - 1), and
+   * every replay skips dropped numbers: a segment named so would vanish from the chain with all it holds.
+   * The last item is in the chain, so not dropped; it is > the previous point and ≤ this one, so the
+   * segments a point replays (end ≤ its TLog) are the same.
+   */
   end: number;
   items: ChainItem[];
   seg: SegmentEnd;
@@ -89,10 +96,12 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
   const points = [...new Set([...doc.snapshots.map((s) => s.tlog).filter((t) => t < horizon), horizon])].sort((a, b) => a - b);
   const ranges: Range[] = [];
   let k = 0;
-  for (const end of points) {
-    const r: Range = { end, items: [], seg: newSegmentEnd() };
-    while (k < items.length && items[k].end <= end) r.items.push(items[k++]);
-    if (r.items.length > 0) ranges.push(r);
+  for (const point of points) {
+    const r: Range = { end: point, items: [], seg: newSegmentEnd() };
+    while (k < items.length && items[k].end <= point) r.items.push(items[k++]);
+    if (r.items.length === 0) continue;
+    r.end = r.items[r.items.length - 1].end;
+    ranges.push(r);
   }
   progress('reading TLogs', 0, ranges.length);
   for (const r of ranges) {
@@ -118,7 +127,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
     for (const [sco, c] of r.seg.crcs) crcs.set(sco, c);
     for (const loc of r.seg.entries.values()) live.set(scoOfPacked(loc), (live.get(scoOfPacked(loc)) ?? 0) + 1);
   });
-  const pins = await descendantPins(backend, id, [...(await treeVDisks(backend)), ...(opts.candidates ?? [])]);
+  const pins = await descendantPins(backend, id, [...(await pinCandidates(backend)), ...(opts.candidates ?? [])]);
 
   // 3. which SCOs to rewrite (some live, under the fill ratio), which vanish (none live), which stay
   const rewrite = new Set<number>();
@@ -139,6 +148,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
       stats.bytesFreed += count * SLOT_SIZE;
     } else garbageAfter += (count - n) * SLOT_SIZE;
   }
+  const oldScos = [...counts.keys()]; // what the old chain names (the new chain may name fewer: `unnamed`)
   const compactAlready = items.every((i) => i.segment) && stats.scosDropped === 0 && rewrite.size === 0;
   const prevRanges = doc.scrub?.scoRanges ?? [];
   const nextFree = Math.max(SCRUB_SCO_BASE, ...prevRanges.map((r) => r.to + 1));
@@ -151,7 +161,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
     log.info('scrub: nothing to rewrite, the chain is compact already', { vdisk: id, horizon, ...stats });
     return {
       version: 1, vdisk: id, scrubId, basis, state: doc.scrub ?? { id: scrubId, upTo: 0, segments: [], scoRanges: [], ranAt: now(), garbageBytes: garbageAfter },
-      newScos: [], relocations: 0, nothingToDo: true, stats,
+      newScos: [], unnamed: [], relocations: 0, nothingToDo: true, stats,
     };
   }
 
@@ -279,7 +289,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
   const result: ScrubResult = {
     version: 1, vdisk: id, scrubId, basis,
     state: { id: scrubId, upTo: horizon, segments, scoRanges, ranAt: now(), garbageBytes: garbageAfter },
-    newScos, relocations: moves.length / 5, nothingToDo: false, stats,
+    newScos, unnamed: oldScos.filter((sco) => !named.has(sco)), relocations: moves.length / 5, nothingToDo: false, stats,
   };
   await backend.put(resultKey(id, scrubId), Buffer.from(JSON.stringify(result)));
   progress('done', ranges.length, ranges.length);
