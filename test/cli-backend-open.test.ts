@@ -16,7 +16,7 @@ async function mountFails(t: import('ava').ExecutionContext, backend: string, en
   const r = await sh(`${env} node ${q(CLI)} mount ${q(l.mountpoint)} --state ${q(l.state)} --backend ${q(backend)}`, { timeoutMs: 120_000 });
   t.is(r.code, 1, `the mount must fail, not hang or succeed: ${r.stderr.slice(-500)}`);
   t.false(await isMounted(l.mountpoint), 'nothing mounted');
-  return { l, err: r.stderr.trim().split('\n').pop()! };
+  return { l, err: r.stderr.trim().split('\n').pop()!, log: r.stderr };
 }
 
 test('file:// that cannot be created, or is a file: the URL, the directory and why', async (t) => {
@@ -49,6 +49,7 @@ test('s3:// refusing connections, or accepting and never answering: unreachable,
   });
   const port = (hung.address() as net.AddressInfo).port;
   const h = await mountFails(t, `s3://vpoolfs-test/p?endpoint=http://127.0.0.1:${port}&region=us-east-1&forcePathStyle=true`, env);
-  t.regex(h.err, new RegExp(`^vpoolfs: the backend s3://vpoolfs-test/p/\\?endpoint=http%3A%2F%2F127\\.0\\.0\\.1%3A${port}.* is unreachable \\(no answer within 5 s\\)`));
+  t.regex(h.err, new RegExp(`^vpoolfs: the backend s3://vpoolfs-test/p/\\?endpoint=http%3A%2F%2F127\\.0\\.0\\.1%3A${port}.* is unreachable \\(no answer within 30 s\\)`));
   t.true(sockets.size > 0, 'the daemon did reach the hung endpoint');
+  t.regex(h.log, /"message":"the backend has not answered for 5 s; waiting up to 30 s"/, 'the log says so within seconds');
 });

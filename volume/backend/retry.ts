@@ -2,8 +2,10 @@
  * Retrying backend calls: exponential back-off with jitter, forever unless told otherwise, logging the
  * first failure of a streak and its end — a backend outage is waited out, not turned into an error.
  */
-import type { Logger } from '../../util/log.js';
+import { logger, type Logger } from '../../util/log.js';
 import { BackendError } from '../../util/errors.js';
+
+const log = logger('backend');
 
 export interface RetryOptions {
   what: string;
@@ -49,16 +51,26 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Pr
   }
 }
 
-/** How long a first request to the backend may take when a vPool opens before the backend counts as unreachable (a hung endpoint): the mount says so within seconds instead of hanging. */
-export const OPEN_PROBE_MS = 5000;
+/**
+ * A first request to the backend when a vPool opens: after OPEN_WARN_MS without an answer the log says so,
+ * naming the URL (a hung endpoint is reported within seconds), and after OPEN_PROBE_MS the backend counts as
+ * unreachable instead of hanging the mount. Not less: a live but busy store can be slow to answer its first
+ * request (radosgw creates its pools with the first bucket, seconds under load).
+ */
+export const OPEN_WARN_MS = 5000;
+export const OPEN_PROBE_MS = 30_000;
 
 /** `p`, or a BACKEND error marked unreachable (context.unreachable) once `ms` passed without an answer. */
 export function answerWithin<T>(p: Promise<T>, ms: number, url: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  const warn = ms > OPEN_WARN_MS ? setTimeout(() => log.warn(`the backend has not answered for ${OPEN_WARN_MS / 1000} s; waiting up to ${ms / 1000} s`, { url }), OPEN_WARN_MS) : undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new BackendError('BACKEND', `no answer within ${ms / 1000} s`, { url, unreachable: true })), ms);
   });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([p, timeout]).finally(() => {
+    clearTimeout(timer);
+    clearTimeout(warn);
+  });
 }
 
 export function sleep(ms: number): Promise<void> {
