@@ -27,7 +27,7 @@ test('the README tour runs as written and keeps its promises', async (t) => {
   const blocks = readmeBlocks('A five-minute tour');
   t.is(blocks.length, 1, 'one block to run');
   // on a failing line: the daemon's log too (the tour sends it to /tmp/vpoolfs.log)
-  const script = `set -e\ntrap 'echo "--- tail of /tmp/vpoolfs.log" >&2; tail -n 40 /tmp/vpoolfs.log >&2' ERR\n${blocks[0]}`;
+  const script = `set -eE\ntrap 'echo "--- tail of /tmp/vpoolfs.log" >&2; tail -n 40 /tmp/vpoolfs.log >&2' ERR\n${blocks[0]}`;
   const setup = [
     'set -e',
     'mount --make-rprivate /',

@@ -5,7 +5,7 @@
  * a live mount is refused (busy). No synchronous call touches the mountpoint: a hung mount must not hang us.
  */
 import { execFile } from 'node:child_process';
-import { access, constants, mkdir, readFile, realpath, stat } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, realpath, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { logger } from '../util/log.js';
@@ -26,7 +26,11 @@ export async function mountedPaths(): Promise<Set<string>> {
   return out;
 }
 
-/** stat() that gives up after `ms` (a hung FUSE daemon never answers). */
+/**
+ * stat() then statfs() of `p`, giving up after `ms` (a hung FUSE daemon never answers). The statfs is what
+ * finds a dead daemon's mount: the kernel answers a stat of its root from cached attributes for a while
+ * after the daemon is gone, but every statfs goes to the daemon (ENOTCONN once its connection is gone).
+ */
 async function statWithin(p: string, ms: number): Promise<{ ok: true; dir: boolean } | { ok: false; code: string }> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<{ ok: false; code: string }>((resolve) => {
@@ -34,9 +38,8 @@ async function statWithin(p: string, ms: number): Promise<{ ok: true; dir: boole
     timer.unref();
   });
   const probe = stat(p).then(
-    (st) => ({ ok: true as const, dir: st.isDirectory() }),
-    (err: NodeJS.ErrnoException) => ({ ok: false as const, code: err.code ?? 'EIO' }),
-  );
+    (st) => statfs(p).then(() => ({ ok: true as const, dir: st.isDirectory() })),
+  ).catch((err: NodeJS.ErrnoException) => ({ ok: false as const, code: err.code ?? 'EIO' }));
   const res = await Promise.race([probe, timeout]);
   clearTimeout(timer);
   return res;
