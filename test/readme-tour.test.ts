@@ -28,12 +28,19 @@ test('the README tour runs as written and keeps its promises', async (t) => {
   t.is(blocks.length, 1, 'one block to run');
   // on a failing line: the daemon's log too (the tour sends it to /tmp/vpoolfs.log)
   const script = `set -eE\ntrap 'echo "--- tail of /tmp/vpoolfs.log" >&2; tail -n 40 /tmp/vpoolfs.log >&2' ERR\n${blocks[0]}`;
+  // the checkout may itself lie under /tmp (a CI clone): it is bound aside before /tmp is covered, then
+  // bound back at its own path, so that every absolute path into it (the CLI, node_modules) still works
+  const aside = '/run/vpoolfs-readme-tour-checkout';
   const setup = [
     'set -e',
     'mount --make-rprivate /',
+    `mkdir -p ${aside}`,
+    `mount --bind ${JSON.stringify(ROOT)} ${aside}`,
     'mount -t tmpfs tmpfs /mnt',
     'mount -t tmpfs tmpfs /var/lib/vpoolfs',
     'mount -t tmpfs tmpfs /tmp',
+    `mkdir -p ${JSON.stringify(ROOT)}`,
+    `mount --bind ${aside} ${JSON.stringify(ROOT)}`,
     `cd ${JSON.stringify(ROOT)}`,
     'exec bash -c "$TOUR"',
   ].join('\n');
