@@ -186,7 +186,7 @@ test('fallocate grows (KEEP_SIZE: nothing to do; punch hole and zero range keep 
   t.is((await ok(t, `stat -c '%s %b' ${q(f)}`)).trim(), `${4 * 2 ** 20} 0`, 'grown, nothing allocated');
   await ok(t, `fallocate -n -o 0 -l 8M ${q(f)}`);
   t.is((await ok(t, `stat -c %s ${q(f)}`)).trim(), String(4 * 2 ** 20), 'KEEP_SIZE leaves the size');
-  // punch hole and zero range discard (fuse-discard.test.ts): the size stays
+  // punch hole and zero range discard (fuse-kernel-discard.test.ts): the size stays
   await ok(t, `fallocate -p -o 0 -l 4096 ${q(f)} && fallocate -z -o 4096 -l 4096 ${q(f)}`);
   t.is((await ok(t, `stat -c '%s %b' ${q(f)}`)).trim(), `${4 * 2 ** 20} 0`, 'punch and zero range: same size, nothing allocated');
   for (const flag of ['--collapse-range', '--insert-range']) {

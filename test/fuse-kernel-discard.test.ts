@@ -1,4 +1,5 @@
 /**
+ * Kernel engine only (fuse-native has no fallocate; npm test runs fuse-kernel-* files once, on the kernel engine).
  * Discard through a real mount (fuse/ops-io.ts fallocate → VDisk.discard): util-linux `fallocate
  * --punch-hole` and `--zero-range` on a vDisk full of random data. The ranges read as zeros, `du` drops
  * by exactly the whole clusters freed, `qemu-img map` shows the punched hole; and it stays so after a
