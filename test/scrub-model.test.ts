@@ -110,7 +110,9 @@ for (const encrypted of [false, true]) {
     };
 
     try {
-      for (let i = 0; i < ops; i++) {
+      // past `ops`, until every kind of step ran at least once (a random run may miss a rare one), at most 4×
+      const covered = (): boolean => counts.scrubs > 0 && counts.remote > 0 && counts.rollbacks > 0 && counts.clones > 0 && counts.rebuilds > 0 && counts.discards > 0;
+      for (let i = 0; i < ops || (!covered() && i < 4 * ops); i++) {
         const paths = [...refs.keys()];
         const p = paths[Math.floor(r() * paths.length)];
         const ref = refs.get(p)!;
