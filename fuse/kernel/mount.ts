@@ -7,7 +7,7 @@
  * root: mount(2) of a FUSE device is privileged, and fusermount's fd passing needs SCM_RIGHTS, which plain
  * Node cannot receive.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../../util/log.js';
@@ -24,6 +24,28 @@ const INIT_TIMEOUT_MS = 30_000;
 const ENDED_TIMEOUT_MS = 10_000;
 
 /** Runs a command asynchronously (the session must keep answering meanwhile); never throws. */
+/** The FUSE connection number of the mount at `mp` (the minor of its device, from /proc/self/mountinfo). */
+function connectionOf(mp: string): number | undefined {
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f[4] === mp && f[2]?.startsWith('0:')) return Number(f[2].slice(2));
+  }
+  return undefined;
+}
+
+/** Aborts FUSE connection `id` through fusectl (mounted at /sys/fs/fuse/connections when it is not yet). */
+function abortConnection(id: number | undefined, mp: string): void {
+  if (id === undefined) return;
+  const file = `/sys/fs/fuse/connections/${id}/abort`;
+  try {
+    if (!fs.existsSync(file)) spawnSync('mount', ['-t', 'fusectl', 'fusectl', '/sys/fs/fuse/connections']);
+    fs.writeFileSync(file, '1');
+    log.info('aborted the FUSE connection: the files still open see ENOTCONN', { mountpoint: mp, connection: id });
+  } catch (err) {
+    log.warn('could not abort the FUSE connection; the exit may wait for the files still open', { mountpoint: mp, connection: id, error: (err as Error).message });
+  }
+}
+
 function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: 60_000 }, (err, _stdout, stderr) => {
@@ -64,6 +86,7 @@ export async function mountKernel(opts: MountOptions, h: MountHandlers): Promise
     throw new Error(`the kernel sent no FUSE INIT within ${INIT_TIMEOUT_MS} ms after mounting ${mp}`);
   }
   log.info('mounted', { mountpoint: mp, vpool: opts.vpool.name, engine: 'kernel', options, init });
+  const connection = connectionOf(mp);
 
   let unmounting = false;
   let unmounted: Promise<void> | undefined;
@@ -90,6 +113,10 @@ export async function mountKernel(opts: MountOptions, h: MountHandlers): Promise
         if (lazy.code !== 0) throw new Error(`umount -l ${mp} failed: ${lazy.stderr}`);
         log.warn('files were still open: unmounted lazily', { mountpoint: mp });
         log.info('fuse kernel session stats', { mountpoint: mp, ...session.stats() });
+        // the open files keep the connection up, and the readers blocked in read(2) on it would keep this
+        // process from ever exiting (a worker blocked in a system call cannot be terminated): abort it, so that
+        // they see ENODEV and those files ENOTCONN, as after a crash
+        abortConnection(connection, mp);
         session.unref();
         log.info('unmounted', { mountpoint: mp, vpool: opts.vpool.name, engine: 'kernel', lazy: true });
         return;
