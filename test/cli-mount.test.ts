@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI, freshLayout, fuseTest, isMounted, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
+import { CLI, DETACH_HOST_MOUNTS, freshLayout, fuseTest, isMounted, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
 
 const test = fuseTest();
 
@@ -155,7 +155,7 @@ test('--metrics serves Prometheus metrics: operations, bytes, latency, per vDisk
 const canHideDev = spawnSync('unshare', ['-m', 'true']).status === 0;
 (canHideDev ? test0 : test0.skip)('missing /dev/fuse: a clear message, non-zero exit, nothing mounted', async (t) => {
   const l = await freshLayout(t);
-  const r = await sh(`unshare -m sh -c ${q(`mount -t tmpfs none /dev && exec node ${q(CLI)} mount ${q(l.mountpoint)} --state ${q(l.state)}`)}`, { timeoutMs: 30_000 });
+  const r = await sh(`unshare -m bash -c ${q(`${DETACH_HOST_MOUNTS}\nmount -t tmpfs none /dev && exec node ${q(CLI)} mount ${q(l.mountpoint)} --state ${q(l.state)}`)}`, { timeoutMs: 30_000 });
   t.not(r.code, 0);
   t.regex(r.stderr, /\/dev\/fuse is not usable \(ENOENT\)/);
   t.false(await isMounted(l.mountpoint));

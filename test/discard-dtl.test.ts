@@ -44,7 +44,7 @@ test('host loss after a discard: the vDisk rebuilt from the backend and the DTL 
     }
   };
   await op('write', 0, 40 * CS, 1);
-  await v.syncToBackend(); // in the backend: the discard below must hide it
+  await boot.pool.syncToBackend(); // the data and the tree (the file) in the backend: the discard below must hide it
   boot.backend.pause(); // from here on only the write cache and the DTL hold anything
   await op('write', 20 * CS, 8 * CS, 2);
   await op('discard', 2 * CS + 100, 30 * CS); // unaligned: the edge clusters are zeroed in part

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { fuseTest } from './helpers/mount.js';
+import { DETACH_HOST_MOUNTS, fuseTest } from './helpers/mount.js';
 
 const test = fuseTest();
 const ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
@@ -36,6 +36,7 @@ test('the README tour runs as written and keeps its promises', async (t) => {
     'mount --make-rprivate /',
     `mkdir -p ${aside}`,
     `mount --bind ${JSON.stringify(ROOT)} ${aside}`,
+    DETACH_HOST_MOUNTS,
     'mount -t tmpfs tmpfs /mnt',
     'mount -t tmpfs tmpfs /var/lib/vpoolfs',
     'mount -t tmpfs tmpfs /tmp',

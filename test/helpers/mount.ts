@@ -66,6 +66,20 @@ export async function isMounted(mp: string): Promise<boolean> {
 }
 
 /** Shell-quotes one argument. */
+/**
+ * Shell lines for the start of a private mount namespace (`unshare -m`): detach the namespace's copies of the
+ * host's FUSE mounts, loop-device filesystems and whatever lies under /tmp, /mnt and /var/lib/vpoolfs. A copy
+ * holds its filesystem alive for as long as the namespace lives: another test's `umount` then succeeds on the
+ * host while the filesystem stays (a loop ext4 "remounted" after a power cut comes back still shut down, without
+ * its journal replay; a FUSE daemon's connection outlives its unmount).
+ */
+export const DETACH_HOST_MOUNTS = [
+  'findmnt -rn -o TARGET,FSTYPE,SOURCE | while read -r target fstype source; do',
+  '  case "$target" in /tmp/*|/mnt/*|/var/lib/vpoolfs/*) ;; *) case "$fstype:$source" in fuse*|*:/dev/loop*) ;; *) continue ;; esac ;; esac',
+  `  umount -l "$(printf '%b' "$target")" 2>/dev/null || true`,
+  'done',
+].join('\n');
+
 export function q(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }

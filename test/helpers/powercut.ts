@@ -119,6 +119,14 @@ export class LoopFs {
   async remount(): Promise<void> {
     await this.unmount();
     await this.mount();
+    // a copy of the mount in another mount namespace (`unshare -m` made while it was mounted) keeps the
+    // superblock alive: `umount` succeeds, `mount` takes the old superblock back, still shut down, with no
+    // journal replay; a test would then see ENOENT/EIO from a state disk that was never restarted
+    const probe = await sh(`: > ${q(path.join(this.dir, '.after-remount'))}`);
+    if (probe.code !== 0) {
+      const holders = await sh(`me=$(readlink /proc/self/ns/mnt); for f in /proc/[0-9]*/mountinfo; do p=\${f#/proc/}; p=\${p%/mountinfo}; [ "$(readlink /proc/$p/ns/mnt 2>/dev/null)" != "$me" ] && grep -q ${q(` ${this.dev} `)} $f 2>/dev/null && echo "pid $p: $(tr '\\0' ' ' < /proc/$p/cmdline | cut -c1-200)"; done | head -5`);
+      throw new Error(`the loop filesystem ${this.dir} is still shut down after umount + mount: another mount namespace holds a copy of it (tests that unshare -m must detach the host's mounts, DETACH_HOST_MOUNTS in helpers/mount.ts)\n${probe.stderr}${holders.stdout}`);
+    }
   }
 
   private async mount(): Promise<void> {

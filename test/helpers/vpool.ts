@@ -88,7 +88,8 @@ export function treeBytes(dir: string): number {
   if (!fs.existsSync(dir)) return 0;
   let total = 0;
   for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) total += fs.statSync(path.join(e.parentPath, e.name)).size;
+    // a file may go between the listing and the stat (read-cache eviction, a temp file renamed into place)
+    if (e.isFile()) total += fs.statSync(path.join(e.parentPath, e.name), { throwIfNoEntry: false })?.size ?? 0;
   }
   return total;
 }
