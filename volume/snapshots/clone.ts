@@ -10,13 +10,13 @@ import { VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
 import { withRetry } from '../backend/retry.js';
 import { GC_PREFIX } from '../tree/tree-shipper.js';
-import { baseKey, cloneBase, decodeBaseInto, MAX_CLONE_DEPTH } from '../lineage/clone-base.js';
+import { baseKey, cloneBase, MAX_CLONE_DEPTH } from '../lineage/clone-base.js';
 import { stateAt } from '../lineage/chain.js';
-import { checkSnapshotName, docShippedKey, emptyDoc, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
+import { checkSnapshotName, emptyDoc, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
 import type { VDiskImpl } from '../vdisk/vdisk.js';
 import { stamp, type CloneSource, type SnapshotHost } from './snapshot-host.js';
 import { createVDisk } from '../vdisk/vdisk-open.js';
-import { commitCork, corkOps, vdiskMdsPrefix } from '../vdisk/vdisk-meta.js';
+import { vdiskMdsPrefix } from '../vdisk/vdisk-meta.js';
 
 const log = logger('clone');
 
@@ -67,13 +67,7 @@ async function makeClone(mgr: CloneSource, host: SnapshotHost, parent: VDiskImpl
   const v = await createVDisk(id, ctx);
   try {
     await mgr.deadline(v.docs.shipNow(doc), 'clone: writing its snapshot list', dctx);
-    decodeBaseInto(base, { map: v.map, size: 0, scoCounts: v.scoCounts }, baseKey(id));
-    v.size = state.size;
-    const ops = corkOps(v, { tlog: 0, scos: [] });
-    ops.push(...v.docs.ops(doc), { key: docShippedKey(id), value: Buffer.from('1') });
-    await commitCork(ctx.mds, v, ops);
-    v.docs.doc = doc;
-    v.docs.shippedGen = 1;
+    await v.startAsClone(base, state.size, doc); // a new vDisk: corked at TLog 0, the doc's generation 1 shipped
     await host.addVDisk(target, path, v, [{ key: GC_PREFIX + id, value: null }]);
   } catch (err) {
     v.shutdown();

@@ -10,10 +10,9 @@ import { logger } from '../../util/log.js';
 import { stateAt } from '../lineage/chain.js';
 import { cloneVDisk } from './clone.js';
 import { stamp, type CloneSource, type SnapshotHost } from './snapshot-host.js';
-import { addGarbage, checkSnapshotName, docShippedKey, rollbackKey, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
+import { addGarbage, checkSnapshotName, rollbackKey, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
 import type { SnapshotApi, SnapshotInfo } from '../types.js';
 import type { VDiskFamily } from '../vdisk/vdisk-context.js';
-import { commitCork, corkOps, metaKey, type VDiskMeta } from '../vdisk/vdisk-meta.js';
 import type { VDiskImpl } from '../vdisk/vdisk.js';
 
 const log = logger('snapshots');
@@ -152,15 +151,7 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily, CloneSource {
       if (next.snapshots.length > 1) addGarbage(next, { fromTlog: 1, toTlog: keep.tlog, reason: 'made a template' });
       next.snapshots = [keep];
       next.template = true;
-      // set first, so that every cork from now on persists it too (the doc has it as well: opening takes either)
-      v.template = true;
-      const meta: VDiskMeta = { corkedTlog: v.corkedTlog, corkedSco: v.corkedSco, size: v.size, template: true };
-      try {
-        await v.docs.commit(next, [{ key: metaKey(v.id), value: Buffer.from(JSON.stringify(meta)) }]);
-      } catch (err) {
-        v.template = false;
-        throw err;
-      }
+      await v.becomeTemplate(next);
     });
     log.info('vDisk made a template', { vdisk: v.id, path });
   }
@@ -227,15 +218,7 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily, CloneSource {
     const { mds } = v.ctx;
     await mds.commit([{ key: rollbackKey(v.id), value: Buffer.from(JSON.stringify(doc)) }]);
     await v.docs.shipNow(doc);
-    v.map.clearFrom(0);
-    for (const [a, loc] of state.map.entries()) v.map.set(a, loc.sco, loc.slot, loc.depth);
-    v.size = state.size;
-    for (const [sco, count] of state.scoCounts) v.scoCounts.set(sco, count);
-    const ops = corkOps(v, { tlog: v.corkedTlog, scos: [] });
-    ops.push(...v.docs.ops(doc), { key: docShippedKey(v.id), value: Buffer.from(String(doc.gen)) }, { key: rollbackKey(v.id), value: null });
-    await commitCork(mds, v, ops);
-    v.docs.doc = doc;
-    v.docs.shippedGen = doc.gen;
+    await v.adoptRollback(state, doc);
   }
 }
 

@@ -39,7 +39,7 @@ export function attachDtl(v: VDiskImpl): void {
   const provider = v.ctx.dtl;
   if (provider === undefined) return;
   const mode = dtlModeOf(v);
-  if (mode !== 'none') v.dtl = provider.sink(v, mode);
+  if (mode !== 'none') v.attachDtl(provider.sink(v, mode));
 }
 
 /** The vDisk's recorded DTL mode, else the mount's default ('none' without DTL servers). */
@@ -56,10 +56,7 @@ export async function setDtlMode(v: VDiskImpl, mode: DtlMode): Promise<void> {
   const provider = v.ctx.dtl;
   if (mode !== 'none' && provider === undefined) throw new VolumeError('INVALID', `DTL mode ${mode} needs a DTL server: mount with --dtl-server`, { vdisk: v.id });
   await v.exclusive(async () => {
-    if (v.dtl.mode !== mode) {
-      v.dtl.close(mode === 'none');
-      v.dtl = mode === 'none' ? NO_DTL : provider!.sink(v, mode);
-    }
+    if (v.dtl.mode !== mode) v.replaceDtl(mode === 'none', () => (mode === 'none' ? NO_DTL : provider!.sink(v, mode)));
     // locally and in the vDisk document, in one commit; the document is then shipped to the backend
     const doc = { ...(JSON.parse(JSON.stringify(v.docs.doc)) as typeof v.docs.doc), dtlMode: mode };
     await v.docs.commit(doc, [{ key: dtlKey(v.id), value: Buffer.from(mode) }]);

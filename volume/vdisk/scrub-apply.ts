@@ -6,7 +6,7 @@
  */
 import type { MetadataOp } from '../../mds/types.js';
 import type { ClusterMap } from '../datapath/cluster-map.js';
-import { scoName, SLOT_SIZE } from '../datapath/sco-format.js';
+import { scoName } from '../datapath/sco-format.js';
 import type { ChainDoc } from '../lineage/chain.js';
 import type { VDiskImpl } from './vdisk.js';
 import { commitCork, mapPrefix, pageBytes, scoCountPrefix, u32 } from './vdisk-meta.js';
@@ -26,8 +26,7 @@ export async function applyScrubTo(v: VDiskImpl, next: ChainDoc, newScos: Array<
     throw err;
   }
   v.docs.doc = next; // shipped by the next DocStore.flush (the caller waits for it before sweeping)
-  for (const [, count] of newScos) v.backendBytes += count * SLOT_SIZE;
-  return moved;
+  return moved; // VDiskImpl.applyScrub counts the new SCOs' bytes in the backend
 }
 
 /**

@@ -3,7 +3,6 @@
  * clone base on a rebuild from the backend, and finishing a rollback that a crash cut short.
  */
 import { logger } from '../../util/log.js';
-import { loadBase, type DiskState } from '../lineage/clone-base.js';
 import { isDropped, maxTlogOf, parseDoc, rollbackKey } from '../lineage/snapshot-store.js';
 import type { VDiskImpl } from './vdisk.js';
 
@@ -23,12 +22,7 @@ export interface Restored {
 export async function restoreOnRebuild(v: VDiskImpl): Promise<Restored> {
   await v.docs.loadBackend();
   const doc = v.docs.doc;
-  v.template = doc.template;
-  if (doc.parent !== null) {
-    const s: DiskState = { map: v.map, size: 0, scoCounts: new Map() };
-    await loadBase(v.ctx.backend, v.id, s);
-    v.size = s.size;
-  }
+  await v.restoreLineage();
   return {
     keep: (tlog) => !isDropped(doc, tlog),
     pruneSnapshots(present) {

@@ -8,19 +8,17 @@
  * The local state counts only when both the metadata record and the write-cache directory exist.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { logger } from '../../util/log.js';
 import { listedScos, listedTlogs, scoKey, tlogKey } from '../datapath/backend-layout.js';
 import { FENCE_GAP, fenceKey, scoCounts, tlogCounts, vdiskFences, type VDiskFence } from '../datapath/epoch-fence.js';
 import { LocalCache } from '../datapath/local-cache.js';
 import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from '../datapath/sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
-import { Uploader } from '../datapath/uploader.js';
 import { CLUSTER_SIZE } from '../types.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { attachDtl, dtlModeOf } from './dtl-hook.js';
-import { DocStore, docShippedKey, maxTlogOf, rollbackKey } from '../lineage/snapshot-store.js';
+import { docShippedKey, maxTlogOf, rollbackKey } from '../lineage/snapshot-store.js';
 import { chainItems, readItem } from '../lineage/chain.js';
 import { SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
@@ -28,17 +26,9 @@ import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix,
 
 const log = logger('vdisk-open');
 
+/** The vDisk's objects (write cache, uploader, doc store: VDiskImpl's constructor), nothing read or written yet. */
 function construct(id: string, ctx: VDiskContext): VDiskImpl {
-  const v = new VDiskImpl(id, namespaceTag(id), ctx);
-  v.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, v.tag, ctx.scoClusters, ctx.tlogScos, v, ctx.io);
-  v.uploader = new Uploader(id, ctx.backend, {
-    scoPath: (sco) => v.cache.scoPath(sco),
-    tlogPath: (tlog) => v.cache.tlogPath(tlog),
-    syncLocal: () => v.cache.syncLocal(),
-    onUploaded: (p, bytes) => v.cork(p, bytes),
-  }, ctx.uploads, log);
-  v.docs = new DocStore(id, ctx.mds, ctx.backend);
-  return v;
+  return new VDiskImpl(id, namespaceTag(id), ctx);
 }
 
 export async function createVDisk(id: string, ctx: VDiskContext): Promise<VDiskImpl> {
@@ -89,10 +79,7 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): number {
   for (const [key, value] of ctx.mds.range(scoCountPrefix(id))) v.scoCounts.set(parseInt(key.slice(key.lastIndexOf('/') + 1), 16), value.readUInt32LE(0));
   v.map.takeDirty();
   v.docs.loadLocal();
-  v.size = meta.size;
-  v.template = meta.template || v.docs.doc.template; // a cork racing with user.vdisk.template may have written the old flag
-  v.corkedTlog = meta.corkedTlog;
-  v.corkedSco = meta.corkedSco;
+  v.restoreCorked(meta);
   let lastSco = meta.corkedSco;
   const named = new Set<number>(); // SCOs a local TLog record names
   const notWhole = new Set<number>(); // ...of which some slots are not on the disk
@@ -139,13 +126,7 @@ function openLocal(v: VDiskImpl, meta: VDiskMeta): number {
   // a growing write records the new size after its clusters: cut short (a crash, a failed append), its
   // clusters lie past the size; they were never acknowledged and must not show if the vDisk grows later
   v.map.clearFrom(Math.ceil(v.size / CLUSTER_SIZE));
-  for (const sco of v.cache.localScos()) {
-    const bytes = (v.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
-    v.localBytes += bytes;
-    ctx.space.account(bytes);
-    if (sco <= v.corkedSco) ctx.space.addEvictable(v, sco);
-  }
-  for (const [sco, count] of v.scoCounts) if (sco <= v.corkedSco || sco >= SCRUB_SCO_BASE) v.backendBytes += count * SLOT_SIZE;
+  v.countRestartedBytes();
   v.cache.adoptFoundFiles(v.corkedSco);
   for (const p of pending) v.uploader.enqueue(p);
   log.info('vDisk reopened from the local write cache', {
@@ -236,9 +217,7 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   if (listed.length > accepted.length) {
     log.warn('TLogs uploaded by a fenced router after a takeover are ignored', { vdisk: id, ignored: listed.filter((n) => !tlogCounts(fences, n)) });
   }
-  for (const count of v.scoCounts.values()) v.backendBytes += count * SLOT_SIZE;
-  v.corkedSco = lastSco;
-  v.corkedTlog = lastTlog;
+  v.corkRebuilt(lastSco, lastTlog);
   const ops = corkOps(v, { tlog: lastTlog, scos: [...v.scoCounts.keys()].sort((a, b) => a - b) });
   v.cache.create(firstTlog, firstSco);
   // a snapshot taken right after a takeover names the TLog before the new holder's first: covered too

@@ -7,8 +7,10 @@
  * Read: cluster map → write cache → read cache → backend (ranged) → zeros; every slot is verified.
  * Opening (fresh, local restart, rebuild from the backend) lives in vdisk-open.ts; corking in cork().
  */
+import path from 'node:path';
 import { isCode, VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
+import type { MetadataOp } from '../../mds/types.js';
 import { Serial } from '../../util/serial.js';
 import { ClusterMap } from '../datapath/cluster-map.js';
 import type { CacheFault, ClosedSco } from '../datapath/cache-files.js';
@@ -23,46 +25,101 @@ import type { ReadCache } from '../datapath/read-cache.js';
 import { readClusters, type SlotSource } from '../datapath/read-path.js';
 import { ReadAhead } from '../datapath/read-ahead.js';
 import { NO_DTL, type DtlSink } from './dtl-sink.js';
-import type { DocStore } from '../lineage/snapshot-store.js';
-import { commitCork, corkOps } from './vdisk-meta.js';
+import { DocStore, docShippedKey, rollbackKey, type VDiskDoc } from '../lineage/snapshot-store.js';
+import { commitCork, corkOps, metaKey, type VDiskMeta } from './vdisk-meta.js';
 import { seekExtent } from './vdisk-extents.js';
 import { fetchVerifiedSlots } from './slot-fetch.js';
-import { applyTo } from '../lineage/clone-base.js';
+import { applyTo, baseKey, decodeBaseInto, loadBase, type DiskState } from '../lineage/clone-base.js';
 import type { ChainDoc } from '../lineage/chain.js';
 import { scoKeyIn, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 import { ReadGate } from './read-gate.js';
 import { applyScrubTo } from './scrub-apply.js';
 
 const log = logger('vdisk');
+// the uploader's lines keep the logger they had when vdisk-open.ts built it
+const uploadLog = logger('vdisk-open');
 const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
 
 export class VDiskImpl implements VDisk, SlotSource {
   readonly map = new ClusterMap();
   /** Slots in each closed SCO (needed to read it back from the backend). */
   readonly scoCounts = new Map<number, number>();
-  size = 0;
-  corkedTlog = 0;
-  corkedSco = 0;
-  backendBytes = 0;
-  /** Bytes of this vDisk's SCO files in the write cache. */
-  localBytes = 0;
-  template = false;
-  cache!: LocalCache;
-  uploader!: Uploader;
-  lastShipMs = Date.now();
+  /** The map, size and slot counts as one DiskState: what a TLog record (applyTo) and a clone base change. */
+  private readonly disk: DiskState = { map: this.map, size: 0, scoCounts: this.scoCounts };
+  /**
+   * The rest of the vDisk's state: read by anyone through the getters below, changed only by this class's
+   * methods (the opening, snapshot, clone, DTL and scrub code call the methods that say what happens).
+   */
+  private readonly state = {
+    corkedTlog: 0,
+    corkedSco: 0,
+    backendBytes: 0,
+    /** Bytes of this vDisk's SCO files in the write cache. */
+    localBytes: 0,
+    template: false,
+    lastShipMs: Date.now(),
+    /** Where every change of the write cache is also sent (the DTL, dtl-hook.ts); mode none does nothing. */
+    dtl: NO_DTL as DtlSink,
+  };
+  readonly cache: LocalCache;
+  readonly uploader: Uploader;
   /** When data not yet in the backend first appeared (null: everything written is there, as far as info() last saw). */
   private dirtySinceMs: number | null = null;
-  /** Where every change of the write cache is also sent (the DTL, dtl-hook.ts); mode none does nothing. */
-  dtl: DtlSink = NO_DTL;
   /** Snapshots, template flag, clone parentage (../lineage/snapshot-store.ts). */
-  docs!: DocStore;
+  readonly docs: DocStore;
   /** Reads in flight, for a scrub's apply to wait out before old SCOs go (read-gate.ts). */
   readonly readGate = new ReadGate();
   private readonly lock = new Serial();
   private closed = false;
   private passingFault: VDiskFault | null = null;
 
-  constructor(readonly id: string, readonly tag: number, readonly ctx: VDiskContext) {}
+  constructor(readonly id: string, readonly tag: number, readonly ctx: VDiskContext) {
+    this.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, tag, ctx.scoClusters, ctx.tlogScos, this, ctx.io);
+    this.uploader = new Uploader(id, ctx.backend, {
+      scoPath: (sco) => this.cache.scoPath(sco),
+      tlogPath: (tlog) => this.cache.tlogPath(tlog),
+      syncLocal: () => this.cache.syncLocal(),
+      onUploaded: (p, bytes) => this.cork(p, bytes),
+    }, ctx.uploads, uploadLog);
+    this.docs = new DocStore(id, ctx.mds, ctx.backend);
+  }
+
+  get size(): number {
+    return this.disk.size;
+  }
+
+  /** The last TLog in the backend and reflected in the persisted map (vdisk-meta.ts). */
+  get corkedTlog(): number {
+    return this.state.corkedTlog;
+  }
+
+  /** The last of the vDisk's own SCOs in the backend. */
+  get corkedSco(): number {
+    return this.state.corkedSco;
+  }
+
+  get backendBytes(): number {
+    return this.state.backendBytes;
+  }
+
+  /** Bytes of this vDisk's SCO files in the write cache. */
+  get localBytes(): number {
+    return this.state.localBytes;
+  }
+
+  get template(): boolean {
+    return this.state.template;
+  }
+
+  /** When ship() last closed the open TLog (the vPool's age timer). */
+  get lastShipMs(): number {
+    return this.state.lastShipMs;
+  }
+
+  /** Where every change of the write cache is also sent (the DTL, dtl-hook.ts); mode none does nothing. */
+  get dtl(): DtlSink {
+    return this.state.dtl;
+  }
 
   /** What this vDisk wrote itself (`du`, st_blocks); a clone's data read through from its parents is inheritedBytes. */
   get allocatedBytes(): number {
@@ -199,7 +256,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   /** Closes the open SCO and TLog so the uploader ships them (the age timer, pressure, sync-to-backend). */
   ship(): void {
     if (this.closed) return;
-    this.lastShipMs = Date.now();
+    this.state.lastShipMs = Date.now();
     this.cache.closeTlog();
   }
 
@@ -214,7 +271,7 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   /** Applies a TLog record while opening (replay). Safe to replay over a newer map: last writer wins. */
   applyRecord(rec: TLogRecord): void {
-    applyTo(this, rec); // the one rule for a record, shared with the backend-only replay of ../lineage/clone-base.ts
+    applyTo(this.disk, rec); // the one rule for a record, shared with the backend-only replay of ../lineage/clone-base.ts
   }
 
   onScoClosed(c: ClosedSco): void {
@@ -238,9 +295,9 @@ export class VDiskImpl implements VDisk, SlotSource {
       throw err;
     }
     if (this.passingFault !== null && this.passingFault.message.startsWith('cork')) this.clearPassingFault();
-    this.corkedTlog = p.tlog;
-    this.corkedSco = Math.max(this.corkedSco, ...p.scos.slice(-1));
-    this.backendBytes += scoBytes;
+    this.state.corkedTlog = p.tlog;
+    this.state.corkedSco = Math.max(this.corkedSco, ...p.scos.slice(-1));
+    this.state.backendBytes += scoBytes;
     this.cache.deleteClosedTlog(p.tlog);
     for (const sco of p.scos) {
       this.ctx.space.addEvictable(this, sco);
@@ -280,7 +337,10 @@ export class VDiskImpl implements VDisk, SlotSource {
    */
   applyScrub(doc: ChainDoc, newScos: Array<[number, number]>, relocations: Float64Array): Promise<number> {
     this.checkOpen();
-    return applyScrubTo(this, doc, newScos, relocations);
+    return applyScrubTo(this, doc, newScos, relocations).then((moved) => {
+      for (const [, count] of newScos) this.state.backendBytes += count * SLOT_SIZE; // the new SCOs are in the backend
+      return moved;
+    });
   }
 
   /** The backend key of SCO `sco`: its own, or a scrub's (the doc's scrub says which, lineage/scrub-state.ts). */
@@ -292,8 +352,112 @@ export class VDiskImpl implements VDisk, SlotSource {
   evictSco(sco: number): number {
     if (!this.cache.evictSco(sco)) return 0;
     const bytes = (this.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
-    this.localBytes -= bytes;
+    this.state.localBytes -= bytes;
     return bytes;
+  }
+
+  // ---- state changes others ask for: opening, snapshots, clones, the DTL ----------------------------
+
+  /** Local restart (vdisk-open.ts): the size, template flag and cork point of the metadata store's record. */
+  restoreCorked(meta: VDiskMeta): void {
+    this.disk.size = meta.size;
+    this.state.template = meta.template || this.docs.doc.template; // a cork racing with user.vdisk.template may have written the old flag
+    this.state.corkedTlog = meta.corkedTlog;
+    this.state.corkedSco = meta.corkedSco;
+  }
+
+  /**
+   * Local restart, once the map and slot counts are back (vdisk-open.ts): counts the SCO files found in the
+   * write cache (the corked ones evictable) and the bytes in the backend.
+   */
+  countRestartedBytes(): void {
+    for (const sco of this.cache.localScos()) {
+      const bytes = (this.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
+      this.state.localBytes += bytes;
+      this.ctx.space.account(bytes);
+      if (sco <= this.corkedSco) this.ctx.space.addEvictable(this, sco);
+    }
+    for (const [sco, count] of this.scoCounts) if (sco <= this.corkedSco || sco >= SCRUB_SCO_BASE) this.state.backendBytes += count * SLOT_SIZE;
+  }
+
+  /**
+   * Rebuild from the backend, before the TLogs are replayed (snapshot-open.ts): the template flag of the
+   * doc just loaded from the backend, and a clone's base (its parent's map as of the snapshot) under the map.
+   */
+  async restoreLineage(): Promise<void> {
+    const doc = this.docs.doc;
+    this.state.template = doc.template;
+    if (doc.parent !== null) {
+      const s: DiskState = { map: this.map, size: 0, scoCounts: new Map() };
+      await loadBase(this.ctx.backend, this.id, s);
+      this.disk.size = s.size;
+    }
+  }
+
+  /** Rebuild from the backend, once replayed (vdisk-open.ts): all of it is in the backend, corked up to here. */
+  corkRebuilt(lastSco: number, lastTlog: number): void {
+    for (const count of this.scoCounts.values()) this.state.backendBytes += count * SLOT_SIZE;
+    this.state.corkedSco = lastSco;
+    this.state.corkedTlog = lastTlog;
+  }
+
+  /**
+   * Makes this vDisk a template whose doc is `next` (../snapshots/snapshots.ts, under the lock). The flag is
+   * set first, so that every cork from now on persists it too (the doc has it as well: opening takes
+   * either); a failed commit clears it again.
+   */
+  async becomeTemplate(next: VDiskDoc): Promise<void> {
+    this.state.template = true;
+    const meta: VDiskMeta = { corkedTlog: this.corkedTlog, corkedSco: this.corkedSco, size: this.size, template: true };
+    try {
+      await this.docs.commit(next, [{ key: metaKey(this.id), value: Buffer.from(JSON.stringify(meta)) }]);
+    } catch (err) {
+      this.state.template = false;
+      throw err;
+    }
+  }
+
+  /**
+   * The end of a rollback (../snapshots/snapshots.ts, under the lock, its intent recorded and `doc` shipped):
+   * the map, size and slot counts become `at` (the state as of the snapshot), committed at once with `doc`
+   * and the removal of the intent.
+   */
+  async adoptRollback(at: DiskState, doc: VDiskDoc): Promise<void> {
+    this.map.clearFrom(0);
+    for (const [a, loc] of at.map.entries()) this.map.set(a, loc.sco, loc.slot, loc.depth);
+    this.disk.size = at.size;
+    for (const [sco, count] of at.scoCounts) this.scoCounts.set(sco, count);
+    await this.commitShippedState(doc, [{ key: rollbackKey(this.id), value: null }]);
+  }
+
+  /**
+   * A new clone's start (../snapshots/clone.ts; `doc`, naming its parent, already shipped): its map is the
+   * `base` (the parent's as of the snapshot, one clone depth deeper) and its size `size`, committed with `doc`.
+   */
+  async startAsClone(base: Buffer, size: number, doc: VDiskDoc): Promise<void> {
+    decodeBaseInto(base, { map: this.map, size: 0, scoCounts: this.scoCounts }, baseKey(this.id));
+    this.disk.size = size;
+    await this.commitShippedState(doc, []);
+  }
+
+  /** Commits the map, size and `doc` (in the backend already: generation doc.gen shipped) with `extra`; then `doc` is the vDisk's. */
+  private async commitShippedState(doc: VDiskDoc, extra: MetadataOp[]): Promise<void> {
+    const ops = corkOps(this, { tlog: this.corkedTlog, scos: [] });
+    ops.push(...this.docs.ops(doc), { key: docShippedKey(this.id), value: Buffer.from(String(doc.gen)) }, ...extra);
+    await commitCork(this.ctx.mds, this, ops);
+    this.docs.doc = doc;
+    this.docs.shippedGen = doc.gen;
+  }
+
+  /** The DTL sink of the vDisk's mode, once opened or created (dtl-hook.ts). */
+  attachDtl(sink: DtlSink): void {
+    this.state.dtl = sink;
+  }
+
+  /** A change of DTL mode (dtl-hook.ts, under the lock): the sink closes (`forget`: its copy is dropped), then `next()` takes over. */
+  replaceDtl(forget: boolean, next: () => DtlSink): void {
+    this.state.dtl.close(forget);
+    this.state.dtl = next();
   }
 
   /** Stops everything and closes the local files (the vPool is closing or the vDisk is removed). */
@@ -341,7 +505,7 @@ export class VDiskImpl implements VDisk, SlotSource {
     // the size at that point of the log); if the clusters then fail, the grow is undone
     if (grows) {
       this.cache.appendRecord({ type: RecordType.Resize, size: end }); // fails: nothing changed
-      this.size = end;
+      this.disk.size = end;
       this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
     }
     try {
@@ -355,7 +519,7 @@ export class VDiskImpl implements VDisk, SlotSource {
   /** A growing write failed: back to `oldSize`, and nothing it placed past it may show if the vDisk grows later. */
   private undoGrow(oldSize: number, cause: unknown): void {
     this.map.clearFrom(Math.ceil(oldSize / CLUSTER_SIZE));
-    this.size = oldSize;
+    this.disk.size = oldSize;
     try {
       this.cache.appendRecord({ type: RecordType.Resize, size: oldSize });
       this.dtl.resize(oldSize, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
@@ -376,7 +540,7 @@ export class VDiskImpl implements VDisk, SlotSource {
       this.ctx.space.release(bytes);
       throw new VolumeError('CLOSED', 'the vDisk was closed while the write waited for write-cache space', { vdisk: this.id });
     }
-    this.localBytes += bytes;
+    this.state.localBytes += bytes;
     let placedCount = 0;
     try {
       const scos: number[] = new Array(addresses.length);
@@ -389,7 +553,7 @@ export class VDiskImpl implements VDisk, SlotSource {
     } catch (err) {
       // the room reserved for clusters that never reached the cache goes back (else writers could wait for ever)
       const unused = (addresses.length - placedCount) * SLOT_SIZE;
-      this.localBytes -= unused;
+      this.state.localBytes -= unused;
       this.ctx.space.release(unused);
       if (isCode(err, 'NO_SPACE')) this.notePassingFault(err, 'write to the write cache');
       throw err;
@@ -455,7 +619,7 @@ export class VDiskImpl implements VDisk, SlotSource {
       this.cache.closeSco(); // the discarded clusters' SCO records come before the resize record
       this.map.clearFrom(Math.ceil(size / CLUSTER_SIZE));
     }
-    this.size = size;
+    this.disk.size = size;
     this.cache.appendRecord({ type: RecordType.Resize, size });
     this.dtl.resize(size, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
   }
