@@ -1,6 +1,6 @@
 /**
  * What the snapshot and clone code (snapshots.ts, clone.ts) share without importing each other: what they
- * need from the vPool (SnapshotHost, implemented in volume/vpool.ts), what a clone needs from the snapshot
+ * need from the vPool (SnapshotHost, implemented in volume/vpool-tree.ts), what a clone needs from the snapshot
  * manager (CloneSource, implemented by SnapshotManager), and the name-safe time stamp of generated names.
  */
 import type { MetadataOp } from '../../mds/types.js';
@@ -8,7 +8,7 @@ import type { SnapshotMeta } from '../lineage/snapshot-store.js';
 import type { VDiskContext } from '../vdisk/vdisk-context.js';
 import type { VDiskImpl } from '../vdisk/vdisk.js';
 
-/** What the snapshot code needs from the vPool (volume/vpool.ts). */
+/** What the snapshot code needs from the vPool (volume/vpool-tree.ts). */
 export interface SnapshotHost {
   ctx: VDiskContext;
   /** The vDisk at `path` (NOT_FOUND, IS_DIR). Reads only (as are all(), byId(), pathOf(), checkFree()). */
