@@ -13,9 +13,8 @@
  * then catches up. Entries recorded while degraded are not kept: the history covers them.
  */
 import { logger } from '../util/log.js';
-import type { DtlSink } from '../volume/vdisk/dtl-sink.js';
+import type { DtlSink, DtlVDisk } from '../volume/vdisk/dtl-sink.js';
 import type { DtlInfo, DtlMode, DtlState } from '../volume/types.js';
-import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { DtlClient, type DtlClientOptions } from './client.js';
 import { DtlError } from './errors.js';
 import { captureHistory, historyEntries } from './history.js';
@@ -65,7 +64,7 @@ export class DtlBridge implements DtlSink {
   private inflightError: Error | null = null;
   private readonly client: DtlClient;
 
-  constructor(private readonly v: VDiskImpl, readonly mode: DtlMode, private readonly opts: BridgeOptions) {
+  constructor(private readonly v: DtlVDisk, readonly mode: DtlMode, private readonly opts: BridgeOptions) {
     // pinned to the server it caught up on; a lost connection wakes the loop, which attaches again (at once, or degraded first)
     this.client = new DtlClient({ ...opts, reconnect: false, onLost: () => this.kick() });
     void this.run();

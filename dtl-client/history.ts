@@ -8,7 +8,7 @@
 import { logger } from '../util/log.js';
 import { checkSlot, SLOT_HEADER, SLOT_SIZE, slotAddress } from '../volume/datapath/sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from '../volume/datapath/tlog-format.js';
-import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
+import type { DtlVDisk } from '../volume/vdisk/dtl-sink.js';
 import { encodeDiscard, encodeEntry, encodeResize } from './messages.js';
 
 const log = logger('dtl');
@@ -19,7 +19,7 @@ export type HistoryItem =
   | { kind: 'sco'; sco: number; count: number };
 
 /** Call under the vDisk's lock: what happened since the cork point, in order (no data read yet). */
-export function captureHistory(v: VDiskImpl): HistoryItem[] {
+export function captureHistory(v: DtlVDisk): HistoryItem[] {
   const items: HistoryItem[] = [];
   const add = (records: TLogRecord[], tlog: number) => {
     for (const r of records) {
@@ -44,7 +44,7 @@ export function captureHistory(v: VDiskImpl): HistoryItem[] {
 }
 
 /** The entries of `items`, in batches of about `batchBytes`. A SCO evicted meanwhile is in the backend: skipped. */
-export function* historyEntries(v: VDiskImpl, items: HistoryItem[], batchBytes: number): Generator<Buffer[]> {
+export function* historyEntries(v: DtlVDisk, items: HistoryItem[], batchBytes: number): Generator<Buffer[]> {
   let batch: Buffer[] = [];
   let bytes = 0;
   const push = (b: Buffer) => {

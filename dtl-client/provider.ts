@@ -3,9 +3,8 @@
  * mount's options: the servers (in order), the shared secret, the default mode, the retry interval.
  */
 import type { DtlProvider } from '../volume/vdisk/dtl-hook.js';
-import type { DtlSink } from '../volume/vdisk/dtl-sink.js';
+import type { DtlSink, DtlVDisk } from '../volume/vdisk/dtl-sink.js';
 import type { DtlMode } from '../volume/types.js';
-import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { DtlBridge } from './bridge.js';
 import { DtlError } from './errors.js';
 import { recoverFromDtl } from './recover.js';
@@ -26,8 +25,8 @@ export function dtlProvider(cfg: DtlConfig): DtlProvider {
   const opts = { servers: cfg.servers, secret: cfg.secret, timeoutMs: cfg.timeoutMs ?? 5000, router: cfg.router, retryMs: cfg.retryMs ?? 5000 };
   return {
     defaultMode: cfg.defaultMode,
-    sink: (v: VDiskImpl, mode: DtlMode): DtlSink => new DtlBridge(v, mode, opts),
-    recover: (v: VDiskImpl) => recoverFromDtl(v, opts),
-    recoverLocal: (v: VDiskImpl, fromSco: number) => recoverFromDtl(v, opts, fromSco),
+    sink: (v: DtlVDisk, mode: DtlMode): DtlSink => new DtlBridge(v, mode, opts),
+    recover: (v: DtlVDisk) => recoverFromDtl(v, opts),
+    recoverLocal: (v: DtlVDisk, fromSco: number) => recoverFromDtl(v, opts, fromSco),
   };
 }

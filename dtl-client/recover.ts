@@ -14,7 +14,7 @@ import { logger } from '../util/log.js';
 import { backendTlogs, tlogKey } from '../volume/datapath/backend-layout.js';
 import { CLUSTER_SIZE, MAX_VDISK_SIZE } from '../volume/types.js';
 import { decodeRecords, RecordType } from '../volume/datapath/tlog-format.js';
-import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
+import type { DtlVDisk } from '../volume/vdisk/dtl-sink.js';
 import { DtlClient, type DtlClientOptions, type RemoteRange } from './client.js';
 import { DtlError } from './errors.js';
 import type { DtlEntry } from './messages.js';
@@ -26,7 +26,7 @@ const log = logger('dtl');
  * it): the entries with tag >= `localFrom` are replayed over the local state (corked up to v.corkedSco and
  * v.corkedTlog) and synced locally; the backend is neither read nor waited for.
  */
-export async function recoverFromDtl(v: VDiskImpl, opts: DtlClientOptions, localFrom?: number): Promise<void> {
+export async function recoverFromDtl(v: DtlVDisk, opts: DtlClientOptions, localFrom?: number): Promise<void> {
   const local = localFrom !== undefined;
   let best: { server: string; range: RemoteRange } | null = null;
   const unreachable: string[] = [];

@@ -12,7 +12,7 @@ import { cloneVDisk } from './clone.js';
 import { stamp, type CloneSource, type SnapshotHost } from './snapshot-host.js';
 import { addGarbage, checkSnapshotName, rollbackKey, type SnapshotMeta, type VDiskDoc } from '../lineage/snapshot-store.js';
 import type { SnapshotApi, SnapshotInfo } from '../types.js';
-import type { VDiskFamily } from '../vdisk/vdisk-context.js';
+import type { FamilyMember, VDiskFamily } from '../vdisk/vdisk-context.js';
 import type { VDiskImpl } from '../vdisk/vdisk.js';
 
 const log = logger('snapshots');
@@ -53,14 +53,14 @@ export class SnapshotManager implements SnapshotApi, VDiskFamily, CloneSource {
     return this.host.byId(id);
   }
 
-  parentOf(v: VDiskImpl): { path: string; snapshot: string } | null {
+  parentOf(v: FamilyMember): { path: string; snapshot: string } | null {
     const p = v.docs.doc.parent;
     if (p === null) return null;
     const at = this.host.pathOf(p.vdiskId);
     return { path: at === undefined ? '' : relPath(at), snapshot: p.snapshot };
   }
 
-  clonePaths(v: VDiskImpl, uuid?: string): string[] {
+  clonePaths(v: FamilyMember, uuid?: string): string[] {
     const out: string[] = [];
     for (const c of this.host.all()) {
       const p = c.docs.doc.parent;

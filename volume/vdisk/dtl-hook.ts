@@ -12,24 +12,10 @@
 import { VolumeError } from '../../util/errors.js';
 import type { DtlMode } from '../types.js';
 import type { VDiskImpl } from './vdisk.js';
-import { NO_DTL, type DtlSink } from './dtl-sink.js';
+import { NO_DTL } from './dtl-sink.js';
 
-export interface DtlProvider {
-  /** The mode of a vDisk that has none recorded (mount `--dtl`). */
-  readonly defaultMode: DtlMode;
-  /** A sink in `mode` (async or sync) for `v`; it attaches in the background (catch-up) and never fails `v`'s I/O. */
-  sink(v: VDiskImpl, mode: DtlMode): DtlSink;
-  /**
-   * After a rebuild from the backend (the local state is gone): replays the DTL entries newer than the
-   * last SCO in the backend into `v` and ships them to the backend. Logs and goes on if no server answers.
-   */
-  recover(v: VDiskImpl): Promise<void>;
-  /**
-   * After a local restart of a vDisk in async or sync mode: replays the DTL entries with tag >= `fromSco`
-   * (the first SCO the restart did not find whole on the disk: a power cut) into `v` and syncs it locally.
-   */
-  recoverLocal?(v: VDiskImpl, fromSco: number): Promise<void>;
-}
+// the provider's seam lives in dtl-sink.ts (no vDisk import there: vdisk-context.ts names it without a cycle)
+export type { DtlProvider } from './dtl-sink.js';
 
 export const DTL_MODES: readonly DtlMode[] = ['none', 'async', 'sync'];
 const dtlKey = (id: string): string => `vd/${id}/dtl`;

@@ -1,9 +1,54 @@
 /**
- * What a vDisk tells its Distributed Transaction Log (DtlSink), and the sink of mode `none` (NO_DTL). The
- * provider of sinks and a vDisk's mode are in dtl-hook.ts; this file needs no vDisk, so vdisk.ts imports it
- * without a cycle.
+ * What a vDisk tells its Distributed Transaction Log (DtlSink), and the sink of mode `none` (NO_DTL); the
+ * provider of sinks (DtlProvider, implemented in dtl-client/) and what it sees of a vDisk (DtlVDisk, which
+ * VDiskImpl implements). A vDisk's mode is in dtl-hook.ts. This file imports no vDisk, so vdisk.ts and
+ * vdisk-context.ts import it without a cycle.
  */
+import type { BlobStore } from '../backend/types.js';
+import type { ClusterMap } from '../datapath/cluster-map.js';
+import type { LocalCache } from '../datapath/local-cache.js';
+import type { DocStore } from '../lineage/snapshot-store.js';
 import type { DtlInfo, DtlMode } from '../types.js';
+
+/** What the DTL (dtl-client/: bridge, catch-up history, recovery) reads and asks of a vDisk (VDiskImpl, vdisk.ts). */
+export interface DtlVDisk {
+  readonly id: string;
+  readonly tag: number;
+  readonly size: number;
+  readonly corkedTlog: number;
+  readonly corkedSco: number;
+  readonly map: ClusterMap;
+  readonly cache: LocalCache;
+  readonly docs: DocStore;
+  readonly ctx: { readonly backend: BlobStore };
+  /** Runs `fn` with no other write, resize or sync of this vDisk in between. */
+  exclusive<T>(fn: () => Promise<T> | T): Promise<T>;
+  /** Recovery: applies one DTL entry as the write, resize or discard that made it (VDiskImpl.applyDtlEntry). */
+  applyDtlEntry(e: DtlEntry, keep?: (address: number) => boolean): Promise<void>;
+  sync(): Promise<void>;
+  syncToBackend(): Promise<void>;
+}
+
+/** One DTL entry as a recovery applies it. */
+export type DtlEntry = { kind: 'cluster'; address: number; data: Uint8Array } | { kind: 'resize'; size: number }
+  | { kind: 'discard'; first: number; count: number };
+
+export interface DtlProvider {
+  /** The mode of a vDisk that has none recorded (mount `--dtl`). */
+  readonly defaultMode: DtlMode;
+  /** A sink in `mode` (async or sync) for `v`; it attaches in the background (catch-up) and never fails `v`'s I/O. */
+  sink(v: DtlVDisk, mode: DtlMode): DtlSink;
+  /**
+   * After a rebuild from the backend (the local state is gone): replays the DTL entries newer than the
+   * last SCO in the backend into `v` and ships them to the backend. Logs and goes on if no server answers.
+   */
+  recover(v: DtlVDisk): Promise<void>;
+  /**
+   * After a local restart of a vDisk in async or sync mode: replays the DTL entries with tag >= `fromSco`
+   * (the first SCO the restart did not find whole on the disk: a power cut) into `v` and syncs it locally.
+   */
+  recoverLocal?(v: DtlVDisk, fromSco: number): Promise<void>;
+}
 
 export interface DtlSink {
   readonly mode: DtlMode;

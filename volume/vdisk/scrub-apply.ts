@@ -8,10 +8,20 @@ import type { MetadataOp } from '../../mds/types.js';
 import type { ClusterMap } from '../datapath/cluster-map.js';
 import { scoName } from '../datapath/sco-format.js';
 import type { ChainDoc } from '../lineage/chain.js';
-import type { VDiskImpl } from './vdisk.js';
-import { commitCork, mapPrefix, pageBytes, scoCountPrefix, u32 } from './vdisk-meta.js';
+import type { LocalCache } from '../datapath/local-cache.js';
+import type { DocStore } from '../lineage/snapshot-store.js';
+import type { VDiskContext } from './vdisk-context.js';
+import { commitCork, mapPrefix, pageBytes, scoCountPrefix, u32, type CorkSource } from './vdisk-meta.js';
 
-export async function applyScrubTo(v: VDiskImpl, next: ChainDoc, newScos: Array<[number, number]>, rel: Float64Array): Promise<number> {
+/** What applying a scrub changes of a vDisk (VDiskImpl, vdisk.ts, which calls this under its lock). */
+export interface ScrubTarget extends CorkSource {
+  readonly map: ClusterMap;
+  readonly docs: DocStore;
+  readonly cache: LocalCache;
+  readonly ctx: VDiskContext;
+}
+
+export async function applyScrubTo(v: ScrubTarget, next: ChainDoc, newScos: Array<[number, number]>, rel: Float64Array): Promise<number> {
   const { moved, undo } = relocate(v.map, rel);
   for (const [sco, count] of newScos) v.scoCounts.set(sco, count);
   const ops: MetadataOp[] = [];

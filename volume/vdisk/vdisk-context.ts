@@ -1,9 +1,16 @@
-/** What every vDisk of a vPool shares: the backend, the metadata store, the caches, the upload slots. */
+/**
+ * What every vDisk of a vPool shares: the backend, the metadata store, the caches, the upload slots. It
+ * names the vDisk only through interfaces (FamilyMember here, DtlVDisk in dtl-sink.ts) that VDiskImpl
+ * implements, so that vdisk.ts imports this file and not the other way round.
+ */
 import type { BlobStore } from '../backend/types.js';
 import type { MetadataStore } from '../../mds/types.js';
 import type { ReadCache } from '../datapath/read-cache.js';
 import type { Semaphore } from '../datapath/uploader.js';
 import type { WriteCacheSpace } from '../datapath/write-cache-space.js';
+import type { SlotSource } from '../datapath/read-path.js';
+import type { VDiskDoc } from '../lineage/snapshot-store.js';
+import type { DtlProvider } from './dtl-sink.js';
 
 export interface VDiskContext {
   backend: BlobStore;
@@ -17,7 +24,7 @@ export interface VDiskContext {
   scoClusters: number;
   tlogScos: number;
   /** The DTL (dtl-hook.ts), when the mount has DTL servers. */
-  dtl?: import('./dtl-hook.js').DtlProvider;
+  dtl?: DtlProvider;
   /** The write cache's file I/O (../datapath/cache-io.ts): node:fs, or a fault-injecting one in tests. */
   io?: import('../datapath/cache-io.js').CacheIo;
   /**
@@ -31,11 +38,17 @@ export interface VDiskContext {
   family?: VDiskFamily;
 }
 
+/** A vDisk as its family sees it (VDiskImpl): its id, its doc (parentage), and its slots (a clone reads its ancestors'). */
+export interface FamilyMember extends SlotSource {
+  readonly id: string;
+  readonly docs: { readonly doc: VDiskDoc };
+}
+
 /** Reads only: nothing to promise on a crash. */
 export interface VDiskFamily {
-  byId(id: string): import('./vdisk.js').VDiskImpl | undefined;
+  byId(id: string): FamilyMember | undefined;
   /** The parent's path (relative to the vPool root) and snapshot name of a clone, or null. */
-  parentOf(v: import('./vdisk.js').VDiskImpl): { path: string; snapshot: string } | null;
+  parentOf(v: FamilyMember): { path: string; snapshot: string } | null;
   /** Paths (relative to the vPool root) of the vDisks cloned from `v`. */
-  clonePaths(v: import('./vdisk.js').VDiskImpl): string[];
+  clonePaths(v: FamilyMember): string[];
 }

@@ -33,7 +33,8 @@ export const vdiskMdsPrefix = (id: string): string => `vd/${id}/`;
  */
 export const dtlRecoveryKey = (id: string): string => `vd/${id}/dtl-recovery`;
 
-interface CorkSource {
+/** What a cork reads of a vDisk (VDiskImpl). */
+export interface CorkSource {
   id: string;
   size: number;
   template: boolean;

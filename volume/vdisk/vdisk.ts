@@ -211,7 +211,7 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource {
   }
 
   /** The vDisk whose namespace clone depth `depth` reads (1 = the parent). */
-  private ancestor(depth: number): VDiskImpl {
+  private ancestor(depth: number): SlotSource {
     const id = this.docs.doc.ancestors[depth - 1];
     const v = id === undefined ? undefined : this.ctx.family?.byId(id);
     if (v === undefined) throw new VolumeError('BACKEND', `ancestor ${depth} (${id ?? 'unknown'}) of this clone is not open`, { vdisk: this.id, depth, ancestor: id });
