@@ -37,8 +37,8 @@ export abstract class VDiskState {
   /** The map, size and slot counts as one DiskState: what a TLog record (applyTo) and a clone base change. */
   protected readonly disk: DiskState = { map: this.map, size: 0, scoCounts: this.scoCounts };
   /**
-   * The rest of the vDisk's state: read by anyone through the getters below, changed only by this class's
-   * methods (the opening, snapshot, clone, DTL and scrub code call the methods that say what happens).
+   * The rest of the vDisk's state: read by anyone through the getters below, changed only by the methods
+   * of VDiskImpl's layers (the opening, snapshot, clone, DTL and scrub code call those that say what happens).
    */
   protected readonly state = {
     corkedTlog: 0,
