@@ -90,6 +90,9 @@ export abstract class VDiskWrites extends VDiskTransitions {
   private undoGrow(oldSize: number, cause: unknown): void {
     this.map.clearFrom(Math.ceil(oldSize / CLUSTER_SIZE));
     this.disk.size = oldSize;
+    // closed (removed or shut down) while the write waited for room: its files are closed, nothing more can be
+    // recorded, and trying would call a closed TLog a failed disk; a restart sees the grown size, the range zeros
+    if (this.closed) return;
     try {
       this.cache.appendRecord({ type: RecordType.Resize, size: oldSize });
       this.dtl.resize(oldSize, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
