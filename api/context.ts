@@ -1,7 +1,7 @@
 /**
  * What the management API's handlers work with: the vPool, the mount (open handles, telling the kernel about
  * changes made behind its back), the backend (reachability), and the daemon's identity for the status view.
- * tools/mount-cmd.ts builds it; the handlers never see the HTTP layer (server.ts) beyond ApiRequest.
+ * tools/commands/mount-cmd.ts builds it; the handlers never see the HTTP layer (server.ts) beyond ApiRequest.
  */
 import type { Change } from '../fuse/mount-types.js';
 import type { FdTable } from '../fuse/fds.js';

@@ -34,7 +34,7 @@ import { median } from './fio.js';
 const MiB = 2 ** 20;
 const OBJ = 4 * MiB;
 const WIDTH = 4;
-const SCRIPTS = fileURLToPath(new URL('../../tools/s3-server/', import.meta.url));
+const SCRIPTS = fileURLToPath(new URL('../../tools/s3-server', import.meta.url));
 
 async function loop(count: number, put: (i: number) => Promise<unknown>): Promise<number> {
   let next = 0;

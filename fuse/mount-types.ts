@@ -22,7 +22,7 @@ export interface MountOptions {
   onLost?: (why: string) => void;
   /**
    * What `getfattr -n user.vpool.api` answers on every node of the mount (JSON): how the CLI finds the
-   * management API of the vPool a path is on (tools/locate.ts). Absent: ENODATA.
+   * management API of the vPool a path is on (tools/client/locate.ts). Absent: ENODATA.
    */
   apiInfo?: () => Record<string, unknown>;
 }

@@ -6,7 +6,7 @@
  *
  * `user.vpool.api` (POOL_API_XATTR) answers on every node, directory or vDisk, with JSON saying where the
  * daemon's management API listens (socket, pid, vPool, mountpoint, version): that is how the CLI goes from a
- * path to the API (tools/locate.ts). It is not listed, and cannot be set or removed (ENOTSUP).
+ * path to the API (tools/client/locate.ts). It is not listed, and cannot be set or removed (ENOTSUP).
  *
  * getxattr/listxattr answer the size probe (size 0 → the length) and a too-small buffer (ERANGE) here,
  * in fuse.ts, because fuse-native gets both wrong.

@@ -1,7 +1,7 @@
 /**
  * The daemon's NBD server (`vpoolfs mount … --nbd unix:PATH|HOST:PORT`): one listener per address, every
  * vDisk of the vPool an export named by its path. Started after the mount, stopped before the vPool stops
- * (tools/mount-cmd.ts). TCP listeners require TLS when a certificate is given (and must have one off
+ * (tools/commands/mount-cmd.ts). TCP listeners require TLS when a certificate is given (and must have one off
  * loopback, address.ts); unix sockets are created mode 0600 (root's QEMU, or chown it).
  */
 import fs from 'node:fs';

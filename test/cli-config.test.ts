@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import os from 'node:os';
-import { ConfigError, diffConfig, parseConfigText, parseHostPort, parseSize, resolveMount, validateConfig } from '../tools/config.js';
+import { ConfigError, diffConfig, parseConfigText, parseHostPort, parseSize, resolveMount, validateConfig } from '../tools/daemon/config.js';
 
 test('parseSize: bytes and binary units', (t) => {
   t.is(parseSize('4096'), 4096);

@@ -12,8 +12,8 @@ import {
   blockStatusChunk, decodeOptionHeader, decodeRequest, encodeRequest, errorChunk, exportNameReply, greeting, infoBlockSize, infoExport,
   noneChunk, optionError, optionReply, readChunk, readSimple, repMetaContext, repServer, simpleReply,
 } from '../nbd/wire.js';
-import { ConfigError, validateConfig } from '../tools/config.js';
-import { resolveFlags } from '../tools/mount-cmd.js';
+import { ConfigError, validateConfig } from '../tools/daemon/config.js';
+import { resolveFlags } from '../tools/commands/mount-cmd.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const REQ = hex('25609513 0001 0001 0102030405060708 0000000000100000 00001000');

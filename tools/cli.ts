@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
  * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, and the management verbs, which speak to
- * the daemon's management API (api/, found from the path: tools/locate.ts): `ls`, `du`, `info`, `create`,
- * `resize`, `rm` (tools/disk-cmds.ts), `status` (tools/status-cmd.ts), `snapshot create|list|delete|sticky`,
- * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts); `scrub`, `gc` (tools/scrub-cmds.ts). `--version`. Errors print one clear line on
+ * the daemon's management API (api/, found from the path: tools/client/locate.ts): `ls`, `du`, `info`, `create`,
+ * `resize`, `rm` (tools/commands/disk-cmds.ts), `status` (tools/commands/status-cmd.ts), `snapshot create|list|delete|sticky`,
+ * `rollback`, `clone`, `template` (tools/commands/snapshot-cmds.ts); `scrub`, `gc` (tools/commands/scrub-cmds.ts). `--version`. Errors print one clear line on
  * stderr — for a refusal, the API's sentence and the errno name — and exit 1; bad flags are rejected by
  * commander before anything happens.
  */
@@ -11,16 +11,16 @@ import { Command, Option } from 'commander';
 import { ApiClientError } from '../api/client.js';
 import { ApiError } from '../api/errors.js';
 import { VpoolError } from '../util/errors.js';
-import { ConfigError } from './config.js';
-import { setSocket } from './api-call.js';
-import { addDiskCommands } from './disk-cmds.js';
-import { DEFAULT_DTL_LISTEN, runDtlServer, type DtlServerFlags } from './dtl-server-cmd.js';
-import { LocateError } from './locate.js';
-import { runMount, type MountFlags } from './mount-cmd.js';
-import { MountpointError } from './mountpoint.js';
-import { addSnapshotCommands } from './snapshot-cmds.js';
-import { addScrubCommands } from './scrub-cmds.js';
-import { addStatusCommand } from './status-cmd.js';
+import { ConfigError } from './daemon/config.js';
+import { setSocket } from './client/api-call.js';
+import { addDiskCommands } from './commands/disk-cmds.js';
+import { DEFAULT_DTL_LISTEN, runDtlServer, type DtlServerFlags } from './commands/dtl-server-cmd.js';
+import { LocateError } from './client/locate.js';
+import { runMount, type MountFlags } from './commands/mount-cmd.js';
+import { MountpointError } from './daemon/mountpoint.js';
+import { addSnapshotCommands } from './commands/snapshot-cmds.js';
+import { addScrubCommands } from './commands/scrub-cmds.js';
+import { addStatusCommand } from './commands/status-cmd.js';
 import { VERSION } from './version.js';
 
 /** One clear line for the errors vpoolfs raises on purpose (with their cause); a stack only for the unexpected. */

@@ -13,7 +13,7 @@ import { freshLayout, ok, q, sh, startMount, type MountHandle, type ShResult } f
 export const NBD_PYTHON = '/usr/bin/python3';
 
 /** The Python scripts of the NBD tests (sources; not compiled into dist/). */
-export const PY_DIR = fileURLToPath(new URL('../../../test/helpers/py/', import.meta.url));
+export const PY_DIR = fileURLToPath(new URL('../../../test/helpers/py', import.meta.url));
 
 /** Runs test/helpers/py/SCRIPT with the libnbd Python; never throws (look at `code`). */
 export function nbdScript(script: string, args: (string | number)[], timeoutMs = 240_000): Promise<ShResult> {

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { openBlobStore } from '../../volume/backend/index.js';
 import type { BlobStore } from '../../volume/backend/types.js';
 
-const SCRIPTS = fileURLToPath(new URL('../../../tools/s3-server/', import.meta.url));
+const SCRIPTS = fileURLToPath(new URL('../../../tools/s3-server', import.meta.url));
 
 export interface S3Server {
   endpoint: string;

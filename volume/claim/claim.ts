@@ -9,7 +9,7 @@
  *   object is the claim; lower ones are history (deleted by the next holder, recreated harmlessly by a zombie).
  * - Taking: refused while the highest claim is live (not released, not expired) and held by another state
  *   directory, unless `force`. The same state directory on the same host may take it back at once: the state
- *   lock (tools/state-lock.ts) proves the daemon that held it is gone.
+ *   lock (tools/daemon/state-lock.ts) proves the daemon that held it is gone.
  * - Two routers taking at once: with `createExclusive` (file:// link(2), S3 If-None-Match: *, mem://)
  *   exactly one creates the epoch object; a store without it is written, `settleMs` waited and read back
  *   (the last writer wins). Either way the winner reads its object back and compares its token, so a store

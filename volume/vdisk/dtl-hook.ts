@@ -3,7 +3,7 @@
  * The vDisk tells its sink, under its lock and in order, every change it makes to its write cache
  * (clusters, resizes, discards); it waits on the sink before acknowledging a write and an fsync; it reports each
  * cork. The sink of mode `none` does nothing. The vPool gets a DtlProvider from the composition root
- * (tools/mount-cmd.ts), so the volume layer never imports the DTL client.
+ * (tools/commands/mount-cmd.ts), so the volume layer never imports the DTL client.
  *
  * A vDisk's mode is kept in the metadata store (`vd/<id>/dtl`) and in its vDisk document, which the backend
  * has too (../lineage/snapshot-store.ts), so a vDisk rebuilt on another router keeps it; a vDisk that never had its mode

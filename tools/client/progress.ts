@@ -6,7 +6,7 @@
  * or at once with `--progress` (for scripts and logs: one line per update, then the final figures).
  */
 import { SingleBar } from 'cli-progress';
-import type { VDiskView } from '../api/views.js';
+import type { VDiskView } from '../../api/views.js';
 import { humanBytes } from './human.js';
 
 const POLL_MS = 500;

@@ -6,10 +6,10 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { ApiClientError, call } from '../api/client.js';
-import { onPool, say, type VerbOpts } from './api-call.js';
-import { humanBytes, isoTime } from './human.js';
-import { locate, LocateError, onlyVpool } from './locate.js';
+import { ApiClientError, call } from '../../api/client.js';
+import { onPool, say, type VerbOpts } from '../client/api-call.js';
+import { humanBytes, isoTime } from '../client/human.js';
+import { locate, LocateError, onlyVpool } from '../client/locate.js';
 
 type Status = Record<string, any>;
 

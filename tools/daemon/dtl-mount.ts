@@ -3,10 +3,10 @@
  * `dtlRetryMs`) to the DtlProvider the vPool takes, or undefined when no server is configured (then
  * every vDisk is `none`). Problems are ConfigErrors naming the option.
  */
-import { readSecretFile } from '../dtl-client/auth.js';
-import { DtlError } from '../dtl-client/errors.js';
-import { dtlProvider } from '../dtl-client/provider.js';
-import type { DtlProvider } from '../volume/vdisk/dtl-hook.js';
+import { readSecretFile } from '../../dtl-client/auth.js';
+import { DtlError } from '../../dtl-client/errors.js';
+import { dtlProvider } from '../../dtl-client/provider.js';
+import type { DtlProvider } from '../../volume/vdisk/dtl-hook.js';
 import { ConfigError, type ResolvedMount } from './config.js';
 
 /** Refuses a DTL mode without a server; reads the secret. */

@@ -9,10 +9,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { FdTable } from '../fuse/fds.js';
-import type { OpObserver } from '../fuse/observe.js';
-import { logger } from '../util/log.js';
-import type { CacheStats, ScrubTotals } from '../volume/types.js';
+import type { FdTable } from '../../fuse/fds.js';
+import type { OpObserver } from '../../fuse/observe.js';
+import { logger } from '../../util/log.js';
+import type { CacheStats, ScrubTotals } from '../../volume/types.js';
 import { BackendMetrics } from './backend-metrics.js';
 import { registerProcessMetrics } from './process-metrics.js';
 import { VdiskMetrics } from './vdisk-metrics.js';
@@ -71,7 +71,7 @@ export class FuseMetrics implements OpObserver {
     });
     this.readBytes = this.bytes.labels('read');
     this.writeBytes = this.bytes.labels('write');
-    const sum = (f: (i: ReturnType<import('../volume/types.js').VDisk['info']>) => number) =>
+    const sum = (f: (i: ReturnType<import('../../volume/types.js').VDisk['info']>) => number) =>
       (fds()?.openDisks() ?? []).reduce((acc, d) => acc + f(d.info()), 0);
     new Gauge({ name: 'vpoolfs_open_handles', help: 'Open file handles on the mount', registers: [this.registry], collect() { this.set(fds()?.size ?? 0); } });
     new Gauge({ name: 'vpoolfs_dirty_bytes', help: 'Bytes written but not yet in the backend (open vDisks)', registers: [this.registry], collect() { this.set(sum((i) => i.dirtyBytes)); } });

@@ -9,11 +9,11 @@
  * A refusal prints the API's sentence (which snapshot, which path, why) and the errno name, and exits 1.
  */
 import type { Command } from 'commander';
-import type { SnapshotView, VDiskView } from '../api/views.js';
-import { onPool, say, vdiskUrl, type VerbOpts } from './api-call.js';
-import { isoTime, table } from './human.js';
-import { LocateError } from './locate.js';
-import { withProgressBar } from './progress.js';
+import type { SnapshotView, VDiskView } from '../../api/views.js';
+import { onPool, say, vdiskUrl, type VerbOpts } from '../client/api-call.js';
+import { isoTime, table } from '../client/human.js';
+import { LocateError } from '../client/locate.js';
+import { withProgressBar } from '../client/progress.js';
 
 function listText(list: SnapshotView[]): string {
   if (list.length === 0) return '(no snapshots)';

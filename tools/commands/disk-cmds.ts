@@ -3,10 +3,10 @@
  * `create FILE SIZE`, `resize FILE SIZE`, `rm FILE…`. Sizes print like `ls -lh` unless `--json`.
  */
 import type { Command } from 'commander';
-import type { EntryView, VDiskView } from '../api/views.js';
-import { onPool, say, vdiskUrl, type VerbOpts } from './api-call.js';
-import { parseSize } from './config.js';
-import { humanBytes, isoTime, modeString, table } from './human.js';
+import type { EntryView, VDiskView } from '../../api/views.js';
+import { onPool, say, vdiskUrl, type VerbOpts } from '../client/api-call.js';
+import { parseSize } from '../daemon/config.js';
+import { humanBytes, isoTime, modeString, table } from '../client/human.js';
 
 function parentText(v: VDiskView): string {
   return v.parent ? `${v.parent.path}@${v.parent.snapshot}` : '-';

@@ -6,8 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { checkCron, type ScheduleConfig } from '../volume/snapshots/snapshot-schedule.js';
-import { parseNbdAddress } from '../nbd/address.js';
+import { checkCron, type ScheduleConfig } from '../../volume/snapshots/snapshot-schedule.js';
+import { parseNbdAddress } from '../../nbd/address.js';
 
 export class ConfigError extends Error {}
 
@@ -29,7 +29,7 @@ export interface MountConfig {
   dtlRetryMs?: number;
   router?: string;
   metrics?: string;
-  /** Per-vDisk metrics for the N busiest vDisks (default 10, 0: none): a bounded label count (tools/metrics.ts). */
+  /** Per-vDisk metrics for the N busiest vDisks (default 10, 0: none): a bounded label count (tools/metrics/metrics.ts). */
   metricsTopVdisks?: number;
   /** HOST:PORT: the management API on TCP too (it is always on `<state>/api.sock`); needs apiTokenFile off loopback. */
   api?: string;

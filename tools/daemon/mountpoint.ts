@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { access, constants, mkdir, readFile, realpath, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { logger } from '../util/log.js';
+import { logger } from '../../util/log.js';
 
 const log = logger('cli');
 const run = promisify(execFile);

@@ -1,17 +1,17 @@
 /**
  * The mount daemon's side of the management API: resolves `--api` / `--api-token-file`, builds the
  * ApiContext over the vPool and the mount, starts api/server.ts, and says what `user.vpool.api` answers
- * (how the CLI finds the socket from a path: tools/locate.ts).
+ * (how the CLI finds the socket from a path: tools/client/locate.ts).
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { ApiContext } from '../api/context.js';
-import { checkApiTcp, MAX_SOCKET_PATH, serveApi, type ApiServer } from '../api/server.js';
-import type { Mounted } from '../fuse/mount.js';
-import type { BlobStore } from '../volume/backend/types.js';
-import type { VPool } from '../volume/types.js';
+import type { ApiContext } from '../../api/context.js';
+import { checkApiTcp, MAX_SOCKET_PATH, serveApi, type ApiServer } from '../../api/server.js';
+import type { Mounted } from '../../fuse/mount.js';
+import type { BlobStore } from '../../volume/backend/types.js';
+import type { VPool } from '../../volume/types.js';
 import { ConfigError, parseHostPort, type ResolvedMount } from './config.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../version.js';
 
 export const API_SOCKET_NAME = 'api.sock';
 

@@ -8,7 +8,7 @@
  */
 import { lstat, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import type { ApiTarget } from '../api/client.js';
+import type { ApiTarget } from '../../api/client.js';
 
 export const POOL_API_XATTR = 'user.vpool.api';
 /** A mount that does not answer within this long is reported as hung (a dead daemon's mount answers ENOTCONN at once). */

@@ -3,11 +3,11 @@
  * foreground until SIGINT/SIGTERM (then it flushes its files and exits 0). The default listen address
  * is on loopback; a routable address needs --secret-file.
  */
-import { readSecretFile } from '../dtl-client/auth.js';
-import { DtlError } from '../dtl-client/errors.js';
-import { DtlServer } from '../dtl-client/server.js';
-import { logger } from '../util/log.js';
-import { ConfigError, parseHostPort } from './config.js';
+import { readSecretFile } from '../../dtl-client/auth.js';
+import { DtlError } from '../../dtl-client/errors.js';
+import { DtlServer } from '../../dtl-client/server.js';
+import { logger } from '../../util/log.js';
+import { ConfigError, parseHostPort } from '../daemon/config.js';
 
 const log = logger('cli');
 

@@ -1,26 +1,26 @@
 /**
  * `vpoolfs mount MOUNTPOINT`: the composition root of a daemon. Resolves flags + config file + defaults,
  * refuses options the volume layer does not implement yet, clears a stale mount, opens the vPool,
- * serves the management API (tools/api-serve.ts, before the mount so that the API answers once the mount
+ * serves the management API (tools/daemon/api-serve.ts, before the mount so that the API answers once the mount
  * does), mounts it, serves metrics and watches the config. Stays in the foreground; on SIGINT/SIGTERM it
  * closes the API, ships everything to the backend, unmounts, closes the vPool and exits 0.
  */
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_FUSE_ENGINE, mountVPool, type Mounted } from '../fuse/mount.js';
-import { logger, setLogLevel } from '../util/log.js';
-import type { VPool } from '../volume/types.js';
-import { openVPool } from '../volume/vpool.js';
-import { openBackend, readKeyFile } from '../volume/backend/open-backend.js';
-import { ConfigError, loadConfigFile, parseHostPort, resolveMount, validateConfig, type MountConfig, type ResolvedMount } from './config.js';
-import { watchConfig, type ConfigWatcher } from './config-watch.js';
-import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
-import { prepareMountpoint } from './mountpoint.js';
-import { planApi, startApi, type DaemonApi } from './api-serve.js';
-import { lockState } from './state-lock.js';
-import { SnapshotScheduler } from '../volume/snapshots/snapshot-schedule.js';
-import { dtlForMount } from './dtl-mount.js';
-import { parseNbdAddress, checkNbdListen } from '../nbd/address.js';
-import { startNbdServer, type NbdServer } from '../nbd/server.js';
+import { DEFAULT_FUSE_ENGINE, mountVPool, type Mounted } from '../../fuse/mount.js';
+import { logger, setLogLevel } from '../../util/log.js';
+import type { VPool } from '../../volume/types.js';
+import { openVPool } from '../../volume/vpool.js';
+import { openBackend, readKeyFile } from '../../volume/backend/open-backend.js';
+import { ConfigError, loadConfigFile, parseHostPort, resolveMount, validateConfig, type MountConfig, type ResolvedMount } from '../daemon/config.js';
+import { watchConfig, type ConfigWatcher } from '../daemon/config-watch.js';
+import { FuseMetrics, serveMetrics, type MetricsServer } from '../metrics/metrics.js';
+import { prepareMountpoint } from '../daemon/mountpoint.js';
+import { planApi, startApi, type DaemonApi } from '../daemon/api-serve.js';
+import { lockState } from '../daemon/state-lock.js';
+import { SnapshotScheduler } from '../../volume/snapshots/snapshot-schedule.js';
+import { dtlForMount } from '../daemon/dtl-mount.js';
+import { parseNbdAddress, checkNbdListen } from '../../nbd/address.js';
+import { startNbdServer, type NbdServer } from '../../nbd/server.js';
 
 const log = logger('cli');
 

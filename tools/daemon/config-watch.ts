@@ -4,8 +4,8 @@
  * longer parses is logged and ignored: the running mount keeps its settings.
  */
 import { watch } from 'chokidar';
-import { logger, setLogLevel } from '../util/log.js';
-import { DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type VPool } from '../volume/types.js';
+import { logger, setLogLevel } from '../../util/log.js';
+import { DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type VPool } from '../../volume/types.js';
 import { diffConfig, loadConfigFile, type MountConfig } from './config.js';
 
 const log = logger('config');

@@ -14,12 +14,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { openBackend, readKeyFile } from '../volume/backend/open-backend.js';
-import { treeVDisks } from '../volume/scrub/tree-vdisks.js';
-import { scrubVDisk, type ScrubProgress } from '../volume/scrub/scrub-job.js';
-import type { ScrubReport } from '../volume/types.js';
-import type { SweepItem } from '../volume/types.js';
-import { getVdiskView, setVdiskXattr } from './xattr-calls.js';
+import { openBackend, readKeyFile } from '../../volume/backend/open-backend.js';
+import { treeVDisks } from '../../volume/scrub/tree-vdisks.js';
+import { scrubVDisk, type ScrubProgress } from '../../volume/scrub/scrub-job.js';
+import type { ScrubReport } from '../../volume/types.js';
+import type { SweepItem } from '../../volume/types.js';
+import { getVdiskView, setVdiskXattr } from '../client/xattr-calls.js';
 
 const MiB = 2 ** 20;
 const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;

@@ -4,8 +4,8 @@
  * their result, the bytes moved, and the latency. Installed only with --metrics.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { VpoolError } from '../util/errors.js';
-import type { BlobStore } from '../volume/backend/types.js';
+import { VpoolError } from '../../util/errors.js';
+import type { BlobStore } from '../../volume/backend/types.js';
 
 const OPS = ['put', 'get', 'getRange', 'head', 'list', 'delete'] as const;
 type Op = (typeof OPS)[number];

@@ -2,7 +2,7 @@
  * The CLI verbs' common ground: find the vPool of a path (locate.ts), call its management API, print the
  * answer (`--json`: the API's JSON as it came; otherwise for people). Refusals are the API's sentence.
  */
-import { call, pathParam } from '../api/client.js';
+import { call, pathParam } from '../../api/client.js';
 import { locate, type Located } from './locate.js';
 
 export interface VerbOpts {

@@ -1,10 +1,10 @@
 /**
- * The `user.vdisk.*` xattr calls the CLI still makes (the scrub verbs, tools/scrub-cmds.ts), through
+ * The `user.vdisk.*` xattr calls the CLI still makes (the scrub verbs, tools/commands/scrub-cmds.ts), through
  * fs-xattr (no setfattr/getfattr processes). A refusal is a ConfigError naming the verb, the file and the
  * errno (`scrub /mnt/vpool/d: Device or resource busy (EBUSY)`); the daemon's log has the cause.
  */
 import os from 'node:os';
-import { ConfigError } from './config.js';
+import { ConfigError } from '../daemon/config.js';
 
 const ERRNO_TEXT: Record<string, string> = {
   EEXIST: 'File exists', ENOENT: 'No such file or directory', EINVAL: 'Invalid argument', EBUSY: 'Device or resource busy',
