@@ -7,6 +7,7 @@ import type { Change } from '../fuse/mount-types.js';
 import type { FdTable } from '../fuse/fds.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import type { VPool } from '../volume/types.js';
+import type { RekeyJob } from '../volume/policy/rekey-job.js';
 
 export interface ApiContext {
   vpool: VPool;
@@ -20,6 +21,8 @@ export interface ApiContext {
   fds(): FdTable | undefined;
   /** Tells the kernel that a path changed without a request of the mount (fuse/mount-types.ts). */
   changed(path: string, how: Change): Promise<void>;
+  /** The rekey job of an encrypted backend (key rotation, volume/policy/rekey-job.ts); undefined for a plain one. */
+  rekey?: RekeyJob;
   /** Where the API listens, for the status view. */
   listening(): { socket: string | null; tcp: string | null };
 }

@@ -10,6 +10,7 @@ import { checkApiTcp, MAX_SOCKET_PATH, serveApi, type ApiServer } from '../api/s
 import type { Mounted } from '../fuse/mount.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import type { VPool } from '../volume/types.js';
+import type { RekeyJob } from '../volume/policy/rekey-job.js';
 import { ConfigError, parseHostPort, type ResolvedMount } from './config.js';
 import { VERSION } from './version.js';
 
@@ -55,7 +56,7 @@ export interface DaemonApi {
 }
 
 /** Starts the API before the mount exists (so that once the mount answers, the API does): `mounted()` is undefined until then. */
-export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, backend: BlobStore, engine: string, mounted: () => Mounted | undefined): Promise<DaemonApi> {
+export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, backend: BlobStore, engine: string, mounted: () => Mounted | undefined, rekey?: RekeyJob): Promise<DaemonApi> {
   const startedAt = Date.now();
   let server: ApiServer | undefined;
   const ctx: ApiContext = {
@@ -69,6 +70,7 @@ export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, 
     fds: () => mounted()?.fds,
     changed: async (p, how) => mounted()?.changed(p, how),
     listening: () => ({ socket: server?.socket ?? null, tcp: server?.tcp ?? null }),
+    rekey,
   };
   server = await serveApi(ctx, plan);
   const s = server;

@@ -3,7 +3,7 @@
  * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, and the management verbs, which speak to
  * the daemon's management API (api/, found from the path: tools/locate.ts): `ls`, `du`, `info`, `create`,
  * `resize`, `rm` (tools/disk-cmds.ts), `status` (tools/status-cmd.ts), `snapshot create|list|delete|sticky`,
- * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts); `scrub`, `gc` (tools/scrub-cmds.ts). `--version`. Errors print one clear line on
+ * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts); `scrub`, `gc` (tools/scrub-cmds.ts); `rekey` (tools/rekey-cmd.ts). `--version`. Errors print one clear line on
  * stderr — for a refusal, the API's sentence and the errno name — and exit 1; bad flags are rejected by
  * commander before anything happens.
  */
@@ -20,6 +20,7 @@ import { runMount, type MountFlags } from './mount-cmd.js';
 import { MountpointError } from './mountpoint.js';
 import { addSnapshotCommands } from './snapshot-cmds.js';
 import { addScrubCommands } from './scrub-cmds.js';
+import { addRekeyCommand } from './rekey-cmd.js';
 import { addStatusCommand } from './status-cmd.js';
 import { VERSION } from './version.js';
 
@@ -58,6 +59,8 @@ program
   .option('--state <dir>', 'write cache, read cache, local metadata (default: /var/lib/vpoolfs/<vpool>)')
   .option('--backend <url>', 'file:///dir, s3://bucket/prefix?…, mem://name (default: file://<state>/backend)')
   .option('--encryption-key-file <file>', '32-byte key, raw or 64 hex characters: every object written to the backend is encrypted with AES-256-GCM (docs/encryption.md)')
+  .option('--old-encryption-key-file <file>', 'key rotation: the previous key, read with until `vpoolfs rekey` has rewritten every object under --encryption-key-file (repeatable)', (v: string, prev?: string[]) => [...(prev ?? []), v])
+  .option('--rekey-objects-per-second <n>', 'budget of the rekey job: at most N objects re-encrypted per second (default: no limit)')
   .addOption(new Option('--dtl <mode>', 'DTL mode for new vDisks (async and sync need --dtl-server)').choices(['none', 'async', 'sync']))
   .option('--dtl-server <list>', 'DTL servers HOST:PORT[,HOST:PORT…], tried in order')
   .option('--dtl-secret-file <file>', "the DTL servers' shared secret (their --secret-file)")
@@ -87,5 +90,6 @@ addDiskCommands(program, run);
 addStatusCommand(program, run);
 addSnapshotCommands(program, run);
 addScrubCommands(program, fail);
+addRekeyCommand(program, run);
 
 await program.parseAsync(process.argv);
