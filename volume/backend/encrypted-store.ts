@@ -69,7 +69,7 @@ export class EncryptedBlobStore implements BlobStore {
     }
     this.masters.set(this.keyId.toString('hex'), this.master);
     if (inner.createExclusive !== undefined) {
-      this.createExclusive = (k, data) => {
+      this.createExclusive = async (k, data) => {
         validateKey(k);
         return this.locked(k, () => {
           this.headers.delete(k);
