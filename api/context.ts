@@ -8,6 +8,7 @@ import type { FdTable } from '../fuse/fds.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import type { VPool } from '../volume/types.js';
 import type { RekeyJob } from '../volume/policy/rekey-job.js';
+import type { MoveJob } from '../volume/policy/move-job.js';
 
 export interface ApiContext {
   vpool: VPool;
@@ -23,6 +24,8 @@ export interface ApiContext {
   changed(path: string, how: Change): Promise<void>;
   /** The rekey job of an encrypted backend (key rotation, volume/policy/rekey-job.ts); undefined for a plain one. */
   rekey?: RekeyJob;
+  /** The move job of a backend move in progress (volume/policy/move-job.ts); undefined otherwise. */
+  move?: MoveJob;
   /** Where the API listens, for the status view. */
   listening(): { socket: string | null; tcp: string | null };
 }

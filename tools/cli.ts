@@ -3,7 +3,7 @@
  * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, and the management verbs, which speak to
  * the daemon's management API (api/, found from the path: tools/locate.ts): `ls`, `du`, `info`, `create`,
  * `resize`, `rm` (tools/disk-cmds.ts), `status` (tools/status-cmd.ts), `snapshot create|list|delete|sticky`,
- * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts); `scrub`, `gc` (tools/scrub-cmds.ts); `rekey` (tools/rekey-cmd.ts). `--version`. Errors print one clear line on
+ * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts); `scrub`, `gc` (tools/scrub-cmds.ts); `rekey` (tools/rekey-cmd.ts); `move` (tools/move-cmd.ts). `--version`. Errors print one clear line on
  * stderr — for a refusal, the API's sentence and the errno name — and exit 1; bad flags are rejected by
  * commander before anything happens.
  */
@@ -21,6 +21,7 @@ import { MountpointError } from './mountpoint.js';
 import { addSnapshotCommands } from './snapshot-cmds.js';
 import { addScrubCommands } from './scrub-cmds.js';
 import { addRekeyCommand } from './rekey-cmd.js';
+import { addMoveCommand } from './move-cmd.js';
 import { addStatusCommand } from './status-cmd.js';
 import { VERSION } from './version.js';
 
@@ -61,6 +62,8 @@ program
   .option('--encryption-key-file <file>', '32-byte key, raw or 64 hex characters: every object written to the backend is encrypted with AES-256-GCM (docs/encryption.md)')
   .option('--old-encryption-key-file <file>', 'key rotation: the previous key, read with until `vpoolfs rekey` has rewritten every object under --encryption-key-file (repeatable)', (v: string, prev?: string[]) => [...(prev ?? []), v])
   .option('--rekey-objects-per-second <n>', 'budget of the rekey job: at most N objects re-encrypted per second (default: no limit)')
+  .option('--move-from <url>', 'move the vPool from this backend to --backend while serving: writes go to both, the move job copies, then switches (`vpoolfs move`)')
+  .option('--move-objects-per-second <n>', 'budget of the move job: at most N objects copied per second (default: no limit)')
   .addOption(new Option('--dtl <mode>', 'DTL mode for new vDisks (async and sync need --dtl-server)').choices(['none', 'async', 'sync']))
   .option('--dtl-server <list>', 'DTL servers HOST:PORT[,HOST:PORT…], tried in order')
   .option('--dtl-secret-file <file>', "the DTL servers' shared secret (their --secret-file)")
@@ -91,5 +94,6 @@ addStatusCommand(program, run);
 addSnapshotCommands(program, run);
 addScrubCommands(program, fail);
 addRekeyCommand(program, run);
+addMoveCommand(program, run);
 
 await program.parseAsync(process.argv);

@@ -25,6 +25,10 @@ export interface MountConfig {
   oldEncryptionKeyFile?: string[];
   /** The rekey job's budget: at most this many objects re-encrypted per second (default: no limit). */
   rekeyObjectsPerSecond?: number;
+  /** A backend move (docs/scrubbing.md, "Policy updates"): the old backend's URL; `backend` is the new one. */
+  moveFrom?: string;
+  /** The move job's budget: at most this many objects copied per second (default: no limit). */
+  moveObjectsPerSecond?: number;
   dtl?: DtlMode;
   dtlServer?: string[];
   /** The DTL's shared secret (the servers' --secret-file). */
@@ -91,6 +95,12 @@ const CHECKS: Record<keyof MountConfig, Check> = {
     return list;
   },
   rekeyObjectsPerSecond: (v, k) => {
+    const n = typeof v === 'string' && /^\d+(\.\d+)?$/.test(v) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) throw new ConfigError(`${k}: expected a positive number of objects per second, got ${JSON.stringify(v)}`);
+    return n;
+  },
+  moveFrom: (v, k) => checkBackendUrl(str(v, k) as string, k),
+  moveObjectsPerSecond: (v, k) => {
     const n = typeof v === 'string' && /^\d+(\.\d+)?$/.test(v) ? Number(v) : v;
     if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) throw new ConfigError(`${k}: expected a positive number of objects per second, got ${JSON.stringify(v)}`);
     return n;

@@ -10,7 +10,8 @@ import { DEFAULT_FUSE_ENGINE, mountVPool, type Mounted } from '../fuse/mount.js'
 import { logger, setLogLevel } from '../util/log.js';
 import type { VPool } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
-import { openBackend, readKeyFile } from '../volume/backend/open-backend.js';
+import { openBackend, openBackendOn, readKeyFile, type OpenBackendOptions } from '../volume/backend/open-backend.js';
+import { MoveJob, openMove } from '../volume/policy/move-job.js';
 import { ConfigError, loadConfigFile, parseHostPort, resolveMount, validateConfig, type MountConfig, type ResolvedMount } from './config.js';
 import { watchConfig, type ConfigWatcher } from './config-watch.js';
 import { FuseMetrics, serveMetrics, type MetricsServer } from './metrics.js';
@@ -32,6 +33,8 @@ export interface MountFlags {
   encryptionKeyFile?: string;
   oldEncryptionKeyFile?: string[];
   rekeyObjectsPerSecond?: string | number;
+  moveFrom?: string;
+  moveObjectsPerSecond?: string | number;
   dtl?: string;
   dtlServer?: string;
   dtlSecretFile?: string;
@@ -105,7 +108,9 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   // state directory keeps a copy of its encryption marker, so that a restart during an outage still mounts
   // metrics first: the backend is measured by operation from its first request on
   const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, cfg.metricsTopVdisks ?? 10) : undefined;
-  const opened = await openBackend(cfg.backend, {
+  // a backend move: a mirror of the old backend and the new one until the move job switches (volume/policy/move-job.ts)
+  const moving = cfg.moveFrom === undefined ? undefined : await openMove(cfg.moveFrom, cfg.backend, cfg.state);
+  const opened = await (moving === undefined ? (o: OpenBackendOptions) => openBackend(cfg.backend, o) : (o: OpenBackendOptions) => openBackendOn(moving.store, o))({
     encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile),
     oldKeys: await Promise.all((cfg.oldEncryptionKeyFile ?? []).map((f) => readKeyFile(f))),
     localDir: cfg.state,
@@ -136,9 +141,10 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let nbd: NbdServer | undefined;
   // key rotation: the background rewrite under the new key (volume/policy/rekey-job.ts); started below when one is unfinished
   const rekey = rekeyFor(opened, vpool, cfg);
+  const move = moving?.mirror ? new MoveJob({ mirror: moving.mirror, stateDir: cfg.state, gate: (w) => vpool.backendGate?.(w) ?? Promise.resolve(), objectsPerSecond: cfg.moveObjectsPerSecond }) : undefined;
   const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
   try {
-    api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted, rekey);
+    api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted, rekey, move);
     const apiNow = api;
     metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
     if (metrics && rekey) registerRekeyMetrics(metrics.registry, rekey);
@@ -171,11 +177,13 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     throw err;
   }
   if (rekey?.pending) void rekey.start();
+  if (move) void move.start();
   log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, nbd: nbd?.addresses ?? null, api: api.server.socket, apiTcp: api.server.tcp });
   const apiServer = api.server;
   stopNow = installStop(vpool, mounted, nbd, async () => {
     await apiServer.close();
     await rekey?.stop(); // before the final ship: no rewrite may race the vPool's close
+    await move?.stop();
   }, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
 }
 

@@ -35,6 +35,8 @@ import { answerWithin, OPEN_PROBE_MS } from './retry.js';
 import type { BlobStore } from './types.js';
 
 export const ENCRYPTION_MARKER = 'encryption.json';
+/** Put in a backend a vPool was moved away from (volume/policy/move-job.ts): `{to}`; such a backend is refused. */
+export const MOVED_MARKER = 'moved.json';
 const FORMAT = 'vpoolfs-aes-256-gcm-chunked-1';
 /** The local copy of the backend's marker, in the state directory. */
 export const LOCAL_MARKER = 'backend-marker.json';
@@ -110,13 +112,22 @@ export interface OpenBackendOptions {
 }
 
 export async function openBackend(url: string, opts: OpenBackendOptions = {}): Promise<BlobStore> {
-  const inner = await openBlobStore(url);
+  return openBackendOn(await openBlobStore(url), opts);
+}
+
+/** openBackend over a store already opened (a backend move's MirrorStore: volume/policy/mirror-store.ts). */
+export async function openBackendOn(inner: BlobStore, opts: OpenBackendOptions = {}): Promise<BlobStore> {
   try {
     const { localDir } = opts;
     let marker: Marker | null;
     let offline = false;
     const read = await readBackendMarker(inner);
     if (read === null || !('unreachable' in read)) {
+      const moved = await answerWithin(inner.head(MOVED_MARKER), OPEN_PROBE_MS, inner.url);
+      if (moved !== null) {
+        const to = JSON.parse((await inner.get(MOVED_MARKER)).toString('utf8')) as { to?: string };
+        throw new BackendError('INVALID', `the vPool in ${inner.url} was moved to ${to.to}: mount that backend (--backend); this one is no longer written`, { url: inner.url, movedTo: to.to });
+      }
       marker = read;
       if (localDir !== undefined) await writeLocalMarker(localDir, inner.url, marker);
     } else {

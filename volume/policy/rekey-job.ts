@@ -21,7 +21,8 @@
 import { BackendError, isCode } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
 import type { EncryptedBlobStore } from '../backend/encrypted-store.js';
-import { ENCRYPTION_MARKER, finishRotation } from '../backend/open-backend.js';
+import { ENCRYPTION_MARKER, MOVED_MARKER, finishRotation } from '../backend/open-backend.js';
+import { MOVE_TARGET_MARKER } from './move-job.js';
 import { sleep, withRetry } from '../backend/retry.js';
 
 const log = logger('rekey');
@@ -151,7 +152,7 @@ export class RekeyJob {
     const { store } = this.opts;
     this.st.pass++;
     const keys = (await withRetry(() => store.list(''), { what: 'rekey: listing the backend', log, cancelled: () => this.stopping }))
-      .filter((k) => k !== ENCRYPTION_MARKER);
+      .filter((k) => k !== ENCRYPTION_MARKER && k !== MOVED_MARKER && k !== MOVE_TARGET_MARKER); // plain markers
     this.st.listed = keys.length;
     this.st.checked = 0;
     this.st.failures = [];
