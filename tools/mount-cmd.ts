@@ -23,6 +23,7 @@ import { dtlForMount } from './dtl-mount.js';
 import { parseNbdAddress, checkNbdListen } from '../nbd/address.js';
 import { startNbdServer, type NbdServer } from '../nbd/server.js';
 import { rekeyFor, registerRekeyMetrics } from './rekey-cmd.js';
+import { registerMoveMetrics } from './move-cmd.js';
 
 const log = logger('cli');
 
@@ -148,6 +149,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     const apiNow = api;
     metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
     if (metrics && rekey) registerRekeyMetrics(metrics.registry, rekey);
+    if (metrics && move) registerMoveMetrics(metrics.registry, move);
     mounted = await mountVPool({
       vpool,
       mountpoint: cfg.mountpoint,

@@ -2,13 +2,26 @@
  * `vpoolfs move [MOUNTPOINT] [--status] [--json]`: where a backend move stands (docs/scrubbing.md, "Policy
  * updates"). The move itself starts at mount (`--backend NEW --move-from OLD`); without --status this waits
  * until the move job ends (progress on stderr) and exits 1 if it failed. Speaks to `GET /v1/move`.
+ * registerMoveMetrics(): the move job's Prometheus gauges (the daemon's side).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import type { MoveStatus } from '../volume/policy/move-job.js';
+import { Gauge, type Registry } from 'prom-client';
+import type { MoveJob, MoveStatus } from '../volume/policy/move-job.js';
 import { onPool, say, type VerbOpts } from './api-call.js';
 import { humanBytes } from './human.js';
 import { locate, onlyVpool } from './locate.js';
+
+export function registerMoveMetrics(registry: Registry, job: MoveJob): void {
+  const g = (name: string, help: string, value: (s: MoveStatus) => number): Gauge =>
+    new Gauge({ name, help, registers: [registry], collect() { this.set(value(job.status())); } });
+  g('vpoolfs_move_running', 'The backend move job is running', (s) => (s.state === 'running' ? 1 : 0));
+  g('vpoolfs_move_done', 'The backend move switched to the new backend', (s) => (s.state === 'done' ? 1 : 0));
+  g('vpoolfs_move_objects_listed', "Objects in the move job's current pass", (s) => s.listed);
+  g('vpoolfs_move_objects_checked', "Objects of the move job's current pass checked so far", (s) => s.checked);
+  g('vpoolfs_move_objects_copied', 'Objects copied to the new backend since the job started', (s) => s.copied);
+  g('vpoolfs_move_bytes_copied', 'Bytes copied to the new backend since the job started', (s) => s.bytesCopied);
+}
 
 type Answer = { moving: boolean; job: MoveStatus | null };
 
