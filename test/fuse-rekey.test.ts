@@ -6,7 +6,7 @@
  *   rekey job starts by itself; writes and snapshots go on through the mount; the daemon is killed with
  *   SIGKILL while the job is half-way (GET /v1/rekey says so);
  * - mounted again with both keys: the job resumes by itself; `vpoolfs rekey` waits for it and says the old
- *   key is no longer needed; writes go on meanwhile;
+ *   key is no longer needed; writes go on meanwhile; the metrics say the same;
  * - then every object's header in the backend directory names key B, and a mount with B alone on a fresh
  *   state directory (everything read from the backend) reads every byte of every vDisk, the clone and every
  *   snapshot (through a clone of it) as the reference says.
@@ -50,7 +50,7 @@ test('rekey on a real mount: I/O goes on, kill -9 half-way, resumed, then the ne
   await writeFile(config, JSON.stringify({ scoClusters: 8, tlogScos: 4, rekeyObjectsPerSecond: 40 }));
   const base = { mountpoint: l.mountpoint, state: l.state, backend: l.backend };
   const withA = { ...base, extraArgs: ['--config', config, '--encryption-key-file', keyA] };
-  const rotating = { ...base, extraArgs: ['--config', config, '--encryption-key-file', keyB, '--old-encryption-key-file', keyA] };
+  const rotating = { ...base, extraArgs: ['--config', config, '--encryption-key-file', keyB, '--old-encryption-key-file', keyA, '--metrics', '127.0.0.1:0'] };
   const target = apiOf(l.state);
 
   const ref = new Map<string, Buffer>();
@@ -119,6 +119,10 @@ test('rekey on a real mount: I/O goes on, kill -9 half-way, resumed, then the ne
   const out = await cli;
   t.regex(out, /rekey done: .*no old key is needed any more/, out);
   t.true(logEntries(m3.log, 'rekey: done, every object is under the new key').length === 1, m3.log);
+  const metrics = await fetch(`http://${String(logEntries(m3.log, 'metrics listening')[0]?.address)}/metrics`).then((r) => r.text());
+  t.regex(metrics, /^vpoolfs_rekey_retiring_keys\{[^}]*\} 0$/m, metrics);
+  t.regex(metrics, /^vpoolfs_rekey_running\{[^}]*\} 0$/m);
+  t.regex(metrics, /^vpoolfs_rekey_objects_rewritten\{[^}]*\} [1-9]\d*$/m);
   t.is(await m3.stop(), 0, m3.log);
 
   // 4. every object under B; B alone reads every byte, from the backend
