@@ -6,8 +6,9 @@
  *    move job runs while a second loop keeps writing, reading (checked against the reference), snapshotting,
  *    cloning and scrubbing (the sweeps delete objects under the job's feet); the job dies at a random object
  *    (its checkpoint throws), is started again, copies, switches and drains X; more ops after the switch;
- * 3. X holds only `moved.json` and refuses to open; Y alone, on a fresh state directory, reads every byte of
- *    every vDisk, clone and snapshot as the reference says.
+ * 3. X holds only `moved.json` and refuses to open; a finished move opens Y alone; a move onto itself or
+ *    onto a backend that holds something else is refused; Y alone, on a fresh state directory, reads every
+ *    byte of every vDisk, clone and snapshot as the reference says.
  */
 import test from 'ava';
 import fs from 'node:fs';
@@ -91,6 +92,10 @@ test('move: random I/O, snapshots, clones and scrubs while moving; a job killed 
   const again = await openMove(env.backendUrl, yUrl, env.state);
   t.is(again.mirror, null, 'a finished move opens Y alone');
   await again.store.close();
+  await t.throwsAsync(openMove(yUrl, yUrl, env.state), { message: /same backend/ });
+  await t.throwsAsync(openMove(`file://${env.root}/z`, yUrl, env.state), { message: /moved to|not empty/ });
+  fs.rmSync(path.join(env.state, 'move.json'));
+  await t.throwsAsync(openMove(`file://${env.root}/z`, yUrl, env.state), { message: /is not empty .* not the target of this move/ }, 'a Y holding a vPool is never a move target');
   fs.rmSync(env.state, { recursive: true, force: true });
   pool = await env.open({ backend: await openBackend(yUrl) });
   const bytes = await checkAll(t, pool, m);

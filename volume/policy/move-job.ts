@@ -71,21 +71,25 @@ async function writeLocal(dir: string, v: Record<string, unknown>): Promise<void
  */
 export async function openMove(fromUrl: string, toUrl: string, stateDir: string): Promise<{ store: BlobStore; mirror: MirrorStore | null }> {
   const to = await openBlobStore(toUrl);
-  let local: { phase?: string; to?: string } | null = null;
+  const from = await openBlobStore(fromUrl);
+  if (to.url === from.url) {
+    await Promise.all([to.close(), from.close()]);
+    throw new BackendError('INVALID', `moveFrom and backend are the same backend (${to.url}): nothing to move`, { url: to.url });
+  }
+  let local: { phase?: string; from?: string; to?: string } | null = null;
   try {
     local = JSON.parse(await readFile(path.join(stateDir, LOCAL_MOVE), 'utf8')) as { phase?: string };
   } catch {
     local = null;
   }
-  const from = await openBlobStore(fromUrl);
-  const moved = local?.phase === 'moved' ? { to: to.url } : await readJson(from, MOVED_MARKER);
+  const moved = local?.phase === 'moved' && local.from === from.url && local.to === to.url ? { to: to.url } : await readJson(from, MOVED_MARKER);
   if (moved !== null) {
     if (String(moved.to) !== to.url) throw new BackendError('INVALID', `${from.url} was moved to ${String(moved.to)}, not to ${to.url}`, { url: from.url });
     // a crash after the switch may have left the old backend undrained: finish that first
     await drainOld(from)
       .catch((err: unknown) => log.warn('move: the old backend could not be drained now (the next mount with moveFrom tries again)', { url: from.url, error: String(err) }))
       .finally(() => from.close());
-    await writeLocal(stateDir, { from: fromUrl, to: to.url, phase: 'moved' });
+    await writeLocal(stateDir, { from: from.url, to: to.url, phase: 'moved' });
     log.info('the move is finished: using the new backend alone (moveFrom can be removed)', { to: to.url });
     return { store: to, mirror: null };
   }
