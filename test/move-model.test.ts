@@ -6,7 +6,8 @@
  *    move job runs while a second loop keeps writing, reading (checked against the reference), snapshotting,
  *    cloning and scrubbing (the sweeps delete objects under the job's feet); the job dies at a random object
  *    (its checkpoint throws), is started again, copies, switches and drains X; more ops after the switch;
- * 3. X holds only `moved.json` and refuses to open; a finished move opens Y alone; a move onto itself or
+ * 3. X holds only `moved.json` and refuses to open; a finished move opens Y alone, also after a crash that
+ *    left X undrained and the state directory without its record (it drains X first); a move onto itself or
  *    onto a backend that holds something else is refused; Y alone, on a fresh state directory, reads every
  *    byte of every vDisk, clone and snapshot as the reference says.
  */
@@ -92,6 +93,15 @@ test('move: random I/O, snapshots, clones and scrubs while moving; a job killed 
   const again = await openMove(env.backendUrl, yUrl, env.state);
   t.is(again.mirror, null, 'a finished move opens Y alone');
   await again.store.close();
+  // a crash after moved.json reached X but before the state directory's record and the drain: the next
+  // mount with moveFrom finds moved.json, drains what is left and opens Y alone
+  fs.rmSync(path.join(env.state, 'move.json'));
+  fs.mkdirSync(path.join(env.backendDir, 'vdisks', 'left'), { recursive: true });
+  fs.writeFileSync(path.join(env.backendDir, 'vdisks', 'left', 'over'), 'an object the drain had not reached');
+  const resumed = await openMove(env.backendUrl, yUrl, env.state);
+  t.is(resumed.mirror, null, 'moved.json in X: Y alone');
+  await resumed.store.close();
+  t.deepEqual(listFiles(env.backendDir), ['moved.json']);
   await t.throwsAsync(openMove(yUrl, yUrl, env.state), { message: /same backend/ });
   await t.throwsAsync(openMove(`file://${env.root}/z`, yUrl, env.state), { message: /moved to|not empty/ });
   fs.rmSync(path.join(env.state, 'move.json'));
