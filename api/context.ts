@@ -7,6 +7,8 @@ import type { Change } from '../fuse/mount-types.js';
 import type { FdTable } from '../fuse/fds.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import type { VPool } from '../volume/types.js';
+import type { RekeyJob } from '../volume/policy/rekey-job.js';
+import type { MoveJob } from '../volume/policy/move-job.js';
 
 export interface ApiContext {
   vpool: VPool;
@@ -20,6 +22,10 @@ export interface ApiContext {
   fds(): FdTable | undefined;
   /** Tells the kernel that a path changed without a request of the mount (fuse/mount-types.ts). */
   changed(path: string, how: Change): Promise<void>;
+  /** The rekey job of an encrypted backend (key rotation, volume/policy/rekey-job.ts); undefined for a plain one. */
+  rekey?: RekeyJob;
+  /** The move job of a backend move in progress (volume/policy/move-job.ts); undefined otherwise. */
+  move?: MoveJob;
   /** Where the API listens, for the status view. */
   listening(): { socket: string | null; tcp: string | null };
 }

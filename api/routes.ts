@@ -7,8 +7,9 @@ import { ApiError } from './errors.js';
 import { snapshotRoutes } from './routes-snapshots.js';
 import { statusRoutes } from './routes-status.js';
 import { vdiskRoutes } from './routes-vdisks.js';
+import { rekeyRoutes } from './routes-rekey.js';
 
-export const ROUTES: readonly Route[] = [...statusRoutes, ...vdiskRoutes, ...snapshotRoutes];
+export const ROUTES: readonly Route[] = [...statusRoutes, ...vdiskRoutes, ...snapshotRoutes, ...rekeyRoutes];
 
 /** The route for `method` and the raw URL path, with its parameters decoded; NO_ROUTE / METHOD_NOT_ALLOWED otherwise. */
 export function matchRoute(method: string, rawPath: string): { route: Route; params: Record<string, string> } {

@@ -3,7 +3,7 @@
  * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, and the management verbs, which speak to
  * the daemon's management API (api/, found from the path: tools/client/locate.ts): `ls`, `du`, `info`, `create`,
  * `resize`, `rm` (tools/commands/disk-cmds.ts), `status` (tools/commands/status-cmd.ts), `snapshot create|list|delete|sticky`,
- * `rollback`, `clone`, `template` (tools/commands/snapshot-cmds.ts); `scrub`, `gc` (tools/commands/scrub-cmds.ts). `--version`. Errors print one clear line on
+ * `rollback`, `clone`, `template` (tools/commands/snapshot-cmds.ts); `scrub`, `gc` (tools/commands/scrub-cmds.ts); `rekey` (tools/commands/rekey-cmd.ts); `move` (tools/commands/move-cmd.ts). `--version`. Errors print one clear line on
  * stderr — for a refusal, the API's sentence and the errno name — and exit 1; bad flags are rejected by
  * commander before anything happens.
  */
@@ -20,6 +20,8 @@ import { runMount, type MountFlags } from './commands/mount-cmd.js';
 import { MountpointError } from './daemon/mountpoint.js';
 import { addSnapshotCommands } from './commands/snapshot-cmds.js';
 import { addScrubCommands } from './commands/scrub-cmds.js';
+import { addRekeyCommand } from './commands/rekey-cmd.js';
+import { addMoveCommand } from './commands/move-cmd.js';
 import { addStatusCommand } from './commands/status-cmd.js';
 import { VERSION } from './version.js';
 
@@ -58,6 +60,10 @@ program
   .option('--state <dir>', 'write cache, read cache, local metadata (default: /var/lib/vpoolfs/<vpool>)')
   .option('--backend <url>', 'file:///dir, s3://bucket/prefix?…, mem://name (default: file://<state>/backend)')
   .option('--encryption-key-file <file>', '32-byte key, raw or 64 hex characters: every object written to the backend is encrypted with AES-256-GCM (docs/encryption.md)')
+  .option('--old-encryption-key-file <file>', 'key rotation: the previous key, read with until `vpoolfs rekey` has rewritten every object under --encryption-key-file (repeatable)', (v: string, prev?: string[]) => [...(prev ?? []), v])
+  .option('--rekey-objects-per-second <n>', 'budget of the rekey job: at most N objects re-encrypted per second (default: no limit)')
+  .option('--move-from <url>', 'move the vPool from this backend to --backend while serving: writes go to both, the move job copies, then switches (`vpoolfs move`)')
+  .option('--move-objects-per-second <n>', 'budget of the move job: at most N objects copied per second (default: no limit)')
   .addOption(new Option('--dtl <mode>', 'DTL mode for new vDisks (async and sync need --dtl-server)').choices(['none', 'async', 'sync']))
   .option('--dtl-server <list>', 'DTL servers HOST:PORT[,HOST:PORT…], tried in order')
   .option('--dtl-secret-file <file>', "the DTL servers' shared secret (their --secret-file)")
@@ -87,5 +93,7 @@ addDiskCommands(program, run);
 addStatusCommand(program, run);
 addSnapshotCommands(program, run);
 addScrubCommands(program, fail);
+addRekeyCommand(program, run);
+addMoveCommand(program, run);
 
 await program.parseAsync(process.argv);

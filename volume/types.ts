@@ -296,4 +296,6 @@ export interface VPool {
   syncToBackend(): Promise<void>;
   /** syncToBackend(), then releases everything. */
   close(): Promise<void>;
+  /** Before a backend write made outside the vPool's stores (the rekey job): FENCED once the claim is lost (volume/claim/claim.ts gate()). */
+  backendGate?(what: string): Promise<void>;
 }

@@ -121,6 +121,11 @@ class VPoolImpl extends VPoolTree implements VPool {
     return this.ctx.backend;
   }
 
+  /** The claim's gate, for backend writes made beside the vPool's fenced store (the rekey job). */
+  backendGate(what: string): Promise<void> {
+    return this.claim.gate(what);
+  }
+
   get mds(): MetadataStore {
     return this.ctx.mds;
   }

@@ -10,7 +10,8 @@ import { DEFAULT_FUSE_ENGINE, mountVPool, type Mounted } from '../../fuse/mount.
 import { logger, setLogLevel } from '../../util/log.js';
 import type { VPool } from '../../volume/types.js';
 import { openVPool } from '../../volume/vpool.js';
-import { openBackend, readKeyFile } from '../../volume/backend/open-backend.js';
+import { openBackend, openBackendOn, readKeyFile, type OpenBackendOptions } from '../../volume/backend/open-backend.js';
+import { MoveJob, openMove } from '../../volume/policy/move-job.js';
 import { ConfigError, loadConfigFile, parseHostPort, resolveMount, validateConfig, type MountConfig, type ResolvedMount } from '../daemon/config.js';
 import { watchConfig, type ConfigWatcher } from '../daemon/config-watch.js';
 import { FuseMetrics, serveMetrics, type MetricsServer } from '../metrics/metrics.js';
@@ -21,6 +22,8 @@ import { SnapshotScheduler } from '../../volume/snapshots/snapshot-schedule.js';
 import { dtlForMount } from '../daemon/dtl-mount.js';
 import { parseNbdAddress, checkNbdListen } from '../../nbd/address.js';
 import { startNbdServer, type NbdServer } from '../../nbd/server.js';
+import { rekeyFor, registerRekeyMetrics } from './rekey-cmd.js';
+import { registerMoveMetrics } from './move-cmd.js';
 
 const log = logger('cli');
 
@@ -29,6 +32,10 @@ export interface MountFlags {
   state?: string;
   backend?: string;
   encryptionKeyFile?: string;
+  oldEncryptionKeyFile?: string[];
+  rekeyObjectsPerSecond?: string | number;
+  moveFrom?: string;
+  moveObjectsPerSecond?: string | number;
   dtl?: string;
   dtlServer?: string;
   dtlSecretFile?: string;
@@ -48,20 +55,22 @@ export interface MountFlags {
 }
 
 /** Validates an encryption key file (32 raw bytes or 64 hex characters). */
-async function checkKeyFile(file: string): Promise<void> {
+async function checkKeyFile(file: string, flag = '--encryption-key-file'): Promise<void> {
   let key: Buffer;
   try {
     key = await readFile(file);
   } catch (err) {
-    throw new ConfigError(`--encryption-key-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
+    throw new ConfigError(`${flag} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
   }
   const text = key.toString('latin1').trim();
-  if (key.length !== 32 && !/^[0-9a-fA-F]{64}$/.test(text)) throw new ConfigError(`--encryption-key-file ${file}: expected 32 raw bytes or 64 hex characters, got ${key.length} bytes`);
+  if (key.length !== 32 && !/^[0-9a-fA-F]{64}$/.test(text)) throw new ConfigError(`${flag} ${file}: expected 32 raw bytes or 64 hex characters, got ${key.length} bytes`);
 }
 
 /** Options the volume layer does not implement yet: validated above, refused here if not the default. */
 async function refuseUnimplemented(cfg: ResolvedMount): Promise<void> {
   if (cfg.encryptionKeyFile !== undefined) await checkKeyFile(cfg.encryptionKeyFile);
+  for (const f of cfg.oldEncryptionKeyFile ?? []) await checkKeyFile(f, '--old-encryption-key-file');
+  if (cfg.oldEncryptionKeyFile !== undefined && cfg.encryptionKeyFile === undefined) throw new ConfigError('--old-encryption-key-file: only with --encryption-key-file (the key to rotate to)');
   dtlForMount(cfg); // --dtl async/sync without --dtl-server, an unreadable secret
   checkNbd(cfg);
 }
@@ -100,7 +109,13 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   // state directory keeps a copy of its encryption marker, so that a restart during an outage still mounts
   // metrics first: the backend is measured by operation from its first request on
   const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, cfg.metricsTopVdisks ?? 10) : undefined;
-  const opened = await openBackend(cfg.backend, { encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile), localDir: cfg.state });
+  // a backend move: a mirror of the old backend and the new one until the move job switches (volume/policy/move-job.ts)
+  const moving = cfg.moveFrom === undefined ? undefined : await openMove(cfg.moveFrom, cfg.backend, cfg.state);
+  const opened = await (moving === undefined ? (o: OpenBackendOptions) => openBackend(cfg.backend, o) : (o: OpenBackendOptions) => openBackendOn(moving.store, o))({
+    encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile),
+    oldKeys: await Promise.all((cfg.oldEncryptionKeyFile ?? []).map((f) => readKeyFile(f))),
+    localDir: cfg.state,
+  });
   const backend = metrics ? metrics.backend.wrap(opened) : opened;
   const vpool = await openVPool({
     name: cfg.vpool,
@@ -125,11 +140,16 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let scheduler: SnapshotScheduler | undefined;
   let api: DaemonApi | undefined;
   let nbd: NbdServer | undefined;
+  // key rotation: the background rewrite under the new key (volume/policy/rekey-job.ts); started below when one is unfinished
+  const rekey = rekeyFor(opened, vpool, cfg);
+  const move = moving?.mirror ? new MoveJob({ mirror: moving.mirror, stateDir: cfg.state, gate: (w) => vpool.backendGate?.(w) ?? Promise.resolve(), objectsPerSecond: cfg.moveObjectsPerSecond }) : undefined;
   const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
   try {
-    api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted);
+    api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted, rekey, move);
     const apiNow = api;
     metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
+    if (metrics && rekey) registerRekeyMetrics(metrics.registry, rekey);
+    if (metrics && move) registerMoveMetrics(metrics.registry, move);
     mounted = await mountVPool({
       vpool,
       mountpoint: cfg.mountpoint,
@@ -158,9 +178,15 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
     throw err;
   }
+  if (rekey?.pending) void rekey.start();
+  if (move) void move.start();
   log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, nbd: nbd?.addresses ?? null, api: api.server.socket, apiTcp: api.server.tcp });
   const apiServer = api.server;
-  stopNow = installStop(vpool, mounted, nbd, () => apiServer.close(), () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
+  stopNow = installStop(vpool, mounted, nbd, async () => {
+    await apiServer.close();
+    await rekey?.stop(); // before the final ship: no rewrite may race the vPool's close
+    await move?.stop();
+  }, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
 }
 
 /** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */

@@ -10,6 +10,8 @@ import { checkApiTcp, MAX_SOCKET_PATH, serveApi, type ApiServer } from '../../ap
 import type { Mounted } from '../../fuse/mount.js';
 import type { BlobStore } from '../../volume/backend/types.js';
 import type { VPool } from '../../volume/types.js';
+import type { RekeyJob } from '../../volume/policy/rekey-job.js';
+import type { MoveJob } from '../../volume/policy/move-job.js';
 import { ConfigError, parseHostPort, type ResolvedMount } from './config.js';
 import { VERSION } from '../version.js';
 
@@ -55,7 +57,7 @@ export interface DaemonApi {
 }
 
 /** Starts the API before the mount exists (so that once the mount answers, the API does): `mounted()` is undefined until then. */
-export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, backend: BlobStore, engine: string, mounted: () => Mounted | undefined): Promise<DaemonApi> {
+export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, backend: BlobStore, engine: string, mounted: () => Mounted | undefined, rekey?: RekeyJob, move?: MoveJob): Promise<DaemonApi> {
   const startedAt = Date.now();
   let server: ApiServer | undefined;
   const ctx: ApiContext = {
@@ -69,6 +71,8 @@ export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, 
     fds: () => mounted()?.fds,
     changed: async (p, how) => mounted()?.changed(p, how),
     listening: () => ({ socket: server?.socket ?? null, tcp: server?.tcp ?? null }),
+    rekey,
+    move,
   };
   server = await serveApi(ctx, plan);
   const s = server;

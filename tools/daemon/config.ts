@@ -21,6 +21,14 @@ export interface MountConfig {
   state?: string;
   backend?: string;
   encryptionKeyFile?: string;
+  /** Key rotation (docs/encryption.md): the previous key(s), read with until the rekey job has rewritten every object. */
+  oldEncryptionKeyFile?: string[];
+  /** The rekey job's budget: at most this many objects re-encrypted per second (default: no limit). */
+  rekeyObjectsPerSecond?: number;
+  /** A backend move (docs/scrubbing.md, "Policy updates"): the old backend's URL; `backend` is the new one. */
+  moveFrom?: string;
+  /** The move job's budget: at most this many objects copied per second (default: no limit). */
+  moveObjectsPerSecond?: number;
   dtl?: DtlMode;
   dtlServer?: string[];
   /** The DTL's shared secret (the servers' --secret-file). */
@@ -81,6 +89,22 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   state: str,
   backend: (v, k) => checkBackendUrl(str(v, k) as string, k),
   encryptionKeyFile: str,
+  oldEncryptionKeyFile: (v, k) => {
+    const list = typeof v === 'string' ? [v] : v;
+    if (!Array.isArray(list) || list.length === 0 || list.some((f) => typeof f !== 'string' || f === '')) throw new ConfigError(`${k}: expected a file name or an array of file names, got ${JSON.stringify(v)}`);
+    return list;
+  },
+  rekeyObjectsPerSecond: (v, k) => {
+    const n = typeof v === 'string' && /^\d+(\.\d+)?$/.test(v) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) throw new ConfigError(`${k}: expected a positive number of objects per second, got ${JSON.stringify(v)}`);
+    return n;
+  },
+  moveFrom: (v, k) => checkBackendUrl(str(v, k) as string, k),
+  moveObjectsPerSecond: (v, k) => {
+    const n = typeof v === 'string' && /^\d+(\.\d+)?$/.test(v) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) throw new ConfigError(`${k}: expected a positive number of objects per second, got ${JSON.stringify(v)}`);
+    return n;
+  },
   dtl: (v, k) => {
     if (typeof v !== 'string' || !DTL_MODES.includes(v)) throw new ConfigError(`${k}: expected one of none, async, sync, got ${JSON.stringify(v)}`);
     return v;

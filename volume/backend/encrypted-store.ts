@@ -11,6 +11,12 @@
  * NOT_ENCRYPTED (a plain object where an encrypted one was expected), DAMAGED (a tag failed: the object
  * was changed or cut). getRange reads the 64-byte header once per object (then cached; a cached header
  * that no longer matches an overwritten object is refetched once) and only the chunks the range covers.
+ *
+ * Key rotation (docs/encryption.md): besides its key, the store may hold old keys, for reading only. Each
+ * object's header names the key that wrote it, so a read picks the right one; every put uses the current key.
+ * rewrite(key) re-encrypts one object under the current key (the rekey job, volume/policy/rekey-job.ts). It
+ * runs under a per-key lock that put, createExclusive and delete of the same key also take, so a rewrite
+ * can never put back an older content over a newer put, nor bring back a deleted object.
  */
 import { BackendError } from '../../util/errors.js';
 import type { BlobStore } from './types.js';
@@ -36,23 +42,119 @@ interface Opened {
   okey: Buffer;
 }
 
+/** What rewrite() did to one object. */
+export type RewriteOutcome = 'current' | 'rewritten' | 'gone';
+
 export class EncryptedBlobStore implements BlobStore {
   readonly keyId: Buffer;
   private readonly master: Buffer;
+  /** Every key this store can read with, by key id (hex): the current one and the old ones. */
+  private readonly masters = new Map<string, Buffer>();
   private readonly headers = new Map<string, Opened>();
+  /** Per-key lock of the writes (put, createExclusive, delete, rewrite): the tail of each key's queue. */
+  private readonly writing = new Map<string, Promise<unknown>>();
 
-  /** `key` is the 32-byte master key; `chunk` the plaintext chunk size of new objects. */
-  constructor(private readonly inner: BlobStore, key: Uint8Array, private readonly chunk = DEFAULT_CHUNK) {
+  /**
+   * `key` is the 32-byte master key; `chunk` the plaintext chunk size of new objects; `oldKeys` keys that
+   * objects may still be encrypted with (a key rotation not yet finished): read, never written with.
+   */
+  constructor(readonly inner: BlobStore, key: Uint8Array, private readonly chunk = DEFAULT_CHUNK, oldKeys: readonly Uint8Array[] = []) {
     if (key.length !== 32) throw new EncryptionError('BAD_KEY', 'INVALID', `an AES-256 key is 32 bytes, got ${key.length}`);
     if (!Number.isInteger(chunk) || chunk < 1 || chunk > 2 ** 30) throw new BackendError('INVALID', `bad chunk size ${chunk}`);
     this.master = Buffer.from(key);
     this.keyId = keyIdOf(this.master);
+    for (const old of oldKeys) {
+      if (old.length !== 32) throw new EncryptionError('BAD_KEY', 'INVALID', `an AES-256 key is 32 bytes, got ${old.length} (an old key)`);
+      this.masters.set(keyIdOf(Buffer.from(old)).toString('hex'), Buffer.from(old));
+    }
+    this.masters.set(this.keyId.toString('hex'), this.master);
     if (inner.createExclusive !== undefined) {
       this.createExclusive = async (k, data) => {
         validateKey(k);
-        this.headers.delete(k);
-        return inner.createExclusive!(k, encryptObject(this.master, this.keyId, k, data, this.chunk));
+        return this.locked(k, () => {
+          this.headers.delete(k);
+          return inner.createExclusive!(k, encryptObject(this.master, this.keyId, k, data, this.chunk));
+        });
       };
+    }
+  }
+
+  /** Key ids (hex) the backend's marker says objects may still be under (an unfinished rotation; open-backend.ts). */
+  retiring: string[] = [];
+
+  /** The key ids of the old keys this store holds (hex). */
+  get oldKeyIds(): string[] {
+    const me = this.keyId.toString('hex');
+    return [...this.masters.keys()].filter((k) => k !== me);
+  }
+
+  /** Runs `fn` once every earlier write of `key` in this store has ended (success or not). */
+  private locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.writing.get(key) ?? Promise.resolve();
+    const run = before.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.writing.set(key, tail);
+    void tail.then(() => {
+      if (this.writing.get(key) === tail) this.writing.delete(key);
+    });
+    return run;
+  }
+
+  /**
+   * The key id (hex) the object `key` is encrypted with, from its header alone (not authenticated: for
+   * counting and checking, never for trusting data); null when it does not exist. NOT_ENCRYPTED or DAMAGED
+   * (EncryptionError) when the header is not ours.
+   */
+  async objectKeyId(key: string): Promise<string | null> {
+    validateKey(key);
+    const raw = await this.rawHeader(key);
+    if (raw === null) return null;
+    const header = parseHeader(raw);
+    if (header === 'NOT_ENCRYPTED') throw new EncryptionError('NOT_ENCRYPTED', 'CHECKSUM', `object ${key} in ${this.url} is not encrypted`, { key, url: this.url });
+    if (header === 'DAMAGED') throw this.damaged(key, 'its encryption header is malformed');
+    return header.keyId.toString('hex');
+  }
+
+  /**
+   * Re-encrypts `key` under the current key when an old one wrote it: read and authenticated whole with the
+   * old key, put with the current one (atomic like any put: a reader sees the old object or the new one,
+   * and reads either). Under the key's write lock; `beforePut` runs right before the put (the claim's gate:
+   * a router that lost the vPool must not write). 'current': nothing to do; 'gone': it no longer exists.
+   */
+  rewrite(key: string, beforePut?: () => Promise<void>): Promise<{ outcome: RewriteOutcome; bytes: number }> {
+    validateKey(key);
+    return this.locked(key, async () => {
+      const raw = await this.rawHeader(key);
+      if (raw === null) return { outcome: 'gone', bytes: 0 };
+      const header = parseHeader(raw);
+      if (header !== 'NOT_ENCRYPTED' && header !== 'DAMAGED' && header.keyId.equals(this.keyId)) return { outcome: 'current', bytes: 0 };
+      let plain: Buffer;
+      try {
+        plain = await this.get(key);
+      } catch (err) {
+        if (err instanceof BackendError && err.code === 'NOT_FOUND') return { outcome: 'gone', bytes: 0 };
+        throw err;
+      }
+      await beforePut?.();
+      this.headers.delete(key);
+      await this.inner.put(key, encryptObject(this.master, this.keyId, key, plain, this.chunk));
+      return { outcome: 'rewritten', bytes: plain.length };
+    });
+  }
+
+  /** The first HEADER_SIZE bytes of the stored object (fewer when it is shorter); null when missing. */
+  private async rawHeader(key: string): Promise<Buffer | null> {
+    try {
+      return await this.inner.getRange(key, 0, HEADER_SIZE);
+    } catch (err) {
+      if (err instanceof BackendError && err.code === 'NOT_FOUND') return null;
+      if (!(err instanceof BackendError && err.code === 'INVALID')) throw err;
+    }
+    try {
+      return await this.inner.get(key);
+    } catch (err) {
+      if (err instanceof BackendError && err.code === 'NOT_FOUND') return null;
+      throw err;
     }
   }
 
@@ -63,8 +165,10 @@ export class EncryptedBlobStore implements BlobStore {
   async put(key: string, data: Uint8Array): Promise<void> {
     validateKey(key);
     if (!(data instanceof Uint8Array)) throw new BackendError('INVALID', `put ${key}: data is not a Uint8Array`, { key });
-    this.headers.delete(key);
-    await this.inner.put(key, encryptObject(this.master, this.keyId, key, data, this.chunk));
+    await this.locked(key, () => {
+      this.headers.delete(key);
+      return this.inner.put(key, encryptObject(this.master, this.keyId, key, data, this.chunk));
+    });
   }
 
   /** Present exactly when the wrapped store has it (set in the constructor). */
@@ -88,10 +192,11 @@ export class EncryptedBlobStore implements BlobStore {
     try {
       return await this.readRange(key, offset, length, cached ?? (await this.fetchHeader(key)));
     } catch (err) {
-      // the object may have been replaced (by another writer) since its header was cached: tags that fail,
-      // or a range past the cached length, may be right for the new object: read the header again, once
+      // the object may have been replaced (another writer, or a rewrite under a new key) since its header was
+      // read, cached or just now: tags that fail, or a range past the header's length, may be right for the
+      // new object: read the header again, once (a really damaged object fails the same way again)
       const stale = (err instanceof EncryptionError && err.reason === 'DAMAGED') || (err instanceof BackendError && err.code === 'INVALID');
-      if (cached === undefined || !stale) throw err;
+      if (!stale) throw err;
       this.headers.delete(key);
       return this.readRange(key, offset, length, await this.fetchHeader(key));
     }
@@ -120,8 +225,10 @@ export class EncryptedBlobStore implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
-    this.headers.delete(key);
-    await this.inner.delete(key);
+    await this.locked(key, () => {
+      this.headers.delete(key);
+      return this.inner.delete(key);
+    });
   }
 
   close(): Promise<void> {
@@ -172,12 +279,14 @@ export class EncryptedBlobStore implements BlobStore {
       throw new EncryptionError('NOT_ENCRYPTED', 'CHECKSUM', `object ${key} in ${this.url} is not encrypted, but this vPool encrypts its backend`, { key, url: this.url });
     }
     if (header === 'DAMAGED') throw this.damaged(key, 'its encryption header is malformed');
-    if (!header.keyId.equals(this.keyId)) {
+    const master = this.masters.get(header.keyId.toString('hex'));
+    if (master === undefined) {
+      const ids = [...this.masters.keys()].join(', ');
       throw new EncryptionError('WRONG_KEY', 'CHECKSUM',
-        `object ${key} in ${this.url} was encrypted with key id ${header.keyId.toString('hex')}, but the key given has id ${this.keyId.toString('hex')}: wrong encryption key`,
+        `object ${key} in ${this.url} was encrypted with key id ${header.keyId.toString('hex')}, but the key${this.masters.size > 1 ? 's' : ''} given ha${this.masters.size > 1 ? 've ids' : 's id'} ${ids}: wrong encryption key`,
         { key, url: this.url, objectKeyId: header.keyId.toString('hex'), keyId: this.keyId.toString('hex') });
     }
-    const okey = objectKey(this.master, header.salt, key);
+    const okey = objectKey(master, header.salt, key);
     if (!verifyHeader(header, okey)) throw this.damaged(key, 'its encryption header failed its authentication tag');
     return { header: { ...header, raw: Buffer.from(header.raw), keyId: Buffer.from(header.keyId), salt: Buffer.from(header.salt) }, okey };
   }

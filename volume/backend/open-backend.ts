@@ -15,6 +15,15 @@
  * whether the backend is encrypted, and plaintext must never go into an encrypted backend or the reverse.
  * An unreachable backend whose copy says plain, mounted with a key, is refused too (the marker cannot be written).
  * readKeyFile() reads a key file: exactly 32 raw bytes, or 64 hex characters (surrounding whitespace ignored).
+ *
+ * Key rotation (docs/encryption.md): `oldKeys` are keys objects may still be encrypted with. While a rotation
+ * is unfinished the marker is `{format, keyId: NEW, oldKeyIds: [OLD…]}`:
+ * - a key given with the marker's key among the old keys: the rotation begins — the marker names the new key
+ *   and lists the old one(s) (one atomic put, before anything is written with the new key);
+ * - the marker lists old key ids: each must be among the old keys given (MISSING_KEY otherwise: objects may
+ *   still be under it); the old key given as the key: WRONG_KEY, saying the backend moved to the new one;
+ * - finishRotation() (the rekey job, once no object under an old key remains) drops `oldKeyIds`: from then on
+ *   the new key alone mounts.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -26,12 +35,14 @@ import { answerWithin, OPEN_PROBE_MS } from './retry.js';
 import type { BlobStore } from './types.js';
 
 export const ENCRYPTION_MARKER = 'encryption.json';
+/** Put in a backend a vPool was moved away from (volume/policy/move-job.ts): `{to}`; such a backend is refused. */
+export const MOVED_MARKER = 'moved.json';
 const FORMAT = 'vpoolfs-aes-256-gcm-chunked-1';
 /** The local copy of the backend's marker, in the state directory. */
 export const LOCAL_MARKER = 'backend-marker.json';
 const log = logger('backend');
 
-type Marker = { format?: string; keyId?: string };
+type Marker = { format?: string; keyId?: string; oldKeyIds?: string[] };
 
 /** The local copy in `dir`: undefined when there is none (null marker = a plain backend). */
 async function readLocalMarker(dir: string): Promise<{ marker: Marker | null } | undefined> {
@@ -93,14 +104,30 @@ export async function readKeyFile(file: string): Promise<Buffer> {
   throw new EncryptionError('BAD_KEY', 'INVALID', `encryption key file ${file}: expected 32 raw bytes or 64 hex characters, got ${raw.length} bytes`, { file });
 }
 
-export async function openBackend(url: string, opts: { encryptionKey?: Buffer; localDir?: string } = {}): Promise<BlobStore> {
-  const inner = await openBlobStore(url);
+export interface OpenBackendOptions {
+  encryptionKey?: Buffer;
+  /** Keys of an unfinished (or beginning) key rotation: read with, never written with. */
+  oldKeys?: Buffer[];
+  localDir?: string;
+}
+
+export async function openBackend(url: string, opts: OpenBackendOptions = {}): Promise<BlobStore> {
+  return openBackendOn(await openBlobStore(url), opts);
+}
+
+/** openBackend over a store already opened (a backend move's MirrorStore: volume/policy/mirror-store.ts). */
+export async function openBackendOn(inner: BlobStore, opts: OpenBackendOptions = {}): Promise<BlobStore> {
   try {
     const { localDir } = opts;
     let marker: Marker | null;
     let offline = false;
     const read = await readBackendMarker(inner);
     if (read === null || !('unreachable' in read)) {
+      const moved = await answerWithin(inner.head(MOVED_MARKER), OPEN_PROBE_MS, inner.url);
+      if (moved !== null) {
+        const to = JSON.parse((await inner.get(MOVED_MARKER)).toString('utf8')) as { to?: string };
+        throw new BackendError('INVALID', `the vPool in ${inner.url} was moved to ${to.to}: mount that backend (--backend); this one is no longer written`, { url: inner.url, movedTo: to.to });
+      }
       marker = read;
       if (localDir !== undefined) await writeLocalMarker(localDir, inner.url, marker);
     } else {
@@ -118,25 +145,81 @@ export async function openBackend(url: string, opts: { encryptionKey?: Buffer; l
       if (marker !== null) {
         throw new EncryptionError('MISSING_KEY', 'INVALID', `the backend ${inner.url} is encrypted (key id ${marker.keyId}): mount with --encryption-key-file`, { url: inner.url, objectKeyId: marker.keyId });
       }
+      if ((opts.oldKeys ?? []).length > 0) throw new EncryptionError('BAD_KEY', 'INVALID', `old encryption keys given without --encryption-key-file: nothing to rotate to`, { url: inner.url });
       return inner;
     }
-    const store = new EncryptedBlobStore(inner, opts.encryptionKey);
+    const store = new EncryptedBlobStore(inner, opts.encryptionKey, undefined, opts.oldKeys ?? []);
     const keyId = store.keyId.toString('hex');
+    const oldIds = new Set(store.oldKeyIds);
     if (marker === null) {
       if (offline) {
         throw new EncryptionError('MISSING_KEY', 'INVALID',
           `the backend ${inner.url} is unreachable and was not encrypted when this state directory last reached it: cannot turn encryption on now; mount again once the backend is reachable`, { url: inner.url });
       }
+      if (oldIds.size > 0) {
+        throw new EncryptionError('BAD_KEY', 'INVALID', `the backend ${inner.url} is not encrypted: there is no old key to rotate from (turning encryption on for a plain vPool is not supported)`, { url: inner.url });
+      }
       marker = { format: FORMAT, keyId };
       await inner.put(ENCRYPTION_MARKER, Buffer.from(`${JSON.stringify(marker)}\n`));
       if (localDir !== undefined) await writeLocalMarker(localDir, inner.url, marker);
-    } else if (marker.keyId !== keyId) {
-      throw new EncryptionError('WRONG_KEY', 'INVALID', `the backend ${inner.url} is encrypted with key id ${marker.keyId}, but the key given has id ${keyId}: wrong encryption key`, { url: inner.url, objectKeyId: marker.keyId, keyId });
+      return store;
     }
+    const pending = marker.oldKeyIds ?? [];
+    if (marker.keyId !== keyId) {
+      if (pending.includes(keyId)) {
+        throw new EncryptionError('WRONG_KEY', 'INVALID',
+          `the backend ${inner.url} is being moved from key id ${keyId} to key id ${marker.keyId}: mount with the new key as --encryption-key-file and this one as --old-encryption-key-file`,
+          { url: inner.url, objectKeyId: marker.keyId, keyId });
+      }
+      if (!oldIds.has(marker.keyId!)) {
+        throw new EncryptionError('WRONG_KEY', 'INVALID', `the backend ${inner.url} is encrypted with key id ${marker.keyId}, but the key given has id ${keyId}${oldIds.size > 0 ? ` and the old keys ids ${[...oldIds].join(', ')}` : ''}: wrong encryption key`, { url: inner.url, objectKeyId: marker.keyId, keyId });
+      }
+      // a rotation begins: the marker names the new key before anything is written with it
+      if (offline) {
+        throw new EncryptionError('MISSING_KEY', 'INVALID', `the backend ${inner.url} is unreachable: a key rotation can only begin while it answers; mount again once it does (or with the current key alone)`, { url: inner.url });
+      }
+      const rotated: Marker = { format: marker.format ?? FORMAT, keyId, oldKeyIds: [...new Set([marker.keyId!, ...pending])] };
+      checkPending(inner.url, rotated.oldKeyIds!, oldIds);
+      await inner.put(ENCRYPTION_MARKER, Buffer.from(`${JSON.stringify(rotated)}\n`));
+      if (localDir !== undefined) await writeLocalMarker(localDir, inner.url, rotated);
+      log.warn('encryption key rotation begun: new objects use the new key; the rekey job rewrites the old ones (vpoolfs rekey)', { url: inner.url, keyId, oldKeyIds: rotated.oldKeyIds });
+      marker = rotated;
+    } else checkPending(inner.url, pending, oldIds);
+    store.retiring = marker.oldKeyIds ?? [];
     return store;
   } catch (err) {
     // not awaited: close waits for the requests in flight, and a hung endpoint's never end
     void inner.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Every key id a rotation still retires must be among the old keys given: objects may still be under it. */
+function checkPending(url: string, pending: string[], given: Set<string>): void {
+  const missing = pending.filter((id) => !given.has(id));
+  if (missing.length > 0) {
+    throw new EncryptionError('MISSING_KEY', 'INVALID',
+      `the backend ${url} is in the middle of a key rotation: objects may still be encrypted with key id ${missing.join(', ')}; mount with that key as --old-encryption-key-file too (vpoolfs rekey finishes the rotation)`,
+      { url, missingKeyIds: missing });
+  }
+}
+
+/**
+ * The end of a rotation: the marker keeps only the current key (the rekey job calls this once every object
+ * is under it; `gate` is the claim's gate: a router that lost the vPool must not write). From then on the
+ * new key alone mounts. Idempotent.
+ */
+export async function finishRotation(store: EncryptedBlobStore, opts: { localDir?: string; gate?: () => Promise<void> } = {}): Promise<void> {
+  const keyId = store.keyId.toString('hex');
+  const read = await readBackendMarker(store.inner);
+  if (read === null || 'unreachable' in read) throw new BackendError('BACKEND', `${ENCRYPTION_MARKER} of ${store.url} cannot be read: the rotation is not finished yet`, { url: store.url });
+  if (read.keyId !== keyId) throw new EncryptionError('WRONG_KEY', 'INVALID', `${ENCRYPTION_MARKER} of ${store.url} names key id ${read.keyId}, not this store's ${keyId}: not finishing a rotation`, { url: store.url });
+  const done: Marker = { format: read.format ?? FORMAT, keyId };
+  if ((read.oldKeyIds ?? []).length > 0) {
+    await opts.gate?.();
+    await store.inner.put(ENCRYPTION_MARKER, Buffer.from(`${JSON.stringify(done)}\n`));
+    log.info('encryption key rotation finished: every object is under the new key; the old keys are no longer needed', { url: store.url, keyId, retired: read.oldKeyIds });
+  }
+  store.retiring = [];
+  if (opts.localDir !== undefined) await writeLocalMarker(opts.localDir, store.url, done);
 }

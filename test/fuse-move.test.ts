@@ -1,0 +1,136 @@
+/**
+ * Moving a vPool to another backend through real daemons and a real FUSE mount (docs/scrubbing.md, "Policy
+ * updates"), encrypted (objects move as stored bytes), seeded (`VPOOLFS_SEED` replays):
+ * - on backend X: vDisks written, snapshots and a clone (small SCOs: a few hundred objects);
+ * - mounted with `--backend Y --move-from X` and a budget of 40 objects/s: the move job starts by itself;
+ *   writes and snapshots go on; the daemon is killed with SIGKILL half-way (GET /v1/move says so);
+ * - mounted again the same way: the job starts over, `vpoolfs move` waits for the copy and the switch;
+ *   writes go on before and after the switch;
+ * - then X holds only its `moved.json` and refuses to mount; Y alone, on a fresh state directory (everything
+ *   read from the backend), reads every byte of every vDisk, the clone and every snapshot as the reference.
+ */
+import fs from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { api, apiOf, pathParam } from './helpers/api.js';
+import { CLI, freshLayout, fuseTest, logEntries, MountHandle, ok, q, startMount } from './helpers/mount.js';
+import { listFiles, pattern } from './helpers/vpool.js';
+
+const test = fuseTest();
+const SIZE = 2 * 2 ** 20;
+
+/** mulberry32 */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(s ^ (s >>> 15), 1 | s);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+test('backend move on a real mount: I/O goes on, kill -9 half-way, resumed and switched, then the new backend alone reads every byte', async (t) => {
+  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays)`);
+  const rand = rng(seed);
+  const l = await freshLayout(t);
+  const xDir = path.join(l.root, 'x');
+  const yDir = path.join(l.root, 'y');
+  const key = path.join(l.root, 'k.key');
+  const config = path.join(l.root, 'config.json');
+  await writeFile(key, Buffer.alloc(32, 0x6c).toString('hex'));
+  await writeFile(config, JSON.stringify({ scoClusters: 8, tlogScos: 4, moveObjectsPerSecond: 40, encryptionKeyFile: key }));
+  const onX = { mountpoint: l.mountpoint, state: l.state, backend: `file://${xDir}`, extraArgs: ['--config', config] };
+  const moving = { ...onX, backend: `file://${yDir}`, extraArgs: ['--config', config, '--move-from', `file://${xDir}`] };
+  const target = apiOf(l.state);
+
+  const ref = new Map<string, Buffer>();
+  const snaps: Array<{ file: string; name: string; data: Buffer }> = [];
+  let n = 0;
+  const write = (mp: string, file: string): void => {
+    const data = ref.get(file)!;
+    const off = Math.floor(rand() * (SIZE / 512 - 100)) * 512;
+    const chunk = pattern(Math.floor(rand() * 2 ** 31), 512 * (1 + Math.floor(rand() * 80)));
+    const fd = fs.openSync(path.join(mp, file), 'r+');
+    fs.writeSync(fd, chunk, 0, chunk.length, off);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    chunk.copy(data, off);
+  };
+  const snapshot = async (file: string): Promise<void> => {
+    const name = `s${++n}`;
+    const a = await api(target, 'POST', `/v1/vdisks/${pathParam(file)}/snapshots`, { name });
+    t.is(a.status, 201, JSON.stringify(a.body));
+    snaps.push({ file, name, data: Buffer.from(ref.get(file)!) });
+  };
+
+  // 1. on X
+  const m1 = await startMount(t, onX);
+  for (const f of ['d1', 'd2']) {
+    await ok(t, `truncate -s ${SIZE} ${q(m1.p(f))}`);
+    ref.set(f, Buffer.alloc(SIZE));
+    for (let i = 0; i < 12; i++) write(m1.mountpoint, f);
+    await snapshot(f);
+    for (let i = 0; i < 12; i++) write(m1.mountpoint, f);
+  }
+  const c = await api(target, 'POST', `/v1/vdisks/${pathParam('d1')}/clones`, { target: 'c1', snapshot: snaps[0].name });
+  t.is(c.status, 201, JSON.stringify(c.body));
+  ref.set('c1', Buffer.from(snaps[0].data));
+  for (let i = 0; i < 6; i++) write(m1.mountpoint, 'c1');
+  t.is(await m1.stop(), 0, m1.log);
+  const objects = listFiles(xDir).length;
+  t.log(`${objects} objects in X`);
+
+  // 2. moving: the job starts by itself; I/O goes on; kill -9 half-way
+  const m2 = await startMount(t, moving);
+  let st = (await api(target, 'GET', '/v1/move')).body;
+  t.true(st.moving, JSON.stringify(st));
+  let writes = 0;
+  while (st.job.state === 'running' && st.job.copied < objects / 3) {
+    write(m2.mountpoint, ['d1', 'd2', 'c1'][writes % 3]);
+    if (++writes % 10 === 0) await snapshot(['d1', 'd2'][(writes / 10) % 2]);
+    await sleep(50);
+    st = (await api(target, 'GET', '/v1/move')).body;
+  }
+  t.is(st.job.state, 'running', `the job was still running at the kill: ${JSON.stringify(st.job)}`);
+  await m2.kill9();
+  t.log(`killed with ${st.job.copied} of ${st.job.listed} objects copied, after ${writes} writes`);
+
+  // 3. again: the job starts over and switches; `vpoolfs move` waits for it
+  const m3 = await startMount(t, moving);
+  const cli = ok(t, `node ${q(CLI)} move ${q(m3.mountpoint)}`, 300_000);
+  let more = 0;
+  for (;;) {
+    st = (await api(target, 'GET', '/v1/move')).body;
+    if (st.job.state !== 'running' || more >= 30) break;
+    write(m3.mountpoint, ['d1', 'd2', 'c1'][more % 3]);
+    more++;
+    await sleep(100);
+  }
+  const out = await cli;
+  t.regex(out, /move done: .*switched/, out);
+  t.is(logEntries(m3.log, /^move: done/).length, 1, m3.log);
+  for (let i = 0; i < 6; i++) write(m3.mountpoint, ['d1', 'd2', 'c1'][i % 3]); // after the switch: Y alone
+  await snapshot('d2');
+  t.is(await m3.stop(), 0, m3.log);
+
+  // 4. X is drained and refuses; Y alone reads every byte, from the backend
+  t.deepEqual(listFiles(xDir), ['moved.json']);
+  const refused = new MountHandle({ ...onX, readyMs: 60_000 });
+  const exit = await refused.exited;
+  t.is(exit.code, 1, refused.log);
+  t.regex(refused.log, /was moved to file:\/\/.*\/y/);
+  fs.rmSync(l.state, { recursive: true, force: true });
+  const m4 = await startMount(t, { ...onX, backend: `file://${yDir}` });
+  for (const [f, data] of ref) t.true(fs.readFileSync(m4.p(f)).equals(data), `${f}: every byte`);
+  for (const s of snaps) {
+    const v = `v-${s.name}`;
+    const a = await api(target, 'POST', `/v1/vdisks/${pathParam(s.file)}/clones`, { target: v, snapshot: s.name });
+    t.is(a.status, 201, JSON.stringify(a.body));
+    t.true(fs.readFileSync(m4.p(v)).equals(s.data), `${s.file}@${s.name}: every byte`);
+  }
+  t.log(`${listFiles(yDir).length} objects in Y; ${ref.size} vDisks and ${snaps.length} snapshots read right from Y alone; ${writes + more + 6} writes during the move`);
+  t.is(await m4.stop(), 0, m4.log);
+});

@@ -1,0 +1,152 @@
+/**
+ * Key rotation through real daemons and a real FUSE mount (docs/encryption.md, "Key rotation"), seeded
+ * (`VPOOLFS_SEED` replays):
+ * - mounted with key A: vDisks written, snapshots and a clone (small SCOs, so there are a few hundred objects);
+ * - mounted again with `--encryption-key-file B --old-encryption-key-file A` and a budget of 40 objects/s: the
+ *   rekey job starts by itself; writes and snapshots go on through the mount; the daemon is killed with
+ *   SIGKILL while the job is half-way (GET /v1/rekey says so);
+ * - mounted again with both keys: the job resumes by itself; `vpoolfs rekey` waits for it and says the old
+ *   key is no longer needed; writes go on meanwhile; the metrics say the same;
+ * - then every object's header in the backend directory names key B, and a mount with B alone on a fresh
+ *   state directory (everything read from the backend) reads every byte of every vDisk, the clone and every
+ *   snapshot (through a clone of it) as the reference says.
+ */
+import fs from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { HEADER_SIZE, keyIdOf, parseHeader } from '../volume/backend/crypto-format.js';
+import { ENCRYPTION_MARKER } from '../volume/backend/open-backend.js';
+import { api, apiOf, pathParam } from './helpers/api.js';
+import { CLI, freshLayout, fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
+import { listFiles, pattern } from './helpers/vpool.js';
+
+const test = fuseTest();
+const A = Buffer.alloc(32, 0x3a);
+const B = Buffer.alloc(32, 0x4b);
+const SIZE = 2 * 2 ** 20;
+
+/** mulberry32 */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(s ^ (s >>> 15), 1 | s);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+test('rekey on a real mount: I/O goes on, kill -9 half-way, resumed, then the new key alone reads every byte', async (t) => {
+  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays)`);
+  const rand = rng(seed);
+  const l = await freshLayout(t);
+  const keyA = path.join(l.root, 'a.key');
+  const keyB = path.join(l.root, 'b.key');
+  const config = path.join(l.root, 'config.json');
+  await writeFile(keyA, A.toString('hex'));
+  await writeFile(keyB, B.toString('hex'));
+  await writeFile(config, JSON.stringify({ scoClusters: 8, tlogScos: 4, rekeyObjectsPerSecond: 40 }));
+  const base = { mountpoint: l.mountpoint, state: l.state, backend: l.backend };
+  const withA = { ...base, extraArgs: ['--config', config, '--encryption-key-file', keyA] };
+  const rotating = { ...base, extraArgs: ['--config', config, '--encryption-key-file', keyB, '--old-encryption-key-file', keyA, '--metrics', '127.0.0.1:0'] };
+  const target = apiOf(l.state);
+
+  const ref = new Map<string, Buffer>();
+  const snaps: Array<{ file: string; name: string; data: Buffer }> = [];
+  let n = 0;
+  const write = (mp: string, file: string): void => {
+    const data = ref.get(file)!;
+    const off = Math.floor(rand() * (SIZE / 512 - 100)) * 512;
+    const chunk = pattern(Math.floor(rand() * 2 ** 31), 512 * (1 + Math.floor(rand() * 80)));
+    const fd = fs.openSync(path.join(mp, file), 'r+');
+    fs.writeSync(fd, chunk, 0, chunk.length, off);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    chunk.copy(data, off);
+  };
+  const snapshot = async (file: string): Promise<void> => {
+    const name = `s${++n}`;
+    const a = await api(target, 'POST', `/v1/vdisks/${pathParam(file)}/snapshots`, { name });
+    t.is(a.status, 201, JSON.stringify(a.body));
+    snaps.push({ file, name, data: Buffer.from(ref.get(file)!) });
+  };
+
+  // 1. under key A
+  const m1 = await startMount(t, withA);
+  for (const f of ['d1', 'd2']) {
+    await ok(t, `truncate -s ${SIZE} ${q(m1.p(f))}`);
+    ref.set(f, Buffer.alloc(SIZE));
+    for (let i = 0; i < 12; i++) write(m1.mountpoint, f);
+    await snapshot(f);
+    for (let i = 0; i < 12; i++) write(m1.mountpoint, f);
+  }
+  const c = await api(target, 'POST', `/v1/vdisks/${pathParam('d1')}/clones`, { target: 'c1', snapshot: snaps[0].name });
+  t.is(c.status, 201, JSON.stringify(c.body));
+  ref.set('c1', Buffer.from(snaps[0].data));
+  for (let i = 0; i < 6; i++) write(m1.mountpoint, 'c1');
+  t.is(await m1.stop(), 0, m1.log);
+  const objects = listFiles(l.backendDir).length;
+  t.log(`${objects} objects under key A`);
+
+  // 2. rotating: the job starts by itself; I/O goes on; kill -9 half-way
+  const m2 = await startMount(t, rotating);
+  let st = (await api(target, 'GET', '/v1/rekey')).body;
+  t.true(st.encrypted && st.job.retiring.includes(keyIdOf(A).toString('hex')), JSON.stringify(st));
+  let writes = 0;
+  while (st.job.state === 'running' && st.job.rewritten < objects / 3) {
+    write(m2.mountpoint, ['d1', 'd2', 'c1'][writes % 3]);
+    if (++writes % 10 === 0) await snapshot(['d1', 'd2'][(writes / 10) % 2]);
+    await sleep(50);
+    st = (await api(target, 'GET', '/v1/rekey')).body;
+  }
+  t.is(st.job.state, 'running', `the job was still running at the kill: ${JSON.stringify(st.job)}`);
+  await m2.kill9();
+  t.log(`killed with ${st.job.rewritten} of ${st.job.listed} objects rewritten, after ${writes} writes`);
+
+  // 3. again with both keys: the job resumes; the CLI waits for it
+  const m3 = await startMount(t, rotating);
+  const cli = ok(t, `node ${q(CLI)} rekey ${q(m3.mountpoint)}`, 300_000);
+  let more = 0;
+  for (;;) {
+    st = (await api(target, 'GET', '/v1/rekey')).body;
+    if (st.job.state !== 'running' || more >= 30) break;
+    write(m3.mountpoint, ['d1', 'd2', 'c1'][more % 3]);
+    more++;
+    await sleep(100);
+  }
+  const out = await cli;
+  t.regex(out, /rekey done: .*no old key is needed any more/, out);
+  t.true(logEntries(m3.log, 'rekey: done, every object is under the new key').length === 1, m3.log);
+  const metrics = await fetch(`http://${String(logEntries(m3.log, 'metrics listening')[0]?.address)}/metrics`).then((r) => r.text());
+  t.regex(metrics, /^vpoolfs_rekey_retiring_keys\{[^}]*\} 0$/m, metrics);
+  t.regex(metrics, /^vpoolfs_rekey_running\{[^}]*\} 0$/m);
+  t.regex(metrics, /^vpoolfs_rekey_objects_rewritten\{[^}]*\} [1-9]\d*$/m);
+  t.is(await m3.stop(), 0, m3.log);
+
+  // 4. every object under B; B alone reads every byte, from the backend
+  const idB = keyIdOf(B).toString('hex');
+  const files = listFiles(l.backendDir).filter((f) => f !== ENCRYPTION_MARKER);
+  const wrong: string[] = [];
+  for (const f of files) {
+    const fd = fs.openSync(path.join(l.backendDir, f), 'r');
+    const raw = Buffer.alloc(HEADER_SIZE);
+    fs.readSync(fd, raw, 0, HEADER_SIZE, 0);
+    fs.closeSync(fd);
+    const h = parseHeader(raw);
+    if (typeof h !== 'object' || h.keyId.toString('hex') !== idB) wrong.push(`${f}: ${typeof h === 'object' ? h.keyId.toString('hex') : h}`);
+  }
+  t.deepEqual(wrong, [], `objects not under key B (${idB})`);
+  fs.rmSync(l.state, { recursive: true, force: true });
+  const m4 = await startMount(t, { ...base, extraArgs: ['--encryption-key-file', keyB] });
+  for (const [f, data] of ref) t.true(fs.readFileSync(m4.p(f)).equals(data), `${f}: every byte`);
+  for (const s of snaps) {
+    const v = `v-${s.name}`;
+    const a = await api(target, 'POST', `/v1/vdisks/${pathParam(s.file)}/clones`, { target: v, snapshot: s.name });
+    t.is(a.status, 201, JSON.stringify(a.body));
+    t.true(fs.readFileSync(m4.p(v)).equals(s.data), `${s.file}@${s.name}: every byte`);
+  }
+  t.log(`${files.length} objects under key B; ${ref.size} vDisks and ${snaps.length} snapshots read right with B alone; ${writes + more} writes during the rotation`);
+  t.is(await m4.stop(), 0, m4.log);
+});
