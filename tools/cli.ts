@@ -3,7 +3,7 @@
  * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, and the management verbs, which speak to
  * the daemon's management API (api/, found from the path: tools/locate.ts): `ls`, `du`, `info`, `create`,
  * `resize`, `rm` (tools/disk-cmds.ts), `status` (tools/status-cmd.ts), `snapshot create|list|delete|sticky`,
- * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts); `scrub`, `gc` (tools/scrub-cmds.ts). `--version`. Errors print one clear line on
+ * `rollback`, `clone`, `template` (tools/snapshot-cmds.ts); `scrub`, `gc` (tools/scrub-cmds.ts); `router list` (tools/router-cmds.ts, from etcd). `--version`. Errors print one clear line on
  * stderr — for a refusal, the API's sentence and the errno name — and exit 1; bad flags are rejected by
  * commander before anything happens.
  */
@@ -20,6 +20,7 @@ import { runMount, type MountFlags } from './mount-cmd.js';
 import { MountpointError } from './mountpoint.js';
 import { addSnapshotCommands } from './snapshot-cmds.js';
 import { addScrubCommands } from './scrub-cmds.js';
+import { addRouterCommands } from './router-cmds.js';
 import { addStatusCommand } from './status-cmd.js';
 import { VERSION } from './version.js';
 
@@ -62,6 +63,8 @@ program
   .option('--dtl-server <list>', 'DTL servers HOST:PORT[,HOST:PORT…], tried in order')
   .option('--dtl-secret-file <file>', "the DTL servers' shared secret (their --secret-file)")
   .option('--router <id>', "this storage router's identity (default: hostname)")
+  .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…]: register this router there and own the vPool through it (docs/cluster.md)')
+  .option('--failure-domain <name>', "this router's failure domain, recorded in the registry")
   .option('--config <file>', 'JSON config with the same keys plus tuning; watched')
   .option('--force', "take the vPool even while another router's claim on the backend is live: that router is fenced (only when it is really gone; docs/cluster.md)")
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
@@ -87,5 +90,6 @@ addDiskCommands(program, run);
 addStatusCommand(program, run);
 addSnapshotCommands(program, run);
 addScrubCommands(program, fail);
+addRouterCommands(program, fail);
 
 await program.parseAsync(process.argv);

@@ -21,6 +21,8 @@ import { SnapshotScheduler } from '../volume/snapshots/snapshot-schedule.js';
 import { dtlForMount } from './dtl-mount.js';
 import { parseNbdAddress, checkNbdListen } from '../nbd/address.js';
 import { startNbdServer, type NbdServer } from '../nbd/server.js';
+import { RouterSession } from '../registry/router-session.js';
+import { vdisksOf } from '../registry/vpool-walk.js';
 
 const log = logger('cli');
 
@@ -33,6 +35,8 @@ export interface MountFlags {
   dtlServer?: string;
   dtlSecretFile?: string;
   router?: string;
+  registry?: string;
+  failureDomain?: string;
   config?: string;
   metrics?: string;
   metricsTopVdisks?: string | number;
@@ -102,6 +106,12 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, cfg.metricsTopVdisks ?? 10) : undefined;
   const opened = await openBackend(cfg.backend, { encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile), localDir: cfg.state });
   const backend = metrics ? metrics.backend.wrap(opened) : opened;
+  // with a registry: register, and own the vPool there first (refused while a live router owns it); a
+  // takeover from a router whose lease is gone takes the backend's claim from it at once (docs/cluster.md)
+  const session = cfg.registry === undefined ? undefined : await RouterSession.start({
+    registry: cfg.registry, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, address: cfg.api,
+    dtlServer: cfg.dtlServer, leaseSeconds: cfg.registryLeaseSeconds ?? 10, vpool: cfg.vpool, force: flags.force === true,
+  });
   const vpool = await openVPool({
     name: cfg.vpool,
     stateDir: cfg.state,
@@ -115,8 +125,11 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     readCacheBytes: cfg.readCacheBytes,
     scoMaxAgeMs: cfg.scoMaxAgeMs,
     claimLeaseMs: cfg.claimLeaseMs,
-    force: flags.force === true,
+    force: flags.force === true || session?.takeover === true,
     dtl: dtlForMount(cfg),
+  }).catch(async (err: unknown) => {
+    await session?.stop();
+    throw err;
   });
 
   let mounted: Mounted | undefined;
@@ -127,6 +140,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   let nbd: NbdServer | undefined;
   const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
   try {
+    await session?.attach(() => vdisksOf(vpool));
     api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted);
     const apiNow = api;
     metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
@@ -156,11 +170,12 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     await nbd?.close().catch(() => undefined);
     await mounted?.unmount().catch(() => undefined);
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
+    await session?.stop();
     throw err;
   }
   log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, nbd: nbd?.addresses ?? null, api: api.server.socket, apiTcp: api.server.tcp });
   const apiServer = api.server;
-  stopNow = installStop(vpool, mounted, nbd, () => apiServer.close(), () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
+  stopNow = installStop(vpool, mounted, nbd, () => apiServer.close(), () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop(), session?.stop()]));
 }
 
 /** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */

@@ -1,0 +1,102 @@
+/**
+ * What `vpoolfs mount --registry` does with the registry (docs/cluster.md), start to stop:
+ *
+ *   start()    register the router (./router-registry.ts), then take ownership of the vPool (./ownership.ts):
+ *              refused while another live router owns it. `takeover` says that the previous owner's lease
+ *              is gone: the mount then takes the backend's claim (volume/claim/) from it at once (force),
+ *              which fences that router if it still runs (paused, cut off).
+ *   attach()   once the vPool is open: its vDisks are recorded as owned, and checked again every third of
+ *              the lease (new and removed vDisks, and whether ownership is still this router's: a router
+ *              that finds its vPool taken over logs it; the backend claim's fence stops its writes).
+ *   stop()     a clean stop: ownership released, registration removed.
+ *
+ * No I/O waits for etcd: with etcd down the router goes on serving what it owns (the backend claim keeps
+ * it honest), and nobody can take anything over (taking needs etcd).
+ */
+import { logger } from '../util/log.js';
+import { RouterRegistry, type JoinOptions } from './router-registry.js';
+import { recordVDisks, releaseVPool, takeVPool, vpoolOwner } from './ownership.js';
+
+const log = logger('registry');
+
+export interface SessionOptions extends JoinOptions {
+  vpool: string;
+  force?: boolean;
+}
+
+export class RouterSession {
+  private timer: NodeJS.Timeout | null = null;
+  private syncing: Promise<void> | null = null;
+  private lostTo: string | null = null;
+  private listVDisks: (() => Array<{ id: string; path: string }>) | null = null;
+  private failing = false;
+
+  private constructor(readonly registry: RouterRegistry, private readonly opts: SessionOptions, readonly tag: number, readonly takeover: boolean) {}
+
+  static async start(opts: SessionOptions): Promise<RouterSession> {
+    const registry = await RouterRegistry.join(opts);
+    try {
+      const taken = await takeVPool(registry.client, opts.vpool, opts.name, opts.force === true);
+      const s = new RouterSession(registry, opts, taken.tag, taken.takeover);
+      registry.onRejoined(() => void s.sync());
+      return s;
+    } catch (err) {
+      log.error(`refused: ${(err as Error).message}`, { vpool: opts.vpool, router: opts.name });
+      await registry.leave();
+      throw err;
+    }
+  }
+
+  /** Starts recording the vPool's vDisks (`list` walks its tree). */
+  attach(list: () => Array<{ id: string; path: string }>): Promise<void> {
+    this.listVDisks = list;
+    const every = Math.max(500, Math.floor((this.opts.leaseSeconds * 1000) / 3));
+    this.timer = setInterval(() => void this.sync(), every).unref();
+    return this.sync();
+  }
+
+  /** One check of ownership and the vDisk records (single flight). */
+  sync(): Promise<void> {
+    this.syncing ??= this.syncOnce().finally(() => { this.syncing = null; });
+    return this.syncing;
+  }
+
+  private async syncOnce(): Promise<void> {
+    if (this.listVDisks === null || this.lostTo !== null) return;
+    const { client } = this.registry;
+    try {
+      if (await recordVDisks(client, this.opts.vpool, this.opts.name, this.tag, this.listVDisks())) {
+        if (this.failing) log.info('the registry answers again: vDisk ownership recorded', { vpool: this.opts.vpool, tag: this.tag });
+        this.failing = false;
+        return;
+      }
+      const owner = await vpoolOwner(client, this.opts.vpool);
+      this.lostTo = owner === null ? '(nobody)' : owner.router;
+      log.error(`OWNERSHIP LOST: vPool '${this.opts.vpool}' is now owned by ${owner === null ? 'nobody' : `router '${owner.router}' (owner tag ${owner.tag} > ${this.tag})`}: this router's lease expired while it was cut off or paused. Its backend writes are refused once the backend claim sees the new owner; its vDisks answer EIO`,
+        { vpool: this.opts.vpool, tag: this.tag, owner });
+    } catch (err) {
+      if (!this.failing) log.warn('recording vDisk ownership in the registry failed (etcd unreachable?); the router keeps serving what it owns and retries', { vpool: this.opts.vpool, error: String((err as Error).message ?? err) });
+      this.failing = true;
+    }
+  }
+
+  /** Who took the vPool over, or null while this router owns it. */
+  get lost(): string | null {
+    return this.lostTo;
+  }
+
+  /** A clean stop: ownership released (if still held), the registration removed. */
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    await this.syncing;
+    if (this.lostTo === null) {
+      try {
+        if (await releaseVPool(this.registry.client, this.opts.vpool, this.opts.name, this.tag)) log.info(`released ownership of vPool '${this.opts.vpool}'`, { tag: this.tag });
+      } catch (err) {
+        log.warn('releasing ownership in the registry failed (etcd unreachable?): another router takes over once this router\'s lease has expired', { error: String((err as Error).message ?? err) });
+      }
+    }
+    await this.registry.leave();
+  }
+}
