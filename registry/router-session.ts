@@ -7,7 +7,8 @@
  *              which fences that router if it still runs (paused, cut off).
  *   attach()   once the vPool is open: its vDisks are recorded as owned, and checked again every third of
  *              the lease (new and removed vDisks, and whether ownership is still this router's: a router
- *              that finds its vPool taken over logs it; the backend claim's fence stops its writes).
+ *              that finds its vPool taken over logs it and makes the backend claim renew at once, which fences it: the new
+ *              owner took the backend claim too).
  *   stop()     a clean stop: ownership released, registration removed.
  *
  * No I/O waits for etcd: with etcd down the router goes on serving what it owns (the backend claim keeps
@@ -30,6 +31,7 @@ export class RouterSession {
   private lostTo: string | null = null;
   private listVDisks: (() => Array<{ id: string; path: string }>) | null = null;
   private failing = false;
+  private readonly lostListeners: Array<(owner: string) => void> = [];
 
   private constructor(readonly registry: RouterRegistry, private readonly opts: SessionOptions, readonly tag: number, readonly takeover: boolean) {}
 
@@ -74,10 +76,16 @@ export class RouterSession {
       this.lostTo = owner === null ? '(nobody)' : owner.router;
       log.error(`OWNERSHIP LOST: vPool '${this.opts.vpool}' is now owned by ${owner === null ? 'nobody' : `router '${owner.router}' (owner tag ${owner.tag} > ${this.tag})`}: this router's lease expired while it was cut off or paused. Its backend writes are refused once the backend claim sees the new owner; its vDisks answer EIO`,
         { vpool: this.opts.vpool, tag: this.tag, owner });
+      for (const fn of this.lostListeners) fn(this.lostTo);
     } catch (err) {
       if (!this.failing) log.warn('recording vDisk ownership in the registry failed (etcd unreachable?); the router keeps serving what it owns and retries', { vpool: this.opts.vpool, error: String((err as Error).message ?? err) });
       this.failing = true;
     }
+  }
+
+  /** Runs once when another router is found owning the vPool (the mount makes the backend claim renew at once). */
+  onLost(fn: (owner: string) => void): void {
+    this.lostListeners.push(fn);
   }
 
   /** Who took the vPool over, or null while this router owns it. */

@@ -126,6 +126,8 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     scoMaxAgeMs: cfg.scoMaxAgeMs,
     claimLeaseMs: cfg.claimLeaseMs,
     force: flags.force === true || session?.takeover === true,
+    // a router that finds another one owning its vPool now asks the backend claim at once: it is fenced
+    onClaim: (claim) => session?.onLost(() => void claim.renew()),
     dtl: dtlForMount(cfg),
   }).catch(async (err: unknown) => {
     await session?.stop();

@@ -46,6 +46,12 @@ export interface VPoolOptions {
   force?: boolean;
   /** Backends without an atomic create (S3): the wait before a new claim is read back (ms, default lease/10, at most 2 s). */
   claimSettleMs?: number;
+  /**
+   * Given the vPool's claim once it is taken: the registry (registry/router-session.ts) asks it to renew at once
+   * when it finds another router owns the vPool now, so that this router learns it is fenced without waiting
+   * for its next renewal.
+   */
+  onClaim?: (claim: { renew(): Promise<void> }) => void;
   /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
   scoMaxAgeMs?: number;
 }

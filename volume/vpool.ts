@@ -65,6 +65,7 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
     throw err;
   }
   const { claim } = taken;
+  opts.onClaim?.(claim);
   const backend = new FencedStore(rawBackend, claim);
   const writeCacheDir = path.join(stateDir, 'wc');
   fs.mkdirSync(writeCacheDir, { recursive: true });
