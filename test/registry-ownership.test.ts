@@ -1,0 +1,93 @@
+/**
+ * registry/ownership.ts and registry/router-registry.ts against a real etcd (no mounts): routers racing to take
+ * one vPool — exactly one wins each round, owner tags only grow, a taker is refused while the owner's
+ * registration lives and takes over once it is gone; vDisk records are written only by the current owner.
+ * Random rounds (seed printed, VPOOLFS_SEED replays; VPOOLFS_OWNERSHIP_ROUNDS for more).
+ */
+import test from 'ava';
+import { connectRegistry } from '../registry/connect.js';
+import { RouterRegistry } from '../registry/router-registry.js';
+import { recordVDisks, releaseVPool, takeVPool, vpoolOwner } from '../registry/ownership.js';
+import { listRouters } from '../registry/router-list.js';
+import { parseRegistryUrl } from '../registry/etcd-url.js';
+import { isCode } from '../util/errors.js';
+import { startEtcd } from './helpers/etcd.js';
+
+test('etcd:// URLs', (t) => {
+  t.deepEqual(parseRegistryUrl('etcd://127.0.0.1:2379'), ['http://127.0.0.1:2379']);
+  t.deepEqual(parseRegistryUrl('etcd://a:1,b.example:2,[::1]:3'), ['http://a:1', 'http://b.example:2', 'http://[::1]:3']);
+  for (const bad of ['http://a:1', 'etcd://a', 'etcd://a:0', 'etcd://a:1,', 'etcd://a:99999']) t.throws(() => parseRegistryUrl(bad), undefined, bad);
+});
+
+test('racing takes: one owner at a time, tags only grow, refusals name the live owner, vDisk records only by the owner', async (t) => {
+  const etcd = await startEtcd(t);
+  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  t.log(`seed ${seed} (VPOOLFS_SEED replays)`);
+  let s = seed;
+  const rnd = (n: number): number => {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    return s % n;
+  };
+  const names = ['ra', 'rb', 'rc'];
+  const regs = new Map<string, RouterRegistry>();
+  const join = async (name: string) => {
+    const r = await RouterRegistry.join({ registry: etcd.url, name, state: `/state/${name}`, leaseSeconds: 2, failureDomain: `fd-${name}` });
+    regs.set(name, r);
+    return r;
+  };
+  t.teardown(async () => {
+    for (const r of regs.values()) await r.leave();
+  });
+  for (const n of names) await join(n);
+
+  // a second registration of a live name from another state directory is refused
+  const dup = await t.throwsAsync(RouterRegistry.join({ registry: etcd.url, name: 'ra', state: '/elsewhere', leaseSeconds: 2 }));
+  t.regex(dup!.message, /a router named 'ra' is already registered: host \S+, pid \d+, state \/state\/ra/);
+
+  const client = connectRegistry(etcd.url);
+  t.teardown(() => client.close());
+  let lastTag = 0;
+  const rounds = Number(process.env.VPOOLFS_OWNERSHIP_ROUNDS ?? 8);
+  for (let round = 0; round < rounds; round++) {
+    // every registered router tries at once
+    const results = await Promise.allSettled([...regs.keys()].map((n) => takeVPool(regs.get(n)!.client, 'pool', n)));
+    const owner = await vpoolOwner(client, 'pool');
+    t.truthy(owner, `round ${round}`);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    t.is(won.length, 1, `round ${round}: exactly one taker wins (${JSON.stringify(results.map((r) => r.status))})`);
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        t.true(isCode(r.reason, 'BUSY'), String(r.reason));
+        t.regex((r.reason as Error).message, new RegExp(`owned by router '${owner!.router}' .*which is alive`));
+      }
+    }
+    t.true(owner!.tag > lastTag, `round ${round}: the tag grows (${owner!.tag} > ${lastTag})`);
+    lastTag = owner!.tag;
+
+    // only the owner records vDisks
+    const ids = Array.from({ length: 1 + rnd(4) }, (_, i) => ({ id: `d${round}-${i}`, path: `/disk${i}` }));
+    for (const n of regs.keys()) t.is(await recordVDisks(regs.get(n)!.client, 'pool', n, owner!.tag, ids), n === owner!.router, n);
+    t.false(await recordVDisks(client, 'pool', owner!.router, owner!.tag - 1, []), 'a stale tag writes nothing');
+    const rows = await listRouters(client);
+    t.deepEqual(rows.find((r) => r.name === owner!.router)!.vdisks.map((d) => d.id).sort(), ids.map((d) => d.id).sort());
+
+    // the owner goes away: dies (its lease expires: polled) or stops cleanly (releases), then joins again
+    const gone = regs.get(owner!.router)!;
+    regs.delete(owner!.router);
+    if (rnd(2) === 0) {
+      gone.abandon();
+      while ((await listRouters(client)).find((r) => r.name === owner!.router)?.state !== 'expired') await new Promise((r) => setTimeout(r, 100));
+      const taker = [...regs.keys()][rnd(regs.size)];
+      const took = await takeVPool(regs.get(taker)!.client, 'pool', taker);
+      t.true(took.takeover, 'from an expired owner: a takeover');
+      t.is(took.previous?.router, owner!.router);
+      t.false(await recordVDisks(client, 'pool', owner!.router, owner!.tag, ids), 'the old owner records nothing more');
+    } else {
+      t.true(await releaseVPool(gone.client, 'pool', owner!.router, owner!.tag));
+      await gone.leave();
+      t.is(await vpoolOwner(client, 'pool'), null);
+      t.deepEqual((await listRouters(client)).flatMap((r) => r.vdisks), [], 'released: no vDisk records');
+    }
+    await join(owner!.router);
+  }
+});
