@@ -94,3 +94,15 @@ test('kill -9 of the owner: the other router is refused until its lease expired,
   t.like(rows.find((x) => x.name === 'rb'), { state: 'alive' });
   t.is(await b.stop(), 0);
 });
+
+test('a router without the registry holds the backend: a router with it is refused by the backend claim and leaves no ownership behind', async (t) => {
+  const c = await cluster(t);
+  const plain = c.router('plain');
+  const a = await startMount(t, { ...plain, extraArgs: plain.extraArgs!.filter((x, i, all) => x !== '--registry' && all[i - 1] !== '--registry') });
+  await ok(t, `head -c 64K /dev/urandom > ${q(a.p('disk'))}`);
+  const r = await refusedMount(c.router('rb'));
+  t.is(r.code, 1, r.log);
+  t.regex(r.log, /the vPool's backend is in use by router 'plain'/);
+  t.deepEqual(await c.routers(), [], 'no registration, no owner left in etcd');
+  t.is(await a.stop(), 0);
+});
