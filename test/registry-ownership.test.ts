@@ -1,10 +1,16 @@
 /**
  * registry/ownership.ts and registry/router-registry.ts against a real etcd (no mounts): routers racing to take
  * one vPool — exactly one wins each round, owner tags only grow, a taker is refused while the owner's
- * registration lives and takes over once it is gone; vDisk records are written only by the current owner.
+ * registration lives and takes over once it is gone; vDisk records are written only by the current owner;
+ * the owner tag in the backend claim (volume/claim/claim.ts): a lower tag never takes it, not even forced.
  * Random rounds (seed printed, VPOOLFS_SEED replays; VPOOLFS_OWNERSHIP_ROUNDS for more).
  */
 import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openBlobStore } from '../volume/backend/index.js';
+import { BackendClaim, ClaimRefused } from '../volume/claim/claim.js';
 import { connectRegistry } from '../registry/connect.js';
 import { RouterRegistry } from '../registry/router-registry.js';
 import { recordVDisks, releaseVPool, takeVPool, vpoolOwner } from '../registry/ownership.js';
@@ -90,4 +96,25 @@ test('racing takes: one owner at a time, tags only grow, refusals name the live 
     }
     await join(owner!.router);
   }
+});
+
+test('the backend claim records the owner tag: a lower tag is refused even with force, a higher one takes it', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-ownertag-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = await openBlobStore(`file://${dir}`);
+  t.teardown(() => store.close());
+  const newer = await BackendClaim.acquire(store, { router: 'rc', stateId: 'state-c', leaseMs: 60_000, ownerTag: 3 });
+  t.teardown(() => newer.stop());
+  t.is(newer.record.ownerTag, 3);
+  const stale = await t.throwsAsync(BackendClaim.acquire(store, { router: 'rb', stateId: 'state-b', leaseMs: 60_000, ownerTag: 2, force: true }));
+  t.true(stale instanceof ClaimRefused);
+  t.regex(stale!.message, /held by router 'rc' .* with owner tag 3, newer than this router's 2: the registry gave the vPool to that router/);
+  t.is(newer.fenced, null, 'the newer owner is not fenced');
+  const next = await BackendClaim.acquire(store, { router: 'rd', stateId: 'state-d', leaseMs: 60_000, ownerTag: 4, force: true });
+  t.teardown(() => next.stop());
+  await newer.renew();
+  t.regex(newer.fenced ?? '', /router 'rd' .* took the vPool over/);
+  next.fenceNow('a test');
+  t.is(next.fenced, 'a test');
+  await t.throwsAsync(next.gate('put x'), { message: /refused, this router lost its claim on the vPool \(a test\)/ });
 });

@@ -126,8 +126,12 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     scoMaxAgeMs: cfg.scoMaxAgeMs,
     claimLeaseMs: cfg.claimLeaseMs,
     force: flags.force === true || session?.takeover === true,
-    // a router that finds another one owning its vPool now asks the backend claim at once: it is fenced
-    onClaim: (claim) => session?.onLost(() => void claim.renew()),
+    ownerTag: session?.tag,
+    // a router that finds another one owning its vPool now is fenced at once: its backend claim renews (and
+    // finds the new owner's epoch), else it is fenced on the registry's word
+    onClaim: (claim) => session?.onLost((owner) => void claim.renew().finally(() => {
+      if (claim.fenced === null) claim.fenceNow(`the registry says router '${owner}' owns the vPool now`);
+    })),
     dtl: dtlForMount(cfg),
   }).catch(async (err: unknown) => {
     await session?.stop();

@@ -51,7 +51,9 @@ export interface VPoolOptions {
    * when it finds another router owns the vPool now, so that this router learns it is fenced without waiting
    * for its next renewal.
    */
-  onClaim?: (claim: { renew(): Promise<void> }) => void;
+  onClaim?: (claim: { renew(): Promise<void>; fenceNow(why: string): void; readonly fenced: string | null }) => void;
+  /** With a registry: this router's owner tag of the vPool, recorded in the backend claim (volume/claim/claim.ts). */
+  ownerTag?: number;
   /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
   scoMaxAgeMs?: number;
 }

@@ -58,7 +58,7 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   // self-fence, which lets it through only while the claim is held
   let taken: TakenClaim;
   try {
-    taken = await claimVPool(rawBackend, mds, stateDir, { router: routerId, leaseMs: opts.claimLeaseMs, force: opts.force, settleMs: opts.claimSettleMs });
+    taken = await claimVPool(rawBackend, mds, stateDir, { router: routerId, leaseMs: opts.claimLeaseMs, force: opts.force, settleMs: opts.claimSettleMs, ownerTag: opts.ownerTag });
   } catch (err) {
     if (opts.metadataStore === undefined) await mds.close().catch(() => undefined);
     if (opts.backend === undefined) await rawBackend.close().catch(() => undefined);
