@@ -31,6 +31,8 @@ export class RouterSession {
   private lostTo: string | null = null;
   private listVDisks: (() => Array<{ id: string; path: string }>) | null = null;
   private failing = false;
+  /** The vDisk list last recorded in etcd (JSON), null: record it at the next sync. */
+  private recorded: string | null = null;
   private readonly lostListeners: Array<(owner: string) => void> = [];
 
   private constructor(readonly registry: RouterRegistry, private readonly opts: SessionOptions, readonly tag: number, readonly takeover: boolean) {}
@@ -40,7 +42,10 @@ export class RouterSession {
     try {
       const taken = await takeVPool(registry.client, opts.vpool, opts.name, opts.force === true);
       const s = new RouterSession(registry, opts, taken.tag, taken.takeover);
-      registry.onRejoined(() => void s.sync());
+      registry.onRejoined(() => {
+        s.recorded = null;
+        void s.sync();
+      });
       return s;
     } catch (err) {
       log.error(`refused: ${(err as Error).message}`, { vpool: opts.vpool, router: opts.name });
@@ -67,7 +72,14 @@ export class RouterSession {
     if (this.listVDisks === null || this.lostTo !== null) return;
     const { client } = this.registry;
     try {
-      if (await recordVDisks(client, this.opts.vpool, this.opts.name, this.tag, this.listVDisks())) {
+      // the vDisk records are rewritten when the list changed (or after a rejoin); otherwise one read of the
+      // owner key says whether the vPool is still this router's
+      const list = this.listVDisks();
+      const listed = JSON.stringify(list);
+      const owner0 = listed === this.recorded ? await vpoolOwner(client, this.opts.vpool) : null;
+      const still = owner0 !== null && owner0.router === this.opts.name && owner0.tag === this.tag;
+      if (still || await recordVDisks(client, this.opts.vpool, this.opts.name, this.tag, list)) {
+        this.recorded = listed;
         if (this.failing) log.info('the registry answers again: vDisk ownership recorded', { vpool: this.opts.vpool, tag: this.tag });
         this.failing = false;
         return;
