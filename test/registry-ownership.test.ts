@@ -17,12 +17,20 @@ import { recordVDisks, releaseVPool, takeVPool, vpoolOwner } from '../registry/o
 import { listRouters } from '../registry/router-list.js';
 import { parseRegistryUrl } from '../registry/etcd-url.js';
 import { isCode } from '../util/errors.js';
+import { ConfigError, validateConfig } from '../tools/config.js';
 import { startEtcd } from './helpers/etcd.js';
+import { CLI, q, sh } from './helpers/mount.js';
+import net from 'node:net';
 
 test('etcd:// URLs', (t) => {
   t.deepEqual(parseRegistryUrl('etcd://127.0.0.1:2379'), ['http://127.0.0.1:2379']);
   t.deepEqual(parseRegistryUrl('etcd://a:1,b.example:2,[::1]:3'), ['http://a:1', 'http://b.example:2', 'http://[::1]:3']);
   for (const bad of ['http://a:1', 'etcd://a', 'etcd://a:0', 'etcd://a:1,', 'etcd://a:99999']) t.throws(() => parseRegistryUrl(bad), undefined, bad);
+  // the config keys (tools/config.ts)
+  t.deepEqual(validateConfig({ registry: 'etcd://h:1', failureDomain: 'rack1', registryLeaseSeconds: 2 }, 'f.json'), { registry: 'etcd://h:1', failureDomain: 'rack1', registryLeaseSeconds: 2 });
+  t.throws(() => validateConfig({ registry: 'http://h:1' }, 'f.json'), { instanceOf: ConfigError, message: /registry: expected etcd:\/\/HOST:PORT/ });
+  t.throws(() => validateConfig({ registryLeaseSeconds: 1 }, 'f.json'), { instanceOf: ConfigError, message: /registryLeaseSeconds: expected a lease in whole seconds, at least 2/ });
+  t.throws(() => validateConfig({ registry: 'etcd://h' }, 'flags'), { instanceOf: ConfigError, message: /^--registry: "h" in "etcd:\/\/h" is not HOST:PORT/ });
 });
 
 test('racing takes: one owner at a time, tags only grow, refusals name the live owner, vDisk records only by the owner', async (t) => {
@@ -117,4 +125,21 @@ test('the backend claim records the owner tag: a lower tag is refused even with 
   next.fenceNow('a test');
   t.is(next.fenced, 'a test');
   await t.throwsAsync(next.gate('put x'), { message: /refused, this router lost its claim on the vPool \(a test\)/ });
+});
+
+test('router list: which registry is asked for; an unreachable one is a clear error', async (t) => {
+  const none = await sh(`env -u VPOOLFS_REGISTRY node ${q(CLI)} router list`);
+  t.is(none.code, 1);
+  t.regex(none.stderr, /^vpoolfs: router list: which registry\? Give --registry etcd:\/\/HOST:PORT/);
+  const bad = await sh(`node ${q(CLI)} router list --registry http://127.0.0.1:1`);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /^vpoolfs: --registry: expected etcd:\/\/HOST:PORT/);
+  // a port nobody listens on (taken from a closed listener)
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  const down = await sh(`node ${q(CLI)} router list --registry etcd://127.0.0.1:${port}`);
+  t.is(down.code, 1);
+  t.regex(down.stderr, new RegExp(`^vpoolfs: the registry etcd://127.0.0.1:${port} does not answer: .* \\(BACKEND\\)`));
 });
