@@ -2,7 +2,7 @@
  * What `vpoolfs mount --registry` does with the registry (docs/cluster.md), start to stop:
  *
  *   start()    register the router (./router-registry.ts), then take ownership of the vPool (./ownership.ts):
- *              refused while another live router owns it. `takeover` says that the previous owner's lease
+ *              refused while another live router owns it — or, standing by (`--standby`), wait until it can. `takeover` says that the previous owner's lease
  *              is gone: the mount then takes the backend's claim (volume/claim/) from it at once (force),
  *              which fences that router if it still runs (paused, cut off).
  *   attach()   once the vPool is open: its vDisks are recorded as owned, and checked again every third of
@@ -16,13 +16,39 @@
  */
 import { logger } from '../util/log.js';
 import { RouterRegistry, type JoinOptions } from './router-registry.js';
-import { recordVDisks, releaseVPool, takeVPool, vpoolOwner } from './ownership.js';
+import { recordVDisks, releaseVPool, takeVPool, vpoolOwner, type Taken } from './ownership.js';
+import { isCode } from '../util/errors.js';
 
 const log = logger('registry');
 
 export interface SessionOptions extends JoinOptions {
   vpool: string;
   force?: boolean;
+  /** Wait while another live router owns the vPool (or etcd does not answer); take it once it can be taken. */
+  standby?: boolean;
+}
+
+/**
+ * A standby router: registered (router list shows it, owning nothing), it tries to take the vPool every
+ * quarter second until the owner's registration is gone — its lease expired: dead, cut off or paused — and
+ * then takes it over like any taker. etcd not answering only makes it wait longer: nothing is taken without it.
+ */
+async function standBy(registry: RouterRegistry, opts: SessionOptions): Promise<Taken> {
+  const t0 = Date.now();
+  let said = '';
+  for (;;) {
+    try {
+      const taken = await takeVPool(registry.client, opts.vpool, opts.name, false);
+      if (said !== '') log.info(`standby over: took vPool '${opts.vpool}' after ${Date.now() - t0} ms`, { vpool: opts.vpool, tag: taken.tag, previous: taken.previous, waitedMs: Date.now() - t0 });
+      return taken;
+    } catch (err) {
+      const why = isCode(err, 'BUSY') ? (err as Error).message : `the registry does not answer (${(err as Error).message})`;
+      const key = isCode(err, 'BUSY') ? 'busy' : 'down';
+      if (said !== key) log.info(`standing by: ${why}`, { vpool: opts.vpool, router: opts.name });
+      said = key;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
 }
 
 export class RouterSession {
@@ -40,7 +66,7 @@ export class RouterSession {
   static async start(opts: SessionOptions): Promise<RouterSession> {
     const registry = await RouterRegistry.join(opts);
     try {
-      const taken = await takeVPool(registry.client, opts.vpool, opts.name, opts.force === true);
+      const taken = await (opts.standby === true ? standBy(registry, opts) : takeVPool(registry.client, opts.vpool, opts.name, opts.force === true));
       const s = new RouterSession(registry, opts, taken.tag, taken.takeover);
       registry.onRejoined(() => {
         s.recorded = null;

@@ -64,6 +64,7 @@ program
   .option('--dtl-secret-file <file>', "the DTL servers' shared secret (their --secret-file)")
   .option('--router <id>', "this storage router's identity (default: hostname)")
   .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…]: register this router there and own the vPool through it (docs/cluster.md)')
+  .option('--standby', "with --registry: wait while another live router owns the vPool, take it over when that router's lease expires, then mount")
   .option('--failure-domain <name>', "this router's failure domain, recorded in the registry")
   .option('--config <file>', 'JSON config with the same keys plus tuning; watched')
   .option('--force', "take the vPool even while another router's claim on the backend is live: that router is fenced (only when it is really gone; docs/cluster.md)")

@@ -49,6 +49,8 @@ export interface MountFlags {
   debugFuse?: boolean;
   /** Take the vPool from a live claim of another router (docs/cluster.md); a flag only, never in the config. */
   force?: boolean;
+  /** With --registry: wait until the vPool's owner is gone, then take it over and mount (a flag only). */
+  standby?: boolean;
 }
 
 /** Validates an encryption key file (32 raw bytes or 64 hex characters). */
@@ -82,7 +84,7 @@ function checkNbd(cfg: ResolvedMount): void {
 }
 
 export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
-  const { config, debugFuse: _d, force: _f, ...rest } = flags;
+  const { config, debugFuse: _d, force: _f, standby: _s, ...rest } = flags;
   if (typeof rest.metricsTopVdisks === 'string') rest.metricsTopVdisks = /^\d+$/.test(rest.metricsTopVdisks) ? Number(rest.metricsTopVdisks) : rest.metricsTopVdisks;
   const fromFlags = validateConfig(Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), 'flags');
   const file = config ? await loadConfigFile(config) : {};
@@ -93,6 +95,7 @@ export async function resolveFlags(mountpoint: string, flags: MountFlags): Promi
 
 export async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const { cfg, file } = await resolveFlags(mountpoint, flags);
+  if (flags.standby === true && cfg.registry === undefined) throw new ConfigError('--standby needs --registry (the registry says when the owner is gone)');
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
   const apiPlan = await planApi(cfg);
   cfg.mountpoint = await prepareMountpoint(cfg.mountpoint);
@@ -111,6 +114,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   const session = cfg.registry === undefined ? undefined : await RouterSession.start({
     registry: cfg.registry, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, address: cfg.api,
     dtlServer: cfg.dtlServer, leaseSeconds: cfg.registryLeaseSeconds ?? 10, vpool: cfg.vpool, force: flags.force === true,
+    standby: flags.standby === true,
   });
   const vpool = await openVPool({
     name: cfg.vpool,
