@@ -18,6 +18,7 @@ import { logger } from '../util/log.js';
 import { RouterRegistry, type JoinOptions } from './router-registry.js';
 import { recordVDisks, releaseVPool, takeVPool, vpoolOwner, type Taken } from './ownership.js';
 import { isCode } from '../util/errors.js';
+import { RegistryError } from './errors.js';
 
 const log = logger('registry');
 
@@ -26,6 +27,8 @@ export interface SessionOptions extends JoinOptions {
   force?: boolean;
   /** Wait while another live router owns the vPool (or etcd does not answer); take it once it can be taken. */
   standby?: boolean;
+  /** Ends a standby (SIGTERM while waiting): start() then throws RegistryError CLOSED, having left the registry. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -37,6 +40,7 @@ async function standBy(registry: RouterRegistry, opts: SessionOptions): Promise<
   const t0 = Date.now();
   let said = '';
   for (;;) {
+    if (opts.signal?.aborted === true) throw new RegistryError('CLOSED', `stopped while standing by for vPool '${opts.vpool}': nothing was mounted`, { vpool: opts.vpool });
     try {
       const taken = await takeVPool(registry.client, opts.vpool, opts.name, false);
       if (said !== '') log.info(`standby over: took vPool '${opts.vpool}' after ${Date.now() - t0} ms`, { vpool: opts.vpool, tag: taken.tag, previous: taken.previous, waitedMs: Date.now() - t0 });
@@ -46,7 +50,10 @@ async function standBy(registry: RouterRegistry, opts: SessionOptions): Promise<
       const key = isCode(err, 'BUSY') ? 'busy' : 'down';
       if (said !== key) log.info(`standing by: ${why}`, { vpool: opts.vpool, router: opts.name });
       said = key;
-      await new Promise((r) => setTimeout(r, 250));
+      await new Promise((r) => {
+        const timer = setTimeout(r, 250);
+        opts.signal?.addEventListener('abort', () => { clearTimeout(timer); r(undefined); }, { once: true });
+      });
     }
   }
 }
@@ -74,7 +81,7 @@ export class RouterSession {
       });
       return s;
     } catch (err) {
-      log.error(`refused: ${(err as Error).message}`, { vpool: opts.vpool, router: opts.name });
+      if (!isCode(err, 'CLOSED')) log.error(`refused: ${(err as Error).message}`, { vpool: opts.vpool, router: opts.name });
       await registry.leave();
       throw err;
     }

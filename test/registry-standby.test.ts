@@ -30,6 +30,13 @@ test('a standby router takes the vPool over by itself once the owner is killed a
   let rows = await c.routers();
   t.like(rows.find((r) => r.name === 'rb'), { state: 'alive', vpools: [], vdisks: [] });
   t.false(await isMounted(b.mountpoint), 'a standby mounts nothing');
+  // a second standby, stopped while it waits: exits 0, leaves the registry
+  const c2 = new MountHandle(c.router('rc', ['--standby']));
+  while (logEntries(c2.log, /^standing by: /).length === 0) await sleep(100);
+  c2.child.kill('SIGTERM');
+  t.is((await c2.exited).code, 0, c2.log);
+  t.true(logEntries(c2.log, 'stopped while standing by: nothing was mounted').length > 0, c2.log);
+  t.false((await c.routers()).some((r) => r.name === 'rc'), 'the stopped standby left the registry');
 
   const w = startWriter(a.p('disk'), 0, 64);
   await w.waitFor(300 + Math.floor(Math.random() * 700));

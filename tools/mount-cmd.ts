@@ -23,6 +23,7 @@ import { parseNbdAddress, checkNbdListen } from '../nbd/address.js';
 import { startNbdServer, type NbdServer } from '../nbd/server.js';
 import { RouterSession } from '../registry/router-session.js';
 import { vdisksOf } from '../registry/vpool-walk.js';
+import { isCode } from '../util/errors.js';
 
 const log = logger('cli');
 
@@ -111,11 +112,20 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   const backend = metrics ? metrics.backend.wrap(opened) : opened;
   // with a registry: register, and own the vPool there first (refused while a live router owns it); a
   // takeover from a router whose lease is gone takes the backend's claim from it at once (docs/cluster.md)
+  // a standby stopped (SIGINT/SIGTERM) while it waits leaves the registry and exits 0: nothing was mounted
+  const standby = new AbortController();
+  const endStandby = (): void => standby.abort();
+  if (flags.standby === true) for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, endStandby);
   const session = cfg.registry === undefined ? undefined : await RouterSession.start({
     registry: cfg.registry, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, address: cfg.api,
     dtlServer: cfg.dtlServer, leaseSeconds: cfg.registryLeaseSeconds ?? 10, vpool: cfg.vpool, force: flags.force === true,
-    standby: flags.standby === true,
+    standby: flags.standby === true, signal: standby.signal,
+  }).catch((err: unknown) => {
+    if (!isCode(err, 'CLOSED')) throw err;
+    log.info('stopped while standing by: nothing was mounted', { vpool: cfg.vpool, router: cfg.router });
+    process.exit(0);
   });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, endStandby);
   const vpool = await openVPool({
     name: cfg.vpool,
     stateDir: cfg.state,
