@@ -32,10 +32,11 @@ export interface Cluster {
   routerTable(): Promise<string>;
 }
 
-export async function cluster(t: ExecutionContext): Promise<Cluster> {
+/** `backend` gives the backend URL (default: file://<root>/backend). */
+export async function cluster(t: ExecutionContext, backendOf?: (root: string) => string): Promise<Cluster> {
   const root = await tempRoot(t, 'vpoolfs-registry-');
   const etcd = await startEtcd(t);
-  const backend = `file://${path.join(root, 'backend')}`;
+  const backend = backendOf?.(root) ?? `file://${path.join(root, 'backend')}`;
   const list = async (json: boolean): Promise<string> => {
     const r = await sh(`node ${q(CLI)} router list --registry ${q(etcd.url)}${json ? ' --json' : ''}`);
     if (r.code !== 0) t.fail(`router list failed (${r.code}): ${r.stderr}`);
