@@ -46,7 +46,12 @@ export async function cluster(t: ExecutionContext, backendOf?: (root: string) =>
     root, etcd, backend,
     router(name, extra = [], config = {}) {
       const mountpoint = path.join(root, `${name}-mnt`);
-      mkdirSync(mountpoint, { recursive: true });
+      try {
+        mkdirSync(mountpoint, { recursive: true });
+      } catch (err) {
+        // a stale mount left by a kill -9 (ENOTCONN): the mount clears it
+        if ((err as NodeJS.ErrnoException).code !== 'ENOTCONN') throw err;
+      }
       const cfg = path.join(root, `${name}.json`);
       writeFileSync(cfg, JSON.stringify({ registryLeaseSeconds: 2, claimLeaseMs: 60_000, scoMaxAgeMs: 200, scoClusters: 16, tlogScos: 2, ...config }));
       return {
