@@ -109,13 +109,15 @@ test('a router without the registry holds the backend: a router with it is refus
 
 test('kill -9 and an immediate restart of the same router (same state directory): it replaces its own registration and keeps its owner tag', async (t) => {
   const c = await cluster(t);
-  const a = await startMount(t, c.router('ra'));
+  // a long registry lease (60 s), so that the dead daemon's registration is still there when the restart comes
+  const long = { registryLeaseSeconds: 60 };
+  const a = await startMount(t, c.router('ra', [], long));
   await ok(t, `head -c 256K /dev/urandom | dd of=${q(a.p('disk'))} bs=64k conv=fsync status=none`);
   const want = await sha(t, a.p('disk'));
   const tag = (await c.routers())[0].vpools[0].tag;
   await a.kill9();
-  const a2 = await startMount(t, c.router('ra'));
-  t.true(logEntries(a2.log, 'replacing the registration of a previous run of this router (same host and state directory)').length > 0, a2.log);
+  const a2 = await startMount(t, c.router('ra', [], long));
+  t.true(logEntries(a2.log, 'replacing the registration of a previous run of this router (same host and state directory)').length > 0, `the registration of the killed daemon was not there any more (more than 60 s to restart?):\n${a2.log}`);
   t.is(logEntries(a2.log, /^taking over vPool/).length, 0, a2.log);
   t.is(await sha(t, a2.p('disk')), want, 'the local restart keeps every fsynced byte');
   const rows = await c.routers();
