@@ -46,6 +46,8 @@ export interface OwnerRecord {
   /** From /vpoolfs/owner-tag: higher is newer; every change of owner takes a new one. */
   tag: number;
   since: string;
+  /** vPool records: the owner's state directory (the same name from another one is another owner). */
+  state?: string;
   /** vDisk records: the path in the vPool's tree when it was recorded. */
   path?: string;
 }

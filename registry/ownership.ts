@@ -31,14 +31,16 @@ async function readJson<T>(client: Etcd3, key: string): Promise<{ value: T; mod:
 }
 
 /**
- * Takes ownership of `vpool` for `router`. Refused (BUSY, naming the owner) while another router owns it and
+ * Takes ownership of `vpool` for `router` (serving from the state directory `state`). Refused (BUSY, naming the owner) while another router owns it and
  * its registration is alive, unless `force` (the operator says that router is gone).
  */
-export async function takeVPool(client: Etcd3, vpool: string, router: string, force = false): Promise<Taken> {
+export async function takeVPool(client: Etcd3, vpool: string, router: string, force = false, state?: string): Promise<Taken> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const owner = await readJson<OwnerRecord>(client, vpoolOwnerKey(vpool));
-    if (owner !== null && owner.value.router === router) return { tag: owner.value.tag, previous: owner.value, takeover: false };
-    if (owner !== null) {
+    // the same router and state directory (a restart) keeps its tag; the same name with another state directory
+    // is another owner: the one before is gone (this process holds the name's registration now)
+    if (owner !== null && owner.value.router === router && (owner.value.state ?? state) === state) return { tag: owner.value.tag, previous: owner.value, takeover: false };
+    if (owner !== null && owner.value.router !== router) {
       const live = await readJson<RouterRecord>(client, routerKey(owner.value.router));
       if (live !== null && !force) {
         const r = live.value;
@@ -49,7 +51,7 @@ export async function takeVPool(client: Etcd3, vpool: string, router: string, fo
     const counter = await client.get(OWNER_TAG).exec();
     const ckv = counter.kvs[0];
     const tag = (ckv === undefined ? 0 : Number(ckv.value.toString())) + 1;
-    const rec: OwnerRecord = { router, tag, since: new Date().toISOString() };
+    const rec: OwnerRecord = { router, tag, since: new Date().toISOString(), ...(state === undefined ? {} : { state }) };
     const res = await client
       .if(OWNER_TAG, 'Mod', '==', ckv === undefined ? 0 : ckv.mod_revision)
       .and(vpoolOwnerKey(vpool), 'Mod', '==', owner === null ? 0 : owner.mod)

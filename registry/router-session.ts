@@ -42,7 +42,7 @@ async function standBy(registry: RouterRegistry, opts: SessionOptions): Promise<
   for (;;) {
     if (opts.signal?.aborted === true) throw new RegistryError('CLOSED', `stopped while standing by for vPool '${opts.vpool}': nothing was mounted`, { vpool: opts.vpool });
     try {
-      const taken = await takeVPool(registry.client, opts.vpool, opts.name, false);
+      const taken = await takeVPool(registry.client, opts.vpool, opts.name, false, opts.state);
       if (said !== '') log.info(`standby over: took vPool '${opts.vpool}' after ${Date.now() - t0} ms`, { vpool: opts.vpool, tag: taken.tag, previous: taken.previous, waitedMs: Date.now() - t0 });
       return taken;
     } catch (err) {
@@ -73,7 +73,7 @@ export class RouterSession {
   static async start(opts: SessionOptions): Promise<RouterSession> {
     const registry = await RouterRegistry.join(opts);
     try {
-      const taken = await (opts.standby === true ? standBy(registry, opts) : takeVPool(registry.client, opts.vpool, opts.name, opts.force === true));
+      const taken = await (opts.standby === true ? standBy(registry, opts) : takeVPool(registry.client, opts.vpool, opts.name, opts.force === true, opts.state));
       const s = new RouterSession(registry, opts, taken.tag, taken.takeover);
       registry.onRejoined(() => {
         s.recorded = null;

@@ -143,3 +143,20 @@ test('router list: which registry is asked for; an unreachable one is a clear er
   t.is(down.code, 1);
   t.regex(down.stderr, new RegExp(`^vpoolfs: the registry etcd://127.0.0.1:${port} does not answer: .* \\(BACKEND\\)`));
 });
+
+test('the same router name from another state directory is another owner: a takeover with a new tag', async (t) => {
+  const etcd = await startEtcd(t);
+  const first = await RouterRegistry.join({ registry: etcd.url, name: 'ra', state: '/state/one', leaseSeconds: 2 });
+  const one = await takeVPool(first.client, 'pool', 'ra', false, '/state/one');
+  t.is((await takeVPool(first.client, 'pool', 'ra', false, '/state/one')).tag, one.tag, 'the same state directory keeps its tag');
+  first.abandon();
+  const client = connectRegistry(etcd.url);
+  t.teardown(() => client.close());
+  while ((await listRouters(client)).find((r) => r.name === 'ra')?.state !== 'expired') await new Promise((r) => setTimeout(r, 100));
+  const second = await RouterRegistry.join({ registry: etcd.url, name: 'ra', state: '/state/two', leaseSeconds: 2 });
+  t.teardown(() => second.leave());
+  const two = await takeVPool(second.client, 'pool', 'ra', false, '/state/two');
+  t.true(two.takeover);
+  t.true(two.tag > one.tag);
+  t.false(await recordVDisks(client, 'pool', 'ra', one.tag, []), 'the first one writes nothing more');
+});
