@@ -3,7 +3,7 @@
  * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, and the management verbs, which speak to
  * the daemon's management API (api/, found from the path: tools/client/locate.ts): `ls`, `du`, `info`, `create`,
  * `resize`, `rm` (tools/commands/disk-cmds.ts), `status` (tools/commands/status-cmd.ts), `snapshot create|list|delete|sticky`,
- * `rollback`, `clone`, `template` (tools/commands/snapshot-cmds.ts); `scrub`, `gc` (tools/commands/scrub-cmds.ts); `rekey` (tools/commands/rekey-cmd.ts); `move` (tools/commands/move-cmd.ts). `--version`. Errors print one clear line on
+ * `rollback`, `clone`, `template` (tools/commands/snapshot-cmds.ts); `scrub`, `gc` (tools/commands/scrub-cmds.ts); `rekey` (tools/commands/rekey-cmd.ts); `move` (tools/commands/move-cmd.ts); `router list` (tools/commands/router-cmds.ts, from etcd). `--version`. Errors print one clear line on
  * stderr — for a refusal, the API's sentence and the errno name — and exit 1; bad flags are rejected by
  * commander before anything happens.
  */
@@ -23,6 +23,7 @@ import { addScrubCommands } from './commands/scrub-cmds.js';
 import { addRekeyCommand } from './commands/rekey-cmd.js';
 import { addMoveCommand } from './commands/move-cmd.js';
 import { addStatusCommand } from './commands/status-cmd.js';
+import { addRouterCommands } from './commands/router-cmds.js';
 import { VERSION } from './version.js';
 
 /** One clear line for the errors vpoolfs raises on purpose (with their cause); a stack only for the unexpected. */
@@ -68,6 +69,9 @@ program
   .option('--dtl-server <list>', 'DTL servers HOST:PORT[,HOST:PORT…], tried in order')
   .option('--dtl-secret-file <file>', "the DTL servers' shared secret (their --secret-file)")
   .option('--router <id>', "this storage router's identity (default: hostname)")
+  .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…]: register this router there and own the vPool through it (docs/cluster.md)')
+  .option('--standby', "with --registry: wait while another live router owns the vPool, take it over when that router's lease expires, then mount")
+  .option('--failure-domain <name>', "this router's failure domain, recorded in the registry")
   .option('--config <file>', 'JSON config with the same keys plus tuning; watched')
   .option('--force', "take the vPool even while another router's claim on the backend is live: that router is fenced (only when it is really gone; docs/cluster.md)")
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (default: off)')
@@ -95,5 +99,6 @@ addSnapshotCommands(program, run);
 addScrubCommands(program, fail);
 addRekeyCommand(program, run);
 addMoveCommand(program, run);
+addRouterCommands(program, fail);
 
 await program.parseAsync(process.argv);

@@ -18,6 +18,8 @@ command -v xfs_io >/dev/null 2>&1 || need_pkgs+=(xfsprogs)
 # NBD clients for the nbd-* tests: nbdinfo, nbdcopy, nbdsh, and libnbd's Python binding for the system python3
 command -v nbdinfo >/dev/null 2>&1 || need_pkgs+=(libnbd-bin)
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || need_pkgs+=(python3-libnbd)
+# etcd (3.4) for the registry tests: each starts a private one on loopback (test/helpers/etcd.ts)
+command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_pkgs[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then

@@ -32,14 +32,14 @@ export interface TakenClaim {
 }
 
 export async function claimVPool(backend: BlobStore, mds: MetadataStore, stateDir: string,
-  opts: { router: string; leaseMs?: number; force?: boolean; settleMs?: number }): Promise<TakenClaim> {
+  opts: { router: string; leaseMs?: number; force?: boolean; settleMs?: number; ownerTag?: number }): Promise<TakenClaim> {
   let stateId = mds.get(STATE_ID_KEY)?.toString();
   if (stateId === undefined) {
     stateId = randomUUID();
     await mds.commit([{ key: STATE_ID_KEY, value: Buffer.from(stateId) }]);
   }
   const held = Number(mds.get(EPOCH_KEY)?.toString() ?? '0'); // none: a state from before claims, epoch 0
-  const claimOpts = { router: opts.router, stateId, leaseMs: opts.leaseMs, force: opts.force, settleMs: opts.settleMs };
+  const claimOpts = { router: opts.router, stateId, leaseMs: opts.leaseMs, force: opts.force, settleMs: opts.settleMs, ownerTag: opts.ownerTag };
   let claim: BackendClaim;
   try {
     claim = await BackendClaim.acquire(backend, claimOpts);

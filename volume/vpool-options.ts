@@ -46,6 +46,14 @@ export interface VPoolOptions {
   force?: boolean;
   /** Backends without an atomic create (S3): the wait before a new claim is read back (ms, default lease/10, at most 2 s). */
   claimSettleMs?: number;
+  /**
+   * Given the vPool's claim once it is taken: the registry (registry/router-session.ts) asks it to renew at once
+   * when it finds another router owns the vPool now, so that this router learns it is fenced without waiting
+   * for its next renewal.
+   */
+  onClaim?: (claim: { renew(): Promise<void>; fenceNow(why: string): void; readonly fenced: string | null }) => void;
+  /** With a registry: this router's owner tag of the vPool, recorded in the backend claim (volume/claim/claim.ts). */
+  ownerTag?: number;
   /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
   scoMaxAgeMs?: number;
 }

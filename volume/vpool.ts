@@ -49,13 +49,14 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   // self-fence, which lets it through only while the claim is held
   let taken: TakenClaim;
   try {
-    taken = await claimVPool(rawBackend, mds, stateDir, { router: routerId, leaseMs: opts.claimLeaseMs, force: opts.force, settleMs: opts.claimSettleMs });
+    taken = await claimVPool(rawBackend, mds, stateDir, { router: routerId, leaseMs: opts.claimLeaseMs, force: opts.force, settleMs: opts.claimSettleMs, ownerTag: opts.ownerTag });
   } catch (err) {
     if (opts.metadataStore === undefined) await mds.close().catch(() => undefined);
     if (opts.backend === undefined) await rawBackend.close().catch(() => undefined);
     throw err;
   }
   const { claim } = taken;
+  opts.onClaim?.(claim);
   const backend = new FencedStore(rawBackend, claim);
   const writeCacheDir = path.join(stateDir, 'wc');
   fs.mkdirSync(writeCacheDir, { recursive: true });

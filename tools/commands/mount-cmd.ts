@@ -24,6 +24,9 @@ import { parseNbdAddress, checkNbdListen } from '../../nbd/address.js';
 import { startNbdServer, type NbdServer } from '../../nbd/server.js';
 import { rekeyFor, registerRekeyMetrics } from './rekey-cmd.js';
 import { registerMoveMetrics } from './move-cmd.js';
+import { RouterSession } from '../../registry/router-session.js';
+import { vdisksOf } from '../../registry/vpool-walk.js';
+import { isCode } from '../../util/errors.js';
 
 const log = logger('cli');
 
@@ -40,6 +43,8 @@ export interface MountFlags {
   dtlServer?: string;
   dtlSecretFile?: string;
   router?: string;
+  registry?: string;
+  failureDomain?: string;
   config?: string;
   metrics?: string;
   metricsTopVdisks?: string | number;
@@ -52,6 +57,8 @@ export interface MountFlags {
   debugFuse?: boolean;
   /** Take the vPool from a live claim of another router (docs/cluster.md); a flag only, never in the config. */
   force?: boolean;
+  /** With --registry: wait until the vPool's owner is gone, then take it over and mount (a flag only). */
+  standby?: boolean;
 }
 
 /** Validates an encryption key file (32 raw bytes or 64 hex characters). */
@@ -87,7 +94,7 @@ function checkNbd(cfg: ResolvedMount): void {
 }
 
 export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
-  const { config, debugFuse: _d, force: _f, ...rest } = flags;
+  const { config, debugFuse: _d, force: _f, standby: _s, ...rest } = flags;
   if (typeof rest.metricsTopVdisks === 'string') rest.metricsTopVdisks = /^\d+$/.test(rest.metricsTopVdisks) ? Number(rest.metricsTopVdisks) : rest.metricsTopVdisks;
   const fromFlags = validateConfig(Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), 'flags');
   const file = config ? await loadConfigFile(config) : {};
@@ -98,6 +105,7 @@ export async function resolveFlags(mountpoint: string, flags: MountFlags): Promi
 
 export async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const { cfg, file } = await resolveFlags(mountpoint, flags);
+  if (flags.standby === true && cfg.registry === undefined) throw new ConfigError('--standby needs --registry (the registry says when the owner is gone)');
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
   const apiPlan = await planApi(cfg);
   cfg.mountpoint = await prepareMountpoint(cfg.mountpoint);
@@ -117,6 +125,22 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     localDir: cfg.state,
   });
   const backend = metrics ? metrics.backend.wrap(opened) : opened;
+  // with a registry: register, and own the vPool there first (refused while a live router owns it); a
+  // takeover from a router whose lease is gone takes the backend's claim from it at once (docs/cluster.md)
+  // a standby stopped (SIGINT/SIGTERM) while it waits leaves the registry and exits 0: nothing was mounted
+  const standby = new AbortController();
+  const endStandby = (): void => standby.abort();
+  if (flags.standby === true) for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, endStandby);
+  const session = cfg.registry === undefined ? undefined : await RouterSession.start({
+    registry: cfg.registry, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, address: cfg.api,
+    dtlServer: cfg.dtlServer, leaseSeconds: cfg.registryLeaseSeconds ?? 10, vpool: cfg.vpool, force: flags.force === true,
+    standby: flags.standby === true, signal: standby.signal,
+  }).catch((err: unknown) => {
+    if (!isCode(err, 'CLOSED')) throw err;
+    log.info('stopped while standing by: nothing was mounted', { vpool: cfg.vpool, router: cfg.router });
+    process.exit(0);
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, endStandby);
   const vpool = await openVPool({
     name: cfg.vpool,
     stateDir: cfg.state,
@@ -130,8 +154,17 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     readCacheBytes: cfg.readCacheBytes,
     scoMaxAgeMs: cfg.scoMaxAgeMs,
     claimLeaseMs: cfg.claimLeaseMs,
-    force: flags.force === true,
+    force: flags.force === true || session?.takeover === true,
+    ownerTag: session?.tag,
+    // a router that finds another one owning its vPool now is fenced at once: its backend claim renews (and
+    // finds the new owner's epoch), else it is fenced on the registry's word
+    onClaim: (claim) => session?.onLost((owner) => void claim.renew().finally(() => {
+      if (claim.fenced === null) claim.fenceNow(`the registry says router '${owner}' owns the vPool now`);
+    })),
     dtl: dtlForMount(cfg),
+  }).catch(async (err: unknown) => {
+    await session?.stop();
+    throw err;
   });
 
   let mounted: Mounted | undefined;
@@ -145,6 +178,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   const move = moving?.mirror ? new MoveJob({ mirror: moving.mirror, stateDir: cfg.state, gate: (w) => vpool.backendGate?.(w) ?? Promise.resolve(), objectsPerSecond: cfg.moveObjectsPerSecond }) : undefined;
   const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
   try {
+    await session?.attach(() => vdisksOf(vpool));
     api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted, rekey, move);
     const apiNow = api;
     metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
@@ -176,6 +210,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     await nbd?.close().catch(() => undefined);
     await mounted?.unmount().catch(() => undefined);
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
+    await session?.stop();
     throw err;
   }
   if (rekey?.pending) void rekey.start();
@@ -186,7 +221,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     await apiServer.close();
     await rekey?.stop(); // before the final ship: no rewrite may race the vPool's close
     await move?.stop();
-  }, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop()]));
+  }, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop(), session?.stop()]));
 }
 
 /** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { checkCron, type ScheduleConfig } from '../../volume/snapshots/snapshot-schedule.js';
 import { parseNbdAddress } from '../../nbd/address.js';
+import { parseRegistryUrl } from '../../registry/etcd-url.js';
 
 export class ConfigError extends Error {}
 
@@ -50,6 +51,12 @@ export interface MountConfig {
   scoMaxAgeMs?: number;
   /** The lease of the claim on the backend (ms, default 30000; docs/cluster.md): renewed every third of it. */
   claimLeaseMs?: number;
+  /** etcd://HOST:PORT[,HOST:PORT…]: the router registers there and owns its vPool through it (docs/cluster.md). */
+  registry?: string;
+  /** This router's failure domain (a rack, a room), recorded in the registry. */
+  failureDomain?: string;
+  /** The TTL of the router's lease in the registry (seconds, default 10, at least 2). */
+  registryLeaseSeconds?: number;
   logLevel?: string;
   /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshots/snapshot-schedule.ts); applied live. */
   schedule?: ScheduleConfig;
@@ -140,6 +147,19 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   scoMaxAgeMs: count,
   claimLeaseMs: (v, k) => {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 300) throw new ConfigError(`${k}: expected a lease in ms, at least 300, got ${JSON.stringify(v)}`);
+    return v;
+  },
+  registry: (v, k) => {
+    try {
+      parseRegistryUrl(str(v, k) as string, k);
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+    return v;
+  },
+  failureDomain: str,
+  registryLeaseSeconds: (v, k) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 2) throw new ConfigError(`${k}: expected a lease in whole seconds, at least 2, got ${JSON.stringify(v)}`);
     return v;
   },
   logLevel: (v, k) => {

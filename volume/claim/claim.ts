@@ -52,6 +52,8 @@ export interface ClaimRecord {
   expiresAt: number;
   /** Set by a clean stop: anyone may take the vPool at once. */
   released?: boolean;
+  /** With a registry (registry/ownership.ts): the owner tag etcd gave the holder; a lower tag never takes this claim. */
+  ownerTag?: number;
 }
 
 export interface ClaimOptions {
@@ -63,6 +65,12 @@ export interface ClaimOptions {
   force?: boolean;
   /** Stores without createExclusive: how long to wait before reading the epoch object back (ms). */
   settleMs?: number;
+  /**
+   * With a registry: the owner tag of this router's ownership of the vPool. Recorded in the claim; a claim
+   * recorded with a higher tag is refused even with `force` (a taker that lost the vPool in etcd while it
+   * was on its way here must not fence the newer owner).
+   */
+  ownerTag?: number;
 }
 
 /** Another router holds the vPool: the mount is refused with this (its message names the holder). */
@@ -165,6 +173,9 @@ export class BackendClaim {
     if (heldEpoch !== null && !sameState && (cur?.epoch ?? 0) !== heldEpoch) {
       return this.fence(`the vPool was served by ${cur === null ? 'another router' : describe(cur)} since this state directory held it (epoch ${heldEpoch}), while this router started without its backend: its local state is stale; mount again to rebuild from the backend`);
     }
+    if (opts.ownerTag !== undefined && cur?.ownerTag !== undefined && cur.ownerTag > opts.ownerTag) {
+      throw new ClaimRefused(`the vPool's backend is held by ${describe(cur)} with owner tag ${cur.ownerTag}, newer than this router's ${opts.ownerTag}: the registry gave the vPool to that router`, cur);
+    }
     const now = Date.now();
     const live = cur !== null && !cur.released && now <= cur.expiresAt;
     if (cur !== null && live && !sameState) {
@@ -178,7 +189,7 @@ export class BackendClaim {
     }
     const rec: ClaimRecord = {
       epoch: (cur?.epoch ?? 0) + 1, router: opts.router, host, pid: process.pid, stateId: opts.stateId, token: randomUUID(),
-      leaseMs, renewedAt: now, expiresAt: now + leaseMs,
+      leaseMs, renewedAt: now, expiresAt: now + leaseMs, ...(opts.ownerTag === undefined ? {} : { ownerTag: opts.ownerTag }),
     };
     const body = Buffer.from(JSON.stringify(rec));
     const raced = (winner: ClaimRecord | null) => new ClaimRefused(
@@ -294,6 +305,14 @@ export class BackendClaim {
         log.error('the claim has expired without renewal (backend unreachable?): backend writes wait; another router may take the vPool over now', { epoch: this.rec.epoch, failures: this.failures });
       }
     }
+  }
+
+  /**
+   * Fenced from outside: the registry says another router owns the vPool now (registry/router-session.ts),
+   * whatever the backend says yet. Logged and final, like a fence found in the backend.
+   */
+  fenceNow(why: string): void {
+    this.fence(why);
   }
 
   private fence(why: string): void {

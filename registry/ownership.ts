@@ -1,0 +1,111 @@
+/**
+ * Ownership in etcd (docs/cluster.md): which router serves a vPool's vDisks, and the owner tag that orders
+ * owners. The tag comes from the cluster-wide counter `/vpoolfs/owner-tag`, bumped in the same transaction
+ * that writes the new owner, so two routers taking at once cannot both win: the transaction compares the
+ * counter's and the owner key's revisions, and the loser sees the winner when it tries again.
+ *
+ * Today the vPool's tree has one writer, so ownership is taken for the whole vPool (`…/owner`) and recorded
+ * for each vDisk (`…/vdisks/<id>`, with the same tag): a router opens the vPool for I/O only if it owns it —
+ * it takes it when unowned, released, owned by itself, or owned by a router whose lease is gone. The records
+ * per vDisk are what `router list` shows and what per-vDisk moves will change (issue 15).
+ */
+import type { Etcd3 } from 'etcd3';
+import { logger } from '../util/log.js';
+import { RegistryError } from './errors.js';
+import { OWNER_TAG, routerKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type RouterRecord } from './keys.js';
+
+const log = logger('registry');
+
+export interface Taken {
+  tag: number;
+  /** The owner record this one replaced (null: unowned). */
+  previous: OwnerRecord | null;
+  /** The previous owner was another router whose lease is gone (or forced): it must be fenced. */
+  takeover: boolean;
+}
+
+async function readJson<T>(client: Etcd3, key: string): Promise<{ value: T; mod: string } | null> {
+  const res = await client.get(key).exec();
+  const kv = res.kvs[0];
+  return kv === undefined ? null : { value: JSON.parse(kv.value.toString()) as T, mod: kv.mod_revision };
+}
+
+/**
+ * Takes ownership of `vpool` for `router` (serving from the state directory `state`). Refused (BUSY, naming the owner) while another router owns it and
+ * its registration is alive, unless `force` (the operator says that router is gone).
+ */
+export async function takeVPool(client: Etcd3, vpool: string, router: string, force = false, state?: string): Promise<Taken> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const owner = await readJson<OwnerRecord>(client, vpoolOwnerKey(vpool));
+    // the same router and state directory (a restart) keeps its tag; the same name with another state directory
+    // is another owner: the one before is gone (this process holds the name's registration now)
+    if (owner !== null && owner.value.router === router && (owner.value.state ?? state) === state) return { tag: owner.value.tag, previous: owner.value, takeover: false };
+    if (owner !== null && owner.value.router !== router) {
+      const live = await readJson<RouterRecord>(client, routerKey(owner.value.router));
+      if (live !== null && !force) {
+        const r = live.value;
+        throw new RegistryError('BUSY', `vPool '${vpool}' is owned by router '${owner.value.router}' (owner tag ${owner.value.tag}, since ${owner.value.since}), which is alive: registered from host ${r.host}, pid ${r.pid}, lease ${r.leaseSeconds} s${r.failureDomain === null ? '' : `, failure domain ${r.failureDomain}`}. Its vDisks open for I/O only there; this router takes them over once that one's lease has expired (or now with --force, only if it is really gone)`,
+          { vpool, owner: owner.value, router: r });
+      }
+    }
+    const counter = await client.get(OWNER_TAG).exec();
+    const ckv = counter.kvs[0];
+    const tag = (ckv === undefined ? 0 : Number(ckv.value.toString())) + 1;
+    const rec: OwnerRecord = { router, tag, since: new Date().toISOString(), ...(state === undefined ? {} : { state }) };
+    const res = await client
+      .if(OWNER_TAG, 'Mod', '==', ckv === undefined ? 0 : ckv.mod_revision)
+      .and(vpoolOwnerKey(vpool), 'Mod', '==', owner === null ? 0 : owner.mod)
+      .then(client.put(OWNER_TAG).value(String(tag)), client.put(vpoolOwnerKey(vpool)).value(JSON.stringify(rec)))
+      .commit();
+    if (!res.succeeded) continue; // another change of owner, anywhere, in between: look again
+    const takeover = owner !== null;
+    if (takeover) {
+      log.warn(`${force ? 'FORCED TAKEOVER of' : 'taking over'} vPool '${vpool}' from router '${owner.value.router}' (owner tag ${owner.value.tag} → ${tag})${force ? '' : ', whose registry lease has expired'}`, { vpool, previous: owner.value, tag });
+    } else {
+      log.info(`took ownership of vPool '${vpool}' (owner tag ${tag})`, { vpool, tag });
+    }
+    return { tag, previous: owner?.value ?? null, takeover };
+  }
+  throw new RegistryError('BUSY', `taking ownership of vPool '${vpool}' kept racing with other changes of owner; try again`, { vpool });
+}
+
+/** The current owner of `vpool`, or null. */
+export async function vpoolOwner(client: Etcd3, vpool: string): Promise<OwnerRecord | null> {
+  return (await readJson<OwnerRecord>(client, vpoolOwnerKey(vpool)))?.value ?? null;
+}
+
+/**
+ * Records the vPool's vDisks as owned by `router` with `tag`, in one transaction that holds only while the
+ * vPool's owner is still (router, tag); vDisks gone from the list lose their record. Returns false when
+ * ownership was lost (nothing written).
+ */
+export async function recordVDisks(client: Etcd3, vpool: string, router: string, tag: number, vdisks: Array<{ id: string; path: string }>): Promise<boolean> {
+  const owner = await readJson<OwnerRecord>(client, vpoolOwnerKey(vpool));
+  if (owner === null || owner.value.router !== router || owner.value.tag !== tag) return false;
+  const existing = new Map<string, OwnerRecord>();
+  const kvs = await client.getAll().prefix(vdisksPrefix(vpool)).strings();
+  for (const [k, v] of Object.entries(kvs)) existing.set(k.slice(vdisksPrefix(vpool).length), JSON.parse(v) as OwnerRecord);
+  const ops = [];
+  const now = new Date().toISOString();
+  for (const d of vdisks) {
+    const cur = existing.get(d.id);
+    existing.delete(d.id);
+    if (cur !== undefined && cur.router === router && cur.tag === tag && cur.path === d.path) continue;
+    const rec: OwnerRecord = { router, tag, since: cur?.router === router && cur.tag === tag ? cur.since : now, path: d.path };
+    ops.push(client.put(vdiskKey(vpool, d.id)).value(JSON.stringify(rec)));
+  }
+  for (const id of existing.keys()) ops.push(client.delete().key(vdiskKey(vpool, id)));
+  if (ops.length === 0) return true;
+  const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod).then(...ops).commit();
+  return res.succeeded;
+}
+
+/** A clean stop: the vPool becomes unowned (if still ours) and its vDisk records go. */
+export async function releaseVPool(client: Etcd3, vpool: string, router: string, tag: number): Promise<boolean> {
+  const owner = await readJson<OwnerRecord>(client, vpoolOwnerKey(vpool));
+  if (owner === null || owner.value.router !== router || owner.value.tag !== tag) return false;
+  const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod)
+    .then(client.delete().key(vpoolOwnerKey(vpool)), client.delete().prefix(vdisksPrefix(vpool)))
+    .commit();
+  return res.succeeded;
+}

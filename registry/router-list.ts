@@ -1,0 +1,51 @@
+/**
+ * `vpoolfs router list`: every router the registry knows, its state and the vDisks it owns.
+ *   alive     its lease-bound registration is there
+ *   expired   its lease is gone (dead, cut off or paused) but it did not leave cleanly; or it is named as an
+ *             owner without any registration
+ */
+import type { Etcd3 } from 'etcd3';
+import { KNOWN_ROUTERS, ROUTERS, VPOOLS, type OwnerRecord, type RouterRecord } from './keys.js';
+
+export interface RouterRow {
+  name: string;
+  state: 'alive' | 'expired';
+  host: string | null;
+  pid: number | null;
+  failureDomain: string | null;
+  address: string | null;
+  dtlServer: string[] | null;
+  registeredAt: string | null;
+  /** vPools this router owns, with their owner tag. */
+  vpools: Array<{ vpool: string; tag: number }>;
+  vdisks: Array<{ vpool: string; id: string; path: string | null; tag: number }>;
+}
+
+async function all(client: Etcd3, prefix: string): Promise<Array<[string, string]>> {
+  return Object.entries(await client.getAll().prefix(prefix).strings()).map(([k, v]) => [k.slice(prefix.length), v]);
+}
+
+export async function listRouters(client: Etcd3): Promise<RouterRow[]> {
+  const rows = new Map<string, RouterRow>();
+  const row = (name: string, rec: RouterRecord | null, state: RouterRow['state']): RouterRow => {
+    let r = rows.get(name);
+    if (r === undefined) {
+      r = { name, state, host: null, pid: null, failureDomain: null, address: null, dtlServer: null, registeredAt: null, vpools: [], vdisks: [] };
+      rows.set(name, r);
+    }
+    if (rec !== null && (r.host === null || state === 'alive')) {
+      Object.assign(r, { state, host: rec.host, pid: rec.pid, failureDomain: rec.failureDomain, address: rec.address, dtlServer: rec.dtlServer, registeredAt: rec.registeredAt });
+    }
+    return r;
+  };
+  for (const [name, v] of await all(client, ROUTERS)) row(name, JSON.parse(v) as RouterRecord, 'alive');
+  for (const [name, v] of await all(client, KNOWN_ROUTERS)) if (!rows.has(name)) row(name, JSON.parse(v) as RouterRecord, 'expired');
+  for (const [rest, v] of await all(client, VPOOLS)) {
+    const rec = JSON.parse(v) as OwnerRecord;
+    const parts = rest.split('/');
+    const owner = rows.get(rec.router) ?? row(rec.router, null, 'expired');
+    if (parts.length === 2 && parts[1] === 'owner') owner.vpools.push({ vpool: parts[0], tag: rec.tag });
+    else if (parts.length === 3 && parts[1] === 'vdisks') owner.vdisks.push({ vpool: parts[0], id: parts[2], path: rec.path ?? null, tag: rec.tag });
+  }
+  return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));
+}

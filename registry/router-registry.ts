@@ -1,0 +1,160 @@
+/**
+ * A router's registration in etcd (docs/cluster.md): `/vpoolfs/routers/<name>` attached to an etcd lease the
+ * router keeps alive (etcd3's keepalive, every third of the TTL), plus `/vpoolfs/known-routers/<name>`
+ * without a lease, so that `router list` can show a router whose lease expired. A clean stop revokes the lease
+ * and deletes both.
+ *
+ * - A name is registered once: a live registration of another state directory or host refuses the join
+ *   (RegistryError BUSY naming it). The same state directory on the same host replaces it at once: the state
+ *   lock (tools/state-lock.ts) proves that the daemon that registered it is gone (a restart after kill -9).
+ * - etcd unreachable while running: the router goes on serving (no I/O depends on etcd); the keepalive retries.
+ *   Once the lease is lost (etcd3 says so after twice the TTL without an answer, or etcd answers that it
+ *   expired: the router was cut off or paused), the router joins again with a new lease, retried every
+ *   second, and `onRejoined` runs (the owner records are checked again: ./router-session.ts).
+ */
+import os from 'node:os';
+import type { Etcd3, Lease } from 'etcd3';
+import { logger } from '../util/log.js';
+import { connectRegistry } from './connect.js';
+import { RegistryError } from './errors.js';
+import { knownRouterKey, routerKey, type RouterRecord } from './keys.js';
+
+const log = logger('registry');
+
+export interface JoinOptions {
+  /** etcd://HOST:PORT[,…] */
+  registry: string;
+  name: string;
+  state: string;
+  failureDomain?: string;
+  address?: string;
+  dtlServer?: string[];
+  /** The lease's TTL in seconds (at least 2: etcd's minimum with its default election timeout). */
+  leaseSeconds: number;
+}
+
+export class RouterRegistry {
+  private lease!: Lease;
+  private rec!: RouterRecord;
+  private closed = false;
+  private rejoining: Promise<void> | null = null;
+  private keepaliveFailing = false;
+  private readonly rejoinListeners: Array<() => void> = [];
+
+  private constructor(readonly client: Etcd3, private readonly opts: JoinOptions) {}
+
+  /** Registers the router; throws RegistryError (BUSY: the name is taken; BACKEND: etcd does not answer). */
+  static async join(opts: JoinOptions): Promise<RouterRegistry> {
+    if (!Number.isInteger(opts.leaseSeconds) || opts.leaseSeconds < 2) throw new RegistryError('INVALID', `the registry lease must be a whole number of seconds, at least 2, got ${opts.leaseSeconds}`);
+    const reg = new RouterRegistry(connectRegistry(opts.registry), opts);
+    try {
+      await reg.register();
+    } catch (err) {
+      reg.client.close();
+      if (err instanceof RegistryError) throw err;
+      throw new RegistryError('BACKEND', `the registry ${opts.registry} does not answer: ${(err as Error).message}`, { registry: opts.registry }, { cause: err });
+    }
+    log.info('registered in the registry', { router: opts.name, registry: opts.registry, lease: reg.rec.lease, leaseSeconds: opts.leaseSeconds, failureDomain: reg.rec.failureDomain, address: reg.rec.address });
+    return reg;
+  }
+
+  get name(): string {
+    return this.opts.name;
+  }
+
+  get record(): Readonly<RouterRecord> {
+    return this.rec;
+  }
+
+  /** Runs after each new registration that follows a lost lease. */
+  onRejoined(fn: () => void): void {
+    this.rejoinListeners.push(fn);
+  }
+
+  private async register(): Promise<void> {
+    const { client, opts } = this;
+    const lease = client.lease(opts.leaseSeconds);
+    lease.on('lost', (err) => this.lost(lease, err));
+    const id = await lease.grant();
+    const rec: RouterRecord = {
+      name: opts.name, host: os.hostname(), pid: process.pid, state: opts.state,
+      failureDomain: opts.failureDomain ?? null, address: opts.address ?? null, dtlServer: opts.dtlServer ?? null,
+      lease: String(id), leaseSeconds: opts.leaseSeconds, registeredAt: new Date().toISOString(),
+    };
+    const body = JSON.stringify(rec);
+    const key = routerKey(opts.name);
+    for (let attempt = 0; ; attempt++) {
+      const res = await client.if(key, 'Create', '==', 0)
+        .then(client.put(key).value(body).lease(id), client.put(knownRouterKey(opts.name)).value(body))
+        .else(client.get(key))
+        .commit();
+      if (res.succeeded) break;
+      const kv = res.responses[0].response_range.kvs[0];
+      if (kv === undefined) continue; // expired between the compare and the read: try again
+      const cur = JSON.parse(kv.value.toString()) as RouterRecord;
+      if (cur.host !== rec.host || cur.state !== rec.state || attempt > 3) {
+        await lease.revoke().catch(() => undefined);
+        throw new RegistryError('BUSY', `a router named '${opts.name}' is already registered: host ${cur.host}, pid ${cur.pid}, state ${cur.state}, since ${cur.registeredAt} (its lease of ${cur.leaseSeconds} s is alive). Give this router another --router name, or start it once that one is stopped or its lease has expired`, { holder: cur });
+      }
+      // this state directory's own registration, left by a daemon that is gone (the state lock says so)
+      log.warn('replacing the registration of a previous run of this router (same host and state directory)', { router: opts.name, previousPid: cur.pid, previousLease: cur.lease });
+      await client.if(key, 'Mod', '==', kv.mod_revision).then(client.delete().key(key)).commit();
+    }
+    lease.on('keepaliveFailed', (err: unknown) => {
+      if (this.keepaliveFailing) return;
+      this.keepaliveFailing = true;
+      log.warn('renewing the registry lease failed (etcd unreachable?); the router keeps serving what it owns, and retries', { router: opts.name, error: String((err as Error).message ?? err) });
+    });
+    lease.on('keepaliveSucceeded', () => {
+      if (!this.keepaliveFailing) return;
+      this.keepaliveFailing = false;
+      log.info('the registry lease is renewed again', { router: opts.name });
+    });
+    this.lease = lease;
+    this.rec = rec;
+  }
+
+  private lost(lease: Lease, err: unknown): void {
+    if (this.closed || lease !== this.lease) return;
+    log.error('the registry lease is lost (etcd unreachable for longer than the lease, or this router was paused): other routers see this one as expired and may take over what it owns; joining again', {
+      router: this.opts.name, error: String((err as Error)?.message ?? err),
+    });
+    this.rejoining ??= this.rejoin().finally(() => { this.rejoining = null; });
+  }
+
+  private async rejoin(): Promise<void> {
+    for (let failures = 0; !this.closed; failures++) {
+      try {
+        await this.register();
+        if (this.closed) return;
+        log.info('registered again in the registry', { router: this.opts.name, lease: this.rec.lease, attempts: failures + 1 });
+        for (const fn of this.rejoinListeners) fn();
+        return;
+      } catch (err) {
+        if (failures === 0) log.warn('joining the registry again failed; retried every second', { router: this.opts.name, error: String((err as Error).message ?? err) });
+        await new Promise((r) => setTimeout(r, 1000).unref());
+      }
+    }
+  }
+
+  /** A clean stop: the lease is revoked (the registration goes with it) and the known-router record deleted. */
+  async leave(): Promise<void> {
+    this.closed = true;
+    try {
+      await this.lease.revoke();
+      await this.client.delete().key(knownRouterKey(this.opts.name));
+      log.info('left the registry', { router: this.opts.name });
+    } catch (err) {
+      log.warn('leaving the registry failed (etcd unreachable?): the registration expires with its lease', { router: this.opts.name, error: String((err as Error).message ?? err) });
+    } finally {
+      this.client.close();
+    }
+  }
+
+  /** The process goes away without a clean stop (the lease expires). */
+  abandon(): void {
+    this.closed = true;
+    this.lease?.release();
+    this.client.close();
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * `vpoolfs router list --registry etcd://HOST:PORT[,…] [--json]`: the routers the registry knows, alive or
+ * expired, with their failure domain, address, DTL servers and the vDisks they own (registry/router-list.ts).
+ * It talks to etcd directly: it works with no router running, which is when it is needed most.
+ */
+import type { Command } from 'commander';
+import { connectRegistry } from '../../registry/connect.js';
+import { RegistryError } from '../../registry/errors.js';
+import { listRouters, type RouterRow } from '../../registry/router-list.js';
+import { RegistryUrlError } from '../../registry/etcd-url.js';
+import { ConfigError } from '../daemon/config.js';
+
+function table(rows: RouterRow[]): string {
+  if (rows.length === 0) return 'no routers registered\n';
+  const lines = [['ROUTER', 'STATE', 'HOST', 'PID', 'FAILURE-DOMAIN', 'ADDRESS', 'DTL', 'VDISKS']];
+  for (const r of rows) {
+    lines.push([r.name, r.state, r.host ?? '-', r.pid === null ? '-' : String(r.pid), r.failureDomain ?? '-', r.address ?? '-', r.dtlServer?.join(',') ?? '-', String(r.vdisks.length)]);
+  }
+  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
+  let out = lines.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
+  for (const r of rows) {
+    for (const d of r.vdisks) out += `  ${r.name}: ${d.vpool}:${d.path ?? d.id} (vDisk ${d.id}, owner tag ${d.tag})\n`;
+  }
+  return out;
+}
+
+export async function runRouterList(flags: { registry?: string; json?: boolean }): Promise<void> {
+  const url = flags.registry ?? process.env.VPOOLFS_REGISTRY;
+  if (url === undefined) throw new ConfigError('router list: which registry? Give --registry etcd://HOST:PORT[,HOST:PORT…] (or VPOOLFS_REGISTRY)');
+  let client;
+  try {
+    client = connectRegistry(url);
+  } catch (err) {
+    if (err instanceof RegistryUrlError) throw new ConfigError(err.message);
+    throw err;
+  }
+  try {
+    const rows = await listRouters(client).catch((err: unknown) => {
+      throw new RegistryError('BACKEND', `the registry ${url} does not answer: ${(err as Error).message}`, { registry: url });
+    });
+    process.stdout.write(flags.json === true ? `${JSON.stringify(rows, null, 2)}\n` : table(rows));
+  } finally {
+    client.close();
+  }
+}
+
+export function addRouterCommands(program: Command, fail: (err: unknown) => never): void {
+  const router = program.command('router').description('the storage routers of the registry (etcd; docs/cluster.md)');
+  router
+    .command('list')
+    .description('every router the registry knows: alive or expired, failure domain, address, DTL servers, the vDisks it owns')
+    .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] (default: $VPOOLFS_REGISTRY)')
+    .option('--json', 'print JSON')
+    .action((flags: { registry?: string; json?: boolean }) => runRouterList(flags).catch(fail));
+}
