@@ -3,7 +3,7 @@
  * docs/encryption.md). GET says whether the backend is encrypted and where the job stands; POST starts it (or
  * joins the run in progress) and answers at once with its status — `vpoolfs rekey` polls GET for progress.
  * On a plain backend there is nothing to rewrite: both answer `{encrypted: false, job: null}`.
- * `GET /v1/move`: the move job of a backend move (volume/policy/move-job.ts; it starts by itself at mount):
+ * `GET /v1/backend-move`: the move job of a backend move (volume/policy/move-job.ts; it starts by itself at mount):
  * `{moving, job}`, job null when no move is in progress in this daemon.
  */
 import type { ApiContext, Route } from './context.js';
@@ -32,7 +32,7 @@ export const rekeyRoutes: Route[] = [
   },
   {
     method: 'GET',
-    pattern: '/v1/move',
+    pattern: '/v1/backend-move',
     summary: 'the backend move: the move job copying the vPool to its new backend',
     async handle(ctx) {
       return { status: 200, body: { moving: ctx.move !== undefined, job: ctx.move?.status() ?? null } };

@@ -44,7 +44,7 @@ test('every operation answers as documented (statuses and bodies)', async (t) =>
   await check('GET', '/v1/status', '/v1/status');
   await check('GET', '/v1/rekey', '/v1/rekey');
   await check('POST', '/v1/rekey', '/v1/rekey');
-  await check('GET', '/v1/move', '/v1/move');
+  await check('GET', '/v1/backend-move', '/v1/backend-move');
   t.is((await check('POST', '/v1/vdisks', '/v1/vdisks', { path: 'dir/a', size: 2 ** 20 })).status, 201);
   await check('POST', '/v1/vdisks', '/v1/vdisks', { path: 'dir/a', size: 1 });
   await check('POST', '/v1/vdisks', '/v1/vdisks', { path: 'dir/b', size: 2 ** 50 });

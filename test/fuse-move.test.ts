@@ -3,8 +3,8 @@
  * updates"), encrypted (objects move as stored bytes), seeded (`VPOOLFS_SEED` replays):
  * - on backend X: vDisks written, snapshots and a clone (small SCOs: a few hundred objects);
  * - mounted with `--backend Y --move-from X` and a budget of 40 objects/s: the move job starts by itself;
- *   writes and snapshots go on; the daemon is killed with SIGKILL half-way (GET /v1/move says so);
- * - mounted again the same way: the job starts over, `vpoolfs move` waits for the copy and the switch;
+ *   writes and snapshots go on; the daemon is killed with SIGKILL half-way (GET /v1/backend-move says so);
+ * - mounted again the same way: the job starts over, `vpoolfs backend-move` waits for the copy and the switch;
  *   writes go on before and after the switch;
  * - then X holds only its `moved.json` and refuses to mount; Y alone, on a fresh state directory (everything
  *   read from the backend), reads every byte of every vDisk, the clone and every snapshot as the reference.
@@ -85,25 +85,25 @@ test('backend move on a real mount: I/O goes on, kill -9 half-way, resumed and s
 
   // 2. moving: the job starts by itself; I/O goes on; kill -9 half-way
   const m2 = await startMount(t, moving);
-  let st = (await api(target, 'GET', '/v1/move')).body;
+  let st = (await api(target, 'GET', '/v1/backend-move')).body;
   t.true(st.moving, JSON.stringify(st));
   let writes = 0;
   while (st.job.state === 'running' && st.job.copied < objects / 3) {
     write(m2.mountpoint, ['d1', 'd2', 'c1'][writes % 3]);
     if (++writes % 10 === 0) await snapshot(['d1', 'd2'][(writes / 10) % 2]);
     await sleep(50);
-    st = (await api(target, 'GET', '/v1/move')).body;
+    st = (await api(target, 'GET', '/v1/backend-move')).body;
   }
   t.is(st.job.state, 'running', `the job was still running at the kill: ${JSON.stringify(st.job)}`);
   await m2.kill9();
   t.log(`killed with ${st.job.copied} of ${st.job.listed} objects copied, after ${writes} writes`);
 
-  // 3. again: the job starts over and switches; `vpoolfs move` waits for it
+  // 3. again: the job starts over and switches; `vpoolfs backend-move` waits for it
   const m3 = await startMount(t, moving);
-  const cli = ok(t, `node ${q(CLI)} move ${q(m3.mountpoint)}`, 300_000);
+  const cli = ok(t, `node ${q(CLI)} backend-move ${q(m3.mountpoint)}`, 300_000);
   let more = 0;
   for (;;) {
-    st = (await api(target, 'GET', '/v1/move')).body;
+    st = (await api(target, 'GET', '/v1/backend-move')).body;
     if (st.job.state !== 'running' || more >= 30) break;
     write(m3.mountpoint, ['d1', 'd2', 'c1'][more % 3]);
     more++;

@@ -63,7 +63,7 @@ program
   .option('--encryption-key-file <file>', '32-byte key, raw or 64 hex characters: every object written to the backend is encrypted with AES-256-GCM (docs/encryption.md)')
   .option('--old-encryption-key-file <file>', 'key rotation: the previous key, read with until `vpoolfs rekey` has rewritten every object under --encryption-key-file (repeatable)', (v: string, prev?: string[]) => [...(prev ?? []), v])
   .option('--rekey-objects-per-second <n>', 'budget of the rekey job: at most N objects re-encrypted per second (default: no limit)')
-  .option('--move-from <url>', 'move the vPool from this backend to --backend while serving: writes go to both, the move job copies, then switches (`vpoolfs move`)')
+  .option('--move-from <url>', 'move the vPool from this backend to --backend while serving: writes go to both, the move job copies, then switches (`vpoolfs backend-move`)')
   .option('--move-objects-per-second <n>', 'budget of the move job: at most N objects copied per second (default: no limit)')
   .addOption(new Option('--dtl <mode>', 'DTL mode for new vDisks (async and sync need --dtl-server)').choices(['none', 'async', 'sync']))
   .option('--dtl-server <list>', 'DTL servers HOST:PORT[,HOST:PORT…], tried in order')

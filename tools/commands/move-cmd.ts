@@ -1,7 +1,7 @@
 /**
- * `vpoolfs move [MOUNTPOINT] [--status] [--json]`: where a backend move stands (docs/scrubbing.md, "Policy
+ * `vpoolfs backend-move [MOUNTPOINT] [--status] [--json]`: where a backend move stands (docs/scrubbing.md, "Policy
  * updates"). The move itself starts at mount (`--backend NEW --move-from OLD`); without --status this waits
- * until the move job ends (progress on stderr) and exits 1 if it failed. Speaks to `GET /v1/move`.
+ * until the move job ends (progress on stderr) and exits 1 if it failed. Speaks to `GET /v1/backend-move`.
  * registerMoveMetrics(): the move job's Prometheus gauges (the daemon's side).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -34,7 +34,7 @@ function text(a: Answer): string {
 
 export function addMoveCommand(program: Command, run: (fn: () => Promise<void>) => Promise<void>): void {
   program
-    .command('move')
+    .command('backend-move')
     .description('a backend move (mounted with --move-from OLD): wait for the copy and the switch, or --status; docs/scrubbing.md')
     .argument('[mountpoint]', 'a path on the vPool (default: the current directory if on one, else the one vPool mounted here)')
     .option('--status', 'only show where it stands')
@@ -43,11 +43,11 @@ export function addMoveCommand(program: Command, run: (fn: () => Promise<void>) 
       run(async () => {
         const mp = mountpoint ?? (await locate('.').then(() => '.', () => onlyVpool()));
         const pool = await onPool(mp, o);
-        let a = await pool.api<Answer>('GET', '/v1/move');
+        let a = await pool.api<Answer>('GET', '/v1/backend-move');
         while (!o.status && a.job !== null && a.job.state === 'running') {
           if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text(a).split('\n')[0]}`);
           await sleep(500);
-          a = await pool.api<Answer>('GET', '/v1/move');
+          a = await pool.api<Answer>('GET', '/v1/backend-move');
         }
         if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
         say(o, a, () => text(a));
