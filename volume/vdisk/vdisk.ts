@@ -31,6 +31,7 @@ import { applyTo } from '../lineage/clone-base.js';
 import type { ChainDoc } from '../lineage/chain.js';
 import { scoKeyIn, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 import { ReadGate } from './read-gate.js';
+import { IoActivity } from '../../util/io-activity.js';
 import { applyScrubTo } from './scrub-apply.js';
 
 const log = logger('vdisk');
@@ -58,6 +59,8 @@ export class VDiskImpl implements VDisk, SlotSource {
   docs!: DocStore;
   /** Reads in flight, for a scrub's apply to wait out before old SCOs go (read-gate.ts). */
   readonly readGate = new ReadGate();
+  /** The guest's reads, writes and discards in flight and the last one's end: the scrubber yields to them. */
+  readonly io = new IoActivity();
   private readonly lock = new Serial();
   private closed = false;
   private passingFault: VDiskFault | null = null;
@@ -94,8 +97,13 @@ export class VDiskImpl implements VDisk, SlotSource {
     checkWriteRange(offset, data.length, { vdisk: this.id });
     this.checkWritable();
     if (data.length === 0) return;
-    await this.exclusive(() => this.writeLocked(offset, data));
-    await this.dtl.settle();
+    const done = this.io.begin();
+    try {
+      await this.exclusive(() => this.writeLocked(offset, data));
+      await this.dtl.settle();
+    } finally {
+      done();
+    }
   }
 
   /**
@@ -111,8 +119,13 @@ export class VDiskImpl implements VDisk, SlotSource {
     checkWriteRange(offset, checkOffset(length, 'length', ctx), ctx);
     this.checkWritable();
     if (length === 0) return;
-    await this.exclusive(() => this.discardLocked(offset, length));
-    await this.dtl.settle();
+    const done = this.io.begin();
+    try {
+      await this.exclusive(() => this.discardLocked(offset, length));
+      await this.dtl.settle();
+    } finally {
+      done();
+    }
   }
 
   async resize(size: number): Promise<void> {
@@ -498,11 +511,16 @@ export class VDiskImpl implements VDisk, SlotSource {
       const ahead = (this.readAheadState ??= new ReadAhead(this));
       // once the request's own fetches are on their way: the range ahead, if the reads are sequential
       const pending = readClusters(this, n === out.length ? out : out.subarray(0, n), offset, (remote) => ahead.note(offset, offset + n, remote));
-      if (pending === undefined) return Promise.resolve(n);
+      if (pending === undefined) {
+        this.io.touch();
+        return Promise.resolve(n);
+      }
       // a read that waits may fetch SCOs a scrub is about to delete: the scrub waits for it (read-gate.ts)
       const leave = this.readGate.enter();
-      return pending.then(() => (leave(), n), (err: unknown) => {
+      const done = this.io.begin();
+      return pending.then(() => (leave(), done(), n), (err: unknown) => {
         leave();
+        done();
         throw err;
       });
     } catch (err) {
