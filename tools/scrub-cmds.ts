@@ -9,7 +9,9 @@
  *                                 the backend's tree, or one) and leaves results for the owner; deletes nothing
  *   gc [PATH] [--dry-run]         mark and sweep of each vDisk's backend objects (`user.vdisk.gc`): what goes and why
  *
- * Progress (vDisks done, bytes read, written, freed) goes to stderr; --json prints one JSON line per vDisk.
+ * On a mount, a progress bar (tools/progress.ts: vDisks done, the running one's phase, bytes read, written,
+ * freed) goes to stderr when it is a terminal, or with --progress; --json prints one JSON line per vDisk on
+ * stdout either way.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,7 +19,8 @@ import type { Command } from 'commander';
 import { openBackend, readKeyFile } from '../volume/backend/open-backend.js';
 import { treeVDisks } from '../volume/scrub/tree-vdisks.js';
 import { scrubVDisk, type ScrubProgress } from '../volume/scrub/scrub-job.js';
-import type { ScrubReport } from '../volume/types.js';
+import type { ScrubStatus } from '../volume/types.js';
+import { SCRUB_POLL_MS, ScrubBar } from './progress.js';
 import type { SweepItem } from '../volume/types.js';
 import { getVdiskView, setVdiskXattr } from './xattr-calls.js';
 
@@ -49,25 +52,63 @@ interface ScrubFlags {
   encryptionKeyFile?: string;
   fillRatio?: string;
   json?: boolean;
+  progress?: boolean;
 }
+
+type ScrubbingView = Pick<ScrubStatus, 'lastReport' | 'garbageBytes' | 'progress'>;
 
 async function scrubMounted(target: string, o: ScrubFlags): Promise<void> {
   const files = vdiskFiles(target);
   let freed = 0;
-  for (const [i, file] of files.entries()) {
-    progressLine(`[${i}/${files.length} vDisks] ${o.apply ? 'applying' : 'scrubbing'} ${file}, ${mb(freed)} freed so far`);
-    await setVdiskXattr(file, 'user.vdisk.scrub', o.apply ? 'apply' : 'run', o.apply ? 'scrub --apply' : 'scrub');
-    const st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub')) as { lastReport: ScrubReport | null; garbageBytes: number };
-    const r = st.lastReport;
-    freed += r?.swept.bytes ?? 0;
-    progressLine('');
+  let read = 0;
+  let written = 0;
+  const bar = new ScrubBar(files.length, o.progress === true);
+  try {
+    for (const [i, file] of files.entries()) {
+      const name = path.relative(target === file ? path.dirname(file) : target, file);
+      bar.update({ units: i, current: name, phase: o.apply ? 'applying' : 'starting', bytesRead: read, bytesWritten: written, bytesFreed: freed });
+      // while the daemon scrubs (the setxattr returns when it is done), its progress is polled from the view
+      let running = true;
+      const poll = async (): Promise<void> => {
+        while (running) {
+          await new Promise((r) => setTimeout(r, SCRUB_POLL_MS));
+          if (!running) return;
+          const p = ((await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub').catch(() => null)) as ScrubbingView | null)?.progress;
+          if (p && running) {
+            bar.update({ units: i + (p.segments > 0 ? p.segmentsDone / p.segments : 0) * 0.99, current: name, phase: p.phase, bytesRead: read + p.bytesRead, bytesWritten: written + p.bytesWritten, bytesFreed: freed });
+          }
+        }
+      };
+      const poller = poll();
+      try {
+        await setVdiskXattr(file, 'user.vdisk.scrub', o.apply ? 'apply' : 'run', o.apply ? 'scrub --apply' : 'scrub');
+      } finally {
+        running = false;
+        await poller;
+      }
+      const st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub')) as ScrubbingView;
+      const r = st.lastReport;
+      freed += r?.swept.bytes ?? 0;
+      read += r?.stats.bytesRead ?? 0;
+      written += r?.stats.bytesWritten ?? 0;
+      bar.update({ units: i + 1, current: name, phase: r?.outcome ?? 'done', bytesRead: read, bytesWritten: written, bytesFreed: freed });
+      reportOne(file, st, o);
+    }
+  } finally {
+    bar.stop();
+  }
+  if (!o.json) console.log(`${files.length} vDisk(s) ${o.apply ? 'applied' : 'scrubbed'}, ${mb(freed)} freed`);
+}
+
+function reportOne(file: string, st: ScrubbingView, o: ScrubFlags): void {
+  const r = st.lastReport;
+  {
     if (o.json) console.log(JSON.stringify({ file, ...r, garbageBytesLeft: st.garbageBytes }));
     else if (r !== null) {
       console.log(`${file}: ${r.outcome}; read ${mb(r.stats.bytesRead)}, wrote ${mb(r.stats.bytesWritten)}, freed ${mb(r.swept.bytes)} (${r.swept.objects} objects), ` +
         `${r.relocated} clusters moved, ${mb(st.garbageBytes)} garbage left`);
     }
   }
-  if (!o.json) console.log(`${files.length} vDisk(s) ${o.apply ? 'applied' : 'scrubbed'}, ${mb(freed)} freed`);
 }
 
 async function scrubRemote(o: ScrubFlags): Promise<void> {
@@ -104,6 +145,7 @@ export function addScrubCommands(program: Command, fail: (err: unknown) => never
     .option('--encryption-key-file <file>', 'with --backend: the key of an encrypted backend')
     .option('--fill-ratio <r>', 'with --backend: rewrite SCOs whose live share is below r (default 0.75)')
     .option('--json', 'one JSON line per vDisk')
+    .option('--progress', 'show the progress bar (stderr) even when stderr is not a terminal: one line per update')
     .action(async (target: string, o: ScrubFlags) => {
       try {
         if (o.backend !== undefined) await scrubRemote(o);

@@ -41,6 +41,8 @@ export class ScrubManager implements ScrubApi {
   now: () => number = Date.now;
   /** The budget and the yielding of the owner's scrubs (config key `scrub`, live: setLimits). */
   limits: ScrubLimits = { ...DEFAULT_SCRUB_LIMITS };
+  /** The longest a scrub waits for the vDisk's write cache to reach the backend before it scrubs what is there (ms). */
+  syncWaitMs = 5000;
   /** The throttle's clock (tests inject one that moves only when the scrub sleeps). */
   clock: ThrottleClock = REAL_CLOCK;
   private readonly running = new Set<string>();
@@ -58,7 +60,17 @@ export class ScrubManager implements ScrubApi {
   async scrub(p: string, opts: { onProgress?: (x: ScrubProgress) => void; checkpoint?: (what: string) => Promise<void> | void; onPass?: (what: string, bytes: number) => void } = {}): Promise<ScrubReport> {
     const v = this.host.vdiskAt(p);
     return this.exclusive(v, async () => {
-      await v.syncToBackend(); // the job reads the backend: what the write cache holds is scrubbed next time otherwise
+      // the job reads the backend: what the write cache holds is scrubbed next time otherwise. Under a guest
+      // load that never pauses the uploader may never be idle: after syncWaitMs the job scrubs what the
+      // backend has (its horizon is the last TLog there) and the sync goes on by itself
+      const synced = v.syncToBackend();
+      let timer: NodeJS.Timeout | undefined;
+      const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.syncWaitMs)))]);
+      clearTimeout(timer);
+      if (!waited) {
+        synced.catch((err: unknown) => log.warn('scrub: the sync before the scrub failed', { vdisk: v.id, error: String(err) }));
+        log.info('scrub: the vDisk is busy, its uploads go on; scrubbing what the backend has', { vdisk: v.id, waitedMs: this.syncWaitMs });
+      }
       // the budget and the yielding hold for the job's reads and writes and for the sweep's deletes
       const throttle = new Throttle({ ...this.limits }, v.io, this.clock, opts.onPass);
       const onProgress = (x: ScrubProgress): void => {

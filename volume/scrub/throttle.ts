@@ -26,7 +26,7 @@ export interface ScrubLimits {
   maxYieldMs: number;
 }
 
-export const DEFAULT_SCRUB_LIMITS: ScrubLimits = { bandwidthMBps: 100, iops: 0, yieldMs: 20, maxYieldMs: 500 };
+export const DEFAULT_SCRUB_LIMITS: ScrubLimits = { bandwidthMBps: 100, iops: 0, yieldMs: 20, maxYieldMs: 100 };
 
 /** Checks a limits object (the config file's `scrub` key): a list of what is wrong, empty when fine. */
 export function limitProblems(l: Partial<Record<keyof ScrubLimits, unknown>>): string[] {
