@@ -23,6 +23,7 @@ import type { ScrubStatus } from '../volume/types.js';
 import { SCRUB_POLL_MS, ScrubBar } from './progress.js';
 import type { SweepItem } from '../volume/types.js';
 import { getVdiskView, setVdiskXattr } from './xattr-calls.js';
+import { ConfigError } from './config.js';
 
 const MiB = 2 ** 20;
 const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
@@ -55,7 +56,7 @@ interface ScrubFlags {
   progress?: boolean;
 }
 
-type ScrubbingView = Pick<ScrubStatus, 'lastReport' | 'garbageBytes' | 'progress'>;
+type ScrubbingView = Pick<ScrubStatus, 'lastReport' | 'garbageBytes' | 'progress' | 'running' | 'lastRun'>;
 
 async function scrubMounted(target: string, o: ScrubFlags): Promise<void> {
   const files = vdiskFiles(target);
@@ -67,26 +68,26 @@ async function scrubMounted(target: string, o: ScrubFlags): Promise<void> {
     for (const [i, file] of files.entries()) {
       const name = path.relative(target === file ? path.dirname(file) : target, file);
       bar.update({ units: i, current: name, phase: o.apply ? 'applying' : 'starting', bytesRead: read, bytesWritten: written, bytesFreed: freed });
-      // while the daemon scrubs (the setxattr returns when it is done), its progress is polled from the view
-      let running = true;
-      const poll = async (): Promise<void> => {
-        while (running) {
+      let st: ScrubbingView;
+      if (o.apply) {
+        await setVdiskXattr(file, 'user.vdisk.scrub', 'apply', 'scrub --apply');
+        st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub')) as ScrubbingView;
+      } else {
+        // started in the background (a setxattr lasting the whole scrub would hold the file's inode lock, and
+        // the guest's writes with it), then polled until it has ended: progress on the way, the outcome at the end
+        await setVdiskXattr(file, 'user.vdisk.scrub', 'start', 'scrub');
+        for (;;) {
           await new Promise((r) => setTimeout(r, SCRUB_POLL_MS));
-          if (!running) return;
-          const p = ((await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub').catch(() => null)) as ScrubbingView | null)?.progress;
-          if (p && running) {
-            bar.update({ units: i + (p.segments > 0 ? p.segmentsDone / p.segments : 0) * 0.99, current: name, phase: p.phase, bytesRead: read + p.bytesRead, bytesWritten: written + p.bytesWritten, bytesFreed: freed });
-          }
+          st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub')) as ScrubbingView;
+          if (!st.running) break;
+          const p = st.progress;
+          if (p) bar.update({ units: i + (p.segments > 0 ? p.segmentsDone / p.segments : 0) * 0.99, current: name, phase: p.phase, bytesRead: read + p.bytesRead, bytesWritten: written + p.bytesWritten, bytesFreed: freed });
         }
-      };
-      const poller = poll();
-      try {
-        await setVdiskXattr(file, 'user.vdisk.scrub', o.apply ? 'apply' : 'run', o.apply ? 'scrub --apply' : 'scrub');
-      } finally {
-        running = false;
-        await poller;
+        const run = st.lastRun;
+        if (run === null || run.outcome === 'failed' || run.outcome === 'stale') {
+          throw new ConfigError(`scrub ${file}: ${run === null ? 'the daemon kept no outcome' : `${run.outcome}: ${run.error ?? ''}`} (the daemon's log has the cause)`);
+        }
       }
-      const st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub')) as ScrubbingView;
       const r = st.lastReport;
       freed += r?.swept.bytes ?? 0;
       read += r?.stats.bytesRead ?? 0;

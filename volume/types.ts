@@ -192,6 +192,8 @@ export interface ScrubApi {
   staleScrubMs: number;
   /** Scrubs the vDisk at `path` here: the job, the apply, the sweep. */
   scrub(path: string): Promise<ScrubReport>;
+  /** The same scrub in the background: returns at once (BUSY if one of this vDisk runs); statusAt says how it went. */
+  start(path: string): void;
   /** Applies the newest result a remote scrubber left; null when none waits. BUSY (stale) if it no longer fits. */
   applyPending(path: string): Promise<ScrubReport | null>;
   /** Mark and sweep of the vDisk's backend objects; lists only with `dryRun`. */

@@ -92,6 +92,17 @@ export class ScrubManager implements ScrubApi {
     });
   }
 
+  /**
+   * `scrub` in the background (`user.vdisk.scrub start`, what `vpoolfs scrub` uses: a setxattr that lasted the
+   * whole scrub would hold the file's inode lock, and the guest's writes with it). BUSY at once if one runs;
+   * the outcome, failures included, is in statusAt (lastRun, lastReport) and in the log.
+   */
+  start(p: string): void {
+    const v = this.host.vdiskAt(p);
+    if (this.running.has(v.id)) throw new VolumeError('BUSY', `a scrub of vDisk ${v.id} is running already`, { vdisk: v.id });
+    this.scrub(p).catch((err: unknown) => log.warn('scrub failed', { vdisk: v.id, path: p, error: (err as Error).message }));
+  }
+
   /** New limits for the scrubs that start from now on (the config file's `scrub` key, applied live). */
   setLimits(l: Partial<ScrubLimits>): void {
     this.limits = { ...DEFAULT_SCRUB_LIMITS, ...l };
