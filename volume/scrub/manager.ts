@@ -41,7 +41,7 @@ export class ScrubManager implements ScrubApi {
   now: () => number = Date.now;
   /** The budget and the yielding of the owner's scrubs (config key `scrub`, live: setLimits). */
   limits: ScrubLimits = { ...DEFAULT_SCRUB_LIMITS };
-  /** The longest a scrub waits for the vDisk's write cache to reach the backend before it scrubs what is there (ms). */
+  /** The longest a scrub waits for a busy vDisk's write cache to reach the backend before it scrubs what is there (ms). */
   syncWaitMs = 5000;
   /** The throttle's clock (tests inject one that moves only when the scrub sleeps). */
   clock: ThrottleClock = REAL_CLOCK;
@@ -63,10 +63,15 @@ export class ScrubManager implements ScrubApi {
       // the job reads the backend: what the write cache holds is scrubbed next time otherwise. Under a guest
       // load that never pauses the uploader may never be idle: after syncWaitMs the job scrubs what the
       // backend has (its horizon is the last TLog there) and the sync goes on by itself
+      // (only then: a quiet vDisk is synced whole however long it takes, as before)
       const synced = v.syncToBackend();
-      let timer: NodeJS.Timeout | undefined;
-      const waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.syncWaitMs)))]);
-      clearTimeout(timer);
+      let waited = false;
+      for (;;) {
+        let timer: NodeJS.Timeout | undefined;
+        waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.syncWaitMs)))]);
+        clearTimeout(timer);
+        if (waited || v.io.busy(Math.max(1, this.limits.yieldMs))) break;
+      }
       if (!waited) {
         synced.catch((err: unknown) => log.warn('scrub: the sync before the scrub failed', { vdisk: v.id, error: String(err) }));
         log.info('scrub: the vDisk is busy, its uploads go on; scrubbing what the backend has', { vdisk: v.id, waitedMs: this.syncWaitMs });
