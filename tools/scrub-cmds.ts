@@ -8,6 +8,8 @@
  *                                 the "other host": runs the job against the backend alone (every vDisk of
  *                                 the backend's tree, or one) and leaves results for the owner; deletes nothing
  *   gc [PATH] [--dry-run]         mark and sweep of each vDisk's backend objects (`user.vdisk.gc`): what goes and why
+ *   gc --backend s3://… [--dry-run] [--older-than H]
+ *                                 abort the multipart uploads a crash left unfinished (volume/scrub/multipart.ts)
  *
  * On a mount, a progress bar (tools/progress.ts: vDisks done, the running one's phase, bytes read, written,
  * freed) goes to stderr when it is a terminal, or with --progress; --json prints one JSON line per vDisk on
@@ -24,6 +26,7 @@ import { SCRUB_POLL_MS, ScrubBar } from './progress.js';
 import type { SweepItem } from '../volume/types.js';
 import { getVdiskView, setVdiskXattr } from './xattr-calls.js';
 import { ConfigError } from './config.js';
+import { abortUploads, incompleteUploads } from '../volume/scrub/multipart.js';
 
 const MiB = 2 ** 20;
 const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
@@ -134,6 +137,24 @@ async function scrubRemote(o: ScrubFlags): Promise<void> {
   }
 }
 
+/** `gc --backend URL`: the incomplete multipart uploads of an S3 backend, listed and (without dry run) aborted. */
+async function gcUploads(url: string, hours: number, dryRun: boolean, json: boolean): Promise<void> {
+  if (!(hours >= 0)) throw new ConfigError(`--older-than must be a number of hours ≥ 0, got ${hours}`);
+  if (!url.startsWith('s3://')) {
+    if (!json) console.log(`${url.replace(/\?.*$/, '')}: not an s3:// backend, it has no multipart uploads`);
+    return;
+  }
+  const uploads = await incompleteUploads(url, hours * 3600_000);
+  if (!dryRun) await abortUploads(url, uploads);
+  if (json) console.log(JSON.stringify({ backend: url.replace(/\?.*$/, ''), dryRun, uploads }));
+  else {
+    for (const u of uploads) {
+      console.log(`${dryRun ? 'would abort' : 'aborted'} multipart upload of ${u.key}  (id ${u.uploadId}, started ${new Date(u.initiated).toISOString()}: never completed)`);
+    }
+    console.log(`${uploads.length} incomplete multipart upload(s) ${dryRun ? 'would be aborted' : 'aborted'}`);
+  }
+}
+
 export function addScrubCommands(program: Command, fail: (err: unknown) => never): void {
   program
     .command('scrub')
@@ -161,8 +182,14 @@ export function addScrubCommands(program: Command, fail: (err: unknown) => never
     .argument('[path]', 'a vDisk, or a directory of a mounted vPool', '.')
     .option('--dry-run', 'list, delete nothing')
     .option('--json', 'one JSON line per vDisk')
-    .action(async (target: string, o: { dryRun?: boolean; json?: boolean }) => {
+    .option('--backend <url>', 'instead: abort the incomplete multipart uploads of this s3:// backend (a put cut short by a crash)')
+    .option('--older-than <hours>', 'with --backend: only uploads started this long ago (default 1; an upload in flight is seconds old)', '1')
+    .action(async (target: string, o: { dryRun?: boolean; json?: boolean; backend?: string; olderThan: string }) => {
       try {
+        if (o.backend !== undefined) {
+          await gcUploads(o.backend, Number(o.olderThan), !!o.dryRun, !!o.json);
+          return;
+        }
         let n = 0;
         for (const file of vdiskFiles(target)) {
           await setVdiskXattr(file, 'user.vdisk.gc', o.dryRun ? 'dry-run' : 'run', 'gc');
