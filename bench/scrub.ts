@@ -155,6 +155,7 @@ async function mountPart(): Promise<void> {
         scrubSecs = (performance.now() - t0) / 1000;
         return JSON.parse(out.trim().split('\n').pop()!) as { stats?: { bytesRead: number; bytesWritten: number }; swept?: { bytes: number }; throttle?: { yieldWaitMs: number; yieldsCut: number } };
       });
+      scrub.catch(() => undefined); // a failing scrub is reported below, once fio is done (not an unhandled rejection meanwhile)
       const withScrub = await runFio(file, w, fioOpts);
       const fioSecs = (performance.now() - t0) / 1000;
       const r = await scrub;
