@@ -12,6 +12,10 @@ import type { VDiskImpl } from './vdisk.js';
 import { commitCork, mapPrefix, pageBytes, scoCountPrefix, u32 } from './vdisk-meta.js';
 
 export async function applyScrubTo(v: VDiskImpl, next: ChainDoc, newScos: Array<[number, number]>, rel: Float64Array): Promise<number> {
+  // reads planned on the moved map find the new SCOs' keys before the doc switches (VDiskImpl.scoKeyOf)
+  for (const r of [...(v.docs.doc.scrub?.scoRanges ?? []), ...(next.scrub?.scoRanges ?? [])]) {
+    if (!v.seenScoRanges.some((x) => x.from === r.from && x.scrub === r.scrub)) v.seenScoRanges.push(r);
+  }
   const { moved, undo } = relocate(v.map, rel);
   for (const [sco, count] of newScos) v.scoCounts.set(sco, count);
   const ops: MetadataOp[] = [];

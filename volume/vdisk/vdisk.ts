@@ -29,7 +29,7 @@ import { seekExtent } from './vdisk-extents.js';
 import { fetchVerifiedSlots } from './slot-fetch.js';
 import { applyTo } from '../lineage/clone-base.js';
 import type { ChainDoc } from '../lineage/chain.js';
-import { scoKeyIn, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
+import { scoKeyIn, SCRUB_SCO_BASE, type ScoRange } from '../lineage/scrub-state.js';
 import { ReadGate } from './read-gate.js';
 import { IoActivity } from '../../util/io-activity.js';
 import { applyScrubTo } from './scrub-apply.js';
@@ -59,6 +59,12 @@ export class VDiskImpl implements VDisk, SlotSource {
   docs!: DocStore;
   /** Reads in flight, for a scrub's apply to wait out before old SCOs go (read-gate.ts). */
   readonly readGate = new ReadGate();
+  /**
+   * Every scrub SCO range this process has seen in a doc (numbers are never reused): a read planned while an
+   * apply commits (the map already moved, the doc not yet switched) or just before it (the old map, the new
+   * doc no longer naming the old scrub's SCOs, which stay until the sweep) still finds its SCO's key.
+   */
+  readonly seenScoRanges: ScoRange[] = [];
   /** The guest's reads, writes and discards in flight and the last one's end: the scrubber yields to them. */
   readonly io = new IoActivity();
   private readonly lock = new Serial();
@@ -298,7 +304,9 @@ export class VDiskImpl implements VDisk, SlotSource {
 
   /** The backend key of SCO `sco`: its own, or a scrub's (the doc's scrub says which, lineage/scrub-state.ts). */
   scoKeyOf(sco: number): string {
-    return scoKeyIn(this.id, this.docs.doc.scrub?.scoRanges, sco);
+    const ranges = this.docs.doc.scrub?.scoRanges ?? [];
+    if (sco >= SCRUB_SCO_BASE && !ranges.some((r) => sco >= r.from && sco <= r.to)) return scoKeyIn(this.id, this.seenScoRanges, sco);
+    return scoKeyIn(this.id, ranges, sco);
   }
 
   /** Removes SCO `sco` from the write cache; returns the bytes freed (0 if it was not there). */
