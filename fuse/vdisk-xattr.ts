@@ -29,14 +29,15 @@ function infoView(vpool: VPool, path: string): unknown {
     router: i.router,
     // null, or why the state disk stopped this vDisk (EIO: writes and fsyncs refused) or holds its writes (ENOSPC)
     fault: i.fault,
-    // the last scrub applied (last: null if never), the garbage it left, whether one runs, this process's last report
+    // the last scrub applied (last: null if never), how the last run here ended (lastRun: when, outcome, freed,
+    // error), the garbage it left, whether one runs and where it stands, this process's last report
     scrub: scrubInfo(vpool, path),
   };
 }
 
 function scrubInfo(vpool: VPool, path: string): unknown {
   const st = vpool.scrub.statusAt(path);
-  return { last: st.last, garbageBytes: st.garbageBytes, running: st.running, lastReport: st.lastReport };
+  return { last: st.last, lastRun: st.lastRun, garbageBytes: st.garbageBytes, running: st.running, progress: st.progress, lastReport: st.lastReport };
 }
 
 const core: VdiskXattrTable = {

@@ -71,4 +71,12 @@ test('the README tour runs as written and keeps its promises', async (t) => {
   t.regex(err, /vpoolfs: delete disk1: .*has clones.* \(EBUSY\)/, 'the refused rm says why');
   t.regex(out, /^vPool: +vpool at \/mnt\/vpool$/m, 'status answered');
   t.regex(out, /\b20G\b.*root\.img/, 'the vDisk is still 20G after qemu-img convert -n');
+  // the scrub freed space: its own report, the backend directory's size, and user.vdisk.info's lastRun
+  const freed = /disk2: applied; .*freed ([\d.]+) MiB/.exec(out);
+  t.truthy(freed, `the scrub reported what it freed:\n${out}`);
+  t.true(Number(freed?.[1]) >= 16, `the scrub freed at least half of the 32 MiB the deleted snapshot alone held (${freed?.[1]} MiB)`);
+  const du = /^backend: (\d+) MiB before the scrub, (\d+) MiB after$/m.exec(out);
+  t.truthy(du, `the tour printed the backend's size before and after the scrub:\n${out}`);
+  t.true(Number(du?.[1]) - Number(du?.[2]) >= 16, `the backend shrank by at least 16 MiB (${du?.[1]} → ${du?.[2]} MiB)`);
+  t.regex(out, /"lastRun":\{"at":\d+,"ms":\d+,"outcome":"applied","freedBytes":[1-9]\d*\}/, 'user.vdisk.info says when the last scrub ran and what it freed');
 });

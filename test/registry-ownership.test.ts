@@ -26,7 +26,7 @@ test('etcd:// URLs', (t) => {
   t.deepEqual(parseRegistryUrl('etcd://127.0.0.1:2379'), ['http://127.0.0.1:2379']);
   t.deepEqual(parseRegistryUrl('etcd://a:1,b.example:2,[::1]:3'), ['http://a:1', 'http://b.example:2', 'http://[::1]:3']);
   for (const bad of ['http://a:1', 'etcd://a', 'etcd://a:0', 'etcd://a:1,', 'etcd://a:99999']) t.throws(() => parseRegistryUrl(bad), undefined, bad);
-  // the config keys (tools/config.ts)
+  // the config keys (tools/daemon/config.ts)
   t.deepEqual(validateConfig({ registry: 'etcd://h:1', failureDomain: 'rack1', registryLeaseSeconds: 2 }, 'f.json'), { registry: 'etcd://h:1', failureDomain: 'rack1', registryLeaseSeconds: 2 });
   t.throws(() => validateConfig({ registry: 'http://h:1' }, 'f.json'), { instanceOf: ConfigError, message: /registry: expected etcd:\/\/HOST:PORT/ });
   t.throws(() => validateConfig({ registryLeaseSeconds: 1 }, 'f.json'), { instanceOf: ConfigError, message: /registryLeaseSeconds: expected a lease in whole seconds, at least 2/ });

@@ -146,6 +146,18 @@ export interface ScrubReport {
   /** Backend objects the sweep deleted. */
   swept: { objects: number; bytes: number };
   stats: { bytesRead: number; bytesWritten: number; garbageBytesBefore: number; bytesFreed: number; ms: number };
+  /** How the budget and the yielding to the vDisk's I/O held the scrub back (volume/scrub/throttle.ts); absent for a remote result. */
+  throttle?: { ops: number; bytes: number; budgetWaitMs: number; yieldWaitMs: number; yieldsCut: number };
+}
+
+/** How the last scrub of a vDisk in this process ended (failures too): `user.vdisk.info`'s `scrub.lastRun`. */
+export interface ScrubLastRun {
+  /** When it started (ms since the epoch) and how long it took. */
+  at: number;
+  ms: number;
+  outcome: 'applied' | 'nothing to do' | 'stale' | 'failed';
+  freedBytes: number;
+  error?: string;
 }
 
 /** An object a sweep deletes (or would, in a dry run), and why. */
@@ -160,6 +172,10 @@ export interface ScrubStatus {
   /** The applied scrub: its id, when it ran and was applied; null if never. */
   last: { id: string; ranAt: number; appliedAt?: number } | null;
   lastReport: ScrubReport | null;
+  /** The last scrub of this vDisk in this process, failed ones too; null if none since the daemon started. */
+  lastRun: ScrubLastRun | null;
+  /** Where a running scrub stands (phase, segments done, bytes read and written); null when none runs. */
+  progress: { phase: string; segmentsDone: number; segments: number; bytesRead: number; bytesWritten: number } | null;
   /** Garbage the last scrub left (pinned by clones, or in SCOs above the fill ratio). */
   garbageBytes: number;
   /** TLog ranges with garbage recorded since (snapshot deletes, rollbacks). */
@@ -176,11 +192,15 @@ export interface ScrubApi {
   staleScrubMs: number;
   /** Scrubs the vDisk at `path` here: the job, the apply, the sweep. */
   scrub(path: string): Promise<ScrubReport>;
+  /** The same scrub in the background: returns at once (BUSY if one of this vDisk runs); statusAt says how it went. */
+  start(path: string): void;
   /** Applies the newest result a remote scrubber left; null when none waits. BUSY (stale) if it no longer fits. */
   applyPending(path: string): Promise<ScrubReport | null>;
   /** Mark and sweep of the vDisk's backend objects; lists only with `dryRun`. */
   sweep(path: string, dryRun: boolean): Promise<SweepItem[]>;
   statusAt(path: string): ScrubStatus;
+  /** The budget and the yielding of the scrubs that start from now on (volume/scrub/throttle.ts); missing keys: defaults. */
+  setLimits(l: Partial<{ bandwidthMBps: number; iops: number; yieldMs: number; maxYieldMs: number }>): void;
   /** Counts since the vPool opened (the Prometheus metrics). */
   totals(): ScrubTotals;
 }

@@ -59,3 +59,51 @@ export async function withProgressBar<T>(opts: { force: boolean; label: string }
     bar.stop();
   }
 }
+
+/** What the scrub bar shows: work units (vDisks, with the running one's segments as a fraction) and bytes. */
+export interface ScrubBarFigures {
+  /** vDisks done, plus the running one's share done (0..1). */
+  units: number;
+  current: string;
+  phase: string;
+  bytesRead: number;
+  bytesWritten: number;
+  bytesFreed: number;
+}
+
+/**
+ * The progress bar of `vpoolfs scrub` (tools/commands/scrub-cmds.ts) on stderr: vDisks done out of all, the running
+ * one's phase, bytes read, written and freed so far. Shown when stderr is a terminal, or always with
+ * `--progress` (then one line per update, for logs); stdout (the --json lines) is never touched. A no-op
+ * otherwise.
+ */
+export class ScrubBar {
+  private readonly bar: SingleBar | null;
+
+  constructor(total: number, force: boolean) {
+    const show = force || process.stderr.isTTY === true;
+    this.bar = show
+      ? new SingleBar({
+        stream: process.stderr,
+        noTTYOutput: force,
+        notTTYSchedule: POLL_MS,
+        format: 'scrub [{bar}] {unitsH}/{total} vDisks | {current}: {phase} | read {readH}, wrote {writtenH}, freed {freedH}',
+        hideCursor: true,
+      })
+      : null;
+    this.bar?.start(total, 0, { unitsH: '0', current: '', phase: 'starting', readH: '0B', writtenH: '0B', freedH: '0B' });
+  }
+
+  update(f: ScrubBarFigures): void {
+    this.bar?.update(f.units, {
+      unitsH: f.units.toFixed(1).replace(/\.0$/, ''), current: f.current, phase: f.phase,
+      readH: humanBytes(f.bytesRead), writtenH: humanBytes(f.bytesWritten), freedH: humanBytes(f.bytesFreed),
+    });
+  }
+
+  stop(): void {
+    this.bar?.stop();
+  }
+}
+
+export const SCRUB_POLL_MS = POLL_MS;

@@ -199,6 +199,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
       metricsServer = await serveMetrics(host, port, metrics.registry);
     }
     if (cfg.nbd) nbd = await startNbdServer({ vpool, fds: mounted.fds, listen: cfg.nbd, tlsCertFile: cfg.nbdTlsCert, tlsKeyFile: cfg.nbdTlsKey });
+    if (cfg.scrub !== undefined) vpool.scrub.setLimits(cfg.scrub);
     scheduler = new SnapshotScheduler(vpool);
     scheduler.apply(cfg.schedule);
     const sched = scheduler;

@@ -8,8 +8,12 @@
  *                                 the "other host": runs the job against the backend alone (every vDisk of
  *                                 the backend's tree, or one) and leaves results for the owner; deletes nothing
  *   gc [PATH] [--dry-run]         mark and sweep of each vDisk's backend objects (`user.vdisk.gc`): what goes and why
+ *   gc --backend s3://… [--dry-run] [--older-than H]
+ *                                 abort the multipart uploads a crash left unfinished (volume/scrub/multipart.ts)
  *
- * Progress (vDisks done, bytes read, written, freed) goes to stderr; --json prints one JSON line per vDisk.
+ * On a mount, a progress bar (tools/client/progress.ts: vDisks done, the running one's phase, bytes read, written,
+ * freed) goes to stderr when it is a terminal, or with --progress; --json prints one JSON line per vDisk on
+ * stdout either way.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,9 +21,12 @@ import type { Command } from 'commander';
 import { openBackend, readKeyFile } from '../../volume/backend/open-backend.js';
 import { treeVDisks } from '../../volume/scrub/tree-vdisks.js';
 import { scrubVDisk, type ScrubProgress } from '../../volume/scrub/scrub-job.js';
-import type { ScrubReport } from '../../volume/types.js';
+import type { ScrubStatus } from '../../volume/types.js';
+import { SCRUB_POLL_MS, ScrubBar } from '../client/progress.js';
 import type { SweepItem } from '../../volume/types.js';
 import { getVdiskView, setVdiskXattr } from '../client/xattr-calls.js';
+import { ConfigError } from '../daemon/config.js';
+import { abortUploads, incompleteUploads } from '../../volume/scrub/multipart.js';
 
 const MiB = 2 ** 20;
 const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
@@ -49,25 +56,63 @@ interface ScrubFlags {
   encryptionKeyFile?: string;
   fillRatio?: string;
   json?: boolean;
+  progress?: boolean;
 }
+
+type ScrubbingView = Pick<ScrubStatus, 'lastReport' | 'garbageBytes' | 'progress' | 'running' | 'lastRun'>;
 
 async function scrubMounted(target: string, o: ScrubFlags): Promise<void> {
   const files = vdiskFiles(target);
   let freed = 0;
-  for (const [i, file] of files.entries()) {
-    progressLine(`[${i}/${files.length} vDisks] ${o.apply ? 'applying' : 'scrubbing'} ${file}, ${mb(freed)} freed so far`);
-    await setVdiskXattr(file, 'user.vdisk.scrub', o.apply ? 'apply' : 'run', o.apply ? 'scrub --apply' : 'scrub');
-    const st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub')) as { lastReport: ScrubReport | null; garbageBytes: number };
-    const r = st.lastReport;
-    freed += r?.swept.bytes ?? 0;
-    progressLine('');
+  let read = 0;
+  let written = 0;
+  const bar = new ScrubBar(files.length, o.progress === true);
+  try {
+    for (const [i, file] of files.entries()) {
+      const name = path.relative(target === file ? path.dirname(file) : target, file);
+      bar.update({ units: i, current: name, phase: o.apply ? 'applying' : 'starting', bytesRead: read, bytesWritten: written, bytesFreed: freed });
+      let st: ScrubbingView;
+      if (o.apply) {
+        await setVdiskXattr(file, 'user.vdisk.scrub', 'apply', 'scrub --apply');
+        st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub')) as ScrubbingView;
+      } else {
+        // started in the background (a setxattr lasting the whole scrub would hold the file's inode lock, and
+        // the guest's writes with it), then polled until it has ended: progress on the way, the outcome at the end
+        await setVdiskXattr(file, 'user.vdisk.scrub', 'start', 'scrub');
+        for (;;) {
+          await new Promise((r) => setTimeout(r, SCRUB_POLL_MS));
+          st = (await getVdiskView(file, 'user.vdisk.scrubbing', 'scrub')) as ScrubbingView;
+          if (!st.running) break;
+          const p = st.progress;
+          if (p) bar.update({ units: i + (p.segments > 0 ? p.segmentsDone / p.segments : 0) * 0.99, current: name, phase: p.phase, bytesRead: read + p.bytesRead, bytesWritten: written + p.bytesWritten, bytesFreed: freed });
+        }
+        const run = st.lastRun;
+        if (run === null || run.outcome === 'failed' || run.outcome === 'stale') {
+          throw new ConfigError(`scrub ${file}: ${run === null ? 'the daemon kept no outcome' : `${run.outcome}: ${run.error ?? ''}`} (the daemon's log has the cause)`);
+        }
+      }
+      const r = st.lastReport;
+      freed += r?.swept.bytes ?? 0;
+      read += r?.stats.bytesRead ?? 0;
+      written += r?.stats.bytesWritten ?? 0;
+      bar.update({ units: i + 1, current: name, phase: r?.outcome ?? 'done', bytesRead: read, bytesWritten: written, bytesFreed: freed });
+      reportOne(file, st, o);
+    }
+  } finally {
+    bar.stop();
+  }
+  if (!o.json) console.log(`${files.length} vDisk(s) ${o.apply ? 'applied' : 'scrubbed'}, ${mb(freed)} freed`);
+}
+
+function reportOne(file: string, st: ScrubbingView, o: ScrubFlags): void {
+  const r = st.lastReport;
+  {
     if (o.json) console.log(JSON.stringify({ file, ...r, garbageBytesLeft: st.garbageBytes }));
     else if (r !== null) {
       console.log(`${file}: ${r.outcome}; read ${mb(r.stats.bytesRead)}, wrote ${mb(r.stats.bytesWritten)}, freed ${mb(r.swept.bytes)} (${r.swept.objects} objects), ` +
         `${r.relocated} clusters moved, ${mb(st.garbageBytes)} garbage left`);
     }
   }
-  if (!o.json) console.log(`${files.length} vDisk(s) ${o.apply ? 'applied' : 'scrubbed'}, ${mb(freed)} freed`);
 }
 
 async function scrubRemote(o: ScrubFlags): Promise<void> {
@@ -92,6 +137,24 @@ async function scrubRemote(o: ScrubFlags): Promise<void> {
   }
 }
 
+/** `gc --backend URL`: the incomplete multipart uploads of an S3 backend, listed and (without dry run) aborted. */
+async function gcUploads(url: string, hours: number, dryRun: boolean, json: boolean): Promise<void> {
+  if (!(hours >= 0)) throw new ConfigError(`--older-than must be a number of hours ≥ 0, got ${hours}`);
+  if (!url.startsWith('s3://')) {
+    if (!json) console.log(`${url.replace(/\?.*$/, '')}: not an s3:// backend, it has no multipart uploads`);
+    return;
+  }
+  const uploads = await incompleteUploads(url, hours * 3600_000);
+  if (!dryRun) await abortUploads(url, uploads);
+  if (json) console.log(JSON.stringify({ backend: url.replace(/\?.*$/, ''), dryRun, uploads }));
+  else {
+    for (const u of uploads) {
+      console.log(`${dryRun ? 'would abort' : 'aborted'} multipart upload of ${u.key}  (id ${u.uploadId}, started ${new Date(u.initiated).toISOString()}: never completed)`);
+    }
+    console.log(`${uploads.length} incomplete multipart upload(s) ${dryRun ? 'would be aborted' : 'aborted'}`);
+  }
+}
+
 export function addScrubCommands(program: Command, fail: (err: unknown) => never): void {
   program
     .command('scrub')
@@ -104,6 +167,7 @@ export function addScrubCommands(program: Command, fail: (err: unknown) => never
     .option('--encryption-key-file <file>', 'with --backend: the key of an encrypted backend')
     .option('--fill-ratio <r>', 'with --backend: rewrite SCOs whose live share is below r (default 0.75)')
     .option('--json', 'one JSON line per vDisk')
+    .option('--progress', 'show the progress bar (stderr) even when stderr is not a terminal: one line per update')
     .action(async (target: string, o: ScrubFlags) => {
       try {
         if (o.backend !== undefined) await scrubRemote(o);
@@ -118,8 +182,14 @@ export function addScrubCommands(program: Command, fail: (err: unknown) => never
     .argument('[path]', 'a vDisk, or a directory of a mounted vPool', '.')
     .option('--dry-run', 'list, delete nothing')
     .option('--json', 'one JSON line per vDisk')
-    .action(async (target: string, o: { dryRun?: boolean; json?: boolean }) => {
+    .option('--backend <url>', 'instead: abort the incomplete multipart uploads of this s3:// backend (a put cut short by a crash)')
+    .option('--older-than <hours>', 'with --backend: only uploads started this long ago (default 1; an upload in flight is seconds old)', '1')
+    .action(async (target: string, o: { dryRun?: boolean; json?: boolean; backend?: string; olderThan: string }) => {
       try {
+        if (o.backend !== undefined) {
+          await gcUploads(o.backend, Number(o.olderThan), !!o.dryRun, !!o.json);
+          return;
+        }
         let n = 0;
         for (const file of vdiskFiles(target)) {
           await setVdiskXattr(file, 'user.vdisk.gc', o.dryRun ? 'dry-run' : 'run', 'gc');

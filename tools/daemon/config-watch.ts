@@ -17,7 +17,7 @@ export interface ConfigWatcher {
 /** A key removed from the file falls back to the vPool's default. */
 const DEFAULT_LIMITS = { writeCacheBytes: DEFAULT_WRITE_CACHE_BYTES, readCacheBytes: DEFAULT_READ_CACHE_BYTES };
 
-export function watchConfig(file: string, initial: MountConfig, vpool: Pick<VPool, 'setCacheLimits'>, onSchedule?: (s: MountConfig['schedule']) => void): ConfigWatcher {
+export function watchConfig(file: string, initial: MountConfig, vpool: Pick<VPool, 'setCacheLimits' | 'scrub'>, onSchedule?: (s: MountConfig['schedule']) => void): ConfigWatcher {
   let current = initial;
   const watcher = watch(file, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 100, pollInterval: 50 } });
   const reload = async () => {
@@ -36,6 +36,9 @@ export function watchConfig(file: string, initial: MountConfig, vpool: Pick<VPoo
       } else if (key === 'schedule') {
         onSchedule?.(next.schedule);
         log.info('config: schedule applied', { file, schedule: next.schedule ?? 'defaults' });
+      } else if (key === 'scrub') {
+        vpool.scrub.setLimits(next.scrub ?? {});
+        log.info('config: scrub limits applied (to scrubs that start from now on)', { file, scrub: next.scrub ?? 'defaults' });
       } else if (key === 'writeCacheBytes' || key === 'readCacheBytes') {
         const value = next[key] ?? DEFAULT_LIMITS[key];
         vpool.setCacheLimits({ [key]: value });

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { checkCron, type ScheduleConfig } from '../../volume/snapshots/snapshot-schedule.js';
 import { parseNbdAddress } from '../../nbd/address.js';
 import { parseRegistryUrl } from '../../registry/etcd-url.js';
+import { limitProblems, type ScrubLimits } from '../../volume/scrub/throttle.js';
 
 export class ConfigError extends Error {}
 
@@ -60,6 +61,8 @@ export interface MountConfig {
   logLevel?: string;
   /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshots/snapshot-schedule.ts); applied live. */
   schedule?: ScheduleConfig;
+  /** The scrubber's budget and its yielding to the vDisks' I/O (volume/scrub/throttle.ts, docs/scrubbing.md); applied live. */
+  scrub?: Partial<ScrubLimits>;
   /** `kernel` (default): vpoolfs speaks the FUSE protocol on /dev/fuse itself; `fuse-native`: libfuse2 (DESIGN §1). */
   fuseEngine?: FuseEngineName;
   /** NBD listeners, `unix:/PATH` or `HOST:PORT` (nbd/server.ts); default none. */
@@ -73,7 +76,7 @@ export type FuseEngineName = 'kernel' | 'fuse-native';
 const FUSE_ENGINES: readonly string[] = ['kernel', 'fuse-native'];
 
 /** Keys that apply while mounted; any other change needs a restart. */
-export const LIVE_KEYS: ReadonlySet<keyof MountConfig> = new Set(['logLevel', 'writeCacheBytes', 'readCacheBytes', 'schedule']);
+export const LIVE_KEYS: ReadonlySet<keyof MountConfig> = new Set(['logLevel', 'writeCacheBytes', 'readCacheBytes', 'schedule', 'scrub']);
 
 type Check = (v: unknown, key: string) => unknown;
 
@@ -185,6 +188,12 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   },
   nbdTlsCert: str,
   nbdTlsKey: str,
+  scrub: (v, k) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${k}: expected an object, got ${JSON.stringify(v)}`);
+    const wrong = limitProblems(v as Record<string, unknown>);
+    if (wrong.length > 0) throw new ConfigError(`${k}: ${wrong.join('; ')}`);
+    return v;
+  },
   schedule: (v, k) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${k}: expected an object, got ${JSON.stringify(v)}`);
     for (const [name, spec] of Object.entries(v)) {

@@ -15,7 +15,8 @@ import { appliedDoc, staleReason } from './apply.js';
 import { resultKey, type ScrubResult } from '../lineage/scrub-state.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
 import { runSweep, stillRetired, sweepPlan } from './sweep.js';
-import type { ScrubApi, ScrubReport, ScrubStatus, ScrubTotals, SweepItem } from '../types.js';
+import { DEFAULT_SCRUB_LIMITS, REAL_CLOCK, Throttle, throttledStore, type ScrubLimits, type ThrottleClock } from './throttle.js';
+import type { ScrubApi, ScrubLastRun, ScrubReport, ScrubStatus, ScrubTotals, SweepItem } from '../types.js';
 
 const log = logger('scrub');
 
@@ -38,7 +39,17 @@ export class ScrubManager implements ScrubApi {
   /** Objects of a scrub never applied are swept once this old. */
   staleScrubMs = 24 * 3600 * 1000;
   now: () => number = Date.now;
+  /** The budget and the yielding of the owner's scrubs (config key `scrub`, live: setLimits). */
+  limits: ScrubLimits = { ...DEFAULT_SCRUB_LIMITS };
+  /** The longest a scrub waits for a busy vDisk's write cache to reach the backend before it scrubs what is there (ms). */
+  syncWaitMs = 5000;
+  /** The throttle's clock (tests inject one that moves only when the scrub sleeps). */
+  clock: ThrottleClock = REAL_CLOCK;
   private readonly running = new Set<string>();
+  /** Where each running scrub stands (the CLI's progress bar polls it through user.vdisk.scrubbing). */
+  private readonly progress = new Map<string, ScrubProgress>();
+  /** How the last scrub of each vDisk in this process ended, failures included (user.vdisk.info). */
+  private readonly lastRuns = new Map<string, ScrubLastRun>();
   private readonly counts: ScrubTotals = { scrubs: 0, failures: 0, stale: 0, bytesRead: 0, bytesWritten: 0, bytesFreed: 0, seconds: 0 };
   private readonly reports = new Map<string, ScrubReport>();
   private readonly sweeps = new Map<string, { at: number; dryRun: boolean; items: SweepItem[] }>();
@@ -46,17 +57,61 @@ export class ScrubManager implements ScrubApi {
   constructor(private readonly host: ScrubHost) {}
 
   /** Scrubs the vDisk at `p` here: everything in the backend first, then the job, the apply and the sweep. */
-  async scrub(p: string, opts: { onProgress?: (x: ScrubProgress) => void; checkpoint?: (what: string) => Promise<void> | void } = {}): Promise<ScrubReport> {
+  async scrub(p: string, opts: { onProgress?: (x: ScrubProgress) => void; checkpoint?: (what: string) => Promise<void> | void; onPass?: (what: string, bytes: number) => void } = {}): Promise<ScrubReport> {
     const v = this.host.vdiskAt(p);
     return this.exclusive(v, async () => {
-      await v.syncToBackend(); // the job reads the backend: what the write cache holds is scrubbed next time otherwise
-      const result = await scrubVDisk(this.host.backend, v.id, {
-        scratchDir: this.host.scratchDir, fillRatio: this.fillRatio, scoClusters: this.host.scoClusters, now: this.now,
-        candidates: this.host.allIds(), onProgress: opts.onProgress, checkpoint: opts.checkpoint,
-      });
-      const rel = await loadRelocations(this.host.backend, result);
-      return this.applyLocked(v, result, rel);
+      // the job reads the backend: what the write cache holds is scrubbed next time otherwise. Under a guest
+      // load that never pauses the uploader may never be idle: after syncWaitMs the job scrubs what the
+      // backend has (its horizon is the last TLog there) and the sync goes on by itself
+      // (only then: a quiet vDisk is synced whole however long it takes, as before)
+      const synced = v.syncToBackend();
+      let waited = false;
+      for (;;) {
+        let timer: NodeJS.Timeout | undefined;
+        waited = await Promise.race([synced.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.syncWaitMs)))]);
+        clearTimeout(timer);
+        if (waited || v.io.busy(Math.max(1, this.limits.yieldMs))) break;
+      }
+      if (!waited) {
+        synced.catch((err: unknown) => log.warn('scrub: the sync before the scrub failed', { vdisk: v.id, error: String(err) }));
+        log.info('scrub: the vDisk is busy, its uploads go on; scrubbing what the backend has', { vdisk: v.id, waitedMs: this.syncWaitMs });
+      }
+      // the budget and the yielding hold for the job's reads and writes and for the sweep's deletes
+      const throttle = new Throttle({ ...this.limits }, v.io, this.clock, opts.onPass);
+      const onProgress = (x: ScrubProgress): void => {
+        this.progress.set(v.id, x);
+        opts.onProgress?.(x);
+      };
+      try {
+        const result = await scrubVDisk(this.host.backend, v.id, {
+          scratchDir: this.host.scratchDir, fillRatio: this.fillRatio, scoClusters: this.host.scoClusters, now: this.now,
+          candidates: this.host.allIds(), onProgress, checkpoint: opts.checkpoint, throttle,
+        });
+        const rel = await loadRelocations(this.host.backend, result);
+        const report = await this.applyLocked(v, result, rel, throttledStore(this.host.backend, throttle));
+        report.throttle = { ...throttle.stats };
+        return report;
+      } finally {
+        this.progress.delete(v.id);
+      }
     });
+  }
+
+  /**
+   * `scrub` in the background (`user.vdisk.scrub start`, what `vpoolfs scrub` uses: a setxattr that lasted the
+   * whole scrub would hold the file's inode lock, and the guest's writes with it). BUSY at once if one runs;
+   * the outcome, failures included, is in statusAt (lastRun, lastReport) and in the log.
+   */
+  start(p: string): void {
+    const v = this.host.vdiskAt(p);
+    if (this.running.has(v.id)) throw new VolumeError('BUSY', `a scrub of vDisk ${v.id} is running already`, { vdisk: v.id });
+    this.scrub(p).catch((err: unknown) => log.warn('scrub failed', { vdisk: v.id, path: p, error: (err as Error).message }));
+  }
+
+  /** New limits for the scrubs that start from now on (the config file's `scrub` key, applied live). */
+  setLimits(l: Partial<ScrubLimits>): void {
+    this.limits = { ...DEFAULT_SCRUB_LIMITS, ...l };
+    log.info('scrub: limits set', { ...this.limits });
   }
 
   /** Applies the newest result another scrubber left for the vDisk at `p`; null when there is none. */
@@ -88,20 +143,21 @@ export class ScrubManager implements ScrubApi {
   /** The status of the vDisk at `p` (user.vdisk.info, user.vdisk.scrubbing). */
   statusAt(p: string): ScrubStatus {
     const v = this.host.vdiskAt(p);
-    return { ...this.status(v), lastSweep: this.sweeps.get(v.id) ?? null };
+    return { ...this.status(v), progress: this.progress.get(v.id) ?? null, lastSweep: this.sweeps.get(v.id) ?? null };
   }
 
   totals(): ScrubTotals {
     return { ...this.counts };
   }
 
-  status(v: VDiskImpl): Omit<ScrubStatus, 'lastSweep'> {
+  status(v: VDiskImpl): Omit<ScrubStatus, 'lastSweep' | 'progress'> {
     const doc = v.docs.doc as ChainDoc;
     const s = doc.scrub;
     return {
       running: this.running.has(v.id),
       last: s === undefined ? null : { id: s.id, ranAt: s.ranAt, appliedAt: s.appliedAt },
       lastReport: this.reports.get(v.id) ?? null,
+      lastRun: this.lastRuns.get(v.id) ?? null,
       garbageBytes: s?.garbageBytes ?? 0,
       pendingGarbage: doc.garbage,
     };
@@ -113,11 +169,19 @@ export class ScrubManager implements ScrubApi {
     if (this.running.has(v.id)) throw new VolumeError('BUSY', `a scrub of vDisk ${v.id} is running already`, { vdisk: v.id });
     this.running.add(v.id);
     const t0 = performance.now();
+    const at = this.now();
     try {
-      return await fn();
+      const out = await fn();
+      const r = out as Partial<ScrubReport> | null;
+      if (r !== null && typeof r === 'object' && typeof r.outcome === 'string') {
+        this.lastRuns.set(v.id, { at, ms: Math.round(performance.now() - t0), outcome: r.outcome, freedBytes: r.swept?.bytes ?? 0 });
+      }
+      return out;
     } catch (err) {
       this.counts.failures++;
-      if ((err as { context?: { stale?: boolean } }).context?.stale === true) this.counts.stale++;
+      const stale = (err as { context?: { stale?: boolean } }).context?.stale === true;
+      if (stale) this.counts.stale++;
+      this.lastRuns.set(v.id, { at, ms: Math.round(performance.now() - t0), outcome: stale ? 'stale' : 'failed', freedBytes: 0, error: (err as Error).message });
       throw err;
     } finally {
       this.counts.seconds += (performance.now() - t0) / 1000;
@@ -129,7 +193,7 @@ export class ScrubManager implements ScrubApi {
     return descendantPins(this.host.backend, v.id, [...this.host.allIds(), ...(await pinCandidates(this.host.backend))]);
   }
 
-  private async applyLocked(v: VDiskImpl, result: ScrubResult, rel: Float64Array): Promise<ScrubReport> {
+  private async applyLocked(v: VDiskImpl, result: ScrubResult, rel: Float64Array, store: BlobStore = this.host.backend): Promise<ScrubReport> {
     if (result.vdisk !== v.id) throw new VolumeError('INVALID', `scrub result ${result.scrubId} is for vDisk ${result.vdisk}, not ${v.id}`, { vdisk: v.id });
     // a clone being made reads the parent's chain as it is: it must see the old or the new one whole
     if (this.host.cloning(v)) throw new VolumeError('BUSY', `a clone of vDisk ${v.id} is being made: apply the scrub once it is done`, { vdisk: v.id });
@@ -158,7 +222,7 @@ export class ScrubManager implements ScrubApi {
       await v.readGate.drain(); // reads planned on the old map are done
     }
     const plan = await this.plan(v);
-    const swept = await this.runPlan(v, plan);
+    const swept = await this.runPlan(v, plan, store);
     const report: ScrubReport = { vdisk: v.id, scrub: result.scrubId, outcome: result.nothingToDo ? 'nothing to do' : 'applied', relocated, swept, stats: result.stats };
     this.reports.set(v.id, report);
     this.counts.scrubs++;
@@ -178,8 +242,8 @@ export class ScrubManager implements ScrubApi {
     return sweepPlan(this.host.backend, v.id, v.docs.doc as ChainDoc, { maxTlog: v.corkedTlog, maxSco: v.corkedSco, pins: await this.pins(v), now: this.now(), staleScrubMs: this.staleScrubMs });
   }
 
-  private async runPlan(v: VDiskImpl, plan: SweepItem[]): Promise<{ objects: number; bytes: number }> {
-    const done = await runSweep(this.host.backend, plan, log, { vdisk: v.id });
+  private async runPlan(v: VDiskImpl, plan: SweepItem[], store: BlobStore = this.host.backend): Promise<{ objects: number; bytes: number }> {
+    const done = await runSweep(store, plan, log, { vdisk: v.id });
     this.counts.bytesFreed += done.bytes;
     const doc = v.docs.doc as ChainDoc;
     const left = stillRetired(doc, (await this.host.backend.list(`vdisks/${v.id}/scrub/`)));

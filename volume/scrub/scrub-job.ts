@@ -20,6 +20,7 @@ import { crc32 } from 'node:zlib';
 import { emptyDoc } from '../lineage/snapshot-store.js';
 import { backendDoc, chainItems, descendantPins, readItem, type ChainDoc, type ChainItem } from '../lineage/chain.js';
 import { pinCandidates } from './tree-vdisks.js';
+import { throttledStore, type Throttle } from './throttle.js';
 import { compactRecords, finishSegment, foldRecords, newSegmentEnd, pack, scoOfPacked, slotOfPacked, type SegmentEnd } from './compact.js';
 import {
   MAX_SCO, newScrubId, relocationsKey, resultKey, scoKeyIn, SCRUB_SCO_BASE, scrubScoKey, segmentKey,
@@ -52,8 +53,10 @@ export interface ScrubJobOptions {
   onProgress?: (p: ScrubProgress) => void;
   /** More vDisk ids whose clone bases may pin this vDisk's SCOs (besides the backend's tree). */
   candidates?: Iterable<string>;
-  /** Called between steps: a test kills the job there; a budget could wait there. */
+  /** Called between steps: a test kills the job there. */
   checkpoint?: (what: string) => Promise<void> | void;
+  /** The budget and the yielding to the vDisk's I/O (throttle.ts): every backend call of the job waits for it. */
+  throttle?: Throttle;
 }
 
 interface Range {
@@ -70,7 +73,8 @@ interface Range {
 }
 
 /** Scrubs vDisk `id` as the backend has it; returns (and puts) the result for its owner. */
-export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobOptions): Promise<ScrubResult> {
+export async function scrubVDisk(store: BlobStore, id: string, opts: ScrubJobOptions): Promise<ScrubResult> {
+  const backend = opts.throttle === undefined ? store : throttledStore(store, opts.throttle);
   const now = opts.now ?? Date.now;
   const t0 = Date.now();
   const fillRatio = opts.fillRatio ?? DEFAULT_FILL_RATIO;
@@ -201,6 +205,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
               const first = live[i][1];
               const buf = await backend.getRange(key, first * SLOT_SIZE, (live[j - 1][1] - first + 1) * SLOT_SIZE);
               stats.bytesRead += buf.length;
+              progress('copying', ri, ranges.length);
               for (const [a, slot] of live.slice(i, j)) {
                 const pos = (slot - first) * SLOT_SIZE;
                 const why = checkSlot(buf, pos, tag, sco, slot, a);
@@ -231,6 +236,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
             for (let s = 0; s < part.length; s++) crc = crc32(out.subarray(s * SLOT_SIZE, s * SLOT_SIZE + SLOT_HEADER), crc);
             await backend.put(scrubScoKey(id, scrubId, sco), out);
             stats.bytesWritten += out.length;
+            progress('copying', ri, ranges.length);
             stats.newScos++;
             newScos.push([sco, part.length]);
             counts.set(sco, part.length);
@@ -293,7 +299,7 @@ export async function scrubVDisk(backend: BlobStore, id: string, opts: ScrubJobO
   };
   await backend.put(resultKey(id, scrubId), Buffer.from(JSON.stringify(result)));
   progress('done', ranges.length, ranges.length);
-  log.info('scrub done', { vdisk: id, scrub: scrubId, horizon, segments: segments.length, relocations: result.relocations, ...stats });
+  log.info('scrub done', { vdisk: id, scrub: scrubId, horizon, segments: segments.length, relocations: result.relocations, ...stats, throttle: opts.throttle?.stats });
   return result;
 }
 

@@ -8,6 +8,7 @@ import type { MetadataOp } from '../../mds/types.js';
 import type { ClusterMap } from '../datapath/cluster-map.js';
 import { scoName } from '../datapath/sco-format.js';
 import type { ChainDoc } from '../lineage/chain.js';
+import type { ScoRange } from '../lineage/scrub-state.js';
 import type { LocalCache } from '../datapath/local-cache.js';
 import type { DocStore } from '../lineage/snapshot-store.js';
 import type { VDiskContext } from './vdisk-context.js';
@@ -19,9 +20,15 @@ export interface ScrubTarget extends CorkSource {
   readonly docs: DocStore;
   readonly cache: LocalCache;
   readonly ctx: VDiskContext;
+  /** Scrub SCO ranges seen in any doc (VDiskImpl.scoKeyOf): kept so reads planned around the apply find their keys. */
+  readonly seenScoRanges: ScoRange[];
 }
 
 export async function applyScrubTo(v: ScrubTarget, next: ChainDoc, newScos: Array<[number, number]>, rel: Float64Array): Promise<number> {
+  // reads planned on the moved map find the new SCOs' keys before the doc switches (VDiskImpl.scoKeyOf)
+  for (const r of [...(v.docs.doc.scrub?.scoRanges ?? []), ...(next.scrub?.scoRanges ?? [])]) {
+    if (!v.seenScoRanges.some((x) => x.from === r.from && x.scrub === r.scrub)) v.seenScoRanges.push(r);
+  }
   const { moved, undo } = relocate(v.map, rel);
   for (const [sco, count] of newScos) v.scoCounts.set(sco, count);
   const ops: MetadataOp[] = [];

@@ -23,7 +23,8 @@ import { NO_DTL, type DtlSink } from './dtl-sink.js';
 import { DocStore } from '../lineage/snapshot-store.js';
 import { commitCork, corkOps } from './vdisk-meta.js';
 import { applyTo, type DiskState } from '../lineage/clone-base.js';
-import { scoKeyIn } from '../lineage/scrub-state.js';
+import { scoKeyIn, SCRUB_SCO_BASE, type ScoRange } from '../lineage/scrub-state.js';
+import { IoActivity } from '../../util/io-activity.js';
 import { ReadGate } from './read-gate.js';
 
 const log = logger('vdisk');
@@ -59,6 +60,14 @@ export abstract class VDiskState {
   readonly docs: DocStore;
   /** Reads in flight, for a scrub's apply to wait out before old SCOs go (read-gate.ts). */
   readonly readGate = new ReadGate();
+  /**
+   * Every scrub SCO range this process has seen in a doc (numbers are never reused): a read planned while an
+   * apply commits (the map already moved, the doc not yet switched) or just before it (the old map, the new
+   * doc no longer naming the old scrub's SCOs, which stay until the sweep) still finds its SCO's key.
+   */
+  readonly seenScoRanges: ScoRange[] = [];
+  /** The guest's reads, writes and discards in flight and the last one's end: the scrubber yields to them. */
+  readonly io = new IoActivity();
   protected readonly lock = new Serial();
   protected closed = false;
   protected passingFault: VDiskFault | null = null;
@@ -206,7 +215,9 @@ export abstract class VDiskState {
 
   /** The backend key of SCO `sco`: its own, or a scrub's (the doc's scrub says which, lineage/scrub-state.ts). */
   scoKeyOf(sco: number): string {
-    return scoKeyIn(this.id, this.docs.doc.scrub?.scoRanges, sco);
+    const ranges = this.docs.doc.scrub?.scoRanges ?? [];
+    if (sco >= SCRUB_SCO_BASE && !ranges.some((r) => sco >= r.from && sco <= r.to)) return scoKeyIn(this.id, this.seenScoRanges, sco);
+    return scoKeyIn(this.id, ranges, sco);
   }
 
   /** Removes SCO `sco` from the write cache; returns the bytes freed (0 if it was not there). */

@@ -44,8 +44,13 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource {
     checkWriteRange(offset, data.length, { vdisk: this.id });
     this.checkWritable();
     if (data.length === 0) return;
-    await this.exclusive(() => this.writeLocked(offset, data));
-    await this.dtl.settle();
+    const done = this.io.begin();
+    try {
+      await this.exclusive(() => this.writeLocked(offset, data));
+      await this.dtl.settle();
+    } finally {
+      done();
+    }
   }
 
   /**
@@ -61,8 +66,13 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource {
     checkWriteRange(offset, checkOffset(length, 'length', ctx), ctx);
     this.checkWritable();
     if (length === 0) return;
-    await this.exclusive(() => this.discardLocked(offset, length));
-    await this.dtl.settle();
+    const done = this.io.begin();
+    try {
+      await this.exclusive(() => this.discardLocked(offset, length));
+      await this.dtl.settle();
+    } finally {
+      done();
+    }
   }
 
   async resize(size: number): Promise<void> {
@@ -157,11 +167,16 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource {
       const ahead = (this.readAheadState ??= new ReadAhead(this));
       // once the request's own fetches are on their way: the range ahead, if the reads are sequential
       const pending = readClusters(this, n === out.length ? out : out.subarray(0, n), offset, (remote) => ahead.note(offset, offset + n, remote));
-      if (pending === undefined) return Promise.resolve(n);
+      if (pending === undefined) {
+        this.io.touch();
+        return Promise.resolve(n);
+      }
       // a read that waits may fetch SCOs a scrub is about to delete: the scrub waits for it (read-gate.ts)
       const leave = this.readGate.enter();
-      return pending.then(() => (leave(), n), (err: unknown) => {
+      const done = this.io.begin();
+      return pending.then(() => (leave(), done(), n), (err: unknown) => {
         leave();
+        done();
         throw err;
       });
     } catch (err) {
