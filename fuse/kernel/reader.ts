@@ -2,14 +2,14 @@
  * A reader thread of the kernel engine (a worker_threads module). It blocks in readSync on the shared
  * /dev/fuse descriptor — one request per read, the buffer sized for the largest write — and hands each
  * request to the main thread, where the handlers and the volume layer live, by transferring its bytes
- * (no copy for writes: the whole read buffer goes and another takes its place — one the main thread
+ * (no copy for big writes: the whole read buffer goes and another takes its place — one the main thread
  * sent back once it had answered the write (`recycled`), a new one only when none is waiting; small
- * non-write requests are copied into a buffer of their own). Recycling matters: a fresh 1 MiB buffer per write made
+ * requests are copied into a buffer of their own). Recycling matters: a fresh 1 MiB buffer per write made
  * V8 collect garbage for the external memory every few hundred MiB. The non-`user.*` GETXATTR (the kernel's security.capability probe) needs no
  * state and is answered here with ENODATA. Reads end with ENODEV once the mount is gone.
  *
  * Messages to the main thread: [ArrayBuffer, length, recyclable] for a request; {end: code} when the loop
- * stops. On `recycled` the main thread sends back the read buffers of writes it has answered.
+ * stops. On `recycled` the main thread sends back the read buffers of big writes it has answered.
  */
 import fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
@@ -19,12 +19,7 @@ import { decode, u64 } from './decode.js';
 import { Op, READ_BUFFER_SIZE } from './protocol.js';
 
 const ENODATA = -61;
-/**
- * Requests above this size, and every WRITE, are handed over without a copy (the whole read buffer goes).
- * Small WRITEs too: a fresh ArrayBuffer per 4 KiB write (the copy) is external memory to V8 on the main
- * thread, and with thousands a second it ran a full mark-compact every few hundred milliseconds; a WRITE's
- * buffer comes back (recycled), so the buffers in use stay as many as the writes in flight.
- */
+/** Requests above this size (writes) are handed over without a copy. */
 const TRANSFER_ABOVE = 64 * 1024;
 
 const { fd, counters, recycled } = workerData as { fd: number; counters: Int32Array; recycled: MessagePort };
@@ -68,7 +63,7 @@ function loop(): string {
         continue;
       }
     }
-    if (n > TRANSFER_ABOVE || opcode === Op.WRITE) {
+    if (n > TRANSFER_ABOVE) {
       const ab = buf.buffer;
       const back = receiveMessageOnPort(recycled)?.message as ArrayBuffer | undefined;
       buf = back !== undefined ? Buffer.from(back) : Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
