@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import type { BlobStore } from '../backend/types.js';
 import { scoKey, tlogKey } from './backend-layout.js';
 import { withRetry } from '../backend/retry.js';
+import { giveUploadBuffer, readForUpload } from './upload-buffers.js';
 import type { Logger } from '../../util/log.js';
 
 export interface PendingTlog {
@@ -103,8 +104,12 @@ export class Uploader {
       for (; this.headDone < p.scos.length; this.headDone++) {
         const sco = p.scos[this.headDone];
         const file = this.source.scoPath(sco);
-        const data = await fs.readFile(file);
-        await this.put(scoKey(this.vdiskId, sco), data, `upload SCO ${sco}`);
+        const data = await readForUpload(file); // a reused buffer: see upload-buffers.ts
+        try {
+          await this.put(scoKey(this.vdiskId, sco), data, `upload SCO ${sco}`);
+        } finally {
+          giveUploadBuffer(data);
+        }
         if (this.stopped) return;
         scoBytes += data.length;
       }

@@ -1,0 +1,40 @@
+/**
+ * The buffers the uploader reads SCOs into before putting them, reused. A fresh 4 MiB buffer per SCO
+ * (fs.readFile) is external memory to V8, and shipping a few SCOs a second made it run a full mark-compact
+ * of the main thread every 50–200 ms (`--trace-gc`: "GC in old space requested"), ~10% of the daemon's main
+ * thread during 4 KiB random writes (docs/performance.md). A buffer goes back once the put of its data has
+ * resolved: every BlobStore is done with the data by then (types.ts; the mem store copies, the S3 store
+ * resolves once the SDK has sent it, the file store once it is written).
+ */
+import fs from 'node:fs/promises';
+
+/** Free buffers kept: one per upload in flight is taken (the shared upload semaphore bounds them). */
+const KEEP = 4;
+/** The smallest buffer made: an SCO of the default size fits (larger ones get a buffer of their own size). */
+const MIN_SIZE = 4 << 20;
+
+const free: Buffer[] = [];
+
+/** The whole file `file`, in a pooled buffer (a view of its length). Give it back with giveUploadBuffer. */
+export async function readForUpload(file: string): Promise<Buffer> {
+  const fh = await fs.open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    let b = free.pop();
+    if (b === undefined || b.length < size) b = Buffer.allocUnsafeSlow(Math.max(size, MIN_SIZE));
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(b, got, size - got, got);
+      if (bytesRead === 0) break; // shorter than it was a moment ago: put what is there, as readFile would
+      got += bytesRead;
+    }
+    return b.subarray(0, got);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** `b` (from readForUpload) is no longer used by anyone: its put has settled. */
+export function giveUploadBuffer(b: Buffer): void {
+  if (free.length < KEEP && b.byteOffset === 0) free.push(Buffer.from(b.buffer, 0, b.buffer.byteLength));
+}
