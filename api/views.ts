@@ -2,7 +2,7 @@
  * The JSON shapes the API answers (docs/api.yaml has them as schemas): a vDisk, a snapshot, a directory
  * entry. Built from the volume layer's views plus what only the mount knows (open handles).
  */
-import type { NodeStat, SnapshotInfo, VDiskInfo } from '../volume/types.js';
+import type { NodeStat, ScrubStatus, SnapshotInfo, VDiskInfo } from '../volume/types.js';
 import type { ApiContext } from './context.js';
 import { shown } from './paths.js';
 
@@ -26,10 +26,13 @@ function ownInherited(i: VDiskInfo): { ownBytes: number; inheritedBytes: number 
   return { ownBytes: i.allocatedBytes, inheritedBytes: i.inheritedBytes };
 }
 
-/** Where scrubbing of the vDisk stands (docs/scrubbing.md): the last scrub applied, the garbage it left, whether one runs. */
-function scrubView(ctx: ApiContext, p: string): { last: { id: string; ranAt: number; appliedAt?: number } | null; garbageBytes: number; running: boolean } {
+/**
+ * Where scrubbing of the vDisk stands (docs/scrubbing.md): the last scrub applied, how the last run ended
+ * (failed and stale ones too; kept across restarts), the garbage it left, whether one runs.
+ */
+function scrubView(ctx: ApiContext, p: string): Pick<ScrubStatus, 'last' | 'lastRun' | 'garbageBytes' | 'running'> {
   const st = ctx.vpool.scrub.statusAt(p);
-  return { last: st.last, garbageBytes: st.garbageBytes, running: st.running };
+  return { last: st.last, lastRun: st.lastRun, garbageBytes: st.garbageBytes, running: st.running };
 }
 
 export function vdiskView(ctx: ApiContext, p: string) {

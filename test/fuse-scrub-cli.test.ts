@@ -2,7 +2,8 @@
  * Scrubbing through the CLI on a real mount (docs/scrubbing.md): `vpoolfs scrub FILE` frees backend space
  * and every byte of the vDisk and of a clone of its snapshot reads the same; `user.vdisk.info` shows the
  * scrub; `vpoolfs gc --dry-run` finds nothing left; `vpoolfs scrub --backend URL --scratch DIR` in another
- * process leaves a result that `vpoolfs scrub --apply FILE` applies in the daemon; the metrics count them.
+ * process leaves a result that `vpoolfs scrub --apply FILE` applies in the daemon; the metrics count them;
+ * after a restart of the daemon `vpoolfs info` still shows the last run (`scrub.lastRun`, metadata store).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
@@ -14,7 +15,8 @@ const test = fuseTest();
 
 test('vpoolfs scrub, scrub --backend then --apply, gc --dry-run on a mounted vPool', async (t) => {
   const l = await freshLayout(t);
-  const m = await startMount(t, { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: [...(await noAutoSnapshots(l.root)), '--metrics', '127.0.0.1:0'] });
+  const mountOpts = { mountpoint: l.mountpoint, state: l.state, backend: l.backend, extraArgs: [...(await noAutoSnapshots(l.root)), '--metrics', '127.0.0.1:0'] };
+  const m = await startMount(t, mountOpts);
   const cli = (args: string): Promise<string> => ok(t, `node ${q(CLI)} ${args}`, 120_000);
   const disk = m.p('disk');
   const md5 = (f: string): Promise<string> => ok(t, `md5sum < ${q(f)}`);
@@ -75,4 +77,15 @@ test('vpoolfs scrub, scrub --backend then --apply, gc --dry-run on a mounted vPo
   t.regex(text, /vpoolfs_scrub_failures\{vpool="vp"\} 0\n/);
   const reclaimed = Number(/vpoolfs_scrub_reclaimed_bytes\{vpool="vp"\} (\d+)/.exec(text)?.[1]);
   t.true(reclaimed >= rep.swept.bytes, `vpoolfs_scrub_reclaimed_bytes ${reclaimed}`);
+
+  // the last run (the --apply) is kept across a restart of the daemon: the API view and `vpoolfs info` show it
+  type LastRun = { at: number; outcome: string; freedBytes: number } | null;
+  const lastRun = async (): Promise<LastRun> => (JSON.parse(await cli(`info ${q(disk)} --json`)) as { scrub: { lastRun: LastRun } }).scrub.lastRun;
+  const run = await lastRun();
+  t.is(run?.outcome, 'applied');
+  t.true((run?.freedBytes ?? 0) > 0, 'the last run freed bytes');
+  t.is(await m.stop(), 0, 'the daemon stopped cleanly');
+  await startMount(t, mountOpts);
+  t.deepEqual(await lastRun(), run, 'info --json: scrub.lastRun survives the restart');
+  t.regex(await cli(`info ${q(disk)}`), /^last scrub: +applied at \S+ in [\d.]+ s, freed [^;]+; .* garbage left$/m, '`vpoolfs info` shows it');
 });

@@ -150,7 +150,7 @@ export interface ScrubReport {
   throttle?: { ops: number; bytes: number; budgetWaitMs: number; yieldWaitMs: number; yieldsCut: number };
 }
 
-/** How the last scrub of a vDisk in this process ended (failures too): `user.vdisk.info`'s `scrub.lastRun`. */
+/** How the last scrub of a vDisk ended (failures too; kept in the metadata store across restarts): `user.vdisk.info`'s `scrub.lastRun`. */
 export interface ScrubLastRun {
   /** When it started (ms since the epoch) and how long it took. */
   at: number;
@@ -172,7 +172,7 @@ export interface ScrubStatus {
   /** The applied scrub: its id, when it ran and was applied; null if never. */
   last: { id: string; ranAt: number; appliedAt?: number } | null;
   lastReport: ScrubReport | null;
-  /** The last scrub of this vDisk in this process, failed ones too; null if none since the daemon started. */
+  /** The last scrub of this vDisk, failed ones too (survives a restart, not a rebuild on a fresh state directory); null if none. */
   lastRun: ScrubLastRun | null;
   /** Where a running scrub stands (phase, segments done, bytes read and written); null when none runs. */
   progress: { phase: string; segmentsDone: number; segments: number; bytesRead: number; bytesWritten: number } | null;

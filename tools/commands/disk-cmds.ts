@@ -12,6 +12,19 @@ function parentText(v: VDiskView): string {
   return v.parent ? `${v.parent.path}@${v.parent.snapshot}` : '-';
 }
 
+/** The last scrub run (outcome, when, what it freed), the applied scrub if it is another, and the garbage left. */
+function scrubText(v: VDiskView): string {
+  const { last, lastRun, garbageBytes, running } = v.scrub;
+  const parts: string[] = [];
+  if (running) parts.push('running now');
+  if (lastRun !== null) {
+    parts.push(`${lastRun.outcome} at ${isoTime(lastRun.at)} in ${(lastRun.ms / 1000).toFixed(1)} s, freed ${humanBytes(lastRun.freedBytes)}${lastRun.error ? ` (${lastRun.error})` : ''}`);
+  }
+  if (last !== null && (lastRun === null || lastRun.outcome !== 'applied')) parts.push(`applied scrub ${last.id} (ran ${isoTime(last.ranAt)})`);
+  if (parts.length === 0) return 'never';
+  return `${parts.join('; ')}; ${humanBytes(garbageBytes)} garbage left`;
+}
+
 function infoText(v: VDiskView, given: string): string {
   const rows: Array<[string, string]> = [
     ['path', `${given} (${v.path} in the vPool)`],
@@ -28,6 +41,7 @@ function infoText(v: VDiskView, given: string): string {
     ['open handles', String(v.openHandles)],
     ['router', v.router],
     ['fault', v.fault ? `${v.fault.code} since ${isoTime(v.fault.since)}: ${v.fault.message}` : '-'],
+    ['last scrub', scrubText(v)],
   ];
   return rows.map(([k, val]) => `${(k + ':').padEnd(14)}${val}`).join('\n');
 }

@@ -20,6 +20,15 @@ import type { ScrubApi, ScrubLastRun, ScrubReport, ScrubStatus, ScrubTotals, Swe
 
 const log = logger('scrub');
 
+/**
+ * The metadata key of a vDisk's last run (`user.vdisk.info`'s `scrub.lastRun`). In the metadata store, not
+ * the doc: a doc commit bumps its generation, and a remote result whose basis names the old generation would
+ * turn stale for a bookkeeping write. So it survives a restart of the daemon, not a rebuild on a fresh state
+ * directory (the doc's `scrub` still says which scrub was applied and when); deleting the vDisk drops it
+ * with the rest of `vd/<id>/`.
+ */
+export const lastRunKey = (id: string): string => `vd/${id}/scrub-last-run`;
+
 /** What the scrubber needs of the vPool (volume/vpool.ts). Reads only. */
 export interface ScrubHost {
   backend: BlobStore;
@@ -48,8 +57,8 @@ export class ScrubManager implements ScrubApi {
   private readonly running = new Set<string>();
   /** Where each running scrub stands (the CLI's progress bar polls it through user.vdisk.scrubbing). */
   private readonly progress = new Map<string, ScrubProgress>();
-  /** How the last scrub of each vDisk in this process ended, failures included (user.vdisk.info). */
-  private readonly lastRuns = new Map<string, ScrubLastRun>();
+  /** How the last scrub of each vDisk ended, failures included (user.vdisk.info); loaded from the metadata store once. */
+  private readonly lastRuns = new Map<string, ScrubLastRun | null>();
   private readonly counts: ScrubTotals = { scrubs: 0, failures: 0, stale: 0, bytesRead: 0, bytesWritten: 0, bytesFreed: 0, seconds: 0 };
   private readonly reports = new Map<string, ScrubReport>();
   private readonly sweeps = new Map<string, { at: number; dryRun: boolean; items: SweepItem[] }>();
@@ -157,7 +166,7 @@ export class ScrubManager implements ScrubApi {
       running: this.running.has(v.id),
       last: s === undefined ? null : { id: s.id, ranAt: s.ranAt, appliedAt: s.appliedAt },
       lastReport: this.reports.get(v.id) ?? null,
-      lastRun: this.lastRuns.get(v.id) ?? null,
+      lastRun: this.lastRunOf(v),
       garbageBytes: s?.garbageBytes ?? 0,
       pendingGarbage: doc.garbage,
     };
@@ -174,18 +183,43 @@ export class ScrubManager implements ScrubApi {
       const out = await fn();
       const r = out as Partial<ScrubReport> | null;
       if (r !== null && typeof r === 'object' && typeof r.outcome === 'string') {
-        this.lastRuns.set(v.id, { at, ms: Math.round(performance.now() - t0), outcome: r.outcome, freedBytes: r.swept?.bytes ?? 0 });
+        await this.recordRun(v, { at, ms: Math.round(performance.now() - t0), outcome: r.outcome, freedBytes: r.swept?.bytes ?? 0 });
       }
       return out;
     } catch (err) {
       this.counts.failures++;
       const stale = (err as { context?: { stale?: boolean } }).context?.stale === true;
       if (stale) this.counts.stale++;
-      this.lastRuns.set(v.id, { at, ms: Math.round(performance.now() - t0), outcome: stale ? 'stale' : 'failed', freedBytes: 0, error: (err as Error).message });
+      await this.recordRun(v, { at, ms: Math.round(performance.now() - t0), outcome: stale ? 'stale' : 'failed', freedBytes: 0, error: (err as Error).message });
       throw err;
     } finally {
       this.counts.seconds += (performance.now() - t0) / 1000;
       this.running.delete(v.id);
+    }
+  }
+
+  /** The last run of `v`: this process's, else the one the metadata store kept from before a restart. */
+  private lastRunOf(v: VDiskImpl): ScrubLastRun | null {
+    if (!this.lastRuns.has(v.id)) {
+      const raw = v.ctx.mds.get(lastRunKey(v.id));
+      let run: ScrubLastRun | null = null;
+      try {
+        run = raw === undefined ? null : (JSON.parse(raw.toString('utf8')) as ScrubLastRun);
+      } catch (err) {
+        log.warn('scrub: the recorded last run is not valid JSON; shown as none', { vdisk: v.id, error: String(err) });
+      }
+      this.lastRuns.set(v.id, run);
+    }
+    return this.lastRuns.get(v.id) ?? null;
+  }
+
+  /** Keeps `run` as the vDisk's last run, in memory and in the metadata store (a failure to store it is logged, never the scrub's outcome). */
+  private async recordRun(v: VDiskImpl, run: ScrubLastRun): Promise<void> {
+    this.lastRuns.set(v.id, run);
+    try {
+      await v.ctx.mds.commit([{ key: lastRunKey(v.id), value: Buffer.from(JSON.stringify(run)) }]);
+    } catch (err) {
+      log.warn('scrub: could not record the last run in the metadata store (shown until the daemon restarts)', { vdisk: v.id, error: String(err) });
     }
   }
 
