@@ -8,6 +8,7 @@
  * replays), the vDisk holds fewer backend bytes than before, a `gc --dry-run` (sweep dry run) finds nothing
  * left behind, and a rebuild from the bucket alone (fresh state directory) reads the same. The owner's run
  * also checks that `scrub.lastRun` survives a restart of the vPool (kept in the metadata store).
+ * VPOOLFS_S3_SCRUB_ROUNDS=N runs each test N times (seeds seed, seed+1, …).
  */
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
@@ -28,11 +29,17 @@ const CLUSTERS = 128; // a 512 KiB vDisk: 8-cluster SCOs, so overwrites leave ma
 const WRITES = 60;
 const SNAP_EVERY = 12;
 
-const seedOf = (t: ExecutionContext): number => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays this run)`);
-  return seed;
-};
+const ROUNDS = Number(process.env.VPOOLFS_S3_SCRUB_ROUNDS ?? 1);
+
+/** Runs `body` ROUNDS times, with seeds from VPOOLFS_SEED (or a random one) up; the seed of each round is logged. */
+async function rounds(t: ExecutionContext, body: (seed: number, round: number) => Promise<void>): Promise<void> {
+  const first = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  for (let round = 0; round < ROUNDS; round++) {
+    const seed = first + round;
+    t.log(`round ${round}: seed ${seed} (VPOOLFS_SEED=${seed} replays it)`);
+    await body(seed, round);
+  }
+}
 
 /** A 32-byte key in a hex key file, and that file read back the way the CLI's --encryption-key-file reads it. */
 async function keyFile(env: PoolEnv): Promise<{ file: string; key: Buffer }> {
@@ -46,9 +53,14 @@ interface Workload {
   /** The reference of every kept snapshot, by name. */
   snaps: Map<string, RefDisk>;
   deleted: string;
+  /** /clone, made from the first snapshot: it reads the parent's SCOs, which the scrub must keep for it. */
+  clone: RefDisk;
 }
 
-/** Random overwrites (a hot quarter takes most) with a snapshot every SNAP_EVERY writes; the second snapshot is deleted. */
+/**
+ * Random overwrites (a hot quarter takes most) with a snapshot every SNAP_EVERY writes, a clone of the first
+ * snapshot (clone parents: its base pins SCOs the parent overwrites later); the second snapshot is deleted.
+ */
 async function churn(pool: VPool, seed: number): Promise<Workload> {
   const r = rng(seed);
   await pool.createFile('/d', 0o644, 0, 0, CLUSTERS * CS);
@@ -66,13 +78,14 @@ async function churn(pool: VPool, seed: number): Promise<Workload> {
       const name = `s${i}`;
       await pool.snapshots.create('/d', name);
       snaps.set(name, ref.clone());
+      if (snaps.size === 1) await pool.snapshots.clone('/d', name, '/clone');
     }
   }
   const deleted = [...snaps.keys()][1];
   await pool.snapshots.remove('/d', deleted);
   snaps.delete(deleted);
   await pool.syncToBackend();
-  return { ref, snaps, deleted };
+  return { ref, snaps, deleted, clone: [...snaps.values()][0].clone() };
 }
 
 /** Head and kept snapshots, from the backend alone (scrub-check.ts) and through the vPool's read path. */
@@ -84,6 +97,7 @@ async function checkAll(t: ExecutionContext, pool: VPool, w: Workload, when: str
   for (const s of v.docs.doc.snapshots) {
     t.true(sameAsRef(await pointData(v.ctx.backend, v.id, v.docs.doc, s.tlog), w.snaps.get(s.name)!), `${when}: snapshot ${s.name} (backend) reads as the reference`);
   }
+  t.true((await pool.vdisk('/clone').read(0, CLUSTERS * CS)).equals(w.clone.read(0, CLUSTERS * CS)), `${when}: the clone reads as the reference`);
 }
 
 /** After the scrub: fewer bytes, nothing for gc, the same data; then a rebuild from the bucket alone reads the same. */
@@ -107,47 +121,58 @@ async function afterScrub(t: ExecutionContext, env: PoolEnv, pool: VPool, w: Wor
 }
 
 test('owner scrub on S3, encrypted: every byte as the reference, fewer backend bytes, nothing for gc, a rebuild reads the same; lastRun survives a restart', async (t) => {
-  const seed = seedOf(t);
-  const env = poolEnv(t);
-  const { key } = await keyFile(env);
-  const url = s3.url('owner', 'vp');
-  let pool = await env.open({ backend: await openBackend(url, { encryptionKey: key }) });
-  const w = await churn(pool, seed);
-  const v = pool.vdisk('/d') as VDiskImpl;
-  const before = await bytesUnder(v.ctx.backend, `vdisks/${v.id}/`);
-  const rep = await pool.scrub.scrub('/d');
-  t.is(rep.outcome, 'applied');
-  t.true(rep.swept.bytes > 0, `the sweep freed ${rep.swept.bytes} bytes (${rep.swept.objects} objects)`);
-  const run = pool.scrub.statusAt('/d').lastRun;
-  t.is(run?.outcome, 'applied');
-  t.is(run?.freedBytes, rep.swept.bytes);
+  await rounds(t, async (seed, round) => {
+    const env = poolEnv(t);
+    const { key } = await keyFile(env);
+    const url = s3.url('owner', `vp${round}`);
+    let pool = await env.open({ backend: await openBackend(url, { encryptionKey: key }) });
+    const w = await churn(pool, seed);
+    const v = pool.vdisk('/d') as VDiskImpl;
+    const before = await bytesUnder(v.ctx.backend, `vdisks/${v.id}/`);
+    const rep = await pool.scrub.scrub('/d');
+    t.is(rep.outcome, 'applied');
+    t.true(rep.swept.bytes > 0, `the sweep freed ${rep.swept.bytes} bytes (${rep.swept.objects} objects)`);
+    const run = pool.scrub.statusAt('/d').lastRun;
+    t.is(run?.outcome, 'applied');
+    t.is(run?.freedBytes, rep.swept.bytes);
 
-  // a restart (same state directory): user.vdisk.info's scrub.lastRun is still there
-  await env.close(pool);
-  pool = await env.open({ backend: await openBackend(url, { encryptionKey: key }) });
-  t.deepEqual(pool.scrub.statusAt('/d').lastRun, run, 'lastRun survives a restart');
-  await afterScrub(t, env, pool, w, url, key, before);
+    // a restart (same state directory): user.vdisk.info's scrub.lastRun is still there
+    await env.close(pool);
+    pool = await env.open({ backend: await openBackend(url, { encryptionKey: key }) });
+    t.deepEqual(pool.scrub.statusAt('/d').lastRun, run, 'lastRun survives a restart');
+    await afterScrub(t, env, pool, w, url, key, before);
+  });
 });
 
 test('remote scrub on S3, encrypted (vpoolfs scrub --backend --scratch --encryption-key-file), applied by the owner', async (t) => {
-  const seed = seedOf(t);
-  const env = poolEnv(t);
-  const { file, key } = await keyFile(env);
-  const url = s3.url('remote', 'vp');
-  const pool = await env.open({ backend: await openBackend(url, { encryptionKey: key }) });
-  const w = await churn(pool, seed);
-  const v = pool.vdisk('/d') as VDiskImpl;
-  const before = await bytesUnder(v.ctx.backend, `vdisks/${v.id}/`);
+  await rounds(t, async (seed, round) => {
+    const env = poolEnv(t);
+    const { file, key } = await keyFile(env);
+    const url = s3.url('remote', `vp${round}`);
+    const pool = await env.open({ backend: await openBackend(url, { encryptionKey: key }) });
+    const w = await churn(pool, seed);
+    const v = pool.vdisk('/d') as VDiskImpl;
+    const before = await bytesUnder(v.ctx.backend, `vdisks/${v.id}/`);
 
-  // the other host: its own process, the bucket and the key file only (the AWS credentials are in the environment)
-  const out = await ok(t, `node ${q(CLI)} scrub --backend ${q(url)} --scratch ${q(path.join(env.root, 'scratch'))} --vdisk ${v.id} --encryption-key-file ${q(file)}`, 120_000);
-  t.regex(out, new RegExp(`^${v.id}: result \\S+; read .* to free once applied`, 'm'));
-  t.is(await bytesUnder(v.ctx.backend, `vdisks/${v.id}/`) > before, true, 'the remote job only added objects (it deletes nothing)');
-  await checkAll(t, pool, w, 'before the apply');
+    // the other host: its own process, the bucket and the key file only (the AWS credentials are in the environment)
+    const out = await ok(t, `node ${q(CLI)} scrub --backend ${q(url)} --scratch ${q(path.join(env.root, 'scratch'))} --vdisk ${v.id} --encryption-key-file ${q(file)}`, 120_000);
+    t.regex(out, new RegExp(`^${v.id}: result \\S+; read .* to free once applied`, 'm'));
+    t.true(await bytesUnder(v.ctx.backend, `vdisks/${v.id}/`) > before, 'the remote job only added objects (it deletes nothing)');
+    await checkAll(t, pool, w, 'before the apply');
+    // the owner goes on after the job ran: writes and a snapshot past its horizon leave the result valid
+    for (let i = 0; i < 6; i++) {
+      const data = pattern(seed, WRITES + i, 2 * CS);
+      await v.write(i * 3 * CS, data);
+      w.ref.write(i * 3 * CS, data);
+    }
+    await pool.snapshots.create('/d', 'late');
+    w.snaps.set('late', w.ref.clone());
+    await pool.syncToBackend();
 
-  const rep = await pool.scrub.applyPending('/d');
-  t.is(rep?.outcome, 'applied');
-  t.true((rep?.swept.bytes ?? 0) > 0, 'the apply swept what the remote result freed');
-  t.is(await pool.scrub.applyPending('/d'), null, 'nothing left to apply');
-  await afterScrub(t, env, pool, w, url, key, before);
+    const rep = await pool.scrub.applyPending('/d');
+    t.is(rep?.outcome, 'applied');
+    t.true((rep?.swept.bytes ?? 0) > 0, 'the apply swept what the remote result freed');
+    t.is(await pool.scrub.applyPending('/d'), null, 'nothing left to apply');
+    await afterScrub(t, env, pool, w, url, key, before);
+  });
 });
