@@ -17,7 +17,7 @@ import { setLogLevel } from '../util/log.js';
 import { openBackend, readKeyFile } from '../volume/backend/open-backend.js';
 import type { VPool } from '../volume/types.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
-import { CLI, ok, q } from './helpers/mount.js';
+import { CLI, ok, q, sh } from './helpers/mount.js';
 import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
 import { bytesUnder, pointData, sameAsRef } from './helpers/scrub-check.js';
 import { useS3Server } from './helpers/s3-server.js';
@@ -107,6 +107,7 @@ async function afterScrub(t: ExecutionContext, env: PoolEnv, pool: VPool, w: Wor
   t.log(`backend bytes of the vDisk: ${before} before the scrub, ${after} after`);
   t.true(after < before, 'the vDisk holds fewer backend bytes');
   t.deepEqual(await pool.scrub.sweep('/d', true), [], 'gc --dry-run finds nothing left behind');
+  t.deepEqual(await pool.scrub.sweep('/clone', true), [], 'nor for the clone');
   await checkAll(t, pool, w, 'after the scrub');
   await env.close(pool);
 
@@ -155,8 +156,21 @@ test('remote scrub on S3, encrypted (vpoolfs scrub --backend --scratch --encrypt
     const before = await bytesUnder(v.ctx.backend, `vdisks/${v.id}/`);
 
     // the other host: its own process, the bucket and the key file only (the AWS credentials are in the environment)
-    const out = await ok(t, `node ${q(CLI)} scrub --backend ${q(url)} --scratch ${q(path.join(env.root, 'scratch'))} --vdisk ${v.id} --encryption-key-file ${q(file)}`, 120_000);
+    const remote = `node ${q(CLI)} scrub --backend ${q(url)} --scratch ${q(path.join(env.root, 'scratch'))}`;
+    // without the key, or with another one, it refuses before it writes anything
+    const wrongKey = path.join(env.root, 'wrong-key');
+    fs.writeFileSync(wrongKey, Buffer.alloc(32, 0x5a));
+    for (const args of ['', `--encryption-key-file ${q(wrongKey)}`]) {
+      const r = await sh(`${remote} ${args}`, { timeoutMs: 120_000 });
+      t.not(r.code, 0, `scrub --backend ${args || 'without a key'} fails`);
+      t.regex(r.stderr, /is encrypted/, 'and says why');
+      t.log(`scrub --backend ${args ? 'with another key' : 'without a key'}: ${r.stderr.trim().split('\n')[0]}`);
+    }
+    t.is(await bytesUnder(v.ctx.backend, `vdisks/${v.id}/`), before, 'the refused runs wrote nothing');
+    // every vDisk of the bucket's tree (the vDisk and its clone)
+    const out = await ok(t, `${remote} --encryption-key-file ${q(file)}`, 120_000);
     t.regex(out, new RegExp(`^${v.id}: result \\S+; read .* to free once applied`, 'm'));
+    t.regex(out, new RegExp(`^${pool.vdisk('/clone').info().id}: `, 'm'), 'the clone too');
     t.true(await bytesUnder(v.ctx.backend, `vdisks/${v.id}/`) > before, 'the remote job only added objects (it deletes nothing)');
     await checkAll(t, pool, w, 'before the apply');
     // the owner goes on after the job ran: writes and a snapshot past its horizon leave the result valid
@@ -173,6 +187,8 @@ test('remote scrub on S3, encrypted (vpoolfs scrub --backend --scratch --encrypt
     t.is(rep?.outcome, 'applied');
     t.true((rep?.swept.bytes ?? 0) > 0, 'the apply swept what the remote result freed');
     t.is(await pool.scrub.applyPending('/d'), null, 'nothing left to apply');
+    const crep = await pool.scrub.applyPending('/clone');
+    t.log(`the clone's remote result: ${crep?.outcome ?? 'none'}`);
     await afterScrub(t, env, pool, w, url, key, before);
   });
 });
