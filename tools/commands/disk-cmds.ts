@@ -116,7 +116,7 @@ export function addDiskCommands(program: Command, run: (fn: () => Promise<void>)
 
   program
     .command('info')
-    .description("a vDisk's figures: size, allocated (own, inherited), in backend, dirty, parent, clones, snapshots, DTL, open handles")
+    .description("a vDisk's figures: size, allocated (own, inherited), in backend, dirty, parent, clones, snapshots, DTL, open handles, last scrub")
     .argument('<file>')
     .option('--json', 'the API answer as JSON')
     .action((file: string, o: VerbOpts) =>
