@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { CLI, freshLayout, fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
 import { noAutoSnapshots } from './helpers/snapshot-xattr.js';
+import { loadApiDoc, validate } from './helpers/openapi.js';
 import { treeBytes } from './helpers/vpool.js';
 
 const test = fuseTest();
@@ -82,6 +83,8 @@ test('vpoolfs scrub, scrub --backend then --apply, gc --dry-run on a mounted vPo
   type LastRun = { at: number; outcome: string; freedBytes: number } | null;
   const lastRun = async (): Promise<LastRun> => (JSON.parse(await cli(`info ${q(disk)} --json`)) as { scrub: { lastRun: LastRun } }).scrub.lastRun;
   const run = await lastRun();
+  const doc = loadApiDoc();
+  t.deepEqual(validate(doc, doc.components.schemas.VDisk, JSON.parse(await cli(`info ${q(disk)} --json`))), [], 'the view with a lastRun is as docs/api.yaml says');
   t.is(run?.outcome, 'applied');
   t.true((run?.freedBytes ?? 0) > 0, 'the last run freed bytes');
   t.is(await m.stop(), 0, 'the daemon stopped cleanly');
