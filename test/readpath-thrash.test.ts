@@ -4,8 +4,9 @@
  * to the backend, then read sequentially in 1 MiB reads. Each MiB then needs clusters from pieces of SCOs
  * spread over the whole vDisk; fetched whole into a small read cache, the pieces are evicted before their
  * next cluster is read, and the pass costs ~33× the vDisk's bytes in GETs. The bytes the backend serves are
- * counted (no timing): a pass must stay within 3× the live bytes, and read right. A cache big enough keeps
- * the pieces: a second pass costs no GET, and the first fetched no piece twice.
+ * counted (no timing): a pass must stay within 3× the live bytes, and read right; after it, a small range
+ * read over and over is cached again. A cache big enough keeps the pieces: a second pass costs no GET, and
+ * the first fetched no piece twice.
  *
  * The seed is printed; VPOOLFS_SEED=<n> replays a run.
  */
@@ -67,6 +68,16 @@ test('a read cache too small for the pass: a sequential read after random overwr
   const factor = bytes / SIZE;
   t.log(`backend bytes for one pass: ${bytes} (${factor.toFixed(2)}× the ${SIZE} live bytes)`);
   t.true(factor <= 3, `the pass fetched ${factor.toFixed(2)}× the vDisk's bytes`);
+  // a working set that fits again (32 KiB: at most 8 pieces of the 15 the cache holds) is cached again:
+  // after a few reads, reading it costs no GET
+  const hot = Math.floor(rng(SEED + 1)() * (SIZE / CS - 8)) * CS;
+  let last = -1;
+  for (let i = 0; i < 40 && last !== 0; i++) {
+    const before = store.rangeBytes;
+    t.true((await v.read(hot, 8 * CS)).equals(want.subarray(hot, hot + 8 * CS)), `the hot range at ${hot}, read ${i}`);
+    last = store.rangeBytes - before;
+  }
+  t.is(last, 0, 'the hot range is read from the read cache again');
 });
 
 test('a read cache big enough: each piece fetched once, a second pass costs no GET', async (t) => {
