@@ -4,8 +4,9 @@
  * to the backend, then read sequentially in 1 MiB reads. Each MiB then needs clusters from pieces of SCOs
  * spread over the whole vDisk; fetched whole into a small read cache, the pieces are evicted before their
  * next cluster is read, and the pass costs ~33× the vDisk's bytes in GETs. The bytes the backend serves are
- * counted (no timing): a pass must stay within 3× the live bytes, and read right; after it, a small range
- * read over and over is cached again. A cache big enough keeps the pieces: a second pass costs no GET, and
+ * counted (no timing): a pass must stay within 2× the live bytes (1.4× measured; 20× before the
+ * thrash-aware fetching of read-cache.ts), and read right; after it, a small range read over and over is
+ * cached again. A cache big enough keeps the pieces: a second pass costs no GET, and
  * the first fetched no piece twice; data written sequentially fetches each piece once even through the
  * small cache.
  *
@@ -62,13 +63,13 @@ function backendScoBytes(env: PoolEnv, v: VDisk): number {
   return fs.readdirSync(dir).reduce((sum, f) => sum + fs.statSync(path.join(dir, f)).size, 0);
 }
 
-test('a read cache too small for the pass: a sequential read after random overwrites fetches ≤ 3× the live bytes', async (t) => {
+test('a read cache too small for the pass: a sequential read after random overwrites fetches ≤ 2× the live bytes', async (t) => {
   t.log(`seed ${SEED} (VPOOLFS_SEED=${SEED} replays this run)`);
   const { store, v, want } = await overwrittenDisk(t, 2 * MiB);
   const bytes = await pass(t, store, v, want);
   const factor = bytes / SIZE;
   t.log(`backend bytes for one pass: ${bytes} (${factor.toFixed(2)}× the ${SIZE} live bytes)`);
-  t.true(factor <= 3, `the pass fetched ${factor.toFixed(2)}× the vDisk's bytes`);
+  t.true(factor <= 2, `the pass fetched ${factor.toFixed(2)}× the vDisk's bytes`);
   // a working set that fits again (32 KiB: at most 8 pieces of the 15 the cache holds) is cached again:
   // after a few reads, reading it costs no GET
   const hot = Math.floor(rng(SEED + 1)() * (SIZE / CS - 8)) * CS;

@@ -9,8 +9,8 @@
  *   `window` bytes (1 MiB, doubling up to 16 MiB, at most an eighth of the read cache) is walked and every
  *   piece of a backend SCO that is neither cached nor being fetched is queued — at most MAX_QUEUED
  *   pieces (~8 MiB), PARALLEL fetched at a time.
- * - While the read cache is thrashing (read-cache.ts), only pieces the window reads at least half of are
- *   queued: a piece wanted for a cluster or two would be evicted before the stream comes back to it.
+ * - While the read cache is thrashing (read-cache.ts), only pieces the window reads mostly whole are
+ *   queued (sparseUse): a piece wanted for a cluster or two would be evicted before the stream comes back to it.
  * - It only warms the read cache. Every read still plans from the cluster map as it is when the read
  *   runs, and pieces are of SCOs, which never change: an overwrite after a prefetch is read from its new
  *   SCO, never from the prefetched piece.
@@ -20,7 +20,7 @@
  */
 import { logger } from '../../util/log.js';
 import { CLUSTER_SIZE } from '../types.js';
-import { PIECE_SLOTS } from './read-cache.js';
+import { PIECE_SLOTS, sparseUse } from './read-cache.js';
 import type { ReadTarget } from './read-path.js';
 
 const log = logger('read-ahead');
@@ -82,7 +82,7 @@ export class ReadAhead {
 
   /**
    * Queues the missing pieces of the clusters of [from, to) (while the cache is thrashing, those the range
-   * reads at least half of); stops when the queue would be full.
+   * reads mostly whole: sparseUse); stops when the queue would be full.
    */
   private plan(from: number, to: number): void {
     const { map, readCache } = this.t;
@@ -127,7 +127,7 @@ export class ReadAhead {
       cur = f;
     }
     for (const [name, f] of found) {
-      if (thrashing && f.clusters * 2 < Math.min(PIECE_SLOTS, f.count - f.piece * PIECE_SLOTS)) continue;
+      if (thrashing && sparseUse(f.clusters, Math.min(PIECE_SLOTS, f.count - f.piece * PIECE_SLOTS))) continue;
       this.queued.add(name);
       this.queue.push({ key: f.key, count: f.count, piece: f.piece });
     }

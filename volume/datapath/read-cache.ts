@@ -15,14 +15,14 @@
  * clusters wants, for every MiB, one or two clusters of each of hundreds of pieces — every piece is evicted
  * before its next cluster is read, and each 4 KiB costs a 132 KiB GET (docs/performance.md measured 20–33×
  * the bytes). So the cache watches what whole pieces buy, in votes: a piece fetched for a request that
- * needed less than half of it (or by read-ahead) votes once — 0 at its first hit, 1 if evicted before
+ * needed less than three quarters of it (sparseUse; or by read-ahead) votes once — 0 at its first hit, 1 if evicted before
  * one; it remembers the names of
  * pieces recently evicted or fetched sparse (ghosts, no data), and every miss on a ghost votes — 1 when
  * caching the piece whole did not (it was evicted) or would not (more pieces were missed since than the
  * cache holds) keep it until it was wanted again, 0 when it would have. Once most recent votes are 1
  * (`thrashing`), the read path fetches only the slots a sparse run needs (fetchSlots: one ranged GET of
- * just those slots, not kept) and read-ahead prefetches only the pieces a stream reads mostly whole; runs
- * that need half a piece or more still fetch it whole, and are kept. The sparse fetches keep voting (their
+ * just those slots, not kept) and read-ahead prefetches only the pieces a stream reads mostly whole; a
+ * request that needs three quarters of a piece or more still fetches it whole, and keeps it. The sparse fetches keep voting (their
  * ghosts), so a working set that fits again turns whole pieces back on.
  */
 import fs from 'node:fs';
@@ -46,6 +46,14 @@ const VOTE_WEIGHT = 1 / 16;
 /** Thrashing from this score up, until it falls below LEAVE_THRASH (hysteresis: no flapping). */
 const ENTER_THRASH = 0.5;
 const LEAVE_THRASH = 0.25;
+/**
+ * Whether a read (or read-ahead) wanting `using` of a piece's `slots` uses it sparsely: while the cache
+ * is thrashing such a piece is not fetched whole (a whole piece fetched for more costs at most 4/3 of what
+ * is read, and is kept).
+ */
+export function sparseUse(using: number, slots: number): boolean {
+  return using * 4 < slots * 3;
+}
 /** Bytes of a whole piece in the cache. */
 const PIECE_BYTES = PIECE_SLOTS * SLOT_SIZE;
 
@@ -66,7 +74,7 @@ export class ReadCache {
    */
   private readonly ghosts = new Map<string, { seq: number; evicted: boolean }>();
   private missSeq = 0;
-  /** Cached pieces fetched for less than half of their slots (or ahead) and not read since: evicted, they vote 1. */
+  /** Cached pieces fetched for a sparse use (sparseUse, or ahead) and not read since: evicted, they vote 1. */
   private readonly unread = new Set<string>();
   /** The average of the recent votes: 1 = whole pieces were all wasted, 0 = all paid off. */
   private waste = 0;
@@ -237,7 +245,7 @@ export class ReadCache {
     if (p === undefined) {
       this.misses++;
       this.noteMiss(name);
-      p = this.fetch(key, piece, slots, name, using * 2 < slots).finally(() => this.inflight.delete(name));
+      p = this.fetch(key, piece, slots, name, sparseUse(using, slots)).finally(() => this.inflight.delete(name));
       this.inflight.set(name, p);
     }
     return p;

@@ -8,8 +8,9 @@
  *        ancestor's namespace and cache);
  *      - cached: a piece of the read cache holds it (runs of a backend SCO are cut at piece boundaries);
  *      - fetch: neither — one ranged GET of the piece (read-cache.ts), shared with any other reader of it;
- *        or, while the read cache is thrashing, of just the run's slots when it needs less than half of
- *        its piece (ReadCache.fetchSlots: whole pieces would be evicted before their other slots are read).
+ *        or, while the read cache is thrashing, of just the runs' slots when the request needs little of
+ *        the piece (sparseUse; ReadCache.fetchSlots: whole pieces would be evicted before their other
+ *        slots are read).
  * 2. The fetches start, at most FETCH_PARALLEL at a time.
  * 3. Meanwhile the local and cached runs are read synchronously (page-cached preads cost microseconds, less
  *    than a trip through libuv's thread pool): one readv per run, the 32-byte headers into a scratch
@@ -27,7 +28,7 @@
 import fs from 'node:fs';
 import { CLUSTER_SIZE } from '../types.js';
 import { checkSlot, checkSlotParts, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
-import { PIECE_SLOTS, type ReadCache } from './read-cache.js';
+import { PIECE_SLOTS, sparseUse, type ReadCache } from './read-cache.js';
 import type { ClusterMap } from './cluster-map.js';
 
 /** Pieces fetched at the same time for one request. */
@@ -159,7 +160,7 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
 
 /**
  * The tasks fetching the runs of missing pieces: one per piece. The piece is fetched whole (and kept)
- * unless the read cache is thrashing, the request needs less than half of the piece, and nobody is fetching
+ * unless the read cache is thrashing, the request needs little of the piece (sparseUse), and nobody is fetching
  * it already (sharing that GET costs nothing): then one ranged GET per run (runs at most SPARSE_GAP slots
  * apart share one), not kept (ReadCache.fetchSlots).
  */
@@ -171,11 +172,11 @@ function fetchTasks(readCache: ReadCache, fetch: PieceRun[], out: Buffer, offset
     if (runs === undefined) byPiece.set(name, [r]);
     else runs.push(r);
   }
-  const thrashing = readCache.thrashing;
   return [...byPiece.values()].map((runs) => async () => {
     const r0 = runs[0];
     const using = runs.reduce((sum, r) => sum + r.n, 0);
-    if (thrashing && using * 2 < Math.min(PIECE_SLOTS, r0.count - r0.piece * PIECE_SLOTS) && !readCache.hasPiece(r0.key, r0.piece)) {
+    // decided as the task starts: a request of many pieces may be the one that shows the thrashing
+    if (readCache.thrashing && sparseUse(using, Math.min(PIECE_SLOTS, r0.count - r0.piece * PIECE_SLOTS)) && !readCache.hasPiece(r0.key, r0.piece)) {
       runs.sort((x, y) => x.slot - y.slot);
       for (let i = 0; i < runs.length;) {
         let j = i + 1;
