@@ -3,7 +3,7 @@
  * overwrites"): a vDisk written whole, then overwritten at random 4 KiB clusters (seeded), every SCO evicted
  * to the backend, then read sequentially in 1 MiB reads. Each MiB then needs clusters from pieces of SCOs
  * spread over the whole vDisk; fetched whole into a small read cache, the pieces are evicted before their
- * next cluster is read, and the pass costs ~33× the vDisk's bytes in GETs. The bytes the backend serves are
+ * next cluster is read, and the pass costs 20–33× the vDisk's bytes in GETs. The bytes the backend serves are
  * counted (no timing): a pass must stay within 2× the live bytes (1.4× measured; 20× before the
  * thrash-aware fetching of read-cache.ts), and read right; after it, a small range read over and over is
  * cached again. A cache big enough keeps the pieces: a second pass costs no GET, and
