@@ -5,8 +5,8 @@
  * spread over the whole vDisk; fetched whole into a small read cache, the pieces are evicted before their
  * next cluster is read, and the pass costs 20–33× the vDisk's bytes in GETs. The bytes the backend serves are
  * counted (no timing): a pass must stay within 2× the live bytes (1.4× measured; 20× before the
- * thrash-aware fetching of read-cache.ts), and read right; after it, a small range read over and over is
- * cached again. A cache big enough keeps the pieces: a second pass costs no GET, and
+ * thrash-aware fetching of read-cache.ts), and read right; a flipped byte in a slot fetched sparse is a
+ * CHECKSUM error; after it, a small range read over and over is cached again. A cache big enough keeps the pieces: a second pass costs no GET, and
  * the first fetched no piece twice; data written sequentially fetches each piece once even through the
  * small cache.
  *
@@ -17,8 +17,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { openBlobStore } from '../volume/backend/index.js';
 import type { VDisk, VPool } from '../volume/types.js';
-import { CS, pattern, poolEnv, type PoolEnv } from './helpers/vpool.js';
-import { emptyReadCache, evictAll, heldReads, type HeldReads } from './helpers/readpath.js';
+import { codeOf, CS, flipByte, pattern, poolEnv, SLOT_SIZE, type PoolEnv } from './helpers/vpool.js';
+import { emptyReadCache, evictAll, heldReads, impl, type HeldReads } from './helpers/readpath.js';
 import { rng } from './helpers/ref-disk.js';
 
 const MiB = 2 ** 20;
@@ -65,11 +65,29 @@ function backendScoBytes(env: PoolEnv, v: VDisk): number {
 
 test('a read cache too small for the pass: a sequential read after random overwrites fetches ≤ 2× the live bytes', async (t) => {
   t.log(`seed ${SEED} (VPOOLFS_SEED=${SEED} replays this run)`);
-  const { store, v, want } = await overwrittenDisk(t, 2 * MiB);
+  const { env, pool, store, v, want } = await overwrittenDisk(t, 2 * MiB);
   const bytes = await pass(t, store, v, want);
   const factor = bytes / SIZE;
   t.log(`backend bytes for one pass: ${bytes} (${factor.toFixed(2)}× the ${SIZE} live bytes)`);
   t.true(factor <= 2, `the pass fetched ${factor.toFixed(2)}× the vDisk's bytes`);
+  // a slot fetched sparse is verified like a piece: a flipped byte in the backend is a CHECKSUM error, never
+  // data. The slot: in the last SCO (its clusters were not written since), the last of the first piece whose
+  // cluster no later slot holds again (live).
+  const rc = impl(v).ctx.readCache;
+  t.true(rc.thrashing, 'the read cache is thrashing after the pass');
+  const dir = path.join(env.backendDir, 'vdisks', v.info().id, 'sco');
+  const lastSco = path.join(dir, fs.readdirSync(dir).sort().at(-1)!);
+  const sco = fs.readFileSync(lastSco);
+  const clusterAt = (k: number): number => sco.readUInt32LE(k * SLOT_SIZE + 8);
+  const slots = sco.length / SLOT_SIZE;
+  let slot = 31;
+  while (slot > 0 && Array.from({ length: slots - slot - 1 }, (_, i) => clusterAt(slot + 1 + i)).includes(clusterAt(slot))) slot--;
+  const cluster = clusterAt(slot);
+  emptyReadCache(pool); // the pass may have kept its piece; the thrash state stays (a lowered limit does not vote)
+  const sparseBefore = rc.sparseFetches;
+  flipByte(lastSco, slot * SLOT_SIZE + 32 + 100);
+  t.is(await codeOf(t, v.read(cluster * CS, CS), 'reading the flipped cluster'), 'CHECKSUM');
+  t.true(rc.sparseFetches > sparseBefore, 'the read took the sparse path');
   // a working set that fits again (32 KiB: at most 8 pieces of the 15 the cache holds) is cached again:
   // after a few reads, reading it costs no GET
   const hot = Math.floor(rng(SEED + 1)() * (SIZE / CS - 8)) * CS;

@@ -15,15 +15,15 @@
  * clusters wants, for every MiB, one or two clusters of each of hundreds of pieces — every piece is evicted
  * before its next cluster is read, and each 4 KiB costs a 132 KiB GET (docs/performance.md measured 20–33×
  * the bytes). So the cache watches what whole pieces buy, in votes: a piece fetched for a request that
- * needed less than three quarters of it (sparseUse; or by read-ahead) votes once — 0 at its first hit, 1 if evicted before
- * one; it remembers the names of
- * pieces recently evicted or fetched sparse (ghosts, no data), and every miss on a ghost votes — 1 when
- * caching the piece whole did not (it was evicted) or would not (more pieces were missed since than the
- * cache holds) keep it until it was wanted again, 0 when it would have. Once most recent votes are 1
- * (`thrashing`), the read path fetches only the slots a sparse run needs (fetchSlots: one ranged GET of
- * just those slots, not kept) and read-ahead prefetches only the pieces a stream reads mostly whole; a
- * request that needs three quarters of a piece or more still fetches it whole, and keeps it. The sparse fetches keep voting (their
- * ghosts), so a working set that fits again turns whole pieces back on.
+ * needed less than three quarters of it (sparseUse; or by read-ahead) votes once — 0 at its first hit, 1 if
+ * evicted before one; the cache remembers the names of pieces recently evicted or fetched sparse (ghosts, no
+ * data), and every miss on a ghost votes — 1 when caching the piece whole did not (it was evicted) or would
+ * not (more pieces were missed since than the cache holds) keep it until it was wanted again, 0 when it
+ * would have. Once most recent votes are 1 (`thrashing`), the read path fetches only the slots a request
+ * needs of a piece it uses sparsely (fetchSlots: ranged GETs of just those slots, not kept) and read-ahead
+ * prefetches only the pieces a stream reads mostly whole; a request that needs three quarters of a piece or
+ * more still fetches it whole, and keeps it. The sparse fetches keep voting (their ghosts), so a working set
+ * that fits again turns whole pieces back on.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -70,7 +70,7 @@ export class ReadCache {
   sparseFetches = 0;
   /**
    * Piece name → the miss count when it was evicted (or not kept) or fetched sparse, oldest first: what a
-   * miss on it says about whole pieces (see the header). Names only, at most ghostLimit() of them.
+   * miss on it says about whole pieces (see the header). Names only, at most 4096 to 65536 (addGhost).
    */
   private readonly ghosts = new Map<string, { seq: number; evicted: boolean }>();
   private missSeq = 0;
@@ -251,7 +251,7 @@ export class ReadCache {
     return p;
   }
 
-  private async fetch(key: string, piece: number, slots: number, name: string, sparseUse: boolean): Promise<Buffer> {
+  private async fetch(key: string, piece: number, slots: number, name: string, sparsely: boolean): Promise<Buffer> {
     const data = await withRetry(() => this.backend.getRange(key, piece * PIECE_SLOTS * SLOT_SIZE, slots * SLOT_SIZE), {
       what: `read ${key} piece ${piece}`, log, attempts: 5,
     });
@@ -284,7 +284,7 @@ export class ReadCache {
         fs.rmSync(path.join(this.dir, name), { force: true });
       } else {
         this.lru.set(name, data.length);
-        if (sparseUse) this.unread.add(name);
+        if (sparsely) this.unread.add(name);
         this.evict();
       }
     }
@@ -301,14 +301,16 @@ export class ReadCache {
   setLimit(bytes: number): void {
     log.info('read-cache limit changed', { from: this.limit, to: bytes, usedBytes: this.used });
     this.limit = bytes;
-    this.evict();
+    this.evict(false);
   }
 
-  private evict(): void {
+  /** Evicts down to the limit; `vote`: false when the limit was lowered (no news about the workload). */
+  private evict(vote = true): void {
     for (const name of this.lru.keys()) {
       if (this.used <= this.limit) break;
       const wasted = this.unread.has(name);
       this.drop(name);
+      if (!vote) continue;
       this.addGhost(name, true);
       if (wasted) this.vote(1);
     }
