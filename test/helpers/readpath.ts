@@ -56,11 +56,13 @@ export function impl(v: VDisk): VDiskImpl {
 /**
  * A BlobStore that passes everything through to `inner` but holds the ranged GETs whose key `hold` picks
  * until release(); counts every ranged GET by key. Released in teardown, so a failing test never hangs
- * the vPool's close().
+ * the vPool's close(). Adds up the bytes they return (rangeBytes).
  */
 export class HeldReads implements BlobStore {
   /** Ranged GETs asked for, by key (held ones included). */
   readonly ranges = new Map<string, number>();
+  /** Bytes the ranged GETs returned (what the backend served to reads). */
+  rangeBytes = 0;
   /** Ranged GETs waiting at the gate now. */
   held = 0;
   private pick: (key: string) => boolean = () => false;
@@ -94,7 +96,9 @@ export class HeldReads implements BlobStore {
         this.held--;
       }
     }
-    return this.inner.getRange(key, offset, length);
+    const data = await this.inner.getRange(key, offset, length);
+    this.rangeBytes += data.length;
+    return data;
   }
 
   put(key: string, data: Uint8Array): Promise<void> { return this.inner.put(key, data); }

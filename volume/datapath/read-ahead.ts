@@ -9,6 +9,8 @@
  *   `window` bytes (1 MiB, doubling up to 16 MiB, at most an eighth of the read cache) is walked and every
  *   piece of a backend SCO that is neither cached nor being fetched is queued — at most MAX_QUEUED
  *   pieces (~8 MiB), PARALLEL fetched at a time.
+ * - While the read cache is thrashing (read-cache.ts), only pieces the window reads mostly whole are
+ *   queued (sparseUse): a piece wanted for a cluster or two would be evicted before the stream comes back to it.
  * - It only warms the read cache. Every read still plans from the cluster map as it is when the read
  *   runs, and pieces are of SCOs, which never change: an overwrite after a prefetch is read from its new
  *   SCO, never from the prefetched piece.
@@ -18,7 +20,7 @@
  */
 import { logger } from '../../util/log.js';
 import { CLUSTER_SIZE } from '../types.js';
-import { PIECE_SLOTS } from './read-cache.js';
+import { PIECE_SLOTS, sparseUse } from './read-cache.js';
 import type { ReadTarget } from './read-path.js';
 
 const log = logger('read-ahead');
@@ -78,21 +80,31 @@ export class ReadAhead {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Queues the missing pieces of the clusters of [from, to); stops when the queue is full. */
+  /**
+   * Queues the missing pieces of the clusters of [from, to) (while the cache is thrashing, those the range
+   * reads mostly whole: sparseUse); stops when the queue would be full.
+   */
   private plan(from: number, to: number): void {
     const { map, readCache } = this.t;
+    const thrashing = readCache.thrashing;
     let a = Math.floor(from / CLUSTER_SIZE);
     const last = Math.ceil(to / CLUSTER_SIZE);
     let prevSco = 0;
     let prevPiece = -1; // (with the depth) the piece of the cluster before: sequential data is 32 clusters a piece
-    for (; a < last && this.queue.length < MAX_QUEUED; a++) {
+    const found = new Map<string, { key: string; count: number; piece: number; clusters: number }>();
+    let cur: { clusters: number } | undefined; // the missing piece the cluster before is in
+    for (; a < last && this.queue.length + found.size < MAX_QUEUED; a++) {
       const sco = map.scoOf(a);
       if (sco === 0) continue;
       const w1 = map.word1Of(a);
       const pieceAndDepth = Math.floor((w1 & 0xffff) / PIECE_SLOTS) + (w1 >>> 16) * 0x10000;
-      if (sco === prevSco && pieceAndDepth === prevPiece) continue;
+      if (sco === prevSco && pieceAndDepth === prevPiece) {
+        if (cur !== undefined) cur.clusters++;
+        continue;
+      }
       prevSco = sco;
       prevPiece = pieceAndDepth;
+      cur = undefined;
       let src;
       try {
         src = this.t.source((w1 >>> 16) & 0xff);
@@ -106,8 +118,18 @@ export class ReadAhead {
       const piece = Math.floor((w1 & 0xffff) / PIECE_SLOTS);
       const name = `${key}#${piece}`;
       if (this.queued.has(name) || readCache.hasPiece(key, piece)) continue;
+      let f = found.get(name);
+      if (f === undefined) {
+        f = { key, count, piece, clusters: 0 };
+        found.set(name, f);
+      }
+      f.clusters++;
+      cur = f;
+    }
+    for (const [name, f] of found) {
+      if (thrashing && sparseUse(f.clusters, Math.min(PIECE_SLOTS, f.count - f.piece * PIECE_SLOTS))) continue;
       this.queued.add(name);
-      this.queue.push({ key, count, piece });
+      this.queue.push({ key: f.key, count: f.count, piece: f.piece });
     }
     this.planned = Math.max(this.planned, a * CLUSTER_SIZE);
   }

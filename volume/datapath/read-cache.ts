@@ -9,6 +9,21 @@
  * (pieceFd: descriptors of recently used pieces stay open, at most MAX_OPEN_PIECES), and fetches missing
  * pieces itself (fetchPiece), several at a time; read-ahead (read-ahead.ts) fetches pieces before they are
  * asked for. Two callers wanting the same missing piece share one GET.
+ *
+ * Thrashing. Whole pieces pay off when a piece stays cached until its other slots are read. When the
+ * cache is smaller than what a pass needs — a sequential read of a vDisk overwritten at random 4 KiB
+ * clusters wants, for every MiB, one or two clusters of each of hundreds of pieces — every piece is evicted
+ * before its next cluster is read, and each 4 KiB costs a 132 KiB GET (docs/performance.md measured 20–33×
+ * the bytes). So the cache watches what whole pieces buy, in votes: a piece fetched for a request that
+ * needed less than three quarters of it (sparseUse; or by read-ahead) votes once — 0 at its first hit, 1 if
+ * evicted before one; the cache remembers the names of pieces recently evicted or fetched sparse (ghosts, no
+ * data), and every miss on a ghost votes — 1 when caching the piece whole did not (it was evicted) or would
+ * not (more pieces were missed since than the cache holds) keep it until it was wanted again, 0 when it
+ * would have. Once most recent votes are 1 (`thrashing`), the read path fetches only the slots a request
+ * needs of a piece it uses sparsely (fetchSlots: ranged GETs of just those slots, not kept) and read-ahead
+ * prefetches only the pieces a stream reads mostly whole; a request that needs three quarters of a piece or
+ * more still fetches it whole, and keeps it. The sparse fetches keep voting (their ghosts), so a working set
+ * that fits again turns whole pieces back on.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,6 +41,21 @@ export const PIECE_SLOTS = 32;
  * its descriptor limit to the hard limit at start).
  */
 const MAX_OPEN_PIECES = 4096;
+/** Weight of one vote in the thrash score (an average over the last ~16 votes). */
+const VOTE_WEIGHT = 1 / 16;
+/** Thrashing from this score up, until it falls below LEAVE_THRASH (hysteresis: no flapping). */
+const ENTER_THRASH = 0.5;
+const LEAVE_THRASH = 0.25;
+/**
+ * Whether a read (or read-ahead) wanting `using` of a piece's `slots` uses it sparsely: while the cache
+ * is thrashing such a piece is not fetched whole (a whole piece fetched for more costs at most 4/3 of what
+ * is read, and is kept).
+ */
+export function sparseUse(using: number, slots: number): boolean {
+  return using * 4 < slots * 3;
+}
+/** Bytes of a whole piece in the cache. */
+const PIECE_BYTES = PIECE_SLOTS * SLOT_SIZE;
 
 export class ReadCache {
   /** piece file name → bytes, in LRU order (first = least recently used). */
@@ -36,6 +66,19 @@ export class ReadCache {
   private used = 0;
   hits = 0;
   misses = 0;
+  /** Sparse fetches (fetchSlots) so far (tests and logs look at it). */
+  sparseFetches = 0;
+  /**
+   * Piece name → the miss count when it was evicted (or not kept) or fetched sparse, oldest first: what a
+   * miss on it says about whole pieces (see the header). Names only, at most 4096 to 65536 (addGhost).
+   */
+  private readonly ghosts = new Map<string, { seq: number; evicted: boolean }>();
+  private missSeq = 0;
+  /** Cached pieces fetched for a sparse use (sparseUse, or ahead) and not read since: evicted, they vote 1. */
+  private readonly unread = new Set<string>();
+  /** The average of the recent votes: 1 = whole pieces were all wasted, 0 = all paid off. */
+  private waste = 0;
+  private sparse = false;
 
   /**
    * `disk`: the state disk (write-cache-space.ts). The read cache keeps twice its reserve free: the write
@@ -115,6 +158,7 @@ export class ReadCache {
     this.lru.delete(name);
     this.lru.set(name, size);
     this.hits++;
+    if (this.unread.delete(name)) this.vote(0);
     return fd;
   }
 
@@ -129,9 +173,12 @@ export class ReadCache {
     return this.lru.has(name) || this.inflight.has(name);
   }
 
-  /** The bytes of piece `piece` of the SCO at `key` (which holds `count` slots): from the cache, else one GET (kept). */
-  fetchPiece(key: string, count: number, piece: number): Promise<Buffer> {
-    return this.piece(key, piece, Math.min(PIECE_SLOTS, count - piece * PIECE_SLOTS));
+  /**
+   * The bytes of piece `piece` of the SCO at `key` (which holds `count` slots): from the cache, else one GET
+   * (kept). `using`: how many of its slots the caller reads (0: read-ahead), for the thrash votes.
+   */
+  fetchPiece(key: string, count: number, piece: number, using = 0): Promise<Buffer> {
+    return this.piece(key, piece, Math.min(PIECE_SLOTS, count - piece * PIECE_SLOTS), using);
   }
 
   /** Drops a piece (it failed verification) so the next read fetches it again. */
@@ -145,6 +192,7 @@ export class ReadCache {
     if (size === undefined) return;
     this.lru.delete(name);
     this.used -= size;
+    this.unread.delete(name);
     const fd = this.fds.get(name);
     if (fd !== undefined) {
       this.fds.delete(name);
@@ -172,12 +220,13 @@ export class ReadCache {
     for (const [name, size] of [...this.lru]) {
       if (avail + freed - bytes >= 2 * this.disk.reserve) break;
       this.drop(name);
+      this.addGhost(name, true);
       freed += size;
     }
     return avail + freed - bytes >= 2 * this.disk.reserve;
   }
 
-  private piece(key: string, piece: number, slots: number): Promise<Buffer> {
+  private piece(key: string, piece: number, slots: number, using = slots): Promise<Buffer> {
     const name = pieceName(key, piece);
     const size = this.lru.get(name);
     if (size !== undefined) {
@@ -186,6 +235,7 @@ export class ReadCache {
         this.lru.delete(name);
         this.lru.set(name, size);
         this.hits++;
+        if (this.unread.delete(name)) this.vote(0);
         return Promise.resolve(buf);
       } catch {
         this.drop(name);
@@ -194,13 +244,14 @@ export class ReadCache {
     let p = this.inflight.get(name);
     if (p === undefined) {
       this.misses++;
-      p = this.fetch(key, piece, slots, name).finally(() => this.inflight.delete(name));
+      this.noteMiss(name);
+      p = this.fetch(key, piece, slots, name, sparseUse(using, slots)).finally(() => this.inflight.delete(name));
       this.inflight.set(name, p);
     }
     return p;
   }
 
-  private async fetch(key: string, piece: number, slots: number, name: string): Promise<Buffer> {
+  private async fetch(key: string, piece: number, slots: number, name: string, sparsely: boolean): Promise<Buffer> {
     const data = await withRetry(() => this.backend.getRange(key, piece * PIECE_SLOTS * SLOT_SIZE, slots * SLOT_SIZE), {
       what: `read ${key} piece ${piece}`, log, attempts: 5,
     });
@@ -214,6 +265,7 @@ export class ReadCache {
       this.evict();
       if (this.used > this.limit) {
         this.used -= data.length;
+        this.addGhost(name, true);
         return data;
       }
       const tmp = path.join(this.dir, `.${name}`);
@@ -232,6 +284,7 @@ export class ReadCache {
         fs.rmSync(path.join(this.dir, name), { force: true });
       } else {
         this.lru.set(name, data.length);
+        if (sparsely) this.unread.add(name);
         this.evict();
       }
     }
@@ -248,13 +301,80 @@ export class ReadCache {
   setLimit(bytes: number): void {
     log.info('read-cache limit changed', { from: this.limit, to: bytes, usedBytes: this.used });
     this.limit = bytes;
-    this.evict();
+    this.evict(false);
   }
 
-  private evict(): void {
+  /** Evicts down to the limit; `vote`: false when the limit was lowered (no news about the workload). */
+  private evict(vote = true): void {
     for (const name of this.lru.keys()) {
       if (this.used <= this.limit) break;
+      const wasted = this.unread.has(name);
       this.drop(name);
+      if (!vote) continue;
+      this.addGhost(name, true);
+      if (wasted) this.vote(1);
+    }
+  }
+
+  /**
+   * True when whole pieces are being evicted before they are read again (see the header), or nothing is
+   * kept at all (limit 0): a run needing a few slots of a missing piece should take fetchSlots.
+   */
+  get thrashing(): boolean {
+    return this.limit === 0 || this.sparse;
+  }
+
+  /**
+   * `n` slots from `slot` of the SCO at `key`, with one ranged GET of just those slots, not kept (the read
+   * path when thrashing). The caller verifies them, as it does a piece's. `first`: the first of a request's
+   * fetches in this piece (only that one counts as a miss of the piece: the votes are per piece).
+   */
+  async fetchSlots(key: string, slot: number, n: number, first = true): Promise<Buffer> {
+    if (first) {
+      const name = pieceName(key, Math.floor(slot / PIECE_SLOTS));
+      this.noteMiss(name);
+      this.addGhost(name, false);
+    }
+    this.sparseFetches++;
+    return withRetry(() => this.backend.getRange(key, slot * SLOT_SIZE, n * SLOT_SIZE), {
+      what: `read ${key} slots ${slot}..${slot + n - 1}`, log, attempts: 5,
+    });
+  }
+
+  /** Pieces the cache holds at its limit. */
+  private capacityPieces(): number {
+    return Math.max(1, Math.floor(this.limit / PIECE_BYTES));
+  }
+
+  /** A miss on piece `name` (about to be fetched, whole or sparse): votes if it is a ghost. */
+  private noteMiss(name: string): void {
+    this.missSeq++;
+    const g = this.ghosts.get(name);
+    if (g === undefined) return; // never seen (or long ago): says nothing about the cache
+    this.ghosts.delete(name);
+    this.vote(g.evicted || this.missSeq - g.seq > this.capacityPieces() ? 1 : 0);
+  }
+
+  private addGhost(name: string, evicted: boolean): void {
+    this.ghosts.delete(name);
+    this.ghosts.set(name, { seq: this.missSeq, evicted });
+    const max = Math.min(65536, Math.max(4096, 4 * this.capacityPieces()));
+    for (const oldest of this.ghosts.keys()) {
+      if (this.ghosts.size <= max) break;
+      this.ghosts.delete(oldest);
+    }
+  }
+
+  private vote(v: 0 | 1): void {
+    this.waste += (v - this.waste) * VOTE_WEIGHT;
+    if (!this.sparse && this.waste > ENTER_THRASH) {
+      this.sparse = true;
+      log.info('read cache thrashing: pieces are evicted before they are read again; fetching only the slots sparse reads need', {
+        limit: this.limit, usedBytes: this.used, hits: this.hits, misses: this.misses,
+      });
+    } else if (this.sparse && this.waste < LEAVE_THRASH) {
+      this.sparse = false;
+      log.info('read cache no longer thrashing: fetching whole pieces again', { limit: this.limit, sparseFetches: this.sparseFetches });
     }
   }
 }

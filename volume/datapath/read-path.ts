@@ -7,7 +7,10 @@
  *      - local: the SCO is in the write cache of the namespace's vDisk (a clone's depth k reads its k-th
  *        ancestor's namespace and cache);
  *      - cached: a piece of the read cache holds it (runs of a backend SCO are cut at piece boundaries);
- *      - fetch: neither — one ranged GET of the piece (read-cache.ts), shared with any other reader of it.
+ *      - fetch: neither — one ranged GET of the piece (read-cache.ts), shared with any other reader of it;
+ *        or, while the read cache is thrashing, of just the runs' slots when the request needs little of
+ *        the piece (sparseUse; ReadCache.fetchSlots: whole pieces would be evicted before their other
+ *        slots are read).
  * 2. The fetches start, at most FETCH_PARALLEL at a time.
  * 3. Meanwhile the local and cached runs are read synchronously (page-cached preads cost microseconds, less
  *    than a trip through libuv's thread pool): one readv per run, the 32-byte headers into a scratch
@@ -25,11 +28,13 @@
 import fs from 'node:fs';
 import { CLUSTER_SIZE } from '../types.js';
 import { checkSlot, checkSlotParts, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
-import { PIECE_SLOTS, type ReadCache } from './read-cache.js';
+import { PIECE_SLOTS, sparseUse, type ReadCache } from './read-cache.js';
 import type { ClusterMap } from './cluster-map.js';
 
 /** Pieces fetched at the same time for one request. */
 export const FETCH_PARALLEL = 8;
+/** Slots between two runs of a piece fetched sparse below which one GET takes both (and the gap). */
+const SPARSE_GAP = 2;
 /** Slots in one readv: two iovecs each, and Linux takes at most 1024 (IOV_MAX). */
 const MAX_RUN = 512;
 
@@ -132,10 +137,7 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
 
   // 2. the fetches start
   const careful: Run[] = [];
-  const fetching = fetch.length === 0 ? undefined : runPool(fetch.map((r) => async () => {
-    const buf = await readCache.fetchPiece(r.key, r.count, r.piece);
-    if (!copyFromPiece(buf, (r.slot - r.piece * PIECE_SLOTS) * SLOT_SIZE, r, out, offset)) await readCareful(r, out, offset);
-  }), FETCH_PARALLEL);
+  const fetching = fetch.length === 0 ? undefined : runPool(fetchTasks(readCache, fetch, out, offset), FETCH_PARALLEL);
 
   // 3. the local and cached runs, synchronously, meanwhile
   try {
@@ -154,6 +156,44 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
   }
   if (fetching === undefined && careful.length === 0) return undefined; // all from the write cache or the read cache
   return settle(fetching, runPool(careful.map((r) => () => readCareful(r, out, offset)), FETCH_PARALLEL));
+}
+
+/**
+ * The tasks fetching the runs of missing pieces: one per piece. The piece is fetched whole (and kept)
+ * unless the read cache is thrashing, the request needs little of the piece (sparseUse), and nobody is fetching
+ * it already (sharing that GET costs nothing): then one ranged GET per run (runs at most SPARSE_GAP slots
+ * apart share one), not kept (ReadCache.fetchSlots).
+ */
+function fetchTasks(readCache: ReadCache, fetch: PieceRun[], out: Buffer, offset: number): Array<() => Promise<void>> {
+  const byPiece = new Map<string, PieceRun[]>();
+  for (const r of fetch) {
+    const name = `${r.key}#${r.piece}`;
+    const runs = byPiece.get(name);
+    if (runs === undefined) byPiece.set(name, [r]);
+    else runs.push(r);
+  }
+  return [...byPiece.values()].map((runs) => async () => {
+    const r0 = runs[0];
+    const using = runs.reduce((sum, r) => sum + r.n, 0);
+    // decided as the task starts: a request of many pieces may be the one that shows the thrashing
+    if (readCache.thrashing && sparseUse(using, Math.min(PIECE_SLOTS, r0.count - r0.piece * PIECE_SLOTS)) && !readCache.hasPiece(r0.key, r0.piece)) {
+      runs.sort((x, y) => x.slot - y.slot);
+      for (let i = 0; i < runs.length;) {
+        let j = i + 1;
+        while (j < runs.length && runs[j].slot - (runs[j - 1].slot + runs[j - 1].n) <= SPARSE_GAP) j++;
+        const from = runs[i].slot;
+        const buf = await readCache.fetchSlots(r0.key, from, runs[j - 1].slot + runs[j - 1].n - from, i === 0);
+        for (let k = i; k < j; k++) {
+          const r = runs[k];
+          if (!copyFromPiece(buf, (r.slot - from) * SLOT_SIZE, r, out, offset)) await readCareful(r, out, offset);
+        }
+        i = j;
+      }
+      return;
+    }
+    const buf = await readCache.fetchPiece(r0.key, r0.count, r0.piece, using);
+    for (const r of runs) if (!copyFromPiece(buf, (r.slot - r.piece * PIECE_SLOTS) * SLOT_SIZE, r, out, offset)) await readCareful(r, out, offset);
+  });
 }
 
 /** Waits for both to settle, then rejects with the first failure (4: nothing writes into `out` after the answer). */
