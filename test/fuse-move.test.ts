@@ -15,21 +15,13 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { api, apiOf, pathParam } from './helpers/api.js';
 import { CLI, freshLayout, fuseTest, logEntries, MountHandle, ok, q, startMount } from './helpers/mount.js';
-import { listFiles, pattern } from './helpers/vpool.js';
+import { listFiles } from './helpers/vpool.js';
+import { rng } from './helpers/ref-disk.js';
+import { MountWorkload } from './helpers/mount-workload.js';
 
 const test = fuseTest();
 const SIZE = 2 * 2 ** 20;
 
-/** mulberry32 */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 test('backend move on a real mount: I/O goes on, kill -9 half-way, resumed and switched, then the new backend alone reads every byte', async (t) => {
   const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -46,39 +38,14 @@ test('backend move on a real mount: I/O goes on, kill -9 half-way, resumed and s
   const moving = { ...onX, backend: `file://${yDir}`, extraArgs: ['--config', config, '--move-from', `file://${xDir}`] };
   const target = apiOf(l.state);
 
-  const ref = new Map<string, Buffer>();
-  const snaps: Array<{ file: string; name: string; data: Buffer }> = [];
-  let n = 0;
-  const write = (mp: string, file: string): void => {
-    const data = ref.get(file)!;
-    const off = Math.floor(rand() * (SIZE / 512 - 100)) * 512;
-    const chunk = pattern(Math.floor(rand() * 2 ** 31), 512 * (1 + Math.floor(rand() * 80)));
-    const fd = fs.openSync(path.join(mp, file), 'r+');
-    fs.writeSync(fd, chunk, 0, chunk.length, off);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    chunk.copy(data, off);
-  };
-  const snapshot = async (file: string): Promise<void> => {
-    const name = `s${++n}`;
-    const a = await api(target, 'POST', `/v1/vdisks/${pathParam(file)}/snapshots`, { name });
-    t.is(a.status, 201, JSON.stringify(a.body));
-    snaps.push({ file, name, data: Buffer.from(ref.get(file)!) });
-  };
+  const w = new MountWorkload(t, rand, target, SIZE);
+  const { ref, snaps } = w;
+  const write = (mp: string, file: string): void => w.write(mp, file);
+  const snapshot = (file: string): Promise<void> => w.snapshot(file);
 
   // 1. on X
   const m1 = await startMount(t, onX);
-  for (const f of ['d1', 'd2']) {
-    await ok(t, `truncate -s ${SIZE} ${q(m1.p(f))}`);
-    ref.set(f, Buffer.alloc(SIZE));
-    for (let i = 0; i < 12; i++) write(m1.mountpoint, f);
-    await snapshot(f);
-    for (let i = 0; i < 12; i++) write(m1.mountpoint, f);
-  }
-  const c = await api(target, 'POST', `/v1/vdisks/${pathParam('d1')}/clones`, { target: 'c1', snapshot: snaps[0].name });
-  t.is(c.status, 201, JSON.stringify(c.body));
-  ref.set('c1', Buffer.from(snaps[0].data));
-  for (let i = 0; i < 6; i++) write(m1.mountpoint, 'c1');
+  await w.populate(m1.mountpoint);
   t.is(await m1.stop(), 0, m1.log);
   const objects = listFiles(xDir).length;
   t.log(`${objects} objects in X`);

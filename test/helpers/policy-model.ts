@@ -8,16 +8,7 @@ import type { VPool } from '../../volume/types.js';
 import { RefDisk } from './ref-disk.js';
 import { pattern } from './vpool.js';
 
-/** mulberry32: a small seeded generator. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+export { rng } from './ref-disk.js';
 
 export interface Model {
   disks: Map<string, RefDisk>;
