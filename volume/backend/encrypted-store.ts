@@ -21,6 +21,7 @@
 import { BackendError } from '../../util/errors.js';
 import type { BlobStore } from './types.js';
 import { checkRangeWithin, validateKey, validateRangeArgs } from './keys.js';
+import { KeyedSerial } from '../../util/serial.js';
 import {
   DEFAULT_CHUNK, HEADER_SIZE, chunkCount, chunkOffset, decryptChunks, encryptObject, keyIdOf, objectKey, parseHeader,
   storedSize, verifyHeader, type Header,
@@ -52,7 +53,7 @@ export class EncryptedBlobStore implements BlobStore {
   private readonly masters = new Map<string, Buffer>();
   private readonly headers = new Map<string, Opened>();
   /** Per-key lock of the writes (put, createExclusive, delete, rewrite): the tail of each key's queue. */
-  private readonly writing = new Map<string, Promise<unknown>>();
+  private readonly writing = new KeyedSerial();
 
   /**
    * `key` is the 32-byte master key; `chunk` the plaintext chunk size of new objects; `oldKeys` keys that
@@ -90,14 +91,7 @@ export class EncryptedBlobStore implements BlobStore {
 
   /** Runs `fn` once every earlier write of `key` in this store has ended (success or not). */
   private locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.writing.get(key) ?? Promise.resolve();
-    const run = before.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.writing.set(key, tail);
-    void tail.then(() => {
-      if (this.writing.get(key) === tail) this.writing.delete(key);
-    });
-    return run;
+    return this.writing.run(key, fn);
   }
 
   /**

@@ -15,10 +15,11 @@
  * encryption wraps this store), and the keys do not change.
  */
 import type { BlobStore } from '../backend/types.js';
+import { KeyedSerial } from '../../util/serial.js';
 
 export class MirrorStore implements BlobStore {
   private switched = false;
-  private readonly writing = new Map<string, Promise<unknown>>();
+  private readonly writing = new KeyedSerial();
   createExclusive?: (key: string, data: Uint8Array) => Promise<boolean>;
 
   constructor(readonly from: BlobStore, readonly to: BlobStore) {
@@ -48,14 +49,7 @@ export class MirrorStore implements BlobStore {
 
   /** Runs `fn` once every earlier write of `key` through this store has ended. */
   private locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.writing.get(key) ?? Promise.resolve();
-    const run = before.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.writing.set(key, tail);
-    void tail.then(() => {
-      if (this.writing.get(key) === tail) this.writing.delete(key);
-    });
-    return run;
+    return this.writing.run(key, fn);
   }
 
   put(key: string, data: Uint8Array): Promise<void> {
@@ -113,7 +107,7 @@ export class MirrorStore implements BlobStore {
   /** From now on reads and writes go to Y alone; waits out the writes in flight (each is on both by then). */
   async switchToTarget(): Promise<void> {
     this.switched = true;
-    await Promise.all([...this.writing.values()]);
+    await this.writing.idle();
   }
 
   async close(): Promise<void> {
