@@ -78,7 +78,7 @@ class MountTarget implements Target {
   /**
    * `command` may throw (e.g. the C passthrough cannot be built): start() then fails with that reason.
    */
-  constructor(readonly name: string, private readonly root: string, private readonly command: (mnt: string) => Command,
+  constructor(readonly name: string, root: string, private readonly command: (mnt: string) => Command,
     private readonly stopGraceMs: number) {
     this.dir = path.join(root, 'mnt');
     this.log = path.join(root, `${name}.log`);

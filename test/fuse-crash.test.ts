@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { treeComesBackFromBackend } from './helpers/tree-roundtrip.js';
-import { freshLayout, fuseTest, isMounted, ok, q, startMount } from './helpers/mount.js';
+import { freshLayout, fuseTest, isMounted, startMount } from './helpers/mount.js';
 
 const test = fuseTest();
 const BLOCK = 4096;

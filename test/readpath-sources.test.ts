@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomInt } from 'node:crypto';
 import type { VDisk, VPool } from '../volume/types.js';
-import { CS, flipByte, pattern, poolEnv, SLOT_SIZE, type PoolEnv } from './helpers/vpool.js';
+import { CS, flipByte, pattern, poolEnv, SLOT_SIZE } from './helpers/vpool.js';
 import { emptyReadCache, evictAll, localScos } from './helpers/readpath.js';
 import { captureLog, slotAddress } from './helpers/slot-probe.js';
 
