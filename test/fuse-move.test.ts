@@ -12,8 +12,7 @@
 import fs from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { api, apiOf, pathParam } from './helpers/api.js';
+import { api, apiOf } from './helpers/api.js';
 import { CLI, freshLayout, fuseTest, logEntries, MountHandle, ok, q, startMount } from './helpers/mount.js';
 import { listFiles } from './helpers/vpool.js';
 import { rng } from './helpers/ref-disk.js';
@@ -40,8 +39,6 @@ test('backend move on a real mount: I/O goes on, kill -9 half-way, resumed and s
 
   const w = new MountWorkload(t, rand, target, SIZE);
   const { ref, snaps } = w;
-  const write = (mp: string, file: string): void => w.write(mp, file);
-  const snapshot = (file: string): Promise<void> => w.snapshot(file);
 
   // 1. on X
   const m1 = await startMount(t, onX);
@@ -52,35 +49,21 @@ test('backend move on a real mount: I/O goes on, kill -9 half-way, resumed and s
 
   // 2. moving: the job starts by itself; I/O goes on; kill -9 half-way
   const m2 = await startMount(t, moving);
-  let st = (await api(target, 'GET', '/v1/backend-move')).body;
+  const st = (await api(target, 'GET', '/v1/backend-move')).body;
   t.true(st.moving, JSON.stringify(st));
-  let writes = 0;
-  while (st.job.state === 'running' && st.job.copied < objects / 3) {
-    write(m2.mountpoint, ['d1', 'd2', 'c1'][writes % 3]);
-    if (++writes % 10 === 0) await snapshot(['d1', 'd2'][(writes / 10) % 2]);
-    await sleep(50);
-    st = (await api(target, 'GET', '/v1/backend-move')).body;
-  }
-  t.is(st.job.state, 'running', `the job was still running at the kill: ${JSON.stringify(st.job)}`);
+  const { job, writes } = await w.untilThirdDone(m2.mountpoint, '/v1/backend-move', 'copied', objects);
   await m2.kill9();
-  t.log(`killed with ${st.job.copied} of ${st.job.listed} objects copied, after ${writes} writes`);
+  t.log(`killed with ${job.copied} of ${job.listed} objects copied, after ${writes} writes`);
 
   // 3. again: the job starts over and switches; `vpoolfs backend-move` waits for it
   const m3 = await startMount(t, moving);
   const cli = ok(t, `node ${q(CLI)} backend-move ${q(m3.mountpoint)}`, 300_000);
-  let more = 0;
-  for (;;) {
-    st = (await api(target, 'GET', '/v1/backend-move')).body;
-    if (st.job.state !== 'running' || more >= 30) break;
-    write(m3.mountpoint, ['d1', 'd2', 'c1'][more % 3]);
-    more++;
-    await sleep(100);
-  }
+  const more = await w.whileRunning(m3.mountpoint, '/v1/backend-move');
   const out = await cli;
   t.regex(out, /move done: .*switched/, out);
   t.is(logEntries(m3.log, /^move: done/).length, 1, m3.log);
-  for (let i = 0; i < 6; i++) write(m3.mountpoint, ['d1', 'd2', 'c1'][i % 3]); // after the switch: Y alone
-  await snapshot('d2');
+  for (let i = 0; i < 6; i++) w.write(m3.mountpoint, ['d1', 'd2', 'c1'][i % 3]); // after the switch: Y alone
+  await w.snapshot('d2');
   t.is(await m3.stop(), 0, m3.log);
 
   // 4. X is drained and refuses; Y alone reads every byte, from the backend
@@ -91,13 +74,7 @@ test('backend move on a real mount: I/O goes on, kill -9 half-way, resumed and s
   t.regex(refused.log, /was moved to file:\/\/.*\/y/);
   fs.rmSync(l.state, { recursive: true, force: true });
   const m4 = await startMount(t, { ...onX, backend: `file://${yDir}` });
-  for (const [f, data] of ref) t.true(fs.readFileSync(m4.p(f)).equals(data), `${f}: every byte`);
-  for (const s of snaps) {
-    const v = `v-${s.name}`;
-    const a = await api(target, 'POST', `/v1/vdisks/${pathParam(s.file)}/clones`, { target: v, snapshot: s.name });
-    t.is(a.status, 201, JSON.stringify(a.body));
-    t.true(fs.readFileSync(m4.p(v)).equals(s.data), `${s.file}@${s.name}: every byte`);
-  }
+  await w.checkEveryByte(m4.mountpoint);
   t.log(`${listFiles(yDir).length} objects in Y; ${ref.size} vDisks and ${snaps.length} snapshots read right from Y alone; ${writes + more + 6} writes during the move`);
   t.is(await m4.stop(), 0, m4.log);
 });

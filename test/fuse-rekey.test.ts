@@ -14,10 +14,10 @@
 import fs from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { HEADER_SIZE, keyIdOf, parseHeader } from '../volume/backend/crypto-format.js';
+import { keyIdOf } from '../volume/backend/crypto-format.js';
 import { ENCRYPTION_MARKER } from '../volume/backend/open-backend.js';
-import { api, apiOf, pathParam } from './helpers/api.js';
+import { api, apiOf } from './helpers/api.js';
+import { objectsNotUnder } from './helpers/key-ids.js';
 import { CLI, freshLayout, fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
 import { listFiles } from './helpers/vpool.js';
 import { rng } from './helpers/ref-disk.js';
@@ -47,8 +47,6 @@ test('rekey on a real mount: I/O goes on, kill -9 half-way, resumed, then the ne
 
   const w = new MountWorkload(t, rand, target, SIZE);
   const { ref, snaps } = w;
-  const write = (mp: string, file: string): void => w.write(mp, file);
-  const snapshot = (file: string): Promise<void> => w.snapshot(file);
 
   // 1. under key A
   const m1 = await startMount(t, withA);
@@ -59,30 +57,16 @@ test('rekey on a real mount: I/O goes on, kill -9 half-way, resumed, then the ne
 
   // 2. rotating: the job starts by itself; I/O goes on; kill -9 half-way
   const m2 = await startMount(t, rotating);
-  let st = (await api(target, 'GET', '/v1/rekey')).body;
+  const st = (await api(target, 'GET', '/v1/rekey')).body;
   t.true(st.encrypted && st.job.retiring.includes(keyIdOf(A).toString('hex')), JSON.stringify(st));
-  let writes = 0;
-  while (st.job.state === 'running' && st.job.rewritten < objects / 3) {
-    write(m2.mountpoint, ['d1', 'd2', 'c1'][writes % 3]);
-    if (++writes % 10 === 0) await snapshot(['d1', 'd2'][(writes / 10) % 2]);
-    await sleep(50);
-    st = (await api(target, 'GET', '/v1/rekey')).body;
-  }
-  t.is(st.job.state, 'running', `the job was still running at the kill: ${JSON.stringify(st.job)}`);
+  const { job, writes } = await w.untilThirdDone(m2.mountpoint, '/v1/rekey', 'rewritten', objects);
   await m2.kill9();
-  t.log(`killed with ${st.job.rewritten} of ${st.job.listed} objects rewritten, after ${writes} writes`);
+  t.log(`killed with ${job.rewritten} of ${job.listed} objects rewritten, after ${writes} writes`);
 
   // 3. again with both keys: the job resumes; the CLI waits for it
   const m3 = await startMount(t, rotating);
   const cli = ok(t, `node ${q(CLI)} rekey ${q(m3.mountpoint)}`, 300_000);
-  let more = 0;
-  for (;;) {
-    st = (await api(target, 'GET', '/v1/rekey')).body;
-    if (st.job.state !== 'running' || more >= 30) break;
-    write(m3.mountpoint, ['d1', 'd2', 'c1'][more % 3]);
-    more++;
-    await sleep(100);
-  }
+  const more = await w.whileRunning(m3.mountpoint, '/v1/rekey');
   const out = await cli;
   t.regex(out, /rekey done: .*no old key is needed any more/, out);
   t.true(logEntries(m3.log, 'rekey: done, every object is under the new key').length === 1, m3.log);
@@ -95,25 +79,11 @@ test('rekey on a real mount: I/O goes on, kill -9 half-way, resumed, then the ne
   // 4. every object under B; B alone reads every byte, from the backend
   const idB = keyIdOf(B).toString('hex');
   const files = listFiles(l.backendDir).filter((f) => f !== ENCRYPTION_MARKER);
-  const wrong: string[] = [];
-  for (const f of files) {
-    const fd = fs.openSync(path.join(l.backendDir, f), 'r');
-    const raw = Buffer.alloc(HEADER_SIZE);
-    fs.readSync(fd, raw, 0, HEADER_SIZE, 0);
-    fs.closeSync(fd);
-    const h = parseHeader(raw);
-    if (typeof h !== 'object' || h.keyId.toString('hex') !== idB) wrong.push(`${f}: ${typeof h === 'object' ? h.keyId.toString('hex') : h}`);
-  }
+  const wrong = objectsNotUnder(l.backendDir, files, idB);
   t.deepEqual(wrong, [], `objects not under key B (${idB})`);
   fs.rmSync(l.state, { recursive: true, force: true });
   const m4 = await startMount(t, { ...base, extraArgs: ['--encryption-key-file', keyB] });
-  for (const [f, data] of ref) t.true(fs.readFileSync(m4.p(f)).equals(data), `${f}: every byte`);
-  for (const s of snaps) {
-    const v = `v-${s.name}`;
-    const a = await api(target, 'POST', `/v1/vdisks/${pathParam(s.file)}/clones`, { target: v, snapshot: s.name });
-    t.is(a.status, 201, JSON.stringify(a.body));
-    t.true(fs.readFileSync(m4.p(v)).equals(s.data), `${s.file}@${s.name}: every byte`);
-  }
+  await w.checkEveryByte(m4.mountpoint);
   t.log(`${files.length} objects under key B; ${ref.size} vDisks and ${snaps.length} snapshots read right with B alone; ${writes + more} writes during the rotation`);
   t.is(await m4.stop(), 0, m4.log);
 });

@@ -15,9 +15,9 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { openBackend, openBackendOn } from '../volume/backend/open-backend.js';
-import { MoveJob, openMove, type MoveStatus } from '../volume/policy/move-job.js';
+import { MoveJob, openMove } from '../volume/policy/move-job.js';
 import { setLogLevel } from '../util/log.js';
-import { checkAll, randomOp, rng, type Model } from './helpers/policy-model.js';
+import { checkAll, dieThenFinish, randomOp, rng, type Model } from './helpers/policy-model.js';
 import { RefDisk } from './helpers/ref-disk.js';
 import { listFiles, poolEnv } from './helpers/vpool.js';
 
@@ -61,25 +61,8 @@ test('move: random I/O, snapshots, clones and scrubs while moving; a job killed 
       if (++seen === killAt) throw new Error(`killed at object ${killAt}`);
     },
   });
-  let running = true;
   const ioRand = rng(seed ^ 0x30e);
-  const io = (async () => {
-    let n = 0;
-    while (running || n < OPS) {
-      await randomOp(t, pool, m, ioRand, true);
-      n++;
-    }
-    return n;
-  })();
-  const first = await job.start();
-  t.is(first.state, 'failed', 'the job died at its checkpoint');
-  let last: MoveStatus;
-  try {
-    last = await job.start();
-  } finally {
-    running = false;
-  }
-  const ops = await io;
+  const { first, last, ops } = await dieThenFinish(t, pool, m, ioRand, job, OPS);
   t.is(last.state, 'done', String(last.error));
   t.true(moving.mirror!.moved);
   t.log(`first run copied ${first.copied} objects before it died; the second: ${last.copied} copied (${last.bytesCopied} bytes), ${last.deleted} deleted from Y, in ${last.pass} passes, ${last.drained} drained from X; ${ops} ops during the move`);

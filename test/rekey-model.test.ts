@@ -14,12 +14,13 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { keyIdOf, parseHeader, HEADER_SIZE } from '../volume/backend/crypto-format.js';
+import { keyIdOf } from '../volume/backend/crypto-format.js';
 import { EncryptedBlobStore, EncryptionError } from '../volume/backend/encrypted-store.js';
 import { ENCRYPTION_MARKER, openBackend } from '../volume/backend/open-backend.js';
-import { RekeyJob, type RekeyStatus } from '../volume/policy/rekey-job.js';
+import { RekeyJob } from '../volume/policy/rekey-job.js';
 import { setLogLevel } from '../util/log.js';
-import { checkAll, randomOp, rng, type Model } from './helpers/policy-model.js';
+import { checkAll, dieThenFinish, randomOp, rng, type Model } from './helpers/policy-model.js';
+import { objectsNotUnder } from './helpers/key-ids.js';
 import { RefDisk } from './helpers/ref-disk.js';
 import { listFiles, poolEnv } from './helpers/vpool.js';
 
@@ -71,27 +72,10 @@ test('rekey: random I/O, snapshots, clones and scrubs while rotating; a job kill
       if (++seen === killAt) throw new Error(`killed at object ${killAt}`);
     },
   });
-  let running = true;
   const ioRand = rng(seed ^ 0x5eed);
-  const io = (async () => {
-    let n = 0;
-    while (running || n < OPS) {
-      await randomOp(t, pool, m, ioRand, true);
-      n++;
-    }
-    return n;
-  })();
-  const first = await job.start();
-  t.is(first.state, 'failed', 'the job died at its checkpoint');
+  const { first, last, ops } = await dieThenFinish(t, pool, m, ioRand, job, OPS);
   t.true(first.error?.includes('killed at object'), String(first.error));
   const progress = first.rewritten;
-  let last: RekeyStatus;
-  try {
-    last = await job.start();
-  } finally {
-    running = false;
-  }
-  const ops = await io;
   t.log(`first run rewrote ${progress} objects before it died; the second: ${last.rewritten} objects (${last.bytesRewritten} bytes) in ${last.pass} passes, ${last.gone} deleted meanwhile; ${ops} ops during the rotation`);
   t.is(last.state, 'done', String(last.error));
   t.deepEqual(last.retiring, []);
@@ -102,14 +86,7 @@ test('rekey: random I/O, snapshots, clones and scrubs while rotating; a job kill
   // 3. no object under A remains; B alone reads every byte
   const files = listFiles(env.backendDir).filter((f) => f !== ENCRYPTION_MARKER);
   t.true(files.some((f) => f.includes('/sco/')) && files.some((f) => f.includes('/tlog/')));
-  for (const f of files) {
-    const fd = fs.openSync(path.join(env.backendDir, f), 'r');
-    const raw = Buffer.alloc(HEADER_SIZE);
-    fs.readSync(fd, raw, 0, HEADER_SIZE, 0);
-    fs.closeSync(fd);
-    const h = parseHeader(raw);
-    t.true(typeof h === 'object' && h.keyId.toString('hex') === idB, `${f}: ${typeof h === 'object' ? `key id ${h.keyId.toString('hex')}` : h}`);
-  }
+  t.deepEqual(objectsNotUnder(env.backendDir, files, idB), [], `objects not under key id ${idB}`);
   t.deepEqual(JSON.parse(fs.readFileSync(path.join(env.backendDir, ENCRYPTION_MARKER), 'utf8')), { format: 'vpoolfs-aes-256-gcm-chunked-1', keyId: idB });
   await refuse({ encryptionKey: A }, 'WRONG_KEY');
   fs.rmSync(env.state, { recursive: true, force: true });

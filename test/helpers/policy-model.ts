@@ -2,7 +2,8 @@
  * The seeded model of the policy-update tests (test/rekey-model.test.ts, test/move-model.test.ts): random
  * writes, reads checked against a plain reference, snapshots, clones of snapshots, snapshot deletes and
  * scrubs on an in-process vPool; checkAll() reads every byte of every vDisk and of every snapshot (through a
- * clone of it).
+ * clone of it); dieThenFinish() runs a policy job that dies at a checkpoint, then again to the end, with random
+ * ops going on all the while.
  */
 import type { VPool } from '../../volume/types.js';
 import { RefDisk } from './ref-disk.js';
@@ -86,3 +87,36 @@ export async function checkAll(t: { true: (v: boolean, m?: string) => void }, po
   return bytes;
 }
 
+type ModelT = Parameters<typeof randomOp>[0];
+
+/**
+ * Runs `job` twice while random ops go on (at least `ops` of them): the first run must die (its checkpoint
+ * throws), the second is returned, whatever its state. `ops` is how many random ops ran meanwhile.
+ */
+export async function dieThenFinish<S extends { state: string; error?: string | null }>(
+  t: ModelT & { is: (a: unknown, b: unknown, m?: string) => void },
+  pool: VPool,
+  m: Model,
+  rand: () => number,
+  job: { start(): Promise<S> },
+  ops: number,
+): Promise<{ first: S; last: S; ops: number }> {
+  let running = true;
+  const io = (async () => {
+    let n = 0;
+    while (running || n < ops) {
+      await randomOp(t, pool, m, rand, true);
+      n++;
+    }
+    return n;
+  })();
+  const first = await job.start();
+  t.is(first.state, 'failed', 'the job died at its checkpoint');
+  let last: S;
+  try {
+    last = await job.start();
+  } finally {
+    running = false;
+  }
+  return { first, last, ops: await io };
+}
