@@ -2,28 +2,16 @@
  * The JSON shapes the API answers (docs/api.yaml has them as schemas): a vDisk, a snapshot, a directory
  * entry. Built from the volume layer's views plus what only the mount knows (open handles).
  */
-import type { NodeStat, ScrubStatus, SnapshotInfo, VDiskInfo } from '../volume/types.js';
+import { shownInfo } from '../fuse/vdisk-xattr.js';
+import type { NodeStat, ScrubStatus, SnapshotInfo } from '../volume/types.js';
 import type { ApiContext } from './context.js';
 import { shown } from './paths.js';
 
-export interface SnapshotView {
-  name: string;
-  uuid: string;
-  timestamp: number;
-  sticky: boolean;
-  automatic: boolean;
-  consistent: boolean;
-  inBackend: boolean;
-  clones: string[];
-}
+export type SnapshotView = SnapshotInfo;
 
+/** A snapshot as the API shows it: all of SnapshotInfo (a copy, so that later changes to `s` don't show). */
 export function snapshotView(s: SnapshotInfo): SnapshotView {
-  return { name: s.name, uuid: s.uuid, timestamp: s.timestamp, sticky: s.sticky, automatic: s.automatic, consistent: s.consistent, inBackend: s.inBackend, clones: s.clones };
-}
-
-/** Own vs inherited bytes: what the vDisk wrote itself (allocatedBytes, `du`) and what a clone reads through from its parents. */
-function ownInherited(i: VDiskInfo): { ownBytes: number; inheritedBytes: number } {
-  return { ownBytes: i.allocatedBytes, inheritedBytes: i.inheritedBytes };
+  return { ...s, clones: [...s.clones] };
 }
 
 /**
@@ -42,22 +30,11 @@ export function vdiskView(ctx: ApiContext, p: string) {
   const i = disk.info();
   return {
     path: shown(p),
-    id: i.id,
-    size: i.size,
-    /** What `du` counts: the clusters this vDisk wrote itself (= ownBytes). */
-    allocatedBytes: i.allocatedBytes,
-    ...ownInherited(i),
-    backendBytes: i.backendBytes,
-    dirtyBytes: i.dirtyBytes,
-    uploadBacklog: i.uploadBacklog,
-    template: i.template,
-    parent: i.parent,
-    clones: i.clones,
+    // allocatedBytes is what `du` counts: the clusters this vDisk wrote itself (= ownBytes)
+    ...shownInfo(i),
+    ownBytes: i.allocatedBytes,
     snapshots: vpool.snapshots.list(p).map(snapshotView),
-    dtl: i.dtl,
     openHandles: ctx.fds()?.handlesOf(disk) ?? 0,
-    router: i.router,
-    fault: i.fault,
     scrub: scrubView(ctx, p),
     mode: st.mode & 0o7777,
     uid: st.uid,

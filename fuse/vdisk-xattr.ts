@@ -5,30 +5,28 @@
  * table is ENOTSUP. Commands and views throw VpoolErrors; fuse/xattr.ts turns them into errnos and logs them.
  */
 import { VolumeError } from '../util/errors.js';
-import type { VPool } from '../volume/types.js';
+import type { VDiskInfo, VPool } from '../volume/types.js';
 import { snapshotTable } from './xattr-snapshot.js';
 import { dtlTable } from './xattr-dtl.js';
 import { scrubTable } from './xattr-scrub.js';
 import type { VdiskCommand, VdiskView, VdiskXattrTable } from './xattr-table.js';
 
+/**
+ * What both `user.vdisk.info` and the API's vDisk view (api/views.ts) show of a VDiskInfo: all of it but the
+ * two figures that are metrics only (the upload lag and the DTL's queued bytes, tools/metrics/).
+ */
+export function shownInfo(i: VDiskInfo): Omit<VDiskInfo, 'uploadLagMs' | 'dtlQueuedBytes'> {
+  const { uploadLagMs, dtlQueuedBytes, ...shown } = i;
+  void uploadLagMs;
+  void dtlQueuedBytes;
+  return shown;
+}
+
 /** `user.vdisk.info`: what a vDisk is and where its data stands. */
 function infoView(vpool: VPool, path: string): unknown {
-  const i = vpool.vdisk(path).info();
   return {
-    id: i.id,
-    size: i.size,
-    allocatedBytes: i.allocatedBytes,
-    inheritedBytes: i.inheritedBytes,
-    backendBytes: i.backendBytes,
-    dirtyBytes: i.dirtyBytes,
-    uploadBacklog: i.uploadBacklog,
-    template: i.template,
-    parent: i.parent,
-    clones: i.clones,
-    dtl: i.dtl,
-    router: i.router,
-    // null, or why the state disk stopped this vDisk (EIO: writes and fsyncs refused) or holds its writes (ENOSPC)
-    fault: i.fault,
+    // fault: null, or why the state disk stopped this vDisk (EIO: writes and fsyncs refused) or holds its writes (ENOSPC)
+    ...shownInfo(vpool.vdisk(path).info()),
     // the last scrub applied (last: null if never), how the last run here ended (lastRun: when, outcome, freed,
     // error), the garbage it left, whether one runs and where it stands, this process's last report
     scrub: scrubInfo(vpool, path),
