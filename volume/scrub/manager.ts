@@ -15,6 +15,7 @@ import { appliedDoc, staleReason } from './apply.js';
 import { resultKey, type ScrubResult } from '../lineage/scrub-state.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
 import { runSweep, stillRetired, sweepPlan } from './sweep.js';
+import { DEFAULT_SCRUB_LEASE_MS, ScrubLock } from './scrub-lock.js';
 import { DEFAULT_SCRUB_LIMITS, REAL_CLOCK, Throttle, throttledStore, type ScrubLimits, type ThrottleClock } from './throttle.js';
 import type { ScrubApi, ScrubLastRun, ScrubReport, ScrubStatus, ScrubTotals, SweepItem } from '../types.js';
 
@@ -54,6 +55,8 @@ export class ScrubManager implements ScrubApi {
   syncWaitMs = 5000;
   /** The throttle's clock (tests inject one that moves only when the scrub sleeps). */
   clock: ThrottleClock = REAL_CLOCK;
+  /** The lease of the per-vDisk scrub lock in the backend (scrub-lock.ts) this owner's scrubs take. */
+  leaseMs = DEFAULT_SCRUB_LEASE_MS;
   private readonly running = new Set<string>();
   /** Where each running scrub stands (the CLI's progress bar polls it through user.vdisk.scrubbing). */
   private readonly progress = new Map<string, ScrubProgress>();
@@ -68,7 +71,13 @@ export class ScrubManager implements ScrubApi {
   /** Scrubs the vDisk at `p` here: everything in the backend first, then the job, the apply and the sweep. */
   async scrub(p: string, opts: { onProgress?: (x: ScrubProgress) => void; checkpoint?: (what: string) => Promise<void> | void; onPass?: (what: string, bytes: number) => void } = {}): Promise<ScrubReport> {
     const v = this.host.vdiskAt(p);
-    return this.exclusive(v, async () => {
+    // one scrub of a vDisk at a time in this process (exclusive) and across hosts (the lock in the backend:
+    // a `vpoolfs scrub --backend` elsewhere holding it makes this one BUSY, naming it)
+    return this.exclusive(v, () => ScrubLock.with(this.host.backend, v.id, { holder: 'the owner (vpoolfs scrub on the mount)', leaseMs: this.leaseMs }, (lock) => this.scrubLocked(v, lock, opts)));
+  }
+
+  private async scrubLocked(v: VDiskImpl, lock: ScrubLock, opts: { onProgress?: (x: ScrubProgress) => void; checkpoint?: (what: string) => Promise<void> | void; onPass?: (what: string, bytes: number) => void }): Promise<ScrubReport> {
+    {
       // the job reads the backend: what the write cache holds is scrubbed next time otherwise. Under a guest
       // load that never pauses the uploader may never be idle: after syncWaitMs the job scrubs what the
       // backend has (its horizon is the last TLog there) and the sync goes on by itself
@@ -94,8 +103,13 @@ export class ScrubManager implements ScrubApi {
       try {
         const result = await scrubVDisk(this.host.backend, v.id, {
           scratchDir: this.host.scratchDir, fillRatio: this.fillRatio, scoClusters: this.host.scoClusters, now: this.now,
-          candidates: this.host.allIds(), onProgress, checkpoint: opts.checkpoint, throttle,
+          candidates: this.host.allIds(), onProgress, throttle,
+          checkpoint: async (what) => {
+            lock.check();
+            await opts.checkpoint?.(what);
+          },
         });
+        lock.check(); // another scrubber took the lock over: its result, not this one, is the one to apply
         const rel = await loadRelocations(this.host.backend, result);
         const report = await this.applyLocked(v, result, rel, throttledStore(this.host.backend, throttle));
         report.throttle = { ...throttle.stats };
@@ -103,7 +117,7 @@ export class ScrubManager implements ScrubApi {
       } finally {
         this.progress.delete(v.id);
       }
-    });
+    }
   }
 
   /**
