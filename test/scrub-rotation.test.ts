@@ -4,7 +4,7 @@
  * not yet run, so the vDisk's old SCOs are still under A and its new writes under B). Then the real CLI:
  * `vpoolfs scrub --backend … --encryption-key-file B --old-encryption-key-file A` reads objects under either
  * key and writes its own under B; the owner applies the result and the vDisk reads the same; the rekey job
- * then finishes the rotation and B alone reads every byte after a rebuild. The CLI's key errors name its own
+ * then finishes the rotation and B alone reads every byte after a rebuild, which still shows the last run. The CLI's key errors name its own
  * flags (no key, the new key alone, the old key alone), and a scrubber never begins a rotation nor turns a
  * plain backend encrypted (it does not write the marker).
  */
@@ -92,6 +92,8 @@ test('a remote scrubber reads under the old and the new key during a rotation; i
   t.is(applied?.outcome, 'applied');
   t.true((await pool.vdisk('/d').read(0, size)).equals(want), '/d reads the same after the apply');
   t.deepEqual(await pool.scrub.sweep('/d', true), [], 'nothing left behind');
+  const run = pool.scrub.statusAt('/d').lastRun;
+  t.is(run?.outcome, 'applied', 'the apply is the last run');
   const done = await new RekeyJob({ store: rotating, gate: (w) => pool.backendGate!(w), localDir: env.state }).start();
   t.is(done.state, 'done', String(done.error));
   await env.close(pool);
@@ -99,6 +101,7 @@ test('a remote scrubber reads under the old and the new key during a rotation; i
   fs.rmSync(env.state, { recursive: true, force: true });
   pool = await env.open({ backend: await openBackend(env.backendUrl, { encryptionKey: B }) });
   t.true((await pool.vdisk('/d').read(0, size)).equals(want), 'rebuilt with B alone, /d reads the same');
+  t.deepEqual(pool.scrub.statusAt('/d').lastRun, run, 'the last run survives the rebuild (its copy in the backend, rewritten under B)');
   await env.close(pool);
 });
 

@@ -12,7 +12,7 @@ import type { VDiskImpl } from '../vdisk/vdisk.js';
 import { descendantPins, type ChainDoc } from '../lineage/chain.js';
 import { pinCandidates } from './tree-vdisks.js';
 import { appliedDoc, staleReason } from './apply.js';
-import { resultKey, type ScrubResult } from '../lineage/scrub-state.js';
+import { lastRunKey, lastRunObjectKey, resultKey, type ScrubResult } from '../lineage/scrub-state.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
 import { runSweep, stillRetired, sweepPlan } from './sweep.js';
 import { DEFAULT_SCRUB_LEASE_MS, ScrubLock } from './scrub-lock.js';
@@ -21,14 +21,8 @@ import type { ScrubApi, ScrubLastRun, ScrubReport, ScrubStatus, ScrubTotals, Swe
 
 const log = logger('scrub');
 
-/**
- * The metadata key of a vDisk's last run (`user.vdisk.info`'s `scrub.lastRun`). In the metadata store, not
- * the doc: a doc commit bumps its generation, and a remote result whose basis names the old generation would
- * turn stale for a bookkeeping write. So it survives a restart of the daemon, not a rebuild on a fresh state
- * directory (the doc's `scrub` still says which scrub was applied and when); deleting the vDisk drops it
- * with the rest of `vd/<id>/`.
- */
-export const lastRunKey = (id: string): string => `vd/${id}/scrub-last-run`;
+/** Where a vDisk's last run is kept: the metadata store, and a copy in the backend a rebuild restores (../lineage/scrub-state.ts). */
+export { lastRunKey };
 
 /** What the scrubber needs of the vPool (volume/vpool.ts). Reads only. */
 export interface ScrubHost {
@@ -227,13 +221,22 @@ export class ScrubManager implements ScrubApi {
     return this.lastRuns.get(v.id) ?? null;
   }
 
-  /** Keeps `run` as the vDisk's last run, in memory and in the metadata store (a failure to store it is logged, never the scrub's outcome). */
+  /**
+   * Keeps `run` as the vDisk's last run, in memory, in the metadata store and in the backend (where a rebuild
+   * finds it). A failure to store it is logged, never the scrub's outcome.
+   */
   private async recordRun(v: VDiskImpl, run: ScrubLastRun): Promise<void> {
     this.lastRuns.set(v.id, run);
+    const body = Buffer.from(JSON.stringify(run));
     try {
-      await v.ctx.mds.commit([{ key: lastRunKey(v.id), value: Buffer.from(JSON.stringify(run)) }]);
+      await v.ctx.mds.commit([{ key: lastRunKey(v.id), value: body }]);
     } catch (err) {
       log.warn('scrub: could not record the last run in the metadata store (shown until the daemon restarts)', { vdisk: v.id, error: String(err) });
+    }
+    try {
+      await this.host.backend.put(lastRunObjectKey(v.id), body);
+    } catch (err) {
+      log.warn('scrub: could not copy the last run to the backend (a rebuild on another state directory will not show it)', { vdisk: v.id, error: String(err) });
     }
   }
 
