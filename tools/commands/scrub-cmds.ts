@@ -9,7 +9,8 @@
  *                                 the backend's tree, or one) and leaves results for the owner; deletes nothing.
  *                                 Each vDisk under its scrub lock in the backend: one held by another
  *                                 scrubber is skipped (refused with --vdisk), the holder named
- *   gc [PATH] [--dry-run]         mark and sweep of each vDisk's backend objects (`user.vdisk.gc`): what goes and why
+ *   gc [PATH] [--dry-run]         mark and sweep of each vDisk's backend objects (`user.vdisk.gc`): what goes and why;
+ *                                 on the vPool's root also the orphan vDisk namespaces (`POST /v1/gc/orphans`)
  *   gc --backend s3://… [--dry-run] [--older-than H]
  *                                 abort the multipart uploads a crash left unfinished (volume/scrub/multipart.ts)
  *
@@ -28,6 +29,7 @@ import type { ScrubStatus } from '../../volume/types.js';
 import { SCRUB_POLL_MS, ScrubBar } from '../client/progress.js';
 import type { SweepItem } from '../../volume/types.js';
 import { getVdiskView, setVdiskXattr } from '../client/xattr-calls.js';
+import { onPool } from '../client/api-call.js';
 import { ConfigError } from '../daemon/config.js';
 import { abortUploads, incompleteUploads } from '../../volume/scrub/multipart.js';
 
@@ -205,7 +207,7 @@ export function addScrubCommands(program: Command, fail: (err: unknown) => never
   program
     .command('gc')
     .description("mark and sweep: delete each vDisk's backend objects that nothing references (with --dry-run: list them and why)")
-    .argument('[path]', 'a vDisk, or a directory of a mounted vPool', '.')
+    .argument('[path]', "a vDisk, or a directory of a mounted vPool (its root: also the vDisk namespaces in the backend that nothing references)", '.')
     .option('--dry-run', 'list, delete nothing')
     .option('--json', 'one JSON line per vDisk')
     .option('--backend <url>', 'instead: abort the incomplete multipart uploads of this s3:// backend (a put cut short by a crash)')
@@ -226,6 +228,17 @@ export function addScrubCommands(program: Command, fail: (err: unknown) => never
           else for (const it of items) console.log(`${o.dryRun ? 'would delete' : 'deleted'} ${it.key}  (${file}: ${it.reason})`);
         }
         if (!o.json) console.log(`${n} object(s) ${o.dryRun ? 'would be deleted' : 'deleted'}`);
+        // on the vPool's root: also the whole vDisk namespaces nothing references (volume/scrub/orphans.ts), through
+        // the owner's API: only it knows what it has created and not yet shipped
+        const pool = await onPool(target, { json: o.json });
+        if (pool.vpoolPath === '/') {
+          const a = await pool.api<{ dryRun: boolean; items: SweepItem[] }>('POST', '/v1/gc/orphans', { dryRun: !!o.dryRun });
+          if (o.json) console.log(JSON.stringify({ orphans: true, ...a }));
+          else {
+            for (const it of a.items) console.log(`${o.dryRun ? 'would delete' : 'deleted'} ${it.key}  (the vPool: ${it.reason})`);
+            console.log(`${a.items.length} orphan vDisk namespace(s) ${o.dryRun ? 'would be deleted' : 'deleted'}`);
+          }
+        }
       } catch (err) {
         fail(err);
       }

@@ -15,6 +15,7 @@ import { appliedDoc, staleReason } from './apply.js';
 import { lastRunKey, lastRunObjectKey, resultKey, type ScrubResult } from '../lineage/scrub-state.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
 import { runSweep, stillRetired, sweepPlan } from './sweep.js';
+import { orphanPlan, removeOrphans } from './orphans.js';
 import { DEFAULT_SCRUB_LEASE_MS, ScrubLock } from './scrub-lock.js';
 import { DEFAULT_SCRUB_LIMITS, REAL_CLOCK, Throttle, throttledStore, type ScrubLimits, type ThrottleClock } from './throttle.js';
 import type { ScrubApi, ScrubLastRun, ScrubReport, ScrubStatus, ScrubTotals, SweepItem } from '../types.js';
@@ -35,6 +36,8 @@ export interface ScrubHost {
   allIds(): string[];
   /** True while a clone of one of `v`'s snapshots is being made. */
   cloning(v: VDiskImpl): boolean;
+  /** The vDisk ids whose namespaces are in use (tree, open vDisks and ancestors, pending creations): ../vpool-tree.ts. */
+  referenced(): Promise<Set<string>>;
   scoClusters: number;
 }
 
@@ -52,6 +55,7 @@ export class ScrubManager implements ScrubApi {
   /** The lease of the per-vDisk scrub lock in the backend (scrub-lock.ts) this owner's scrubs take. */
   leaseMs = DEFAULT_SCRUB_LEASE_MS;
   private readonly running = new Set<string>();
+  private orphanGc = false;
   /** Where each running scrub stands (the CLI's progress bar polls it through user.vdisk.scrubbing). */
   private readonly progress = new Map<string, ScrubProgress>();
   /** How the last scrub of each vDisk ended, failures included (user.vdisk.info); loaded from the metadata store once. */
@@ -155,6 +159,26 @@ export class ScrubManager implements ScrubApi {
       log.info(dryRun ? 'gc dry run: what a sweep would delete' : 'gc: swept', { vdisk: v.id, objects: plan.length, keys: plan.slice(0, 20).map((x) => x.key) });
       return plan;
     });
+  }
+
+  /**
+   * The orphan gc (orphans.ts): whole vDisk namespaces nothing references, listed (dry run) or deleted.
+   * One at a time (BUSY otherwise): two would only do the same work.
+   */
+  async orphans(dryRun: boolean): Promise<SweepItem[]> {
+    if (this.orphanGc) throw new VolumeError('BUSY', 'an orphan gc of this vPool is running already', {});
+    this.orphanGc = true;
+    try {
+      const plan = await orphanPlan(this.host.backend, () => this.host.referenced());
+      if (!dryRun && plan.items.length > 0) {
+        const done = await removeOrphans(this.host.backend, plan, log);
+        this.counts.bytesFreed += done.bytes;
+      }
+      log.info(dryRun ? 'gc dry run: orphan vDisk namespaces' : 'gc: orphan vDisk namespaces deleted', { namespaces: plan.items.length, keys: plan.items.slice(0, 20).map((x) => x.key) });
+      return plan.items;
+    } finally {
+      this.orphanGc = false;
+    }
   }
 
   /** The status of the vDisk at `p` (user.vdisk.info, user.vdisk.scrubbing). */
