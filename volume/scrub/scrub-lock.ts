@@ -15,7 +15,8 @@
  *   generation means the lease had expired and someone took it (the holder was stopped, or its clock is
  *   late); the lock is then lost and `check()` throws, so the job stops at its next step.
  * - release: the holder puts its generation with `released: true` (it is not deleted, for the reason above).
- * A holder killed with -9 renews no more: its lease may be taken once `expiresAt` is past. Expiry compares
+ * A holder killed with -9 renews no more: its lease may be taken once `expiresAt` is past, or at once by a
+ * process of the same host that finds the holder's pid gone (a restarted owner). Expiry compares
  * the holder's clock with the taker's: hosts' clocks must agree to well within a lease (NTP), as for the claim.
  */
 import os from 'node:os';
@@ -81,6 +82,22 @@ export async function scrubLockHolder(store: BlobStore, id: string, now = Date.n
   return n.rec;
 }
 
+/**
+ * True when the holder was a process of this host that no longer exists (a daemon restarted after a kill -9
+ * need not wait out its own lease). A reused pid looks alive: then the lease is waited out, the safe side.
+ * Hosts are told apart by hostname; two hosts with one name could take each other's lease early, which
+ * costs duplicate work, never data (see the header).
+ */
+function deadHere(rec: ScrubLockRecord): boolean {
+  if (rec.host !== os.hostname() || rec.pid === process.pid) return false;
+  try {
+    process.kill(rec.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 function busy(id: string, rec: ScrubLockRecord): VolumeError {
   return new VolumeError('BUSY', `vDisk ${id} is being scrubbed by ${describeHolder(rec)}: only one scrub of a vDisk at a time`, { vdisk: id, holder: rec, scrubLock: true });
 }
@@ -106,9 +123,11 @@ export class ScrubLock {
     const leaseMs = opts.leaseMs ?? DEFAULT_SCRUB_LEASE_MS;
     if (!(leaseMs > 0)) throw new VolumeError('INVALID', `the scrub lock's lease must be > 0 ms, got ${leaseMs}`, { leaseMs });
     const cur = await newest(store, id);
-    if (cur !== null && cur.rec !== null && cur.rec.released !== true && cur.rec.expiresAt > now()) throw busy(id, cur.rec);
     if (cur !== null && cur.rec !== null && cur.rec.released !== true) {
-      log.warn('scrub lock: the previous holder\'s lease expired without a release (killed, or stopped); taking it over', { vdisk: id, previous: cur.rec });
+      if (cur.rec.expiresAt > now() && !deadHere(cur.rec)) throw busy(id, cur.rec);
+      log.warn(cur.rec.expiresAt > now()
+        ? 'scrub lock: its holder was a process of this host that is gone (killed); taking it over before its lease ends'
+        : 'scrub lock: the previous holder\'s lease expired without a release (killed, or stopped); taking it over', { vdisk: id, previous: cur.rec });
     }
     const gen = (cur?.gen ?? 0) + 1;
     const key = lockKey(id, gen);
