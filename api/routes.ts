@@ -8,8 +8,9 @@ import { snapshotRoutes } from './routes-snapshots.js';
 import { statusRoutes } from './routes-status.js';
 import { vdiskRoutes } from './routes-vdisks.js';
 import { rekeyRoutes } from './routes-rekey.js';
+import { gcRoutes } from './routes-gc.js';
 
-export const ROUTES: readonly Route[] = [...statusRoutes, ...vdiskRoutes, ...snapshotRoutes, ...rekeyRoutes];
+export const ROUTES: readonly Route[] = [...statusRoutes, ...vdiskRoutes, ...snapshotRoutes, ...rekeyRoutes, ...gcRoutes];
 
 /** The route for `method` and the raw URL path, with its parameters decoded; NO_ROUTE / METHOD_NOT_ALLOWED otherwise. */
 export function matchRoute(method: string, rawPath: string): { route: Route; params: Record<string, string> } {

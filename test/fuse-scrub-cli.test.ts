@@ -1,11 +1,13 @@
 /**
  * Scrubbing through the CLI on a real mount (docs/scrubbing.md): `vpoolfs scrub FILE` frees backend space
  * and every byte of the vDisk and of a clone of its snapshot reads the same; `user.vdisk.info` shows the
- * scrub; `vpoolfs gc --dry-run` finds nothing left; `vpoolfs scrub --backend URL --scratch DIR` in another
+ * scrub; `vpoolfs gc --dry-run` finds nothing left; on the vPool's root it lists an orphan vDisk namespace planted
+ * in the backend (with the reason), and `vpoolfs gc` deletes it; `vpoolfs scrub --backend URL --scratch DIR` in another
  * process leaves a result that `vpoolfs scrub --apply FILE` applies in the daemon; the metrics count them;
  * after a restart of the daemon `vpoolfs info` still shows the last run (`scrub.lastRun`, metadata store).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, freshLayout, fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
 import { noAutoSnapshots } from './helpers/snapshot-xattr.js';
@@ -60,6 +62,20 @@ test('vpoolfs scrub, scrub --backend then --apply, gc --dry-run on a mounted vPo
   const info = JSON.parse(await cli(`info ${q(disk)} --json`)) as { scrub: { last: { id: string } | null; garbageBytes: number } };
   t.truthy(info.scrub.last?.id, 'user.vdisk.info names the last scrub');
   t.regex(await cli(`gc --dry-run ${q(m.mountpoint)}`), /^0 object\(s\) would be deleted$/m);
+  // an orphan namespace (what a clone cut short by a host loss leaves: objects no tree names), only on the root
+  t.regex(await cli(`gc --dry-run ${q(m.mountpoint)}`), /^0 orphan vDisk namespace\(s\) would be deleted$/m, 'none before');
+  const orphan = path.join(l.backendDir, 'vdisks', '0rphan00-0000-4000-8000-000000000000');
+  fs.mkdirSync(path.join(orphan, 'tlog'), { recursive: true });
+  fs.writeFileSync(path.join(orphan, 'base'), 'a clone base nothing names');
+  fs.writeFileSync(path.join(orphan, 'tlog', '0000000000000001'), 'a TLog nothing names');
+  t.notRegex(await cli(`gc --dry-run ${q(disk)}`), /orphan/, 'a vDisk\'s gc does not look at namespaces');
+  const listed = await cli(`gc --dry-run ${q(m.mountpoint)}`);
+  t.regex(listed, /^would delete vdisks\/0rphan00-0000-4000-8000-000000000000\/  \(the vPool: vDisk namespace that no tree, clone lineage or pending creation names \(2 objects, \d+ bytes\)/m);
+  t.true(fs.existsSync(orphan), 'a dry run deletes nothing');
+  t.regex(await cli(`gc ${q(m.mountpoint)}`), /^1 orphan vDisk namespace\(s\) deleted$/m);
+  t.deepEqual(fs.existsSync(orphan) ? fs.readdirSync(orphan, { recursive: true }).filter((f) => fs.statSync(path.join(orphan, String(f))).isFile()) : [], [], 'the orphan\'s objects are gone');
+  t.is(await md5(disk), sum, 'the vDisk reads the same');
+  t.is(await md5(m.p('c1')), baseSum, 'its clone too');
 
   // the other host: the job against the backend alone, then the daemon applies its result
   await churn('b');

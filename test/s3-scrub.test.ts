@@ -7,7 +7,8 @@
  * Each time: every byte of the head and of every kept snapshot equals the reference (seeded: VPOOLFS_SEED
  * replays), the vDisk holds fewer backend bytes than before, a `gc --dry-run` (sweep dry run) finds nothing
  * left behind, and a rebuild from the bucket alone (fresh state directory) reads the same. The owner's run
- * also checks that `scrub.lastRun` survives a restart of the vPool (kept in the metadata store).
+ * also checks that `scrub.lastRun` survives a restart of the vPool (kept in the metadata store) and a rebuild
+ * from the bucket alone (its copy in the backend).
  * VPOOLFS_S3_SCRUB_ROUNDS=N runs each test N times (seeds seed, seed+1, …).
  */
 import test, { type ExecutionContext } from 'ava';
@@ -109,11 +110,14 @@ async function afterScrub(t: ExecutionContext, env: PoolEnv, pool: VPool, w: Wor
   t.deepEqual(await pool.scrub.sweep('/d', true), [], 'gc --dry-run finds nothing left behind');
   t.deepEqual(await pool.scrub.sweep('/clone', true), [], 'nor for the clone');
   await checkAll(t, pool, w, 'after the scrub');
+  const run = pool.scrub.statusAt('/d').lastRun;
+  t.is(run?.outcome, 'applied');
   await env.close(pool);
 
   fs.rmSync(env.state, { recursive: true, force: true });
   pool = await env.open({ backend: await openBackend(url, { encryptionKey: key }) });
   await checkAll(t, pool, w, 'rebuilt from the bucket');
+  t.deepEqual(pool.scrub.statusAt('/d').lastRun, run, 'lastRun survives a rebuild on a fresh state directory (its copy in the backend)');
   for (const [name, want] of w.snaps) {
     await pool.snapshots.clone('/d', name, `/c-${name}`);
     t.true((await pool.vdisk(`/c-${name}`).read(0, CLUSTERS * CS)).equals(want.read(0, CLUSTERS * CS)), `rebuilt: a clone of ${name} reads as the reference`);

@@ -4,7 +4,8 @@
  * local ones (`pool.scrub.scrub`), "remote" ones (the job on a second backend handle, as another host,
  * then `applyPending` in the owner), and stale ones (the job, then writes and a rollback, then the apply:
  * refused or applied, never corrupting). After each scrub every byte of every vDisk and of each of its
- * snapshots (read from the backend through the new chain) equals the reference, and a `gc --dry-run`
+ * snapshots (read from the backend through the new chain) equals the reference, the orphan gc finds no vDisk
+ * namespace nothing references, and a `gc --dry-run`
  * finds nothing left behind. The same over an encrypted backend (every object, scrub ones included,
  * ciphertext). VPOOLFS_SEED replays a run; VPOOLFS_SCRUB_OPS sets its length.
  */
@@ -106,6 +107,9 @@ for (const encrypted of [false, true]) {
         const left = await pool.scrub.sweep(p, true);
         if (left.length > 0) return fail(t, `${where}: gc --dry-run of ${p} finds ${left.length} objects: ${left.slice(0, 3).map((x) => `${x.key} (${x.reason})`).join(', ')}`);
       }
+      // nor whole vDisk namespaces (clones, clones of clones, restarts and rebuilds leave none)
+      const orphans = await pool.scrub.orphans(true);
+      if (orphans.length > 0) return fail(t, `${where}: the orphan gc's dry run finds ${orphans.map((x) => `${x.key} (${x.reason})`).join(', ')}`);
       return true;
     };
 

@@ -198,6 +198,8 @@ export interface ScrubApi {
   applyPending(path: string): Promise<ScrubReport | null>;
   /** Mark and sweep of the vDisk's backend objects; lists only with `dryRun`. */
   sweep(path: string, dryRun: boolean): Promise<SweepItem[]>;
+  /** Whole vDisk namespaces in the backend nothing references (volume/scrub/orphans.ts); lists only with `dryRun`. */
+  orphans(dryRun: boolean): Promise<SweepItem[]>;
   statusAt(path: string): ScrubStatus;
   /** The budget and the yielding of the scrubs that start from now on (volume/scrub/throttle.ts); missing keys: defaults. */
   setLimits(l: Partial<{ bandwidthMBps: number; iops: number; yieldMs: number; maxYieldMs: number }>): void;

@@ -9,7 +9,7 @@ import { VolumeError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { Serial } from '../util/serial.js';
 import type { MetadataOp } from '../mds/types.js';
-import { TreeShipper } from './tree/tree-shipper.js';
+import { GC_PREFIX, TreeShipper } from './tree/tree-shipper.js';
 import type { Tree, TreeNode } from './tree/tree.js';
 import { createVDisk } from './vdisk/vdisk-open.js';
 import { VDiskTable } from './vpool-vdisks.js';
@@ -64,6 +64,24 @@ export abstract class VPoolTree {
         return [this.tree.putOp(node), this.tree.putOp(dir), this.tree.nextInoOp(), ...extra];
       }),
     };
+  }
+
+  /**
+   * The vDisks whose backend namespaces are in use (the orphan gc, ./scrub/orphans.ts): every file of the tree,
+   * every open vDisk, every pending creation or removal (`gc/<id>`: a clone being made commits it before its
+   * first put), and the ancestors their docs name. Read under the tree's lock: a create in progress is either
+   * done (its node counted) or not begun (nothing of it in the backend yet).
+   */
+  referencedVDisks(): Promise<Set<string>> {
+    return this.treeLock.run(() => {
+      const ids = new Set<string>(this.tree.files().map((n) => n.vdiskId!));
+      for (const v of this.disks.open.values()) {
+        ids.add(v.id);
+        for (const a of v.docs.doc.ancestors) ids.add(a);
+      }
+      for (const [key] of this.ctx.mds.range(GC_PREFIX)) ids.add(key.slice(GC_PREFIX.length));
+      return ids;
+    });
   }
 
   /** BUSY if the vDisk behind `node` has clones (it cannot be removed). */

@@ -104,6 +104,7 @@ class VPoolImpl extends VPoolTree implements VPool {
       all: () => this.disks.open.values(),
       allIds: () => this.tree.files().map((n) => n.vdiskId!),
       cloning: (v) => v.docs.doc.snapshots.some((s) => this.snapshots.pinned.has(s.uuid)),
+      referenced: () => this.referencedVDisks(),
     });
     claim.onFenced(() => this.onFenced());
   }

@@ -4,10 +4,13 @@
  *   scrub [PATH]                  on a mounted vPool: scrub the vDisk PATH, or every vDisk below the directory
  *                                 PATH (default .), each through `setfattr user.vdisk.scrub run`
  *   scrub --apply [PATH]          the owner applies what a remote scrubber left (`user.vdisk.scrub apply`)
- *   scrub --backend URL --scratch DIR [--vdisk ID]
+ *   scrub --backend URL --scratch DIR [--vdisk ID] [--encryption-key-file F [--old-encryption-key-file O]] [--lease-ms N]
  *                                 the "other host": runs the job against the backend alone (every vDisk of
- *                                 the backend's tree, or one) and leaves results for the owner; deletes nothing
- *   gc [PATH] [--dry-run]         mark and sweep of each vDisk's backend objects (`user.vdisk.gc`): what goes and why
+ *                                 the backend's tree, or one) and leaves results for the owner; deletes nothing.
+ *                                 Each vDisk under its scrub lock in the backend: one held by another
+ *                                 scrubber is skipped (refused with --vdisk), the holder named
+ *   gc [PATH] [--dry-run]         mark and sweep of each vDisk's backend objects (`user.vdisk.gc`): what goes and why;
+ *                                 on the vPool's root also the orphan vDisk namespaces (`POST /v1/gc/orphans`)
  *   gc --backend s3://… [--dry-run] [--older-than H]
  *                                 abort the multipart uploads a crash left unfinished (volume/scrub/multipart.ts)
  *
@@ -21,10 +24,12 @@ import type { Command } from 'commander';
 import { openBackend, readKeyFile } from '../../volume/backend/open-backend.js';
 import { treeVDisks } from '../../volume/scrub/tree-vdisks.js';
 import { scrubVDisk, type ScrubProgress } from '../../volume/scrub/scrub-job.js';
+import { DEFAULT_SCRUB_LEASE_MS, ScrubLock } from '../../volume/scrub/scrub-lock.js';
 import type { ScrubStatus } from '../../volume/types.js';
 import { SCRUB_POLL_MS, ScrubBar } from '../client/progress.js';
 import type { SweepItem } from '../../volume/types.js';
 import { getVdiskView, setVdiskXattr } from '../client/xattr-calls.js';
+import { onPool } from '../client/api-call.js';
 import { ConfigError } from '../daemon/config.js';
 import { abortUploads, incompleteUploads } from '../../volume/scrub/multipart.js';
 
@@ -54,6 +59,8 @@ interface ScrubFlags {
   scratch?: string;
   vdisk?: string;
   encryptionKeyFile?: string;
+  oldEncryptionKeyFile?: string;
+  leaseMs?: string;
   fillRatio?: string;
   json?: boolean;
   progress?: boolean;
@@ -116,15 +123,33 @@ function reportOne(file: string, st: ScrubbingView, o: ScrubFlags): void {
 }
 
 async function scrubRemote(o: ScrubFlags): Promise<void> {
-  if (o.scratch === undefined) throw new Error('--backend needs --scratch DIR (where live clusters are gathered)');
+  if (o.scratch === undefined) throw new ConfigError('--backend needs --scratch DIR (where live clusters are gathered)');
+  if (o.oldEncryptionKeyFile !== undefined && o.encryptionKeyFile === undefined) throw new ConfigError('--old-encryption-key-file: only with --encryption-key-file (the key the rotation moves to)');
+  const leaseMs = Number(o.leaseMs ?? DEFAULT_SCRUB_LEASE_MS);
+  if (!(leaseMs > 0)) throw new ConfigError(`--lease-ms must be a number of milliseconds > 0, got ${o.leaseMs}`);
   const key = o.encryptionKeyFile === undefined ? undefined : await readKeyFile(o.encryptionKeyFile);
-  const backend = await openBackend(o.backend!, { encryptionKey: key });
+  const oldKeys = o.oldEncryptionKeyFile === undefined ? [] : [await readKeyFile(o.oldEncryptionKeyFile)];
+  const backend = await openBackend(o.backend!, { encryptionKey: key, oldKeys, tool: 'vpoolfs scrub --backend' });
   try {
     const ids = o.vdisk !== undefined ? [o.vdisk] : await treeVDisks(backend);
+    let skipped = 0;
     for (const [i, id] of ids.entries()) {
       const show = (p: ScrubProgress): void =>
         progressLine(`[${i}/${ids.length} vDisks] ${id}: ${p.phase} ${p.segmentsDone}/${p.segments} segments, read ${mb(p.bytesRead)}, wrote ${mb(p.bytesWritten)}`);
-      const r = await scrubVDisk(backend, id, { scratchDir: o.scratch, fillRatio: o.fillRatio === undefined ? undefined : Number(o.fillRatio), onProgress: show });
+      // one scrub of a vDisk at a time, across hosts (volume/scrub/scrub-lock.ts): a vDisk another scrubber holds
+      // is refused when it was named (--vdisk), skipped and said otherwise
+      let r;
+      try {
+        r = await ScrubLock.with(backend, id, { holder: 'vpoolfs scrub --backend', leaseMs }, (lock) =>
+          scrubVDisk(backend, id, { scratchDir: o.scratch!, fillRatio: o.fillRatio === undefined ? undefined : Number(o.fillRatio), onProgress: show, checkpoint: () => lock.check() }));
+      } catch (err) {
+        progressLine('');
+        if (o.vdisk !== undefined || (err as { context?: { scrubLock?: boolean } }).context?.scrubLock !== true) throw err;
+        skipped++;
+        if (o.json) console.log(JSON.stringify({ vdisk: id, skipped: (err as Error).message }));
+        else console.log(`${id}: skipped: ${(err as Error).message}`);
+        continue;
+      }
       progressLine('');
       if (o.json) console.log(JSON.stringify(r));
       else {
@@ -132,6 +157,7 @@ async function scrubRemote(o: ScrubFlags): Promise<void> {
           `${mb(r.stats.bytesFreed)} to free once applied (the owner: vpoolfs scrub --apply FILE)`);
       }
     }
+    if (skipped > 0 && !o.json) console.log(`${skipped} of ${ids.length} vDisk(s) skipped: another scrubber holds them`);
   } finally {
     await backend.close();
   }
@@ -165,6 +191,8 @@ export function addScrubCommands(program: Command, fail: (err: unknown) => never
     .option('--scratch <dir>', 'scratch directory of a --backend scrub')
     .option('--vdisk <id>', 'with --backend: only this vDisk id')
     .option('--encryption-key-file <file>', 'with --backend: the key of an encrypted backend')
+    .option('--old-encryption-key-file <file>', 'with --backend, during a key rotation: the old key, objects not yet rewritten are read with it')
+    .option('--lease-ms <ms>', `with --backend: the lease of the per-vDisk scrub lock, renewed while the job runs (default ${DEFAULT_SCRUB_LEASE_MS})`)
     .option('--fill-ratio <r>', 'with --backend: rewrite SCOs whose live share is below r (default 0.75)')
     .option('--json', 'one JSON line per vDisk')
     .option('--progress', 'show the progress bar (stderr) even when stderr is not a terminal: one line per update')
@@ -179,7 +207,7 @@ export function addScrubCommands(program: Command, fail: (err: unknown) => never
   program
     .command('gc')
     .description("mark and sweep: delete each vDisk's backend objects that nothing references (with --dry-run: list them and why)")
-    .argument('[path]', 'a vDisk, or a directory of a mounted vPool', '.')
+    .argument('[path]', "a vDisk, or a directory of a mounted vPool (its root: also the vDisk namespaces in the backend that nothing references)", '.')
     .option('--dry-run', 'list, delete nothing')
     .option('--json', 'one JSON line per vDisk')
     .option('--backend <url>', 'instead: abort the incomplete multipart uploads of this s3:// backend (a put cut short by a crash)')
@@ -200,6 +228,17 @@ export function addScrubCommands(program: Command, fail: (err: unknown) => never
           else for (const it of items) console.log(`${o.dryRun ? 'would delete' : 'deleted'} ${it.key}  (${file}: ${it.reason})`);
         }
         if (!o.json) console.log(`${n} object(s) ${o.dryRun ? 'would be deleted' : 'deleted'}`);
+        // on the vPool's root: also the whole vDisk namespaces nothing references (volume/scrub/orphans.ts), through
+        // the owner's API: only it knows what it has created and not yet shipped
+        const pool = await onPool(target, { json: o.json });
+        if (pool.vpoolPath === '/') {
+          const a = await pool.api<{ dryRun: boolean; items: SweepItem[] }>('POST', '/v1/gc/orphans', { dryRun: !!o.dryRun });
+          if (o.json) console.log(JSON.stringify({ orphans: true, ...a }));
+          else {
+            for (const it of a.items) console.log(`${o.dryRun ? 'would delete' : 'deleted'} ${it.key}  (the vPool: ${it.reason})`);
+            console.log(`${a.items.length} orphan vDisk namespace(s) ${o.dryRun ? 'would be deleted' : 'deleted'}`);
+          }
+        }
       } catch (err) {
         fail(err);
       }

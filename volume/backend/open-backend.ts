@@ -109,6 +109,12 @@ export interface OpenBackendOptions {
   /** Keys of an unfinished (or beginning) key rotation: read with, never written with. */
   oldKeys?: Buffer[];
   localDir?: string;
+  /**
+   * Not a mount but a tool that only uses the backend (`vpoolfs scrub --backend`): it never writes the marker
+   * (it must neither turn encryption on nor begin a rotation: the owner does that), and its errors name its
+   * own flags. The text is the command, e.g. `vpoolfs scrub --backend`.
+   */
+  tool?: string;
 }
 
 export async function openBackend(url: string, opts: OpenBackendOptions = {}): Promise<BlobStore> {
@@ -141,9 +147,11 @@ export async function openBackendOn(inner: BlobStore, opts: OpenBackendOptions =
       offline = true;
       log.warn(`backend unreachable at open: going on with the local copy of ${ENCRYPTION_MARKER}`, { url: inner.url, encrypted: marker !== null, cause: read.unreachable });
     }
+    // what to do, in the words of the command that opens the backend
+    const how = opts.tool === undefined ? 'mount' : `run ${opts.tool}`;
     if (opts.encryptionKey === undefined) {
       if (marker !== null) {
-        throw new EncryptionError('MISSING_KEY', 'INVALID', `the backend ${inner.url} is encrypted (key id ${marker.keyId}): mount with --encryption-key-file`, { url: inner.url, objectKeyId: marker.keyId });
+        throw new EncryptionError('MISSING_KEY', 'INVALID', `the backend ${inner.url} is encrypted (key id ${marker.keyId}): ${how} with --encryption-key-file`, { url: inner.url, objectKeyId: marker.keyId });
       }
       if ((opts.oldKeys ?? []).length > 0) throw new EncryptionError('BAD_KEY', 'INVALID', `old encryption keys given without --encryption-key-file: nothing to rotate to`, { url: inner.url });
       return inner;
@@ -151,6 +159,22 @@ export async function openBackendOn(inner: BlobStore, opts: OpenBackendOptions =
     const store = new EncryptedBlobStore(inner, opts.encryptionKey, undefined, opts.oldKeys ?? []);
     const keyId = store.keyId.toString('hex');
     const oldIds = new Set(store.oldKeyIds);
+    if (opts.tool !== undefined) {
+      // a tool reads and writes objects with the keys the marker names, and never changes the marker
+      if (marker === null) throw new EncryptionError('BAD_KEY', 'INVALID', `the backend ${inner.url} is not encrypted: ${how} without --encryption-key-file`, { url: inner.url });
+      if (marker.keyId !== keyId) {
+        const rotatingFrom = (marker.oldKeyIds ?? []).includes(keyId);
+        throw new EncryptionError('WRONG_KEY', 'INVALID', rotatingFrom
+          ? `the backend ${inner.url} is being moved from key id ${keyId} to key id ${marker.keyId}: ${how} with the new key as --encryption-key-file and this one as --old-encryption-key-file`
+          : oldIds.has(marker.keyId!)
+            ? `the backend ${inner.url} is still under key id ${marker.keyId}: its key rotation has not begun (the owner begins it when mounted with the new key); ${how} with key id ${marker.keyId} as --encryption-key-file`
+            : `the backend ${inner.url} is encrypted with key id ${marker.keyId}, but the key given has id ${keyId}: wrong encryption key`,
+          { url: inner.url, objectKeyId: marker.keyId, keyId });
+      }
+      checkPending(inner.url, marker.oldKeyIds ?? [], oldIds, how);
+      store.retiring = marker.oldKeyIds ?? [];
+      return store;
+    }
     if (marker === null) {
       if (offline) {
         throw new EncryptionError('MISSING_KEY', 'INVALID',
@@ -195,11 +219,11 @@ export async function openBackendOn(inner: BlobStore, opts: OpenBackendOptions =
 }
 
 /** Every key id a rotation still retires must be among the old keys given: objects may still be under it. */
-function checkPending(url: string, pending: string[], given: Set<string>): void {
+function checkPending(url: string, pending: string[], given: Set<string>, how = 'mount'): void {
   const missing = pending.filter((id) => !given.has(id));
   if (missing.length > 0) {
     throw new EncryptionError('MISSING_KEY', 'INVALID',
-      `the backend ${url} is in the middle of a key rotation: objects may still be encrypted with key id ${missing.join(', ')}; mount with that key as --old-encryption-key-file too (vpoolfs rekey finishes the rotation)`,
+      `the backend ${url} is in the middle of a key rotation: objects may still be encrypted with key id ${missing.join(', ')}; ${how} with that key as --old-encryption-key-file too (vpoolfs rekey finishes the rotation)`,
       { url, missingKeyIds: missing });
   }
 }

@@ -25,6 +25,15 @@ export const segmentKey = (id: string, scrubId: string, end: number): string => 
 export const resultKey = (id: string, scrubId: string): string => `vdisks/${id}/scrub/${scrubId}/result.json`;
 export const relocationsKey = (id: string, scrubId: string): string => `vdisks/${id}/scrub/${scrubId}/relocations`;
 
+/**
+ * How the last scrub of a vDisk ended (`user.vdisk.info`'s `scrub.lastRun`): in the metadata store under
+ * `lastRunKey`, and a copy in the backend under `lastRunObjectKey`, from which a rebuild on a fresh state
+ * directory restores it (../vdisk/vdisk-open.ts). Not in the doc: a doc commit per run (failures too) would
+ * ship a doc generation for bookkeeping. Deleting the vDisk drops both with the rest of its prefixes.
+ */
+export const lastRunKey = (id: string): string => `vd/${id}/scrub-last-run`;
+export const lastRunObjectKey = (id: string): string => `vdisks/${id}/scrub-last-run.json`;
+
 /** SCO numbers [from, to] of scrub `scrub` (its SCOs' keys carry that id). */
 export interface ScoRange {
   from: number;

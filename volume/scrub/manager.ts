@@ -12,22 +12,18 @@ import type { VDiskImpl } from '../vdisk/vdisk.js';
 import { descendantPins, type ChainDoc } from '../lineage/chain.js';
 import { pinCandidates } from './tree-vdisks.js';
 import { appliedDoc, staleReason } from './apply.js';
-import { resultKey, type ScrubResult } from '../lineage/scrub-state.js';
+import { lastRunKey, lastRunObjectKey, resultKey, type ScrubResult } from '../lineage/scrub-state.js';
 import { loadRelocations, loadResult, scrubVDisk, type ScrubProgress } from './scrub-job.js';
 import { runSweep, stillRetired, sweepPlan } from './sweep.js';
+import { orphanPlan, removeOrphans } from './orphans.js';
+import { DEFAULT_SCRUB_LEASE_MS, ScrubLock } from './scrub-lock.js';
 import { DEFAULT_SCRUB_LIMITS, REAL_CLOCK, Throttle, throttledStore, type ScrubLimits, type ThrottleClock } from './throttle.js';
 import type { ScrubApi, ScrubLastRun, ScrubReport, ScrubStatus, ScrubTotals, SweepItem } from '../types.js';
 
 const log = logger('scrub');
 
-/**
- * The metadata key of a vDisk's last run (`user.vdisk.info`'s `scrub.lastRun`). In the metadata store, not
- * the doc: a doc commit bumps its generation, and a remote result whose basis names the old generation would
- * turn stale for a bookkeeping write. So it survives a restart of the daemon, not a rebuild on a fresh state
- * directory (the doc's `scrub` still says which scrub was applied and when); deleting the vDisk drops it
- * with the rest of `vd/<id>/`.
- */
-export const lastRunKey = (id: string): string => `vd/${id}/scrub-last-run`;
+/** Where a vDisk's last run is kept: the metadata store, and a copy in the backend a rebuild restores (../lineage/scrub-state.ts). */
+export { lastRunKey };
 
 /** What the scrubber needs of the vPool (volume/vpool.ts). Reads only. */
 export interface ScrubHost {
@@ -40,6 +36,8 @@ export interface ScrubHost {
   allIds(): string[];
   /** True while a clone of one of `v`'s snapshots is being made. */
   cloning(v: VDiskImpl): boolean;
+  /** The vDisk ids whose namespaces are in use (tree, open vDisks and ancestors, pending creations): ../vpool-tree.ts. */
+  referenced(): Promise<Set<string>>;
   scoClusters: number;
 }
 
@@ -54,7 +52,10 @@ export class ScrubManager implements ScrubApi {
   syncWaitMs = 5000;
   /** The throttle's clock (tests inject one that moves only when the scrub sleeps). */
   clock: ThrottleClock = REAL_CLOCK;
+  /** The lease of the per-vDisk scrub lock in the backend (scrub-lock.ts) this owner's scrubs take. */
+  leaseMs = DEFAULT_SCRUB_LEASE_MS;
   private readonly running = new Set<string>();
+  private orphanGc = false;
   /** Where each running scrub stands (the CLI's progress bar polls it through user.vdisk.scrubbing). */
   private readonly progress = new Map<string, ScrubProgress>();
   /** How the last scrub of each vDisk ended, failures included (user.vdisk.info); loaded from the metadata store once. */
@@ -68,7 +69,13 @@ export class ScrubManager implements ScrubApi {
   /** Scrubs the vDisk at `p` here: everything in the backend first, then the job, the apply and the sweep. */
   async scrub(p: string, opts: { onProgress?: (x: ScrubProgress) => void; checkpoint?: (what: string) => Promise<void> | void; onPass?: (what: string, bytes: number) => void } = {}): Promise<ScrubReport> {
     const v = this.host.vdiskAt(p);
-    return this.exclusive(v, async () => {
+    // one scrub of a vDisk at a time in this process (exclusive) and across hosts (the lock in the backend:
+    // a `vpoolfs scrub --backend` elsewhere holding it makes this one BUSY, naming it)
+    return this.exclusive(v, () => ScrubLock.with(this.host.backend, v.id, { holder: 'the owner (vpoolfs scrub on the mount)', leaseMs: this.leaseMs }, (lock) => this.scrubLocked(v, lock, opts)));
+  }
+
+  private async scrubLocked(v: VDiskImpl, lock: ScrubLock, opts: { onProgress?: (x: ScrubProgress) => void; checkpoint?: (what: string) => Promise<void> | void; onPass?: (what: string, bytes: number) => void }): Promise<ScrubReport> {
+    {
       // the job reads the backend: what the write cache holds is scrubbed next time otherwise. Under a guest
       // load that never pauses the uploader may never be idle: after syncWaitMs the job scrubs what the
       // backend has (its horizon is the last TLog there) and the sync goes on by itself
@@ -94,8 +101,13 @@ export class ScrubManager implements ScrubApi {
       try {
         const result = await scrubVDisk(this.host.backend, v.id, {
           scratchDir: this.host.scratchDir, fillRatio: this.fillRatio, scoClusters: this.host.scoClusters, now: this.now,
-          candidates: this.host.allIds(), onProgress, checkpoint: opts.checkpoint, throttle,
+          candidates: this.host.allIds(), onProgress, throttle,
+          checkpoint: async (what) => {
+            lock.check();
+            await opts.checkpoint?.(what);
+          },
         });
+        lock.check(); // another scrubber took the lock over: its result, not this one, is the one to apply
         const rel = await loadRelocations(this.host.backend, result);
         const report = await this.applyLocked(v, result, rel, throttledStore(this.host.backend, throttle));
         report.throttle = { ...throttle.stats };
@@ -103,7 +115,7 @@ export class ScrubManager implements ScrubApi {
       } finally {
         this.progress.delete(v.id);
       }
-    });
+    }
   }
 
   /**
@@ -147,6 +159,26 @@ export class ScrubManager implements ScrubApi {
       log.info(dryRun ? 'gc dry run: what a sweep would delete' : 'gc: swept', { vdisk: v.id, objects: plan.length, keys: plan.slice(0, 20).map((x) => x.key) });
       return plan;
     });
+  }
+
+  /**
+   * The orphan gc (orphans.ts): whole vDisk namespaces nothing references, listed (dry run) or deleted.
+   * One at a time (BUSY otherwise): two would only do the same work.
+   */
+  async orphans(dryRun: boolean): Promise<SweepItem[]> {
+    if (this.orphanGc) throw new VolumeError('BUSY', 'an orphan gc of this vPool is running already', {});
+    this.orphanGc = true;
+    try {
+      const plan = await orphanPlan(this.host.backend, () => this.host.referenced());
+      if (!dryRun && plan.items.length > 0) {
+        const done = await removeOrphans(this.host.backend, plan, log);
+        this.counts.bytesFreed += done.bytes;
+      }
+      log.info(dryRun ? 'gc dry run: orphan vDisk namespaces' : 'gc: orphan vDisk namespaces deleted', { namespaces: plan.items.length, keys: plan.items.slice(0, 20).map((x) => x.key) });
+      return plan.items;
+    } finally {
+      this.orphanGc = false;
+    }
   }
 
   /** The status of the vDisk at `p` (user.vdisk.info, user.vdisk.scrubbing). */
@@ -213,13 +245,22 @@ export class ScrubManager implements ScrubApi {
     return this.lastRuns.get(v.id) ?? null;
   }
 
-  /** Keeps `run` as the vDisk's last run, in memory and in the metadata store (a failure to store it is logged, never the scrub's outcome). */
+  /**
+   * Keeps `run` as the vDisk's last run, in memory, in the metadata store and in the backend (where a rebuild
+   * finds it). A failure to store it is logged, never the scrub's outcome.
+   */
   private async recordRun(v: VDiskImpl, run: ScrubLastRun): Promise<void> {
     this.lastRuns.set(v.id, run);
+    const body = Buffer.from(JSON.stringify(run));
     try {
-      await v.ctx.mds.commit([{ key: lastRunKey(v.id), value: Buffer.from(JSON.stringify(run)) }]);
+      await v.ctx.mds.commit([{ key: lastRunKey(v.id), value: body }]);
     } catch (err) {
       log.warn('scrub: could not record the last run in the metadata store (shown until the daemon restarts)', { vdisk: v.id, error: String(err) });
+    }
+    try {
+      await this.host.backend.put(lastRunObjectKey(v.id), body);
+    } catch (err) {
+      log.warn('scrub: could not copy the last run to the backend (a rebuild on another state directory will not show it)', { vdisk: v.id, error: String(err) });
     }
   }
 

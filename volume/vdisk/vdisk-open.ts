@@ -20,7 +20,8 @@ import type { VDiskContext } from './vdisk-context.js';
 import { attachDtl, dtlModeOf } from './dtl-hook.js';
 import { docShippedKey, maxTlogOf, rollbackKey } from '../lineage/snapshot-store.js';
 import { chainItems, readItem } from '../lineage/chain.js';
-import { SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
+import { lastRunKey, lastRunObjectKey, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
+import { isCode } from '../../util/errors.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
 import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
 
@@ -225,6 +226,9 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   restored.pruneSnapshots(new Set([...tlogs, ...boundaries]));
   ops.push(...v.docs.ops(v.docs.doc), { key: docShippedKey(id), value: Buffer.from(String(v.docs.shippedGen)) });
   if (dtlRecovery) ops.push({ key: dtlRecoveryKey(id), value: Buffer.from('1') });
+  // how the last scrub ended (user.vdisk.info), from its copy in the backend (docs/scrubbing.md)
+  const lastRun = await ctx.backend.get(lastRunObjectKey(id)).catch((err: unknown) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
+  if (lastRun !== null) ops.push({ key: lastRunKey(id), value: lastRun });
   await ctx.mds.commit(ops);
   log.info('vDisk rebuilt from the backend', { vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size, bytes, ms: Date.now() - t0 });
 }
