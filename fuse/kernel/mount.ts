@@ -73,7 +73,7 @@ export async function mountKernel(opts: MountOptions, h: MountHandlers): Promise
   }
   const options = `fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,nosuid,nodev,max_read=${MAX_WRITE}`;
   const fd = fs.openSync('/dev/fuse', 'r+');
-  const session = new Session(fd, h.ops, opts.debug ?? false);
+  const session = new Session(fd, h.ops, opts.debug ?? false, h.fds);
   const mounted = await mountFd(fd, options, `vpoolfs:${opts.vpool.name}`, mp);
   if (mounted.code !== 0) {
     fs.closeSync(fd);
