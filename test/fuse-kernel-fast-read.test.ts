@@ -3,8 +3,10 @@
  * engine's reader threads from the write cache (fuse/kernel/fast-read.ts, volume/datapath/reader-view.ts),
  * model-based on a real mount: several concurrent O_DIRECT readers read random ranges (aligned 4 KiB mostly,
  * some unaligned and up to 64 KiB) while one mutator writes (some growing the file), punches holes
- * (`fallocate --punch-hole`), resizes (shrink, grow), takes snapshots and rolls back (setfattr), with a write
- * cache of 2 MiB so that SCOs are uploaded and evicted all along (their descriptors closed under the readers).
+ * (`fallocate --punch-hole`), resizes (shrink, grow), takes snapshots and rolls back (setfattr), and a third
+ * of the way through clones a snapshot (user.vdisk.clone) and goes on with both files (the clone's inherited
+ * clusters go to the main thread, its own writes are served in the readers), with a write cache of 2 MiB so
+ * that SCOs are uploaded and evicted all along (their descriptors closed under the readers).
  * Every byte read is compared with a reference: a cluster read while mutations ran may hold its value from
  * when the read started or any value a mutation overlapping the read gave it, the length any size current
  * meanwhile; a read that starts after a mutation returned sees it. The session's counters must show READs
@@ -116,7 +118,7 @@ function resizeOp(m: Model, size: number): Op {
   return { size, values };
 }
 
-test('reads served in the reader threads match the reference under concurrent writes, discards, resizes, rollbacks and evictions', async (t) => {
+test('reads served in the reader threads match the reference under concurrent writes, discards, resizes, rollbacks, a clone and evictions', async (t) => {
   const seed = Number(process.env.VPOOLFS_SEED ?? randomInt(2 ** 31));
   t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays the same operations)`);
   const rand = rng(seed);
@@ -129,13 +131,19 @@ test('reads served in the reader threads match the reference under concurrent wr
   const file = m.p('disk.raw');
   const model = new Model();
   const O_DIRECT = fs.constants.O_DIRECT;
+  // the files read: the vDisk, and from a third of the run on a clone of one of its snapshots (its own
+  // writes are served in the readers; what it inherits goes to the main thread)
+  const files: Array<{ path: string; model: Model }> = [{ path: file, model }];
+  const clonePath = m.p('clone.raw');
 
   // start: 8 MiB, the first 6 MiB written
-  let wfh = await fs.promises.open(file, fs.constants.O_CREAT | fs.constants.O_RDWR | O_DIRECT);
-  await wfh.truncate(8 * MiB);
+  const first = await fs.promises.open(file, fs.constants.O_CREAT | fs.constants.O_RDWR | O_DIRECT);
+  /** The mutator's descriptor of each file. */
+  const wfhs = new Map([[file, first]]);
+  await first.truncate(8 * MiB);
   model.state.size = 8 * MiB;
   const init = pattern(seed, 0, 6 * MiB);
-  await wfh.write(init, 0, init.length, 0);
+  await first.write(init, 0, init.length, 0);
   model.begin(writeOp(model, 0, init))();
 
   // the readers: each its own O_DIRECT descriptor, closed while a rollback waits for the vDisk to be unopened
@@ -146,15 +154,20 @@ test('reads served in the reader threads match the reference under concurrent wr
   const reader = async (id: number) => {
     const r = rng(seed + 1000 + id);
     const buf = Buffer.alloc(64 * 1024);
-    let fh: fs.promises.FileHandle | null = null;
+    const fhs = new Map<string, fs.promises.FileHandle>();
     while (!stop && failures.length === 0) {
       if (paused !== null) {
-        await fh?.close();
-        fh = null;
+        for (const fh of fhs.values()) await fh.close();
+        fhs.clear();
         await paused;
         continue;
       }
-      fh ??= await fs.promises.open(file, fs.constants.O_RDONLY | O_DIRECT);
+      const { path: which, model } = files[Math.floor(r() * files.length)];
+      let fh = fhs.get(which);
+      if (fh === undefined) {
+        fh = await fs.promises.open(which, fs.constants.O_RDONLY | O_DIRECT);
+        fhs.set(which, fh);
+      }
       const max = Math.max(model.state.size, 10 * MiB);
       const aligned = r() < 0.75;
       const len = aligned ? CS * (r() < 0.8 ? 1 : 1 + Math.floor(r() * 16)) : 1 + Math.floor(r() * 3 * CS);
@@ -164,7 +177,7 @@ test('reads served in the reader threads match the reference under concurrent wr
       model.endRead(open);
       reads++;
       const okLength = [...open.sizes].some((s) => bytesRead === Math.max(0, Math.min(len, s - off)));
-      if (!okLength) failures.push(`reader ${id}: ${bytesRead} bytes at ${off} (+${len}); sizes possible ${[...open.sizes].join(', ')}`);
+      if (!okLength) failures.push(`reader ${id}, ${path.basename(which)}: ${bytesRead} bytes at ${off} (+${len}); sizes possible ${[...open.sizes].join(', ')}`);
       for (let a = first; a * CS < off + bytesRead; a++) {
         const c = a * CS;
         const from = Math.max(off, c);
@@ -172,12 +185,12 @@ test('reads served in the reader threads match the reference under concurrent wr
         const got = buf.subarray(from - off, to - off);
         const candidates = [now[a - first], ...open.ops.map((op) => op.values.get(a)).filter((v): v is Buffer => v !== undefined)];
         if (!candidates.some((v) => v.subarray(from - c, to - c).equals(got))) {
-          failures.push(`reader ${id}: cluster ${a} (bytes ${from}..${to}) read wrong: none of ${candidates.length} possible values`);
+          failures.push(`reader ${id}, ${path.basename(which)}: cluster ${a} (bytes ${from}..${to}) read wrong: none of ${candidates.length} possible values`);
           break;
         }
       }
     }
-    await fh?.close();
+    for (const fh of fhs.values()) await fh.close();
   };
   const readers = Array.from({ length: READERS }, (_, i) => reader(i));
 
@@ -187,6 +200,23 @@ test('reads served in the reader threads match the reference under concurrent wr
     for (let n = 1; n <= OPS && failures.length === 0; n++) {
       const kind = ((x) => (x < 0.55 ? 'write' : x < 0.7 ? 'discard' : x < 0.8 ? 'resize' : x < 0.9 ? 'snapshot' : 'rollback'))(rand());
       counts[kind] = (counts[kind] ?? 0) + 1;
+      // the clone: a third of the way through, from one of the snapshots
+      if (n === Math.floor(OPS / 3) && snapshots.size > 0 && files.length === 1) {
+        const names = [...snapshots.keys()];
+        const name = names[int(names.length)];
+        const at = snapshots.get(name)!;
+        const r = await sh(`setfattr -n user.vdisk.clone -v ${q(`${name}:clone.raw`)} ${q(file)}`);
+        if (r.code !== 0) throw new Error(`clone of ${name} failed: ${r.stderr}`);
+        const cm = new Model();
+        cm.state = { size: at.size, clusters: [...at.clusters] };
+        wfhs.set(clonePath, await fs.promises.open(clonePath, fs.constants.O_RDWR | O_DIRECT));
+        files.push({ path: clonePath, model: cm });
+        counts.clone = 1;
+      }
+      // writes, discards and resizes go to either file; snapshots and rollbacks to the first
+      const target = kind === 'write' || kind === 'discard' || kind === 'resize' ? files[int(files.length)] : files[0];
+      const { model } = target;
+      const wfh = wfhs.get(target.path)!;
       const size = model.state.size;
       if (kind === 'write') {
         // mostly inside, some growing the file (a size change under the readers' seqlock)
@@ -201,7 +231,7 @@ test('reads served in the reader threads match the reference under concurrent wr
         const len = Math.min(size - off, rand() < 0.5 ? CS * (1 + int(64)) : 1 + int(100000));
         if (len <= 0) continue;
         const end = model.begin(writeOp(model, off, Buffer.alloc(len)));
-        const r = await sh(`fallocate --punch-hole --offset ${off} --length ${len} ${q(file)}`);
+        const r = await sh(`fallocate --punch-hole --offset ${off} --length ${len} ${q(target.path)}`);
         if (r.code !== 0) throw new Error(`fallocate --punch-hole failed: ${r.stderr}`);
         end();
       } else if (kind === 'resize') {
@@ -228,6 +258,7 @@ test('reads served in the reader threads match the reference under concurrent wr
         let resume!: () => void;
         paused = new Promise((r) => (resume = r));
         await wfh.close();
+        wfhs.delete(file);
         await new Promise((r) => setTimeout(r, 50));
         const end = model.begin({ size: at.size, values });
         const rollback = sh(`setfattr -n user.vdisk.rollback -v ${name} ${q(file)}`);
@@ -245,22 +276,25 @@ test('reads served in the reader threads match the reference under concurrent wr
           end(false);
           counts.rollbackBusy = (counts.rollbackBusy ?? 0) + 1;
         } else throw new Error(`rollback to ${name} failed: ${r.stderr}`);
-        wfh = await fs.promises.open(file, fs.constants.O_RDWR | O_DIRECT);
+        wfhs.set(file, await fs.promises.open(file, fs.constants.O_RDWR | O_DIRECT));
       }
     }
   } finally {
     stop = true;
     await Promise.all(readers);
-    await wfh.close().catch(() => undefined);
+    for (const fh of wfhs.values()) await fh.close().catch(() => undefined);
   }
   t.log(`operations ${JSON.stringify(counts)}, reads ${reads}`);
   t.deepEqual(failures.slice(0, 5), [], 'every read matched the reference');
 
-  // a final full read after everything settled: exactly the reference
-  const final = Buffer.from((await sh(`dd if=${q(file)} bs=64k iflag=direct status=none | base64 -w0`, { timeoutMs: 60_000 })).stdout, 'base64');
-  const want = Buffer.alloc(model.state.size);
-  for (let a = 0; a * CS < model.state.size; a++) model.value(a).copy(want, a * CS, 0, Math.min(CS, model.state.size - a * CS));
-  t.true(final.equals(want), 'the whole file reads as the reference at the end');
+  // a final full read of each file after everything settled: exactly the reference
+  for (const { path: which, model: fm } of files) {
+    const final = Buffer.from((await sh(`dd if=${q(which)} bs=64k iflag=direct status=none | base64 -w0`, { timeoutMs: 60_000 })).stdout, 'base64');
+    const want = Buffer.alloc(fm.state.size);
+    for (let a = 0; a * CS < fm.state.size; a++) fm.value(a).copy(want, a * CS, 0, Math.min(CS, fm.state.size - a * CS));
+    t.true(final.equals(want), `${path.basename(which)} reads as the reference at the end`);
+  }
+  t.is(files.length, 2, 'the clone was made');
 
   t.is(await m.stop(), 0, 'clean stop');
   const stats = logEntries(m.log, 'fuse kernel session stats')[0] as { reads?: { inReaders: number; toMain: number } } | undefined;
