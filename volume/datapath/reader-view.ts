@@ -10,7 +10,8 @@
  *         slot check cannot see — a descriptor closed (evicted SCO, vDisk closed: the number may be reused
  *         at once), the map rewritten (rollback, shrink, scrub apply, replay), the size changed;
  *   FLAGS CLOSED once the vDisk is closed (nothing is served any more);
- *   SIZE_LO, SIZE_HI the size in bytes (written only inside a change, so read consistently under SEQ).
+ *   SIZE_LO, SIZE_HI the size in bytes (written only inside a change, so read consistently under SEQ);
+ *   SERVED the READs the readers answered (the scrubber backs off while the guest reads: util/io-activity.ts).
  * Each change ends with a `{seq}` message carrying the new even value, after the messages of what it
  * changed: a reader that has processed messages up to seq S and reads S from SEQ before and after its
  * preads knows its copy of the fd table, pages and size was current for the whole read (fast-read.ts).
@@ -23,7 +24,7 @@
  */
 
 /** Indexes of the control block. */
-export const VIEW = { SEQ: 0, FLAGS: 1, SIZE_LO: 2, SIZE_HI: 3, WORDS: 4 } as const;
+export const VIEW = { SEQ: 0, FLAGS: 1, SIZE_LO: 2, SIZE_HI: 3, SERVED: 4, WORDS: 5 } as const;
 export const VIEW_CLOSED = 1;
 
 /** A change, as told to the listeners (and forwarded to the reader threads as it is: structured-clonable). */

@@ -26,7 +26,7 @@ import { applyTo, type DiskState } from '../lineage/clone-base.js';
 import { scoKeyIn, SCRUB_SCO_BASE, type ScoRange } from '../lineage/scrub-state.js';
 import { IoActivity } from '../../util/io-activity.js';
 import { ReadGate } from './read-gate.js';
-import { ReaderView } from '../datapath/reader-view.js';
+import { ReaderView, VIEW } from '../datapath/reader-view.js';
 
 const log = logger('vdisk');
 // the uploader's lines keep the logger they had when vdisk-open.ts built it
@@ -83,7 +83,9 @@ export abstract class VDiskState {
     this.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, tag, ctx.scoClusters, ctx.tlogScos, this, ctx.io);
     this.readerView = new ReaderView(tag, { pages: () => this.map.allPages(), fds: () => this.cache.fds.entries(), size: () => this.disk.size });
     this.map.onPage = (pageNo, words) => this.readerView.pageChanged(pageNo, words);
-    this.cache.fds.watch = (sco, fd) => this.readerView.fdChanged(sco, fd);    this.uploader = new Uploader(id, ctx.backend, {
+    this.cache.fds.watch = (sco, fd) => this.readerView.fdChanged(sco, fd);
+    // the reads the kernel engine's readers answer are guest I/O too: the scrubber backs off for them
+    this.io.watch(() => Atomics.load(this.readerView.ctl, VIEW.SERVED));    this.uploader = new Uploader(id, ctx.backend, {
       scoPath: (sco) => this.cache.scoPath(sco),
       tlogPath: (tlog) => this.cache.tlogPath(tlog),
       syncLocal: () => this.cache.syncLocal(),
