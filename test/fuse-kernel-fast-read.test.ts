@@ -2,7 +2,9 @@
  * Kernel engine only (npm test runs fuse-kernel-* files once, on the kernel engine). READs answered in the
  * engine's reader threads from the write cache (fuse/kernel/fast-read.ts, volume/datapath/reader-view.ts),
  * model-based on a real mount: several concurrent O_DIRECT readers read random ranges (aligned 4 KiB mostly,
- * some unaligned and up to 64 KiB) while one mutator writes (some growing the file), punches holes
+ * some unaligned and up to 64 KiB) — four in this process (libuv's threads) and one in a process of its own
+ * (helpers/timed-reader.ts, its reads checked after the run against a CLOCK_MONOTONIC timeline of the
+ * mutations) — while one mutator writes (some growing the file), punches holes
  * (`fallocate --punch-hole`), resizes (shrink, grow), takes snapshots and rolls back (setfattr), and a third
  * of the way through clones a snapshot (user.vdisk.clone) and goes on with both files (the clone's inherited
  * clusters go to the main thread, its own writes are served in the readers), with a write cache of 2 MiB so
@@ -14,10 +16,13 @@
  * thread (evicted clusters). Seeded: the seed is logged, VPOOLFS_SEED=<n> replays the same operations
  * (the interleaving with the readers is the machine's); VPOOLFS_FAST_READ_OPS=<n> runs longer.
  */
+import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { crc32 } from 'node:zlib';
 import { freshLayout, fuseTest, logEntries, q, sh, startMount } from './helpers/mount.js';
 import { pattern, rng } from './helpers/ref-disk.js';
 
@@ -46,8 +51,20 @@ interface OpenRead {
   ops: Op[];
 }
 
+/** A mutation on the timeline (CLOCK_MONOTONIC ns: the same clock as the reader process's). */
+interface Logged {
+  op: Op;
+  begin: number;
+  end: number;
+  applied: boolean;
+}
+
+const nowNs = (): number => Number(process.hrtime.bigint());
+
 class Model {
   state: State = { size: 0, clusters: [] };
+  /** Every mutation, in order (one at a time: the ends increase), for reads checked after the fact. */
+  readonly log: Logged[] = [];
   private readonly inflight = new Set<Op>();
   private readonly reads = new Set<OpenRead>();
 
@@ -60,12 +77,16 @@ class Model {
    * (`applied` false: it failed, the reference stays as it was).
    */
   begin(op: Op): (applied?: boolean) => void {
+    const logged: Logged = { op, begin: nowNs(), end: Infinity, applied: false };
+    this.log.push(logged);
     this.inflight.add(op);
     for (const r of this.reads) {
       r.ops.push(op);
       r.sizes.add(op.size);
     }
     return (applied = true) => {
+      logged.end = nowNs();
+      logged.applied = applied;
       this.inflight.delete(op);
       if (!applied) return;
       for (const [a, v] of op.values) this.state.clusters[a] = v;
@@ -87,6 +108,69 @@ class Model {
   endRead(r: OpenRead): void {
     this.reads.delete(r);
   }
+}
+
+/**
+ * Checks the reads of the reader process (helpers/timed-reader.ts) against the timeline of mutations logged
+ * from `from` on, the state then being `base`: a read over [t0, t1] may see, per cluster, its value after the
+ * mutations that ended before t0, or the value of any mutation that overlapped [t0, t1]; its length likewise.
+ * Returns the failures (at most 5) and the number of reads checked.
+ */
+function checkTimed(records: Buffer, base: State, log: Logged[], from: number): { failures: string[]; checked: number } {
+  const entries = log.slice(from);
+  // per cluster, its values in order with the end of the mutation that set them; the sizes likewise
+  const versions = new Map<number, Array<{ end: number; v: Buffer }>>();
+  const sizes: Array<{ end: number; size: number }> = [];
+  for (const e of entries) {
+    if (!e.applied) continue;
+    sizes.push({ end: e.end, size: e.op.size });
+    for (const [a, v] of e.op.values) {
+      let list = versions.get(a);
+      if (list === undefined) versions.set(a, (list = []));
+      list.push({ end: e.end, v });
+    }
+  }
+  const lastBefore = <T extends { end: number }>(list: T[], t: number): T | undefined => {
+    let lo = 0;
+    let hi = list.length; // first index whose end >= t
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid].end < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo === 0 ? undefined : list[lo - 1];
+  };
+  const failures: string[] = [];
+  let checked = 0;
+  for (let pos = 0; pos + 32 <= records.length && failures.length < 5;) {
+    const t0 = records.readDoubleLE(pos);
+    const t1 = records.readDoubleLE(pos + 8);
+    const off = records.readDoubleLE(pos + 16);
+    const len = records.readUInt32LE(pos + 24);
+    const n = records.readUInt32LE(pos + 28);
+    const first = Math.floor(off / CS);
+    const clusters = n === 0 ? 0 : Math.floor((off + n - 1) / CS) - first + 1;
+    if (pos + 32 + clusters * 4 > records.length) break; // cut short by the end of the process
+    const overlapping = entries.filter((e) => e.end >= t0 && e.begin <= t1);
+    const possibleSizes = [lastBefore(sizes, t0)?.size ?? base.size, ...overlapping.map((e) => e.op.size)];
+    if (!possibleSizes.some((sz) => n === Math.max(0, Math.min(len, sz - off)))) failures.push(`reader process: ${n} bytes at ${off} (+${len}); sizes possible ${possibleSizes.join(', ')}`);
+    for (let k = 0; k < clusters; k++) {
+      const a = first + k;
+      const c = a * CS;
+      const lo = Math.max(off, c) - c;
+      const hi = Math.min(off + n, c + CS) - c;
+      const got = records.readUInt32LE(pos + 32 + k * 4);
+      const list = versions.get(a) ?? [];
+      const candidates = [lastBefore(list, t0)?.v ?? base.clusters[a] ?? ZERO, ...overlapping.map((e) => e.op.values.get(a)).filter((v): v is Buffer => v !== undefined)];
+      if (!candidates.some((v) => (crc32(v.subarray(lo, hi)) >>> 0) === got)) {
+        failures.push(`reader process: cluster ${a} (bytes ${c + lo}..${c + hi}) read wrong: none of ${candidates.length} possible values`);
+        break;
+      }
+    }
+    checked++;
+    pos += 32 + clusters * 4;
+  }
+  return { failures, checked };
 }
 
 /** The value of cluster `a` after bytes `data` land at `off` (only the part inside this cluster). */
@@ -193,6 +277,16 @@ test('reads served in the reader threads match the reference under concurrent wr
     for (const fh of fhs.values()) await fh.close();
   };
   const readers = Array.from({ length: READERS }, (_, i) => reader(i));
+  // and one in a process of its own, on the first file, checked after the run against the timeline
+  const timedBase: State = { size: model.state.size, clusters: [...model.state.clusters] };
+  const timedFrom = model.log.length;
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./helpers/timed-reader.js', import.meta.url)), file, String(seed), String(10 * MiB)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const timedOut: Buffer[] = [];
+  child.stdout.on('data', (d: Buffer) => timedOut.push(d));
+  const childExit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
 
   const snapshots = new Map<string, State>();
   const counts: Record<string, number> = {};
@@ -257,6 +351,7 @@ test('reads served in the reader threads match the reference under concurrent wr
         // descriptors; the readers come back after a moment, while the rollback may still run
         let resume!: () => void;
         paused = new Promise((r) => (resume = r));
+        child.stdin.write('p');
         await wfh.close();
         wfhs.delete(file);
         await new Promise((r) => setTimeout(r, 50));
@@ -264,6 +359,7 @@ test('reads served in the reader threads match the reference under concurrent wr
         const rollback = sh(`setfattr -n user.vdisk.rollback -v ${name} ${q(file)}`);
         setTimeout(() => {
           paused = null;
+          child.stdin.write('r');
           resume();
         }, 20 + int(200));
         const r = await rollback;
@@ -281,11 +377,17 @@ test('reads served in the reader threads match the reference under concurrent wr
     }
   } finally {
     stop = true;
+    child.stdin.end();
     await Promise.all(readers);
+    await childExit;
     for (const fh of wfhs.values()) await fh.close().catch(() => undefined);
   }
   t.log(`operations ${JSON.stringify(counts)}, reads ${reads}`);
   t.deepEqual(failures.slice(0, 5), [], 'every read matched the reference');
+  const timed = checkTimed(Buffer.concat(timedOut), timedBase, model.log, timedFrom);
+  t.log(`reads of the reader process checked: ${timed.checked}`);
+  t.deepEqual(timed.failures, [], 'every read of the reader process matched the timeline');
+  t.true(timed.checked > 0, 'the reader process read');
 
   // a final full read of each file after everything settled: exactly the reference
   for (const { path: which, model: fm } of files) {
