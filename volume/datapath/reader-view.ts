@@ -20,7 +20,10 @@
  * old or new (either is a valid answer to a read concurrent with them), and every slot it reads is
  * verified (sco-format.ts: magic, crc32, namespace tag, SCO number, slot, address). Pages are announced as
  * they are created, before the write that created them is acknowledged: a read issued after the ack sees
- * them.
+ * them. Map entries are plain stores into shared memory, made before the reply's write(2) to /dev/fuse; the
+ * reader loads them after its read(2) of a request the kernel sent after that reply: the system calls
+ * between (and x86's store order) make them visible — JavaScript's memory model alone would want an
+ * Atomics.store after them, which the write path does not pay.
  */
 
 /** Indexes of the control block. */
