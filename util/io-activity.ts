@@ -6,6 +6,9 @@
 export class IoActivity {
   private inFlight = 0;
   private lastEnd = -Infinity;
+  /** I/O counted elsewhere (the kernel engine's reader threads), and its count when last looked at. */
+  private elsewhere: (() => number) | undefined;
+  private seen = 0;
 
   constructor(private readonly now: () => number = () => performance.now()) {}
 
@@ -26,12 +29,29 @@ export class IoActivity {
     this.lastEnd = this.now();
   }
 
+  /**
+   * I/O served outside this object, counted by `count` (READs answered in the kernel engine's reader threads,
+   * volume/datapath/reader-view.ts): when the count has moved since it was last looked at, an I/O counts as
+   * just ended (a little late: the moment it is noticed, which only makes a background job back off longer).
+   */
+  watch(count: () => number): void {
+    this.elsewhere = count;
+    this.seen = count();
+  }
+
   get pending(): number {
     return this.inFlight;
   }
 
   /** True while I/O is in flight, or some ended less than `recentMs` ago. */
   busy(recentMs: number): boolean {
+    if (this.elsewhere !== undefined) {
+      const n = this.elsewhere();
+      if (n !== this.seen) {
+        this.seen = n;
+        this.lastEnd = this.now();
+      }
+    }
     return this.inFlight > 0 || this.now() - this.lastEnd < recentMs;
   }
 }

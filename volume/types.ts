@@ -89,6 +89,8 @@ export interface DtlInfo {
 /** One thin virtual disk. All methods validate their arguments (INVALID / TOO_BIG). */
 export interface VDisk {
   readonly id: string;
+  /** What the kernel engine's reader threads need to serve reads from the write cache (datapath/reader-view.ts). */
+  readonly readerView?: ReaderView;
   /** Current size in bytes, exactly as set. */
   readonly size: number;
   /** Bytes written into this vDisk itself (its own mapped clusters × 4096; a clone's inherited ones are VDiskInfo.inheritedBytes). */
@@ -321,3 +323,4 @@ export interface VPool {
   /** Before a backend write made outside the vPool's stores (the rekey job): FENCED once the claim is lost (volume/claim/claim.ts gate()). */
   backendGate?(what: string): Promise<void>;
 }
+import type { ReaderView } from './datapath/reader-view.js';

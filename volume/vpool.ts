@@ -111,7 +111,10 @@ class VPoolImpl extends VPoolTree implements VPool {
 
   /** The claim was lost (volume/claim/claim.ts logged why): nothing more goes to the backend. */
   private onFenced(): void {
-    for (const v of this.disks.open.values()) v.uploader.stop();
+    for (const v of this.disks.open.values()) {
+      v.uploader.stop();
+      v.readerView.close(); // the kernel engine's reader threads stop serving reads (reads answer FENCED from here)
+    }
     this.shipper?.stop();
   }
 

@@ -25,6 +25,13 @@ export interface KernelCtx {
    * buffer goes back to the reader thread that read it, for the next big request (no allocation per write).
    */
   recycle(request: Uint8Array): void;
+  /**
+   * File handle `fh` was just opened (OPEN, CREATE; called before the reply): the reader threads learn which
+   * vDisk it reads, so that they can answer its READs themselves (fast-read.ts).
+   */
+  opened(fh: number): void;
+  /** File handle `fh` is being released (RELEASE): the readers forget it (the number may be reused). */
+  released(fh: number): void;
   /** An error reply (`errno` negative). */
   fail(h: InHeader, errno: number): void;
   /** FUSE_NOTIFY_INVAL_INODE: the kernel drops the node's cached pages and attributes. */

@@ -1,7 +1,8 @@
 /**
  * Counters of a kernel-engine session, in a SharedArrayBuffer so that the reader threads and the main
  * thread count without messages: requests by opcode (as read from /dev/fuse), the GETXATTRs answered in a
- * reader (non-`user.*` names: the kernel's security.capability probe), interrupts, writes by size.
+ * reader (non-`user.*` names: the kernel's security.capability probe), the READs answered in a reader
+ * (fast-read.ts) and those handed to the main thread, interrupts, writes by size.
  * Logged when the session ends ("fuse kernel session stats"), which is how tests look at them.
  */
 import { MAX_WRITE, Op } from './protocol.js';
@@ -18,7 +19,10 @@ export const C = {
   UNKNOWN_OPCODE: 70,
   /** FUSE_NOTIFY_INVAL_INODE accepted by the kernel. */
   INVALIDATIONS: 71,
-  SLOTS: 72,
+  /** READs answered in a reader thread (fast-read.ts), and READs it handed to the main thread. */
+  FAST_READS: 72,
+  READS_TO_MAIN: 73,
+  SLOTS: 74,
 } as const;
 
 export function newCounters(): Int32Array {
@@ -53,5 +57,6 @@ export function summary(c: Int32Array): Record<string, unknown> {
     repliesDropped: c[C.REPLIES_DROPPED],
     unknownOpcodes: c[C.UNKNOWN_OPCODE],
     invalidations: c[C.INVALIDATIONS],
+    reads: { inReaders: c[C.FAST_READS], toMain: c[C.READS_TO_MAIN] },
   };
 }

@@ -73,7 +73,9 @@ export async function mountKernel(opts: MountOptions, h: MountHandlers): Promise
   }
   const options = `fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,nosuid,nodev,max_read=${MAX_WRITE}`;
   const fd = fs.openSync('/dev/fuse', 'r+');
-  const session = new Session(fd, h.ops, opts.debug ?? false);
+  // READs answered in the reader threads (fast-read.ts) would bypass the metrics observer's counts and
+  // latencies: with metrics on, every READ goes to the main thread, where the observer sees it
+  const session = new Session(fd, h.ops, opts.debug ?? false, opts.observer === undefined ? h.fds : undefined);
   const mounted = await mountFd(fd, options, `vpoolfs:${opts.vpool.name}`, mp);
   if (mounted.code !== 0) {
     fs.closeSync(fd);

@@ -41,9 +41,15 @@ export const open: OpHandler<Req<'open'>> = (ctx, h, r) => {
   if (path === undefined) return;
   ctx.ops.open(path, r.flags, (code: number, fh?: number) => {
     if (code < 0 || fh === undefined) return ctx.fail(h, code < 0 ? code : E.EIO);
-    if (!(r.flags & O_TRUNC)) return ctx.send(openReply(h.unique, fh, openFlags(r.flags)));
+    if (!(r.flags & O_TRUNC)) {
+      ctx.opened(fh);
+      return ctx.send(openReply(h.unique, fh, openFlags(r.flags)));
+    }
     ctx.ops.ftruncate(path, fh, 0, (c: number) => {
-      if (c >= 0) return ctx.send(openReply(h.unique, fh, openFlags(r.flags)));
+      if (c >= 0) {
+        ctx.opened(fh);
+        return ctx.send(openReply(h.unique, fh, openFlags(r.flags)));
+      }
       ctx.ops.release(path, fh, () => ctx.fail(h, c));
     });
   });
@@ -56,12 +62,15 @@ export const create: OpHandler<Req<'create'>> = (ctx, h, r) => {
     if (code < 0 || fh === undefined) return ctx.fail(h, code < 0 ? code : E.EIO);
     ctx.ops.getattr(path, (c: number, st?: NodeStat) => {
       if (c < 0 || st === undefined) return ctx.ops.release(path, fh, () => ctx.fail(h, c < 0 ? c : E.EIO));
+      ctx.opened(fh);
       ctx.send(createReply(h.unique, ctx.nodes.remember(path), st, ctx.entryValidS, ctx.attrValidS, fh, openFlags(r.flags)));
     });
   });
 };
 
 /**
+ * READs reach this handler only when the reader thread could not answer them itself (fast-read.ts: a
+ * cluster outside the write cache, a clone's inherited one, a change during the read, a big read).
  * The volume layer reads into a reused buffer (read-buffers.ts), which goes to the kernel as it is, after the
  * reply header (writev: no copy), and is reused once the reply is written (the read path writes nothing
  * into it after it answered: read-path.ts).
@@ -97,6 +106,7 @@ export const flush: OpHandler<Req<'flush'>> = (ctx, h, r) => {
 };
 
 export const release: OpHandler<Req<'release'>> = (ctx, h, r) => {
+  ctx.released(r.fh);
   ctx.ops.release(nameOf(ctx, h), r.fh, (code: number) => (code < 0 ? ctx.fail(h, code) : ctx.send(emptyReply(h.unique))));
 };
 

@@ -6,14 +6,18 @@
  * sent back once it had answered the write (`recycled`), a new one only when none is waiting; small
  * requests are copied into a buffer of their own). Recycling matters: a fresh 1 MiB buffer per write made
  * V8 collect garbage for the external memory every few hundred MiB. The non-`user.*` GETXATTR (the kernel's security.capability probe) needs no
- * state and is answered here with ENODATA. Reads end with ENODEV once the mount is gone.
+ * state and is answered here with ENODATA. A READ whose clusters are all unwritten or in the vDisk's write
+ * cache is answered here too (fast-read.ts), from what the main thread publishes on `views`, drained before
+ * each request. Reads of /dev/fuse end with ENODEV once the mount is gone.
  *
  * Messages to the main thread: [ArrayBuffer, length, recyclable] for a request; {end: code} when the loop
- * stops. On `recycled` the main thread sends back the read buffers of big writes it has answered.
+ * stops. On `recycled` the main thread sends back the read buffers of big writes it has answered; on
+ * `views` it sends the open vDisks' views and their changes (fast-read.ts, ReaderMessage).
  */
 import fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { C, countRequest } from './counters.js';
+import { FastReads, type ReaderMessage } from './fast-read.js';
 import { errorReply } from './encode.js';
 import { decode, u64 } from './decode.js';
 import { Op, READ_BUFFER_SIZE } from './protocol.js';
@@ -22,7 +26,13 @@ const ENODATA = -61;
 /** Requests above this size (writes) are handed over without a copy. */
 const TRANSFER_ABOVE = 64 * 1024;
 
-const { fd, counters, recycled } = workerData as { fd: number; counters: Int32Array; recycled: MessagePort };
+const { fd, counters, recycled, views } = workerData as { fd: number; counters: Int32Array; recycled: MessagePort; views: MessagePort };
+const fast = new FastReads();
+
+/** Applies what the main thread published since the last request (before this one is looked at). */
+function drainViews(): void {
+  for (let m = receiveMessageOnPort(views); m !== undefined; m = receiveMessageOnPort(views)) fast.apply(m.message as ReaderMessage);
+}
 const port = parentPort!;
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
@@ -54,6 +64,14 @@ function loop(): string {
     if (n === 0) return 'EOF';
     const opcode = buf.readUInt32LE(4);
     countRequest(counters, opcode);
+    drainViews();
+    if (opcode === Op.READ) {
+      if (fast.serve(buf.subarray(0, n), fd)) {
+        Atomics.add(counters, C.FAST_READS, 1);
+        continue;
+      }
+      Atomics.add(counters, C.READS_TO_MAIN, 1);
+    }
     if (opcode === Op.GETXATTR) {
       const req = buf.subarray(0, n);
       const { name } = decodeName(req);

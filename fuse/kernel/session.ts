@@ -4,6 +4,9 @@
  * with one writeSync. Unknown opcodes answer ENOSYS, malformed requests EINVAL, a handler that throws
  * EIO: never a hang. A reply the kernel refuses with ENOENT (the request was interrupted and dropped) is
  * ignored. The session ends when every reader has seen the device end (ENODEV after an unmount).
+ * READs the readers can prove they may answer from the write cache never reach the main thread: the session
+ * publishes to them each open vDisk's view (volume/datapath/reader-view.ts) and which handle reads which
+ * (fast-read.ts).
  */
 import fs from 'node:fs';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
@@ -16,6 +19,9 @@ import { decodeHeader, type InHeader } from './decode.js';
 import { DirHandles } from './dirs.js';
 import { errorReply, notifyInvalInode } from './encode.js';
 import { Nodes } from './nodes.js';
+import type { FdTable } from '../fds.js';
+import { VIEW, VIEW_CLOSED, type ReaderView } from '../../volume/datapath/reader-view.js';
+import type { ReaderMessage } from './fast-read.js';
 import { OPCODES } from './opcodes.js';
 
 const log = logger('fuse');
@@ -39,11 +45,17 @@ export class Session implements KernelCtx {
   /** The read buffers of big writes being handled, and the port back to the reader that read each. */
   private readonly owners = new Map<ArrayBuffer, MessagePort>();
   private running = 0;
+  /** The port to each reader for views (fast-read.ts). */
+  private readonly viewPorts: MessagePort[] = [];
+  /** The views the readers have, by id, and how to stop hearing of their changes. */
+  private readonly subscribed = new Map<number, () => void>();
 
   constructor(
     readonly fd: number,
     readonly ops: Handlers,
     readonly debug: boolean,
+    /** The open-file table: without it (tests) every READ goes to the main thread. */
+    private readonly fds?: FdTable,
   ) {
     this.initialized = new Promise((r) => (this.resolveInit = r));
     this.ended = new Promise((r) => (this.resolveEnded = r));
@@ -54,15 +66,22 @@ export class Session implements KernelCtx {
     for (let i = 0; i < readers; i++) {
       const { port1: back, port2: recycled } = new MessageChannel();
       back.unref();
+      const { port1: viewPort, port2: views } = new MessageChannel();
+      viewPort.unref();
+      this.viewPorts.push(viewPort);
       const w = new Worker(new URL('./reader.js', import.meta.url), {
-        workerData: { fd: this.fd, counters: this.counters, recycled }, transferList: [recycled],
+        workerData: { fd: this.fd, counters: this.counters, recycled, views }, transferList: [recycled, views],
       });
       this.running++;
       let done = false;
       const end = (why: string) => {
         if (done) return;
         done = true;
-        if (--this.running === 0) this.resolveEnded(why);
+        if (--this.running === 0) {
+          for (const stop of this.subscribed.values()) stop();
+          this.subscribed.clear();
+          this.resolveEnded(why);
+        }
       };
       w.on('message', (m: [ArrayBuffer, number, boolean] | { end: string }) => {
         if (Array.isArray(m)) {
@@ -146,6 +165,39 @@ export class Session implements KernelCtx {
     if (back === undefined) return; // a small request's own copy, or not from a reader (tests)
     this.owners.delete(ab);
     back.postMessage(ab, [ab]);
+  }
+
+  opened(fh: number): void {
+    const view = this.fds?.get(fh)?.readerView;
+    if (view === undefined || this.viewPorts.length === 0) return;
+    if (!this.subscribed.has(view.id)) {
+      if ((Atomics.load(view.ctl, VIEW.FLAGS) & VIEW_CLOSED) !== 0) return;
+      this.subscribe(view);
+    }
+    this.tellReaders({ fh, view: view.id });
+  }
+
+  released(fh: number): void {
+    if (this.viewPorts.length > 0) this.tellReaders({ fh, view: 0 });
+  }
+
+  /** The readers get `view` whole, then each change as it happens, until the vDisk closes. */
+  private subscribe(view: ReaderView): void {
+    const { snapshot, stop } = view.subscribe((m) => {
+      this.tellReaders(m);
+      if ('seq' in m && (Atomics.load(view.ctl, VIEW.FLAGS) & VIEW_CLOSED) !== 0) {
+        stop();
+        this.subscribed.delete(view.id);
+        this.tellReaders({ drop: view.id });
+      }
+    });
+    this.subscribed.set(view.id, stop);
+    this.tellReaders({ snapshot });
+  }
+
+  /** Synchronous: the message is in every reader's queue when this returns (they drain it before their next request). */
+  private tellReaders(m: ReaderMessage): void {
+    for (const p of this.viewPorts) p.postMessage(m);
   }
 
   fail(h: InHeader, errno: number): void {

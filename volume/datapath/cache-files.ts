@@ -38,11 +38,36 @@ export interface LocalCacheEvents {
   onFault?(fault: CacheFault): void;
 }
 
+/**
+ * SCO number → open descriptor, telling `watch` of every change (ReaderView.fdChanged: the kernel engine's
+ * reader threads pread these descriptors, reader-view.ts).
+ */
+export class ScoFds extends Map<number, number> {
+  watch: ((sco: number, fd: number | null) => void) | undefined;
+
+  override set(sco: number, fd: number): this {
+    super.set(sco, fd);
+    this.watch?.(sco, fd);
+    return this;
+  }
+
+  override delete(sco: number): boolean {
+    const had = super.delete(sco);
+    if (had) this.watch?.(sco, null);
+    return had;
+  }
+
+  override clear(): void {
+    for (const sco of [...this.keys()]) this.delete(sco);
+  }
+}
+
 export class CacheFiles {
   readonly dir: string;
   protected readonly scoDir: string;
   protected readonly tlogDir: string;
-  protected readonly fds = new Map<number, number>();
+  /** Descriptors of local SCOs (read-only ones, and the open SCO's). Closing one: see ReaderView.change. */
+  readonly fds = new ScoFds();
   protected readonly unsynced = new Set<number>();
   protected unsyncedTlogFds: number[] = [];
   /** SCOs evicted (in the backend only); numbers are never reused, so this only grows (a few bytes a SCO). */

@@ -5,6 +5,9 @@
  * Uint32Array of 2 words per entry, allocated only when a cluster in its range is written. A fully written
  * 10 GiB vDisk takes 2,560 pages × 8 KiB = 20 MiB.
  *
+ * Pages live in SharedArrayBuffers: the kernel engine's reader threads read them (reader-view.ts). `onPage`
+ * hears of every page created, replaced or dropped, at once (before the write that made it is acknowledged).
+ *
  * Entry (8 bytes, after Open vStorage's ClusterLocation):
  *   word 0: SCO number (0 = not written: SCO numbers start at 1)
  *   word 1: bits 0–15 slot in the SCO, bits 16–23 clone depth (0 = this vDisk's own namespace), 24–31 flags
@@ -21,8 +24,15 @@ export interface ClusterLocation {
   depth: number;
 }
 
+/** A zeroed page on shared memory. */
+function newPage(): Uint32Array {
+  return new Uint32Array(new SharedArrayBuffer(PAGE_CLUSTERS * 8));
+}
+
 export class ClusterMap {
   private readonly pages = new Map<number, Uint32Array>();
+  /** Told every page created or replaced (its words) or dropped (null): ReaderView.pageChanged. */
+  onPage: ((pageNo: number, words: Uint32Array | null) => void) | undefined;
   private readonly dirty = new Set<number>();
   private mapped = 0;
   /** Mapped clusters whose depth is above 0: a clone's data read through from an ancestor. */
@@ -70,8 +80,9 @@ export class ClusterMap {
     const pageNo = Math.floor(address / PAGE_CLUSTERS);
     let page = this.pages.get(pageNo);
     if (page === undefined) {
-      page = new Uint32Array(PAGE_CLUSTERS * 2);
+      page = newPage();
       this.pages.set(pageNo, page);
+      this.onPage?.(pageNo, page);
     }
     const i = (address & PAGE_MASK) * 2;
     if (page[i] === 0) this.mapped++;
@@ -162,7 +173,10 @@ export class ClusterMap {
           this.mapped--;
         }
       }
-      if (start === 0) this.pages.delete(pageNo);
+      if (start === 0) {
+        this.pages.delete(pageNo);
+        this.onPage?.(pageNo, null);
+      }
       this.dirty.add(pageNo);
     }
   }
@@ -191,12 +205,19 @@ export class ClusterMap {
       this.mapped--;
       if (old[k * 2 + 1] & DEPTH_MASK) this.inherited--;
     }
-    const page = new Uint32Array(words);
+    const page = newPage();
+    page.set(words);
     for (let k = 0; k < PAGE_CLUSTERS; k++) if (page[k * 2] !== 0) {
       this.mapped++;
       if (page[k * 2 + 1] & DEPTH_MASK) this.inherited++;
     }
     this.pages.set(pageNo, page);
+    this.onPage?.(pageNo, page);
+  }
+
+  /** The pages (number, words) as they are: what a reader thread starts from (reader-view.ts). */
+  allPages(): IterableIterator<[number, Uint32Array]> {
+    return this.pages.entries();
   }
 
   /** Every mapped entry, in address order (for tests and scrubbing). */

@@ -6,6 +6,7 @@
  */
 import type { MetadataOp } from '../../mds/types.js';
 import type { ClusterMap } from '../datapath/cluster-map.js';
+import type { ReaderView } from '../datapath/reader-view.js';
 import { scoName } from '../datapath/sco-format.js';
 import type { ChainDoc } from '../lineage/chain.js';
 import type { ScoRange } from '../lineage/scrub-state.js';
@@ -17,6 +18,8 @@ import { commitCork, mapPrefix, pageBytes, scoCountPrefix, u32, type CorkSource 
 /** What applying a scrub changes of a vDisk (VDiskImpl, vdisk.ts, which calls this under its lock). */
 export interface ScrubTarget extends CorkSource {
   readonly map: ClusterMap;
+  /** The reader threads' view: moving the map is a change they must not read across (reader-view.ts). */
+  readonly readerView: ReaderView;
   readonly docs: DocStore;
   readonly cache: LocalCache;
   readonly ctx: VDiskContext;
@@ -29,7 +32,7 @@ export async function applyScrubTo(v: ScrubTarget, next: ChainDoc, newScos: Arra
   for (const r of [...(v.docs.doc.scrub?.scoRanges ?? []), ...(next.scrub?.scoRanges ?? [])]) {
     if (!v.seenScoRanges.some((x) => x.from === r.from && x.scrub === r.scrub)) v.seenScoRanges.push(r);
   }
-  const { moved, undo } = relocate(v.map, rel);
+  const { moved, undo } = v.readerView.change(() => relocate(v.map, rel));
   for (const [sco, count] of newScos) v.scoCounts.set(sco, count);
   const ops: MetadataOp[] = [];
   for (const [pageNo, page] of v.map.takeDirty()) ops.push({ key: mapPrefix(v.id) + pageNo.toString(16).padStart(8, '0'), value: page === null ? null : pageBytes(page) });
@@ -38,7 +41,7 @@ export async function applyScrubTo(v: ScrubTarget, next: ChainDoc, newScos: Arra
   try {
     await commitCork(v.ctx.mds, v, ops, () => v.cache.syncLocal());
   } catch (err) {
-    undo();
+    v.readerView.change(undo);
     for (const [sco] of newScos) v.scoCounts.delete(sco);
     throw err;
   }

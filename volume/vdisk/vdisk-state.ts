@@ -26,6 +26,7 @@ import { applyTo, type DiskState } from '../lineage/clone-base.js';
 import { scoKeyIn, SCRUB_SCO_BASE, type ScoRange } from '../lineage/scrub-state.js';
 import { IoActivity } from '../../util/io-activity.js';
 import { ReadGate } from './read-gate.js';
+import { ReaderView, VIEW } from '../datapath/reader-view.js';
 
 const log = logger('vdisk');
 // the uploader's lines keep the logger they had when vdisk-open.ts built it
@@ -53,6 +54,12 @@ export abstract class VDiskState {
     dtl: NO_DTL as DtlSink,
   };
   readonly cache: LocalCache;
+  /**
+   * What the kernel engine's reader threads need to serve reads from the write cache themselves (map pages,
+   * SCO descriptors, size, a seqlock: ../datapath/reader-view.ts). Every change that a slot check cannot
+   * catch — a descriptor closed, the map rewritten, the size changed — runs inside readerView.change().
+   */
+  readonly readerView: ReaderView;
   readonly uploader: Uploader;
   /** When data not yet in the backend first appeared (null: everything written is there, as far as info() last saw). */
   protected dirtySinceMs: number | null = null;
@@ -74,7 +81,11 @@ export abstract class VDiskState {
 
   constructor(readonly id: string, readonly tag: number, readonly ctx: VDiskContext) {
     this.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, tag, ctx.scoClusters, ctx.tlogScos, this, ctx.io);
-    this.uploader = new Uploader(id, ctx.backend, {
+    this.readerView = new ReaderView(tag, { pages: () => this.map.allPages(), fds: () => this.cache.fds.entries(), size: () => this.disk.size });
+    this.map.onPage = (pageNo, words) => this.readerView.pageChanged(pageNo, words);
+    this.cache.fds.watch = (sco, fd) => this.readerView.fdChanged(sco, fd);
+    // the reads the kernel engine's readers answer are guest I/O too: the scrubber backs off for them
+    this.io.watch(() => Atomics.load(this.readerView.ctl, VIEW.SERVED));    this.uploader = new Uploader(id, ctx.backend, {
       scoPath: (sco) => this.cache.scoPath(sco),
       tlogPath: (tlog) => this.cache.tlogPath(tlog),
       syncLocal: () => this.cache.syncLocal(),
@@ -178,7 +189,7 @@ export abstract class VDiskState {
 
   /** Applies a TLog record while opening (replay). Safe to replay over a newer map: last writer wins. */
   applyRecord(rec: TLogRecord): void {
-    applyTo(this.disk, rec); // the one rule for a record, shared with the backend-only replay of ../lineage/clone-base.ts
+    this.readerView.change(() => applyTo(this.disk, rec)); // the one rule for a record, shared with the backend-only replay of ../lineage/clone-base.ts
   }
 
   onScoClosed(c: ClosedSco): void {
@@ -222,7 +233,8 @@ export abstract class VDiskState {
 
   /** Removes SCO `sco` from the write cache; returns the bytes freed (0 if it was not there). */
   evictSco(sco: number): number {
-    if (!this.cache.evictSco(sco)) return 0;
+    // its descriptor closes: a reader thread's pread on it must not be trusted (the number may be reused)
+    if (!this.readerView.change(() => this.cache.evictSco(sco))) return 0;
     const bytes = (this.scoCounts.get(sco) ?? 0) * SLOT_SIZE;
     this.state.localBytes -= bytes;
     return bytes;
@@ -236,7 +248,10 @@ export abstract class VDiskState {
     this.uploader.stop();
     this.docs.stop();
     this.ctx.space.forget(this);
-    this.cache.close();
+    this.readerView.change(() => {
+      this.readerView.close();
+      this.cache.close();
+    });
   }
 
   protected checkWritable(): void {

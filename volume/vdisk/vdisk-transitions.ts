@@ -18,7 +18,7 @@ export abstract class VDiskTransitions extends VDiskState {
 
   /** Local restart (vdisk-open.ts): the size, template flag and cork point of the metadata store's record. */
   restoreCorked(meta: VDiskMeta): void {
-    this.disk.size = meta.size;
+    this.readerView.change(() => (this.disk.size = meta.size));
     this.state.template = meta.template || this.docs.doc.template; // a cork racing with user.vdisk.template may have written the old flag
     this.state.corkedTlog = meta.corkedTlog;
     this.state.corkedSco = meta.corkedSco;
@@ -48,7 +48,7 @@ export abstract class VDiskTransitions extends VDiskState {
     if (doc.parent !== null) {
       const s: DiskState = { map: this.map, size: 0, scoCounts: new Map() };
       await loadBase(this.ctx.backend, this.id, s);
-      this.disk.size = s.size;
+      this.readerView.change(() => (this.disk.size = s.size));
     }
   }
 
@@ -81,9 +81,11 @@ export abstract class VDiskTransitions extends VDiskState {
    * and the removal of the intent.
    */
   async adoptRollback(at: DiskState, doc: VDiskDoc): Promise<void> {
-    this.map.clearFrom(0);
-    for (const [a, loc] of at.map.entries()) this.map.set(a, loc.sco, loc.slot, loc.depth);
-    this.disk.size = at.size;
+    this.readerView.change(() => {
+      this.map.clearFrom(0);
+      for (const [a, loc] of at.map.entries()) this.map.set(a, loc.sco, loc.slot, loc.depth);
+      this.disk.size = at.size;
+    });
     for (const [sco, count] of at.scoCounts) this.scoCounts.set(sco, count);
     await this.commitShippedState(doc, [{ key: rollbackKey(this.id), value: null }]);
   }
@@ -93,8 +95,10 @@ export abstract class VDiskTransitions extends VDiskState {
    * `base` (the parent's as of the snapshot, one clone depth deeper) and its size `size`, committed with `doc`.
    */
   async startAsClone(base: Buffer, size: number, doc: VDiskDoc): Promise<void> {
-    decodeBaseInto(base, { map: this.map, size: 0, scoCounts: this.scoCounts }, baseKey(this.id));
-    this.disk.size = size;
+    this.readerView.change(() => {
+      decodeBaseInto(base, { map: this.map, size: 0, scoCounts: this.scoCounts }, baseKey(this.id));
+      this.disk.size = size;
+    });
     await this.commitShippedState(doc, []);
   }
 

@@ -75,7 +75,7 @@ export abstract class VDiskWrites extends VDiskTransitions {
     // the size at that point of the log); if the clusters then fail, the grow is undone
     if (grows) {
       this.cache.appendRecord({ type: RecordType.Resize, size: end }); // fails: nothing changed
-      this.disk.size = end;
+      this.readerView.change(() => (this.disk.size = end));
       this.dtl.resize(end, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
     }
     try {
@@ -88,8 +88,10 @@ export abstract class VDiskWrites extends VDiskTransitions {
 
   /** A growing write failed: back to `oldSize`, and nothing it placed past it may show if the vDisk grows later. */
   private undoGrow(oldSize: number, cause: unknown): void {
-    this.map.clearFrom(Math.ceil(oldSize / CLUSTER_SIZE));
-    this.disk.size = oldSize;
+    this.readerView.change(() => {
+      this.map.clearFrom(Math.ceil(oldSize / CLUSTER_SIZE));
+      this.disk.size = oldSize;
+    });
     // closed (removed or shut down) while the write waited for room: its files are closed, nothing more can be
     // recorded, and trying would call a closed TLog a failed disk; a restart sees the grown size, the range zeros
     if (this.closed) return;
@@ -188,11 +190,13 @@ export abstract class VDiskWrites extends VDiskTransitions {
    */
   protected async resizeLocked(size: number): Promise<void> {
     if (size > this.size) await this.zeroPastSize(this.size);
-    if (size < this.size) {
-      this.cache.closeSco(); // the discarded clusters' SCO records come before the resize record
-      this.map.clearFrom(Math.ceil(size / CLUSTER_SIZE));
-    }
-    this.disk.size = size;
+    this.readerView.change(() => {
+      if (size < this.size) {
+        this.cache.closeSco(); // the discarded clusters' SCO records come before the resize record
+        this.map.clearFrom(Math.ceil(size / CLUSTER_SIZE));
+      }
+      this.disk.size = size;
+    });
     this.cache.appendRecord({ type: RecordType.Resize, size });
     this.dtl.resize(size, this.cache.openScoNumber || this.cache.nextSco, this.cache.openTlogNumber);
   }
