@@ -26,6 +26,7 @@ import { applyTo, type DiskState } from '../lineage/clone-base.js';
 import { scoKeyIn, SCRUB_SCO_BASE, type ScoRange } from '../lineage/scrub-state.js';
 import { IoActivity } from '../../util/io-activity.js';
 import { ReadGate } from './read-gate.js';
+import { Checkpointer } from './checkpointer.js';
 
 const log = logger('vdisk');
 // the uploader's lines keep the logger they had when vdisk-open.ts built it
@@ -58,6 +59,8 @@ export abstract class VDiskState {
   protected dirtySinceMs: number | null = null;
   /** Snapshots, template flag, clone parentage (../lineage/snapshot-store.ts). */
   readonly docs: DocStore;
+  /** When the vDisk writes its map checkpoint to the backend (checkpointer.ts). */
+  readonly checkpoints: Checkpointer;
   /** Reads in flight, for a scrub's apply to wait out before old SCOs go (read-gate.ts). */
   readonly readGate = new ReadGate();
   /**
@@ -81,6 +84,7 @@ export abstract class VDiskState {
       onUploaded: (p, bytes) => this.cork(p, bytes),
     }, ctx.uploads, uploadLog);
     this.docs = new DocStore(id, ctx.mds, ctx.backend);
+    this.checkpoints = new Checkpointer(this);
   }
 
   get size(): number {
@@ -209,6 +213,7 @@ export abstract class VDiskState {
     for (const sco of p.scos) {
       this.ctx.space.addEvictable(this, sco);
     }
+    this.checkpoints.noteTlogs();
     // the uploader still holds `p`: idle when it is the last TLog waiting and nothing new is open
     await this.dtl.trim(this.corkedSco, this.uploader.backlog.tlogs <= 1 && !this.cache.hasPending);
   }
@@ -235,6 +240,7 @@ export abstract class VDiskState {
     this.dtl.close(false);
     this.uploader.stop();
     this.docs.stop();
+    this.checkpoints.stop();
     this.ctx.space.forget(this);
     this.cache.close();
   }
