@@ -11,9 +11,9 @@
  * Printed per vDisk (ms) and in total, so that a figure growing faster than N shows at once. Not a test:
  * nothing passes or fails. Default counts 250,500,1000 (quick); the issue's sizes on demand:
  *
- *   node dist/bench/scale.js [--counts 1000,5000,10000] [--dir BASE] [--cpu-prof DIR]
+ *   node dist/bench/scale.js [--counts 1000,5000,10000] [--dir BASE] [--cpu-prof DIR] [--no-restart]
  *
- * `--cpu-prof DIR` runs the daemon under `node --cpu-prof` (one profile per daemon run, summarise it with
+ * `--no-restart` skips the restart and the rebuild. `--cpu-prof DIR` runs the daemon under `node --cpu-prof` (one profile per daemon run, summarise it with
  * dist/bench/cpuprofile-top.js). Needs root and /dev/fuse.
  */
 import fs from 'node:fs';
@@ -28,7 +28,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const CLI = fileURLToPath(new URL('../tools/cli.js', import.meta.url));
 
 const { values: args } = parseArgs({
-  options: { counts: { type: 'string', default: process.env.VPOOLFS_BENCH_COUNTS ?? '250,500,1000' }, dir: { type: 'string' }, 'cpu-prof': { type: 'string' } },
+  options: { counts: { type: 'string', default: process.env.VPOOLFS_BENCH_COUNTS ?? '250,500,1000' }, dir: { type: 'string' }, 'cpu-prof': { type: 'string' }, 'no-restart': { type: 'boolean' } },
 });
 const counts = String(args.counts).split(',').map((s) => Number.parseInt(s, 10)).filter((n) => n > 0);
 
@@ -113,6 +113,7 @@ async function one(n: number): Promise<Row> {
     if (names.length !== n) throw new Error(`listed ${names.length} entries, created ${n}`);
     const stop = await down(d, mp);
     d = null;
+    if (args['no-restart'] === true) return { n, create, list, stop, restart: NaN, rebuild: NaN };
     r = await up(mp, state, backend);
     d = r.d;
     const restart = r.ms;
