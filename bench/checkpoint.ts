@@ -5,7 +5,7 @@
  * a clean stop writes a checkpoint at N − 64, then 64 more TLogs come without one (the checkpoint is behind,
  * as it is between two of them). Then, state directory removed each time, the vPool is opened (the time to
  * open it, the vDisk rebuilt) without checkpoints — every TLog replayed — and with them — the checkpoint
- * loaded, 64 TLogs replayed — and both read the same. Medians of --runs. Printed, not a test.
+ * loaded, 64 TLogs replayed — and both read the same. Medians of --runs after one warm-up. Printed, not a test.
  *
  *   node dist/bench/checkpoint.js [--tlogs 100,1000,5000] [--runs 3] [--dir BASE]
  */
@@ -58,12 +58,12 @@ for (const n of counts) {
     const size = ckpt.map((k) => fs.statSync(path.join(root, 'backend', 'vdisks', fs.readdirSync(path.join(root, 'backend', 'vdisks'))[0], 'checkpoint', k)).size);
     const times: Record<'with' | 'without', number[]> = { with: [], without: [] };
     const heads: Record<string, string> = {};
-    for (let r = 0; r < runs; r++) {
+    for (let r = -1; r < runs; r++) { // run -1 warms up (JIT, page cache), not counted
       for (const mode of ['without', 'with'] as const) {
         fs.rmSync(base.stateDir, { recursive: true, force: true });
         const t0 = performance.now();
         pool = await openVPool({ ...base, checkpointEveryTlogs: 0, loadCheckpoints: mode === 'with' });
-        times[mode].push(performance.now() - t0);
+        if (r >= 0) times[mode].push(performance.now() - t0);
         const v = pool.vdisk('/d');
         heads[mode] = (await v.read(0, 4 * 2 ** 20)).toString('hex', 0, 64) + v.size;
         await pool.close();
