@@ -62,6 +62,7 @@ export class VDiskTable {
     this.open.delete(v.id);
     this.ctx.space.release(v.localBytes);
     v.cache.destroy();
+    await v.checkpoints.settled(); // a map checkpoint being written must not land after the removal's listing
     await this.ctx.mds.deletePrefix(vdiskMdsPrefix(v.id));
     this.ctx.readCache.invalidatePrefix(`vdisks/${v.id}/`);
     await shipper.removeVDisk(v.id);

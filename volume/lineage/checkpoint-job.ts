@@ -72,7 +72,8 @@ export interface CheckpointWritten {
  * checkpoint covers that already or there is nothing. A damaged chain item is a CHECKSUM error: nothing is
  * written past it (the rebuild's own repair handles it).
  */
-export async function writeCheckpoint(backend: BlobStore, id: string, doc: ChainDoc, upTo: number, opts: { router: string; log: Logger }): Promise<CheckpointWritten | null> {
+export async function writeCheckpoint(backend: BlobStore, id: string, doc: ChainDoc, upTo: number,
+  opts: { router: string; log: Logger; cancelled?: () => boolean }): Promise<CheckpointWritten | null> {
   const t0 = Date.now();
   const fences = await vdiskFences(backend, id);
   const tlogs = (await listedTlogs(backend, id)).filter((n) => tlogCounts(fences, n));
@@ -105,6 +106,7 @@ export async function writeCheckpoint(backend: BlobStore, id: string, doc: Chain
     parent: doc.parent?.uuid ?? null, size: s.size, lastSco, fenceEpochs: fences.map((f) => f.epoch), router: opts.router, at: Date.now(),
   };
   const key = checkpointKey(id, header.lastEnd);
+  if (opts.cancelled?.() === true) return null; // the vDisk is closing or being removed
   await backend.put(key, encodeCheckpoint(header, s));
   // the older ones go, but the one this started from stays (a rollback past the new one leaves it valid)
   for (const old of await backend.list(checkpointPrefix(id))) {

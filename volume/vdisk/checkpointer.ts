@@ -66,6 +66,11 @@ export class Checkpointer {
     this.stopped = true;
   }
 
+  /** Resolves once no job runs (after stop(): the vDisk is being removed, its backend objects go next). */
+  async settled(): Promise<void> {
+    while (this.running !== null) await this.running;
+  }
+
   private kick(): void {
     if (this.stopped) return;
     if (this.running !== null) {
@@ -86,7 +91,7 @@ export class Checkpointer {
     if (this.stopped || v.ctx.fenced?.() != null) return;
     const counted = this.since;
     try {
-      const done = await writeCheckpoint(v.ctx.backend, v.id, v.docs.doc, v.corkedTlog, { router: v.ctx.routerId, log });
+      const done = await writeCheckpoint(v.ctx.backend, v.id, v.docs.doc, v.corkedTlog, { router: v.ctx.routerId, log, cancelled: () => this.stopped });
       this.since = Math.max(0, this.since - counted);
       if (done === null) return;
       this.written++;
