@@ -27,7 +27,7 @@ const runs = Number.parseInt(String(args.runs), 10);
 const BEHIND = 64;
 const SIZE = 2 ** 30;
 const CLUSTERS = 8;
-setLogLevel('warn');
+setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'warn');
 
 async function fill(pool: VPool, from: number, n: number): Promise<void> {
   const v = pool.vdisk('/d');
