@@ -54,6 +54,10 @@ export interface VPoolOptions {
   onClaim?: (claim: { renew(): Promise<void>; fenceNow(why: string): void; readonly fenced: string | null }) => void;
   /** With a registry: this router's owner tag of the vPool, recorded in the backend claim (volume/claim/claim.ts). */
   ownerTag?: number;
+  /** A vDisk writes a map checkpoint to the backend every this many TLogs (default 128; 0: never). */
+  checkpointEveryTlogs?: number;
+  /** A rebuild from the backend starts from the newest fitting map checkpoint (default true). */
+  loadCheckpoints?: boolean;
   /** How long a dirty SCO may stay open before it is closed and shipped (ms, default 5000). */
   scoMaxAgeMs?: number;
 }

@@ -15,6 +15,8 @@ import type { VDiskImpl } from './vdisk/vdisk.js';
 
 // the vPool's logger: these lines are the vPool's, as they were when this code was in vpool.ts
 const log = logger('vpool');
+/** vDisks opened at once at the vPool's start. */
+const OPEN_CONCURRENCY = 4;
 
 export class VDiskTable {
   /** id → open vDisk. */
@@ -24,17 +26,31 @@ export class VDiskTable {
 
   constructor(private readonly vpool: string, private readonly ctx: VDiskContext) {}
 
-  /** Opens the vDisk of every file of `tree`; one that cannot open is recorded as broken, not thrown. */
+  /**
+   * Opens the vDisk of every file of `tree`, OPEN_CONCURRENCY at a time without a DTL (a rebuild from the
+   * backend mostly waits on the backend and on fdatasyncs: one after the other, 10,000 vDisks took 3 minutes);
+   * one that cannot open is recorded as broken, not thrown.
+   */
   async openAll(tree: Tree): Promise<void> {
-    for (const node of tree.files()) {
-      try {
-        this.open.set(node.vdiskId!, await openVDisk(node.vdiskId!, this.ctx));
-      } catch (err) {
-        // one vDisk that cannot open must not take the vPool down: it answers every call with the cause
-        const cause = err instanceof VolumeError ? err : new VolumeError('BACKEND', `vDisk could not be opened: ${(err as Error).message}`, { vdisk: node.vdiskId }, { cause: err });
-        this.broken.set(node.vdiskId!, cause);
-        log.error('vDisk could not be opened; its calls fail until this is repaired', { vdisk: node.vdiskId, path: tree.pathOf(node), error: cause.message });
-      }
+    const nodes = tree.files();
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < nodes.length) await this.openOne(tree, nodes[next++]);
+    };
+    // with a DTL, a recovery after the rebuild writes, and a partial write in a clone reads its ancestors: one
+    // at a time in tree order, as before, so that opening is not racing that
+    const at = this.ctx.dtl === undefined ? OPEN_CONCURRENCY : 1;
+    await Promise.all(Array.from({ length: Math.min(at, nodes.length) }, worker));
+  }
+
+  private async openOne(tree: Tree, node: TreeNode): Promise<void> {
+    try {
+      this.open.set(node.vdiskId!, await openVDisk(node.vdiskId!, this.ctx));
+    } catch (err) {
+      // one vDisk that cannot open must not take the vPool down: it answers every call with the cause
+      const cause = err instanceof VolumeError ? err : new VolumeError('BACKEND', `vDisk could not be opened: ${(err as Error).message}`, { vdisk: node.vdiskId }, { cause: err });
+      this.broken.set(node.vdiskId!, cause);
+      log.error('vDisk could not be opened; its calls fail until this is repaired', { vdisk: node.vdiskId, path: tree.pathOf(node), error: cause.message });
     }
   }
 
@@ -62,6 +78,7 @@ export class VDiskTable {
     this.open.delete(v.id);
     this.ctx.space.release(v.localBytes);
     v.cache.destroy();
+    await v.checkpoints.settled(); // a map checkpoint being written must not land after the removal's listing
     await this.ctx.mds.deletePrefix(vdiskMdsPrefix(v.id));
     this.ctx.readCache.invalidatePrefix(`vdisks/${v.id}/`);
     await shipper.removeVDisk(v.id);

@@ -75,6 +75,8 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
     tlogScos: checkTuning(opts.tlogScos ?? 16, 'tlogScos', 1, 100000),
     dtl: opts.dtl,
     io: opts.cacheIo,
+    checkpointEveryTlogs: opts.checkpointEveryTlogs === undefined ? undefined : checkTuning(opts.checkpointEveryTlogs, 'checkpointEveryTlogs', 0, 1_000_000),
+    loadCheckpoints: opts.loadCheckpoints,
   };
   const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000, scratchDirOf(stateDir), claim);
   try {
@@ -189,6 +191,9 @@ class VPoolImpl extends VPoolTree implements VPool {
       const t0 = Date.now();
       if (this.claim.fenced !== null) return this.closeFenced();
       await this.syncToBackend();
+      // a map checkpoint of each vDisk that shipped TLogs since its last one: the next rebuild from the
+      // backend (another router's takeover, a lost state disk) replays nothing (volume/vdisk/checkpointer.ts)
+      await Promise.all([...this.disks.open.values()].map((v) => v.checkpoints.flush()));
       // all in the backend: no DTL entry of this incarnation may outlive the clean close (a recovery on
       // another router would replay it over newer data)
       await Promise.all([...this.disks.open.values()].map((v) => v.dtl.retire(DTL_RETIRE_MS)));

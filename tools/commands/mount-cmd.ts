@@ -153,6 +153,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     writeCacheBytes: cfg.writeCacheBytes,
     readCacheBytes: cfg.readCacheBytes,
     scoMaxAgeMs: cfg.scoMaxAgeMs,
+    checkpointEveryTlogs: cfg.checkpointEveryTlogs,
     claimLeaseMs: cfg.claimLeaseMs,
     force: flags.force === true || session?.takeover === true,
     ownerTag: session?.tag,

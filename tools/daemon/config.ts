@@ -50,6 +50,8 @@ export interface MountConfig {
   writeCacheBytes?: number;
   readCacheBytes?: number;
   scoMaxAgeMs?: number;
+  /** A vDisk writes a map checkpoint to the backend every this many TLogs (default 128, 0: never; docs/durability.md). */
+  checkpointEveryTlogs?: number;
   /** The lease of the claim on the backend (ms, default 30000; docs/cluster.md): renewed every third of it. */
   claimLeaseMs?: number;
   /** etcd://HOST:PORT[,HOST:PORT…]: the router registers there and owns its vPool through it (docs/cluster.md). */
@@ -148,6 +150,10 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   writeCacheBytes: bytes,
   readCacheBytes: bytes,
   scoMaxAgeMs: count,
+  checkpointEveryTlogs: (v, k) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${k}: expected a whole number of TLogs (0: no checkpoints), got ${JSON.stringify(v)}`);
+    return v;
+  },
   claimLeaseMs: (v, k) => {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 300) throw new ConfigError(`${k}: expected a lease in ms, at least 300, got ${JSON.stringify(v)}`);
     return v;

@@ -234,6 +234,11 @@ export class ClusterMap {
     }
   }
 
+  /** The allocated pages, in page order, as they are (a map checkpoint's encoding, ../lineage/map-checkpoint.ts). */
+  *rawPages(): Generator<[number, Uint32Array]> {
+    for (const pageNo of [...this.pages.keys()].sort((a, b) => a - b)) yield [pageNo, this.pages.get(pageNo)!];
+  }
+
   /** Bytes held by the pages (the dominant cost; Map overhead is a few dozen bytes a page). */
   memoryBytes(): number {
     return this.pages.size * (PAGE_CLUSTERS * 2 * 4 + 64);

@@ -1,5 +1,6 @@
 /**
- * Ships the tree to the backend (`pool/tree/<epoch>.json`, the key of this router's claim epoch) shortly after each change, and removes the backend
+ * Ships the tree to the backend (`pool/tree/<epoch>.json`, the key of this router's claim epoch) shortly after each change (100 ms, or
+ * 20× the last dump's time in a big tree), and removes the backend
  * objects of deleted vDisks. Both retry until the backend takes them; both survive a restart: the tree is
  * re-shipped on start, pending removals are recorded in the metadata store (`gc/<id>`).
  */
@@ -11,6 +12,12 @@ import { logger } from '../../util/log.js';
 import type { TreeDump } from './tree.js';
 
 const log = logger('tree-shipper');
+/**
+ * The wait after a change is at least this many times the last dump's time: the dump is O(nodes), so with a
+ * fixed wait a long burst of creates in a big tree spent O(nodes) per 100 ms, O(nodes²) over the burst
+ * (measured: 1 s of event loop while creating 6,000 vDisks). This keeps the shipper under ~5% of the loop.
+ */
+const DUMP_SHARE = 20;
 /** `gc/<id>`: the backend objects of vDisk <id> are to be removed (a removed vDisk, or a clone a crash cut short). */
 export const GC_PREFIX = 'gc/';
 
@@ -23,6 +30,8 @@ export class TreeShipper {
   private readonly removals = new Set<Promise<void>>();
 
   private cleaned = false;
+  /** How long the last dump of the tree took on the event loop (it grows with the tree). */
+  private dumpMs = 0;
 
   /** `epoch`: the claim epoch this router holds (read at each ship); the tree goes to its own key (../datapath/backend-layout.ts). */
   constructor(private readonly backend: BlobStore, private readonly mds: MetadataStore, private readonly dump: () => TreeDump,
@@ -35,7 +44,7 @@ export class TreeShipper {
       this.timer = setTimeout(() => {
         this.timer = null;
         void this.ship();
-      }, this.delayMs);
+      }, Math.max(this.delayMs, DUMP_SHARE * this.dumpMs));
     }
   }
 
@@ -72,7 +81,9 @@ export class TreeShipper {
   private ship(): Promise<void> {
     if (this.running !== null) return this.running;
     const gen = this.generation;
+    const t0 = performance.now();
     const body = Buffer.from(JSON.stringify(this.dump()));
+    this.dumpMs = performance.now() - t0;
     let key = '';
     const put = () => {
       key = treeKey(this.epoch()); // a deferred claim (volume/claim/claim.ts) gets its epoch while a put waits

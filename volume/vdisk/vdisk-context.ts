@@ -34,6 +34,13 @@ export interface VDiskContext {
   fenceEpoch?: number;
   /** Why this router lost its claim on the vPool (its vDisks answer I/O with FENCED), or null. */
   fenced?: () => string | null;
+  /**
+   * Map checkpoints (../lineage/map-checkpoint.ts): written every this many corked TLogs (default
+   * DEFAULT_CHECKPOINT_EVERY_TLOGS in checkpointer.ts; 0: never written), and loaded by a rebuild from the
+   * backend unless `loadCheckpoints` is false (tests and benches compare both).
+   */
+  checkpointEveryTlogs?: number;
+  loadCheckpoints?: boolean;
   /** Clone relations across the vPool's vDisks (set by the vPool, volume/snapshots/snapshots.ts). */
   family?: VDiskFamily;
 }

@@ -27,6 +27,7 @@ import { scoKeyIn, SCRUB_SCO_BASE, type ScoRange } from '../lineage/scrub-state.
 import { IoActivity } from '../../util/io-activity.js';
 import { ReadGate } from './read-gate.js';
 import { ReaderView, VIEW } from '../datapath/reader-view.js';
+import { Checkpointer } from './checkpointer.js';
 
 const log = logger('vdisk');
 // the uploader's lines keep the logger they had when vdisk-open.ts built it
@@ -65,6 +66,8 @@ export abstract class VDiskState {
   protected dirtySinceMs: number | null = null;
   /** Snapshots, template flag, clone parentage (../lineage/snapshot-store.ts). */
   readonly docs: DocStore;
+  /** When the vDisk writes its map checkpoint to the backend (checkpointer.ts). */
+  readonly checkpoints: Checkpointer;
   /** Reads in flight, for a scrub's apply to wait out before old SCOs go (read-gate.ts). */
   readonly readGate = new ReadGate();
   /**
@@ -92,6 +95,7 @@ export abstract class VDiskState {
       onUploaded: (p, bytes) => this.cork(p, bytes),
     }, ctx.uploads, uploadLog);
     this.docs = new DocStore(id, ctx.mds, ctx.backend);
+    this.checkpoints = new Checkpointer(this);
   }
 
   get size(): number {
@@ -220,6 +224,7 @@ export abstract class VDiskState {
     for (const sco of p.scos) {
       this.ctx.space.addEvictable(this, sco);
     }
+    this.checkpoints.noteTlogs();
     // the uploader still holds `p`: idle when it is the last TLog waiting and nothing new is open
     await this.dtl.trim(this.corkedSco, this.uploader.backlog.tlogs <= 1 && !this.cache.hasPending);
   }
@@ -247,6 +252,7 @@ export abstract class VDiskState {
     this.dtl.close(false);
     this.uploader.stop();
     this.docs.stop();
+    this.checkpoints.stop();
     this.ctx.space.forget(this);
     this.readerView.change(() => {
       this.readerView.close();

@@ -52,6 +52,24 @@ export abstract class VDiskTransitions extends VDiskState {
     }
   }
 
+  /**
+   * Rebuild from the backend, in place of replaying the chain items it covers: the state of a map checkpoint
+   * (../lineage/map-checkpoint.ts; a clone's holds its base's entries). Its pages count as changed, so the
+   * rebuild's commit persists them.
+   */
+  adoptCheckpoint(s: DiskState): void {
+    this.map.clearFrom(0);
+    const pages: number[] = [];
+    for (const [pageNo, page] of s.map.rawPages()) {
+      this.map.loadPage(pageNo, page);
+      pages.push(pageNo);
+    }
+    this.map.markDirty(pages);
+    this.scoCounts.clear();
+    for (const [sco, count] of s.scoCounts) this.scoCounts.set(sco, count);
+    this.disk.size = s.size;
+  }
+
   /** Rebuild from the backend, once replayed (vdisk-open.ts): all of it is in the backend, corked up to here. */
   corkRebuilt(lastSco: number, lastTlog: number): void {
     for (const count of this.scoCounts.values()) this.state.backendBytes += count * SLOT_SIZE;
@@ -88,6 +106,7 @@ export abstract class VDiskTransitions extends VDiskState {
     });
     for (const [sco, count] of at.scoCounts) this.scoCounts.set(sco, count);
     await this.commitShippedState(doc, [{ key: rollbackKey(this.id), value: null }]);
+    this.checkpoints.chainChanged(); // checkpoints past the snapshot no longer fit the chain (checkpointer.ts)
   }
 
   /**

@@ -136,6 +136,7 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource {
     this.checkOpen();
     return applyScrubTo(this, doc, newScos, relocations).then((moved) => {
       for (const [, count] of newScos) this.state.backendBytes += count * SLOT_SIZE; // the new SCOs are in the backend
+      this.checkpoints.chainChanged(); // the chain the map checkpoints cover was replaced (checkpointer.ts)
       return moved;
     });
   }
