@@ -26,7 +26,7 @@ const O_RDWR = 2;
 
 type Cb = (code: number, ...values: unknown[]) => void;
 
-export type Target = { kind: 'remote'; client: LinkClient } | { kind: 'local'; ops: Handlers } | { kind: 'down'; why: string };
+export type Target = { kind: 'remote'; client: LinkClient } | { kind: 'local'; ops: Handlers } | { kind: 'down'; why: string } | { kind: 'closed' };
 
 interface Handle {
   path: string;
@@ -78,9 +78,18 @@ export class FollowerTable {
     return this.queue.length;
   }
 
+  /** The follower stops: the waiting calls and every new one answer EIO at once (the unmount must not wait). */
+  close(): void {
+    this.target = { kind: 'closed' };
+    for (const w of this.queue.splice(0)) {
+      clearTimeout(w.timer);
+      w.cb(E.EIO);
+    }
+  }
+
   /** No target (the owner is gone or unreachable): calls wait. */
   down(why: string): void {
-    if (this.target.kind === 'down') return;
+    if (this.target.kind === 'down' || this.target.kind === 'closed') return;
     log.warn(`the vPool's owner is unreachable: calls wait (at most ${this.waitMs} ms each) for it or for the next owner`, { why });
     this.target = { kind: 'down', why };
   }
@@ -96,12 +105,13 @@ export class FollowerTable {
    * Switches to `next` (another owner's link, or this router's own handlers after a takeover): every open handle
    * is re-opened there by path, then the waiting calls run there. Resolves once switched.
    */
-  switchTo(next: Exclude<Target, { kind: 'down' }>): Promise<void> {
+  switchTo(next: Exclude<Target, { kind: 'down' | 'closed' }>): Promise<void> {
     this.switching = this.switching.then(() => this.doSwitch(next));
     return this.switching;
   }
 
-  private async doSwitch(next: Exclude<Target, { kind: 'down' }>): Promise<void> {
+  private async doSwitch(next: Exclude<Target, { kind: 'down' | 'closed' }>): Promise<void> {
+    if (this.target.kind === 'closed') return;
     this.target = { kind: 'down', why: 'switching to the next owner' };
     let reopened = 0;
     let broken = 0;
@@ -120,6 +130,7 @@ export class FollowerTable {
         log.error(`an open file could not be re-opened by path on the vPool's new owner: its calls answer EIO until it is closed`, { fh, path: h.path, errno: -r.code });
       }
     }
+    if ((this.target as Target).kind === 'closed') return;
     this.target = next;
     log.info(next.kind === 'local' ? 'serving the vPool with this router\'s own handlers now (took it over): the mount stayed' : `forwarding to router '${next.client.router}' at ${next.client.address}`,
       { reopened, broken, waiting: this.queue.length });
@@ -129,7 +140,7 @@ export class FollowerTable {
     }
   }
 
-  private openOn(t: Exclude<Target, { kind: 'down' }>, path: string, flags: number): Promise<{ code: number; fh?: number }> {
+  private openOn(t: Exclude<Target, { kind: 'down' | 'closed' }>, path: string, flags: number): Promise<{ code: number; fh?: number }> {
     if (t.kind === 'local') {
       return new Promise((resolve) => t.ops.open(path, flags, (code: number, fh?: number) => resolve({ code, fh })));
     }
@@ -176,6 +187,7 @@ export class FollowerTable {
   private dispatch(op: string, args: unknown[], cb: Cb): void {
     if (op === 'fsyncdir') return cb(0);
     const t = this.target;
+    if (t.kind === 'closed') return cb(E.EIO);
     if (t.kind === 'down') return this.wait(op, args, cb);
     const targs = [...args];
     const fi = fhIndex(op);

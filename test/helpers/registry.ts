@@ -13,6 +13,9 @@ import { CLI, MountHandle, q, sh, tempRoot, type MountOpts } from './mount.js';
 export interface RouterRow {
   name: string;
   state: string;
+  role: string | null;
+  vpool: string | null;
+  address: string | null;
   host: string | null;
   pid: number | null;
   failureDomain: string | null;

@@ -263,6 +263,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     await rekey?.stop(); // before the final ship: no rewrite may race the vPool's close
     await move?.stop();
   }, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop(), session?.stop()]));
+  if (pendingStop !== undefined) void stopNow(pendingStop);
 }
 
 /**
@@ -287,17 +288,22 @@ async function follow(cfg: ResolvedMount, session: RouterSession, engine: FuseEn
     log.info('stopped', { mountpoint: cfg.mountpoint, exitCode: 0 });
     process.exit(0);
   };
-  const onSignal = (sig: string) => void leave(sig);
+  // once taking over, a signal waits for the owner's stop sequence (installed when the vPool is open and mounted)
+  const onSignal = (sig: string) => {
+    if (following) void leave(sig);
+    else if (stopNow === undefined) pendingStop ??= sig;
+  };
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, onSignal);
   const taken = await f.owned;
   following = false;
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, onSignal);
   await session.becomeOwner(taken);
   return f;
 }
 
 /** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */
 let stopNow: ((why: string) => Promise<void>) | undefined;
+/** A signal that came while a follower was taking the vPool over: the stop runs once installed. */
+let pendingStop: string | undefined;
 
 function installStop(vpool: VPool, mounted: Mounted, nbd: NbdServer | undefined, closeApi: () => Promise<void>, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
   let stopping = false;

@@ -17,7 +17,7 @@ import { FdTable } from '../../fuse/fds.js';
 import { Fence } from '../../fuse/fence.js';
 import type { MountHandlers } from '../../fuse/handlers.js';
 import { mountWith, type FuseEngine, type Mounted } from '../../fuse/mount.js';
-import { takeVPool, vpoolOwner, type Taken } from '../../registry/ownership.js';
+import { releaseVPool, takeVPool, vpoolOwner, type Taken } from '../../registry/ownership.js';
 import { knownRouterKey, routerKey, type RouterRecord } from '../../registry/keys.js';
 import type { RouterSession } from '../../registry/router-session.js';
 import { LinkClient } from '../../router-link/client.js';
@@ -104,6 +104,7 @@ export class Follower {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     await this.checking;
+    this.table.close();
     await this.fence.close();
     await this.mounted.unmount();
     this.client?.close('this follower stops');
@@ -169,7 +170,7 @@ export class Follower {
       this.client = null;
     }
     this.table.down(owner === null ? 'the vPool has no owner' : `its owner '${owner.router}' is gone (registry lease expired)`);
-    if (await this.defer(dead)) return;
+    if (await this.defer(dead) || this.stopped) return;
     let taken: Taken;
     try {
       taken = await takeVPool(etcd, vpool, router, false, this.opts.state);
@@ -177,6 +178,11 @@ export class Follower {
       // another follower won the owner tag's transaction: follow it at the next check
       if (isCode(err, 'BUSY')) return this.say('lost race', 'another router took the vPool over first: following it', { error: (err as Error).message });
       throw err;
+    }
+    if (this.stopped) {
+      // this follower is stopping (a signal came meanwhile): the vPool goes back to nobody, for another router
+      await releaseVPool(etcd, vpool, router, taken.tag).catch(() => undefined);
+      return;
     }
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
