@@ -60,7 +60,7 @@ export class LinkClient {
       if (hello.type !== Link.Hello) throw new DtlError('PROTOCOL', `expected Hello from ${opts.address}, got message ${hello.type}`);
       const h = decodeHello(hello.payload, NONCE_BYTES);
       if (h.vpool !== opts.vpool) throw new DtlError('INVALID', `the router link at ${opts.address} serves vPool '${h.vpool}', not '${opts.vpool}'`);
-      if (h.auth && opts.secret === undefined) throw new DtlError('AUTH', `the router link at ${opts.address} requires a shared secret and none is configured (--link-secret-file)`);
+      if (h.auth && opts.secret === undefined) throw new DtlError('AUTH', `the router link at ${opts.address} requires a shared secret and none is configured (--peer-secret-file)`);
       if (!h.auth && opts.secret !== undefined) throw new DtlError('AUTH', `the router link at ${opts.address} does not authenticate, but a shared secret is configured: refusing it`);
       if (opts.secret !== undefined) {
         const mine = nonce();

@@ -53,7 +53,7 @@ export class LinkServer {
 
   static async start(opts: LinkServerOptions): Promise<LinkServer> {
     if (opts.secret === undefined && !isLoopback(opts.host)) {
-      throw new DtlError('INVALID', `refusing to serve the router link on ${opts.host} without --link-secret-file: without a shared secret it listens on loopback only`);
+      throw new DtlError('INVALID', `refusing to serve the router link on ${opts.host} without --peer-secret-file: without a shared secret it listens on loopback only`);
     }
     const s = new LinkServer(opts);
     await new Promise<void>((resolve, reject) => {

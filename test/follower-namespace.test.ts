@@ -9,7 +9,7 @@
  * - concurrent creates of one name on A and B: exactly one succeeds, the other gets EEXIST;
  * - `router list` shows A as owner and B as follower;
  * - forwarded I/O: fio --verify from B's mount on a vDisk owned by A, then read back through A.
- * - the link refuses: a follower with another secret (its calls answer EIO after linkWaitMs, both logs say why),
+ * - the link refuses: a follower with another secret (its calls answer EIO after peerWaitMs, both logs say why),
  *   garbage bytes, a frame that is not the handshake, a call with bad arguments after a right handshake: each
  *   connection closed with a log line, and A serves on.
  */
@@ -242,14 +242,14 @@ test('the router link refuses a wrong secret, garbage, a frame out of turn and a
   const wrong = path.join(c.root, 'wrong.secret');
   writeFileSync(secret, randomBytes(24).toString('hex'));
   writeFileSync(wrong, randomBytes(24).toString('hex'));
-  const a = await startMount(t, c.router('ra', ['--link-secret-file', secret]));
+  const a = await startMount(t, c.router('ra', ['--peer-secret-file', secret]));
   await ok(t, `head -c 64K /dev/urandom > ${q(a.p('disk'))}`);
   const want = await ok(t, `sha256sum < ${q(a.p('disk'))}`);
   const address = (await c.routers()).find((x) => x.name === 'ra')!.address!;
   t.regex(address, /^127\.0\.0\.1:\d+$/);
 
   // a follower with another secret: mounted, but its calls wait, then EIO; both sides say why
-  const b = new MountHandle(c.router('rb', ['--link-secret-file', wrong], { linkWaitMs: 1500 }));
+  const b = new MountHandle(c.router('rb', ['--peer-secret-file', wrong], { peerWaitMs: 1500 }));
   t.teardown(() => b.stop(30_000).then(() => undefined));
   while (logEntries(b.log, /^cannot reach the router link of router 'ra'/).length === 0) {
     if (!b.alive) t.fail(`the follower exited:\n${b.log}`);

@@ -2,7 +2,7 @@
  * Followers across a real network (issue 15's "real network"): routers A and B each in their own network
  * namespace made by the test (`ip netns`, a veth pair each, plugged into a bridge that only this test uses;
  * addresses only there), etcd and a DTL server on the bridge's address, one file:// backend. The router link
- * runs off loopback, so with a shared secret (`--link-secret-file`).
+ * runs off loopback, so with a shared secret (`--peer-secret-file`).
  * - B follows A over the bridge: a tree change on A is seen on B, a write and a snapshot on B are seen on A,
  *   fio --verify from B;
  * - A's network is cut (its veth down: A keeps running, cut off from etcd and from B) while B writes with a
@@ -47,10 +47,10 @@ test('routers in their own network namespaces: B follows A over a bridge; A cut 
   const srv = new DtlServerProcess(path.join(c.root, 'dtl'), `${ip(1)}:0`, ['--secret-file', secret]);
   t.teardown(() => srv.kill9());
   await srv.start();
-  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address, '--dtl-secret-file', secret, '--link-secret-file', secret];
+  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address, '--dtl-secret-file', secret, '--peer-secret-file', secret];
   const inNs = (r: string) => ['nsenter', `--net=/run/netns/${ns(r)}`];
-  const a = await startMount(t, { ...c.router('ra', [...dtl, '--link', `${ip(2)}:0`], { dtlRetryMs: 300 }), prefix: inNs('a') });
-  const b = await startMount(t, { ...c.router('rb', [...dtl, '--link', `${ip(3)}:0`], { dtlRetryMs: 300 }), prefix: inNs('b') });
+  const a = await startMount(t, { ...c.router('ra', [...dtl, '--peer-listen', `${ip(2)}:0`], { dtlRetryMs: 300 }), prefix: inNs('a') });
+  const b = await startMount(t, { ...c.router('rb', [...dtl, '--peer-listen', `${ip(3)}:0`], { dtlRetryMs: 300 }), prefix: inNs('b') });
   t.is(logEntries(b.log, 'ready', { role: 'follower', owner: 'ra' }).length, 1, b.log);
   const rows = await c.routers();
   t.regex(rows.find((x) => x.name === 'ra')?.address ?? '', new RegExp(`^${ip(2).replace(/\./g, '\\.')}:\\d+$`));

@@ -67,8 +67,8 @@ export interface MountFlags {
   standby?: boolean;
   /** With --registry: `false` (--no-follow) refuses the mount while another live router owns the vPool, instead of following it. */
   follow?: boolean;
-  link?: string;
-  linkSecretFile?: string;
+  peerListen?: string;
+  peerSecretFile?: string;
 }
 
 /** Validates an encryption key file (32 raw bytes or 64 hex characters). */
@@ -93,17 +93,17 @@ async function refuseUnimplemented(cfg: ResolvedMount): Promise<void> {
   linkSecret(cfg);
 }
 
-/** The router link's secret (--link-secret-file), read and checked; a routable --link needs one. */
+/** The router link's secret (--peer-secret-file), read and checked; a routable --peer-listen needs one. */
 function linkSecret(cfg: ResolvedMount): Buffer | undefined {
-  const secret = cfg.linkSecretFile === undefined ? undefined : (() => {
+  const secret = cfg.peerSecretFile === undefined ? undefined : (() => {
     try {
-      return readSecretFile(cfg.linkSecretFile!, 'router link');
+      return readSecretFile(cfg.peerSecretFile!, 'router link');
     } catch (err) {
-      throw new ConfigError(`--link-secret-file: ${(err as Error).message}`);
+      throw new ConfigError(`--peer-secret-file: ${(err as Error).message}`);
     }
   })();
-  if (cfg.link !== undefined && secret === undefined && !isLoopback(parseHostPort(cfg.link, '--link').host)) {
-    throw new ConfigError(`--link ${cfg.link}: off loopback the router link needs --link-secret-file (the same shared secret on every router of the vPool)`);
+  if (cfg.peerListen !== undefined && secret === undefined && !isLoopback(parseHostPort(cfg.peerListen, '--peer-listen').host)) {
+    throw new ConfigError(`--peer-listen ${cfg.peerListen}: off loopback the router link needs --peer-secret-file (the same shared secret on every router of the vPool)`);
   }
   return secret;
 }
@@ -226,7 +226,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     }, handlers);
     if (session !== undefined) {
       // followers forward their mounts' calls to these handlers (docs/cluster.md, "Followers")
-      const { host, port } = parseHostPort(cfg.link ?? '127.0.0.1:0', '--link');
+      const { host, port } = parseHostPort(cfg.peerListen ?? '127.0.0.1:0', '--peer-listen');
       link = await LinkServer.start({ host, port, secret: linkSecret(cfg), router: cfg.router, vpool: cfg.vpool, ops: handlers.ops });
       await session.registry.update({ address: link.address });
     }
@@ -274,7 +274,7 @@ async function follow(cfg: ResolvedMount, session: RouterSession, engine: FuseEn
   let following = true;
   const f = await Follower.start({
     session, vpool: cfg.vpool, router: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, mountpoint: cfg.mountpoint,
-    engine, debug, secret: linkSecret(cfg), waitMs: cfg.linkWaitMs ?? 60_000,
+    engine, debug, secret: linkSecret(cfg), waitMs: cfg.peerWaitMs ?? 60_000,
     onLost: (why) => void (following ? leave(`unmounted from outside (${why})`) : stopNow?.(`unmounted from outside (${why})`)),
   });
   log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine, role: 'follower', owner: session.following?.name });
