@@ -91,7 +91,7 @@ export function badArgs(op: string, args: unknown[]): string | null {
         default: return false;
       }
     })();
-    if (!ok) return `${op}: argument ${i + 1} is not a ${sig[i]}`;
+    if (!ok) return `${op}: argument ${i + 1} is not of kind ${sig[i]}`;
   }
   if (op === 'read' && ((args[3] as number) < 0 || (args[3] as number) > MAX_READ)) return `read of ${args[3] as number} bytes (at most ${MAX_READ})`;
   if (op === 'write' && (args[3] as number) !== (args[2] as Buffer).length) return `write: length ${args[3] as number} is not the data's ${(args[2] as Buffer).length}`;

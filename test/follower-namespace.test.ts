@@ -280,7 +280,7 @@ test('the router link refuses a wrong secret, garbage, a frame out of turn and a
   t.true(logEntries(a.log, /^closing a router link connection: expected the authentication message first/).length > 0, a.log);
   // a right handshake, then calls that do not fit their signatures: the connection closes, nothing runs
   const secretBytes = Buffer.from((await readFile(secret, 'utf8')).trim());
-  for (const [op, args, why] of [['write', ['/disk', 1, 'not a buffer', 4, 0], /argument 3 is not a buf/], ['read', ['/disk', 1, null, 2 ** 31, 0], /read of \d+ bytes/], ['no-such-op', [], /unknown operation/], ['getattr', ['relative'], /argument 1 is not a path/]] as const) {
+  for (const [op, args, why] of [['write', ['/disk', 1, 'not a buffer', 4, 0], /argument 3 is not of kind buf/], ['read', ['/disk', 1, null, 2 ** 31, 0], /read of \d+ bytes/], ['no-such-op', [], /unknown operation/], ['getattr', ['relative'], /argument 1 is not of kind path/]] as const) {
     const client = await LinkClient.connect({ address, secret: secretBytes, vpool: 'pool' });
     const res = await client.call(op, [...args]).then(() => 'answered', (err: Error) => err.message);
     t.regex(res, /closed the connection/, `${op}`);
