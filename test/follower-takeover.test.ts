@@ -7,10 +7,13 @@
  *   from the kill to C serving is printed (not asserted).
  * - a clean stop of the owner while a follower writes: the follower takes the vPool over (no takeover of a dead
  *   router: the vPool was released), its writer sees no error, every acknowledged write is there.
+ * - SIGSTOP of the owner under a follower writing with a sync DTL (the link's connection stays up: the registry
+ *   lease decides): the follower takes over; the owner, resumed, logs OWNERSHIP LOST and FENCED, a write through
+ *   its own mount fails, and what the follower serves is unchanged, with every acknowledged write.
  */
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
+import { fuseTest, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
 import { cluster } from './helpers/registry.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { badBlocks, startWriter, waitDtl } from './helpers/dtl-mount.js';
@@ -97,4 +100,45 @@ test('a clean stop of the owner while a follower writes: the follower takes the 
   const d = await startMount(t, c.router('rd'));
   t.deepEqual(await badBlocks(t, d.p('disk'), w.acked), []);
   t.is(await d.stop(), 0);
+});
+
+test('SIGSTOP of the owner under a follower writing (sync DTL): the follower takes over once the lease expired; the owner resumed is fenced and changes nothing the follower serves', async (t) => {
+  const c = await cluster(t);
+  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
+  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
+  const a = await startMount(t, c.router('ra', dtl, { dtlRetryMs: 300 }));
+  t.teardown(() => { if (a.alive) process.kill(a.pid, 'SIGCONT'); });
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  await waitDtl(a.p('disk'), (d) => d.state === 'ok_sync', 'ok_sync');
+  const b = await startMount(t, c.router('rb', dtl, { dtlRetryMs: 300 }));
+  const w = startWriter(b.p('disk'), 0, 64);
+  await w.waitFor(200 + Math.floor(Math.random() * 300));
+  process.kill(a.pid, 'SIGSTOP');
+  const n = w.acked.length;
+  // a paused owner's connection stays up: the follower goes by the registry lease, drops it and takes over
+  while (logEntries(b.log, /^took vPool 'pool' over from router 'ra'/).length === 0) {
+    if (!b.alive) t.fail(`rb exited:\n${b.log}`);
+    await sleep(100);
+  }
+  t.is(logEntries(b.log, /^TAKEOVER: this follower took vPool 'pool' in the registry \(owner tag \d+\) from router 'ra' \(lease expired\)/).length, 1, b.log);
+  await w.waitFor(n + 200);
+  await w.stop();
+  t.is(w.stderr, '', 'the writer on B saw no error');
+  const before = await ok(t, `sha256sum < ${q(b.p('disk'))}`);
+
+  // A resumes: it learns from the registry that it lost the vPool, and is fenced
+  process.kill(a.pid, 'SIGCONT');
+  const deadline = Date.now() + 60_000;
+  while (logEntries(a.log, /^FENCED/).length === 0) {
+    if (Date.now() > deadline) t.fail(`ra was not fenced within 60 s of SIGCONT:\n${a.log.slice(-4000)}`);
+    await sleep(100);
+  }
+  t.true(logEntries(a.log, /^OWNERSHIP LOST: vPool 'pool' is now owned by router 'rb'/).length > 0, a.log);
+  const late = await sh(`head -c 64K /dev/urandom | dd of=${q(a.p('disk'))} bs=64k conv=notrunc,fsync status=none`);
+  t.not(late.code, 0, 'a write on the fenced router fails');
+  t.is(await ok(t, `sha256sum < ${q(b.p('disk'))}`), before, 'what B serves is unchanged');
+  const bad = await badBlocks(t, b.p('disk'), w.acked);
+  t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${w.acked.length} acknowledged writes missing`);
+  t.is(await b.stop(), 0);
+  await a.kill9();
 });
