@@ -193,6 +193,8 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     })),
     dtl: dtlForMount(cfg),
   }).catch(async (err: unknown) => {
+    // a follower that took the vPool over but cannot open it: its mount goes (its calls answer EIO), then the error
+    await follower?.stop().catch(() => undefined);
     await session?.stop();
     throw err;
   });
@@ -247,6 +249,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     await api?.server.close().catch(() => undefined);
     await nbd?.close().catch(() => undefined);
     await mounted?.unmount().catch(() => undefined);
+    if (mounted === undefined) await follower?.stop().catch(() => undefined);
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
     await session?.stop();
     throw err;
