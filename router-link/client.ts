@@ -34,6 +34,7 @@ export class LinkClient {
   private readonly decoder = new FrameDecoder(LINK_MAGIC);
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  private corked = false;
   private failure: Error | null = null;
   private waitFrame: ((f: Frame | Error) => void) | null = null;
   private readonly closeListeners: Array<(why: string) => void> = [];
@@ -96,9 +97,16 @@ export class LinkClient {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const parts = encodeFrameParts(Link.Call, id, encodeMessage(op, args), LINK_MAGIC);
-      this.sock.cork();
+      // the calls of one tick leave in one writev (the kernel hands several requests over at once)
+      if (!this.corked) {
+        this.corked = true;
+        this.sock.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          this.sock.uncork();
+        });
+      }
       for (const p of parts) this.sock.write(p);
-      this.sock.uncork();
     });
   }
 

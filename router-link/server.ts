@@ -103,6 +103,7 @@ export class LinkServer {
     let inflight = 0;
     let inflightBytes = 0;
     let paused = false;
+    let corked = false;
     /** The owner's file handles this connection opened. */
     const handles = new Set<number>();
     const drop = (why: string, fields: Record<string, unknown> = {}) => {
@@ -145,9 +146,16 @@ export class LinkServer {
         log.error(`a router link reply to ${op} could not be encoded: EIO`, { peer, error: String(err) });
         parts = encodeFrameParts(Link.Reply, f.id, encodeMessage(E.EIO, []), LINK_MAGIC);
       }
-      sock.cork();
+      // the replies of one tick leave in one writev
+      if (!corked) {
+        corked = true;
+        sock.cork();
+        process.nextTick(() => {
+          corked = false;
+          sock.uncork();
+        });
+      }
       for (const p of parts) sock.write(p);
-      sock.uncork();
     };
 
     const call = (f: Frame) => {
