@@ -7,6 +7,8 @@
  *
  * A frame with a wrong magic, version, checksum or a length over MAX_PAYLOAD is a PROTOCOL error: the
  * receiver drops that connection (and only that one). The decoder never buffers more than one frame.
+ * The router link (router-link/) uses the same frame with its own magic ('RL'), so that neither end mistakes
+ * the other protocol for its own.
  */
 import { crc32 } from 'node:zlib';
 import { DtlError } from './errors.js';
@@ -40,10 +42,10 @@ export interface Frame {
   payload: Buffer;
 }
 
-export function encodeFrame(type: number, id: number, payload: Uint8Array): Buffer {
+export function encodeFrame(type: number, id: number, payload: Uint8Array, magic = MAGIC): Buffer {
   if (payload.length > MAX_PAYLOAD) throw new DtlError('INVALID', `a frame payload of ${payload.length} bytes is over the limit of ${MAX_PAYLOAD}`);
   const out = Buffer.allocUnsafe(HEADER_BYTES + payload.length + TRAILER_BYTES);
-  out.writeUInt16LE(MAGIC, 0);
+  out.writeUInt16LE(magic, 0);
   out.writeUInt8(VERSION, 2);
   out.writeUInt8(type, 3);
   out.writeUInt32LE(id >>> 0, 4);
@@ -54,12 +56,12 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array): Buff
 }
 
 /** The same frame as encodeFrame, as pieces to write in a row (header, the payload's parts, trailer): no copy of the payload. */
-export function encodeFrameParts(type: number, id: number, parts: Buffer[]): Buffer[] {
+export function encodeFrameParts(type: number, id: number, parts: Buffer[], magic = MAGIC): Buffer[] {
   let length = 0;
   for (const p of parts) length += p.length;
   if (length > MAX_PAYLOAD) throw new DtlError('INVALID', `a frame payload of ${length} bytes is over the limit of ${MAX_PAYLOAD}`);
   const head = Buffer.allocUnsafe(HEADER_BYTES);
-  head.writeUInt16LE(MAGIC, 0);
+  head.writeUInt16LE(magic, 0);
   head.writeUInt8(VERSION, 2);
   head.writeUInt8(type, 3);
   head.writeUInt32LE(id >>> 0, 4);
@@ -75,6 +77,9 @@ export function encodeFrameParts(type: number, id: number, parts: Buffer[]): Buf
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
+
+  /** `magic`: the protocol's (the DTL's by default). */
+  constructor(private readonly magic = MAGIC) {}
 
   /** Adds bytes; returns the frames now complete, in order. Throws on a bad frame (the sound frames before it in `chunk` are lost: see pushSome). */
   push(chunk: Buffer): Frame[] {
@@ -105,7 +110,7 @@ export class FrameDecoder {
       if (this.buffered < HEADER_BYTES) return;
       const head = this.peek(HEADER_BYTES);
       const magic = head.readUInt16LE(0);
-      if (magic !== MAGIC) throw new DtlError('PROTOCOL', `bad frame magic 0x${magic.toString(16)}`);
+      if (magic !== this.magic) throw new DtlError('PROTOCOL', `bad frame magic 0x${magic.toString(16)}`);
       const version = head.readUInt8(2);
       if (version !== VERSION) throw new DtlError('PROTOCOL', `unsupported protocol version ${version} (this side speaks ${VERSION})`);
       const length = head.readUInt32LE(8);

@@ -27,6 +27,12 @@ export interface MountOptions {
   apiInfo?: () => Record<string, unknown>;
 }
 
+/**
+ * What the engines need of a mount: the vPool only for its name (a follower router mounts a vPool it does not
+ * open: its handlers forward to the owner, router-link/follower-table.ts).
+ */
+export type EngineOptions = Omit<MountOptions, 'vpool'> & { vpool: Pick<VPool, 'name'> };
+
 /** How a path changed behind the kernel's back (the management API changes vDisks without going through the mount). */
 export type Change = 'data' | 'attrs' | 'gone';
 

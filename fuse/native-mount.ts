@@ -12,7 +12,7 @@ import type { FuseOpts } from 'fuse-native';
 import { logger } from '../util/log.js';
 import type { NodeStat, StatFs } from '../volume/types.js';
 import type { Handlers, MountHandlers } from './handlers.js';
-import type { Mounted, MountOptions } from './mount-types.js';
+import type { EngineOptions, Mounted } from './mount-types.js';
 import { VpoolFuse } from './native.js';
 import { toFuseStatfs, toStatArray } from './stat.js';
 
@@ -35,7 +35,7 @@ function nativeAdapt(ops: Handlers): Handlers {
   return out;
 }
 
-export async function mountNative(opts: MountOptions, h: MountHandlers): Promise<Mounted> {
+export async function mountNative(opts: EngineOptions, h: MountHandlers): Promise<Mounted> {
   const isRoot = process.getuid?.() === 0;
   const fuseOpts: FuseOpts = {
     force: true,

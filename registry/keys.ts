@@ -30,8 +30,13 @@ export interface RouterRecord {
   /** The state directory: a restart of the same one on the same host may replace a registration not yet expired. */
   state: string;
   failureDomain: string | null;
-  /** Where other routers reach this one (its management API on TCP, if any). */
+  /** Where other routers reach this one: its router link (router-link/server.ts), HOST:PORT. */
   address: string | null;
+  /** Its management API on TCP, if any. */
+  api?: string | null;
+  /** What it does for `vpool`: owns it, follows its owner (forwarding its mount's calls there), or stands by. */
+  role?: RouterRole;
+  vpool?: string;
   /** The DTL servers this router sends to, if any. */
   dtlServer: string[] | null;
   /** etcd lease id (decimal) and its TTL in seconds. */
@@ -39,6 +44,8 @@ export interface RouterRecord {
   leaseSeconds: number;
   registeredAt: string;
 }
+
+export type RouterRole = 'owner' | 'follower' | 'standby';
 
 /** The owner of a vPool or a vDisk. */
 export interface OwnerRecord {

@@ -3,13 +3,18 @@
  *   alive     its lease-bound registration is there
  *   expired   its lease is gone (dead, cut off or paused) but it did not leave cleanly; or it is named as an
  *             owner without any registration
+ * and its role: `owner` (it owns a vPool), `follower` (its mount forwards to the owner of `vpool`), `standby`
+ * (waiting to take `vpool` over), or null (a registration from before roles, owning nothing).
  */
 import type { Etcd3 } from 'etcd3';
-import { KNOWN_ROUTERS, ROUTERS, VPOOLS, type OwnerRecord, type RouterRecord } from './keys.js';
+import { KNOWN_ROUTERS, ROUTERS, VPOOLS, type OwnerRecord, type RouterRecord, type RouterRole } from './keys.js';
 
 export interface RouterRow {
   name: string;
   state: 'alive' | 'expired';
+  role: RouterRole | null;
+  /** The vPool it mounts (owns, follows or stands by for). */
+  vpool: string | null;
   host: string | null;
   pid: number | null;
   failureDomain: string | null;
@@ -30,11 +35,11 @@ export async function listRouters(client: Etcd3): Promise<RouterRow[]> {
   const row = (name: string, rec: RouterRecord | null, state: RouterRow['state']): RouterRow => {
     let r = rows.get(name);
     if (r === undefined) {
-      r = { name, state, host: null, pid: null, failureDomain: null, address: null, dtlServer: null, registeredAt: null, vpools: [], vdisks: [] };
+      r = { name, state, role: null, vpool: null, host: null, pid: null, failureDomain: null, address: null, dtlServer: null, registeredAt: null, vpools: [], vdisks: [] };
       rows.set(name, r);
     }
     if (rec !== null && (r.host === null || state === 'alive')) {
-      Object.assign(r, { state, host: rec.host, pid: rec.pid, failureDomain: rec.failureDomain, address: rec.address, dtlServer: rec.dtlServer, registeredAt: rec.registeredAt });
+      Object.assign(r, { state, role: rec.role ?? null, vpool: rec.vpool ?? null, host: rec.host, pid: rec.pid, failureDomain: rec.failureDomain, address: rec.address, dtlServer: rec.dtlServer, registeredAt: rec.registeredAt });
     }
     return r;
   };
@@ -47,5 +52,6 @@ export async function listRouters(client: Etcd3): Promise<RouterRow[]> {
     if (parts.length === 2 && parts[1] === 'owner') owner.vpools.push({ vpool: parts[0], tag: rec.tag });
     else if (parts.length === 3 && parts[1] === 'vdisks') owner.vdisks.push({ vpool: parts[0], id: parts[2], path: rec.path ?? null, tag: rec.tag });
   }
+  for (const r of rows.values()) if (r.role === null && r.vpools.length > 0) r.role = 'owner';
   return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));
 }

@@ -17,7 +17,7 @@ import type { Etcd3, Lease } from 'etcd3';
 import { logger } from '../util/log.js';
 import { connectRegistry } from './connect.js';
 import { RegistryError } from './errors.js';
-import { knownRouterKey, routerKey, type RouterRecord } from './keys.js';
+import { knownRouterKey, routerKey, type RouterRecord, type RouterRole } from './keys.js';
 
 const log = logger('registry');
 
@@ -27,8 +27,13 @@ export interface JoinOptions {
   name: string;
   state: string;
   failureDomain?: string;
+  /** The router link's HOST:PORT (other routers dial it). */
   address?: string;
+  /** The management API on TCP. */
+  api?: string;
   dtlServer?: string[];
+  vpool?: string;
+  role?: RouterRole;
   /** The lease's TTL in seconds (at least 2: etcd's minimum with its default election timeout). */
   leaseSeconds: number;
 }
@@ -78,7 +83,8 @@ export class RouterRegistry {
     const id = await lease.grant();
     const rec: RouterRecord = {
       name: opts.name, host: os.hostname(), pid: process.pid, state: opts.state,
-      failureDomain: opts.failureDomain ?? null, address: opts.address ?? null, dtlServer: opts.dtlServer ?? null,
+      failureDomain: opts.failureDomain ?? null, address: opts.address ?? null, api: opts.api ?? null, dtlServer: opts.dtlServer ?? null,
+      ...(opts.vpool === undefined ? {} : { vpool: opts.vpool }), ...(opts.role === undefined ? {} : { role: opts.role }),
       lease: String(id), leaseSeconds: opts.leaseSeconds, registeredAt: new Date().toISOString(),
     };
     const body = JSON.stringify(rec);
@@ -134,6 +140,25 @@ export class RouterRegistry {
         if (failures === 0) log.warn('joining the registry again failed; retried every second', { router: this.opts.name, error: String((err as Error).message ?? err) });
         await new Promise((r) => setTimeout(r, 1000).unref());
       }
+    }
+  }
+
+  /**
+   * Records what this router does now (owner, follower, standby) and where its router link listens: both
+   * registration keys are rewritten (the live one still on the lease). A failure is logged: the registration
+   * stays as it was, and a rejoin writes the new one.
+   */
+  async update(change: { role?: RouterRole; address?: string }): Promise<void> {
+    if (change.role !== undefined) this.opts.role = change.role;
+    if (change.address !== undefined) this.opts.address = change.address;
+    const rec: RouterRecord = { ...this.rec, ...(change.role === undefined ? {} : { role: change.role }), ...(change.address === undefined ? {} : { address: change.address }) };
+    try {
+      await this.client.if(routerKey(this.opts.name), 'Lease', '==', this.rec.lease)
+        .then(this.client.put(routerKey(this.opts.name)).value(JSON.stringify(rec)).lease(this.rec.lease), this.client.put(knownRouterKey(this.opts.name)).value(JSON.stringify(rec)))
+        .commit();
+      this.rec = rec;
+    } catch (err) {
+      log.warn('recording this router\'s role in the registry failed (etcd unreachable?)', { router: this.opts.name, ...change, error: String((err as Error).message ?? err) });
     }
   }
 

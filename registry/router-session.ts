@@ -9,6 +9,10 @@
  *              the lease (new and removed vDisks, and whether ownership is still this router's: a router
  *              that finds its vPool taken over logs it and makes the backend claim renew at once, which fences it: the new
  *              owner took the backend claim too).
+ *              Following (`follow`): while a live router owns the vPool, start() does not refuse but returns a
+ *              session with `following` set (that owner's registration: where its router link listens); the
+ *              mount forwards to it (tools/daemon/follower.ts), and becomeOwner() makes it the owner after a
+ *              takeover (the owner tag's transaction: takeVPool).
  *   stop()     a clean stop: ownership released, registration removed.
  *
  * No I/O waits for etcd: with etcd down the router goes on serving what it owns (the backend claim keeps
@@ -19,6 +23,7 @@ import { RouterRegistry, type JoinOptions } from './router-registry.js';
 import { recordVDisks, releaseVPool, takeVPool, vpoolOwner, type Taken } from './ownership.js';
 import { isCode } from '../util/errors.js';
 import { RegistryError } from './errors.js';
+import type { RouterRecord } from './keys.js';
 
 const log = logger('registry');
 
@@ -29,6 +34,8 @@ export interface SessionOptions extends JoinOptions {
   standby?: boolean;
   /** Ends a standby (SIGTERM while waiting): start() then throws RegistryError CLOSED, having left the registry. */
   signal?: AbortSignal;
+  /** While another live router owns the vPool, follow it (instead of refusing): see `following`. */
+  follow?: boolean;
 }
 
 /**
@@ -68,12 +75,27 @@ export class RouterSession {
   private recorded: string | null = null;
   private readonly lostListeners: Array<(owner: string) => void> = [];
 
-  private constructor(readonly registry: RouterRegistry, private readonly opts: SessionOptions, readonly tag: number, readonly takeover: boolean) {}
+  /** The live owner this router follows (its registration), or null: this router owns the vPool. */
+  following: RouterRecord | null = null;
+
+  private constructor(readonly registry: RouterRegistry, private readonly opts: SessionOptions, public tag: number, public takeover: boolean) {}
 
   static async start(opts: SessionOptions): Promise<RouterSession> {
-    const registry = await RouterRegistry.join(opts);
+    const registry = await RouterRegistry.join({ ...opts, role: opts.standby === true ? 'standby' : undefined });
     try {
-      const taken = await (opts.standby === true ? standBy(registry, opts) : takeVPool(registry.client, opts.vpool, opts.name, opts.force === true, opts.state));
+      let taken: Taken;
+      try {
+        taken = await (opts.standby === true ? standBy(registry, opts) : takeVPool(registry.client, opts.vpool, opts.name, opts.force === true, opts.state));
+      } catch (err) {
+        const owner = (err as RegistryError).context?.router as RouterRecord | undefined;
+        if (opts.follow !== true || !isCode(err, 'BUSY') || owner === undefined) throw err;
+        log.info(`following: vPool '${opts.vpool}' is owned by router '${owner.name}' (alive, router link at ${owner.address ?? 'none'}): this router's mount forwards every call there`, { vpool: opts.vpool, owner: owner.name, address: owner.address });
+        const s = new RouterSession(registry, opts, 0, false);
+        s.following = owner;
+        await registry.update({ role: 'follower' });
+        return s;
+      }
+      await registry.update({ role: 'owner' });
       const s = new RouterSession(registry, opts, taken.tag, taken.takeover);
       registry.onRejoined(() => {
         s.recorded = null;
@@ -85,6 +107,23 @@ export class RouterSession {
       await registry.leave();
       throw err;
     }
+  }
+
+  /** A follower took the vPool (takeVPool succeeded for it): it is the owner from now on. */
+  async becomeOwner(taken: Taken): Promise<void> {
+    this.tag = taken.tag;
+    this.takeover = taken.takeover;
+    this.following = null;
+    this.registry.onRejoined(() => {
+      this.recorded = null;
+      void this.sync();
+    });
+    await this.registry.update({ role: 'owner' });
+  }
+
+  /** The registry's options of this session (the follower reads its name, state and vPool). */
+  get options(): Readonly<SessionOptions> {
+    return this.opts;
   }
 
   /** Starts recording the vPool's vDisks (`list` walks its tree). */
@@ -143,7 +182,7 @@ export class RouterSession {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     await this.syncing;
-    if (this.lostTo === null) {
+    if (this.lostTo === null && this.following === null) {
       try {
         if (await releaseVPool(this.registry.client, this.opts.vpool, this.opts.name, this.tag)) log.info(`released ownership of vPool '${this.opts.vpool}'`, { tag: this.tag });
       } catch (err) {

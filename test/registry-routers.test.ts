@@ -38,11 +38,11 @@ test('registration and router list; a second router is refused the vDisks the fi
   const tag = rows[0].vpools[0].tag;
   t.deepEqual(rows[0].vdisks.map((d) => [d.vpool, d.path, d.tag]).sort(), [['pool', '/dir/other', tag], ['pool', '/disk', tag]]);
   const table = await c.routerTable();
-  t.regex(table, /^ra\s+alive\s+\S+\s+\d+\s+fd-ra\s/m);
+  t.regex(table, /^ra\s+alive\s+owner\s+pool\s+\S+\s+\d+\s+fd-ra\s/m);
   t.regex(table, /ra: pool:\/disk \(vDisk [0-9a-f-]+, owner tag \d+\)/);
 
-  // a second router: refused before anything is mounted, the owner named, on stderr and in its log
-  const r = await refusedMount(c.router('rb'));
+  // a second router told not to follow (--no-follow): refused before anything is mounted, the owner named, on stderr and in its log
+  const r = await refusedMount(c.router('rb', ['--no-follow']));
   t.is(r.code, 1, r.log);
   t.regex(r.log, /vPool 'pool' is owned by router 'ra' \(owner tag \d+, since \S+\), which is alive: registered from host \S+, pid \d+, lease 2 s, failure domain fd-ra.*\(BUSY\)/);
   t.true(logEntries(r.log, /^refused: vPool 'pool' is owned by router 'ra'/).length > 0, r.log);
@@ -78,7 +78,7 @@ test('kill -9 of the owner: the other router is refused until its lease expired,
   await w.done;
   const acked = [...w.acked];
 
-  const { m: b, refusals } = await mountOnceFree(t, c.router('rb', dtl, { dtlRetryMs: 300 }), /vPool 'pool' is owned by router 'ra'/);
+  const { m: b, refusals } = await mountOnceFree(t, c.router('rb', [...dtl, '--no-follow'], { dtlRetryMs: 300 }), /vPool 'pool' is owned by router 'ra'/);
   t.log(`rb was refused ${refusals} times before ra's registry lease expired; ${acked.length} writes acknowledged on ra`);
   t.is(logEntries(b.log, /^taking over vPool 'pool' from router 'ra' \(owner tag \d+ → \d+\), whose registry lease has expired$/).length, 1, b.log);
   t.is(logEntries(b.log, /^FORCED TAKEOVER: taking the vPool from a live claim of router 'ra'/).length, 1, 'the backend claim (60 s lease) is taken at once');

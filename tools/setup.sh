@@ -20,6 +20,8 @@ command -v nbdinfo >/dev/null 2>&1 || need_pkgs+=(libnbd-bin)
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || need_pkgs+=(python3-libnbd)
 # etcd (3.4) for the registry tests: each starts a private one on loopback (test/helpers/etcd.ts)
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
+# ip (network namespaces, veth, bridges) for test/follower-netns.test.ts; nsenter comes with util-linux
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_pkgs[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then

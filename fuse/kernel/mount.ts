@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../../util/log.js';
 import type { MountHandlers } from '../handlers.js';
-import type { Change, Mounted, MountOptions } from '../mount-types.js';
+import type { Change, EngineOptions, Mounted } from '../mount-types.js';
 import { MAX_WRITE } from './protocol.js';
 import { Session } from './session.js';
 
@@ -66,7 +66,7 @@ function mountFd(fd: number, options: string, source: string, mountpoint: string
   });
 }
 
-export async function mountKernel(opts: MountOptions, h: MountHandlers): Promise<Mounted> {
+export async function mountKernel(opts: EngineOptions, h: MountHandlers): Promise<Mounted> {
   const mp = opts.mountpoint;
   if (process.getuid?.() !== 0) {
     throw new Error('the kernel FUSE engine mounts with mount(8) and needs root; run as root, or use --fuse-engine fuse-native');

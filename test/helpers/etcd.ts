@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.on('error', reject);
@@ -27,11 +27,12 @@ export class EtcdHandle {
   private child: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
 
-  constructor(readonly dir: string, readonly clientPort: number, readonly peerPort: number) {}
+  /** `host`: the address etcd listens on (loopback by default; a bridge's address for routers in network namespaces). */
+  constructor(readonly dir: string, readonly clientPort: number, readonly peerPort: number, readonly host = '127.0.0.1') {}
 
   /** `etcd://127.0.0.1:PORT`, what `--registry` takes. */
   get url(): string {
-    return `etcd://127.0.0.1:${this.clientPort}`;
+    return `etcd://${this.host}:${this.clientPort}`;
   }
 
   get pid(): number | undefined {
@@ -49,8 +50,8 @@ export class EtcdHandle {
 
   /** Starts etcd (again, on the same ports and data) and waits until /health says so. */
   async start(): Promise<void> {
-    const peer = `http://127.0.0.1:${this.peerPort}`;
-    const client = `http://127.0.0.1:${this.clientPort}`;
+    const peer = `http://${this.host}:${this.peerPort}`;
+    const client = `http://${this.host}:${this.clientPort}`;
     const out = openSync(path.join(this.dir, 'stdout.log'), 'a');
     const child = spawn('etcd', [
       '--name', 'test', '--data-dir', path.join(this.dir, 'data'),
@@ -90,9 +91,9 @@ export class EtcdHandle {
 }
 
 /** A private etcd for this test, stopped and deleted at teardown. */
-export async function startEtcd(t: ExecutionContext): Promise<EtcdHandle> {
+export async function startEtcd(t: ExecutionContext, host = '127.0.0.1'): Promise<EtcdHandle> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-etcd-'));
-  const e = new EtcdHandle(dir, await freePort(), await freePort());
+  const e = new EtcdHandle(dir, await freePort(), await freePort(), host);
   t.teardown(async () => {
     await e.stop();
     rmSync(dir, { recursive: true, force: true });

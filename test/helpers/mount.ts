@@ -103,6 +103,8 @@ export interface MountOpts {
   env?: Record<string, string>;
   /** How long to wait for `mountpoint -q` (default 60 s). */
   readyMs?: number;
+  /** A command the daemon runs under, e.g. `nsenter --net=/run/netns/X` (it must exec, not fork: pid and signals are the daemon's). */
+  prefix?: string[];
 }
 
 export class MountHandle {
@@ -117,7 +119,8 @@ export class MountHandle {
     const engine = process.env.VPOOLFS_TEST_FUSE_ENGINE;
     const engineArgs = engine && !(opts.extraArgs ?? []).includes('--fuse-engine') ? ['--fuse-engine', engine] : [];
     const args = [CLI, 'mount', opts.mountpoint, '--state', opts.state, '--backend', opts.backend, ...engineArgs, ...(opts.extraArgs ?? [])];
-    this.child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VPOOLFS_LOG_LEVEL: 'info', ...opts.env } });
+    const prefix = opts.prefix ?? [];
+    this.child = spawn(prefix[0] ?? process.execPath, prefix.length > 0 ? [...prefix.slice(1), process.execPath, ...args] : args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VPOOLFS_LOG_LEVEL: 'info', ...opts.env } });
     this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.exited = new Promise((resolve) =>

@@ -50,7 +50,7 @@ export async function registryZombie(t: ExecutionContext, backend?: (root: strin
   stopped = true;
 
   // B: refused while A's registry lease lives, then takes the vPool over and writes; B's data is the reference
-  const { m: b, refusals } = await mountOnceFree(t, c.router('rb', [], long), /vPool 'pool' is owned by router 'ra'/);
+  const { m: b, refusals } = await mountOnceFree(t, c.router('rb', ['--no-follow'], long), /vPool 'pool' is owned by router 'ra'/);
   t.true(logEntries(b.log, /^taking over vPool 'pool' from router 'ra'/).length === 1, b.log);
   const fence = JSON.parse((await store.get((await store.list(`vdisks/${id}/fence/`))[0])).toString()) as { acceptedTlog: number; firstTlog: number };
   await ok(t, `head -c 256K /dev/urandom | dd of=${q(b.p('disk'))} bs=64k seek=3 conv=notrunc,fsync status=none`);

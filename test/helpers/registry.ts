@@ -13,6 +13,9 @@ import { CLI, MountHandle, q, sh, tempRoot, type MountOpts } from './mount.js';
 export interface RouterRow {
   name: string;
   state: string;
+  role: string | null;
+  vpool: string | null;
+  address: string | null;
   host: string | null;
   pid: number | null;
   failureDomain: string | null;
@@ -32,10 +35,10 @@ export interface Cluster {
   routerTable(): Promise<string>;
 }
 
-/** `backend` gives the backend URL (default: file://<root>/backend). */
-export async function cluster(t: ExecutionContext, backendOf?: (root: string) => string): Promise<Cluster> {
+/** `backend` gives the backend URL (default: file://<root>/backend); `etcdHost` where etcd listens (default loopback). */
+export async function cluster(t: ExecutionContext, backendOf?: (root: string) => string, etcdHost?: string): Promise<Cluster> {
   const root = await tempRoot(t, 'vpoolfs-registry-');
-  const etcd = await startEtcd(t);
+  const etcd = await startEtcd(t, etcdHost);
   const backend = backendOf?.(root) ?? `file://${path.join(root, 'backend')}`;
   const list = async (json: boolean): Promise<string> => {
     const r = await sh(`node ${q(CLI)} router list --registry ${q(etcd.url)}${json ? ' --json' : ''}`);

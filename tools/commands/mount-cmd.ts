@@ -6,7 +6,8 @@
  * closes the API, ships everything to the backend, unmounts, closes the vPool and exits 0.
  */
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_FUSE_ENGINE, mountVPool, type Mounted } from '../../fuse/mount.js';
+import { DEFAULT_FUSE_ENGINE, mountWith, type Mounted } from '../../fuse/mount.js';
+import { buildHandlers } from '../../fuse/handlers.js';
 import { logger, setLogLevel } from '../../util/log.js';
 import type { VPool } from '../../volume/types.js';
 import { openVPool } from '../../volume/vpool.js';
@@ -21,12 +22,17 @@ import { lockState } from '../daemon/state-lock.js';
 import { SnapshotScheduler } from '../../volume/snapshots/snapshot-schedule.js';
 import { dtlForMount } from '../daemon/dtl-mount.js';
 import { parseNbdAddress, checkNbdListen } from '../../nbd/address.js';
+import { isLoopback } from '../../dtl-client/server.js';
 import { startNbdServer, type NbdServer } from '../../nbd/server.js';
 import { rekeyFor, registerRekeyMetrics } from './rekey-cmd.js';
 import { registerMoveMetrics } from './move-cmd.js';
 import { RouterSession } from '../../registry/router-session.js';
+import type { FuseEngine } from '../../fuse/mount.js';
 import { vdisksOf } from '../../registry/vpool-walk.js';
 import { isCode } from '../../util/errors.js';
+import { readSecretFile } from '../../dtl-client/auth.js';
+import { LinkServer } from '../../router-link/server.js';
+import { Follower } from '../daemon/follower.js';
 
 const log = logger('cli');
 
@@ -59,6 +65,10 @@ export interface MountFlags {
   force?: boolean;
   /** With --registry: wait until the vPool's owner is gone, then take it over and mount (a flag only). */
   standby?: boolean;
+  /** With --registry: `false` (--no-follow) refuses the mount while another live router owns the vPool, instead of following it. */
+  follow?: boolean;
+  peerListen?: string;
+  peerSecretFile?: string;
 }
 
 /** Validates an encryption key file (32 raw bytes or 64 hex characters). */
@@ -80,6 +90,22 @@ async function refuseUnimplemented(cfg: ResolvedMount): Promise<void> {
   if (cfg.oldEncryptionKeyFile !== undefined && cfg.encryptionKeyFile === undefined) throw new ConfigError('--old-encryption-key-file: only with --encryption-key-file (the key to rotate to)');
   dtlForMount(cfg); // --dtl async/sync without --dtl-server, an unreadable secret
   checkNbd(cfg);
+  linkSecret(cfg);
+}
+
+/** The router link's secret (--peer-secret-file), read and checked; a routable --peer-listen needs one. */
+function linkSecret(cfg: ResolvedMount): Buffer | undefined {
+  const secret = cfg.peerSecretFile === undefined ? undefined : (() => {
+    try {
+      return readSecretFile(cfg.peerSecretFile!, 'router link');
+    } catch (err) {
+      throw new ConfigError(`--peer-secret-file: ${(err as Error).message}`);
+    }
+  })();
+  if (cfg.peerListen !== undefined && secret === undefined && !isLoopback(parseHostPort(cfg.peerListen, '--peer-listen').host)) {
+    throw new ConfigError(`--peer-listen ${cfg.peerListen}: off loopback the router link needs --peer-secret-file (the same shared secret on every router of the vPool)`);
+  }
+  return secret;
 }
 
 /** --nbd: TCP off loopback only with TLS; cert and key together and readable. */
@@ -94,7 +120,7 @@ function checkNbd(cfg: ResolvedMount): void {
 }
 
 export async function resolveFlags(mountpoint: string, flags: MountFlags): Promise<{ cfg: ResolvedMount; file: MountConfig }> {
-  const { config, debugFuse: _d, force: _f, standby: _s, ...rest } = flags;
+  const { config, debugFuse: _d, force: _f, standby: _s, follow: _fo, ...rest } = flags;
   if (typeof rest.metricsTopVdisks === 'string') rest.metricsTopVdisks = /^\d+$/.test(rest.metricsTopVdisks) ? Number(rest.metricsTopVdisks) : rest.metricsTopVdisks;
   const fromFlags = validateConfig(Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), 'flags');
   const file = config ? await loadConfigFile(config) : {};
@@ -132,15 +158,19 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   const endStandby = (): void => standby.abort();
   if (flags.standby === true) for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, endStandby);
   const session = cfg.registry === undefined ? undefined : await RouterSession.start({
-    registry: cfg.registry, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, address: cfg.api,
+    registry: cfg.registry, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, api: cfg.api,
     dtlServer: cfg.dtlServer, leaseSeconds: cfg.registryLeaseSeconds ?? 10, vpool: cfg.vpool, force: flags.force === true,
     standby: flags.standby === true, signal: standby.signal,
+    // while a live router owns the vPool, mount as its follower (forwarding there) unless told to refuse
+    follow: flags.follow !== false && flags.standby !== true && flags.force !== true,
   }).catch((err: unknown) => {
     if (!isCode(err, 'CLOSED')) throw err;
     log.info('stopped while standing by: nothing was mounted', { vpool: cfg.vpool, router: cfg.router });
     process.exit(0);
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, endStandby);
+  const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
+  const follower = session?.following ? await follow(cfg, session, engine, flags.debugFuse) : undefined;
   const vpool = await openVPool({
     name: cfg.vpool,
     stateDir: cfg.state,
@@ -164,6 +194,8 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     })),
     dtl: dtlForMount(cfg),
   }).catch(async (err: unknown) => {
+    // a follower that took the vPool over but cannot open it: its mount goes (its calls answer EIO), then the error
+    await follower?.stop().catch(() => undefined);
     await session?.stop();
     throw err;
   });
@@ -177,7 +209,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   // key rotation: the background rewrite under the new key (volume/policy/rekey-job.ts); started below when one is unfinished
   const rekey = rekeyFor(opened, vpool, cfg);
   const move = moving?.mirror ? new MoveJob({ mirror: moving.mirror, stateDir: cfg.state, gate: (w) => vpool.backendGate?.(w) ?? Promise.resolve(), objectsPerSecond: cfg.moveObjectsPerSecond }) : undefined;
-  const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
+  let link: LinkServer | undefined;
   try {
     await session?.attach(() => vdisksOf(vpool));
     api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted, rekey, move);
@@ -185,16 +217,22 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
     if (metrics && rekey) registerRekeyMetrics(metrics.registry, rekey);
     if (metrics && move) registerMoveMetrics(metrics.registry, move);
-    mounted = await mountVPool({
+    const handlers = buildHandlers(vpool, cfg.mountpoint, metrics, () => apiNow.info());
+    // a follower that took the vPool over switches its mount to these handlers in place; else they are mounted
+    mounted = follower !== undefined ? await follower.serveLocally(handlers) : await mountWith({
       vpool,
       mountpoint: cfg.mountpoint,
       engine,
-      observer: metrics,
-      apiInfo: () => apiNow.info(),
       debug: flags.debugFuse,
       // an `umount` from outside ends the kernel session: stop as on SIGTERM (ship everything, exit 0)
       onLost: (why) => void stopNow?.(`unmounted from outside (${why})`),
-    });
+    }, handlers);
+    if (session !== undefined) {
+      // followers forward their mounts' calls to these handlers (docs/cluster.md, "Followers")
+      const { host, port } = parseHostPort(cfg.peerListen ?? '127.0.0.1:0', '--peer-listen');
+      link = await LinkServer.start({ host, port, secret: linkSecret(cfg), router: cfg.router, vpool: cfg.vpool, ops: handlers.ops });
+      await session.registry.update({ address: link.address });
+    }
     if (metrics && cfg.metrics) {
       const { host, port } = parseHostPort(cfg.metrics, '--metrics');
       metricsServer = await serveMetrics(host, port, metrics.registry);
@@ -208,9 +246,11 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.prependListener(sig, () => sched.stop());
     if (flags.config) watcher = watchConfig(flags.config, file, vpool, (s) => sched.apply(s));
   } catch (err) {
+    await link?.close().catch(() => undefined);
     await api?.server.close().catch(() => undefined);
     await nbd?.close().catch(() => undefined);
     await mounted?.unmount().catch(() => undefined);
+    if (mounted === undefined) await follower?.stop().catch(() => undefined);
     await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
     await session?.stop();
     throw err;
@@ -219,15 +259,55 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   if (move) void move.start();
   log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, nbd: nbd?.addresses ?? null, api: api.server.socket, apiTcp: api.server.tcp });
   const apiServer = api.server;
+  const linkServer = link;
   stopNow = installStop(vpool, mounted, nbd, async () => {
+    // followers' calls wait on their side from now on, until this router released the vPool (then one takes it)
+    await linkServer?.close();
     await apiServer.close();
     await rekey?.stop(); // before the final ship: no rewrite may race the vPool's close
     await move?.stop();
   }, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop(), session?.stop()]));
+  if (pendingStop !== undefined) void stopNow(pendingStop);
+}
+
+/**
+ * Mounts as a follower of the vPool's live owner and waits until this router takes it over (the owner died
+ * or stopped); a SIGINT/SIGTERM meanwhile unmounts, leaves the registry and exits 0 (nothing to ship).
+ */
+async function follow(cfg: ResolvedMount, session: RouterSession, engine: FuseEngine, debug?: boolean): Promise<Follower> {
+  let following = true;
+  const f = await Follower.start({
+    session, vpool: cfg.vpool, router: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, mountpoint: cfg.mountpoint,
+    engine, debug, secret: linkSecret(cfg), waitMs: cfg.peerWaitMs ?? 60_000,
+    onLost: (why) => void (following ? leave(`unmounted from outside (${why})`) : stopNow?.(`unmounted from outside (${why})`)),
+  });
+  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine, role: 'follower', owner: session.following?.name });
+  let leaving = false;
+  const leave = async (why: string): Promise<void> => {
+    if (leaving) return;
+    leaving = true;
+    log.info(`${why}: a follower stops (nothing to ship: the owner has every write)`, { mountpoint: cfg.mountpoint });
+    await f.stop().catch((err: unknown) => log.error('unmounting the follower failed', { error: String(err) }));
+    await session.stop();
+    log.info('stopped', { mountpoint: cfg.mountpoint, exitCode: 0 });
+    process.exit(0);
+  };
+  // once taking over, a signal waits for the owner's stop sequence (installed when the vPool is open and mounted)
+  const onSignal = (sig: string) => {
+    if (following) void leave(sig);
+    else if (stopNow === undefined) pendingStop ??= sig;
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, onSignal);
+  const taken = await f.owned;
+  following = false;
+  await session.becomeOwner(taken);
+  return f;
 }
 
 /** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */
 let stopNow: ((why: string) => Promise<void>) | undefined;
+/** A signal that came while a follower was taking the vPool over: the stop runs once installed. */
+let pendingStop: string | undefined;
 
 function installStop(vpool: VPool, mounted: Mounted, nbd: NbdServer | undefined, closeApi: () => Promise<void>, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
   let stopping = false;

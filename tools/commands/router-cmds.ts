@@ -1,6 +1,6 @@
 /**
  * `vpoolfs router list --registry etcd://HOST:PORT[,…] [--json]`: the routers the registry knows, alive or
- * expired, with their failure domain, address, DTL servers and the vDisks they own (registry/router-list.ts).
+ * expired, their role (owner, follower, standby) and vPool, with their failure domain, address, DTL servers and the vDisks they own (registry/router-list.ts).
  * It talks to etcd directly: it works with no router running, which is when it is needed most.
  */
 import type { Command } from 'commander';
@@ -12,9 +12,9 @@ import { ConfigError } from '../daemon/config.js';
 
 function table(rows: RouterRow[]): string {
   if (rows.length === 0) return 'no routers registered\n';
-  const lines = [['ROUTER', 'STATE', 'HOST', 'PID', 'FAILURE-DOMAIN', 'ADDRESS', 'DTL', 'VDISKS']];
+  const lines = [['ROUTER', 'STATE', 'ROLE', 'VPOOL', 'HOST', 'PID', 'FAILURE-DOMAIN', 'ADDRESS', 'DTL', 'VDISKS']];
   for (const r of rows) {
-    lines.push([r.name, r.state, r.host ?? '-', r.pid === null ? '-' : String(r.pid), r.failureDomain ?? '-', r.address ?? '-', r.dtlServer?.join(',') ?? '-', String(r.vdisks.length)]);
+    lines.push([r.name, r.state, r.role ?? '-', r.vpool ?? '-', r.host ?? '-', r.pid === null ? '-' : String(r.pid), r.failureDomain ?? '-', r.address ?? '-', r.dtlServer?.join(',') ?? '-', String(r.vdisks.length)]);
   }
   const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
   let out = lines.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
@@ -48,7 +48,7 @@ export function addRouterCommands(program: Command, fail: (err: unknown) => neve
   const router = program.command('router').description('the storage routers of the registry (etcd; docs/cluster.md)');
   router
     .command('list')
-    .description('every router the registry knows: alive or expired, failure domain, address, DTL servers, the vDisks it owns')
+    .description('every router the registry knows: alive or expired, role (owner, follower, standby), failure domain, address, DTL servers, the vDisks it owns')
     .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] (default: $VPOOLFS_REGISTRY)')
     .option('--json', 'print JSON')
     .action((flags: { registry?: string; json?: boolean }) => runRouterList(flags).catch(fail));

@@ -60,6 +60,12 @@ export interface MountConfig {
   failureDomain?: string;
   /** The TTL of the router's lease in the registry (seconds, default 10, at least 2). */
   registryLeaseSeconds?: number;
+  /** With a registry: where the router link listens (HOST:PORT, default 127.0.0.1:0); off loopback only with peerSecretFile. */
+  peerListen?: string;
+  /** The router link's shared secret (the same file on every router of the vPool). */
+  peerSecretFile?: string;
+  /** A follower's calls wait at most this long while no router serves the vPool (ms, default 60000), then EIO. */
+  peerWaitMs?: number;
   logLevel?: string;
   /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshots/snapshot-schedule.ts); applied live. */
   schedule?: ScheduleConfig;
@@ -171,6 +177,12 @@ const CHECKS: Record<keyof MountConfig, Check> = {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 2) throw new ConfigError(`${k}: expected a lease in whole seconds, at least 2, got ${JSON.stringify(v)}`);
     return v;
   },
+  peerListen: (v, k) => {
+    parseHostPort(str(v, k) as string, k);
+    return v;
+  },
+  peerSecretFile: str,
+  peerWaitMs: count,
   logLevel: (v, k) => {
     if (typeof v !== 'string' || !LOG_LEVELS.includes(v)) throw new ConfigError(`${k}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
     return v;

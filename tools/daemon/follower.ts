@@ -1,0 +1,209 @@
+/**
+ * A follower router's daemon side (docs/cluster.md, "Followers"): `vpoolfs mount --registry …` that finds the
+ * vPool owned by another live router mounts it anyway, with a handler table that forwards every call to the
+ * owner over the router link (router-link/follower-table.ts), and watches the registry every quarter second:
+ *
+ * - the owner alive with a router link address: connected to it (again after a broken connection; to the
+ *   new one after a change of owner: every open file is re-opened there by path);
+ * - the owner's registration gone (its lease expired: dead, cut off, paused) or the vPool released (a clean
+ *   stop): the connection is dropped (calls in flight and new ones wait, at most `waitMs` each) and this
+ *   router takes the vPool in the registry (the owner tag's transaction: of several followers one wins, the
+ *   others follow the winner). A follower in the dead owner's failure domain lets the others try first for
+ *   DEFER_MS when one of them is in another failure domain. `owned` resolves once this router won: the mount
+ *   then opens the vPool (the takeover path of --standby: the backend claim taken from the dead owner) and
+ *   serveLocally() switches the table to its own handlers — the mount stays.
+ */
+import { FdTable } from '../../fuse/fds.js';
+import { Fence } from '../../fuse/fence.js';
+import type { MountHandlers } from '../../fuse/handlers.js';
+import { mountWith, type FuseEngine, type Mounted } from '../../fuse/mount.js';
+import { releaseVPool, takeVPool, vpoolOwner, type Taken } from '../../registry/ownership.js';
+import { knownRouterKey, routerKey, type RouterRecord } from '../../registry/keys.js';
+import type { RouterSession } from '../../registry/router-session.js';
+import { LinkClient } from '../../router-link/client.js';
+import { FollowerTable } from '../../router-link/follower-table.js';
+import { isCode } from '../../util/errors.js';
+import { logger } from '../../util/log.js';
+
+const log = logger('follower');
+
+/** How often the registry is read while following. */
+export const POLL_MS = 250;
+/** How long a follower in the dead owner's failure domain leaves the takeover to one in another domain. */
+export const DEFER_MS = 1500;
+
+export interface FollowerOptions {
+  session: RouterSession;
+  vpool: string;
+  router: string;
+  state: string;
+  failureDomain?: string;
+  mountpoint: string;
+  engine: FuseEngine;
+  debug?: boolean;
+  secret?: Buffer;
+  /** How long a call waits while no router serves the vPool before it answers EIO. */
+  waitMs: number;
+  /** The mount went away from outside. */
+  onLost?: (why: string) => void;
+}
+
+export class Follower {
+  readonly table: FollowerTable;
+  private readonly fence = new Fence();
+  private mounted!: Mounted;
+  private client: LinkClient | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private checking: Promise<void> | null = null;
+  private stopped = false;
+  /** The owner this router followed last (its failure domain decides the deferral). */
+  private lastOwner: RouterRecord;
+  private goneSince: number | null = null;
+  private said = '';
+  private resolveOwned!: (t: Taken) => void;
+  /** Resolves once this router has taken the vPool over in the registry. */
+  readonly owned: Promise<Taken>;
+  private readonly t0 = Date.now();
+  private downAt: number | null = null;
+
+  private constructor(private readonly opts: FollowerOptions) {
+    this.lastOwner = opts.session.following!;
+    this.owned = new Promise((r) => (this.resolveOwned = r));
+    this.table = new FollowerTable(opts.waitMs, () => void this.check());
+  }
+
+  /** Mounts the follower's table (calls wait until the owner's link answers) and starts following. */
+  static async start(opts: FollowerOptions): Promise<Follower> {
+    const f = new Follower(opts);
+    const ops = { ...f.table.ops };
+    f.fence.guard(ops);
+    f.mounted = await mountWith({ vpool: { name: opts.vpool }, mountpoint: opts.mountpoint, engine: opts.engine, debug: opts.debug, onLost: opts.onLost }, { ops, fds: new FdTable(), fence: f.fence });
+    log.info('mounted as a follower: every call goes to the vPool\'s owner', { mountpoint: opts.mountpoint, vpool: opts.vpool, owner: f.lastOwner.name });
+    f.timer = setInterval(() => void f.check(), POLL_MS);
+    await f.check();
+    return f;
+  }
+
+  /** Once this router owns the vPool and has opened it: its own handlers serve the mount from now on. */
+  async serveLocally(h: MountHandlers): Promise<Mounted> {
+    await this.table.switchTo({ kind: 'local', ops: h.ops });
+    log.info(`took vPool '${this.opts.vpool}' over from router '${this.lastOwner.name}': serving it here, the mount stayed`,
+      { vpool: this.opts.vpool, previous: this.lastOwner.name, sinceOwnerLostMs: this.downAt === null ? null : Date.now() - this.downAt });
+    const m = this.mounted;
+    return {
+      mountpoint: m.mountpoint, engine: m.engine, options: m.options, fds: h.fds,
+      fence: () => h.fence.close(),
+      changed: (p, how) => m.changed(p, how),
+      unmount: () => m.unmount(),
+    };
+  }
+
+  /** A follower's clean stop: the mount goes, the link closes (the caller leaves the registry). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    await this.checking;
+    this.table.close();
+    await this.fence.close();
+    await this.mounted.unmount();
+    this.client?.close('this follower stops');
+  }
+
+  private check(): Promise<void> {
+    if (this.stopped || this.table.kind === 'local') return Promise.resolve();
+    this.checking ??= this.checkOnce().catch((err: unknown) => {
+      this.say('etcd', 'reading the registry failed (etcd unreachable?): calls keep waiting; nothing is taken over without the registry', { error: String((err as Error).message ?? err) });
+    }).finally(() => { this.checking = null; });
+    return this.checking;
+  }
+
+  private say(key: string, msg: string, fields: Record<string, unknown> = {}): void {
+    if (this.said === key) return;
+    this.said = key;
+    log.info(msg, { vpool: this.opts.vpool, ...fields });
+  }
+
+  private async readRouter(name: string, live: boolean): Promise<RouterRecord | null> {
+    const v = await this.opts.session.registry.client.get(live ? routerKey(name) : knownRouterKey(name)).string();
+    return v === null ? null : (JSON.parse(v) as RouterRecord);
+  }
+
+  private async checkOnce(): Promise<void> {
+    const { session, vpool, router } = this.opts;
+    const etcd = session.registry.client;
+    const owner = await vpoolOwner(etcd, vpool);
+    if (this.stopped || this.table.kind === 'local') return;
+    if (owner !== null && owner.router !== router) {
+      const rec = await this.readRouter(owner.router, true);
+      if (rec !== null) {
+        this.goneSince = null;
+        this.lastOwner = rec;
+        if (rec.address === null) return this.say(`noaddr ${rec.name}`, `router '${rec.name}' owns the vPool but serves no router link yet: calls wait`);
+        if (this.client !== null && this.client.alive && this.client.router === rec.name && this.client.address === rec.address) return;
+        this.client?.close(`the vPool's owner is router '${rec.name}' at ${rec.address} now`);
+        let c: LinkClient;
+        try {
+          c = await LinkClient.connect({ address: rec.address, secret: this.opts.secret, vpool });
+        } catch (err) {
+          return this.say(`connect ${rec.address} ${(err as Error).message}`, `cannot reach the router link of router '${rec.name}' at ${rec.address}: calls wait, tried again every ${POLL_MS} ms`, { error: (err as Error).message });
+        }
+        if (this.stopped) return c.close();
+        this.client = c;
+        this.said = '';
+        c.onClose((why) => {
+          if (this.downAt === null) this.downAt = Date.now();
+          this.table.lost(c, why);
+        });
+        await this.table.switchTo({ kind: 'remote', client: c });
+        this.downAt = null;
+        log.info(`following router '${rec.name}': its router link at ${rec.address} answers`, { vpool, owner: rec.name, address: rec.address, failureDomain: rec.failureDomain });
+        return;
+      }
+    }
+    // the owner's registration is gone (its lease expired) or the vPool is unowned (released by a clean stop)
+    const dead = this.lastOwner;
+    if (this.downAt === null) this.downAt = Date.now();
+    this.goneSince ??= Date.now();
+    if (this.client !== null) {
+      this.client.close(owner === null ? 'the vPool was released (its owner stopped)' : `router '${owner.router}' lost its registry lease`);
+      this.client = null;
+    }
+    this.table.down(owner === null ? 'the vPool has no owner' : `its owner '${owner.router}' is gone (registry lease expired)`);
+    if (await this.defer(dead) || this.stopped) return;
+    let taken: Taken;
+    try {
+      taken = await takeVPool(etcd, vpool, router, false, this.opts.state);
+    } catch (err) {
+      // another follower won the owner tag's transaction: follow it at the next check
+      if (isCode(err, 'BUSY')) return this.say('lost race', 'another router took the vPool over first: following it', { error: (err as Error).message });
+      throw err;
+    }
+    if (this.stopped) {
+      // this follower is stopping (a signal came meanwhile): the vPool goes back to nobody, for another router
+      await releaseVPool(etcd, vpool, router, taken.tag).catch(() => undefined);
+      return;
+    }
+    this.stopped = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    log.warn(`TAKEOVER: this follower took vPool '${vpool}' in the registry (owner tag ${taken.tag}) from router '${dead.name}' (${owner === null ? 'released' : 'lease expired'}); opening it here, calls wait meanwhile`,
+      { vpool, tag: taken.tag, previous: dead.name, previousFailureDomain: dead.failureDomain, failureDomain: this.opts.failureDomain ?? null, followingForMs: Date.now() - this.t0 });
+    this.resolveOwned(taken);
+  }
+
+  /**
+   * True while this router should let another follower take the vPool first: it is in the dead owner's
+   * failure domain and a live follower of this vPool is not, and the owner has been gone less than DEFER_MS.
+   */
+  private async defer(dead: RouterRecord): Promise<boolean> {
+    const mine = this.opts.failureDomain ?? null;
+    if (mine === null || mine !== dead.failureDomain || this.goneSince === null || Date.now() - this.goneSince >= DEFER_MS) return false;
+    const etcd = this.opts.session.registry.client;
+    const live = Object.values(await etcd.getAll().prefix(routerKey('')).strings()).map((v) => JSON.parse(v) as RouterRecord);
+    const elsewhere = live.filter((r) => r.name !== this.opts.router && r.role === 'follower' && r.vpool === this.opts.vpool && r.failureDomain !== dead.failureDomain);
+    if (elsewhere.length === 0) return false;
+    this.say('defer', `deferring the takeover for up to ${DEFER_MS} ms: router(s) ${elsewhere.map((r) => `'${r.name}'`).join(', ')} follow the vPool from another failure domain than the dead owner's (${dead.failureDomain})`);
+    return true;
+  }
+}
