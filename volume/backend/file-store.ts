@@ -211,6 +211,16 @@ export class FileBlobStore implements BlobStore {
     });
   }
 
+  /** The object's file (see BlobStore.localPath): the store writes every object whole and renames it in place. */
+  localPath(key: string): string | null {
+    try {
+      validateKey(key);
+    } catch {
+      return null;
+    }
+    return this.pathOf(key);
+  }
+
   head(key: string): Promise<{ size: number } | null> {
     return this.run('head', key, async () => {
       validateKey(key);

@@ -29,6 +29,13 @@ export interface BlobStore {
    * cannot do this atomically leaves it out; the claim (volume/claim/claim.ts) then writes, waits and reads back.
    */
   createExclusive?(key: string, data: Uint8Array): Promise<boolean>;
+  /**
+   * Optional: the path of a local file that holds exactly the object's stored bytes (a `file://` store,
+   * unencrypted), or null (bad key). A reader may pread it in place instead of a ranged GET (the read
+   * cache does, for a backend on the state disk's filesystem: read-cache.ts objectFd); it verifies what it
+   * reads, as it does any GET's bytes. A store that transforms bytes (encryption) leaves it out.
+   */
+  localPath?(key: string): string | null;
   /** Removes the object; resolves also when it was not there. */
   delete(key: string): Promise<void>;
   /** Releases connections and handles. Calls after close fail with CLOSED. */
