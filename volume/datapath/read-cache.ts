@@ -93,8 +93,8 @@ export class ReadCache {
   /** The average of the recent votes: 1 = whole pieces were all wasted, 0 = all paid off. */
   private waste = 0;
   private sparse = false;
-  /** Object path → its open descriptor and whether it was used since the last sweep, in LRU order (in place). */
-  private readonly objectFds = new Map<string, { fd: number; used: boolean }>();
+  /** Object key → its file's open descriptor and whether it was used since the last sweep, in LRU order (in place). */
+  private readonly objectFds = new Map<string, { fd: number; file: string; used: boolean }>();
   private objectSweep: NodeJS.Timeout | null = null;
   /** The device of this cache's directory: objects on it are read in place. */
   private readonly dev: number;
@@ -137,16 +137,17 @@ export class ReadCache {
    */
   objectFd(key: string): number | undefined {
     if (this.backend.localPath === undefined) return undefined;
-    const file = this.backend.localPath(key);
-    if (file === null) return undefined;
-    const known = this.objectFds.get(file);
+    // by key: a read after random overwrites asks for hundreds of objects per MiB, a path built each time cost more than the read
+    const known = this.objectFds.get(key);
     if (known !== undefined) {
-      this.objectFds.delete(file);
-      this.objectFds.set(file, known);
+      this.objectFds.delete(key);
+      this.objectFds.set(key, known);
       known.used = true;
       this.inPlaceReads++;
       return known.fd;
     }
+    const file = this.backend.localPath(key);
+    if (file === null) return undefined;
     let fd: number;
     try {
       fd = fs.openSync(file, 'r');
@@ -170,20 +171,23 @@ export class ReadCache {
       this.objectFds.delete(oldest);
       fs.closeSync(o.fd);
     }
-    this.objectFds.set(file, { fd, used: true });
+    this.objectFds.set(key, { fd, file, used: true });
     this.objectSweep ??= setInterval(() => this.sweepObjects(), OBJECT_FD_IDLE_MS).unref();
     this.inPlaceReads++;
     return fd;
   }
 
-  /** Closes the object descriptors not used since the last sweep (an object deleted meanwhile frees its space). */
+  /**
+   * Closes the object descriptors not used since the last sweep (an object deleted meanwhile frees its
+   * space), and those whose key now names another file (a backend move switched to the new backend).
+   */
   private sweepObjects(): void {
-    for (const [file, o] of this.objectFds) {
-      if (o.used) {
+    for (const [key, o] of this.objectFds) {
+      if (o.used && this.backend.localPath?.(key) === o.file) {
         o.used = false;
         continue;
       }
-      this.objectFds.delete(file);
+      this.objectFds.delete(key);
       fs.closeSync(o.fd);
     }
     if (this.objectFds.size === 0 && this.objectSweep !== null) {
