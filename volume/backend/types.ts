@@ -36,6 +36,13 @@ export interface BlobStore {
    * reads, as it does any GET's bytes. A store that transforms bytes (encryption) leaves it out.
    */
   localPath?(key: string): string | null;
+  /**
+   * Optional: stores the bytes of the local file `file` under `key`, with put's promises (atomic, durable
+   * once resolved); resolves to the bytes stored. The file must not change meanwhile (the uploader's closed
+   * SCOs do not). A `file://` store copies it in the kernel (copy_file_range), with no trip of the bytes
+   * through this process; a store without it gets the bytes read and put.
+   */
+  putFile?(key: string, file: string): Promise<number>;
   /** Removes the object; resolves also when it was not there. */
   delete(key: string): Promise<void>;
   /** Releases connections and handles. Calls after close fail with CLOSED. */
