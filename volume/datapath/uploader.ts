@@ -6,9 +6,10 @@
  *
  * The SCOs of one TLog are put several at a time (SCO_PUTS), in any order; the TLog itself only once all
  * of them are in the backend, so a TLog object there still means every SCO it names is. One SCO at a time,
- * a busy vDisk shipped one put's latency at a time (read, write, fsync, rename, fsync of the directory:
- * ~15 ms for 4 MiB on the `file://` backend here, ~270 MB/s) while three of libuv's four threads waited,
- * and once the write cache was full every write waited for that (docs/performance.md).
+ * a busy vDisk shipped one put's latency at a time (read, write, fsync, rename, fsync of the directory on
+ * the `file://` backend; a round trip to S3) however idle the rest was, and once the write cache is full
+ * every write waits for that (docs/performance.md). A store with putFile (`file://`) gets the SCO's file,
+ * copied in the kernel, instead of its bytes read into this process.
  */
 import fs from 'node:fs/promises';
 import type { BlobStore } from '../backend/types.js';
