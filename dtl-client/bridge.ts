@@ -18,7 +18,7 @@ import type { DtlInfo, DtlMode, DtlState } from '../volume/types.js';
 import { DtlClient, type DtlClientOptions } from './client.js';
 import { DtlError } from './errors.js';
 import { captureHistory, historyEntries } from './history.js';
-import { encodeDiscard, encodeEntryInto, encodeResize, entryBytes } from './messages.js';
+import { encodeDiscard, encodeEntry, encodeResize } from './messages.js';
 
 const log = logger('dtl');
 
@@ -31,20 +31,7 @@ export const REATTACH_AFTER_MS = 1000;
 /** AddEntries requests in flight at once per vDisk. */
 const MAX_INFLIGHT = 4;
 
-/** Entry records of clusters are carved from slabs of this size (see DtlBridge.entrySpace). */
-const SLAB_BYTES = 1 * 2 ** 20;
-/** Free slabs kept for reuse. */
-const KEEP_SLABS = 2;
-
-/** A slab and how many of the records carved from it are queued or in flight. */
-interface Slab {
-  buf: Buffer;
-  live: number;
-  /** No more records are carved from it (it was full). */
-  full: boolean;
-}
-
-type Item = { seq: number; rec: Buffer; slab?: Slab } | { seq: number; clear: true; done: () => void };
+type Item = { seq: number; rec: Buffer } | { seq: number; clear: true; done: () => void };
 
 export interface BridgeOptions extends DtlClientOptions {
   router: string;
@@ -76,10 +63,6 @@ export class DtlBridge implements DtlSink {
   private inflight = 0;
   private inflightError: Error | null = null;
   private readonly client: DtlClient;
-  /** The slab records are carved from now, the first free byte in it, and slabs free for reuse. */
-  private slab: Slab | null = null;
-  private slabPos = 0;
-  private readonly freeSlabs: Buffer[] = [];
 
   constructor(private readonly v: DtlVDisk, readonly mode: DtlMode, private readonly opts: BridgeOptions) {
     // pinned to the server it caught up on; a lost connection wakes the loop, which attaches again (at once, or degraded first)
@@ -90,49 +73,7 @@ export class DtlBridge implements DtlSink {
   // ---- DtlSink ------------------------------------------------------------------------------------
 
   clusters(addresses: number[], scos: number[], datas: Uint8Array[]): void {
-    for (let i = 0; i < addresses.length; i++) {
-      if (this.closed) return;
-      const n = entryBytes(datas[i].length);
-      const slab = this.entrySlab(n);
-      const rec = encodeEntryInto(slab.buf.subarray(this.slabPos, this.slabPos + n), 0, scos[i], addresses[i], datas[i]);
-      this.slabPos += n;
-      slab.live++;
-      this.record(rec, slab);
-    }
-  }
-
-  /**
-   * The slab the next record of `n` bytes is carved from. A record of its own (just over 4 KiB, past Node's
-   * pooled small buffers) cost a fresh ArrayBuffer per cluster: an allocation each (1.8% of the mount's
-   * main thread at 16 × 4 with DTL async) and external memory that V8 collects with full mark-compacts
-   * (docs/performance.md). A slab whose records have all been acknowledged by the server is reused
-   * (shipped); one whose records were dropped (degraded, re-attached) is left to the garbage collector, as
-   * a request of an earlier attachment may still be being written.
-   */
-  private entrySlab(n: number): Slab {
-    const cur = this.slab;
-    if (cur !== null && this.slabPos + n <= cur.buf.length) return cur;
-    if (cur !== null) {
-      cur.full = true;
-      if (cur.live === 0) this.reuse(cur);
-    }
-    const slab: Slab = { buf: this.freeSlabs.pop() ?? Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, n)), live: 0, full: false };
-    this.slab = slab;
-    this.slabPos = 0;
-    return slab;
-  }
-
-  /** The server has the records of `slabs` (one entry per record): a full slab none of whose records is left is reused. */
-  private shippedSlabs(slabs: Array<Slab | undefined>): void {
-    for (const s of slabs) {
-      if (s === undefined) continue;
-      s.live--;
-      if (s.live === 0 && s.full) this.reuse(s);
-    }
-  }
-
-  private reuse(s: Slab): void {
-    if (this.freeSlabs.length < KEEP_SLABS && s.buf.length === SLAB_BYTES) this.freeSlabs.push(s.buf);
+    for (let i = 0; i < addresses.length; i++) this.record(encodeEntry(0, scos[i], addresses[i], datas[i]));
   }
 
   resize(size: number, tag: number, tlog: number): void {
@@ -219,15 +160,14 @@ export class DtlBridge implements DtlSink {
 
   // ---- the shipping loop --------------------------------------------------------------------------
 
-  private record(rec: Buffer, slab?: Slab): void {
+  private record(rec: Buffer): void {
     if (this.closed) return;
     const seq = ++this.recorded;
     if (this.state === 'degraded') {
       this.shipped = this.flushed = seq;
-      if (slab !== undefined) this.shippedSlabs([slab]); // never sent: its room is free again
       return;
     }
-    this.queue.push({ seq, rec, slab });
+    this.queue.push({ seq, rec });
     this.queueBytes += rec.length;
     if (this.mode === 'sync' || this.queue.length >= ASYNC_ENTRIES) this.kick();
   }
@@ -348,13 +288,11 @@ export class DtlBridge implements DtlSink {
   /** Sends the entries at the head of the queue (up to a Clear or BATCH_BYTES); the reply advances `shipped`. */
   private sendBatch(gen: number): void {
     const recs: Buffer[] = [];
-    const slabs: Array<Slab | undefined> = [];
     let bytes = 0;
     let last = 0;
     for (const it of this.queue) {
       if ('clear' in it || bytes >= BATCH_BYTES) break;
       recs.push(it.rec);
-      slabs.push(it.slab);
       bytes += it.rec.length;
       last = it.seq;
     }
@@ -363,7 +301,6 @@ export class DtlBridge implements DtlSink {
     this.client.addEntries(this.v.id, recs).then(
       () => {
         if (gen !== this.gen) return; // degraded or re-attached meanwhile: the history covers these
-        this.shippedSlabs(slabs);
         this.inflight--;
         this.queueBytes -= bytes;
         this.shipped = Math.max(this.shipped, last);

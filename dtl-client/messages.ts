@@ -48,18 +48,8 @@ export function encodeDiscard(tag: number, first: number, count: number, tlog: n
 }
 
 export function encodeEntry(kind: 0 | 1 | 2, tag: number, value: number, data?: Uint8Array): Buffer {
-  return encodeEntryInto(Buffer.allocUnsafe(entryBytes(data?.length ?? 0)), kind, tag, value, data);
-}
-
-/** The bytes of an entry record carrying `dataLength` bytes of data. */
-export function entryBytes(dataLength: number): number {
-  return ENTRY_HEAD + BODY_FIXED + dataLength;
-}
-
-/** encodeEntry into `out`, exactly entryBytes(data.length) long (a piece of the bridge's slab: ./bridge.ts). */
-export function encodeEntryInto(out: Buffer, kind: 0 | 1 | 2, tag: number, value: number, data?: Uint8Array): Buffer {
   const dlen = data?.length ?? 0;
-  if (out.length !== ENTRY_HEAD + BODY_FIXED + dlen) throw new DtlError('INVALID', `an entry of ${dlen} data bytes takes ${ENTRY_HEAD + BODY_FIXED + dlen} bytes, not ${out.length}`);
+  const out = Buffer.allocUnsafe(ENTRY_HEAD + BODY_FIXED + dlen);
   out.writeUInt32LE(BODY_FIXED + dlen, 0);
   out.writeUInt8(kind, 8);
   out.writeUInt32LE(tag >>> 0, 9);
