@@ -65,6 +65,23 @@ test('file: puts, overwrites and a failed put leave no temp files behind', async
   t.deepEqual(files, await store.list(''));
 });
 
+test('file: putFile stores a local file\'s bytes, replacing, atomically; a missing source fails and leaves nothing', async (t) => {
+  const { store, dir } = await fileStore(t);
+  const src = path.join(os.tmpdir(), `vpoolfs-putfile-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  t.teardown(() => fs.rmSync(src, { force: true }));
+  for (const size of [0, 4096 + 5, 4 * 1024 * 1024 + 32 * 1024]) {
+    const data = Buffer.alloc(size);
+    for (let i = 0; i < size; i++) data[i] = (i * 7 + size) & 0xff;
+    fs.writeFileSync(src, data);
+    t.is(await store.putFile!('p/sco/00000001', src), size);
+    t.true((await store.get('p/sco/00000001')).equals(data), `${size} bytes read back`);
+  }
+  await rejectsWith(t, store.putFile!('p/sco/00000002', `${src}.missing`), 'BACKEND', 'p/sco/00000002');
+  t.is(await store.head('p/sco/00000002'), null);
+  const files = (await filesUnder(dir)).sort();
+  t.deepEqual(files, ['p/sco/00000001'], 'no temp file left behind');
+});
+
 test('file: delete removes emptied parent directories but never the root', async (t) => {
   const { store, dir } = await fileStore(t);
   await store.put('x/y/z/k', Buffer.from('1'));

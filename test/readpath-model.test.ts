@@ -11,7 +11,7 @@ import test, { type ExecutionContext } from 'ava';
 import type { VDisk } from '../volume/types.js';
 import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
 import { CS, poolEnv, SLOT_SIZE } from './helpers/vpool.js';
-import { emptyReadCache, evictAll, localScos } from './helpers/readpath.js';
+import { copyInBackend, emptyReadCache, evictAll, impl, localScos } from './helpers/readpath.js';
 
 const MiB = 2 ** 20;
 const SEED = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -67,7 +67,11 @@ function pickLength(r: () => number): number {
   return MiB + Math.floor(r() * MiB / 2);
 }
 
-test('random reads of random lengths match the reference while the data is spread over the write cache, the read cache and the backend', async (t) => {
+/**
+ * `inPlace`: the file backend as it is, whose object files the read path reads in place (read-cache.ts);
+ * else the same backend seen without localPath, so that pieces are fetched into the read cache.
+ */
+async function randomReads(t: ExecutionContext, inPlace: boolean): Promise<void> {
   t.log(`seed ${SEED} (VPOOLFS_SEED=${SEED} replays this run)`);
   const r = rng(SEED);
   const SCO = 64; // two read-cache pieces a SCO: runs are cut at piece edges
@@ -76,7 +80,7 @@ test('random reads of random lengths match the reference while the data is sprea
     writeCacheBytes: 10 * SCO * SLOT_SIZE, // writes keep evicting what is in the backend
     readCacheBytes: 40 * 32 * SLOT_SIZE, // 40 pieces: some reads find them, most fetch
   });
-  const pool = await env.open();
+  const pool = await env.open(inPlace ? {} : { backend: await copyInBackend(t, env) });
   const SIZE = 6 * MiB + 3 * CS + 123;
   await pool.createFile('/d', 0o644, 0, 0, SIZE);
   const disks: Array<{ path: string; v: VDisk; ref: RefDisk }> = [{ path: '/d', v: pool.vdisk('/d'), ref: new RefDisk() }];
@@ -145,6 +149,16 @@ test('random reads of random lengths match the reference while the data is sprea
   }
   for (const d of disks) t.is(localScos(env, d.v).length, 0, `${d.path}: nothing left in the write cache, all was read from the backend`);
   const stats = pool.cacheStats();
-  t.true(stats.readCacheHits > 0 && stats.readCacheMisses > 0, `the read cache served pieces and missed some (hits ${stats.readCacheHits}, misses ${stats.readCacheMisses})`);
-  t.log(`ops ${JSON.stringify(counts)}; read cache hits ${stats.readCacheHits}, misses ${stats.readCacheMisses}`);
-});
+  const inPlaceReads = impl(disks[0].v).readCache.inPlaceReads;
+  if (inPlace) {
+    t.true(inPlaceReads > 0 && stats.readCacheHits === 0 && stats.readCacheMisses === 0,
+      `the backend's files were read in place, the read cache unused (in place ${inPlaceReads}, hits ${stats.readCacheHits}, misses ${stats.readCacheMisses})`);
+  } else {
+    t.true(stats.readCacheHits > 0 && stats.readCacheMisses > 0 && inPlaceReads === 0, `the read cache served pieces and missed some (hits ${stats.readCacheHits}, misses ${stats.readCacheMisses})`);
+  }
+  t.log(`ops ${JSON.stringify(counts)}; read cache hits ${stats.readCacheHits}, misses ${stats.readCacheMisses}, in place ${inPlaceReads}`);
+}
+
+test('random reads of random lengths match the reference while the data is spread over the write cache, the read cache and the backend', (t) => randomReads(t, false));
+
+test('the same with the file backend read in place: write cache and backend files, no read cache', (t) => randomReads(t, true));

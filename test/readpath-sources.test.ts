@@ -2,6 +2,8 @@
  * The read path's sources and its checks, in single large requests (volume/datapath/read-path.ts):
  * - one read gathers holes, write-cache runs, cached read-cache pieces and pieces fetched from the backend;
  * - readInto fills an offset window of a caller's buffer, cuts at the size and touches nothing else;
+ * - the file backend is read in place (its object files, no read-cache copy) when it is on the state
+ *   directory's filesystem, and through the read cache when it is not;
  * - a flipped byte anywhere a large parallel read goes (a backend SCO, a write-cache SCO not yet uploaded,
  *   one that is in the backend too, a read-cache piece) is a logged CHECKSUM error or is mended from the
  *   good copy — never wrong bytes — and the clusters around it read right.
@@ -12,7 +14,7 @@ import path from 'node:path';
 import { randomInt } from 'node:crypto';
 import type { VDisk, VPool } from '../volume/types.js';
 import { CS, flipByte, pattern, poolEnv, SLOT_SIZE } from './helpers/vpool.js';
-import { emptyReadCache, evictAll, localScos } from './helpers/readpath.js';
+import { copyInBackend, emptyReadCache, evictAll, impl, localScos } from './helpers/readpath.js';
 import { captureLog, slotAddress } from './helpers/slot-probe.js';
 
 const MiB = 2 ** 20;
@@ -64,7 +66,7 @@ function checksumLogged(lines: Array<Record<string, unknown>>, where: string, of
 
 test('one read gathers holes, the write cache, cached pieces and pieces from the backend', async (t) => {
   const env = poolEnv(t, { scoClusters: 64, tlogScos: 2 });
-  const pool = await env.open();
+  const pool = await env.open({ backend: await copyInBackend(t, env) }); // pieces are fetched and cached
   await pool.createFile('/d', 0o644, 0, 0, 4 * MiB);
   const v = pool.vdisk('/d');
   const want = Buffer.alloc(4 * MiB);
@@ -168,7 +170,7 @@ test('a flipped byte in a write-cache SCO that is in the backend too: a large re
 
 test('a flipped byte in a read-cache piece inside a large read: fetched again, the right bytes', async (t) => {
   const env = poolEnv(t, { scoClusters: 64, tlogScos: 2 });
-  const pool = await env.open();
+  const pool = await env.open({ backend: await copyInBackend(t, env) }); // pieces are fetched and cached
   const { v, data } = await scattered(pool, 512);
   await evictAll(env, pool, [v]);
   emptyReadCache(pool);
@@ -181,4 +183,38 @@ test('a flipped byte in a read-cache piece inside a large read: fetched again, t
   const window = Buffer.alloc(data.length + 10);
   t.is(await v.readInto(window.subarray(5, 5 + data.length), 0), data.length);
   t.true(window.subarray(5, 5 + data.length).equals(data), 'readInto too');
+});
+
+
+test('the file backend on the state directory\'s filesystem is read in place; on another one, through the read cache', async (t) => {
+  const shm = '/dev/shm';
+  const { v: sameV, data, env, pool } = await (async () => {
+    const env = poolEnv(t, { scoClusters: 64, tlogScos: 2 });
+    const pool = await env.open();
+    const { v, data } = await scattered(pool, 512);
+    await evictAll(env, pool, [v]);
+    emptyReadCache(pool);
+    return { v, data, env, pool };
+  })();
+  t.true((await sameV.read(0, data.length)).equals(data), 'in place: the right bytes');
+  t.true(impl(sameV).readCache.inPlaceReads > 0, 'in place: the object files were read');
+  t.deepEqual(fs.readdirSync(path.join(env.state, 'rc')), [], 'in place: nothing copied into the read cache');
+  t.is(pool.cacheStats().readCacheMisses, 0);
+  // another filesystem: tmpfs under /dev/shm (when it is one; this machine's tests run as root on Linux)
+  if (!fs.existsSync(shm) || fs.statSync(shm).dev === fs.statSync(env.state).dev) {
+    t.fail(`${shm} is missing or on the same filesystem as ${env.state}: cannot test a backend on another filesystem`);
+    return;
+  }
+  const other = poolEnv(t, { scoClusters: 64, tlogScos: 2 });
+  const backendDir = fs.mkdtempSync(path.join(shm, 'vpoolfs-inplace-'));
+  t.teardown(() => fs.rmSync(backendDir, { recursive: true, force: true }));
+  const pool2 = await other.open({ backendUrl: `file://${backendDir}` });
+  const { v, data: data2 } = await scattered(pool2, 512);
+  await evictAll(other, pool2, [v]);
+  emptyReadCache(pool2);
+  t.true((await v.read(0, data2.length)).equals(data2), 'another filesystem: the right bytes');
+  t.true((await v.read(0, data2.length)).equals(data2), 'another filesystem, warm: the right bytes');
+  const stats = pool2.cacheStats();
+  t.true(stats.readCacheMisses > 0 && stats.readCacheHits > 0, `another filesystem: pieces fetched and cached (hits ${stats.readCacheHits}, misses ${stats.readCacheMisses})`);
+  t.is(impl(v).readCache.inPlaceReads, 0, 'another filesystem: nothing read in place');
 });

@@ -11,6 +11,7 @@ import type { VDisk } from '../volume/types.js';
 import { setLogLevel } from '../util/log.js';
 import { gatedStore } from './helpers/gated-store.js';
 import { gone, listFiles, pattern, poolEnv, SLOT_SIZE, treeBytes } from './helpers/vpool.js';
+import { copyInBackend } from './helpers/readpath.js';
 
 const MiB = 2 ** 20;
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error'); // the retries these tests cause on purpose are warnings
@@ -173,7 +174,7 @@ test('the read cache stays within its limit', async (t) => {
   await env.close(pool);
   fs.rmSync(env.state, { recursive: true, force: true });
   const limit = 256 * 1024;
-  pool = await env.open({ readCacheBytes: limit });
+  pool = await env.open({ readCacheBytes: limit, backend: await copyInBackend(t, env) }); // pieces copied in, not read in place
   const v = pool.vdisk('/rc');
   for (let off = 0; off < data.length; off += CHUNK) {
     t.true((await v.read(off, CHUNK)).equals(data.subarray(off, off + CHUNK)), `bytes at ${off}`);
@@ -264,7 +265,7 @@ test('cache limits change while mounted: a larger write cache lets waiting write
 
   // the read cache: filled from the backend, then shrunk to nothing
   fs.rmSync(env.state, { recursive: true, force: true });
-  const again = await env.open({ readCacheBytes: 4 * MiB });
+  const again = await env.open({ readCacheBytes: 4 * MiB, backend: await copyInBackend(t, env) }); // pieces copied in, not read in place
   t.true((await again.vdisk('/live').read(0, data.length)).equals(data));
   const rc = path.join(env.state, 'rc');
   t.true(treeBytes(rc) > MiB, `the read cache holds ${treeBytes(rc)} bytes`);

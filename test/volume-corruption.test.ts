@@ -11,6 +11,7 @@ import type { VDisk, VPool } from '../volume/types.js';
 import { openBlobStore } from '../volume/backend/index.js';
 import { gatedStore } from './helpers/gated-store.js';
 import { CS, flipByte, gone, pattern, poolEnv, SLOT_SIZE, type PoolEnv } from './helpers/vpool.js';
+import { copyInBackend } from './helpers/readpath.js';
 import { captureLog, slotAddress } from './helpers/slot-probe.js';
 
 const HEADER = 32;
@@ -235,7 +236,7 @@ test('(e) a flipped byte in a read-cache piece: refetched, right bytes', async (
   const { id, data } = await populate(pool);
   await env.close(pool);
   fs.rmSync(env.state, { recursive: true, force: true });
-  pool = await env.open();
+  pool = await env.open({ backend: await copyInBackend(t, env) }); // pieces copied in, not read in place
   const v = pool.vdisk('/c');
   await checkClusters(t, v, data, new Set(), 'cold'); // fills the read cache
   const rc = path.join(env.state, 'rc');
@@ -323,7 +324,7 @@ test('(e) a truncated read-cache piece (a host crash after its rename): refetche
   const { id, data } = await populate(pool);
   await env.close(pool);
   fs.rmSync(env.state, { recursive: true, force: true });
-  pool = await env.open();
+  pool = await env.open({ backend: await copyInBackend(t, env) }); // pieces copied in, not read in place
   await checkClusters(t, pool.vdisk('/c'), data, new Set(), 'cold'); // fills the read cache
   await env.close(pool);
   const rc = path.join(env.state, 'rc');
@@ -331,7 +332,7 @@ test('(e) a truncated read-cache piece (a host crash after its rename): refetche
   t.true(pieces.length >= 3);
   fs.truncateSync(path.join(rc, pieces[0]), 0); // renamed but its data never reached the disk
   fs.truncateSync(path.join(rc, pieces[1]), 3 * SLOT_SIZE + 100); // half written
-  pool = await env.open();
+  pool = await env.open({ backend: await copyInBackend(t, env) }); // pieces copied in, not read in place
   await checkClusters(t, pool.vdisk('/c'), data, new Set(), 'short read-cache pieces');
 });
 

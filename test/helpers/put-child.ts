@@ -10,7 +10,9 @@
  *
  * A payload is self-describing: a 12-byte header (magic, key index, version) and then bytes computed from
  * key index and version, with a size that changes from version to version, so a torn write is detected.
+ * Every other version goes through putFile when the store has it (file://), from a file beside the ack log.
  */
+import fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { openBlobStore } from '../../volume/backend/index.js';
 import { openAckLog } from './ack-log.js';
@@ -53,7 +55,15 @@ async function main(): Promise<void> {
     for (;;) {
       for (let i = w; i < CRASH_KEYS; i += CRASH_WORKERS) {
         const v = version++;
-        await store.put(crashKey(i), crashPayload(i, v));
+        if (v % 2 === 1 && store.putFile !== undefined) {
+          // every other version through putFile (the uploader's path on a file:// store), from a local file
+          // written whole first (the uploader's closed SCOs are whole and never change)
+          const src = `${acks}.src-${w}`;
+          fs.writeFileSync(src, crashPayload(i, v));
+          await store.putFile(crashKey(i), src);
+        } else {
+          await store.put(crashKey(i), crashPayload(i, v));
+        }
         ack(`ack ${i} ${v}`);
         if (!told) process.stdout.write('acked\n');
         told = true;

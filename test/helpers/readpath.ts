@@ -7,6 +7,7 @@ import type { ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BlobStore } from '../../volume/backend/types.js';
+import { FileBlobStore } from '../../volume/backend/file-store.js';
 import type { VDisk, VPool } from '../../volume/types.js';
 import type { VDiskImpl } from '../../volume/vdisk/vdisk.js';
 import type { PoolEnv } from './vpool.js';
@@ -110,6 +111,14 @@ export class HeldReads implements BlobStore {
     this.release();
     return this.inner.close();
   }
+}
+
+/**
+ * The file backend of `env` behind HeldReads, which has no localPath: the read cache fetches and keeps
+ * pieces (the path of an S3 or an encrypted backend) instead of reading the object files in place.
+ */
+export async function copyInBackend(t: ExecutionContext, env: PoolEnv): Promise<HeldReads> {
+  return heldReads(t, await FileBlobStore.open(env.backendUrl));
 }
 
 export function heldReads(t: ExecutionContext, inner: BlobStore): HeldReads {

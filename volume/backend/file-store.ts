@@ -16,7 +16,7 @@
  * Limitation of this layout: a key and a key below it (`a` and `a/b`) cannot both exist; the second put
  * fails with BACKEND.
  */
-import { promises as fsp, type Dirent } from 'node:fs';
+import { constants as fsConstants, promises as fsp, type Dirent } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -131,37 +131,67 @@ export class FileBlobStore implements BlobStore {
     return this.run('put', key, async () => {
       validateKey(key);
       if (!(data instanceof Uint8Array)) throw new BackendError('INVALID', `put ${key}: data is not a Uint8Array`, { key });
-      const target = this.pathOf(key);
-      const dir = path.dirname(target);
-      // A concurrent delete may remove `dir` between mkdir and the temp file's creation: then retry.
-      for (let attempt = 1; ; attempt++) {
-        const tmp = path.join(dir, `${TEMP_PREFIX}${process.pid}-${++this.tempCounter}-${randomBytes(4).toString('hex')}`);
-        let fh: FileHandle;
-        try {
-          await fsp.mkdir(dir, { recursive: true });
-          fh = await fsp.open(tmp, 'wx', 0o644);
-        } catch (err) {
-          if (errno(err) === 'ENOENT' && attempt < 10) continue;
-          if (errno(err) === 'ENOTDIR' || errno(err) === 'EEXIST') throw this.conflict(key, err);
-          throw err;
-        }
-        try {
-          try {
-            await fh.writeFile(data);
-            await fh.sync();
-          } finally {
-            await fh.close();
-          }
-          await fsp.rename(tmp, target);
-        } catch (err) {
-          await fsp.unlink(tmp).catch(() => undefined);
-          if (errno(err) === 'EISDIR' || errno(err) === 'ENOTEMPTY') throw this.conflict(key, err);
-          throw err;
-        }
-        await this.syncUpTo(dir);
-        return;
-      }
+      await this.putVia(key, async (tmp) => {
+        const fh = await fsp.open(tmp, 'wx', 0o644);
+        return { fh, fill: () => fh.writeFile(data) };
+      });
     });
+  }
+
+  /**
+   * put of a local file's bytes (BlobStore.putFile): the temp file is made by copy_file_range(2) (libuv's
+   * copyfile, in one trip through its pool: page cache to page cache, the bytes never enter this process),
+   * then fsynced and renamed like put's.
+   */
+  putFile(key: string, file: string): Promise<number> {
+    return this.run('putFile', key, async () => {
+      validateKey(key);
+      return this.putVia(key, async (tmp) => {
+        await fsp.copyFile(file, tmp, fsConstants.COPYFILE_EXCL);
+        return { fh: await fsp.open(tmp, 'r+') };
+      });
+    });
+  }
+
+  /**
+   * The body of put: `create` makes a unique temp file in the target's directory (exclusively) and hands
+   * back its handle and what fills it; then it is fsynced, renamed over the target, the directory fsynced.
+   * Resolves to the bytes stored.
+   */
+  private async putVia(key: string, create: (tmp: string) => Promise<{ fh: FileHandle; fill?: () => Promise<void> }>): Promise<number> {
+    const target = this.pathOf(key);
+    const dir = path.dirname(target);
+    // A concurrent delete may remove `dir` between mkdir and the temp file's creation: then retry.
+    for (let attempt = 1; ; attempt++) {
+      const tmp = path.join(dir, `${TEMP_PREFIX}${process.pid}-${++this.tempCounter}-${randomBytes(4).toString('hex')}`);
+      let made: { fh: FileHandle; fill?: () => Promise<void> };
+      try {
+        await fsp.mkdir(dir, { recursive: true });
+        made = await create(tmp);
+      } catch (err) {
+        await fsp.unlink(tmp).catch(() => undefined); // a copy that failed half-way leaves its temp file
+        if (errno(err) === 'ENOENT' && attempt < 10) continue; // the directory went (or, for putFile, the source is missing: 10 tries, then the error)
+        if (errno(err) === 'ENOTDIR' || errno(err) === 'EEXIST') throw this.conflict(key, err);
+        throw err;
+      }
+      let size: number;
+      try {
+        try {
+          await made.fill?.();
+          await made.fh.sync();
+          size = (await made.fh.stat()).size;
+        } finally {
+          await made.fh.close();
+        }
+        await fsp.rename(tmp, target);
+      } catch (err) {
+        await fsp.unlink(tmp).catch(() => undefined);
+        if (errno(err) === 'EISDIR' || errno(err) === 'ENOTEMPTY') throw this.conflict(key, err);
+        throw err;
+      }
+      await this.syncUpTo(dir);
+      return size;
+    }
   }
 
   /** Exclusive create: the temp file is fsynced, then link(2)ed to the key (EEXIST: someone was first). */
@@ -209,6 +239,16 @@ export class FileBlobStore implements BlobStore {
         return readExact(fh, offset, length);
       });
     });
+  }
+
+  /** The object's file (see BlobStore.localPath): the store writes every object whole and renames it in place. */
+  localPath(key: string): string | null {
+    try {
+      validateKey(key);
+    } catch {
+      return null;
+    }
+    return this.pathOf(key);
   }
 
   head(key: string): Promise<{ size: number } | null> {

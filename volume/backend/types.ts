@@ -29,6 +29,20 @@ export interface BlobStore {
    * cannot do this atomically leaves it out; the claim (volume/claim/claim.ts) then writes, waits and reads back.
    */
   createExclusive?(key: string, data: Uint8Array): Promise<boolean>;
+  /**
+   * Optional: the path of a local file that holds exactly the object's stored bytes (a `file://` store,
+   * unencrypted), or null (bad key). A reader may pread it in place instead of a ranged GET (the read
+   * cache does, for a backend on the state disk's filesystem: read-cache.ts objectFd); it verifies what it
+   * reads, as it does any GET's bytes. A store that transforms bytes (encryption) leaves it out.
+   */
+  localPath?(key: string): string | null;
+  /**
+   * Optional: stores the bytes of the local file `file` under `key`, with put's promises (atomic, durable
+   * once resolved); resolves to the bytes stored. The file must not change meanwhile (the uploader's closed
+   * SCOs do not). A `file://` store copies it in the kernel (copy_file_range), with no trip of the bytes
+   * through this process; a store without it gets the bytes read and put.
+   */
+  putFile?(key: string, file: string): Promise<number>;
   /** Removes the object; resolves also when it was not there. */
   delete(key: string): Promise<void>;
   /** Releases connections and handles. Calls after close fail with CLOSED. */

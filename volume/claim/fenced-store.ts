@@ -11,8 +11,19 @@ import type { BackendClaim } from './claim.js';
 export class FencedStore implements BlobStore {
   /** Present exactly when the wrapped store has it. */
   createExclusive?: (key: string, data: Uint8Array) => Promise<boolean>;
+  /** Present exactly when the wrapped store has it (a read: passes untouched). */
+  localPath?: (key: string) => string | null;
+  /** Present exactly when the wrapped store has it; a write, gated like put. */
+  putFile?: (key: string, file: string) => Promise<number>;
 
   constructor(private readonly inner: BlobStore, private readonly claim: BackendClaim) {
+    if (inner.localPath !== undefined) this.localPath = (key) => inner.localPath!(key);
+    if (inner.putFile !== undefined) {
+      this.putFile = async (key, file) => {
+        await claim.gate(`put ${key}`);
+        return inner.putFile!(key, file);
+      };
+    }
     if (inner.createExclusive !== undefined) {
       this.createExclusive = async (key, data) => {
         await claim.gate(`create ${key}`);

@@ -62,7 +62,8 @@ export class ReadAhead {
       return;
     }
     this.streamEnd = Math.max(this.streamEnd, end);
-    if (!remote || this.t.readCache.limit === 0) return;
+    // in place (read-cache.ts): nothing to prefetch, the kernel's read-ahead of the object file does it
+    if (!remote || this.t.readCache.limit === 0 || this.t.readCache.readsInPlace) return;
     const target = Math.min(this.t.size, this.streamEnd + Math.min(this.window, Math.floor(this.t.readCache.limit / 8)));
     this.window = Math.min(MAX_WINDOW, this.window * 2);
     try {

@@ -24,6 +24,16 @@
  * prefetches only the pieces a stream reads mostly whole; a request that needs three quarters of a piece or
  * more still fetches it whole, and keeps it. The sparse fetches keep voting (their ghosts), so a working set
  * that fits again turns whole pieces back on.
+ *
+ * In place. A `file://` backend (unencrypted: BlobStore.localPath) whose object files sit on the same
+ * filesystem as this cache already is a local file of every SCO: copying its pieces into a second local
+ * file bought nothing and cost each piece a ranged GET (open, stat, read, close on libuv's pool) and a
+ * cache write (open, write, close, rename, a statfs). objectFd() hands the read path a descriptor of the
+ * object's file instead, read like a write-cache SCO (synchronously, slots verified; a failure takes the
+ * careful path, getSlots, which then reads with getRange). Same filesystem only: its reads cost what a
+ * cached piece's did; a backend directory on another (a network mount) keeps the copy-in cache.
+ * Descriptors of recently read objects stay open (MAX_OBJECT_FDS); one not used for OBJECT_FD_IDLE_MS is
+ * closed, so that an object deleted meanwhile (a scrub, a removed vDisk) gives back its space soon.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -41,6 +51,10 @@ export const PIECE_SLOTS = 32;
  * its descriptor limit to the hard limit at start).
  */
 const MAX_OPEN_PIECES = 4096;
+/** Descriptors of backend objects read in place kept open (least recently used closed first). */
+const MAX_OBJECT_FDS = 64;
+/** An object descriptor not used for this long is closed (by a sweep every OBJECT_FD_IDLE_MS). */
+const OBJECT_FD_IDLE_MS = 2000;
 /** Weight of one vote in the thrash score (an average over the last ~16 votes). */
 const VOTE_WEIGHT = 1 / 16;
 /** Thrashing from this score up, until it falls below LEAVE_THRASH (hysteresis: no flapping). */
@@ -79,6 +93,15 @@ export class ReadCache {
   /** The average of the recent votes: 1 = whole pieces were all wasted, 0 = all paid off. */
   private waste = 0;
   private sparse = false;
+  /** Object key → its file's open descriptor and whether it was used since the last sweep, in LRU order (in place). */
+  private readonly objectFds = new Map<string, { fd: number; file: string; used: boolean }>();
+  private objectSweep: NodeJS.Timeout | null = null;
+  /** The device of this cache's directory: objects on it are read in place. */
+  private readonly dev: number;
+  /** Whether the last object opened was on this cache's filesystem (read-ahead skips in-place objects). */
+  private lastInPlace = true;
+  /** Reads served in place from the backend's files (tests and logs look at it). */
+  inPlaceReads = 0;
 
   /**
    * `disk`: the state disk (write-cache-space.ts). The read cache keeps twice its reserve free: the write
@@ -86,6 +109,7 @@ export class ReadCache {
    */
   constructor(private readonly dir: string, public limit: number, private readonly backend: BlobStore, private readonly disk?: StateDisk) {
     fs.mkdirSync(dir, { recursive: true });
+    this.dev = fs.statSync(dir).dev;
     for (const name of fs.readdirSync(dir)) {
       if (name.startsWith('.')) {
         fs.rmSync(path.join(dir, name), { force: true });
@@ -101,11 +125,95 @@ export class ReadCache {
     return this.used;
   }
 
+  /** True when the backend's objects are read in place (see the header): nothing to cache or prefetch. */
+  get readsInPlace(): boolean {
+    return this.backend.localPath !== undefined && this.lastInPlace;
+  }
+
+  /**
+   * An open descriptor of the file of backend object `key` when it is read in place (see the header), else
+   * undefined (not a local file, on another filesystem, missing). Valid until the next await: use it at
+   * once. The caller verifies what it reads.
+   */
+  objectFd(key: string): number | undefined {
+    if (this.backend.localPath === undefined) return undefined;
+    // by key: a read after random overwrites asks for hundreds of objects per MiB, a path built each time cost more than the read
+    const known = this.objectFds.get(key);
+    if (known !== undefined) {
+      this.objectFds.delete(key);
+      this.objectFds.set(key, known);
+      known.used = true;
+      this.inPlaceReads++;
+      return known.fd;
+    }
+    const file = this.backend.localPath(key);
+    if (file === null) return undefined;
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch {
+      return undefined; // missing: the careful path's GET says so
+    }
+    let st: fs.Stats;
+    try {
+      st = fs.fstatSync(fd);
+    } catch {
+      fs.closeSync(fd);
+      return undefined;
+    }
+    this.lastInPlace = st.dev === this.dev;
+    if (!this.lastInPlace || !st.isFile()) {
+      fs.closeSync(fd);
+      return undefined;
+    }
+    if (this.objectFds.size >= MAX_OBJECT_FDS) {
+      const [oldest, o] = this.objectFds.entries().next().value as [string, { fd: number }];
+      this.objectFds.delete(oldest);
+      fs.closeSync(o.fd);
+    }
+    this.objectFds.set(key, { fd, file, used: true });
+    this.objectSweep ??= setInterval(() => this.sweepObjects(), OBJECT_FD_IDLE_MS).unref();
+    this.inPlaceReads++;
+    return fd;
+  }
+
+  /**
+   * Closes the object descriptors not used since the last sweep (an object deleted meanwhile frees its
+   * space), and those whose key now names another file (a backend move switched to the new backend).
+   */
+  private sweepObjects(): void {
+    for (const [key, o] of this.objectFds) {
+      if (o.used && this.backend.localPath?.(key) === o.file) {
+        o.used = false;
+        continue;
+      }
+      this.objectFds.delete(key);
+      fs.closeSync(o.fd);
+    }
+    if (this.objectFds.size === 0 && this.objectSweep !== null) {
+      clearInterval(this.objectSweep);
+      this.objectSweep = null;
+    }
+  }
+
+  /** Closes every object descriptor (the vPool closes, a vDisk is removed). */
+  private closeObjects(): void {
+    for (const o of this.objectFds.values()) fs.closeSync(o.fd);
+    this.objectFds.clear();
+    if (this.objectSweep !== null) clearInterval(this.objectSweep);
+    this.objectSweep = null;
+  }
+
   /**
    * `n` slots from `slot` of the SCO stored at `key`, which holds `count` slots. Reads the pieces
-   * covering them from the cache or the backend.
+   * covering them from the cache or the backend (in place: one ranged read of just those slots, not kept).
    */
   async getSlots(key: string, count: number, slot: number, n: number): Promise<Buffer> {
+    if (this.readsInPlace && this.backend.localPath!(key) !== null) {
+      return withRetry(() => this.backend.getRange(key, slot * SLOT_SIZE, n * SLOT_SIZE), {
+        what: `read ${key} slots ${slot}..${slot + n - 1}`, log, attempts: 5,
+      });
+    }
     const out = Buffer.allocUnsafe(n * SLOT_SIZE);
     let done = 0;
     while (done < n) {
@@ -205,6 +313,7 @@ export class ReadCache {
   invalidatePrefix(prefix: string): void {
     const p = prefix.replaceAll('/', '_');
     for (const name of [...this.lru.keys()]) if (name.startsWith(p)) this.drop(name);
+    this.closeObjects(); // the vDisk's objects are about to go: keep none of them open
   }
 
   /** Whether `bytes` more leave twice the state disk's reserve free (evicting own pieces to make room). */
@@ -295,6 +404,7 @@ export class ReadCache {
   close(): void {
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
+    this.closeObjects();
   }
 
   /** A new limit, applied at once: pieces past it are evicted, least recently used first. */

@@ -6,6 +6,8 @@
  *    clusters group into runs (consecutive slots of one SCO, one namespace), each classified as
  *      - local: the SCO is in the write cache of the namespace's vDisk (a clone's depth k reads its k-th
  *        ancestor's namespace and cache);
+ *      - in place: the SCO's backend object is a file on the read cache's filesystem (a `file://` backend,
+ *        unencrypted: ReadCache.objectFd), read like a local SCO, not copied into the read cache;
  *      - cached: a piece of the read cache holds it (runs of a backend SCO are cut at piece boundaries);
  *      - fetch: neither — one ranged GET of the piece (read-cache.ts), shared with any other reader of it;
  *        or, while the read cache is thrashing, of just the runs' slots when the request needs little of
@@ -95,6 +97,7 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
   const end = offset + out.length;
   const last = Math.floor((end - 1) / CLUSTER_SIZE);
   const local: Run[] = [];
+  const inPlace: Array<Run & { key: string }> = [];
   const cached: PieceRun[] = [];
   const fetch: PieceRun[] = [];
   const self = t.source(0);
@@ -121,6 +124,8 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
       const count = src.scoSlots(sco);
       if (count === undefined) {
         local.push({ src, a, sco, slot, n }); // the careful path says what is wrong (an unknown SCO)
+      } else if (readCache.readsInPlace) {
+        inPlace.push({ src, a, sco, slot, n, key: src.scoKeyOf(sco) });
       } else {
         const key = src.scoKeyOf(sco);
         for (let k = 0; k < n;) {
@@ -145,6 +150,10 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
     for (const r of local) {
       const fd = r.src.localScoFd(r.sco);
       if (fd === null || !readvRun(fd, r.slot * SLOT_SIZE, r, out, offset)) careful.push(r);
+    }
+    for (const r of inPlace) {
+      const fd = readCache.objectFd(r.key); // undefined: not a file here after all (the careful path reads it)
+      if (fd === undefined || !readvRun(fd, r.slot * SLOT_SIZE, r, out, offset)) careful.push(r);
     }
     for (const r of cached) {
       const fd = readCache.pieceFd(r.key, r.piece); // undefined: evicted since the plan (the careful path fetches it)

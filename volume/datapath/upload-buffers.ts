@@ -8,8 +8,17 @@
  */
 import fs from 'node:fs/promises';
 
-/** Free buffers kept: one per upload in flight is taken (the shared upload semaphore bounds them). */
-const KEEP = 4;
+/** Free buffers kept: one per upload in flight is taken. */
+const KEEP = 8;
+/**
+ * Buffers out at once, over every vDisk: a vDisk puts up to SCO_PUTS SCOs at a time (uploader.ts), each
+ * read before it waits for the shared semaphore's permit; without a bound, many vDisks shipping at once
+ * would each hold that many SCOs in memory while waiting.
+ */
+const MAX_OUT = 8;
+
+let out = 0;
+const waiting: Array<() => void> = [];
 /** The smallest buffer made: an SCO of the default size fits (larger ones get a buffer of their own size). */
 const MIN_SIZE = 4 << 20;
 
@@ -17,7 +26,15 @@ const free: Buffer[] = [];
 
 /** The whole file `file`, in a pooled buffer (a view of its length). Give it back with giveUploadBuffer. */
 export async function readForUpload(file: string): Promise<Buffer> {
-  const fh = await fs.open(file, 'r');
+  if (out < MAX_OUT) out++;
+  else await new Promise<void>((r) => waiting.push(r)); // handed its turn by release(): `out` is unchanged
+  let fh;
+  try {
+    fh = await fs.open(file, 'r');
+  } catch (err) {
+    release();
+    throw err;
+  }
   try {
     const size = (await fh.stat()).size;
     let b = free.pop();
@@ -29,12 +46,23 @@ export async function readForUpload(file: string): Promise<Buffer> {
       got += bytesRead;
     }
     return b.subarray(0, got);
+  } catch (err) {
+    release();
+    throw err;
   } finally {
     await fh.close();
   }
 }
 
+/** One buffer fewer out: its turn goes to the next reader waiting, if any. */
+function release(): void {
+  const next = waiting.shift();
+  if (next !== undefined) next();
+  else out--;
+}
+
 /** `b` (from readForUpload) is no longer used by anyone: its put has settled. */
 export function giveUploadBuffer(b: Buffer): void {
+  release();
   if (free.length < KEEP && b.byteOffset === 0) free.push(Buffer.from(b.buffer, 0, b.buffer.byteLength));
 }

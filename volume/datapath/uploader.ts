@@ -3,6 +3,13 @@
  * order, retrying with back-off for as long as the backend is away. Once a TLog is in the backend the
  * vDisk "corks" it (persists its cluster map, marks the SCOs evictable) through `onUploaded`.
  * Concurrency across vDisks is bounded by a shared Semaphore.
+ *
+ * The SCOs of one TLog are put several at a time (SCO_PUTS), in any order; the TLog itself only once all
+ * of them are in the backend, so a TLog object there still means every SCO it names is. One SCO at a time,
+ * a busy vDisk shipped one put's latency at a time (read, write, fsync, rename, fsync of the directory on
+ * the `file://` backend; a round trip to S3) however idle the rest was, and once the write cache is full
+ * every write waits for that (docs/performance.md). A store with putFile (`file://`) gets the SCO's file,
+ * copied in the kernel, instead of its bytes read into this process.
  */
 import fs from 'node:fs/promises';
 import type { BlobStore } from '../backend/types.js';
@@ -45,12 +52,15 @@ export class Semaphore {
   }
 }
 
+/** SCOs of one TLog put at the same time (each also takes the shared Semaphore's permit for its put). */
+export const SCO_PUTS = 4;
+
 export class Uploader {
   private readonly queue: PendingTlog[] = [];
   private draining: Promise<void> | null = null;
   private stopped = false;
   /** SCOs of the TLog at the head of the queue already uploaded (re-uploading is harmless, skipping saves time). */
-  private headDone = 0;
+  private readonly headDone = new Set<number>();
   /** Delay before the next attempt after a failure. */
   private retryMs = 1000;
 
@@ -81,7 +91,7 @@ export class Uploader {
   get backlog(): { scos: number; tlogs: number } {
     let scos = 0;
     for (const p of this.queue) scos += p.scos.length;
-    scos -= this.headDone;
+    scos -= this.headDone.size;
     return { scos, tlogs: this.queue.length };
   }
 
@@ -101,24 +111,36 @@ export class Uploader {
       await this.source.syncLocal();
       if (this.stopped) return;
       let scoBytes = 0;
-      for (; this.headDone < p.scos.length; this.headDone++) {
-        const sco = p.scos[this.headDone];
-        const file = this.source.scoPath(sco);
-        const data = await readForUpload(file); // a reused buffer: see upload-buffers.ts
-        try {
-          await this.put(scoKey(this.vdiskId, sco), data, `upload SCO ${sco}`);
-        } finally {
-          giveUploadBuffer(data);
-        }
+      const todo = p.scos.filter((sco) => !this.headDone.has(sco));
+      await eachLimited(todo, SCO_PUTS, async (sco) => {
         if (this.stopped) return;
-        scoBytes += data.length;
-      }
+        const key = scoKey(this.vdiskId, sco);
+        const file = this.source.scoPath(sco);
+        let bytes: number;
+        if (this.backend.putFile !== undefined) {
+          // a file:// backend copies the file in the kernel: the bytes never pass through this process
+          bytes = await withRetry(() => this.sem.run(() => this.backend.putFile!(key, file)), {
+            what: `upload SCO ${sco} of vDisk ${this.vdiskId}`, log: this.log, cancelled: () => this.stopped,
+          });
+        } else {
+          const data = await readForUpload(file); // a reused buffer: see upload-buffers.ts
+          try {
+            await this.put(key, data, `upload SCO ${sco}`);
+          } finally {
+            giveUploadBuffer(data);
+          }
+          bytes = data.length;
+        }
+        this.headDone.add(sco);
+        scoBytes += bytes;
+      });
+      if (this.stopped) return;
       const tlog = await fs.readFile(this.source.tlogPath(p.tlog));
       await this.put(tlogKey(this.vdiskId, p.tlog), tlog, `upload TLog ${p.tlog}`);
       if (this.stopped) return;
       await this.source.onUploaded(p, scoBytes);
       this.queue.shift();
-      this.headDone = 0;
+      this.headDone.clear();
       this.log.debug('TLog in the backend', { vdisk: this.vdiskId, tlog: p.tlog, scos: p.scos.length });
     }
   }
@@ -128,4 +150,27 @@ export class Uploader {
       what: `${what} of vDisk ${this.vdiskId}`, log: this.log, cancelled: () => this.stopped,
     });
   }
+}
+
+/**
+ * Runs `fn` on every item, at most `limit` at a time. After a failure no new item starts; it rejects with
+ * the first failure once the running ones have settled (their buffers given back, nothing left in flight).
+ */
+async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  let error: unknown;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++];
+      try {
+        await fn(item);
+      } catch (err) {
+        if (!failed) error = err;
+        failed = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failed) throw error;
 }

@@ -74,6 +74,11 @@ export class MirrorStore implements BlobStore {
     return this.reader.getRange(key, offset, length);
   }
 
+  /** The reader's file, if it has one (reads go to X until the switch, then to Y). */
+  localPath(key: string): string | null {
+    return this.reader.localPath?.(key) ?? null;
+  }
+
   head(key: string): Promise<{ size: number } | null> {
     return this.reader.head(key);
   }

@@ -1,0 +1,127 @@
+/**
+ * The uploader puts the SCOs of one TLog several at a time (volume/datapath/uploader.ts, SCO_PUTS) and the
+ * TLog object only once every SCO it names is in the backend: a TLog in the backend still means all its
+ * SCOs are, whatever order their puts took or failed in. Checked on a file:// backend behind a store that
+ * records when each put starts and ends, holds puts at a gate, and fails chosen puts.
+ */
+import test from 'ava';
+import type { BlobStore } from '../volume/backend/types.js';
+import { openBlobStore } from '../volume/backend/index.js';
+import { decodeRecords, RecordType } from '../volume/datapath/tlog-format.js';
+import { SCO_PUTS } from '../volume/datapath/uploader.js';
+import { BackendError } from '../util/errors.js';
+import { gatedStore, GatedStore } from './helpers/gated-store.js';
+import { until } from './helpers/faulty-io.js';
+import { CS, pattern, poolEnv } from './helpers/vpool.js';
+
+const SCO = 8; // clusters a SCO
+const TLOG = 6; // SCOs a TLog
+
+/** Records every put's start and end (in one sequence) and fails the first `failures` puts of chosen keys. */
+class Recorder implements BlobStore {
+  readonly events: Array<{ key: string; what: 'start' | 'end' }> = [];
+  /** Puts in flight right now, and the most seen at once. */
+  inflight = 0;
+  maxInflight = 0;
+  private readonly failuresLeft = new Map<string, number>();
+
+  constructor(private readonly inner: BlobStore) {}
+
+  get url(): string {
+    return this.inner.url;
+  }
+
+  failFirst(key: string, n: number): void {
+    this.failuresLeft.set(key, n);
+  }
+
+  async put(key: string, data: Uint8Array): Promise<void> {
+    this.events.push({ key, what: 'start' });
+    this.maxInflight = Math.max(this.maxInflight, ++this.inflight);
+    try {
+      const left = this.failuresLeft.get(key) ?? 0;
+      if (left > 0) {
+        this.failuresLeft.set(key, left - 1);
+        throw new BackendError('BACKEND', `put ${key}: failed on purpose (test)`, { key });
+      }
+      await this.inner.put(key, data);
+      this.events.push({ key, what: 'end' });
+    } finally {
+      this.inflight--;
+    }
+  }
+
+  get(key: string): Promise<Buffer> { return this.inner.get(key); }
+  getRange(key: string, offset: number, length: number): Promise<Buffer> { return this.inner.getRange(key, offset, length); }
+  head(key: string): Promise<{ size: number } | null> { return this.inner.head(key); }
+  list(prefix: string): Promise<string[]> { return this.inner.list(prefix); }
+  delete(key: string): Promise<void> { return this.inner.delete(key); }
+  close(): Promise<void> { return this.inner.close(); }
+}
+
+/**
+ * Every TLog put started only after every SCO it names had a put that ended; returns what was wrong.
+ * (The TLog objects are read back from the backend for the SCOs they name.)
+ */
+async function tlogsAfterTheirScos(rec: Recorder, backend: BlobStore, id: string): Promise<string[]> {
+  const wrong: string[] = [];
+  let tlogs = 0;
+  for (let i = 0; i < rec.events.length; i++) {
+    const e = rec.events[i];
+    const m = /^vdisks\/([^/]+)\/tlog\/([0-9a-f]{8})$/.exec(e.key);
+    if (m === null || m[1] !== id || e.what !== 'start') continue;
+    tlogs++;
+    const scos = decodeRecords(await backend.get(e.key)).records.flatMap((r) => (r.type === RecordType.Sco ? [r.sco] : []));
+    const done = new Set(rec.events.slice(0, i).filter((x) => x.what === 'end').map((x) => x.key));
+    for (const sco of scos) {
+      const key = `vdisks/${id}/sco/${sco.toString(16).padStart(8, '0')}`;
+      if (!done.has(key)) wrong.push(`TLog ${m[2]} put before ${key} was in`);
+    }
+  }
+  if (tlogs === 0) wrong.push('no TLog was put');
+  return wrong;
+}
+
+async function setup(t: import('ava').ExecutionContext): Promise<{ rec: Recorder; gated: GatedStore; backend: BlobStore; pool: Awaited<ReturnType<ReturnType<typeof poolEnv>['open']>> }> {
+  const env = poolEnv(t, { scoClusters: SCO, tlogScos: TLOG });
+  const backend = await openBlobStore(env.backendUrl);
+  const rec = new Recorder(backend);
+  const gated = gatedStore(t, rec);
+  const pool = await env.open({ backend: gated });
+  return { rec, gated, backend, pool };
+}
+
+test('the SCOs of a TLog are put several at a time; the TLog only once every one of them is in', async (t) => {
+  const { rec, gated, backend, pool } = await setup(t);
+  await pool.createFile('/d', 0o644, 0, 0, 0);
+  const v = pool.vdisk('/d');
+  const id = v.info().id;
+  gated.pause();
+  const data = pattern(3, 2 * TLOG * SCO * CS); // two TLogs of full SCOs
+  await v.write(0, data);
+  // the first TLog closed as its last SCO filled: its SCOs' puts wait at the gate, side by side
+  await until(() => gated.waiting >= SCO_PUTS, `${SCO_PUTS} SCO puts waiting at once (waiting: ${gated.waiting})`);
+  t.false(rec.events.some((e) => e.key.startsWith(`vdisks/${id}/`)), 'no object of the vDisk reached the backend while the gate was closed');
+  gated.resume();
+  await v.syncToBackend();
+  t.true(rec.maxInflight > 1, `puts overlapped (at most ${rec.maxInflight} at once)`);
+  t.deepEqual(await tlogsAfterTheirScos(rec, backend, id), []);
+  t.true((await v.read(0, data.length)).equals(data));
+});
+
+test('a SCO put that fails holds its TLog back until it is in; the others are not put again', async (t) => {
+  const { rec, backend, pool } = await setup(t);
+  await pool.createFile('/d', 0o644, 0, 0, 0);
+  const v = pool.vdisk('/d');
+  const id = v.info().id;
+  // SCO 2 of the first TLog fails its first three puts (the uploader's retries take it in the end)
+  rec.failFirst(`vdisks/${id}/sco/00000002`, 3);
+  const data = pattern(4, TLOG * SCO * CS + 5 * CS);
+  await v.write(0, data);
+  await v.syncToBackend();
+  t.deepEqual(await tlogsAfterTheirScos(rec, backend, id), []);
+  const starts = (key: string): number => rec.events.filter((e) => e.key === key && e.what === 'start').length;
+  t.is(starts(`vdisks/${id}/sco/00000002`), 4, 'the failing SCO: three failures, then in');
+  for (const sco of [1, 3, 4, 5, 6]) t.is(starts(`vdisks/${id}/sco/0000000${sco}`), 1, `SCO ${sco} put once`);
+  t.true((await v.read(0, data.length)).equals(data));
+});
