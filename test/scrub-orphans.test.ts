@@ -13,8 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CS, pattern, poolEnv } from './helpers/vpool.js';
 import { openBlobStore } from '../volume/backend/index.js';
-import type { BlobStore } from '../volume/backend/types.js';
 import { TREE_PREFIX } from '../volume/datapath/backend-layout.js';
+import { hookedStore } from './helpers/hooked-store.js';
 
 const SIZE = 16 * CS;
 
@@ -75,25 +75,17 @@ test('orphan gc: a clone being made while the gc runs is never listed nor delete
     reached = resolve;
   });
   // the first doc put of a vDisk not known yet (the clone's, after its base) waits for the test
-  const store: BlobStore = {
-    url: inner.url,
-    put: async (key, data) => {
+  const store = hookedStore(inner, {
+    exclusive: true,
+    beforePut: async (key) => {
       const m = /^vdisks\/([^/]+)\/vdisk\.json$/.exec(key);
       if (m !== null && known.size > 0 && !known.has(m[1]) && heldKey === '') {
         heldKey = key;
         reached();
         await held;
       }
-      return inner.put(key, data);
     },
-    createExclusive: (key, data) => inner.createExclusive!(key, data),
-    get: (key) => inner.get(key),
-    getRange: (key, offset, length) => inner.getRange(key, offset, length),
-    head: (key) => inner.head(key),
-    list: (prefix) => inner.list(prefix),
-    delete: (key) => inner.delete(key),
-    close: () => inner.close(),
-  };
+  });
   const pool = await env.open({ backend: store });
   await pool.createFile('/d', 0o644, 0, 0, SIZE);
   await pool.vdisk('/d').write(0, pattern(1, SIZE));

@@ -7,26 +7,18 @@
  * Usage: node checkpoint-child.js STATE BACKEND_DIR SEED
  */
 import { openBlobStore } from '../../volume/backend/index.js';
-import type { BlobStore } from '../../volume/backend/types.js';
 import { openVPool } from '../../volume/vpool.js';
 import type { VDiskImpl } from '../../volume/vdisk/vdisk.js';
 import { pattern, rng } from './ref-disk.js';
+import { hookedStore } from './hooked-store.js';
 
 const [state, backendDir, seedArg] = process.argv.slice(2);
 const inner = await openBlobStore(`file://${backendDir}`);
-const store: BlobStore = {
-  url: inner.url,
-  put: async (key, data) => {
+const store = hookedStore(inner, {
+  beforePut: (key) => {
     if (key.includes('/checkpoint/')) process.stdout.write(`ckpt ${key}\n`);
-    return inner.put(key, data);
   },
-  get: (key) => inner.get(key),
-  getRange: (key, offset, length) => inner.getRange(key, offset, length),
-  head: (key) => inner.head(key),
-  list: (prefix) => inner.list(prefix),
-  delete: (key) => inner.delete(key),
-  close: () => inner.close(),
-};
+});
 // force: the previous child was killed with its claim live
 const pool = await openVPool({ name: 'ckpt-crash', stateDir: state, backend: store, scoClusters: 8, tlogScos: 1, scoMaxAgeMs: 3_600_000, checkpointEveryTlogs: 1, force: true, claimLeaseMs: 2000 });
 const SIZE = 4 * 2 ** 30;

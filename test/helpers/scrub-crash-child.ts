@@ -8,10 +8,10 @@
  */
 import path from 'node:path';
 import { openBlobStore } from '../../volume/backend/index.js';
-import type { BlobStore } from '../../volume/backend/types.js';
 import { openVPool } from '../../volume/vpool.js';
 import { scrubVDisk } from '../../volume/scrub/scrub-job.js';
 import { playHistory } from './scrub-history.js';
+import { hookedStore } from './hooked-store.js';
 
 const [state, backendDir, seedArg, mode, holdArg] = process.argv.slice(2);
 const inner = await openBlobStore(`file://${backendDir}`);
@@ -23,16 +23,7 @@ const gate = async (what: string): Promise<void> => {
   process.stdout.write(`held ${what}\n`);
   await new Promise(() => undefined); // never: the parent kills us here
 };
-const store: BlobStore = {
-  url: inner.url,
-  put: async (key, data) => (await gate(`put ${key}`), inner.put(key, data)),
-  get: (key) => inner.get(key),
-  getRange: (key, offset, length) => inner.getRange(key, offset, length),
-  head: (key) => inner.head(key),
-  list: (prefix) => inner.list(prefix),
-  delete: async (key) => (await gate(`delete ${key}`), inner.delete(key)),
-  close: () => inner.close(),
-};
+const store = hookedStore(inner, { beforePut: (key) => gate(`put ${key}`), beforeDelete: (key) => gate(`delete ${key}`) });
 const pool = await openVPool({ name: 'crash', stateDir: state, backend: store, scoClusters: 8, tlogScos: 2, scoMaxAgeMs: 3_600_000 });
 await playHistory(pool, Number(seedArg));
 await pool.syncToBackend();

@@ -6,30 +6,22 @@
  * Usage: node scrub-lock-child.js BACKEND_URL ID SCRATCH LEASE_MS
  */
 import { openBlobStore } from '../../volume/backend/index.js';
-import type { BlobStore } from '../../volume/backend/types.js';
 import { scrubVDisk } from '../../volume/scrub/scrub-job.js';
 import { ScrubLock } from '../../volume/scrub/scrub-lock.js';
+import { hookedStore } from './hooked-store.js';
 
 const [url, id, scratch, leaseArg] = process.argv.slice(2);
 const inner = await openBlobStore(url);
-const store: BlobStore = {
-  url: inner.url,
-  put: async (key, data) => {
+const store = hookedStore(inner, {
+  exclusive: true,
+  beforePut: async (key) => {
     if (key.startsWith(`vdisks/${id}/scrub/`)) {
       process.stdout.write('held\n');
       setInterval(() => undefined, 2 ** 30); // the lease's renewal timer is unref'd: this keeps the process alive
       await new Promise(() => undefined); // never: the parent kills us here
     }
-    return inner.put(key, data);
   },
-  createExclusive: (key, data) => inner.createExclusive!(key, data),
-  get: (key) => inner.get(key),
-  getRange: (key, offset, length) => inner.getRange(key, offset, length),
-  head: (key) => inner.head(key),
-  list: (prefix) => inner.list(prefix),
-  delete: (key) => inner.delete(key),
-  close: () => inner.close(),
-};
+});
 await ScrubLock.with(store, id, { holder: 'lock test holder', leaseMs: Number(leaseArg) }, (lock) =>
   scrubVDisk(store, id, { scratchDir: scratch, scoClusters: 8, checkpoint: () => lock.check() }));
 process.stdout.write('done\n');

@@ -5,29 +5,21 @@
  * Usage: node snapshot-crash-child.js STATE BACKEND_DIR MODE
  */
 import { openBlobStore } from '../../volume/backend/index.js';
-import type { BlobStore } from '../../volume/backend/types.js';
 import { openVPool } from '../../volume/vpool.js';
 import { pattern } from './vpool.js';
+import { hookedStore } from './hooked-store.js';
 
 const [state, backendDir, mode] = process.argv.slice(2);
 const inner = await openBlobStore(`file://${backendDir}`);
 let hold = false;
-const store: BlobStore = {
-  url: inner.url,
-  put: async (key, data) => {
+const store = hookedStore(inner, {
+  beforePut: async (key) => {
     if (hold && key.endsWith('/vdisk.json')) {
       process.stdout.write('held\n');
       await new Promise(() => undefined); // never: the parent kills us here
     }
-    return inner.put(key, data);
   },
-  get: (key) => inner.get(key),
-  getRange: (key, offset, length) => inner.getRange(key, offset, length),
-  head: (key) => inner.head(key),
-  list: (prefix) => inner.list(prefix),
-  delete: (key) => inner.delete(key),
-  close: () => inner.close(),
-};
+});
 const pool = await openVPool({ name: 'crash', stateDir: state, backend: store, scoClusters: 8, tlogScos: 2, scoMaxAgeMs: 3_600_000 });
 await pool.createFile('/d', 0o644, 0, 0, 1 << 20);
 const v = pool.vdisk('/d');
