@@ -17,7 +17,7 @@ import type { Etcd3, Lease } from 'etcd3';
 import { logger } from '../util/log.js';
 import { connectRegistry } from './connect.js';
 import { RegistryError } from './errors.js';
-import { knownRouterKey, routerKey, type RouterRecord, type RouterRole } from './keys.js';
+import { knownRouterKey, routerKey, type RouterRecord, type RouterRole, type Waiting } from './keys.js';
 
 const log = logger('registry');
 
@@ -148,10 +148,13 @@ export class RouterRegistry {
    * registration keys are rewritten (the live one still on the lease). A failure is logged: the registration
    * stays as it was, and a rejoin writes the new one.
    */
-  async update(change: { role?: RouterRole; address?: string }): Promise<void> {
+  async update(change: { role?: RouterRole; address?: string; waiting?: Waiting | null }): Promise<void> {
     if (change.role !== undefined) this.opts.role = change.role;
     if (change.address !== undefined) this.opts.address = change.address;
-    const rec: RouterRecord = { ...this.rec, ...(change.role === undefined ? {} : { role: change.role }), ...(change.address === undefined ? {} : { address: change.address }) };
+    const rec: RouterRecord = {
+      ...this.rec, ...(change.role === undefined ? {} : { role: change.role }), ...(change.address === undefined ? {} : { address: change.address }),
+      ...(change.waiting === undefined ? {} : { waiting: change.waiting }),
+    };
     try {
       await this.client.if(routerKey(this.opts.name), 'Lease', '==', this.rec.lease)
         .then(this.client.put(routerKey(this.opts.name)).value(JSON.stringify(rec)).lease(this.rec.lease), this.client.put(knownRouterKey(this.opts.name)).value(JSON.stringify(rec)))
