@@ -1,0 +1,118 @@
+/**
+ * The takeover rule (docs/cluster.md, "Takeover: when it is automatic"), real etcd, daemons and mounts:
+ * owner A (no DTL, uploads held back by a long SCO age) has unshipped writes in /disk and nothing unshipped in
+ * /other; follower B; kill -9 A. B does NOT take the vPool over (A's record says /disk could lose writes):
+ * its log and `router list` say why; its calls answer EIO after its bounded wait. `vpoolfs takeover` without
+ * --force prints the risk, exits 1 and changes nothing; with --force B takes over in place, and what the
+ * message said may be lost (/disk's unshipped megabyte) is what is lost, while what was shipped is there.
+ * (The automatic case, a sync DTL in sync, is test/follower-takeover.test.ts and test/registry-standby.test.ts.)
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CLI, fuseTest, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
+import { cluster } from './helpers/registry.js';
+
+const test = fuseTest();
+
+interface Row {
+  name: string;
+  state: string;
+  role: string | null;
+  vpools: Array<{ vpool: string; tag: number }>;
+  vdisks: Array<{ path: string | null; dtl: { mode: string; state: string; dirty: boolean } | null }>;
+  waiting: { owner: string; tag: number; risks: Array<{ path: string | null; dtl: { mode: string; dirty: boolean } | null; why: string }> } | null;
+}
+
+test('a dead owner with unshipped writes and no DTL: no automatic takeover; vpoolfs takeover prints the risk, and with --force the follower takes over losing exactly that', async (t) => {
+  const c = await cluster(t);
+  const rows = async (): Promise<Row[]> => (await c.routers()) as unknown as Row[];
+  const takeover = (args: string) => sh(`node ${q(CLI)} takeover --registry ${q(c.etcd.url)} ${args}`);
+  // nothing ships until the clean stop: SCOs of 16 MiB, 10 minutes old at most
+  const hold = { scoMaxAgeMs: 600_000, scoClusters: 4096, tlogScos: 64 };
+  const p1 = path.join(c.root, 'p1');
+  const p2 = path.join(c.root, 'p2');
+  writeFileSync(p1, (await sh('head -c 1M /dev/urandom | base64 -w0')).stdout.slice(0, 1 << 20));
+  writeFileSync(p2, (await sh('head -c 1M /dev/urandom | base64 -w0')).stdout.slice(0, 1 << 20));
+  const sha = async (cmd: string): Promise<string> => (await ok(t, `${cmd} | sha256sum`)).split(' ')[0];
+
+  // shipped: /disk's first MiB and /other (a clean stop ships everything)
+  let a = await startMount(t, c.router('ra', [], hold));
+  await ok(t, `truncate -s 4M ${q(a.p('disk'))} && dd if=${q(p1)} of=${q(a.p('disk'))} bs=1M conv=notrunc,fsync status=none`);
+  await ok(t, `head -c 256K /dev/urandom > ${q(a.p('other'))}`);
+  const other = await sha(`cat ${q(a.p('other'))}`);
+  t.is(await a.stop(), 0);
+  // unshipped: /disk's second MiB, acknowledged (fsync) on A only
+  a = await startMount(t, c.router('ra', [], hold));
+  await ok(t, `dd if=${q(p2)} of=${q(a.p('disk'))} bs=1M seek=1 conv=notrunc,fsync status=none`);
+  const b = await startMount(t, c.router('rb', [], { peerWaitMs: 1000 }));
+  t.is(logEntries(b.log, 'ready', { role: 'follower', owner: 'ra' }).length, 1, b.log);
+
+  // A's records: /disk unshipped with no DTL (not safe), /other clean
+  let ra: Row | undefined;
+  while ((ra = (await rows()).find((r) => r.name === 'ra'))?.vdisks.find((d) => d.path === '/disk')?.dtl?.dirty !== true) await sleep(100);
+  t.like(ra!.vdisks.find((d) => d.path === '/disk')?.dtl, { mode: 'none', state: 'ok_standalone', dirty: true });
+  t.like(ra!.vdisks.find((d) => d.path === '/other')?.dtl, { mode: 'none', dirty: false });
+  const tag = ra!.vpools[0].tag;
+  // the owner is alive: refused, nothing changes
+  const alive = await takeover('--vpool pool --force');
+  t.is(alive.code, 1, alive.stdout);
+  t.regex(alive.stderr, /owned by router 'ra' \(owner tag \d+\), which is alive/);
+
+  await a.kill9();
+  // B notices the death and does not take over: its log and router list say which vDisk could lose what
+  let rb: Row | undefined;
+  while ((rb = (await rows()).find((r) => r.name === 'rb'))?.waiting == null) {
+    if (!b.alive) t.fail(`rb exited:\n${b.log}`);
+    await sleep(100);
+  }
+  t.like(rb!.waiting, { owner: 'ra', tag });
+  t.deepEqual(rb!.waiting!.risks.map((r) => [r.path, r.dtl?.mode, r.dtl?.dirty]), [['/disk', 'none', true]]);
+  t.is(logEntries(b.log, /^NOT TAKING OVER: vPool 'pool' is not taken over automatically from router 'ra'.*\/disk \(vDisk/).length, 1, b.log);
+  t.is(logEntries(b.log, /^TAKEOVER/).length, 0);
+  const table = await c.routerTable();
+  t.regex(table, /rb: WAITING since \S+ to take vPool 'pool' over from dead router 'ra'/);
+  t.regex(table, /\/disk \(vDisk [^)]+\): writes not yet in the backend since \S+, DTL none, ok_standalone: they are lost/);
+  // its forwarded calls answer EIO after the bounded wait (peerWaitMs 1 s)
+  const read = await sh(`cat ${q(b.p('other'))} > /dev/null`);
+  t.not(read.code, 0);
+  t.regex(read.stderr, /Input\/output error/);
+
+  // errors: unknown vPool, a router that is not waiting
+  const unknown = await takeover('--vpool nope');
+  t.is(unknown.code, 1);
+  t.regex(unknown.stderr, /vPool 'nope' has no owner in the registry/);
+  const notWaiting = await takeover('--vpool pool --router rz --force');
+  t.is(notWaiting.code, 1);
+  t.regex(notWaiting.stderr, /router 'rz' is not waiting to take vPool 'pool' over/);
+
+  // without --force: the risk, exit 1, nothing changes
+  const dry = await takeover('--vpool pool');
+  t.is(dry.code, 1, dry.stderr);
+  t.regex(dry.stdout, /A takeover may lose writes of 1 vDisk\(s\)/);
+  t.regex(dry.stdout, /^ {2}\/disk \(vDisk [^)]+\): writes not yet in the backend since \S+, DTL none, ok_standalone: they are lost$/m);
+  t.notRegex(dry.stdout, /\/other/);
+  t.regex(dry.stdout, /Waiting to take it over: 'rb' \(follower\)/);
+  t.regex(dry.stdout, /Not taken over: run again with --force/);
+  const after = await rows();
+  t.like(after.find((r) => r.name === 'ra'), { state: 'expired', vpools: [{ vpool: 'pool', tag }] });
+  t.like(after.find((r) => r.name === 'rb'), { state: 'alive', role: 'follower', vpools: [] });
+
+  // --force: B takes over in place
+  const forced = await takeover('--vpool pool --force');
+  t.is(forced.code, 0, forced.stderr);
+  t.regex(forced.stdout, /Taken over: router 'rb' owns vPool 'pool' now \(owner tag \d+\)/);
+  while (logEntries(b.log, /^took vPool 'pool' over from router 'ra'/).length === 0) {
+    if (!b.alive) t.fail(`rb exited:\n${b.log}`);
+    await sleep(100);
+  }
+  t.is(logEntries(b.log, /^TAKEOVER FORCED by `vpoolfs takeover`: vPool 'pool' from router 'ra' may lose writes/).length, 1, b.log);
+  const final = await rows();
+  t.like(final.find((r) => r.name === 'rb'), { role: 'owner', waiting: null });
+  // what the message said may be lost is what is lost: /disk's unshipped second MiB; the shipped data is there
+  t.is(await sha(`head -c 1M ${q(b.p('disk'))}`), await sha(`cat ${q(p1)}`), 'the shipped first MiB');
+  t.is(await sha(`dd if=${q(b.p('disk'))} bs=1M skip=1 count=1 status=none`), await sha('head -c 1M /dev/zero'), 'the unshipped second MiB is lost, as said');
+  t.not(await sha(`cat ${q(p2)}`), await sha('head -c 1M /dev/zero'));
+  t.is(await sha(`cat ${q(b.p('other'))}`), other, '/other, recorded clean, is whole');
+  t.is(await b.stop(), 0);
+});
