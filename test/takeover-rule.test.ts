@@ -63,7 +63,8 @@ test('a dead owner with unshipped writes and no DTL: no automatic takeover; vpoo
   // B notices the death and does not take over: its log and router list say which vDisk could lose what
   let rb: Row | undefined;
   while ((rb = (await rows()).find((r) => r.name === 'rb'))?.waiting == null) {
-    if (!b.alive) t.fail(`rb exited:\n${b.log}`);
+    if (!b.alive) throw new Error(`rb exited:\n${b.log}`);
+    if (logEntries(b.log, /^TAKEOVER/).length > 0) throw new Error(`rb took the vPool over by itself, losing /disk's unshipped writes:\n${b.log}`);
     await sleep(100);
   }
   t.like(rb!.waiting, { owner: 'ra', tag });
