@@ -24,7 +24,8 @@ function why(r: OwnerRecord): string {
   const p = r.dtl;
   if (p === undefined) return 'its owner recorded nothing about its DTL (a router older than this rule): unshipped writes may be lost';
   const dtl = `DTL ${p.mode}, ${p.state}`;
-  if (p.mode !== 'sync') return `writes not yet in the backend since ${p.since}, ${dtl}: they are lost`;
+  if (p.mode === 'none') return `writes not yet in the backend since ${p.since}, ${dtl}: they are lost`;
+  if (p.mode === 'async') return `writes not yet in the backend since ${p.since}, ${dtl}: those its DTL server had not received yet are lost`;
   return `writes not yet in the backend since ${p.since}, ${dtl} (not in sync): writes the DTL missed are lost`;
 }
 
