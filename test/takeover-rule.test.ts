@@ -7,6 +7,8 @@
  * message said may be lost (/disk's unshipped megabyte) is what is lost, while what was shipped is there.
  * And a standby and a follower waiting for one dead owner: both shown waiting; `takeover --router rs --force`
  * makes the standby take it (it mounts), the follower follows it.
+ * And the DTL reconfigured: the owner's DTL server killed under a writer, its vDisk goes on in sync on the
+ * DTL server another router registered, and the takeover after kill -9 of the owner is automatic and complete.
  * (The automatic case, a sync DTL in sync, is test/follower-takeover.test.ts and test/registry-standby.test.ts.)
  */
 import { writeFileSync } from 'node:fs';
@@ -14,6 +16,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI, fuseTest, logEntries, MountHandle, ok, q, sh, startMount } from './helpers/mount.js';
 import { cluster } from './helpers/registry.js';
+import { startDtlServer } from './helpers/dtl-server.js';
+import { badBlocks, startWriter, waitDtl } from './helpers/dtl-mount.js';
 
 const test = fuseTest();
 
@@ -165,4 +169,37 @@ test('a standby and a follower wait for the same dead owner; vpoolfs takeover --
   t.is(shas[0], shas[1]);
   t.is(await b.stop(), 0);
   t.is(await s.stop(), 0);
+});
+
+test('the DTL server of the owner dies: its vDisk moves to a DTL server another router registered, is in sync there again, and the takeover after kill -9 is automatic with every acknowledged write', async (t) => {
+  const c = await cluster(t);
+  const rows = async (): Promise<Row[]> => (await c.routers()) as unknown as Row[];
+  const srv1 = await startDtlServer(t, path.join(c.root, 'dtl1'));
+  const srv2 = await startDtlServer(t, path.join(c.root, 'dtl2'));
+  const a = await startMount(t, c.router('ra', ['--dtl', 'sync', '--dtl-server', srv1.address], { dtlRetryMs: 300 }));
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  await waitDtl(a.p('disk'), (d) => d.state === 'ok_sync' && d.server === srv1.address, 'ok_sync on the first server');
+  // rb, a follower, registers the DTL server it sends to: ra adds it to its list
+  const b = await startMount(t, c.router('rb', ['--dtl', 'sync', '--dtl-server', srv2.address], { dtlRetryMs: 300 }));
+  while (logEntries(a.log, /^DTL servers registered by other routers added/).length === 0) await sleep(100);
+  t.regex(String(logEntries(a.log, /^DTL servers registered by other routers added/)[0].message), new RegExp(`${srv2.address.replace(/\./g, '\\.')} \\(router 'rb'\\)`));
+
+  const w = startWriter(a.p('disk'), 0, 64);
+  await w.waitFor(100 + Math.floor(Math.random() * 200));
+  await srv1.kill9();
+  await waitDtl(a.p('disk'), (d) => d.state === 'ok_sync' && d.server === srv2.address, 'ok_sync on the registered server');
+  await w.waitFor(w.acked.length + 100);
+  // the owner's record says in sync again (it may never have recorded the short degraded spell)
+  while ((await rows()).find((r) => r.name === 'ra')?.vdisks.find((d) => d.path === '/disk')?.dtl?.state !== 'ok_sync') await sleep(100);
+  await a.kill9();
+  await w.done;
+  const acked = [...w.acked];
+  while (logEntries(b.log, /^took vPool 'pool' over from router 'ra'/).length === 0) {
+    if (!b.alive) throw new Error(`rb exited:\n${b.log}`);
+    if (logEntries(b.log, /^NOT TAKING OVER/).length > 0) throw new Error(`rb refused an in-sync takeover:\n${b.log}`);
+    await sleep(100);
+  }
+  const bad = await badBlocks(t, b.p('disk'), acked);
+  t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${acked.length} acknowledged writes missing after the takeover`);
+  t.is(await b.stop(), 0);
 });
