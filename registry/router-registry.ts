@@ -42,6 +42,8 @@ export class RouterRegistry {
   private lease!: Lease;
   private rec!: RouterRecord;
   private closed = false;
+  /** What this router waits for (registry/takeover.ts), re-recorded by a rejoin. */
+  private waiting: Waiting | null = null;
   private rejoining: Promise<void> | null = null;
   private keepaliveFailing = false;
   private readonly rejoinListeners: Array<() => void> = [];
@@ -85,6 +87,7 @@ export class RouterRegistry {
       name: opts.name, host: os.hostname(), pid: process.pid, state: opts.state,
       failureDomain: opts.failureDomain ?? null, address: opts.address ?? null, api: opts.api ?? null, dtlServer: opts.dtlServer ?? null,
       ...(opts.vpool === undefined ? {} : { vpool: opts.vpool }), ...(opts.role === undefined ? {} : { role: opts.role }),
+      ...(this.waiting == null ? {} : { waiting: this.waiting }),
       lease: String(id), leaseSeconds: opts.leaseSeconds, registeredAt: new Date().toISOString(),
     };
     const body = JSON.stringify(rec);
@@ -151,6 +154,8 @@ export class RouterRegistry {
   async update(change: { role?: RouterRole; address?: string; waiting?: Waiting | null }): Promise<void> {
     if (change.role !== undefined) this.opts.role = change.role;
     if (change.address !== undefined) this.opts.address = change.address;
+    // kept for a rejoin's new registration
+    if (change.waiting !== undefined) this.waiting = change.waiting;
     const rec: RouterRecord = {
       ...this.rec, ...(change.role === undefined ? {} : { role: change.role }), ...(change.address === undefined ? {} : { address: change.address }),
       ...(change.waiting === undefined ? {} : { waiting: change.waiting }),
