@@ -8,7 +8,10 @@
  *   /vpoolfs/owner-tag                         the cluster-wide owner tag counter (decimal), bumped in a
  *                                              transaction at every change of owner
  *   /vpoolfs/vpools/<vpool>/owner              the router that serves the vPool now and its owner tag
- *   /vpoolfs/vpools/<vpool>/vdisks/<id>        each vDisk's owner router and owner tag, and its path
+ *   /vpoolfs/vpools/<vpool>/vdisks/<id>        each vDisk's owner router and owner tag, its path, and whether its
+ *                                              unshipped writes are protected (`dtl`: mode, state, dirty, since)
+ *   /vpoolfs/vpools/<vpool>/takeover           `vpoolfs takeover --force`: take the vPool from that dead owner
+ *                                              even though some of its vDisks may lose writes (registry/takeover.ts)
  */
 export const ROOT = '/vpoolfs/';
 export const ROUTERS = `${ROOT}routers/`;
@@ -21,6 +24,7 @@ export const knownRouterKey = (name: string): string => `${KNOWN_ROUTERS}${name}
 export const vpoolOwnerKey = (vpool: string): string => `${VPOOLS}${vpool}/owner`;
 export const vdisksPrefix = (vpool: string): string => `${VPOOLS}${vpool}/vdisks/`;
 export const vdiskKey = (vpool: string, id: string): string => `${vdisksPrefix(vpool)}${id}`;
+export const takeoverKey = (vpool: string): string => `${VPOOLS}${vpool}/takeover`;
 
 /** A router's registration (both router keys hold it). */
 export interface RouterRecord {
@@ -43,8 +47,40 @@ export interface RouterRecord {
   lease: string;
   leaseSeconds: number;
   registeredAt: string;
+  /** A follower or standby that does not take the dead owner's vPool over by itself: what could be lost. */
+  waiting?: Waiting | null;
 }
 
+/** Why a taker waits (registry/takeover.ts): the dead owner and its vDisks not recorded safe. */
+export interface Waiting {
+  vpool: string;
+  owner: string;
+  tag: number;
+  since: string;
+  risks: Risk[];
+}
+
+/** A vDisk of a dead owner whose unshipped writes may be lost by a takeover. */
+export interface Risk {
+  id: string;
+  path: string | null;
+  /** The owner's last record of its protection, or null: none recorded (an older router). */
+  dtl: Protection | null;
+  why: string;
+}
+
+/**
+ * Whether a vDisk's writes not yet in the backend survive its owner's death, as its owner last recorded it:
+ * safe when nothing is unshipped (`dirty` false) or the DTL is `sync` and `ok_sync`. `since`: when it last changed.
+ */
+export interface Protection {
+  mode: 'none' | 'async' | 'sync';
+  state: 'ok_sync' | 'ok_standalone' | 'catchup' | 'degraded';
+  dirty: boolean;
+  since: string;
+}
+
+export const isSafe = (p: Protection | null | undefined): boolean => p != null && (!p.dirty || (p.mode === 'sync' && p.state === 'ok_sync'));
 export type RouterRole = 'owner' | 'follower' | 'standby';
 
 /** The owner of a vPool or a vDisk. */
@@ -57,4 +93,6 @@ export interface OwnerRecord {
   state?: string;
   /** vDisk records: the path in the vPool's tree when it was recorded. */
   path?: string;
+  /** vDisk records: whether its unshipped writes are protected (recorded on changes, not per write). */
+  dtl?: Protection;
 }

@@ -12,7 +12,8 @@
 import type { Etcd3 } from 'etcd3';
 import { logger } from '../util/log.js';
 import { RegistryError } from './errors.js';
-import { OWNER_TAG, routerKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type RouterRecord } from './keys.js';
+import { OWNER_TAG, routerKey, takeoverKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type Protection, type RouterRecord } from './keys.js';
+import { describeRisks, takeoverRequested, takeoverRisks } from './takeover.js';
 
 const log = logger('registry');
 
@@ -32,7 +33,9 @@ async function readJson<T>(client: Etcd3, key: string): Promise<{ value: T; mod:
 
 /**
  * Takes ownership of `vpool` for `router` (serving from the state directory `state`). Refused (BUSY, naming the owner) while another router owns it and
- * its registration is alive, unless `force` (the operator says that router is gone).
+ * its registration is alive, unless `force` (the operator says that router is gone). From an owner whose
+ * registration is gone, refused too (BUSY with `context.risks`) while some of its vDisks were not recorded
+ * safe (./takeover.ts), unless `force` or `vpoolfs takeover --force` asked for it.
  */
 export async function takeVPool(client: Etcd3, vpool: string, router: string, force = false, state?: string): Promise<Taken> {
   for (let attempt = 0; attempt < 20; attempt++) {
@@ -47,6 +50,14 @@ export async function takeVPool(client: Etcd3, vpool: string, router: string, fo
         throw new RegistryError('BUSY', `vPool '${vpool}' is owned by router '${owner.value.router}' (owner tag ${owner.value.tag}, since ${owner.value.since}), which is alive: registered from host ${r.host}, pid ${r.pid}, lease ${r.leaseSeconds} s${r.failureDomain === null ? '' : `, failure domain ${r.failureDomain}`}. Its vDisks open for I/O only there; this router takes them over once that one's lease has expired (or now with --force, only if it is really gone)`,
           { vpool, owner: owner.value, router: r });
       }
+      if (live === null && !force) {
+        const risks = await takeoverRisks(client, vpool, owner.value);
+        if (risks.length > 0 && await takeoverRequested(client, vpool, owner.value, router) === null) {
+          throw new RegistryError('BUSY', `vPool '${vpool}' is not taken over automatically from router '${owner.value.router}' (owner tag ${owner.value.tag}, registry lease expired): ${risks.length} of its vDisks may lose writes not yet in the backend — ${describeRisks(risks)}. Run \`vpoolfs takeover --registry … --vpool ${vpool} --force\` to take it anyway`,
+            { vpool, owner: owner.value, risks });
+        }
+        if (risks.length > 0) log.warn(`TAKEOVER FORCED by \`vpoolfs takeover\`: vPool '${vpool}' from router '${owner.value.router}' may lose writes — ${describeRisks(risks)}`, { vpool, owner: owner.value, risks });
+      }
     }
     const counter = await client.get(OWNER_TAG).exec();
     const ckv = counter.kvs[0];
@@ -55,7 +66,7 @@ export async function takeVPool(client: Etcd3, vpool: string, router: string, fo
     const res = await client
       .if(OWNER_TAG, 'Mod', '==', ckv === undefined ? 0 : ckv.mod_revision)
       .and(vpoolOwnerKey(vpool), 'Mod', '==', owner === null ? 0 : owner.mod)
-      .then(client.put(OWNER_TAG).value(String(tag)), client.put(vpoolOwnerKey(vpool)).value(JSON.stringify(rec)))
+      .then(client.put(OWNER_TAG).value(String(tag)), client.put(vpoolOwnerKey(vpool)).value(JSON.stringify(rec)), client.delete().key(takeoverKey(vpool)))
       .commit();
     if (!res.succeeded) continue; // another change of owner, anywhere, in between: look again
     const takeover = owner !== null;
@@ -79,7 +90,7 @@ export async function vpoolOwner(client: Etcd3, vpool: string): Promise<OwnerRec
  * vPool's owner is still (router, tag); vDisks gone from the list lose their record. Returns false when
  * ownership was lost (nothing written).
  */
-export async function recordVDisks(client: Etcd3, vpool: string, router: string, tag: number, vdisks: Array<{ id: string; path: string }>): Promise<boolean> {
+export async function recordVDisks(client: Etcd3, vpool: string, router: string, tag: number, vdisks: Array<{ id: string; path: string; dtl?: Protection }>): Promise<boolean> {
   const owner = await readJson<OwnerRecord>(client, vpoolOwnerKey(vpool));
   if (owner === null || owner.value.router !== router || owner.value.tag !== tag) return false;
   const existing = new Map<string, OwnerRecord>();
@@ -90,8 +101,8 @@ export async function recordVDisks(client: Etcd3, vpool: string, router: string,
   for (const d of vdisks) {
     const cur = existing.get(d.id);
     existing.delete(d.id);
-    if (cur !== undefined && cur.router === router && cur.tag === tag && cur.path === d.path) continue;
-    const rec: OwnerRecord = { router, tag, since: cur?.router === router && cur.tag === tag ? cur.since : now, path: d.path };
+    if (cur !== undefined && cur.router === router && cur.tag === tag && cur.path === d.path && JSON.stringify(cur.dtl) === JSON.stringify(d.dtl)) continue;
+    const rec: OwnerRecord = { router, tag, since: cur?.router === router && cur.tag === tag ? cur.since : now, path: d.path, ...(d.dtl === undefined ? {} : { dtl: d.dtl }) };
     ops.push(client.put(vdiskKey(vpool, d.id)).value(JSON.stringify(rec)));
   }
   for (const id of existing.keys()) ops.push(client.delete().key(vdiskKey(vpool, id)));

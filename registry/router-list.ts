@@ -7,7 +7,7 @@
  * (waiting to take `vpool` over), or null (a registration from before roles, owning nothing).
  */
 import type { Etcd3 } from 'etcd3';
-import { KNOWN_ROUTERS, ROUTERS, VPOOLS, type OwnerRecord, type RouterRecord, type RouterRole } from './keys.js';
+import { KNOWN_ROUTERS, ROUTERS, VPOOLS, type OwnerRecord, type Protection, type RouterRecord, type RouterRole, type Waiting } from './keys.js';
 
 export interface RouterRow {
   name: string;
@@ -23,7 +23,9 @@ export interface RouterRow {
   registeredAt: string | null;
   /** vPools this router owns, with their owner tag. */
   vpools: Array<{ vpool: string; tag: number }>;
-  vdisks: Array<{ vpool: string; id: string; path: string | null; tag: number }>;
+  vdisks: Array<{ vpool: string; id: string; path: string | null; tag: number; dtl: Protection | null }>;
+  /** A taker (follower, standby) that does not take a dead owner's vPool by itself: the vDisks that could lose writes. */
+  waiting: Waiting | null;
 }
 
 async function all(client: Etcd3, prefix: string): Promise<Array<[string, string]>> {
@@ -35,11 +37,11 @@ export async function listRouters(client: Etcd3): Promise<RouterRow[]> {
   const row = (name: string, rec: RouterRecord | null, state: RouterRow['state']): RouterRow => {
     let r = rows.get(name);
     if (r === undefined) {
-      r = { name, state, role: null, vpool: null, host: null, pid: null, failureDomain: null, address: null, dtlServer: null, registeredAt: null, vpools: [], vdisks: [] };
+      r = { name, state, role: null, vpool: null, host: null, pid: null, failureDomain: null, address: null, dtlServer: null, registeredAt: null, vpools: [], vdisks: [], waiting: null };
       rows.set(name, r);
     }
     if (rec !== null && (r.host === null || state === 'alive')) {
-      Object.assign(r, { state, role: rec.role ?? null, vpool: rec.vpool ?? null, host: rec.host, pid: rec.pid, failureDomain: rec.failureDomain, address: rec.address, dtlServer: rec.dtlServer, registeredAt: rec.registeredAt });
+      Object.assign(r, { state, role: rec.role ?? null, vpool: rec.vpool ?? null, host: rec.host, pid: rec.pid, failureDomain: rec.failureDomain, address: rec.address, dtlServer: rec.dtlServer, registeredAt: rec.registeredAt, waiting: state === 'alive' ? rec.waiting ?? null : null });
     }
     return r;
   };
@@ -50,7 +52,7 @@ export async function listRouters(client: Etcd3): Promise<RouterRow[]> {
     const parts = rest.split('/');
     const owner = rows.get(rec.router) ?? row(rec.router, null, 'expired');
     if (parts.length === 2 && parts[1] === 'owner') owner.vpools.push({ vpool: parts[0], tag: rec.tag });
-    else if (parts.length === 3 && parts[1] === 'vdisks') owner.vdisks.push({ vpool: parts[0], id: parts[2], path: rec.path ?? null, tag: rec.tag });
+    else if (parts.length === 3 && parts[1] === 'vdisks') owner.vdisks.push({ vpool: parts[0], id: parts[2], path: rec.path ?? null, tag: rec.tag, dtl: rec.dtl ?? null });
   }
   for (const r of rows.values()) if (r.role === null && r.vpools.length > 0) r.role = 'owner';
   return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));

@@ -17,7 +17,7 @@ import type { Etcd3, Lease } from 'etcd3';
 import { logger } from '../util/log.js';
 import { connectRegistry } from './connect.js';
 import { RegistryError } from './errors.js';
-import { knownRouterKey, routerKey, type RouterRecord, type RouterRole } from './keys.js';
+import { knownRouterKey, routerKey, type RouterRecord, type RouterRole, type Waiting } from './keys.js';
 
 const log = logger('registry');
 
@@ -42,6 +42,8 @@ export class RouterRegistry {
   private lease!: Lease;
   private rec!: RouterRecord;
   private closed = false;
+  /** What this router waits for (registry/takeover.ts), re-recorded by a rejoin. */
+  private waiting: Waiting | null = null;
   private rejoining: Promise<void> | null = null;
   private keepaliveFailing = false;
   private readonly rejoinListeners: Array<() => void> = [];
@@ -85,6 +87,7 @@ export class RouterRegistry {
       name: opts.name, host: os.hostname(), pid: process.pid, state: opts.state,
       failureDomain: opts.failureDomain ?? null, address: opts.address ?? null, api: opts.api ?? null, dtlServer: opts.dtlServer ?? null,
       ...(opts.vpool === undefined ? {} : { vpool: opts.vpool }), ...(opts.role === undefined ? {} : { role: opts.role }),
+      ...(this.waiting == null ? {} : { waiting: this.waiting }),
       lease: String(id), leaseSeconds: opts.leaseSeconds, registeredAt: new Date().toISOString(),
     };
     const body = JSON.stringify(rec);
@@ -148,10 +151,15 @@ export class RouterRegistry {
    * registration keys are rewritten (the live one still on the lease). A failure is logged: the registration
    * stays as it was, and a rejoin writes the new one.
    */
-  async update(change: { role?: RouterRole; address?: string }): Promise<void> {
+  async update(change: { role?: RouterRole; address?: string; waiting?: Waiting | null }): Promise<void> {
     if (change.role !== undefined) this.opts.role = change.role;
     if (change.address !== undefined) this.opts.address = change.address;
-    const rec: RouterRecord = { ...this.rec, ...(change.role === undefined ? {} : { role: change.role }), ...(change.address === undefined ? {} : { address: change.address }) };
+    // kept for a rejoin's new registration
+    if (change.waiting !== undefined) this.waiting = change.waiting;
+    const rec: RouterRecord = {
+      ...this.rec, ...(change.role === undefined ? {} : { role: change.role }), ...(change.address === undefined ? {} : { address: change.address }),
+      ...(change.waiting === undefined ? {} : { waiting: change.waiting }),
+    };
     try {
       await this.client.if(routerKey(this.opts.name), 'Lease', '==', this.rec.lease)
         .then(this.client.put(routerKey(this.opts.name)).value(JSON.stringify(rec)).lease(this.rec.lease), this.client.put(knownRouterKey(this.opts.name)).value(JSON.stringify(rec)))

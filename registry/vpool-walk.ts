@@ -1,14 +1,26 @@
-/** The vDisks of an open vPool with their paths (a walk of its tree), for the owner records. */
+/**
+ * The vDisks of an open vPool with their paths (a walk of its tree), for the owner records, and whether each
+ * one's writes not yet in the backend are protected (its DTL mode and state, and whether anything is unshipped:
+ * registry/takeover.ts decides from that whether a takeover is automatic).
+ */
 import type { VPool } from '../volume/types.js';
+import type { Protection } from './keys.js';
 
-export function vdisksOf(vpool: VPool): Array<{ id: string; path: string }> {
-  const out: Array<{ id: string; path: string }> = [];
+export type Listed = { id: string; path: string; dtl: Omit<Protection, 'since'> };
+
+export function vdisksOf(vpool: VPool): Listed[] {
+  const out: Listed[] = [];
   const walk = (dir: string): void => {
     for (const name of vpool.readdir(dir)) {
       const p = dir === '/' ? `/${name}` : `${dir}/${name}`;
       const st = vpool.stat(p);
       if (st.kind === 'dir') walk(p);
-      else if (st.kind === 'file') out.push({ id: vpool.vdisk(p).id, path: p });
+      else if (st.kind === 'file') {
+        const info = vpool.vdisk(p).info();
+        // unshipped: data in SCOs after the cork, or SCOs/TLogs still waiting for upload
+        const dirty = info.dirtyBytes > 0 || info.uploadBacklog.scos > 0 || info.uploadBacklog.tlogs > 0;
+        out.push({ id: info.id, path: p, dtl: { mode: info.dtl.mode, state: info.dtl.state, dirty } });
+      }
     }
   };
   walk('/');

@@ -14,6 +14,8 @@ import { BackendClaim, ClaimRefused } from '../volume/claim/claim.js';
 import { connectRegistry } from '../registry/connect.js';
 import { RouterRegistry } from '../registry/router-registry.js';
 import { recordVDisks, releaseVPool, takeVPool, vpoolOwner } from '../registry/ownership.js';
+import { isSafe, takeoverKey, type Protection } from '../registry/keys.js';
+import type { TakeoverRequest } from '../registry/takeover.js';
 import { listRouters } from '../registry/router-list.js';
 import { parseRegistryUrl } from '../registry/etcd-url.js';
 import { isCode } from '../util/errors.js';
@@ -79,7 +81,12 @@ test('racing takes: one owner at a time, tags only grow, refusals name the live 
     lastTag = owner!.tag;
 
     // only the owner records vDisks
-    const ids = Array.from({ length: 1 + rnd(4) }, (_, i) => ({ id: `d${round}-${i}`, path: `/disk${i}` }));
+    // each with a random protection record (the takeover rule: safe when clean, or sync DTL in ok_sync)
+    const kinds: Array<Omit<Protection, 'since'>> = [
+      { mode: 'none', state: 'ok_standalone', dirty: false }, { mode: 'none', state: 'ok_standalone', dirty: true },
+      { mode: 'sync', state: 'ok_sync', dirty: true }, { mode: 'sync', state: 'degraded', dirty: true }, { mode: 'async', state: 'ok_sync', dirty: true },
+    ];
+    const ids = Array.from({ length: 1 + rnd(4) }, (_, i) => ({ id: `d${round}-${i}`, path: `/disk${i}`, dtl: { ...kinds[rnd(kinds.length)], since: new Date().toISOString() } }));
     for (const n of regs.keys()) t.is(await recordVDisks(regs.get(n)!.client, 'pool', n, owner!.tag, ids), n === owner!.router, n);
     t.false(await recordVDisks(client, 'pool', owner!.router, owner!.tag - 1, []), 'a stale tag writes nothing');
     const rows = await listRouters(client);
@@ -92,7 +99,19 @@ test('racing takes: one owner at a time, tags only grow, refusals name the live 
       gone.abandon();
       while ((await listRouters(client)).find((r) => r.name === owner!.router)?.state !== 'expired') await new Promise((r) => setTimeout(r, 100));
       const taker = [...regs.keys()][rnd(regs.size)];
+      // a vDisk not recorded safe: refused, the risks named, until `vpoolfs takeover --force`'s request for that owner and tag
+      const unsafe = ids.filter((d) => !isSafe(d.dtl)).map((d) => d.id);
+      if (unsafe.length > 0) {
+        const refused = await t.throwsAsync(takeVPool(regs.get(taker)!.client, 'pool', taker));
+        t.true(isCode(refused, 'BUSY'));
+        t.deepEqual(((refused as unknown as { context: { risks: Array<{ id: string }> } }).context.risks).map((r) => r.id).sort(), unsafe.sort());
+        const stale: TakeoverRequest = { owner: owner!.router, tag: owner!.tag - 1, router: null, at: new Date().toISOString(), risks: [] };
+        await client.put(takeoverKey('pool')).value(JSON.stringify(stale));
+        await t.throwsAsync(takeVPool(regs.get(taker)!.client, 'pool', taker), undefined, 'a request for another tag lets nothing through');
+        await client.put(takeoverKey('pool')).value(JSON.stringify({ ...stale, tag: owner!.tag }));
+      }
       const took = await takeVPool(regs.get(taker)!.client, 'pool', taker);
+      t.is(await client.get(takeoverKey('pool')).string(), null, 'the request is consumed');
       t.true(took.takeover, 'from an expired owner: a takeover');
       t.is(took.previous?.router, owner!.router);
       t.false(await recordVDisks(client, 'pool', owner!.router, owner!.tag, ids), 'the old owner records nothing more');

@@ -39,7 +39,8 @@ test('registration and router list; a second router is refused the vDisks the fi
   t.deepEqual(rows[0].vdisks.map((d) => [d.vpool, d.path, d.tag]).sort(), [['pool', '/dir/other', tag], ['pool', '/disk', tag]]);
   const table = await c.routerTable();
   t.regex(table, /^ra\s+alive\s+owner\s+pool\s+\S+\s+\d+\s+fd-ra\s/m);
-  t.regex(table, /ra: pool:\/disk \(vDisk [0-9a-f-]+, owner tag \d+\)/);
+  // and whether its unshipped writes are protected (the takeover rule: docs/cluster.md)
+  t.regex(table, /ra: pool:\/disk \(vDisk [0-9a-f-]+, owner tag \d+, DTL none ok_standalone, (clean|unshipped writes) since \S+( — NOT SAFE to take over)?\)/);
 
   // a second router told not to follow (--no-follow): refused before anything is mounted, the owner named, on stderr and in its log
   const r = await refusedMount(c.router('rb', ['--no-follow']));

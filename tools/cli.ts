@@ -24,6 +24,7 @@ import { addRekeyCommand } from './commands/rekey-cmd.js';
 import { addMoveCommand } from './commands/move-cmd.js';
 import { addStatusCommand } from './commands/status-cmd.js';
 import { addRouterCommands } from './commands/router-cmds.js';
+import { addTakeoverCommand } from './commands/takeover-cmd.js';
 import { VERSION } from './version.js';
 
 /** One clear line for the errors vpoolfs raises on purpose (with their cause); a stack only for the unexpected. */
@@ -103,5 +104,6 @@ addScrubCommands(program, fail);
 addRekeyCommand(program, run);
 addMoveCommand(program, run);
 addRouterCommands(program, fail);
+addTakeoverCommand(program, fail);
 
 await program.parseAsync(process.argv);

@@ -33,6 +33,7 @@ import { isCode } from '../../util/errors.js';
 import { readSecretFile } from '../../dtl-client/auth.js';
 import { LinkServer } from '../../router-link/server.js';
 import { Follower } from '../daemon/follower.js';
+import { watchRegisteredDtlServers } from '../daemon/dtl-registry.js';
 
 const log = logger('cli');
 
@@ -159,7 +160,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   if (flags.standby === true) for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, endStandby);
   const session = cfg.registry === undefined ? undefined : await RouterSession.start({
     registry: cfg.registry, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, api: cfg.api,
-    dtlServer: cfg.dtlServer, leaseSeconds: cfg.registryLeaseSeconds ?? 10, vpool: cfg.vpool, force: flags.force === true,
+    dtlServer: cfg.dtlServer === undefined ? undefined : [...cfg.dtlServer], leaseSeconds: cfg.registryLeaseSeconds ?? 10, vpool: cfg.vpool, force: flags.force === true,
     standby: flags.standby === true, signal: standby.signal,
     // while a live router owns the vPool, mount as its follower (forwarding there) unless told to refuse
     follow: flags.follow !== false && flags.standby !== true && flags.force !== true,
@@ -210,8 +211,11 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   const rekey = rekeyFor(opened, vpool, cfg);
   const move = moving?.mirror ? new MoveJob({ mirror: moving.mirror, stateDir: cfg.state, gate: (w) => vpool.backendGate?.(w) ?? Promise.resolve(), objectsPerSecond: cfg.moveObjectsPerSecond }) : undefined;
   let link: LinkServer | undefined;
+  let stopDtlWatch: (() => void) | undefined;
   try {
     await session?.attach(() => vdisksOf(vpool));
+    // the DTL servers other routers registered join this router's list: a dead DTL server is replaced (tools/daemon/dtl-registry.ts)
+    if (session !== undefined && cfg.dtlServer !== undefined && cfg.dtlServer.length > 0) stopDtlWatch = watchRegisteredDtlServers(session, cfg.dtlServer);
     api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted, rekey, move);
     const apiNow = api;
     metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
@@ -266,7 +270,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     await apiServer.close();
     await rekey?.stop(); // before the final ship: no rewrite may race the vPool's close
     await move?.stop();
-  }, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop(), session?.stop()]));
+  }, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop(), stopDtlWatch?.(), session?.stop()]));
   if (pendingStop !== undefined) void stopNow(pendingStop);
 }
 

@@ -8,6 +8,7 @@ import { connectRegistry } from '../../registry/connect.js';
 import { RegistryError } from '../../registry/errors.js';
 import { listRouters, type RouterRow } from '../../registry/router-list.js';
 import { RegistryUrlError } from '../../registry/etcd-url.js';
+import { isSafe } from '../../registry/keys.js';
 import { ConfigError } from '../daemon/config.js';
 
 function table(rows: RouterRow[]): string {
@@ -19,7 +20,16 @@ function table(rows: RouterRow[]): string {
   const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
   let out = lines.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
   for (const r of rows) {
-    for (const d of r.vdisks) out += `  ${r.name}: ${d.vpool}:${d.path ?? d.id} (vDisk ${d.id}, owner tag ${d.tag})\n`;
+    for (const d of r.vdisks) {
+      const dtl = d.dtl === null ? '' : `, DTL ${d.dtl.mode} ${d.dtl.state}, ${d.dtl.dirty ? 'unshipped writes' : 'clean'} since ${d.dtl.since}${isSafe(d.dtl) ? '' : ' — NOT SAFE to take over'}`;
+      out += `  ${r.name}: ${d.vpool}:${d.path ?? d.id} (vDisk ${d.id}, owner tag ${d.tag}${dtl})\n`;
+    }
+  }
+  for (const r of rows) {
+    const w = r.waiting;
+    if (w === null) continue;
+    out += `  ${r.name}: WAITING since ${w.since} to take vPool '${w.vpool}' over from dead router '${w.owner}' (owner tag ${w.tag}): not automatic, ${w.risks.length} vDisk(s) may lose writes — run vpoolfs takeover --vpool ${w.vpool} --force\n`;
+    for (const k of w.risks) out += `    ${k.path ?? '(unknown path)'} (vDisk ${k.id}): ${k.why}\n`;
   }
   return out;
 }

@@ -19,7 +19,7 @@ import type { MountHandlers } from '../../fuse/handlers.js';
 import { mountWith, type FuseEngine, type Mounted } from '../../fuse/mount.js';
 import { releaseVPool, takeVPool, vpoolOwner, type Taken } from '../../registry/ownership.js';
 import { knownRouterKey, routerKey, type RouterRecord } from '../../registry/keys.js';
-import type { RouterSession } from '../../registry/router-session.js';
+import { waitingOf, type RouterSession } from '../../registry/router-session.js';
 import { LinkClient } from '../../router-link/client.js';
 import { FollowerTable } from '../../router-link/follower-table.js';
 import { isCode } from '../../util/errors.js';
@@ -65,6 +65,8 @@ export class Follower {
   readonly owned: Promise<Taken>;
   private readonly t0 = Date.now();
   private downAt: number | null = null;
+  /** This router's registration says it waits for `vpoolfs takeover --force`. */
+  private waiting = false;
 
   private constructor(private readonly opts: FollowerOptions) {
     this.lastOwner = opts.session.following!;
@@ -151,6 +153,10 @@ export class Follower {
         if (this.stopped) return c.close();
         this.client = c;
         this.said = '';
+        if (this.waiting) {
+          this.waiting = false;
+          await session.registry.update({ waiting: null });
+        }
         c.onClose((why) => {
           if (this.downAt === null) this.downAt = Date.now();
           this.table.lost(c, why);
@@ -175,6 +181,19 @@ export class Follower {
     try {
       taken = await takeVPool(etcd, vpool, router, false, this.opts.state);
     } catch (err) {
+      // the dead owner's vDisks were not all recorded safe: wait for `vpoolfs takeover --force` (calls answer
+      // EIO after waitMs meanwhile); shown in this router's registration (router list) and its log
+      const waiting = waitingOf(err, vpool);
+      if (waiting !== null) {
+        const key = `unsafe ${waiting.owner} ${waiting.tag} ${JSON.stringify(waiting.risks.map((r) => [r.id, r.dtl?.mode, r.dtl?.state]))}`;
+        if (this.said !== key) {
+          this.said = key;
+          log.warn(`NOT TAKING OVER: ${(err as Error).message}`, { vpool, owner: waiting.owner, risks: waiting.risks });
+          await session.registry.update({ waiting });
+          this.waiting = true;
+        }
+        return;
+      }
       // another follower won the owner tag's transaction: follow it at the next check
       if (isCode(err, 'BUSY')) return this.say('lost race', 'another router took the vPool over first: following it', { error: (err as Error).message });
       throw err;
