@@ -10,30 +10,19 @@
  * pieces itself (fetchPiece), several at a time; read-ahead (read-ahead.ts) fetches pieces before they are
  * asked for. Two callers wanting the same missing piece share one GET.
  *
- * Thrashing. Whole pieces pay off when a piece stays cached until its other slots are read. When the
- * cache is smaller than what a pass needs — a sequential read of a vDisk overwritten at random 4 KiB
- * clusters wants, for every MiB, one or two clusters of each of hundreds of pieces — every piece is evicted
- * before its next cluster is read, and each 4 KiB costs a 132 KiB GET (docs/performance.md measured 20–33×
- * the bytes). So the cache watches what whole pieces buy, in votes: a piece fetched for a request that
- * needed less than three quarters of it (sparseUse; or by read-ahead) votes once — 0 at its first hit, 1 if
- * evicted before one; the cache remembers the names of pieces recently evicted or fetched sparse (ghosts, no
- * data), and every miss on a ghost votes — 1 when caching the piece whole did not (it was evicted) or would
- * not (more pieces were missed since than the cache holds) keep it until it was wanted again, 0 when it
- * would have. Once most recent votes are 1 (`thrashing`), the read path fetches only the slots a request
+ * Thrashing (thrash-score.ts): when the cache is smaller than what a pass needs — a sequential read of a vDisk
+ * overwritten at random 4 KiB clusters wants, for every MiB, one or two clusters of each of hundreds of
+ * pieces — every piece is evicted before its next cluster is read, and each 4 KiB costs a 132 KiB GET. Once
+ * most recent votes say whole pieces are wasted (`thrashing`), the read path fetches only the slots a request
  * needs of a piece it uses sparsely (fetchSlots: ranged GETs of just those slots, not kept) and read-ahead
  * prefetches only the pieces a stream reads mostly whole; a request that needs three quarters of a piece or
  * more still fetches it whole, and keeps it. The sparse fetches keep voting (their ghosts), so a working set
  * that fits again turns whole pieces back on.
  *
- * In place. A `file://` backend (unencrypted: BlobStore.localPath) whose object files sit on the same
- * filesystem as this cache already is a local file of every SCO: copying its pieces into a second local
- * file bought nothing and cost each piece a ranged GET (open, stat, read, close on libuv's pool) and a
- * cache write (open, write, close, rename, a statfs). objectFd() hands the read path a descriptor of the
- * object's file instead, read like a write-cache SCO (synchronously, slots verified; a failure takes the
- * careful path, getSlots, which then reads with getRange). Same filesystem only: its reads cost what a
- * cached piece's did; a backend directory on another (a network mount) keeps the copy-in cache.
- * Descriptors of recently read objects stay open (MAX_OBJECT_FDS); one not used for OBJECT_FD_IDLE_MS is
- * closed, so that an object deleted meanwhile (a scrub, a removed vDisk) gives back its space soon.
+ * In place (object-fds.ts). A `file://` backend (unencrypted: BlobStore.localPath) whose object files sit on
+ * the same filesystem as this cache already is a local file of every SCO: objectFd() hands the read path a
+ * descriptor of the object's file, read like a write-cache SCO (slots verified; a failure takes the careful
+ * path, getSlots, which then reads with getRange). Nothing of such a backend enters the read cache.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -42,6 +31,10 @@ import { SLOT_SIZE } from './sco-format.js';
 import { withRetry } from '../backend/retry.js';
 import { logger } from '../../util/log.js';
 import type { StateDisk } from './write-cache-space.js';
+import { ObjectFds } from './object-fds.js';
+import { sparseUse, ThrashScore } from './thrash-score.js';
+
+export { sparseUse } from './thrash-score.js';
 
 const log = logger('read-cache');
 export const PIECE_SLOTS = 32;
@@ -51,23 +44,6 @@ export const PIECE_SLOTS = 32;
  * its descriptor limit to the hard limit at start).
  */
 const MAX_OPEN_PIECES = 4096;
-/** Descriptors of backend objects read in place kept open (least recently used closed first). */
-const MAX_OBJECT_FDS = 64;
-/** An object descriptor not used for this long is closed (by a sweep every OBJECT_FD_IDLE_MS). */
-const OBJECT_FD_IDLE_MS = 2000;
-/** Weight of one vote in the thrash score (an average over the last ~16 votes). */
-const VOTE_WEIGHT = 1 / 16;
-/** Thrashing from this score up, until it falls below LEAVE_THRASH (hysteresis: no flapping). */
-const ENTER_THRASH = 0.5;
-const LEAVE_THRASH = 0.25;
-/**
- * Whether a read (or read-ahead) wanting `using` of a piece's `slots` uses it sparsely: while the cache
- * is thrashing such a piece is not fetched whole (a whole piece fetched for more costs at most 4/3 of what
- * is read, and is kept).
- */
-export function sparseUse(using: number, slots: number): boolean {
-  return using * 4 < slots * 3;
-}
 /** Bytes of a whole piece in the cache. */
 const PIECE_BYTES = PIECE_SLOTS * SLOT_SIZE;
 
@@ -82,26 +58,9 @@ export class ReadCache {
   misses = 0;
   /** Sparse fetches (fetchSlots) so far (tests and logs look at it). */
   sparseFetches = 0;
-  /**
-   * Piece name → the miss count when it was evicted (or not kept) or fetched sparse, oldest first: what a
-   * miss on it says about whole pieces (see the header). Names only, at most 4096 to 65536 (addGhost).
-   */
-  private readonly ghosts = new Map<string, { seq: number; evicted: boolean }>();
-  private missSeq = 0;
-  /** Cached pieces fetched for a sparse use (sparseUse, or ahead) and not read since: evicted, they vote 1. */
-  private readonly unread = new Set<string>();
-  /** The average of the recent votes: 1 = whole pieces were all wasted, 0 = all paid off. */
-  private waste = 0;
-  private sparse = false;
-  /** Object key → its file's open descriptor and whether it was used since the last sweep, in LRU order (in place). */
-  private readonly objectFds = new Map<string, { fd: number; file: string; used: boolean }>();
-  private objectSweep: NodeJS.Timeout | null = null;
-  /** The device of this cache's directory: objects on it are read in place. */
-  private readonly dev: number;
-  /** Whether the last object opened was on this cache's filesystem (read-ahead skips in-place objects). */
-  private lastInPlace = true;
-  /** Reads served in place from the backend's files (tests and logs look at it). */
-  inPlaceReads = 0;
+  private readonly score: ThrashScore;
+  /** The backend's objects read in place (object-fds.ts). */
+  private readonly objects: ObjectFds;
 
   /**
    * `disk`: the state disk (write-cache-space.ts). The read cache keeps twice its reserve free: the write
@@ -109,7 +68,10 @@ export class ReadCache {
    */
   constructor(private readonly dir: string, public limit: number, private readonly backend: BlobStore, private readonly disk?: StateDisk) {
     fs.mkdirSync(dir, { recursive: true });
-    this.dev = fs.statSync(dir).dev;
+    this.objects = new ObjectFds(backend, fs.statSync(dir).dev);
+    this.score = new ThrashScore(() => this.capacityPieces(), () => ({
+      limit: this.limit, usedBytes: this.used, hits: this.hits, misses: this.misses, sparseFetches: this.sparseFetches,
+    }));
     for (const name of fs.readdirSync(dir)) {
       if (name.startsWith('.')) {
         fs.rmSync(path.join(dir, name), { force: true });
@@ -125,83 +87,23 @@ export class ReadCache {
     return this.used;
   }
 
+  /** Reads served in place from the backend's files (tests and logs look at it). */
+  get inPlaceReads(): number {
+    return this.objects.reads;
+  }
+
   /** True when the backend's objects are read in place (see the header): nothing to cache or prefetch. */
   get readsInPlace(): boolean {
-    return this.backend.localPath !== undefined && this.lastInPlace;
+    return this.backend.localPath !== undefined && this.objects.lastInPlace;
   }
 
   /**
-   * An open descriptor of the file of backend object `key` when it is read in place (see the header), else
+   * An open descriptor of the file of backend object `key` when it is read in place (object-fds.ts), else
    * undefined (not a local file, on another filesystem, missing). Valid until the next await: use it at
    * once. The caller verifies what it reads.
    */
   objectFd(key: string): number | undefined {
-    if (this.backend.localPath === undefined) return undefined;
-    // by key: a read after random overwrites asks for hundreds of objects per MiB, a path built each time cost more than the read
-    const known = this.objectFds.get(key);
-    if (known !== undefined) {
-      this.objectFds.delete(key);
-      this.objectFds.set(key, known);
-      known.used = true;
-      this.inPlaceReads++;
-      return known.fd;
-    }
-    const file = this.backend.localPath(key);
-    if (file === null) return undefined;
-    let fd: number;
-    try {
-      fd = fs.openSync(file, 'r');
-    } catch {
-      return undefined; // missing: the careful path's GET says so
-    }
-    let st: fs.Stats;
-    try {
-      st = fs.fstatSync(fd);
-    } catch {
-      fs.closeSync(fd);
-      return undefined;
-    }
-    this.lastInPlace = st.dev === this.dev;
-    if (!this.lastInPlace || !st.isFile()) {
-      fs.closeSync(fd);
-      return undefined;
-    }
-    if (this.objectFds.size >= MAX_OBJECT_FDS) {
-      const [oldest, o] = this.objectFds.entries().next().value as [string, { fd: number }];
-      this.objectFds.delete(oldest);
-      fs.closeSync(o.fd);
-    }
-    this.objectFds.set(key, { fd, file, used: true });
-    this.objectSweep ??= setInterval(() => this.sweepObjects(), OBJECT_FD_IDLE_MS).unref();
-    this.inPlaceReads++;
-    return fd;
-  }
-
-  /**
-   * Closes the object descriptors not used since the last sweep (an object deleted meanwhile frees its
-   * space), and those whose key now names another file (a backend move switched to the new backend).
-   */
-  private sweepObjects(): void {
-    for (const [key, o] of this.objectFds) {
-      if (o.used && this.backend.localPath?.(key) === o.file) {
-        o.used = false;
-        continue;
-      }
-      this.objectFds.delete(key);
-      fs.closeSync(o.fd);
-    }
-    if (this.objectFds.size === 0 && this.objectSweep !== null) {
-      clearInterval(this.objectSweep);
-      this.objectSweep = null;
-    }
-  }
-
-  /** Closes every object descriptor (the vPool closes, a vDisk is removed). */
-  private closeObjects(): void {
-    for (const o of this.objectFds.values()) fs.closeSync(o.fd);
-    this.objectFds.clear();
-    if (this.objectSweep !== null) clearInterval(this.objectSweep);
-    this.objectSweep = null;
+    return this.objects.fdOf(key);
   }
 
   /**
@@ -266,7 +168,7 @@ export class ReadCache {
     this.lru.delete(name);
     this.lru.set(name, size);
     this.hits++;
-    if (this.unread.delete(name)) this.vote(0);
+    if (this.score.unread.delete(name)) this.score.vote(0);
     return fd;
   }
 
@@ -300,7 +202,7 @@ export class ReadCache {
     if (size === undefined) return;
     this.lru.delete(name);
     this.used -= size;
-    this.unread.delete(name);
+    this.score.unread.delete(name);
     const fd = this.fds.get(name);
     if (fd !== undefined) {
       this.fds.delete(name);
@@ -313,7 +215,7 @@ export class ReadCache {
   invalidatePrefix(prefix: string): void {
     const p = prefix.replaceAll('/', '_');
     for (const name of [...this.lru.keys()]) if (name.startsWith(p)) this.drop(name);
-    this.closeObjects(); // the vDisk's objects are about to go: keep none of them open
+    this.objects.closeAll(); // the vDisk's objects are about to go: keep none of them open
   }
 
   /** Whether `bytes` more leave twice the state disk's reserve free (evicting own pieces to make room). */
@@ -329,7 +231,7 @@ export class ReadCache {
     for (const [name, size] of [...this.lru]) {
       if (avail + freed - bytes >= 2 * this.disk.reserve) break;
       this.drop(name);
-      this.addGhost(name, true);
+      this.score.addGhost(name, true);
       freed += size;
     }
     return avail + freed - bytes >= 2 * this.disk.reserve;
@@ -344,7 +246,7 @@ export class ReadCache {
         this.lru.delete(name);
         this.lru.set(name, size);
         this.hits++;
-        if (this.unread.delete(name)) this.vote(0);
+        if (this.score.unread.delete(name)) this.score.vote(0);
         return Promise.resolve(buf);
       } catch {
         this.drop(name);
@@ -353,7 +255,7 @@ export class ReadCache {
     let p = this.inflight.get(name);
     if (p === undefined) {
       this.misses++;
-      this.noteMiss(name);
+      this.score.noteMiss(name);
       p = this.fetch(key, piece, slots, name, sparseUse(using, slots)).finally(() => this.inflight.delete(name));
       this.inflight.set(name, p);
     }
@@ -374,7 +276,7 @@ export class ReadCache {
       this.evict();
       if (this.used > this.limit) {
         this.used -= data.length;
-        this.addGhost(name, true);
+        this.score.addGhost(name, true);
         return data;
       }
       const tmp = path.join(this.dir, `.${name}`);
@@ -393,7 +295,7 @@ export class ReadCache {
         fs.rmSync(path.join(this.dir, name), { force: true });
       } else {
         this.lru.set(name, data.length);
-        if (sparsely) this.unread.add(name);
+        if (sparsely) this.score.unread.add(name);
         this.evict();
       }
     }
@@ -404,7 +306,7 @@ export class ReadCache {
   close(): void {
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
-    this.closeObjects();
+    this.objects.closeAll();
   }
 
   /** A new limit, applied at once: pieces past it are evicted, least recently used first. */
@@ -418,11 +320,11 @@ export class ReadCache {
   private evict(vote = true): void {
     for (const name of this.lru.keys()) {
       if (this.used <= this.limit) break;
-      const wasted = this.unread.has(name);
+      const wasted = this.score.unread.has(name);
       this.drop(name);
       if (!vote) continue;
-      this.addGhost(name, true);
-      if (wasted) this.vote(1);
+      this.score.addGhost(name, true);
+      if (wasted) this.score.vote(1);
     }
   }
 
@@ -431,7 +333,7 @@ export class ReadCache {
    * kept at all (limit 0): a run needing a few slots of a missing piece should take fetchSlots.
    */
   get thrashing(): boolean {
-    return this.limit === 0 || this.sparse;
+    return this.limit === 0 || this.score.sparse;
   }
 
   /**
@@ -442,8 +344,8 @@ export class ReadCache {
   async fetchSlots(key: string, slot: number, n: number, first = true): Promise<Buffer> {
     if (first) {
       const name = pieceName(key, Math.floor(slot / PIECE_SLOTS));
-      this.noteMiss(name);
-      this.addGhost(name, false);
+      this.score.noteMiss(name);
+      this.score.addGhost(name, false);
     }
     this.sparseFetches++;
     return withRetry(() => this.backend.getRange(key, slot * SLOT_SIZE, n * SLOT_SIZE), {
@@ -454,38 +356,6 @@ export class ReadCache {
   /** Pieces the cache holds at its limit. */
   private capacityPieces(): number {
     return Math.max(1, Math.floor(this.limit / PIECE_BYTES));
-  }
-
-  /** A miss on piece `name` (about to be fetched, whole or sparse): votes if it is a ghost. */
-  private noteMiss(name: string): void {
-    this.missSeq++;
-    const g = this.ghosts.get(name);
-    if (g === undefined) return; // never seen (or long ago): says nothing about the cache
-    this.ghosts.delete(name);
-    this.vote(g.evicted || this.missSeq - g.seq > this.capacityPieces() ? 1 : 0);
-  }
-
-  private addGhost(name: string, evicted: boolean): void {
-    this.ghosts.delete(name);
-    this.ghosts.set(name, { seq: this.missSeq, evicted });
-    const max = Math.min(65536, Math.max(4096, 4 * this.capacityPieces()));
-    for (const oldest of this.ghosts.keys()) {
-      if (this.ghosts.size <= max) break;
-      this.ghosts.delete(oldest);
-    }
-  }
-
-  private vote(v: 0 | 1): void {
-    this.waste += (v - this.waste) * VOTE_WEIGHT;
-    if (!this.sparse && this.waste > ENTER_THRASH) {
-      this.sparse = true;
-      log.info('read cache thrashing: pieces are evicted before they are read again; fetching only the slots sparse reads need', {
-        limit: this.limit, usedBytes: this.used, hits: this.hits, misses: this.misses,
-      });
-    } else if (this.sparse && this.waste < LEAVE_THRASH) {
-      this.sparse = false;
-      log.info('read cache no longer thrashing: fetching whole pieces again', { limit: this.limit, sparseFetches: this.sparseFetches });
-    }
   }
 }
 
