@@ -6,6 +6,7 @@
  * Reads go to node:fs directly: a read changes nothing a power cut could lose.
  */
 import fs from 'node:fs';
+import { closeWhenIdle } from './slot-readers.js';
 
 export interface CacheIo {
   /** open(2); `flags` as node:fs takes them ('w+', 'r+', 'r'). */
@@ -29,7 +30,7 @@ export const realCacheIo: CacheIo = {
   open: (file, flags) => fs.openSync(file, flags),
   writev: (fd, iov, position) => fs.writevSync(fd, iov, position),
   fdatasync: (fd) => new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve()))),
-  close: (fd) => fs.closeSync(fd),
+  close: (fd) => closeWhenIdle(fd), // not while a slot reader may be reading it (slot-readers.ts)
   rename: (from, to) => fs.renameSync(from, to),
   unlink: (file) => fs.unlinkSync(file),
   unlinkAsync: (file, done) => fs.unlink(file, () => done()),

@@ -11,6 +11,7 @@
  */
 import fs from 'node:fs';
 import type { BlobStore } from '../backend/types.js';
+import { closeWhenIdle } from './slot-readers.js';
 
 /** Descriptors of backend objects read in place kept open (least recently used closed first). */
 const MAX_OBJECT_FDS = 64;
@@ -68,7 +69,7 @@ export class ObjectFds {
     if (this.fds.size >= MAX_OBJECT_FDS) {
       const [oldest, o] = this.fds.entries().next().value as [string, { fd: number }];
       this.fds.delete(oldest);
-      fs.closeSync(o.fd);
+      closeWhenIdle(o.fd);
     }
     this.fds.set(key, { fd, file, used: true });
     this.sweep ??= setInterval(() => this.sweepIdle(), OBJECT_FD_IDLE_MS).unref();
@@ -87,7 +88,7 @@ export class ObjectFds {
         continue;
       }
       this.fds.delete(key);
-      fs.closeSync(o.fd);
+      closeWhenIdle(o.fd);
     }
     if (this.fds.size === 0 && this.sweep !== null) {
       clearInterval(this.sweep);
@@ -97,7 +98,7 @@ export class ObjectFds {
 
   /** Closes every descriptor (the vPool closes, a vDisk is removed). */
   closeAll(): void {
-    for (const o of this.fds.values()) fs.closeSync(o.fd);
+    for (const o of this.fds.values()) closeWhenIdle(o.fd);
     this.fds.clear();
     if (this.sweep !== null) clearInterval(this.sweep);
     this.sweep = null;

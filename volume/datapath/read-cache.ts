@@ -32,6 +32,7 @@ import { withRetry } from '../backend/retry.js';
 import { logger } from '../../util/log.js';
 import type { StateDisk } from './write-cache-space.js';
 import { ObjectFds } from './object-fds.js';
+import { closeWhenIdle } from './slot-readers.js';
 import { sparseUse, ThrashScore } from './thrash-score.js';
 
 export { sparseUse } from './thrash-score.js';
@@ -159,7 +160,7 @@ export class ReadCache {
       if (this.fds.size >= MAX_OPEN_PIECES) {
         const [oldest, ofd] = this.fds.entries().next().value as [string, number];
         this.fds.delete(oldest);
-        fs.closeSync(ofd);
+        closeWhenIdle(ofd);
       }
     } else {
       this.fds.delete(name);
@@ -206,7 +207,7 @@ export class ReadCache {
     const fd = this.fds.get(name);
     if (fd !== undefined) {
       this.fds.delete(name);
-      fs.closeSync(fd);
+      closeWhenIdle(fd);
     }
     fs.rmSync(path.join(this.dir, name), { force: true });
   }
@@ -304,7 +305,7 @@ export class ReadCache {
 
   /** Closes the descriptors kept open (the vPool is closing); the cached pieces stay for the next start. */
   close(): void {
-    for (const fd of this.fds.values()) fs.closeSync(fd);
+    for (const fd of this.fds.values()) closeWhenIdle(fd);
     this.fds.clear();
     this.objects.closeAll();
   }

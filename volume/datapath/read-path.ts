@@ -32,6 +32,7 @@ import { CLUSTER_SIZE } from '../types.js';
 import { checkSlot, checkSlotParts, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
 import { PIECE_SLOTS, sparseUse, type ReadCache } from './read-cache.js';
 import type { ClusterMap } from './cluster-map.js';
+import { takeReaders, type SlotReader } from './slot-readers.js';
 
 /** Pieces fetched at the same time for one request. */
 export const FETCH_PARALLEL = 8;
@@ -39,6 +40,18 @@ export const FETCH_PARALLEL = 8;
 const SPARSE_GAP = 2;
 /** Slots in one readv: two iovecs each, and Linux takes at most 1024 (IOV_MAX). */
 const MAX_RUN = 512;
+/**
+ * A request of this many runs in the write cache, or any read of the backend's files, uses the slot readers:
+ * many runs are many system calls; a few long runs cost mostly crc32 and copies, which a thread waking on
+ * a busy machine did not win back (measured: docs/read-path.md, "Slot readers").
+ */
+const PARALLEL_MIN_RUNS = 16;
+/** Slot readers one request uses at most. */
+const MAX_READERS = 4;
+/** Runs longer than this are cut into pieces shared between the readers and this thread. */
+const SPLIT_RUN = 128;
+/** What a run's system call costs, in slots read (for sharing the runs out). */
+const RUN_COST = 2;
 
 /** One namespace's slots: a vDisk, or the ancestor a clone's entry of depth k reads (VDiskImpl). */
 export interface SlotSource {
@@ -82,6 +95,7 @@ interface PieceRun extends Run {
 // scratch for the synchronous readvs (never held across an await)
 const HEADERS = Buffer.alloc(MAX_RUN * SLOT_HEADER);
 const PARTIAL = [Buffer.alloc(CLUSTER_SIZE), Buffer.alloc(CLUSTER_SIZE)];
+const SLOT_BUF = Buffer.alloc(SLOT_SIZE);
 
 /**
  * Fills `out` with the bytes at `offset` (the caller has cut the range to the vDisk's size): holes with
@@ -96,9 +110,9 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
   const { map, readCache } = t;
   const end = offset + out.length;
   const last = Math.floor((end - 1) / CLUSTER_SIZE);
-  const local: Run[] = [];
-  const inPlace: Array<Run & { key: string }> = [];
-  const cached: PieceRun[] = [];
+  const files: FileRun[] = []; // local, in place and cached, in address order
+  let backendFiles = 0;
+  let cachedRuns = 0;
   const fetch: PieceRun[] = [];
   const self = t.source(0);
 
@@ -119,20 +133,26 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
     const depth = (w1 >>> 16) & 0xff; // a clone's entry from an ancestor's namespace (../lineage/clone-base.ts)
     const src = depth === 0 ? self : t.source(depth);
     if (src.localScoFd(sco) !== null) {
-      local.push({ src, a, sco, slot, n });
+      files.push({ src, a, sco, slot, n, kind: LOCAL, key: '', piece: 0, pos: 0 });
     } else {
       const count = src.scoSlots(sco);
       if (count === undefined) {
-        local.push({ src, a, sco, slot, n }); // the careful path says what is wrong (an unknown SCO)
+        files.push({ src, a, sco, slot, n, kind: LOCAL, key: '', piece: 0, pos: 0 }); // the careful path says what is wrong (an unknown SCO)
       } else if (readCache.readsInPlace) {
-        inPlace.push({ src, a, sco, slot, n, key: src.scoKeyOf(sco) });
+        files.push({ src, a, sco, slot, n, kind: IN_PLACE, key: src.scoKeyOf(sco), piece: 0, pos: 0 });
+        backendFiles++;
       } else {
         const key = src.scoKeyOf(sco);
         for (let k = 0; k < n;) {
           const piece = Math.floor((slot + k) / PIECE_SLOTS);
           const m = Math.min(n - k, (piece + 1) * PIECE_SLOTS - (slot + k));
-          const r: PieceRun = { src, a: a + k, sco, slot: slot + k, n: m, key, count, piece };
-          (readCache.isCached(key, piece) ? cached : fetch).push(r); // a piece being fetched is shared by fetchPiece
+          if (readCache.isCached(key, piece)) {
+            files.push({ src, a: a + k, sco, slot: slot + k, n: m, kind: CACHED, key, piece, pos: 0 });
+            backendFiles++;
+            cachedRuns++;
+          } else {
+            fetch.push({ src, a: a + k, sco, slot: slot + k, n: m, key, count, piece }); // a piece being fetched is shared by fetchPiece
+          }
           k += m;
         }
       }
@@ -144,27 +164,128 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
   const careful: Run[] = [];
   const fetching = fetch.length === 0 ? undefined : runPool(fetchTasks(readCache, fetch, out, offset), FETCH_PARALLEL);
 
-  // 3. the local and cached runs, synchronously, meanwhile
+  // 3. the local, in-place and cached runs: a share to the slot readers (slot-readers.ts) when the request is
+  //    large or reads backend files, the rest synchronously here, meanwhile
+  let handed: Promise<void> | undefined;
   try {
-    planned?.(cached.length + fetch.length > 0);
-    for (const r of local) {
-      const fd = r.src.localScoFd(r.sco);
-      if (fd === null || !readvRun(fd, r.slot * SLOT_SIZE, r, out, offset)) careful.push(r);
-    }
-    for (const r of inPlace) {
-      const fd = readCache.objectFd(r.key); // undefined: not a file here after all (the careful path reads it)
-      if (fd === undefined || !readvRun(fd, r.slot * SLOT_SIZE, r, out, offset)) careful.push(r);
-    }
-    for (const r of cached) {
-      const fd = readCache.pieceFd(r.key, r.piece); // undefined: evicted since the plan (the careful path fetches it)
-      if (fd === undefined || !readvRun(fd, (r.slot - r.piece * PIECE_SLOTS) * SLOT_SIZE, r, out, offset)) careful.push(r);
+    planned?.(cachedRuns + fetch.length > 0);
+    const readers = files.length - backendFiles >= PARALLEL_MIN_RUNS || backendFiles > 0 ? takeReaders(MAX_READERS) : NO_READERS;
+    const here = readers.length === 0 ? files : handOut(readCache, files, readers, careful, (p) => (handed = p), out, offset);
+    for (const r of here) {
+      const fd = fileOf(readCache, r);
+      if (fd === undefined || !(r.n === 1 ? readSlot(fd, r, out, offset) : readvRun(fd, r.pos, r, out, offset))) careful.push(r);
     }
   } catch (err) {
-    // not expected (the reads above report through the careful path), but the fetches must settle first
-    return settle(fetching, Promise.reject(err));
+    // not expected (the reads above report through the careful path), but what started must settle first
+    return settle([fetching, handed, Promise.reject(err)]);
   }
-  if (fetching === undefined && careful.length === 0) return undefined; // all from the write cache or the read cache
-  return settle(fetching, runPool(careful.map((r) => () => readCareful(r, out, offset)), FETCH_PARALLEL));
+  if (fetching === undefined && handed === undefined && careful.length === 0) return undefined; // all read here
+  return settle([fetching, handed, runPool(careful.map((r) => () => readCareful(r, out, offset)), FETCH_PARALLEL)]);
+}
+
+/** A run read from a local file: a write-cache SCO, a backend object in place, a read-cache piece. */
+interface FileRun extends Run {
+  kind: typeof LOCAL | typeof IN_PLACE | typeof CACHED;
+  /** The backend object's key (in place, cached), else ''. */
+  key: string;
+  /** The read-cache piece (cached), else 0. */
+  piece: number;
+  /** Byte position of its first slot in that file (set by fileOf). */
+  pos: number;
+}
+const NO_READERS: SlotReader[] = [];
+const LOCAL = 0;
+const IN_PLACE = 1;
+const CACHED = 2;
+
+/**
+ * The open descriptor of run `r`'s file, with `r.pos` set; undefined when it is gone (an object not a
+ * file here after all, a piece evicted since the plan): the careful path reads the run.
+ */
+function fileOf(readCache: ReadCache, r: FileRun): number | undefined {
+  if (r.kind === LOCAL) {
+    r.pos = r.slot * SLOT_SIZE;
+    return r.src.localScoFd(r.sco) ?? undefined;
+  }
+  if (r.kind === IN_PLACE) {
+    r.pos = r.slot * SLOT_SIZE;
+    return readCache.objectFd(r.key);
+  }
+  r.pos = (r.slot - r.piece * PIECE_SLOTS) * SLOT_SIZE;
+  return readCache.pieceFd(r.key, r.piece);
+}
+
+/**
+ * Shares the runs between the slot readers and this thread, by cost (a run costs RUN_COST slots more than its
+ * slots: its system call). The backend's files go to the readers first (a read of them may wait on the disk:
+ * not on this thread); of the write-cache runs this thread keeps the last ones, up to its share; runs longer
+ * than SPLIT_RUN are cut so that a long sequential run is shared too. The readers' batches start at once;
+ * `started` gets the promise that settles once their data is copied out (failed runs read by the careful
+ * path). Returns the runs this thread reads itself.
+ */
+function handOut(readCache: ReadCache, runs: FileRun[], readers: SlotReader[], careful: Run[], started: (p: Promise<void>) => void, out: Buffer, offset: number): FileRun[] {
+  let cut = runs;
+  if (runs.some((r) => r.n > SPLIT_RUN)) {
+    cut = [];
+    for (const r of runs) {
+      for (let k = 0; k < r.n; k += SPLIT_RUN) cut.push({ ...r, a: r.a + k, slot: r.slot + k, n: Math.min(SPLIT_RUN, r.n - k) });
+    }
+  }
+  // the backend's files first, then the write cache's (this thread keeps the last of those)
+  if (cut.some((r) => r.kind !== LOCAL)) cut = [...cut.filter((r) => r.kind !== LOCAL), ...cut.filter((r) => r.kind === LOCAL)];
+  let total = 0;
+  for (const r of cut) total += r.n + RUN_COST;
+  const share = total / (readers.length + 1);
+  const here: FileRun[] = [];
+  let mineCost = 0;
+  let split = cut.length;
+  while (split > 0 && cut[split - 1].kind === LOCAL && mineCost + cut[split - 1].n + RUN_COST <= share) {
+    mineCost += cut[--split].n + RUN_COST;
+  }
+  const load = new Array<number>(readers.length).fill(0);
+  const batches: Array<Array<{ r: Run; at: number }>> = readers.map(() => []);
+  for (let i = 0; i < split; i++) {
+    const r = cut[i];
+    let best = -1;
+    for (let k = 0; k < readers.length; k++) if (readers[k].room() >= r.n && (best < 0 || load[k] < load[best])) best = k;
+    if (best < 0) {
+      here.push(r); // every batch full: bounded, read here
+      continue;
+    }
+    const fd = fileOf(readCache, r);
+    if (fd === undefined) {
+      careful.push(r);
+      continue;
+    }
+    load[best] += r.n + RUN_COST;
+    batches[best].push({ r, at: readers[best].add({ fd, pos: r.pos, n: r.n, tag: r.src.tag, sco: r.sco, slot: r.slot, a: r.a }) });
+  }
+  for (let i = split; i < cut.length; i++) here.push(cut[i]);
+  const waits: Array<Promise<void>> = [];
+  const failed: Run[] = [];
+  readers.forEach((reader, k) => {
+    const batch = batches[k];
+    if (batch.length === 0) {
+      reader.release();
+      return;
+    }
+    waits.push(reader.start().then((ok) => {
+      batch.forEach((b, i) => {
+        if (ok[i] === 1) copySlots(reader.scratch, b.at, b.r, out, offset);
+        else failed.push(b.r);
+      });
+    }, () => {
+      for (const b of batch) failed.push(b.r); // the reader died: its runs read again here
+    }).finally(() => reader.release()));
+  });
+  if (waits.length > 0) started(readCarefulAfter(waits, failed, out, offset));
+  return here;
+}
+
+/** Once the readers' batches have settled, the careful path for the runs they found wrong (`failed`). */
+async function readCarefulAfter(waits: Array<Promise<void>>, failed: Run[], out: Buffer, offset: number): Promise<void> {
+  await Promise.all(waits);
+  await runPool(failed.map((r) => () => readCareful(r, out, offset)), FETCH_PARALLEL);
 }
 
 /**
@@ -205,9 +326,9 @@ function fetchTasks(readCache: ReadCache, fetch: PieceRun[], out: Buffer, offset
   });
 }
 
-/** Waits for both to settle, then rejects with the first failure (4: nothing writes into `out` after the answer). */
-async function settle(a: Promise<void> | undefined, b: Promise<void>): Promise<void> {
-  const results = await Promise.allSettled([a, b]);
+/** Waits for all to settle, then rejects with the first failure (4: nothing writes into `out` after the answer). */
+async function settle(all: Array<Promise<void> | undefined>): Promise<void> {
+  const results = await Promise.allSettled(all);
   for (const res of results) if (res.status === 'rejected') throw res.reason;
 }
 
@@ -246,6 +367,22 @@ function readvRun(fd: number, pos: number, r: Run, out: Buffer, offset: number):
       if (data === PARTIAL[0] || data === PARTIAL[1]) copyPart(data, 0, r.a + k, out, offset);
     }
   }
+  return true;
+}
+
+/**
+ * Reads the one slot of run `r` from `fd` at `r.pos` with one pread into scratch (a single buffer costs the
+ * system call less than readv's two), verifies it and copies its data out. False when anything is wrong.
+ */
+function readSlot(fd: number, r: FileRun, out: Buffer, offset: number): boolean {
+  let got: number;
+  try {
+    got = fs.readSync(fd, SLOT_BUF, 0, SLOT_SIZE, r.pos);
+  } catch {
+    return false; // the careful path reads it again and reports the error
+  }
+  if (got !== SLOT_SIZE || checkSlot(SLOT_BUF, 0, r.src.tag, r.sco, r.slot, r.a) !== null) return false;
+  copyPart(SLOT_BUF, SLOT_HEADER, r.a, out, offset);
   return true;
 }
 
