@@ -39,6 +39,9 @@ export const BATCH_SLOTS = 512;
 /** Runs one batch holds at most. */
 const BATCH_RUNS = 512;
 
+/** Runs and batches the slot readers were handed (tests and logs look at it). */
+export const slotReaderStats = { runs: 0, batches: 0 };
+
 /** A run handed to a reader: `n` slots at byte `pos` of `fd`, expected as SCO `sco` slots from `slot`, addresses from `a`. */
 export interface SlotJob {
   fd: number;
@@ -118,6 +121,8 @@ export class SlotReader {
     const count = this.runs;
     this.started = true;
     inFlight++;
+    slotReaderStats.runs += count;
+    slotReaderStats.batches++;
     return new Promise<Uint8Array>((resolve, reject) => {
       this.pending = { resolve, reject, count };
       this.worker.ref(); // the answer must keep the process alive (a lone read at the end of a script)
