@@ -21,8 +21,9 @@
  *
  * In place (object-fds.ts). A `file://` backend (unencrypted: BlobStore.localPath) whose object files sit on
  * the same filesystem as this cache already is a local file of every SCO: objectFd() hands the read path a
- * descriptor of the object's file, read like a write-cache SCO (slots verified; a failure takes the careful
- * path, getSlots, which then reads with getRange). Nothing of such a backend enters the read cache.
+ * descriptor of the object's file, read like a write-cache SCO (by a slot reader thread, slot-readers.ts;
+ * slots verified; a failure takes the careful path, getSlots, which then reads with getRange). Nothing of
+ * such a backend enters the read cache.
  */
 import fs from 'node:fs';
 import path from 'node:path';

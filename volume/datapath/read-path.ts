@@ -14,10 +14,12 @@
  *        the piece (sparseUse; ReadCache.fetchSlots: whole pieces would be evicted before their other
  *        slots are read).
  * 2. The fetches start, at most FETCH_PARALLEL at a time.
- * 3. Meanwhile the local and cached runs are read synchronously (page-cached preads cost microseconds, less
- *    than a trip through libuv's thread pool): one readv per run, the 32-byte headers into a scratch
- *    buffer and the 4 KiB of data straight into the caller's buffer (a partial first or last cluster into
- *    a scratch cluster, then the wanted part copied).
+ * 3. Meanwhile the local, in-place and cached runs are read: a share of them by the slot reader threads
+ *    (slot-readers.ts: a request of PARALLEL_MIN_RUNS runs or more, and every run of the backend's files),
+ *    the rest here synchronously (page-cached preads cost microseconds, less than a trip through libuv's
+ *    thread pool): one readv per run, the 32-byte headers into a scratch buffer and the 4 KiB of data
+ *    straight into the caller's buffer (a partial first or last cluster into a scratch cluster, then the
+ *    wanted part copied); a run of one slot, one pread into scratch and a copy.
  * 4. Each slot is checked (checkSlotParts / checkSlot: magic, crc32 of header bytes 8..32 then the data,
  *    namespace, SCO, slot, address). A run that fails — or reads short, or fails to read — is read again
  *    by the old, careful path (SlotSource.fetchSlots), which mends a damaged write-cache slot from the

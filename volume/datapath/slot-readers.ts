@@ -32,8 +32,16 @@ import { logger } from '../../util/log.js';
 
 const log = logger('slot-readers');
 
-/** Worker threads reading slots: one less than the cores (the main thread reads too), 1 to 4. */
-const READERS = Math.max(1, Math.min(4, os.availableParallelism() - 1));
+/**
+ * Worker threads reading slots: one less than the cores (the main thread reads too), 1 to 4;
+ * VPOOLFS_SLOT_READERS=<n> sets it (0: none, every read on the main thread as before — for A/B measurements).
+ */
+const READERS = readersWanted(process.env.VPOOLFS_SLOT_READERS);
+
+function readersWanted(env: string | undefined): number {
+  if (env !== undefined && /^\d+$/.test(env)) return Math.min(16, Number(env));
+  return Math.max(1, Math.min(4, os.availableParallelism() - 1));
+}
 /** Slots one batch holds at most (its scratch: BATCH_SLOTS × 4128 bytes per worker). */
 export const BATCH_SLOTS = 512;
 /** Runs one batch holds at most. */
