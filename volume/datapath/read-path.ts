@@ -14,8 +14,8 @@
  *        the piece (sparseUse; ReadCache.fetchSlots: whole pieces would be evicted before their other
  *        slots are read).
  * 2. The fetches start, at most FETCH_PARALLEL at a time.
- * 3. Meanwhile the local, in-place and cached runs are read: a share of them by the slot reader threads
- *    (slot-readers.ts: a request of PARALLEL_MIN_RUNS runs or more, and every run of the backend's files),
+ * 3. Meanwhile the local, in-place and cached runs are read: in a request of PARALLEL_MIN_RUNS runs or more,
+ *    a share of them by the slot reader threads (slot-readers.ts; the backend's files first),
  *    the rest here synchronously (page-cached preads cost microseconds, less than a trip through libuv's
  *    thread pool): one readv per run, the 32-byte headers into a scratch buffer and the 4 KiB of data
  *    straight into the caller's buffer (a partial first or last cluster into a scratch cluster, then the
@@ -43,9 +43,10 @@ const SPARSE_GAP = 2;
 /** Slots in one readv: two iovecs each, and Linux takes at most 1024 (IOV_MAX). */
 const MAX_RUN = 512;
 /**
- * A request of this many runs in the write cache, or any read of the backend's files, uses the slot readers:
- * many runs are many system calls; a few long runs cost mostly crc32 and copies, which a thread waking on
- * a busy machine did not win back (measured: docs/read-path.md, "Slot readers").
+ * A request of this many runs read from local files uses the slot readers: many runs are many system calls.
+ * A few runs stay here: a 4 KiB read of a backend file through a reader cost 33–55 µs against 11–20 here
+ * (35 µs of CPU against 7), and a few long runs cost mostly crc32 and copies, which a thread waking on a
+ * busy machine did not win back (docs/read-path.md, "Slot readers").
  */
 const PARALLEL_MIN_RUNS = 16;
 /** Slot readers one request uses at most. */
@@ -113,7 +114,6 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
   const end = offset + out.length;
   const last = Math.floor((end - 1) / CLUSTER_SIZE);
   const files: FileRun[] = []; // local, in place and cached, in address order
-  let backendFiles = 0;
   let cachedRuns = 0;
   const fetch: PieceRun[] = [];
   const self = t.source(0);
@@ -142,7 +142,6 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
         files.push({ src, a, sco, slot, n, kind: LOCAL, key: '', piece: 0, pos: 0 }); // the careful path says what is wrong (an unknown SCO)
       } else if (readCache.readsInPlace) {
         files.push({ src, a, sco, slot, n, kind: IN_PLACE, key: src.scoKeyOf(sco), piece: 0, pos: 0 });
-        backendFiles++;
       } else {
         const key = src.scoKeyOf(sco);
         for (let k = 0; k < n;) {
@@ -150,8 +149,7 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
           const m = Math.min(n - k, (piece + 1) * PIECE_SLOTS - (slot + k));
           if (readCache.isCached(key, piece)) {
             files.push({ src, a: a + k, sco, slot: slot + k, n: m, kind: CACHED, key, piece, pos: 0 });
-            backendFiles++;
-            cachedRuns++;
+                cachedRuns++;
           } else {
             fetch.push({ src, a: a + k, sco, slot: slot + k, n: m, key, count, piece }); // a piece being fetched is shared by fetchPiece
           }
@@ -171,7 +169,7 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
   let handed: Promise<void> | undefined;
   try {
     planned?.(cachedRuns + fetch.length > 0);
-    const readers = files.length - backendFiles >= PARALLEL_MIN_RUNS || backendFiles > 0 ? takeReaders(MAX_READERS) : NO_READERS;
+    const readers = files.length >= PARALLEL_MIN_RUNS ? takeReaders(MAX_READERS) : NO_READERS;
     const here = readers.length === 0 ? files : handOut(readCache, files, readers, careful, (p) => (handed = p), out, offset);
     for (const r of here) {
       const fd = fileOf(readCache, r);
@@ -219,9 +217,9 @@ function fileOf(readCache: ReadCache, r: FileRun): number | undefined {
 
 /**
  * Shares the runs between the slot readers and this thread, by cost (a run costs RUN_COST slots more than its
- * slots: its system call). The backend's files go to the readers first (a read of them may wait on the disk:
- * not on this thread); of the write-cache runs this thread keeps the last ones, up to its share; runs longer
- * than SPLIT_RUN are cut so that a long sequential run is shared too. The readers' batches start at once;
+ * slots: its system call). The runs are ordered backend files first, write cache last, and this thread keeps
+ * the last ones up to its share: the write cache's before any backend file's (a read of those may wait on
+ * the disk: rather not on this thread). Runs longer than SPLIT_RUN are cut so that a long run is shared too. The readers' batches start at once;
  * `started` gets the promise that settles once their data is copied out (failed runs read by the careful
  * path). Returns the runs this thread reads itself.
  */
@@ -233,7 +231,7 @@ function handOut(readCache: ReadCache, runs: FileRun[], readers: SlotReader[], c
       for (let k = 0; k < r.n; k += SPLIT_RUN) cut.push({ ...r, a: r.a + k, slot: r.slot + k, n: Math.min(SPLIT_RUN, r.n - k) });
     }
   }
-  // the backend's files first, then the write cache's (this thread keeps the last of those)
+  // the backend's files first, then the write cache's (this thread keeps the last ones)
   if (cut.some((r) => r.kind !== LOCAL)) cut = [...cut.filter((r) => r.kind !== LOCAL), ...cut.filter((r) => r.kind === LOCAL)];
   let total = 0;
   for (const r of cut) total += r.n + RUN_COST;
@@ -241,7 +239,7 @@ function handOut(readCache: ReadCache, runs: FileRun[], readers: SlotReader[], c
   const here: FileRun[] = [];
   let mineCost = 0;
   let split = cut.length;
-  while (split > 0 && cut[split - 1].kind === LOCAL && mineCost + cut[split - 1].n + RUN_COST <= share) {
+  while (split > 0 && mineCost + cut[split - 1].n + RUN_COST <= share) {
     mineCost += cut[--split].n + RUN_COST;
   }
   const load = new Array<number>(readers.length).fill(0);
