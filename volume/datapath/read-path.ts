@@ -164,8 +164,8 @@ export function readClusters(t: ReadTarget, out: Buffer, offset: number, planned
   const careful: Run[] = [];
   const fetching = fetch.length === 0 ? undefined : runPool(fetchTasks(readCache, fetch, out, offset), FETCH_PARALLEL);
 
-  // 3. the local, in-place and cached runs: a share to the slot readers (slot-readers.ts) when the request is
-  //    large or reads backend files, the rest synchronously here, meanwhile
+  // 3. the local, in-place and cached runs: a share to the slot readers (slot-readers.ts) when the request has
+  //    many runs, the rest synchronously here, meanwhile
   let handed: Promise<void> | undefined;
   try {
     planned?.(cachedRuns + fetch.length > 0);
@@ -219,9 +219,9 @@ function fileOf(readCache: ReadCache, r: FileRun): number | undefined {
  * Shares the runs between the slot readers and this thread, by cost (a run costs RUN_COST slots more than its
  * slots: its system call). The runs are ordered backend files first, write cache last, and this thread keeps
  * the last ones up to its share: the write cache's before any backend file's (a read of those may wait on
- * the disk: rather not on this thread). Runs longer than SPLIT_RUN are cut so that a long run is shared too. The readers' batches start at once;
- * `started` gets the promise that settles once their data is copied out (failed runs read by the careful
- * path). Returns the runs this thread reads itself.
+ * the disk: rather not on this thread). Runs longer than SPLIT_RUN are cut so that a long run is shared too.
+ * The readers' batches start at once; `started` gets the promise that settles once their data is copied out
+ * (failed runs read by the careful path). Returns the runs this thread reads itself.
  */
 function handOut(readCache: ReadCache, runs: FileRun[], readers: SlotReader[], careful: Run[], started: (p: Promise<void>) => void, out: Buffer, offset: number): FileRun[] {
   let cut = runs;
@@ -244,21 +244,26 @@ function handOut(readCache: ReadCache, runs: FileRun[], readers: SlotReader[], c
   }
   const load = new Array<number>(readers.length).fill(0);
   const batches: Array<Array<{ r: Run; at: number }>> = readers.map(() => []);
-  for (let i = 0; i < split; i++) {
-    const r = cut[i];
-    let best = -1;
-    for (let k = 0; k < readers.length; k++) if (readers[k].room() >= r.n && (best < 0 || load[k] < load[best])) best = k;
-    if (best < 0) {
-      here.push(r); // every batch full: bounded, read here
-      continue;
+  try {
+    for (let i = 0; i < split; i++) {
+      const r = cut[i];
+      let best = -1;
+      for (let k = 0; k < readers.length; k++) if (readers[k].room() >= r.n && (best < 0 || load[k] < load[best])) best = k;
+      if (best < 0) {
+        here.push(r); // every batch full: bounded, read here
+        continue;
+      }
+      const fd = fileOf(readCache, r);
+      if (fd === undefined) {
+        careful.push(r);
+        continue;
+      }
+      load[best] += r.n + RUN_COST;
+      batches[best].push({ r, at: readers[best].add({ fd, pos: r.pos, n: r.n, tag: r.src.tag, sco: r.sco, slot: r.slot, a: r.a }) });
     }
-    const fd = fileOf(readCache, r);
-    if (fd === undefined) {
-      careful.push(r);
-      continue;
-    }
-    load[best] += r.n + RUN_COST;
-    batches[best].push({ r, at: readers[best].add({ fd, pos: r.pos, n: r.n, tag: r.src.tag, sco: r.sco, slot: r.slot, a: r.a }) });
+  } catch (err) {
+    for (const reader of readers) reader.release(); // nothing started yet: give them back
+    throw err;
   }
   for (let i = split; i < cut.length; i++) here.push(cut[i]);
   const waits: Array<Promise<void>> = [];

@@ -69,7 +69,6 @@ export class SlotReader {
   private pending: { resolve: (ok: Uint8Array) => void; reject: (e: Error) => void; count: number } | null = null;
   busy = false;
   dead = false;
-  private started = false;
   private slots = 0;
   private runs = 0;
 
@@ -126,9 +125,8 @@ export class SlotReader {
 
   /** Sends the batch; resolves with 1 per sound run, 0 per run that failed (in the order added). */
   start(): Promise<Uint8Array> {
+    if (this.dead) return Promise.reject(new Error('the slot reader thread has ended'));
     const count = this.runs;
-    this.started = true;
-    inFlight++;
     slotReaderStats.runs += count;
     slotReaderStats.batches++;
     return new Promise<Uint8Array>((resolve, reject) => {
@@ -143,13 +141,12 @@ export class SlotReader {
     this.slots = 0;
     this.runs = 0;
     this.busy = false;
-    if (!this.started) return;
-    this.started = false;
     if (--inFlight === 0) flushCloses();
   }
 }
 
 const readers: SlotReader[] = [];
+/** Readers taken and not yet released: while any is, closeWhenIdle defers closes. */
 let inFlight = 0;
 const closeLater: number[] = [];
 
@@ -172,14 +169,15 @@ export function takeReaders(max: number): SlotReader[] {
     if (out.length >= max) break;
     if (r.busy) continue;
     r.busy = true;
+    inFlight++; // from now on the descriptors handed to it must stay open (closeWhenIdle)
     out.push(r);
   }
   return out;
 }
 
 /**
- * Closes `fd` now, or once no batch is out if one is (a reader may be about to read it: the number must not
- * name another file meanwhile). For the descriptors the read path hands to readers.
+ * Closes `fd` now, or once no reader is taken if one is (a batch being filled or out may name it: the
+ * number must not name another file before the reader has read it). For the descriptors the read path hands to readers.
  */
 export function closeWhenIdle(fd: number): void {
   if (inFlight === 0) fs.closeSync(fd);
