@@ -5,11 +5,12 @@
  *   A's mount: B or C takes over in place, the other follows; every write A acknowledged before the cut (its
  *   DTL in `sync`, `ok_sync`) reads back through both;
  * - SIGSTOP of A under a writer on A's mount: the same; then the new owner writes, SIGCONT A: A logs OWNERSHIP
- *   LOST and FENCED, a write through A's own mount fails, and what the new owner serves is unchanged.
+ *   LOST and FENCED, a write through A's own mount fails, and what the new owner serves is unchanged — on it,
+ *   through the other follower, and on a fourth router rebuilding the vPool from radosgw afterwards.
  * Each prints the time from the fault to the new owner serving (not asserted).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fuseTest, logEntries, ok, q, sh } from './helpers/mount.js';
+import { fuseTest, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
 import { useBridge } from './helpers/netns.js';
 import { useS3Server } from './helpers/s3-server.js';
 import { threeRouters, takeoverAfter } from './helpers/three-routers.js';
@@ -53,5 +54,9 @@ test('three routers on radosgw: SIGSTOP of the owner under its writer (sync DTL)
   for (const m of [k.taker, k.other]) t.is(await ok(t, `sha256sum < ${q(m.p('vms', 'disk'))}`), before, m.mountpoint);
   t.is(await k.other.stop(), 0);
   t.is(await k.taker.stop(), 0);
+  // and in radosgw: a fourth router (on the host's network) rebuilding the released vPool from it reads the same
+  const d = await startMount(t, { ...r.nc.c.router('rd'), backend: s3.url('cluster3', 'stop') });
+  t.is(await ok(t, `sha256sum < ${q(d.p('vms', 'disk'))}`), before, 'rebuilt from radosgw');
+  t.is(await d.stop(), 0);
   await a.kill9();
 });

@@ -81,7 +81,8 @@ export async function takeoverAfter(t: ExecutionContext, r: ThreeRouters, what: 
     await sleep(100);
   }
   const deferred = logEntries(b.log, /^deferring the takeover/);
-  t.log(`${tn} (${DOMAINS[tn]}) serves the vPool ${ms} ms after ${what} of ra (${DOMAINS.ra}; registry lease 2 s); rb ${deferred.length > 0 ? 'deferred to rc' : 'did not defer (rc took it before rb noticed the death)'}; ${ackedAtFault.length} writes acknowledged on ra before`);
+  const opened = Date.parse(String(logEntries(taker.log, TOOK)[0]!.timestamp)) - Date.parse(String(logEntries(taker.log, /^TAKEOVER/)[0]?.timestamp));
+  t.log(`${tn} (${DOMAINS[tn]}) serves the vPool ${ms} ms after ${what} of ra (${opened} ms of it opening the vPool after its TAKEOVER decision; ra in ${DOMAINS.ra}, registry lease 2 s); rb ${deferred.length > 0 ? 'deferred to rc' : 'did not defer (rc took it before rb noticed the death)'}; ${ackedAtFault.length} writes acknowledged on ra before`);
   t.is(logEntries(other.log, /^TAKEOVER/).length, 0, `${on} took nothing:\n${other.log.slice(-3000)}`);
   t.is(logEntries(taker.log, /^TAKEOVER: this follower took vPool 'pool'/).length, 1, taker.log.slice(-3000));
   if (taker === b) {
