@@ -123,6 +123,13 @@ async function one(n: number): Promise<Row> {
     process.stderr.write(`${n}: kill -9, taken over\n`);
     const stopTaker = await cleanStop(c);
     return { n, createFollower, createOwner, listOwner, listFollower, stopOwner, takeReleased, join, takeover, takeoverOpen, stopTaker };
+  } catch (err) {
+    // what the routers said about it (their warnings and errors)
+    for (const r of routers) {
+      const bad = r.out.split('\n').filter((l) => /"level":"(warn|error)"/.test(l) || !l.startsWith('{')).slice(-15);
+      process.stderr.write(`--- router ${r.name} (exit ${r.child.exitCode}), its last warnings and errors:\n${bad.join('\n').slice(-6000)}\n`);
+    }
+    throw err;
   } finally {
     for (const r of routers.reverse()) await r.stop('SIGKILL');
     await etcd.stop();
@@ -149,7 +156,10 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 
 const rows: Row[] = [];
 process.stderr.write(`bench:scale-cluster: counts ${counts.join(', ')} vDisks (VPOOLFS_BENCH_COUNTS or --counts), registry lease ${lease} s\n`);
-for (const n of counts) rows.push(await one(n));
+for (const n of counts) {
+  rows.push(await one(n));
+  process.stderr.write(`${n}: ${JSON.stringify(rows[rows.length - 1])}\n`); // a row survives a later count's failure
+}
 
 const cols: Array<[keyof Row, string, number]> = [
   // column, header, how many vDisks the figure is per
