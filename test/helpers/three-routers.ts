@@ -31,9 +31,10 @@ export interface ThreeRouters {
 /** Failure domain of each router. */
 export const DOMAINS: Record<string, string> = { ra: 'rack1', rb: 'rack1', rc: 'rack2' };
 
-/** Mounts A (owner), then B and C (followers); `/vms/disk` (128 MiB) made on A and in `ok_sync`. */
-export async function threeRouters(t: ExecutionContext, bridge: Bridge, backend: string): Promise<ThreeRouters> {
-  const nc = await netCluster(t, bridge, ['ra', 'rb', 'rc'], { dtl: 'routers', backendOf: () => backend });
+/** Mounts A (owner), then B and C (followers) on `backend` (default file://); `/vms/disk` (128 MiB) made on A and in `ok_sync`. */
+export async function threeRouters(t: ExecutionContext, bridge: Bridge, backend?: string): Promise<ThreeRouters> {
+  // no backend given: file://, under the cluster's temp directory
+  const nc = await netCluster(t, bridge, ['ra', 'rb', 'rc'], { dtl: 'routers', backendOf: backend === undefined ? undefined : () => backend });
   const dtl = (name: string) => nc.routers[name]!.dtl!.address;
   const others = (name: string) => ['rb', 'rc', 'ra'].filter((r) => r !== name).map(dtl);
   const mount = (name: string) => startMount(t, nc.mount(name, { dtlServers: others(name), failureDomain: DOMAINS[name] }));
