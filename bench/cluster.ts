@@ -11,14 +11,12 @@
  *
  *   node dist/bench/cluster.js [--runtime 3] [--ramp 1] [--runs 3] [--size 128M] [--lease 2] [--takeovers 3] [--dir BASE]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { EtcdHandle, freePort } from '../test/helpers/etcd.js';
+import { allClean, Router } from './cluster-router.js';
 import { FILE_NAMES, layOut, median, runFio, WORKLOADS } from './fio.js';
 
 const { values: args } = parseArgs({
@@ -27,78 +25,9 @@ const { values: args } = parseArgs({
     size: { type: 'string', default: '128M' }, lease: { type: 'string', default: '2' }, takeovers: { type: 'string', default: '3' }, dir: { type: 'string' },
   },
 });
-const CLI = fileURLToPath(new URL('../tools/cli.js', import.meta.url));
 const root = fs.mkdtempSync(path.join(args.dir ?? os.tmpdir(), 'vpoolfs-bench-cluster-'));
 const fioOpts = { runtimeSec: Number(args.runtime), rampSec: Number(args.ramp), size: String(args.size) };
 const runs = Number(args.runs);
-
-class Router {
-  readonly child: ChildProcess;
-  out = '';
-  readonly mountpoint: string;
-  constructor(readonly name: string, etcd: string, lease: number) {
-    this.mountpoint = path.join(root, `${name}-mnt`);
-    fs.mkdirSync(this.mountpoint, { recursive: true });
-    const cfg = path.join(root, `${name}.json`);
-    fs.writeFileSync(cfg, JSON.stringify({ registryLeaseSeconds: lease, claimLeaseMs: 60_000, schedule: { snapshot: null, retention: null, scrub: null } }));
-    this.child = spawn(process.execPath, [CLI, 'mount', this.mountpoint, '--vpool', 'pool', '--router', name, '--state', path.join(root, `${name}-state`),
-      '--backend', `file://${path.join(root, 'backend')}`, '--registry', etcd, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VPOOLFS_LOG_LEVEL: 'info' } });
-    this.child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
-    this.child.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
-  }
-
-  /** The first log entry whose message matches, or undefined. */
-  entry(message: RegExp, after = 0): Record<string, unknown> | undefined {
-    for (const line of this.out.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      const e = JSON.parse(line) as Record<string, unknown>;
-      if (message.test(String(e.message)) && Date.parse(String(e.timestamp)) >= after) return e;
-    }
-    return undefined;
-  }
-
-  async until(message: RegExp, after = 0): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const e = this.entry(message, after);
-      if (e !== undefined) return e;
-      if (this.child.exitCode !== null || Date.now() > deadline) throw new Error(`router ${this.name}: no ${message} (exit ${this.child.exitCode}):\n${this.out.slice(-3000)}`);
-      await sleep(50);
-    }
-  }
-
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      const exited = new Promise((r) => this.child.once('exit', r));
-      this.child.kill(signal);
-      await exited;
-    }
-    await spawnWait('umount', ['-l', this.mountpoint]);
-  }
-}
-
-function spawnWait(cmd: string, argv: string[]): Promise<number | null> {
-  return new Promise((resolve) => spawn(cmd, argv, { stdio: 'ignore' }).on('exit', resolve));
-}
-
-/** Waits until router `name`'s vDisk records in the registry all say nothing is unshipped. */
-async function allClean(registry: string, name: string): Promise<void> {
-  for (;;) {
-    const out = await new Promise<string>((resolve) => {
-      let text = '';
-      const c = spawn(process.execPath, [CLI, 'router', 'list', '--registry', registry, '--json'], { stdio: ['ignore', 'pipe', 'ignore'] });
-      c.stdout.on('data', (d: Buffer) => (text += d.toString()));
-      c.on('exit', () => resolve(text));
-    });
-    try {
-      const row = (JSON.parse(out) as Array<{ name: string; vdisks: Array<{ dtl: { dirty: boolean } | null }> }>).find((r) => r.name === name);
-      if (row !== undefined && row.vdisks.length > 0 && row.vdisks.every((d) => d.dtl?.dirty === false)) return;
-    } catch {
-      // not answering yet: try again
-    }
-    await sleep(250);
-  }
-}
 
 async function main(): Promise<void> {
   const etcdDir = path.join(root, 'etcd');
@@ -108,10 +37,10 @@ async function main(): Promise<void> {
   const routers: Router[] = [];
   try {
     const lease = Number(args.lease);
-    const a = new Router('ra', etcd.url, lease);
+    const a = new Router(root, 'ra', etcd.url, lease);
     routers.push(a);
     await a.until(/^ready$/);
-    const b = new Router('rb', etcd.url, lease);
+    const b = new Router(root, 'rb', etcd.url, lease);
     routers.push(b);
     await b.until(/^ready$/);
     const file = FILE_NAMES.main;
@@ -145,7 +74,7 @@ async function main(): Promise<void> {
       takeovers.push(Date.parse(String(e.timestamp)) - killedAt);
       await follower.until(/^ready$/, killedAt);
       process.stderr.write(`takeover ${i + 1}: ${takeovers[i]} ms\n`);
-      const next = new Router(`r${i}`, etcd.url, lease);
+      const next = new Router(root, `r${i}`, etcd.url, lease);
       routers.push(next);
       await next.until(/^ready$/);
       owner = follower;

@@ -106,10 +106,17 @@ export async function recordVDisks(client: Etcd3, vpool: string, router: string,
     ops.push(client.put(vdiskKey(vpool, d.id)).value(JSON.stringify(rec)));
   }
   for (const id of existing.keys()) ops.push(client.delete().key(vdiskKey(vpool, id)));
-  if (ops.length === 0) return true;
-  const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod).then(...ops).commit();
-  return res.succeeded;
+  // etcd refuses a transaction of more than 128 operations (--max-txn-ops): a vPool with more vDisks changed at
+  // once (every vDisk at a mount or a takeover) is recorded in several, each still conditional on the ownership
+  for (let i = 0; i < ops.length; i += TXN_OPS) {
+    const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod).then(...ops.slice(i, i + TXN_OPS)).commit();
+    if (!res.succeeded) return false;
+  }
+  return true;
 }
+
+/** Operations per etcd transaction when recording vDisks (etcd's default limit is 128). */
+const TXN_OPS = 100;
 
 /** A clean stop: the vPool becomes unowned (if still ours) and its vDisk records go. */
 export async function releaseVPool(client: Etcd3, vpool: string, router: string, tag: number): Promise<boolean> {

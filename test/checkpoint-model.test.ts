@@ -24,48 +24,11 @@ import { backendTlogs } from '../volume/datapath/backend-layout.js';
 import { checkpointPrefix } from '../volume/lineage/map-checkpoint.js';
 import { logger } from '../util/log.js';
 import { emptyDoc } from '../volume/lineage/snapshot-store.js';
-import { pattern, RefDisk, RefSnapshots, rng } from './helpers/ref-disk.js';
-import { pointData } from './helpers/scrub-check.js';
+import { RefDisk, RefSnapshots, rng } from './helpers/ref-disk.js';
+import { compareLive, compareSnapshots, CS, fail, ModelOps } from './helpers/model-ops.js';
 
-const CS = 4096;
 const KEY = Buffer.alloc(32, 9);
 const log = logger('checkpoint-model');
-
-type Ctx = import('ava').ExecutionContext;
-
-function fail(t: Ctx, msg: string): false {
-  t.fail(msg);
-  return false;
-}
-
-async function compareLive(t: Ctx, pool: VPool, refs: Map<string, RefDisk>, where: string): Promise<boolean> {
-  for (const [p, ref] of refs) {
-    const v = pool.vdisk(p);
-    if (v.size !== ref.size) return fail(t, `${where}: size of ${p} is ${v.size}, want ${ref.size}`);
-    if (!(await v.read(0, ref.size)).equals(ref.read(0, ref.size))) return fail(t, `${where}: ${p} differs from the reference`);
-  }
-  return true;
-}
-
-/** Every snapshot of `p`, read from the backend through the chain its doc names now. */
-async function compareSnapshots(t: Ctx, pool: VPool, p: string, snaps: RefSnapshots, where: string): Promise<boolean> {
-  const v = pool.vdisk(p) as VDiskImpl;
-  for (const s of snaps.list(p)) {
-    const meta = v.docs.doc.snapshots.find((x) => x.name === s.name);
-    if (meta === undefined) return fail(t, `${where}: snapshot ${s.name} of ${p} is gone`);
-    const got = await pointData(v.ctx.backend, v.id, v.docs.doc, meta.tlog);
-    if (got.size !== s.ref.size) return fail(t, `${where}: snapshot ${s.name} of ${p} has size ${got.size}, want ${s.ref.size}`);
-    const inSize = (a: number, b: Buffer): Buffer => b.subarray(0, Math.min(CS, s.ref.size - a * CS));
-    for (const [a, data] of s.ref.clusters) {
-      if (a * CS >= s.ref.size) continue;
-      if (!inSize(a, got.clusters.get(a) ?? Buffer.alloc(CS)).equals(inSize(a, data))) return fail(t, `${where}: snapshot ${s.name} of ${p} cluster ${a} differs`);
-    }
-    for (const a of got.clusters.keys()) {
-      if (!s.ref.clusters.has(a) && inSize(a, got.clusters.get(a)!).some((b) => b !== 0)) return fail(t, `${where}: snapshot ${s.name} of ${p} cluster ${a} should be a hole`);
-    }
-  }
-  return true;
-}
 
 /** The map, slot counts and size of every vDisk: what a rebuild restored, for comparing two rebuilds. */
 function fingerprint(pool: VPool, refs: Map<string, RefDisk>): Map<string, string> {
@@ -97,19 +60,8 @@ for (const encrypted of [false, true]) {
     const refs = new Map<string, RefDisk>([['/a', new RefDisk()], ['/b', new RefDisk()]]);
     const snaps = new RefSnapshots();
     const counts = { writes: 0, discards: 0, snapshots: 0, deletes: 0, rollbacks: 0, clones: 0, scrubs: 0, restarts: 0, rebuilds: 0, fromCheckpoint: 0, staleIgnored: 0 };
-    for (const p of refs.keys()) {
-      await pool.createFile(p, 0o644, 0, 0, 96 * CS);
-      refs.get(p)!.resize(96 * CS);
-    }
-    const write = async (p: string, i: number): Promise<void> => {
-      const ref = refs.get(p)!;
-      const n = 1 + Math.floor(r() * 10);
-      const off = Math.floor(r() * Math.max(1, ref.size / CS - 2)) * CS + (r() < 0.2 ? Math.floor(r() * CS) : 0);
-      const data = pattern(seed, i, n * CS - (r() < 0.3 ? 77 : 0));
-      await pool.vdisk(p).write(off, data);
-      ref.write(off, data);
-      counts.writes++;
-    };
+    const op = new ModelOps(t, () => pool, refs, snaps, r, seed, counts);
+    await op.create([...refs.keys()], 96 * CS);
 
     /** Whether a rebuild of `p` now would start from a checkpoint, and how many checkpoint objects it has. */
     const checkpointState = async (p: string): Promise<{ fits: boolean; objects: number }> => {
@@ -164,42 +116,19 @@ for (const encrypted of [false, true]) {
         const k = r();
         const where = `seed ${seed} op ${i}`;
         if (k < 0.5) {
-          await write(p, i);
+          await op.write(p, i);
         } else if (k < 0.56) {
-          await pool.snapshots.create(p, `s${i}`);
-          snaps.take(p, `s${i}`, ref);
-          counts.snapshots++;
+          await op.snapshot(p, i);
         } else if (k < 0.6 && snaps.list(p).length > 0) {
-          const list = snaps.list(p);
-          const s = list[Math.floor(r() * list.length)];
-          const want = snaps.remove(p, s.name);
-          const got = await pool.snapshots.remove(p, s.name).then(() => 'OK', (e: { code?: string }) => e.code);
-          if (got !== want) return void t.fail(`${where}: delete ${s.name} of ${p}: ${got}, the model says ${want}`);
-          if (want === 'OK') counts.deletes++;
+          if (!(await op.deleteSnapshot(p, where))) return;
         } else if (k < 0.65 && snaps.list(p).length > 0) {
-          const list = snaps.list(p);
-          const s = list[Math.floor(r() * list.length)];
-          const want = snaps.rollback(p, s.name);
-          const got = await pool.snapshots.rollback(p, s.name).then(() => 'OK', (e: { code?: string }) => e.code);
-          if (want === 'BUSY') {
-            if (got !== 'BUSY') return void t.fail(`${where}: rollback over a cloned snapshot: ${got}`);
-            continue;
-          }
-          if (got !== 'OK') return void t.fail(`${where}: rollback of ${p} to ${s.name}: ${got}`);
-          refs.set(p, want);
-          counts.rollbacks++;
+          const done = await op.rollback(p, where);
+          if (done === false) return;
+          if (done === 'busy') continue;
         } else if (k < 0.67 && snaps.list(p).length > 0 && refs.size < 5) {
-          const list = snaps.list(p);
-          const s = list[Math.floor(r() * list.length)];
-          const target = `/c${i}`;
-          await pool.snapshots.clone(p, s.name, target);
-          s.clones++;
-          refs.set(target, s.ref.clone());
-          counts.clones++;
+          await op.clone(p, i);
         } else if (k < 0.69) {
-          const size = Math.floor((48 + r() * 96) * CS + (r() < 0.5 ? r() * CS : 0));
-          await pool.vdisk(p).resize(size);
-          ref.resize(size);
+          await op.resize(p);
         } else if (k < 0.75) {
           await pool.scrub.scrub(p);
           counts.scrubs++;
@@ -226,17 +155,13 @@ for (const encrypted of [false, true]) {
             await pool.scrub.scrub(p);
             counts.scrubs++;
           }
-          await write(p, i);
+          await op.write(p, i);
           await pool.vdisk(p).syncToBackend();
           if (!(await hostLoss(`${where} after a host loss right after a change of the chain`))) return;
         } else if (k < 0.9 && ref.size > 0) {
-          const off = Math.floor(r() * ref.size);
-          const len = Math.min(ref.size - off, 1 + Math.floor(r() * 12 * CS));
-          await pool.vdisk(p).discard(off, len);
-          ref.discard(off, len);
-          counts.discards++;
+          await op.discard(p);
         } else {
-          await write(p, i);
+          await op.write(p, i);
           if (r() < 0.5) await pool.vdisk(p).syncToBackend(); // more TLogs, so more checkpoints
         }
       }

@@ -17,8 +17,7 @@ import path from 'node:path';
 import { openBackend, openBackendOn } from '../volume/backend/open-backend.js';
 import { MoveJob, openMove } from '../volume/policy/move-job.js';
 import { setLogLevel } from '../util/log.js';
-import { checkAll, dieThenFinish, randomOp, rng, type Model } from './helpers/policy-model.js';
-import { RefDisk } from './helpers/ref-disk.js';
+import { checkAll, dieThenFinish, randomOp, rng, seedModel, type Model } from './helpers/policy-model.js';
 import { listFiles, poolEnv } from './helpers/vpool.js';
 
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error');
@@ -35,14 +34,7 @@ test('move: random I/O, snapshots, clones and scrubs while moving; a job killed 
 
   // 1. on X
   let pool = await env.open();
-  for (const p of ['/a', '/b']) {
-    await pool.createFile(p, 0o644, 0, 0, 256 * 1024);
-    const r = new RefDisk();
-    r.resize(256 * 1024);
-    m.disks.set(p, r);
-    m.snaps.set(p, new Map());
-  }
-  for (let i = 0; i < OPS; i++) await randomOp(t, pool, m, rand, true);
+  await seedModel(t, pool, m, rand, OPS);
   await env.close(pool);
 
   // 2. on the mirror; the job dies once, then copies and switches

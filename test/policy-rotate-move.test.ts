@@ -16,8 +16,7 @@ import { MoveJob, openMove } from '../volume/policy/move-job.js';
 import { RekeyJob } from '../volume/policy/rekey-job.js';
 import { setLogLevel } from '../util/log.js';
 import type { VPool } from '../volume/types.js';
-import { checkAll, randomOp, rng, type Model } from './helpers/policy-model.js';
-import { RefDisk } from './helpers/ref-disk.js';
+import { checkAll, randomOp, rng, seedModel, type Model } from './helpers/policy-model.js';
 import { listFiles, poolEnv } from './helpers/vpool.js';
 
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error');
@@ -56,14 +55,7 @@ test('key rotation then backend move, each while I/O, snapshots, clones and scru
 
   // under A on X
   let pool = await env.open({ backend: await openBackend(env.backendUrl, { encryptionKey: A }) });
-  for (const p of ['/a', '/b']) {
-    await pool.createFile(p, 0o644, 0, 0, 256 * 1024);
-    const r = new RefDisk();
-    r.resize(256 * 1024);
-    m.disks.set(p, r);
-    m.snaps.set(p, new Map());
-  }
-  for (let i = 0; i < OPS; i++) await randomOp(t, pool, m, rand, true);
+  await seedModel(t, pool, m, rand, OPS);
   await env.close(pool);
 
   // the rotation, while I/O goes on

@@ -19,9 +19,8 @@ import { EncryptedBlobStore, EncryptionError } from '../volume/backend/encrypted
 import { ENCRYPTION_MARKER, openBackend } from '../volume/backend/open-backend.js';
 import { RekeyJob } from '../volume/policy/rekey-job.js';
 import { setLogLevel } from '../util/log.js';
-import { checkAll, dieThenFinish, randomOp, rng, type Model } from './helpers/policy-model.js';
+import { checkAll, dieThenFinish, randomOp, rng, seedModel, type Model } from './helpers/policy-model.js';
 import { objectsNotUnder } from './helpers/key-ids.js';
-import { RefDisk } from './helpers/ref-disk.js';
 import { listFiles, poolEnv } from './helpers/vpool.js';
 
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error');
@@ -38,14 +37,7 @@ test('rekey: random I/O, snapshots, clones and scrubs while rotating; a job kill
 
   // 1. under key A
   let pool = await env.open({ backend: await openBackend(env.backendUrl, { encryptionKey: A }) });
-  for (const p of ['/a', '/b']) {
-    await pool.createFile(p, 0o644, 0, 0, 256 * 1024);
-    const r = new RefDisk();
-    r.resize(256 * 1024);
-    m.disks.set(p, r);
-    m.snaps.set(p, new Map());
-  }
-  for (let i = 0; i < OPS; i++) await randomOp(t, pool, m, rand, true);
+  await seedModel(t, pool, m, rand, OPS);
   await env.close(pool);
   const idA = keyIdOf(A).toString('hex');
   const idB = keyIdOf(B).toString('hex');

@@ -9,61 +9,23 @@
  * finds nothing left behind. The same over an encrypted backend (every object, scrub ones included,
  * ciphertext). VPOOLFS_SEED replays a run; VPOOLFS_SCRUB_OPS sets its length.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openVPool } from '../volume/vpool.js';
 import type { VPool } from '../volume/types.js';
-import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { openBlobStore } from '../volume/backend/index.js';
 import { EncryptedBlobStore } from '../volume/backend/encrypted-store.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import { scrubVDisk } from '../volume/scrub/scrub-job.js';
-import { pattern, RefDisk, RefSnapshots, rng } from './helpers/ref-disk.js';
-import { pointData } from './helpers/scrub-check.js';
+import { RefDisk, RefSnapshots, rng } from './helpers/ref-disk.js';
+import { compareLive, compareSnapshots, CS, fail, ModelOps } from './helpers/model-ops.js';
 
-const CS = 4096;
-
-type Ctx = import('ava').ExecutionContext;
-
-async function compareLive(t: Ctx, pool: VPool, refs: Map<string, RefDisk>, where: string): Promise<boolean> {
-  for (const [p, ref] of refs) {
-    const v = pool.vdisk(p);
-    if (v.size !== ref.size) return fail(t, `${where}: size of ${p} is ${v.size}, want ${ref.size}`);
-    const got = await v.read(0, ref.size);
-    if (!got.equals(ref.read(0, ref.size))) return fail(t, `${where}: ${p} differs`);
-  }
-  return true;
-}
-
-/** Every snapshot of `p`, read from the backend through the vDisk's chain as its doc says now. */
-async function compareSnapshots(t: Ctx, pool: VPool, p: string, snaps: RefSnapshots, where: string): Promise<boolean> {
+/** The snapshots as model-ops compares them, once the vDisk's TLogs are in the backend (the chain read there). */
+async function syncedSnapshots(t: ExecutionContext, pool: VPool, p: string, snaps: RefSnapshots, where: string): Promise<boolean> {
   await pool.vdisk(p).syncToBackend();
-  const v = pool.vdisk(p) as VDiskImpl;
-  for (const s of snaps.list(p)) {
-    const meta = v.docs.doc.snapshots.find((x) => x.name === s.name)!;
-    const got = await pointData(v.ctx.backend, v.id, v.docs.doc, meta.tlog);
-    if (got.size !== s.ref.size) return fail(t, `${where}: snapshot ${s.name} of ${p} has size ${got.size}, want ${s.ref.size}`);
-    // only the bytes below the snapshot's size: after a shrink to a size inside a cluster the stored boundary
-    // cluster keeps its old bytes past that size (invisible; a later grow zeros them, vdisk.ts zeroPastSize),
-    // while the reference zeroed them
-    const inSize = (a: number, b: Buffer): Buffer => b.subarray(0, Math.min(CS, s.ref.size - a * CS));
-    for (const [a, data] of s.ref.clusters) {
-      if (a * CS >= s.ref.size) continue;
-      const d = got.clusters.get(a) ?? Buffer.alloc(CS);
-      if (!inSize(a, d).equals(inSize(a, data))) return fail(t, `${where}: snapshot ${s.name} of ${p} cluster ${a} differs`);
-    }
-    for (const a of got.clusters.keys()) {
-      if (!s.ref.clusters.has(a) && inSize(a, got.clusters.get(a)!).some((b) => b !== 0)) return fail(t, `${where}: snapshot ${s.name} of ${p} cluster ${a} should be a hole`);
-    }
-  }
-  return true;
-}
-
-function fail(t: Ctx, msg: string): false {
-  t.fail(msg);
-  return false;
+  return compareSnapshots(t, pool, p, snaps, where);
 }
 
 const KEY = Buffer.alloc(32, 7);
@@ -84,25 +46,14 @@ for (const encrypted of [false, true]) {
     const refs = new Map<string, RefDisk>([['/a', new RefDisk()], ['/b', new RefDisk()]]);
     const snaps = new RefSnapshots();
     const counts = { writes: 0, discards: 0, snapshots: 0, deletes: 0, rollbacks: 0, clones: 0, scrubs: 0, remote: 0, staleRefused: 0, staleApplied: 0, restarts: 0, rebuilds: 0, freed: 0 };
-    for (const p of refs.keys()) {
-      await pool.createFile(p, 0o644, 0, 0, 96 * CS);
-      refs.get(p)!.resize(96 * CS);
-    }
+    const op = new ModelOps(t, () => pool, refs, snaps, r, seed, counts);
+    await op.create([...refs.keys()], 96 * CS);
     const ops = Number(process.env.VPOOLFS_SCRUB_OPS ?? (encrypted ? 250 : 500));
-    const write = async (p: string, i: number): Promise<void> => {
-      const ref = refs.get(p)!;
-      const n = 1 + Math.floor(r() * 10);
-      const off = Math.floor(r() * Math.max(1, ref.size / CS - 2)) * CS + (r() < 0.2 ? Math.floor(r() * CS) : 0);
-      const data = pattern(seed, i, n * CS - (r() < 0.3 ? 77 : 0));
-      await pool.vdisk(p).write(off, data);
-      ref.write(off, data);
-      counts.writes++;
-    };
     /** After a scrub of `scrubbed`: live bytes, snapshots through the backend, and nothing left there for gc. */
     const checkAll = async (where: string, scrubbed: string[]): Promise<boolean> => {
       if (!(await compareLive(t, pool, refs, where))) return false;
       for (const p of refs.keys()) {
-        if (!(await compareSnapshots(t, pool, p, snaps, where))) return false;
+        if (!(await syncedSnapshots(t, pool, p, snaps, where))) return false;
         if (!scrubbed.includes(p)) continue;
         const left = await pool.scrub.sweep(p, true);
         if (left.length > 0) return fail(t, `${where}: gc --dry-run of ${p} finds ${left.length} objects: ${left.slice(0, 3).map((x) => `${x.key} (${x.reason})`).join(', ')}`);
@@ -121,43 +72,21 @@ for (const encrypted of [false, true]) {
         const p = paths[Math.floor(r() * paths.length)];
         const ref = refs.get(p)!;
         const k = r();
+        const where = `seed ${seed} op ${i}`;
         if (k < 0.5) {
-          await write(p, i);
+          await op.write(p, i);
         } else if (k < 0.56) {
-          await pool.snapshots.create(p, `s${i}`);
-          snaps.take(p, `s${i}`, ref);
-          counts.snapshots++;
+          await op.snapshot(p, i);
         } else if (k < 0.62 && snaps.list(p).length > 0) {
-          const list = snaps.list(p);
-          const s = list[Math.floor(r() * list.length)];
-          const want = snaps.remove(p, s.name);
-          const got = await pool.snapshots.remove(p, s.name).then(() => 'OK', (e: { code?: string }) => e.code);
-          if (got !== want) return void t.fail(`seed ${seed} op ${i}: delete ${s.name} of ${p}: ${got}, the model says ${want}`);
-          if (want === 'OK') counts.deletes++;
+          if (!(await op.deleteSnapshot(p, where))) return;
         } else if (k < 0.66 && snaps.list(p).length > 0) {
-          const list = snaps.list(p);
-          const s = list[Math.floor(r() * list.length)];
-          const want = snaps.rollback(p, s.name);
-          const got = await pool.snapshots.rollback(p, s.name).then(() => 'OK', (e: { code?: string }) => e.code);
-          if (want === 'BUSY') {
-            if (got !== 'BUSY') return void t.fail(`seed ${seed} op ${i}: rollback over a cloned snapshot: ${got}`);
-            continue;
-          }
-          if (got !== 'OK') return void t.fail(`seed ${seed} op ${i}: rollback of ${p} to ${s.name}: ${got}`);
-          refs.set(p, want);
-          counts.rollbacks++;
+          const done = await op.rollback(p, where);
+          if (done === false) return;
+          if (done === 'busy') continue;
         } else if (k < 0.68 && snaps.list(p).length > 0 && refs.size < 6) {
-          const list = snaps.list(p);
-          const s = list[Math.floor(r() * list.length)];
-          const target = `/c${i}`;
-          await pool.snapshots.clone(p, s.name, target);
-          s.clones++;
-          refs.set(target, s.ref.clone());
-          counts.clones++;
+          await op.clone(p, i);
         } else if (k < 0.7) {
-          const size = Math.floor((48 + r() * 96) * CS + (r() < 0.5 ? r() * CS : 0));
-          await pool.vdisk(p).resize(size);
-          ref.resize(size);
+          await op.resize(p);
         } else if (k < 0.8) {
           const rep = await pool.scrub.scrub(p);
           counts.scrubs++;
@@ -171,7 +100,7 @@ for (const encrypted of [false, true]) {
           const result = await scrubVDisk(other, id, { scratchDir: path.join(root, 'remote-scratch'), scoClusters: 8 }).finally(() => other.close());
           const stale = r() < 0.4;
           if (stale) {
-            await write(p, i);
+            await op.write(p, i);
             const list = snaps.list(p);
             if (r() < 0.6 && list.length > 0) {
               const s = list[Math.floor(r() * list.length)];
@@ -190,7 +119,7 @@ for (const encrypted of [false, true]) {
           counts.remote++;
           if (stale) counts[got === 'applied' ? 'staleApplied' : 'staleRefused']++;
           if (!(await compareLive(t, pool, refs, `seed ${seed} op ${i} after a remote scrub of ${p} (${got})`))) return;
-          if (!(await compareSnapshots(t, pool, p, snaps, `seed ${seed} op ${i} after a remote scrub of ${p} (${got})`))) return;
+          if (!(await syncedSnapshots(t, pool, p, snaps, `seed ${seed} op ${i} after a remote scrub of ${p} (${got})`))) return;
         } else if (k < 0.9) {
           await pool.close();
           pool = await openPool();
@@ -204,13 +133,9 @@ for (const encrypted of [false, true]) {
           if (!(await compareLive(t, pool, refs, `seed ${seed} op ${i} after a rebuild from the backend`))) return;
         } else if (k < 0.96 && ref.size > 0) {
           // a guest TRIM: the compaction must keep what a DISCARD clears of earlier segments and the clone base
-          const off = Math.floor(r() * ref.size);
-          const len = Math.min(ref.size - off, 1 + Math.floor(r() * 12 * CS));
-          await pool.vdisk(p).discard(off, len);
-          ref.discard(off, len);
-          counts.discards++;
+          await op.discard(p);
         } else {
-          await write(p, i);
+          await op.write(p, i);
         }
       }
       for (const p of refs.keys()) await pool.scrub.scrub(p);

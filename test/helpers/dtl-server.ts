@@ -13,12 +13,14 @@ export class DtlServerProcess {
   output = '';
   private exited!: Promise<void>;
 
-  constructor(readonly dir: string, private listen = '127.0.0.1:0', private readonly extra: string[] = []) {}
+  /** `prefix`: a command the server runs under (`nsenter --net=…`, helpers/netns.ts; it must exec, not fork). */
+  constructor(readonly dir: string, private listen = '127.0.0.1:0', private readonly extra: string[] = [], private readonly prefix: string[] = []) {}
 
   /** Starts the server (again: on the same address as before, so clients find it). */
   async start(): Promise<this> {
     if (this.address !== '') this.listen = this.address;
-    this.child = spawn(process.execPath, [CLI, 'dtl-server', '--listen', this.listen, '--dir', this.dir, ...this.extra], {
+    const args = [CLI, 'dtl-server', '--listen', this.listen, '--dir', this.dir, ...this.extra];
+    this.child = spawn(this.prefix[0] ?? process.execPath, this.prefix.length > 0 ? [...this.prefix.slice(1), process.execPath, ...args] : args, {
       stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VPOOLFS_LOG_LEVEL: 'info' },
     });
     this.exited = new Promise((resolve) => this.child.on('exit', () => resolve()));

@@ -1,5 +1,6 @@
 /**
- * The seeded model of the policy-update tests (test/rekey-model.test.ts, test/move-model.test.ts): random
+ * The seeded model of the policy-update tests (test/rekey-model.test.ts, test/move-model.test.ts,
+ * test/policy-rotate-move.test.ts): seedModel() makes /a and /b and runs the first ops; random
  * writes, reads checked against a plain reference, snapshots, clones of snapshots, snapshot deletes and
  * scrubs on an in-process vPool; checkAll() reads every byte of every vDisk and of every snapshot (through a
  * clone of it); dieThenFinish() runs a policy job that dies at a checkpoint, then again to the end, with random
@@ -67,6 +68,21 @@ export async function randomOp(t: { is: (a: unknown, b: unknown, m?: string) => 
   } else if (scrub) {
     await pool.scrub.scrub(p);
   }
+}
+
+/**
+ * The common start of the policy-update models: vDisks `/a` and `/b` (256 KiB each) created on `pool` and in
+ * `m`, then `ops` random ops (scrubs included).
+ */
+export async function seedModel(t: Parameters<typeof randomOp>[0], pool: VPool, m: Model, rand: () => number, ops: number): Promise<void> {
+  for (const p of ['/a', '/b']) {
+    await pool.createFile(p, 0o644, 0, 0, 256 * 1024);
+    const r = new RefDisk();
+    r.resize(256 * 1024);
+    m.disks.set(p, r);
+    m.snaps.set(p, new Map());
+  }
+  for (let i = 0; i < ops; i++) await randomOp(t, pool, m, rand, true);
 }
 
 export async function checkAll(t: { true: (v: boolean, m?: string) => void }, pool: VPool, m: Model): Promise<number> {

@@ -24,6 +24,8 @@ export interface S3Server {
   dir: string;
   /** An s3:// URL for `bucket` and `prefix` on this server (path-style, region us-east-1), plus extra query keys. */
   url(bucket: string, prefix?: string, extra?: Record<string, string>): string;
+  /** The same URL through the other address radosgw listens on (`alsoOn`: a test bridge's, for network namespaces). */
+  urlOn(host: string, bucket: string, prefix?: string): string;
   /** SIGKILLs radosgw (the mon and OSD keep the data): the backend is gone. */
   stopRgw(): Promise<void>;
   /** Starts radosgw again and waits until it answers. */
@@ -63,7 +65,11 @@ async function freePortPair(): Promise<number> {
   throw new Error('no free pair of ports on 127.0.0.1');
 }
 
-export function useS3Server(name: string): S3Server {
+/**
+ * `alsoOn`: another local address radosgw listens on as well (same port), read when the server starts — a
+ * bridge made by an earlier `before` hook (helpers/netns.ts), so that routers in network namespaces reach it.
+ */
+export function useS3Server(name: string, opts: { alsoOn?: () => string } = {}): S3Server {
   const dir = path.join(os.tmpdir(), `vpoolfs-s3-${name}-${process.pid}`);
   const env: Record<string, string> = { S3_DIR: dir };
   let endpoint = '';
@@ -75,6 +81,10 @@ export function useS3Server(name: string): S3Server {
     url(bucket, prefix = '', extra = {}) {
       const q = new URLSearchParams({ endpoint, region: 'us-east-1', forcePathStyle: 'true', ...extra });
       return `s3://${bucket}/${prefix}?${q.toString()}`;
+    },
+    urlOn(host, bucket, prefix = '') {
+      if (opts.alsoOn === undefined) throw new Error('useS3Server: urlOn needs the alsoOn option');
+      return server.url(bucket, prefix, { endpoint: endpoint.replace('127.0.0.1', host) });
     },
     async stopRgw() {
       await run('stop.sh', ['rgw'], env, 30_000);
@@ -94,6 +104,7 @@ export function useS3Server(name: string): S3Server {
     });
     env.S3_PORT = String(await freePortPair());
     env.MON_PORT = String(await freePortPair());
+    if (opts.alsoOn !== undefined) env.S3_ALSO_ON = opts.alsoOn();
     // a cold machine installs the ceph packages first (about a minute and a half)
     const out = await run('start.sh', [], env, 600_000);
     const vars = Object.fromEntries(out.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));

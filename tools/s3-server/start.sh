@@ -9,7 +9,8 @@
 #   tools/s3-server/start.sh rgw      start radosgw again in an existing $S3_DIR (after `stop.sh rgw`)
 #
 # Env: S3_DIR (default /tmp/vpoolfs-s3), S3_PORT (7480), MON_PORT (mon v2 port, 3300; v1 = +1),
-#      S3_ACCESS_KEY, S3_SECRET_KEY. Stdout: S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+#      S3_ACCESS_KEY, S3_SECRET_KEY, S3_ALSO_ON (another local address radosgw listens on too, same port:
+#      a test bridge's address, for routers in network namespaces). Stdout: S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 #      AWS_REGION, S3_DIR (also written to $S3_DIR/s3.env). Logs: stderr and $S3_DIR/log/.
 # Pitfalls solved here (see docs/s3.md): cephx is required (radosgw 16 never connects with auth none),
 # a fast paxos interval (else every pool create costs ~1.2 s), one OSD with pool size 1 and pg_num 8.
@@ -109,7 +110,7 @@ mon data = $S3_DIR/mon.a
 [osd]
 osd data = $S3_DIR/osd.0
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$S3_PORT tcp_nodelay=1
+rgw frontends = beast endpoint=127.0.0.1:$S3_PORT${S3_ALSO_ON:+ endpoint=$S3_ALSO_ON:$S3_PORT} tcp_nodelay=1
 rgw data = $S3_DIR/rgw
 rgw dns name = localhost
 rgw thread pool size = 64
