@@ -149,6 +149,30 @@ export class RouterSession {
     await this.registry.update({ role: 'owner', waiting: null });
   }
 
+  /**
+   * Stops recording the vDisks (a planned move closes the vPool: registry/move.ts writes their records for the
+   * new owner in its handover transaction); attach() starts again if the move is abandoned.
+   */
+  async detach(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    if (this.watchTimer !== null) clearTimeout(this.watchTimer);
+    this.timer = null;
+    this.watchTimer = null;
+    await this.syncing;
+    this.listVDisks = null;
+    this.seen = '';
+    this.recorded = null;
+  }
+
+  /** This router handed the vPool to `owner` (a planned move): it follows it from now on. */
+  async becomeFollower(owner: RouterRecord): Promise<void> {
+    await this.detach();
+    this.following = owner;
+    this.tag = 0;
+    this.takeover = false;
+    await this.registry.update({ role: 'follower' });
+  }
+
   /** The registry's options of this session (the follower reads its name, state and vPool). */
   get options(): Readonly<SessionOptions> {
     return this.opts;
