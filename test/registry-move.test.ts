@@ -32,9 +32,10 @@ const until = async (what: string, cond: () => boolean | Promise<boolean>, ms = 
 
 test('vpoolfs move under a writer on the follower and fio --verify on the owner: no error, every byte, the old owner follows; and back', async (t) => {
   const c = await cluster(t);
-  const a = await startMount(t, c.router('ra'));
+  // no automatic move here: the reads through either mount at the end would move the vPool to where they run
+  const a = await startMount(t, c.router('ra', [], { autoMove: false }));
   await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
-  const b = await startMount(t, c.router('rb'));
+  const b = await startMount(t, c.router('rb', [], { autoMove: false }));
   const w = startWriter(b.p('disk'), 0, 64);
   const job = { name: 'fio', rw: 'randwrite' as const, bs: '4k', direct: 1 as const, size: '24M' };
   const fio = sh(fioVerifyCommand(a.mountpoint, job, false), { timeoutMs: 240_000 });
@@ -80,9 +81,9 @@ test('vpoolfs move under a writer on the follower and fio --verify on the owner:
 
 test('refusals: unknown router, the owner itself, not a follower, not alive, a move already running — nothing changes', async (t) => {
   const c = await cluster(t);
-  const a = await startMount(t, c.router('ra'));
+  const a = await startMount(t, c.router('ra', [], { autoMove: false }));
   await ok(t, `truncate -s 16M ${q(a.p('disk'))}`);
-  const b = await startMount(t, c.router('rb'));
+  const b = await startMount(t, c.router('rb', [], { autoMove: false }));
   // a standby of the vPool: registered, alive, not a follower
   const s = new MountHandle(c.router('rs', ['--standby']));
   t.teardown(() => s.stop(30_000).then(() => undefined));
@@ -125,7 +126,7 @@ test('a move with a sync DTL, then kill -9 of the new owner: the old owner takes
   const c = await cluster(t);
   const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
   const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
-  const cfg = { dtlRetryMs: 300 };
+  const cfg = { dtlRetryMs: 300, autoMove: false };
   const a = await startMount(t, c.router('ra', dtl, cfg));
   await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
   await waitDtl(a.p('disk'), (d) => d.state === 'ok_sync', 'ok_sync');

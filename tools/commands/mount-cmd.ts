@@ -191,7 +191,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   // following, this router's own handlers while owning; ownership may go back and forth (takeovers, moves)
   const router = await Follower.start({
     session, vpool: cfg.vpool, router: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, mountpoint: cfg.mountpoint,
-    engine, debug: flags.debugFuse, secret: x.secret, waitMs: cfg.peerWaitMs ?? 60_000, owning: session.following === null,
+    engine, debug: flags.debugFuse, secret: x.secret, waitMs: cfg.peerWaitMs ?? 60_000, owning: session.following === null, fastReads: metrics === undefined,
     onLost: (why) => onSignal(`unmounted from outside (${why})`),
   });
   x.router = router;

@@ -20,6 +20,7 @@
  * registry at its next check (`MOVE:` in its log) and takes the vPool as after a takeover, without the
  * failure-domain deferral and without forcing the backend claim (the old owner released it).
  */
+import { FdTable } from '../../fuse/fds.js';
 import { Fence } from '../../fuse/fence.js';
 import type { MountHandlers } from '../../fuse/handlers.js';
 import { mountWith, type FuseEngine, type Mounted } from '../../fuse/mount.js';
@@ -54,6 +55,11 @@ export interface FollowerOptions {
   onLost?: (why: string) => void;
   /** This router owns the vPool already: the table waits for serveLocally() instead of following anyone. */
   owning?: boolean;
+  /**
+   * The kernel engine may answer READs of this router's own vDisks in its reader threads (fuse/kernel/fast-read.ts)
+   * while it owns the vPool; off with metrics on (those READs would bypass the counts, as on a plain mount).
+   */
+  fastReads?: boolean;
 }
 
 export class Follower {
@@ -89,7 +95,7 @@ export class Follower {
     const f = new Follower(opts);
     const ops = { ...f.table.ops };
     f.fence.guard(ops);
-    f.mounted = await mountWith({ vpool: { name: opts.vpool }, mountpoint: opts.mountpoint, engine: opts.engine, debug: opts.debug, onLost: opts.onLost }, { ops, fds: f.table.readerFds(), fence: f.fence });
+    f.mounted = await mountWith({ vpool: { name: opts.vpool }, mountpoint: opts.mountpoint, engine: opts.engine, debug: opts.debug, onLost: opts.onLost }, { ops, fds: opts.fastReads === true ? f.table.readerFds() : new FdTable(), fence: f.fence });
     if (opts.owning === true) {
       // the owner's own mount: its handlers take over once the vPool is open (serveLocally)
       f.stopped = true;
