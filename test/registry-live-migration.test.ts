@@ -35,7 +35,7 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
 test('live migration: writers on ra and rb, ra\'s closes, the vPool moves to rb by itself; every acknowledged write of both is there; metrics', async (t) => {
   const c = await cluster(t);
   const [pa, pb] = [await freePort(), await freePort()];
-  const cfg = { autoMoveAfterMs: 1000, autoMoveHoldMs: 1000 };
+  const cfg = { autoMove: true, autoMoveAfterMs: 1000, autoMoveHoldMs: 1000 };
   const a = await startMount(t, c.router('ra', ['--metrics', `127.0.0.1:${pa}`], cfg));
   await ok(t, `truncate -s 128M ${q(a.p('vm'))}`);
   const b = await startMount(t, c.router('rb', ['--metrics', `127.0.0.1:${pb}`], cfg));
