@@ -7,10 +7,14 @@
  *   place.
  * - refusals, nothing changed: an unknown router, the owner itself, a standby (not a follower), a dead router,
  *   a move while another one is running.
+ * - kill -9 of the target right after `vpoolfs move` asked: the move fails (exit 1) and the vPool is served again
+ *   by the old owner (the handover abandoned, or done and then taken back from the dead target), its writer sees
+ *   no error and every acknowledged write is there.
  * - a sync DTL on both routers, a writer through ra's mount, `vpoolfs move` to rb, then kill -9 of rb: ra takes
  *   the vPool back by itself (the takeover rule: rb's vDisk in sync) and every acknowledged write is there.
  */
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI, fuseTest, logEntries, MountHandle, ok, q, sh, startMount } from './helpers/mount.js';
 import { cluster } from './helpers/registry.js';
@@ -48,14 +52,16 @@ test('vpoolfs move under a writer on the follower and fio --verify on the owner:
   t.regex(r.stdout, /^ {2}ra: shipping everything to the backend$/m);
   t.regex(r.stdout, /^Handed over after \d+ ms: router 'rb' owns vPool 'pool' now/m);
   t.regex(r.stdout, /^Router 'rb' serves vPool 'pool' now/m);
-  t.is(logEntries(a.log, /^MOVE: handed vPool 'pool' over to router 'rb'/).length, 1, a.log);
+  const handed = logEntries(a.log, /^MOVE: handed vPool 'pool' over to router 'rb'/);
+  t.is(handed.length, 1, a.log);
+  t.log(`ra held its calls for ${String(handed[0].heldMs)} ms of the ${String(handed[0].ms)} ms the handover took`);
   t.is(logEntries(b.log, /^MOVE: router 'ra' handed vPool 'pool' to this router/).length, 1, b.log);
   t.is(logEntries(b.log, /^MOVE: vPool 'pool' moved here from router 'ra'/).length, 1);
   t.is(logEntries(b.log, /^FORCED TAKEOVER/).length, 0, 'the backend claim was released, not taken');
   await until('ra follows rb', () => logEntries(a.log, /^following router 'rb'/).length > 0);
 
-  const n = w.acked.length;
-  await w.waitFor(n + 200);
+  // (the writer ends after 32768 blocks)
+  await w.waitFor(Math.min(w.acked.length + 200, 32768));
   const f = await fio;
   t.is(f.code, 0, `fio through ra across the move: ${f.stderr}`);
   await w.stop();
@@ -147,5 +153,32 @@ test('a move with a sync DTL, then kill -9 of the new owner: the old owner takes
   t.is(w.stderr, '', 'the writer on ra saw no error across the move and the takeover');
   const bad = await badBlocks(t, a.p('disk'), w.acked);
   t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${w.acked.length} acknowledged writes missing`);
+  t.is(await a.stop(), 0);
+});
+
+test('kill -9 of the target right after the move was asked: the old owner serves the vPool again, its writer sees no error, nothing is lost', async (t) => {
+  const c = await cluster(t);
+  const a = await startMount(t, c.router('ra'));
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const b = await startMount(t, c.router('rb'));
+  const w = startWriter(a.p('disk'), 0, 64);
+  await w.waitFor(100 + Math.floor(Math.random() * 200));
+  const cli = spawn('node', [CLI, 'move', a.p('disk'), '--to', 'rb', '--registry', c.etcd.url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  cli.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  cli.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => cli.on('close', (code) => resolve(code)));
+  await until('the move is asked', () => out.includes('Moving vPool'));
+  await b.kill9();
+  t.is(await exited, 1, out);
+  t.log(out.trim());
+  t.regex(out, /not moved: router 'rb' (went away|is not a live follower)|moved to router 'rb', but is owned by router 'ra' now/);
+  await until('ra serves the vPool again', async () => (await c.routers()).find((x) => x.name === 'ra')?.role === 'owner');
+  const n = w.acked.length;
+  await w.waitFor(n + 100);
+  await w.stop();
+  t.is(w.stderr, '', "the writer on ra saw no error");
+  t.deepEqual(await badBlocks(t, a.p('disk'), w.acked), []);
+  t.true(logEntries(a.log, /^MOVE: .*abandoned/).length + logEntries(a.log, /^took vPool 'pool' over from router 'rb'/).length > 0, a.log);
   t.is(await a.stop(), 0);
 });

@@ -180,6 +180,10 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   const x: OwnerContext = {
     cfg, file, flags, apiPlan, metrics, engine, session, stats, secret: session === undefined ? undefined : linkSecret(cfg),
     handing: () => { phase = { kind: 'busy' }; },
+    serving: (stop) => {
+      phase = { kind: 'owning', stop };
+      if (pending !== undefined) void stop(pending);
+    },
     onLost: (why) => onSignal(`unmounted from outside (${why})`),
   };
   if (session === undefined) {

@@ -5,6 +5,7 @@
  * is the clean stop (ship everything, unmount, exit) and which, with a registry, ends by itself when the vPool
  * is handed to another router (a planned move, docs/cluster.md "Moves"):
  *
+ *   0. the bulk is shipped while calls still run (as in a clean stop);
  *   1. the calls of this router's own mount wait (its table holds them) and the running ones answer; the router
  *      link closes (the followers' calls wait on their side); the API, NBD, schedules and jobs stop;
  *   2. the running forwarded calls answer (the stop fence), then the vPool closes: every vDisk and the tree
@@ -59,6 +60,8 @@ export interface OwnerContext {
   stats: ClusterStats;
   /** A handover began: signals wait until it is over. */
   handing: () => void;
+  /** A handover was given up before anything stopped: this router serves on (signals stop it again). */
+  serving: (stop: (why: string) => Promise<void>) => void;
   /** The kernel engine lost the mount (an `umount` from outside): stop. */
   onLost: (why: string) => void;
 }
@@ -195,6 +198,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
   const ended = new Promise<'moved' | 'abandoned'>((r) => (end = r));
 
   /** The handover asked by `req` (see the header); it never throws: a failure is an abandoned move. */
+  const own = () => x.serving(stop);
   const handOver = async (req: MoveRequest): Promise<void> => {
     const etcd = session!.registry.client;
     const t0 = Date.now();
@@ -209,7 +213,19 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
       return;
     }
     x.handing();
+    // the bulk goes to the backend while calls still run (as in a clean stop): the pause below ships only the rest
+    await say('shipping while serving');
+    await vpool.syncToBackend().catch((err: unknown) => log.warn('MOVE: shipping before the handover failed; the close tries again', { error: String((err as Error).message ?? err) }));
+    if (await moveTarget(etcd, req).catch(() => null) === null) {
+      const why = `router '${req.to}' is not a live follower of vPool '${cfg.vpool}' any more: the move is abandoned, router '${cfg.router}' serves on`;
+      log.warn(`MOVE: ${why}`, { vpool: cfg.vpool, to: req.to });
+      await endMove(etcd, req, why).catch(() => undefined);
+      own();
+      handover?.start();
+      return;
+    }
     await say('holding calls');
+    const tHold = Date.now();
     await router!.table.hold(`vPool '${cfg.vpool}' is being handed over to router '${req.to}'`);
     await linkServer?.close();
     await apiServer.close().catch(() => undefined);
@@ -247,8 +263,8 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
     }
     handedOver = true;
     x.stats.movesOut++;
-    log.warn(`MOVE: handed vPool '${cfg.vpool}' over to router '${req.to}' (owner tag ${req.tag} → ${tag}) after ${Date.now() - t0} ms: everything was in the backend, the backend claim released; this router follows it now`,
-      { vpool: cfg.vpool, to: req.to, tag, ms: Date.now() - t0 });
+    log.warn(`MOVE: handed vPool '${cfg.vpool}' over to router '${req.to}' (owner tag ${req.tag} → ${tag}) after ${Date.now() - t0} ms (calls held for the last ${Date.now() - tHold} ms): everything was in the backend, the backend claim released; this router follows it now`,
+      { vpool: cfg.vpool, to: req.to, tag, ms: Date.now() - t0, heldMs: Date.now() - tHold });
     await session!.becomeFollower(target);
     router!.followAgain(target);
     end('moved');
