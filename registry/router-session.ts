@@ -142,6 +142,7 @@ export class RouterSession {
     this.tag = taken.tag;
     this.takeover = taken.takeover;
     this.following = null;
+    // (its router link's address is recorded once it serves one)
     this.registry.onRejoined(() => {
       this.recorded = null;
       void this.sync();
@@ -170,7 +171,8 @@ export class RouterSession {
     this.following = owner;
     this.tag = 0;
     this.takeover = false;
-    await this.registry.update({ role: 'follower' });
+    // its router link is closed: nobody may take its old address for the new owner's
+    await this.registry.update({ role: 'follower', address: null });
   }
 
   /** The registry's options of this session (the follower reads its name, state and vPool). */

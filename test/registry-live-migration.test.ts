@@ -39,7 +39,10 @@ test('live migration: writers on ra and rb, ra\'s closes, the vPool moves to rb 
   const a = await startMount(t, c.router('ra', ['--metrics', `127.0.0.1:${pa}`], cfg));
   await ok(t, `truncate -s 128M ${q(a.p('vm'))}`);
   const b = await startMount(t, c.router('rb', ['--metrics', `127.0.0.1:${pb}`], cfg));
+  // the VM runs on ra; then the migration's destination opens the disk on rb (ra's open first: with nothing open
+  // on ra and rb's open, the vPool would move at once — the rule)
   const wa = startWriter(a.p('vm'), 0, 64);
+  await wa.waitFor(100);
   const wb = startWriter(b.p('vm'), 16384, 64);
   await Promise.all([wa.waitFor(300), wb.waitFor(300)]);
   // while ra's own mount holds the file open, nothing moves
@@ -56,8 +59,9 @@ test('live migration: writers on ra and rb, ra\'s closes, the vPool moves to rb 
   t.is(logEntries(a.log, /^MOVE: handed vPool 'pool' over to router 'rb'/).length, 1, a.log);
   t.is(logEntries(a.log, /^MOVE: handing vPool 'pool' over to router 'rb' \(open handles/).length, 1, a.log);
   await until('rb serves it', () => logEntries(b.log, /^MOVE: vPool 'pool' moved here from router 'ra'/).length > 0);
+  await until('ra follows rb', () => logEntries(a.log, /^following router 'rb'/).length > 0);
   const n = wb.acked.length;
-  await wb.waitFor(n + 300);
+  await wb.waitFor(Math.min(n + 300, 16384)); // (it ends after 16384 blocks)
   // the ping-pong guard: ra holds nothing, so the vPool stays on rb while rb's writer holds the file
   t.is(logEntries(b.log, /^MOVE: asking/).length, 0, b.log);
   const [ma, mb] = [await ok(t, `curl -s http://127.0.0.1:${pa}/metrics`), await ok(t, `curl -s http://127.0.0.1:${pb}/metrics`)];
