@@ -77,7 +77,7 @@ test('vpoolfs move under a writer on the follower and fio --verify on the owner:
 
   // and back, by vPool name: ra opens the vPool again (from the backend: rb held it meanwhile), rb follows
   const back = await sh(`node ${q(CLI)} move --vpool pool --to ra --registry ${q(c.etcd.url)}`);
-  t.is(back.code, 0, back.stderr + back.stdout);
+  t.is(back.code, 0, `${back.stderr}${back.stdout}\nra:\n${a.log.slice(-6000)}`);
   await until('rb follows ra', () => logEntries(b.log, /^following router 'ra'/).length > 1);
   for (const m of [a, b]) {
     const bad = await badBlocks(t, m.p('disk'), w.acked);

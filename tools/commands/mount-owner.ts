@@ -76,6 +76,9 @@ export interface Owning {
   ended: Promise<'moved' | 'abandoned'>;
 }
 
+/** How long a handover ships while calls still run before it holds them (the close ships the rest). */
+const SHIP_WHILE_SERVING_MS = 3000;
+
 /** Gauges registered once per process (a registry mount opens the vPool again after each ownership change). */
 let attached = false;
 
@@ -215,7 +218,9 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
     x.handing();
     // the bulk goes to the backend while calls still run (as in a clean stop): the pause below ships only the rest
     await say('shipping while serving');
-    await vpool.syncToBackend().catch((err: unknown) => log.warn('MOVE: shipping before the handover failed; the close tries again', { error: String((err as Error).message ?? err) }));
+    // (bounded: under a steady writer and a slow backend it could take long; the close ships what is left)
+    const shipped = vpool.syncToBackend().catch((err: unknown) => log.warn('MOVE: shipping before the handover failed; the close tries again', { error: String((err as Error).message ?? err) }));
+    await Promise.race([shipped, new Promise((r) => setTimeout(r, SHIP_WHILE_SERVING_MS))]);
     if (await moveTarget(etcd, req).catch(() => null) === null) {
       const why = `router '${req.to}' is not a live follower of vPool '${cfg.vpool}' any more: the move is abandoned, router '${cfg.router}' serves on`;
       log.warn(`MOVE: ${why}`, { vpool: cfg.vpool, to: req.to });
