@@ -59,6 +59,8 @@ export async function runRouterMove(file: string | undefined, flags: RouterMoveF
         break;
       }
       const cur = await readMove(client, vpool).catch(down);
+      // the handover deletes the request and writes the result in one transaction: look at the result again
+      if ((cur === null || cur.id !== req.id) && (await readMoveResult(client, vpool).catch(down))?.id === req.id) continue;
       if (cur === null || cur.id !== req.id) {
         const owner = await vpoolOwner(client, vpool).catch(down);
         throw new RegistryError('BUSY', `not moved: the request went without a result — router '${req.from}' stopped or died meanwhile; vPool '${vpool}' is owned by ${owner === null ? 'nobody (released)' : `router '${owner.router}' (owner tag ${owner.tag})`}`, { vpool });
