@@ -2,8 +2,10 @@
  * `vpoolfs mount MOUNTPOINT`: the composition root of a daemon. Resolves flags + config file + defaults,
  * refuses options the volume layer does not implement yet, clears a stale mount, opens the vPool,
  * serves the management API (tools/daemon/api-serve.ts, before the mount so that the API answers once the mount
- * does), mounts it, serves metrics and watches the config. Stays in the foreground; on SIGINT/SIGTERM it
- * closes the API, ships everything to the backend, unmounts, closes the vPool and exits 0.
+ * does), mounts it, serves metrics and watches the config (the owner's part: ./mount-owner.ts). Stays in the
+ * foreground; on SIGINT/SIGTERM it closes the API, ships everything to the backend, unmounts, closes the vPool
+ * and exits 0. With --registry the router may own the vPool, follow its owner, and switch between the two any
+ * number of times (takeovers, moves: docs/cluster.md), its mount kept throughout.
  */
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_FUSE_ENGINE } from '../../fuse/mount.js';
