@@ -21,7 +21,7 @@ export class Router {
     this.mountpoint = path.join(root, `${name}-mnt`);
     fs.mkdirSync(this.mountpoint, { recursive: true });
     const cfg = path.join(root, `${name}.json`);
-    fs.writeFileSync(cfg, JSON.stringify({ registryLeaseSeconds: lease, claimLeaseMs: 60_000, schedule: { snapshot: null, retention: null, scrub: null } }));
+    fs.writeFileSync(cfg, JSON.stringify({ registryLeaseSeconds: lease, claimLeaseMs: 60_000, autoMove: false /* forwarded I/O is measured: the vPool must not move to the follower doing it */, schedule: { snapshot: null, retention: null, scrub: null } }));
     this.child = spawn(process.execPath, [CLI, 'mount', this.mountpoint, '--vpool', 'pool', '--router', name, '--state', path.join(root, `${name}-state`),
       '--backend', `file://${path.join(root, 'backend')}`, '--registry', etcd, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VPOOLFS_LOG_LEVEL: 'info' } });
     this.child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));

@@ -12,6 +12,9 @@
  *                                              unshipped writes are protected (`dtl`: mode, state, dirty, since)
  *   /vpoolfs/vpools/<vpool>/takeover           `vpoolfs takeover --force`: take the vPool from that dead owner
  *                                              even though some of its vDisks may lose writes (registry/takeover.ts)
+ *   /vpoolfs/vpools/<vpool>/move               a planned handover asked of the live owner (`vpoolfs move`, or the
+ *                                              owner itself at the end of a live migration): registry/move.ts
+ *   /vpoolfs/vpools/<vpool>/move-result        how the last move ended (the CLI waits for it)
  */
 export const ROOT = '/vpoolfs/';
 export const ROUTERS = `${ROOT}routers/`;
@@ -25,6 +28,8 @@ export const vpoolOwnerKey = (vpool: string): string => `${VPOOLS}${vpool}/owner
 export const vdisksPrefix = (vpool: string): string => `${VPOOLS}${vpool}/vdisks/`;
 export const vdiskKey = (vpool: string, id: string): string => `${vdisksPrefix(vpool)}${id}`;
 export const takeoverKey = (vpool: string): string => `${VPOOLS}${vpool}/takeover`;
+export const moveKey = (vpool: string): string => `${VPOOLS}${vpool}/move`;
+export const moveResultKey = (vpool: string): string => `${VPOOLS}${vpool}/move-result`;
 
 /** A router's registration (both router keys hold it). */
 export interface RouterRecord {
@@ -95,4 +100,6 @@ export interface OwnerRecord {
   path?: string;
   /** vDisk records: whether its unshipped writes are protected (recorded on changes, not per write). */
   dtl?: Protection;
+  /** vPool records: the router this one got the vPool from by a planned move (registry/move.ts). */
+  movedFrom?: string;
 }

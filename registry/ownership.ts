@@ -12,7 +12,7 @@
 import type { Etcd3 } from 'etcd3';
 import { logger } from '../util/log.js';
 import { RegistryError } from './errors.js';
-import { OWNER_TAG, routerKey, takeoverKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type Protection, type RouterRecord } from './keys.js';
+import { moveKey, OWNER_TAG, routerKey, takeoverKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type Protection, type RouterRecord } from './keys.js';
 import { describeRisks, takeoverRequested, takeoverRisks } from './takeover.js';
 
 const log = logger('registry');
@@ -66,7 +66,9 @@ export async function takeVPool(client: Etcd3, vpool: string, router: string, fo
     const res = await client
       .if(OWNER_TAG, 'Mod', '==', ckv === undefined ? 0 : ckv.mod_revision)
       .and(vpoolOwnerKey(vpool), 'Mod', '==', owner === null ? 0 : owner.mod)
-      .then(client.put(OWNER_TAG).value(String(tag)), client.put(vpoolOwnerKey(vpool)).value(JSON.stringify(rec)), client.delete().key(takeoverKey(vpool)))
+      .then(client.put(OWNER_TAG).value(String(tag)), client.put(vpoolOwnerKey(vpool)).value(JSON.stringify(rec)), client.delete().key(takeoverKey(vpool)),
+        // a move asked of the owner before (it died or stopped meanwhile) is void with a new owner
+        client.delete().key(moveKey(vpool)))
       .commit();
     if (!res.succeeded) continue; // another change of owner, anywhere, in between: look again
     const takeover = owner !== null;
@@ -123,7 +125,7 @@ export async function releaseVPool(client: Etcd3, vpool: string, router: string,
   const owner = await readJson<OwnerRecord>(client, vpoolOwnerKey(vpool));
   if (owner === null || owner.value.router !== router || owner.value.tag !== tag) return false;
   const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod)
-    .then(client.delete().key(vpoolOwnerKey(vpool)), client.delete().prefix(vdisksPrefix(vpool)))
+    .then(client.delete().key(vpoolOwnerKey(vpool)), client.delete().prefix(vdisksPrefix(vpool)), client.delete().key(moveKey(vpool)))
     .commit();
   return res.succeeded;
 }

@@ -48,8 +48,10 @@ export async function listRouters(client: Etcd3): Promise<RouterRow[]> {
   for (const [name, v] of await all(client, ROUTERS)) row(name, JSON.parse(v) as RouterRecord, 'alive');
   for (const [name, v] of await all(client, KNOWN_ROUTERS)) if (!rows.has(name)) row(name, JSON.parse(v) as RouterRecord, 'expired');
   for (const [rest, v] of await all(client, VPOOLS)) {
-    const rec = JSON.parse(v) as OwnerRecord;
     const parts = rest.split('/');
+    // only owner records (a takeover or move request, a move's result are no one's ownership)
+    if (!(parts.length === 2 && parts[1] === 'owner') && !(parts.length === 3 && parts[1] === 'vdisks')) continue;
+    const rec = JSON.parse(v) as OwnerRecord;
     const owner = rows.get(rec.router) ?? row(rec.router, null, 'expired');
     if (parts.length === 2 && parts[1] === 'owner') owner.vpools.push({ vpool: parts[0], tag: rec.tag });
     else if (parts.length === 3 && parts[1] === 'vdisks') owner.vdisks.push({ vpool: parts[0], id: parts[2], path: rec.path ?? null, tag: rec.tag, dtl: rec.dtl ?? null });

@@ -151,9 +151,9 @@ export class RouterRegistry {
    * registration keys are rewritten (the live one still on the lease). A failure is logged: the registration
    * stays as it was, and a rejoin writes the new one.
    */
-  async update(change: { role?: RouterRole; address?: string; waiting?: Waiting | null }): Promise<void> {
+  async update(change: { role?: RouterRole; address?: string | null; waiting?: Waiting | null }): Promise<void> {
     if (change.role !== undefined) this.opts.role = change.role;
-    if (change.address !== undefined) this.opts.address = change.address;
+    if (change.address !== undefined) this.opts.address = change.address ?? undefined;
     // kept for a rejoin's new registration
     if (change.waiting !== undefined) this.waiting = change.waiting;
     const rec: RouterRecord = {

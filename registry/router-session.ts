@@ -142,11 +142,37 @@ export class RouterSession {
     this.tag = taken.tag;
     this.takeover = taken.takeover;
     this.following = null;
+    // (its router link's address is recorded once it serves one)
     this.registry.onRejoined(() => {
       this.recorded = null;
       void this.sync();
     });
     await this.registry.update({ role: 'owner', waiting: null });
+  }
+
+  /**
+   * Stops recording the vDisks (a planned move closes the vPool: registry/move.ts writes their records for the
+   * new owner in its handover transaction); attach() starts again if the move is abandoned.
+   */
+  async detach(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    if (this.watchTimer !== null) clearTimeout(this.watchTimer);
+    this.timer = null;
+    this.watchTimer = null;
+    await this.syncing;
+    this.listVDisks = null;
+    this.seen = '';
+    this.recorded = null;
+  }
+
+  /** This router handed the vPool to `owner` (a planned move): it follows it from now on. */
+  async becomeFollower(owner: RouterRecord): Promise<void> {
+    await this.detach();
+    this.following = owner;
+    this.tag = 0;
+    this.takeover = false;
+    // its router link is closed: nobody may take its old address for the new owner's
+    await this.registry.update({ role: 'follower', address: null });
   }
 
   /** The registry's options of this session (the follower reads its name, state and vPool). */

@@ -28,6 +28,8 @@ export interface LinkClientOptions {
   vpool: string;
   /** For the connection and handshake only. */
   timeoutMs?: number;
+  /** This router's name, told to the owner after the handshake (Ident). */
+  router?: string;
 }
 
 export class LinkClient {
@@ -71,6 +73,7 @@ export class LinkClient {
         if (!macEqual(ans.payload, serverMac(opts.secret, mine, h.nonce, LINK_LABEL))) throw new DtlError('AUTH', `the router link at ${opts.address} does not know the shared secret`);
       }
       if (c.failure !== null) throw c.failure;
+      if (opts.router !== undefined) c.sock.write(encodeFrame(Link.Ident, 0, Buffer.from(JSON.stringify({ router: opts.router })), LINK_MAGIC));
       c.router = h.router;
       return c;
     } catch (err) {

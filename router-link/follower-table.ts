@@ -15,6 +15,7 @@
  * attribute changes are idempotent; a create or mkdir the old owner did apply answers EEXIST on the retry.
  */
 import { E } from '../fuse/errno.js';
+import type { FdTable } from '../fuse/fds.js';
 import type { Handlers } from '../fuse/handlers.js';
 import { logger } from '../util/log.js';
 import { LinkDown, type LinkClient } from './client.js';
@@ -26,7 +27,7 @@ const O_RDWR = 2;
 
 type Cb = (code: number, ...values: unknown[]) => void;
 
-export type Target = { kind: 'remote'; client: LinkClient } | { kind: 'local'; ops: Handlers } | { kind: 'down'; why: string } | { kind: 'closed' };
+export type Target = { kind: 'remote'; client: LinkClient } | { kind: 'local'; ops: Handlers; fds?: FdTable } | { kind: 'down'; why: string } | { kind: 'closed' };
 
 interface Handle {
   path: string;
@@ -53,6 +54,11 @@ export class FollowerTable {
   private readonly queue: Waiting[] = [];
   private switching: Promise<void> = Promise.resolve();
   private timeouts = 0;
+  /** Calls running on the local target now, and who waits for them to end (hold()). */
+  private runningLocal = 0;
+  private idleWaiters: Array<() => void> = [];
+  /** Calls sent over the router link since start (metrics). */
+  forwarded = 0;
 
   /**
    * `waitMs`: how long a call waits while there is no target; `onLinkDown`: a call found the link down (the
@@ -92,6 +98,35 @@ export class FollowerTable {
     if (this.target.kind === 'down' || this.target.kind === 'closed') return;
     log.warn(`the vPool's owner is unreachable: calls wait (at most ${this.waitMs} ms each) for it or for the next owner`, { why });
     this.target = { kind: 'down', why };
+  }
+
+  /**
+   * A planned handover of the vPool (tools/daemon/handover.ts): new calls wait (as while the owner is down)
+   * and this resolves once the calls already running on this router's own handlers have answered.
+   */
+  hold(why: string): Promise<void> {
+    if (this.target.kind !== 'closed') {
+      log.info(`MOVE: calls wait from now on (at most ${this.waitMs} ms each): ${why}`, { running: this.runningLocal, waiting: this.queue.length });
+      this.target = { kind: 'down', why };
+    }
+    if (this.runningLocal === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * What the kernel engine's reader threads see of the open files (fuse/kernel/session.ts: a READ answered from
+   * a vDisk's reader view without the main thread): the local vDisk behind a handle while the target is this
+   * router's own handlers, nothing otherwise (the READ then goes through the table).
+   */
+  readerFds(): FdTable {
+    const view = {
+      get: (fh: number) => {
+        const t = this.target;
+        const id = this.handles.get(fh)?.local;
+        return t.kind === 'local' && id !== undefined ? t.fds?.get(id) : undefined;
+      },
+    };
+    return view as unknown as FdTable;
   }
 
   /** The link to `client` is gone: if it is the current target, calls wait from now on. */
@@ -218,14 +253,26 @@ export class FollowerTable {
       cb(code, ...values);
     };
     if (t.kind === 'local') {
+      this.runningLocal++;
+      let ended = false;
+      const end = () => {
+        if (ended) return;
+        ended = true;
+        if (--this.runningLocal === 0) for (const w of this.idleWaiters.splice(0)) w();
+      };
       try {
-        t.ops[op](...targs, done);
+        t.ops[op](...targs, (code: number, ...values: unknown[]) => {
+          end();
+          done(code, ...values);
+        });
       } catch (err) {
+        end();
         log.error(`${op} failed unexpectedly: EIO`, { error: err instanceof Error ? err.stack : String(err) });
         cb(E.EIO);
       }
       return;
     }
+    this.forwarded++;
     // remote: read's buffer stays here (the data comes back in the reply), write's data goes exactly `len` long
     const buf = op === 'read' ? (args[2] as Buffer | undefined) : undefined;
     if (op === 'read') targs[2] = null;

@@ -46,6 +46,12 @@ export class LinkServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private closing = false;
+  /** Per connection: the follower's name (from its Ident) and the handles it holds open here. */
+  private readonly peers = new Map<net.Socket, { router: string; handles: Set<number> }>();
+  /** Calls run for followers since start (metrics). */
+  calls = 0;
+  /** Connections accepted since start (metrics). */
+  accepted = 0;
 
   private constructor(private readonly opts: LinkServerOptions) {
     this.server = net.createServer((s) => this.accept(s));
@@ -77,6 +83,16 @@ export class LinkServer {
   }
 
   /**
+   * The open handles each follower holds here, by router name (from its Ident; '' for a follower that did not
+   * say). The owner's automatic move looks at it (tools/daemon/handover.ts).
+   */
+  holders(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const p of this.peers.values()) if (p.handles.size > 0) out.set(p.router, (out.get(p.router) ?? 0) + p.handles.size);
+    return out;
+  }
+
+  /**
    * Stops listening and drops every connection: the followers' calls in flight and new ones wait on their side
    * until they find the vPool's next owner (or take it themselves). Called first in a clean stop.
    */
@@ -94,6 +110,7 @@ export class LinkServer {
       return;
     }
     this.sockets.add(sock);
+    this.accepted++;
     sock.setNoDelay(true);
     const { ops, secret } = this.opts;
     const decoder = new FrameDecoder(LINK_MAGIC);
@@ -106,6 +123,8 @@ export class LinkServer {
     let corked = false;
     /** The owner's file handles this connection opened. */
     const handles = new Set<number>();
+    const me = { router: '', handles };
+    this.peers.set(sock, me);
     const drop = (why: string, fields: Record<string, unknown> = {}) => {
       if (closed) return;
       closed = true;
@@ -116,6 +135,7 @@ export class LinkServer {
     sock.on('close', () => {
       closed = true;
       this.sockets.delete(sock);
+      this.peers.delete(sock);
       if (timer !== null) clearTimeout(timer);
       if (handles.size > 0) log.info('a follower went away: releasing the handles it had open', { peer, handles: handles.size });
       for (const fh of handles) release(fh);
@@ -167,6 +187,7 @@ export class LinkServer {
       if (fi >= 0 && !handles.has(args[fi] as number)) return answer(f, op, E.EBADF, []);
       if (op === 'release') handles.delete(args[1] as number);
       if (op === 'read') args[2] = undefined; // the handler then answers the data as a value
+      this.calls++;
       const size = f.payload.length;
       inflight++;
       inflightBytes += size;
@@ -206,6 +227,17 @@ export class LinkServer {
           authed = true;
           if (timer !== null) clearTimeout(timer);
           sock.write(encodeFrame(Link.AuthOk, f.id, serverMac(secret!, theirs, myNonce, LINK_LABEL), LINK_MAGIC));
+          continue;
+        }
+        if (f.type === Link.Ident && me.router === '') {
+          try {
+            const who = JSON.parse(f.payload.toString()) as { router?: unknown };
+            if (typeof who.router !== 'string' || who.router === '' || who.router.length > 256) throw new Error('no router name');
+            me.router = who.router;
+          } catch (err) {
+            return drop(`a bad Ident message: ${(err as Error).message}`);
+          }
+          log.info(`the follower at ${peer} is router '${me.router}'`, { peer, router: me.router });
           continue;
         }
         if (f.type !== Link.Call) return drop(`unexpected message type ${f.type}`);

@@ -6,6 +6,8 @@
  *   Hello   server → client on connect: u8 auth required, 32-byte nonce, JSON {router, vpool}
  *   Auth    client → server (with a secret): its nonce, HMAC (dtl-client/auth.ts, label 'vpoolfs-link')
  *   AuthOk  server → client: the server's HMAC
+ *   Ident   client → server, once, after the handshake: JSON {router}, the follower's name (the owner counts the
+ *           handles each router holds: the automatic move at the end of a live migration, docs/cluster.md)
  *   Call    client → server: one handler call (fuse/handlers.ts), id chosen by the client
  *   Reply   server → client: the handler's answer, with the id of its call; replies come in any order
  *
@@ -23,6 +25,7 @@ export const enum Link {
   Hello = 1,
   Auth = 2,
   AuthOk = 3,
+  Ident = 4,
   Call = 10,
   Reply = 0x80,
 }

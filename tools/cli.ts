@@ -3,7 +3,7 @@
  * The `vpoolfs` command line (DESIGN §1): `mount`, `dtl-server`, and the management verbs, which speak to
  * the daemon's management API (api/, found from the path: tools/client/locate.ts): `ls`, `du`, `info`, `create`,
  * `resize`, `rm` (tools/commands/disk-cmds.ts), `status` (tools/commands/status-cmd.ts), `snapshot create|list|delete|sticky`,
- * `rollback`, `clone`, `template` (tools/commands/snapshot-cmds.ts); `scrub`, `gc` (tools/commands/scrub-cmds.ts); `rekey` (tools/commands/rekey-cmd.ts); `move` (tools/commands/move-cmd.ts); `router list` (tools/commands/router-cmds.ts, from etcd). `--version`. Errors print one clear line on
+ * `rollback`, `clone`, `template` (tools/commands/snapshot-cmds.ts); `scrub`, `gc` (tools/commands/scrub-cmds.ts); `rekey` (tools/commands/rekey-cmd.ts); `backend-move` (tools/commands/move-cmd.ts); `router list` (tools/commands/router-cmds.ts), `takeover` (tools/commands/takeover-cmd.ts) and `move` (tools/commands/router-move-cmd.ts), from etcd. `--version`. Errors print one clear line on
  * stderr — for a refusal, the API's sentence and the errno name — and exit 1; bad flags are rejected by
  * commander before anything happens.
  */
@@ -25,6 +25,7 @@ import { addMoveCommand } from './commands/move-cmd.js';
 import { addStatusCommand } from './commands/status-cmd.js';
 import { addRouterCommands } from './commands/router-cmds.js';
 import { addTakeoverCommand } from './commands/takeover-cmd.js';
+import { addRouterMoveCommand } from './commands/router-move-cmd.js';
 import { VERSION } from './version.js';
 
 /** One clear line for the errors vpoolfs raises on purpose (with their cause); a stack only for the unexpected. */
@@ -105,5 +106,6 @@ addRekeyCommand(program, run);
 addMoveCommand(program, run);
 addRouterCommands(program, fail);
 addTakeoverCommand(program, fail);
+addRouterMoveCommand(program, fail);
 
 await program.parseAsync(process.argv);

@@ -2,7 +2,9 @@
  * Routers with a registry for the registry-* tests: one private etcd (./etcd.ts), one file:// backend, and
  * `vpoolfs mount --registry` daemons, each with its own state directory and mountpoint, short leases from a
  * config file (registry lease 2 s; the backend claim's lease long, 60 s, so that every takeover the tests see
- * is the registry's doing, not the backend claim's expiry). `routers()` runs `vpoolfs router list --json`.
+ * is the registry's doing, not the backend claim's expiry; and no automatic move — a test that wants one says
+ * `autoMove: true` — so that I/O through a follower stays forwarded however long a test runs). `routers()` runs
+ * `vpoolfs router list --json`.
  */
 import type { ExecutionContext } from 'ava';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -56,7 +58,7 @@ export async function cluster(t: ExecutionContext, backendOf?: (root: string) =>
         if ((err as NodeJS.ErrnoException).code !== 'ENOTCONN') throw err;
       }
       const cfg = path.join(root, `${name}.json`);
-      writeFileSync(cfg, JSON.stringify({ registryLeaseSeconds: 2, claimLeaseMs: 60_000, scoMaxAgeMs: 200, scoClusters: 16, tlogScos: 2, ...config }));
+      writeFileSync(cfg, JSON.stringify({ registryLeaseSeconds: 2, claimLeaseMs: 60_000, scoMaxAgeMs: 200, scoClusters: 16, tlogScos: 2, autoMove: false, ...config }));
       return {
         mountpoint, state: path.join(root, `${name}-state`), backend,
         extraArgs: ['--vpool', 'pool', '--router', name, '--registry', etcd.url, '--failure-domain', `fd-${name}`, '--config', cfg, ...extra],

@@ -2,38 +2,28 @@
  * `vpoolfs mount MOUNTPOINT`: the composition root of a daemon. Resolves flags + config file + defaults,
  * refuses options the volume layer does not implement yet, clears a stale mount, opens the vPool,
  * serves the management API (tools/daemon/api-serve.ts, before the mount so that the API answers once the mount
- * does), mounts it, serves metrics and watches the config. Stays in the foreground; on SIGINT/SIGTERM it
- * closes the API, ships everything to the backend, unmounts, closes the vPool and exits 0.
+ * does), mounts it, serves metrics and watches the config (the owner's part: ./mount-owner.ts). Stays in the
+ * foreground; on SIGINT/SIGTERM it closes the API, ships everything to the backend, unmounts, closes the vPool
+ * and exits 0. With --registry the router may own the vPool, follow its owner, and switch between the two any
+ * number of times (takeovers, moves: docs/cluster.md), its mount kept throughout.
  */
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_FUSE_ENGINE, mountWith, type Mounted } from '../../fuse/mount.js';
-import { buildHandlers } from '../../fuse/handlers.js';
+import { DEFAULT_FUSE_ENGINE } from '../../fuse/mount.js';
 import { logger, setLogLevel } from '../../util/log.js';
-import type { VPool } from '../../volume/types.js';
-import { openVPool } from '../../volume/vpool.js';
-import { openBackend, openBackendOn, readKeyFile, type OpenBackendOptions } from '../../volume/backend/open-backend.js';
-import { MoveJob, openMove } from '../../volume/policy/move-job.js';
 import { ConfigError, loadConfigFile, parseHostPort, resolveMount, validateConfig, type MountConfig, type ResolvedMount } from '../daemon/config.js';
-import { watchConfig, type ConfigWatcher } from '../daemon/config-watch.js';
-import { FuseMetrics, serveMetrics, type MetricsServer } from '../metrics/metrics.js';
+import { FuseMetrics, serveMetrics } from '../metrics/metrics.js';
+import { ClusterStats, registerClusterMetrics } from '../metrics/cluster-metrics.js';
 import { prepareMountpoint } from '../daemon/mountpoint.js';
-import { planApi, startApi, type DaemonApi } from '../daemon/api-serve.js';
+import { planApi } from '../daemon/api-serve.js';
 import { lockState } from '../daemon/state-lock.js';
-import { SnapshotScheduler } from '../../volume/snapshots/snapshot-schedule.js';
 import { dtlForMount } from '../daemon/dtl-mount.js';
 import { parseNbdAddress, checkNbdListen } from '../../nbd/address.js';
 import { isLoopback } from '../../dtl-client/server.js';
-import { startNbdServer, type NbdServer } from '../../nbd/server.js';
-import { rekeyFor, registerRekeyMetrics } from './rekey-cmd.js';
-import { registerMoveMetrics } from './move-cmd.js';
 import { RouterSession } from '../../registry/router-session.js';
-import type { FuseEngine } from '../../fuse/mount.js';
-import { vdisksOf } from '../../registry/vpool-walk.js';
 import { isCode } from '../../util/errors.js';
 import { readSecretFile } from '../../dtl-client/auth.js';
-import { LinkServer } from '../../router-link/server.js';
 import { Follower } from '../daemon/follower.js';
-import { watchRegisteredDtlServers } from '../daemon/dtl-registry.js';
+import { serveOwner, type OwnerContext, type Owning } from './mount-owner.js';
 
 const log = logger('cli');
 
@@ -140,24 +130,19 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   const lock = await lockState(cfg.state);
   process.on('exit', () => lock.release());
   log.info('opening vPool', { vpool: cfg.vpool, state: cfg.state, backend: cfg.backend, router: cfg.router, dtl: cfg.dtl });
-  // the backend, encrypted with AES-256-GCM when a key file is given (volume/backend/open-backend.ts); the
-  // state directory keeps a copy of its encryption marker, so that a restart during an outage still mounts
   // metrics first: the backend is measured by operation from its first request on
   const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, cfg.metricsTopVdisks ?? 10) : undefined;
-  // a backend move: a mirror of the old backend and the new one until the move job switches (volume/policy/move-job.ts)
-  const moving = cfg.moveFrom === undefined ? undefined : await openMove(cfg.moveFrom, cfg.backend, cfg.state);
-  const opened = await (moving === undefined ? (o: OpenBackendOptions) => openBackend(cfg.backend, o) : (o: OpenBackendOptions) => openBackendOn(moving.store, o))({
-    encryptionKey: cfg.encryptionKeyFile === undefined ? undefined : await readKeyFile(cfg.encryptionKeyFile),
-    oldKeys: await Promise.all((cfg.oldEncryptionKeyFile ?? []).map((f) => readKeyFile(f))),
-    localDir: cfg.state,
-  });
-  const backend = metrics ? metrics.backend.wrap(opened) : opened;
+  const stats = new ClusterStats();
+  if (metrics && cfg.registry !== undefined) registerClusterMetrics(metrics.registry, stats);
   // with a registry: register, and own the vPool there first (refused while a live router owns it); a
   // takeover from a router whose lease is gone takes the backend's claim from it at once (docs/cluster.md)
   // a standby stopped (SIGINT/SIGTERM) while it waits leaves the registry and exits 0: nothing was mounted
   const standby = new AbortController();
   const endStandby = (): void => standby.abort();
-  if (flags.standby === true) for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, endStandby);
+  if (flags.standby === true) {
+    stats.role = 'standby';
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, endStandby);
+  }
   const session = cfg.registry === undefined ? undefined : await RouterSession.start({
     registry: cfg.registry, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, api: cfg.api,
     dtlServer: cfg.dtlServer === undefined ? undefined : [...cfg.dtlServer], leaseSeconds: cfg.registryLeaseSeconds ?? 10, vpool: cfg.vpool, force: flags.force === true,
@@ -170,192 +155,89 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     process.exit(0);
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, endStandby);
+  if (session?.takeover === true) stats.takeovers++;
   const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
-  const follower = session?.following ? await follow(cfg, session, engine, flags.debugFuse) : undefined;
-  const vpool = await openVPool({
-    name: cfg.vpool,
-    stateDir: cfg.state,
-    backendUrl: cfg.backend,
-    backend,
-    routerId: cfg.router,
-    metadata: 'lmdb',
-    scoClusters: cfg.scoClusters,
-    tlogScos: cfg.tlogScos,
-    writeCacheBytes: cfg.writeCacheBytes,
-    readCacheBytes: cfg.readCacheBytes,
-    scoMaxAgeMs: cfg.scoMaxAgeMs,
-    checkpointEveryTlogs: cfg.checkpointEveryTlogs,
-    claimLeaseMs: cfg.claimLeaseMs,
-    force: flags.force === true || session?.takeover === true,
-    ownerTag: session?.tag,
-    // a router that finds another one owning its vPool now is fenced at once: its backend claim renews (and
-    // finds the new owner's epoch), else it is fenced on the registry's word
-    onClaim: (claim) => session?.onLost((owner) => void claim.renew().finally(() => {
-      if (claim.fenced === null) claim.fenceNow(`the registry says router '${owner}' owns the vPool now`);
-    })),
-    dtl: dtlForMount(cfg),
-  }).catch(async (err: unknown) => {
-    // a follower that took the vPool over but cannot open it: its mount goes (its calls answer EIO), then the error
-    await follower?.stop().catch(() => undefined);
-    await session?.stop();
-    throw err;
-  });
+  const metricsServer = metrics && cfg.metrics ? await (async () => {
+    const { host, port } = parseHostPort(cfg.metrics!, '--metrics');
+    return serveMetrics(host, port, metrics.registry);
+  })() : undefined;
 
-  let mounted: Mounted | undefined;
-  let metricsServer: MetricsServer | undefined;
-  let watcher: ConfigWatcher | undefined;
-  let scheduler: SnapshotScheduler | undefined;
-  let api: DaemonApi | undefined;
-  let nbd: NbdServer | undefined;
-  // key rotation: the background rewrite under the new key (volume/policy/rekey-job.ts); started below when one is unfinished
-  const rekey = rekeyFor(opened, vpool, cfg);
-  const move = moving?.mirror ? new MoveJob({ mirror: moving.mirror, stateDir: cfg.state, gate: (w) => vpool.backendGate?.(w) ?? Promise.resolve(), objectsPerSecond: cfg.moveObjectsPerSecond }) : undefined;
-  let link: LinkServer | undefined;
-  let stopDtlWatch: (() => void) | undefined;
-  try {
-    await session?.attach(() => vdisksOf(vpool));
-    // the DTL servers other routers registered join this router's list: a dead DTL server is replaced (tools/daemon/dtl-registry.ts)
-    if (session !== undefined && cfg.dtlServer !== undefined && cfg.dtlServer.length > 0) stopDtlWatch = watchRegisteredDtlServers(session, cfg.dtlServer);
-    api = await startApi(apiPlan, cfg, vpool, backend, engine, () => mounted, rekey, move);
-    const apiNow = api;
-    metrics?.attach(() => mounted?.fds, () => vpool.cacheStats(), () => vpool.scrub.totals());
-    if (metrics && rekey) registerRekeyMetrics(metrics.registry, rekey);
-    if (metrics && move) registerMoveMetrics(metrics.registry, move);
-    const handlers = buildHandlers(vpool, cfg.mountpoint, metrics, () => apiNow.info());
-    // a follower that took the vPool over switches its mount to these handlers in place; else they are mounted
-    mounted = follower !== undefined ? await follower.serveLocally(handlers) : await mountWith({
-      vpool,
-      mountpoint: cfg.mountpoint,
-      engine,
-      debug: flags.debugFuse,
-      // an `umount` from outside ends the kernel session: stop as on SIGTERM (ship everything, exit 0)
-      onLost: (why) => void stopNow?.(`unmounted from outside (${why})`),
-    }, handlers);
-    if (session !== undefined) {
-      // followers forward their mounts' calls to these handlers (docs/cluster.md, "Followers")
-      const { host, port } = parseHostPort(cfg.peerListen ?? '127.0.0.1:0', '--peer-listen');
-      link = await LinkServer.start({ host, port, secret: linkSecret(cfg), router: cfg.router, vpool: cfg.vpool, ops: handlers.ops });
-      await session.registry.update({ address: link.address });
-    }
-    if (metrics && cfg.metrics) {
-      const { host, port } = parseHostPort(cfg.metrics, '--metrics');
-      metricsServer = await serveMetrics(host, port, metrics.registry);
-    }
-    if (cfg.nbd) nbd = await startNbdServer({ vpool, fds: mounted.fds, listen: cfg.nbd, tlsCertFile: cfg.nbdTlsCert, tlsKeyFile: cfg.nbdTlsKey });
-    if (cfg.scrub !== undefined) vpool.scrub.setLimits(cfg.scrub);
-    scheduler = new SnapshotScheduler(vpool);
-    scheduler.apply(cfg.schedule);
-    const sched = scheduler;
-    // no automatic snapshot may start once a stop begins (it would miss the final ship): before installStop's handlers
-    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.prependListener(sig, () => sched.stop());
-    if (flags.config) watcher = watchConfig(flags.config, file, vpool, (s) => sched.apply(s));
-  } catch (err) {
-    await link?.close().catch(() => undefined);
-    await api?.server.close().catch(() => undefined);
-    await nbd?.close().catch(() => undefined);
-    await mounted?.unmount().catch(() => undefined);
-    if (mounted === undefined) await follower?.stop().catch(() => undefined);
-    await vpool.close().catch((e: unknown) => log.error('closing the vPool failed', { error: String(e) }));
-    await session?.stop();
-    throw err;
-  }
-  if (rekey?.pending) void rekey.start();
-  if (move) void move.start();
-  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine: mounted.engine, options: mounted.options, metrics: metricsServer?.address ?? null, nbd: nbd?.addresses ?? null, api: api.server.socket, apiTcp: api.server.tcp });
-  const apiServer = api.server;
-  const linkServer = link;
-  stopNow = installStop(vpool, mounted, nbd, async () => {
-    // followers' calls wait on their side from now on, until this router released the vPool (then one takes it)
-    await linkServer?.close();
-    await apiServer.close();
-    await rekey?.stop(); // before the final ship: no rewrite may race the vPool's close
-    await move?.stop();
-  }, () => Promise.all([watcher?.close(), metricsServer?.close(), scheduler?.stop(), stopDtlWatch?.(), session?.stop()]));
-  if (pendingStop !== undefined) void stopNow(pendingStop);
-}
-
-/**
- * Mounts as a follower of the vPool's live owner and waits until this router takes it over (the owner died
- * or stopped); a SIGINT/SIGTERM meanwhile unmounts, leaves the registry and exits 0 (nothing to ship).
- */
-async function follow(cfg: ResolvedMount, session: RouterSession, engine: FuseEngine, debug?: boolean): Promise<Follower> {
-  let following = true;
-  const f = await Follower.start({
-    session, vpool: cfg.vpool, router: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, mountpoint: cfg.mountpoint,
-    engine, debug, secret: linkSecret(cfg), waitMs: cfg.peerWaitMs ?? 60_000,
-    onLost: (why) => void (following ? leave(`unmounted from outside (${why})`) : stopNow?.(`unmounted from outside (${why})`)),
-  });
-  log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine, role: 'follower', owner: session.following?.name });
-  let leaving = false;
-  const leave = async (why: string): Promise<void> => {
-    if (leaving) return;
-    leaving = true;
-    log.info(`${why}: a follower stops (nothing to ship: the owner has every write)`, { mountpoint: cfg.mountpoint });
-    await f.stop().catch((err: unknown) => log.error('unmounting the follower failed', { error: String(err) }));
-    await session.stop();
-    log.info('stopped', { mountpoint: cfg.mountpoint, exitCode: 0 });
-    process.exit(0);
+  // what a signal does depends on what this router does at the moment (with a registry it changes)
+  let phase: { kind: 'following'; leave: (why: string) => Promise<void> } | { kind: 'busy' } | { kind: 'owning'; stop: (why: string) => Promise<void> } = { kind: 'busy' };
+  let pending: string | undefined;
+  const onSignal = (why: string): void => {
+    if (phase.kind === 'following') void phase.leave(why);
+    else if (phase.kind === 'owning') void phase.stop(why);
+    else pending ??= why;
   };
-  // once taking over, a signal waits for the owner's stop sequence (installed when the vPool is open and mounted)
-  const onSignal = (sig: string) => {
-    if (following) void leave(sig);
-    else if (stopNow === undefined) pendingStop ??= sig;
-  };
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, onSignal);
-  const taken = await f.owned;
-  following = false;
-  await session.becomeOwner(taken);
-  return f;
-}
-
-/** The stop sequence, once installed (the kernel engine calls it when the mount is taken away from outside). */
-let stopNow: ((why: string) => Promise<void>) | undefined;
-/** A signal that came while a follower was taking the vPool over: the stop runs once installed. */
-let pendingStop: string | undefined;
-
-function installStop(vpool: VPool, mounted: Mounted, nbd: NbdServer | undefined, closeApi: () => Promise<void>, closeExtras: () => Promise<unknown>): (why: string) => Promise<void> {
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) {
-      log.warn(`${signal}: already stopping, shipping the write cache to the backend`);
-      return;
-    }
-    stopping = true;
-    log.info(`${signal}: stopping`, { mountpoint: mounted.mountpoint });
-    let code = 0;
-    // no management call may change the vPool once the final ship begins
-    await closeApi().catch((err: unknown) => log.warn('closing the management API failed', { error: String(err) }));
-    try {
-      // ship the bulk while still serving, then fence changes so that the final ship (close) has every acknowledged write
-      await vpool.syncToBackend();
-    } catch (err) {
-      code = 1;
-      log.error('shipping to the backend failed; the data stays in the local write cache', { error: String(err) });
-    }
-    // NBD writes do not pass the mount's fence: its clients are let go (requests in flight answered) first
-    await nbd?.close().catch((e: unknown) => log.error('stopping the NBD server failed', { error: String(e) }));
-    await mounted.fence();
-    try {
-      await mounted.unmount();
-    } catch (err) {
-      code = 1;
-      log.error('unmount failed', { mountpoint: mounted.mountpoint, error: String(err) });
-    }
-    try {
-      await vpool.close();
-    } catch (err) {
-      code = 1;
-      log.error('closing the vPool (the final ship to the backend) failed; the data stays in the local write cache', { error: String(err) });
-    }
-    await closeExtras().catch(() => undefined);
-    log.info('stopped', { mountpoint: mounted.mountpoint, exitCode: code });
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => onSignal(sig));
   process.on('SIGHUP', () => log.info('SIGHUP ignored: the config file is watched'));
   // A storage daemon keeps serving: a stray error is logged, not allowed to leave a dead mount behind.
   process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: err instanceof Error ? err.stack : String(err) }));
   process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err.stack }));
-  return stop;
+  const own = (owning: Owning): void => {
+    phase = { kind: 'owning', stop: owning.stop };
+    if (pending !== undefined) void owning.stop(pending);
+  };
+  const x: OwnerContext = {
+    cfg, file, flags, apiPlan, metrics, engine, session, stats, secret: session === undefined ? undefined : linkSecret(cfg),
+    handing: () => { phase = { kind: 'busy' }; },
+    serving: (stop) => {
+      phase = { kind: 'owning', stop };
+      if (pending !== undefined) void stop(pending);
+    },
+    onLost: (why) => onSignal(`unmounted from outside (${why})`),
+  };
+  if (session === undefined) {
+    own(await serveOwner(x));
+    return;
+  }
+
+  // with a registry the mount is a switchable table for the router's whole life: forwarding to the owner while
+  // following, this router's own handlers while owning; ownership may go back and forth (takeovers, moves)
+  const router = await Follower.start({
+    session, vpool: cfg.vpool, router: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, mountpoint: cfg.mountpoint,
+    engine, debug: flags.debugFuse, secret: x.secret, waitMs: cfg.peerWaitMs ?? 60_000, owning: session.following === null, fastReads: metrics === undefined,
+    onLost: (why) => onSignal(`unmounted from outside (${why})`),
+  });
+  x.router = router;
+  stats.table = router.table;
+  stats.linked = () => router.linked;
+  const leave = async (why: string): Promise<void> => {
+    phase = { kind: 'busy' };
+    log.info(`${why}: a follower stops (nothing to ship: the owner has every write)`, { mountpoint: cfg.mountpoint });
+    await router.stop().catch((err: unknown) => log.error('unmounting the follower failed', { error: String(err) }));
+    await session.stop();
+    await metricsServer?.close();
+    log.info('stopped', { mountpoint: cfg.mountpoint, exitCode: 0 });
+    process.exit(0);
+  };
+  for (;;) {
+    if (session.following !== null) {
+      stats.role = 'follower';
+      stats.current = undefined;
+      log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine, role: 'follower', owner: session.following.name });
+      phase = { kind: 'following', leave };
+      if (pending !== undefined) void leave(pending);
+      const taken = await router.owned;
+      phase = { kind: 'busy' };
+      if (router.movedHere) stats.movesIn++;
+      else stats.takeovers++;
+      await session.becomeOwner(taken);
+    }
+    stats.role = 'owner';
+    let owning: Owning;
+    try {
+      owning = await serveOwner(x);
+    } catch (err) {
+      // the vPool cannot be opened here: the mount goes (its calls answer EIO), the registry is left (released:
+      // another router takes it), then the error
+      await router.stop().catch(() => undefined);
+      await session.stop();
+      throw err;
+    }
+    own(owning);
+    // a planned move ends this router's ownership (it follows the new owner) or is abandoned (it opens the vPool again)
+    await owning.ended;
+  }
 }

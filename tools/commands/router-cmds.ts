@@ -4,12 +4,9 @@
  * It talks to etcd directly: it works with no router running, which is when it is needed most.
  */
 import type { Command } from 'commander';
-import { connectRegistry } from '../../registry/connect.js';
-import { RegistryError } from '../../registry/errors.js';
 import { listRouters, type RouterRow } from '../../registry/router-list.js';
-import { RegistryUrlError } from '../../registry/etcd-url.js';
 import { isSafe } from '../../registry/keys.js';
-import { ConfigError } from '../daemon/config.js';
+import { openRegistry } from '../client/registry-open.js';
 
 function table(rows: RouterRow[]): string {
   if (rows.length === 0) return 'no routers registered\n';
@@ -35,22 +32,12 @@ function table(rows: RouterRow[]): string {
 }
 
 export async function runRouterList(flags: { registry?: string; json?: boolean }): Promise<void> {
-  const url = flags.registry ?? process.env.VPOOLFS_REGISTRY;
-  if (url === undefined) throw new ConfigError('router list: which registry? Give --registry etcd://HOST:PORT[,HOST:PORT…] (or VPOOLFS_REGISTRY)');
-  let client;
+  const reg = openRegistry('router list', flags.registry);
   try {
-    client = connectRegistry(url);
-  } catch (err) {
-    if (err instanceof RegistryUrlError) throw new ConfigError(err.message);
-    throw err;
-  }
-  try {
-    const rows = await listRouters(client).catch((err: unknown) => {
-      throw new RegistryError('BACKEND', `the registry ${url} does not answer: ${(err as Error).message}`, { registry: url });
-    });
+    const rows = await listRouters(reg.client).catch(reg.down);
     process.stdout.write(flags.json === true ? `${JSON.stringify(rows, null, 2)}\n` : table(rows));
   } finally {
-    client.close();
+    reg.close();
   }
 }
 

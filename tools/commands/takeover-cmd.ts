@@ -9,13 +9,12 @@
  */
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectRegistry } from '../../registry/connect.js';
 import { RegistryError } from '../../registry/errors.js';
-import { RegistryUrlError } from '../../registry/etcd-url.js';
 import { routerKey, ROUTERS, takeoverKey, type RouterRecord } from '../../registry/keys.js';
 import { vpoolOwner } from '../../registry/ownership.js';
 import { takeoverRisks, type TakeoverRequest } from '../../registry/takeover.js';
 import { ConfigError } from '../daemon/config.js';
+import { openRegistry } from '../client/registry-open.js';
 
 export interface TakeoverFlags {
   registry?: string;
@@ -27,21 +26,14 @@ export interface TakeoverFlags {
 }
 
 export async function runTakeover(flags: TakeoverFlags): Promise<void> {
-  const url = flags.registry ?? process.env.VPOOLFS_REGISTRY;
-  if (url === undefined) throw new ConfigError('takeover: which registry? Give --registry etcd://HOST:PORT[,HOST:PORT…] (or VPOOLFS_REGISTRY)');
-  if (flags.vpool === undefined) throw new ConfigError('takeover: which vPool? Give --vpool NAME');
-  const vpool = flags.vpool;
-  let client;
-  try {
-    client = connectRegistry(url);
-  } catch (err) {
-    if (err instanceof RegistryUrlError) throw new ConfigError(err.message);
-    throw err;
+  const reg = openRegistry('takeover', flags.registry);
+  if (flags.vpool === undefined) {
+    reg.close();
+    throw new ConfigError('takeover: which vPool? Give --vpool NAME');
   }
+  const vpool = flags.vpool;
+  const { client, down } = reg;
   try {
-    const down = (err: unknown): never => {
-      throw new RegistryError('BACKEND', `the registry ${url} does not answer: ${(err as Error).message}`, { registry: url });
-    };
     const owner = await vpoolOwner(client, vpool).catch(down);
     if (owner === null) throw new RegistryError('NOT_FOUND', `vPool '${vpool}' has no owner in the registry: unknown, or released by a clean stop (then any router mounts it without a takeover)`, { vpool });
     const live = await client.get(routerKey(owner.router)).string().catch(down);

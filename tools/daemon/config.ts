@@ -66,6 +66,15 @@ export interface MountConfig {
   peerSecretFile?: string;
   /** A follower's calls wait at most this long while no router serves the vPool (ms, default 60000), then EIO. */
   peerWaitMs?: number;
+  /**
+   * With a registry: the owner hands the vPool to the one follower that holds its files open once its own mount
+   * has held none for `autoMoveAfterMs` (default true; the end of a live migration, docs/cluster.md "Moves").
+   */
+  autoMove?: boolean;
+  /** How long the owner's own mount must hold no open file before an automatic move (ms, default 2000). */
+  autoMoveAfterMs?: number;
+  /** No automatic move within this long of becoming the owner (ms, default 30000): the ping-pong guard. */
+  autoMoveHoldMs?: number;
   logLevel?: string;
   /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshots/snapshot-schedule.ts); applied live. */
   schedule?: ScheduleConfig;
@@ -183,6 +192,12 @@ const CHECKS: Record<keyof MountConfig, Check> = {
   },
   peerSecretFile: str,
   peerWaitMs: count,
+  autoMove: (v, k) => {
+    if (typeof v !== 'boolean') throw new ConfigError(`${k}: expected true or false, got ${JSON.stringify(v)}`);
+    return v;
+  },
+  autoMoveAfterMs: count,
+  autoMoveHoldMs: count,
   logLevel: (v, k) => {
     if (typeof v !== 'string' || !LOG_LEVELS.includes(v)) throw new ConfigError(`${k}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`);
     return v;

@@ -12,6 +12,13 @@
  *   DEFER_MS when one of them is in another failure domain. `owned` resolves once this router won: the mount
  *   then opens the vPool (the takeover path of --standby: the backend claim taken from the dead owner) and
  *   serveLocally() switches the table to its own handlers — the mount stays.
+ *
+ * With a registry every mount is such a table, the owner's too (`owning`: it starts serving its own handlers
+ * without following anyone), so that ownership can go both ways in place: a planned move (`vpoolfs move`,
+ * tools/daemon/handover.ts) makes the old owner followAgain() the new one — its open files re-opened there by
+ * path, its waiting calls run there — and the new one, a follower until then, finds itself the owner in the
+ * registry at its next check (`MOVE:` in its log) and takes the vPool as after a takeover, without the
+ * failure-domain deferral and without forcing the backend claim (the old owner released it).
  */
 import { FdTable } from '../../fuse/fds.js';
 import { Fence } from '../../fuse/fence.js';
@@ -46,6 +53,13 @@ export interface FollowerOptions {
   waitMs: number;
   /** The mount went away from outside. */
   onLost?: (why: string) => void;
+  /** This router owns the vPool already: the table waits for serveLocally() instead of following anyone. */
+  owning?: boolean;
+  /**
+   * The kernel engine may answer READs of this router's own vDisks in its reader threads (fuse/kernel/fast-read.ts)
+   * while it owns the vPool; off with metrics on (those READs would bypass the counts, as on a plain mount).
+   */
+  fastReads?: boolean;
 }
 
 export class Follower {
@@ -61,15 +75,17 @@ export class Follower {
   private goneSince: number | null = null;
   private said = '';
   private resolveOwned!: (t: Taken) => void;
-  /** Resolves once this router has taken the vPool over in the registry. */
-  readonly owned: Promise<Taken>;
+  /** Resolves once this router has taken the vPool over in the registry (again after each followAgain()). */
+  owned: Promise<Taken>;
+  /** The last change of owner came from a planned move to this router (not a takeover). */
+  movedHere = false;
   private readonly t0 = Date.now();
   private downAt: number | null = null;
   /** This router's registration says it waits for `vpoolfs takeover --force`. */
   private waiting = false;
 
   private constructor(private readonly opts: FollowerOptions) {
-    this.lastOwner = opts.session.following!;
+    this.lastOwner = opts.session.following ?? opts.session.registry.record;
     this.owned = new Promise((r) => (this.resolveOwned = r));
     this.table = new FollowerTable(opts.waitMs, () => void this.check());
   }
@@ -79,17 +95,54 @@ export class Follower {
     const f = new Follower(opts);
     const ops = { ...f.table.ops };
     f.fence.guard(ops);
-    f.mounted = await mountWith({ vpool: { name: opts.vpool }, mountpoint: opts.mountpoint, engine: opts.engine, debug: opts.debug, onLost: opts.onLost }, { ops, fds: new FdTable(), fence: f.fence });
+    f.mounted = await mountWith({ vpool: { name: opts.vpool }, mountpoint: opts.mountpoint, engine: opts.engine, debug: opts.debug, onLost: opts.onLost }, { ops, fds: opts.fastReads === true ? f.table.readerFds() : new FdTable(), fence: f.fence });
+    if (opts.owning === true) {
+      // the owner's own mount: its handlers take over once the vPool is open (serveLocally)
+      f.stopped = true;
+      return f;
+    }
     log.info('mounted as a follower: every call goes to the vPool\'s owner', { mountpoint: opts.mountpoint, vpool: opts.vpool, owner: f.lastOwner.name });
     f.timer = setInterval(() => void f.check(), POLL_MS);
     await f.check();
     return f;
   }
 
+  /**
+   * The vPool was handed to router `owner` (a planned move, tools/daemon/handover.ts): this mount follows it
+   * from now on — the table is held already (calls wait); once its link answers, every open file is re-opened
+   * there by path and the waiting calls run there. `owned` resolves again if this router gets the vPool back.
+   */
+  followAgain(owner: RouterRecord): void {
+    this.lastOwner = owner;
+    this.client?.close('this router handed the vPool over');
+    this.client = null;
+    this.owned = new Promise((r) => (this.resolveOwned = r));
+    this.goneSince = null;
+    this.downAt = Date.now();
+    this.said = '';
+    this.movedHere = false;
+    this.stopped = false;
+    this.timer = setInterval(() => void this.check(), POLL_MS);
+    log.info(`MOVE: this router's mount follows router '${owner.name}' now: its open files are re-opened there once its router link answers`, { vpool: this.opts.vpool, owner: owner.name });
+    void this.check();
+  }
+
+  /** Whether this router's mount is connected to the owner's link now (metrics). */
+  get linked(): boolean {
+    return this.client !== null && this.client.alive && this.table.kind === 'remote';
+  }
+
+  /** Open handles of this router's own mount (the automatic move looks at it). */
+  get openHandles(): number {
+    return this.table.openHandles;
+  }
+
   /** Once this router owns the vPool and has opened it: its own handlers serve the mount from now on. */
   async serveLocally(h: MountHandlers): Promise<Mounted> {
-    await this.table.switchTo({ kind: 'local', ops: h.ops });
-    log.info(`took vPool '${this.opts.vpool}' over from router '${this.lastOwner.name}': serving it here, the mount stayed`,
+    await this.table.switchTo({ kind: 'local', ops: h.ops, fds: h.fds });
+    if (this.lastOwner.name === this.opts.router) log.info(`serving vPool '${this.opts.vpool}' with this router's own handlers`, { vpool: this.opts.vpool });
+    else if (this.movedHere) log.info(`MOVE: vPool '${this.opts.vpool}' moved here from router '${this.lastOwner.name}': serving it here, the mount stayed`, { vpool: this.opts.vpool, previous: this.lastOwner.name, sinceHandoverMs: this.downAt === null ? null : Date.now() - this.downAt });
+    else log.info(`took vPool '${this.opts.vpool}' over from router '${this.lastOwner.name}': serving it here, the mount stayed`,
       { vpool: this.opts.vpool, previous: this.lastOwner.name, sinceOwnerLostMs: this.downAt === null ? null : Date.now() - this.downAt });
     const m = this.mounted;
     return {
@@ -146,7 +199,7 @@ export class Follower {
         this.client?.close(`the vPool's owner is router '${rec.name}' at ${rec.address} now`);
         let c: LinkClient;
         try {
-          c = await LinkClient.connect({ address: rec.address, secret: this.opts.secret, vpool });
+          c = await LinkClient.connect({ address: rec.address, secret: this.opts.secret, vpool, router });
         } catch (err) {
           return this.say(`connect ${rec.address} ${(err as Error).message}`, `cannot reach the router link of router '${rec.name}' at ${rec.address}: calls wait, tried again every ${POLL_MS} ms`, { error: (err as Error).message });
         }
@@ -167,6 +220,7 @@ export class Follower {
         return;
       }
     }
+    if (owner !== null && owner.router === router) return this.movedToMe(owner.tag, owner.movedFrom);
     // the owner's registration is gone (its lease expired) or the vPool is unowned (released by a clean stop)
     const dead = this.lastOwner;
     if (this.downAt === null) this.downAt = Date.now();
@@ -208,6 +262,29 @@ export class Follower {
     this.timer = null;
     log.warn(`TAKEOVER: this follower took vPool '${vpool}' in the registry (owner tag ${taken.tag}) from router '${dead.name}' (${owner === null ? 'released' : 'lease expired'}); opening it here, calls wait meanwhile`,
       { vpool, tag: taken.tag, previous: dead.name, previousFailureDomain: dead.failureDomain, failureDomain: this.opts.failureDomain ?? null, followingForMs: Date.now() - this.t0 });
+    this.resolveOwned(taken);
+  }
+
+  /**
+   * The registry names this router the owner: the old owner handed the vPool over (registry/move.ts: it shipped
+   * everything and released the backend claim first). Calls wait until this router has opened it.
+   */
+  private async movedToMe(tag: number, from: string | undefined): Promise<void> {
+    const { session, vpool, router } = this.opts;
+    this.client?.close(`the vPool moves to this router (owner tag ${tag})`);
+    this.client = null;
+    this.table.down('the vPool moves to this router: opening it');
+    const taken = await takeVPool(session.registry.client, vpool, router, false, this.opts.state);
+    if (this.stopped) {
+      await releaseVPool(session.registry.client, vpool, router, taken.tag).catch(() => undefined);
+      return;
+    }
+    this.stopped = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.movedHere = true;
+    this.downAt ??= Date.now();
+    log.warn(`MOVE: router '${from ?? this.lastOwner.name}' handed vPool '${vpool}' to this router (owner tag ${taken.tag}); opening it here, calls wait meanwhile`, { vpool, tag: taken.tag, previous: from ?? this.lastOwner.name });
     this.resolveOwned(taken);
   }
 

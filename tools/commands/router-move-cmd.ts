@@ -1,0 +1,101 @@
+/**
+ * `vpoolfs move FILE --to ROUTER [--registry etcd://…]` (or `--vpool NAME` instead of FILE): a planned handover of
+ * the vPool FILE is on from its live owner to the live follower ROUTER (docs/cluster.md, "Moves"). Ownership is
+ * per vPool: every vDisk of it moves. It asks the owner through etcd (registry/move.ts: refused at once, nothing
+ * changed, when the router is unknown, not alive, not a follower of that vPool, or a move is running), prints
+ * the owner's progress (holding calls, shipping, handing over) and the result, then waits until the new owner
+ * serves its router link. Exit 0 once moved; 1 when refused or abandoned (the old owner serves on).
+ */
+import type { Command } from 'commander';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RegistryError } from '../../registry/errors.js';
+import { routerKey, type RouterRecord } from '../../registry/keys.js';
+import { readMove, readMoveResult, requestMove } from '../../registry/move.js';
+import { vpoolOwner } from '../../registry/ownership.js';
+import { ConfigError } from '../daemon/config.js';
+import { POOL_API_XATTR, type PoolApiInfo } from '../client/locate.js';
+import { openRegistry } from '../client/registry-open.js';
+
+export interface RouterMoveFlags {
+  to?: string;
+  registry?: string;
+  vpool?: string;
+  /** How long to wait for the handover and for the new owner to serve (ms). */
+  waitMs?: string;
+}
+
+/**
+ * The vPool a path is on, from the `user.vpool.api` attribute every node of a vpoolfs mount answers (on a
+ * follower's mount the owner answers it: its mountpoint is not this one, its vPool name is the one).
+ */
+async function vpoolOf(file: string): Promise<string> {
+  const { getAttribute } = await import('fs-xattr');
+  try {
+    return (JSON.parse((await getAttribute(file, POOL_API_XATTR)).toString('utf8')) as PoolApiInfo).vpool;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(`move: ${file} is not a file on a mounted vPool (${POOL_API_XATTR}: ${code}); give a path on a vpoolfs mount, or --vpool NAME`);
+  }
+}
+
+export async function runRouterMove(file: string | undefined, flags: RouterMoveFlags): Promise<void> {
+  if (flags.to === undefined) throw new ConfigError('move: to which router? Give --to ROUTER (vpoolfs router list shows them)');
+  if ((file === undefined) === (flags.vpool === undefined)) throw new ConfigError('move: give the path of a file on the vPool (FILE) or --vpool NAME, one of them');
+  const vpool = flags.vpool ?? await vpoolOf(file!);
+  const reg = openRegistry('move', flags.registry);
+  const { client, down } = reg;
+  const waitMs = flags.waitMs === undefined ? 120_000 : Number(flags.waitMs);
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  try {
+    const req = await requestMove(client, vpool, flags.to, 'operator').catch(down);
+    out(`Moving vPool '${vpool}' from router '${req.from}' (owner tag ${req.tag}) to router '${req.to}'${file === undefined ? '' : ` (${file} is on it)`}: every vDisk of the vPool moves`);
+    const t0 = Date.now();
+    let phase = req.phase;
+    for (;;) {
+      const result = await readMoveResult(client, vpool).catch(down);
+      if (result !== null && result.id === req.id) {
+        if (!result.ok) throw new RegistryError('BUSY', `not moved: ${result.message}`, { vpool, result });
+        out(`Handed over after ${Date.now() - t0} ms: ${result.message}`);
+        break;
+      }
+      const cur = await readMove(client, vpool).catch(down);
+      // the handover deletes the request and writes the result in one transaction: look at the result again
+      if ((cur === null || cur.id !== req.id) && (await readMoveResult(client, vpool).catch(down))?.id === req.id) continue;
+      if (cur === null || cur.id !== req.id) {
+        const owner = await vpoolOwner(client, vpool).catch(down);
+        throw new RegistryError('BUSY', `not moved: the request went without a result — router '${req.from}' stopped or died meanwhile; vPool '${vpool}' is owned by ${owner === null ? 'nobody (released)' : `router '${owner.router}' (owner tag ${owner.tag})`}`, { vpool });
+      }
+      if (cur.phase !== phase && cur.phase !== undefined) out(`  ${req.from}: ${cur.phase}`);
+      phase = cur.phase;
+      if (Date.now() - t0 > waitMs) throw new RegistryError('BUSY', `router '${req.from}' did not hand vPool '${vpool}' over within ${waitMs} ms (${cur.phase ?? 'not started'}); the request stays until it does or stops`, { vpool });
+      await sleep(100);
+    }
+    // the new owner opens the vPool (in place: its mount kept) and serves its router link
+    for (;;) {
+      const v = await client.get(routerKey(req.to)).string().catch(down);
+      const r = v === null ? null : (JSON.parse(v) as RouterRecord);
+      const owner = await vpoolOwner(client, vpool).catch(down);
+      if (r !== null && r.role === 'owner' && r.address !== null && owner?.router === req.to) {
+        out(`Router '${req.to}' serves vPool '${vpool}' now (router link at ${r.address}, ${Date.now() - t0} ms after asking); router '${req.from}' follows it`);
+        return;
+      }
+      if (owner?.router !== req.to) throw new RegistryError('BUSY', `vPool '${vpool}' moved to router '${req.to}', but is owned by ${owner === null ? 'nobody' : `router '${owner.router}'`} now (the new owner failed or stopped; see its log)`, { vpool });
+      if (Date.now() - t0 > waitMs) throw new RegistryError('BUSY', `router '${req.to}' owns vPool '${vpool}' but does not serve it yet after ${waitMs} ms (see its log)`, { vpool });
+      await sleep(100);
+    }
+  } finally {
+    reg.close();
+  }
+}
+
+export function addRouterMoveCommand(program: Command, fail: (err: unknown) => never): void {
+  program
+    .command('move')
+    .description('hand the vPool FILE is on over from its owner router to a live follower router (every vDisk of the vPool moves; no I/O error for anyone): docs/cluster.md')
+    .argument('[file]', 'a path on a vpoolfs mount (owner or follower) of the vPool')
+    .requiredOption('--to <router>', 'the router to own the vPool (a live follower of it)')
+    .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] (default: $VPOOLFS_REGISTRY)')
+    .option('--vpool <name>', 'the vPool, instead of FILE')
+    .option('--wait-ms <ms>', 'how long to wait for the handover and for the new owner to serve (default 120000)')
+    .action((file: string | undefined, flags: RouterMoveFlags) => runRouterMove(file, flags).catch(fail));
+}
