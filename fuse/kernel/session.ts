@@ -23,6 +23,7 @@ import type { FdTable } from '../fds.js';
 import { VIEW, VIEW_CLOSED, type ReaderView } from '../../volume/datapath/reader-view.js';
 import type { ReaderMessage } from './fast-read.js';
 import { OPCODES } from './opcodes.js';
+import { adoptWriteCrcs } from './write-crcs.js';
 
 const log = logger('fuse');
 
@@ -83,10 +84,12 @@ export class Session implements KernelCtx {
           this.resolveEnded(why);
         }
       };
-      w.on('message', (m: [ArrayBuffer, number, boolean] | { end: string }) => {
+      w.on('message', (m: [ArrayBuffer, number, boolean, number] | { end: string }) => {
         if (Array.isArray(m)) {
           if (m[2]) this.owners.set(m[0], back);
-          this.dispatch(Buffer.from(m[0], 0, m[1]));
+          const req = Buffer.from(m[0], 0, m[1]);
+          if (m[3] !== 0) adoptWriteCrcs(req, m[3]); // a WRITE's cluster crcs, computed in the reader
+          this.dispatch(req);
         }
         else end(m.end);
       });
