@@ -1,6 +1,7 @@
 /**
  * Concurrent writers against a real mount (both engines; on the kernel engine the WRITEs' cluster crcs are
- * computed in the reader threads: fuse/kernel/write-crcs.ts), model-based. Each round, three writer
+ * computed in the reader threads, fuse/kernel/write-crcs.ts, and the WRITEs of one loop turn reach the
+ * volume together, volume/vdisk/write-gather.ts), model-based. Each round, three writer
  * processes (helpers/concurrent-writer.ts) write O_DIRECT, three requests in flight each, mostly 4 KiB
  * aligned, some several clusters, some 512-byte pieces (read-modify-write), half of them in a hot region
  * where they overlap. Every sector written names its writer and write, so the image read after the round is
@@ -11,8 +12,8 @@
  * evicted all along. Some rounds kill -9 the daemon under the writers and mount again: every acknowledged
  * write is there (the same check, unacknowledged writes allowed either way), and a second kill -9 with
  * nothing in flight changes nothing (the image after remount is the image before). On the kernel engine the
- * session's stats must show slot headers built with crcs from the readers (the test fails if that path is
- * never taken). Seeded: the seed is logged, VPOOLFS_SEED=<n> replays the operations (the interleaving is
+ * session's stats must show slot headers built with crcs from the readers and loop turns that gathered
+ * several WRITEs (the test fails if either path is never taken). Seeded: the seed is logged, VPOOLFS_SEED=<n> replays the operations (the interleaving is
  * the machine's); VPOOLFS_CONCURRENT_WRITE_ROUNDS=<n> runs more rounds.
  */
 import { spawn } from 'node:child_process';
@@ -222,8 +223,9 @@ test('concurrent O_DIRECT writers from several processes match the model across 
   t.log(`rounds ${ROUNDS}, operations ${JSON.stringify(counts)}, writes begun ${writesBegun}, acknowledged ${writesAcked}`);
   t.is(await m.stop(), 0, 'clean stop');
   if (engine === 'kernel') {
-    const stats = logEntries(m.log, 'fuse kernel session stats')[0] as { writeCrcs?: { inReaders: number; usedInSlots: number } } | undefined;
-    t.log(`WRITEs with crcs from the readers / slot headers that used one (last session): ${JSON.stringify(stats?.writeCrcs)}`);
+    const stats = logEntries(m.log, 'fuse kernel session stats')[0] as { writeCrcs?: { inReaders: number; usedInSlots: number }; writeGathers?: { turns: number; writes: number } } | undefined;
+    t.log(`last session: WRITEs with crcs from the readers / slot headers that used one ${JSON.stringify(stats?.writeCrcs)}; loop turns that gathered WRITEs / those WRITEs ${JSON.stringify(stats?.writeGathers)}`);
     t.true((stats?.writeCrcs?.usedInSlots ?? 0) > 0, 'slot headers were built with crcs computed in the reader threads');
+    t.true((stats?.writeGathers?.turns ?? 0) > 0, 'some loop turns handed several WRITEs to the volume together');
   }
 });

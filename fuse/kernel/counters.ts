@@ -3,7 +3,7 @@
  * thread count without messages: requests by opcode (as read from /dev/fuse), the GETXATTRs answered in a
  * reader (non-`user.*` names: the kernel's security.capability probe), the READs answered in a reader
  * (fast-read.ts) and those handed to the main thread, the WRITEs whose crcs a reader computed
- * (write-crcs.ts), interrupts, writes by size.
+ * (write-crcs.ts), the WRITEs handed to the volume together (session.ts), interrupts, writes by size.
  * Logged when the session ends ("fuse kernel session stats"), which is how tests look at them.
  */
 import { knownCrcsUsed } from '../../volume/datapath/known-crcs.js';
@@ -26,7 +26,10 @@ export const C = {
   READS_TO_MAIN: 73,
   /** WRITEs whose whole clusters' crc32 a reader computed (write-crcs.ts). */
   WRITE_CRCS: 74,
-  SLOTS: 75,
+  /** Event-loop turns that handed two or more WRITEs to the volume together, and those WRITEs (session.ts). */
+  WRITE_GATHERS: 75,
+  WRITES_GATHERED: 76,
+  SLOTS: 77,
 } as const;
 
 export function newCounters(): Int32Array {
@@ -64,5 +67,6 @@ export function summary(c: Int32Array): Record<string, unknown> {
     reads: { inReaders: c[C.FAST_READS], toMain: c[C.READS_TO_MAIN] },
     // WRITEs whose crcs a reader computed; clusters whose slot header used such a crc (this process)
     writeCrcs: { inReaders: c[C.WRITE_CRCS], usedInSlots: knownCrcsUsed() },
+    writeGathers: { turns: c[C.WRITE_GATHERS], writes: c[C.WRITES_GATHERED] },
   };
 }

@@ -6,7 +6,8 @@
  * ignored. The session ends when every reader has seen the device end (ENODEV after an unmount).
  * READs the readers can prove they may answer from the write cache never reach the main thread: the session
  * publishes to them each open vDisk's view (volume/datapath/reader-view.ts) and which handle reads which
- * (fast-read.ts).
+ * (fast-read.ts). The WRITEs of one event-loop turn are handed to the volume together, at the end of the
+ * turn or before any other request (write-gather.ts: one writev for their clusters).
  */
 import fs from 'node:fs';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
@@ -24,6 +25,8 @@ import { VIEW, VIEW_CLOSED, type ReaderView } from '../../volume/datapath/reader
 import type { ReaderMessage } from './fast-read.js';
 import { OPCODES } from './opcodes.js';
 import { adoptWriteCrcs } from './write-crcs.js';
+import { Op } from './protocol.js';
+import { gatherWrites } from '../../volume/vdisk/write-gather.js';
 
 const log = logger('fuse');
 
@@ -50,6 +53,8 @@ export class Session implements KernelCtx {
   private readonly viewPorts: MessagePort[] = [];
   /** The views the readers have, by id, and how to stop hearing of their changes. */
   private readonly subscribed = new Map<number, () => void>();
+  /** WRITEs of this loop turn not yet handed to the volume (deferWrite). */
+  private deferred: Array<{ h: InHeader; run: () => void }> = [];
 
   constructor(
     readonly fd: number,
@@ -116,6 +121,8 @@ export class Session implements KernelCtx {
       log.error('a FUSE request too short for its header: ignored', { bytes: b.length, error: String(err) });
       return;
     }
+    // anything but a WRITE reaches the volume after the WRITEs read before it, as if none had waited
+    if (this.deferred.length > 0 && h.opcode !== Op.WRITE) this.flushWrites();
     const entry = OPCODES.get(h.opcode);
     if (entry === undefined) {
       Atomics.add(this.counters, C.UNKNOWN_OPCODE, 1);
@@ -160,6 +167,32 @@ export class Session implements KernelCtx {
       Atomics.add(this.counters, C.REPLIES_DROPPED, 1);
       if (code !== 'ENOENT' && code !== 'ENODEV') log.warn('writing a FUSE reply failed', { code, parts: parts.length });
     }
+  }
+
+  deferWrite(h: InHeader, run: () => void): void {
+    this.deferred.push({ h, run });
+    if (this.deferred.length === 1) setImmediate(() => this.flushWrites());
+  }
+
+  /** Hands the deferred WRITEs to the volume, in order, gathered (one turn of each vDisk's lock). */
+  private flushWrites(): void {
+    if (this.deferred.length === 0) return;
+    const runs = this.deferred;
+    this.deferred = [];
+    if (runs.length > 1) {
+      Atomics.add(this.counters, C.WRITE_GATHERS, 1);
+      Atomics.add(this.counters, C.WRITES_GATHERED, runs.length);
+    }
+    gatherWrites(() => {
+      for (const { h, run } of runs) {
+        try {
+          run();
+        } catch (err) {
+          log.error('FUSE WRITE failed unexpectedly: EIO', { unique: h.unique, nodeid: h.nodeid, error: err instanceof Error ? err.stack : String(err) });
+          this.fail(h, E.EIO);
+        }
+      }
+    });
   }
 
   recycle(request: Uint8Array): void {
