@@ -29,7 +29,9 @@ export const C = {
   /** Event-loop turns that handed two or more WRITEs to the volume together, and those WRITEs (session.ts). */
   WRITE_GATHERS: 75,
   WRITES_GATHERED: 76,
-  SLOTS: 77,
+  /** Requests the readers posted to the main thread (incremented before each postMessage): what the main thread has not taken yet says whether more WRITEs follow in this turn. */
+  POSTED: 77,
+  SLOTS: 78,
 } as const;
 
 export function newCounters(): Int32Array {

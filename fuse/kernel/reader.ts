@@ -94,9 +94,11 @@ function loop(): string {
       const ab = buf.buffer;
       const back = receiveMessageOnPort(recycled)?.message as ArrayBuffer | undefined;
       buf = back !== undefined ? Buffer.from(back) : Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+      Atomics.add(counters, C.POSTED, 1); // before the post: the main thread never sees more taken than posted
       port.postMessage([ab, n, opcode === Op.WRITE, crcAt], [ab]); // only a WRITE's buffer comes back (ops-file.ts)
     } else {
       const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + withCrcsLength(buf, n, crcAt));
+      Atomics.add(counters, C.POSTED, 1);
       port.postMessage([ab, n, false, crcAt], [ab]);
     }
   }

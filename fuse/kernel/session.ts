@@ -6,8 +6,9 @@
  * ignored. The session ends when every reader has seen the device end (ENODEV after an unmount).
  * READs the readers can prove they may answer from the write cache never reach the main thread: the session
  * publishes to them each open vDisk's view (volume/datapath/reader-view.ts) and which handle reads which
- * (fast-read.ts). The WRITEs of one event-loop turn are handed to the volume together, at the end of the
- * turn or before any other request (write-gather.ts: one writev for their clusters).
+ * (fast-read.ts). WRITEs that arrive while more requests wait are held and handed to the volume together,
+ * when none waits any more, at the end of the turn, or before any other request (write-gather.ts: one
+ * writev for their clusters).
  */
 import fs from 'node:fs';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
@@ -55,6 +56,8 @@ export class Session implements KernelCtx {
   private readonly subscribed = new Map<number, () => void>();
   /** WRITEs of this loop turn not yet handed to the volume (deferWrite). */
   private deferred: Array<{ h: InHeader; run: () => void }> = [];
+  /** Requests taken from the readers' messages (C.POSTED counts those posted; int32, wrapping alike). */
+  private taken = 0;
 
   constructor(
     readonly fd: number,
@@ -92,6 +95,7 @@ export class Session implements KernelCtx {
       w.on('message', (m: [ArrayBuffer, number, boolean, number] | { end: string }) => {
         if (Array.isArray(m)) {
           if (m[2]) this.owners.set(m[0], back);
+          this.taken = (this.taken + 1) | 0;
           const req = Buffer.from(m[0], 0, m[1]);
           if (m[3] !== 0) adoptWriteCrcs(req, m[3]); // a WRITE's cluster crcs, computed in the reader
           this.dispatch(req);
@@ -169,8 +173,15 @@ export class Session implements KernelCtx {
     }
   }
 
+  /**
+   * Holds the WRITE while more requests wait for the main thread (posted by the readers, not yet taken: they
+   * come in this turn, most likely); with none waiting, hands it to the volume at once with those held before
+   * it. At depth 1 nothing is ever held. A held WRITE goes at the end of the turn at the latest (setImmediate:
+   * the requests counted may come only in the next turn).
+   */
   deferWrite(h: InHeader, run: () => void): void {
     this.deferred.push({ h, run });
+    if (((Atomics.load(this.counters, C.POSTED) - this.taken) | 0) <= 0) return this.flushWrites();
     if (this.deferred.length === 1) setImmediate(() => this.flushWrites());
   }
 
