@@ -26,7 +26,7 @@ export const C = {
   READS_TO_MAIN: 73,
   /** WRITEs whose whole clusters' crc32 a reader computed (write-crcs.ts). */
   WRITE_CRCS: 74,
-  /** Event-loop turns that handed two or more WRITEs to the volume together, and those WRITEs (session.ts). */
+  /** Flushes that handed two or more WRITEs to the volume together, and those WRITEs (session.ts). */
   WRITE_GATHERS: 75,
   WRITES_GATHERED: 76,
   /** Requests the readers posted to the main thread (incremented before each postMessage): what the main thread has not taken yet says whether more WRITEs follow in this turn. */
