@@ -32,6 +32,12 @@ export interface KernelCtx {
   opened(fh: number): void;
   /** File handle `fh` is being released (RELEASE): the readers forget it (the number may be reused). */
   released(fh: number): void;
+  /**
+   * A WRITE's call into the volume, run with the WRITEs that come right after it (held while more requests
+   * wait for the main thread; at the latest at the end of the event-loop turn or before the next request
+   * that is not a WRITE): the volume takes them together (volume/vdisk/write-gather.ts).
+   */
+  deferWrite(h: InHeader, run: () => void): void;
   /** An error reply (`errno` negative). */
   fail(h: InHeader, errno: number): void;
   /** FUSE_NOTIFY_INVAL_INODE: the kernel drops the node's cached pages and attributes. */

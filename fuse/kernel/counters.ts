@@ -2,9 +2,11 @@
  * Counters of a kernel-engine session, in a SharedArrayBuffer so that the reader threads and the main
  * thread count without messages: requests by opcode (as read from /dev/fuse), the GETXATTRs answered in a
  * reader (non-`user.*` names: the kernel's security.capability probe), the READs answered in a reader
- * (fast-read.ts) and those handed to the main thread, interrupts, writes by size.
+ * (fast-read.ts) and those handed to the main thread, the WRITEs whose crcs a reader computed
+ * (write-crcs.ts), the WRITEs handed to the volume together (session.ts), interrupts, writes by size.
  * Logged when the session ends ("fuse kernel session stats"), which is how tests look at them.
  */
+import { knownCrcsUsed } from '../../volume/datapath/known-crcs.js';
 import { MAX_WRITE, Op } from './protocol.js';
 
 /** Slots 0..63: requests by opcode (63: any opcode ≥ 63). Then the named slots below. */
@@ -22,7 +24,14 @@ export const C = {
   /** READs answered in a reader thread (fast-read.ts), and READs it handed to the main thread. */
   FAST_READS: 72,
   READS_TO_MAIN: 73,
-  SLOTS: 74,
+  /** WRITEs whose whole clusters' crc32 a reader computed (write-crcs.ts). */
+  WRITE_CRCS: 74,
+  /** Flushes that handed two or more WRITEs to the volume together, and those WRITEs (session.ts). */
+  WRITE_GATHERS: 75,
+  WRITES_GATHERED: 76,
+  /** Requests the readers posted to the main thread (incremented before each postMessage): what the main thread has not taken yet says whether more WRITEs follow in this turn. */
+  POSTED: 77,
+  SLOTS: 78,
 } as const;
 
 export function newCounters(): Int32Array {
@@ -58,5 +67,8 @@ export function summary(c: Int32Array): Record<string, unknown> {
     unknownOpcodes: c[C.UNKNOWN_OPCODE],
     invalidations: c[C.INVALIDATIONS],
     reads: { inReaders: c[C.FAST_READS], toMain: c[C.READS_TO_MAIN] },
+    // WRITEs whose crcs a reader computed; clusters whose slot header used such a crc (this process)
+    writeCrcs: { inReaders: c[C.WRITE_CRCS], usedInSlots: knownCrcsUsed() },
+    writeGathers: { turns: c[C.WRITE_GATHERS], writes: c[C.WRITES_GATHERED] },
   };
 }

@@ -86,19 +86,21 @@ export const read: OpHandler<Req<'read'>> = (ctx, h, r) => {
 };
 
 /**
- * The data is a view into the request's own buffer (transferred from the reader thread): no copy here. Once
+ * The data is a view into the request's own buffer (transferred from the reader thread): no copy here. The
+ * call may wait for the WRITEs queued behind it (ctx.deferWrite), to go to the volume with them. Once
  * answered, the volume layer holds nothing of it (ops-io.ts: it copies what it keeps), so the buffer goes
  * back to its reader.
  */
 export const write: OpHandler<Req<'write'>> = (ctx, h, r) => {
   countWrite(ctx.counters, r.size);
   const path = nameOf(ctx, h);
-  ctx.ops.write(path, r.fh, r.data, r.size, r.offset, (count: number) => {
+  // with the WRITEs that come right after it: their clusters go to the write cache in one writev
+  ctx.deferWrite(h, () => ctx.ops.write(path, r.fh, r.data, r.size, r.offset, (count: number) => {
     ctx.recycle(r.data);
     if (count < 0) return ctx.fail(h, count);
     if (!(r.writeFlags & WRITE_KILL_SUIDGID) || ctx.nodes.path(h.nodeid) === undefined) return ctx.send(writeReply(h.unique, count));
     killSuidgid(ctx, path, () => ctx.send(writeReply(h.unique, count)));
-  });
+  }));
 };
 
 export const flush: OpHandler<Req<'flush'>> = (ctx, h, r) => {

@@ -10,7 +10,9 @@
  * cache is answered here too (fast-read.ts), from what the main thread publishes on `views`, drained before
  * each request. Reads of /dev/fuse end with ENODEV once the mount is gone.
  *
- * Messages to the main thread: [ArrayBuffer, length, recyclable] for a request; {end: code} when the loop
+ * Each WRITE's whole clusters get their crc32 here (write-crcs.ts), carried behind the request's bytes.
+ *
+ * Messages to the main thread: [ArrayBuffer, length, recyclable, crcAt] for a request; {end: code} when the loop
  * stops. On `recycled` the main thread sends back the read buffers of big writes it has answered; on
  * `views` it sends the open vDisks' views and their changes (fast-read.ts, ReaderMessage).
  */
@@ -18,6 +20,7 @@ import fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { C, countRequest } from './counters.js';
 import { FastReads, type ReaderMessage } from './fast-read.js';
+import { computeWriteCrcs, withCrcsLength } from './write-crcs.js';
 import { errorReply } from './encode.js';
 import { decode, u64 } from './decode.js';
 import { Op, READ_BUFFER_SIZE } from './protocol.js';
@@ -81,14 +84,22 @@ function loop(): string {
         continue;
       }
     }
+    // a WRITE's cluster crcs, behind its bytes (write-crcs.ts): the main thread's slot headers use them
+    let crcAt = 0;
+    if (opcode === Op.WRITE) {
+      crcAt = computeWriteCrcs(buf, n);
+      if (crcAt !== 0) Atomics.add(counters, C.WRITE_CRCS, 1);
+    }
     if (n > TRANSFER_ABOVE) {
       const ab = buf.buffer;
       const back = receiveMessageOnPort(recycled)?.message as ArrayBuffer | undefined;
       buf = back !== undefined ? Buffer.from(back) : Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
-      port.postMessage([ab, n, opcode === Op.WRITE], [ab]); // only a WRITE's buffer comes back (ops-file.ts)
+      Atomics.add(counters, C.POSTED, 1); // before the post: the main thread never sees more taken than posted
+      port.postMessage([ab, n, opcode === Op.WRITE, crcAt], [ab]); // only a WRITE's buffer comes back (ops-file.ts)
     } else {
-      const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + n);
-      port.postMessage([ab, n, false], [ab]);
+      const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + withCrcsLength(buf, n, crcAt));
+      Atomics.add(counters, C.POSTED, 1);
+      port.postMessage([ab, n, false, crcAt], [ab]);
     }
   }
 }

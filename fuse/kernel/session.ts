@@ -6,7 +6,9 @@
  * ignored. The session ends when every reader has seen the device end (ENODEV after an unmount).
  * READs the readers can prove they may answer from the write cache never reach the main thread: the session
  * publishes to them each open vDisk's view (volume/datapath/reader-view.ts) and which handle reads which
- * (fast-read.ts).
+ * (fast-read.ts). WRITEs that arrive while more requests wait are held and handed to the volume together,
+ * when none waits any more, at the end of the turn, or before any other request (write-gather.ts: one
+ * writev for their clusters).
  */
 import fs from 'node:fs';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
@@ -23,6 +25,9 @@ import type { FdTable } from '../fds.js';
 import { VIEW, VIEW_CLOSED, type ReaderView } from '../../volume/datapath/reader-view.js';
 import type { ReaderMessage } from './fast-read.js';
 import { OPCODES } from './opcodes.js';
+import { adoptWriteCrcs } from './write-crcs.js';
+import { Op } from './protocol.js';
+import { gatherWrites } from '../../volume/vdisk/write-gather.js';
 
 const log = logger('fuse');
 
@@ -49,6 +54,10 @@ export class Session implements KernelCtx {
   private readonly viewPorts: MessagePort[] = [];
   /** The views the readers have, by id, and how to stop hearing of their changes. */
   private readonly subscribed = new Map<number, () => void>();
+  /** WRITEs of this loop turn not yet handed to the volume (deferWrite). */
+  private deferred: Array<{ h: InHeader; run: () => void }> = [];
+  /** Requests taken from the readers' messages (C.POSTED counts those posted; int32, wrapping alike). */
+  private taken = 0;
 
   constructor(
     readonly fd: number,
@@ -83,10 +92,13 @@ export class Session implements KernelCtx {
           this.resolveEnded(why);
         }
       };
-      w.on('message', (m: [ArrayBuffer, number, boolean] | { end: string }) => {
+      w.on('message', (m: [ArrayBuffer, number, boolean, number] | { end: string }) => {
         if (Array.isArray(m)) {
           if (m[2]) this.owners.set(m[0], back);
-          this.dispatch(Buffer.from(m[0], 0, m[1]));
+          this.taken = (this.taken + 1) | 0;
+          const req = Buffer.from(m[0], 0, m[1]);
+          if (m[3] !== 0) adoptWriteCrcs(req, m[3]); // a WRITE's cluster crcs, computed in the reader
+          this.dispatch(req);
         }
         else end(m.end);
       });
@@ -113,6 +125,8 @@ export class Session implements KernelCtx {
       log.error('a FUSE request too short for its header: ignored', { bytes: b.length, error: String(err) });
       return;
     }
+    // anything but a WRITE reaches the volume after the WRITEs read before it, as if none had waited
+    if (this.deferred.length > 0 && h.opcode !== Op.WRITE) this.flushWrites();
     const entry = OPCODES.get(h.opcode);
     if (entry === undefined) {
       Atomics.add(this.counters, C.UNKNOWN_OPCODE, 1);
@@ -156,6 +170,41 @@ export class Session implements KernelCtx {
       const code = (err as NodeJS.ErrnoException).code;
       Atomics.add(this.counters, C.REPLIES_DROPPED, 1);
       if (code !== 'ENOENT' && code !== 'ENODEV') log.warn('writing a FUSE reply failed', { code, parts: parts.length });
+    }
+  }
+
+  /**
+   * Holds the WRITE while more requests wait for the main thread (posted by the readers, not yet taken: they
+   * come in this turn, most likely); with none waiting, hands it to the volume at once with those held before
+   * it. At depth 1 nothing is ever held. A held WRITE goes at the end of the turn at the latest (setImmediate:
+   * the requests counted may come only in the next turn).
+   */
+  deferWrite(h: InHeader, run: () => void): void {
+    this.deferred.push({ h, run });
+    if (((Atomics.load(this.counters, C.POSTED) - this.taken) | 0) <= 0) return this.flushWrites();
+    if (this.deferred.length === 1) setImmediate(() => this.flushWrites());
+  }
+
+  /** Hands the deferred WRITEs to the volume, in order, gathered (one turn of each vDisk's lock). */
+  private flushWrites(): void {
+    if (this.deferred.length === 0) return;
+    const runs = this.deferred;
+    this.deferred = [];
+    // one alone (depth 1) goes the plain way: the vDisk takes its lock for it, nothing to gather
+    if (runs.length === 1) return this.runWrite(runs[0]);
+    Atomics.add(this.counters, C.WRITE_GATHERS, 1);
+    Atomics.add(this.counters, C.WRITES_GATHERED, runs.length);
+    gatherWrites(() => {
+      for (const w of runs) this.runWrite(w);
+    });
+  }
+
+  private runWrite({ h, run }: { h: InHeader; run: () => void }): void {
+    try {
+      run();
+    } catch (err) {
+      log.error('FUSE WRITE failed unexpectedly: EIO', { unique: h.unique, nodeid: h.nodeid, error: err instanceof Error ? err.stack : String(err) });
+      this.fail(h, E.EIO);
     }
   }
 

@@ -19,6 +19,7 @@ import { fsyncDir } from '../../util/fsync-dir.js';
 import { realCacheIo, type CacheIo } from './cache-io.js';
 import { CacheFiles, writevFully, type LocalCacheEvents } from './cache-files.js';
 import { CLUSTER_SIZE } from '../types.js';
+import { knownClusterCrc } from './known-crcs.js';
 import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scanSlots } from './sco-format.js';
 import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from './tlog-format.js';
 
@@ -143,7 +144,7 @@ export class LocalCache extends CacheFiles {
         const header = Buffer.allocUnsafe(SLOT_HEADER);
         const data = datas[i + k];
         if (data.length !== CLUSTER_SIZE) throw new VolumeError('INVALID', `cluster of ${data.length} bytes`);
-        encodeSlotHeader(header, this.tag, this.openSco, this.openSlots + k, addresses[i + k], data);
+        encodeSlotHeader(header, this.tag, this.openSco, this.openSlots + k, addresses[i + k], data, knownClusterCrc(data));
         iov[k * 2] = header;
         iov[k * 2 + 1] = data;
       }

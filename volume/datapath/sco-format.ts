@@ -17,6 +17,7 @@
  * but not the discards it held.
  */
 import { crc32 } from 'node:zlib';
+import { combineFor } from '../../util/crc32-combine.js';
 import { CLUSTER_SIZE } from '../types.js';
 
 export const SLOT_HEADER = 32;
@@ -27,8 +28,14 @@ export function namespaceTag(vdiskId: string): number {
   return crc32(vdiskId) >>> 0;
 }
 
-/** Fills `header` (32 bytes) for `data` (4096 bytes). */
-export function encodeSlotHeader(header: Buffer, tag: number, sco: number, slot: number, address: number, data: Uint8Array): void {
+/** crc32(header bytes 8..32 ‖ data) from the crc32 of each (the data's computed in a FUSE reader thread). */
+const withData = combineFor(CLUSTER_SIZE);
+
+/**
+ * Fills `header` (32 bytes) for `data` (4096 bytes). `dataCrc`: the crc32 of `data` when already known
+ * (computed where the request was read: fuse/kernel/write-crcs.ts), combined instead of computed again.
+ */
+export function encodeSlotHeader(header: Buffer, tag: number, sco: number, slot: number, address: number, data: Uint8Array, dataCrc?: number): void {
   header.writeUInt32LE(MAGIC, 0);
   header.writeUInt32LE(address % 0x100000000, 8);
   header.writeUInt32LE(Math.floor(address / 0x100000000), 12);
@@ -36,7 +43,8 @@ export function encodeSlotHeader(header: Buffer, tag: number, sco: number, slot:
   header.writeUInt32LE(sco, 20);
   header.writeUInt32LE(slot, 24);
   header.writeUInt32LE(0, 28);
-  header.writeUInt32LE(crc32(data, crc32(header.subarray(8, SLOT_HEADER))) >>> 0, 4);
+  const head = crc32(header.subarray(8, SLOT_HEADER));
+  header.writeUInt32LE(dataCrc === undefined ? crc32(data, head) >>> 0 : withData(head, dataCrc), 4);
 }
 
 /**

@@ -1,8 +1,8 @@
 /**
  * A vDisk's write path, part of VDiskImpl (vdisk.ts): writes (the clusters a write touches, partial ones
  * read-modify-written, appended to the open SCO of the write cache in one writev, then the cluster map
- * points at them: acknowledged once the kernel has the bytes), discards, resizes, and the DTL entries a
- * recovery applies. The caller holds the vDisk's lock (VDiskImpl.write, discard, resize).
+ * points at them: acknowledged once the kernel has the bytes), the writes of one moment gathered into one
+ * append (write-gather.ts), discards, resizes, and the DTL entries a recovery applies. The caller holds the vDisk's lock (VDiskImpl.write, discard, resize).
  */
 import { isCode, VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
@@ -13,6 +13,16 @@ import { VDiskTransitions } from './vdisk-transitions.js';
 
 const log = logger('vdisk');
 export const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
+/** The most clusters one append of gathered writes takes (512 iovecs: under IOV_MAX, 1024). */
+const MAX_RUN_CLUSTERS = 256;
+
+/** A write held during a gather (write-gather.ts) and settled by writeManyLocked. */
+export interface GatheredWrite {
+  offset: number;
+  data: Uint8Array;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
 
 export abstract class VDiskWrites extends VDiskTransitions {
   /** One cluster's bytes as the vDisk reads them (the read path, vdisk.ts): zeros for a hole. */
@@ -42,6 +52,57 @@ export abstract class VDiskWrites extends VDiskTransitions {
   }
 
   // ---- write path --------------------------------------------------------------------------------
+
+  /**
+   * Writes gathered at one moment (write-gather.ts), in order, each settled on its own. A run of writes of
+   * whole clusters inside the size goes to the write cache in one append (one writev per SCO; the map
+   * entries set in slot order, so of two writes of one cluster the later wins, as one by one); any other
+   * write (a piece of a cluster, a growing one) ends the run and goes through writeLocked as alone.
+   */
+  protected async writeManyLocked(items: GatheredWrite[]): Promise<void> {
+    let run: GatheredWrite[] = [];
+    let runClusters = 0;
+    const flush = async () => {
+      if (run.length === 0) return;
+      const batch = run;
+      run = [];
+      runClusters = 0;
+      const addresses: number[] = [];
+      const datas: Uint8Array[] = [];
+      for (const { offset, data } of batch) {
+        for (let at = 0; at < data.length; at += CLUSTER_SIZE) {
+          addresses.push((offset + at) / CLUSTER_SIZE);
+          datas.push(data.subarray(at, at + CLUSTER_SIZE));
+        }
+      }
+      if (this.dirtySinceMs === null) this.dirtySinceMs = Date.now();
+      try {
+        await this.append(addresses, datas);
+      } catch (err) {
+        for (const it of batch) it.reject(err);
+        return;
+      }
+      for (const it of batch) it.resolve();
+    };
+    for (const it of items) {
+      const { offset, data } = it;
+      const clusters = data.length / CLUSTER_SIZE;
+      if (offset % CLUSTER_SIZE === 0 && data.length % CLUSTER_SIZE === 0 && offset + data.length <= this.size) {
+        if (runClusters + clusters > MAX_RUN_CLUSTERS) await flush();
+        run.push(it);
+        runClusters += clusters;
+        continue;
+      }
+      await flush();
+      try {
+        await this.writeLocked(offset, data);
+        it.resolve();
+      } catch (err) {
+        it.reject(err);
+      }
+    }
+    await flush();
+  }
 
   protected async writeLocked(offset: number, data: Uint8Array): Promise<void> {
     // the upload lag counts from the first write since everything was last in the backend (info() clears it)

@@ -21,9 +21,13 @@ import { fetchVerifiedSlots } from './slot-fetch.js';
 import type { ChainDoc } from '../lineage/chain.js';
 import { SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 import { applyScrubTo } from './scrub-apply.js';
-import { VDiskWrites, ZERO_CLUSTER } from './vdisk-write.js';
+import { type GatheredWrite, VDiskWrites, ZERO_CLUSTER } from './vdisk-write.js';
+import { joinGather, type Gatherer } from './write-gather.js';
 
-export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource {
+export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource, Gatherer {
+  /** Writes held during a gather (write-gather.ts), submitted at its end. */
+  private gathered: GatheredWrite[] = [];
+
   // ---- the VDisk interface -------------------------------------------------------------------------
 
   read(offset: number, length: number): Promise<Buffer> {
@@ -46,11 +50,22 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource {
     if (data.length === 0) return;
     const done = this.io.begin();
     try {
-      await this.exclusive(() => this.writeLocked(offset, data));
+      // in a gather (write-gather.ts) the write waits for the others of its moment: one turn of the lock for all
+      if (joinGather(this)) await new Promise<void>((resolve, reject) => this.gathered.push({ offset, data, resolve, reject }));
+      else await this.exclusive(() => this.writeLocked(offset, data));
       await this.dtl.settle();
     } finally {
       done();
     }
+  }
+
+  /** The end of a gather: the writes it held, in order, under one turn of the lock. */
+  submitGathered(): void {
+    const items = this.gathered;
+    this.gathered = [];
+    this.exclusive(() => this.writeManyLocked(items)).catch((err: unknown) => {
+      for (const it of items) it.reject(err); // writeManyLocked settles each itself: only a failure outside it lands here
+    });
   }
 
   /**
