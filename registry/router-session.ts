@@ -20,7 +20,7 @@
  */
 import { logger } from '../util/log.js';
 import { RouterRegistry, type JoinOptions } from './router-registry.js';
-import { recordVDisks, releaseVPool, takeVPool, vpoolOwner, type Taken } from './ownership.js';
+import { recordVDisks, releaseVPool, takeVPool, vpoolOwner, type KnownRecords, type Taken } from './ownership.js';
 import { isCode } from '../util/errors.js';
 import { RegistryError } from './errors.js';
 import type { Protection, RouterRecord, Waiting } from './keys.js';
@@ -101,6 +101,8 @@ export class RouterSession {
   private failing = false;
   /** The vDisk list last recorded in etcd (JSON), null: record it at the next sync. */
   private recorded: string | null = null;
+  /** The vDisk records this router wrote (what etcd holds): a change writes only what differs (ownership.ts). */
+  private readonly known: KnownRecords = { records: null };
   private readonly lostListeners: Array<(owner: string) => void> = [];
 
   /** The live owner this router follows (its registration), or null: this router owns the vPool. */
@@ -127,6 +129,7 @@ export class RouterSession {
       const s = new RouterSession(registry, opts, taken.tag, taken.takeover);
       registry.onRejoined(() => {
         s.recorded = null;
+        s.known.records = null;
         void s.sync();
       });
       return s;
@@ -145,6 +148,7 @@ export class RouterSession {
     // (its router link's address is recorded once it serves one)
     this.registry.onRejoined(() => {
       this.recorded = null;
+      this.known.records = null;
       void this.sync();
     });
     await this.registry.update({ role: 'owner', waiting: null });
@@ -163,6 +167,7 @@ export class RouterSession {
     this.listVDisks = null;
     this.seen = '';
     this.recorded = null;
+    this.known.records = null;
   }
 
   /** This router handed the vPool to `owner` (a planned move): it follows it from now on. */
@@ -242,7 +247,7 @@ export class RouterSession {
       const listed = JSON.stringify(list);
       const owner0 = listed === this.recorded ? await vpoolOwner(client, this.opts.vpool) : null;
       const still = owner0 !== null && owner0.router === this.opts.name && owner0.tag === this.tag;
-      if (still || await recordVDisks(client, this.opts.vpool, this.opts.name, this.tag, list)) {
+      if (still || await recordVDisks(client, this.opts.vpool, this.opts.name, this.tag, list, this.known)) {
         this.recorded = listed;
         if (this.failing) log.info('the registry answers again: vDisk ownership recorded', { vpool: this.opts.vpool, tag: this.tag });
         this.failing = false;
