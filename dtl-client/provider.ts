@@ -7,7 +7,7 @@ import type { DtlSink, DtlVDisk } from '../volume/vdisk/dtl-sink.js';
 import type { DtlMode } from '../volume/types.js';
 import { DtlBridge } from './bridge.js';
 import { DtlError } from './errors.js';
-import { recoverFromDtl } from './recover.js';
+import { Reachability, recoverFromDtl } from './recover.js';
 
 export interface DtlConfig {
   servers: string[];
@@ -23,10 +23,12 @@ export interface DtlConfig {
 export function dtlProvider(cfg: DtlConfig): DtlProvider {
   if (cfg.servers.length === 0) throw new DtlError('INVALID', 'a DTL needs at least one server');
   const opts = { servers: cfg.servers, secret: cfg.secret, timeoutMs: cfg.timeoutMs ?? 5000, router: cfg.router, retryMs: cfg.retryMs ?? 5000 };
+  // the recoveries of this vPool's vDisks share what they found unreachable (recover.ts)
+  const reach = new Reachability();
   return {
     defaultMode: cfg.defaultMode,
     sink: (v: DtlVDisk, mode: DtlMode): DtlSink => new DtlBridge(v, mode, opts),
-    recover: (v: DtlVDisk) => recoverFromDtl(v, opts),
-    recoverLocal: (v: DtlVDisk, fromSco: number) => recoverFromDtl(v, opts, fromSco),
+    recover: (v: DtlVDisk) => recoverFromDtl(v, opts, undefined, reach),
+    recoverLocal: (v: DtlVDisk, fromSco: number) => recoverFromDtl(v, opts, fromSco, reach),
   };
 }

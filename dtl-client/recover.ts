@@ -21,26 +21,74 @@ import type { DtlEntry } from './messages.js';
 
 const log = logger('dtl');
 
+/** Connection attempts of recoveries per server, since the process started (tests and the logs read it). */
+export const recoveryAttempts = new Map<string, number>();
+
+/**
+ * The servers found unreachable (no connection, or no answer within the client's timeout) by the recoveries
+ * of one vPool's vDisks (one per DtlProvider: the mount's), skipped by the next ones for `forMs` after: a
+ * takeover after a host loss recovers each vDisk in turn, and a black-holed server asked again would cost each
+ * one the DTL client's timeout (5 s: minutes at a few dozen vDisks). After `forMs` it is asked again (once,
+ * then skipped again if still silent). What skipping gives up: a server that comes back within `forMs` is not
+ * asked for the vDisks recovered meanwhile — those it alone held are logged as lost, as they would be had it
+ * stayed away; a write acknowledged in sync mode is on the server the vDisk was registered with, reachable or not.
+ */
+export class Reachability {
+  private readonly down = new Map<string, number>();
+
+  constructor(private readonly forMs = 30_000) {}
+
+  failed(server: string): void {
+    this.down.set(server, Date.now());
+  }
+
+  /** The servers of `servers` to skip now. */
+  skipping(servers: string[]): string[] {
+    const now = Date.now();
+    return servers.filter((s) => {
+      const at = this.down.get(s);
+      if (at !== undefined && now - at >= this.forMs) this.down.delete(s);
+      return at !== undefined && now - at < this.forMs;
+    });
+  }
+
+  ago(server: string): number {
+    return Date.now() - (this.down.get(server) ?? Date.now());
+  }
+}
+
 /**
  * `localFrom`: a local restart (after a power cut the write cache lacks what was never fsynced, the DTL has
  * it): the entries with tag >= `localFrom` are replayed over the local state (corked up to v.corkedSco and
  * v.corkedTlog) and synced locally; the backend is neither read nor waited for.
  */
-export async function recoverFromDtl(v: DtlVDisk, opts: DtlClientOptions, localFrom?: number): Promise<void> {
+export async function recoverFromDtl(v: DtlVDisk, opts: DtlClientOptions, localFrom?: number, reach?: Reachability): Promise<void> {
   const local = localFrom !== undefined;
   let best: { server: string; range: RemoteRange } | null = null;
   const unreachable: string[] = [];
-  for (const server of opts.servers) {
+  // every configured server at once: a black-holed one costs one timeout for this vDisk, not one per server in
+  // front of the live ones; one found unreachable by an earlier vDisk of this recovery is not asked again for
+  // a while (Reachability): asked, it would cost every vDisk the timeout, and could only time out again
+  const notAsked = reach?.skipping(opts.servers) ?? [];
+  const asked = opts.servers.filter((s) => !notAsked.includes(s));
+  const answers = await Promise.all(asked.map(async (server) => {
+    recoveryAttempts.set(server, (recoveryAttempts.get(server) ?? 0) + 1);
     const c = new DtlClient({ ...opts, servers: [server] });
     try {
-      const range = await c.getScoRange(v.id);
-      if (range.registered && (best === null || range.epoch > best.range.epoch)) best = { server, range };
+      return { server, range: await c.getScoRange(v.id) };
     } catch (err) {
-      unreachable.push(`${server} (${(err as DtlError).message})`);
+      const e = err as DtlError;
+      if (e.code === 'UNREACHABLE' || e.code === 'TIMEOUT') reach?.failed(server);
+      return { server, error: e.message };
     } finally {
       c.close();
     }
+  }));
+  for (const a of answers) {
+    if ('error' in a) unreachable.push(`${a.server} (${a.error})`);
+    else if (a.range.registered && (best === null || a.range.epoch > best.range.epoch)) best = { server: a.server, range: a.range };
   }
+  for (const s of notAsked) unreachable.push(`${s} (not asked: unreachable for another vDisk of this recovery ${reach!.ago(s)} ms ago)`);
   if (best === null || best.range.entries === 0) {
     if (best === null && unreachable.length > 0 && local) log.warn('DTL recovery after a local restart: no DTL server answered; going on with the write cache as found (after a power cut, the writes after the last fsync may be lost)', { vdisk: v.id, fromSco: localFrom, unreachable });
     else if (best === null && unreachable.length > 0) log.error('DTL recovery: no DTL server answered; the writes that were only in the DTL are lost', { vdisk: v.id, unreachable });
