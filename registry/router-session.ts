@@ -99,8 +99,15 @@ export class RouterSession {
   /** The vDisk list with protection (no `since`) last seen by watch(): a change triggers a sync. */
   private seen = '';
   private failing = false;
-  /** The vDisk list last recorded in etcd (JSON), null: record it at the next sync. */
-  private recorded: string | null = null;
+  /**
+   * The list watch() saw last and its version (bumped at each change); the version recorded in etcd (-1: record
+   * at the next sync). A sync records the watch's list rather than walking the tree again, and only when it
+   * changed: the periodic check is then one read of the owner key, not a walk of every vDisk (16 µs each: at
+   * 10,000 vDisks a walk every third of a 2 s lease took a third of the router's event loop).
+   */
+  private latest: Listed[] | null = null;
+  private version = 0;
+  private recordedVersion = -1;
   /** The vDisk records this router wrote (what etcd holds): a change writes only what differs (ownership.ts). */
   private readonly known: KnownRecords = { records: null };
   private readonly lostListeners: Array<(owner: string) => void> = [];
@@ -128,7 +135,7 @@ export class RouterSession {
       await registry.update({ role: 'owner', waiting: null });
       const s = new RouterSession(registry, opts, taken.tag, taken.takeover);
       registry.onRejoined(() => {
-        s.recorded = null;
+        s.recordedVersion = -1;
         s.known.records = null;
         void s.sync();
       });
@@ -147,7 +154,7 @@ export class RouterSession {
     this.following = null;
     // (its router link's address is recorded once it serves one)
     this.registry.onRejoined(() => {
-      this.recorded = null;
+      this.recordedVersion = -1;
       this.known.records = null;
       void this.sync();
     });
@@ -166,7 +173,8 @@ export class RouterSession {
     await this.syncing;
     this.listVDisks = null;
     this.seen = '';
-    this.recorded = null;
+    this.latest = null;
+    this.recordedVersion = -1;
     this.known.records = null;
   }
 
@@ -204,15 +212,31 @@ export class RouterSession {
     if (this.listVDisks === null || this.lostTo !== null || this.timer === null) return;
     const t0 = Date.now();
     try {
-      const now = JSON.stringify(this.listVDisks());
-      if (now !== this.seen) {
-        this.seen = now;
-        void this.sync();
-      }
+      this.look();
     } catch (err) {
       log.warn('listing the vDisks for the registry failed', { error: String((err as Error).message ?? err) });
     }
     this.watchTimer = setTimeout(() => this.watch(), Math.max(WATCH_MS, 20 * (Date.now() - t0))).unref();
+  }
+
+  /** Looks at the vDisks now (what the watch does every WATCH_MS) and records a change at once. */
+  async refresh(): Promise<void> {
+    await this.syncing; // one in flight may have read the version before this change
+    if (this.listVDisks === null) return;
+    this.look();
+    await this.sync();
+  }
+
+  /** One look of the watch: a list different from the last one seen is a new version, and syncs. */
+  private look(): void {
+    const list = this.listVDisks!();
+    const now = JSON.stringify(list);
+    if (now !== this.seen) {
+      this.seen = now;
+      this.latest = list;
+      this.version++;
+      void this.sync();
+    }
   }
 
   /** The list with each vDisk's protection and since when it holds. */
@@ -243,12 +267,11 @@ export class RouterSession {
     try {
       // the vDisk records are rewritten when the list changed (or after a rejoin); otherwise one read of the
       // owner key says whether the vPool is still this router's
-      const list = this.withSince(this.listVDisks());
-      const listed = JSON.stringify(list);
-      const owner0 = listed === this.recorded ? await vpoolOwner(client, this.opts.vpool) : null;
+      const version = this.version;
+      const owner0 = version === this.recordedVersion ? await vpoolOwner(client, this.opts.vpool) : null;
       const still = owner0 !== null && owner0.router === this.opts.name && owner0.tag === this.tag;
-      if (still || await recordVDisks(client, this.opts.vpool, this.opts.name, this.tag, list, this.known)) {
-        this.recorded = listed;
+      if (still || await recordVDisks(client, this.opts.vpool, this.opts.name, this.tag, this.withSince(this.latest ?? this.listVDisks()), this.known)) {
+        this.recordedVersion = version;
         if (this.failing) log.info('the registry answers again: vDisk ownership recorded', { vpool: this.opts.vpool, tag: this.tag });
         this.failing = false;
         return;

@@ -29,10 +29,10 @@ async function costOfOneCreate(t: import('ava').ExecutionContext, etcd: EtcdHand
   t.teardown(() => s.stop());
   await s.attach(() => list);
   // the periodic check (a third of the lease) and the local watch may run too: settle, then measure one change
-  await s.sync();
+  await s.refresh();
   const before = await etcdCounters(etcd);
   list.push(listed(n));
-  await s.sync();
+  await s.refresh();
   const after = await etcdCounters(etcd);
   const kvs = await s.registry.client.getAll().prefix(vdisksPrefix(vpool)).strings();
   t.is(Object.keys(kvs).length, n + 1, `every vDisk of ${vpool} has its record`);
@@ -43,7 +43,7 @@ async function costOfOneCreate(t: import('ava').ExecutionContext, etcd: EtcdHand
   // a removed vDisk loses its record; the others keep theirs (and their since)
   const first = JSON.parse(kvs[`${vdisksPrefix(vpool)}${listed(0).id}`]!) as OwnerRecord;
   list.splice(1, 1);
-  await s.sync();
+  await s.refresh();
   const kvs2 = await s.registry.client.getAll().prefix(vdisksPrefix(vpool)).strings();
   t.is(Object.keys(kvs2).length, n);
   t.false(`${vdisksPrefix(vpool)}${listed(1).id}` in kvs2);
