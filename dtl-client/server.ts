@@ -164,6 +164,12 @@ export class DtlServer {
         return drop((err as Error).message);
       }
       if (frames.length > 0 || frameTimer === null) watchFrame();
+      // several requests in one read (a bridge keeps up to 4 AddEntries in flight): their replies, written as
+      // the queue runs them (in microtasks unless one waits for the disk), leave in one writev, not one each
+      if (frames.length > 1 && !sock.writableCorked) {
+        sock.cork();
+        setImmediate(() => sock.uncork());
+      }
       for (const f of frames) {
         if (closed) return;
         if (!authed) {
