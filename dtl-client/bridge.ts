@@ -18,7 +18,8 @@ import type { DtlInfo, DtlMode, DtlState } from '../volume/types.js';
 import { DtlClient, type DtlClientOptions } from './client.js';
 import { DtlError } from './errors.js';
 import { captureHistory, historyEntries } from './history.js';
-import { encodeDiscard, encodeEntry, encodeResize } from './messages.js';
+import { peekClusterCrc } from '../volume/datapath/known-crcs.js';
+import { encodeClusterEntry, encodeDiscard, encodeResize } from './messages.js';
 
 const log = logger('dtl');
 
@@ -31,7 +32,8 @@ export const REATTACH_AFTER_MS = 1000;
 /** AddEntries requests in flight at once per vDisk. */
 const MAX_INFLIGHT = 4;
 
-type Item = { seq: number; rec: Buffer } | { seq: number; clear: true; done: () => void };
+/** A queued entry record, with the crc32 of the whole record when known (the frame's checksum combines it). */
+type Item = { seq: number; rec: Buffer; crc?: number } | { seq: number; clear: true; done: () => void };
 
 export interface BridgeOptions extends DtlClientOptions {
   router: string;
@@ -73,7 +75,12 @@ export class DtlBridge implements DtlSink {
   // ---- DtlSink ------------------------------------------------------------------------------------
 
   clusters(addresses: number[], scos: number[], datas: Uint8Array[]): void {
-    for (let i = 0; i < addresses.length; i++) this.record(encodeEntry(0, scos[i], addresses[i], datas[i]));
+    if (this.closed) return;
+    // the reader thread's crc32 of each whole cluster, when it has one: no pass over the data here but the copy
+    for (let i = 0; i < addresses.length; i++) {
+      const { rec, crc } = encodeClusterEntry(scos[i], addresses[i], datas[i], peekClusterCrc(datas[i]));
+      this.record(rec, crc);
+    }
   }
 
   resize(size: number, tag: number, tlog: number): void {
@@ -160,14 +167,14 @@ export class DtlBridge implements DtlSink {
 
   // ---- the shipping loop --------------------------------------------------------------------------
 
-  private record(rec: Buffer): void {
+  private record(rec: Buffer, crc?: number): void {
     if (this.closed) return;
     const seq = ++this.recorded;
     if (this.state === 'degraded') {
       this.shipped = this.flushed = seq;
       return;
     }
-    this.queue.push({ seq, rec });
+    this.queue.push({ seq, rec, crc });
     this.queueBytes += rec.length;
     if (this.mode === 'sync' || this.queue.length >= ASYNC_ENTRIES) this.kick();
   }
@@ -288,17 +295,19 @@ export class DtlBridge implements DtlSink {
   /** Sends the entries at the head of the queue (up to a Clear or BATCH_BYTES); the reply advances `shipped`. */
   private sendBatch(gen: number): void {
     const recs: Buffer[] = [];
+    const crcs: Array<number | undefined> = [];
     let bytes = 0;
     let last = 0;
     for (const it of this.queue) {
       if ('clear' in it || bytes >= BATCH_BYTES) break;
       recs.push(it.rec);
+      crcs.push(it.crc);
       bytes += it.rec.length;
       last = it.seq;
     }
     this.queue.splice(0, recs.length);
     this.inflight++;
-    this.client.addEntries(this.v.id, recs).then(
+    this.client.addEntries(this.v.id, recs, crcs).then(
       () => {
         if (gen !== this.gen) return; // degraded or re-attached meanwhile: the history covers these
         this.inflight--;

@@ -81,9 +81,10 @@ export class DtlClient {
   }
 
   /** Appends entry records (encodeEntry); in the server's kernel when this resolves (kill -9 safe). */
-  async addEntries(vdisk: string, records: Buffer[]): Promise<void> {
+  /** `crcs[i]`, when given, is the crc32 of `records[i]` (encodeClusterEntry): the frame's checksum is combined from them. */
+  async addEntries(vdisk: string, records: Buffer[], crcs?: ReadonlyArray<number | undefined>): Promise<void> {
     const conn = await this.connection();
-    await this.guard(conn.request(Msg.AddEntries, [new Writer().str(vdisk).u32(records.length).done(), ...records]).then(none));
+    await this.guard(conn.request(Msg.AddEntries, [new Writer().str(vdisk).u32(records.length).done(), ...records], undefined, crcs === undefined ? undefined : [undefined, ...crcs]).then(none));
   }
 
   /** Every entry added so far is on the server's disk when this resolves (power-loss safe). */

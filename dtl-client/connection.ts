@@ -74,9 +74,9 @@ export class Connection {
 
   /**
    * Sends one request and resolves with the reply's body (after its status byte). For GetEntries,
-   * `onEntries` gets each chunk before the final reply.
+   * `onEntries` gets each chunk before the final reply. `crcs`: the known crc32 of parts of `payload` (frame.ts).
    */
-  request(type: Msg, payload: Buffer | Buffer[], onEntries?: (count: number, run: Buffer) => void): Promise<Reader> {
+  request(type: Msg, payload: Buffer | Buffer[], onEntries?: (count: number, run: Buffer) => void, crcs?: ReadonlyArray<number | undefined>): Promise<Reader> {
     if (this.failure !== null) return Promise.reject(this.failure);
     const id = this.nextId;
     this.nextId = this.nextId >= 0xfffffff0 ? 1 : this.nextId + 1;
@@ -88,7 +88,7 @@ export class Connection {
         this.sock.write(encodeFrame(type, id, payload));
       } else {
         this.sock.cork();
-        for (const part of encodeFrameParts(type, id, payload)) this.sock.write(part);
+        for (const part of encodeFrameParts(type, id, payload, undefined, crcs)) this.sock.write(part);
         this.sock.uncork();
       }
     });

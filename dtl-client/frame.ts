@@ -11,6 +11,7 @@
  * the other protocol for its own.
  */
 import { crc32 } from 'node:zlib';
+import { crc32Join } from '../util/crc32-combine.js';
 import { DtlError } from './errors.js';
 
 export const MAGIC = 0x4454;
@@ -40,7 +41,18 @@ export interface Frame {
   type: number;
   id: number;
   payload: Buffer;
+  /** What a FrameCheck of this type returned (the frame was verified by it instead of a plain crc32 pass). */
+  checked?: unknown;
 }
+
+/**
+ * A receiver's own verification of one message type, in place of the decoder's crc32 pass over the frame:
+ * given the frame's bytes before the trailer and the trailer's checksum, it must throw PROTOCOL unless
+ * crc32(bytes) === want, and may return what it parsed meanwhile (Frame.checked). The DTL server checks
+ * AddEntries this way (messages.ts, checkAddEntriesFrame): it reads each entry once, for the entry's own
+ * checksum, and derives the frame's from those (same bytes on the wire, one pass instead of two).
+ */
+export type FrameCheck = (bytes: Buffer, want: number) => unknown;
 
 export function encodeFrame(type: number, id: number, payload: Uint8Array, magic = MAGIC): Buffer {
   if (payload.length > MAX_PAYLOAD) throw new DtlError('INVALID', `a frame payload of ${payload.length} bytes is over the limit of ${MAX_PAYLOAD}`);
@@ -55,8 +67,12 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array, magic
   return out;
 }
 
-/** The same frame as encodeFrame, as pieces to write in a row (header, the payload's parts, trailer): no copy of the payload. */
-export function encodeFrameParts(type: number, id: number, parts: Buffer[], magic = MAGIC): Buffer[] {
+/**
+ * The same frame as encodeFrame, as pieces to write in a row (header, the payload's parts, trailer): no copy
+ * of the payload. `crcs[i]`, when given, is the crc32 of `parts[i]`, already known (a DTL entry record's,
+ * bridge.ts): it is combined into the frame's checksum instead of reading the part again.
+ */
+export function encodeFrameParts(type: number, id: number, parts: Buffer[], magic = MAGIC, crcs?: ReadonlyArray<number | undefined>): Buffer[] {
   let length = 0;
   for (const p of parts) length += p.length;
   if (length > MAX_PAYLOAD) throw new DtlError('INVALID', `a frame payload of ${length} bytes is over the limit of ${MAX_PAYLOAD}`);
@@ -67,7 +83,10 @@ export function encodeFrameParts(type: number, id: number, parts: Buffer[], magi
   head.writeUInt32LE(id >>> 0, 4);
   head.writeUInt32LE(length, 8);
   let crc = crc32(head);
-  for (const p of parts) crc = crc32(p, crc);
+  for (let i = 0; i < parts.length; i++) {
+    const known = crcs?.[i];
+    crc = known === undefined ? crc32(parts[i], crc) : crc32Join(crc, known, parts[i].length);
+  }
   const trailer = Buffer.allocUnsafe(TRAILER_BYTES);
   trailer.writeUInt32LE(crc >>> 0, 0);
   return [head, ...parts, trailer];
@@ -78,8 +97,8 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  /** `magic`: the protocol's (the DTL's by default). */
-  constructor(private readonly magic = MAGIC) {}
+  /** `magic`: the protocol's (the DTL's by default); `checks`: message types verified by the receiver's own FrameCheck. */
+  constructor(private readonly magic = MAGIC, private readonly checks?: ReadonlyMap<number, FrameCheck>) {}
 
   /** Adds bytes; returns the frames now complete, in order. Throws on a bad frame (the sound frames before it in `chunk` are lost: see pushSome). */
   push(chunk: Buffer): Frame[] {
@@ -119,8 +138,14 @@ export class FrameDecoder {
       if (this.buffered < total) return;
       const bytes = this.take(total);
       const want = bytes.readUInt32LE(HEADER_BYTES + length);
-      if ((crc32(bytes.subarray(0, HEADER_BYTES + length)) >>> 0) !== want) throw new DtlError('PROTOCOL', 'frame checksum mismatch');
-      out.push({ type: bytes.readUInt8(3), id: bytes.readUInt32LE(4), payload: bytes.subarray(HEADER_BYTES, HEADER_BYTES + length) });
+      const type = bytes.readUInt8(3);
+      const check = this.checks?.get(type);
+      let checked: unknown;
+      if (check !== undefined) checked = check(bytes.subarray(0, HEADER_BYTES + length), want);
+      else if ((crc32(bytes.subarray(0, HEADER_BYTES + length)) >>> 0) !== want) throw new DtlError('PROTOCOL', 'frame checksum mismatch');
+      const frame: Frame = { type, id: bytes.readUInt32LE(4), payload: bytes.subarray(HEADER_BYTES, HEADER_BYTES + length) };
+      if (check !== undefined) frame.checked = checked;
+      out.push(frame);
     }
   }
 

@@ -21,7 +21,9 @@
  * (no SCO between them), so recovery tells a resize (or a discard) the backend has by its TLog number instead.
  */
 import { crc32 } from 'node:zlib';
+import { crc32Join } from '../util/crc32-combine.js';
 import { DtlError } from './errors.js';
+import { HEADER_BYTES } from './frame.js';
 
 export const ENTRY_HEAD = 8;
 const BODY_FIXED = 13;
@@ -48,6 +50,19 @@ export function encodeDiscard(tag: number, first: number, count: number, tlog: n
 }
 
 export function encodeEntry(kind: 0 | 1 | 2, tag: number, value: number, data?: Uint8Array): Buffer {
+  return encodeEntryWithCrc(kind, tag, value, data).rec;
+}
+
+/**
+ * A cluster entry, and the crc32 of the whole record (for the frame's checksum: frame.ts encodeFrameParts).
+ * `dataCrc`, when known (the FUSE reader thread computed it: volume/datapath/known-crcs.ts), is the crc32
+ * of `data`: the entry's checksum is then combined from it, and the 4 KiB are read only by the copy.
+ */
+export function encodeClusterEntry(tag: number, address: number, data: Uint8Array, dataCrc?: number): { rec: Buffer; crc: number } {
+  return encodeEntryWithCrc(0, tag, address, data, dataCrc);
+}
+
+function encodeEntryWithCrc(kind: 0 | 1 | 2, tag: number, value: number, data?: Uint8Array, dataCrc?: number): { rec: Buffer; crc: number } {
   const dlen = data?.length ?? 0;
   const out = Buffer.allocUnsafe(ENTRY_HEAD + BODY_FIXED + dlen);
   out.writeUInt32LE(BODY_FIXED + dlen, 0);
@@ -55,8 +70,10 @@ export function encodeEntry(kind: 0 | 1 | 2, tag: number, value: number, data?: 
   out.writeUInt32LE(tag >>> 0, 9);
   out.writeDoubleLE(value, 13);
   if (data !== undefined) out.set(data, ENTRY_HEAD + BODY_FIXED);
-  out.writeUInt32LE(crc32(out.subarray(ENTRY_HEAD)) >>> 0, 4);
-  return out;
+  const fixed = crc32(out.subarray(ENTRY_HEAD, ENTRY_HEAD + BODY_FIXED));
+  const body = dlen === 0 ? fixed >>> 0 : dataCrc === undefined ? crc32(data!, fixed) >>> 0 : crc32Join(fixed, dataCrc, dlen);
+  out.writeUInt32LE(body, 4);
+  return { rec: out, crc: crc32Join(crc32(out.subarray(0, ENTRY_HEAD)), body, BODY_FIXED + dlen) };
 }
 
 /** The tag of the sound entry record at `buf[pos..]` (check it first with entryLength). */
@@ -69,12 +86,18 @@ export function entryTag(buf: Buffer, pos: number): number {
  * `complete: false` means the bytes end before the record does (a torn tail).
  */
 export function entryLength(buf: Buffer, pos: number): { ok: true; length: number } | { ok: false; complete: boolean; reason: string } {
+  return checkEntry(buf, pos);
+}
+
+/** entryLength, and the crc32 of the whole record when sound (derived from the body's: one pass over the data). */
+function checkEntry(buf: Buffer, pos: number): { ok: true; length: number; crc: number } | { ok: false; complete: boolean; reason: string } {
   if (buf.length - pos < ENTRY_HEAD) return { ok: false, complete: false, reason: 'truncated entry header' };
   const body = buf.readUInt32LE(pos);
   if (body < BODY_FIXED || body > BODY_FIXED + MAX_ENTRY_DATA) return { ok: false, complete: true, reason: `bad entry length ${body}` };
   if (buf.length - pos < ENTRY_HEAD + body) return { ok: false, complete: false, reason: 'truncated entry' };
   const b = buf.subarray(pos + ENTRY_HEAD, pos + ENTRY_HEAD + body);
-  if ((crc32(b) >>> 0) !== buf.readUInt32LE(pos + 4)) return { ok: false, complete: true, reason: 'entry checksum mismatch' };
+  const bodyCrc = crc32(b) >>> 0;
+  if (bodyCrc !== buf.readUInt32LE(pos + 4)) return { ok: false, complete: true, reason: 'entry checksum mismatch' };
   const kind = b.readUInt8(0);
   if (kind > 2) return { ok: false, complete: true, reason: `unknown entry kind ${kind}` };
   const value = b.readDoubleLE(5);
@@ -84,7 +107,7 @@ export function entryLength(buf: Buffer, pos: number): { ok: true; length: numbe
     const count = body === BODY_FIXED + 12 ? b.readDoubleLE(BODY_FIXED) : -1;
     if (!Number.isSafeInteger(count) || count < 1) return { ok: false, complete: true, reason: 'bad discard entry' };
   }
-  return { ok: true, length: ENTRY_HEAD + body };
+  return { ok: true, length: ENTRY_HEAD + body, crc: crc32Join(crc32(buf.subarray(pos, pos + ENTRY_HEAD)), bodyCrc, body) };
 }
 
 /** Decodes a sound entry record (checked by entryLength). */
@@ -111,6 +134,39 @@ export function splitEntries(buf: Buffer, pos: number, count: number): Array<{ s
   }
   if (pos !== buf.length) throw new DtlError('PROTOCOL', `${buf.length - pos} stray bytes after ${count} entries`);
   return out;
+}
+
+/**
+ * The DTL server's check of an AddEntries frame (a FrameCheck, frame.ts): `bytes` is the frame before its
+ * trailer, `want` the trailer. Every entry is read once, for its own checksum; the frame's checksum is
+ * derived from those (crc32 combine) and the bytes around them, so the server reads each cluster once,
+ * not twice (the wire format is unchanged). Returns where the entries start in the payload and their tags.
+ * PROTOCOL on a bad frame; a frame whose plain checksum does not match is reported as such, whatever its
+ * damaged bytes look like.
+ */
+export function checkAddEntriesFrame(bytes: Buffer, want: number): { at: number; tags: number[] } {
+  const payload = bytes.subarray(HEADER_BYTES);
+  try {
+    const r = new Reader(payload);
+    r.str();
+    const count = r.u32();
+    let crc = crc32(bytes.subarray(0, HEADER_BYTES + r.pos)) >>> 0;
+    const tags: number[] = []; // (not new Array(count): count comes from the peer)
+    let pos = r.pos;
+    for (let i = 0; i < count; i++) {
+      const e = checkEntry(payload, pos);
+      if (!e.ok) throw new DtlError('PROTOCOL', `entry ${i}: ${e.reason}`);
+      tags.push(entryTag(payload, pos));
+      crc = crc32Join(crc, e.crc, e.length);
+      pos += e.length;
+    }
+    if (pos !== payload.length) throw new DtlError('PROTOCOL', `${payload.length - pos} stray bytes after ${count} entries`);
+    if (crc !== want) throw new DtlError('PROTOCOL', 'frame checksum mismatch');
+    return { at: r.pos, tags };
+  } catch (err) {
+    if ((crc32(bytes) >>> 0) !== want) throw new DtlError('PROTOCOL', 'frame checksum mismatch');
+    throw err;
+  }
 }
 
 // ---- field codec --------------------------------------------------------------------------------------

@@ -27,6 +27,13 @@ export function noteClusterCrcs(buffer: ArrayBufferLike, at: number, crcs: Uint3
 
 /** The crc32 of `data` if it is one of the recorded clusters (same buffer, same place), else undefined. */
 export function knownClusterCrc(data: Uint8Array): number | undefined {
+  const crc = peekClusterCrc(data);
+  if (crc !== undefined) used++;
+  return crc;
+}
+
+/** knownClusterCrc without counting it as used in a slot (the DTL bridge's entries use it too: dtl-client/bridge.ts). */
+export function peekClusterCrc(data: Uint8Array): number | undefined {
   if (data.length !== CLUSTER_SIZE) return undefined;
   const e = known.get(data.buffer);
   if (e === undefined) return undefined;
@@ -34,6 +41,5 @@ export function knownClusterCrc(data: Uint8Array): number | undefined {
   if (d < 0 || d % CLUSTER_SIZE !== 0) return undefined;
   const i = d / CLUSTER_SIZE;
   if (i >= e.crcs.length) return undefined;
-  used++;
   return e.crcs[i];
 }
