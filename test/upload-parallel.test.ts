@@ -9,6 +9,8 @@ import type { BlobStore } from '../volume/backend/types.js';
 import { openBlobStore } from '../volume/backend/index.js';
 import { decodeRecords, RecordType } from '../volume/datapath/tlog-format.js';
 import { SCO_PUTS } from '../volume/datapath/uploader.js';
+import { MAX_OUT } from '../volume/datapath/upload-buffers.js';
+import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { BackendError } from '../util/errors.js';
 import { gatedStore, GatedStore } from './helpers/gated-store.js';
 import { until } from './helpers/faulty-io.js';
@@ -124,4 +126,39 @@ test('a SCO put that fails holds its TLog back until it is in; the others are no
   t.is(starts(`vdisks/${id}/sco/00000002`), 4, 'the failing SCO: three failures, then in');
   for (const sco of [1, 3, 4, 5, 6]) t.is(starts(`vdisks/${id}/sco/0000000${sco}`), 1, `SCO ${sco} put once`);
   t.true((await v.read(0, data.length)).equals(data));
+});
+
+test('a vPool whose puts never settle holds its own upload buffers only: another vPool in the process ships', async (t) => {
+  // the bound on upload buffers was once per process: four in-process tests of one file, each with a paused
+  // backend and a vPool dropped mid-put, held them all, and every other vPool's uploads waited for good
+  t.timeout(120_000, 'the second vPool\'s uploads stopped behind the first one\'s held buffers');
+  const a = await setup(t);
+  a.gated.pause(); // never resumed before b has shipped: a's puts wait at the gate
+  const disks: VDiskImpl[] = [];
+  for (const name of ['/x', '/y', '/z']) {
+    await a.pool.createFile(name, 0o644, 0, 0, 0);
+    const v = a.pool.vdisk(name) as VDiskImpl;
+    await v.write(0, pattern(5, 2 * TLOG * SCO * CS)); // two TLogs: each vDisk reads up to SCO_PUTS SCOs for its puts
+    disks.push(v);
+  }
+  const buffers = disks[0].ctx.uploadBuffers;
+  await until(() => buffers.held === MAX_OUT, `vPool a holds every upload buffer (held: ${buffers.held})`);
+
+  const b = poolEnv(t, { scoClusters: SCO, tlogScos: TLOG });
+  const bBackend = await openBlobStore(b.backendUrl);
+  const bPool = await b.open({ backend: new Recorder(bBackend) }); // a put-by-put store: SCOs go through upload buffers
+  await bPool.createFile('/d', 0o644, 0, 0, 0);
+  const v = bPool.vdisk('/d');
+  const data = pattern(6, 2 * TLOG * SCO * CS);
+  await v.write(0, data);
+  await v.syncToBackend();
+  t.is(buffers.held, MAX_OUT, 'vPool a still holds its buffers');
+  t.true((await v.read(0, data.length)).equals(data));
+  t.true((await bBackend.list(`vdisks/${v.info().id}/tlog/`)).length >= 2, 'b\'s TLogs are in its backend');
+
+  a.gated.resume();
+  for (const d of disks) {
+    await d.syncToBackend();
+    t.true((await d.read(0, 2 * TLOG * SCO * CS)).equals(pattern(5, 2 * TLOG * SCO * CS)));
+  }
 });

@@ -21,6 +21,8 @@ import type { MetadataStore } from '../mds/types.js';
 import { ReadCache } from './datapath/read-cache.js';
 import { TreeShipper } from './tree/tree-shipper.js';
 import { Semaphore } from './datapath/uploader.js';
+import { UploadBuffers } from './datapath/upload-buffers.js';
+import { CHECKPOINT_JOBS } from './vdisk/checkpointer.js';
 import { claimVPool, type TakenClaim } from './vpool-claim.js';
 import { FencedStore } from './claim/fenced-store.js';
 import type { BackendClaim } from './claim/claim.js';
@@ -67,6 +69,8 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
     space: new WriteCacheSpace(opts.writeCacheBytes ?? DEFAULT_WRITE_CACHE_BYTES, disk),
     readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? DEFAULT_READ_CACHE_BYTES, backend, disk),
     uploads: new Semaphore(4),
+    uploadBuffers: new UploadBuffers(),
+    checkpointJobs: new Semaphore(CHECKPOINT_JOBS),
     routerId,
     fenceEpoch: taken.fenceEpoch,
     fenced: () => claim.fenced,

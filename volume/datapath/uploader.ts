@@ -2,7 +2,7 @@
  * The background uploader of one vDisk: ships each closed TLog's SCOs, then the TLog itself, in TLog
  * order, retrying with back-off for as long as the backend is away. Once a TLog is in the backend the
  * vDisk "corks" it (persists its cluster map, marks the SCOs evictable) through `onUploaded`.
- * Concurrency across vDisks is bounded by a shared Semaphore.
+ * Concurrency across the vPool's vDisks is bounded by a shared Semaphore, and so are its upload buffers.
  *
  * The SCOs of one TLog are put several at a time (SCO_PUTS), in any order; the TLog itself only once all
  * of them are in the backend, so a TLog object there still means every SCO it names is. One SCO at a time,
@@ -15,7 +15,7 @@ import fs from 'node:fs/promises';
 import type { BlobStore } from '../backend/types.js';
 import { scoKey, tlogKey } from './backend-layout.js';
 import { withRetry } from '../backend/retry.js';
-import { giveUploadBuffer, readForUpload } from './upload-buffers.js';
+import type { UploadBuffers } from './upload-buffers.js';
 import type { Logger } from '../../util/log.js';
 
 export interface PendingTlog {
@@ -65,7 +65,7 @@ export class Uploader {
   private retryMs = 1000;
 
   constructor(private readonly vdiskId: string, private readonly backend: BlobStore, private readonly source: UploadSource,
-    private readonly sem: Semaphore, private readonly log: Logger) {}
+    private readonly sem: Semaphore, private readonly buffers: UploadBuffers, private readonly log: Logger) {}
 
   enqueue(p: PendingTlog): void {
     this.queue.push(p);
@@ -123,11 +123,11 @@ export class Uploader {
             what: `upload SCO ${sco} of vDisk ${this.vdiskId}`, log: this.log, cancelled: () => this.stopped,
           });
         } else {
-          const data = await readForUpload(file); // a reused buffer: see upload-buffers.ts
+          const data = await this.buffers.read(file); // a reused buffer: see upload-buffers.ts
           try {
             await this.put(key, data, `upload SCO ${sco}`);
           } finally {
-            giveUploadBuffer(data);
+            this.buffers.give(data);
           }
           bytes = data.length;
         }

@@ -2,19 +2,19 @@
  * When a vDisk writes its map checkpoint (../lineage/map-checkpoint.ts): in the background once
  * `checkpointEveryTlogs` TLogs were corked since the last one (or since the rebuild that replayed that
  * many), at once after a change of the chain (a scrub's apply, a rollback: the old checkpoints no longer fit),
- * and at a clean stop when any TLog came since. One job at a time per vDisk, two at a time per process; a
+ * and at a clean stop when any TLog came since. One job at a time per vDisk, two at a time per vPool (per
+ * vPool, not per process: a job stuck on a backend that never answers holds its permit); a
  * failure (the backend away, a TLog the sweep just deleted) is logged and the next trigger tries again.
  * After a local restart the count starts at 0: a crash loop can leave up to two periods uncovered.
  */
 import { logger } from '../../util/log.js';
-import { Semaphore } from '../datapath/uploader.js';
 import { writeCheckpoint } from '../lineage/checkpoint-job.js';
 import type { ChainDoc } from '../lineage/chain.js';
 import type { VDiskContext } from './vdisk-context.js';
 
 const log = logger('checkpoint');
-/** Checkpoint jobs across the vDisks of this process (each reads TLogs and writes a map's worth). */
-const jobs = new Semaphore(2);
+/** Checkpoint jobs at once across the vDisks of a vPool (each reads TLogs and writes a map's worth): VDiskContext.checkpointJobs. */
+export const CHECKPOINT_JOBS = 2;
 
 /** Default TLogs between two checkpoints (a TLog is 16 SCOs of 4 MiB when full, fewer when the age timer closes it). */
 export const DEFAULT_CHECKPOINT_EVERY_TLOGS = 128;
@@ -77,7 +77,7 @@ export class Checkpointer {
       this.again = true;
       return;
     }
-    this.running = jobs.run(() => this.run()).finally(() => {
+    this.running = this.v.ctx.checkpointJobs.run(() => this.run()).finally(() => {
       this.running = null;
       if (this.again && !this.stopped) {
         this.again = false;

@@ -7,6 +7,7 @@ import type { BlobStore } from '../backend/types.js';
 import type { MetadataStore } from '../../mds/types.js';
 import type { ReadCache } from '../datapath/read-cache.js';
 import type { Semaphore } from '../datapath/uploader.js';
+import type { UploadBuffers } from '../datapath/upload-buffers.js';
 import type { WriteCacheSpace } from '../datapath/write-cache-space.js';
 import type { SlotSource } from '../datapath/read-path.js';
 import type { VDiskDoc } from '../lineage/snapshot-store.js';
@@ -18,6 +19,10 @@ export interface VDiskContext {
   space: WriteCacheSpace;
   readCache: ReadCache;
   uploads: Semaphore;
+  /** The buffers SCOs are read into for their puts (../datapath/upload-buffers.ts), bounded per vPool. */
+  uploadBuffers: UploadBuffers;
+  /** Map checkpoint jobs at once over the vPool's vDisks (checkpointer.ts). */
+  checkpointJobs: Semaphore;
   routerId: string;
   /** `<state>/wc`: one directory per vDisk below it. */
   writeCacheDir: string;

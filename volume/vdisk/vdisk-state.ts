@@ -93,7 +93,7 @@ export abstract class VDiskState {
       tlogPath: (tlog) => this.cache.tlogPath(tlog),
       syncLocal: () => this.cache.syncLocal(),
       onUploaded: (p, bytes) => this.cork(p, bytes),
-    }, ctx.uploads, uploadLog);
+    }, ctx.uploads, ctx.uploadBuffers, uploadLog);
     this.docs = new DocStore(id, ctx.mds, ctx.backend);
     this.checkpoints = new Checkpointer(this);
   }
