@@ -29,6 +29,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileSync } from 'node:child_process';
 import { EtcdHandle, freePort } from '../test/helpers/etcd.js';
 import { allClean, Router } from './cluster-router.js';
+import { isMountpoint } from './targets.js';
 
 const { values: args } = parseArgs({
   options: { counts: { type: 'string', default: process.env.VPOOLFS_BENCH_COUNTS ?? '1000,2000,4000' }, dir: { type: 'string' }, lease: { type: 'string', default: '2' } },
@@ -37,15 +38,6 @@ const counts = String(args.counts).split(',').map((s) => Number.parseInt(s, 10))
 const lease = Number(args.lease);
 /** A rebuild from the backend takes 10–20 ms per vDisk here (docs/performance.md): minutes at 10,000. */
 const LONG = 3_600_000;
-
-function mounted(mp: string): boolean {
-  try {
-    execFileSync('mountpoint', ['-q', mp]);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function create(dir: string, prefix: string, n: number): Promise<number> {
   const t0 = performance.now();
@@ -67,7 +59,7 @@ async function cleanStop(r: Router): Promise<number> {
   const exited = new Promise<void>((resolve) => r.child.once('exit', () => resolve()));
   r.child.kill('SIGTERM');
   await exited;
-  while (mounted(r.mountpoint)) await sleep(10);
+  while (isMountpoint(r.mountpoint)) await sleep(10);
   const ms = performance.now() - t0;
   if (r.child.exitCode !== 0) throw new Error(`router ${r.name}'s clean stop failed (exit ${r.child.exitCode}):\n${r.out.slice(-4000)}`);
   return ms;

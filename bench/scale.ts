@@ -24,6 +24,7 @@ import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isMountpoint } from './targets.js';
 
 const CLI = fileURLToPath(new URL('../tools/cli.js', import.meta.url));
 
@@ -31,15 +32,6 @@ const { values: args } = parseArgs({
   options: { counts: { type: 'string', default: process.env.VPOOLFS_BENCH_COUNTS ?? '250,500,1000' }, dir: { type: 'string' }, 'cpu-prof': { type: 'string' }, 'no-restart': { type: 'boolean' } },
 });
 const counts = String(args.counts).split(',').map((s) => Number.parseInt(s, 10)).filter((n) => n > 0);
-
-function mounted(mp: string): boolean {
-  try {
-    execFileSync('mountpoint', ['-q', mp]);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface Daemon {
   child: ChildProcess;
@@ -65,7 +57,7 @@ async function up(mp: string, state: string, backend: string): Promise<{ d: Daem
   const d = startDaemon(mp, state, backend);
   for (;;) {
     if (d.child.exitCode !== null) throw new Error(`the daemon exited before it was ready:\n${d.out()}`);
-    if (d.out().includes('"message":"ready"') && mounted(mp)) return { d, ms: performance.now() - t0 };
+    if (d.out().includes('"message":"ready"') && isMountpoint(mp)) return { d, ms: performance.now() - t0 };
     await sleep(20);
   }
 }
@@ -75,7 +67,7 @@ async function down(d: Daemon, mp: string): Promise<number> {
   const t0 = performance.now();
   d.child.kill('SIGTERM');
   await d.exited;
-  while (mounted(mp)) await sleep(10);
+  while (isMountpoint(mp)) await sleep(10);
   const ms = performance.now() - t0;
   if (d.child.exitCode !== 0) throw new Error(`the daemon's clean stop failed (exit ${d.child.exitCode}):\n${d.out().slice(-4000)}`);
   return ms;
@@ -132,7 +124,7 @@ async function one(n: number): Promise<Row> {
       d.child.kill('SIGKILL');
       await d.exited;
     }
-    if (mounted(mp)) execFileSync('umount', ['-l', mp]);
+    if (isMountpoint(mp)) execFileSync('umount', ['-l', mp]);
     fs.rmSync(root, { recursive: true, force: true });
   }
 }

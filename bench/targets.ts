@@ -35,7 +35,8 @@ export interface Target {
 /** dist/ of this build (this file is dist/bench/targets.js). */
 const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-function isMountpoint(dir: string): boolean {
+/** Is `dir` a live mountpoint (`mountpoint -q`)? */
+export function isMountpoint(dir: string): boolean {
   return spawnSync('mountpoint', ['-q', dir]).status === 0;
 }
 

@@ -17,21 +17,12 @@ import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
 import { CS, flipByte, poolEnv, SLOT_SIZE } from './helpers/vpool.js';
 import { copyInBackend, emptyReadCache, evictAll, impl, localScos } from './helpers/readpath.js';
 import { slotReaderStats } from '../volume/datapath/slot-readers.js';
-import { captureLog } from './helpers/slot-probe.js';
+import { captureLog, codeOf } from './helpers/slot-probe.js';
 
 const MiB = 2 ** 20;
 const SEED = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = Number(process.env.VPOOLFS_READPATH_ROUNDS ?? 1);
 const HEADER = 32;
-
-async function codeOf(p: Promise<unknown>): Promise<string | null> {
-  try {
-    await p;
-    return null;
-  } catch (err) {
-    return (err as { code?: string }).code ?? String(err);
-  }
-}
 
 /** Where cluster `a` of `v` is stored: the namespace's depth and its SCO and slot; null for a hole. */
 function whereIs(v: VDisk, a: number): { depth: number; sco: number; slot: number } | null {

@@ -15,21 +15,11 @@ import { randomInt } from 'node:crypto';
 import type { VDisk, VPool } from '../volume/types.js';
 import { CS, flipByte, pattern, poolEnv, SLOT_SIZE } from './helpers/vpool.js';
 import { copyInBackend, emptyReadCache, evictAll, impl, localScos } from './helpers/readpath.js';
-import { captureLog, slotAddress } from './helpers/slot-probe.js';
+import { captureLog, slotAddress, codeOf } from './helpers/slot-probe.js';
 
 const MiB = 2 ** 20;
 const HEADER = 32;
 const scoName = (n: number): string => n.toString(16).padStart(8, '0');
-
-async function codeOf(p: Promise<unknown>): Promise<string | null> {
-  try {
-    await p;
-    return null;
-  } catch (err) {
-    return (err as { code?: string }).code ?? String(err);
-  }
-}
-
 
 /**
  * /d of `clusters` clusters, every cluster written once by a 4 KiB write in a random order (after a
@@ -184,7 +174,6 @@ test('a flipped byte in a read-cache piece inside a large read: fetched again, t
   t.is(await v.readInto(window.subarray(5, 5 + data.length), 0), data.length);
   t.true(window.subarray(5, 5 + data.length).equals(data), 'readInto too');
 });
-
 
 test('the file backend on the state directory\'s filesystem is read in place; on another one, through the read cache', async (t) => {
   const shm = '/dev/shm';

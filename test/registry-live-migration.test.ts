@@ -5,21 +5,12 @@
  * vPool to rb by itself. rb's writer sees no error, every acknowledged write of both writers is there, and the
  * vPool stays on rb (the ping-pong guard: ra holds nothing). The metrics of the registry and the link on both.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
-import { cluster } from './helpers/registry.js';
+import { cluster, until } from './helpers/registry.js';
 import { freePort } from './helpers/etcd.js';
 import { badBlocks, startWriter } from './helpers/dtl-mount.js';
 
 const test = fuseTest();
-
-const until = async (what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> => {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(100);
-  }
-};
 
 /** The value of a metric line `name{…labels…} value` whose labels include `labels`. */
 function metric(text: string, name: string, labels: Record<string, string> = {}): number | null {

@@ -15,9 +15,8 @@
  */
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI, fuseTest, logEntries, MountHandle, ok, q, sh, startMount } from './helpers/mount.js';
-import { cluster } from './helpers/registry.js';
+import { cluster, until } from './helpers/registry.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { badBlocks, startWriter, waitDtl } from './helpers/dtl-mount.js';
 import { fioVerifyCommand } from './helpers/fio-verify.js';
@@ -25,14 +24,6 @@ import { connectRegistry } from '../registry/connect.js';
 import { requestMove } from '../registry/move.js';
 
 const test = fuseTest();
-
-const until = async (what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> => {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(100);
-  }
-};
 
 test('vpoolfs move under a writer on the follower and fio --verify on the owner: no error, every byte, the old owner follows; and back', async (t) => {
   const c = await cluster(t);

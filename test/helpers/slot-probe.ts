@@ -31,3 +31,13 @@ export function captureLog(t: ExecutionContext): Array<Record<string, unknown>> 
   t.teardown(() => { rootLogger.remove(transport); });
   return lines;
 }
+
+/** The error code a read (or any call) settles with, or null when it succeeded. */
+export async function codeOf(p: Promise<unknown>): Promise<string | null> {
+  try {
+    await p;
+    return null;
+  } catch (err) {
+    return (err as { code?: string }).code ?? String(err);
+  }
+}
