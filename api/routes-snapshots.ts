@@ -3,7 +3,7 @@
  * operations as the `user.vdisk.*` xattrs (fuse/xattr-snapshot.ts), with errors that say which snapshot,
  * which path and why. A rollback or a template changes the vDisk behind the kernel's back: it is told.
  */
-import { withShipProgress } from '../volume/datapath/ship-progress.js';
+import { withShipProgress } from '../volume/datapath/upload/ship-progress.js';
 import { boolField, objectBody, stringField } from './body.js';
 import type { ApiContext, Route } from './context.js';
 import { ApiError } from './errors.js';

@@ -26,7 +26,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { randomBytes, randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { ClusterMap } from '../volume/datapath/cluster-map.js';
+import { ClusterMap } from '../volume/datapath/formats/cluster-map.js';
 import type { VPool } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
 import { setLogLevel } from '../util/log.js';

@@ -18,7 +18,7 @@ import type { DtlInfo, DtlMode, DtlState } from '../volume/types.js';
 import { DtlClient, type DtlClientOptions } from './client.js';
 import { DtlError } from './errors.js';
 import { captureHistory, historyEntries } from './history.js';
-import { peekClusterCrc } from '../volume/datapath/known-crcs.js';
+import { peekClusterCrc } from '../volume/datapath/write-cache/known-crcs.js';
 import { encodeClusterEntry, encodeDiscard, encodeResize } from './messages.js';
 
 const log = logger('dtl');

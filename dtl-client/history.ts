@@ -6,8 +6,8 @@
  * happened, with the tags the live entries would have had.
  */
 import { logger } from '../util/log.js';
-import { checkSlot, SLOT_HEADER, SLOT_SIZE, slotAddress } from '../volume/datapath/sco-format.js';
-import { decodeRecords, RecordType, type TLogRecord } from '../volume/datapath/tlog-format.js';
+import { checkSlot, SLOT_HEADER, SLOT_SIZE, slotAddress } from '../volume/datapath/formats/sco-format.js';
+import { decodeRecords, RecordType, type TLogRecord } from '../volume/datapath/formats/tlog-format.js';
 import type { DtlVDisk } from '../volume/vdisk/dtl-sink.js';
 import { encodeDiscard, encodeEntry, encodeResize } from './messages.js';
 

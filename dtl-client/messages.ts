@@ -9,7 +9,7 @@
  *   kind 0 (cluster): value = cluster address, data = the whole 4 KiB cluster as written
  *   kind 1 (resize):  value = the new size in bytes; data = u32 the TLog that holds the resize record
  *   kind 2 (discard): value = the first cluster address; data = f64 cluster count, u32 the TLog that holds
- *                     the DISCARD record (../volume/datapath/tlog-format.ts): those clusters read as zeros
+ *                     the DISCARD record (../volume/datapath/formats/tlog-format.ts): those clusters read as zeros
  *
  * A discard travels in the same stream as the clusters, so the DTL keeps it in order with the writes
  * around it: a host loss after a discard replays the writes before it, the discard, then the writes after
@@ -55,7 +55,7 @@ export function encodeEntry(kind: 0 | 1 | 2, tag: number, value: number, data?: 
 
 /**
  * A cluster entry, and the crc32 of the whole record (for the frame's checksum: frame.ts encodeFrameParts).
- * `dataCrc`, when known (the FUSE reader thread computed it: volume/datapath/known-crcs.ts), is the crc32
+ * `dataCrc`, when known (the FUSE reader thread computed it: volume/datapath/write-cache/known-crcs.ts), is the crc32
  * of `data`: the entry's checksum is then combined from it, and the 4 KiB are read only by the copy.
  */
 export function encodeClusterEntry(tag: number, address: number, data: Uint8Array, dataCrc?: number): { rec: Buffer; crc: number } {

@@ -11,9 +11,9 @@
  * shipped; nothing after it is applied. Logged, never thrown.
  */
 import { logger } from '../util/log.js';
-import { backendTlogs, tlogKey } from '../volume/datapath/backend-layout.js';
+import { backendTlogs, tlogKey } from '../volume/datapath/formats/backend-layout.js';
 import { CLUSTER_SIZE, MAX_VDISK_SIZE } from '../volume/types.js';
-import { decodeRecords, RecordType } from '../volume/datapath/tlog-format.js';
+import { decodeRecords, RecordType } from '../volume/datapath/formats/tlog-format.js';
 import type { DtlVDisk } from '../volume/vdisk/dtl-sink.js';
 import { DtlClient, type DtlClientOptions, type RemoteRange } from './client.js';
 import { DtlError } from './errors.js';

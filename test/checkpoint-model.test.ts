@@ -20,7 +20,7 @@ import { EncryptedBlobStore } from '../volume/backend/encrypted-store.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import { newestCheckpoint } from '../volume/lineage/checkpoint-job.js';
 import { backendDoc, chainItems } from '../volume/lineage/chain.js';
-import { backendTlogs } from '../volume/datapath/backend-layout.js';
+import { backendTlogs } from '../volume/datapath/formats/backend-layout.js';
 import { checkpointPrefix } from '../volume/lineage/map-checkpoint.js';
 import { logger } from '../util/log.js';
 import { emptyDoc } from '../volume/lineage/snapshot-store.js';

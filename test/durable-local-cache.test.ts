@@ -1,14 +1,14 @@
 /**
- * The write cache's own durability (volume/datapath/local-cache.ts), through a fault-injecting CacheIo
+ * The write cache's own durability (volume/datapath/write-cache/local-cache.ts), through a fault-injecting CacheIo
  * (helpers/faulty-io.ts): what an fdatasync really covered, failed fdatasyncs, reads racing an eviction.
  */
 import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LocalCache } from '../volume/datapath/local-cache.js';
-import { namespaceTag } from '../volume/datapath/sco-format.js';
-import { RecordType } from '../volume/datapath/tlog-format.js';
+import { LocalCache } from '../volume/datapath/write-cache/local-cache.js';
+import { namespaceTag } from '../volume/datapath/formats/sco-format.js';
+import { RecordType } from '../volume/datapath/formats/tlog-format.js';
 import { FaultyIo, until } from './helpers/faulty-io.js';
 
 function cacheOn(t: import('ava').ExecutionContext, io: FaultyIo): LocalCache {

@@ -1,6 +1,6 @@
 /**
  * Kernel engine only (npm test runs fuse-kernel-* files once, on the kernel engine). READs answered in the
- * engine's reader threads from the write cache (fuse/kernel/fast-read.ts, volume/datapath/reader-view.ts),
+ * engine's reader threads from the write cache (fuse/kernel/fast-read.ts, volume/datapath/write-cache/reader-view.ts),
  * model-based on a real mount: several concurrent O_DIRECT readers read random ranges (aligned 4 KiB mostly,
  * some unaligned and up to 64 KiB) — four in this process (libuv's threads) and one in a process of its own
  * (helpers/timed-reader.ts, its reads checked after the run against a CLOCK_MONOTONIC timeline of the

@@ -1,5 +1,5 @@
 /**
- * Model-based tests of the read path (volume/datapath/read-path.ts): seeded random writes (aligned and unaligned,
+ * Model-based tests of the read path (volume/datapath/read/read-path.ts): seeded random writes (aligned and unaligned,
  * over many small SCOs) with ships, evictions and read-cache flushes in between, so that one read gathers
  * clusters from the write cache, the read cache and the backend at once; a clone made half-way reads its
  * parent's namespace. Random reads of random lengths (up to 1.5 MiB) through read() and through readInto()

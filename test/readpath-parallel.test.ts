@@ -1,5 +1,5 @@
 /**
- * Model test of the parallel read path (volume/datapath/slot-readers.ts, read-path.ts handOut): large reads
+ * Model test of the parallel read path (volume/datapath/slot-readers/slot-readers.ts, read-path.ts handOut): large reads
  * whose runs are shared between the slot reader threads and the main thread must put every cluster in its
  * place. A vDisk of many small SCOs, laid out sequentially then overwritten at random (seeded) in 4 KiB
  * clusters, so that every MiB gathers single slots of dozens of SCOs; a clone made half-way (its inherited
@@ -16,7 +16,7 @@ import type { VDisk } from '../volume/types.js';
 import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
 import { CS, flipByte, poolEnv, SLOT_SIZE } from './helpers/vpool.js';
 import { copyInBackend, emptyReadCache, evictAll, impl, localScos } from './helpers/readpath.js';
-import { slotReaderStats } from '../volume/datapath/slot-readers.js';
+import { slotReaderStats } from '../volume/datapath/slot-readers/slot-readers.js';
 import { captureLog, codeOf } from './helpers/slot-probe.js';
 
 const MiB = 2 ** 20;

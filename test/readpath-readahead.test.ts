@@ -1,5 +1,5 @@
 /**
- * Read-ahead (volume/datapath/read-ahead.ts): sequential reads from the backend fetch the pieces ahead; random reads
+ * Read-ahead (volume/datapath/read/read-ahead.ts): sequential reads from the backend fetch the pieces ahead; random reads
  * fetch nothing extra; a read never waits for a prefetch it does not need (prefetch GETs held at a gate
  * while other reads complete); and a prefetched piece never serves stale data after an overwrite — every
  * read plans from the cluster map as it is when it runs. No timing: the state after the prefetches is

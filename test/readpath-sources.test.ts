@@ -1,5 +1,5 @@
 /**
- * The read path's sources and its checks, in single large requests (volume/datapath/read-path.ts):
+ * The read path's sources and its checks, in single large requests (volume/datapath/read/read-path.ts):
  * - one read gathers holes, write-cache runs, cached read-cache pieces and pieces fetched from the backend;
  * - readInto fills an offset window of a caller's buffer, cuts at the size and touches nothing else;
  * - the file backend is read in place (its object files, no read-cache copy) when it is on the state

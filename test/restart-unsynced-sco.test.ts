@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pattern } from './helpers/vpool.js';
 import { powerCutRig } from './helpers/faulty-pool.js';
-import { SLOT_HEADER, SLOT_SIZE } from '../volume/datapath/sco-format.js';
+import { SLOT_HEADER, SLOT_SIZE } from '../volume/datapath/formats/sco-format.js';
 
 const CS = 4096;
 

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CS, pattern, poolEnv } from './helpers/vpool.js';
 import { openBlobStore } from '../volume/backend/index.js';
-import { TREE_PREFIX } from '../volume/datapath/backend-layout.js';
+import { TREE_PREFIX } from '../volume/datapath/formats/backend-layout.js';
 import { hookedStore } from './helpers/hooked-store.js';
 
 const SIZE = 16 * CS;

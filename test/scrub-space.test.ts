@@ -14,10 +14,10 @@ import { SnapshotScheduler } from '../volume/snapshots/snapshot-schedule.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { chainItems, readItem } from '../volume/lineage/chain.js';
 import { applyTo, type DiskState } from '../volume/lineage/clone-base.js';
-import { ClusterMap } from '../volume/datapath/cluster-map.js';
-import { SLOT_SIZE } from '../volume/datapath/sco-format.js';
+import { ClusterMap } from '../volume/datapath/formats/cluster-map.js';
+import { SLOT_SIZE } from '../volume/datapath/formats/sco-format.js';
 import type { VPool } from '../volume/types.js';
-import { realCacheIo, type CacheIo } from '../volume/datapath/cache-io.js';
+import { realCacheIo, type CacheIo } from '../volume/datapath/write-cache/cache-io.js';
 
 const CS = 4096;
 const HOUR = 3_600_000;

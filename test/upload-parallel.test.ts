@@ -1,5 +1,5 @@
 /**
- * The uploader puts the SCOs of one TLog several at a time (volume/datapath/uploader.ts, SCO_PUTS) and the
+ * The uploader puts the SCOs of one TLog several at a time (volume/datapath/upload/uploader.ts, SCO_PUTS) and the
  * TLog object only once every SCO it names is in the backend: a TLog in the backend still means all its
  * SCOs are, whatever order their puts took or failed in. Checked on a file:// backend behind a store that
  * records when each put starts and ends, holds puts at a gate, and fails chosen puts.
@@ -7,9 +7,9 @@
 import test from 'ava';
 import type { BlobStore } from '../volume/backend/types.js';
 import { openBlobStore } from '../volume/backend/index.js';
-import { decodeRecords, RecordType } from '../volume/datapath/tlog-format.js';
-import { SCO_PUTS } from '../volume/datapath/uploader.js';
-import { MAX_OUT } from '../volume/datapath/upload-buffers.js';
+import { decodeRecords, RecordType } from '../volume/datapath/formats/tlog-format.js';
+import { SCO_PUTS } from '../volume/datapath/upload/uploader.js';
+import { MAX_OUT } from '../volume/datapath/upload/upload-buffers.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { BackendError } from '../util/errors.js';
 import { gatedStore, GatedStore } from './helpers/gated-store.js';

@@ -3,9 +3,9 @@
  * the TLog format (tlog-format.ts) and the SCO slot format (sco-format.ts).
  */
 import test from 'ava';
-import { ClusterMap, PAGE_CLUSTERS } from '../volume/datapath/cluster-map.js';
-import { decodeRecords, encodeRecord, RecordType, type TLogRecord } from '../volume/datapath/tlog-format.js';
-import { checkSlot, encodeSlotHeader, namespaceTag, slotAddress, SLOT_HEADER, SLOT_SIZE } from '../volume/datapath/sco-format.js';
+import { ClusterMap, PAGE_CLUSTERS } from '../volume/datapath/formats/cluster-map.js';
+import { decodeRecords, encodeRecord, RecordType, type TLogRecord } from '../volume/datapath/formats/tlog-format.js';
+import { checkSlot, encodeSlotHeader, namespaceTag, slotAddress, SLOT_HEADER, SLOT_SIZE } from '../volume/datapath/formats/sco-format.js';
 import { crc32 } from 'node:zlib';
 import { pattern } from './helpers/vpool.js';
 

@@ -1,6 +1,6 @@
 /**
  * The crc32 of a WRITE's clusters computed in a kernel-engine reader thread and used by the main thread's
- * slot headers (fuse/kernel/write-crcs.ts, volume/datapath/known-crcs.ts, util/crc32-combine.ts), in
+ * slot headers (fuse/kernel/write-crcs.ts, volume/datapath/write-cache/known-crcs.ts, util/crc32-combine.ts), in
  * memory: the combine equals crc32 of the concatenation, the crcs carried behind a request land on exactly
  * the clusters they were computed for (not on a copy, not on a misaligned view), and a slot header built
  * with them is the one built without. The mount tests (fuse-kernel-fast-write.test.ts) run it end to end.
@@ -11,8 +11,8 @@ import { crc32 } from 'node:zlib';
 import { adoptWriteCrcs, computeWriteCrcs, withCrcsLength } from '../fuse/kernel/write-crcs.js';
 import { READ_BUFFER_SIZE, MAX_WRITE, SIZE } from '../fuse/kernel/protocol.js';
 import { combineFor } from '../util/crc32-combine.js';
-import { knownClusterCrc } from '../volume/datapath/known-crcs.js';
-import { encodeSlotHeader, SLOT_HEADER } from '../volume/datapath/sco-format.js';
+import { knownClusterCrc } from '../volume/datapath/write-cache/known-crcs.js';
+import { encodeSlotHeader, SLOT_HEADER } from '../volume/datapath/formats/sco-format.js';
 
 const CS = 4096;
 const DATA = SIZE.IN_HEADER + SIZE.WRITE_IN;

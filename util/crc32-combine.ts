@@ -2,7 +2,7 @@
  * crc32_combine of zlib, in JavaScript (node:zlib has crc32 but not its combine): the crc32 of A ‖ B from
  * crc32(A), crc32(B) and the length of B. Used where a cluster's crc32 was computed elsewhere (a FUSE
  * reader thread: fuse/kernel/write-crcs.ts) and the slot header's checksum covers header bytes + data
- * (volume/datapath/sco-format.ts). The shift by a fixed length is a linear map on 32 bits: combineFor()
+ * (volume/datapath/formats/sco-format.ts). The shift by a fixed length is a linear map on 32 bits: combineFor()
  * tabulates it per byte, so a combine costs four lookups.
  */
 

@@ -31,7 +31,7 @@ export class IoActivity {
 
   /**
    * I/O served outside this object, counted by `count` (READs answered in the kernel engine's reader threads,
-   * volume/datapath/reader-view.ts): when the count has moved since it was last looked at, an I/O counts as
+   * volume/datapath/write-cache/reader-view.ts): when the count has moved since it was last looked at, an I/O counts as
    * just ended (a little late: the moment it is noticed, which only makes a background job back off longer).
    */
   watch(count: () => number): void {

@@ -89,7 +89,7 @@ export interface DtlInfo {
 /** One thin virtual disk. All methods validate their arguments (INVALID / TOO_BIG). */
 export interface VDisk {
   readonly id: string;
-  /** What the kernel engine's reader threads need to serve reads from the write cache (datapath/reader-view.ts). */
+  /** What the kernel engine's reader threads need to serve reads from the write cache (datapath/write-cache/reader-view.ts). */
   readonly readerView?: ReaderView;
   /** Current size in bytes, exactly as set. */
   readonly size: number;
@@ -323,4 +323,4 @@ export interface VPool {
   /** Before a backend write made outside the vPool's stores (the rekey job): FENCED once the claim is lost (volume/claim/claim.ts gate()). */
   backendGate?(what: string): Promise<void>;
 }
-import type { ReaderView } from './datapath/reader-view.js';
+import type { ReaderView } from './datapath/write-cache/reader-view.js';

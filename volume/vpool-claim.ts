@@ -9,7 +9,7 @@
  * the claim it replaces is not that epoch, another router served the vPool since: the local state is stale
  * (its unshipped writes were fenced out by that router) and is discarded; every vDisk is rebuilt from the
  * backend. A takeover from another state directory (not a restart) gives `fenceEpoch`: each rebuild then
- * writes the vDisk's fence (volume/datapath/epoch-fence.ts) before serving. A restart while the backend is
+ * writes the vDisk's fence (volume/datapath/formats/epoch-fence.ts) before serving. A restart while the backend is
  * unreachable serves its local state with a deferred claim (BackendClaim.deferred).
  */
 import fs from 'node:fs';

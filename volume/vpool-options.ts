@@ -5,7 +5,7 @@
  */
 import type { MetadataStore } from '../mds/types.js';
 import type { BlobStore } from './backend/types.js';
-import type { CacheIo } from './datapath/cache-io.js';
+import type { CacheIo } from './datapath/write-cache/cache-io.js';
 import type { DtlProvider } from './vdisk/dtl-hook.js';
 
 export interface VPoolOptions {

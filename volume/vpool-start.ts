@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { MetadataStore } from '../mds/types.js';
 import type { BlobStore } from './backend/types.js';
-import { TREE_KEY, TREE_PREFIX } from './datapath/backend-layout.js';
+import { TREE_KEY, TREE_PREFIX } from './datapath/formats/backend-layout.js';
 import { GC_PREFIX } from './tree/tree-shipper.js';
 import { Tree, type TreeDump } from './tree/tree.js';
 import { vdiskMdsPrefix } from './vdisk/vdisk-meta.js';

@@ -6,7 +6,7 @@
  * (write-crcs.ts), the WRITEs handed to the volume together (session.ts), interrupts, writes by size.
  * Logged when the session ends ("fuse kernel session stats"), which is how tests look at them.
  */
-import { knownCrcsUsed } from '../../volume/datapath/known-crcs.js';
+import { knownCrcsUsed } from '../../volume/datapath/write-cache/known-crcs.js';
 import { MAX_WRITE, Op } from './protocol.js';
 
 /** Slots 0..63: requests by opcode (63: any opcode ≥ 63). Then the named slots below. */

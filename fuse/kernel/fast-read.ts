@@ -2,7 +2,7 @@
  * READs served in a reader thread (reader.ts), without the main thread, when every cluster of the request
  * is unwritten (zeros) or in the vDisk's local write cache: the data plane's read side in the readers.
  *
- * The main thread publishes, per open vDisk, what this needs (volume/datapath/reader-view.ts): the cluster
+ * The main thread publishes, per open vDisk, what this needs (volume/datapath/write-cache/reader-view.ts): the cluster
  * map's pages (shared memory), the descriptors of its local SCO files, its namespace tag, size and a
  * seqlock; and, per file handle, which vDisk it reads (session.ts, on OPEN/CREATE before the reply; RELEASE).
  * All of it arrives as messages on this reader's port, drained before each request, so anything published
@@ -18,8 +18,8 @@
  * its check, a change during the read, a short read — goes to the main thread exactly as before.
  */
 import fs from 'node:fs';
-import { checkSlotParts, SLOT_HEADER, SLOT_SIZE } from '../../volume/datapath/sco-format.js';
-import { VIEW, VIEW_CLOSED, viewSize, type ViewMessage, type ViewSnapshot } from '../../volume/datapath/reader-view.js';
+import { checkSlotParts, SLOT_HEADER, SLOT_SIZE } from '../../volume/datapath/formats/sco-format.js';
+import { VIEW, VIEW_CLOSED, viewSize, type ViewMessage, type ViewSnapshot } from '../../volume/datapath/write-cache/reader-view.js';
 import { CLUSTER_SIZE } from '../../volume/types.js';
 import { SIZE } from './protocol.js';
 

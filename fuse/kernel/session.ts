@@ -5,7 +5,7 @@
  * EIO: never a hang. A reply the kernel refuses with ENOENT (the request was interrupted and dropped) is
  * ignored. The session ends when every reader has seen the device end (ENODEV after an unmount).
  * READs the readers can prove they may answer from the write cache never reach the main thread: the session
- * publishes to them each open vDisk's view (volume/datapath/reader-view.ts) and which handle reads which
+ * publishes to them each open vDisk's view (volume/datapath/write-cache/reader-view.ts) and which handle reads which
  * (fast-read.ts). WRITEs that arrive while more requests wait are held and handed to the volume together,
  * when none waits any more, at the end of the turn, or before any other request (write-gather.ts: one
  * writev for their clusters).
@@ -22,7 +22,7 @@ import { DirHandles } from './dirs.js';
 import { errorReply, notifyInvalInode } from './encode.js';
 import { Nodes } from './nodes.js';
 import type { FdTable } from '../fds.js';
-import { VIEW, VIEW_CLOSED, type ReaderView } from '../../volume/datapath/reader-view.js';
+import { VIEW, VIEW_CLOSED, type ReaderView } from '../../volume/datapath/write-cache/reader-view.js';
 import type { ReaderMessage } from './fast-read.js';
 import { OPCODES } from './opcodes.js';
 import { adoptWriteCrcs } from './write-crcs.js';

@@ -1,7 +1,7 @@
 /**
  * The crc32 of each whole cluster of a WRITE, computed in the reader thread that read the request and
  * carried to the main thread with it, where the slot headers combine them instead of reading the data again
- * (volume/datapath/known-crcs.ts, sco-format.ts): the main thread is the one that serialises every write,
+ * (volume/datapath/write-cache/known-crcs.ts, sco-format.ts): the main thread is the one that serialises every write,
  * the readers wait in read(2) most of the time.
  *
  * The crcs travel in the request's own buffer, after its bytes (4-aligned): no second message, no second
@@ -10,7 +10,7 @@
  * 0: none): a WRITE with no whole cluster, a malformed one, anything else.
  */
 import { crc32 } from 'node:zlib';
-import { noteClusterCrcs } from '../../volume/datapath/known-crcs.js';
+import { noteClusterCrcs } from '../../volume/datapath/write-cache/known-crcs.js';
 import { CLUSTER_SIZE } from '../../volume/types.js';
 import { SIZE } from './protocol.js';
 

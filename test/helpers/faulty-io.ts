@@ -1,5 +1,5 @@
 /**
- * A fault-injecting CacheIo (volume/datapath/cache-io.ts) for the durability tests. It passes every call to
+ * A fault-injecting CacheIo (volume/datapath/write-cache/cache-io.ts) for the durability tests. It passes every call to
  * node:fs, and besides:
  *  - fails a chosen call with an errno (EIO, ENOSPC) once or a few times: failNext();
  *  - holds every fdatasync until released (holdSyncs()), to let writes, TLog closes and corks run
@@ -14,7 +14,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { realCacheIo, type CacheIo } from '../../volume/datapath/cache-io.js';
+import { realCacheIo, type CacheIo } from '../../volume/datapath/write-cache/cache-io.js';
 
 export type IoOp = 'open' | 'writev' | 'fdatasync' | 'rename' | 'unlink' | 'truncate' | 'fsyncDir';
 

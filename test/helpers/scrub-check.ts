@@ -5,7 +5,7 @@
  * result before (or without) any vPool applying it.
  */
 import type { BlobStore } from '../../volume/backend/types.js';
-import { checkSlot, namespaceTag, SLOT_HEADER, SLOT_SIZE } from '../../volume/datapath/sco-format.js';
+import { checkSlot, namespaceTag, SLOT_HEADER, SLOT_SIZE } from '../../volume/datapath/formats/sco-format.js';
 import { backendDoc, stateAt, type ChainDoc } from '../../volume/lineage/chain.js';
 import { scoKeyIn } from '../../volume/lineage/scrub-state.js';
 

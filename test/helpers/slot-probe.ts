@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { rootLogger } from '../../util/log.js';
-import { SLOT_SIZE } from '../../volume/datapath/sco-format.js';
+import { SLOT_SIZE } from '../../volume/datapath/formats/sco-format.js';
 
 /** The cluster address slot `slot` of SCO file `file` holds (from its header). */
 export function slotAddress(file: string, slot: number): number {

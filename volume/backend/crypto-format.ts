@@ -18,7 +18,7 @@ import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, ran
 
 export const HEADER_SIZE = 64;
 export const TAG_SIZE = 16;
-/** 16 slots of 4128 bytes (volume/datapath/sco-format.ts): a read-cache piece (32 slots) is exactly 2 chunks. */
+/** 16 slots of 4128 bytes (volume/datapath/formats/sco-format.ts): a read-cache piece (32 slots) is exactly 2 chunks. */
 export const DEFAULT_CHUNK = 16 * 4128;
 const MAGIC = Buffer.from('VPE1', 'latin1');
 const AUTH_LEN = 48;

@@ -21,7 +21,7 @@
  * - gate() runs before every backend write of the vPool (./fenced-store.ts): when the last renewal is more
  *   than one and a half renewal periods old (SIGSTOP, a stalled event loop, a failed renewal) it renews first, so a resumed zombie finds out it
  *   lost the claim before it writes anything. A write already on its way when the process stopped is not
- *   stopped by this: the fence in the data (../datapath/epoch-fence.ts) makes such late writes count for nothing.
+ *   stopped by this: the fence in the data (../datapath/formats/epoch-fence.ts) makes such late writes count for nothing.
  */
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';

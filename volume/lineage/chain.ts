@@ -6,11 +6,11 @@
  */
 import { VolumeError } from '../../util/errors.js';
 import type { BlobStore } from '../backend/types.js';
-import { backendTlogs, tlogKey } from '../datapath/backend-layout.js';
-import { ClusterMap } from '../datapath/cluster-map.js';
+import { backendTlogs, tlogKey } from '../datapath/formats/backend-layout.js';
+import { ClusterMap } from '../datapath/formats/cluster-map.js';
 import { applyTo, decodeBaseInto, baseKey, type DiskState } from './clone-base.js';
 import { backendDocKey, isDropped, parseDoc, type VDiskDoc } from './snapshot-store.js';
-import { decodeRecords, type TLogRecord } from '../datapath/tlog-format.js';
+import { decodeRecords, type TLogRecord } from '../datapath/formats/tlog-format.js';
 import { segmentKey, type ScrubDocFields } from './scrub-state.js';
 
 export type ChainDoc = VDiskDoc & ScrubDocFields;

@@ -9,10 +9,10 @@
  */
 import type { Logger } from '../../util/log.js';
 import type { BlobStore } from '../backend/types.js';
-import { keyNumber, listedTlogs } from '../datapath/backend-layout.js';
-import { ClusterMap } from '../datapath/cluster-map.js';
-import { tlogCounts, vdiskFences } from '../datapath/epoch-fence.js';
-import { RecordType } from '../datapath/tlog-format.js';
+import { keyNumber, listedTlogs } from '../datapath/formats/backend-layout.js';
+import { ClusterMap } from '../datapath/formats/cluster-map.js';
+import { tlogCounts, vdiskFences } from '../datapath/formats/epoch-fence.js';
+import { RecordType } from '../datapath/formats/tlog-format.js';
 import { isCode } from '../../util/errors.js';
 import { applyTo, baseKey, decodeBaseInto, type DiskState } from './clone-base.js';
 import { chainItems, readItem, type ChainDoc, type ChainItem } from './chain.js';

@@ -8,13 +8,13 @@
  * by a rollback (or the segments of a scrub in place of the TLogs it replaced: stateAt in ./chain.ts).
  *
  * Base format (little-endian): "VPB1", f64 size, u32 page count, then per page u32 page number and the
- * page's 2048 u32 words (../datapath/cluster-map.ts), then u32 crc32 of everything before it.
+ * page's 2048 u32 words (../datapath/formats/cluster-map.ts), then u32 crc32 of everything before it.
  */
 import { crc32 } from 'node:zlib';
 import { VolumeError } from '../../util/errors.js';
 import type { BlobStore } from '../backend/types.js';
-import { ClusterMap, PAGE_CLUSTERS } from '../datapath/cluster-map.js';
-import { RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { ClusterMap, PAGE_CLUSTERS } from '../datapath/formats/cluster-map.js';
+import { RecordType, type TLogRecord } from '../datapath/formats/tlog-format.js';
 import { CLUSTER_SIZE } from '../types.js';
 
 const MAGIC = 0x31425056; // "VPB1"

@@ -14,12 +14,12 @@
  * entries (with their depth) too, and names the parent snapshot's uuid it was made under.
  *
  * Format (little-endian): "VPK1", u32 header length, header JSON (CheckpointHeader), u32 page count, per page
- * u32 page number and its 2048 u32 words (../datapath/cluster-map.ts), u32 slot-count entries, per entry
+ * u32 page number and its 2048 u32 words (../datapath/formats/cluster-map.ts), u32 slot-count entries, per entry
  * u32 SCO and u32 count, then the SHA-256 of everything before it. A torn, truncated or altered object fails
  * the check and is ignored (logged); the BlobStore seam encrypts and authenticates it like every object.
  */
 import { createHash } from 'node:crypto';
-import { ClusterMap, PAGE_CLUSTERS } from '../datapath/cluster-map.js';
+import { ClusterMap, PAGE_CLUSTERS } from '../datapath/formats/cluster-map.js';
 import type { DiskState } from './clone-base.js';
 import type { ChainItem, ChainDoc } from './chain.js';
 
@@ -47,7 +47,7 @@ export interface CheckpointHeader {
   size: number;
   /** The highest own SCO number (below SCRUB_SCO_BASE) the covered records name: a rebuild numbers past it. */
   lastSco: number;
-  /** The vDisk's fences (../datapath/epoch-fence.ts) known when it was written: their epochs. */
+  /** The vDisk's fences (../datapath/formats/epoch-fence.ts) known when it was written: their epochs. */
   fenceEpochs: number[];
   router: string;
   /** Wall-clock ms when it was written. */

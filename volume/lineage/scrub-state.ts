@@ -10,9 +10,9 @@
  * Every key carries the scrub id, so a scrub writes nothing another scrub or the owner writes or reads
  * before the result is applied.
  */
-import { scoName } from '../datapath/sco-format.js';
-import { tlogName } from '../datapath/tlog-format.js';
-import { scoKey } from '../datapath/backend-layout.js';
+import { scoName } from '../datapath/formats/sco-format.js';
+import { tlogName } from '../datapath/formats/tlog-format.js';
+import { scoKey } from '../datapath/formats/backend-layout.js';
 
 /** Scrub SCOs are numbered from here; the owner counts its own up from 1 and never gets near. */
 export const SCRUB_SCO_BASE = 0x80000000;

@@ -11,7 +11,7 @@
  * write after a discard is among the surviving writes, which come after them.
  * Locations are packed as sco * 65536 + slot (a slot is 16 bits in the map), exact in a double.
  */
-import { RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { RecordType, type TLogRecord } from '../datapath/formats/tlog-format.js';
 import { CLUSTER_SIZE } from '../types.js';
 
 export const pack = (sco: number, slot: number): number => sco * 65536 + slot;

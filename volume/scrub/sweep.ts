@@ -7,10 +7,10 @@
 import type { Logger } from '../../util/log.js';
 import type { SweepItem } from '../types.js';
 import type { BlobStore } from '../backend/types.js';
-import { keyNumber, vdiskPrefix } from '../datapath/backend-layout.js';
+import { keyNumber, vdiskPrefix } from '../datapath/formats/backend-layout.js';
 import { baseKey } from '../lineage/clone-base.js';
 import { backendDocKey, isDropped } from '../lineage/snapshot-store.js';
-import { RecordType } from '../datapath/tlog-format.js';
+import { RecordType } from '../datapath/formats/tlog-format.js';
 import { chainItems, readItem, type ChainDoc } from '../lineage/chain.js';
 import { relocationsKey, resultKey, scoKeyIn, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 

@@ -7,7 +7,7 @@
  */
 import { isCode, VolumeError } from '../../util/errors.js';
 import type { BlobStore } from '../backend/types.js';
-import { TREE_KEY, TREE_PREFIX } from '../datapath/backend-layout.js';
+import { TREE_KEY, TREE_PREFIX } from '../datapath/formats/backend-layout.js';
 import type { TreeDump } from '../tree/tree.js';
 
 /** The backend's tree keys, oldest first: the one from before claims, then each claim epoch's. */

@@ -6,7 +6,7 @@
  */
 import type { BlobStore } from '../backend/types.js';
 import type { MetadataStore } from '../../mds/types.js';
-import { TREE_PREFIX, treeKey, vdiskPrefix } from '../datapath/backend-layout.js';
+import { TREE_PREFIX, treeKey, vdiskPrefix } from '../datapath/formats/backend-layout.js';
 import { withRetry } from '../backend/retry.js';
 import { logger } from '../../util/log.js';
 import type { TreeDump } from './tree.js';
@@ -33,7 +33,7 @@ export class TreeShipper {
   /** How long the last dump of the tree took on the event loop (it grows with the tree). */
   private dumpMs = 0;
 
-  /** `epoch`: the claim epoch this router holds (read at each ship); the tree goes to its own key (../datapath/backend-layout.ts). */
+  /** `epoch`: the claim epoch this router holds (read at each ship); the tree goes to its own key (../datapath/formats/backend-layout.ts). */
   constructor(private readonly backend: BlobStore, private readonly mds: MetadataStore, private readonly dump: () => TreeDump,
     private readonly epoch: () => number, private readonly delayMs = 100) {}
 

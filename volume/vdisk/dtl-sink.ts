@@ -5,8 +5,8 @@
  * vdisk-context.ts import it without a cycle.
  */
 import type { BlobStore } from '../backend/types.js';
-import type { ClusterMap } from '../datapath/cluster-map.js';
-import type { LocalCache } from '../datapath/local-cache.js';
+import type { ClusterMap } from '../datapath/formats/cluster-map.js';
+import type { LocalCache } from '../datapath/write-cache/local-cache.js';
 import type { DocStore } from '../lineage/snapshot-store.js';
 import type { DtlInfo, DtlMode } from '../types.js';
 

@@ -5,12 +5,12 @@
  * of writes not yet corked). If the commit fails, the map is moved back and nothing changed.
  */
 import type { MetadataOp } from '../../mds/types.js';
-import type { ClusterMap } from '../datapath/cluster-map.js';
-import type { ReaderView } from '../datapath/reader-view.js';
-import { scoName } from '../datapath/sco-format.js';
+import type { ClusterMap } from '../datapath/formats/cluster-map.js';
+import type { ReaderView } from '../datapath/write-cache/reader-view.js';
+import { scoName } from '../datapath/formats/sco-format.js';
 import type { ChainDoc } from '../lineage/chain.js';
 import type { ScoRange } from '../lineage/scrub-state.js';
-import type { LocalCache } from '../datapath/local-cache.js';
+import type { LocalCache } from '../datapath/write-cache/local-cache.js';
 import type { DocStore } from '../lineage/snapshot-store.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { commitCork, mapPrefix, pageBytes, scoCountPrefix, u32, type CorkSource } from './vdisk-meta.js';

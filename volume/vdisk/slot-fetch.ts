@@ -6,8 +6,8 @@
  */
 import { VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
-import type { LocalCache } from '../datapath/local-cache.js';
-import { checkSlot, SLOT_SIZE } from '../datapath/sco-format.js';
+import type { LocalCache } from '../datapath/write-cache/local-cache.js';
+import { checkSlot, SLOT_SIZE } from '../datapath/formats/sco-format.js';
 import { CLUSTER_SIZE } from '../types.js';
 import type { VDiskContext } from './vdisk-context.js';
 

@@ -5,11 +5,11 @@
  */
 import type { BlobStore } from '../backend/types.js';
 import type { MetadataStore } from '../../mds/types.js';
-import type { ReadCache } from '../datapath/read-cache.js';
-import type { Semaphore } from '../datapath/uploader.js';
-import type { UploadBuffers } from '../datapath/upload-buffers.js';
-import type { WriteCacheSpace } from '../datapath/write-cache-space.js';
-import type { SlotSource } from '../datapath/read-path.js';
+import type { ReadCache } from '../datapath/read/read-cache.js';
+import type { Semaphore } from '../datapath/upload/uploader.js';
+import type { UploadBuffers } from '../datapath/upload/upload-buffers.js';
+import type { WriteCacheSpace } from '../datapath/write-cache/write-cache-space.js';
+import type { SlotSource } from '../datapath/read/read-path.js';
 import type { VDiskDoc } from '../lineage/snapshot-store.js';
 import type { DtlProvider } from './dtl-sink.js';
 
@@ -19,7 +19,7 @@ export interface VDiskContext {
   space: WriteCacheSpace;
   readCache: ReadCache;
   uploads: Semaphore;
-  /** The buffers SCOs are read into for their puts (../datapath/upload-buffers.ts), bounded per vPool. */
+  /** The buffers SCOs are read into for their puts (../datapath/upload/upload-buffers.ts), bounded per vPool. */
   uploadBuffers: UploadBuffers;
   /** Map checkpoint jobs at once over the vPool's vDisks (checkpointer.ts). */
   checkpointJobs: Semaphore;
@@ -30,11 +30,11 @@ export interface VDiskContext {
   tlogScos: number;
   /** The DTL (dtl-hook.ts), when the mount has DTL servers. */
   dtl?: DtlProvider;
-  /** The write cache's file I/O (../datapath/cache-io.ts): node:fs, or a fault-injecting one in tests. */
-  io?: import('../datapath/cache-io.js').CacheIo;
+  /** The write cache's file I/O (../datapath/write-cache/cache-io.ts): node:fs, or a fault-injecting one in tests. */
+  io?: import('../datapath/write-cache/cache-io.js').CacheIo;
   /**
    * Set when this router took the vPool over from another holder (claim epoch, volume/claim/claim.ts): a
-   * rebuild from the backend then records the vDisk's fence first (../datapath/epoch-fence.ts).
+   * rebuild from the backend then records the vDisk's fence first (../datapath/formats/epoch-fence.ts).
    */
   fenceEpoch?: number;
   /** Why this router lost its claim on the vPool (its vDisks answer I/O with FENCED), or null. */

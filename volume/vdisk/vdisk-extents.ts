@@ -7,8 +7,8 @@
  * Cost: SEEK_HOLE walks mapped clusters from the offset; SEEK_DATA walks the offset's map page, then
  * the mapped entries in address order (ClusterMap.entries), so a call costs at most the mapped clusters.
  */
-import type { ClusterMap } from '../datapath/cluster-map.js';
-import { PAGE_CLUSTERS } from '../datapath/cluster-map.js';
+import type { ClusterMap } from '../datapath/formats/cluster-map.js';
+import { PAGE_CLUSTERS } from '../datapath/formats/cluster-map.js';
 import { CLUSTER_SIZE } from '../types.js';
 
 /**

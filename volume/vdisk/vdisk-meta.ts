@@ -3,16 +3,16 @@
  *
  *   vd/<id>/meta        JSON {corkedTlog, corkedSco, size, template}: the TLogs up to corkedTlog are in the
  *                       backend and reflected in the persisted map; so are the SCOs up to corkedSco
- *   vd/<id>/map/<page>  a cluster-map page (../datapath/cluster-map.ts), 8 KiB
+ *   vd/<id>/map/<page>  a cluster-map page (../datapath/formats/cluster-map.ts), 8 KiB
  *   vd/<id>/sco/<n>     u32 slot count of SCO n (to read it back from the backend once evicted)
  *
  * The persisted map may be newer than corkedTlog (it is written whole at each cork); replaying the local
  * TLogs after corkedTlog over it is still right, because replay is last-writer-wins in log order.
  */
 import type { MetadataOp, MetadataStore } from '../../mds/types.js';
-import { PAGE_CLUSTERS } from '../datapath/cluster-map.js';
-import type { PendingTlog } from '../datapath/uploader.js';
-import { scoName } from '../datapath/sco-format.js';
+import { PAGE_CLUSTERS } from '../datapath/formats/cluster-map.js';
+import type { PendingTlog } from '../datapath/upload/uploader.js';
+import { scoName } from '../datapath/formats/sco-format.js';
 import { SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 
 export interface VDiskMeta {

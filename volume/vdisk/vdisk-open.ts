@@ -10,11 +10,11 @@
  */
 import fs from 'node:fs';
 import { logger } from '../../util/log.js';
-import { listedScos, listedTlogs, scoKey, tlogKey } from '../datapath/backend-layout.js';
-import { FENCE_GAP, fenceKey, scoCounts, tlogCounts, vdiskFences, type VDiskFence } from '../datapath/epoch-fence.js';
-import { LocalCache } from '../datapath/local-cache.js';
-import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from '../datapath/sco-format.js';
-import { decodeRecords, RecordType, type TLogRecord } from '../datapath/tlog-format.js';
+import { listedScos, listedTlogs, scoKey, tlogKey } from '../datapath/formats/backend-layout.js';
+import { FENCE_GAP, fenceKey, scoCounts, tlogCounts, vdiskFences, type VDiskFence } from '../datapath/formats/epoch-fence.js';
+import { LocalCache } from '../datapath/write-cache/local-cache.js';
+import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from '../datapath/formats/sco-format.js';
+import { decodeRecords, RecordType, type TLogRecord } from '../datapath/formats/tlog-format.js';
 import { CLUSTER_SIZE } from '../types.js';
 import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
@@ -151,7 +151,7 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
   fs.rmSync(v.cache.dir, { recursive: true, force: true });
   const restored = await restoreOnRebuild(v);
-  // the late uploads of a fenced router (../datapath/epoch-fence.ts) are no part of the history
+  // the late uploads of a fenced router (../datapath/formats/epoch-fence.ts) are no part of the history
   const fences = await vdiskFences(ctx.backend, id);
   const listed = await listedTlogs(ctx.backend, id);
   const accepted = listed.filter((n) => tlogCounts(fences, n));

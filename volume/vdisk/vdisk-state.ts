@@ -11,12 +11,12 @@ import path from 'node:path';
 import { VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
 import { Serial } from '../../util/serial.js';
-import { ClusterMap } from '../datapath/cluster-map.js';
-import type { CacheFault, ClosedSco } from '../datapath/cache-files.js';
-import { LocalCache } from '../datapath/local-cache.js';
-import { SLOT_SIZE } from '../datapath/sco-format.js';
-import type { TLogRecord } from '../datapath/tlog-format.js';
-import { Uploader, type PendingTlog } from '../datapath/uploader.js';
+import { ClusterMap } from '../datapath/formats/cluster-map.js';
+import type { CacheFault, ClosedSco } from '../datapath/write-cache/cache-files.js';
+import { LocalCache } from '../datapath/write-cache/local-cache.js';
+import { SLOT_SIZE } from '../datapath/formats/sco-format.js';
+import type { TLogRecord } from '../datapath/formats/tlog-format.js';
+import { Uploader, type PendingTlog } from '../datapath/upload/uploader.js';
 import { CLUSTER_SIZE, type VDiskFault } from '../types.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { NO_DTL, type DtlSink } from './dtl-sink.js';
@@ -26,7 +26,7 @@ import { applyTo, type DiskState } from '../lineage/clone-base.js';
 import { scoKeyIn, SCRUB_SCO_BASE, type ScoRange } from '../lineage/scrub-state.js';
 import { IoActivity } from '../../util/io-activity.js';
 import { ReadGate } from './read-gate.js';
-import { ReaderView, VIEW } from '../datapath/reader-view.js';
+import { ReaderView, VIEW } from '../datapath/write-cache/reader-view.js';
 import { Checkpointer } from './checkpointer.js';
 
 const log = logger('vdisk');
@@ -57,7 +57,7 @@ export abstract class VDiskState {
   readonly cache: LocalCache;
   /**
    * What the kernel engine's reader threads need to serve reads from the write cache themselves (map pages,
-   * SCO descriptors, size, a seqlock: ../datapath/reader-view.ts). Every change that a slot check cannot
+   * SCO descriptors, size, a seqlock: ../datapath/write-cache/reader-view.ts). Every change that a slot check cannot
    * catch — a descriptor closed, the map rewritten, the size changed — runs inside readerView.change().
    */
   readonly readerView: ReaderView;
@@ -151,7 +151,7 @@ export abstract class VDiskState {
     return f === null ? null : { code: f.code, message: f.message, since: f.since };
   }
 
-  /** The write cache became faulted (../datapath/local-cache.ts): said once, loudly. */
+  /** The write cache became faulted (../datapath/write-cache/local-cache.ts): said once, loudly. */
   onFault(f: CacheFault): void {
     log.error('the write-cache disk failed: this vDisk takes no more writes (fsync and writes fail with EIO) until the vPool is restarted', {
       vdisk: this.id, errno: f.code, cause: f.message, dir: this.cache.dir,

@@ -5,7 +5,7 @@
  * the DTL (dtl-hook.ts: its sink). The part of VDiskImpl (vdisk.ts) between its state and its write path.
  */
 import type { MetadataOp } from '../../mds/types.js';
-import { SLOT_SIZE } from '../datapath/sco-format.js';
+import { SLOT_SIZE } from '../datapath/formats/sco-format.js';
 import type { DtlSink } from './dtl-sink.js';
 import { docShippedKey, rollbackKey, type VDiskDoc } from '../lineage/snapshot-store.js';
 import { commitCork, corkOps, metaKey, type VDiskMeta } from './vdisk-meta.js';

@@ -6,8 +6,8 @@
  */
 import { isCode, VolumeError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
-import { SLOT_SIZE } from '../datapath/sco-format.js';
-import { RecordType } from '../datapath/tlog-format.js';
+import { SLOT_SIZE } from '../datapath/formats/sco-format.js';
+import { RecordType } from '../datapath/formats/tlog-format.js';
 import { CLUSTER_SIZE } from '../types.js';
 import { VDiskTransitions } from './vdisk-transitions.js';
 
@@ -232,7 +232,7 @@ export abstract class VDiskWrites extends VDiskTransitions {
 
   /**
    * Unmaps clusters first..first+count-1, journaled: a DISCARD record in the open TLog (after the record of
-   * the open SCO when that SCO holds one of them: see ../datapath/tlog-format.ts), the same in the DTL.
+   * the open SCO when that SCO holds one of them: see ../datapath/formats/tlog-format.ts), the same in the DTL.
    * Nothing mapped in the range: nothing to record (an fstrim of the free space, again and again).
    */
   private discardClusters(first: number, count: number): void {

@@ -10,12 +10,12 @@
  * interface and the read path. Opening (fresh, local restart, rebuild from the backend) lives in vdisk-open.ts.
  */
 import { VolumeError } from '../../util/errors.js';
-import { SLOT_SIZE } from '../datapath/sco-format.js';
+import { SLOT_SIZE } from '../datapath/formats/sco-format.js';
 import { checkOffset, checkSize, checkWriteRange } from './validate.js';
 import { CLUSTER_SIZE, type VDisk, type VDiskInfo } from '../types.js';
-import type { ReadCache } from '../datapath/read-cache.js';
-import { readClusters, type SlotSource } from '../datapath/read-path.js';
-import { ReadAhead } from '../datapath/read-ahead.js';
+import type { ReadCache } from '../datapath/read/read-cache.js';
+import { readClusters, type SlotSource } from '../datapath/read/read-path.js';
+import { ReadAhead } from '../datapath/read/read-ahead.js';
 import { seekExtent } from './vdisk-extents.js';
 import { fetchVerifiedSlots } from './slot-fetch.js';
 import type { ChainDoc } from '../lineage/chain.js';
@@ -74,7 +74,7 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource, Gathere
    * (allocatedBytes drops, SEEK_HOLE sees them); the part of an edge cluster in the range is zeroed by a
    * read-modify-write, or the edge cluster is unmapped too when nothing non-zero is left in it. Any byte
    * alignment; the range must lie within the size (INVALID otherwise). Durable against a kill of the
-   * process once resolved, and ordered with the writes around it (../datapath/tlog-format.ts).
+   * process once resolved, and ordered with the writes around it (../datapath/formats/tlog-format.ts).
    */
   async discard(offset: number, length: number): Promise<void> {
     const ctx = { vdisk: this.id };
@@ -157,10 +157,10 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource, Gathere
   }
 
   // ---- read path ---------------------------------------------------------------------------------
-  // How a read runs: volume/datapath/read-path.ts and docs/read-path.md. This vDisk is the read path's ReadTarget
+  // How a read runs: volume/datapath/read/read-path.ts and docs/read-path.md. This vDisk is the read path's ReadTarget
   // (its map, the read cache, its namespaces) and the SlotSource of its own namespace.
 
-  /** Read-ahead of this vDisk's sequential reads from the backend (../datapath/read-ahead.ts), made on first use. */
+  /** Read-ahead of this vDisk's sequential reads from the backend (../datapath/read/read-ahead.ts), made on first use. */
   private readAheadState?: ReadAhead;
 
   /** The read-ahead, once a read has run (tests wait for it to be idle). */

@@ -6,11 +6,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { VolumeError } from '../../util/errors.js';
-import { fsyncDir } from '../../util/fsync-dir.js';
+import { VolumeError } from '../../../util/errors.js';
+import { fsyncDir } from '../../../util/fsync-dir.js';
 import type { CacheIo } from './cache-io.js';
-import { encodeRecord, RecordType, tlogName, type TLogRecord } from './tlog-format.js';
-import { scoName, SLOT_SIZE } from './sco-format.js';
+import { encodeRecord, RecordType, tlogName, type TLogRecord } from '../formats/tlog-format.js';
+import { scoName, SLOT_SIZE } from '../formats/sco-format.js';
 
 export interface ClosedSco {
   sco: number;
@@ -354,7 +354,7 @@ export class CacheFiles {
   }
 
   /**
-   * The read path (volume/datapath/read-path.ts): the descriptor of SCO `sco` if the SCO is local (opened on first
+   * The read path (volume/datapath/read/read-path.ts): the descriptor of SCO `sco` if the SCO is local (opened on first
    * use, like readSlots), else null. Valid until the SCO is evicted: use it at once, never across an await.
    */
   scoFd(sco: number): number | null {

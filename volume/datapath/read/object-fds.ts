@@ -10,8 +10,8 @@
  * move switched), so that an object deleted meanwhile (a scrub, a removed vDisk) gives back its space soon.
  */
 import fs from 'node:fs';
-import type { BlobStore } from '../backend/types.js';
-import { closeWhenIdle } from './slot-readers.js';
+import type { BlobStore } from '../../backend/types.js';
+import { closeWhenIdle } from '../slot-readers/slot-readers.js';
 
 /** Descriptors of backend objects read in place kept open (least recently used closed first). */
 const MAX_OBJECT_FDS = 64;

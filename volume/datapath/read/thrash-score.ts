@@ -8,7 +8,7 @@
  * the cache holds) keep it until it was wanted again, 0 when it would have. Thrashing from an average of
  * ENTER_THRASH up, until it falls below LEAVE_THRASH (hysteresis: no flapping).
  */
-import { logger } from '../../util/log.js';
+import { logger } from '../../../util/log.js';
 
 const log = logger('read-cache');
 /** Weight of one vote in the thrash score (an average over the last ~16 votes). */

@@ -18,8 +18,8 @@
  *   GET (read-cache.ts), any other piece it fetches itself. A failed prefetch is only logged (debug);
  *   the read that needs the piece fetches it and reports.
  */
-import { logger } from '../../util/log.js';
-import { CLUSTER_SIZE } from '../types.js';
+import { logger } from '../../../util/log.js';
+import { CLUSTER_SIZE } from '../../types.js';
 import { PIECE_SLOTS, sparseUse } from './read-cache.js';
 import type { ReadTarget } from './read-path.js';
 

@@ -26,9 +26,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { SLOT_SIZE } from './sco-format.js';
+import { SLOT_SIZE } from '../formats/sco-format.js';
 import { JOB, JOB_WORDS } from './slot-job-table.js';
-import { logger } from '../../util/log.js';
+import { logger } from '../../../util/log.js';
 
 const log = logger('slot-readers');
 

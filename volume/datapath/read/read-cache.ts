@@ -27,13 +27,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { BlobStore } from '../backend/types.js';
-import { SLOT_SIZE } from './sco-format.js';
-import { withRetry } from '../backend/retry.js';
-import { logger } from '../../util/log.js';
-import type { StateDisk } from './write-cache-space.js';
+import type { BlobStore } from '../../backend/types.js';
+import { SLOT_SIZE } from '../formats/sco-format.js';
+import { withRetry } from '../../backend/retry.js';
+import { logger } from '../../../util/log.js';
+import type { StateDisk } from '../write-cache/write-cache-space.js';
 import { ObjectFds } from './object-fds.js';
-import { closeWhenIdle } from './slot-readers.js';
+import { closeWhenIdle } from '../slot-readers/slot-readers.js';
 import { sparseUse, ThrashScore } from './thrash-score.js';
 
 export { sparseUse } from './thrash-score.js';

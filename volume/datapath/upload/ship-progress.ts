@@ -4,9 +4,9 @@
  * objects (SCOs + TLogs) shipped out of how many, the rate, and — while the backend refuses — the cause it
  * gave, each time (not only the first); then how much was shipped. `onProgress` gets the same figures.
  */
-import { logger } from '../../util/log.js';
-import { lastBackendFailure } from '../backend/retry.js';
-import type { VDisk } from '../types.js';
+import { logger } from '../../../util/log.js';
+import { lastBackendFailure } from '../../backend/retry.js';
+import type { VDisk } from '../../types.js';
 
 export interface ShipProgress {
   /** What is being waited for: "clean stop", "clone of /a", … */

@@ -10,7 +10,7 @@
  * zeroed tail) lives in a buffer of its own and finds nothing here. Once the buffer is handed back its views
  * are detached (length 0) and find nothing either. A WeakMap: an entry goes with its buffer.
  */
-import { CLUSTER_SIZE } from '../types.js';
+import { CLUSTER_SIZE } from '../../types.js';
 
 const known = new WeakMap<ArrayBufferLike, { at: number; crcs: Uint32Array }>();
 /** Clusters whose recorded crc was used (the kernel engine's session stats show it: a test checks the path is taken). */

@@ -14,14 +14,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
-import { VolumeError } from '../../util/errors.js';
-import { fsyncDir } from '../../util/fsync-dir.js';
+import { VolumeError } from '../../../util/errors.js';
+import { fsyncDir } from '../../../util/fsync-dir.js';
 import { realCacheIo, type CacheIo } from './cache-io.js';
 import { CacheFiles, writevFully, type LocalCacheEvents } from './cache-files.js';
-import { CLUSTER_SIZE } from '../types.js';
+import { CLUSTER_SIZE } from '../../types.js';
 import { knownClusterCrc } from './known-crcs.js';
-import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scanSlots } from './sco-format.js';
-import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from './tlog-format.js';
+import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scanSlots } from '../formats/sco-format.js';
+import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from '../formats/tlog-format.js';
 
 /** The write cache of one vDisk: its open SCO, the closing of SCOs and TLogs, the local restart, eviction. */
 export class LocalCache extends CacheFiles {

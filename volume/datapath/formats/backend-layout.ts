@@ -10,7 +10,7 @@
  *   vdisks/<id>/tlog/<n>        TLogs (see tlog-format.ts), uploaded after the SCOs they name
  *   vdisks/<id>/fence/<epoch>   what a new claim holder accepted of the vDisk's history (./epoch-fence.ts)
  */
-import type { BlobStore } from '../backend/types.js';
+import type { BlobStore } from '../../backend/types.js';
 import { scoName } from './sco-format.js';
 import { tlogName } from './tlog-format.js';
 import { tlogCounts, vdiskFences } from './epoch-fence.js';

@@ -30,11 +30,11 @@
  * writes into the caller's buffer after it has the answer.
  */
 import fs from 'node:fs';
-import { CLUSTER_SIZE } from '../types.js';
-import { checkSlot, checkSlotParts, SLOT_HEADER, SLOT_SIZE } from './sco-format.js';
+import { CLUSTER_SIZE } from '../../types.js';
+import { checkSlot, checkSlotParts, SLOT_HEADER, SLOT_SIZE } from '../formats/sco-format.js';
 import { PIECE_SLOTS, sparseUse, type ReadCache } from './read-cache.js';
-import type { ClusterMap } from './cluster-map.js';
-import { takeReaders, type SlotReader } from './slot-readers.js';
+import type { ClusterMap } from '../formats/cluster-map.js';
+import { takeReaders, type SlotReader } from '../slot-readers/slot-readers.js';
 
 /** Pieces fetched at the same time for one request. */
 export const FETCH_PARALLEL = 8;

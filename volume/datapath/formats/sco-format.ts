@@ -17,8 +17,8 @@
  * but not the discards it held.
  */
 import { crc32 } from 'node:zlib';
-import { combineFor } from '../../util/crc32-combine.js';
-import { CLUSTER_SIZE } from '../types.js';
+import { combineFor } from '../../../util/crc32-combine.js';
+import { CLUSTER_SIZE } from '../../types.js';
 
 export const SLOT_HEADER = 32;
 export const SLOT_SIZE = SLOT_HEADER + CLUSTER_SIZE;

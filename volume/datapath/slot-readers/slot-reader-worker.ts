@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { checkSlot, SLOT_SIZE } from './sco-format.js';
+import { checkSlot, SLOT_SIZE } from '../formats/sco-format.js';
 import { JOB, JOB_WORDS } from './slot-job-table.js';
 
 const { scratch: sab, jobs: jobsSab } = workerData as { scratch: SharedArrayBuffer; jobs: SharedArrayBuffer };

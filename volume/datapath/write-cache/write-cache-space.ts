@@ -6,7 +6,7 @@
  * hold so that the uploader has something to drain.
  */
 import fs from 'node:fs';
-import { logger } from '../../util/log.js';
+import { logger } from '../../../util/log.js';
 
 const log = logger('write-cache');
 

@@ -6,7 +6,7 @@
  * Reads go to node:fs directly: a read changes nothing a power cut could lose.
  */
 import fs from 'node:fs';
-import { closeWhenIdle } from './slot-readers.js';
+import { closeWhenIdle } from '../slot-readers/slot-readers.js';
 
 export interface CacheIo {
   /** open(2); `flags` as node:fs takes them ('w+', 'r+', 'r'). */

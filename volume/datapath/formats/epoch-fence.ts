@@ -15,8 +15,8 @@
  * TLog after its SCOs, TLog n+1 after n), so "not listed at the takeover" is "above the highest listed".
  * A backend without fence objects has no fence: every number counts, as before.
  */
-import type { BlobStore } from '../backend/types.js';
-import { isCode } from '../../util/errors.js';
+import type { BlobStore } from '../../backend/types.js';
+import { isCode } from '../../../util/errors.js';
 
 /** Numbers left free between two epochs' ranges (a zombie would have to ship 65536 TLogs unfenced to cross it). */
 export const FENCE_GAP = 0x10000;

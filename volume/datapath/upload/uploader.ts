@@ -12,11 +12,11 @@
  * copied in the kernel, instead of its bytes read into this process.
  */
 import fs from 'node:fs/promises';
-import type { BlobStore } from '../backend/types.js';
-import { scoKey, tlogKey } from './backend-layout.js';
-import { withRetry } from '../backend/retry.js';
+import type { BlobStore } from '../../backend/types.js';
+import { scoKey, tlogKey } from '../formats/backend-layout.js';
+import { withRetry } from '../../backend/retry.js';
 import type { UploadBuffers } from './upload-buffers.js';
-import type { Logger } from '../../util/log.js';
+import type { Logger } from '../../../util/log.js';
 
 export interface PendingTlog {
   tlog: number;
