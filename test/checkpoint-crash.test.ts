@@ -27,7 +27,8 @@ import { newestCheckpoint } from '../volume/lineage/checkpoint-job.js';
 import { checkpointPrefix } from '../volume/lineage/map-checkpoint.js';
 import { logger } from '../util/log.js';
 import { emptyDoc } from '../volume/lineage/snapshot-store.js';
-import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
+import { pattern, RefDisk } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const CS = 4096;
 const log = logger('checkpoint-crash');
@@ -56,9 +57,7 @@ function fingerprint(v: VDiskImpl): string {
 }
 
 test('a torn or damaged checkpoint is ignored: the older one, then a full replay, read as the reference', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed}`);
-  const r = rng(seed);
+  const { seed, rand: r } = seeded(t);
   const l = layout();
   t.teardown(() => fs.rmSync(l.root, { recursive: true, force: true }));
   const open = (): Promise<VPool> => openVPool({ name: 'torn', stateDir: l.state, backendUrl: l.backendUrl, scoClusters: 8, tlogScos: 1, scoMaxAgeMs: 3_600_000, checkpointEveryTlogs: 4 });
@@ -104,9 +103,7 @@ test('a torn or damaged checkpoint is ignored: the older one, then a full replay
 });
 
 test('a checkpoint covering TLogs a fence excluded after a takeover is ignored', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed}`);
-  const r = rng(seed);
+  const { seed, rand: r } = seeded(t);
   const l = layout();
   t.teardown(() => fs.rmSync(l.root, { recursive: true, force: true }));
   const open = (loadCheckpoints: boolean): Promise<VPool> => openVPool({
@@ -156,9 +153,7 @@ test('a checkpoint covering TLogs a fence excluded after a takeover is ignored',
 });
 
 test('SIGKILL while checkpoints are written: rebuilds with and without them restore the same map and bytes', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed}`);
-  const r = rng(seed);
+  const { seed, rand: r } = seeded(t);
   const l = layout();
   t.teardown(() => fs.rmSync(l.root, { recursive: true, force: true }));
   const kills = Number(process.env.VPOOLFS_CHECKPOINT_KILLS ?? 4);

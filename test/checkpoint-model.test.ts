@@ -24,8 +24,9 @@ import { backendTlogs } from '../volume/datapath/formats/backend-layout.js';
 import { checkpointPrefix } from '../volume/lineage/map-checkpoint.js';
 import { logger } from '../util/log.js';
 import { emptyDoc } from '../volume/lineage/snapshot-store.js';
-import { RefDisk, RefSnapshots, rng } from './helpers/ref-disk.js';
+import { RefDisk, RefSnapshots } from './helpers/ref-disk.js';
 import { compareLive, compareSnapshots, CS, fail, ModelOps } from './helpers/model-ops.js';
+import { seeded } from './helpers/seed.js';
 
 const KEY = Buffer.alloc(32, 9);
 const log = logger('checkpoint-model');
@@ -44,9 +45,7 @@ function fingerprint(pool: VPool, refs: Map<string, RefDisk>): Map<string, strin
 
 for (const encrypted of [false, true]) {
   test(`rebuilds with and without map checkpoints read every vDisk and snapshot as the reference${encrypted ? ' (encrypted backend)' : ''}`, async (t) => {
-    const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-    t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays this run)`);
-    const r = rng(seed);
+    const { seed, rand: r } = seeded(t);
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-ckpt-model-'));
     t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
     const state = path.join(root, 'state');

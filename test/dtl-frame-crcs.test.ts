@@ -13,21 +13,12 @@ import { DtlError } from '../dtl-client/errors.js';
 import { encodeFrame, encodeFrameParts, FrameDecoder, HEADER_BYTES, MAGIC, Msg, type FrameCheck } from '../dtl-client/frame.js';
 import { checkAddEntriesFrame, encodeClusterEntry, encodeDiscard, encodeEntry, encodeResize, Writer } from '../dtl-client/messages.js';
 import { crc32Join } from '../util/crc32-combine.js';
+import { rng } from './helpers/ref-disk.js';
+import { runSeed } from './helpers/seed.js';
 
 const protocol = { instanceOf: DtlError, code: 'PROTOCOL' } as const;
-const SEED = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = runSeed();
 const ROUNDS = Number(process.env.VPOOLFS_DTL_CRC_ROUNDS ?? 200);
-
-/** A small seeded generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const serverDecoder = () => new FrameDecoder(MAGIC, new Map<number, FrameCheck>([[Msg.AddEntries, checkAddEntriesFrame]]));
 const prefix = (vdisk: string, count: number) => new Writer().str(vdisk).u32(count).done();

@@ -24,6 +24,7 @@ import { runUntilKilled } from './helpers/ack-log.js';
 import { applyCrashOp as apply, crashOp, discardIn, runOp } from './helpers/crash-ops.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { RefDisk } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const CS = 4096;
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'dtl-writer.js');
@@ -48,8 +49,7 @@ async function runChild(args: string[], acks: string, killAfterMs: number): Prom
 }
 
 async function hostLossRounds(t: ExecutionContext, mode: DtlMode): Promise<void> {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays this run)`);
+  const { seed } = seeded(t);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-hostloss-'));
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
   const backend = path.join(root, 'backend');

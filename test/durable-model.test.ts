@@ -8,9 +8,10 @@
  * VPOOLFS_SEED replays a run; VPOOLFS_DURABLE_ROUNDS sets the rounds (default 6).
  */
 import test from 'ava';
-import { RefDisk, rng } from './helpers/ref-disk.js';
+import { RefDisk } from './helpers/ref-disk.js';
 import { powerCutRig } from './helpers/faulty-pool.js';
 import { pattern } from './helpers/vpool.js';
+import { seeded } from './helpers/seed.js';
 
 const CS = 4096;
 const MAX_CLUSTERS = 48;
@@ -22,11 +23,8 @@ function clusterOf(d: RefDisk, c: number): Buffer {
 }
 
 test('power cuts at random points keep every cluster at its last durable content or a later one', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays this run)`);
+  const { seed, rand, int: pick } = seeded(t);
   const rounds = Number(process.env.VPOOLFS_DURABLE_ROUNDS ?? 6);
-  const rand = rng(seed);
-  const pick = (n: number) => Math.floor(rand() * n);
   const rig = powerCutRig(t);
   let boot = await rig.open();
   await boot.pool.createFile('/d', 0o644, 0, 0, 16 * CS);

@@ -23,11 +23,11 @@ import type { ExecutionContext } from 'ava';
 import { fuseTest, logEntries, MountHandle, ok, q, sh, startMount } from './helpers/mount.js';
 import { cluster } from './helpers/registry.js';
 import { fioVerifyCommand } from './helpers/fio-verify.js';
-import { baseSeed } from './helpers/powercut-vpool.js';
-import { pattern, rng } from './helpers/ref-disk.js';
+import { pattern } from './helpers/ref-disk.js';
 import { LinkClient } from '../router-link/client.js';
 import { encodeFrame, encodeFrameParts } from '../dtl-client/frame.js';
 import { encodeMessage, Link, LINK_MAGIC } from '../router-link/wire.js';
+import { seeded } from './helpers/seed.js';
 
 const test = fuseTest();
 const FILE_SIZE = 65536;
@@ -73,10 +73,9 @@ async function checkView(t: ExecutionContext, m: MountHandle, model: Map<string,
 }
 
 test('one namespace through the owner and a follower: a seeded model of tree, data, xattr and snapshot operations on either router', async (t) => {
-  const seed = baseSeed();
+  const { seed, rand: r } = seeded(t);
   const ops = Number(process.env.VPOOLFS_FOLLOWER_OPS ?? 80);
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays), ${ops} operations`);
-  const r = rng(seed);
+  t.log(`${ops} operations`);
   const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)];
   const c = await cluster(t);
   const a = await startMount(t, c.router('ra'));

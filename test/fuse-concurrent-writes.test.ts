@@ -17,7 +17,6 @@
  * the machine's); VPOOLFS_CONCURRENT_WRITE_ROUNDS=<n> runs more rounds.
  */
 import { spawn } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -25,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
 import { SECTOR, sectorClaim } from './helpers/concurrent-writer.js';
 import { freshLayout, fuseTest, logEntries, type MountHandle, q, sh, startMount } from './helpers/mount.js';
-import { rng } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const test = fuseTest();
 const MiB = 2 ** 20;
@@ -123,11 +122,8 @@ async function readImage(file: string): Promise<Buffer> {
 }
 
 test('concurrent O_DIRECT writers from several processes match the model across snapshots, rollbacks, resizes, holes, evictions and kill -9', async (t: ExecutionContext) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? randomInt(2 ** 31));
+  const { seed, rand, int } = seeded(t);
   const engine = process.env.VPOOLFS_TEST_FUSE_ENGINE ?? 'kernel';
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays the same operations)`);
-  const rand = rng(seed);
-  const int = (n: number) => Math.floor(rand() * n);
   const l = await freshLayout(t);
   const config = path.join(l.root, 'config.json');
   await writeFile(config, JSON.stringify({ scoClusters: 64, tlogScos: 2, scoMaxAgeMs: 300, writeCacheBytes: 2 * MiB, schedule: { snapshot: null, retention: null, scrub: null } }));

@@ -17,7 +17,6 @@
  * (the interleaving with the readers is the machine's); VPOOLFS_FAST_READ_OPS=<n> runs longer.
  */
 import { spawn } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -25,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import { freshLayout, fuseTest, logEntries, q, sh, startMount } from './helpers/mount.js';
 import { pattern, rng } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const test = fuseTest();
 const CS = 4096;
@@ -203,10 +203,7 @@ function resizeOp(m: Model, size: number): Op {
 }
 
 test('reads served in the reader threads match the reference under concurrent writes, discards, resizes, rollbacks, a clone and evictions', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? randomInt(2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays the same operations)`);
-  const rand = rng(seed);
-  const int = (n: number) => Math.floor(rand() * n);
+  const { seed, rand, int } = seeded(t);
   const l = await freshLayout(t);
   const config = path.join(l.root, 'config.json');
   // a small write cache and small SCOs: SCOs close, upload and get evicted all along

@@ -21,7 +21,7 @@ import { rng } from './helpers/ref-disk.js';
 
 const test = fuseTest();
 const KERNEL = ['--fuse-engine', 'kernel'];
-const SEED = Number(process.env.VPOOLFS_SEED ?? Date.now() % 1_000_000);
+const SEED = runSeed();
 const ROUNDS = Number(process.env.VPOOLFS_TEST_ROUNDS ?? 3);
 const C4K = 4096;
 
@@ -264,6 +264,7 @@ while i < 16384:
     sys.stdout.flush()
     i += 1
 `;
+import { runSeed } from './helpers/seed.js';
 
 test('kill -9 under fio load, mount again at the same path: the stale mount is cleared, acknowledged writes are there', async (t) => {
   const l = await freshLayout(t);

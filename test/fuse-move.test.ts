@@ -15,17 +15,15 @@ import path from 'node:path';
 import { api, apiOf } from './helpers/api.js';
 import { CLI, freshLayout, fuseTest, logEntries, MountHandle, ok, q, startMount } from './helpers/mount.js';
 import { listFiles } from './helpers/vpool.js';
-import { rng } from './helpers/ref-disk.js';
 import { MountWorkload } from './helpers/mount-workload.js';
+import { seeded } from './helpers/seed.js';
 
 const test = fuseTest();
 const SIZE = 2 * 2 ** 20;
 
 
 test('backend move on a real mount: I/O goes on, kill -9 half-way, resumed and switched, then the new backend alone reads every byte', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays)`);
-  const rand = rng(seed);
+  const { rand } = seeded(t);
   const l = await freshLayout(t);
   const xDir = path.join(l.root, 'x');
   const yDir = path.join(l.root, 'y');

@@ -20,8 +20,8 @@ import { api, apiOf } from './helpers/api.js';
 import { objectsNotUnder } from './helpers/key-ids.js';
 import { CLI, freshLayout, fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
 import { listFiles } from './helpers/vpool.js';
-import { rng } from './helpers/ref-disk.js';
 import { MountWorkload } from './helpers/mount-workload.js';
+import { seeded } from './helpers/seed.js';
 
 const test = fuseTest();
 const A = Buffer.alloc(32, 0x3a);
@@ -30,9 +30,7 @@ const SIZE = 2 * 2 ** 20;
 
 
 test('rekey on a real mount: I/O goes on, kill -9 half-way, resumed, then the new key alone reads every byte', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays)`);
-  const rand = rng(seed);
+  const { rand } = seeded(t);
   const l = await freshLayout(t);
   const keyA = path.join(l.root, 'a.key');
   const keyB = path.join(l.root, 'b.key');

@@ -19,14 +19,13 @@ import { MoveJob, openMove } from '../volume/policy/move-job.js';
 import { setLogLevel } from '../util/log.js';
 import { checkAll, dieThenFinish, randomOp, rng, seedModel, type Model } from './helpers/policy-model.js';
 import { listFiles, poolEnv } from './helpers/vpool.js';
+import { seeded } from './helpers/seed.js';
 
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error');
 const OPS = Number(process.env.VPOOLFS_MOVE_OPS ?? 40);
 
 test('move: random I/O, snapshots, clones and scrubs while moving; a job killed half-way starts over; then the new backend alone reads every byte', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays)`);
-  const rand = rng(seed);
+  const { seed, rand } = seeded(t);
   const env = poolEnv(t, { readCacheBytes: 2 ** 20 });
   const m: Model = { disks: new Map(), snaps: new Map(), n: 0 };
   const yDir = path.join(env.root, 'y');

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fuseTest } from './helpers/mount.js';
 import { nbdScript, ok, q, sh, startNbdMount } from './helpers/nbd.js';
 import { RawNbd, u32 } from './helpers/nbd-raw.js';
-import { rng } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const test = fuseTest();
 const MiB = 2 ** 20;
@@ -93,10 +93,9 @@ test('fuzz the NBD server while libnbd and fio write and verify', async (t) => {
     await writeFile(n.m.p(f), '');
     await truncate(n.m.p(f), size);
   }
-  const seed = process.env.VPOOLFS_SEED !== undefined ? Number(process.env.VPOOLFS_SEED) : Math.floor(Math.random() * 2 ** 31);
+  const { seed, rand: r } = seeded(t); // the model and the fuzz stream
   const rounds = Number(process.env.VPOOLFS_NBD_ROUNDS ?? 3000);
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays the model and the fuzz stream), ${rounds} model rounds`);
-  const r = rng(seed);
+  t.log(`${rounds} model rounds`);
 
   let clientsDone = false;
   const model = nbdScript('nbd_model.py', [n.sock, 'model.img', 32 * MiB, seed, rounds, n.m.p('model.img')]);

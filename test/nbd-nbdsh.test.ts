@@ -9,6 +9,7 @@
 import { truncate, writeFile } from 'node:fs/promises';
 import { fuseTest } from './helpers/mount.js';
 import { nbdScript, ok, q, startNbdMount } from './helpers/nbd.js';
+import { runSeed } from './helpers/seed.js';
 
 const test = fuseTest();
 const MiB = 2 ** 20;
@@ -33,7 +34,7 @@ test('model: random operations on two connections against a plain reference, the
   const size = 32 * MiB;
   await writeFile(n.m.p('model.img'), '');
   await truncate(n.m.p('model.img'), size);
-  const seed = process.env.VPOOLFS_SEED !== undefined ? Number(process.env.VPOOLFS_SEED) : Math.floor(Math.random() * 2 ** 31);
+  const seed = runSeed();
   const rounds = Number(process.env.VPOOLFS_NBD_ROUNDS ?? 3000);
   t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays), ${rounds} rounds`);
   const r = await nbdScript('nbd_model.py', [n.sock, 'model.img', size, seed, rounds, n.m.p('model.img')]);

@@ -18,6 +18,7 @@ import { setLogLevel } from '../util/log.js';
 import type { VPool } from '../volume/types.js';
 import { checkAll, randomOp, rng, seedModel, type Model } from './helpers/policy-model.js';
 import { listFiles, poolEnv } from './helpers/vpool.js';
+import { seeded } from './helpers/seed.js';
 
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error');
 const OPS = Number(process.env.VPOOLFS_POLICY_OPS ?? 30);
@@ -45,9 +46,7 @@ async function whileIo<T>(t: Parameters<typeof randomOp>[0], pool: VPool, m: Mod
 }
 
 test('key rotation then backend move, each while I/O, snapshots, clones and scrubs go on: Y alone with the new key alone reads every byte', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays)`);
-  const rand = rng(seed);
+  const { seed, rand } = seeded(t);
   const env = poolEnv(t, { readCacheBytes: 2 ** 20 });
   const m: Model = { disks: new Map(), snaps: new Map(), n: 0 };
   const yDir = path.join(env.root, 'y');

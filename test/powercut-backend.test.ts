@@ -15,9 +15,9 @@ import { openBlobStore } from '../volume/backend/index.js';
 import { readAckLog } from './helpers/ack-log.js';
 import { tempRoot } from './helpers/mount.js';
 import { LoopFs, powercutTest } from './helpers/powercut.js';
-import { baseSeed, markCut } from './helpers/powercut-vpool.js';
+import { markCut } from './helpers/powercut-vpool.js';
 import { CRASH_KEYS, crashKey, crashPayload, payloadHeader } from './helpers/put-child.js';
-import { rng } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const test = powercutTest();
 const ROUNDS = Number(process.env.VPOOLFS_POWERCUT_ROUNDS ?? 6);
@@ -26,9 +26,7 @@ const CHILD = fileURLToPath(new URL('./helpers/put-child.js', import.meta.url));
 test(`file:// backend: every put that resolved survives a power cut whole (${ROUNDS} rounds)`, async (t) => {
   const root = await tempRoot(t, 'vpoolfs-pc-');
   const lfs = await LoopFs.create(t, root, 'lfs', 512);
-  const seed = baseSeed();
-  t.log(`VPOOLFS_SEED=${seed}`);
-  const r = rng(seed);
+  const { seed, rand: r } = seeded(t);
   const problems: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const dir = lfs.p(`b${round}`);

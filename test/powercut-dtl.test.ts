@@ -12,9 +12,9 @@ import { encodeEntry, type DtlEntry } from '../dtl-client/messages.js';
 import { DtlServerProcess } from './helpers/dtl-server.js';
 import { q, sh, tempRoot } from './helpers/mount.js';
 import { LoopFs, powercutTest } from './helpers/powercut.js';
-import { baseSeed } from './helpers/powercut-vpool.js';
 import { pattern, rng } from './helpers/ref-disk.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runSeed } from './helpers/seed.js';
 
 const test = powercutTest();
 const ROUNDS = Number(process.env.VPOOLFS_POWERCUT_ROUNDS ?? 4);
@@ -68,7 +68,7 @@ async function drive(c: DtlClient, seed: number, vd: number, d: Driver): Promise
 test(`DTL server: every entry whose Flush was acknowledged survives a power cut (${ROUNDS} rounds)`, async (t) => {
   const root = await tempRoot(t, 'vpoolfs-pc-');
   const lfs = await LoopFs.create(t, root, 'lfs', 1024);
-  const base = baseSeed();
+  const base = runSeed();
   t.log(`VPOOLFS_SEED=${base}`);
   const problems: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
@@ -143,7 +143,7 @@ test(`DTL server: every entry whose Flush was acknowledged survives a power cut 
 test('DTL server left running after the cut: no AddEntries or Flush is acknowledged', async (t) => {
   const root = await tempRoot(t, 'vpoolfs-pc-');
   const lfs = await LoopFs.create(t, root, 'lfs', 256);
-  const seed = baseSeed();
+  const seed = runSeed();
   const server = new DtlServerProcess(lfs.p('dtl'));
   t.teardown(() => server.kill9());
   await server.start();

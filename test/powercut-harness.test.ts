@@ -10,8 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readAckLog } from './helpers/ack-log.js';
 import { tempRoot } from './helpers/mount.js';
 import { LoopFs, powercutTest } from './helpers/powercut.js';
-import { baseSeed, markCut } from './helpers/powercut-vpool.js';
-import { pattern, rng } from './helpers/ref-disk.js';
+import { markCut } from './helpers/powercut-vpool.js';
+import { pattern } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const test = powercutTest();
 
@@ -101,9 +102,8 @@ ts = [threading.Thread(target=run, args=(w,)) for w in (0, 1)]
 test('appending writers with fdatasync: a cut loses nothing acknowledged', async (t) => {
   const root = await tempRoot(t, 'vpoolfs-pc-');
   const lfs = await LoopFs.create(t, root, 'lfs', 512);
-  const seed = baseSeed();
+  const { seed, rand: r } = seeded(t);
   const rounds = Number(process.env.VPOOLFS_POWERCUT_ROUNDS ?? 12);
-  const r = rng(seed);
   const problems: string[] = [];
   for (let i = 0; i < rounds; i++) {
     const dir = lfs.p(`r${i}`);

@@ -16,8 +16,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readAckLog } from './helpers/ack-log.js';
 import { ok, q, sh, startMount, tempRoot, type MountHandle } from './helpers/mount.js';
 import { LoopFs, powercutTest } from './helpers/powercut.js';
-import { baseSeed, markCut, restart, roundOpts } from './helpers/powercut-vpool.js';
+import { markCut, restart, roundOpts } from './helpers/powercut-vpool.js';
 import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
+import { runSeed } from './helpers/seed.js';
 
 const test = powercutTest({ fuse: true });
 const ROUNDS = Number(process.env.VPOOLFS_POWERCUT_ROUNDS ?? 1);
@@ -159,7 +160,7 @@ async function expectPerCluster(file: string, old: Buffer, now: Buffer): Promise
 
 async function rounds(t: ExecutionContext, kind: string, body: (seed: number) => Promise<string[]>, n = ROUNDS): Promise<void> {
   await serial(async () => {
-    const base = baseSeed();
+    const base = runSeed();
     t.log(`VPOOLFS_SEED=${base}`);
     const problems: string[] = [];
     for (let i = 0; i < n; i++) problems.push(...(await body(base + i)));
@@ -225,7 +226,7 @@ for (const [kind, size] of [['grow', SIZE + 3 * MiB + 123], ['shrink', MiB + 100
 
 test('power cut during a clean stop (SIGTERM)', async (t) => {
   await serial(async () => {
-    const base = baseSeed();
+    const base = runSeed();
     t.log(`VPOOLFS_SEED=${base}`);
     const problems: string[] = [];
     for (let i = 0; i < ROUNDS; i++) {

@@ -17,12 +17,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sh, q, tempRoot } from './helpers/mount.js';
 import { LoopFs, powercutTest } from './helpers/powercut.js';
 import {
-  baseSeed, createDisk, markCut, parseAckLog, readAckLog, restart, roundOpts, startPcWriter, verifyDisk, writerExit,
+  createDisk, markCut, parseAckLog, readAckLog, restart, roundOpts, startPcWriter, verifyDisk, writerExit,
 } from './helpers/powercut-vpool.js';
 import { rng } from './helpers/ref-disk.js';
 import { startMount } from './helpers/mount.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { waitDtl } from './helpers/dtl-mount.js';
+import { runSeed } from './helpers/seed.js';
 
 const test = powercutTest({ fuse: true });
 const ROUNDS = Number(process.env.VPOOLFS_POWERCUT_ROUNDS ?? 6);
@@ -78,7 +79,7 @@ async function round(t: ExecutionContext, root: string, lfs: LoopFs, seed: numbe
 test(`power cut under a writer, restart on the state that survived: ${ROUNDS} rounds`, async (t) => {
   const root = await tempRoot(t, 'vpoolfs-pc-');
   const lfs = await LoopFs.create(t, root);
-  const base = baseSeed();
+  const base = runSeed();
   t.log(`VPOOLFS_SEED=${base}`);
   const problems: string[] = [];
   for (let i = 0; i < ROUNDS; i++) problems.push(...(await round(t, root, lfs, base + i, i)));
@@ -89,7 +90,7 @@ test('sync DTL: every acknowledged write survives a power cut of the router (2 r
   const root = await tempRoot(t, 'vpoolfs-pc-');
   const lfs = await LoopFs.create(t, root);
   const server = await startDtlServer(t, path.join(root, 'dtl')); // on the normal disk: only the router loses power
-  const base = baseSeed();
+  const base = runSeed();
   t.log(`VPOOLFS_SEED=${base}`);
   const problems: string[] = [];
   const rounds = Math.max(1, Math.ceil(ROUNDS / 3));
@@ -108,7 +109,7 @@ interface Fault {
 test('the daemon keeps running after the cut: no write or fsync succeeds, user.vdisk.info says why', async (t) => {
   const root = await tempRoot(t, 'vpoolfs-pc-');
   const lfs = await LoopFs.create(t, root);
-  const seed = baseSeed() + 1000;
+  const seed = runSeed() + 1000;
   t.log(`seed ${seed} (VPOOLFS_SEED=${seed - 1000})`);
   const r = rng(seed ^ 0x5bd1e995);
   const opts = await roundOpts(root, lfs, 'vp');

@@ -12,9 +12,10 @@ import type { VDisk } from '../volume/types.js';
 import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
 import { CS, poolEnv, SLOT_SIZE } from './helpers/vpool.js';
 import { copyInBackend, emptyReadCache, evictAll, impl, localScos } from './helpers/readpath.js';
+import { runSeed } from './helpers/seed.js';
 
 const MiB = 2 ** 20;
-const SEED = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = runSeed();
 const ROUNDS = Number(process.env.VPOOLFS_READPATH_ROUNDS ?? 1);
 
 /** Reads [offset, offset+length) of `v` both ways and compares with `ref`; false (after t.fail) on a difference. */

@@ -18,9 +18,10 @@ import { CS, flipByte, poolEnv, SLOT_SIZE } from './helpers/vpool.js';
 import { copyInBackend, emptyReadCache, evictAll, impl, localScos } from './helpers/readpath.js';
 import { slotReaderStats } from '../volume/datapath/slot-readers/slot-readers.js';
 import { captureLog, codeOf } from './helpers/slot-probe.js';
+import { runSeed } from './helpers/seed.js';
 
 const MiB = 2 ** 20;
-const SEED = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = runSeed();
 const ROUNDS = Number(process.env.VPOOLFS_READPATH_ROUNDS ?? 1);
 const HEADER = 32;
 

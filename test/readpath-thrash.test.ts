@@ -20,10 +20,11 @@ import type { VDisk, VPool } from '../volume/types.js';
 import { codeOf, CS, flipByte, pattern, poolEnv, SLOT_SIZE, type PoolEnv } from './helpers/vpool.js';
 import { emptyReadCache, evictAll, heldReads, impl, type HeldReads } from './helpers/readpath.js';
 import { rng } from './helpers/ref-disk.js';
+import { runSeed } from './helpers/seed.js';
 
 const MiB = 2 ** 20;
 const SIZE = 16 * MiB;
-const SEED = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = runSeed();
 
 /** /d written whole, then `overwrites` random cluster overwrites, all of it in the backend only. */
 async function overwrittenDisk(t: import('ava').ExecutionContext, readCacheBytes: number, overwrites = SIZE / CS): Promise<{ env: PoolEnv; pool: VPool; store: HeldReads; v: VDisk; want: Buffer }> {

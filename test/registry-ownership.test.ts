@@ -23,6 +23,7 @@ import { ConfigError, validateConfig } from '../tools/daemon/config.js';
 import { startEtcd } from './helpers/etcd.js';
 import { CLI, q, sh } from './helpers/mount.js';
 import net from 'node:net';
+import { seeded } from './helpers/seed.js';
 
 test('etcd:// URLs', (t) => {
   t.deepEqual(parseRegistryUrl('etcd://127.0.0.1:2379'), ['http://127.0.0.1:2379']);
@@ -37,8 +38,7 @@ test('etcd:// URLs', (t) => {
 
 test('racing takes: one owner at a time, tags only grow, refusals name the live owner, vDisk records only by the owner', async (t) => {
   const etcd = await startEtcd(t);
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED replays)`);
+  const { seed } = seeded(t);
   let s = seed;
   const rnd = (n: number): number => {
     s = (s * 1103515245 + 12345) % 2 ** 31;

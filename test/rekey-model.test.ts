@@ -22,6 +22,7 @@ import { setLogLevel } from '../util/log.js';
 import { checkAll, dieThenFinish, randomOp, rng, seedModel, type Model } from './helpers/policy-model.js';
 import { objectsNotUnder } from './helpers/key-ids.js';
 import { listFiles, poolEnv } from './helpers/vpool.js';
+import { seeded } from './helpers/seed.js';
 
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error');
 const A = Buffer.alloc(32, 0xa1);
@@ -29,9 +30,7 @@ const B = Buffer.alloc(32, 0xb2);
 const OPS = Number(process.env.VPOOLFS_REKEY_OPS ?? 40);
 
 test('rekey: random I/O, snapshots, clones and scrubs while rotating; a job killed half-way resumes; then the new key alone reads every byte', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays)`);
-  const rand = rng(seed);
+  const { seed, rand } = seeded(t);
   const env = poolEnv(t, { readCacheBytes: 2 ** 20 });
   const m: Model = { disks: new Map(), snaps: new Map(), n: 0 };
 

@@ -15,8 +15,7 @@ import { LinkClient } from '../router-link/client.js';
 import { LinkServer } from '../router-link/server.js';
 import { badArgs, decodeMessage, encodeMessage, Link, LINK_MAGIC } from '../router-link/wire.js';
 import { setLogLevel } from '../util/log.js';
-import { baseSeed } from './helpers/powercut-vpool.js';
-import { rng } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 type Cb = (code: number, ...values: unknown[]) => void;
 
@@ -56,8 +55,7 @@ test('calls and replies round-trip with their buffers', (t) => {
 });
 
 test('random bytes as a payload: a PROTOCOL error or a message, never anything else', (t) => {
-  const seed = baseSeed();
-  const r = rng(seed);
+  const { seed, rand: r } = seeded(t);
   for (let i = 0; i < 5000; i++) {
     const good = Buffer.concat(encodeMessage('read', ['/f', 1, null, 4096, 0]));
     const p = r() < 0.5 ? Buffer.from(Array.from({ length: Math.floor(r() * 64) }, () => Math.floor(r() * 256))) : Buffer.from(good);
@@ -73,10 +71,9 @@ test('random bytes as a payload: a PROTOCOL error or a message, never anything e
 });
 
 test('a real LinkServer closes each connection that sends a bad call and serves a good client afterwards', async (t) => {
-  const seed = baseSeed();
-  const r = rng(seed);
+  const { rand: r } = seeded(t);
   const rounds = Number(process.env.VPOOLFS_LINK_FUZZ_ROUNDS ?? 60);
-  t.log(`seed ${seed} (VPOOLFS_SEED replays), ${rounds} rounds`);
+  t.log(`${rounds} rounds`);
   const tb = table();
   const server = await LinkServer.start({ host: '127.0.0.1', port: 0, router: 'ra', vpool: 'pool', ops: tb.ops });
   t.teardown(() => server.close());

@@ -23,6 +23,7 @@ import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
 import { bytesUnder, pointData, sameAsRef } from './helpers/scrub-check.js';
 import { useS3Server } from './helpers/s3-server.js';
 import { CS, poolEnv, type PoolEnv } from './helpers/vpool.js';
+import { runSeed } from './helpers/seed.js';
 
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error');
 const s3 = useS3Server('scrub');
@@ -34,7 +35,7 @@ const ROUNDS = Number(process.env.VPOOLFS_S3_SCRUB_ROUNDS ?? 1);
 
 /** Runs `body` ROUNDS times, with seeds from VPOOLFS_SEED (or a random one) up; the seed of each round is logged. */
 async function rounds(t: ExecutionContext, body: (seed: number, round: number) => Promise<void>): Promise<void> {
-  const first = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  const first = runSeed();
   for (let round = 0; round < ROUNDS; round++) {
     const seed = first + round;
     t.log(`round ${round}: seed ${seed} (VPOOLFS_SEED=${seed} replays it)`);

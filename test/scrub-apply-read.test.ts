@@ -13,10 +13,11 @@ import { pattern, rng } from './helpers/ref-disk.js';
 import { FaultyMds } from './helpers/faulty-mds.js';
 import { openMetadataStore } from '../mds/index.js';
 import type { MetadataOp } from '../mds/types.js';
+import { runSeed } from './helpers/seed.js';
 
 const CS = 4096;
 const CLUSTERS = 256;
-const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const seed = runSeed();
 
 /** Holds the commit that carries a doc with scrub SCO ranges (the apply's) until `during` has run. */
 class HoldingMds extends FaultyMds {

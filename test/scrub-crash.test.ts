@@ -11,11 +11,11 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { poolEnv } from './helpers/vpool.js';
-import { rng } from './helpers/ref-disk.js';
 import { referenceOf } from './helpers/scrub-history.js';
 import { pointData, sameAsRef } from './helpers/scrub-check.js';
 import type { VPool } from '../volume/types.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
+import { seeded } from './helpers/seed.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/scrub-crash-child.js', import.meta.url));
 
@@ -59,9 +59,7 @@ async function check(t: import('ava').ExecutionContext, pool: VPool, seed: numbe
 
 for (const mode of ['owner', 'remote'] as const) {
   test(`kill -9 of the ${mode === 'owner' ? 'owner while scrubbing and applying' : 'remote scrubber'}: nothing lost, nothing left behind`, async (t) => {
-    const base = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-    t.log(`seed ${base} (VPOOLFS_SEED=${base} replays this run)`);
-    const r = rng(base);
+    const { seed: base, rand: r } = seeded(t);
     const kills = Number(process.env.VPOOLFS_SCRUB_KILLS ?? 3);
     for (let k = 0; k < kills; k++) {
       const seed = base + k;

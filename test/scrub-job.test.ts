@@ -18,6 +18,7 @@ import { backendDoc, stateAt, type ChainDoc } from '../volume/lineage/chain.js';
 import { loadRelocations, scrubVDisk } from '../volume/scrub/scrub-job.js';
 import { backendDocKey } from '../volume/lineage/snapshot-store.js';
 import type { ScrubResult } from '../volume/lineage/scrub-state.js';
+import { seeded } from './helpers/seed.js';
 
 const CS = 4096;
 
@@ -114,7 +115,6 @@ async function oneRun(t: import('ava').ExecutionContext, seed: number): Promise<
 
 test('scrub job: every point of a vDisk and its clone reads the same through the new chain', async (t) => {
   const rounds = Number(process.env.VPOOLFS_SCRUB_ROUNDS ?? 2);
-  const base = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${base} (VPOOLFS_SEED=${base} replays this run)`);
+  const { seed: base } = seeded(t);
   for (let i = 0; i < rounds; i++) await oneRun(t, base + i);
 });

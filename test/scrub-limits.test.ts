@@ -23,10 +23,11 @@ import type { VPool } from '../volume/types.js';
 import type { ScrubManager } from '../volume/scrub/manager.js';
 import type { ThrottleClock } from '../volume/scrub/throttle.js';
 import type { IoActivity } from '../util/io-activity.js';
+import { runSeed } from './helpers/seed.js';
 
 const CS = 4096;
 const CLUSTERS = 256;
-const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const seed = runSeed();
 
 /** A vDisk /a with garbage: overwrites around three snapshots, two of them deleted. Returns what it must read. */
 async function history(pool: VPool, r: () => number): Promise<{ head: Buffer; kept: Buffer }> {

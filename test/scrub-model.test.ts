@@ -19,8 +19,9 @@ import { openBlobStore } from '../volume/backend/index.js';
 import { EncryptedBlobStore } from '../volume/backend/encrypted-store.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import { scrubVDisk } from '../volume/scrub/scrub-job.js';
-import { RefDisk, RefSnapshots, rng } from './helpers/ref-disk.js';
+import { RefDisk, RefSnapshots } from './helpers/ref-disk.js';
 import { compareLive, compareSnapshots, CS, fail, ModelOps } from './helpers/model-ops.js';
+import { seeded } from './helpers/seed.js';
 
 /** The snapshots as model-ops compares them, once the vDisk's TLogs are in the backend (the chain read there). */
 async function syncedSnapshots(t: ExecutionContext, pool: VPool, p: string, snaps: RefSnapshots, where: string): Promise<boolean> {
@@ -32,9 +33,7 @@ const KEY = Buffer.alloc(32, 7);
 
 for (const encrypted of [false, true]) {
   test(`scrubs interleaved with writes, snapshots, deletes, rollbacks, clones and restarts: every byte as the reference${encrypted ? ' (encrypted backend)' : ''}`, async (t) => {
-    const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-    t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays this run)`);
-    const r = rng(seed);
+    const { seed, rand: r } = seeded(t);
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-scrub-model-'));
     t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
     const state = path.join(root, 'state');

@@ -15,6 +15,7 @@ import { openVPool } from '../volume/vpool.js';
 import { runUntilKilled } from './helpers/ack-log.js';
 import { applyCrashOp as apply, crashOp, runOp } from './helpers/crash-ops.js';
 import { RefDisk } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const CS = 4096;
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'crash-writer.js');
@@ -28,8 +29,7 @@ async function runChild(state: string, backend: string, seed: number, first: num
 }
 
 test('every acknowledged write survives SIGKILL of the writer, many rounds', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays this run)`);
+  const { seed } = seeded(t);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-crash-'));
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
   const state = path.join(root, 'state');

@@ -13,7 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { openVPool } from '../volume/vpool.js';
 import type { VPool } from '../volume/types.js';
-import { pattern, RefDisk, RefSnapshots, rng } from './helpers/ref-disk.js';
+import { pattern, RefDisk, RefSnapshots } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const GiB = 2 ** 30;
 const CS = 4096;
@@ -48,9 +49,7 @@ function pickOffset(r: () => number, size: number): number {
 }
 
 test('random writes, reads, discards and resizes match the reference across local and backend restarts', async (t) => {
-  const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.log(`seed ${seed} (VPOOLFS_SEED=${seed} replays this run)`);
-  const r = rng(seed);
+  const { seed, rand: r } = seeded(t);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-model-'));
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
   const state = path.join(root, 'state');

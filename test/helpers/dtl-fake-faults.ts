@@ -13,8 +13,9 @@ import { decodeEntry, encodeEntry, type DtlEntry } from '../../dtl-client/messag
 import { rootLogger } from '../../util/log.js';
 import { entriesFrame, errorReply, FakeDtlServer, helloFrame, rangeBody, replyFrame, type FakeConn } from './dtl-fake-server.js';
 import { rng as seededRng } from './ref-disk.js';
+import { runSeed } from './seed.js';
 
-export const SEED = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+export const SEED = runSeed();
 /** A call unsettled this long hangs (the client's own timeouts here are 0.3–2 s). */
 export const HANG_MS = 10_000;
 

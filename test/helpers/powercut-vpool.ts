@@ -17,11 +17,6 @@ import type { LoopFs } from './powercut.js';
 
 const WRITER = fileURLToPath(new URL('./powercut-writer.js', import.meta.url));
 
-/** The seed of a run: VPOOLFS_SEED replays one, else a fresh one. */
-export function baseSeed(): number {
-  return process.env.VPOOLFS_SEED !== undefined ? Number(process.env.VPOOLFS_SEED) : Math.floor(Math.random() * 2 ** 31);
-}
-
 /** Mount options for a round: state on the loop fs, backend beside it on the normal disk, small SCOs and TLogs
  * (so that SCOs close, TLogs ship, corks and evictions happen within seconds), no automatic snapshots. */
 export async function roundOpts(root: string, lfs: LoopFs, name: string, config: Record<string, unknown> = {}): Promise<MountOpts> {
