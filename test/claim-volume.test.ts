@@ -11,7 +11,6 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { openBlobStore } from '../volume/backend/index.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import { openVPool } from '../volume/vpool.js';
@@ -19,6 +18,7 @@ import type { VPool } from '../volume/types.js';
 import { isCode } from '../util/errors.js';
 import { GatedStore } from './helpers/gated-store.js';
 import { pattern } from './helpers/vpool.js';
+import { until } from './helpers/until.js';
 
 function tmp(t: ExecutionContext): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-claimv-'));
@@ -48,10 +48,6 @@ class RecordingStore extends GatedStore {
 
 const base = { name: 'c', scoClusters: 8, tlogScos: 2, scoMaxAgeMs: 3_600_000, claimLeaseMs: 600 };
 
-async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await cond())) await sleep(20);
-}
-
 test('a restart during a backend outage serves its local state; the claim is taken when the backend is back, then everything drains', async (t) => {
   const root = tmp(t);
   const backendUrl = `file://${path.join(root, 'backend')}`;
@@ -68,7 +64,7 @@ test('a restart during a backend outage serves its local state; the claim is tak
   t.deepEqual(await v.read(0, 8 * 4096), pattern(1, 8 * 4096), 'the local state serves');
   await v.write(8 * 4096, pattern(2, 8 * 4096));
   (v as unknown as { ship(): void }).ship(); // close the TLog: an upload is queued (and held back)
-  await until(() => gated.failed >= 3); // the claim was tried again (its reads fail) while the upload waits
+  await until('the claim was tried three times', () => gated.failed >= 3); // the claim was tried again (its reads fail) while the upload waits
   t.deepEqual(gated.keys, [], 'no write reaches the backend before the claim is taken');
   t.is(a2.cacheStats().claim?.epoch, 1, 'still the epoch this state held');
   gated.setFailing(false);
@@ -102,7 +98,7 @@ test('a restart during a backend outage after another router held the vPool: fen
   const v = a2.vdisk('/d');
   await v.write(8 * 4096, pattern(2, 8 * 4096)); // into the stale local state
   gated.setFailing(false);
-  await until(() => a2!.cacheStats().claim?.fenced === true);
+  await until('a2 is fenced', () => a2!.cacheStats().claim?.fenced === true);
   const err = await t.throwsAsync(v.read(0, 4096));
   t.true(isCode(err, 'FENCED'), String(err));
   t.regex(err!.message, /router 'b' .* since this state directory held it \(epoch 1\)/);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { dtlProvider } from '../dtl-client/provider.js';
 import { MemoryMetadataStore } from '../mds/memory-store.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
-import { until } from './helpers/faulty-io.js';
+import { until } from './helpers/until.js';
 import { powerCutRig } from './helpers/faulty-pool.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { RefDisk } from './helpers/ref-disk.js';
@@ -31,7 +31,7 @@ test('host loss after a discard: the vDisk rebuilt from the backend and the DTL 
   const boot = await rig.open({ dtl: dtl('a'), routerId: 'a' });
   await boot.pool.createFile('/d', 0o644, 0, 0, 0);
   const v = boot.pool.vdisk('/d') as VDiskImpl;
-  await until(() => v.info().dtl.state === 'ok_sync', 'the DTL attached');
+  await until('the DTL attached', () => v.info().dtl.state === 'ok_sync');
   const ref = new RefDisk();
   const op = async (kind: 'write' | 'discard', off: number, len: number, seed = 0) => {
     if (kind === 'write') {
@@ -72,7 +72,7 @@ test('sync DTL, power cut, local restart: the replay clears what was written bef
   boot.backend.pause();
   await boot.pool.createFile('/d', 0o644, 0, 0, 0);
   const v = boot.pool.vdisk('/d') as VDiskImpl;
-  await until(() => v.info().dtl.state === 'ok_sync', 'the DTL attached');
+  await until('the DTL attached', () => v.info().dtl.state === 'ok_sync');
   const ref = new RefDisk();
   const a = pattern(1, 16 * CS);
   await v.write(0, a);
@@ -113,14 +113,14 @@ test('sync DTL: a write after a discard, acknowledged while degraded, is not cle
   boot.backend.pause();
   await boot.pool.createFile('/d', 0o644, 0, 0, 8 * CS);
   const v = boot.pool.vdisk('/d') as VDiskImpl;
-  await until(() => v.info().dtl.state === 'ok_sync', 'the DTL attached');
+  await until('the DTL attached', () => v.info().dtl.state === 'ok_sync');
   const first = pattern(1, 4 * CS);
   await v.write(0, first); // in the DTL
   await v.discard(0, 4 * CS); // in the DTL
   await server.kill9();
   const second = pattern(2, 2 * CS);
   await v.write(CS, second); // acknowledged degraded: only in the write cache
-  await until(() => v.info().dtl.state === 'degraded', 'degraded');
+  await until('degraded', () => v.info().dtl.state === 'degraded');
   await v.sync();
   rig.kill(boot); // nothing lost locally
   v.dtl.close(false);
@@ -142,7 +142,7 @@ test('a local restart ships the history with its discards to the DTL: a host los
   const boot = await rig.open({ dtl: dtl('a'), routerId: 'a' });
   await boot.pool.createFile('/d', 0o644, 0, 0, 0);
   const v = boot.pool.vdisk('/d') as VDiskImpl;
-  await until(() => v.info().dtl.state === 'ok_sync', 'the DTL attached');
+  await until('the DTL attached', () => v.info().dtl.state === 'ok_sync');
   await boot.pool.syncToBackend(); // the tree (the file) is in the backend
   boot.backend.pause(); // from here on nothing reaches the backend: the DTL's copy is all a new router gets
   const ref = new RefDisk();
@@ -161,7 +161,7 @@ test('a local restart ships the history with its discards to the DTL: a host los
   const boot2 = await rig.open({ dtl: dtl('a'), routerId: 'a' });
   boot2.backend.pause();
   const v2 = boot2.pool.vdisk('/d') as VDiskImpl;
-  await until(() => v2.info().dtl.state === 'ok_sync', 'caught up after the local restart');
+  await until('caught up after the local restart', () => v2.info().dtl.state === 'ok_sync');
   t.deepEqual(await v2.read(0, ref.size), ref.read(0, ref.size), 'after the local restart');
   rig.kill(boot2);
   v2.dtl.close(false);

@@ -15,14 +15,8 @@ import { dtlProvider } from '../dtl-client/provider.js';
 import type { DtlMode, VPool } from '../volume/types.js';
 import { openVPool } from '../volume/vpool.js';
 import { startDtlServer } from './helpers/dtl-server.js';
+import { until } from './helpers/until.js';
 
-async function until(what: string, ok: () => boolean): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`never: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function pool(t: import('ava').ExecutionContext, server: string, mode: DtlMode, timeoutMs = 2000): Promise<{ pool: VPool; root: string }> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-bridge-'));

@@ -18,7 +18,8 @@ import { DtlClient } from '../dtl-client/client.js';
 import { DtlError } from '../dtl-client/errors.js';
 import { encodeFrame, FrameDecoder, Msg } from '../dtl-client/frame.js';
 import { encodeEntry, encodeResize } from '../dtl-client/messages.js';
-import { bytes, CLIENT_CODES, FAULTS, faultyThenSound, HANG_MS, header, HELLO_FAULTS, int, OPS, REC, REPLY_FAULTS, rng, SEED, serveWell, settled, showRecord, unhandled, until, type Fault, type Op } from './helpers/dtl-fake-faults.js';
+import { bytes, CLIENT_CODES, FAULTS, faultyThenSound, HANG_MS, header, HELLO_FAULTS, int, OPS, REC, REPLY_FAULTS, rng, SEED, serveWell, settled, showRecord, unhandled, type Fault, type Op } from './helpers/dtl-fake-faults.js';
+import { until } from './helpers/until.js';
 import { entriesFrame, errorReply, FakeDtlServer, helloFrame, replyFrame } from './helpers/dtl-fake-server.js';
 
 test('every kind of bad answer, at the Hello or at any reply: a DtlError (at once or at the timeout), then a reconnect that works', async (t) => {

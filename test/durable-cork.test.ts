@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { pattern } from './helpers/vpool.js';
-import { until } from './helpers/faulty-io.js';
+import { until } from './helpers/until.js';
 import { powerCutRig } from './helpers/faulty-pool.js';
 
 const CS = 4096;
@@ -21,7 +21,7 @@ test('a write during the cork\'s fdatasync is not committed by that cork: after 
   await v.write(0, a);
   const release = boot.io.holdSyncs();
   const shipped = v.syncToBackend(); // closes TLog 1 (cluster 0), uploads it, then corks: its fdatasync waits at the gate
-  await until(() => boot.io.held > 0, 'an fdatasync waits at the gate');
+  await until('an fdatasync waits at the gate', () => boot.io.held > 0);
   await v.write(100 * CS, b); // same map page as cluster 0, a new SCO that nothing fdatasyncs
   release();
   await shipped;
@@ -53,7 +53,7 @@ test('a cork whose metadata commit fails (ENOSPC, EIO) keeps its map pages for t
   }
   await v.syncToBackend();
   // the uploader retries the cork (every second) until it commits
-  await until(() => boot.mds.failed === 2 && v.info().uploadBacklog.tlogs === 0, 'the cork is retried and commits');
+  await until('the cork is retried and commits', () => boot.mds.failed === 2 && v.info().uploadBacklog.tlogs === 0);
   await v.sync();
   rig.cut(boot);
   const boot2 = await rig.open();

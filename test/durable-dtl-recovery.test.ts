@@ -13,7 +13,8 @@ import { MemoryMetadataStore } from '../mds/memory-store.js';
 import { openVPool } from '../volume/vpool.js';
 import type { DtlProvider } from '../volume/vdisk/dtl-hook.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
-import { FaultyIo, until } from './helpers/faulty-io.js';
+import { FaultyIo } from './helpers/faulty-io.js';
+import { until } from './helpers/until.js';
 import { FaultyMds } from './helpers/faulty-mds.js';
 import { pattern } from './helpers/vpool.js';
 
@@ -49,7 +50,7 @@ test('a crash during the DTL recovery after a host loss makes the next start rec
   const io1 = new FaultyIo();
   const mds1 = new FaultyMds(store, true);
   void openVPool({ name: 'p', stateDir: stateB, backendUrl, metadataStore: mds1, cacheIo: io1, dtl: dtl(false), scoClusters: 8, tlogScos: 2 });
-  await until(() => calls === 1, 'the first start reaches the DTL recovery');
+  await until('the first start reaches the DTL recovery', () => calls === 1);
   io1.freeze();
   mds1.freeze();
   // router B, second start on what the first one left

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { pattern } from './helpers/vpool.js';
-import { until } from './helpers/faulty-io.js';
+import { until } from './helpers/until.js';
 import { powerCutRig } from './helpers/faulty-pool.js';
 
 const CS = 4096;
@@ -88,7 +88,7 @@ test('a TLog close that fails from the age timer (ENOSPC) is logged and retried,
   boot.io.failNext('open', 'ENOSPC', { count: 3, match: (f) => f.endsWith('.open') });
   const a = pattern(1, CS);
   await v.write(0, a);
-  await until(() => boot.io.injected === 3, 'the timer tried to close the TLog three times');
+  await until('the timer tried to close the TLog three times', () => boot.io.injected === 3);
   const b = pattern(2, CS);
   await v.write(CS, b);
   await v.syncToBackend();

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { LocalCache } from '../volume/datapath/write-cache/local-cache.js';
 import { namespaceTag } from '../volume/datapath/formats/sco-format.js';
 import { RecordType } from '../volume/datapath/formats/tlog-format.js';
-import { FaultyIo, until } from './helpers/faulty-io.js';
+import { FaultyIo } from './helpers/faulty-io.js';
+import { until } from './helpers/until.js';
 
 function cacheOn(t: import('ava').ExecutionContext, io: FaultyIo): LocalCache {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vpoolfs-lc-'));
@@ -29,7 +30,7 @@ test('a TLog closed while an fdatasync of its journal is queued is on disk when 
   c.appendRecord({ type: RecordType.Resize, size: 12345 });
   const release = io.holdSyncs();
   const first = c.syncLocal(); // queues the journal's fdatasync (held)
-  await until(() => io.held > 0, 'the journal fdatasync waits at the gate');
+  await until('the journal fdatasync waits at the gate', () => io.held > 0);
   c.closeTlog(); // TLog 1 closed, TLog 2 opened: today TLog 1's descriptor is closed and its number reused
   const second = c.syncLocal();
   release();

@@ -6,7 +6,7 @@
 import test from 'ava';
 import path from 'node:path';
 import { pattern } from './helpers/vpool.js';
-import { until } from './helpers/faulty-io.js';
+import { until } from './helpers/until.js';
 import { powerCutRig } from './helpers/faulty-pool.js';
 
 const CS = 4096;
@@ -56,7 +56,7 @@ test('after a power cut between upload and cork, no SCO or TLog number is reused
   await v.write(0, pattern(1, 2 * CS));
   boot.io.holdSyncs(); // every fdatasync waits: the cut comes before any
   void v.syncToBackend();
-  await until(() => [...first.keys()].some((k) => k.includes('/tlog/')) || boot.io.held > 0, 'TLog 1 is uploaded, or an fdatasync waits');
+  await until('TLog 1 is uploaded, or an fdatasync waits', () => [...first.keys()].some((k) => k.includes('/tlog/')) || boot.io.held > 0);
   await new Promise((r) => setTimeout(r, 200)); // let what can go on go on: the upload, the cork up to its fdatasync
   rig.cut(boot);
   const boot2 = await rig.open();

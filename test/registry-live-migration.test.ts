@@ -6,7 +6,8 @@
  * vPool stays on rb (the ping-pong guard: ra holds nothing). The metrics of the registry and the link on both.
  */
 import { fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
-import { cluster, until } from './helpers/registry.js';
+import { cluster } from './helpers/registry.js';
+import { until } from './helpers/until.js';
 import { freePort } from './helpers/etcd.js';
 import { badBlocks, startWriter } from './helpers/dtl-mount.js';
 

@@ -16,7 +16,8 @@
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { CLI, fuseTest, logEntries, MountHandle, ok, q, sh, startMount } from './helpers/mount.js';
-import { cluster, until } from './helpers/registry.js';
+import { cluster } from './helpers/registry.js';
+import { until } from './helpers/until.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { badBlocks, startWriter, waitDtl } from './helpers/dtl-mount.js';
 import { fioVerifyCommand } from './helpers/fio-verify.js';

@@ -9,7 +9,7 @@ import test from 'ava';
 import path from 'node:path';
 import { dtlProvider } from '../dtl-client/provider.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
-import { until } from './helpers/faulty-io.js';
+import { until } from './helpers/until.js';
 import { powerCutRig } from './helpers/faulty-pool.js';
 import { startDtlServer } from './helpers/dtl-server.js';
 import { pattern } from './helpers/vpool.js';
@@ -24,7 +24,7 @@ test('sync DTL: after a power cut a local restart replays the acknowledged write
   boot.backend.pause(); // nothing reaches the backend: only the write cache and the DTL hold the writes
   await boot.pool.createFile('/d', 0o644, 0, 0, 32 * CS);
   const v = boot.pool.vdisk('/d') as VDiskImpl;
-  await until(() => v.info().dtl.state === 'ok_sync', 'the DTL attached');
+  await until('the DTL attached', () => v.info().dtl.state === 'ok_sync');
   const want = Buffer.alloc(40 * CS);
   const a = pattern(1, 4 * CS);
   await v.write(0, a);
@@ -63,13 +63,13 @@ test('sync DTL: a write acknowledged while degraded (not in the DTL) is not undo
   boot.backend.pause();
   await boot.pool.createFile('/d', 0o644, 0, 0, 32 * CS);
   const v = boot.pool.vdisk('/d') as VDiskImpl;
-  await until(() => v.info().dtl.state === 'ok_sync', 'the DTL attached');
+  await until('the DTL attached', () => v.info().dtl.state === 'ok_sync');
   const first = pattern(1, 2 * CS);
   await v.write(0, first); // in the DTL (tag: the open SCO, entries 0 and 1)
   await server.kill9();
   const second = pattern(2, CS);
   await v.write(0, second); // acknowledged degraded: only in the write cache (same SCO, slot 2)
-  await until(() => v.info().dtl.state === 'degraded', 'degraded');
+  await until('degraded', () => v.info().dtl.state === 'degraded');
   await v.sync();
   rig.kill(boot); // nothing lost locally
   v.dtl.close(false);

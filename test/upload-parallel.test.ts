@@ -13,7 +13,7 @@ import { MAX_OUT } from '../volume/datapath/upload/upload-buffers.js';
 import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { BackendError } from '../util/errors.js';
 import { gatedStore, GatedStore } from './helpers/gated-store.js';
-import { until } from './helpers/faulty-io.js';
+import { until } from './helpers/until.js';
 import { CS, pattern, poolEnv } from './helpers/vpool.js';
 
 const SCO = 8; // clusters a SCO
@@ -102,7 +102,7 @@ test('the SCOs of a TLog are put several at a time; the TLog only once every one
   const data = pattern(3, 2 * TLOG * SCO * CS); // two TLogs of full SCOs
   await v.write(0, data);
   // the first TLog closed as its last SCO filled: its SCOs' puts wait at the gate, side by side
-  await until(() => gated.waiting >= SCO_PUTS, `${SCO_PUTS} SCO puts waiting at once (waiting: ${gated.waiting})`);
+  await until(`${SCO_PUTS} SCO puts waiting at once (waiting: ${gated.waiting})`, () => gated.waiting >= SCO_PUTS);
   t.false(rec.events.some((e) => e.key.startsWith(`vdisks/${id}/`)), 'no object of the vDisk reached the backend while the gate was closed');
   gated.resume();
   await v.syncToBackend();
@@ -142,7 +142,7 @@ test('a vPool whose puts never settle holds its own upload buffers only: another
     disks.push(v);
   }
   const buffers = disks[0].ctx.uploadBuffers;
-  await until(() => buffers.held === MAX_OUT, `vPool a holds every upload buffer (held: ${buffers.held})`);
+  await until(`vPool a holds every upload buffer (held: ${buffers.held})`, () => buffers.held === MAX_OUT);
 
   const b = poolEnv(t, { scoClusters: SCO, tlogScos: TLOG });
   const bBackend = await openBlobStore(b.backendUrl);

@@ -12,6 +12,7 @@ import { setLogLevel } from '../util/log.js';
 import { gatedStore } from './helpers/gated-store.js';
 import { gone, listFiles, pattern, poolEnv, SLOT_SIZE, treeBytes } from './helpers/vpool.js';
 import { copyInBackend } from './helpers/readpath.js';
+import { until } from './helpers/until.js';
 
 const MiB = 2 ** 20;
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'error'); // the retries these tests cause on purpose are warnings
@@ -21,10 +22,6 @@ const CHUNK = 64 * 1024;
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until `cond` holds, checking every few ms (the ava timeout bounds it). */
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await pause(5);
-}
-
 /** Writes `data` in CHUNK pieces, one after the other; `done` counts the bytes acknowledged. */
 function writer(v: VDisk, data: Buffer): { promise: Promise<void>; done: () => number; settled: () => boolean } {
   let done = 0;
@@ -51,7 +48,7 @@ test('a full write cache with the backend stalled: writes wait, never fail, and 
   const data = pattern(11, 8 * MiB);
   const w = writer(v, data);
   // the cache fills and the uploader is held at the gate
-  await until(() => gated.waiting > 0 && (w.done() >= limit / 2 || w.settled()));
+  await until('the uploader held at the gate, half the cache written', () => gated.waiting > 0 && (w.done() >= limit / 2 || w.settled()));
   await pause(300);
   t.false(w.settled(), 'the writes have not all completed while the backend takes nothing');
   t.true(w.done() < data.length);
@@ -87,7 +84,7 @@ test('a backend that fails for a while: writes wait out the outage, the backlog 
   const data = pattern(12, 3 * MiB);
   const w = writer(v, data);
   // the uploader keeps retrying against the failing backend; the writes fill the cache and wait
-  await until(() => gated.failed >= 5 && (w.done() >= MiB / 2 || w.settled()));
+  await until('five puts failed, half the cache written', () => gated.failed >= 5 && (w.done() >= MiB / 2 || w.settled()));
   await pause(200);
   t.false(w.settled(), 'writes wait for the backend rather than fail');
   t.true(v.info().uploadBacklog.tlogs > 0, 'TLogs wait for upload');
@@ -106,7 +103,7 @@ test('a backend that fails for a while: writes wait out the outage, the backlog 
   const sync = v.syncToBackend();
   let synced = false;
   void sync.then(() => { synced = true; }, () => { synced = true; });
-  await until(() => gated.failed >= 10);
+  await until('ten puts failed', () => gated.failed >= 10);
   t.false(synced, 'syncToBackend waits for the backend to come back');
   gated.setFailing(false);
   await t.notThrowsAsync(sync);
@@ -134,7 +131,7 @@ test('reads of evicted data retry through a short backend outage', async (t) => 
   t.true(await gone(path.join(env.state, 'wc', v.info().id, 'sco', '00000001')), 'SCO 1 was evicted');
   gated.setFailing(true, true);
   const read = v.read(0, 64 * 1024);
-  await until(() => gated.failed >= 1);
+  await until('a put failed', () => gated.failed >= 1);
   gated.setFailing(false);
   const got = await read.catch((err: { code?: string }) => err.code);
   t.true(Buffer.isBuffer(got) && got.equals(data.subarray(0, 64 * 1024)), `a read during a short outage: ${Buffer.isBuffer(got) ? 'wrong bytes' : got}`);
@@ -153,7 +150,7 @@ test('two vDisks share the write cache: with the backend stalled both wait, neit
   const dy = pattern(22, 3 * MiB);
   const wx = writer(x, dx);
   const wy = writer(y, dy);
-  await until(() => gated.waiting > 0 && wx.done() + wy.done() >= MiB / 2);
+  await until('the uploader held at the gate, half the cache written', () => gated.waiting > 0 && wx.done() + wy.done() >= MiB / 2);
   await pause(300);
   t.false(wx.settled() && wy.settled(), 'not everything completed with the backend stalled');
   t.true(wx.done() + wy.done() <= MiB + 2 * CHUNK, `acknowledged ${wx.done() + wy.done()} bytes with a 1 MiB cache`);
@@ -196,7 +193,7 @@ test('a write waiting for space on a vDisk that is removed fails with CLOSED and
   const x = pool.vdisk('/x');
   gated.pause();
   const w = writer(x, pattern(24, 4 * MiB));
-  await until(() => gated.waiting > 0 && w.done() >= MiB / 2);
+  await until('the uploader held at the gate, half the cache written', () => gated.waiting > 0 && w.done() >= MiB / 2);
   await pause(200);
   t.false(w.settled(), 'a write waits for space');
   await pool.unlink('/x');
@@ -219,7 +216,7 @@ test('a crash with the write cache full of data the backend never took: after th
   gated.pause();
   const data = pattern(26, 3 * MiB);
   const w = writer(v, data);
-  await until(() => gated.waiting > 0 && w.done() >= MiB / 2);
+  await until('the uploader held at the gate, half the cache written', () => gated.waiting > 0 && w.done() >= MiB / 2);
   await pause(200);
   const acked = w.done();
   // the process goes away here: what is on disk is its state
@@ -252,7 +249,7 @@ test('cache limits change while mounted: a larger write cache lets waiting write
   gated.pause();
   const data = pattern(27, 3 * MiB);
   const w = writer(v, data);
-  await until(() => gated.waiting > 0 && w.done() >= MiB / 2);
+  await until('the uploader held at the gate, half the cache written', () => gated.waiting > 0 && w.done() >= MiB / 2);
   await pause(200);
   t.false(w.settled(), 'writes wait in a full 1 MiB cache while the backend takes nothing');
   pool.setCacheLimits({ writeCacheBytes: 8 * MiB });

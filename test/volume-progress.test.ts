@@ -12,7 +12,7 @@ import { rootLogger, setLogLevel } from '../util/log.js';
 import { gatedStore } from './helpers/gated-store.js';
 import { pattern, poolEnv } from './helpers/vpool.js';
 import { captureLog } from './helpers/slot-probe.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { until } from './helpers/until.js';
 
 const MiB = 2 ** 20;
 
@@ -63,7 +63,7 @@ test.serial('a ship the backend refuses logs its progress and the cause each tim
   await v.write(0, Buffer.alloc(256 * 1024, 3));
   const ship = pool.syncToBackend();
   const refusals = () => logs.filter((l) => l.message === 'shipping to the backend: the backend refuses, retrying');
-  await until(() => refusals().length >= 2);
+  await until('two refusals logged', () => refusals().length >= 2);
   for (const r of refusals().slice(0, 2)) {
     t.regex(String(r.cause), /BACKEND|fail/i, `the cause is in every progress line: ${JSON.stringify(r)}`);
     t.true((r.totalBytes as number) >= 256 * 1024, `the total waiting: ${r.totalBytes} (slots with their headers)`);
@@ -78,6 +78,3 @@ test.serial('a ship the backend refuses logs its progress and the cause each tim
   t.true((shipped[0].bytes as number) >= 256 * 1024);
 });
 
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await sleep(50);
-}

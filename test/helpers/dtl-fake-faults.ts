@@ -55,14 +55,6 @@ export async function settled<T>(what: string, p: Promise<T>): Promise<{ ok: tru
 
 export const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function until(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`never: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 // ---- the commands, and how a sound server answers them -----------------------------------------------
 
 export const REC = encodeEntry(0, 7, 3, Buffer.alloc(4096, 1));

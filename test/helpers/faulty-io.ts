@@ -213,13 +213,6 @@ export class FaultyIo implements CacheIo {
   }
 }
 
-/** Waits (a liveness bound of 30 s, not a speed one) until `cond()` holds; fails with `what` otherwise. */
-export async function until(cond: () => boolean, what: string): Promise<void> {
-  for (const deadline = Date.now() + 30_000; !cond();) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
 
 function readAll(fd: number): Buffer {
   const size = fs.fstatSync(fd).size;

@@ -94,11 +94,3 @@ export async function mountOnceFree(t: ExecutionContext, opts: MountOpts, refusa
   }
 }
 
-/** Polls `cond` (sync or async) every 100 ms until it holds; throws naming `what` after `ms`. */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
