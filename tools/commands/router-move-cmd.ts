@@ -7,7 +7,6 @@
  * serves its router link. Exit 0 once moved; 1 when refused or abandoned (the old owner serves on).
  */
 import type { Command } from 'commander';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { RegistryError } from '../../registry/errors.js';
 import { routerKey, type RouterRecord } from '../../registry/keys.js';
 import { readMove, readMoveResult, requestMove } from '../../registry/move.js';
@@ -15,6 +14,7 @@ import { vpoolOwner } from '../../registry/ownership.js';
 import { ConfigError } from '../daemon/config.js';
 import { POOL_API_XATTR, type PoolApiInfo } from '../client/locate.js';
 import { openRegistry } from '../client/registry-open.js';
+import { waitForRegistry } from '../client/registry-wait.js';
 
 export interface RouterMoveFlags {
   to?: string;
@@ -51,38 +51,33 @@ export async function runRouterMove(file: string | undefined, flags: RouterMoveF
     out(`Moving vPool '${vpool}' from router '${req.from}' (owner tag ${req.tag}) to router '${req.to}'${file === undefined ? '' : ` (${file} is on it)`}: every vDisk of the vPool moves`);
     const t0 = Date.now();
     let phase = req.phase;
-    for (;;) {
+    const result = await waitForRegistry(async () => {
       const result = await readMoveResult(client, vpool).catch(down);
-      if (result !== null && result.id === req.id) {
-        if (!result.ok) throw new RegistryError('BUSY', `not moved: ${result.message}`, { vpool, result });
-        out(`Handed over after ${Date.now() - t0} ms: ${result.message}`);
-        break;
-      }
+      if (result !== null && result.id === req.id) return result;
       const cur = await readMove(client, vpool).catch(down);
-      // the handover deletes the request and writes the result in one transaction: look at the result again
-      if ((cur === null || cur.id !== req.id) && (await readMoveResult(client, vpool).catch(down))?.id === req.id) continue;
       if (cur === null || cur.id !== req.id) {
+        // the handover deletes the request and writes the result in one transaction: look at the result again
+        const again = await readMoveResult(client, vpool).catch(down);
+        if (again?.id === req.id) return again;
         const owner = await vpoolOwner(client, vpool).catch(down);
         throw new RegistryError('BUSY', `not moved: the request went without a result — router '${req.from}' stopped or died meanwhile; vPool '${vpool}' is owned by ${owner === null ? 'nobody (released)' : `router '${owner.router}' (owner tag ${owner.tag})`}`, { vpool });
       }
       if (cur.phase !== phase && cur.phase !== undefined) out(`  ${req.from}: ${cur.phase}`);
       phase = cur.phase;
-      if (Date.now() - t0 > waitMs) throw new RegistryError('BUSY', `router '${req.from}' did not hand vPool '${vpool}' over within ${waitMs} ms (${cur.phase ?? 'not started'}); the request stays until it does or stops`, { vpool });
-      await sleep(100);
-    }
+      return undefined;
+    }, { waitMs, since: t0, everyMs: 100, late: () => new RegistryError('BUSY', `router '${req.from}' did not hand vPool '${vpool}' over within ${waitMs} ms (${phase ?? 'not started'}); the request stays until it does or stops`, { vpool }) });
+    if (!result.ok) throw new RegistryError('BUSY', `not moved: ${result.message}`, { vpool, result });
+    out(`Handed over after ${Date.now() - t0} ms: ${result.message}`);
     // the new owner opens the vPool (in place: its mount kept) and serves its router link
-    for (;;) {
+    const r = await waitForRegistry(async () => {
       const v = await client.get(routerKey(req.to)).string().catch(down);
       const r = v === null ? null : (JSON.parse(v) as RouterRecord);
       const owner = await vpoolOwner(client, vpool).catch(down);
-      if (r !== null && r.role === 'owner' && r.address !== null && owner?.router === req.to) {
-        out(`Router '${req.to}' serves vPool '${vpool}' now (router link at ${r.address}, ${Date.now() - t0} ms after asking); router '${req.from}' follows it`);
-        return;
-      }
+      if (r !== null && r.role === 'owner' && r.address !== null && owner?.router === req.to) return r;
       if (owner?.router !== req.to) throw new RegistryError('BUSY', `vPool '${vpool}' moved to router '${req.to}', but is owned by ${owner === null ? 'nobody' : `router '${owner.router}'`} now (the new owner failed or stopped; see its log)`, { vpool });
-      if (Date.now() - t0 > waitMs) throw new RegistryError('BUSY', `router '${req.to}' owns vPool '${vpool}' but does not serve it yet after ${waitMs} ms (see its log)`, { vpool });
-      await sleep(100);
-    }
+      return undefined;
+    }, { waitMs, since: t0, everyMs: 100, late: () => new RegistryError('BUSY', `router '${req.to}' owns vPool '${vpool}' but does not serve it yet after ${waitMs} ms (see its log)`, { vpool }) });
+    out(`Router '${req.to}' serves vPool '${vpool}' now (router link at ${r.address}, ${Date.now() - t0} ms after asking); router '${req.from}' follows it`);
   } finally {
     reg.close();
   }

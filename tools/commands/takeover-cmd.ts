@@ -8,13 +8,13 @@
  * It talks to etcd directly, like `router list`.
  */
 import type { Command } from 'commander';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { RegistryError } from '../../registry/errors.js';
 import { routerKey, ROUTERS, takeoverKey, type RouterRecord } from '../../registry/keys.js';
 import { vpoolOwner } from '../../registry/ownership.js';
 import { takeoverRisks, type TakeoverRequest } from '../../registry/takeover.js';
 import { ConfigError } from '../daemon/config.js';
 import { openRegistry } from '../client/registry-open.js';
+import { waitForRegistry } from '../client/registry-wait.js';
 
 export interface TakeoverFlags {
   registry?: string;
@@ -66,18 +66,14 @@ export async function runTakeover(flags: TakeoverFlags): Promise<void> {
     const req: TakeoverRequest = { owner: owner.router, tag: owner.tag, router: flags.router ?? null, at: new Date().toISOString(), risks };
     await client.put(takeoverKey(vpool)).value(JSON.stringify(req)).catch(down);
     const waitMs = flags.waitMs === undefined ? 60_000 : Number(flags.waitMs);
-    const t0 = Date.now();
-    for (;;) {
-      const now = await vpoolOwner(client, vpool).catch(() => owner);
-      if (now !== null && now.tag !== owner.tag) {
-        process.stdout.write(`Taken over: router '${now.router}' owns vPool '${vpool}' now (owner tag ${now.tag}).\n`);
-        return;
-      }
-      if (Date.now() - t0 > waitMs) {
-        throw new RegistryError('BUSY', `the takeover of vPool '${vpool}' is requested, but no router took it within ${waitMs} ms (the request stays in the registry for router '${owner.router}' owner tag ${owner.tag})`, { vpool });
-      }
-      await sleep(200);
-    }
+    const now = await waitForRegistry(async () => {
+      const cur = await vpoolOwner(client, vpool).catch(() => owner);
+      return cur !== null && cur.tag !== owner.tag ? cur : undefined;
+    }, {
+      waitMs, since: Date.now(), everyMs: 200,
+      late: () => new RegistryError('BUSY', `the takeover of vPool '${vpool}' is requested, but no router took it within ${waitMs} ms (the request stays in the registry for router '${owner.router}' owner tag ${owner.tag})`, { vpool }),
+    });
+    process.stdout.write(`Taken over: router '${now.router}' owns vPool '${vpool}' now (owner tag ${now.tag}).\n`);
   } finally {
     client.close();
   }
