@@ -9,6 +9,8 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { C } from '../fuse/kernel/counters.js';
 import { decode, decodeHeader } from '../fuse/kernel/decode.js';
 import * as enc from '../fuse/kernel/encode.js';
 import { negotiate } from '../fuse/kernel/ops-session.js';
@@ -187,6 +189,41 @@ test('dispatch: a malformed body answers EINVAL, a throwing handler EIO, and bot
   t.deepEqual(replies(), reply(-5, 202));
   s.dispatch(request(17, 204, 1));
   t.deepEqual(replies(), reply(0, 204, u64(10), u64(5), u64(5), u64(10), u64(9), u32(4096), u32(255), u32(4096), u32(0), pad(24)));
+});
+
+test('dispatch: held WRITEs gathered at the end of the turn; one whose handler throws answers EIO and the session lets go of its read buffer', async (t) => {
+  let calls = 0;
+  const { s, replies } = fakeSession(t, {
+    write: (_p: string, _fh: number, _data: Buffer, size: number, _off: number, cb: (n: number) => void) => {
+      if (calls++ === 0) throw new Error('boom');
+      cb(size);
+    },
+  });
+  // as if read by a reader thread: each request in its own transferred buffer, which goes back once answered
+  const owners = (s as unknown as { owners: Map<ArrayBuffer, MessagePort> }).owners;
+  const { port1: back, port2: recycled } = new MessageChannel();
+  t.teardown(() => {
+    back.close();
+    recycled.close();
+  });
+  const fromReader = (b: Buffer): Buffer => {
+    const ab = new ArrayBuffer(b.length);
+    b.copy(Buffer.from(ab));
+    owners.set(ab, back);
+    return Buffer.from(ab);
+  };
+  const w1 = fromReader(request(16, 400, 1, u64(4), u64(0), u32(5), u32(0), u64(0), u32(0), u32(0), 'hello'));
+  const w2 = fromReader(request(16, 402, 1, u64(4), u64(4096), u32(5), u32(0), u64(0), u32(0), u32(0), 'world'));
+  Atomics.add(s.counters, C.POSTED, 2); // more requests wait for the main thread: the WRITEs are held
+  s.dispatch(w1);
+  s.dispatch(w2);
+  t.is(replies().length, 0, 'both held');
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(replies(), Buffer.concat([reply(-5, 400), reply(0, 402, u32(5), u32(0))]));
+  t.false(owners.has(w1.buffer as ArrayBuffer), "the throwing WRITE's buffer is not kept by the session");
+  t.is(owners.size, 0);
+  t.is((receiveMessageOnPort(recycled)?.message as ArrayBuffer | undefined)?.byteLength, 40 + 40 + 5, 'the answered WRITE\'s buffer went back');
+  t.is(receiveMessageOnPort(recycled), undefined);
 });
 
 test('dispatch: LOOKUP hands out node ids by path, FORGET drops them, rename moves them, getxattr probes and ERANGE', (t) => {

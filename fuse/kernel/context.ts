@@ -35,9 +35,10 @@ export interface KernelCtx {
   /**
    * A WRITE's call into the volume, run with the WRITEs that come right after it (held while more requests
    * wait for the main thread; at the latest at the end of the event-loop turn or before the next request
-   * that is not a WRITE): the volume takes them together (volume/vdisk/write-gather.ts).
+   * that is not a WRITE): the volume takes them together (volume/vdisk/write-gather.ts). `request` is a view of
+   * the request's bytes: if `run` throws, the session answers EIO and lets go of its buffer.
    */
-  deferWrite(h: InHeader, run: () => void): void;
+  deferWrite(h: InHeader, request: Uint8Array, run: () => void): void;
   /** An error reply (`errno` negative). */
   fail(h: InHeader, errno: number): void;
   /** FUSE_NOTIFY_INVAL_INODE: the kernel drops the node's cached pages and attributes. */

@@ -95,7 +95,7 @@ export const write: OpHandler<Req<'write'>> = (ctx, h, r) => {
   countWrite(ctx.counters, r.size);
   const path = nameOf(ctx, h);
   // with the WRITEs that come right after it: their clusters go to the write cache in one writev
-  ctx.deferWrite(h, () => ctx.ops.write(path, r.fh, r.data, r.size, r.offset, (count: number) => {
+  ctx.deferWrite(h, r.data, () => ctx.ops.write(path, r.fh, r.data, r.size, r.offset, (count: number) => {
     ctx.recycle(r.data);
     if (count < 0) return ctx.fail(h, count);
     if (!(r.writeFlags & WRITE_KILL_SUIDGID) || ctx.nodes.path(h.nodeid) === undefined) return ctx.send(writeReply(h.unique, count));

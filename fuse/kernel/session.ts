@@ -55,7 +55,7 @@ export class Session implements KernelCtx {
   /** The views the readers have, by id, and how to stop hearing of their changes. */
   private readonly subscribed = new Map<number, () => void>();
   /** WRITEs of this loop turn not yet handed to the volume (deferWrite). */
-  private deferred: Array<{ h: InHeader; run: () => void }> = [];
+  private deferred: Array<{ h: InHeader; request: Uint8Array; run: () => void }> = [];
   /** Requests taken from the readers' messages (C.POSTED counts those posted; int32, wrapping alike). */
   private taken = 0;
 
@@ -179,8 +179,8 @@ export class Session implements KernelCtx {
    * it. At depth 1 nothing is ever held. A held WRITE goes at the end of the turn at the latest (setImmediate:
    * the requests counted may come only in the next turn).
    */
-  deferWrite(h: InHeader, run: () => void): void {
-    this.deferred.push({ h, run });
+  deferWrite(h: InHeader, request: Uint8Array, run: () => void): void {
+    this.deferred.push({ h, request, run });
     if (((Atomics.load(this.counters, C.POSTED) - this.taken) | 0) <= 0) return this.flushWrites();
     if (this.deferred.length === 1) setImmediate(() => this.flushWrites());
   }
@@ -199,10 +199,13 @@ export class Session implements KernelCtx {
     });
   }
 
-  private runWrite({ h, run }: { h: InHeader; run: () => void }): void {
+  private runWrite({ h, request, run }: { h: InHeader; request: Uint8Array; run: () => void }): void {
     try {
       run();
     } catch (err) {
+      // as in dispatch: dropped from the table, not recycled (what threw may still hold a view of it, and its
+      // answer may still come: then recycle finds nothing); kept there, it would stay referenced for good
+      this.owners.delete(request.buffer as ArrayBuffer);
       log.error('FUSE WRITE failed unexpectedly: EIO', { unique: h.unique, nodeid: h.nodeid, error: err instanceof Error ? err.stack : String(err) });
       this.fail(h, E.EIO);
     }
