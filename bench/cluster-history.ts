@@ -5,8 +5,11 @@
  *
  * One run: a vPool of its own (`h<N><on|off>`, its own file:// backend) on the bench's etcd; router A mounts it
  * (owner), router B follows. Both with tiny SCOs and TLogs (8 clusters per SCO, one SCO per TLog, as the tests'
- * configs): a 1 GiB vDisk gets N writes of 32 KiB at random places through A's mount, each one full SCO, so one
- * TLog each — a history of N TLogs. Checkpoints on: the default `checkpointEveryTlogs` (128), and the run waits
+ * configs): a 1 GiB vDisk gets N writes of 32 KiB through A's mount, each one full SCO, so one TLog each — a
+ * history of N TLogs —, going round a working set of WORKING_SET (16 MiB, 512 places, each visited once per 512
+ * writes): past 512 TLogs the vDisk's state (its map, its 512 live SCOs, the checkpoint's size) stays the same
+ * and only the history grows, as in a VM's disk overwritten for months. (With every write at a new place the
+ * state would grow with N too: more live SCOs to record, a bigger checkpoint — what `bench:checkpoint` measures.) Checkpoints on: the default `checkpointEveryTlogs` (128), and the run waits
  * until A's background checkpoint is within one period of the last TLog (as it is at any moment of a running
  * router); off: `checkpointEveryTlogs: 0` on both (none is ever written). Once A recorded the vDisk clean in
  * etcd (no DTL here: the takeover is automatic only then), `kill -9` A; B takes the vPool over and rebuilds the
@@ -21,6 +24,8 @@ import { allClean, Router } from './cluster-router.js';
 
 const SCO_CLUSTERS = 8;
 const VDISK_SIZE = 2 ** 30;
+/** The part of the vDisk the writes go round (see the header). */
+const WORKING_SET = 16 * 2 ** 20;
 const DEFAULT_EVERY = 128; // volume/vdisk/checkpointer.ts DEFAULT_CHECKPOINT_EVERY_TLOGS
 
 export interface HistoryRow {
@@ -71,7 +76,8 @@ export async function historyTakeover(root: string, etcd: string, lease: number,
       buf.fill(i & 0xff);
       buf.writeUInt32LE(i, 0);
       // a full SCO closes it, and with one SCO per TLog the TLog too: one TLog per write
-      await fh.write(buf, 0, buf.length, ((i * 2654435761) % (VDISK_SIZE / buf.length)) * buf.length);
+      // (an odd multiplier modulo a power of two: every place once per WORKING_SET / 32 KiB writes)
+      await fh.write(buf, 0, buf.length, ((i * 2654435761) % (WORKING_SET / buf.length)) * buf.length);
     }
     await fh.close();
     log(`${vpool}: ${tlogs} TLogs written through A's mount in ${Date.now() - t0} ms; waiting for A to ship them`);
@@ -111,7 +117,7 @@ export async function historyTakeover(root: string, etcd: string, lease: number,
 /** The table of the rows, markdown. */
 export function historyTable(rows: HistoryRow[], lease: number): string[] {
   return [
-    `takeover of a vDisk with a long history after kill -9 of its owner (registry lease ${lease} s, file:// backend, one TLog per 32 KiB write; checkpoints on: every ${DEFAULT_EVERY} TLogs)`,
+    `takeover of a vDisk with a long history after kill -9 of its owner (registry lease ${lease} s, file:// backend, one TLog per 32 KiB write going round a working set of ${WORKING_SET / 2 ** 20} MiB; checkpoints on: every ${DEFAULT_EVERY} TLogs)`,
     '',
     '| TLogs | map checkpoints | kill → serving (ms) | TAKEOVER → serving (ms) | rebuild of the vDisk (ms) | TLogs replayed | checkpoint at TLog |',
     '| ---: | --- | ---: | ---: | ---: | ---: | ---: |',
