@@ -20,6 +20,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { keyNumbers, onlyVDiskDir } from '../test/helpers/backend-files.js';
 import { allClean, Router } from './cluster-router.js';
 
 const SCO_CLUSTERS = 8;
@@ -42,15 +43,6 @@ export interface HistoryRow {
   chain: number;
   /** The checkpoint the rebuild loaded (TLog number), or null. */
   checkpointAt: number | null;
-}
-
-/** Numbers of the keys (hex) in a directory of a file:// backend, ascending. */
-function numbers(dir: string): number[] {
-  try {
-    return fs.readdirSync(dir).filter((n) => /^[0-9a-f]+$/.test(n)).map((n) => parseInt(n, 16)).sort((a, b) => a - b);
-  } catch {
-    return [];
-  }
 }
 
 const ms = (e: Record<string, unknown>): number => Date.parse(String(e.timestamp));
@@ -82,18 +74,18 @@ export async function historyTakeover(root: string, etcd: string, lease: number,
     await fh.close();
     log(`${vpool}: ${tlogs} TLogs written through A's mount in ${Date.now() - t0} ms; waiting for A to ship them`);
     await allClean(etcd, a.name);
-    const vdisks = path.join(a.backendDir, 'vdisks');
-    const dir = (what: string): string => path.join(vdisks, fs.readdirSync(vdisks)[0]!, what);
+    const dir = (what: string): string => onlyVDiskDir(a.backendDir, what);
     if (checkpoints) {
       for (;;) {
-        const tl = numbers(dir('tlog'));
-        const cp = numbers(dir('checkpoint'));
-        if (cp.length > 0 && tl[tl.length - 1]! - cp[cp.length - 1]! <= DEFAULT_EVERY) break;
+        const tl = keyNumbers(dir('tlog'));
+        const cp = keyNumbers(dir('checkpoint'));
+        // (a history shorter than a period has no checkpoint yet: nothing to wait for)
+        if ((tl[tl.length - 1] ?? 0) - (cp[cp.length - 1] ?? 0) <= DEFAULT_EVERY) break;
         await new Promise((r) => setTimeout(r, 250));
       }
     }
-    const inBackend = numbers(dir('tlog')).length;
-    log(`${vpool}: ${inBackend} TLogs and checkpoints at ${numbers(dir('checkpoint')).join(', ') || 'none'} in the backend after ${Date.now() - t0} ms; kill -9 A`);
+    const inBackend = keyNumbers(dir('tlog')).length;
+    log(`${vpool}: ${inBackend} TLogs and checkpoints at ${keyNumbers(dir('checkpoint')).join(', ') || 'none'} in the backend after ${Date.now() - t0} ms; kill -9 A`);
     const killedAt = Date.now();
     await a.stop('SIGKILL');
     const took = await b.until(new RegExp(`^took vPool '${vpool}' over from router`), killedAt, 600_000);

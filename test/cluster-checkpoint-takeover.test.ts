@@ -11,9 +11,8 @@
  *   the checkpoint replays the whole chain and fails here.
  * The seed is printed; VPOOLFS_SEED replays a run, VPOOLFS_CKPT_TLOGS sets the history (default 300 TLogs).
  */
-import { readdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import path from 'node:path';
+import { keyNumbers, onlyVDiskDir } from './helpers/backend-files.js';
 import { fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
 import { cluster, until } from './helpers/registry.js';
 import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
@@ -31,15 +30,6 @@ const SIZE = 32 * 2 ** 20;
  * the last one if the kernel merged writes and left it partly filled.
  */
 const CONFIG = { scoClusters: SCO_CLUSTERS, tlogScos: 1, scoMaxAgeMs: 2000, checkpointEveryTlogs: CHECKPOINT_EVERY };
-
-/** The numbers of the keys (hex) in a directory of the file:// backend, ascending; none when it is missing. */
-function numbers(dir: string): number[] {
-  try {
-    return readdirSync(dir).filter((n) => /^[0-9a-f]+$/.test(n)).map((n) => parseInt(n, 16)).sort((a, b) => a - b);
-  } catch {
-    return [];
-  }
-}
 
 test('kill -9 of the owner of a vDisk with a long history: the follower rebuilds it from the newest map checkpoint, replays only the TLogs after it, and every byte reads back', async (t) => {
   t.log(`seed ${SEED} (VPOOLFS_SEED replays), ${TLOGS} TLogs, a checkpoint every ${CHECKPOINT_EVERY}`);
@@ -67,22 +57,21 @@ test('kill -9 of the owner of a vDisk with a long history: the follower rebuilds
   await fh.close();
 
   // A ships everything and records the vDisk clean (the takeover is automatic then), and its checkpoints catch up
-  const vdisks = path.join(c.backend.replace(/^file:\/\//, ''), 'vdisks');
-  const dir = (what: string) => path.join(vdisks, readdirSync(vdisks)[0]!, what);
+  const dir = (what: string) => onlyVDiskDir(c.backend.replace(/^file:\/\//, ''), what);
   await until('the vDisk recorded clean in etcd', async () => {
     const row = (await c.routers()).find((r) => r.name === 'ra') as unknown as { vdisks: Array<{ dtl: { dirty: boolean } | null }> } | undefined;
     return row !== undefined && row.vdisks.length === 1 && row.vdisks[0]!.dtl?.dirty === false;
   }, 120_000);
   await until('a map checkpoint within a period of the last TLog', () => {
-    const tl = numbers(dir('tlog'));
-    const cp = numbers(dir('checkpoint'));
+    const tl = keyNumbers(dir('tlog'));
+    const cp = keyNumbers(dir('checkpoint'));
     return cp.length > 0 && tl[tl.length - 1]! - cp[cp.length - 1]! <= CHECKPOINT_EVERY;
   }, 120_000);
 
   await a.kill9();
   // what the backend holds at the kill (B writes its fence, maybe a checkpoint, only once it takes over)
-  const tlogs = numbers(dir('tlog'));
-  const checkpoints = numbers(dir('checkpoint'));
+  const tlogs = keyNumbers(dir('tlog'));
+  const checkpoints = keyNumbers(dir('checkpoint'));
   const newest = checkpoints[checkpoints.length - 1]!;
   const after = tlogs.filter((n) => n > newest).length;
   t.log(`at the kill: ${tlogs.length} TLogs in the backend, checkpoints at TLog ${checkpoints.join(', ')}; ${after} TLogs after the newest`);
