@@ -2,7 +2,9 @@
  * A `vpoolfs mount --registry` router as a child process for the cluster benches (bench/cluster.ts,
  * bench/scale-cluster.ts): vPool `pool` on the file:// backend `<root>/backend`, its state and mountpoint under
  * `<root>`, a registry lease of `lease` seconds, the backend claim's lease long (60 s: every takeover measured is
- * the registry's), no schedules. Its log is kept; `until()` waits for a log line.
+ * the registry's), no schedules. Its log is kept; `until()` waits for a log line. `opts.vpool` names another
+ * vPool (and backend `<root>/backend-<vpool>`), `opts.config` adds config keys (bench/cluster-history.ts: tiny
+ * SCOs and TLogs, checkpoints on or off).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -16,14 +18,18 @@ export class Router {
   readonly child: ChildProcess;
   out = '';
   readonly mountpoint: string;
+  /** The file:// backend's directory. */
+  readonly backendDir: string;
   /** Router `name` with its state and mountpoint under `root`, on the file:// backend `root`/backend. */
-  constructor(root: string, readonly name: string, etcd: string, lease: number) {
+  constructor(root: string, readonly name: string, etcd: string, lease: number, opts: { vpool?: string; config?: Record<string, unknown> } = {}) {
     this.mountpoint = path.join(root, `${name}-mnt`);
     fs.mkdirSync(this.mountpoint, { recursive: true });
     const cfg = path.join(root, `${name}.json`);
-    fs.writeFileSync(cfg, JSON.stringify({ registryLeaseSeconds: lease, claimLeaseMs: 60_000, autoMove: false /* forwarded I/O is measured: the vPool must not move to the follower doing it */, schedule: { snapshot: null, retention: null, scrub: null } }));
-    this.child = spawn(process.execPath, [CLI, 'mount', this.mountpoint, '--vpool', 'pool', '--router', name, '--state', path.join(root, `${name}-state`),
-      '--backend', `file://${path.join(root, 'backend')}`, '--registry', etcd, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VPOOLFS_LOG_LEVEL: 'info' } });
+    fs.writeFileSync(cfg, JSON.stringify({ registryLeaseSeconds: lease, claimLeaseMs: 60_000, autoMove: false /* forwarded I/O is measured: the vPool must not move to the follower doing it */, schedule: { snapshot: null, retention: null, scrub: null }, ...opts.config }));
+    const vpool = opts.vpool ?? 'pool';
+    this.backendDir = path.join(root, vpool === 'pool' ? 'backend' : `backend-${vpool}`);
+    this.child = spawn(process.execPath, [CLI, 'mount', this.mountpoint, '--vpool', vpool, '--router', name, '--state', path.join(root, `${name}-state`),
+      '--backend', `file://${this.backendDir}`, '--registry', etcd, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VPOOLFS_LOG_LEVEL: 'info' } });
     this.child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
   }

@@ -8,7 +8,7 @@
  * - kill -9 of A under a writer on A's mount (sync DTL): B or C takes over in place (C preferably: the code
  *   guarantees only that B defers first), the other follows; every write A acknowledged reads back through
  *   both; the time is printed.
- * The network cut and SIGSTOP of A are in cluster-netns-s3-faults.test.ts.
+ * The network cut and SIGSTOP of A are in cluster-netns-s3-faults.test.ts (radosgw) and cluster-netns-file-faults.test.ts (file://).
  */
 import { sh, fuseTest, ok, q } from './helpers/mount.js';
 import { useBridge } from './helpers/netns.js';
