@@ -16,11 +16,11 @@ import { keyNumbers, onlyVDiskDir } from './helpers/backend-files.js';
 import { fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
 import { cluster } from './helpers/registry.js';
 import { until } from './helpers/until.js';
-import { pattern, RefDisk, rng } from './helpers/ref-disk.js';
+import { pattern, RefDisk } from './helpers/ref-disk.js';
+import { seeded } from './helpers/seed.js';
 
 const test = fuseTest();
 
-const SEED = process.env.VPOOLFS_SEED !== undefined ? Number(process.env.VPOOLFS_SEED) : Math.floor(Math.random() * 2 ** 31);
 const TLOGS = Number(process.env.VPOOLFS_CKPT_TLOGS ?? 300);
 const CHECKPOINT_EVERY = 40;
 const SCO_CLUSTERS = 8;
@@ -33,14 +33,14 @@ const SIZE = 32 * 2 ** 20;
 const CONFIG = { scoClusters: SCO_CLUSTERS, tlogScos: 1, scoMaxAgeMs: 2000, checkpointEveryTlogs: CHECKPOINT_EVERY };
 
 test('kill -9 of the owner of a vDisk with a long history: the follower rebuilds it from the newest map checkpoint, replays only the TLogs after it, and every byte reads back', async (t) => {
-  t.log(`seed ${SEED} (VPOOLFS_SEED replays), ${TLOGS} TLogs, a checkpoint every ${CHECKPOINT_EVERY}`);
+  const { seed: SEED, rand: random } = seeded(t);
+  t.log(`${TLOGS} TLogs, a checkpoint every ${CHECKPOINT_EVERY}`);
   const c = await cluster(t);
   const a = await startMount(t, c.router('ra', [], CONFIG));
   const b = await startMount(t, c.router('rb', [], CONFIG));
   t.is(logEntries(b.log, 'ready', { role: 'follower', owner: 'ra' }).length, 1, b.log);
 
   // the history: random runs of 1–8 clusters at random places, TLOGS × 8 clusters in all (one TLog per 8)
-  const random = rng(SEED);
   const ref = new RefDisk();
   ref.resize(SIZE);
   await ok(t, `truncate -s ${SIZE} ${q(a.p('disk'))}`);
