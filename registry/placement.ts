@@ -128,6 +128,8 @@ export interface ServerPlace {
   failureDomain: string | null;
   /** Live routers whose registered list starts with it. */
   senders: number;
+  /** Live routers whose registered list names it. */
+  registeredBy: string[];
   /** Its place in the registrations (router name, then position in its list); servers no router registered after. */
   order: number;
 }
@@ -148,6 +150,7 @@ export function placeServers(servers: string[], live: RouterRecord[], known: Rou
       server, routers: alive, goneWith: alive.length === 0 ? on.map((r) => r.name) : [],
       failureDomain: domains.size === 1 ? [...domains][0]! : null,
       senders: live.filter((r) => r.dtlServer?.[0] === server).length,
+      registeredBy: live.filter((r) => r.dtlServer?.includes(server) === true).map((r) => r.name),
       order: at < 0 ? registered.length + servers.indexOf(server) : at,
     };
   });
