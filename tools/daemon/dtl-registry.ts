@@ -18,7 +18,7 @@
  * record is safe again (registry/takeover.ts). Servers are only added, never removed.
  */
 import type { Etcd3 } from 'etcd3';
-import { placeServers, rankDtlServers, readRouters, type ServerPlace } from '../../registry/placement.js';
+import { goneDtlServers, placeServers, rankDtlServers, readRouters, type ServerPlace } from '../../registry/placement.js';
 import type { RouterSession } from '../../registry/router-session.js';
 import { logger } from '../../util/log.js';
 
@@ -70,4 +70,9 @@ export function watchRegisteredDtlServers(session: RouterSession, servers: strin
   void once();
   const timer = setInterval(() => void once(), everyMs).unref();
   return () => clearInterval(timer);
+}
+
+/** For the DTL recovery (dtl-client/recover.ts): the servers of `servers` whose routers' registry leases expired. */
+export function goneServersOf(session: RouterSession): (servers: string[]) => Promise<Map<string, string>> {
+  return (servers) => goneDtlServers(session.registry.client, servers);
 }
