@@ -1,7 +1,7 @@
 /**
- * Placement from what the registry knows (docs/cluster.md, "Placement: failure domains, then load"): which
- * surviving router takes a dead owner's vPool over, which DTL servers a vDisk prefers, and which DTL servers
- * went with a router whose lease expired. Pure rankings over registrations, fed by cheap reads:
+ * Placement from what the registry knows (docs/cluster.md, "Placement: another failure domain, then the least
+ * loaded" and "The DTL's servers from the registry"): which surviving router takes a dead owner's vPool over,
+ * which DTL servers a vDisk prefers, and which DTL servers went with a router whose lease expired. Pure rankings over registrations, fed by cheap reads:
  *
  * - **A machine** is where a router runs: registrations with the same host name and a common address (`ips`,
  *   the host's non-loopback interface addresses, recorded at registration), or the same host name and no
