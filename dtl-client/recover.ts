@@ -22,6 +22,9 @@ import type { DtlEntry } from './messages.js';
 
 const log = logger('dtl');
 
+/** How long the recovery waits for the registry's word on which servers went with a dead router. */
+export const GONE_LOOKUP_MS = 2000;
+
 /** Connection attempts of recoveries per server, since the process started (tests and the logs read it). */
 export const recoveryAttempts = new Map<string, number>();
 
@@ -69,7 +72,10 @@ export class Reachability {
     if (this.lookup === undefined) return new Map();
     if (this.goneNow === null || Date.now() - this.goneAt >= 1000) {
       this.goneAt = Date.now();
-      this.goneNow = this.lookup([...servers]).catch(() => new Map<string, string>());
+      // a registry that does not answer within GONE_LOOKUP_MS gives nothing: every server is asked, as without one
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<Map<string, string>>((resolve) => { timer = setTimeout(() => resolve(new Map()), GONE_LOOKUP_MS).unref(); });
+      this.goneNow = Promise.race([this.lookup([...servers]).catch(() => new Map<string, string>()), late]).finally(() => clearTimeout(timer));
     }
     const all = await this.goneNow;
     return new Map([...all].filter(([s]) => servers.includes(s)));
