@@ -35,7 +35,9 @@ test('the owner\'s DTL server dies: the vDisk goes on with the registered server
   const ORDER = /^DTL servers of this router, in the order they are tried/;
   const wanted = [S('ra'), S('rd'), S('rc'), S('rb')];
   await until('ra orders the registered DTL servers', () => logEntries(a.log, ORDER).some((e) => JSON.stringify(e.servers) === JSON.stringify(wanted)), 30_000)
-    .catch((err: Error) => t.fail(`${err.message}: wanted ${wanted.join(', ')}; ra logged:\n${logEntries(a.log, ORDER).map((e) => String(e.message)).join('\n')}`));
+    .catch((err: Error) => {
+      throw new Error(`${err.message}: wanted ${wanted.join(', ')}; ra logged:\n${logEntries(a.log, ORDER).map((e) => String(e.message)).join('\n')}`);
+    });
   t.log(String(logEntries(a.log, ORDER).at(-1)!.message));
 
   const w = startWriter(a.p('disk'), 0, 64);
