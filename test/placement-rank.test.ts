@@ -7,6 +7,7 @@
 import test from 'ava';
 import type { RouterRecord } from '../registry/keys.js';
 import { hostOf, placeServers, rankDtlServers, rankTakers, sameMachine, type TakerRank } from '../registry/placement.js';
+import { rng } from './helpers/ref-disk.js';
 
 const rec = (name: string, o: Partial<RouterRecord> = {}): RouterRecord => ({
   name, host: 'h', pid: 1, state: `/s/${name}`, failureDomain: null, address: null, dtlServer: null, lease: '1', leaseSeconds: 2, registeredAt: '', ...o,
@@ -32,17 +33,6 @@ test('placeServers: a server belongs to the routers on its address; gone when al
   t.like(p[3], { goneWith: [], routers: [], failureDomain: null });
   t.like(p[4], { goneWith: [], routers: [], failureDomain: null });
 });
-
-/** A seeded generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('model: the taker ranked first is the best by the rules (domain, vDisks, vPools, name) and every router computes the same order', (t) => {
   const seed = Number(process.env.VPOOLFS_SEED ?? Math.floor(Math.random() * 2 ** 31));
