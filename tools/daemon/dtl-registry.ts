@@ -26,7 +26,10 @@ const log = logger('dtl');
 
 export const DTL_WATCH_MS = 2000;
 
-/** The order of `configured` and `added` for an owner in `domain` (above), and each server's place. */
+/**
+ * The order of `configured` and `added` for an owner in `domain` (above), and each server's place. The servers
+ * live routers registered that are in neither list are appended to `added` (servers are only ever added).
+ */
 export async function orderDtlServers(client: Etcd3, configured: string[], added: string[], domain: string | null): Promise<{ order: string[]; places: ServerPlace[] }> {
   const { live, known } = await readRouters(client);
   for (const r of live) for (const s of r.dtlServer ?? []) if (!configured.includes(s) && !added.includes(s)) added.push(s);
