@@ -182,7 +182,8 @@ export class DtlClient {
     if (this.conn !== null && this.conn.alive) return Promise.resolve(this.conn);
     this.connecting ??= (async () => {
       const errors: DtlError[] = [];
-      for (const server of this.opts.servers) {
+      // a snapshot: with a registry the list is reordered in place while this loop awaits (tools/daemon/dtl-registry.ts)
+      for (const server of [...this.opts.servers]) {
         try {
           this.conn = this.keep(await Connection.open(server, this.opts.secret, this.timeoutMs));
           return this.conn;

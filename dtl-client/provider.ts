@@ -18,13 +18,15 @@ export interface DtlConfig {
   secret?: Buffer;
   /** Per request (default 5000 ms). */
   timeoutMs?: number;
+  /** With a registry: the servers of `servers` on the address of routers whose lease expired, and why (recover.ts). */
+  gone?: (servers: string[]) => Promise<Map<string, string>>;
 }
 
 export function dtlProvider(cfg: DtlConfig): DtlProvider {
   if (cfg.servers.length === 0) throw new DtlError('INVALID', 'a DTL needs at least one server');
   const opts = { servers: cfg.servers, secret: cfg.secret, timeoutMs: cfg.timeoutMs ?? 5000, router: cfg.router, retryMs: cfg.retryMs ?? 5000 };
   // the recoveries of this vPool's vDisks share what they found unreachable (recover.ts)
-  const reach = new Reachability();
+  const reach = new Reachability(undefined, cfg.gone);
   return {
     defaultMode: cfg.defaultMode,
     sink: (v: DtlVDisk, mode: DtlMode): DtlSink => new DtlBridge(v, mode, opts),

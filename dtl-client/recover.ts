@@ -1,6 +1,7 @@
 /**
  * Recovery after a host loss: the vDisk was just rebuilt from the backend on this router; the DTL holds
- * the writes (and discards) the backend lacks. Every configured server is asked for its range of the vDisk (GetSCORange);
+ * the writes (and discards) the backend lacks. Every configured server is asked for its range of the vDisk (GetSCORange)
+ * — those of routers whose registry lease expired only when no other one holds it (Reachability, below);
  * the copy registered last (highest epoch) wins — an older copy on another server is what was left behind
  * by a failover. Its entries with tag > the last SCO in the backend are replayed in log order, as the
  * writes and resizes that made them, and shipped to the backend before the vDisk goes on.
@@ -21,6 +22,9 @@ import type { DtlEntry } from './messages.js';
 
 const log = logger('dtl');
 
+/** How long the recovery waits for the registry's word on which servers went with a dead router. */
+export const GONE_LOOKUP_MS = 2000;
+
 /** Connection attempts of recoveries per server, since the process started (tests and the logs read it). */
 export const recoveryAttempts = new Map<string, number>();
 
@@ -32,11 +36,18 @@ export const recoveryAttempts = new Map<string, number>();
  * then skipped again if still silent). What skipping gives up: a server that comes back within `forMs` is not
  * asked for the vDisks recovered meanwhile — those it alone held are logged as lost, as they would be had it
  * stayed away; a write acknowledged in sync mode is on the server the vDisk was registered with, reachable or not.
+ *
+ * `gone` (with a registry: tools/daemon/dtl-registry.ts): the servers on the address of routers whose registry
+ * lease has expired — gone with their host, or cut off with it — and why. Those are not asked at first, so that
+ * not even the first vDisk pays a timeout for them; they are asked only for a vDisk no other server holds (the
+ * router may have died alone, its host's DTL server still answering). Looked up at most once a second.
  */
 export class Reachability {
   private readonly down = new Map<string, number>();
+  private goneAt = 0;
+  private goneNow: Promise<Map<string, string>> | null = null;
 
-  constructor(private readonly forMs = 30_000) {}
+  constructor(private readonly forMs = 30_000, private readonly lookup?: (servers: string[]) => Promise<Map<string, string>>) {}
 
   failed(server: string): void {
     this.down.set(server, Date.now());
@@ -55,6 +66,20 @@ export class Reachability {
   ago(server: string): number {
     return Date.now() - (this.down.get(server) ?? Date.now());
   }
+
+  /** The servers of `servers` whose routers are gone, and why (empty without a registry, or when it does not answer). */
+  async gone(servers: string[]): Promise<Map<string, string>> {
+    if (this.lookup === undefined) return new Map();
+    if (this.goneNow === null || Date.now() - this.goneAt >= 1000) {
+      this.goneAt = Date.now();
+      // a registry that does not answer within GONE_LOOKUP_MS gives nothing: every server is asked, as without one
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<Map<string, string>>((resolve) => { timer = setTimeout(() => resolve(new Map()), GONE_LOOKUP_MS).unref(); });
+      this.goneNow = Promise.race([this.lookup([...servers]).catch(() => new Map<string, string>()), late]).finally(() => clearTimeout(timer));
+    }
+    const all = await this.goneNow;
+    return new Map([...all].filter(([s]) => servers.includes(s)));
+  }
 }
 
 /**
@@ -64,35 +89,48 @@ export class Reachability {
  */
 export async function recoverFromDtl(v: DtlVDisk, opts: DtlClientOptions, localFrom?: number, reach?: Reachability): Promise<void> {
   const local = localFrom !== undefined;
-  let best: { server: string; range: RemoteRange } | null = null;
+  // (assigned in ask(): a cast keeps the compiler from narrowing it to null)
+  let best = null as { server: string; range: RemoteRange } | null;
   const unreachable: string[] = [];
   // every configured server at once: a black-holed one costs one timeout for this vDisk, not one per server in
   // front of the live ones; one found unreachable by an earlier vDisk of this recovery is not asked again for
   // a while (Reachability): asked, it would cost every vDisk the timeout, and could only time out again
   const notAsked = reach?.skipping(opts.servers) ?? [];
-  const asked = opts.servers.filter((s) => !notAsked.includes(s));
-  const answers = await Promise.all(asked.map(async (server) => {
-    recoveryAttempts.set(server, (recoveryAttempts.get(server) ?? 0) + 1);
-    const c = new DtlClient({ ...opts, servers: [server] });
-    try {
-      return { server, range: await c.getScoRange(v.id) };
-    } catch (err) {
-      const e = err as DtlError;
-      if (e.code === 'UNREACHABLE' || e.code === 'TIMEOUT') reach?.failed(server);
-      return { server, error: e.message };
-    } finally {
-      c.close();
+  // the servers of routers whose registry lease expired are asked only when no other one holds the vDisk
+  const gone = await reach?.gone(opts.servers) ?? new Map<string, string>();
+  const asked: string[] = [];
+  const ask = async (servers: string[]): Promise<void> => {
+    asked.push(...servers);
+    const answers = await Promise.all(servers.map(async (server) => {
+      recoveryAttempts.set(server, (recoveryAttempts.get(server) ?? 0) + 1);
+      const c = new DtlClient({ ...opts, servers: [server] });
+      try {
+        return { server, range: await c.getScoRange(v.id) };
+      } catch (err) {
+        const e = err as DtlError;
+        if (e.code === 'UNREACHABLE' || e.code === 'TIMEOUT') reach?.failed(server);
+        return { server, error: e.message };
+      } finally {
+        c.close();
+      }
+    }));
+    for (const a of answers) {
+      if ('error' in a) unreachable.push(`${a.server} (${a.error})`);
+      else if (a.range.registered && (best === null || a.range.epoch > best.range.epoch)) best = { server: a.server, range: a.range };
     }
-  }));
-  for (const a of answers) {
-    if ('error' in a) unreachable.push(`${a.server} (${a.error})`);
-    else if (a.range.registered && (best === null || a.range.epoch > best.range.epoch)) best = { server: a.server, range: a.range };
+  };
+  await ask(opts.servers.filter((s) => !notAsked.includes(s) && !gone.has(s)));
+  const last = opts.servers.filter((s) => !notAsked.includes(s) && gone.has(s));
+  if (best === null && last.length > 0) {
+    log.warn('DTL recovery: no DTL server of a live router holds this vDisk; asking those of routers whose registry lease has expired', { vdisk: v.id, servers: last });
+    await ask(last);
   }
   for (const s of notAsked) unreachable.push(`${s} (not asked: unreachable for another vDisk of this recovery ${reach!.ago(s)} ms ago)`);
+  const goneSkipped = [...gone].filter(([s]) => !asked.includes(s)).map(([s, why]) => `${s} (not asked: ${why})`);
   if (best === null || best.range.entries === 0) {
-    if (best === null && unreachable.length > 0 && local) log.warn('DTL recovery after a local restart: no DTL server answered; going on with the write cache as found (after a power cut, the writes after the last fsync may be lost)', { vdisk: v.id, fromSco: localFrom, unreachable });
-    else if (best === null && unreachable.length > 0) log.error('DTL recovery: no DTL server answered; the writes that were only in the DTL are lost', { vdisk: v.id, unreachable });
-    else log.info('DTL recovery: the DTL holds nothing for this vDisk', { vdisk: v.id, server: best?.server ?? null });
+    if (best === null && unreachable.length > 0 && local) log.warn('DTL recovery after a local restart: no DTL server answered; going on with the write cache as found (after a power cut, the writes after the last fsync may be lost)', { vdisk: v.id, fromSco: localFrom, unreachable, asked, notAsked: goneSkipped });
+    else if (best === null && unreachable.length > 0) log.error('DTL recovery: no DTL server answered; the writes that were only in the DTL are lost', { vdisk: v.id, unreachable, asked, notAsked: goneSkipped });
+    else log.info('DTL recovery: the DTL holds nothing for this vDisk', { vdisk: v.id, server: best?.server ?? null, asked, notAsked: goneSkipped });
     return;
   }
   // the TLogs really in the backend (not the number the rebuild continues from, which snapshots may raise),
@@ -185,10 +223,10 @@ export async function recoverFromDtl(v: DtlVDisk, opts: DtlClientOptions, localF
     failure ??= err as Error;
   }
   if (failure !== null) {
-    log.error('DTL recovery failed part way; the vDisk goes on with what was replayed', { vdisk: v.id, local, server: best.server, fromSco: from, applied, error: failure.message });
+    log.error('DTL recovery failed part way; the vDisk goes on with what was replayed', { vdisk: v.id, local, server: best.server, fromSco: from, applied, error: failure.message, asked, notAsked: goneSkipped });
   } else {
     log.info(local ? 'DTL recovery after a local restart: replayed the entries the write cache did not hold whole' : 'DTL recovery: replayed the entries newer than the backend',
-      { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, olderThanLocal: older, size: v.size, epoch: best.range.epoch, router: best.range.router });
+      { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, olderThanLocal: older, size: v.size, epoch: best.range.epoch, router: best.range.router, asked, notAsked: goneSkipped, unreachable });
   }
 }
 

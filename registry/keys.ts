@@ -39,6 +39,8 @@ export interface RouterRecord {
   /** The state directory: a restart of the same one on the same host may replace a registration not yet expired. */
   state: string;
   failureDomain: string | null;
+  /** Its host's non-loopback interface addresses (registry/placement.ts: which DTL servers run on its machine). */
+  ips?: string[];
   /** Where other routers reach this one: its router link (router-link/server.ts), HOST:PORT. */
   address: string | null;
   /** Its management API on TCP, if any. */

@@ -16,6 +16,7 @@ import os from 'node:os';
 import type { Etcd3, Lease } from 'etcd3';
 import { logger } from '../util/log.js';
 import { connectRegistry } from './connect.js';
+import { hostAddresses } from './placement.js';
 import { RegistryError } from './errors.js';
 import { knownRouterKey, routerKey, type RouterRecord, type RouterRole, type Waiting } from './keys.js';
 
@@ -84,7 +85,7 @@ export class RouterRegistry {
     lease.on('lost', (err) => this.lost(lease, err));
     const id = await lease.grant();
     const rec: RouterRecord = {
-      name: opts.name, host: os.hostname(), pid: process.pid, state: opts.state,
+      name: opts.name, host: os.hostname(), ips: hostAddresses(), pid: process.pid, state: opts.state,
       failureDomain: opts.failureDomain ?? null, address: opts.address ?? null, api: opts.api ?? null, dtlServer: opts.dtlServer ?? null,
       ...(opts.vpool === undefined ? {} : { vpool: opts.vpool }), ...(opts.role === undefined ? {} : { role: opts.role }),
       ...(this.waiting == null ? {} : { waiting: this.waiting }),

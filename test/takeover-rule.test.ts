@@ -181,8 +181,8 @@ test('the DTL server of the owner dies: its vDisk moves to a DTL server another 
   await waitDtl(a.p('disk'), (d) => d.state === 'ok_sync' && d.server === srv1.address, 'ok_sync on the first server');
   // rb, a follower, registers the DTL server it sends to: ra adds it to its list
   const b = await startMount(t, c.router('rb', ['--dtl', 'sync', '--dtl-server', srv2.address], { dtlRetryMs: 300 }));
-  while (logEntries(a.log, /^DTL servers registered by other routers added/).length === 0) await sleep(100);
-  t.regex(String(logEntries(a.log, /^DTL servers registered by other routers added/)[0].message), new RegExp(`${srv2.address.replace(/\./g, '\\.')} \\(router 'rb'\\)`));
+  while (logEntries(a.log, /^DTL servers of this router, in the order they are tried/).length === 0) await sleep(100);
+  t.regex(String(logEntries(a.log, /^DTL servers of this router, in the order they are tried/)[0].message), new RegExp(`${srv2.address.replace(/\./g, '\\.')} \\(registered by router 'rb'`));
 
   const w = startWriter(a.p('disk'), 0, 64);
   await w.waitFor(100 + Math.floor(Math.random() * 200));

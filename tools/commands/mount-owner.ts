@@ -38,7 +38,7 @@ import { commitMove, endMove, movePhase, moveTarget, type MoveRequest } from '..
 import { vdisksOf } from '../../registry/vpool-walk.js';
 import { LinkServer } from '../../router-link/server.js';
 import type { Follower } from '../daemon/follower.js';
-import { watchRegisteredDtlServers } from '../daemon/dtl-registry.js';
+import { goneServersOf, watchRegisteredDtlServers } from '../daemon/dtl-registry.js';
 import { HandoverWatch } from '../daemon/handover.js';
 import type { ClusterStats } from '../metrics/cluster-metrics.js';
 
@@ -121,7 +121,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
         if (claim.fenced === null) claim.fenceNow(`the registry says router '${owner}' owns the vPool now`);
       });
     }),
-    dtl: dtlForMount(cfg),
+    dtl: dtlForMount(cfg, session === undefined ? undefined : goneServersOf(session)),
   });
 
   let mounted: Mounted | undefined;

@@ -9,7 +9,7 @@
  *   stop): the connection is dropped (calls in flight and new ones wait, at most `waitMs` each) and this
  *   router takes the vPool in the registry (the owner tag's transaction: of several followers one wins, the
  *   others follow the winner). A follower in the dead owner's failure domain lets the others try first for
- *   DEFER_MS when one of them is in another failure domain. `owned` resolves once this router won: the mount
+ *   DEFER_MS when another ranks first (registry/placement.ts: another failure domain, then the least loaded). `owned` resolves once this router won: the mount
  *   then opens the vPool (the takeover path of --standby: the backend claim taken from the dead owner) and
  *   serveLocally() switches the table to its own handlers — the mount stays.
  *
@@ -26,6 +26,7 @@ import type { MountHandlers } from '../../fuse/handlers.js';
 import { mountWith, type FuseEngine, type Mounted } from '../../fuse/mount.js';
 import { releaseVPool, takeVPool, vpoolOwner, type Taken } from '../../registry/ownership.js';
 import { knownRouterKey, routerKey, type RouterRecord } from '../../registry/keys.js';
+import { describeLoad, rankFollowers } from '../../registry/placement.js';
 import { waitingOf, type RouterSession } from '../../registry/router-session.js';
 import { LinkClient } from '../../router-link/client.js';
 import { FollowerTable } from '../../router-link/follower-table.js';
@@ -289,17 +290,25 @@ export class Follower {
   }
 
   /**
-   * True while this router should let another follower take the vPool first: it is in the dead owner's
-   * failure domain and a live follower of this vPool is not, and the owner has been gone less than DEFER_MS.
+   * True while this router should let another follower take the vPool first: a live follower of this vPool
+   * ranks before it (registry/placement.ts: another failure domain than the dead owner's, then the least loaded
+   * machine, then by name) and the owner has been gone less than DEFER_MS.
    */
   private async defer(dead: RouterRecord): Promise<boolean> {
-    const mine = this.opts.failureDomain ?? null;
-    if (mine === null || mine !== dead.failureDomain || this.goneSince === null || Date.now() - this.goneSince >= DEFER_MS) return false;
-    const etcd = this.opts.session.registry.client;
-    const live = Object.values(await etcd.getAll().prefix(routerKey('')).strings()).map((v) => JSON.parse(v) as RouterRecord);
-    const elsewhere = live.filter((r) => r.name !== this.opts.router && r.role === 'follower' && r.vpool === this.opts.vpool && r.failureDomain !== dead.failureDomain);
-    if (elsewhere.length === 0) return false;
-    this.say('defer', `deferring the takeover for up to ${DEFER_MS} ms: router(s) ${elsewhere.map((r) => `'${r.name}'`).join(', ')} follow the vPool from another failure domain than the dead owner's (${dead.failureDomain})`);
+    if (this.goneSince === null || Date.now() - this.goneSince >= DEFER_MS) return false;
+    const me = this.opts.session.registry.record;
+    const ranked = await rankFollowers(this.opts.session.registry.client, this.opts.vpool, me, dead);
+    const first = ranked[0]!;
+    if (first.router.name === me.name) return false;
+    const mine = ranked.find((r) => r.router.name === me.name)!;
+    if (mine.sameDomain && !first.sameDomain) {
+      const elsewhere = ranked.filter((r) => !r.sameDomain);
+      this.say('defer', `deferring the takeover for up to ${DEFER_MS} ms: router(s) ${elsewhere.map((r) => `'${r.router.name}'`).join(', ')} follow the vPool from another failure domain than the dead owner's (${dead.failureDomain}); '${first.router.name}' first (the least loaded)`,
+        { preferred: first.router.name, loads: Object.fromEntries(ranked.map((r) => [r.router.name, r.load])) });
+    } else {
+      this.say('defer', `deferring the takeover for up to ${DEFER_MS} ms to router '${first.router.name}': the least loaded of the routers that follow the vPool in the preferred failure domain (its machine runs ${describeLoad(first.load)}, this router's ${describeLoad(mine.load)}; ties by name)`,
+        { preferred: first.router.name, loads: Object.fromEntries(ranked.map((r) => [r.router.name, r.load])) });
+    }
     return true;
   }
 }
