@@ -3,7 +3,8 @@
  * authentication"), against a real etcd started by the test with TLS only (certificates made with openssl: a
  * CA, a server certificate for 127.0.0.1, a client certificate, --client-cert-auth) and etcd's auth on (user
  * root with a password, `etcdctl auth enable`):
- * - the settings: etcds:// URLs, refusals of settings that cannot work (before anything dials);
+ * - the settings: etcds:// URLs, refusals of settings that cannot work (before anything dials); what a failure
+ *   says against servers that are not etcd (a certificate for another address, a port that closes at once);
  * - a router mounted with `--registry etcds://…` and the CA, client certificate, user and password file
  *   registers; `router list` over TLS shows it; `router list PATH` (and `--mount PATH`), with no etcd address nor
  *   credentials, asks the mount's API and prints the same;
@@ -11,12 +12,17 @@
  *   the wrong CA, no client certificate, a certificate etcd does not trust, a wrong password, no user, plain
  *   etcd:// against the TLS port; and etcd down, asked through the mount.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import testPlain from 'ava';
 import { validateConfig, ConfigError } from '../tools/daemon/config.js';
 import { parseRegistryUrl, registryUsesTls, RegistryConfigError } from '../registry/etcd-url.js';
-import { loadRegistryCredentials } from '../registry/security.js';
+import { connectRegistry } from '../registry/connect.js';
+import { registryFailure } from '../registry/diagnose.js';
+import { loadRegistryCredentials, type RegistrySecurity } from '../registry/security.js';
+import { makeTlsFiles } from './helpers/etcd-tls.js';
 import { apiOf, api } from './helpers/api.js';
 import { CLI, fuseTest, isMounted, q, sh, startMount, tempRoot, type MountOpts } from './helpers/mount.js';
 import { loadApiDoc, validate } from './helpers/openapi.js';
@@ -52,6 +58,29 @@ testPlain('etcds:// URLs and the TLS and user settings: what cannot work is refu
   t.deepEqual(loadRegistryCredentials('etcd://h:1', { user: 'root', password: 'from-env' }).auth, { username: 'root', password: 'from-env' });
   t.notRegex(c.summary, /p4ss/);
   t.regex(c.summary, /^TLS with CA \S+x\.pem, user 'root' \(password from \S+pw\)$/);
+});
+
+testPlain('what failed, in words, against servers that are not etcd: a certificate for another address, a port that closes at once', async (t) => {
+  const root = await tempRoot(t, 'vpoolfs-registry-tls-');
+  const files = makeTlsFiles(root, '127.0.0.2');
+  const tlsServer = tls.createServer({ cert: readFileSync(files.serverCert), key: readFileSync(files.serverKey) }, (s) => s.destroy());
+  const closer = net.createServer((s) => s.destroy());
+  const listen = (srv: net.Server) => new Promise<number>((r) => srv.listen(0, '127.0.0.1', () => r((srv.address() as net.AddressInfo).port)));
+  const [tlsPort, plainPort] = [await listen(tlsServer), await listen(closer)];
+  t.teardown(() => { tlsServer.close(); closer.close(); });
+  const failure = async (url: string, sec: RegistrySecurity) => {
+    const client = connectRegistry(url, sec, 2000);
+    try {
+      await client.get('x').string();
+      return 'answered';
+    } catch (err) {
+      return (await registryFailure(url, sec, err)).message;
+    } finally {
+      client.close();
+    }
+  };
+  t.regex(await failure(`etcds://127.0.0.1:${tlsPort}`, { ca: files.ca }), new RegExp(`^the registry etcds://127\\.0\\.0\\.1:${tlsPort} does not answer: 127\\.0\\.0\\.1:${tlsPort}: its TLS certificate does not name 127\\.0\\.0\\.1 \\(`));
+  t.regex(await failure(`etcd://127.0.0.1:${plainPort}`, {}), new RegExp(`^the registry etcd://127\\.0\\.0\\.1:${plainPort} does not answer: 127\\.0\\.0\\.1:${plainPort}: it connects but does not answer gRPC over plain HTTP/2 \\(the connection was closed\\)$`));
 });
 
 /** The routers as `router list` prints them with these arguments (JSON or text); the exit code and stderr too. */
