@@ -109,6 +109,8 @@ test('a router over TLS and etcd auth registers; router list over TLS and throug
   await until('ra registered with its vDisk', async () => (await c.routers()).some((r) => r.name === 'ra' && r.state === 'alive' && r.vdisks.length === 1));
   t.true(c.etcd.url.startsWith('etcds://127.0.0.1:'));
   t.regex(a.log, /registered in the registry/);
+  t.regex(a.log, /"registryAccess":"TLS with CA \S+\/ca\.pem, client certificate \S+\/client\.pem, user 'root' \(password from \S+\/root\.password\)"/);
+  t.notRegex(a.log, /r00t-secret/, 'the password is never logged');
 
   // the same routers through the mount's API: PATH, or --mount PATH; no --registry, no VPOOLFS_REGISTRY, no TLS files
   // (the registry may change between two reads — a vDisk's protection recorded as clean once shipped — so the
