@@ -200,6 +200,10 @@ test('a router over TLS and etcd auth registers; router list over TLS and throug
   const rc = await startMount(t, envOpts);
   await until('rc registered as a follower', async () => (await c.routers()).some((r) => r.name === 'rc' && r.state === 'alive' && r.role === 'follower'));
   t.deepEqual((await c.routers()).map((r) => r.name), ['ra', 'rc'], 'the refused routers left nothing in the registry');
+  // through a follower's mount: its user.vpool.api is the owner's (the call is forwarded), the same registry answers
+  const viaFollower = await routerList(`${q(rc.mountpoint)} --json`);
+  t.is(viaFollower.code, 0, viaFollower.stderr);
+  t.deepEqual((JSON.parse(viaFollower.stdout) as RouterRow[]).map((r) => [r.name, r.role]), [['ra', 'owner'], ['rc', 'follower']]);
   t.is(await rc.stop(), 0);
 
   // etcd down: the mount serves on, and `router list PATH` says so, naming the endpoint

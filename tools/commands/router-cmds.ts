@@ -11,9 +11,9 @@
 import type { Command } from 'commander';
 import { listRouters, type RouterRow } from '../../registry/router-list.js';
 import { isSafe } from '../../registry/keys.js';
-import { call } from '../../api/client.js';
+import { ApiClientError, call } from '../../api/client.js';
 import { ConfigError } from '../daemon/config.js';
-import { locate } from '../client/locate.js';
+import { poolApiOf } from '../client/locate.js';
 import { openRegistry, withRegistryOptions, type RegistryFlags } from '../client/registry-open.js';
 
 function table(rows: RouterRow[]): string {
@@ -44,11 +44,21 @@ export interface RouterListFlags extends RegistryFlags {
   mount?: string;
 }
 
-/** The routers as the mount at `where` sees them (its API answers from its registry session). */
+/**
+ * The routers as the mount at `where` sees them (its API answers from its registry session). A follower's mount
+ * names its owner's API (its `user.vpool.api` is forwarded): the same registry, reachable when the owner runs on
+ * this host; otherwise the error says to ask etcd.
+ */
 async function throughMount(where: string): Promise<RouterRow[]> {
-  const loc = await locate(where);
-  const answer = await call<{ registry: string | null; routers: RouterRow[] }>(loc.target, 'GET', '/v1/routers');
-  if (answer.registry === null) throw new ConfigError(`router list: the vPool '${loc.info.vpool}' at ${loc.info.mountpoint} is not mounted with a registry (--registry); give --registry etcd://HOST:PORT[,…] to ask etcd itself`);
+  const info = await poolApiOf(where);
+  let answer: { registry: string | null; routers: RouterRow[] };
+  try {
+    answer = await call<{ registry: string | null; routers: RouterRow[] }>({ socket: info.socket }, 'GET', '/v1/routers');
+  } catch (err) {
+    if (!(err instanceof ApiClientError) || err.body.code !== 'UNREACHABLE') throw err;
+    throw new ConfigError(`router list: ${where} is on vPool '${info.vpool}', whose API named there (${info.socket}, the owner's when this mount is a follower) does not answer here (${err.body.errno}): is its router on another host? Give --registry etcd://HOST:PORT[,…] to ask etcd itself`);
+  }
+  if (answer.registry === null) throw new ConfigError(`router list: the vPool '${info.vpool}' at ${info.mountpoint} is not mounted with a registry (--registry); give --registry etcd://HOST:PORT[,…] to ask etcd itself`);
   return answer.routers;
 }
 
