@@ -9,6 +9,7 @@ import type { BlobStore } from '../volume/backend/types.js';
 import type { VPool } from '../volume/types.js';
 import type { RekeyJob } from '../volume/policy/rekey-job.js';
 import type { MoveJob } from '../volume/policy/move-job.js';
+import type { RouterRow } from '../registry/router-list.js';
 
 export interface ApiContext {
   vpool: VPool;
@@ -26,6 +27,8 @@ export interface ApiContext {
   rekey?: RekeyJob;
   /** The move job of a backend move in progress (volume/policy/move-job.ts); undefined otherwise. */
   move?: MoveJob;
+  /** With --registry: the registry's URL and its routers as this router's session reads them (GET /v1/routers). */
+  registry?: { url: string; routers(): Promise<RouterRow[]> };
   /** Where the API listens, for the status view. */
   listening(): { socket: string | null; tcp: string | null };
 }

@@ -9,8 +9,9 @@ import { statusRoutes } from './routes-status.js';
 import { vdiskRoutes } from './routes-vdisks.js';
 import { rekeyRoutes } from './routes-rekey.js';
 import { gcRoutes } from './routes-gc.js';
+import { routerRoutes } from './routes-routers.js';
 
-export const ROUTES: readonly Route[] = [...statusRoutes, ...vdiskRoutes, ...snapshotRoutes, ...rekeyRoutes, ...gcRoutes];
+export const ROUTES: readonly Route[] = [...statusRoutes, ...vdiskRoutes, ...snapshotRoutes, ...rekeyRoutes, ...gcRoutes, ...routerRoutes];
 
 /** The route for `method` and the raw URL path, with its parameters decoded; NO_ROUTE / METHOD_NOT_ALLOWED otherwise. */
 export function matchRoute(method: string, rawPath: string): { route: Route; params: Record<string, string> } {

@@ -17,14 +17,18 @@ import type { Etcd3, Lease } from 'etcd3';
 import { logger } from '../util/log.js';
 import { connectRegistry } from './connect.js';
 import { hostAddresses } from './placement.js';
+import { registryFailure } from './diagnose.js';
+import type { RegistryCredentials, RegistrySecurity } from './security.js';
 import { RegistryError } from './errors.js';
 import { knownRouterKey, routerKey, type RouterRecord, type RouterRole, type Waiting } from './keys.js';
 
 const log = logger('registry');
 
 export interface JoinOptions {
-  /** etcd://HOST:PORT[,…] */
+  /** etcd://HOST:PORT[,…] or etcds://… (TLS) */
   registry: string;
+  /** TLS files and etcd user for the registry, or what was read from them (./security.ts). */
+  security?: RegistrySecurity | RegistryCredentials;
   name: string;
   state: string;
   failureDomain?: string;
@@ -54,13 +58,13 @@ export class RouterRegistry {
   /** Registers the router; throws RegistryError (BUSY: the name is taken; BACKEND: etcd does not answer). */
   static async join(opts: JoinOptions): Promise<RouterRegistry> {
     if (!Number.isInteger(opts.leaseSeconds) || opts.leaseSeconds < 2) throw new RegistryError('INVALID', `the registry lease must be a whole number of seconds, at least 2, got ${opts.leaseSeconds}`);
-    const reg = new RouterRegistry(connectRegistry(opts.registry), opts);
+    const reg = new RouterRegistry(connectRegistry(opts.registry, opts.security), opts);
     try {
       await reg.register();
     } catch (err) {
       reg.client.close();
-      if (err instanceof RegistryError) throw err;
-      throw new RegistryError('BACKEND', `the registry ${opts.registry} does not answer: ${(err as Error).message}`, { registry: opts.registry }, { cause: err });
+      // says what failed: etcd unreachable, TLS (CA, client certificate), or a refused user (./diagnose.ts)
+      throw await registryFailure(opts.registry, opts.security, err);
     }
     log.info('registered in the registry', { router: opts.name, registry: opts.registry, lease: reg.rec.lease, leaseSeconds: opts.leaseSeconds, failureDomain: reg.rec.failureDomain, address: reg.rec.address });
     return reg;

@@ -46,6 +46,7 @@ test('every operation answers as documented (statuses and bodies)', async (t) =>
   await check('POST', '/v1/rekey', '/v1/rekey');
   await check('GET', '/v1/backend-move', '/v1/backend-move');
   t.deepEqual((await check('POST', '/v1/gc/orphans', '/v1/gc/orphans', { dryRun: true })).body, { dryRun: true, items: [] });
+  t.deepEqual((await check('GET', '/v1/routers', '/v1/routers')).body, { registry: null, routers: [] }, 'a mount without a registry');
   t.is((await check('POST', '/v1/vdisks', '/v1/vdisks', { path: 'dir/a', size: 2 ** 20 })).status, 201);
   await check('POST', '/v1/vdisks', '/v1/vdisks', { path: 'dir/a', size: 1 });
   await check('POST', '/v1/vdisks', '/v1/vdisks', { path: 'dir/b', size: 2 ** 50 });

@@ -20,6 +20,9 @@ command -v nbdinfo >/dev/null 2>&1 || need_pkgs+=(libnbd-bin)
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || need_pkgs+=(python3-libnbd)
 # etcd (3.4) for the registry tests: each starts a private one on loopback (test/helpers/etcd.ts)
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
+# etcdctl (etcd's auth for test/registry-tls.test.ts) and openssl (its certificates)
+command -v etcdctl >/dev/null 2>&1 || need_pkgs+=(etcd-client)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 # ip (network namespaces, veth, bridges) for test/follower-netns.test.ts; nsenter comes with util-linux
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -9,7 +9,7 @@
 import type { ExecutionContext } from 'ava';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { startEtcd, type EtcdHandle } from './etcd.js';
+import { startEtcd, type EtcdHandle, type EtcdOptions } from './etcd.js';
 import { CLI, MountHandle, q, sh, tempRoot, type MountOpts } from './mount.js';
 
 export interface RouterRow {
@@ -37,13 +37,18 @@ export interface Cluster {
   routerTable(): Promise<string>;
 }
 
-/** `backend` gives the backend URL (default: file://<root>/backend); `etcdHost` where etcd listens (default loopback). */
-export async function cluster(t: ExecutionContext, backendOf?: (root: string) => string, etcdHost?: string): Promise<Cluster> {
+/**
+ * `backend` gives the backend URL (default: file://<root>/backend); `etcdHost` where etcd listens (default loopback);
+ * `etcdOpts` TLS and auth for etcd (./etcd.ts): the routers and `router list` then get its CA, client
+ * certificate and user as flags.
+ */
+export async function cluster(t: ExecutionContext, backendOf?: (root: string) => string, etcdHost?: string, etcdOpts?: EtcdOptions): Promise<Cluster> {
   const root = await tempRoot(t, 'vpoolfs-registry-');
-  const etcd = await startEtcd(t, etcdHost);
+  const etcd = await startEtcd(t, etcdHost, etcdOpts);
+  const sec = etcd.securityArgs.map(q).join(' ');
   const backend = backendOf?.(root) ?? `file://${path.join(root, 'backend')}`;
   const list = async (json: boolean): Promise<string> => {
-    const r = await sh(`node ${q(CLI)} router list --registry ${q(etcd.url)}${json ? ' --json' : ''}`);
+    const r = await sh(`node ${q(CLI)} router list --registry ${q(etcd.url)} ${sec}${json ? ' --json' : ''}`);
     if (r.code !== 0) t.fail(`router list failed (${r.code}): ${r.stderr}`);
     return r.stdout;
   };
@@ -61,7 +66,7 @@ export async function cluster(t: ExecutionContext, backendOf?: (root: string) =>
       writeFileSync(cfg, JSON.stringify({ registryLeaseSeconds: 2, claimLeaseMs: 60_000, scoMaxAgeMs: 200, scoClusters: 16, tlogScos: 2, autoMove: false, ...config }));
       return {
         mountpoint, state: path.join(root, `${name}-state`), backend,
-        extraArgs: ['--vpool', 'pool', '--router', name, '--registry', etcd.url, '--failure-domain', `fd-${name}`, '--config', cfg, ...extra],
+        extraArgs: ['--vpool', 'pool', '--router', name, '--registry', etcd.url, ...etcd.securityArgs, '--failure-domain', `fd-${name}`, '--config', cfg, ...extra],
       };
     },
     routers: async () => JSON.parse(await list(true)) as RouterRow[],

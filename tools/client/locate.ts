@@ -110,6 +110,23 @@ export async function locate(file: string, socket?: string): Promise<Located> {
   return { given: file, vpoolPath: '/' + rel.split(path.sep).filter(Boolean).join('/'), info, target: { socket: socket ?? info.socket } };
 }
 
+/**
+ * What `user.vpool.api` answers at `file`, without requiring the path to be under the mountpoint it names: on a
+ * follower's mount the owner answers it (its mountpoint, its API socket), which is what a vPool-wide question
+ * (`router list`) needs. A LocateError when `file` is not on a vpoolfs mount.
+ */
+export async function poolApiOf(file: string): Promise<PoolApiInfo> {
+  const { getAttribute } = await import('fs-xattr');
+  try {
+    return JSON.parse((await within(getAttribute(file, POOL_API_XATTR), PROBE_MS, file)).toString('utf8')) as PoolApiInfo;
+  } catch (err) {
+    if (err instanceof LocateError) throw err;
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    if (code === 'ENOTCONN' || code === 'ECONNABORTED') throw new LocateError(`${file}: the vPool mounted there does not answer (${code}: its daemon is gone); start it again (vpoolfs mount …), which clears the stale mount`);
+    throw await notOnVpool(file, `no ${POOL_API_XATTR} attribute: ${code}`);
+  }
+}
+
 /** The one vPool mounted here, for verbs given no path; a clear refusal when there are none or several. */
 export async function onlyVpool(): Promise<string> {
   const pools = await mountedVpools();

@@ -1,37 +1,84 @@
 /**
  * How the registry verbs (`router list`, `takeover`, `move`) open etcd: the URL from `--registry` or
- * $VPOOLFS_REGISTRY (a ConfigError naming the verb when neither is given, or when it is not etcd://HOST:PORT),
+ * $VPOOLFS_REGISTRY (a ConfigError naming the verb when neither is given, or when it is not
+ * etcd://HOST:PORT or etcds://HOST:PORT), TLS and the etcd user from the flags `--registry-ca`, `--registry-cert`,
+ * `--registry-key`, `--registry-user`, `--registry-password-file` or the environment ($VPOOLFS_REGISTRY_CA,
+ * _CERT, _KEY, _USER, _PASSWORD_FILE, and the password itself as $VPOOLFS_REGISTRY_PASSWORD; never a flag),
  * a client with bounded calls (registry/connect.ts), and `down`, which turns an etcd failure into the one-line
- * BACKEND error the CLI prints (`the registry … does not answer: …`). The caller closes the client.
+ * BACKEND error the CLI prints, saying what failed (registry/diagnose.ts). The caller closes the client.
  */
+import type { Command } from 'commander';
 import type { Etcd3 } from 'etcd3';
 import { connectRegistry } from '../../registry/connect.js';
+import { registryFailure } from '../../registry/diagnose.js';
 import { RegistryError } from '../../registry/errors.js';
-import { RegistryUrlError } from '../../registry/etcd-url.js';
+import { RegistryConfigError } from '../../registry/etcd-url.js';
+import { loadRegistryCredentials, REGISTRY_PASSWORD_ENV, type RegistryCredentials, type SecurityKeys } from '../../registry/security.js';
 import { ConfigError } from '../daemon/config.js';
 
 export interface OpenedRegistry {
   client: Etcd3;
   url: string;
-  /** Rethrows an etcd failure as RegistryError BACKEND naming the registry. */
-  down: (err: unknown) => never;
+  credentials: RegistryCredentials;
+  /** Rethrows an etcd failure as RegistryError BACKEND naming the registry and what failed. */
+  down: (err: unknown) => Promise<never>;
   close(): void;
 }
 
-export function openRegistry(verb: string, url = process.env.VPOOLFS_REGISTRY): OpenedRegistry {
-  if (url === undefined || url === '') throw new ConfigError(`${verb}: which registry? Give --registry etcd://HOST:PORT[,HOST:PORT…] (or VPOOLFS_REGISTRY)`);
+/** The verbs' registry flags (commander's camelCase). */
+export interface RegistryFlags {
+  registry?: string;
+  registryCa?: string;
+  registryCert?: string;
+  registryKey?: string;
+  registryUser?: string;
+  registryPasswordFile?: string;
+}
+
+const FLAG_AND_ENV: SecurityKeys = {
+  ca: '--registry-ca (VPOOLFS_REGISTRY_CA)', cert: '--registry-cert (VPOOLFS_REGISTRY_CERT)', key: '--registry-key (VPOOLFS_REGISTRY_KEY)',
+  user: '--registry-user (VPOOLFS_REGISTRY_USER)', passwordFile: '--registry-password-file (VPOOLFS_REGISTRY_PASSWORD_FILE)', password: REGISTRY_PASSWORD_ENV,
+};
+
+/** Adds `--registry` and the TLS and user flags to a verb. */
+export function withRegistryOptions(cmd: Command): Command {
+  return cmd
+    .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] or etcds://… for TLS (default: $VPOOLFS_REGISTRY)')
+    .option('--registry-ca <file>', "with etcds://: the CA (PEM) that signed etcd's certificate (default: $VPOOLFS_REGISTRY_CA, else the system's trusted CAs)")
+    .option('--registry-cert <file>', "with etcds://: a client certificate (PEM) for etcd's --client-cert-auth (default: $VPOOLFS_REGISTRY_CERT)")
+    .option('--registry-key <file>', 'the key (PEM) of --registry-cert (default: $VPOOLFS_REGISTRY_KEY)')
+    .option('--registry-user <name>', 'an etcd user (default: $VPOOLFS_REGISTRY_USER); the password from --registry-password-file or $VPOOLFS_REGISTRY_PASSWORD')
+    .option('--registry-password-file <file>', "the etcd user's password, first line (default: $VPOOLFS_REGISTRY_PASSWORD_FILE)");
+}
+
+const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
+
+/** `flags`: the verb's flags (or just the URL); each setting not given as a flag comes from the environment. */
+export function openRegistry(verb: string, flags: RegistryFlags | string | undefined = {}, env: NodeJS.ProcessEnv = process.env): OpenedRegistry {
+  const f: RegistryFlags = typeof flags === 'string' ? { registry: flags } : flags ?? {};
+  const url = nonEmpty(f.registry) ?? nonEmpty(env.VPOOLFS_REGISTRY);
+  if (url === undefined) throw new ConfigError(`${verb}: which registry? Give --registry etcd://HOST:PORT[,HOST:PORT…] (or VPOOLFS_REGISTRY)`);
   let client: Etcd3;
+  let credentials: RegistryCredentials;
   try {
-    client = connectRegistry(url);
+    credentials = loadRegistryCredentials(url, {
+      ca: f.registryCa ?? nonEmpty(env.VPOOLFS_REGISTRY_CA),
+      cert: f.registryCert ?? nonEmpty(env.VPOOLFS_REGISTRY_CERT),
+      key: f.registryKey ?? nonEmpty(env.VPOOLFS_REGISTRY_KEY),
+      user: f.registryUser ?? nonEmpty(env.VPOOLFS_REGISTRY_USER),
+      passwordFile: f.registryPasswordFile ?? nonEmpty(env.VPOOLFS_REGISTRY_PASSWORD_FILE),
+      password: nonEmpty(env[REGISTRY_PASSWORD_ENV]),
+    }, FLAG_AND_ENV);
+    client = connectRegistry(url, credentials);
   } catch (err) {
-    if (err instanceof RegistryUrlError) throw new ConfigError(err.message);
+    if (err instanceof RegistryConfigError) throw new ConfigError(err.message);
     throw err;
   }
   return {
-    client, url,
-    down: (err: unknown): never => {
+    client, url, credentials,
+    down: async (err: unknown): Promise<never> => {
       if (err instanceof RegistryError || err instanceof ConfigError) throw err;
-      throw new RegistryError('BACKEND', `the registry ${url} does not answer: ${(err as Error).message}`, { registry: url });
+      throw await registryFailure(url, credentials, err);
     },
     close: () => client.close(),
   };

@@ -15,6 +15,7 @@ import { FuseMetrics, serveMetrics } from '../metrics/metrics.js';
 import { ClusterStats, registerClusterMetrics } from '../metrics/cluster-metrics.js';
 import { prepareMountpoint } from '../daemon/mountpoint.js';
 import { planApi } from '../daemon/api-serve.js';
+import { mountRegistrySecurity, sessionRouters } from '../daemon/registry-security.js';
 import { lockState } from '../daemon/state-lock.js';
 import { dtlForMount } from '../daemon/dtl-mount.js';
 import { parseNbdAddress, checkNbdListen } from '../../nbd/address.js';
@@ -41,6 +42,11 @@ export interface MountFlags {
   dtlSecretFile?: string;
   router?: string;
   registry?: string;
+  registryCa?: string;
+  registryCert?: string;
+  registryKey?: string;
+  registryUser?: string;
+  registryPasswordFile?: string;
   failureDomain?: string;
   config?: string;
   metrics?: string;
@@ -122,6 +128,8 @@ export async function resolveFlags(mountpoint: string, flags: MountFlags): Promi
 
 export async function runMount(mountpoint: string, flags: MountFlags): Promise<void> {
   const { cfg, file } = await resolveFlags(mountpoint, flags);
+  // the registry's TLS files and the etcd user's password, read before anything is opened (a ConfigError otherwise)
+  const registryCreds = mountRegistrySecurity(cfg);
   if (flags.standby === true && cfg.registry === undefined) throw new ConfigError('--standby needs --registry (the registry says when the owner is gone)');
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
   const apiPlan = await planApi(cfg);
@@ -129,7 +137,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
 
   const lock = await lockState(cfg.state);
   process.on('exit', () => lock.release());
-  log.info('opening vPool', { vpool: cfg.vpool, state: cfg.state, backend: cfg.backend, router: cfg.router, dtl: cfg.dtl });
+  log.info('opening vPool', { vpool: cfg.vpool, state: cfg.state, backend: cfg.backend, router: cfg.router, dtl: cfg.dtl, ...(registryCreds === undefined ? {} : { registry: cfg.registry, registryAccess: registryCreds.summary }) });
   // metrics first: the backend is measured by operation from its first request on
   const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, cfg.metricsTopVdisks ?? 10) : undefined;
   const stats = new ClusterStats();
@@ -144,7 +152,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, endStandby);
   }
   const session = cfg.registry === undefined ? undefined : await RouterSession.start({
-    registry: cfg.registry, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, api: cfg.api,
+    registry: cfg.registry, security: registryCreds, name: cfg.router, state: cfg.state, failureDomain: cfg.failureDomain, api: cfg.api,
     dtlServer: cfg.dtlServer === undefined ? undefined : [...cfg.dtlServer], leaseSeconds: cfg.registryLeaseSeconds ?? 10, vpool: cfg.vpool, force: flags.force === true,
     standby: flags.standby === true, signal: standby.signal,
     // while a live router owns the vPool, mount as its follower (forwarding there) unless told to refuse
@@ -156,6 +164,8 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, endStandby);
   if (session?.takeover === true) stats.takeovers++;
+  // GET /v1/routers (`vpoolfs router list` on a path of this mount) answers from this session's etcd client
+  if (session !== undefined) apiPlan.registry = sessionRouters(cfg.registry!, session.registry.client, registryCreds);
   const engine = cfg.fuseEngine ?? DEFAULT_FUSE_ENGINE;
   const metricsServer = metrics && cfg.metrics ? await (async () => {
     const { host, port } = parseHostPort(cfg.metrics!, '--metrics');

@@ -13,7 +13,7 @@ import { readMove, readMoveResult, requestMove } from '../../registry/move.js';
 import { vpoolOwner } from '../../registry/ownership.js';
 import { ConfigError } from '../daemon/config.js';
 import { POOL_API_XATTR, type PoolApiInfo } from '../client/locate.js';
-import { openRegistry } from '../client/registry-open.js';
+import { openRegistry, withRegistryOptions } from '../client/registry-open.js';
 import { waitForRegistry } from '../client/registry-wait.js';
 
 export interface RouterMoveFlags {
@@ -42,7 +42,7 @@ export async function runRouterMove(file: string | undefined, flags: RouterMoveF
   if (flags.to === undefined) throw new ConfigError('move: to which router? Give --to ROUTER (vpoolfs router list shows them)');
   if ((file === undefined) === (flags.vpool === undefined)) throw new ConfigError('move: give the path of a file on the vPool (FILE) or --vpool NAME, one of them');
   const vpool = flags.vpool ?? await vpoolOf(file!);
-  const reg = openRegistry('move', flags.registry);
+  const reg = openRegistry('move', flags);
   const { client, down } = reg;
   const waitMs = flags.waitMs === undefined ? 120_000 : Number(flags.waitMs);
   const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -84,12 +84,11 @@ export async function runRouterMove(file: string | undefined, flags: RouterMoveF
 }
 
 export function addRouterMoveCommand(program: Command, fail: (err: unknown) => never): void {
-  program
+  withRegistryOptions(program
     .command('move')
-    .description('hand the vPool FILE is on over from its owner router to a live follower router (every vDisk of the vPool moves; no I/O error for anyone): docs/cluster.md')
+    .description('hand the vPool FILE is on over from its owner router to a live follower router (every vDisk of the vPool moves; no I/O error for anyone): docs/cluster.md'))
     .argument('[file]', 'a path on a vpoolfs mount (owner or follower) of the vPool')
     .requiredOption('--to <router>', 'the router to own the vPool (a live follower of it)')
-    .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] (default: $VPOOLFS_REGISTRY)')
     .option('--vpool <name>', 'the vPool, instead of FILE')
     .option('--wait-ms <ms>', 'how long to wait for the handover and for the new owner to serve (default 120000)')
     .action((file: string | undefined, flags: RouterMoveFlags) => runRouterMove(file, flags).catch(fail));

@@ -13,7 +13,7 @@ import { routerKey, ROUTERS, takeoverKey, type RouterRecord } from '../../regist
 import { vpoolOwner } from '../../registry/ownership.js';
 import { takeoverRisks, type TakeoverRequest } from '../../registry/takeover.js';
 import { ConfigError } from '../daemon/config.js';
-import { openRegistry } from '../client/registry-open.js';
+import { openRegistry, withRegistryOptions } from '../client/registry-open.js';
 import { waitForRegistry } from '../client/registry-wait.js';
 
 export interface TakeoverFlags {
@@ -26,7 +26,7 @@ export interface TakeoverFlags {
 }
 
 export async function runTakeover(flags: TakeoverFlags): Promise<void> {
-  const reg = openRegistry('takeover', flags.registry);
+  const reg = openRegistry('takeover', flags);
   if (flags.vpool === undefined) {
     reg.close();
     throw new ConfigError('takeover: which vPool? Give --vpool NAME');
@@ -80,10 +80,9 @@ export async function runTakeover(flags: TakeoverFlags): Promise<void> {
 }
 
 export function addTakeoverCommand(program: Command, fail: (err: unknown) => never): void {
-  program
+  withRegistryOptions(program
     .command('takeover')
-    .description('a vPool whose owner died with vDisks not safe (unshipped writes, DTL not in sync): print what may be lost; with --force, make a waiting router take it over now')
-    .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] (default: $VPOOLFS_REGISTRY)')
+    .description('a vPool whose owner died with vDisks not safe (unshipped writes, DTL not in sync): print what may be lost; with --force, make a waiting router take it over now'))
     .option('--vpool <name>', 'the vPool')
     .option('--router <name>', 'only this waiting router may take it (default: any follower or standby of the vPool)')
     .option('--force', 'take it over, losing what it says may be lost')

@@ -20,6 +20,8 @@ export const API_SOCKET_NAME = 'api.sock';
 export interface ApiPlan {
   socket: string;
   tcp?: { host: string; port: number; token: string | null };
+  /** With --registry, set once the router's registry session is up: what GET /v1/routers answers from. */
+  registry?: ApiContext['registry'];
 }
 
 /** Checks the API options before anything is opened: a socket path a unix socket can take, a token where one is needed. */
@@ -73,6 +75,7 @@ export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, 
     listening: () => ({ socket: server?.socket ?? null, tcp: server?.tcp ?? null }),
     rekey,
     move,
+    registry: plan.registry,
   };
   server = await serveApi(ctx, plan);
   const s = server;

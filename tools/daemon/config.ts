@@ -54,8 +54,17 @@ export interface MountConfig {
   checkpointEveryTlogs?: number;
   /** The lease of the claim on the backend (ms, default 30000; docs/cluster.md): renewed every third of it. */
   claimLeaseMs?: number;
-  /** etcd://HOST:PORT[,HOST:PORT…]: the router registers there and owns its vPool through it (docs/cluster.md). */
+  /** etcd://HOST:PORT[,HOST:PORT…] (etcds://… for TLS): the router registers there and owns its vPool through it (docs/cluster.md). */
   registry?: string;
+  /** etcds://: the CA (PEM) that signed etcd's server certificate (default: the system's trusted CAs). */
+  registryCa?: string;
+  /** etcds://: a client certificate and its key (PEM) for etcd's --client-cert-auth. */
+  registryCert?: string;
+  registryKey?: string;
+  /** An etcd user (etcd's auth); the password from registryPasswordFile or $VPOOLFS_REGISTRY_PASSWORD, never in this file. */
+  registryUser?: string;
+  /** The etcd user's password: the first line of this file. */
+  registryPasswordFile?: string;
   /** This router's failure domain (a rack, a room), recorded in the registry. */
   failureDomain?: string;
   /** The TTL of the router's lease in the registry (seconds, default 10, at least 2). */
@@ -181,6 +190,11 @@ const CHECKS: Record<keyof MountConfig, Check> = {
     }
     return v;
   },
+  registryCa: str,
+  registryCert: str,
+  registryKey: str,
+  registryUser: str,
+  registryPasswordFile: str,
   failureDomain: str,
   registryLeaseSeconds: (v, k) => {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 2) throw new ConfigError(`${k}: expected a lease in whole seconds, at least 2, got ${JSON.stringify(v)}`);
