@@ -26,7 +26,8 @@ import { makeTlsFiles } from './helpers/etcd-tls.js';
 import { apiOf, api } from './helpers/api.js';
 import { CLI, fuseTest, isMounted, q, sh, startMount, tempRoot, type MountOpts } from './helpers/mount.js';
 import { loadApiDoc, validate } from './helpers/openapi.js';
-import { cluster, refusedMount, until, type Cluster, type RouterRow } from './helpers/registry.js';
+import { cluster, refusedMount, type Cluster, type RouterRow } from './helpers/registry.js';
+import { until } from './helpers/until.js';
 
 const test = fuseTest();
 
