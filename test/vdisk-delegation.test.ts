@@ -18,9 +18,11 @@ import { GatedStore } from './helpers/gated-store.js';
 import { RefDisk, rng } from './helpers/ref-disk.js';
 import { baseSeed } from './helpers/powercut-vpool.js';
 import { RouterRegistry } from '../registry/router-registry.js';
-import { takeVPool } from '../registry/ownership.js';
+import { recordVDisks, takeVPool } from '../registry/ownership.js';
+import { vdisksOf } from '../registry/vpool-walk.js';
 import { confirmVDiskOwner, delegateVDisk, delegatedVDisks, delegationTarget, recordDelegatedVDisk, returnVDisk } from '../registry/vdisk-delegation.js';
 import { vdiskKey } from '../registry/keys.js';
+import { listRouters } from '../registry/router-list.js';
 import { connectRegistry } from '../registry/connect.js';
 import { openBlobStore } from '../volume/backend/index.js';
 import type { BlobStore } from '../volume/backend/types.js';
@@ -79,9 +81,12 @@ async function setup(t: ExecutionContext) {
     ref.resize(SIZE);
     await writes(a.vdisk(`/${name}`), ref, next, 24);
   }
+  // the records the owner's session keeps (registry/router-session.ts)
+  const record = () => recordVDisks(ra.client, 'pool', 'ra', owner.tag, vdisksOf(a).map((d) => ({ ...d, dtl: { ...d.dtl, since: new Date().toISOString() } })));
+  t.true(await record());
   const raw = await openBlobStore(env.backendUrl);
   t.teardown(() => raw.close());
-  return { etcd, env, next, ra, rb, a, owner, refs, raw };
+  return { etcd, env, next, ra, rb, a, owner, refs, raw, record };
 }
 
 type Setup = Awaited<ReturnType<typeof setup>>;
@@ -135,6 +140,12 @@ test('a vDisk handed to another router and back: both vDisks written at once on 
   const rec = (await delegatedVDisks(s.ra.client, 'pool')).get(id);
   t.like(rec, { router: 'rb', tag, delegatedBy: 'ra', path: '/d' });
   t.is(await delegateVDisk(s.ra.client, 'pool', id, '/d', s.owner, await delegationTarget(s.ra.client, 'pool', 'ra', 'rb')), null);
+  // the owner's session records its vDisks again: the delegated record stays
+  t.true(await s.record());
+  // router list: /d under rb (delegated by ra), /e under ra
+  const rows = await listRouters(s.ra.client);
+  t.deepEqual(rows.find((r) => r.name === 'rb')?.vdisks.map((d) => [d.path, d.tag, d.delegatedBy]), [['/d', tag, 'ra']]);
+  t.deepEqual(rows.find((r) => r.name === 'ra')?.vdisks.map((d) => d.path), ['/e']);
   // B serves every byte A wrote, and its own fence is in the backend
   same(t, await readAll(b.vdisk), s.refs.d, 'B after the handover');
   t.is(b.vdisk.info().router, 'rb');
@@ -213,4 +224,47 @@ test('zombie: uploads of a delegate past its gate land after the vPool\'s owner 
   t.true(isCode(err, 'FENCED'), `B's write: ${err?.message}`);
   same(t, await readAll(s.a.vdisk('/d')), s.refs.d, 'A after the zombie\'s late uploads');
   await rebuiltElsewhere(t, s, 'after the zombie\'s late uploads');
+});
+
+test('the delegate\'s gate: writes wait while etcd does not answer (never unconfirmed) and go on when it is back; a return of the vDisk fences it at its next confirmation', async (t) => {
+  const s = await setup(t);
+  const { id, tag, gate, b } = await delegate(t, s, s.raw);
+  await writes(b.vdisk, s.refs.d, s.next, 8);
+  await b.vdisk.syncToBackend();
+  // etcd stops: once the last confirmation is older than half the TTL, a backend write is held back (BACKEND),
+  // not let through, and the gate is not fenced (nobody could have taken the vDisk: nothing changes without etcd)
+  await s.etcd.stop();
+  await new Promise((r) => setTimeout(r, LEASE_S * 1000));
+  const held = await t.throwsAsync(gate.gate('put a test key'));
+  t.true(isCode(held, 'BACKEND'), held?.message);
+  t.is(gate.fenced, null);
+  await s.etcd.start();
+  // back: B's registration and the record are unchanged if its lease survived, and the writes go on — or the
+  // lease was lost meanwhile (etcd away for longer than it): then the gate fences (the owner may take it back)
+  await until('the gate confirmed again or fenced', async () => {
+    try {
+      await gate.gate('put a test key');
+      return true;
+    } catch (err) {
+      return isCode(err, 'FENCED');
+    }
+  }, 30_000);
+  t.log(gate.fenced === null ? 'B\'s lease survived the outage: the gate lets writes through again' : `B's lease was lost in the outage: ${gate.fenced}`);
+  if (gate.fenced !== null) {
+    t.regex(gate.fenced, /lease .* expired/);
+    return;
+  }
+  await writes(b.vdisk, s.refs.d, s.next, 8);
+  await b.vdisk.syncToBackend();
+  // the owner records the vDisk back while B is alive (a move back whose hand-back B did not do): B's next
+  // confirmation sees the record changed and fences it; nothing it writes from then on reaches the backend
+  const back = await returnVDisk(s.ra.client, 'pool', id, s.owner, { router: 'rb', tag });
+  t.truthy(back);
+  await gate.confirm();
+  t.regex(gate.fenced ?? '', /router 'ra' owns it now/);
+  const err = await t.throwsAsync(gate.gate('put a test key'));
+  t.true(isCode(err, 'FENCED'), err?.message);
+  // the owner takes it back from the backend: every write B shipped while it owned it is there
+  await s.a.takeBackVDisk!(id, back!);
+  same(t, await readAll(s.a.vdisk('/d')), s.refs.d, 'A after taking back from a fenced B');
 });
