@@ -52,16 +52,23 @@ export class DelegatedVDisk {
       vdisk.uploader.stop();
       vdisk.readerView.close();
     });
+    // the write cache full: ship what is pending so that its SCOs become evictable (as the vPool does for its own)
+    ctx.space.onPressure = () => {
+      if (vdisk.cache.hasPending) this.shipQuietly('write-cache pressure');
+    };
     this.ticker = setInterval(() => {
       ctx.space.recheck();
-      if (vdisk.cache.hasPending && Date.now() - vdisk.lastShipMs >= scoMaxAgeMs) {
-        try {
-          vdisk.ship();
-        } catch (err) {
-          log.warn('closing the open TLog of a delegated vDisk failed; tried again later', { vdisk: vdisk.id, error: (err as Error).message });
-        }
-      }
+      if (vdisk.cache.hasPending && Date.now() - vdisk.lastShipMs >= scoMaxAgeMs) this.shipQuietly('age');
     }, Math.min(1000, scoMaxAgeMs)).unref();
+  }
+
+  /** ship() from a timer or the space accounting: a failure (ENOSPC, EIO) is logged, tried again later, never thrown there. */
+  private shipQuietly(why: string): void {
+    try {
+      this.vdisk.ship();
+    } catch (err) {
+      log.warn('closing the open TLog of a delegated vDisk failed; tried again later', { vdisk: this.vdisk.id, why, error: (err as Error).message });
+    }
   }
 
   static async open(opts: DelegatedVDiskOptions): Promise<DelegatedVDisk> {
