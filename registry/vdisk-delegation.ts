@@ -15,6 +15,11 @@
  *                       the router's lease the one it started with, and for how long can that lease not expire?
  *   recordDelegatedVDisk()  the delegate records whether the vDisk's unshipped writes are protected (the takeback rule).
  *   delegatedVDisks()   the vPool's vDisk records that name a delegate.
+ *
+ * The owner's session (./router-session.ts) keeps the records it wrote (KnownRecords, ./ownership.ts) and deletes
+ * the ones no longer in its list: after delegateVDisk or returnVDisk its cache is stale and must be dropped
+ * (`known.records = null`, as after a move) before its next recordVDisks — or that would delete the delegate's
+ * record, which fences the delegate (its gate finds the record gone).
  */
 import type { Etcd3 } from 'etcd3';
 import { RegistryError } from './errors.js';
