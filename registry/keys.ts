@@ -9,7 +9,9 @@
  *                                              transaction at every change of owner
  *   /vpoolfs/vpools/<vpool>/owner              the router that serves the vPool now and its owner tag
  *   /vpoolfs/vpools/<vpool>/vdisks/<id>        each vDisk's owner router and owner tag, its path, and whether its
- *                                              unshipped writes are protected (`dtl`: mode, state, dirty, since)
+ *                                              unshipped writes are protected (`dtl`: mode, state, dirty, since);
+ *                                              `delegatedBy` when the vPool's owner handed it to another router
+ *                                              (registry/vdisk-delegation.ts)
  *   /vpoolfs/vpools/<vpool>/takeover           `vpoolfs takeover --force`: take the vPool from that dead owner
  *                                              even though some of its vDisks may lose writes (registry/takeover.ts)
  *   /vpoolfs/vpools/<vpool>/move               a planned handover asked of the live owner (`vpoolfs move`, or the
@@ -104,4 +106,6 @@ export interface OwnerRecord {
   dtl?: Protection;
   /** vPool records: the router this one got the vPool from by a planned move (registry/move.ts). */
   movedFrom?: string;
+  /** vDisk records: the vPool's owner that delegated this vDisk to `router` (registry/vdisk-delegation.ts). */
+  delegatedBy?: string;
 }

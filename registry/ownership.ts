@@ -127,7 +127,12 @@ export async function recordVDisks(client: Etcd3, vpool: string, router: string,
     after.set(d.id, rec);
     ops.push(client.put(vdiskKey(vpool, d.id)).value(JSON.stringify(rec)));
   }
-  for (const id of existing.keys()) if (!after.has(id)) ops.push(client.delete().key(vdiskKey(vpool, id)));
+  for (const [id, rec] of existing) {
+    if (after.has(id)) continue;
+    // a vDisk delegated to another router (./vdisk-delegation.ts) is not in the owner's list: its record stays
+    if (rec.delegatedBy !== undefined) after.set(id, rec);
+    else ops.push(client.delete().key(vdiskKey(vpool, id)));
+  }
   // etcd refuses a transaction of more than 128 operations (--max-txn-ops): a vPool with more vDisks changed at
   // once (every vDisk at a mount or a takeover) is recorded in several, each still conditional on the ownership
   for (let i = 0; i < ops.length; i += TXN_OPS) {

@@ -1,5 +1,6 @@
 /**
- * `vpoolfs router list`: every router the registry knows, its state and the vDisks it owns.
+ * `vpoolfs router list`: every router the registry knows, its state and the vDisks it owns (a vDisk delegated to a
+ * router other than its vPool's owner is listed under that router, with `delegatedBy`).
  *   alive     its lease-bound registration is there
  *   expired   its lease is gone (dead, cut off or paused) but it did not leave cleanly; or it is named as an
  *             owner without any registration
@@ -23,7 +24,8 @@ export interface RouterRow {
   registeredAt: string | null;
   /** vPools this router owns, with their owner tag. */
   vpools: Array<{ vpool: string; tag: number }>;
-  vdisks: Array<{ vpool: string; id: string; path: string | null; tag: number; dtl: Protection | null }>;
+  /** vDisks whose record names this router; `delegatedBy`: the vPool's owner that handed it here (ownership per vDisk). */
+  vdisks: Array<{ vpool: string; id: string; path: string | null; tag: number; dtl: Protection | null; delegatedBy?: string }>;
   /** A taker (follower, standby) that does not take a dead owner's vPool by itself: the vDisks that could lose writes. */
   waiting: Waiting | null;
 }
@@ -54,7 +56,7 @@ export async function listRouters(client: Etcd3): Promise<RouterRow[]> {
     const rec = JSON.parse(v) as OwnerRecord;
     const owner = rows.get(rec.router) ?? row(rec.router, null, 'expired');
     if (parts.length === 2 && parts[1] === 'owner') owner.vpools.push({ vpool: parts[0], tag: rec.tag });
-    else if (parts.length === 3 && parts[1] === 'vdisks') owner.vdisks.push({ vpool: parts[0], id: parts[2], path: rec.path ?? null, tag: rec.tag, dtl: rec.dtl ?? null });
+    else if (parts.length === 3 && parts[1] === 'vdisks') owner.vdisks.push({ vpool: parts[0], id: parts[2], path: rec.path ?? null, tag: rec.tag, dtl: rec.dtl ?? null, ...(rec.delegatedBy === undefined ? {} : { delegatedBy: rec.delegatedBy }) });
   }
   for (const r of rows.values()) if (r.role === null && r.vpools.length > 0) r.role = 'owner';
   return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));

@@ -3,6 +3,7 @@
  * one's writes not yet in the backend are protected (its DTL mode and state, and whether anything is unshipped:
  * registry/takeover.ts decides from that whether a takeover is automatic).
  */
+import { isCode } from '../util/errors.js';
 import type { VPool } from '../volume/types.js';
 import type { Protection } from './keys.js';
 
@@ -16,7 +17,13 @@ export function vdisksOf(vpool: VPool): Listed[] {
       const st = vpool.stat(p);
       if (st.kind === 'dir') walk(p);
       else if (st.kind === 'file') {
-        const info = vpool.vdisk(p).info();
+        let info;
+        try {
+          info = vpool.vdisk(p).info();
+        } catch (err) {
+          if (isCode(err, 'BUSY')) continue; // delegated to another router: its record is that router's (./vdisk-delegation.ts)
+          throw err;
+        }
         // unshipped: data in SCOs after the cork, or SCOs/TLogs still waiting for upload
         const dirty = info.dirtyBytes > 0 || info.uploadBacklog.scos > 0 || info.uploadBacklog.tlogs > 0;
         out.push({ id: info.id, path: p, dtl: { mode: info.dtl.mode, state: info.dtl.state, dirty } });

@@ -322,5 +322,11 @@ export interface VPool {
   close(): Promise<void>;
   /** Before a backend write made outside the vPool's stores (the rekey job): FENCED once the claim is lost (volume/claim/claim.ts gate()). */
   backendGate?(what: string): Promise<void>;
+  /** Ownership per vDisk (docs/cluster.md): hands the vDisk at `path` to router `to` — shipped whole, closed here, BUSY here until taken back. */
+  handOverVDisk?(path: string, to: string): Promise<{ id: string; size: number }>;
+  /** Serves the delegated vDisk `id` here again under owner tag `tag`: rebuilt from the backend, its owner-tag fence written first. */
+  takeBackVDisk?(id: string, tag: number): Promise<void>;
+  /** vDisks delegated to other routers now: id → router. */
+  delegatedVDisks?(): Map<string, string>;
 }
 import type { ReaderView } from './datapath/write-cache/reader-view.js';

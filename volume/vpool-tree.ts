@@ -84,6 +84,18 @@ export abstract class VPoolTree {
     });
   }
 
+  /**
+   * BUSY if `node` is, or holds, a vDisk delegated to another router: its owner knows it by the path it was
+   * handed over under, so it is neither removed nor renamed until it is back (docs/cluster.md).
+   */
+  private checkNotDelegated(node: TreeNode, p: string): void {
+    if (this.disks.delegated.size === 0) return;
+    for (const f of node.kind === 'file' ? [node] : this.tree.files().filter((n) => this.tree.isWithin(n, node))) {
+      const d = this.disks.delegated.get(f.vdiskId!);
+      if (d !== undefined) throw new VolumeError('BUSY', `${this.tree.pathOf(f)} is served by router '${d.router}': move it back (vpoolfs move … --to the vPool's owner) before removing or renaming it`, { path: p, router: d.router });
+    }
+  }
+
   /** BUSY if the vDisk behind `node` has clones (it cannot be removed). */
   private checkNoClones(node: TreeNode, p: string): void {
     const v = this.disks.open.get(node.vdiskId!);
@@ -167,6 +179,7 @@ export abstract class VPoolTree {
     return this.change(async () => {
       const node = this.fileNode(p);
       this.checkNoClones(node, p);
+      this.checkNotDelegated(node, p);
       const dir = this.tree.get(node.parent)!;
       this.tree.remove(node);
       this.touch(dir, Date.now());
@@ -180,6 +193,7 @@ export abstract class VPoolTree {
     return this.change(async () => {
       const node = this.tree.lookup(from);
       if (node.parent === 0) throw new VolumeError('BUSY', 'the vPool root cannot be renamed', { path: from });
+      this.checkNotDelegated(node, from);
       const { dir, name } = this.tree.parentOf(to);
       if (this.tree.isWithin(dir, node)) throw new VolumeError('INVALID', `cannot move ${from} into itself`, { from, to });
       const ops: MetadataOp[] = [];
@@ -190,6 +204,7 @@ export abstract class VPoolTree {
         if (target.kind !== 'dir' && node.kind === 'dir') throw new VolumeError('NOT_DIR', `${to} is not a directory`, { from, to });
         if (target.kind === 'dir' && this.tree.childCount(target.ino) > 0) throw new VolumeError('NOT_EMPTY', `${to} is not empty`, { from, to });
         if (target.kind === 'file') this.checkNoClones(target, to);
+        this.checkNotDelegated(target, to);
         this.tree.remove(target);
         ops.push(this.tree.deleteOp(target));
         if (target.kind === 'file') await this.disks.drop(target, this.shipper);
@@ -279,7 +294,8 @@ export abstract class VPoolTree {
   private statNode(node: TreeNode): NodeStat {
     const base = { ino: node.ino, mode: node.mode, uid: node.uid, gid: node.gid, atimeMs: node.atimeMs, mtimeMs: node.mtimeMs, ctimeMs: node.ctimeMs };
     if (node.kind === 'dir') return { ...base, kind: 'dir', size: 4096, allocatedBytes: 4096, nlink: 2 };
-    const v = this.disks.of(node);
+    const d = this.disks.delegated.get(node.vdiskId!);
+    const v = d ?? this.disks.of(node); // a delegated vDisk: as it was handed over (its owner answers its own stat)
     // a template is read-only (EROFS on write): its mode says so, whatever was set before
     const mode = v.template ? base.mode & ~0o222 : base.mode;
     return { ...base, mode, kind: 'file', size: v.size, allocatedBytes: v.allocatedBytes, nlink: 1 };

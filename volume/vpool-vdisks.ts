@@ -1,6 +1,9 @@
 /**
  * The vPool's table of vDisks (volume/vpool.ts): the open ones by id, and those that could not be opened
  * with the cause every call on them fails with. Opening them all at the vPool's start, and removing one.
+ * Ownership per vDisk (docs/cluster.md): a vDisk handed over to another router (delegate()) is closed here and
+ * answers BUSY naming that router until it is taken back (takeBack(): rebuilt from the backend, its owner-tag
+ * fence written first).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,8 +26,14 @@ export class VDiskTable {
   readonly open = new Map<string, VDiskImpl>();
   /** id → why the vDisk could not be opened: every call on it fails with this. */
   readonly broken = new Map<string, VolumeError>();
+  /** id → the router it is delegated to, and what stat shows of it meanwhile (as it was handed over). */
+  readonly delegated = new Map<string, Delegated>();
+  /** id → the owner tag a takeBack() in progress opens it under (its fence: ../volume/datapath/epoch-fence.ts). */
+  private readonly takingBack = new Map<string, number>();
 
-  constructor(private readonly vpool: string, private readonly ctx: VDiskContext) {}
+  constructor(private readonly vpool: string, private readonly ctx: VDiskContext) {
+    ctx.fenceTag = (id) => this.takingBack.get(id);
+  }
 
   /**
    * Opens the vDisk of every file of `tree`, OPEN_CONCURRENCY at a time without a DTL (a rebuild from the
@@ -54,13 +63,54 @@ export class VDiskTable {
     }
   }
 
-  /** The open vDisk behind file `node`; its cause if it could not be opened. */
+  /** The open vDisk behind file `node`; its cause if it could not be opened; BUSY if it is delegated. */
   of(node: TreeNode): VDiskImpl {
+    const d = this.delegated.get(node.vdiskId!);
+    if (d !== undefined) throw new VolumeError('BUSY', `vDisk ${node.vdiskId} is served by router '${d.router}': its I/O goes there`, { vdisk: node.vdiskId, router: d.router });
     const v = this.open.get(node.vdiskId!);
     const broken = this.broken.get(node.vdiskId!);
     if (broken !== undefined) throw broken;
     if (v === undefined) throw new VolumeError('NOT_FOUND', `vDisk ${node.vdiskId} is not open`, { vdisk: node.vdiskId });
     return v;
+  }
+
+  /**
+   * Hands vDisk `v` over (the caller has held its calls): everything shipped, a map checkpoint written (the new
+   * owner's rebuild replays nothing), its DTL entries retired (none may be replayed over the new owner's data),
+   * then closed and its local state dropped — the next open here is a rebuild from the backend.
+   */
+  async delegate(v: VDiskImpl, to: string, retireMs: number): Promise<void> {
+    await v.syncToBackend();
+    await v.checkpoints.flush();
+    await v.dtl.retire(retireMs);
+    this.delegated.set(v.id, { router: to, size: v.size, allocatedBytes: v.allocatedBytes, template: v.template });
+    v.shutdown();
+    this.open.delete(v.id);
+    await this.dropLocal(v);
+    log.info(`vDisk handed over to router '${to}': everything in the backend, closed here`, { vpool: this.vpool, vdisk: v.id, size: v.size });
+  }
+
+  /** Serves vDisk `id` here again under owner tag `tag` (its delegate closed it, or lost it): rebuilt from the backend, fenced. */
+  async takeBack(id: string, tag: number): Promise<VDiskImpl> {
+    const d = this.delegated.get(id);
+    if (d === undefined) throw new VolumeError('INVALID', `vDisk ${id} is not delegated`, { vdisk: id });
+    this.takingBack.set(id, tag);
+    try {
+      const v = await openVDisk(id, this.ctx);
+      this.delegated.delete(id);
+      this.open.set(id, v);
+      log.info(`vDisk taken back from router '${d.router}': served here again (owner tag ${tag})`, { vpool: this.vpool, vdisk: id, size: v.size });
+      return v;
+    } finally {
+      this.takingBack.delete(id);
+    }
+  }
+
+  private async dropLocal(v: VDiskImpl): Promise<void> {
+    this.ctx.space.release(v.localBytes);
+    v.cache.destroy();
+    await v.checkpoints.settled();
+    await this.ctx.mds.deletePrefix(vdiskMdsPrefix(v.id));
   }
 
   /** Removes the vDisk behind `node` for good: closes it, drops its local files and metadata, hands its backend objects to the shipper for removal. */
@@ -76,12 +126,17 @@ export class VDiskTable {
     v.dtl.close(true); // its DTL entries go with it
     v.shutdown();
     this.open.delete(v.id);
-    this.ctx.space.release(v.localBytes);
-    v.cache.destroy();
-    await v.checkpoints.settled(); // a map checkpoint being written must not land after the removal's listing
-    await this.ctx.mds.deletePrefix(vdiskMdsPrefix(v.id));
+    await this.dropLocal(v); // after the checkpoint being written: it must not land after the removal's listing
     this.ctx.readCache.invalidatePrefix(`vdisks/${v.id}/`);
     await shipper.removeVDisk(v.id);
     log.info('vDisk removed', { vpool: this.vpool, vdisk: v.id });
   }
+}
+
+/** A vDisk delegated to another router, as the vPool's holder knows it. */
+export interface Delegated {
+  router: string;
+  size: number;
+  allocatedBytes: number;
+  template: boolean;
 }

@@ -18,11 +18,8 @@ import { openBlobStore } from './backend/index.js';
 import type { BlobStore } from './backend/types.js';
 import { openMetadataStore } from '../mds/index.js';
 import type { MetadataStore } from '../mds/types.js';
-import { ReadCache } from './datapath/read/read-cache.js';
+import { vdiskContext } from './vpool-context.js';
 import { TreeShipper } from './tree/tree-shipper.js';
-import { Semaphore } from './datapath/upload/uploader.js';
-import { UploadBuffers } from './datapath/upload/upload-buffers.js';
-import { CHECKPOINT_JOBS } from './vdisk/checkpointer.js';
 import { claimVPool, type TakenClaim } from './vpool-claim.js';
 import { FencedStore } from './claim/fenced-store.js';
 import type { BackendClaim } from './claim/claim.js';
@@ -30,10 +27,9 @@ import { dropLeftovers, loadTree } from './vpool-start.js';
 import { VPoolTree } from './vpool-tree.js';
 import { VDiskImpl } from './vdisk/vdisk.js';
 import type { VDiskContext } from './vdisk/vdisk-context.js';
-import { statfsDisk, WriteCacheSpace } from './datapath/write-cache/write-cache-space.js';
 import { withShipProgress } from './datapath/upload/ship-progress.js';
 import { ScrubManager, scratchDirOf } from './scrub/manager.js';
-import { CLUSTER_SIZE, DEFAULT_READ_CACHE_BYTES, DEFAULT_WRITE_CACHE_BYTES, type CacheStats, type StatFs, type VPool } from './types.js';
+import { CLUSTER_SIZE, type CacheStats, type StatFs, type VPool } from './types.js';
 import type { VPoolOptions } from './vpool-options.js';
 
 const log = logger('vpool');
@@ -60,28 +56,10 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   const { claim } = taken;
   opts.onClaim?.(claim);
   const backend = new FencedStore(rawBackend, claim);
-  const writeCacheDir = path.join(stateDir, 'wc');
-  fs.mkdirSync(writeCacheDir, { recursive: true });
-  const disk = statfsDisk(writeCacheDir, opts.stateReserveBytes);
-  const ctx: VDiskContext = {
-    backend, mds,
-    // bounded by the limit and by the real free space of the state disk, minus a reserve for metadata commits
-    space: new WriteCacheSpace(opts.writeCacheBytes ?? DEFAULT_WRITE_CACHE_BYTES, disk),
-    readCache: new ReadCache(path.join(stateDir, 'rc'), opts.readCacheBytes ?? DEFAULT_READ_CACHE_BYTES, backend, disk),
-    uploads: new Semaphore(4),
-    uploadBuffers: new UploadBuffers(),
-    checkpointJobs: new Semaphore(CHECKPOINT_JOBS),
-    routerId,
+  const ctx = vdiskContext(stateDir, backend, mds, routerId, opts, {
     fenceEpoch: taken.fenceEpoch,
     fenced: () => claim.fenced,
-    writeCacheDir,
-    scoClusters: checkTuning(opts.scoClusters ?? 1024, 'scoClusters', 1, 65536),
-    tlogScos: checkTuning(opts.tlogScos ?? 16, 'tlogScos', 1, 100000),
-    dtl: opts.dtl,
-    io: opts.cacheIo,
-    checkpointEveryTlogs: opts.checkpointEveryTlogs === undefined ? undefined : checkTuning(opts.checkpointEveryTlogs, 'checkpointEveryTlogs', 0, 1_000_000),
-    loadCheckpoints: opts.loadCheckpoints,
-  };
+  });
   const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000, scratchDirOf(stateDir), claim);
   try {
     await pool.start();
@@ -90,11 +68,6 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
     throw err;
   }
   return pool;
-}
-
-function checkTuning(v: number, name: string, min: number, max: number): number {
-  if (!Number.isInteger(v) || v < min || v > max) throw new VolumeError('INVALID', `${name} must be an integer in ${min}..${max}, got ${v}`, { [name]: v });
-  return v;
 }
 
 class VPoolImpl extends VPoolTree implements VPool {
@@ -108,7 +81,8 @@ class VPoolImpl extends VPoolTree implements VPool {
       backend: ctx.backend, scratchDir, scoClusters: ctx.scoClusters,
       vdiskAt: (p) => this.disks.of(this.fileNode(p)),
       all: () => this.disks.open.values(),
-      allIds: () => this.tree.files().map((n) => n.vdiskId!),
+      // a vDisk delegated to another router is that router's to change (its objects are not this one's to sweep)
+      allIds: () => this.tree.files().map((n) => n.vdiskId!).filter((id) => !this.disks.delegated.has(id)),
       cloning: (v) => v.docs.doc.snapshots.some((s) => this.snapshots.pinned.has(s.uuid)),
       referenced: () => this.referencedVDisks(),
     });
@@ -223,6 +197,34 @@ class VPoolImpl extends VPoolTree implements VPool {
     await this.ctx.mds.close();
     await this.ctx.backend.close();
     log.warn('vPool closed without shipping: this router had lost its claim on it', { vpool: this.name, why: this.claim.fenced });
+  }
+
+  // ---- ownership per vDisk (docs/cluster.md) ---------------------------------------------------------
+
+  /**
+   * Hands the vDisk at `p` over to router `to` (the caller has held its calls, and records the handover in the
+   * registry after this — if that fails, it takes the vDisk back): shipped whole, checkpointed, its DTL
+   * retired, closed here. Its calls here answer BUSY naming `to` until takeBackVDisk(). Refused (BUSY) for a
+   * clone or a vDisk with clones: they read each other's data, served by one router (this step's limit).
+   */
+  async handOverVDisk(p: string, to: string): Promise<{ id: string; size: number }> {
+    const v = this.disks.of(this.fileNode(p));
+    if (v.docs.doc.parent !== null || this.snapshots.hasClones(v)) {
+      throw new VolumeError('BUSY', `${p} is a clone or has clones: it is served with its family by the vPool's owner`, { path: p });
+    }
+    if (this.claim.fenced !== null) throw new VolumeError('FENCED', `this router lost its claim on the vPool (${this.claim.fenced})`, { path: p });
+    await this.disks.delegate(v, to, DTL_RETIRE_MS);
+    return { id: v.id, size: v.size };
+  }
+
+  /** Serves the delegated vDisk `id` here again under owner tag `tag` (its delegate closed it, or lost it): rebuilt from the backend, fenced first. */
+  async takeBackVDisk(id: string, tag: number): Promise<void> {
+    await this.disks.takeBack(id, tag);
+  }
+
+  /** vDisks delegated to other routers now: id → router. */
+  delegatedVDisks(): Map<string, string> {
+    return new Map([...this.disks.delegated].map(([id, d]) => [id, d.router]));
   }
 
   // ---- helpers ----------------------------------------------------------------------------------------

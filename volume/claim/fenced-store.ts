@@ -1,12 +1,17 @@
 /**
  * The self-fence on the backend: a BlobStore decorator that lets a backend write (put, createExclusive,
- * delete) through only while this router holds the vPool's claim (./claim.ts gate()). Every writer of the
+ * delete) through only while this router holds the vPool's claim (./claim.ts gate()), or, for a vDisk
+ * delegated to this router, while the registry confirms it owns that vDisk (./vdisk-gate.ts). Every writer of the
  * vPool (the uploaders, the tree shipper, the snapshot documents, the removal of deleted vDisks) goes
  * through it. Reads pass untouched: they change nothing the new holder serves. A write refused because
  * the claim is lost is BackendError FENCED, which withRetry (../backend/retry.ts) does not retry.
  */
 import type { BlobStore } from '../backend/types.js';
-import type { BackendClaim } from './claim.js';
+
+/** What decides whether a backend write may go: BackendClaim (the vPool's claim) or VDiskGate (one delegated vDisk). */
+export interface WriteGate {
+  gate(what: string): Promise<void>;
+}
 
 export class FencedStore implements BlobStore {
   /** Present exactly when the wrapped store has it. */
@@ -16,7 +21,7 @@ export class FencedStore implements BlobStore {
   /** Present exactly when the wrapped store has it; a write, gated like put. */
   putFile?: (key: string, file: string) => Promise<number>;
 
-  constructor(private readonly inner: BlobStore, private readonly claim: BackendClaim) {
+  constructor(private readonly inner: BlobStore, private readonly claim: WriteGate) {
     if (inner.localPath !== undefined) this.localPath = (key) => inner.localPath!(key);
     if (inner.putFile !== undefined) {
       this.putFile = async (key, file) => {

@@ -37,6 +37,12 @@ export interface VDiskContext {
    * rebuild from the backend then records the vDisk's fence first (../datapath/formats/epoch-fence.ts).
    */
   fenceEpoch?: number;
+  /**
+   * Ownership per vDisk: the registry's owner tag under which this router starts serving vDisk `id` from the
+   * backend (a delegation to it, or the vPool's holder taking it back), or undefined: a rebuild of that vDisk
+   * then writes its owner-tag fence first (../datapath/epoch-fence.ts).
+   */
+  fenceTag?: (id: string) => number | undefined;
   /** Why this router lost its claim on the vPool (its vDisks answer I/O with FENCED), or null. */
   fenced?: () => string | null;
   /**

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import { logger } from '../../util/log.js';
 import { listedScos, listedTlogs, scoKey, tlogKey } from '../datapath/formats/backend-layout.js';
-import { FENCE_GAP, fenceKey, scoCounts, tlogCounts, vdiskFences, type VDiskFence } from '../datapath/formats/epoch-fence.js';
+import { FENCE_GAP, fenceKey, hasEpochFence, hasTagFence, scoCounts, tagFenceKey, tlogCounts, vdiskFences, type VDiskFence } from '../datapath/formats/epoch-fence.js';
 import { LocalCache } from '../datapath/write-cache/local-cache.js';
 import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from '../datapath/formats/sco-format.js';
 import { decodeRecords, RecordType, type TLogRecord } from '../datapath/formats/tlog-format.js';
@@ -211,18 +211,23 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, maxTlogOf(v.docs.doc));
   let firstTlog = Math.max(lastTlog, listed.length > 0 ? listed[listed.length - 1] : 0) + 1;
   let firstSco = maxSco + 1;
-  if (ctx.fenceEpoch !== undefined && (fences.length === 0 || fences[fences.length - 1].epoch < ctx.fenceEpoch)) {
-    // a takeover: what is in the backend now is the vDisk's history; anything the router we replaced
-    // uploads from now on lies in the gap below our numbers and counts for nothing. In the backend before
-    // the vDisk serves anything.
+  const fenceTag = ctx.fenceTag?.(id);
+  // an owner tag is this vDisk's own, newer change of owner: its fence covers the claim epoch's too (the filter
+  // reads both kinds alike); a later rebuild in this epoch would write the epoch's, which then excludes nothing
+  const byTag = fenceTag !== undefined && !hasTagFence(fences, fenceTag);
+  const byEpoch = !byTag && ctx.fenceEpoch !== undefined && !hasEpochFence(fences, ctx.fenceEpoch);
+  if (byEpoch || byTag) {
+    // a takeover (of the vPool: a new claim epoch; or of this vDisk alone: a new owner tag): what is in the
+    // backend now is the vDisk's history; anything the router we replaced uploads from now on lies in the gap
+    // below our numbers and counts for nothing. In the backend before the vDisk serves anything.
     const fence: VDiskFence = {
-      epoch: ctx.fenceEpoch, router: ctx.routerId, at: Date.now(),
+      epoch: byEpoch ? ctx.fenceEpoch! : 0, ...(byEpoch ? {} : { tag: fenceTag }), router: ctx.routerId, at: Date.now(),
       acceptedTlog: accepted.length > 0 ? accepted[accepted.length - 1] : 0,
       acceptedSco: scos.length > 0 ? scos[scos.length - 1] : 0,
       firstTlog: firstTlog - 1 + FENCE_GAP,
       firstSco: firstSco - 1 + FENCE_GAP,
     };
-    await ctx.backend.put(fenceKey(id, fence.epoch), Buffer.from(JSON.stringify(fence)));
+    await ctx.backend.put(fence.tag === undefined ? fenceKey(id, fence.epoch) : tagFenceKey(id, fence.tag), Buffer.from(JSON.stringify(fence)));
     ({ firstTlog, firstSco } = fence);
     log.info('vDisk fenced for a takeover: the previous holder\'s later uploads will not count', { vdisk: id, ...fence });
   }

@@ -14,6 +14,16 @@
  * replay from the backend (backendTlogs) and garbage for a later gc. Uploads of one vDisk go in order (a
  * TLog after its SCOs, TLog n+1 after n), so "not listed at the takeover" is "above the highest listed".
  * A backend without fence objects has no fence: every number counts, as before.
+ *
+ * Owner-tag fences (ownership per vDisk, docs/cluster.md): a router that starts serving one vDisk without a new
+ * claim epoch — a router the vDisk was delegated to, or the vPool's holder taking it back — writes
+ *
+ *   vdisks/<id>/fence/t<owner tag, 16 hex>   {epoch: 0, tag, router, accepted…, first…, at}
+ *
+ * with the owner tag of the registry's handover transaction. The 't' keeps these keys apart from the claim
+ * epochs' (16 hex digits only) and sorts them after them; the filter reads every fence alike and needs no order
+ * between them (each one excludes its own gap), and a new owner numbers past every number in the backend, so
+ * the ranges of the two kinds never overlap.
  */
 import type { BlobStore } from '../../backend/types.js';
 import { isCode } from '../../../util/errors.js';
@@ -22,7 +32,10 @@ import { isCode } from '../../../util/errors.js';
 export const FENCE_GAP = 0x10000;
 
 export interface VDiskFence {
+  /** The claim epoch of a takeover of the vPool; 0 in an owner-tag fence. */
   epoch: number;
+  /** An owner-tag fence: the registry's owner tag of the vDisk's handover (see the header). */
+  tag?: number;
   router: string;
   acceptedTlog: number;
   acceptedSco: number;
@@ -35,7 +48,15 @@ export interface VDiskFence {
 export const fencePrefix = (id: string): string => `vdisks/${id}/fence/`;
 export const fenceKey = (id: string, epoch: number): string => `${fencePrefix(id)}${epoch.toString(16).padStart(16, '0')}`;
 
-/** vDisk `id`'s fences, oldest epoch first. */
+export const tagFenceKey = (id: string, tag: number): string => `${fencePrefix(id)}t${tag.toString(16).padStart(16, '0')}`;
+
+/** Whether `fences` hold a claim fence of `epoch` or later: a takeover of that epoch wrote its fence already. */
+export const hasEpochFence = (fences: readonly VDiskFence[], epoch: number): boolean => fences.some((f) => f.tag === undefined && f.epoch >= epoch);
+
+/** Whether `fences` hold an owner-tag fence of `tag` or later. */
+export const hasTagFence = (fences: readonly VDiskFence[], tag: number): boolean => fences.some((f) => f.tag !== undefined && f.tag >= tag);
+
+/** vDisk `id`'s fences: claim fences oldest epoch first, then owner-tag fences oldest tag first. */
 export async function vdiskFences(backend: BlobStore, id: string): Promise<VDiskFence[]> {
   const out: VDiskFence[] = [];
   for (const key of await backend.list(fencePrefix(id))) {
@@ -45,7 +66,7 @@ export async function vdiskFences(backend: BlobStore, id: string): Promise<VDisk
       if (!isCode(err, 'NOT_FOUND')) throw err; // removed with the vDisk meanwhile
     }
   }
-  return out.sort((a, b) => a.epoch - b.epoch);
+  return out.sort((a, b) => (a.tag ?? -1) - (b.tag ?? -1) || a.epoch - b.epoch);
 }
 
 /** Whether TLog `n` is part of the vDisk's history under `fences` (see the header). */
