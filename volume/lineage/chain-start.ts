@@ -19,8 +19,7 @@ import { isCode } from '../../util/errors.js';
 import { listedScos, listedTlogs } from '../datapath/formats/backend-layout.js';
 import { tlogCounts, type VDiskFence } from '../datapath/formats/epoch-fence.js';
 import { chainItems, type ChainDoc, type ChainItem } from './chain.js';
-import type { FoundCheckpoint } from './checkpoint-job.js';
-import { checkpointPrefix, decodeCheckpoint, type Checkpoint, type CheckpointHeader } from './map-checkpoint.js';
+import { checkpointPrefix, decodeCheckpoint, type Checkpoint, type CheckpointHeader, type FoundCheckpoint } from './map-checkpoint.js';
 import { isDropped } from './snapshot-store.js';
 
 export interface ChainStart {
