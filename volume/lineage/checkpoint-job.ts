@@ -1,8 +1,9 @@
 /**
  * Finding and writing map checkpoints (./map-checkpoint.ts), from the backend alone:
- *  - newestCheckpoint: the newest checkpoint of a vDisk that fits a chain (a rebuild starts from it);
+ *  - newestCheckpoint: the newest checkpoint of a vDisk that fits a whole chain, listed and hashed (the
+ *    reference the tests hold ./chain-start.ts to; a rebuild uses chainStart, which lists only after it);
  *  - writeCheckpoint: the state as of the chain's item ending at TLog `upTo` — the newest fitting checkpoint
- *    (or the clone base, or nothing) and the chain items after it, read back from the backend — written as
+ *    (chainStart, or the clone base, or nothing) and the chain items after it, read back from the backend — written as
  *    a new checkpoint; then the older ones go except the one it started from (a fallback while a rollback
  *    invalidates only the newest). Derived from the backend's objects by the same rule as every replay
  *    (applyTo), never from the owner's live map (which holds writes not in the backend yet).
