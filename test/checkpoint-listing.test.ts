@@ -5,7 +5,8 @@
  * then a dozen more TLogs without one; the rebuild on an empty state directory must get back at most those
  * TLog and SCO keys (plus the checkpoint's last TLog, which it checks is still there) — with the old
  * listing of every key it fails — and read as the reference, as the rebuild that lists and replays
- * everything (loadCheckpoints off) does. VPOOLFS_SEED replays.
+ * everything (loadCheckpoints off) does; so does it with a TLog after the checkpoint damaged (repaired from its
+ * SCO's slots, which only the listing after the checkpoint names). VPOOLFS_SEED replays.
  */
 import test from 'ava';
 import fs from 'node:fs';
@@ -107,4 +108,15 @@ test('a rebuild from a checkpoint lists only the TLogs and SCOs after it, and re
   t.false(fromCheckpoint.whole, 'no listing of every TLog key');
   t.is(fromCheckpoint.tlogKeys, later + 1, 'the TLogs after the checkpoint and its last one');
   t.true(fromCheckpoint.scoKeys <= later, `at most the SCOs after the checkpoint (${fromCheckpoint.scoKeys})`);
+
+  // a TLog after the checkpoint damaged in the backend: repaired from the SCOs listed after the checkpoint
+  // (its own SCO's slots), the rebuild still reads as the reference and still lists only what came after
+  const damaged = tlogs.filter((n) => n > newest)[Math.floor(r() * later)];
+  const file = path.join(backendDir, 'vdisks', id, 'tlog', damaged.toString(16).padStart(8, '0'));
+  const buf = fs.readFileSync(file);
+  buf[buf.length - 5] ^= 0x20; // inside its SCO record
+  fs.writeFileSync(file, buf);
+  const repaired = await rebuild(true);
+  t.log(`with TLog ${damaged} damaged: ${repaired.tlogKeys} TLog and ${repaired.scoKeys} SCO keys listed`);
+  t.is(repaired.tlogKeys, later + 1);
 });
