@@ -21,7 +21,8 @@ import type { VDiskImpl } from '../volume/vdisk/vdisk.js';
 import { openBlobStore } from '../volume/backend/index.js';
 import { backendDoc, chainItems, readItem } from '../volume/lineage/chain.js';
 import { backendTlogs } from '../volume/datapath/formats/backend-layout.js';
-import { FENCE_GAP, fenceKey, type VDiskFence } from '../volume/datapath/formats/epoch-fence.js';
+import { FENCE_GAP, fenceKey, vdiskFences, type VDiskFence } from '../volume/datapath/formats/epoch-fence.js';
+import { chainStart } from '../volume/lineage/chain-start.js';
 import { RecordType } from '../volume/datapath/formats/tlog-format.js';
 import { newestCheckpoint } from '../volume/lineage/checkpoint-job.js';
 import { checkpointPrefix } from '../volume/lineage/map-checkpoint.js';
@@ -45,7 +46,12 @@ async function fitting(backendUrl: string, id: string): Promise<string | null> {
   try {
     const doc = (await backendDoc(b, id)) ?? emptyDoc();
     const items = await chainItems(b, id, doc, Infinity, await backendTlogs(b, id));
-    return (await newestCheckpoint(b, id, doc, items, log))?.key ?? null;
+    const key = (await newestCheckpoint(b, id, doc, items, log))?.key ?? null;
+    // the rebuild judges checkpoints from their own record without listing the history
+    // (volume/lineage/chain-start.ts): it must take the very one the whole chain says fits
+    const start = await chainStart(b, id, doc, await vdiskFences(b, id), { load: true, log });
+    if ((start.found?.key ?? null) !== key) throw new Error(`the rebuild would start from ${String(start.found?.key)}, the whole chain says ${String(key)}`);
+    return key;
   } finally {
     await b.close();
   }

@@ -19,6 +19,8 @@ import { openBlobStore } from '../volume/backend/index.js';
 import { EncryptedBlobStore } from '../volume/backend/encrypted-store.js';
 import type { BlobStore } from '../volume/backend/types.js';
 import { newestCheckpoint } from '../volume/lineage/checkpoint-job.js';
+import { chainStart } from '../volume/lineage/chain-start.js';
+import { vdiskFences } from '../volume/datapath/formats/epoch-fence.js';
 import { backendDoc, chainItems } from '../volume/lineage/chain.js';
 import { backendTlogs } from '../volume/datapath/formats/backend-layout.js';
 import { checkpointPrefix } from '../volume/lineage/map-checkpoint.js';
@@ -70,7 +72,14 @@ for (const encrypted of [false, true]) {
         const doc = (await backendDoc(b, id)) ?? emptyDoc();
         const objects = (await b.list(checkpointPrefix(id))).length;
         const items = await chainItems(b, id, doc, Infinity, await backendTlogs(b, id));
-        return { fits: (await newestCheckpoint(b, id, doc, items, log)) !== null, objects };
+        const listed = await newestCheckpoint(b, id, doc, items, log);
+        // the rebuild judges checkpoints from their own record and lists only after the one it takes
+        // (volume/lineage/chain-start.ts): it must take the one the whole listing and hashing would, and
+        // replay the same items after it
+        const start = await chainStart(b, id, doc, await vdiskFences(b, id), { load: true, log });
+        t.is(start.found?.key ?? null, listed?.key ?? null, `${p}: the rebuild's checkpoint is the one the whole chain says fits`);
+        t.deepEqual(start.items.map((i) => i.key), items.slice(listed?.cp.header.items ?? 0).map((i) => i.key), `${p}: the items after it`);
+        return { fits: listed !== null, objects };
       } finally {
         await b.close();
       }

@@ -167,6 +167,22 @@ export function blobStoreConformance(name: string, make: () => Promise<BlobStore
     t.deepEqual(await s.list('a'), ['a-b', 'a.b', 'a/b', 'a0', 'a_']);
   });
 
+  it('list with startAfter: only the keys after it, across directories and pages', async (t, s) => {
+    const sorted = ['0', 'A', 'Z/z', '_', 'a-b', 'a.b', 'a/b', 'a/b/c', 'a0', 'a_', 'b'];
+    for (const k of sorted.filter((k) => k !== 'a/b')) await s.put(k, Buffer.from(k));
+    await s.put('a/b/c', Buffer.from('x'));
+    const keys = sorted.filter((k) => k !== 'a/b');
+    // every cut point, a key or not, in or between directories
+    for (const after of ['', '0', '1', 'Z', 'Z/z', 'a', 'a.b', 'a/', 'a/b', 'a/b/c', 'a/c', 'a0', 'b', 'c']) {
+      t.deepEqual(await s.list('', { startAfter: after }), keys.filter((k) => k > after), `startAfter ${after}`);
+      t.deepEqual(await s.list('a', { startAfter: after }), keys.filter((k) => k.startsWith('a') && k > after), `prefix a, startAfter ${after}`);
+    }
+    const many = Array.from({ length: 1500 }, (_, i) => `n/${i.toString(16).padStart(8, '0')}`);
+    await pool(many, 32, (k) => s.put(k, Buffer.from(k)));
+    t.deepEqual(await s.list('n/', { startAfter: many[1234] }), many.slice(1235));
+    t.deepEqual(await s.list('n/', { startAfter: 'n/00000001' }), many.slice(2)); // past a first page of 1000
+  });
+
   it('list returns all of 1500 keys, sorted', async (t, s) => {
     const keys = Array.from({ length: 1500 }, (_, i) => `many/${i % 3}/k${i}`);
     await pool(keys, 32, (k) => s.put(k, Buffer.from(k)));

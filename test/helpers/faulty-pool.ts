@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MemoryMetadataStore } from '../../mds/memory-store.js';
 import { openBlobStore } from '../../volume/backend/index.js';
-import type { BlobStore } from '../../volume/backend/types.js';
+import type { BlobStore, ListOptions } from '../../volume/backend/types.js';
 import type { VPool } from '../../volume/types.js';
 import type { VPoolOptions } from '../../volume/vpool-options.js';
 import { openVPool } from '../../volume/vpool.js';
@@ -39,7 +39,7 @@ export class HookedStore implements BlobStore {
   get(key: string): Promise<Buffer> { return this.inner.get(key); }
   getRange(key: string, offset: number, length: number): Promise<Buffer> { return this.inner.getRange(key, offset, length); }
   head(key: string): Promise<{ size: number } | null> { return this.inner.head(key); }
-  list(prefix: string): Promise<string[]> { return this.inner.list(prefix); }
+  list(prefix: string, opts?: ListOptions): Promise<string[]> { return this.inner.list(prefix, opts); }
   delete(key: string): Promise<void> { return this.inner.delete(key); }
   close(): Promise<void> { return this.inner.close(); }
 }

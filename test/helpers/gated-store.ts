@@ -4,7 +4,7 @@
  * while. Everything else is passed through to the wrapped store (a file:// or mem:// one).
  */
 import type { ExecutionContext } from 'ava';
-import type { BlobStore } from '../../volume/backend/types.js';
+import type { BlobStore, ListOptions } from '../../volume/backend/types.js';
 import { BackendError } from '../../util/errors.js';
 
 export class GatedStore implements BlobStore {
@@ -86,9 +86,9 @@ export class GatedStore implements BlobStore {
     return this.inner.head(key);
   }
 
-  async list(prefix: string): Promise<string[]> {
+  async list(prefix: string, opts?: ListOptions): Promise<string[]> {
     if (this.failReads) this.fail('list', prefix);
-    return this.inner.list(prefix);
+    return this.inner.list(prefix, opts);
   }
 
   async delete(key: string): Promise<void> {

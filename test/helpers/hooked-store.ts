@@ -27,7 +27,7 @@ export function hookedStore(inner: BlobStore, hooks: StoreHooks): BlobStore {
     get: (key) => inner.get(key),
     getRange: (key, offset, length) => inner.getRange(key, offset, length),
     head: (key) => inner.head(key),
-    list: (prefix) => inner.list(prefix),
+    list: (prefix, opts) => inner.list(prefix, opts),
     delete: async (key) => {
       await hooks.beforeDelete?.(key);
       return inner.delete(key);

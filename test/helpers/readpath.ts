@@ -6,7 +6,7 @@
 import type { ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { BlobStore } from '../../volume/backend/types.js';
+import type { BlobStore, ListOptions } from '../../volume/backend/types.js';
 import { FileBlobStore } from '../../volume/backend/file-store.js';
 import type { VDisk, VPool } from '../../volume/types.js';
 import type { VDiskImpl } from '../../volume/vdisk/vdisk.js';
@@ -105,7 +105,7 @@ export class HeldReads implements BlobStore {
   put(key: string, data: Uint8Array): Promise<void> { return this.inner.put(key, data); }
   get(key: string): Promise<Buffer> { return this.inner.get(key); }
   head(key: string): Promise<{ size: number } | null> { return this.inner.head(key); }
-  list(prefix: string): Promise<string[]> { return this.inner.list(prefix); }
+  list(prefix: string, opts?: ListOptions): Promise<string[]> { return this.inner.list(prefix, opts); }
   delete(key: string): Promise<void> { return this.inner.delete(key); }
   close(): Promise<void> {
     this.release();

@@ -17,6 +17,7 @@ import { prepareMountpoint } from '../daemon/mountpoint.js';
 import { planApi } from '../daemon/api-serve.js';
 import { mountRegistrySecurity, sessionRouters } from '../daemon/registry-security.js';
 import { lockState } from '../daemon/state-lock.js';
+import { checkNofile } from '../daemon/nofile.js';
 import { dtlForMount } from '../daemon/dtl-mount.js';
 import { parseNbdAddress, checkNbdListen } from '../../nbd/address.js';
 import { isLoopback } from '../../dtl-client/server.js';
@@ -137,6 +138,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
 
   const lock = await lockState(cfg.state);
   process.on('exit', () => lock.release());
+  checkNofile(cfg, log); // the soft RLIMIT_NOFILE raised to the hard one, a warning if still low (../daemon/nofile.ts)
   log.info('opening vPool', { vpool: cfg.vpool, state: cfg.state, backend: cfg.backend, router: cfg.router, dtl: cfg.dtl, ...(registryCreds === undefined ? {} : { registry: cfg.registry, registryAccess: registryCreds.summary }) });
   // metrics first: the backend is measured by operation from its first request on
   const metrics = cfg.metrics ? new FuseMetrics(cfg.vpool, cfg.metricsTopVdisks ?? 10) : undefined;

@@ -19,7 +19,7 @@
  * can never put back an older content over a newer put, nor bring back a deleted object.
  */
 import { BackendError } from '../../util/errors.js';
-import type { BlobStore } from './types.js';
+import type { BlobStore, ListOptions } from './types.js';
 import { checkRangeWithin, validateKey, validateRangeArgs } from './keys.js';
 import { KeyedSerial } from '../../util/serial.js';
 import {
@@ -214,8 +214,8 @@ export class EncryptedBlobStore implements BlobStore {
     return { size: opened.header.length };
   }
 
-  list(prefix: string): Promise<string[]> {
-    return this.inner.list(prefix);
+  list(prefix: string, opts?: ListOptions): Promise<string[]> {
+    return this.inner.list(prefix, opts); // keys are not transformed: the same order, the same startAfter
   }
 
   async delete(key: string): Promise<void> {

@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BackendError } from '../../util/errors.js';
 import { fsyncDirAsync } from '../../util/fsync-dir.js';
-import type { BlobStore } from './types.js';
+import type { BlobStore, ListOptions } from './types.js';
 import { checkRangeWithin, compareKeys, validateKey, validatePrefix, validateRangeArgs } from './keys.js';
 
 /** Every temp file name starts with this; `~` is outside the key alphabet. */
@@ -264,12 +264,12 @@ export class FileBlobStore implements BlobStore {
     });
   }
 
-  list(prefix: string): Promise<string[]> {
+  list(prefix: string, opts?: ListOptions): Promise<string[]> {
     return this.run('list', prefix, async () => {
       validatePrefix(prefix);
       const dirPart = prefix.slice(0, prefix.lastIndexOf('/') + 1);
       const out: string[] = [];
-      await this.walk(dirPart === '' ? this.root : path.join(this.root, dirPart), dirPart, prefix.slice(dirPart.length), out);
+      await this.walk(dirPart === '' ? this.root : path.join(this.root, dirPart), dirPart, prefix.slice(dirPart.length), out, opts?.startAfter);
       return out.sort(compareKeys);
     });
   }
@@ -343,7 +343,12 @@ export class FileBlobStore implements BlobStore {
   }
 
   /** Collects the keys of files under `dir` (whose key prefix is `keyPrefix`) with names starting with `namePrefix`. */
-  private async walk(dir: string, keyPrefix: string, namePrefix: string, out: string[]): Promise<void> {
+  /**
+   * `startAfter`: the file:// form of S3's StartAfter. A directory is still read whole (readdir has no start
+   * point), but keys at or before it are neither kept nor sorted, and a subdirectory whose keys all sort
+   * before it is not entered.
+   */
+  private async walk(dir: string, keyPrefix: string, namePrefix: string, out: string[], startAfter?: string): Promise<void> {
     let entries: Dirent[];
     try {
       entries = await fsp.readdir(dir, { withFileTypes: true });
@@ -357,8 +362,12 @@ export class FileBlobStore implements BlobStore {
       // Temp files (`.tmp~…`) and anything else that cannot be a key segment are not objects.
       if (!name.startsWith(namePrefix) || !SEGMENT.test(name) || name === '.' || name === '..') continue;
       const key = keyPrefix + name;
-      if (entry.isDirectory()) subdirs.push(this.walk(path.join(dir, name), `${key}/`, '', out));
-      else if (entry.isFile() && key.length <= 1024) out.push(key);
+      if (entry.isDirectory()) {
+        // every key under `${key}/` sorts before startAfter when that does and is not inside it
+        const sub = `${key}/`;
+        if (startAfter !== undefined && sub < startAfter && !startAfter.startsWith(sub)) continue;
+        subdirs.push(this.walk(path.join(dir, name), sub, '', out, startAfter));
+      } else if (entry.isFile() && key.length <= 1024 && (startAfter === undefined || key > startAfter)) out.push(key);
     }
     await Promise.all(subdirs);
   }

@@ -7,7 +7,7 @@
  * never alias stored bytes. Validation and error codes are the same as every other backend (./keys.ts).
  */
 import { BackendError } from '../../util/errors.js';
-import type { BlobStore } from './types.js';
+import type { BlobStore, ListOptions } from './types.js';
 import { checkRangeWithin, compareKeys, validateKey, validatePrefix, validateRangeArgs } from './keys.js';
 
 const registry = new Map<string, Map<string, Buffer>>();
@@ -73,10 +73,11 @@ export class MemBlobStore implements BlobStore {
     return data === undefined ? null : { size: data.length };
   }
 
-  async list(prefix: string): Promise<string[]> {
+  async list(prefix: string, opts?: ListOptions): Promise<string[]> {
     this.check();
     validatePrefix(prefix);
-    return [...this.objects.keys()].filter((k) => k.startsWith(prefix)).sort(compareKeys);
+    const after = opts?.startAfter;
+    return [...this.objects.keys()].filter((k) => k.startsWith(prefix) && (after === undefined || k > after)).sort(compareKeys);
   }
 
   async delete(key: string): Promise<void> {

@@ -29,7 +29,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { BackendError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
-import type { BlobStore } from './types.js';
+import type { BlobStore, ListOptions } from './types.js';
 import { MAX_KEY_BYTES, checkRangeWithin, compareKeys, validateKey, validatePrefix, validateRangeArgs } from './keys.js';
 import { parseS3Url, type S3Options } from './s3-url.js';
 import { answerWithin, OPEN_PROBE_MS } from './retry.js';
@@ -211,16 +211,21 @@ export class S3BlobStore implements BlobStore {
     });
   }
 
-  list(prefix: string): Promise<string[]> {
+  list(prefix: string, opts?: ListOptions): Promise<string[]> {
     return this.run('list', prefix, async () => {
       validatePrefix(prefix);
       const out: string[] = [];
+      const after = opts?.startAfter;
+      // StartAfter: the server starts the listing there (the continuation token carries it on the next pages)
+      const startAfter = after === undefined ? undefined : this.opts.prefix + after;
       let token: string | undefined;
       do {
-        const r = await this.client.send(new ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: this.opts.prefix + prefix, ContinuationToken: token, MaxKeys: 1000 }));
+        const r = await this.client.send(new ListObjectsV2Command({
+          Bucket: this.opts.bucket, Prefix: this.opts.prefix + prefix, ContinuationToken: token, StartAfter: token === undefined ? startAfter : undefined, MaxKeys: 1000,
+        }));
         for (const o of r.Contents ?? []) {
           const k = o.Key?.slice(this.opts.prefix.length);
-          if (k !== undefined && o.Key!.startsWith(this.opts.prefix) && isKey(k)) out.push(k);
+          if (k !== undefined && o.Key!.startsWith(this.opts.prefix) && isKey(k) && (after === undefined || k > after)) out.push(k);
         }
         token = r.IsTruncated ? r.NextContinuationToken : undefined;
       } while (token !== undefined);

@@ -10,6 +10,11 @@
  * - Errors are BackendError (util/errors.ts) with code NOT_FOUND for a missing object, INVALID for a bad
  *   key or range, BACKEND for everything else; `context` names the key.
  */
+export interface ListOptions {
+  /** Only keys greater than this (byte order); need not be a key itself. */
+  startAfter?: string;
+}
+
 export interface BlobStore {
   /** The URL this store was opened with (credentials removed). */
   readonly url: string;
@@ -21,8 +26,13 @@ export interface BlobStore {
   getRange(key: string, offset: number, length: number): Promise<Buffer>;
   /** The object's size, or null when it does not exist. */
   head(key: string): Promise<{ size: number } | null>;
-  /** Every key starting with `prefix`, sorted ascending (byte order). Pages internally; returns all. */
-  list(prefix: string): Promise<string[]>;
+  /**
+   * Every key starting with `prefix`, sorted ascending (byte order). Pages internally; returns all.
+   * `opts.startAfter`: only the keys after that string (byte order), as S3's ListObjectsV2 `StartAfter` — so
+   * that a caller that knows where the part it needs starts (a rebuild after its map checkpoint) does not
+   * list a vDisk's whole history.
+   */
+  list(prefix: string, opts?: ListOptions): Promise<string[]>;
   /**
    * Optional: stores `data` under `key` only if no object is there, atomically against every other caller of
    * this method (true: created; false: something was there). Durable once resolved, like put. A store that

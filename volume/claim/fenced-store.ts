@@ -6,7 +6,7 @@
  * through it. Reads pass untouched: they change nothing the new holder serves. A write refused because
  * the claim is lost is BackendError FENCED, which withRetry (../backend/retry.ts) does not retry.
  */
-import type { BlobStore } from '../backend/types.js';
+import type { BlobStore, ListOptions } from '../backend/types.js';
 
 /** What decides whether a backend write may go: BackendClaim (the vPool's claim) or VDiskGate (one delegated vDisk). */
 export interface WriteGate {
@@ -63,8 +63,8 @@ export class FencedStore implements BlobStore {
     return this.inner.head(key);
   }
 
-  list(prefix: string): Promise<string[]> {
-    return this.inner.list(prefix);
+  list(prefix: string, opts?: ListOptions): Promise<string[]> {
+    return this.inner.list(prefix, opts);
   }
 
   close(): Promise<void> {

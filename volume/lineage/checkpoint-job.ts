@@ -1,28 +1,29 @@
 /**
  * Finding and writing map checkpoints (./map-checkpoint.ts), from the backend alone:
- *  - newestCheckpoint: the newest checkpoint of a vDisk that fits a chain (a rebuild starts from it);
+ *  - newestCheckpoint: the newest checkpoint of a vDisk that fits a whole chain, listed and hashed (the
+ *    reference the tests hold ./chain-start.ts to; a rebuild uses chainStart, which lists only after it);
  *  - writeCheckpoint: the state as of the chain's item ending at TLog `upTo` — the newest fitting checkpoint
- *    (or the clone base, or nothing) and the chain items after it, read back from the backend — written as
+ *    (chainStart, or the clone base, or nothing) and the chain items after it, read back from the backend — written as
  *    a new checkpoint; then the older ones go except the one it started from (a fallback while a rollback
  *    invalidates only the newest). Derived from the backend's objects by the same rule as every replay
  *    (applyTo), never from the owner's live map (which holds writes not in the backend yet).
  */
 import type { Logger } from '../../util/log.js';
 import type { BlobStore } from '../backend/types.js';
-import { keyNumber, listedTlogs } from '../datapath/formats/backend-layout.js';
+import { keyNumber } from '../datapath/formats/backend-layout.js';
 import { ClusterMap } from '../datapath/formats/cluster-map.js';
-import { tlogCounts, vdiskFences } from '../datapath/formats/epoch-fence.js';
+import { vdiskFences } from '../datapath/formats/epoch-fence.js';
 import { RecordType } from '../datapath/formats/tlog-format.js';
 import { isCode } from '../../util/errors.js';
 import { applyTo, baseKey, decodeBaseInto, type DiskState } from './clone-base.js';
-import { chainItems, readItem, type ChainDoc, type ChainItem } from './chain.js';
-import { chainHashes, checkpointKey, checkpointPrefix, decodeCheckpoint, describeItems, encodeCheckpoint, mismatch, type Checkpoint } from './map-checkpoint.js';
+import { readItem, type ChainDoc, type ChainItem } from './chain.js';
+import { chainStart } from './chain-start.js';
+import {
+  chainHashAfter, chainHashes, checkpointKey, checkpointPrefix, decodeCheckpoint, describeAfter, encodeCheckpoint, mismatch, type Checkpoint, type FoundCheckpoint,
+} from './map-checkpoint.js';
 import { SCRUB_SCO_BASE } from './scrub-state.js';
 
-export interface FoundCheckpoint {
-  key: string;
-  cp: Checkpoint;
-}
+export type { FoundCheckpoint };
 
 /**
  * The newest checkpoint of vDisk `id` that covers a prefix of `items` (its chain under `doc`), or null.
@@ -76,11 +77,12 @@ export async function writeCheckpoint(backend: BlobStore, id: string, doc: Chain
   opts: { router: string; log: Logger; cancelled?: () => boolean }): Promise<CheckpointWritten | null> {
   const t0 = Date.now();
   const fences = await vdiskFences(backend, id);
-  const tlogs = (await listedTlogs(backend, id)).filter((n) => tlogCounts(fences, n));
-  const items = await chainItems(backend, id, doc, upTo, tlogs);
-  if (items.length === 0) return null;
-  const found = await newestCheckpoint(backend, id, doc, items, opts.log);
-  if (found !== null && found.cp.header.items === items.length) return null;
+  // the newest fitting checkpoint and only the chain items after it, as a rebuild finds them
+  // (./chain-start.ts): no listing nor hashing of the whole history for each checkpoint
+  const start = await chainStart(backend, id, doc, fences, { load: true, log: opts.log });
+  const found = start.found;
+  const after = start.items.filter((i) => i.end <= upTo);
+  if (after.length === 0) return null; // nothing, or the newest checkpoint covers it all already
   let s: DiskState = { map: new ClusterMap(), size: 0, scoCounts: new Map() };
   let lastSco = 0;
   if (found !== null) {
@@ -89,9 +91,8 @@ export async function writeCheckpoint(backend: BlobStore, id: string, doc: Chain
   } else if (doc.parent !== null) {
     decodeBaseInto(await backend.get(baseKey(id)), s, baseKey(id));
   }
-  const from = found?.cp.header.items ?? 0;
   let bytes = 0;
-  for (const item of items.slice(from)) {
+  for (const item of after) {
     const records = await readItem(backend, id, item);
     for (const r of records) {
       applyTo(s, r);
@@ -102,7 +103,8 @@ export async function writeCheckpoint(backend: BlobStore, id: string, doc: Chain
     }
   }
   const header = {
-    version: 1 as const, vdisk: id, ...describeItems(doc, items), chainHash: chainHashes(id, items)[items.length],
+    version: 1 as const, vdisk: id, ...describeAfter(doc, found?.cp.header ?? null, after),
+    chainHash: chainHashAfter(found?.cp.header.chainHash ?? chainHashes(id, [])[0], after),
     parent: doc.parent?.uuid ?? null, size: s.size, lastSco, fenceEpochs: fences.map((f) => f.epoch), router: opts.router, at: Date.now(),
   };
   const key = checkpointKey(id, header.lastEnd);
@@ -112,5 +114,5 @@ export async function writeCheckpoint(backend: BlobStore, id: string, doc: Chain
   for (const old of await backend.list(checkpointPrefix(id))) {
     if (old !== key && old !== found?.key) await backend.delete(old);
   }
-  return { key, items: items.length, replayed: items.length - from, bytes, ms: Date.now() - t0 };
+  return { key, items: header.items, replayed: after.length, bytes, ms: Date.now() - t0 };
 }

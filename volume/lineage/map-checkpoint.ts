@@ -59,6 +59,12 @@ export interface Checkpoint {
   state: DiskState;
 }
 
+/** A checkpoint found in the backend, and its key. */
+export interface FoundCheckpoint {
+  key: string;
+  cp: Checkpoint;
+}
+
 /** h[k]: the hash of the first k items (h[0] names the vDisk). */
 export function chainHashes(id: string, items: readonly ChainItem[]): string[] {
   let h = createHash('sha256').update(`vpoolfs map checkpoint chain of ${id}`).digest();
@@ -68,6 +74,33 @@ export function chainHashes(id: string, items: readonly ChainItem[]): string[] {
     out.push(h.toString('hex'));
   }
   return out;
+}
+
+/** chainHashes' value after `items` more, from `hash` (hex): a checkpoint's chainHash extended by the items after it. */
+export function chainHashAfter(hash: string, items: readonly ChainItem[]): string {
+  let h = Buffer.from(hash, 'hex');
+  for (const item of items) h = createHash('sha256').update(h).update(item.key).digest();
+  return h.toString('hex');
+}
+
+/**
+ * describeItems of `prev`'s items followed by `after` (the chain items after it), from `prev`'s header alone
+ * (null: no checkpoint before, `after` is the whole chain).
+ */
+export function describeAfter(doc: ChainDoc, prev: CheckpointHeader | null, after: readonly ChainItem[]): Pick<CheckpointHeader, 'scrub' | 'tlogRanges' | 'items' | 'lastEnd'> {
+  const d = describeItems(doc, after);
+  if (prev === null) return d;
+  const segments = [...(prev.scrub?.segments ?? []), ...(d.scrub?.segments ?? [])];
+  const ranges = prev.tlogRanges.map(([a, b]): [number, number] => [a, b]);
+  for (const [a, b] of d.tlogRanges) {
+    const last = ranges[ranges.length - 1];
+    if (last !== undefined && last[1] + 1 === a) last[1] = b;
+    else ranges.push([a, b]);
+  }
+  return {
+    scrub: segments.length > 0 ? { id: doc.scrub!.id, segments } : null, tlogRanges: ranges,
+    items: prev.items + after.length, lastEnd: after.length > 0 ? d.lastEnd : prev.lastEnd,
+  };
 }
 
 /** The covered items as the header names them: segments (with the scrub id) and ranges of TLog numbers. */

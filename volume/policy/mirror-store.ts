@@ -14,7 +14,7 @@
  * Stored bytes are copied as they are: an encrypted vPool's objects move without being decrypted (the
  * encryption wraps this store), and the keys do not change.
  */
-import type { BlobStore } from '../backend/types.js';
+import type { BlobStore, ListOptions } from '../backend/types.js';
 import { KeyedSerial } from '../../util/serial.js';
 
 export class MirrorStore implements BlobStore {
@@ -83,8 +83,8 @@ export class MirrorStore implements BlobStore {
     return this.reader.head(key);
   }
 
-  list(prefix: string): Promise<string[]> {
-    return this.reader.list(prefix);
+  list(prefix: string, opts?: ListOptions): Promise<string[]> {
+    return this.reader.list(prefix, opts);
   }
 
   /**

@@ -176,9 +176,9 @@ export function throttledStore(backend: BlobStore, throttle: Throttle): BlobStor
       await throttle.pass(`head ${key}`, 0);
       return backend.head(key);
     },
-    async list(prefix) {
+    async list(prefix, opts) {
       await throttle.pass(`list ${prefix}`, 0);
-      return backend.list(prefix);
+      return backend.list(prefix, opts);
     },
     async delete(key) {
       await throttle.pass(`delete ${key}`, 0);

@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import { logger } from '../../util/log.js';
-import { listedScos, listedTlogs, scoKey, tlogKey } from '../datapath/formats/backend-layout.js';
+import { scoKey, tlogKey } from '../datapath/formats/backend-layout.js';
 import { FENCE_GAP, fenceKey, hasEpochFence, hasTagFence, scoCounts, tagFenceKey, tlogCounts, vdiskFences, type VDiskFence } from '../datapath/formats/epoch-fence.js';
 import { LocalCache } from '../datapath/write-cache/local-cache.js';
 import { checkSlot, namespaceTag, scanSlots, SLOT_SIZE } from '../datapath/formats/sco-format.js';
@@ -20,10 +20,10 @@ import { VDiskImpl } from './vdisk.js';
 import type { VDiskContext } from './vdisk-context.js';
 import { attachDtl, dtlModeOf } from './dtl-hook.js';
 import { docShippedKey, maxTlogOf, rollbackKey } from '../lineage/snapshot-store.js';
-import { chainItems, readItem } from '../lineage/chain.js';
+import { readItem } from '../lineage/chain.js';
+import { chainStart } from '../lineage/chain-start.js';
 import { lastRunKey, lastRunObjectKey, SCRUB_SCO_BASE } from '../lineage/scrub-state.js';
 import { isCode } from '../../util/errors.js';
-import { newestCheckpoint } from '../lineage/checkpoint-job.js';
 import { finishRollback, restoreOnRebuild } from './snapshot-open.js';
 import { corkOps, dtlRecoveryKey, mapPrefix, metaKey, pageWords, scoCountPrefix, vdiskMdsPrefix, type VDiskMeta } from './vdisk-meta.js';
 
@@ -151,26 +151,26 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   await ctx.mds.deletePrefix(vdiskMdsPrefix(id));
   fs.rmSync(v.cache.dir, { recursive: true, force: true });
   const restored = await restoreOnRebuild(v);
+  const t0 = Date.now();
   // the late uploads of a fenced router (../datapath/formats/epoch-fence.ts) are no part of the history
   const fences = await vdiskFences(ctx.backend, id);
-  const listed = await listedTlogs(ctx.backend, id);
+  // the chain: a scrub's segments in place of the TLogs it replaced (docs/scrubbing.md), then the TLogs.
+  // The newest map checkpoint that fits it spares replaying the part it covers, and listing it
+  // (../lineage/chain-start.ts): the time no longer grows with the vDisk's history. `listed`, `allScos`: the
+  // keys after the checkpoint (`start.tlogFloor`, `start.scoFloor`), or every one without a checkpoint.
+  const start = await chainStart(ctx.backend, id, v.docs.doc, fences, { load: ctx.loadCheckpoints !== false, log });
+  const { found, items } = start;
+  const listed = start.tlogs;
   const accepted = listed.filter((n) => tlogCounts(fences, n));
   const tlogs = accepted.filter(restored.keep);
-  const allScos = await listedScos(ctx.backend, id);
+  const allScos = start.scos;
   const scos = allScos.filter((n) => scoCounts(fences, n));
-  // the chain: a scrub's segments in place of the TLogs it replaced (docs/scrubbing.md), then the TLogs
   const decoded = [];
   // a long rebuild (many TLogs, a slow backend) says how far it is every few seconds
-  const t0 = Date.now();
   let lastLog = t0;
   let bytes = 0;
-  const items = await chainItems(ctx.backend, id, v.docs.doc, Infinity, accepted);
-  // the newest map checkpoint that covers the start of this very chain spares replaying that part
-  // (../lineage/map-checkpoint.ts): the time no longer grows with the vDisk's history
-  const found = ctx.loadCheckpoints === false ? null : await newestCheckpoint(ctx.backend, id, v.docs.doc, items, log);
-  const from = found?.cp.header.items ?? 0;
   if (found !== null) v.adoptCheckpoint(found.cp.state);
-  for (const item of items.slice(from)) {
+  for (const item of items) {
     if (item.segment) decoded.push({ tlog: item.end, records: await readItem(ctx.backend, id, item), error: null }); // damaged: CHECKSUM
     else {
       const body = await ctx.backend.get(tlogKey(id, item.end));
@@ -180,7 +180,7 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
     const now = Date.now();
     if (now - lastLog >= REBUILD_PROGRESS_MS) {
       lastLog = now;
-      log.info('rebuilding from the backend', { vdisk: id, doneTlogs: decoded.length, totalTlogs: items.length - from, bytes, bytesPerSecond: Math.round((bytes * 1000) / (now - t0)), elapsedMs: now - t0 });
+      log.info('rebuilding from the backend', { vdisk: id, doneTlogs: decoded.length, totalTlogs: items.length, bytes, bytesPerSecond: Math.round((bytes * 1000) / (now - t0)), elapsedMs: now - t0 });
     }
   }
   let lastSco = found?.cp.header.lastSco ?? 0; // the owner's own SCOs only: scrub SCOs are numbered from SCRUB_SCO_BASE
@@ -208,8 +208,9 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   // ...nor those a scrub's sweep deleted (numbers are never reused: a read cache may hold their pieces)
   lastSco = Math.max(lastSco, v.docs.doc.scrub?.ownScoHigh ?? 0);
   const maxSco = allScos.reduce((m, n) => Math.max(m, n), lastSco);
-  const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, maxTlogOf(v.docs.doc));
-  let firstTlog = Math.max(lastTlog, listed.length > 0 ? listed[listed.length - 1] : 0) + 1;
+  // the checkpoint's own TLogs were checked against the doc and the fences: they count and are kept
+  const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, start.coveredTlog, maxTlogOf(v.docs.doc));
+  let firstTlog = Math.max(lastTlog, start.tlogFloor, listed.length > 0 ? listed[listed.length - 1] : 0) + 1;
   let firstSco = maxSco + 1;
   const fenceTag = ctx.fenceTag?.(id);
   // an owner tag is this vDisk's own, newer change of owner: its fence covers the claim epoch's too (the filter
@@ -222,8 +223,9 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
     // below our numbers and counts for nothing. In the backend before the vDisk serves anything.
     const fence: VDiskFence = {
       epoch: byEpoch ? ctx.fenceEpoch! : 0, ...(byEpoch ? {} : { tag: fenceTag }), router: ctx.routerId, at: Date.now(),
-      acceptedTlog: accepted.length > 0 ? accepted[accepted.length - 1] : 0,
-      acceptedSco: scos.length > 0 ? scos[scos.length - 1] : 0,
+      // nothing listed past the checkpoint: what it covers is the history (numbers at or below it are taken)
+      acceptedTlog: accepted.length > 0 ? accepted[accepted.length - 1] : start.tlogFloor,
+      acceptedSco: scos.length > 0 ? scos[scos.length - 1] : start.scoFloor,
       firstTlog: firstTlog - 1 + FENCE_GAP,
       firstSco: firstSco - 1 + FENCE_GAP,
     };
@@ -239,17 +241,18 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   v.cache.create(firstTlog, firstSco);
   // a snapshot taken right after a takeover names the TLog before the new holder's first: covered too
   const boundaries = [...fences.map((f) => f.firstTlog - 1), ...(firstTlog > lastTlog + 1 ? [firstTlog - 1] : [])];
-  restored.pruneSnapshots(new Set([...tlogs, ...boundaries]));
+  restored.pruneSnapshots(new Set([...tlogs, start.coveredTlog, ...boundaries]));
   ops.push(...v.docs.ops(v.docs.doc), { key: docShippedKey(id), value: Buffer.from(String(v.docs.shippedGen)) });
   if (dtlRecovery) ops.push({ key: dtlRecoveryKey(id), value: Buffer.from('1') });
   // how the last scrub ended (user.vdisk.info), from its copy in the backend (docs/scrubbing.md)
   const lastRun = await ctx.backend.get(lastRunObjectKey(id)).catch((err: unknown) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
   if (lastRun !== null) ops.push({ key: lastRunKey(id), value: lastRun });
   await ctx.mds.commit(ops);
-  v.checkpoints.noteTlogs(items.length - from); // many replayed: the next checkpoint is due now
+  v.checkpoints.noteTlogs(items.length); // many replayed: the next checkpoint is due now
   log.info('vDisk rebuilt from the backend', {
     vdisk: id, size: v.size, tlogs: tlogs.length, scos: v.scoCounts.size, bytes, ms: Date.now() - t0,
-    checkpoint: found?.key ?? null, replayedItems: items.length - from, chainItems: items.length,
+    checkpoint: found?.key ?? null, replayedItems: items.length, chainItems: start.covered + items.length,
+    listedTlogs: listed.length, listedScos: allScos.length,
   });
 }
 

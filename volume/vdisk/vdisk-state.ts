@@ -87,6 +87,7 @@ export abstract class VDiskState {
     this.readerView = new ReaderView(tag, { pages: () => this.map.allPages(), fds: () => this.cache.fds.entries(), size: () => this.disk.size });
     this.map.onPage = (pageNo, words) => this.readerView.pageChanged(pageNo, words);
     this.cache.fds.watch = (sco, fd) => this.readerView.fdChanged(sco, fd);
+    this.cache.guard = (fn) => this.readerView.change(fn); // a descriptor the fd budget drops
     // the reads the kernel engine's readers answer are guest I/O too: the scrubber backs off for them
     this.io.watch(() => Atomics.load(this.readerView.ctl, VIEW.SERVED));    this.uploader = new Uploader(id, ctx.backend, {
       scoPath: (sco) => this.cache.scoPath(sco),

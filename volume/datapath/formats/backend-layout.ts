@@ -37,12 +37,24 @@ export async function backendTlogs(backend: BlobStore, id: string): Promise<numb
   return (await listedTlogs(backend, id)).filter((n) => tlogCounts(fences, n));
 }
 
-/** Every TLog number in the backend, fenced or not, ascending (for numbering past them). */
-export async function listedTlogs(backend: BlobStore, id: string): Promise<number[]> {
-  return (await backend.list(`vdisks/${id}/tlog/`)).map(keyNumber).sort((a, b) => a - b);
+/**
+ * Every TLog number in the backend, fenced or not, ascending (for numbering past them); with `after`, only
+ * those above it — listed from there (StartAfter), not from the first: a rebuild that starts from a map
+ * checkpoint lists only what came after it. Names are 8 hex digits (numbers are u32 in every format), so
+ * byte order is number order. Filtered here too: a wrapper store that ignored the option costs time, not
+ * correctness.
+ */
+export async function listedTlogs(backend: BlobStore, id: string, after?: number): Promise<number[]> {
+  return listedNumbers(backend, `vdisks/${id}/tlog/`, after === undefined ? undefined : tlogKey(id, after), after);
 }
 
-/** Every SCO number in the backend, fenced or not, ascending. */
-export async function listedScos(backend: BlobStore, id: string): Promise<number[]> {
-  return (await backend.list(`vdisks/${id}/sco/`)).map(keyNumber).sort((a, b) => a - b);
+/** Every SCO number in the backend, fenced or not, ascending; with `after`, only those above it (as listedTlogs). */
+export async function listedScos(backend: BlobStore, id: string, after?: number): Promise<number[]> {
+  return listedNumbers(backend, `vdisks/${id}/sco/`, after === undefined ? undefined : scoKey(id, after), after);
+}
+
+async function listedNumbers(backend: BlobStore, prefix: string, startAfter: string | undefined, after: number | undefined): Promise<number[]> {
+  const keys = await backend.list(prefix, startAfter === undefined ? undefined : { startAfter });
+  const out = keys.map(keyNumber);
+  return (after === undefined ? out : out.filter((n) => n > after)).sort((a, b) => a - b);
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { VolumeError } from '../../../util/errors.js';
 import { fsyncDir } from '../../../util/fsync-dir.js';
 import type { CacheIo } from './cache-io.js';
+import { scoFdBudget, type FdOwner } from './sco-fd-budget.js';
 import { encodeRecord, RecordType, tlogName, type TLogRecord } from '../formats/tlog-format.js';
 import { scoName, SLOT_SIZE } from '../formats/sco-format.js';
 
@@ -40,20 +41,36 @@ export interface LocalCacheEvents {
 
 /**
  * SCO number → open descriptor, telling `watch` of every change (ReaderView.fdChanged: the kernel engine's
- * reader threads pread these descriptors, reader-view.ts).
+ * reader threads pread these descriptors, reader-view.ts) and the process-wide budget of SCO descriptors
+ * (sco-fd-budget.ts) of every one opened, used and closed.
  */
 export class ScoFds extends Map<number, number> {
   watch: ((sco: number, fd: number | null) => void) | undefined;
 
+  constructor(private readonly owner: FdOwner) {
+    super();
+  }
+
   override set(sco: number, fd: number): this {
     super.set(sco, fd);
     this.watch?.(sco, fd);
+    scoFdBudget.use(this.owner, sco); // past the budget, the least recently used descriptors are dropped
     return this;
+  }
+
+  /** The descriptor of `sco`, if open, marked as just used (the budget drops the least recently used). */
+  use(sco: number): number | undefined {
+    const fd = super.get(sco);
+    if (fd !== undefined) scoFdBudget.use(this.owner, sco);
+    return fd;
   }
 
   override delete(sco: number): boolean {
     const had = super.delete(sco);
-    if (had) this.watch?.(sco, null);
+    if (had) {
+      scoFdBudget.forget(this.owner, sco);
+      this.watch?.(sco, null);
+    }
     return had;
   }
 
@@ -62,12 +79,23 @@ export class ScoFds extends Map<number, number> {
   }
 }
 
-export class CacheFiles {
+/** SCOs without a descriptor synced at a time (syncLocal): as many descriptors opened at once. */
+const DETACHED_SYNC_BATCH = 32;
+
+export class CacheFiles implements FdOwner {
   readonly dir: string;
   protected readonly scoDir: string;
   protected readonly tlogDir: string;
-  /** Descriptors of local SCOs (read-only ones, and the open SCO's). Closing one: see ReaderView.change. */
-  readonly fds = new ScoFds();
+  /**
+   * Descriptors of local SCOs (the open SCO's, and those read lately: at most the process-wide budget of
+   * sco-fd-budget.ts, the others are opened again when read). Closing one: see ReaderView.change.
+   */
+  readonly fds = new ScoFds(this);
+  /**
+   * Runs a change of `fds` that closes a descriptor: the vDisk runs it inside its ReaderView.change (a
+   * reader thread must not trust a pread on a number that may name another file next).
+   */
+  guard: <T>(fn: () => T) => T = (fn) => fn();
   protected readonly unsynced = new Set<number>();
   protected unsyncedTlogFds: number[] = [];
   /** SCOs evicted (in the backend only); numbers are never reused, so this only grows (a few bytes a SCO). */
@@ -75,6 +103,8 @@ export class CacheFiles {
   /** Descriptors of closed journals waiting for the syncs in flight to settle before they are closed. */
   protected readonly closing = new Set<number>();
   protected inflightSync: Promise<void> = Promise.resolve();
+  /** Descriptors with an fdatasync in flight, and when the last of those settles (dropFd waits for it). */
+  private readonly syncing = new Map<number, Promise<void>>();
   protected dirsDirty = false;
 
   // the open TLog
@@ -159,7 +189,7 @@ export class CacheFiles {
 
   /** Reads `n` slots of SCO `sco` from `slot` if the SCO is local; null when it is not. */
   readSlots(sco: number, slot: number, n: number): Buffer | null {
-    let fd = this.fds.get(sco);
+    let fd = this.fds.use(sco);
     if (fd === undefined) {
       // evicted: its unlink may not have run yet, and a descriptor opened now would keep its space for good
       if (this.evicted.has(sco)) return null;
@@ -192,19 +222,16 @@ export class CacheFiles {
   async syncLocal(): Promise<void> {
     if (this.fault !== null) throw this.fault.error;
     const fds: number[] = [];
+    // SCOs without a descriptor — found at a local restart, or whose descriptor the budget dropped
+    // (sco-fd-budget.ts) — are opened a few at a time for their fdatasync and closed again: a sync of
+    // thousands stays within the descriptor limit. A writeback error that came before such an open is still
+    // reported: Linux (4.16 on) tells the next fsync of any descriptor an error no fsync has reported yet,
+    // and nothing but this cache fsyncs these files.
+    const detached: number[] = [];
     for (const sco of this.unsynced) {
-      let fd = this.fds.get(sco);
-      if (fd === undefined) {
-        // a SCO found at a local restart (written before it, maybe never synced): open it to sync it
-        try {
-          fd = this.io.open(this.scoPath(sco), 'r');
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-          throw this.setFault(err, 'open for fdatasync');
-        }
-        this.fds.set(sco, fd);
-      }
-      fds.push(fd);
+      const fd = this.fds.get(sco);
+      if (fd === undefined) detached.push(sco);
+      else fds.push(fd);
     }
     this.unsynced.clear();
     // the open TLog always, even when nothing is dirty: an fsync must learn that the disk failed (a
@@ -217,7 +244,8 @@ export class CacheFiles {
     this.dirsDirty = false;
     const mine = (async () => {
       try {
-        await Promise.all([...fds, ...tlogFds].map((fd) => this.fdatasync(fd)));
+        await Promise.all([...fds, ...tlogFds].map((fd) => this.trackedSync(fd)));
+        for (let i = 0; i < detached.length; i += DETACHED_SYNC_BATCH) await this.syncDetached(detached.slice(i, i + DETACHED_SYNC_BATCH));
         await Promise.all(dirs.map((d) => this.io.fsyncDir(d)));
       } catch (err) {
         throw this.setFault(err, 'fdatasync');
@@ -262,6 +290,68 @@ export class CacheFiles {
       return new VolumeError('NO_SPACE', `the write-cache disk is full (${op}): ${e.message}`, { vdisk: this.vdiskId, dir: this.dir, op, errno: e.code }, { cause: err });
     }
     return this.setFault(err, op);
+  }
+
+  /**
+   * The budget of SCO descriptors (sco-fd-budget.ts) wants SCO `sco`'s closed: out of the reader threads'
+   * view at once, closed now — or, when an fdatasync in flight holds it, once that has settled (closed
+   * under it, the number could name another file by the time libuv's thread runs it). Its writes, if not
+   * synced yet, stay in `unsynced`: the next sync opens the file again for them. False for the SCO being
+   * written.
+   */
+  dropFd(sco: number): boolean {
+    const fd = this.fds.get(sco);
+    if (fd === undefined) return true;
+    if (this.writing(sco)) return false;
+    this.guard(() => this.fds.delete(sco));
+    const pending = this.syncing.get(fd);
+    if (pending === undefined) this.io.close(fd);
+    else {
+      this.closing.add(fd);
+      void pending.then(() => {
+        try {
+          if (this.closing.delete(fd)) this.io.close(fd);
+        } catch {
+          // a close that fails leaves nothing to do (and must not be an unhandled rejection)
+        }
+      });
+    }
+    return true;
+  }
+
+  /** An fdatasync of `fd`, recorded in `syncing` until it settles (dropFd waits for it). */
+  private trackedSync(fd: number): Promise<void> {
+    const p = this.fdatasync(fd);
+    const settled = p.then(() => undefined, () => undefined);
+    const prev = this.syncing.get(fd);
+    const all = prev === undefined ? settled : Promise.all([prev, settled]).then(() => undefined);
+    this.syncing.set(fd, all);
+    void all.then(() => {
+      if (this.syncing.get(fd) === all) this.syncing.delete(fd);
+    });
+    return p;
+  }
+
+  /** fdatasync of SCOs that have no descriptor here: each opened for it and closed after. */
+  private async syncDetached(scos: number[]): Promise<void> {
+    const opened: number[] = [];
+    try {
+      for (const sco of scos) {
+        try {
+          opened.push(this.io.open(this.scoPath(sco), 'r'));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; // ENOENT: evicted, in the backend
+        }
+      }
+      await Promise.all(opened.map((fd) => this.fdatasync(fd)));
+    } finally {
+      for (const fd of opened) this.io.close(fd);
+    }
+  }
+
+  /** Whether `sco` is the SCO being written (its descriptor is never dropped): LocalCache knows. */
+  protected writing(_sco: number): boolean {
+    return false;
   }
 
   close(): void {
@@ -358,7 +448,7 @@ export class CacheFiles {
    * use, like readSlots), else null. Valid until the SCO is evicted: use it at once, never across an await.
    */
   scoFd(sco: number): number | null {
-    let fd = this.fds.get(sco);
+    let fd = this.fds.use(sco);
     if (fd === undefined) {
       // evicted: its unlink may not have run yet, and a descriptor opened now would keep its space for good
       if (this.evicted.has(sco)) return null;

@@ -261,6 +261,10 @@ export class LocalCache extends CacheFiles {
     }
   }
 
+  protected override writing(sco: number): boolean {
+    return sco === this.openSco;
+  }
+
   /** Removes a SCO that is safe in the backend from the cache. */
   evictSco(sco: number): boolean {
     if (sco === this.openSco) return false;
