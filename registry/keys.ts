@@ -45,6 +45,8 @@ export interface RouterRecord {
   ips?: string[];
   /** Where other routers reach this one: its router link (router-link/server.ts), HOST:PORT. */
   address: string | null;
+  /** Where the vPool's owner reaches it about the vDisks it delegates to it (ownership per vDisk), HOST:PORT. */
+  delegateAddress?: string;
   /** Its management API on TCP, if any. */
   api?: string | null;
   /** What it does for `vpool`: owns it, follows its owner (forwarding its mount's calls there), or stands by. */

@@ -34,6 +34,8 @@ export interface JoinOptions {
   failureDomain?: string;
   /** The router link's HOST:PORT (other routers dial it). */
   address?: string;
+  /** Where the vPool's owner reaches this router about the vDisks it delegates to it (tools/daemon/delegate-side.ts). */
+  delegateAddress?: string;
   /** The management API on TCP. */
   api?: string;
   dtlServer?: string[];
@@ -93,6 +95,7 @@ export class RouterRegistry {
       failureDomain: opts.failureDomain ?? null, address: opts.address ?? null, api: opts.api ?? null, dtlServer: opts.dtlServer ?? null,
       ...(opts.vpool === undefined ? {} : { vpool: opts.vpool }), ...(opts.role === undefined ? {} : { role: opts.role }),
       ...(this.waiting == null ? {} : { waiting: this.waiting }),
+      ...(opts.delegateAddress === undefined ? {} : { delegateAddress: opts.delegateAddress }),
       lease: String(id), leaseSeconds: opts.leaseSeconds, registeredAt: new Date().toISOString(),
     };
     const body = JSON.stringify(rec);
@@ -156,14 +159,16 @@ export class RouterRegistry {
    * registration keys are rewritten (the live one still on the lease). A failure is logged: the registration
    * stays as it was, and a rejoin writes the new one.
    */
-  async update(change: { role?: RouterRole; address?: string | null; waiting?: Waiting | null }): Promise<void> {
+  async update(change: { role?: RouterRole; address?: string | null; waiting?: Waiting | null; delegateAddress?: string }): Promise<void> {
     if (change.role !== undefined) this.opts.role = change.role;
+    if (change.delegateAddress !== undefined) this.opts.delegateAddress = change.delegateAddress;
     if (change.address !== undefined) this.opts.address = change.address ?? undefined;
     // kept for a rejoin's new registration
     if (change.waiting !== undefined) this.waiting = change.waiting;
     const rec: RouterRecord = {
       ...this.rec, ...(change.role === undefined ? {} : { role: change.role }), ...(change.address === undefined ? {} : { address: change.address }),
       ...(change.waiting === undefined ? {} : { waiting: change.waiting }),
+      ...(change.delegateAddress === undefined ? {} : { delegateAddress: change.delegateAddress }),
     };
     try {
       await this.client.if(routerKey(this.opts.name), 'Lease', '==', this.rec.lease)

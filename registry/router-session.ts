@@ -110,6 +110,8 @@ export class RouterSession {
   private recordedVersion = -1;
   /** The vDisk records this router wrote (what etcd holds): a change writes only what differs (ownership.ts). */
   private readonly known: KnownRecords = { records: null };
+  /** holdRecords() calls not released yet: no vDisk record is written meanwhile. */
+  private recordsHeld = 0;
   private readonly lostListeners: Array<(owner: string) => void> = [];
 
   /** The live owner this router follows (its registration), or null: this router owns the vPool. */
@@ -145,6 +147,23 @@ export class RouterSession {
       await registry.leave();
       throw err;
     }
+  }
+
+  /**
+   * The vDisk records are about to change outside this session (a vDisk delegated or taken back,
+   * ./vdisk-delegation.ts): no record is written from now on (a write running now ends first) until
+   * releaseRecords(), which drops the cache of what it wrote — its next write reads the records first. Without
+   * this a write with the stale cache, or one already running, would delete the delegate's record (fencing it).
+   */
+  async holdRecords(): Promise<void> {
+    this.recordsHeld++;
+    await this.syncing;
+  }
+
+  releaseRecords(): void {
+    this.known.records = null;
+    this.recordedVersion = -1;
+    this.recordsHeld--;
   }
 
   /** A follower took the vPool (takeVPool succeeded for it): it is the owner from now on. */
@@ -262,7 +281,7 @@ export class RouterSession {
   }
 
   private async syncOnce(): Promise<void> {
-    if (this.listVDisks === null || this.lostTo !== null) return;
+    if (this.listVDisks === null || this.lostTo !== null || this.recordsHeld > 0) return;
     const { client } = this.registry;
     try {
       // the vDisk records are rewritten when the list changed (or after a rejoin); otherwise one read of the

@@ -207,6 +207,7 @@ export class LinkServer {
         }
         answer(f, op, code, values);
       };
+      if (typeof ops[op] !== 'function') return cb(E.ENOSYS); // a control call this link does not offer
       try {
         ops[op](...args, cb);
       } catch (err) {

@@ -70,6 +70,16 @@ export const SIGNATURES: Record<string, readonly string[]> = {
   removexattr: ['path', 'str'],
 };
 
+/**
+ * Calls between routers about ownership per vDisk (docs/cluster.md, "Ownership per vDisk"), served only by a
+ * router link that offers them (tools/daemon/delegate-side.ts): the vPool's owner asks a router to serve a vDisk
+ * it handed over (id, its path, the owner tag of the delegation) or to hand it back (id).
+ */
+export const CONTROL_SIGNATURES: Record<string, readonly string[]> = {
+  vdiskServe: ['str', 'path', 'int'],
+  vdiskReturn: ['str'],
+};
+
 /** The index of the file handle in an op's arguments, or -1. */
 export function fhIndex(op: string): number {
   return SIGNATURES[op]?.indexOf('fh') ?? -1;
@@ -77,7 +87,7 @@ export function fhIndex(op: string): number {
 
 /** Why `args` do not fit `op`'s signature, or null when they do. */
 export function badArgs(op: string, args: unknown[]): string | null {
-  const sig = SIGNATURES[op];
+  const sig = SIGNATURES[op] ?? CONTROL_SIGNATURES[op];
   if (sig === undefined) return `unknown operation ${JSON.stringify(op.slice(0, 40))}`;
   if (args.length !== sig.length) return `${op} takes ${sig.length} arguments, got ${args.length}`;
   for (let i = 0; i < sig.length; i++) {

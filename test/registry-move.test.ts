@@ -1,6 +1,6 @@
 /**
  * Planned moves of a vPool between routers (docs/cluster.md, "Moves"), real etcd, daemons, mounts and TCP:
- * - `vpoolfs move FILE --to rb` while a checking writer writes through rb's mount (a follower: every call
+ * - `vpoolfs move --vpool pool --to rb` while a checking writer writes through rb's mount (a follower: every call
  *   forwarded to ra) and fio --verify runs through ra's own mount: the CLI prints the progress and the result,
  *   no writer sees an error, every acknowledged write reads back through both mounts; ra then follows rb (its
  *   fio's open file re-opened there by path). Then back with `--vpool pool --to ra`: ownership goes both ways in
@@ -37,7 +37,7 @@ test('vpoolfs move under a writer on the follower and fio --verify on the owner:
   const fio = sh(fioVerifyCommand(a.mountpoint, job, false), { timeoutMs: 240_000 });
   await w.waitFor(200 + Math.floor(Math.random() * 300));
 
-  const r = await sh(`node ${q(CLI)} move ${q(b.p('disk'))} --to rb --registry ${q(c.etcd.url)}`);
+  const r = await sh(`node ${q(CLI)} move --vpool pool --to rb --registry ${q(c.etcd.url)}`);
   t.is(r.code, 0, r.stderr + r.stdout);
   t.log(r.stdout.trim());
   t.regex(r.stdout, /^Moving vPool 'pool' from router 'ra' \(owner tag \d+\) to router 'rb'/m);
@@ -92,7 +92,7 @@ test('refusals: unknown router, the owner itself, not a follower, not alive, a m
   const s = new MountHandle(c.router('rs', ['--standby']));
   t.teardown(() => s.stop(30_000).then(() => undefined));
   await until('rs stands by', () => logEntries(s.log, /^standing by/).length > 0);
-  const move = (to: string) => sh(`node ${q(CLI)} move ${q(a.p('disk'))} --to ${to} --registry ${q(c.etcd.url)}`);
+  const move = (to: string) => sh(`node ${q(CLI)} move --vpool pool --to ${to} --registry ${q(c.etcd.url)}`);
 
   let r = await move('rz');
   t.is(r.code, 1);
@@ -110,7 +110,7 @@ test('refusals: unknown router, the owner itself, not a follower, not alive, a m
   t.regex(r.stderr, /router 'rs' is not alive \(its registry lease has expired\)/);
   r = await sh(`node ${q(CLI)} move --to rb`);
   t.is(r.code, 1);
-  t.regex(r.stderr, /give the path of a file on the vPool \(FILE\) or --vpool NAME/);
+  t.regex(r.stderr, /give the path of a file on the vPool \(FILE: that vDisk moves\) or --vpool NAME/);
   t.deepEqual((await c.routers()).filter((x) => x.state === 'alive').map((x) => [x.name, x.role]), [['ra', 'owner'], ['rb', 'follower']]);
 
   // two requests back to back: the second finds the first running (the owner takes a quarter second to look)
@@ -137,7 +137,7 @@ test('a move with a sync DTL, then kill -9 of the new owner: the old owner takes
   const b = await startMount(t, c.router('rb', dtl, cfg));
   const w = startWriter(a.p('disk'), 0, 64);
   await w.waitFor(100 + Math.floor(Math.random() * 200));
-  const r = await sh(`node ${q(CLI)} move ${q(a.p('disk'))} --to rb --registry ${q(c.etcd.url)}`);
+  const r = await sh(`node ${q(CLI)} move --vpool pool --to rb --registry ${q(c.etcd.url)}`);
   t.is(r.code, 0, r.stderr + r.stdout);
   // rb's DTL in sync (its record says so: the takeover rule lets ra take it back), a few more writes through ra → rb
   await waitDtl(b.p('disk'), (d) => d.state === 'ok_sync', 'ok_sync on rb');
@@ -161,7 +161,7 @@ test('kill -9 of the target right after the move was asked: the old owner serves
   const b = await startMount(t, c.router('rb'));
   const w = startWriter(a.p('disk'), 0, 64);
   await w.waitFor(100 + Math.floor(Math.random() * 200));
-  const cli = spawn('node', [CLI, 'move', a.p('disk'), '--to', 'rb', '--registry', c.etcd.url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const cli = spawn('node', [CLI, 'move', '--vpool', 'pool', '--to', 'rb', '--registry', c.etcd.url], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   cli.stdout.on('data', (d: Buffer) => (out += d.toString()));
   cli.stderr.on('data', (d: Buffer) => (out += d.toString()));

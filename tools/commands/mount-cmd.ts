@@ -26,6 +26,7 @@ import { isCode } from '../../util/errors.js';
 import { readSecretFile } from '../../dtl-client/auth.js';
 import { Follower } from '../daemon/follower.js';
 import { serveOwner, type OwnerContext, type Owning } from './mount-owner.js';
+import { DelegateSide } from '../daemon/delegate-side.js';
 
 const log = logger('cli');
 
@@ -213,11 +214,14 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
     onLost: (why) => onSignal(`unmounted from outside (${why})`),
   });
   x.router = router;
+  // ownership per vDisk: the vPool's owner reaches this router here about the vDisks it delegates to it
+  const delegate = await DelegateSide.start(cfg, session, router.routes, router.table.ops, x.secret);
   stats.table = router.table;
   stats.linked = () => router.linked;
   const leave = async (why: string): Promise<void> => {
     phase = { kind: 'busy' };
     log.info(`${why}: a follower stops (nothing to ship: the owner has every write)`, { mountpoint: cfg.mountpoint });
+    await delegate.stop().catch((err: unknown) => log.error('closing the vDisks delegated to this router failed', { error: String(err) }));
     await router.stop().catch((err: unknown) => log.error('unmounting the follower failed', { error: String(err) }));
     await session.stop();
     await metricsServer?.close();

@@ -40,6 +40,8 @@ import { LinkServer } from '../../router-link/server.js';
 import type { Follower } from '../daemon/follower.js';
 import { goneServersOf, watchRegisteredDtlServers } from '../daemon/dtl-registry.js';
 import { HandoverWatch } from '../daemon/handover.js';
+import { VDiskMover } from '../daemon/vdisk-move.js';
+import { RoutedTable } from '../../router-link/vdisk-routes.js';
 import type { ClusterStats } from '../metrics/cluster-metrics.js';
 
 const log = logger('cli');
@@ -132,6 +134,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
   let link: LinkServer | undefined;
   let stopDtlWatch: (() => void) | undefined;
   let handover: HandoverWatch | undefined;
+  let mover: VDiskMover | undefined;
   // key rotation: the background rewrite under the new key (volume/policy/rekey-job.ts); started below when one is unfinished
   const rekey = rekeyFor(opened, vpool, cfg);
   const move = moving?.mirror ? new MoveJob({ mirror: moving.mirror, stateDir: cfg.state, gate: (w) => vpool.backendGate?.(w) ?? Promise.resolve(), objectsPerSecond: cfg.moveObjectsPerSecond }) : undefined;
@@ -161,7 +164,9 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
     if (session !== undefined) {
       // followers forward their mounts' calls to these handlers (docs/cluster.md, "Followers")
       const { host, port } = parseHostPort(cfg.peerListen ?? '127.0.0.1:0', '--peer-listen');
-      link = await LinkServer.start({ host, port, secret: x.secret, router: cfg.router, vpool: cfg.vpool, ops: handlers.ops });
+      // other routers' calls on a vDisk delegated to a third router go on to it (ownership per vDisk)
+      const linkOps = router === undefined ? handlers.ops : new RoutedTable(router.routes, handlers.ops).ops;
+      link = await LinkServer.start({ host, port, secret: x.secret, router: cfg.router, vpool: cfg.vpool, ops: linkOps });
       x.stats.addLink(link);
       await session.registry.update({ address: link.address });
     }
@@ -188,6 +193,9 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
   const m = mounted;
   const stop = makeStop(vpool, m, nbd, async () => {
     handover?.stop();
+    // the delegated vDisks come back first: a release of the vPool would fence their routers
+    await mover?.stop();
+    await mover?.takeAllBack('this router stops');
     // no automatic snapshot may start once a stop begins (it would miss the final ship)
     await scheduler?.stop();
     // followers' calls wait on their side from now on, until this router released the vPool (then one takes it)
@@ -216,6 +224,9 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
       return;
     }
     x.handing();
+    // the vPool moves whole: its delegated vDisks come back here first
+    await mover?.stop();
+    await mover?.takeAllBack(`vPool '${cfg.vpool}' moves to router '${req.to}'`);
     // the bulk goes to the backend while calls still run (as in a clean stop): the pause below ships only the rest
     await say('shipping while serving');
     // (bounded: under a steady writer and a slow backend it could take long; the close ships what is left)
@@ -226,6 +237,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
       log.warn(`MOVE: ${why}`, { vpool: cfg.vpool, to: req.to });
       await endMove(etcd, req, why).catch(() => undefined);
       own();
+      mover?.start();
       handover?.start();
       return;
     }
@@ -276,6 +288,8 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
   };
 
   if (session !== undefined && router !== undefined) {
+    mover = new VDiskMover({ session, vpool, router: cfg.router, routes: router.routes, secret: x.secret, waitMs: cfg.peerWaitMs ?? 60_000 });
+    mover.start();
     handover = new HandoverWatch({
       session, vpool: cfg.vpool, router: cfg.router, ownedSince,
       auto: { enabled: cfg.autoMove ?? true, afterMs: cfg.autoMoveAfterMs ?? 2000, holdMs: cfg.autoMoveHoldMs ?? 30_000 },

@@ -1,15 +1,22 @@
 /**
- * `vpoolfs move FILE --to ROUTER [--registry etcd://…]` (or `--vpool NAME` instead of FILE): a planned handover of
- * the vPool FILE is on from its live owner to the live follower ROUTER (docs/cluster.md, "Moves"). Ownership is
- * per vPool: every vDisk of it moves. It asks the owner through etcd (registry/move.ts: refused at once, nothing
- * changed, when the router is unknown, not alive, not a follower of that vPool, or a move is running), prints
- * the owner's progress (holding calls, shipping, handing over) and the result, then waits until the new owner
- * serves its router link. Exit 0 once moved; 1 when refused or abandoned (the old owner serves on).
+ * `vpoolfs move FILE --to ROUTER [--registry etcd://…]`: the vDisk FILE moves to router ROUTER — a live follower
+ * of its vPool, or the vPool's owner (back) — and nothing else (docs/cluster.md, "Ownership per vDisk"). It asks
+ * the vPool's owner through etcd (registry/vdisk-move.ts: refused at once when the router is unknown, not alive,
+ * not a router of that vPool, or a vDisk move is running), prints its progress and the result. Exit 0 once moved.
+ *
+ * `vpoolfs move --vpool NAME --to ROUTER`: a planned handover of the whole vPool from its live owner to the live
+ * follower ROUTER (docs/cluster.md, "Moves"): every vDisk moves. It asks the owner through etcd (registry/move.ts:
+ * refused at once, nothing changed, when the router is unknown, not alive, not a follower of that vPool, or a move
+ * is running), prints the owner's progress (holding calls, shipping, handing over) and the result, then waits
+ * until the new owner serves its router link. Exit 0 once moved; 1 when refused or abandoned (the old owner serves on).
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { RegistryError } from '../../registry/errors.js';
 import { routerKey, type RouterRecord } from '../../registry/keys.js';
 import { readMove, readMoveResult, requestMove } from '../../registry/move.js';
+import { readVDiskMove, readVDiskMoveResult, requestVDiskMove } from '../../registry/vdisk-move.js';
 import { vpoolOwner } from '../../registry/ownership.js';
 import { ConfigError } from '../daemon/config.js';
 import { POOL_API_XATTR, type PoolApiInfo } from '../client/locate.js';
@@ -38,17 +45,60 @@ async function vpoolOf(file: string): Promise<string> {
   }
 }
 
+/** FILE's path inside its vPool: from the mountpoint (the top directory of FILE's filesystem) down. */
+function pathInVPool(file: string): string {
+  const abs = path.resolve(file);
+  const dev = fs.statSync(abs).dev;
+  let top = abs;
+  while (path.dirname(top) !== top && fs.statSync(path.dirname(top)).dev === dev) top = path.dirname(top);
+  return `/${path.relative(top, abs).split(path.sep).join('/')}`;
+}
+
+/** `vpoolfs move FILE --to ROUTER`: that vDisk alone (see the header). */
+async function runVDiskMove(file: string, flags: RouterMoveFlags & { to: string }): Promise<void> {
+  const vpool = await vpoolOf(file);
+  const p = pathInVPool(file);
+  const reg = openRegistry('move', flags);
+  const { client, down } = reg;
+  const waitMs = flags.waitMs === undefined ? 120_000 : Number(flags.waitMs);
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  try {
+    const req = await requestVDiskMove(client, vpool, p, flags.to).catch(down);
+    out(`Moving vDisk ${p} of vPool '${vpool}' to router '${req.to}' (the vPool's owner is router '${req.from}', owner tag ${req.tag})`);
+    const t0 = Date.now();
+    let phase = req.phase;
+    const result = await waitForRegistry(async () => {
+      const r = await readVDiskMoveResult(client, vpool).catch(down);
+      if (r !== null && r.id === req.id) return r;
+      const cur = await readVDiskMove(client, vpool).catch(down);
+      if (cur === null || cur.id !== req.id) {
+        const again = await readVDiskMoveResult(client, vpool).catch(down);
+        if (again?.id === req.id) return again;
+        throw new RegistryError('BUSY', `not moved: the request went without a result — router '${req.from}' stopped or died meanwhile`, { vpool });
+      }
+      if (cur.phase !== phase && cur.phase !== undefined) out(`  ${req.from}: ${cur.phase}`);
+      phase = cur.phase;
+      return undefined;
+    }, { waitMs, since: t0, everyMs: 100, late: () => new RegistryError('BUSY', `router '${req.from}' did not move vDisk ${p} within ${waitMs} ms (${phase ?? 'not started'}); the request stays until it does or stops`, { vpool }) });
+    if (!result.ok) throw new RegistryError('BUSY', `not moved: ${result.message}`, { vpool, result });
+    out(`Moved: ${result.message}`);
+  } finally {
+    reg.close();
+  }
+}
+
 export async function runRouterMove(file: string | undefined, flags: RouterMoveFlags): Promise<void> {
   if (flags.to === undefined) throw new ConfigError('move: to which router? Give --to ROUTER (vpoolfs router list shows them)');
-  if ((file === undefined) === (flags.vpool === undefined)) throw new ConfigError('move: give the path of a file on the vPool (FILE) or --vpool NAME, one of them');
-  const vpool = flags.vpool ?? await vpoolOf(file!);
+  if ((file === undefined) === (flags.vpool === undefined)) throw new ConfigError('move: give the path of a file on the vPool (FILE: that vDisk moves) or --vpool NAME (the whole vPool moves), one of them');
+  if (file !== undefined) return runVDiskMove(file, { ...flags, to: flags.to });
+  const vpool = flags.vpool!;
   const reg = openRegistry('move', flags);
   const { client, down } = reg;
   const waitMs = flags.waitMs === undefined ? 120_000 : Number(flags.waitMs);
   const out = (line: string) => process.stdout.write(`${line}\n`);
   try {
     const req = await requestMove(client, vpool, flags.to, 'operator').catch(down);
-    out(`Moving vPool '${vpool}' from router '${req.from}' (owner tag ${req.tag}) to router '${req.to}'${file === undefined ? '' : ` (${file} is on it)`}: every vDisk of the vPool moves`);
+    out(`Moving vPool '${vpool}' from router '${req.from}' (owner tag ${req.tag}) to router '${req.to}': every vDisk of the vPool moves`);
     const t0 = Date.now();
     let phase = req.phase;
     const result = await waitForRegistry(async () => {
@@ -86,10 +136,10 @@ export async function runRouterMove(file: string | undefined, flags: RouterMoveF
 export function addRouterMoveCommand(program: Command, fail: (err: unknown) => never): void {
   withRegistryOptions(program
     .command('move')
-    .description('hand the vPool FILE is on over from its owner router to a live follower router (every vDisk of the vPool moves; no I/O error for anyone): docs/cluster.md'))
-    .argument('[file]', 'a path on a vpoolfs mount (owner or follower) of the vPool')
-    .requiredOption('--to <router>', 'the router to own the vPool (a live follower of it)')
-    .option('--vpool <name>', 'the vPool, instead of FILE')
+    .description('move the vDisk FILE to another router of its vPool (a follower, or the vPool\'s owner: back), or with --vpool NAME hand the whole vPool over to a live follower (no I/O error for anyone): docs/cluster.md'))
+    .argument('[file]', 'a vDisk on a vpoolfs mount (owner or follower): that vDisk moves')
+    .requiredOption('--to <router>', 'the router to serve it (a live follower of the vPool, or its owner for a vDisk)')
+    .option('--vpool <name>', 'the whole vPool moves, instead of one vDisk (FILE)')
     .option('--wait-ms <ms>', 'how long to wait for the handover and for the new owner to serve (default 120000)')
     .action((file: string | undefined, flags: RouterMoveFlags) => runRouterMove(file, flags).catch(fail));
 }

@@ -30,6 +30,7 @@ import { describeLoad, rankFollowers } from '../../registry/placement.js';
 import { waitingOf, type RouterSession } from '../../registry/router-session.js';
 import { LinkClient } from '../../router-link/client.js';
 import { FollowerTable } from '../../router-link/follower-table.js';
+import { RoutedTable, VDiskRoutes } from '../../router-link/vdisk-routes.js';
 import { isCode } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
 
@@ -65,6 +66,10 @@ export interface FollowerOptions {
 
 export class Follower {
   readonly table: FollowerTable;
+  /** Ownership per vDisk: where each delegated vDisk's per-file calls go, on every table of this router. */
+  readonly routes: VDiskRoutes;
+  /** The mount's table: `table` (the vPool) with the delegated vDisks routed to their routers. */
+  readonly routed: RoutedTable;
   private readonly fence = new Fence();
   private mounted!: Mounted;
   private client: LinkClient | null = null;
@@ -89,14 +94,16 @@ export class Follower {
     this.lastOwner = opts.session.following ?? opts.session.registry.record;
     this.owned = new Promise((r) => (this.resolveOwned = r));
     this.table = new FollowerTable(opts.waitMs, () => void this.check());
+    this.routes = new VDiskRoutes(opts.waitMs);
+    this.routed = new RoutedTable(this.routes, this.table.ops, this.table.readerFds());
   }
 
   /** Mounts the follower's table (calls wait until the owner's link answers) and starts following. */
   static async start(opts: FollowerOptions): Promise<Follower> {
     const f = new Follower(opts);
-    const ops = { ...f.table.ops };
+    const ops = { ...f.routed.ops };
     f.fence.guard(ops);
-    f.mounted = await mountWith({ vpool: { name: opts.vpool }, mountpoint: opts.mountpoint, engine: opts.engine, debug: opts.debug, onLost: opts.onLost }, { ops, fds: opts.fastReads === true ? f.table.readerFds() : new FdTable(), fence: f.fence });
+    f.mounted = await mountWith({ vpool: { name: opts.vpool }, mountpoint: opts.mountpoint, engine: opts.engine, debug: opts.debug, onLost: opts.onLost }, { ops, fds: opts.fastReads === true ? f.routed.readerFds() : new FdTable(), fence: f.fence });
     if (opts.owning === true) {
       // the owner's own mount: its handlers take over once the vPool is open (serveLocally)
       f.stopped = true;
@@ -135,7 +142,7 @@ export class Follower {
 
   /** Open handles of this router's own mount (the automatic move looks at it). */
   get openHandles(): number {
-    return this.table.openHandles;
+    return this.routed.openHandles;
   }
 
   /** Once this router owns the vPool and has opened it: its own handlers serve the mount from now on. */

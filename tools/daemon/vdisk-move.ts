@@ -1,0 +1,236 @@
+/**
+ * The vPool owner's side of ownership per vDisk (docs/cluster.md, "Ownership per vDisk"): while this router owns
+ * the vPool it polls the vDisk move requests (registry/vdisk-move.ts, every quarter second) and runs them:
+ *
+ *   to a follower B   the vDisk's calls are held on every table of this router (router-link/vdisk-routes.ts: its
+ *                     own mount, its router link) and the running ones answer; VPool.handOverVDisk ships it whole
+ *                     and closes it here; delegateVDisk records B as its owner under a new owner tag (one etcd
+ *                     transaction); B is asked over its delegate link to serve it (tools/daemon/delegate-side.ts:
+ *                     its gate confirmed, opened from the backend, fenced); then its per-file calls are routed to
+ *                     B and the held ones run there. B not taking it: it is returned and taken back here.
+ *   back here         held the same way; B hands it back (shipped, closed); returnVDisk under a new tag;
+ *                     VPool.takeBackVDisk rebuilds it here; routed here again.
+ *   to another C      back here, then to C.
+ * Every open file of it keeps its handle: the tables re-open it by path where it is served at its next call.
+ */
+import { E } from '../../fuse/errno.js';
+import { delegateVDisk, delegationTarget, returnVDisk } from '../../registry/vdisk-delegation.js';
+import { endVDiskMove, readVDiskMove, vdiskMovePhase, type VDiskMoveRequest } from '../../registry/vdisk-move.js';
+import { routerKey, type RouterRecord } from '../../registry/keys.js';
+import type { RouterSession } from '../../registry/router-session.js';
+import { LinkClient } from '../../router-link/client.js';
+import { FollowerTable } from '../../router-link/follower-table.js';
+import type { VDiskRoutes } from '../../router-link/vdisk-routes.js';
+import { logger } from '../../util/log.js';
+import type { VPool } from '../../volume/types.js';
+
+const log = logger('cli');
+const POLL_MS = 250;
+
+interface Peer {
+  router: string;
+  address: string;
+  client: LinkClient | null;
+  table: FollowerTable;
+}
+
+export interface VDiskMoverOptions {
+  session: RouterSession;
+  vpool: VPool;
+  router: string;
+  routes: VDiskRoutes;
+  secret?: Buffer;
+  waitMs: number;
+}
+
+export class VDiskMover {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private readonly peers = new Map<string, Peer>();
+  /** path → the delegate serving it now. */
+  private readonly served = new Map<string, { id: string; router: string; tag: number }>();
+
+  constructor(private readonly opts: VDiskMoverOptions) {}
+
+  /** vDisks delegated now: path → router. */
+  get delegated(): Map<string, string> {
+    return new Map([...this.served].map(([p, d]) => [p, d.router]));
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => {
+      this.running ??= this.poll().catch((err: unknown) => { log.warn('reading the vDisk move requests failed (etcd unreachable?)', { error: String((err as Error).message ?? err) }); })
+        .finally(() => { this.running = null; });
+    }, POLL_MS);
+  }
+
+  /** Stops polling (a running move finishes first). */
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** Every delegated vDisk back here (a clean stop or a vPool move: they go with the vPool). */
+  async takeAllBack(why: string): Promise<void> {
+    for (const [p, d] of [...this.served]) {
+      try {
+        await this.back(p, d);
+        log.info(`took vDisk ${p} back from router '${d.router}': ${why}`, { path: p, from: d.router });
+      } catch (err) {
+        log.error(`taking vDisk ${p} back from router '${d.router}' failed: ${(err as Error).message}`, { path: p, from: d.router });
+      }
+    }
+    for (const peer of this.peers.values()) {
+      peer.client?.close(why);
+      peer.table.close();
+    }
+    this.peers.clear();
+  }
+
+  private async poll(): Promise<void> {
+    const { session, vpool, router } = this.opts;
+    const etcd = session.registry.client;
+    const req = await readVDiskMove(etcd, vpool.name);
+    if (req === null || req.from !== router || req.tag !== session.tag) return;
+    log.warn(`MOVE: moving vDisk ${req.path} of vPool '${vpool.name}' to router '${req.to}' (asked at ${req.at})`, { path: req.path, to: req.to, id: req.id });
+    const t0 = Date.now();
+    try {
+      const what = await this.move(req);
+      log.warn(`MOVE: ${what} after ${Date.now() - t0} ms`, { path: req.path, to: req.to, ms: Date.now() - t0 });
+      await endVDiskMove(etcd, req, true, `${what} after ${Date.now() - t0} ms`);
+    } catch (err) {
+      const why = (err as Error).message;
+      log.warn(`MOVE: vDisk ${req.path} not moved to router '${req.to}': ${why}`, { path: req.path, to: req.to });
+      await endVDiskMove(etcd, req, false, why);
+    }
+  }
+
+  private async move(req: VDiskMoveRequest): Promise<string> {
+    const { router } = this.opts;
+    const cur = this.served.get(req.path);
+    if (req.to === router) {
+      if (cur === undefined) throw new Error(`${req.path} is served by router '${router}' (the vPool's owner) already`);
+      await this.back(req.path, cur);
+      return `vDisk ${req.path} is served by router '${router}' (the vPool's owner) again, taken back from router '${cur.router}'`;
+    }
+    if (cur?.router === req.to) throw new Error(`${req.path} is served by router '${req.to}' already`);
+    if (cur !== undefined) {
+      await vdiskMovePhase(this.opts.session.registry.client, req, `taking it back from router '${cur.router}'`).catch(() => undefined);
+      await this.back(req.path, cur);
+    }
+    await vdiskMovePhase(this.opts.session.registry.client, req, `handing it to router '${req.to}'`).catch(() => undefined);
+    const tag = await this.hand(req.path, req.to);
+    return `vDisk ${req.path} is served by router '${req.to}' now (owner tag ${tag})`;
+  }
+
+  /** The delegate link to router `rec` (connected again when it broke). */
+  private async peer(rec: RouterRecord): Promise<Peer> {
+    if (rec.delegateAddress === undefined) throw new Error(`router '${rec.name}' serves no delegate link (its registration has no delegateAddress)`);
+    let p = this.peers.get(rec.name);
+    if (p !== undefined && p.address !== rec.delegateAddress) {
+      p.client?.close('the router moved its delegate link');
+      p.client = null;
+      p.address = rec.delegateAddress;
+    }
+    if (p === undefined) {
+      const table: FollowerTable = new FollowerTable(this.opts.waitMs, () => void this.reconnect(rec.name));
+      p = { router: rec.name, address: rec.delegateAddress, client: null, table };
+      this.peers.set(rec.name, p);
+    }
+    if (p.client === null || !p.client.alive) await this.connect(p);
+    return p;
+  }
+
+  private async connect(p: Peer): Promise<void> {
+    const { vpool, router, secret } = this.opts;
+    const c = await LinkClient.connect({ address: p.address, secret, vpool: vpool.name, router });
+    p.client = c;
+    c.onClose((why) => p.table.lost(c, why));
+    await p.table.switchTo({ kind: 'remote', client: c });
+  }
+
+  /** The delegate link broke: connect again (to its current address) while the router is registered. */
+  private async reconnect(name: string): Promise<void> {
+    const p = this.peers.get(name);
+    if (p === undefined) return;
+    for (let i = 0; i < 40 && this.peers.get(name) === p; i++) {
+      const v = await this.opts.session.registry.client.get(routerKey(name)).string().catch(() => null);
+      const rec = v === null ? null : (JSON.parse(v) as RouterRecord);
+      if (rec?.delegateAddress !== undefined) {
+        p.address = rec.delegateAddress;
+        try {
+          await this.connect(p);
+          return;
+        } catch {
+          // tried again below
+        }
+      }
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  /** Hands the vDisk at `p` to router `to`; returns the new owner tag. */
+  private async hand(p: string, to: string): Promise<number> {
+    const { session, vpool, router, routes } = this.opts;
+    const etcd = session.registry.client;
+    const target = await delegationTarget(etcd, vpool.name, router, to);
+    const peer = await this.peer(target);
+    await routes.hold(p, `vDisk ${p} moves to router '${to}'`);
+    let id: string;
+    try {
+      ({ id } = await vpool.handOverVDisk!(p, to));
+    } catch (err) {
+      routes.release(p);
+      throw err;
+    }
+    await session.holdRecords();
+    const tag = await delegateVDisk(etcd, vpool.name, id, p, { router, tag: session.tag }, target).catch((err: unknown) => {
+      log.warn('MOVE: recording the vDisk\'s handover failed (etcd unreachable?)', { path: p, error: String((err as Error).message ?? err) });
+      return null;
+    }).finally(() => session.releaseRecords());
+    if (tag === null) {
+      await vpool.takeBackVDisk!(id, session.tag);
+      routes.release(p);
+      throw new Error(`the handover transaction did not hold (router '${to}' went away, or the vPool or the vDisk's record changed meanwhile): ${p} stays here`);
+    }
+    const r = await (peer.client === null ? Promise.resolve({ code: E.EIO }) : peer.client.call('vdiskServe', [id, p, tag]).catch(() => ({ code: E.EIO })));
+    if (r.code < 0) {
+      await session.holdRecords();
+      const back = await returnVDisk(etcd, vpool.name, id, { router, tag: session.tag }, { router: to, tag }).finally(() => session.releaseRecords());
+      if (back !== null) {
+        await vpool.takeBackVDisk!(id, back);
+        routes.release(p);
+      } else {
+        log.error(`MOVE: router '${to}' did not take vDisk ${p} and its record could not be given back: its calls wait`, { path: p, to });
+      }
+      throw new Error(`router '${to}' could not serve ${p} (errno ${-r.code}; see its log): ${back === null ? 'its calls wait' : 'it stays here'}`);
+    }
+    this.served.set(p, { id, router: to, tag });
+    routes.set(p, peer.table.ops);
+    return tag;
+  }
+
+  /** Takes the vDisk at `p` back from its delegate `d`. */
+  private async back(p: string, d: { id: string; router: string; tag: number }): Promise<void> {
+    const { session, vpool, router, routes } = this.opts;
+    const etcd = session.registry.client;
+    await routes.hold(p, `vDisk ${p} moves back to router '${router}'`);
+    const peer = this.peers.get(d.router);
+    const r = peer?.client == null ? { code: E.EIO } : await peer.client.call('vdiskReturn', [d.id]).catch(() => ({ code: E.EIO }));
+    if (r.code < 0) {
+      routes.release(p);
+      throw new Error(`router '${d.router}' did not hand ${p} back (errno ${-r.code}; see its log): it serves it on`);
+    }
+    await session.holdRecords();
+    try {
+      const tag = await returnVDisk(etcd, vpool.name, d.id, { router, tag: session.tag }, { router: d.router, tag: d.tag });
+      if (tag === null) throw new Error(`the return of ${p} did not hold in the registry (its record changed): its calls wait`);
+      await vpool.takeBackVDisk!(d.id, tag);
+    } finally {
+      session.releaseRecords();
+    }
+    this.served.delete(p);
+    routes.set(p, null);
+  }
+}
