@@ -110,4 +110,9 @@ export interface OwnerRecord {
   movedFrom?: string;
   /** vDisk records: the vPool's owner that delegated this vDisk to `router` (registry/vdisk-delegation.ts). */
   delegatedBy?: string;
+  /**
+   * vDisk records of a delegated vDisk: the delegate's registry lease when it was handed the vDisk. A registration
+   * of that router under another lease is another process (restarted): the one serving the vDisk is gone.
+   */
+  lease?: string;
 }

@@ -9,7 +9,8 @@
  *                       and the target's registration the same lease (alive); writes the record
  *                       {router: target, tag: new, delegatedBy: owner, dtl clean}.
  *   returnVDisk()       the vDisk back to the vPool's owner, new tag: after its delegate closed it (a move back),
- *                       or with the delegate dead — only once its registration is gone (its lease expired) and,
+ *                       or with the delegate dead — only once its registration is gone (its lease expired) or
+ *                       holds another lease than the record's (the router restarted) and,
  *                       unless forced, its record safe (nothing unshipped, or a sync DTL in sync: ./keys.ts isSafe).
  *   confirmVDiskOwner() the delegate's gate (volume/claim/vdisk-gate.ts): is the record still (router, tag) and
  *                       the router's lease the one it started with, and for how long can that lease not expire?
@@ -68,7 +69,7 @@ export async function delegateVDisk(client: Etcd3, vpool: string, id: string, pa
     if (live === undefined || (JSON.parse(live.value.toString()) as RouterRecord).lease !== target.lease) return null;
     const { tag, mod } = await nextTag(client);
     const now = new Date().toISOString();
-    const next: OwnerRecord = { router: target.name, tag, since: now, path, delegatedBy: owner.router, dtl: { mode: rec?.value.dtl?.mode ?? 'none', state: rec?.value.dtl?.state ?? 'ok_standalone', dirty: false, since: now } };
+    const next: OwnerRecord = { router: target.name, tag, since: now, path, delegatedBy: owner.router, lease: target.lease, dtl: { mode: rec?.value.dtl?.mode ?? 'none', state: rec?.value.dtl?.state ?? 'ok_standalone', dirty: false, since: now } };
     const res = await client.if(OWNER_TAG, 'Mod', '==', mod)
       .and(vpoolOwnerKey(vpool), 'Mod', '==', pool.mod)
       .and(vdiskKey(vpool, id), 'Mod', '==', rec === null ? 0 : rec.mod)
@@ -83,7 +84,8 @@ export async function delegateVDisk(client: Etcd3, vpool: string, id: string, pa
 
 /**
  * vDisk `id` of `vpool` back to the vPool's owner `owner` (still the owner record), from its delegate `from`.
- * `fromDead`: the delegate is gone — holds only while its registration is absent (its lease expired), and, unless
+ * `fromDead`: the delegate is gone — holds only while its registration is absent (its lease expired) or under
+ * another lease than the record's (restarted) with the record's lease expired too, and, unless
  * `force`, refused (BUSY naming what may be lost) when its record was not safe. Returns the new owner tag, or null
  * when the transaction did not hold (the records changed; for a live delegate: it must hand the vDisk back itself).
  */
@@ -97,16 +99,29 @@ export async function returnVDisk(client: Etcd3, vpool: string, id: string, owne
       const d = rec.value.dtl;
       throw new RegistryError('BUSY', `vDisk ${rec.value.path ?? id} is not taken back automatically from dead router '${from.router}' (owner tag ${from.tag}): its writes not yet in the backend may be lost (${d === undefined ? 'no protection recorded' : `DTL ${d.mode}, ${d.state}, unshipped since ${d.since}`})`, { vpool, id, record: rec.value });
     }
+    let regMod: string | 0 = 0;
+    if (opts.fromDead === true) {
+      // dead: no registration, or one under another lease than the one the vDisk was handed to (restarted)
+      const reg = await readJson<RouterRecord>(client, routerKey(from.router));
+      if (reg !== null && (rec.value.lease === undefined || reg.value.lease === rec.value.lease)) return null;
+      if (reg !== null) {
+        // registered again under another lease: the old lease must be gone too (while it lives, the delegate's
+        // gate may let a write through, within what it was told is left of it)
+        const old = await client.leaseClient.leaseTimeToLive({ ID: rec.value.lease! });
+        if (Number(old.TTL) > 0) return null;
+        regMod = reg.mod;
+      }
+    }
     const { tag, mod } = await nextTag(client);
     const now = new Date().toISOString();
     const next: OwnerRecord = { router: owner.router, tag, since: now, ...(rec.value.path === undefined ? {} : { path: rec.value.path }), ...(rec.value.dtl === undefined ? {} : { dtl: rec.value.dtl }) };
     let txn = client.if(OWNER_TAG, 'Mod', '==', mod)
       .and(vpoolOwnerKey(vpool), 'Mod', '==', pool.mod)
       .and(vdiskKey(vpool, id), 'Mod', '==', rec.mod);
-    if (opts.fromDead === true) txn = txn.and(routerKey(from.router), 'Create', '==', 0);
+    if (opts.fromDead === true) txn = regMod === 0 ? txn.and(routerKey(from.router), 'Create', '==', 0) : txn.and(routerKey(from.router), 'Mod', '==', regMod);
     const res = await txn.then(client.put(OWNER_TAG).value(String(tag)), client.put(vdiskKey(vpool, id)).value(JSON.stringify(next))).commit();
     if (res.succeeded) return tag;
-    if (opts.fromDead === true && (await client.get(routerKey(from.router)).exec()).kvs.length > 0) return null; // alive (again): not ours to take
+    // (the registration changed: the next look decides whether it is the delegate's)
   }
   throw new RegistryError('BUSY', `recording the return of vDisk ${id} kept racing with other changes of owner; try again`, { vpool, id });
 }

@@ -4,10 +4,16 @@
  * registry/takeover.ts decides from that whether a takeover is automatic).
  */
 import { isCode } from '../util/errors.js';
-import type { VPool } from '../volume/types.js';
+import type { VDiskInfo, VPool } from '../volume/types.js';
 import type { Protection } from './keys.js';
 
 export type Listed = { id: string; path: string; dtl: Omit<Protection, 'since'> };
+
+/** A vDisk's protection from its info (unshipped: data in SCOs after the cork, or SCOs/TLogs waiting for upload). */
+export function protectionOf(info: VDiskInfo): Omit<Protection, 'since'> {
+  const dirty = info.dirtyBytes > 0 || info.uploadBacklog.scos > 0 || info.uploadBacklog.tlogs > 0;
+  return { mode: info.dtl.mode, state: info.dtl.state, dirty };
+}
 
 export function vdisksOf(vpool: VPool): Listed[] {
   const out: Listed[] = [];
@@ -24,9 +30,7 @@ export function vdisksOf(vpool: VPool): Listed[] {
           if (isCode(err, 'BUSY')) continue; // delegated to another router: its record is that router's (./vdisk-delegation.ts)
           throw err;
         }
-        // unshipped: data in SCOs after the cork, or SCOs/TLogs still waiting for upload
-        const dirty = info.dirtyBytes > 0 || info.uploadBacklog.scos > 0 || info.uploadBacklog.tlogs > 0;
-        out.push({ id: info.id, path: p, dtl: { mode: info.dtl.mode, state: info.dtl.state, dirty } });
+        out.push({ id: info.id, path: p, dtl: protectionOf(info) });
       }
     }
   };

@@ -54,6 +54,13 @@ export interface VPoolOptions {
   onClaim?: (claim: { renew(): Promise<void>; fenceNow(why: string): void; readonly fenced: string | null }) => void;
   /** With a registry: this router's owner tag of the vPool, recorded in the backend claim (volume/claim/claim.ts). */
   ownerTag?: number;
+  /**
+   * Ownership per vDisk (docs/cluster.md): vDisks the registry records as delegated to another router (id → that
+   * router). They are NOT opened at the start (another router may be writing them: opening one here rebuilds it
+   * without an owner-tag fence and would number TLogs over the delegate's); they answer BUSY naming the router
+   * until takeBackVDisk(). Size and allocated bytes show 0 until a getattr asks the delegate.
+   */
+  delegated?: ReadonlyMap<string, string>;
   /** A vDisk writes a map checkpoint to the backend every this many TLogs (default 128; 0: never). */
   checkpointEveryTlogs?: number;
   /** A rebuild from the backend starts from the newest fitting map checkpoint (default true). */

@@ -41,7 +41,8 @@ export class VDiskTable {
    * one that cannot open is recorded as broken, not thrown.
    */
   async openAll(tree: Tree): Promise<void> {
-    const nodes = tree.files();
+    // a vDisk delegated to another router is that router's: opened here only by takeBack(), fenced
+    const nodes = tree.files().filter((n) => !this.delegated.has(n.vdiskId!));
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < nodes.length) await this.openOne(tree, nodes[next++]);
@@ -88,6 +89,26 @@ export class VDiskTable {
     this.open.delete(v.id);
     await this.dropLocal(v);
     log.info(`vDisk handed over to router '${to}': everything in the backend, closed here`, { vpool: this.vpool, vdisk: v.id, size: v.size });
+  }
+
+  /**
+   * Marks the vDisks the registry records as delegated (id → router) before openAll(): they are not opened
+   * (a start of the vPool's owner while a delegate serves them; docs/cluster.md "Ownership per vDisk").
+   */
+  async markDelegated(tree: Tree, delegated: ReadonlyMap<string, string>): Promise<void> {
+    const ids = new Set(tree.files().map((n) => n.vdiskId!));
+    for (const [id, router] of delegated) {
+      if (!ids.has(id)) {
+        log.warn('the registry records a delegated vDisk the tree does not have; ignored', { vpool: this.vpool, vdisk: id, router });
+        continue;
+      }
+      this.delegated.set(id, { router, size: 0, allocatedBytes: 0, template: false });
+      // the handover dropped it here after shipping it whole; whatever is left (a crash inside that step) is
+      // stale: its delegate wrote since, and a takeBack() must rebuild it from the backend
+      await this.ctx.mds.deletePrefix(vdiskMdsPrefix(id));
+      fs.rmSync(path.join(this.ctx.writeCacheDir, id), { recursive: true, force: true });
+      log.info(`vDisk delegated to router '${router}' (the registry's record): not opened here`, { vpool: this.vpool, vdisk: id, router });
+    }
   }
 
   /** Serves vDisk `id` here again under owner tag `tag` (its delegate closed it, or lost it): rebuilt from the backend, fenced. */

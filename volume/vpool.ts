@@ -62,7 +62,7 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   });
   const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000, scratchDirOf(stateDir), claim);
   try {
-    await pool.start();
+    await pool.start(opts.delegated);
   } catch (err) {
     claim.stop(); // not released: what start() did is half-done; the claim expires
     throw err;
@@ -115,12 +115,13 @@ class VPoolImpl extends VPoolTree implements VPool {
     return this.ctx.mds;
   }
 
-  async start(): Promise<void> {
+  async start(delegated?: ReadonlyMap<string, string>): Promise<void> {
     const { mds, backend } = this.ctx;
     const { tree, from } = await loadTree(mds, backend);
     this.tree = tree;
     this.shipper = new TreeShipper(backend, mds, () => this.tree.dump(), () => this.claim.epoch);
     await dropLeftovers(mds, this.tree, this.ctx.writeCacheDir);
+    if (delegated !== undefined) await this.disks.markDelegated(this.tree, delegated);
     await this.disks.openAll(this.tree);
     this.ctx.space.onPressure = () => {
       for (const v of this.disks.open.values()) if (v.cache.hasPending) this.shipQuietly(v, 'write-cache pressure');

@@ -216,6 +216,7 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   x.router = router;
   // ownership per vDisk: the vPool's owner reaches this router here about the vDisks it delegates to it
   const delegate = await DelegateSide.start(cfg, session, router.routes, router.table.ops, x.secret);
+  x.delegate = delegate;
   stats.table = router.table;
   stats.linked = () => router.linked;
   const leave = async (why: string): Promise<void> => {

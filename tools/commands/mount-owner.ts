@@ -41,6 +41,8 @@ import type { Follower } from '../daemon/follower.js';
 import { goneServersOf, watchRegisteredDtlServers } from '../daemon/dtl-registry.js';
 import { HandoverWatch } from '../daemon/handover.js';
 import { VDiskMover } from '../daemon/vdisk-move.js';
+import { delegatedVDisks } from '../../registry/vdisk-delegation.js';
+import type { OwnerRecord } from '../../registry/keys.js';
 import { RoutedTable } from '../../router-link/vdisk-routes.js';
 import type { ClusterStats } from '../metrics/cluster-metrics.js';
 
@@ -58,6 +60,8 @@ export interface OwnerContext {
   router?: Follower;
   /** The router link's secret. */
   secret?: Buffer;
+  /** With a registry: this router's delegate side (the vDisks other owners delegated to it; ownership per vDisk). */
+  delegate?: { closeAll(why: string): Promise<void> };
   /** Counts of the registry and the link (tools/metrics/cluster-metrics.ts). */
   stats: ClusterStats;
   /** A handover began: signals wait until it is over. */
@@ -98,6 +102,16 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
   });
   const backend = metrics ? metrics.backend.wrap(opened) : opened;
   let handedOver = false;
+  // ownership per vDisk: the vDisks the registry records as delegated stay closed at the vPool's start (another
+  // router may be writing one: opening it here would rebuild it without a fence and number TLogs over its own);
+  // the mover routes them to their delegate, or takes them back, fenced (tools/daemon/vdisk-move.ts adopt). A
+  // vDisk delegated to this router itself (it took the vPool over while serving it as a delegate) is shipped and
+  // closed by its delegate side first, then taken back the same way.
+  if (session !== undefined) await x.delegate?.closeAll(`this router opens vPool '${cfg.vpool}' as its owner`);
+  const delegatedRecs = session === undefined ? new Map<string, OwnerRecord>() : await delegatedVDisks(session.registry.client, cfg.vpool);
+  // their calls wait (not BUSY) until the mover routed them or took them back
+  for (const r of delegatedRecs.values()) if (r.path !== undefined) void router?.routes.hold(r.path, `vDisk ${r.path} is delegated to router '${r.router}': this router's start as the vPool's owner routes it there or takes it back`);
+  if (delegatedRecs.size > 0) log.warn(`vPool '${cfg.vpool}' has ${delegatedRecs.size} vDisk(s) delegated to other routers: not opened here`, { delegated: Object.fromEntries([...delegatedRecs].map(([id, r]) => [r.path ?? id, { router: r.router, tag: r.tag }])) });
   const vpool = await openVPool({
     name: cfg.vpool,
     stateDir: cfg.state,
@@ -114,6 +128,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
     claimLeaseMs: cfg.claimLeaseMs,
     force: flags.force === true || session?.takeover === true,
     ownerTag: session?.tag,
+    delegated: new Map([...delegatedRecs].map(([id, r]) => [id, r.router])),
     // a router that finds another one owning its vPool now is fenced at once: its backend claim renews (and
     // finds the new owner's epoch), else it is fenced on the registry's word — not after it handed the vPool
     // over itself (that claim is released)
@@ -289,6 +304,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
 
   if (session !== undefined && router !== undefined) {
     mover = new VDiskMover({ session, vpool, router: cfg.router, routes: router.routes, secret: x.secret, waitMs: cfg.peerWaitMs ?? 60_000 });
+    await mover.adopt(delegatedRecs);
     mover.start();
     handover = new HandoverWatch({
       session, vpool: cfg.vpool, router: cfg.router, ownedSince,

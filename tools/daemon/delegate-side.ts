@@ -20,7 +20,9 @@
 import path from 'node:path';
 import { buildHandlers, type Handlers, type MountHandlers } from '../../fuse/handlers.js';
 import { E } from '../../fuse/errno.js';
-import { confirmVDiskOwner } from '../../registry/vdisk-delegation.js';
+import { confirmVDiskOwner, recordDelegatedVDisk } from '../../registry/vdisk-delegation.js';
+import { WATCH_MS } from '../../registry/router-session.js';
+import { protectionOf } from '../../registry/vpool-walk.js';
 import type { RouterSession } from '../../registry/router-session.js';
 import { LinkServer } from '../../router-link/server.js';
 import { RoutedTable, type VDiskRoutes } from '../../router-link/vdisk-routes.js';
@@ -44,6 +46,10 @@ export class DelegateSide {
   private backend: Promise<BlobStore> | null = null;
   /** One change at a time (a serve and a return of one vDisk must not interleave). */
   private chain: Promise<unknown> = Promise.resolve();
+  /** id → the protection last recorded in its vDisk record (JSON), and the watch that records it. */
+  private readonly recorded = new Map<string, string>();
+  private watchTimer: NodeJS.Timeout | null = null;
+  private recording: Promise<void> | null = null;
 
   private constructor(private readonly cfg: ResolvedMount, private readonly session: RouterSession, private readonly routes: VDiskRoutes) {
     this.facade = new DelegatedVPool(cfg.vpool, cfg.router);
@@ -62,12 +68,37 @@ export class DelegateSide {
     };
     d.link = await LinkServer.start({ host, port: 0, secret, router: cfg.router, vpool: cfg.vpool, ops });
     await session.registry.update({ delegateAddress: d.link.address });
+    d.watchTimer = setInterval(() => d.recordProtection(), WATCH_MS).unref();
     return d;
   }
 
   /** The handlers serving this router's delegated vDisks (the routes' local target). */
   get ops(): Handlers {
     return this.handlers.ops;
+  }
+
+  /**
+   * Records each delegated vDisk's protection (DTL mode and state, unshipped or not) in its record when it
+   * changed, as the vPool's owner does for its own (registry/router-session.ts, the same WATCH_MS): the owner
+   * judges from it whether it may take the vDisk back by itself should this router die (returnVDisk fromDead).
+   */
+  private recordProtection(): void {
+    this.recording ??= (async () => {
+      const { cfg, session } = this;
+      for (const [p, d] of this.facade.all()) {
+        if (d.gate.fenced !== null) continue;
+        const dtl = protectionOf(d.vdisk.info());
+        const now = JSON.stringify(dtl);
+        if (this.recorded.get(d.vdisk.id) === now) continue;
+        if (await recordDelegatedVDisk(session.registry.client, cfg.vpool, d.vdisk.id, { router: cfg.router, tag: d.gate.tag }, dtl)) {
+          this.recorded.set(d.vdisk.id, now);
+        } else if (this.recorded.get(d.vdisk.id) !== 'lost') {
+          this.recorded.set(d.vdisk.id, 'lost');
+          log.warn(`the record of delegated vDisk ${p} is not this router's any more (owner tag ${d.gate.tag}): its protection is not recorded (its gate fences it at its next confirmation)`, { vdisk: d.vdisk.id, path: p });
+        }
+      }
+    })().catch((err: unknown) => { log.warn('recording the protection of the delegated vDisks failed (etcd unreachable?); tried again', { error: String((err as Error).message ?? err) }); })
+      .finally(() => { this.recording = null; });
   }
 
   private run(what: string, fn: () => Promise<void>, cb: Cb): void {
@@ -107,6 +138,7 @@ export class DelegateSide {
       gate.stop();
       throw err;
     });
+    this.recorded.delete(id);
     this.facade.add(p, d);
     this.routes.set(p, this.handlers.ops);
     log.warn(`MOVE: serving vDisk ${p} of vPool '${cfg.vpool}' here (owner tag ${tag}): handed over by the vPool's owner`, { vpool: cfg.vpool, vdisk: id, path: p, tag });
@@ -125,8 +157,31 @@ export class DelegateSide {
     log.warn(`MOVE: handed vDisk ${p} back to the vPool's owner: everything is in the backend`, { vpool: this.cfg.vpool, vdisk: id, path: p });
   }
 
+  /**
+   * This router becomes the vPool's owner (a takeover or a move in): each vDisk served here as a delegate is
+   * shipped and closed first (its record stays this router's, safe: the owner's start takes it back, fenced);
+   * its calls stay held until then.
+   */
+  async closeAll(why: string): Promise<void> {
+    await (this.chain = this.chain.then(async () => {
+      for (const [p, d] of this.facade.all()) {
+        // held until the owner's start took it back (tools/daemon/vdisk-move.ts adopt: routes.set releases it)
+        await this.routes.hold(p, why);
+        this.facade.remove(p);
+        try {
+          await d.close();
+          log.warn(`MOVE: closed delegated vDisk ${p}: ${why} (everything is in the backend; this router's start as the owner takes it back)`, { vpool: this.cfg.vpool, vdisk: d.vdisk.id, path: p });
+        } catch (err) {
+          log.error(`closing delegated vDisk ${p} failed: its unshipped writes stay in this router's write cache and DTL`, { path: p, error: String(err) });
+        }
+      }
+    }).catch(() => undefined));
+  }
+
   /** A clean stop: the link closes, each delegated vDisk is shipped and closed (the owner takes it back). */
   async stop(): Promise<void> {
+    if (this.watchTimer !== null) clearInterval(this.watchTimer);
+    await this.recording;
     await this.link.close().catch(() => undefined);
     await this.chain;
     for (const [p] of this.facade.all()) {

@@ -15,6 +15,8 @@
  */
 import { E } from '../../fuse/errno.js';
 import { delegateVDisk, delegationTarget, returnVDisk } from '../../registry/vdisk-delegation.js';
+import { isCode } from '../../util/errors.js';
+import type { OwnerRecord } from '../../registry/keys.js';
 import { endVDiskMove, readVDiskMove, vdiskMovePhase, type VDiskMoveRequest } from '../../registry/vdisk-move.js';
 import { routerKey, type RouterRecord } from '../../registry/keys.js';
 import type { RouterSession } from '../../registry/router-session.js';
@@ -48,7 +50,9 @@ export class VDiskMover {
   private running: Promise<void> | null = null;
   private readonly peers = new Map<string, Peer>();
   /** path → the delegate serving it now. */
-  private readonly served = new Map<string, { id: string; router: string; tag: number }>();
+  private readonly served = new Map<string, { id: string; router: string; tag: number; lease?: string }>();
+  /** id → why its takeback from a dead delegate was refused (logged once, tried again each poll). */
+  private readonly refused = new Map<string, string>();
 
   constructor(private readonly opts: VDiskMoverOptions) {}
 
@@ -88,9 +92,115 @@ export class VDiskMover {
     this.peers.clear();
   }
 
+  /**
+   * At this owner's start (a restart, a takeover, a move in): the vDisks the registry recorded as delegated,
+   * read before the vPool opened (which left them closed: VPoolOptions.delegated). One delegated to a live router
+   * is routed to it as if this router had delegated it; one delegated to a dead router, or to this router itself
+   * (it served it as a delegate before it took the vPool: its delegate side closed it), is taken back here
+   * (a refused one is tried again by each poll: checkDelegates).
+   */
+  async adopt(records: ReadonlyMap<string, OwnerRecord>): Promise<void> {
+    for (const [id, rec] of records) {
+      try {
+        await this.adoptOne(id, rec);
+      } catch (err) {
+        // (etcd not answering: the path stays held; each poll's checkDelegates looks again at what was adopted)
+        log.error(`vDisk ${rec.path ?? id}, recorded as delegated to router '${rec.router}', could not be adopted: ${(err as Error).message}`, { vdisk: id, router: rec.router });
+      }
+    }
+  }
+
+  private async adoptOne(id: string, rec: OwnerRecord): Promise<void> {
+    const { session, routes } = this.opts;
+    {
+      if (rec.path === undefined) {
+        log.error(`vDisk ${id} is recorded as delegated to router '${rec.router}' without its path: it cannot be routed; its calls answer BUSY until an operator acts`, { vdisk: id, router: rec.router });
+        return;
+      }
+      const d = { id, router: rec.router, tag: rec.tag, lease: rec.lease };
+      this.served.set(rec.path, d);
+      if (rec.router === this.opts.router) {
+        await this.takeBack(rec.path, d, false);
+        return;
+      }
+      const v = await session.registry.client.get(routerKey(rec.router)).string();
+      if (v === null || (rec.lease !== undefined && (JSON.parse(v) as RouterRecord).lease !== rec.lease)) {
+        log.warn(`vDisk ${rec.path} is recorded as delegated to router '${rec.router}', ${v === null ? 'whose registration is gone' : 'registered again since (restarted: it does not serve the vDisk)'}: taking it back`, { path: rec.path, router: rec.router, tag: rec.tag });
+        await this.takeBack(rec.path, d, true);
+        return;
+      }
+      try {
+        const peer = await this.peer(JSON.parse(v) as RouterRecord);
+        routes.set(rec.path, peer.table.ops);
+        log.warn(`vDisk ${rec.path} stays served by router '${rec.router}' (owner tag ${rec.tag}): its calls go there`, { path: rec.path, router: rec.router, tag: rec.tag });
+      } catch (err) {
+        // not reachable now: its calls stay held (each at most waitMs, then EIO) until the link or the takeback
+        log.error(`vDisk ${rec.path} is served by router '${rec.router}', which this router cannot reach now: ${(err as Error).message}`, { path: rec.path, router: rec.router });
+        void this.reconnect(rec.router).then(() => {
+          const p = this.peers.get(rec.router);
+          if (p?.client?.alive === true && this.served.get(rec.path!)?.router === rec.router) routes.set(rec.path!, p.table.ops);
+        });
+      }
+    }
+  }
+
+  /**
+   * The delegates' registrations: a vDisk whose delegate's registration is gone (its lease expired: dead or cut
+   * off — its gate stops its writes by then) is taken back here, with the DTL recovery of its unshipped writes,
+   * if its record was safe (registry/vdisk-delegation.ts returnVDisk: else refused, logged, left as it is).
+   */
+  private async checkDelegates(): Promise<void> {
+    const etcd = this.opts.session.registry.client;
+    const regs = new Map<string, RouterRecord | null>();
+    for (const [p, d] of [...this.served]) {
+      if (d.router === this.opts.router) {
+        await this.takeBack(p, d, false);
+        continue;
+      }
+      if (!regs.has(d.router)) {
+        const v = await etcd.get(routerKey(d.router)).string();
+        regs.set(d.router, v === null ? null : (JSON.parse(v) as RouterRecord));
+      }
+      const reg = regs.get(d.router)!;
+      if (reg === null || (d.lease !== undefined && reg.lease !== d.lease)) await this.takeBack(p, d, true);
+    }
+  }
+
+  /** Takes `p` back from its delegate `d` without asking it (dead, or this router itself, closed already). */
+  private async takeBack(p: string, d: { id: string; router: string; tag: number }, fromDead: boolean): Promise<void> {
+    const { session, vpool, router, routes } = this.opts;
+    const etcd = session.registry.client;
+    await routes.hold(p, `vDisk ${p} is taken back from router '${d.router}'`);
+    let tag: number | null = null;
+    await session.holdRecords();
+    try {
+      tag = await returnVDisk(etcd, vpool.name, d.id, { router, tag: session.tag }, { router: d.router, tag: d.tag }, { fromDead });
+      if (tag !== null) await vpool.takeBackVDisk!(d.id, tag);
+    } catch (err) {
+      const why = (err as Error).message;
+      if (this.refused.get(d.id) !== why) log.error(`vDisk ${p} stays unavailable: ${why}`, { path: p, from: d.router, tag: d.tag });
+      this.refused.set(d.id, why);
+      // its calls answer here (BUSY naming the dead router) instead of waiting for a router that is gone
+      if (isCode(err, 'BUSY') && fromDead) routes.set(p, null);
+      else routes.release(p);
+      return;
+    } finally {
+      session.releaseRecords();
+    }
+    if (tag === null) {
+      routes.release(p); // alive again, or the record changed (a later poll sees which)
+      return;
+    }
+    this.refused.delete(d.id);
+    this.served.delete(p);
+    routes.set(p, null);
+    log.warn(`TAKEBACK: vDisk ${p} taken back from ${fromDead ? `dead router '${d.router}'` : `router '${d.router}' (this router, which served it as a delegate)`}: served here under owner tag ${tag}${fromDead ? ', its unshipped writes recovered from the DTL' : ''}`, { path: p, from: d.router, tag });
+  }
+
   private async poll(): Promise<void> {
     const { session, vpool, router } = this.opts;
     const etcd = session.registry.client;
+    if (this.served.size > 0) await this.checkDelegates();
     const req = await readVDiskMove(etcd, vpool.name);
     if (req === null || req.from !== router || req.tag !== session.tag) return;
     log.warn(`MOVE: moving vDisk ${req.path} of vPool '${vpool.name}' to router '${req.to}' (asked at ${req.at})`, { path: req.path, to: req.to, id: req.id });
@@ -206,7 +316,7 @@ export class VDiskMover {
       }
       throw new Error(`router '${to}' could not serve ${p} (errno ${-r.code}; see its log): ${back === null ? 'its calls wait' : 'it stays here'}`);
     }
-    this.served.set(p, { id, router: to, tag });
+    this.served.set(p, { id, router: to, tag, lease: target.lease });
     routes.set(p, peer.table.ops);
     return tag;
   }
