@@ -154,6 +154,8 @@ export class RouterSession {
    * ./vdisk-delegation.ts): no record is written from now on (a write running now ends first) until
    * releaseRecords(), which drops the cache of what it wrote — its next write reads the records first. Without
    * this a write with the stale cache, or one already running, would delete the delegate's record (fencing it).
+   * The last list the watch saw is dropped too: taken before a handover it still names the delegated vDisk as
+   * this router's, and the next write would put it back under this router (seen: the delegate fenced at once).
    */
   async holdRecords(): Promise<void> {
     this.recordsHeld++;
@@ -162,6 +164,8 @@ export class RouterSession {
 
   releaseRecords(): void {
     this.known.records = null;
+    this.latest = null;
+    this.seen = '';
     this.recordedVersion = -1;
     this.recordsHeld--;
   }

@@ -1,0 +1,110 @@
+/**
+ * Ownership per vDisk when a router dies, through real daemons, mounts, etcd and TCP (docs/cluster.md,
+ * "Ownership per vDisk"):
+ *
+ * - kill -9 of the vPool's owner ra while its vDisk /disk is delegated to rb and rb's writer writes it; ra is
+ *   started again on the same state directory. ra's start must not open /disk itself (it would rebuild it
+ *   without a fence and number TLogs over rb's): either ra routes /disk to rb again, or rb took the vPool over
+ *   meanwhile (its delegate side closed /disk first and its owner start took it back). Either way the writer sees
+ *   no error, every acknowledged write reads back through both mounts and through a third router rebuilding the
+ *   vPool from the backend.
+ * - kill -9 of the delegate rb (a sync DTL on a real DTL server) under its writer: ra sees rb's registration go
+ *   and takes /disk back by itself (the DTL recovery of rb's unshipped writes); every acknowledged write reads
+ *   back through ra and after a rebuild from the backend.
+ */
+import path from 'node:path';
+import { CLI, fuseTest, logEntries, ok, q, sh, startMount, type MountHandle } from './helpers/mount.js';
+import { cluster, type Cluster } from './helpers/registry.js';
+import { until } from './helpers/until.js';
+import { badBlocks, startWriter, type Writer } from './helpers/dtl-mount.js';
+import { startDtlServer } from './helpers/dtl-server.js';
+import type { ExecutionContext } from 'ava';
+
+const test = fuseTest();
+
+async function moveTo(t: ExecutionContext, c: Cluster, file: string, to: string): Promise<void> {
+  const r = await sh(`node ${q(CLI)} move ${q(file)} --to ${to} --registry ${q(c.etcd.url)}`);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  t.log(r.stdout.trim().split('\n').pop());
+}
+
+/** Every acknowledged block of `w` through each of `mounts`. */
+async function allThere(t: ExecutionContext, w: Writer, mounts: MountHandle[]): Promise<void> {
+  for (const m of mounts) {
+    const bad = await badBlocks(t, m.p('disk'), w.acked);
+    t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${w.acked.length} acknowledged writes missing through ${m.mountpoint}`);
+  }
+}
+
+/** The logs' warnings and errors, on failure. */
+function explain(t: ExecutionContext, mounts: Record<string, MountHandle>): void {
+  if ((t as unknown as { passed: boolean }).passed) return;
+  for (const [n, m] of Object.entries(mounts)) t.log(`${n}:\n${m.log.split('\n').filter((l) => /"level":"(error|warn)"/.test(l)).slice(-25).join('\n')}`);
+}
+
+test.serial('kill -9 of the vPool\'s owner while a vDisk is delegated, started again: the delegate keeps its vDisk (or it is taken back fenced), no error, every byte', async (t) => {
+  const c = await cluster(t);
+  const a = await startMount(t, c.router('ra'));
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  await ok(t, `truncate -s 16M ${q(a.p('other'))}`);
+  const b = await startMount(t, c.router('rb'));
+  await moveTo(t, c, a.p('disk'), 'rb');
+  const wb = startWriter(b.p('disk'), 0, 64);
+  await wb.waitFor(200 + Math.floor(Math.random() * 300));
+
+  await a.kill9();
+  const a2 = await startMount(t, c.router('ra'));
+  const owner = (await c.routers()).find((r) => r.role === 'owner')!.name;
+  t.log(`owner after ra's restart: ${owner}`);
+  if (owner === 'ra') {
+    // ra's start left /disk to rb: not opened here, routed there
+    t.is(logEntries(a2.log, /^vDisk \/disk stays served by router 'rb'/).length, 1, a2.log.slice(-3000));
+  } else {
+    // rb took the vPool over: its delegate side closed /disk, its owner start took it back, fenced
+    t.is(logEntries(b.log, /^TAKEBACK: vDisk \/disk taken back from router 'rb' \(this router/).length, 1, b.log.slice(-3000));
+  }
+  t.is(logEntries(a2.log, 'vDisk handed over to router').length, 0);
+  await wb.waitFor(wb.acked.length + 300);
+  await ok(t, `truncate -s 20M ${q(a2.p('other'))}`);
+  await wb.stop();
+  t.is(wb.stderr, '', 'the writer on rb saw no error');
+  await allThere(t, wb, [a2, b]);
+
+  // a rebuild from the backend: both stop cleanly (everything shipped), a third router with a fresh state opens the vPool
+  t.is(await (owner === 'ra' ? a2 : b).stop(), 0);
+  t.is(await (owner === 'ra' ? b : a2).stop(), 0);
+  const rc = await startMount(t, c.router('rc'));
+  await allThere(t, wb, [rc]);
+  explain(t, { ra: a, ra2: a2, rb: b, rc });
+});
+
+test.serial('kill -9 of the delegate with a sync DTL: the owner takes its vDisk back by itself, every acknowledged write is there', async (t) => {
+  const c = await cluster(t);
+  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
+  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
+  const a = await startMount(t, c.router('ra', dtl));
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const b = await startMount(t, c.router('rb', dtl));
+  await moveTo(t, c, a.p('disk'), 'rb');
+  const wb = startWriter(b.p('disk'), 0, 0);
+  await wb.waitFor(300 + Math.floor(Math.random() * 300));
+  // rb records its vDisk's protection as it changes (the owner judges the takeback from it)
+  await until('rb records /disk under a sync DTL', async () => {
+    const rows = await c.routers();
+    const d = rows.find((r) => r.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string } } | undefined;
+    return d?.dtl?.mode === 'sync';
+  });
+  await b.kill9();
+  await wb.stop(); // its mount is gone: the writer ends with an error, what it acknowledged counts
+  t.log(`${wb.acked.length} writes acknowledged by rb before its kill -9`);
+
+  await until('ra takes /disk back from the dead rb', async () => logEntries(a.log, /^TAKEBACK: vDisk \/disk taken back from dead router 'rb'/).length === 1);
+  const rows = await c.routers();
+  t.is(rows.find((r) => r.name === 'ra')?.vdisks.find((v) => v.path === '/disk')?.tag !== undefined, true, 'the record is ra\'s again');
+  await allThere(t, wb, [a]);
+
+  t.is(await a.stop(), 0);
+  const rc = await startMount(t, c.router('rc', dtl));
+  await allThere(t, wb, [rc]);
+  explain(t, { ra: a, rb: b, rc });
+});
