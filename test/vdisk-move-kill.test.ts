@@ -8,6 +8,8 @@
  *   meanwhile (its delegate side closed /disk first and its owner start took it back). Either way the writer sees
  *   no error, every acknowledged write reads back through both mounts and through a third router rebuilding the
  *   vPool from the backend.
+ * - kill -9 of ra without a restart: rb takes the vPool over; its delegate side ships and closes /disk first, its
+ *   owner start takes it back (a new owner tag, fenced); rb's writer goes on without an error.
  * - kill -9 of the delegate rb (a sync DTL on a real DTL server) under its writer: ra sees rb's registration go
  *   and takes /disk back by itself (the DTL recovery of rb's unshipped writes); every acknowledged write reads
  *   back through ra and after a rebuild from the backend.
@@ -54,7 +56,7 @@ test.serial('kill -9 of the vPool\'s owner while a vDisk is delegated, started a
 
   await a.kill9();
   const a2 = await startMount(t, c.router('ra'));
-  const owner = (await c.routers()).find((r) => r.role === 'owner')!.name;
+  const owner = (await c.routers()).find((r) => r.vpools.some((v) => v.vpool === 'pool'))!.name;
   t.log(`owner after ra's restart: ${owner}`);
   if (owner === 'ra') {
     // ra's start left /disk to rb: not opened here, routed there
@@ -105,6 +107,30 @@ test.serial('kill -9 of the delegate with a sync DTL: the owner takes its vDisk 
 
   t.is(await a.stop(), 0);
   const rc = await startMount(t, c.router('rc', dtl));
+  await allThere(t, wb, [rc]);
+  explain(t, { ra: a, rb: b, rc });
+});
+
+test.serial('kill -9 of the vPool\'s owner, its delegate takes the vPool over: it ships and closes its delegated vDisk first, then takes it back fenced; its writer sees no error, every byte', async (t) => {
+  const c = await cluster(t);
+  const a = await startMount(t, c.router('ra'));
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const b = await startMount(t, c.router('rb'));
+  await moveTo(t, c, a.p('disk'), 'rb');
+  const wb = startWriter(b.p('disk'), 0, 64);
+  await wb.waitFor(200 + Math.floor(Math.random() * 300));
+
+  await a.kill9();
+  await until('rb took the vPool over and took /disk back', () => logEntries(b.log, /^TAKEBACK: vDisk \/disk taken back from router 'rb' \(this router/).length === 1);
+  t.is(logEntries(b.log, /^MOVE: closed delegated vDisk \/disk: this router opens vPool 'pool' as its owner/).length, 1);
+  t.deepEqual((await c.routers()).filter((r) => r.vpools.some((v) => v.vpool === 'pool')).map((r) => r.name), ['rb'], 'rb owns the vPool');
+  await wb.waitFor(wb.acked.length + 300);
+  await wb.stop();
+  t.is(wb.stderr, '', 'the writer on rb saw no error');
+  await allThere(t, wb, [b]);
+
+  t.is(await b.stop(), 0);
+  const rc = await startMount(t, c.router('rc'));
   await allThere(t, wb, [rc]);
   explain(t, { ra: a, rb: b, rc });
 });
