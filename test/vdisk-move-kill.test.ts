@@ -12,7 +12,8 @@
  *   owner start takes it back (a new owner tag, fenced); rb's writer goes on without an error.
  * - kill -9 of the delegate rb (a sync DTL on a real DTL server) under its writer: ra sees rb's registration go
  *   and takes /disk back by itself (the DTL recovery of rb's unshipped writes); every acknowledged write reads
- *   back through ra and after a rebuild from the backend.
+ *   back through ra and after a rebuild from the backend. Without a DTL and with writes unshipped, ra does not take
+ *   it back by itself: it logs what would be lost and the vDisk answers an error.
  */
 import path from 'node:path';
 import { CLI, fuseTest, logEntries, ok, q, sh, startMount, type MountHandle } from './helpers/mount.js';
@@ -133,4 +134,27 @@ test.serial('kill -9 of the vPool\'s owner, its delegate takes the vPool over: i
   const rc = await startMount(t, c.router('rc'));
   await allThere(t, wb, [rc]);
   explain(t, { ra: a, rb: b, rc });
+});
+
+test.serial('kill -9 of the delegate with unshipped writes and no DTL: the owner does not take its vDisk back by itself, says what would be lost, and the vDisk answers an error, not stale data', async (t) => {
+  const c = await cluster(t);
+  const a = await startMount(t, c.router('ra'));
+  await ok(t, `truncate -s 16M ${q(a.p('disk'))}`);
+  // rb ships an open SCO only after 10 minutes: its writes stay in its write cache (and no DTL has them)
+  const b = await startMount(t, c.router('rb', [], { scoMaxAgeMs: 600_000 }));
+  await moveTo(t, c, a.p('disk'), 'rb');
+  await ok(t, `dd if=/dev/urandom of=${q(b.p('disk'))} bs=4096 count=4 conv=notrunc status=none`);
+  await until('rb records /disk unshipped without a DTL', async () => {
+    const d = (await c.routers()).find((r) => r.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string; dirty: boolean } } | undefined;
+    return d?.dtl?.mode === 'none' && d.dtl.dirty;
+  });
+  await b.kill9();
+  await until('ra refuses to take /disk back from the dead rb', () => logEntries(a.log, /^vDisk \/disk stays unavailable: vDisk \/disk is not taken back automatically from dead router 'rb'/).length > 0);
+  const rows = await c.routers();
+  t.deepEqual(rows.find((r) => r.name === 'rb')?.vdisks.map((v) => v.path), ['/disk'], 'the record stays the dead rb\'s');
+  const r = await sh(`dd if=${q(a.p('disk'))} of=/dev/null bs=4096 count=1 status=none`);
+  t.not(r.code, 0, 'a read of /disk through ra fails (it is not served from what the backend has)');
+  t.log(r.stderr.trim());
+  t.is(logEntries(a.log, /^TAKEBACK: vDisk \/disk/).length, 0);
+  explain(t, { ra: a, rb: b });
 });
