@@ -24,6 +24,8 @@ export interface VDiskMoveRequest {
   tag: number;
   at: string;
   phase?: string;
+  /** Back to the owner from a dead delegate even when its record is not safe (the operator's consent). */
+  force?: boolean;
 }
 
 export interface VDiskMoveResult {
@@ -39,7 +41,7 @@ async function readJson<T>(client: Etcd3, key: string): Promise<{ value: T; mod:
 }
 
 /** Asks the owner of `vpool` to move the vDisk at `path` to router `to` (a live follower, or the owner: back). */
-export async function requestVDiskMove(client: Etcd3, vpool: string, path: string, to: string): Promise<VDiskMoveRequest> {
+export async function requestVDiskMove(client: Etcd3, vpool: string, path: string, to: string, force = false): Promise<VDiskMoveRequest> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const owner = await readJson<OwnerRecord>(client, vpoolOwnerKey(vpool));
     if (owner === null) throw new RegistryError('NOT_FOUND', `vPool '${vpool}' has no owner in the registry (unknown, or released by a clean stop): nothing to move`, { vpool });
@@ -60,7 +62,7 @@ export async function requestVDiskMove(client: Etcd3, vpool: string, path: strin
     if (running !== null && running.value.from === owner.value.router && running.value.tag === owner.value.tag) {
       throw new RegistryError('BUSY', `a vDisk move of vPool '${vpool}' is already running: ${running.value.path} to router '${running.value.to}', asked at ${running.value.at}`, { vpool, running: running.value });
     }
-    const req: VDiskMoveRequest = { id: randomUUID(), vpool, path, to, from: owner.value.router, tag: owner.value.tag, at: new Date().toISOString(), phase: 'asked' };
+    const req: VDiskMoveRequest = { id: randomUUID(), vpool, path, to, from: owner.value.router, tag: owner.value.tag, at: new Date().toISOString(), phase: 'asked', ...(force ? { force } : {}) };
     const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod)
       .and(vdiskMoveKey(vpool), 'Mod', '==', running === null ? 0 : running.mod)
       .then(client.put(vdiskMoveKey(vpool)).value(JSON.stringify(req)))

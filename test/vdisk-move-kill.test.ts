@@ -13,7 +13,8 @@
  * - kill -9 of the delegate rb (a sync DTL on a real DTL server) under its writer: ra sees rb's registration go
  *   and takes /disk back by itself (the DTL recovery of rb's unshipped writes); every acknowledged write reads
  *   back through ra and after a rebuild from the backend. Without a DTL and with writes unshipped, ra does not take
- *   it back by itself: it logs what would be lost and the vDisk answers an error.
+ *   it back by itself: it logs what would be lost and the vDisk answers an error, until `vpoolfs move FILE --to ra
+ *   --force` (the operator's consent) takes it back.
  */
 import path from 'node:path';
 import { CLI, fuseTest, logEntries, ok, q, sh, startMount, type MountHandle } from './helpers/mount.js';
@@ -136,7 +137,7 @@ test.serial('kill -9 of the vPool\'s owner, its delegate takes the vPool over: i
   explain(t, { ra: a, rb: b, rc });
 });
 
-test.serial('kill -9 of the delegate with unshipped writes and no DTL: the owner does not take its vDisk back by itself, says what would be lost, and the vDisk answers an error, not stale data', async (t) => {
+test.serial('kill -9 of the delegate with unshipped writes and no DTL: the owner does not take its vDisk back by itself, says what would be lost, the vDisk answers an error, not stale data; vpoolfs move --to <owner> --force takes it back', async (t) => {
   const c = await cluster(t);
   const a = await startMount(t, c.router('ra'));
   await ok(t, `truncate -s 16M ${q(a.p('disk'))}`);
@@ -156,5 +157,19 @@ test.serial('kill -9 of the delegate with unshipped writes and no DTL: the owner
   t.not(r.code, 0, 'a read of /disk through ra fails (it is not served from what the backend has)');
   t.log(r.stderr.trim());
   t.is(logEntries(a.log, /^TAKEBACK: vDisk \/disk/).length, 0);
+
+  // the operator's consent: without --force the move back is refused naming it; with it, /disk is ra's again
+  const move = (extra: string) => sh(`node ${q(CLI)} move ${q(a.p('disk'))} --to ra --registry ${q(c.etcd.url)} ${extra}`);
+  const refused = await move('');
+  t.is(refused.code, 1, refused.stdout);
+  t.regex(refused.stderr, /not taken back automatically from dead router 'rb'.*--force/s);
+  const forced = await move('--force');
+  t.is(forced.code, 0, forced.stderr + forced.stdout);
+  t.regex(forced.stdout, /^Moved: vDisk \/disk is served by router 'ra' \(the vPool's owner\) again, taken back from dead router 'rb' \(forced\)/m);
+  t.is(logEntries(a.log, /^TAKEBACK FORCED by `vpoolfs move --force`: vDisk \/disk from dead router 'rb'/).length, 1);
+  // what rb had not shipped is lost, as said: /disk reads what the backend had (zeros), and is ra's to write
+  t.is((await ok(t, `head -c 16384 ${q(a.p('disk'))} | tr -d '\\0' | wc -c`)).trim(), '0');
+  await ok(t, `dd if=/dev/urandom of=${q(a.p('disk'))} bs=4096 count=4 conv=notrunc,fsync status=none`);
+  t.deepEqual((await c.routers()).find((r) => r.name === 'ra')?.vdisks.map((v) => v.path), ['/disk']);
   explain(t, { ra: a, rb: b });
 });

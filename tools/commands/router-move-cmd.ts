@@ -3,6 +3,8 @@
  * of its vPool, or the vPool's owner (back) — and nothing else (docs/cluster.md, "Ownership per vDisk"). It asks
  * the vPool's owner through etcd (registry/vdisk-move.ts: refused at once when the router is unknown, not alive,
  * not a router of that vPool, or a vDisk move is running), prints its progress and the result. Exit 0 once moved.
+ * `--to <owner> --force`: back from a DEAD delegate even when its record is not safe (what it had not shipped and
+ * no sync DTL holds is lost) — the consent the owner does not give by itself (tools/daemon/vdisk-move.ts).
  *
  * `vpoolfs move --vpool NAME --to ROUTER`: a planned handover of the whole vPool from its live owner to the live
  * follower ROUTER (docs/cluster.md, "Moves"): every vDisk moves. It asks the owner through etcd (registry/move.ts:
@@ -29,6 +31,8 @@ export interface RouterMoveFlags {
   vpool?: string;
   /** How long to wait for the handover and for the new owner to serve (ms). */
   waitMs?: string;
+  /** A vDisk back from its DEAD delegate even when its record is not safe (its unshipped writes are lost). */
+  force?: boolean;
 }
 
 /**
@@ -63,7 +67,7 @@ async function runVDiskMove(file: string, flags: RouterMoveFlags & { to: string 
   const waitMs = flags.waitMs === undefined ? 120_000 : Number(flags.waitMs);
   const out = (line: string) => process.stdout.write(`${line}\n`);
   try {
-    const req = await requestVDiskMove(client, vpool, p, flags.to).catch(down);
+    const req = await requestVDiskMove(client, vpool, p, flags.to, flags.force === true).catch(down);
     out(`Moving vDisk ${p} of vPool '${vpool}' to router '${req.to}' (the vPool's owner is router '${req.from}', owner tag ${req.tag})`);
     const t0 = Date.now();
     let phase = req.phase;
@@ -141,5 +145,6 @@ export function addRouterMoveCommand(program: Command, fail: (err: unknown) => n
     .requiredOption('--to <router>', 'the router to serve it (a live follower of the vPool, or its owner for a vDisk)')
     .option('--vpool <name>', 'the whole vPool moves, instead of one vDisk (FILE)')
     .option('--wait-ms <ms>', 'how long to wait for the handover and for the new owner to serve (default 120000)')
+    .option('--force', 'FILE back to the vPool\'s owner from its DEAD delegate even when the delegate\'s writes not yet in the backend may be lost (the owner refuses that by itself)')
     .action((file: string | undefined, flags: RouterMoveFlags) => runRouterMove(file, flags).catch(fail));
 }

@@ -166,15 +166,22 @@ export class VDiskMover {
     }
   }
 
+  /** Is the delegate `d` gone (no registration, or one under another lease than the one it was handed the vDisk with)? */
+  private async isGone(d: { router: string; lease?: string }): Promise<boolean> {
+    const v = await this.opts.session.registry.client.get(routerKey(d.router)).string();
+    return v === null || (d.lease !== undefined && (JSON.parse(v) as RouterRecord).lease !== d.lease);
+  }
+
   /** Takes `p` back from its delegate `d` without asking it (dead, or this router itself, closed already). */
-  private async takeBack(p: string, d: { id: string; router: string; tag: number }, fromDead: boolean): Promise<void> {
+  private async takeBack(p: string, d: { id: string; router: string; tag: number }, fromDead: boolean, force = false): Promise<string | null> {
     const { session, vpool, router, routes } = this.opts;
     const etcd = session.registry.client;
     await routes.hold(p, `vDisk ${p} is taken back from router '${d.router}'`);
     let tag: number | null = null;
     await session.holdRecords();
     try {
-      tag = await returnVDisk(etcd, vpool.name, d.id, { router, tag: session.tag }, { router: d.router, tag: d.tag }, { fromDead });
+      tag = await returnVDisk(etcd, vpool.name, d.id, { router, tag: session.tag }, { router: d.router, tag: d.tag }, { fromDead, force });
+      if (tag !== null && force) log.warn(`TAKEBACK FORCED by \`vpoolfs move --force\`: vDisk ${p} from dead router '${d.router}': what it had not shipped and no sync DTL holds is lost`, { path: p, from: d.router });
       if (tag !== null) await vpool.takeBackVDisk!(d.id, tag);
     } catch (err) {
       const why = (err as Error).message;
@@ -183,18 +190,19 @@ export class VDiskMover {
       // its calls answer here (BUSY naming the dead router) instead of waiting for a router that is gone
       if (isCode(err, 'BUSY') && fromDead) routes.set(p, null);
       else routes.release(p);
-      return;
+      return why;
     } finally {
       session.releaseRecords();
     }
     if (tag === null) {
       routes.release(p); // alive again, or the record changed (a later poll sees which)
-      return;
+      return `the return of ${p} from router '${d.router}' did not hold in the registry (it is alive again, or its record changed)`;
     }
     this.refused.delete(d.id);
     this.served.delete(p);
     routes.set(p, null);
     log.warn(`TAKEBACK: vDisk ${p} taken back from ${fromDead ? `dead router '${d.router}'` : `router '${d.router}' (this router, which served it as a delegate)`}: served here under owner tag ${tag}${fromDead ? ', its unshipped writes recovered from the DTL' : ''}`, { path: p, from: d.router, tag });
+    return null;
   }
 
   private async poll(): Promise<void> {
@@ -221,6 +229,12 @@ export class VDiskMover {
     const cur = this.served.get(req.path);
     if (req.to === router) {
       if (cur === undefined) throw new Error(`${req.path} is served by router '${router}' (the vPool's owner) already`);
+      if (await this.isGone(cur)) {
+        // its delegate is dead: nobody to hand it back; the registry's rule decides (unsafe: only with --force)
+        const why = await this.takeBack(req.path, cur, true, req.force === true);
+        if (why !== null) throw new Error(`${why}${req.force === true ? '' : '. `vpoolfs move FILE --to ' + router + ' --force` takes it back anyway, losing those writes'}`);
+        return `vDisk ${req.path} is served by router '${router}' (the vPool's owner) again, taken back from dead router '${cur.router}'${req.force === true ? ' (forced)' : ''}`;
+      }
       await this.back(req.path, cur);
       return `vDisk ${req.path} is served by router '${router}' (the vPool's owner) again, taken back from router '${cur.router}'`;
     }
