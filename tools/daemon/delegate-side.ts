@@ -15,7 +15,10 @@
  *                              router's own: a call on a vDisk no longer served here goes on to the vPool's owner).
  *
  * A clean stop of this router hands its delegated vDisks back first as far as it can alone: each is shipped and
- * closed (its record stays, safe: the owner takes it back).
+ * closed (its record stays, safe: the owner takes it back). So does this router becoming the vPool's owner
+ * (closeAll, before the vPool opens: its owner start takes them back). Meanwhile each delegated vDisk's protection
+ * (DTL mode and state, unshipped or not) is recorded in its record when it changes (what the owner judges a
+ * takeback from a dead delegate by).
  */
 import path from 'node:path';
 import { buildHandlers, type Handlers, type MountHandlers } from '../../fuse/handlers.js';

@@ -11,6 +11,11 @@
  *   back here         held the same way; B hands it back (shipped, closed); returnVDisk under a new tag;
  *                     VPool.takeBackVDisk rebuilds it here; routed here again.
  *   to another C      back here, then to C.
+ *   back from a dead B  (its registration gone, or re-registered under another lease) the registry's rule decides:
+ *                     safe record → returnVDisk fromDead and takeBackVDisk (the DTL recovery); else refused, and
+ *                     only `move FILE --to <owner> --force` takes it back.
+ * At this owner's start (adopt) the delegated records read before the vPool opened are routed to their live
+ * delegates or taken back; each poll watches the delegates' registrations (checkDelegates) the same way.
  * Every open file of it keeps its handle: the tables re-open it by path where it is served at its next call.
  */
 import { E } from '../../fuse/errno.js';
