@@ -71,21 +71,29 @@ export function coverMismatch(h: CheckpointHeader, id: string, doc: ChainDoc, fe
   return null;
 }
 
+/**
+ * The checkpoint at `key`, or null when it is gone (garbage-collected meanwhile) or not sound (torn or damaged:
+ * logged). A backend that does not answer throws: so does the rest of the rebuild.
+ */
+export async function readCheckpoint(backend: BlobStore, id: string, key: string, log: Logger): Promise<Checkpoint | null> {
+  try {
+    return decodeCheckpoint(await backend.get(key));
+  } catch (err) {
+    if (isCode(err, 'NOT_FOUND')) return null;
+    if (isCode(err, 'BACKEND') || isCode(err, 'CLOSED')) throw err;
+    log.warn('a map checkpoint in the backend is not sound (torn or damaged): ignored', { vdisk: id, object: key, reason: (err as Error).message });
+    return null;
+  }
+}
+
 /** The newest checkpoint that fits (see the header), with the keys after it; else the whole listing. */
 export async function chainStart(backend: BlobStore, id: string, doc: ChainDoc, fences: readonly VDiskFence[],
   opts: { load: boolean; log: Logger }): Promise<ChainStart> {
   const { log } = opts;
   const keys = opts.load ? await backend.list(checkpointPrefix(id)) : [];
   for (const key of [...keys].reverse()) {
-    let cp: Checkpoint;
-    try {
-      cp = decodeCheckpoint(await backend.get(key));
-    } catch (err) {
-      if (isCode(err, 'NOT_FOUND')) continue; // garbage-collected meanwhile
-      if (isCode(err, 'BACKEND') || isCode(err, 'CLOSED')) throw err; // the backend is away: so is the rest of the rebuild
-      log.warn('a map checkpoint in the backend is not sound (torn or damaged): ignored', { vdisk: id, object: key, reason: (err as Error).message });
-      continue;
-    }
+    const cp = await readCheckpoint(backend, id, key, log);
+    if (cp === null) continue;
     const h = cp.header;
     const why = coverMismatch(h, id, doc, fences);
     if (why !== null) {

@@ -14,12 +14,11 @@ import { keyNumber } from '../datapath/formats/backend-layout.js';
 import { ClusterMap } from '../datapath/formats/cluster-map.js';
 import { vdiskFences } from '../datapath/formats/epoch-fence.js';
 import { RecordType } from '../datapath/formats/tlog-format.js';
-import { isCode } from '../../util/errors.js';
 import { applyTo, baseKey, decodeBaseInto, type DiskState } from './clone-base.js';
 import { readItem, type ChainDoc, type ChainItem } from './chain.js';
-import { chainStart } from './chain-start.js';
+import { chainStart, readCheckpoint } from './chain-start.js';
 import {
-  chainHashAfter, chainHashes, checkpointKey, checkpointPrefix, decodeCheckpoint, describeAfter, encodeCheckpoint, mismatch, type Checkpoint, type FoundCheckpoint,
+  chainHashAfter, chainHashes, checkpointKey, checkpointPrefix, describeAfter, encodeCheckpoint, mismatch, type FoundCheckpoint,
 } from './map-checkpoint.js';
 import { SCRUB_SCO_BASE } from './scrub-state.js';
 
@@ -39,15 +38,8 @@ export async function newestCheckpoint(backend: BlobStore, id: string, doc: Chai
       log.info('a map checkpoint ends at a TLog the chain no longer has: ignored', { vdisk: id, object: key });
       continue;
     }
-    let cp: Checkpoint;
-    try {
-      cp = decodeCheckpoint(await backend.get(key));
-    } catch (err) {
-      if (isCode(err, 'NOT_FOUND')) continue; // garbage-collected meanwhile
-      if (isCode(err, 'BACKEND') || isCode(err, 'CLOSED')) throw err; // the backend is away: so is the rest of the rebuild
-      log.warn('a map checkpoint in the backend is not sound (torn or damaged): ignored', { vdisk: id, object: key, reason: (err as Error).message });
-      continue;
-    }
+    const cp = await readCheckpoint(backend, id, key, log);
+    if (cp === null) continue;
     hashes ??= chainHashes(id, items);
     const why = mismatch(cp.header, id, doc, items, hashes);
     if (why !== null) {
