@@ -17,6 +17,7 @@ import { addDiskCommands } from './commands/disk-cmds.js';
 import { DEFAULT_DTL_LISTEN, runDtlServer, type DtlServerFlags } from './commands/dtl-server-cmd.js';
 import { LocateError } from './client/locate.js';
 import { runMount, type MountFlags } from './commands/mount-cmd.js';
+import { addRegistrySecurityOptions } from './daemon/registry-flags.js';
 import { MountpointError } from './daemon/mountpoint.js';
 import { addSnapshotCommands } from './commands/snapshot-cmds.js';
 import { addScrubCommands } from './commands/scrub-cmds.js';
@@ -55,7 +56,7 @@ const run = (fn: () => Promise<void>): Promise<void> => {
   return fn().catch(fail);
 };
 
-program
+addRegistrySecurityOptions(program
   .command('mount')
   .description('mount a vPool in the foreground until SIGINT/SIGTERM')
   .argument('<mountpoint>', 'where to mount; its basename is the default vPool name')
@@ -71,12 +72,7 @@ program
   .option('--dtl-server <list>', 'DTL servers HOST:PORT[,HOST:PORT…], tried in order')
   .option('--dtl-secret-file <file>', "the DTL servers' shared secret (their --secret-file)")
   .option('--router <id>', "this storage router's identity (default: hostname)")
-  .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] (etcds://… for TLS): register this router there and own the vPool through it (docs/cluster.md)')
-  .option('--registry-ca <file>', 'with etcds://: the CA (PEM) that signed etcd\'s certificate (default: the system\'s trusted CAs)')
-  .option('--registry-cert <file>', 'with etcds://: a client certificate (PEM) for etcd\'s --client-cert-auth, with --registry-key')
-  .option('--registry-key <file>', 'the key (PEM) of --registry-cert')
-  .option('--registry-user <name>', 'an etcd user (etcd auth); its password from --registry-password-file or $VPOOLFS_REGISTRY_PASSWORD')
-  .option('--registry-password-file <file>', "the etcd user's password (first line of the file)")
+  .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] (etcds://… for TLS): register this router there and own the vPool through it (docs/cluster.md)'), 'config')
   .option('--standby', "with --registry: wait while another live router owns the vPool, take it over when that router's lease expires, then mount")
   .option('--failure-domain <name>', "this router's failure domain, recorded in the registry")
   .option('--no-follow', 'with --registry: refuse the mount while another live router owns the vPool (by default this router mounts it as a follower, forwarding to the owner; docs/cluster.md)')

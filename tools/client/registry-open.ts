@@ -13,8 +13,9 @@ import { connectRegistry } from '../../registry/connect.js';
 import { registryFailure } from '../../registry/diagnose.js';
 import { RegistryError } from '../../registry/errors.js';
 import { RegistryConfigError } from '../../registry/etcd-url.js';
-import { loadRegistryCredentials, REGISTRY_PASSWORD_ENV, type RegistryCredentials, type SecurityKeys } from '../../registry/security.js';
+import { loadRegistryCredentials, REGISTRY_PASSWORD_ENV, type RegistryCredentials } from '../../registry/security.js';
 import { ConfigError } from '../daemon/config.js';
+import { addRegistrySecurityOptions, registrySettingNames, registrySettings, type RegistrySecurityFlags } from '../daemon/registry-flags.js';
 
 export interface OpenedRegistry {
   client: Etcd3;
@@ -26,29 +27,15 @@ export interface OpenedRegistry {
 }
 
 /** The verbs' registry flags (commander's camelCase). */
-export interface RegistryFlags {
+export interface RegistryFlags extends RegistrySecurityFlags {
   registry?: string;
-  registryCa?: string;
-  registryCert?: string;
-  registryKey?: string;
-  registryUser?: string;
-  registryPasswordFile?: string;
 }
 
-const FLAG_AND_ENV: SecurityKeys = {
-  ca: '--registry-ca (VPOOLFS_REGISTRY_CA)', cert: '--registry-cert (VPOOLFS_REGISTRY_CERT)', key: '--registry-key (VPOOLFS_REGISTRY_KEY)',
-  user: '--registry-user (VPOOLFS_REGISTRY_USER)', passwordFile: '--registry-password-file (VPOOLFS_REGISTRY_PASSWORD_FILE)', password: REGISTRY_PASSWORD_ENV,
-};
+const FLAG_AND_ENV = registrySettingNames('env');
 
-/** Adds `--registry` and the TLS and user flags to a verb. */
+/** Adds `--registry` and the TLS and user flags (tools/daemon/registry-flags.ts) to a verb. */
 export function withRegistryOptions(cmd: Command): Command {
-  return cmd
-    .option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] or etcds://… for TLS (default: $VPOOLFS_REGISTRY)')
-    .option('--registry-ca <file>', "with etcds://: the CA (PEM) that signed etcd's certificate (default: $VPOOLFS_REGISTRY_CA, else the system's trusted CAs)")
-    .option('--registry-cert <file>', "with etcds://: a client certificate (PEM) for etcd's --client-cert-auth (default: $VPOOLFS_REGISTRY_CERT)")
-    .option('--registry-key <file>', 'the key (PEM) of --registry-cert (default: $VPOOLFS_REGISTRY_KEY)')
-    .option('--registry-user <name>', 'an etcd user (default: $VPOOLFS_REGISTRY_USER); the password from --registry-password-file or $VPOOLFS_REGISTRY_PASSWORD')
-    .option('--registry-password-file <file>', "the etcd user's password, first line (default: $VPOOLFS_REGISTRY_PASSWORD_FILE)");
+  return addRegistrySecurityOptions(cmd.option('--registry <url>', 'etcd://HOST:PORT[,HOST:PORT…] or etcds://… for TLS (default: $VPOOLFS_REGISTRY)'), 'env');
 }
 
 const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
@@ -61,14 +48,7 @@ export function openRegistry(verb: string, flags: RegistryFlags | string | undef
   let client: Etcd3;
   let credentials: RegistryCredentials;
   try {
-    credentials = loadRegistryCredentials(url, {
-      ca: f.registryCa ?? nonEmpty(env.VPOOLFS_REGISTRY_CA),
-      cert: f.registryCert ?? nonEmpty(env.VPOOLFS_REGISTRY_CERT),
-      key: f.registryKey ?? nonEmpty(env.VPOOLFS_REGISTRY_KEY),
-      user: f.registryUser ?? nonEmpty(env.VPOOLFS_REGISTRY_USER),
-      passwordFile: f.registryPasswordFile ?? nonEmpty(env.VPOOLFS_REGISTRY_PASSWORD_FILE),
-      password: nonEmpty(env[REGISTRY_PASSWORD_ENV]),
-    }, FLAG_AND_ENV);
+    credentials = loadRegistryCredentials(url, { ...registrySettings(f, env), password: nonEmpty(env[REGISTRY_PASSWORD_ENV]) }, FLAG_AND_ENV);
     client = connectRegistry(url, credentials);
   } catch (err) {
     if (err instanceof RegistryConfigError) throw new ConfigError(err.message);

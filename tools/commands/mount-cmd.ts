@@ -16,6 +16,7 @@ import { ClusterStats, registerClusterMetrics } from '../metrics/cluster-metrics
 import { prepareMountpoint } from '../daemon/mountpoint.js';
 import { planApi } from '../daemon/api-serve.js';
 import { mountRegistrySecurity, sessionRouters } from '../daemon/registry-security.js';
+import type { RegistrySecurityFlags } from '../daemon/registry-flags.js';
 import { lockState } from '../daemon/state-lock.js';
 import { checkNofile } from '../daemon/nofile.js';
 import { dtlForMount } from '../daemon/dtl-mount.js';
@@ -30,7 +31,7 @@ import { DelegateSide } from '../daemon/delegate-side.js';
 
 const log = logger('cli');
 
-export interface MountFlags {
+export interface MountFlags extends RegistrySecurityFlags {
   vpool?: string;
   state?: string;
   backend?: string;
@@ -44,11 +45,6 @@ export interface MountFlags {
   dtlSecretFile?: string;
   router?: string;
   registry?: string;
-  registryCa?: string;
-  registryCert?: string;
-  registryKey?: string;
-  registryUser?: string;
-  registryPasswordFile?: string;
   failureDomain?: string;
   config?: string;
   metrics?: string;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { checkCron, type ScheduleConfig } from '../../volume/snapshots/snapshot-schedule.js';
 import { parseNbdAddress } from '../../nbd/address.js';
 import { parseRegistryUrl } from '../../registry/etcd-url.js';
+import type { RegistrySecurityFlags } from './registry-flags.js';
 import { limitProblems, type ScrubLimits } from '../../volume/scrub/throttle.js';
 
 export class ConfigError extends Error {}
@@ -17,8 +18,8 @@ export type DtlMode = 'none' | 'async' | 'sync';
 const DTL_MODES: readonly string[] = ['none', 'async', 'sync'];
 const LOG_LEVELS: readonly string[] = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'];
 
-/** Keys of the config file; the flags of `vpoolfs mount` use the same names. */
-export interface MountConfig {
+/** Keys of the config file; the flags of `vpoolfs mount` use the same names. The registry's TLS and user settings (registryCa, …) are in ./registry-flags.ts. */
+export interface MountConfig extends RegistrySecurityFlags {
   vpool?: string;
   state?: string;
   backend?: string;
@@ -56,15 +57,6 @@ export interface MountConfig {
   claimLeaseMs?: number;
   /** etcd://HOST:PORT[,HOST:PORT…] (etcds://… for TLS): the router registers there and owns its vPool through it (docs/cluster.md). */
   registry?: string;
-  /** etcds://: the CA (PEM) that signed etcd's server certificate (default: the system's trusted CAs). */
-  registryCa?: string;
-  /** etcds://: a client certificate and its key (PEM) for etcd's --client-cert-auth. */
-  registryCert?: string;
-  registryKey?: string;
-  /** An etcd user (etcd's auth); the password from registryPasswordFile or $VPOOLFS_REGISTRY_PASSWORD, never in this file. */
-  registryUser?: string;
-  /** The etcd user's password: the first line of this file. */
-  registryPasswordFile?: string;
   /** This router's failure domain (a rack, a room), recorded in the registry. */
   failureDomain?: string;
   /** The TTL of the router's lease in the registry (seconds, default 10, at least 2). */

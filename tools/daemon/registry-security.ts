@@ -1,6 +1,7 @@
 /**
  * The mount's TLS and authentication settings for the registry (docs/cluster.md, "TLS and authentication"):
- * the config keys registryCa, registryCert, registryKey, registryUser, registryPasswordFile (or their flags), and
+ * the config keys registryCa, registryCert, registryKey, registryUser, registryPasswordFile (or their flags:
+ * ./registry-flags.ts), and
  * the password from $VPOOLFS_REGISTRY_PASSWORD when no file is given. Checked and read before anything is
  * opened, so that a missing file or a user without a password refuses the mount at once (ConfigError).
  * And what the management API's GET /v1/routers answers from: this router's own etcd client.
@@ -11,12 +12,13 @@ import { RegistryConfigError } from '../../registry/etcd-url.js';
 import { listRouters, type RouterRow } from '../../registry/router-list.js';
 import { loadRegistryCredentials, REGISTRY_PASSWORD_ENV, type RegistryCredentials } from '../../registry/security.js';
 import { ConfigError, type ResolvedMount } from './config.js';
+import { registrySettingNames, registrySettings } from './registry-flags.js';
 
-const FLAG_AND_KEY = { ca: '--registry-ca (registryCa)', cert: '--registry-cert (registryCert)', key: '--registry-key (registryKey)', user: '--registry-user (registryUser)', passwordFile: '--registry-password-file (registryPasswordFile)', password: REGISTRY_PASSWORD_ENV };
+const FLAG_AND_KEY = registrySettingNames('config');
 
 /** The registry's credentials for `cfg` (undefined without a registry); a ConfigError naming the key otherwise. */
 export function mountRegistrySecurity(cfg: ResolvedMount, env: NodeJS.ProcessEnv = process.env): RegistryCredentials | undefined {
-  const given = { ca: cfg.registryCa, cert: cfg.registryCert, key: cfg.registryKey, user: cfg.registryUser, passwordFile: cfg.registryPasswordFile };
+  const given = registrySettings(cfg);
   if (cfg.registry === undefined) {
     const stray = (Object.keys(given) as Array<keyof typeof given>).find((k) => given[k] !== undefined);
     if (stray !== undefined) throw new ConfigError(`${FLAG_AND_KEY[stray]}: only with --registry (registry)`);
