@@ -14,10 +14,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openVPool } from '../volume/vpool.js';
-import type { VPool } from '../volume/types.js';
 import type { VPoolOptions } from '../volume/vpool-options.js';
 import { setLogLevel } from '../util/log.js';
 import { median } from './fio.js';
+import { buildHistory } from './tlog-history.js';
 
 const { values: args } = parseArgs({
   options: { tlogs: { type: 'string', default: '100,1000,5000' }, runs: { type: 'string', default: '3' }, dir: { type: 'string' } },
@@ -29,17 +29,7 @@ const SIZE = 2 ** 30;
 const CLUSTERS = 8;
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'warn');
 
-async function fill(pool: VPool, from: number, n: number): Promise<void> {
-  const v = pool.vdisk('/d');
-  const buf = Buffer.alloc(CLUSTERS * 4096);
-  for (let i = from; i < from + n; i++) {
-    buf.fill(i & 0xff);
-    buf.writeUInt32LE(i, 0);
-    // a full SCO closes it, and with one SCO per TLog the TLog too: one TLog per write
-    await v.write(((i * 2654435761) % (SIZE / buf.length)) * buf.length, buf);
-  }
-  await pool.syncToBackend();
-}
+const SHAPE = { clusters: CLUSTERS, places: SIZE / (CLUSTERS * 4096), spread: true };
 
 console.log(`rebuild of one vDisk from a file:// backend, medians of ${runs}; the checkpoint is ${BEHIND} TLogs behind the end`);
 console.log(`${'TLogs'.padStart(6)} | ${'without (ms)'.padStart(13)} | ${'with (ms)'.padStart(10)} | ${'ratio'.padStart(6)} | checkpoint`);
@@ -47,13 +37,7 @@ for (const n of counts) {
   const root = fs.mkdtempSync(path.join(args.dir ?? os.tmpdir(), 'vpoolfs-bench-ckpt-'));
   const base: VPoolOptions = { name: 'bench', stateDir: path.join(root, 'state'), backendUrl: `file://${path.join(root, 'backend')}`, scoClusters: CLUSTERS, tlogScos: 1, scoMaxAgeMs: 3_600_000 };
   try {
-    let pool = await openVPool({ ...base, checkpointEveryTlogs: 1_000_000 }); // none by count: one at the clean stop
-    await pool.createFile('/d', 0o644, 0, 0, SIZE);
-    await fill(pool, 0, n - BEHIND);
-    await pool.close();
-    pool = await openVPool({ ...base, checkpointEveryTlogs: 0 });
-    await fill(pool, n - BEHIND, BEHIND);
-    await pool.close();
+    await buildHistory(base, '/d', SIZE, n, BEHIND, SHAPE);
     const ckpt = fs.readdirSync(path.join(root, 'backend', 'vdisks', fs.readdirSync(path.join(root, 'backend', 'vdisks'))[0], 'checkpoint'));
     const size = ckpt.map((k) => fs.statSync(path.join(root, 'backend', 'vdisks', fs.readdirSync(path.join(root, 'backend', 'vdisks'))[0], 'checkpoint', k)).size);
     const times: Record<'with' | 'without', number[]> = { with: [], without: [] };
@@ -62,7 +46,7 @@ for (const n of counts) {
       for (const mode of ['without', 'with'] as const) {
         fs.rmSync(base.stateDir, { recursive: true, force: true });
         const t0 = performance.now();
-        pool = await openVPool({ ...base, checkpointEveryTlogs: 0, loadCheckpoints: mode === 'with' });
+        const pool = await openVPool({ ...base, checkpointEveryTlogs: 0, loadCheckpoints: mode === 'with' });
         if (r >= 0) times[mode].push(performance.now() - t0);
         const v = pool.vdisk('/d');
         heads[mode] = (await v.read(0, 4 * 2 ** 20)).toString('hex', 0, 64) + v.size;

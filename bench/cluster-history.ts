@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { keyNumbers, onlyVDiskDir } from '../test/helpers/backend-files.js';
 import { allClean, Router } from './cluster-router.js';
+import { writeTlogs } from './tlog-history.js';
 
 const SCO_CLUSTERS = 8;
 const VDISK_SIZE = 2 ** 30;
@@ -63,14 +64,8 @@ export async function historyTakeover(root: string, etcd: string, lease: number,
     fs.truncateSync(file, VDISK_SIZE);
     const t0 = Date.now();
     const fh = await fs.promises.open(file, 'r+');
-    const buf = Buffer.alloc(SCO_CLUSTERS * 4096);
-    for (let i = 0; i < tlogs; i++) {
-      buf.fill(i & 0xff);
-      buf.writeUInt32LE(i, 0);
-      // a full SCO closes it, and with one SCO per TLog the TLog too: one TLog per write
-      // (an odd multiplier modulo a power of two: every place once per WORKING_SET / 32 KiB writes)
-      await fh.write(buf, 0, buf.length, ((i * 2654435761) % (WORKING_SET / buf.length)) * buf.length);
-    }
+    // one TLog per write, every place of the working set once per WORKING_SET / 32 KiB writes
+    await writeTlogs((buf, offset) => fh.write(buf, 0, buf.length, offset), 0, tlogs, { clusters: SCO_CLUSTERS, places: WORKING_SET / (SCO_CLUSTERS * 4096), spread: true });
     await fh.close();
     log(`${vpool}: ${tlogs} TLogs written through A's mount in ${Date.now() - t0} ms; waiting for A to ship them`);
     await allClean(etcd, a.name);

@@ -15,10 +15,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openVPool } from '../volume/vpool.js';
-import type { VPool } from '../volume/types.js';
 import type { VPoolOptions } from '../volume/vpool-options.js';
 import { setLogLevel } from '../util/log.js';
 import { median } from './fio.js';
+import { buildHistory } from './tlog-history.js';
 
 const { values: args } = parseArgs({
   options: { tlogs: { type: 'string', default: '1000,10000' }, runs: { type: 'string', default: '5' }, keep: { type: 'string' } },
@@ -30,16 +30,7 @@ const PLACES = 512;
 const CLUSTERS = 8;
 setLogLevel(process.env.VPOOLFS_LOG_LEVEL ?? 'warn');
 
-async function fill(pool: VPool, from: number, n: number): Promise<void> {
-  const v = pool.vdisk('/d');
-  const buf = Buffer.alloc(CLUSTERS * 4096);
-  for (let i = from; i < from + n; i++) {
-    buf.fill(i & 0xff);
-    buf.writeUInt32LE(i, 0);
-    await v.write((i % PLACES) * buf.length, buf); // one full SCO, one TLog
-  }
-  await pool.syncToBackend();
-}
+const SHAPE = { clusters: CLUSTERS, places: PLACES, spread: false };
 
 console.log(`rebuild of one vDisk from its checkpoint (64 TLogs behind), file:// backend, working set of 16 MiB, medians of ${runs}`);
 console.log(`${'TLogs'.padStart(6)} | ${'open (ms)'.padStart(10)} | runs (ms)`);
@@ -50,13 +41,7 @@ for (const n of counts) {
     if (!fs.existsSync(path.join(root, 'built'))) {
       fs.rmSync(root, { recursive: true, force: true });
       fs.mkdirSync(root, { recursive: true });
-      let pool = await openVPool({ ...base, checkpointEveryTlogs: 1_000_000 }); // none by count: one at the clean stop
-      await pool.createFile('/d', 0o644, 0, 0, PLACES * CLUSTERS * 4096);
-      await fill(pool, 0, n - BEHIND);
-      await pool.close();
-      pool = await openVPool({ ...base, checkpointEveryTlogs: 0 });
-      await fill(pool, n - BEHIND, BEHIND);
-      await pool.close();
+      await buildHistory(base, '/d', PLACES * CLUSTERS * 4096, n, BEHIND, SHAPE);
       fs.writeFileSync(path.join(root, 'built'), '');
     }
     const times: number[] = [];
