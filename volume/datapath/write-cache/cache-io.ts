@@ -6,6 +6,7 @@
  * Reads go to node:fs directly: a read changes nothing a power cut could lose.
  */
 import fs from 'node:fs';
+import { fsyncDirAsync } from '../../../util/fsync-dir.js';
 import { closeWhenIdle } from '../slot-readers/slot-readers.js';
 
 export interface CacheIo {
@@ -35,12 +36,5 @@ export const realCacheIo: CacheIo = {
   unlink: (file) => fs.unlinkSync(file),
   unlinkAsync: (file, done) => fs.unlink(file, () => done()),
   truncate: (file, length) => fs.truncateSync(file, length),
-  async fsyncDir(dir) {
-    const h = await fs.promises.open(dir, 'r');
-    try {
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-  },
+  fsyncDir: (dir) => fsyncDirAsync(dir),
 };

@@ -17,14 +17,16 @@ import { crc32 } from 'node:zlib';
 import { VolumeError } from '../../../util/errors.js';
 import { fsyncDir } from '../../../util/fsync-dir.js';
 import { realCacheIo, type CacheIo } from './cache-io.js';
-import { CacheFiles, writevFully, type LocalCacheEvents } from './cache-files.js';
+import type { LocalCacheEvents } from './cache-files.js';
+import { CacheSync } from './cache-sync.js';
+import { writevFully } from './writev-fully.js';
 import { CLUSTER_SIZE } from '../../types.js';
 import { knownClusterCrc } from './known-crcs.js';
 import { encodeSlotHeader, SLOT_HEADER, SLOT_SIZE, scanSlots } from '../formats/sco-format.js';
 import { decodeRecords, encodeRecord, RecordType, tlogName, type TLogRecord } from '../formats/tlog-format.js';
 
 /** The write cache of one vDisk: its open SCO, the closing of SCOs and TLogs, the local restart, eviction. */
-export class LocalCache extends CacheFiles {
+export class LocalCache extends CacheSync {
   // the open SCO
   private openSco = 0;
   private openSlots = 0;

@@ -1,10 +1,10 @@
 /**
- * The process-wide bound on the descriptors the write caches keep open on their SCO files (cache-files.ts).
+ * The process-wide bound on the descriptors the write caches keep open on their SCO files (sco-fds.ts).
  * A write cache used to keep one descriptor per local SCO: with small SCOs and a backend slower than the
  * writer, 10,000 local SCOs were 10,000 descriptors and the process hit EMFILE (a fault: the vDisk took no
  * more writes). Now every descriptor a write cache opens is registered here, in least-recently-used order
  * across all vDisks of the process; past the budget the oldest is handed back to its cache, which closes
- * it (cache-files.ts dropFd: out of the reader threads' view first, synced first if its writes are not, and
+ * it (cache-sync.ts dropFd: out of the reader threads' view first, synced first if its writes are not, and
  * closed once the syncs in flight settle) — a later read opens the file again. A cache refuses to drop its
  * open SCO (it is written through that descriptor); it is then moved to the young end.
  *
