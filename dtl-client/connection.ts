@@ -1,14 +1,15 @@
 /**
- * One authenticated TCP connection to one DTL server: the handshake (auth.ts), then requests matched
- * to replies by id (several may be in flight; the server answers them in order). Any transport or
+ * One authenticated TCP connection to one DTL server (on ./framed-client.ts): the handshake (auth.ts), then
+ * requests matched to replies by id (several may be in flight; the server answers them in order). Any transport or
  * protocol failure (a malformed frame or reply, a reply out of order or to no request, an empty Entries
  * frame), or a request without an answer in `timeoutMs`, destroys the connection and fails every request
  * in flight: none is left pending.
  */
 import net from 'node:net';
-import { clientMac, macEqual, MAC_BYTES, nonce, NONCE_BYTES, serverMac } from './auth.js';
+import { NONCE_BYTES } from './auth.js';
 import { DtlError, WIRE_CODES } from './errors.js';
-import { encodeFrame, encodeFrameParts, FrameDecoder, Msg, type Frame } from './frame.js';
+import { FramedClient, type Lost } from './framed-client.js';
+import { encodeFrame, encodeFrameParts, MAGIC, Msg, type Frame } from './frame.js';
 import { Reader } from './messages.js';
 
 interface Pending {
@@ -18,47 +19,26 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-export class Connection {
-  private readonly decoder = new FrameDecoder();
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
-  private failure: DtlError | null = null;
-  private waitFrame: ((f: Frame) => void) | null = null;
+export class Connection extends FramedClient<DtlError, Pending> {
   onClose: (() => void) | null = null;
 
-  private constructor(private readonly sock: net.Socket, readonly server: string, private readonly timeoutMs: number) {
-    sock.setNoDelay(true);
-    sock.on('data', (chunk: Buffer) => {
-      // the sound frames before a bad one are answers like any other (TCP may deliver them in one read)
-      const { frames, error } = this.decoder.pushSome(chunk);
-      for (const f of frames) if (this.failure === null) this.dispatch(f);
-      if (error !== null) this.fail(error);
-    });
-    sock.on('error', (err) => this.fail(new DtlError('UNREACHABLE', `DTL server ${server}: ${err.message}`, { server }, { cause: err })));
-    sock.on('close', () => this.fail(new DtlError('UNREACHABLE', `DTL server ${server} closed the connection`, { server })));
+  private constructor(sock: net.Socket, readonly server: string, private readonly timeoutMs: number) {
+    super(sock, MAGIC, 0xfffffff0);
   }
 
   /** Connects and completes the handshake (proving `secret` both ways when there is one). */
   static async open(server: string, secret: Buffer | undefined, timeoutMs: number): Promise<Connection> {
     const { host, port } = splitHostPort(server);
-    const sock = net.connect({ host, port });
-    const c = new Connection(sock, server, timeoutMs);
+    const c = new Connection(net.connect({ host, port }), server, timeoutMs);
+    const timeout = (): DtlError => new DtlError('TIMEOUT', `DTL server ${server}: no handshake within ${timeoutMs} ms`, { server });
     try {
-      const hello = await c.next(timeoutMs);
+      const hello = await c.next(timeoutMs, timeout);
       if (hello.type !== Msg.Hello) throw new DtlError('PROTOCOL', `expected Hello from ${server}, got message ${hello.type}`, { server });
       const r = new Reader(hello.payload);
       r.u8();
       const wantsAuth = (r.u8() & 1) === 1;
       const theirs = r.bytes(NONCE_BYTES);
-      if (wantsAuth && secret === undefined) throw new DtlError('AUTH', `DTL server ${server} requires a shared secret and none is configured`, { server });
-      if (!wantsAuth && secret !== undefined) throw new DtlError('AUTH', `DTL server ${server} does not authenticate, but a shared secret is configured: refusing it`, { server });
-      if (secret !== undefined) {
-        const mine = nonce();
-        sock.write(encodeFrame(Msg.Auth, 0, Buffer.concat([mine, clientMac(secret, theirs, mine)])));
-        const ans = await c.next(timeoutMs);
-        if (ans.type !== Msg.AuthOk || ans.payload.length !== MAC_BYTES) throw new DtlError('AUTH', `DTL server ${server} refused the shared secret`, { server });
-        if (!macEqual(ans.payload, serverMac(secret, mine, theirs))) throw new DtlError('AUTH', `DTL server ${server} does not know the shared secret`, { server });
-      }
+      await c.proveSecret(secret, wantsAuth, theirs, { who: `DTL server ${server}`, timeoutMs, timeout, details: { server } });
       // what came with the handshake may have broken the connection already (a frame nobody asked for): not connected
       if (c.failure !== null) throw c.failure;
       return c;
@@ -68,18 +48,13 @@ export class Connection {
     }
   }
 
-  get alive(): boolean {
-    return this.failure === null;
-  }
-
   /**
    * Sends one request and resolves with the reply's body (after its status byte). For GetEntries,
    * `onEntries` gets each chunk before the final reply. `crcs`: the known crc32 of parts of `payload` (frame.ts).
    */
   request(type: Msg, payload: Buffer | Buffer[], onEntries?: (count: number, run: Buffer) => void, crcs?: ReadonlyArray<number | undefined>): Promise<Reader> {
     if (this.failure !== null) return Promise.reject(this.failure);
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xfffffff0 ? 1 : this.nextId + 1;
+    const id = this.takeId();
     return new Promise<Reader>((resolve, reject) => {
       const timer = setTimeout(() => this.fail(new DtlError('TIMEOUT', `DTL server ${this.server} did not answer within ${this.timeoutMs} ms`, { server: this.server })), this.timeoutMs);
       timer.unref();
@@ -98,12 +73,7 @@ export class Connection {
     this.fail(new DtlError('CLOSED', 'the DTL connection was closed', { server: this.server }));
   }
 
-  private dispatch(f: Frame): void {
-    if (this.waitFrame !== null) {
-      const w = this.waitFrame;
-      this.waitFrame = null;
-      return w(f);
-    }
+  protected dispatch(f: Frame): void {
     const p = this.pending.get(f.id);
     if (p === undefined) return this.fail(new DtlError('PROTOCOL', `a reply to no request (id ${f.id}, type ${f.type})`, { server: this.server }));
     // the server answers in order: a reply to a later request means it lost or reordered one
@@ -136,27 +106,13 @@ export class Connection {
     }
   }
 
-  private next(timeoutMs: number): Promise<Frame> {
-    return new Promise((resolve, reject) => {
-      if (this.failure !== null) return reject(this.failure);
-      const timer = setTimeout(() => this.fail(new DtlError('TIMEOUT', `DTL server ${this.server}: no handshake within ${timeoutMs} ms`, { server: this.server })), timeoutMs);
-      this.waitFrame = (f) => {
-        clearTimeout(timer);
-        resolve(f);
-      };
-      this.pending.set(0, { resolve: () => undefined, reject: (e) => { clearTimeout(timer); reject(e); }, timer });
-    }).finally(() => this.pending.delete(0)) as Promise<Frame>;
+  protected lost(why: Lost): DtlError {
+    if (why.what === 'malformed') return why.err;
+    if (why.what === 'error') return new DtlError('UNREACHABLE', `DTL server ${this.server}: ${why.err.message}`, { server: this.server }, { cause: why.err });
+    return new DtlError('UNREACHABLE', `DTL server ${this.server} closed the connection`, { server: this.server });
   }
 
-  private fail(err: DtlError): void {
-    if (this.failure !== null) return;
-    this.failure = err;
-    this.sock.destroy();
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(err);
-    }
-    this.pending.clear();
+  protected closed(): void {
     this.onClose?.();
   }
 }

@@ -1,20 +1,25 @@
 /**
- * A follower's connection to the owner's router link (./server.ts): the handshake (the DTL's shared-secret
- * proof both ways, dtl-client/auth.ts), a check that the server serves the vPool this router follows, then
+ * A follower's connection to the owner's router link (./server.ts), on the DTL's framed client
+ * (dtl-client/framed-client.ts): the handshake (the DTL's shared-secret proof both ways, dtl-client/auth.ts), a check that the server serves the vPool this router follows, then
  * calls matched to replies by id, any number in flight. Calls have no timeout of their own: a call waits for
  * the owner for as long as the connection lives; the follower decides when the owner is gone (its registry
  * lease) and closes the connection, which fails every call in flight with LinkDown (they are then run again on
  * the next owner: tools/daemon/follower.ts). A malformed frame or reply also closes it.
  */
 import net from 'node:net';
-import { clientMac, macEqual, MAC_BYTES, nonce, NONCE_BYTES, serverMac } from '../dtl-client/auth.js';
+import { NONCE_BYTES } from '../dtl-client/auth.js';
 import { splitHostPort } from '../dtl-client/connection.js';
 import { DtlError } from '../dtl-client/errors.js';
-import { encodeFrame, encodeFrameParts, FrameDecoder, type Frame } from '../dtl-client/frame.js';
+import { FramedClient, type Lost } from '../dtl-client/framed-client.js';
+import { encodeFrame, encodeFrameParts, type Frame } from '../dtl-client/frame.js';
 import { decodeHello, decodeMessage, encodeMessage, Link, LINK_LABEL, LINK_MAGIC } from './wire.js';
 
-/** The connection to the owner went away with the call in flight (or before it was sent). */
-export class LinkDown extends Error {}
+/** The connection to the owner went away with the call in flight (or before it was sent); `why`: what happened. */
+export class LinkDown extends Error {
+  constructor(readonly why: string) {
+    super(`router link: ${why}`);
+  }
+}
 
 interface Pending {
   resolve(r: { code: number; values: unknown[] }): void;
@@ -32,46 +37,27 @@ export interface LinkClientOptions {
   router?: string;
 }
 
-export class LinkClient {
-  private readonly decoder = new FrameDecoder(LINK_MAGIC);
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
+export class LinkClient extends FramedClient<LinkDown, Pending> {
   private corked = false;
-  private failure: Error | null = null;
-  private waitFrame: ((f: Frame | Error) => void) | null = null;
   private readonly closeListeners: Array<(why: string) => void> = [];
   /** The router at the other end, from its Hello. */
   router = '';
 
-  private constructor(private readonly sock: net.Socket, readonly address: string) {
-    sock.setNoDelay(true);
-    sock.on('data', (chunk: Buffer) => {
-      const { frames, error } = this.decoder.pushSome(chunk);
-      for (const f of frames) if (this.failure === null) this.dispatch(f);
-      if (error !== null) this.fail(`a malformed frame from ${address}: ${error.message}`);
-    });
-    sock.on('error', (err) => this.fail(`${address}: ${err.message}`));
-    sock.on('close', () => this.fail(`${address} closed the connection`));
+  private constructor(sock: net.Socket, readonly address: string) {
+    super(sock, LINK_MAGIC, 0xffffffff);
   }
 
   static async connect(opts: LinkClientOptions): Promise<LinkClient> {
     const { host, port } = splitHostPort(opts.address);
     const c = new LinkClient(net.connect({ host, port }), opts.address);
     const timeoutMs = opts.timeoutMs ?? 5000;
+    const timeout = (): LinkDown => new LinkDown(`no handshake from ${opts.address} within ${timeoutMs} ms`);
     try {
-      const hello = await c.next(timeoutMs);
+      const hello = await c.next(timeoutMs, timeout);
       if (hello.type !== Link.Hello) throw new DtlError('PROTOCOL', `expected Hello from ${opts.address}, got message ${hello.type}`);
       const h = decodeHello(hello.payload, NONCE_BYTES);
       if (h.vpool !== opts.vpool) throw new DtlError('INVALID', `the router link at ${opts.address} serves vPool '${h.vpool}', not '${opts.vpool}'`);
-      if (h.auth && opts.secret === undefined) throw new DtlError('AUTH', `the router link at ${opts.address} requires a shared secret and none is configured (--peer-secret-file)`);
-      if (!h.auth && opts.secret !== undefined) throw new DtlError('AUTH', `the router link at ${opts.address} does not authenticate, but a shared secret is configured: refusing it`);
-      if (opts.secret !== undefined) {
-        const mine = nonce();
-        c.sock.write(encodeFrame(Link.Auth, 0, Buffer.concat([mine, clientMac(opts.secret, h.nonce, mine, LINK_LABEL)]), LINK_MAGIC));
-        const ans = await c.next(timeoutMs);
-        if (ans.type !== Link.AuthOk || ans.payload.length !== MAC_BYTES) throw new DtlError('AUTH', `the router link at ${opts.address} refused the shared secret`);
-        if (!macEqual(ans.payload, serverMac(opts.secret, mine, h.nonce, LINK_LABEL))) throw new DtlError('AUTH', `the router link at ${opts.address} does not know the shared secret`);
-      }
+      await c.proveSecret(opts.secret, h.auth, h.nonce, { who: `the router link at ${opts.address}`, timeoutMs, timeout, label: LINK_LABEL, hint: ' (--peer-secret-file)' });
       if (c.failure !== null) throw c.failure;
       if (opts.router !== undefined) c.sock.write(encodeFrame(Link.Ident, 0, Buffer.from(JSON.stringify({ router: opts.router })), LINK_MAGIC));
       c.router = h.router;
@@ -80,10 +66,6 @@ export class LinkClient {
       c.close();
       throw err;
     }
-  }
-
-  get alive(): boolean {
-    return this.failure === null;
   }
 
   /** Runs once when the connection is gone (closed by either side, or broken). */
@@ -95,8 +77,7 @@ export class LinkClient {
   /** One handler call on the owner: its code and values; rejects with LinkDown if the connection goes first. */
   call(op: string, args: unknown[]): Promise<{ code: number; values: unknown[] }> {
     if (this.failure !== null) return Promise.reject(this.failure);
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const id = this.takeId();
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const parts = encodeFrameParts(Link.Call, id, encodeMessage(op, args), LINK_MAGIC);
@@ -114,51 +95,31 @@ export class LinkClient {
   }
 
   close(why = 'closed by this router'): void {
-    this.fail(why);
+    this.fail(new LinkDown(why));
   }
 
-  private dispatch(f: Frame): void {
-    if (this.waitFrame !== null) {
-      const w = this.waitFrame;
-      this.waitFrame = null;
-      return w(f);
-    }
+  protected dispatch(f: Frame): void {
     const p = this.pending.get(f.id);
-    if (f.type !== Link.Reply || p === undefined) return this.fail(`an unexpected message from ${this.address} (type ${f.type}, id ${f.id})`);
+    if (f.type !== Link.Reply || p === undefined) return this.fail(new LinkDown(`an unexpected message from ${this.address} (type ${f.type}, id ${f.id})`));
     this.pending.delete(f.id);
     let code: unknown;
     let values: unknown[];
     try {
       [code, values] = decodeMessage(f.payload);
     } catch (err) {
-      return this.fail((err as Error).message);
+      return this.fail(new LinkDown((err as Error).message));
     }
-    if (typeof code !== 'number' || !Number.isSafeInteger(code)) return this.fail(`a reply without a result code from ${this.address}`);
+    if (typeof code !== 'number' || !Number.isSafeInteger(code)) return this.fail(new LinkDown(`a reply without a result code from ${this.address}`));
     p.resolve({ code, values });
   }
 
-  private next(timeoutMs: number): Promise<Frame> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(`no handshake from ${this.address} within ${timeoutMs} ms`), timeoutMs);
-      this.waitFrame = (f) => {
-        clearTimeout(timer);
-        if (f instanceof Error) reject(f);
-        else resolve(f);
-      };
-    });
+  protected lost(why: Lost): LinkDown {
+    if (why.what === 'malformed') return new LinkDown(`a malformed frame from ${this.address}: ${why.err.message}`);
+    if (why.what === 'error') return new LinkDown(`${this.address}: ${why.err.message}`);
+    return new LinkDown(`${this.address} closed the connection`);
   }
 
-  private fail(why: string): void {
-    if (this.failure !== null) return;
-    this.failure = new LinkDown(`router link: ${why}`);
-    this.sock.destroy();
-    if (this.waitFrame !== null) {
-      const w = this.waitFrame;
-      this.waitFrame = null;
-      w(this.failure);
-    }
-    for (const p of this.pending.values()) p.reject(this.failure);
-    this.pending.clear();
-    for (const fn of this.closeListeners.splice(0)) fn(why);
+  protected closed(err: LinkDown): void {
+    for (const fn of this.closeListeners.splice(0)) fn(err.why);
   }
 }
