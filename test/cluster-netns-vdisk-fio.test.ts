@@ -11,10 +11,10 @@
  */
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ExecutionContext } from 'ava';
-import { CLI, fuseTest, logEntries, ok, q, sh, type MountHandle } from './helpers/mount.js';
+import { fuseTest, logEntries, ok, q, type MountHandle } from './helpers/mount.js';
 import { useBridge } from './helpers/netns.js';
 import { threeRouters } from './helpers/three-routers.js';
+import { explainLogs, moveVDisk } from './helpers/vdisk-move-cli.js';
 import { fioError, fioKiB, fioPrefill, fioReadVerify, startFioUntil } from './helpers/fio-running.js';
 
 const test = fuseTest();
@@ -36,9 +36,7 @@ test('three routers in network namespaces: fio --verify through rb\'s mount on r
   await sleep(1500);
   const move = async (to: string): Promise<void> => {
     t.true(fio.alive, `fio ended before the move to ${to}:\n${fio.stdout}\n${fio.stderr}`);
-    const m = await sh(`node ${q(CLI)} move ${q(a.p('vms', 'x'))} --to ${to} --registry ${q(r.nc.c.etcd.url)}`);
-    t.is(m.code, 0, `move --to ${to}:\n${m.stdout}\n${m.stderr}`);
-    t.log(m.stdout.trim().split('\n').pop());
+    await moveVDisk(t, r.nc.c, a.p('vms', 'x'), to);
     await sleep(1500); // fio goes on against the new server before the next move
   };
   await move('rb');
@@ -66,12 +64,7 @@ test('three routers in network namespaces: fio --verify through rb\'s mount on r
     sums.push(await ok(t, `sha256sum < ${q(m.p('vms', 'x'))}`));
   }
   t.deepEqual(new Set(sums).size, 1, sums.join(''));
-  explain(t, mounts);
+  explainLogs(t, mounts);
   for (const m of [b, c, a]) t.is(await m.stop(), 0, m.mountpoint);
 });
 
-/** The logs' warnings and errors, on failure. */
-function explain(t: ExecutionContext, mounts: Record<string, MountHandle>): void {
-  if ((t as unknown as { passed: boolean }).passed) return;
-  for (const [n, m] of Object.entries(mounts)) t.log(`${n}:\n${m.log.split('\n').filter((l) => /"level":"(error|warn)"/.test(l)).slice(-25).join('\n')}`);
-}
