@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fuseTest, logEntries, ok, q, type MountHandle } from './helpers/mount.js';
 import { useBridge } from './helpers/netns.js';
 import { threeRouters } from './helpers/three-routers.js';
-import { explainLogs, moveVDisk } from './helpers/vdisk-move-cli.js';
+import { explainLogs, moveVDisk } from './helpers/vdisk-cluster.js';
 import { fioError, fioKiB, fioPrefill, fioReadVerify, startFioUntil } from './helpers/fio-running.js';
 
 const test = fuseTest();

@@ -9,6 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { q, sh, type ShResult } from './mount.js';
 
@@ -59,7 +60,8 @@ export interface RunningFio {
 export function startFioUntil(f: FioFile, trigger: string, iodepth = 8): RunningFio {
   const cmd = `${common(f)} --rw=randwrite --direct=1 --ioengine=libaio --iodepth=${iodepth} --verify_backlog=64 --do_verify=1 `
     + `--time_based --runtime=3600 --trigger-file=${q(trigger)}`;
-  const child = spawn('bash', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // in the trigger's directory: a triggered stop saves fio's verify state (`local-*-verify.state`) in its cwd
+  const child = spawn('bash', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'], cwd: path.dirname(trigger) });
   let stdout = '';
   let stderr = '';
   let code: number | null | undefined;
