@@ -5,10 +5,12 @@
  * "Ownership per vDisk") and a writer writes it through rb's mount, rb's record showing its sync DTL.
  * SIGSTOP of rb: once rb's registry lease is gone ra takes /vms/disk back by itself (rebuild from the backend, the
  * `t<tag>` fence, the DTL recovery) with every write rb acknowledged; ra and rc write it and a reference copy is
- * taken; SIGCONT rb: rb logs FENCED, acknowledges nothing more (the write it had received before the SIGSTOP was
- * acknowledged after the SIGCONT, and lost, before the gate's check before an acknowledgement: volume/claim/
- * vdisk-gate.ts beforeAck), its mount answers /vms/disk with an error, and what ra serves stays the reference —
- * through ra, rc, and a fourth router rebuilding from the backend once rb's late uploads had time to land.
+ * taken; SIGCONT rb: rb logs FENCED, its mount answers /vms/disk with an error, and what ra serves stays the
+ * reference — through ra, rc, and a fourth router rebuilding from the backend once rb's late uploads had time to land.
+ * A write whose acknowledgement reaches the writer after the SIGCONT must be in what ra serves (rb made it durable
+ * before the SIGSTOP; only its reply was late). Before the gate's check before an acknowledgement
+ * (volume/claim/vdisk-gate.ts beforeAck) rb acknowledged the write it had received just before the SIGSTOP after
+ * the SIGCONT, and that write was lost: this test failed.
  */
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -57,10 +59,14 @@ test('SIGSTOP of the delegate under its writer (sync DTL): the owner takes its v
   t.log(`rb's mount: ${late.stderr.trim()}`);
   await sleep(1000); // rb's late uploads, if any, land
   await wb.stop();
-  // a write the zombie acknowledges after it lost the vDisk is not in what ra serves: it must answer an error
+  // an acknowledgement that reaches the writer after SIGCONT is fine for a write rb made durable before the SIGSTOP
+  // (its reply delayed: ra recovered it from the DTL); one rb accepted after it lost the vDisk is in nothing ra
+  // serves: every acknowledged write must read back through ra, unless ra or rc overwrote its block since
   const lateAcks = wb.acked.slice(ackedAtStop.length);
-  t.log(`rb's writer: ${lateAcks.length} writes acknowledged after SIGCONT (${lateAcks.join(' ')}); ${wb.stderr.trim() || 'no error'}`);
-  t.deepEqual(lateAcks, [], `rb acknowledged writes after it lost /vms/disk; through ra ${(await badBlocks(t, a.p('vms', 'disk'), lateAcks)).length} of them are missing`);
+  const overwritten = (i: number): boolean => { const blk = (i * 7919) % 32768; return blk < 512 || (blk >= 16384 && blk < 16896); };
+  const lost = await badBlocks(t, a.p('vms', 'disk'), lateAcks.filter((i) => !overwritten(i)));
+  t.log(`rb's writer: ${lateAcks.length} writes acknowledged after SIGCONT (${lateAcks.join(' ')}), ${lost.length} of them not in what ra serves; ${wb.stderr.trim() || 'no error'}`);
+  t.deepEqual(lost, [], 'writes rb acknowledged after SIGCONT that are not in what ra serves');
   for (const m of [a, c]) t.is((await sh(`cmp ${q(m.p('vms', 'disk'))} ${q(ref)}`)).code, 0, `what ${m.mountpoint} serves changed after rb resumed`);
 
   t.is(await c.stop(), 0);
