@@ -75,7 +75,8 @@ export function startFioUntil(f: FioFile, trigger: string, iodepth = 8): Running
     async stop() {
       writeFileSync(trigger, '');
       // fio looks for its trigger file about once a second
-      return Promise.race([exited, sleep(120_000).then(() => { child.kill('SIGKILL'); return exited; })]);
+      // the timer unref'ed: a pending one would keep the test's worker alive for two minutes after fio exited
+      return Promise.race([exited, sleep(120_000, undefined, { ref: false }).then(() => { if (code === undefined) child.kill('SIGKILL'); return exited; })]);
     },
     kill() { if (code === undefined) child.kill('SIGKILL'); },
   };
