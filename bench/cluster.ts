@@ -11,10 +11,13 @@
  *   history: the same takeover for a vDisk with a history of N TLogs, for each N of --history (default 250,1000;
  *   or VPOOLFS_BENCH_HISTORY), with map checkpoints on and off (bench/cluster-history.ts): with them the time
  *   should not grow with N, without them it does. Each N × mode is one run in a vPool of its own.
- *   --parts io,takeover,history (default all three) runs some of them.
+ *   vdisk-move: one vDisk moved to B and back (`vpoolfs move FILE --to rb`, ownership per vDisk), --runs rounds:
+ *   the handover and return times, and fio through B's own mount while B serves it as a ratio to A's local I/O
+ *   (bench/cluster-vdisk-move.ts).
+ *   --parts io,takeover,history,vdisk-move (default all four) runs some of them.
  *
  *   node dist/bench/cluster.js [--runtime 3] [--ramp 1] [--runs 3] [--size 128M] [--lease 2] [--takeovers 3]
- *                              [--history 250,1000] [--parts io,takeover,history] [--dir BASE]
+ *                              [--history 250,1000] [--parts io,takeover,history,vdisk-move] [--dir BASE]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,13 +26,14 @@ import { parseArgs } from 'node:util';
 import { EtcdHandle, freePort } from '../test/helpers/etcd.js';
 import { allClean, Router } from './cluster-router.js';
 import { historyTable, historyTakeover, type HistoryRow } from './cluster-history.js';
+import { vdiskMoveBench, vdiskMoveTable } from './cluster-vdisk-move.js';
 import { FILE_NAMES, layOut, median, runFio, WORKLOADS } from './fio.js';
 
 const { values: args } = parseArgs({
   options: {
     runtime: { type: 'string', default: '3' }, ramp: { type: 'string', default: '1' }, runs: { type: 'string', default: '3' },
     size: { type: 'string', default: '128M' }, lease: { type: 'string', default: '2' }, takeovers: { type: 'string', default: '3' }, dir: { type: 'string' },
-    history: { type: 'string', default: process.env.VPOOLFS_BENCH_HISTORY ?? '250,1000' }, parts: { type: 'string', default: 'io,takeover,history' },
+    history: { type: 'string', default: process.env.VPOOLFS_BENCH_HISTORY ?? '250,1000' }, parts: { type: 'string', default: 'io,takeover,history,vdisk-move' },
   },
 });
 const root = fs.mkdtempSync(path.join(args.dir ?? os.tmpdir(), 'vpoolfs-bench-cluster-'));
@@ -48,7 +52,7 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   const json: Record<string, unknown> = { leaseSeconds: lease };
   try {
-    if (parts.has('io') || parts.has('takeover')) {
+    if (parts.has('io') || parts.has('takeover') || parts.has('vdisk-move')) {
       const a = new Router(root, 'ra', etcd.url, lease);
       routers.push(a);
       await a.until(/^ready$/);
@@ -66,6 +70,12 @@ async function main(): Promise<void> {
           ...rows.map((r) => `| ${r.workload} | ${r.owner} | ${r.follower} | ${r.ratio.toFixed(2)} |`),
           '',
         );
+      }
+      if (parts.has('vdisk-move')) {
+        // before the takeovers, which kill A
+        const r = await vdiskMoveBench(a, b, etcd.url, runs, fioOpts, (s) => process.stderr.write(`${s}\n`));
+        json.vdiskMove = r;
+        lines.push(...vdiskMoveTable(r, runs, fioOpts), '');
       }
       if (parts.has('takeover')) {
         // the takeover waits for the owner's vDisks recorded clean: there must be one

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { VolumeError } from '../util/errors.js';
 import type { MetadataStore } from '../mds/types.js';
 import type { BlobStore } from './backend/types.js';
+import { FencedStore } from './claim/fenced-store.js';
 import { ReadCache } from './datapath/read/read-cache.js';
 import { Semaphore } from './datapath/upload/uploader.js';
 import { UploadBuffers } from './datapath/upload/upload-buffers.js';
@@ -35,6 +36,8 @@ export function vdiskContext(stateDir: string, backend: BlobStore, mds: Metadata
     checkpointJobs: new Semaphore(CHECKPOINT_JOBS),
     routerId,
     ...fencing,
+    // a delegated vDisk's store is fenced by its VDiskGate, which checks before acknowledging; the vPool's claim does not
+    ...(backend instanceof FencedStore && backend.checksAcks ? { beforeAck: (what: string) => backend.beforeAck(what) } : {}),
     writeCacheDir,
     scoClusters: checkTuning(opts.scoClusters ?? 1024, 'scoClusters', 1, 65536),
     tlogScos: checkTuning(opts.tlogScos ?? 16, 'tlogScos', 1, 100000),

@@ -60,27 +60,14 @@ const TOOK = /^took vPool 'pool' over from router 'ra'/;
 
 /** A writer on A's mount, `fault()` once it has a few hundred writes acknowledged; then the takeover as above. */
 export async function takeoverAfter(t: ExecutionContext, r: ThreeRouters, what: string, fault: () => Promise<void>): Promise<Takeover> {
-  const { a, b, c } = r;
+  const { a, b } = r;
   const w = startWriter(a.p('vms', 'disk'), 0, 64);
   await w.waitFor(200 + Math.floor(Math.random() * 300));
   const faultAt = Date.now();
   await fault();
   const ackedAtFault = w.acked.slice();
-  const deadline = Date.now() + 60_000;
-  let taker: MountHandle | undefined;
-  while ((taker = [b, c].find((m) => logEntries(m.log, TOOK).length > 0)) === undefined) {
-    for (const m of [b, c]) if (!m.alive) t.fail(`${m.mountpoint}'s router exited:\n${m.log}`);
-    if (Date.now() > deadline) t.fail(`neither B nor C took the vPool over within 60 s of ${what}:\n${b.log.slice(-3000)}\n${c.log.slice(-3000)}`);
-    await sleep(100);
-  }
+  const { taker, other, tn, on } = await waitTakeover(t, r, what);
   const ms = Date.parse(String(logEntries(taker.log, TOOK)[0]!.timestamp)) - faultAt;
-  const other = taker === b ? c : b;
-  const [tn, on] = taker === b ? ['rb', 'rc'] : ['rc', 'rb'];
-  while (logEntries(other.log, new RegExp(`^following router '${tn}'`)).length === 0) {
-    if (!other.alive) t.fail(`${on} exited:\n${other.log}`);
-    if (Date.now() > deadline + 30_000) t.fail(`${on} does not follow ${tn}:\n${other.log.slice(-3000)}`);
-    await sleep(100);
-  }
   const deferred = logEntries(b.log, /^deferring the takeover/);
   const opened = Date.parse(String(logEntries(taker.log, TOOK)[0]!.timestamp)) - Date.parse(String(logEntries(taker.log, /^TAKEOVER/)[0]?.timestamp));
   t.log(`${tn} (${DOMAINS[tn]}) serves the vPool ${ms} ms after ${what} of ra (${opened} ms of it opening the vPool after its TAKEOVER decision; ra in ${DOMAINS.ra}, registry lease 2 s); rb ${deferred.length > 0 ? 'deferred to rc' : 'did not defer (rc took it before rb noticed the death)'}; ${ackedAtFault.length} writes acknowledged on ra before`);
@@ -96,4 +83,27 @@ export async function takeoverAfter(t: ExecutionContext, r: ThreeRouters, what: 
     t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${ackedAtFault.length} writes acknowledged on ra missing through ${m.mountpoint}`);
   }
   return { taker, other, w, checked: ackedAtFault, ms };
+}
+
+/**
+ * Waits until B or C took the vPool over from A (its log: `took vPool 'pool' over from router 'ra'`) and the other
+ * follows the taker; fails the test after 60 s (90 s for the other to follow) or if B or C exits.
+ */
+export async function waitTakeover(t: ExecutionContext, r: ThreeRouters, what: string): Promise<{ taker: MountHandle; other: MountHandle; tn: string; on: string }> {
+  const { b, c } = r;
+  const deadline = Date.now() + 60_000;
+  let taker: MountHandle | undefined;
+  while ((taker = [b, c].find((m) => logEntries(m.log, TOOK).length > 0)) === undefined) {
+    for (const m of [b, c]) if (!m.alive) t.fail(`${m.mountpoint}'s router exited:\n${m.log}`);
+    if (Date.now() > deadline) t.fail(`neither B nor C took the vPool over within 60 s of ${what}:\n${b.log.slice(-3000)}\n${c.log.slice(-3000)}`);
+    await sleep(100);
+  }
+  const other = taker === b ? c : b;
+  const [tn, on] = taker === b ? ['rb', 'rc'] : ['rc', 'rb'];
+  while (logEntries(other.log, new RegExp(`^following router '${tn}'`)).length === 0) {
+    if (!other.alive) t.fail(`${on} exited:\n${other.log}`);
+    if (Date.now() > deadline + 30_000) t.fail(`${on} does not follow ${tn}:\n${other.log.slice(-3000)}`);
+    await sleep(100);
+  }
+  return { taker, other, tn: tn!, on: on! };
 }

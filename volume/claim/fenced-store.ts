@@ -11,6 +11,8 @@ import type { BlobStore, ListOptions } from '../backend/types.js';
 /** What decides whether a backend write may go: BackendClaim (the vPool's claim) or VDiskGate (one delegated vDisk). */
 export interface WriteGate {
   gate(what: string): Promise<void>;
+  /** Before an acknowledgement of the vDisk's I/O (VDiskGate only): null when nothing needs checking. */
+  beforeAck?(what: string): Promise<void> | null;
 }
 
 export class FencedStore implements BlobStore {
@@ -21,7 +23,16 @@ export class FencedStore implements BlobStore {
   /** Present exactly when the wrapped store has it; a write, gated like put. */
   putFile?: (key: string, file: string) => Promise<number>;
 
+  /** The gate's check before an acknowledgement, when it has one (a delegated vDisk's VDiskGate). */
+  beforeAck(what: string): Promise<void> | null {
+    return this.claim.beforeAck?.(what) ?? null;
+  }
+
+  /** Whether the gate checks acknowledgements (a VDiskGate); the vPool's claim does not. */
+  readonly checksAcks: boolean;
+
   constructor(private readonly inner: BlobStore, private readonly claim: WriteGate) {
+    this.checksAcks = claim.beforeAck !== undefined;
     if (inner.localPath !== undefined) this.localPath = (key) => inner.localPath!(key);
     if (inner.putFile !== undefined) {
       this.putFile = async (key, file) => {

@@ -11,12 +11,21 @@
  *              running while the process is stopped) it confirms first, so a resumed zombie learns it lost the
  *              vDisk before it writes anything; while the registry does not answer: BACKEND (retried by the
  *              caller) — a write is never let through unconfirmed.
+ *   beforeAck() before a write, discard, resize or fsync of the vDisk is acknowledged (VDiskContext.beforeAck):
+ *              FENCED once the vDisk is lost; when the last confirmation is stale it confirms first — a write
+ *              that reached a router just before it was stopped (SIGSTOP, a VM freeze) is otherwise acknowledged
+ *              when it resumes, after the owner took the vDisk back: an acknowledged write that is in nothing
+ *              the owner serves (test/cluster-netns-vdisk-zombie.test.ts). While the
+ *              registry does not answer (its last confirmation failed, or this one takes over a quarter of the
+ *              TTL) it lets the acknowledgement through, as before: etcd down, nobody can take the vDisk back (a
+ *              delegate cut off from etcd but not from its clients stays a limit).
  *   a timer    confirms every third of the TTL, so that gate() rarely waits.
  * The same rule as the backend claim's (./claim.ts) with etcd as the witness: the router that takes the vDisk back
  * does so only after the record changed (one etcd transaction) or the lease expired, and either is seen by the
  * next confirmation. What the gate cannot stop — a PUT already on its way — the fence in the data stops
  * (../datapath/epoch-fence.ts, the owner-tag fences).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BackendError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
 
@@ -62,6 +71,19 @@ export class VDiskGate {
     if (performance.now() >= this.validUntilMono) {
       throw new BackendError('BACKEND', `${what}: held back, the registry could not confirm this router's ownership of vDisk ${this.vdisk}`, { vdisk: this.vdisk, tag: this.tag });
     }
+  }
+
+  /**
+   * Before an acknowledgement: null (nothing to wait for) while the last confirmation holds; otherwise a
+   * confirmation, then FENCED if the vDisk was lost. A registry that does not answer lets it through (see the header).
+   */
+  beforeAck(what: string): Promise<void> | null {
+    if (this.fencedWhy === null && (performance.now() < this.validUntilMono || this.failures > 0)) return null;
+    return (async () => {
+      // a registry that does not answer within a quarter of the TTL counts as not answering: the write goes on
+      if (this.fencedWhy === null) await Promise.race([this.confirm(), sleep(this.ttlMs / 4, undefined, { ref: false })]);
+      if (this.fencedWhy !== null) throw this.fencedError(`${what}: not acknowledged`);
+    })();
   }
 
   /** One confirmation (single flight). */

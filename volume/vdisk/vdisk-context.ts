@@ -43,6 +43,11 @@ export interface VDiskContext {
    * then writes its owner-tag fence first (../datapath/epoch-fence.ts).
    */
   fenceTag?: (id: string) => number | undefined;
+  /**
+   * Called before a write, discard, resize or fsync is acknowledged (../claim/vdisk-gate.ts beforeAck: a delegated
+   * vDisk's confirmation that this router still owns it, when the last one is stale); null: nothing to wait for.
+   */
+  beforeAck?: (what: string) => Promise<void> | null;
   /** Why this router lost its claim on the vPool (its vDisks answer I/O with FENCED), or null. */
   fenced?: () => string | null;
   /**

@@ -54,6 +54,7 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource, Gathere
       if (joinGather(this)) await new Promise<void>((resolve, reject) => this.gathered.push({ offset, data, resolve, reject }));
       else await this.exclusive(() => this.writeLocked(offset, data));
       await this.dtl.settle();
+      await this.ctx.beforeAck?.('write');
     } finally {
       done();
     }
@@ -85,6 +86,7 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource, Gathere
     try {
       await this.exclusive(() => this.discardLocked(offset, length));
       await this.dtl.settle();
+      await this.ctx.beforeAck?.('discard');
     } finally {
       done();
     }
@@ -98,6 +100,7 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource, Gathere
     // (async, sync) the DTL has its entry on its disk, as after an fsync
     await this.cache.syncLocal();
     await this.dtl.flush();
+    await this.ctx.beforeAck?.('resize');
   }
 
   /**
@@ -108,6 +111,7 @@ export class VDiskImpl extends VDiskWrites implements VDisk, SlotSource, Gathere
     this.checkOpen();
     await this.cache.syncLocal();
     await this.dtl.flush();
+    await this.ctx.beforeAck?.('fsync');
   }
 
   async syncToBackend(): Promise<void> {
