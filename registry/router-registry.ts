@@ -53,6 +53,12 @@ export class RouterRegistry {
   private waiting: Waiting | null = null;
   private rejoining: Promise<void> | null = null;
   private keepaliveFailing = false;
+  /**
+   * performance.now() when the last keepalive that etcd answered was SENT (or the lease granted): the lease
+   * cannot expire before this + its TTL. RouterSession.ackCheck reads it.
+   */
+  renewedAtMono = -Infinity;
+  private keepaliveSentMono = -Infinity;
   private readonly rejoinListeners: Array<() => void> = [];
 
   private constructor(readonly client: Etcd3, private readonly opts: JoinOptions) {}
@@ -89,7 +95,9 @@ export class RouterRegistry {
     const { client, opts } = this;
     const lease = client.lease(opts.leaseSeconds);
     lease.on('lost', (err) => this.lost(lease, err));
+    const granting = performance.now();
     const id = await lease.grant();
+    this.renewedAtMono = granting;
     const rec: RouterRecord = {
       name: opts.name, host: os.hostname(), ips: hostAddresses(), pid: process.pid, state: opts.state,
       failureDomain: opts.failureDomain ?? null, address: opts.address ?? null, api: opts.api ?? null, dtlServer: opts.dtlServer ?? null,
@@ -122,7 +130,9 @@ export class RouterRegistry {
       this.keepaliveFailing = true;
       log.warn('renewing the registry lease failed (etcd unreachable?); the router keeps serving what it owns, and retries', { router: opts.name, error: String((err as Error).message ?? err) });
     });
+    lease.on('keepaliveFired', () => { this.keepaliveSentMono = performance.now(); });
     lease.on('keepaliveSucceeded', () => {
+      if (lease === this.lease) this.renewedAtMono = Math.max(this.renewedAtMono, this.keepaliveSentMono);
       if (!this.keepaliveFailing) return;
       this.keepaliveFailing = false;
       log.info('the registry lease is renewed again', { router: opts.name });

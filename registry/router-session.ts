@@ -13,15 +13,22 @@
  *              session with `following` set (that owner's registration: where its router link listens); the
  *              mount forwards to it (tools/daemon/follower.ts), and becomeOwner() makes it the owner after a
  *              takeover (the owner tag's transaction: takeVPool).
+ *   ackCheck() before the owner acknowledges a write, discard, resize or fsync (volume/ VDiskContext.beforeAck):
+ *              nothing while this router's ownership was confirmed and its lease renewed within half the TTL;
+ *              otherwise one check first, and FENCED if the vPool was taken over. A router that was paused
+ *              (SIGSTOP, a VM freeze) past its lease and resumed would otherwise acknowledge the writes its
+ *              clients sent meanwhile — into its write cache and its DTL, which the new owner never reads —
+ *              until its next periodic check (test/cluster-netns-owner-late-ack.test.ts).
  *   stop()     a clean stop: ownership released, registration removed.
  *
  * No I/O waits for etcd: with etcd down the router goes on serving what it owns (the backend claim keeps
  * it honest), and nobody can take anything over (taking needs etcd).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../util/log.js';
 import { RouterRegistry, type JoinOptions } from './router-registry.js';
 import { recordVDisks, releaseVPool, takeVPool, vpoolOwner, type KnownRecords, type Taken } from './ownership.js';
-import { isCode } from '../util/errors.js';
+import { BackendError, isCode } from '../util/errors.js';
 import { RegistryError } from './errors.js';
 import type { Protection, RouterRecord, Waiting } from './keys.js';
 import type { Listed } from './vpool-walk.js';
@@ -99,6 +106,8 @@ export class RouterSession {
   /** The vDisk list with protection (no `since`) last seen by watch(): a change triggers a sync. */
   private seen = '';
   private failing = false;
+  /** performance.now() when the last check that found the vPool still this router's was ASKED (ackCheck). */
+  private confirmedMono = -Infinity;
   /**
    * The list watch() saw last and its version (bumped at each change); the version recorded in etcd (-1: record
    * at the next sync). A sync records the watch's list rather than walking the tree again, and only when it
@@ -287,6 +296,7 @@ export class RouterSession {
   private async syncOnce(): Promise<void> {
     if (this.listVDisks === null || this.lostTo !== null || this.recordsHeld > 0) return;
     const { client } = this.registry;
+    const asked = performance.now(); // what etcd says holds from the question on, not from the answer
     try {
       // the vDisk records are rewritten when the list changed (or after a rejoin); otherwise one read of the
       // owner key says whether the vPool is still this router's
@@ -295,6 +305,7 @@ export class RouterSession {
       const still = owner0 !== null && owner0.router === this.opts.name && owner0.tag === this.tag;
       if (still || await recordVDisks(client, this.opts.vpool, this.opts.name, this.tag, this.withSince(this.latest ?? this.listVDisks()), this.known)) {
         this.recordedVersion = version;
+        this.confirmedMono = Math.max(this.confirmedMono, asked);
         if (this.failing) log.info('the registry answers again: vDisk ownership recorded', { vpool: this.opts.vpool, tag: this.tag });
         this.failing = false;
         return;
@@ -308,6 +319,29 @@ export class RouterSession {
       if (!this.failing) log.warn('recording vDisk ownership in the registry failed (etcd unreachable?); the router keeps serving what it owns and retries', { vpool: this.opts.vpool, error: String((err as Error).message ?? err) });
       this.failing = true;
     }
+  }
+
+  /**
+   * Before an acknowledgement of the owner's I/O (see the header): null when nothing needs checking — the last
+   * confirmation and the last lease renewal are within half the TTL (nobody can have taken the vPool over: that
+   * needs this router's lease to expire), or the registry does not answer (etcd down: nobody can take anything
+   * over; a router cut off from etcd but not from its clients stays a limit, docs/cluster.md). Otherwise a check,
+   * bounded by a quarter of the TTL (not answering counts as above), then FENCED if the vPool is another's.
+   */
+  ackCheck(what: string): Promise<void> | null {
+    if (this.lostTo !== null) return Promise.reject(this.lostError(what));
+    if (this.listVDisks === null || this.failing) return null;
+    const half = this.opts.leaseSeconds * 500;
+    const now = performance.now();
+    if (now < this.confirmedMono + half && now < this.registry.renewedAtMono + half) return null;
+    return (async () => {
+      await Promise.race([this.sync(), sleep(half / 2, undefined, { ref: false })]);
+      if (this.lostTo !== null) throw this.lostError(what);
+    })();
+  }
+
+  private lostError(what: string): BackendError {
+    return new BackendError('FENCED', `${what}: not acknowledged, router '${this.lostTo}' owns vPool '${this.opts.vpool}' now (this router's lease expired while it was cut off or paused)`, { vpool: this.opts.vpool, owner: this.lostTo });
   }
 
   /** Runs once when another router is found owning the vPool (the mount makes the backend claim renew at once). */

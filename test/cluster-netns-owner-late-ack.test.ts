@@ -7,12 +7,10 @@
  * before the SIGSTOP and only its reply was late); a write ra accepted after it resumed — into its write cache and
  * its DTL, before it learnt it lost the vPool — and acknowledged is in nothing the new owner serves.
  *
- * FAILS TODAY (a finding left for the lead, 2026-12-05): ra acknowledges the writes its writer sends after the
- * SIGCONT (5 in the run here) until its registry session's next check (every third of the lease,
- * registry/router-session.ts syncOnce) logs OWNERSHIP LOST and fences the claim; those writes are lost. The
- * per-vDisk gate has the fix for a delegated vDisk (volume/claim/vdisk-gate.ts beforeAck, via
- * VDiskContext.beforeAck); the vPool's owner needs the same check against the registry session (its files belong
- * to other helpers this session: not changed here).
+ * Found failing (2026-12-05): ra acknowledged the writes its writer sent after the SIGCONT (5 in that run) until
+ * its registry session's next check (every third of the lease) logged OWNERSHIP LOST and fenced the claim; those
+ * writes were lost. Now the owner's vDisks ask the session before acknowledging (registry/router-session.ts
+ * ackCheck, via VDiskContext.beforeAck): a stale confirmation is checked first, and the write answers EIO.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fuseTest, logEntries } from './helpers/mount.js';

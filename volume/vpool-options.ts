@@ -52,6 +52,13 @@ export interface VPoolOptions {
    * for its next renewal.
    */
   onClaim?: (claim: { renew(): Promise<void>; fenceNow(why: string): void; readonly fenced: string | null }) => void;
+  /**
+   * Called before a write, discard, resize or fsync of any vDisk is acknowledged (VDiskContext.beforeAck): with a
+   * registry, the session's check that this router still owns the vPool when its last confirmation is stale
+   * (registry/router-session.ts ackCheck: a paused owner that resumed learns it lost the vPool before it
+   * acknowledges a write the new owner will never see). null: nothing to wait for.
+   */
+  beforeAck?: (what: string) => Promise<void> | null;
   /** With a registry: this router's owner tag of the vPool, recorded in the backend claim (volume/claim/claim.ts). */
   ownerTag?: number;
   /**

@@ -59,6 +59,7 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   const ctx = vdiskContext(stateDir, backend, mds, routerId, opts, {
     fenceEpoch: taken.fenceEpoch,
     fenced: () => claim.fenced,
+    ...(opts.beforeAck === undefined ? {} : { beforeAck: opts.beforeAck }),
   });
   const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000, scratchDirOf(stateDir), claim);
   try {

@@ -129,6 +129,8 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
     force: flags.force === true || session?.takeover === true,
     ownerTag: session?.tag,
     delegated: new Map([...delegatedRecs].map(([id, r]) => [id, r.router])),
+    // a paused owner that resumed checks it still owns the vPool before it acknowledges anything (ackCheck)
+    ...(session === undefined ? {} : { beforeAck: (what: string) => session.ackCheck(what) }),
     // a router that finds another one owning its vPool now is fenced at once: its backend claim renews (and
     // finds the new owner's epoch), else it is fenced on the registry's word — not after it handed the vPool
     // over itself (that claim is released)
