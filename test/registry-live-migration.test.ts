@@ -6,6 +6,7 @@
  * the only router holding it open, ra delegates /vm alone to rb by itself (its registry record rb's, delegatedBy
  * ra), /other and the vPool stay ra's. Then the reverse migration: a writer opens /vm on ra (forwarded to rb), rb's
  * closes: rb (serving it) holds none, ra (asking rb over its delegate link who holds it) takes /vm back by itself.
+ * A clone opened only on rb stays ra's (a clone's family is not delegated), said once in ra's log.
  * No writer sees an error; every acknowledged write of every writer reads back through both mounts.
  * (The whole-vPool automatic move this replaces never moved anything here: ra's mount held /other open.)
  */
@@ -55,15 +56,23 @@ test('live migration per vDisk: writers on ra and rb, ra\'s closes, /vm alone mo
   await ok(t, `truncate -s 128M ${q(a.p('other'))}`);
   const b = await startMount(t, c.router('rb', ['--metrics', `127.0.0.1:${pb}`], cfg));
   // another VM on ra: its vDisk is held open on ra throughout (a whole-vPool move could never happen)
-  const wy = startWriter(a.p('other'), 0, 64);
+  const writers: Array<{ stop(): Promise<void> }> = [];
+  t.teardown(() => Promise.all(writers.map((w) => w.stop())).then(() => undefined));
+  const writer = (file: string, first: number) => {
+    const w = startWriter(file, first, 64);
+    writers.push(w);
+    // n more acknowledged writes (or its end: a writer stops after block 32767)
+    return Object.assign(w, { more: (n: number) => w.waitFor(Math.min(w.acked.length + n, 32768 - first)) });
+  };
+  const wy = writer(a.p('other'), 0);
   // the VM runs on ra; then the migration's destination opens the disk on rb (ra's open first: with nothing of
   // /vm open on ra and rb's open, /vm would move at once — the rule)
-  const wa = startWriter(a.p('vm'), 0, 64);
+  const wa = writer(a.p('vm'), 0);
   await wa.waitFor(100);
-  const wb = startWriter(b.p('vm'), 11000, 64);
+  const wb = writer(b.p('vm'), 11000);
   await Promise.all([wa.waitFor(300), wb.waitFor(300), wy.waitFor(100)]);
   // while ra's own mount holds /vm open, nothing moves
-  await Promise.all([wa.waitFor(wa.acked.length + 200), wb.waitFor(wb.acked.length + 200)]);
+  await Promise.all([wa.more(200), wb.more(200)]);
   t.is(logEntries(a.log, /^MOVE: asked/).length, 0, a.log);
 
   // the VM's source side lets go (QEMU closes the disk on the source at the end of the migration)
@@ -79,13 +88,13 @@ test('live migration per vDisk: writers on ra and rb, ra\'s closes, /vm alone mo
   });
   t.deepEqual((await c.routers()).map((x) => [x.name, x.role]), [['ra', 'owner'], ['rb', 'follower']], 'the vPool stays ra\'s');
   // rb serves /vm now: its writer goes on there; the guard: ra holds nothing of /vm, so /vm stays on rb
-  await Promise.all([wb.waitFor(wb.acked.length + 300), wy.waitFor(wy.acked.length + 100)]);
+  await Promise.all([wb.more(300), wy.more(100)]);
   t.is(logEntries(a.log, /^MOVE: asked/).length, 1, a.log);
 
   // the reverse migration: the VM's new source is rb, its destination ra (its open forwarded to rb)
-  const wa2 = startWriter(a.p('vm'), 22000, 64);
+  const wa2 = writer(a.p('vm'), 22000);
   await wa2.waitFor(200);
-  await wb.waitFor(wb.acked.length + 200);
+  await wb.more(200);
   t.is(logEntries(a.log, /^MOVE: asked/).length, 1, 'nothing moves while rb holds /vm open');
   await wb.stop();
   t.is(wb.stderr, '', "rb's writer saw no error across the move");
@@ -96,23 +105,32 @@ test('live migration per vDisk: writers on ra and rb, ra\'s closes, /vm alone mo
     const r = records(await c.routers());
     return JSON.stringify(r.ra) === JSON.stringify([['/other', null], ['/vm', null]]) && JSON.stringify(r.rb) === '[]';
   });
-  await Promise.all([wa2.waitFor(wa2.acked.length + 200), wy.waitFor(wy.acked.length + 100)]);
+  // a clone opened only on rb stays ra's: a clone's family is not delegated (said once in ra's log)
+  await ok(t, `setfattr -n user.vdisk.clone -v ':c' ${q(a.p('other'))}`);
+  const wc = writer(b.p('c'), 0);
+  await until('ra says why /c stays', () => logEntries(a.log, /^MOVE: vDisk \/c stays on router 'ra' although only another router holds it open: it is a clone of other/).length === 1);
+  await wc.more(100);
+  t.is(logEntries(a.log, /^MOVE: asked for an automatic move of vDisk \/c/).length, 0);
+  t.is(logEntries(a.log, /^MOVE: vDisk \/c stays/).length, 1, 'said once');
+  await Promise.all([wa2.more(200), wy.more(100)]);
   const [ma, mb] = [await ok(t, `curl -s http://127.0.0.1:${pa}/metrics`), await ok(t, `curl -s http://127.0.0.1:${pb}/metrics`)];
   t.is(metric(ma, 'vpoolfs_registry_role', { role: 'owner' }), 1, ma);
   t.is(metric(mb, 'vpoolfs_registry_role', { role: 'follower' }), 1);
   t.is(metric(ma, 'vpoolfs_registry_moves', { direction: 'out' }), 0, 'no whole-vPool move');
   t.is(metric(mb, 'vpoolfs_registry_takeovers'), 0);
   // the reads below go through both mounts: ra keeps both vDisks open meanwhile, so neither moves (the rule)
-  const holders = await Promise.all(['vm', 'other'].map((f) => holdOpen(a.p(f))));
+  const holders = await Promise.all(['vm', 'other', 'c'].map((f) => holdOpen(a.p(f))));
   await wa2.stop();
   await wy.stop();
+  await wc.stop();
+  t.is(wc.stderr, '', "/c's writer saw no error");
   t.is(wa2.stderr, '', "ra's second writer saw no error");
   t.is(wy.stderr, '', "/other's writer saw no error");
 
   const since = (log: string) => log.split('\n').filter((l) => /"level":"(error|warn)"|MOVE/.test(l)).slice(-30).join('\n');
   try {
     for (const m of [b, a]) {
-      for (const [file, acked] of [['vm', [...wa.acked, ...wb.acked, ...wa2.acked]], ['other', wy.acked]] as const) {
+      for (const [file, acked] of [['vm', [...wa.acked, ...wb.acked, ...wa2.acked]], ['other', wy.acked], ['c', wc.acked]] as const) {
         const bad = await badBlocks(t, m.p(file), [...acked]);
         t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${acked.length} acknowledged writes of /${file} missing through ${m.mountpoint}`);
       }

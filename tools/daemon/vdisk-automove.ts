@@ -169,9 +169,12 @@ export class VDiskAutoMove {
     const { router, auto, ownedSince } = this.opts;
     const now = Date.now();
     const delegated = this.opts.delegated();
+    // a router that lost the vPool decides nothing (its requests would go to the new owner, from stale counts)
+    if (this.opts.session.lost !== null) return;
     const counts = await this.count();
     if (this.timer === null) return;
-    for (const p of [...this.disks.keys()]) if (!counts.has(p)) this.disks.delete(p);
+    // a vDisk nobody holds is forgotten, once its guard has run out (a later open starts its afterMs afresh)
+    for (const [p, d] of [...this.disks]) if (!counts.has(p) && now - d.changedAt >= auto.holdMs) this.disks.delete(p);
     let asked = false;
     for (const [p, holders] of counts) {
       const server = delegated.get(p) ?? router;
