@@ -87,15 +87,15 @@ export class VDiskAutoMove {
   private readonly disks = new Map<string, PerVDisk>();
   /** Delegate links used to ask `vdiskHolders`, per router. */
   private readonly links = new Map<string, LinkClient>();
-  /** Logged once per key (a reason not to move that lasts). */
-  private readonly said = new Set<string>();
+  /** What was last said per slot (a reason not to move that lasts is logged once; bounded by slots: vDisks, routers). */
+  private readonly said = new Map<string, string>();
 
   constructor(private readonly opts: VDiskAutoMoveOptions) {}
 
   start(): void {
     if (!this.opts.auto.enabled || this.timer !== null) return;
     this.timer = setInterval(() => {
-      this.running ??= this.poll().catch((err: unknown) => this.once(`etcd ${(err as Error).message}`, 'MOVE: the automatic move per vDisk could not ask (etcd unreachable?): tried again', { error: String((err as Error).message ?? err) }))
+      this.running ??= this.poll().catch((err: unknown) => this.once('etcd', (err as Error).message, 'MOVE: the automatic move per vDisk could not ask (etcd unreachable?): tried again', { error: String((err as Error).message ?? err) }))
         .finally(() => { this.running = null; });
     }, AUTOMOVE_POLL_MS);
     this.timer.unref();
@@ -110,9 +110,9 @@ export class VDiskAutoMove {
     this.links.clear();
   }
 
-  private once(key: string, msg: string, fields: Record<string, unknown>): void {
-    if (this.said.has(key)) return;
-    this.said.add(key);
+  private once(slot: string, key: string, msg: string, fields: Record<string, unknown>): void {
+    if (this.said.get(slot) === key) return;
+    this.said.set(slot, key);
     log.info(msg, { vpool: this.opts.vpool.name, ...fields });
   }
 
@@ -155,12 +155,13 @@ export class VDiskAutoMove {
         new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), ASK_MS); }),
       ]).finally(() => clearTimeout(timer));
       if (r === null || r.code < 0 || typeof r.values[0] !== 'string') {
-        this.once(`ask ${to} ${r?.code ?? 'timeout'}`, `MOVE: router '${to}' did not say who holds vDisk ${p} open (${r === null ? 'no answer in time' : `errno ${-r.code}`}): not judged until it does`, { path: p, to });
+        this.once(`ask ${to}`, `${r?.code ?? 'timeout'}`, `MOVE: router '${to}' did not say who holds vDisk ${p} open (${r === null ? 'no answer in time' : `errno ${-r.code}`}): not judged until it does`, { path: p, to });
         return null;
       }
+      this.said.delete(`ask ${to}`); // (a later failure is said again)
       return new Map(Object.entries(JSON.parse(r.values[0]) as Record<string, number>));
     } catch (err) {
-      this.once(`ask ${to} ${(err as Error).message}`, `MOVE: router '${to}' could not be asked who holds vDisk ${p} open: ${(err as Error).message}`, { path: p, to });
+      this.once(`ask ${to}`, (err as Error).message, `MOVE: router '${to}' could not be asked who holds vDisk ${p} open: ${(err as Error).message}`, { path: p, to });
       return null;
     }
   }
@@ -196,7 +197,7 @@ export class VDiskAutoMove {
       const to = others[0];
       if (now - d.lastServerUse < auto.afterMs) continue;
       if (now - d.changedAt < auto.holdMs) {
-        if (!d.asked) this.once(`guard ${p} ${to} ${d.changedAt}`, `MOVE: not moving vDisk ${p} to router '${to}' yet: it changed router ${now - d.changedAt} ms ago (autoMoveHoldMs ${auto.holdMs}: the ping-pong guard)`, { path: p, to });
+        if (!d.asked) this.once(`guard ${p}`, `${to} ${d.changedAt}`, `MOVE: not moving vDisk ${p} to router '${to}' yet: it changed router ${now - d.changedAt} ms ago (autoMoveHoldMs ${auto.holdMs}: the ping-pong guard)`, { path: p, to });
         continue;
       }
       if (server === router && this.isFamily(p)) continue;
@@ -206,6 +207,7 @@ export class VDiskAutoMove {
         d.asked = true;
       }
     }
+    this.said.delete('etcd'); // (etcd answered this poll: a later failure is said again)
   }
 
   /** A clone or a vDisk with clones is not delegated (VPool.handOverVDisk): it stays here, said once. */
@@ -213,7 +215,7 @@ export class VDiskAutoMove {
     try {
       const info = this.opts.vpool.vdisk(p).info();
       if (info.parent === null && info.clones.length === 0) return false;
-      this.once(`family ${p}`, `MOVE: vDisk ${p} stays on router '${this.opts.router}' although only another router holds it open: it is ${info.parent !== null ? `a clone of ${info.parent.path}` : `the parent of clones (${info.clones.join(', ')})`}, and a clone's family is served by the vPool's owner`, { path: p });
+      this.once(`family ${p}`, 'family', `MOVE: vDisk ${p} stays on router '${this.opts.router}' although only another router holds it open: it is ${info.parent !== null ? `a clone of ${info.parent.path}` : `the parent of clones (${info.clones.join(', ')})`}, and a clone's family is served by the vPool's owner`, { path: p });
       return true;
     } catch {
       return false; // (gone meanwhile, or not a vDisk here: the move request says why, if it is asked)
@@ -230,7 +232,7 @@ export class VDiskAutoMove {
     } catch (err) {
       if (isCode(err, 'BUSY') && /already running/.test((err as Error).message)) return false;
       if (isCode(err, 'BUSY') || isCode(err, 'INVALID') || isCode(err, 'NOT_FOUND')) {
-        this.once(`refused ${p} ${to} ${(err as Error).message}`, `MOVE: no automatic move of vDisk ${p}: ${(err as Error).message}`, { path: p, to });
+        this.once(`refused ${p}`, `${to} ${(err as Error).message}`, `MOVE: no automatic move of vDisk ${p}: ${(err as Error).message}`, { path: p, to });
         return true; // not asked again within holdMs
       }
       throw err;
