@@ -46,8 +46,8 @@ export class LinkServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private closing = false;
-  /** Per connection: the follower's name (from its Ident) and the handles it holds open here. */
-  private readonly peers = new Map<net.Socket, { router: string; handles: Set<number> }>();
+  /** Per connection: the follower's name (from its Ident) and the handles it holds open here, each with its path. */
+  private readonly peers = new Map<net.Socket, { router: string; handles: Map<number, string> }>();
   /** Calls run for followers since start (metrics). */
   calls = 0;
   /** Connections accepted since start (metrics). */
@@ -83,12 +83,18 @@ export class LinkServer {
   }
 
   /**
-   * The open handles each follower holds here, by router name (from its Ident; '' for a follower that did not
-   * say). The owner's automatic move looks at it (tools/daemon/handover.ts).
+   * The open handles the routers connected here hold, per path (each vDisk), then per router name (from its Ident;
+   * '' for one that did not say). The automatic move per vDisk looks at it (tools/daemon/vdisk-automove.ts).
    */
-  holders(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const p of this.peers.values()) if (p.handles.size > 0) out.set(p.router, (out.get(p.router) ?? 0) + p.handles.size);
+  holdersByPath(): Map<string, Map<string, number>> {
+    const out = new Map<string, Map<string, number>>();
+    for (const p of this.peers.values()) {
+      for (const path of p.handles.values()) {
+        const per = out.get(path) ?? new Map<string, number>();
+        per.set(p.router, (per.get(p.router) ?? 0) + 1);
+        out.set(path, per);
+      }
+    }
     return out;
   }
 
@@ -101,6 +107,16 @@ export class LinkServer {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
     await closed;
+  }
+
+  /** A rename through any connection: the handles of every connection on the renamed path (or under it) follow. */
+  private renamed(from: string, to: string): void {
+    for (const p of this.peers.values()) {
+      for (const [fh, path] of p.handles) {
+        if (path === from) p.handles.set(fh, to);
+        else if (path.startsWith(`${from}/`)) p.handles.set(fh, to + path.slice(from.length));
+      }
+    }
   }
 
   private accept(sock: net.Socket): void {
@@ -121,8 +137,8 @@ export class LinkServer {
     let inflightBytes = 0;
     let paused = false;
     let corked = false;
-    /** The owner's file handles this connection opened. */
-    const handles = new Set<number>();
+    /** The owner's file handles this connection opened, each with its file's path (renames followed). */
+    const handles = new Map<number, string>();
     const me = { router: '', handles };
     this.peers.set(sock, me);
     const drop = (why: string, fields: Record<string, unknown> = {}) => {
@@ -138,7 +154,7 @@ export class LinkServer {
       this.peers.delete(sock);
       if (timer !== null) clearTimeout(timer);
       if (handles.size > 0) log.info('a follower went away: releasing the handles it had open', { peer, handles: handles.size });
-      for (const fh of handles) release(fh);
+      for (const fh of handles.keys()) release(fh);
       handles.clear();
     });
     sock.on('error', () => undefined);
@@ -152,13 +168,14 @@ export class LinkServer {
     sock.write(encodeFrame(Link.Hello, 0, encodeHello(!authed, myNonce, { router: this.opts.router, vpool: this.opts.vpool }), LINK_MAGIC));
     log.info('a follower connected', { peer, auth: !authed });
 
-    const answer = (f: Frame, op: string, code: number, values: unknown[]) => {
+    const answer = (f: Frame, op: string, code: number, values: unknown[], args: unknown[]) => {
       if (closed) {
         // the follower is gone: a handle it just opened is nobody's
         if ((op === 'open' || op === 'create') && code >= 0 && typeof values[0] === 'number') release(values[0]);
         return;
       }
-      if ((op === 'open' || op === 'create') && code >= 0 && typeof values[0] === 'number') handles.add(values[0]);
+      if ((op === 'open' || op === 'create') && code >= 0 && typeof values[0] === 'number') handles.set(values[0], args[0] as string);
+      if (op === 'rename' && code >= 0) this.renamed(args[0] as string, args[1] as string);
       let parts: Buffer[];
       try {
         parts = encodeFrameParts(Link.Reply, f.id, encodeMessage(code, values), LINK_MAGIC);
@@ -184,7 +201,7 @@ export class LinkServer {
       const why = badArgs(op, args);
       if (why !== null) throw new DtlError('PROTOCOL', `a bad call: ${why}`);
       const fi = fhIndex(op);
-      if (fi >= 0 && !handles.has(args[fi] as number)) return answer(f, op, E.EBADF, []);
+      if (fi >= 0 && !handles.has(args[fi] as number)) return answer(f, op, E.EBADF, [], args);
       if (op === 'release') handles.delete(args[1] as number);
       if (op === 'read') args[2] = undefined; // the handler then answers the data as a value
       this.calls++;
@@ -205,7 +222,7 @@ export class LinkServer {
           paused = false;
           sock.resume();
         }
-        answer(f, op, code, values);
+        answer(f, op, code, values, args);
       };
       if (typeof ops[op] !== 'function') return cb(E.ENOSYS); // a control call this link does not offer
       try {

@@ -65,6 +65,13 @@ export class VDiskRoutes {
     this.tables.add(t);
   }
 
+  /** Open handles of `path` in this router's tables but `except` (a delegate's own link: the asker counts those). */
+  handlesOf(path: string, except?: RoutedTable): number {
+    let n = 0;
+    for (const t of this.tables) if (t !== except) n += t.handlesByPath().get(path) ?? 0;
+    return n;
+  }
+
   /** New calls on `path` wait (each at most waitMs, then EIO); resolves once the running ones answered. */
   hold(path: string, why: string): Promise<void> {
     if (!this.held.has(path)) {
@@ -163,6 +170,13 @@ export class RoutedTable {
 
   get openHandles(): number {
     return this.handles.size;
+  }
+
+  /** Open handles per path (the automatic move per vDisk counts them: tools/daemon/vdisk-automove.ts). */
+  handlesByPath(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const h of this.handles.values()) out.set(h.path, (out.get(h.path) ?? 0) + 1);
+    return out;
   }
 
   readerFds(): FdTable {

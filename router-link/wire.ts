@@ -78,6 +78,8 @@ export const SIGNATURES: Record<string, readonly string[]> = {
 export const CONTROL_SIGNATURES: Record<string, readonly string[]> = {
   vdiskServe: ['str', 'path', 'int'],
   vdiskReturn: ['str'],
+  // the open handles of a vDisk (path) at the router serving it, per router, but the asker's (tools/daemon/vdisk-automove.ts)
+  vdiskHolders: ['path', 'str'],
 };
 
 /** The index of the file handle in an op's arguments, or -1. */

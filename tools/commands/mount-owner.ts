@@ -41,6 +41,7 @@ import type { Follower } from '../daemon/follower.js';
 import { goneServersOf, watchRegisteredDtlServers } from '../daemon/dtl-registry.js';
 import { HandoverWatch } from '../daemon/handover.js';
 import { VDiskMover } from '../daemon/vdisk-move.js';
+import { VDiskAutoMove } from '../daemon/vdisk-automove.js';
 import { delegatedVDisks } from '../../registry/vdisk-delegation.js';
 import type { OwnerRecord } from '../../registry/keys.js';
 import { RoutedTable } from '../../router-link/vdisk-routes.js';
@@ -152,6 +153,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
   let stopDtlWatch: (() => void) | undefined;
   let handover: HandoverWatch | undefined;
   let mover: VDiskMover | undefined;
+  let automove: VDiskAutoMove | undefined;
   // key rotation: the background rewrite under the new key (volume/policy/rekey-job.ts); started below when one is unfinished
   const rekey = rekeyFor(opened, vpool, cfg);
   const move = moving?.mirror ? new MoveJob({ mirror: moving.mirror, stateDir: cfg.state, gate: (w) => vpool.backendGate?.(w) ?? Promise.resolve(), objectsPerSecond: cfg.moveObjectsPerSecond }) : undefined;
@@ -210,6 +212,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
   const m = mounted;
   const stop = makeStop(vpool, m, nbd, async () => {
     handover?.stop();
+    await automove?.stop();
     // the delegated vDisks come back first: a release of the vPool would fence their routers
     await mover?.stop();
     await mover?.takeAllBack('this router stops');
@@ -241,7 +244,8 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
       return;
     }
     x.handing();
-    // the vPool moves whole: its delegated vDisks come back here first
+    // the vPool moves whole: its delegated vDisks come back here first (and none moves by itself meanwhile)
+    await automove?.stop();
     await mover?.stop();
     await mover?.takeAllBack(`vPool '${cfg.vpool}' moves to router '${req.to}'`);
     // the bulk goes to the backend while calls still run (as in a clean stop): the pause below ships only the rest
@@ -255,6 +259,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
       await endMove(etcd, req, why).catch(() => undefined);
       own();
       mover?.start();
+      automove?.start();
       handover?.start();
       return;
     }
@@ -308,13 +313,17 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
     mover = new VDiskMover({ session, vpool, router: cfg.router, routes: router.routes, secret: x.secret, waitMs: cfg.peerWaitMs ?? 60_000 });
     await mover.adopt(delegatedRecs);
     mover.start();
-    handover = new HandoverWatch({
-      session, vpool: cfg.vpool, router: cfg.router, ownedSince,
+    // the end of a live migration, per vDisk: a vDisk only another router holds open moves there (and back)
+    const m = mover;
+    automove = new VDiskAutoMove({
+      session, vpool, router: cfg.router, ownedSince, secret: x.secret,
       auto: { enabled: cfg.autoMove ?? true, afterMs: cfg.autoMoveAfterMs ?? 2000, holdMs: cfg.autoMoveHoldMs ?? 30_000 },
-      ownHandles: () => router.openHandles,
-      holders: () => linkServer?.holders() ?? new Map(),
-      handOver,
+      ownHandles: () => router.routed.handlesByPath(),
+      linkHolders: () => linkServer?.holdersByPath() ?? new Map(),
+      delegated: () => m.delegated,
     });
+    automove.start();
+    handover = new HandoverWatch({ session, vpool: cfg.vpool, router: cfg.router, handOver });
     handover.start();
   }
   return { vpool, mounted: m, link, stop, ended };

@@ -68,13 +68,14 @@ export interface MountConfig extends RegistrySecurityFlags {
   /** A follower's calls wait at most this long while no router serves the vPool (ms, default 60000), then EIO. */
   peerWaitMs?: number;
   /**
-   * With a registry: the owner hands the vPool to the one follower that holds its files open once its own mount
-   * has held none for `autoMoveAfterMs` (default true; the end of a live migration, docs/cluster.md "Moves").
+   * With a registry: a vDisk moves by itself to the one other router holding it open once the router serving it
+   * has held none for `autoMoveAfterMs` (default true; the end of a live migration, per vDisk:
+   * tools/daemon/vdisk-automove.ts, docs/cluster.md "Ownership per vDisk").
    */
   autoMove?: boolean;
-  /** How long the owner's own mount must hold no open file before an automatic move (ms, default 2000). */
+  /** How long the router serving a vDisk must hold no handle of it before an automatic move (ms, default 2000). */
   autoMoveAfterMs?: number;
-  /** No automatic move within this long of becoming the owner (ms, default 30000): the ping-pong guard. */
+  /** No automatic move of a vDisk within this long of its last change of router (ms, default 30000): the ping-pong guard. */
   autoMoveHoldMs?: number;
   logLevel?: string;
   /** Automatic snapshots and retention: cron specs, null to disable (volume/snapshots/snapshot-schedule.ts); applied live. */

@@ -37,6 +37,7 @@ import { DelegatedVDisk } from '../../volume/vpool-delegate.js';
 import { DelegatedVPool } from '../../volume/vpool-delegates.js';
 import { parseHostPort, type ResolvedMount } from './config.js';
 import { dtlForMount } from './dtl-mount.js';
+import { delegateHolders } from './vdisk-automove.js';
 
 const log = logger('follower');
 
@@ -68,6 +69,9 @@ export class DelegateSide {
       ...table.ops,
       vdiskServe: (id: string, p: string, tag: number, cb: Cb) => d.run(`serving vDisk ${id}`, () => d.serve(id, p, tag), cb),
       vdiskReturn: (id: string, cb: Cb) => d.run(`handing vDisk ${id} back`, () => d.giveBack(id), cb),
+      // who holds vDisk `p` open here (the owner's automatic move per vDisk): this router's mount, and the routers
+      // on this link but the asker (it counts what it forwards itself)
+      vdiskHolders: (p: string, asker: string, cb: Cb) => cb(0, delegateHolders(cfg.router, routes.handlesOf(p, table), d.link.holdersByPath().get(p), asker)),
     };
     d.link = await LinkServer.start({ host, port: 0, secret, router: cfg.router, vpool: cfg.vpool, ops });
     await session.registry.update({ delegateAddress: d.link.address });
