@@ -6,9 +6,13 @@
  * by at least the writes rc made meanwhile and ra's `vpoolfs_link_calls_served` by less than half of them (through
  * ra every write would be one call there; what ra still serves is the tree's half of a getattr); while rc serves it,
  * the same for rb's writes. No writer error; every acknowledged write of both writers reads back through all three
- * mounts.
+ * mounts. And kill -9 of the delegate (a sync DTL) after a follower wrote straight to it: the follower's route falls
+ * back to the owner, which takes the vDisk back with the DTL's copy of what the delegate had not shipped; every
+ * write the follower had acknowledged, and its writes after, read back through the owner and the follower.
  */
+import path from 'node:path';
 import { CLI, fuseTest, logEntries, ok, q, sh, startMount, type MountHandle } from './helpers/mount.js';
+import { startDtlServer } from './helpers/dtl-server.js';
 import { cluster } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { badBlocks, startWriter, type Writer } from './helpers/dtl-mount.js';
@@ -24,7 +28,7 @@ async function metric(m: MountHandle, name: string): Promise<number> {
   return Number(v);
 }
 
-test('followers write a delegated vDisk straight at its delegate, not through the owner: counted, every byte', async (t) => {
+test.serial('followers write a delegated vDisk straight at its delegate, not through the owner: counted, every byte', async (t) => {
   const c = await cluster(t);
   const metrics = ['--metrics', '127.0.0.1:0'];
   const a = await startMount(t, c.router('ra', metrics));
@@ -80,5 +84,40 @@ test('followers write a delegated vDisk straight at its delegate, not through th
   if (!(t as unknown as { passed: boolean }).passed) t.log(`ra:\n${since(a.log)}\nrb:\n${since(b.log)}\nrc:\n${since(cc.log)}`);
   t.is(await cc.stop(), 0);
   t.is(await b.stop(), 0);
+  t.is(await a.stop(), 0);
+});
+
+test.serial('kill -9 of the delegate a follower wrote straight to (sync DTL): the follower falls back to the owner, which takes it back: every acknowledged write', async (t) => {
+  const c = await cluster(t);
+  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
+  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
+  const a = await startMount(t, c.router('ra', dtl));
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const [b, cc] = await Promise.all([startMount(t, c.router('rb', dtl)), startMount(t, c.router('rc', dtl))]);
+  const r = await sh(`node ${q(CLI)} move ${q(a.p('disk'))} --to rb --registry ${q(c.etcd.url)}`);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  await until('rc routes /disk straight to rb', async () => logEntries(cc.log, /^DIRECT: vDisk \/disk's calls go straight to router 'rb'/).length === 1);
+  await until('rb records /disk under a sync DTL', async () => {
+    const d = (await c.routers()).find((x) => x.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string } } | undefined;
+    return d?.dtl?.mode === 'sync';
+  });
+  const w1 = startWriter(cc.p('disk'), 0, 0);
+  await w1.waitFor(300 + Math.floor(Math.random() * 300));
+  await w1.stop();
+  t.is(w1.stderr, '', 'the writer on rc saw no error');
+  await b.kill9();
+  await until('rc falls back to ra', async () => logEntries(cc.log, /^DIRECT: the delegate link of router 'rb' broke/).length === 1);
+  await until('ra takes /disk back from the dead rb', async () => logEntries(a.log, /^TAKEBACK: vDisk \/disk taken back from dead router 'rb'/).length === 1);
+  const w2 = startWriter(cc.p('disk'), 16384, 64);
+  await w2.waitFor(300);
+  await w2.stop();
+  t.is(w2.stderr, '', 'the writer on rc after the takeback saw no error');
+  for (const m of [a, cc]) {
+    for (const w of [w1, w2]) {
+      const bad = await badBlocks(t, m.p('disk'), w.acked);
+      t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${w.acked.length} acknowledged writes missing through ${m.mountpoint}`);
+    }
+  }
+  t.is(await cc.stop(), 0);
   t.is(await a.stop(), 0);
 });
