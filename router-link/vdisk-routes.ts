@@ -45,6 +45,8 @@ interface Held {
 
 export class VDiskRoutes {
   private readonly routes = new Map<string, Handlers>();
+  /** A follower's direct routes to other routers' delegated vDisks (tools/daemon/direct-routes.ts): below `routes`. */
+  private readonly directs = new Map<string, Handlers>();
   private readonly held = new Map<string, Held>();
   private readonly running = new Map<string, number>();
   private readonly idle = new Map<string, Array<() => void>>();
@@ -59,6 +61,26 @@ export class VDiskRoutes {
 
   paths(): string[] {
     return [...this.routes.keys()];
+  }
+
+  /** The router a follower reaches the delegated vDisk at `path` at directly, if it learnt one. */
+  direct(path: string): Handlers | undefined {
+    return this.directs.get(path);
+  }
+
+  /**
+   * A follower's direct route (tools/daemon/direct-routes.ts): `path`'s per-file calls of this router's own mount
+   * go to `ops` (null: to the default table again) — not those that came over a router link (those go at most one
+   * hop further, to the vPool's owner: two followers with stale direct routes to each other would bounce a call).
+   * Below set()'s routes: a vDisk this router serves itself is never routed away. The handles open on the old
+   * target are released there and re-opened at their next call, as for set().
+   */
+  setDirect(path: string, ops: Handlers | null): void {
+    const old = this.directs.get(path);
+    if (ops === null) this.directs.delete(path);
+    else this.directs.set(path, ops);
+    if (this.routes.has(path)) return;
+    for (const t of this.tables) if (t.direct) t.moved(path, old, ops ?? undefined);
   }
 
   register(t: RoutedTable): void {
@@ -94,7 +116,7 @@ export class VDiskRoutes {
     const old = this.routes.get(path);
     if (ops === null) this.routes.delete(path);
     else this.routes.set(path, ops);
-    for (const t of this.tables) t.moved(path, old, ops ?? undefined);
+    for (const t of this.tables) t.moved(path, old ?? (t.direct ? this.directs.get(path) : undefined), ops ?? undefined);
     this.release(path);
   }
 
@@ -161,7 +183,11 @@ export class RoutedTable {
    * false for a delegate's own router link (the vPool's owner asks it only for the vDisk's part of a getattr;
    * merging there would ask the owner back, which asks the delegate again: a loop).
    */
+  /** Whether a follower's direct routes (VDiskRoutes.setDirect) apply here: not on a delegate's own link. */
+  readonly direct: boolean;
+
   constructor(private readonly routes: VDiskRoutes, private readonly base: Handlers, private readonly baseReaderFds?: FdTable, private readonly merge = true) {
+    this.direct = merge;
     routes.register(this);
     const ops: Handlers = {};
     for (const op of [...Object.keys(SIGNATURES), 'fsyncdir']) ops[op] = (...args: unknown[]) => this.dispatch(op, args.slice(0, -1), args[args.length - 1] as Cb);
@@ -208,8 +234,13 @@ export class RoutedTable {
     }
   }
 
+  /** Where `path`'s per-file calls go, if not to the default table. */
+  private route(path: string): Handlers | undefined {
+    return this.routes.get(path) ?? (this.direct ? this.routes.direct(path) : undefined);
+  }
+
   private target(path: string): Handlers {
-    return this.routes.get(path) ?? this.base;
+    return this.route(path) ?? this.base;
   }
 
   private dispatch(op: string, args: unknown[], cb: Cb): void {
@@ -240,7 +271,7 @@ export class RoutedTable {
     };
     try {
       if (h !== undefined) return this.onHandle(op, args, done, fi, h);
-      const route = this.routes.get(path);
+      const route = this.route(path);
       if (route === undefined || !routedByPath(op, args)) return this.call(this.base, op, args, this.opened(op, args, this.base, done));
       if (op === 'getattr' && this.merge) return this.mergedStat(route, path, [path], done);
       this.call(route, op, args, this.opened(op, args, route, done));
@@ -277,7 +308,7 @@ export class RoutedTable {
     const go = () => {
       const a = [...args];
       a[fi] = h.fh;
-      const route = this.routes.get(h.path);
+      const route = this.route(h.path);
       if (op === 'fgetattr' && this.merge && route !== undefined && h.ops === route) return this.mergedStat(route, h.path, a, cb, 'fgetattr');
       this.call(h.ops!, op, a, cb);
     };
@@ -301,7 +332,20 @@ export class RoutedTable {
     return (code, ...values) => {
       if (code >= 0 && typeof values[0] === 'number') {
         const fh = this.free.pop() ?? this.nextFh++;
-        this.handles.set(fh, { path: args[0] as string, flags: op === 'open' ? (args[1] as number) : O_RDWR, ops: t, fh: values[0] });
+        const h: Handle = { path: args[0] as string, flags: op === 'open' ? (args[1] as number) : O_RDWR, ops: t, fh: values[0] };
+        if (this.target(h.path) !== t) {
+          // the path changed router while this open was on its way (moved() did not see it): released there,
+          // re-opened where it is served now at its next call — else every call on it would take the old way
+          // for as long as it is open (a follower's writes would go delegate → owner → delegate)
+          try {
+            t.release(h.path, values[0], () => undefined);
+          } catch {
+            // a release on a closed target: nothing to release there any more
+          }
+          h.ops = undefined;
+          h.fh = undefined;
+        }
+        this.handles.set(fh, h);
         return cb(code, fh);
       }
       cb(code, ...values);

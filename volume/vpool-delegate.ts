@@ -11,6 +11,12 @@
  * Always a rebuild from the backend: the handover shipped everything, and a local state left from an earlier
  * delegation is stale (others served the vDisk since). close() hands it back the same way: shipped,
  * checkpointed, its DTL retired, closed.
+ *
+ * Its snapshots are its own document (./lineage/snapshot-store.ts, shipped with it): create, list, sticky, delete
+ * and rollback run here (`snapshots`, over ./snapshots/sole-host.ts), and survive the moves both ways (the
+ * handover and close() ship the document; each open rebuilds it from the backend). `scrub` only says how its last
+ * scrub went (`user.vdisk.info`, from the copy the rebuild restored): no scrub of a delegated vDisk runs — the
+ * vPool's owner leaves it alone, and this router does not scrub.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,6 +31,9 @@ import { vdiskMdsPrefix } from './vdisk/vdisk-meta.js';
 import { openVDisk } from './vdisk/vdisk-open.js';
 import type { VDiskImpl } from './vdisk/vdisk.js';
 import type { VDiskContext } from './vdisk/vdisk-context.js';
+import { ScrubManager } from './scrub/manager.js';
+import { soleVDiskHost } from './snapshots/sole-host.js';
+import { SnapshotManager } from './snapshots/snapshots.js';
 
 const log = logger('vpool');
 const DTL_RETIRE_MS = 10_000;
@@ -46,8 +55,18 @@ export interface DelegatedVDiskOptions extends ContextTuning {
 export class DelegatedVDisk {
   private ticker: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
+  /** Its snapshots (create, list, sticky, delete, rollback): the same code as on the vPool's owner. */
+  readonly snapshots: SnapshotManager;
+  /** Only for statusAt() (its last scrub, from the backend's copy): nothing scrubs a delegated vDisk. */
+  readonly scrub: ScrubManager;
 
-  private constructor(readonly vpool: string, readonly vdisk: VDiskImpl, private readonly ctx: VDiskContext, readonly gate: VDiskGate, scoMaxAgeMs: number) {
+  private constructor(readonly vpool: string, readonly vdisk: VDiskImpl, private readonly ctx: VDiskContext, readonly gate: VDiskGate, scoMaxAgeMs: number, stateDir: string) {
+    this.snapshots = new SnapshotManager(soleVDiskHost(vdisk, ctx));
+    this.scrub = new ScrubManager({
+      backend: ctx.backend, scratchDir: path.join(stateDir, 'scrub'), scoClusters: ctx.scoClusters,
+      vdiskAt: () => vdisk, all: () => [vdisk], allIds: () => [vdisk.id], cloning: () => false,
+      referenced: () => Promise.resolve(new Set([vdisk.id])),
+    });
     gate.onFenced(() => {
       vdisk.uploader.stop();
       vdisk.readerView.close();
@@ -90,7 +109,7 @@ export class DelegatedVDisk {
         throw new Error(`vDisk ${opts.id} is a clone: it is served with its family by the vPool's owner`);
       }
       log.info(`serving vDisk ${opts.id} of vPool '${opts.vpool}' here (owner tag ${gate.tag}), delegated by the vPool's owner`, { vdisk: opts.id, size: v.size });
-      return new DelegatedVDisk(opts.vpool, v, ctx, gate, opts.scoMaxAgeMs ?? 5000);
+      return new DelegatedVDisk(opts.vpool, v, ctx, gate, opts.scoMaxAgeMs ?? 5000, stateDir);
     } catch (err) {
       await mds.close().catch(() => undefined);
       throw err;

@@ -4,8 +4,13 @@
  * that the FUSE handlers (fuse/handlers.ts) run on them unchanged — the same open-file table, errnos and xattr
  * code as on the owner. Only the per-file calls come here (router-link/vdisk-routes.ts routes them): read,
  * write, fsync, truncate, the size and allocated bytes of getattr (the tree's attributes come from the vPool's
- * owner), `user.vdisk.info` and `user.vdisk.dtl`. The tree, snapshots and scrubs stay the vPool owner's: here they
- * answer BUSY ("move it back first"), a path this router does not serve answers BUSY naming that.
+ * owner), `user.vdisk.info`, `user.vdisk.dtl`, and the vDisk's snapshots: create, list, sticky, delete and rollback
+ * (each vDisk's own SnapshotManager, ./vpool-delegate.ts). `user.vdisk.info` answers whole here: a delegated vDisk
+ * has no parent and no clones (the owner hands over neither a clone nor a vDisk with clones), its template flag is
+ * in its document, and its scrub status is what its last scrub left (no scrub runs while it is away). What needs
+ * the vPool's tree stays the owner's and answers BUSY ("move it back first"): a clone (a new file), making it a
+ * template (a source of clones, which the owner makes), scrubs; a path this router does not serve answers BUSY
+ * naming that.
  */
 import { VolumeError } from '../util/errors.js';
 import { setDtlMode } from './vdisk/dtl-hook.js';
@@ -18,18 +23,23 @@ export class DelegatedVPool implements VPool {
   readonly scrub: ScrubApi;
 
   constructor(readonly name: string, readonly routerId: string) {
-    const busy = (what: string) => (p: string): never => {
-      throw new VolumeError('BUSY', `${what} of ${p}: this router serves only its data (delegated by the vPool's owner); move it back to the vPool's owner first (vpoolfs move)`, { path: p });
-    };
-    const later = (what: string) => (p: string) => Promise.reject(new VolumeError('BUSY', `${what} of ${p}: this router serves only its data (delegated by the vPool's owner); move it back to the vPool's owner first (vpoolfs move)`, { path: p }));
+    const moveBack = (what: string, p: string, why: string) =>
+      new VolumeError('BUSY', `${what} of ${p}: ${why}; this router serves only its data (delegated by the vPool's owner): move it back to the vPool's owner first (vpoolfs move FILE --to <the vPool's owner>)`, { path: p });
+    const later = (what: string, why: string) => (p: string) => Promise.reject(moveBack(what, p, why));
     this.snapshots = {
-      create: later('a snapshot'), list: busy('the snapshots'), setSticky: later('a snapshot'), remove: later('a snapshot'),
-      rollback: later('a rollback'), clone: later('a clone'), makeTemplate: later('a template'),
+      create: (p, name, opts) => this.of(p).snapshots.create(p, name, opts),
+      list: (p) => this.of(p).snapshots.list(p),
+      setSticky: (p, name, sticky) => this.of(p).snapshots.setSticky(p, name, sticky),
+      remove: (p, name) => this.of(p).snapshots.remove(p, name),
+      rollback: (p, name) => this.of(p).snapshots.rollback(p, name),
+      clone: later('a clone', 'a clone is a new file in the vPool\'s tree, made by the vPool\'s owner'),
+      makeTemplate: later('a template', 'a template is a source of clones, made by the vPool\'s owner'),
     };
+    const scrubs = 'its scrubs run on the vPool\'s owner';
     this.scrub = {
       staleScrubMs: 0,
-      scrub: later('a scrub'), start: busy('a scrub'), applyPending: later('a scrub'), sweep: later('a sweep'),
-      orphans: () => Promise.resolve([]), statusAt: busy('the scrub status'),
+      scrub: later('a scrub', scrubs), start: (p) => { throw moveBack('a scrub', p, scrubs); }, applyPending: later('a scrub', scrubs), sweep: later('a sweep', scrubs),
+      orphans: () => Promise.resolve([]), statusAt: (p) => this.of(p).scrub.statusAt(p),
       setLimits: () => undefined,
       totals: () => ({ scrubs: 0, failures: 0, stale: 0, bytesRead: 0, bytesWritten: 0, bytesFreed: 0, seconds: 0 }),
     };

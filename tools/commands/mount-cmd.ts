@@ -28,6 +28,7 @@ import { readSecretFile } from '../../dtl-client/auth.js';
 import { Follower } from '../daemon/follower.js';
 import { serveOwner, type OwnerContext, type Owning } from './mount-owner.js';
 import { DelegateSide } from '../daemon/delegate-side.js';
+import { DirectRoutes } from '../daemon/direct-routes.js';
 
 const log = logger('cli');
 
@@ -215,9 +216,21 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
   x.delegate = delegate;
   stats.table = router.table;
   stats.linked = () => router.linked;
+  // while following: the vDisks delegated to other routers are reached straight there, not through the owner
+  let direct: DirectRoutes | null = null;
+  let directCalls = 0;
+  stats.direct = () => directCalls + (direct?.direct ?? 0);
+  const stopDirect = async (): Promise<void> => {
+    const d = direct;
+    direct = null;
+    if (d === null) return;
+    directCalls += d.direct;
+    await d.stop().catch((err: unknown) => log.error('dropping the direct routes to delegated vDisks failed', { error: String(err) }));
+  };
   const leave = async (why: string): Promise<void> => {
     phase = { kind: 'busy' };
     log.info(`${why}: a follower stops (nothing to ship: the owner has every write)`, { mountpoint: cfg.mountpoint });
+    await stopDirect();
     await delegate.stop().catch((err: unknown) => log.error('closing the vDisks delegated to this router failed', { error: String(err) }));
     await router.stop().catch((err: unknown) => log.error('unmounting the follower failed', { error: String(err) }));
     await session.stop();
@@ -231,8 +244,10 @@ export async function runMount(mountpoint: string, flags: MountFlags): Promise<v
       stats.current = undefined;
       log.info('ready', { mountpoint: cfg.mountpoint, vpool: cfg.vpool, engine, role: 'follower', owner: session.following.name });
       phase = { kind: 'following', leave };
+      direct = DirectRoutes.start({ session, vpool: cfg.vpool, router: cfg.router, routes: router.routes, base: router.table.ops, secret: x.secret, waitMs: cfg.peerWaitMs ?? 60_000 });
       if (pending !== undefined) void leave(pending);
       const taken = await router.owned;
+      await stopDirect();
       phase = { kind: 'busy' };
       if (router.movedHere) stats.movesIn++;
       else stats.takeovers++;

@@ -7,6 +7,7 @@
  *   vpoolfs_registry_takeovers           vPools this router took over from a dead or stopped owner
  *   vpoolfs_registry_moves{direction}    planned moves (vpoolfs move, automatic): `in` to this router, `out` from it
  *   vpoolfs_link_calls_forwarded         calls this router's mount sent to the owner over the router link
+ *   vpoolfs_link_calls_direct            calls this router's mount sent straight to a delegated vDisk's router
  *   vpoolfs_link_calls_served            calls followers sent this router while it owned the vPool
  *   vpoolfs_link_connections             followers connected to this router's link now
  *   vpoolfs_link_connections_accepted    follower connections accepted since start
@@ -32,6 +33,8 @@ export class ClusterStats {
   table?: FollowerTable;
   /** Whether this router's mount is connected to the owner's link now. */
   linked: () => boolean = () => false;
+  /** Calls this router's mount sent straight to a delegated vDisk's router, not through the owner (tools/daemon/direct-routes.ts). */
+  direct: () => number = () => 0;
   private readonly links: LinkServer[] = [];
 
   /** Each link server this router ran (one per time it owned the vPool): their counts add up. */
@@ -70,6 +73,7 @@ export function registerClusterMetrics(registry: Registry, s: ClusterStats): voi
     },
   });
   g('vpoolfs_link_calls_forwarded', "Calls this router's mount sent to the vPool's owner over the router link since start", () => s.table?.forwarded ?? 0);
+  g('vpoolfs_link_calls_direct', "Calls this router's mount sent straight to the router a vDisk is delegated to (not through the vPool's owner) since start", () => s.direct());
   g('vpoolfs_link_calls_served', 'Calls followers sent this router over the router link since start', () => s.served);
   g('vpoolfs_link_connections', "Followers connected to this router's link now", () => s.connections);
   g('vpoolfs_link_connections_accepted', 'Follower connections accepted since start', () => s.accepted);
