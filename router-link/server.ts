@@ -22,7 +22,7 @@ import { isLoopback } from '../dtl-client/server.js';
 import { E } from '../fuse/errno.js';
 import type { Handlers } from '../fuse/handlers.js';
 import { logger } from '../util/log.js';
-import { badArgs, decodeMessage, encodeHello, encodeMessage, fhIndex, Link, LINK_LABEL, LINK_MAGIC } from './wire.js';
+import { badArgs, decodeMessage, encodeHello, encodeMessage, fhIndex, Link, LINK_LABEL, LINK_MAGIC, opensForWrite } from './wire.js';
 
 const log = logger('router-link');
 
@@ -47,7 +47,7 @@ export class LinkServer {
   private readonly sockets = new Set<net.Socket>();
   private closing = false;
   /** Per connection: the follower's name (from its Ident) and the handles it holds open here, each with its path. */
-  private readonly peers = new Map<net.Socket, { router: string; handles: Map<number, string> }>();
+  private readonly peers = new Map<net.Socket, { router: string; handles: Map<number, string>; readOnly: Set<number> }>();
   /** Calls run for followers since start (metrics). */
   calls = 0;
   /** Connections accepted since start (metrics). */
@@ -83,13 +83,14 @@ export class LinkServer {
   }
 
   /**
-   * The open handles the routers connected here hold, per path (each vDisk), then per router name (from its Ident;
+   * The open handles for writing (opensForWrite) the routers connected here hold, per path (each vDisk), then per router name (from its Ident;
    * '' for one that did not say). The automatic move per vDisk looks at it (tools/daemon/vdisk-automove.ts).
    */
   holdersByPath(): Map<string, Map<string, number>> {
     const out = new Map<string, Map<string, number>>();
     for (const p of this.peers.values()) {
-      for (const path of p.handles.values()) {
+      for (const [fh, path] of p.handles) {
+        if (p.readOnly.has(fh)) continue;
         const per = out.get(path) ?? new Map<string, number>();
         per.set(p.router, (per.get(p.router) ?? 0) + 1);
         out.set(path, per);
@@ -139,7 +140,9 @@ export class LinkServer {
     let corked = false;
     /** The owner's file handles this connection opened, each with its file's path (renames followed). */
     const handles = new Map<number, string>();
-    const me = { router: '', handles };
+    /** Those of them opened read-only (not counted by holdersByPath). */
+    const readOnly = new Set<number>();
+    const me = { router: '', handles, readOnly };
     this.peers.set(sock, me);
     const drop = (why: string, fields: Record<string, unknown> = {}) => {
       if (closed) return;
@@ -174,7 +177,10 @@ export class LinkServer {
         if ((op === 'open' || op === 'create') && code >= 0 && typeof values[0] === 'number') release(values[0]);
         return;
       }
-      if ((op === 'open' || op === 'create') && code >= 0 && typeof values[0] === 'number') handles.set(values[0], args[0] as string);
+      if ((op === 'open' || op === 'create') && code >= 0 && typeof values[0] === 'number') {
+        handles.set(values[0], args[0] as string);
+        if (op === 'open' && !opensForWrite(args[1] as number)) readOnly.add(values[0]);
+      }
       if (op === 'rename' && code >= 0) this.renamed(args[0] as string, args[1] as string);
       let parts: Buffer[];
       try {
@@ -202,7 +208,10 @@ export class LinkServer {
       if (why !== null) throw new DtlError('PROTOCOL', `a bad call: ${why}`);
       const fi = fhIndex(op);
       if (fi >= 0 && !handles.has(args[fi] as number)) return answer(f, op, E.EBADF, [], args);
-      if (op === 'release') handles.delete(args[1] as number);
+      if (op === 'release') {
+        handles.delete(args[1] as number);
+        readOnly.delete(args[1] as number);
+      }
       if (op === 'read') args[2] = undefined; // the handler then answers the data as a value
       this.calls++;
       const size = f.payload.length;

@@ -23,7 +23,7 @@ import { E } from '../fuse/errno.js';
 import type { FdTable } from '../fuse/fds.js';
 import type { Handlers } from '../fuse/handlers.js';
 import { logger } from '../util/log.js';
-import { fhIndex, SIGNATURES } from './wire.js';
+import { fhIndex, opensForWrite, SIGNATURES } from './wire.js';
 
 const log = logger('router-link');
 
@@ -198,10 +198,10 @@ export class RoutedTable {
     return this.handles.size;
   }
 
-  /** Open handles per path (the automatic move per vDisk counts them: tools/daemon/vdisk-automove.ts). */
+  /** Handles open for writing per path (the automatic move per vDisk counts them: tools/daemon/vdisk-automove.ts). */
   handlesByPath(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const h of this.handles.values()) out.set(h.path, (out.get(h.path) ?? 0) + 1);
+    for (const h of this.handles.values()) if (opensForWrite(h.flags)) out.set(h.path, (out.get(h.path) ?? 0) + 1);
     return out;
   }
 

@@ -83,6 +83,15 @@ export const CONTROL_SIGNATURES: Record<string, readonly string[]> = {
 };
 
 /** The index of the file handle in an op's arguments, or -1. */
+/**
+ * Whether an open with these flags may write (O_WRONLY or O_RDWR). The automatic move per vDisk counts only such
+ * handles (tools/daemon/vdisk-automove.ts): a VM's disk is open read-write, while a backup, a checksum or a test's
+ * read-back opens it read-only and must not pull the vDisk to its router.
+ */
+export function opensForWrite(flags: number): boolean {
+  return (flags & 3) !== 0;
+}
+
 export function fhIndex(op: string): number {
   return SIGNATURES[op]?.indexOf('fh') ?? -1;
 }

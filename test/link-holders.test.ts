@@ -2,8 +2,9 @@
  * What the automatic move per vDisk counts (tools/daemon/vdisk-automove.ts), in process, beside the real-mount drill
  * of test/registry-live-migration.test.ts:
  * - model-based: a real LinkServer on loopback TCP over a plain table of files, three routers' LinkClients (each
- *   naming itself with an Ident) doing seeded random opens, creates, releases, renames (through the link) and
- *   connection closes; after each, `holdersByPath()` (handles per path, per router) equals a plain reference
+ *   naming itself with an Ident) doing seeded random opens (read-only, write-only, read-write), creates, releases,
+ *   renames (through the link) and connection closes; after each, `holdersByPath()` (handles open for writing per
+ *   path, per router: a read-only open never moves a vDisk) equals a plain reference
  *   (VPOOLFS_SEED replays; VPOOLFS_HOLDERS_ROUNDS sets the count);
  * - a delegate's answer to `vdiskHolders` (`delegateHolders`): its own handles under its name, the routers on its
  *   delegate link but the asker.
@@ -43,10 +44,11 @@ function table(files: Set<string>): Handlers {
 
 type Model = Map<string, Map<string, number>>;
 
-function holdersOf(open: Array<{ router: string; handles: Map<number, string> }>): Model {
+function holdersOf(open: Array<{ router: string; handles: Map<number, string>; readOnly: Set<number> }>): Model {
   const m: Model = new Map();
   for (const c of open) {
-    for (const p of c.handles.values()) {
+    for (const [fh, p] of c.handles) {
+      if (c.readOnly.has(fh)) continue;
       const per = m.get(p) ?? new Map<string, number>();
       per.set(c.router, (per.get(c.router) ?? 0) + 1);
       m.set(p, per);
@@ -64,10 +66,10 @@ test('holdersByPath: the handles of each router per path, through opens, creates
   const server = await LinkServer.start({ host: '127.0.0.1', port: 0, router: 'owner', vpool: 'pool', ops: table(files) });
   t.teardown(() => server.close());
   const names = ['r1', 'r2', 'r3'];
-  const clients = new Map<string, { router: string; client: LinkClient; handles: Map<number, string> }>();
+  const clients = new Map<string, { router: string; client: LinkClient; handles: Map<number, string>; readOnly: Set<number> }>();
   const connect = async (router: string) => {
     const client = await LinkClient.connect({ address: server.address, vpool: 'pool', router });
-    clients.set(router, { router, client, handles: new Map() });
+    clients.set(router, { router, client, handles: new Map(), readOnly: new Set() });
   };
   for (const r of names) await connect(r);
   const pathNames = ['/a', '/b', '/c', '/d', '/e'];
@@ -81,9 +83,11 @@ test('holdersByPath: the handles of each router per path, through opens, creates
     const op = int(10);
     if (op < 4) {
       const p = pathNames[int(pathNames.length)];
-      const res = await c.client.call('open', [p, 2]);
+      const flags = int(3); // O_RDONLY, O_WRONLY, O_RDWR
+      const res = await c.client.call('open', [p, flags]);
       t.is(res.code >= 0, files.has(p));
       if (res.code >= 0) c.handles.set(res.values[0] as number, p);
+      if (res.code >= 0 && flags === 0) c.readOnly.add(res.values[0] as number);
     } else if (op < 5) {
       const p = pathNames[int(pathNames.length)];
       const had = files.has(p);
@@ -96,6 +100,7 @@ test('holdersByPath: the handles of each router per path, through opens, creates
       const fh = fhs[int(fhs.length)];
       t.is((await c.client.call('release', [c.handles.get(fh)!, fh])).code, 0);
       c.handles.delete(fh);
+      c.readOnly.delete(fh);
     } else if (op < 9) {
       // mostly a held file to a free name (a rename an open handle must follow), sometimes any two names
       const held = [...clients.values()].flatMap((x) => [...x.handles.values()]);

@@ -10,6 +10,7 @@
  * No writer sees an error; every acknowledged write of every writer reads back through both mounts.
  * (The whole-vPool automatic move this replaces never moved anything here: ra's mount held /other open.)
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
 import { cluster, type RouterRow } from './helpers/registry.js';
@@ -30,9 +31,9 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
   return null;
 }
 
-/** A process holding `file` open (read-only) until killed: a VM's open disk without I/O. */
-async function holdOpen(file: string): Promise<ChildProcess> {
-  const p = spawn('bash', ['-c', `exec 3<${q(file)}; echo open; exec sleep 600`], { stdio: ['ignore', 'pipe', 'ignore'] });
+/** A process holding `file` open until killed: read-write, a VM's open disk without I/O (QEMU opens it so); read-only, a backup. */
+async function holdOpen(file: string, mode: 'rw' | 'ro'): Promise<ChildProcess> {
+  const p = spawn('bash', ['-c', `exec 3${mode === 'rw' ? '<>' : '<'}${q(file)}; echo open; exec sleep 600`], { stdio: ['ignore', 'pipe', 'ignore'] });
   await new Promise<void>((resolve, reject) => {
     p.stdout.once('data', () => resolve());
     p.once('exit', (code) => reject(new Error(`holding ${file} open failed (${code})`)));
@@ -118,11 +119,16 @@ test('live migration per vDisk: writers on ra and rb, ra\'s closes, /vm alone mo
   t.is(metric(mb, 'vpoolfs_registry_role', { role: 'follower' }), 1);
   t.is(metric(ma, 'vpoolfs_registry_moves', { direction: 'out' }), 0, 'no whole-vPool move');
   t.is(metric(mb, 'vpoolfs_registry_takeovers'), 0);
-  // the reads below go through both mounts: ra keeps both vDisks open meanwhile, so neither moves (the rule)
-  const holders = await Promise.all(['vm', 'other', 'c'].map((f) => holdOpen(a.p(f))));
   await wa2.stop();
   await wy.stop();
   await wc.stop();
+  // a read-only open is not a VM: held on rb past autoMoveAfterMs while nothing is open on ra, it moves nothing
+  // (nor do the read-backs below, through both mounts, read-only)
+  const asked = () => logEntries(a.log, /^MOVE: asked for an automatic move/).length;
+  const askedBefore = asked();
+  const holders = await Promise.all(['vm', 'other', 'c'].map((f) => holdOpen(b.p(f), 'ro')));
+  await sleep(cfg.autoMoveAfterMs + 2000);
+  t.is(asked(), askedBefore, 'read-only opens on rb asked for no move');
   t.is(wc.stderr, '', "/c's writer saw no error");
   t.is(wa2.stderr, '', "ra's second writer saw no error");
   t.is(wy.stderr, '', "/other's writer saw no error");
@@ -137,6 +143,7 @@ test('live migration per vDisk: writers on ra and rb, ra\'s closes, /vm alone mo
     }
   } finally {
     for (const h of holders) h.kill('SIGKILL');
+    t.is(asked(), askedBefore, 'the read-only read-backs asked for no move');
     if (!(t as unknown as { passed: boolean }).passed) t.log(`ra:\n${since(a.log)}\nrb:\n${since(b.log)}`);
   }
   t.is(await b.stop(), 0);

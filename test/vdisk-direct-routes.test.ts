@@ -107,7 +107,10 @@ test.serial('kill -9 of the delegate a follower wrote straight to (sync DTL): th
   t.is(w1.stderr, '', 'the writer on rc saw no error');
   await b.kill9();
   await until('rc falls back to ra', async () => logEntries(cc.log, /^DIRECT: the delegate link of router 'rb' broke/).length === 1);
-  await until('ra takes /disk back from the dead rb', async () => logEntries(a.log, /^TAKEBACK: vDisk \/disk taken back from dead router 'rb'/).length === 1);
+  await until('ra takes /disk back from the dead rb', async () => logEntries(a.log, /^TAKEBACK: vDisk \/disk taken back from dead router 'rb'/).length === 1).catch((err: unknown) => {
+    t.log(`ra's log (TAKEBACK, MOVE, warnings):\n${a.log.split('\n').filter((l) => /TAKEBACK|MOVE|"level":"(error|warn)"/.test(l)).slice(-30).join('\n')}`);
+    throw err;
+  });
   const w2 = startWriter(cc.p('disk'), 16384, 64);
   await w2.waitFor(300);
   await w2.stop();
