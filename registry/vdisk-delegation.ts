@@ -8,7 +8,8 @@
  *                       owner record is still (owner, tag), the vDisk's record unchanged (not delegated already)
  *                       and the target's registration the same lease (alive); writes the record
  *                       {router: target, tag: new, delegatedBy: owner, dtl clean}.
- *   returnVDisk()       the vDisk back to the vPool's owner, new tag: after its delegate closed it (a move back),
+ *   returnVDisk()       the vDisk back to the vPool's owner, new tag (its record marked `delegatedBy` the owner
+ *                       itself — a takeback to do — until the owner opened it): after its delegate closed it (a move back),
  *                       or with the delegate dead — only once its registration is gone (its lease expired) or
  *                       holds another lease than the record's (the router restarted) and,
  *                       unless forced, its record safe (nothing unshipped, or a sync DTL in sync: ./keys.ts isSafe).
@@ -114,7 +115,14 @@ export async function returnVDisk(client: Etcd3, vpool: string, id: string, owne
     }
     const { tag, mod } = await nextTag(client);
     const now = new Date().toISOString();
-    const next: OwnerRecord = { router: owner.router, tag, since: now, ...(rec.value.path === undefined ? {} : { path: rec.value.path }), ...(rec.value.dtl === undefined ? {} : { dtl: rec.value.dtl }) };
+    // `delegatedBy` the owner itself: a takeback still to do until the owner opened it (its session rewrites the
+    // record without it then). Kept by the owner's session meanwhile (the vDisk is in no list while not open), and
+    // by a release; the next owner's start takes it back like a delegated vDisk (tools/daemon/vdisk-move.ts adopt).
+    // Its protection: the delegate's (from a dead one: its unshipped writes are in the DTL, or at risk); after a
+    // live delegate's hand-back, or the operator's --force, nothing more is at risk.
+    const safe = opts.fromDead !== true || opts.force === true;
+    const dtl: Protection | undefined = safe ? { mode: rec.value.dtl?.mode ?? 'none', state: rec.value.dtl?.state ?? 'ok_standalone', dirty: false, since: now } : rec.value.dtl;
+    const next: OwnerRecord = { router: owner.router, tag, since: now, ...(rec.value.path === undefined ? {} : { path: rec.value.path }), ...(dtl === undefined ? {} : { dtl }), delegatedBy: owner.router };
     let txn = client.if(OWNER_TAG, 'Mod', '==', mod)
       .and(vpoolOwnerKey(vpool), 'Mod', '==', pool.mod)
       .and(vdiskKey(vpool, id), 'Mod', '==', rec.mod);
