@@ -101,7 +101,11 @@ export async function returnVDisk(client: Etcd3, vpool: string, id: string, owne
       throw new RegistryError('BUSY', `vDisk ${rec.value.path ?? id} is not taken back automatically from dead router '${from.router}' (owner tag ${from.tag}): its writes not yet in the backend may be lost (${d === undefined ? 'no protection recorded' : `DTL ${d.mode}, ${d.state}, unshipped since ${d.since}`})`, { vpool, id, record: rec.value });
     }
     let regMod: string | 0 = 0;
-    if (opts.fromDead === true) {
+    // a takeback that router `from` had still to do (a former owner of the vPool whose open failed: it never served
+    // the vDisk since its return, and the vPool's claim, now this owner's, fences its backend writes): its
+    // registration does not matter, only the record's protection
+    const undone = rec.value.delegatedBy === rec.value.router;
+    if (opts.fromDead === true && !undone) {
       // dead: no registration, or one under another lease than the one the vDisk was handed to (restarted)
       const reg = await readJson<RouterRecord>(client, routerKey(from.router));
       if (reg !== null && (rec.value.lease === undefined || reg.value.lease === rec.value.lease)) return null;
@@ -126,7 +130,7 @@ export async function returnVDisk(client: Etcd3, vpool: string, id: string, owne
     let txn = client.if(OWNER_TAG, 'Mod', '==', mod)
       .and(vpoolOwnerKey(vpool), 'Mod', '==', pool.mod)
       .and(vdiskKey(vpool, id), 'Mod', '==', rec.mod);
-    if (opts.fromDead === true) txn = regMod === 0 ? txn.and(routerKey(from.router), 'Create', '==', 0) : txn.and(routerKey(from.router), 'Mod', '==', regMod);
+    if (opts.fromDead === true && !undone) txn = regMod === 0 ? txn.and(routerKey(from.router), 'Create', '==', 0) : txn.and(routerKey(from.router), 'Mod', '==', regMod);
     const res = await txn.then(client.put(OWNER_TAG).value(String(tag)), client.put(vdiskKey(vpool, id)).value(JSON.stringify(next))).commit();
     if (res.succeeded) return tag;
     // (the registration changed: the next look decides whether it is the delegate's)

@@ -122,3 +122,41 @@ test.serial('a takeback from a dead delegate while the backend refuses: tried ag
   await allThere(t, wb, [rc]);
   explain(t, { ra: a, rb: b, rc });
 });
+
+test.serial('a takeback still failing when the whole vPool moves: the move keeps its record, the new owner takes it back from the backend and the DTL once they serve it, every acknowledged write', async (t) => {
+  const c = await cluster(t);
+  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
+  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
+  const a = await startMount(t, c.router('ra', dtl));
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const b = await startMount(t, c.router('rb', dtl));
+  const d = await startMount(t, c.router('rd', dtl));
+  await moveTo(t, c, a.p('disk'), 'rd');
+  const wd = startWriter(d.p('disk'), 0, 0);
+  await wd.waitFor(300 + Math.floor(Math.random() * 300));
+  let id = '';
+  await until('rd records /disk under a sync DTL', async () => {
+    const v = (await c.routers()).find((r) => r.name === 'rd')?.vdisks.find((x) => x.path === '/disk') as { id: string; dtl?: { mode: string } } | undefined;
+    id = v?.id ?? '';
+    return v?.dtl?.mode === 'sync';
+  });
+  await d.kill9();
+  await wd.stop();
+  t.log(`${wd.acked.length} writes acknowledged by rd before its kill -9`);
+  // only /disk's objects refuse (its directory in the backend a symlink to itself: ELOOP); rd is dead, and ra
+  // takes /disk back only once rd's 2 s lease has expired, so nothing writes there meanwhile
+  const dir = path.join(c.root, 'backend', 'vdisks', id);
+  await ok(t, `mv ${q(dir)} ${q(`${dir}.away`)} && ln -s ${q(id)} ${q(dir)}`);
+  const FAILED = /^TAKEBACK: vDisk \/disk is this router's again .* but could not be opened here \(try \d+\): .*ELOOP/;
+  await until('ra fails to open /disk twice', () => logEntries(a.log, FAILED).length >= 2);
+
+  const r = await sh(`node ${q(CLI)} move --vpool pool --to rb --registry ${q(c.etcd.url)}`);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  t.is(logEntries(a.log, /^TAKEBACK: vDisk \/disk is still not open here at this stop/).length, 1, a.log.slice(-3000));
+  await until('rb, the new owner, takes up the takeback ra had still to do', () => logEntries(b.log, /^vDisk \/disk is recorded as a takeback router 'ra' \(the vPool's former owner\) had still to do/).length === 1 && logEntries(b.log, FAILED).length >= 1);
+  await ok(t, `rm ${q(dir)} && mv ${q(`${dir}.away`)} ${q(dir)}`);
+  await until('rb takes /disk back once its objects serve', () => logEntries(b.log, /^TAKEBACK: vDisk \/disk taken back from router 'ra' \(the vPool's former owner, which could not open it\): served here/).length === 1);
+  t.is(logEntries(b.log, /^EIO: calls on \/disk/).length + logEntries(a.log, /^EIO: calls on \/disk/).length, 0, 'no call on /disk answered EIO on rb or ra');
+  await allThere(t, wd, [b, a]);
+  explain(t, { ra: a, rb: b, rd: d });
+});

@@ -75,7 +75,7 @@ export class VDiskMover {
   private running: Promise<void> | null = null;
   private readonly peers = new Map<string, Peer>();
   /** path → the delegate serving it now. */
-  private readonly served = new Map<string, { id: string; router: string; tag: number; lease?: string }>();
+  private readonly served = new Map<string, { id: string; router: string; tag: number; lease?: string; undone?: boolean }>();
   /** id → why its takeback from a dead delegate was refused (logged once, tried again each poll). */
   private readonly refused = new Map<string, string>();
   /** path → a takeback whose open here failed, tried again (retryPending). */
@@ -107,7 +107,12 @@ export class VDiskMover {
     // a takeback still failing stays in the registry as one to do (its record: this router's, delegatedBy): the
     // release keeps it, and the next owner of the vPool takes it back
     for (const [p, t] of [...this.pending]) {
-      if (!await this.openHere(p, t.id, t.tag, t.from, Date.now())) log.error(`TAKEBACK: vDisk ${p} is still not open here at this stop (${t.cause}): the registry keeps it as a takeback to do for the vPool's next owner`, { path: p, tag: t.tag });
+      if (!await this.openHere(p, t.id, t.tag, t.from, Date.now())) {
+        log.error(`TAKEBACK: vDisk ${p} is still not open here at this stop (${t.cause}): the registry keeps it as a takeback to do for the vPool's next owner`, { path: p, tag: t.tag });
+        this.pending.delete(p);
+        // its calls go where this router's table sends them now: BUSY here while stopping, the next owner after a move
+        this.opts.routes.set(p, null);
+      }
     }
     for (const [p, d] of [...this.served]) {
       try {
@@ -156,10 +161,17 @@ export class VDiskMover {
         log.error(`vDisk ${id} is recorded as delegated to router '${rec.router}' without its path: it cannot be routed; its calls answer BUSY until an operator acts`, { vdisk: id, router: rec.router });
         return;
       }
-      const d = { id, router: rec.router, tag: rec.tag, lease: rec.lease };
+      const d = { id, router: rec.router, tag: rec.tag, lease: rec.lease, undone: rec.delegatedBy === rec.router };
       this.served.set(rec.path, d);
       if (rec.router === this.opts.router) {
         await this.takeBack(rec.path, d, false);
+        return;
+      }
+      if (d.undone) {
+        // a takeback the vPool's former owner could not finish (its open failed): nobody serves it; the record's
+        // protection decides, as from a dead delegate (registry/vdisk-delegation.ts returnVDisk)
+        log.warn(`vDisk ${rec.path} is recorded as a takeback router '${rec.router}' (the vPool's former owner) had still to do: taking it back`, { path: rec.path, router: rec.router, tag: rec.tag });
+        await this.takeBack(rec.path, d, true);
         return;
       }
       const v = await session.registry.client.get(routerKey(rec.router)).string();
@@ -194,6 +206,10 @@ export class VDiskMover {
     for (const [p, d] of [...this.served]) {
       if (d.router === this.opts.router) {
         await this.takeBack(p, d, false);
+        continue;
+      }
+      if (d.undone === true) {
+        await this.takeBack(p, d, true);
         continue;
       }
       if (!regs.has(d.router)) {
@@ -239,7 +255,7 @@ export class VDiskMover {
     }
     this.refused.delete(d.id);
     this.served.delete(p);
-    const from = fromDead ? `dead router '${d.router}'` : `router '${d.router}' (this router, which served it as a delegate)`;
+    const from = (d as { undone?: boolean }).undone === true ? `router '${d.router}' (the vPool's former owner, which could not open it)` : fromDead ? `dead router '${d.router}'` : `router '${d.router}' (this router, which served it as a delegate)`;
     if (!await this.openHere(p, d.id, tag, from, heldSince)) return `vDisk ${p} is router '${router}''s again (owner tag ${tag}) but could not be opened here yet (${this.pending.get(p)?.cause}): tried again until it opens`;
     log.warn(`TAKEBACK: vDisk ${p} taken back from ${from}: served here under owner tag ${tag}${fromDead ? ', its unshipped writes recovered from the DTL' : ''}`, { path: p, from: d.router, tag });
     return null;
@@ -318,10 +334,10 @@ export class VDiskMover {
     const cur = this.served.get(req.path);
     if (req.to === router) {
       if (cur === undefined) throw new Error(`${req.path} is served by router '${router}' (the vPool's owner) already`);
-      if (await this.isGone(cur)) {
+      if (cur.undone === true || await this.isGone(cur)) {
         // its delegate is dead: nobody to hand it back; the registry's rule decides (unsafe: only with --force)
         const why = await this.takeBack(req.path, cur, true, req.force === true);
-        if (why !== null) throw new Error(`${why}${req.force === true ? '' : '. `vpoolfs move FILE --to ' + router + ' --force` takes it back anyway, losing those writes'}`);
+        if (why !== null) throw new Error(`${why}${req.force === true || this.pending.has(req.path) ? '' : '. `vpoolfs move FILE --to ' + router + ' --force` takes it back anyway, losing those writes'}`);
         return `vDisk ${req.path} is served by router '${router}' (the vPool's owner) again, taken back from dead router '${cur.router}'${req.force === true ? ' (forced)' : ''}`;
       }
       await this.back(req.path, cur);
