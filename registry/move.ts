@@ -133,7 +133,10 @@ export async function commitMove(client: Etcd3, req: MoveRequest, target: Router
   const result: MoveResult = { id: req.id, ok: true, from: req.from, to: req.to, tag, message: `router '${req.to}' owns vPool '${vpool}' now (owner tag ${req.tag} → ${tag})`, at: now };
   // records of vDisks no longer in the tree go (etcd refuses a put and a delete of one key in a transaction)
   const keep = new Set(vdisks.map((d) => vdiskKey(vpool, d.id)));
-  const stale = Object.keys(await client.getAll().prefix(vdisksPrefix(vpool)).strings()).filter((k) => !keep.has(k));
+  // ...but a delegated vDisk's record stays (one the move could not take back first: a dead delegate's, not safe):
+  // the new owner's start takes it back or asks for --force (./vdisk-delegation.ts), as after a release
+  const stale = Object.entries(await client.getAll().prefix(vdisksPrefix(vpool)).strings())
+    .filter(([k, v]) => !keep.has(k) && (JSON.parse(v) as OwnerRecord).delegatedBy === undefined).map(([k]) => k);
   const ops = [
     client.put(OWNER_TAG).value(String(tag)),
     client.put(vpoolOwnerKey(vpool)).value(JSON.stringify(rec)),

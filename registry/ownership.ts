@@ -119,7 +119,8 @@ export async function recordVDisks(client: Etcd3, vpool: string, router: string,
   const now = new Date().toISOString();
   for (const d of vdisks) {
     const cur = existing.get(d.id);
-    if (cur !== undefined && cur.router === router && cur.tag === tag && cur.path === d.path && JSON.stringify(cur.dtl) === JSON.stringify(d.dtl)) {
+    // (a record `delegatedBy` this router itself is a takeback to do: once the vDisk is listed here it is done)
+    if (cur !== undefined && cur.router === router && cur.tag === tag && cur.delegatedBy === undefined && cur.path === d.path && JSON.stringify(cur.dtl) === JSON.stringify(d.dtl)) {
       after.set(d.id, cur);
       continue;
     }
@@ -146,12 +147,34 @@ export async function recordVDisks(client: Etcd3, vpool: string, router: string,
 /** Operations per etcd transaction when recording vDisks (etcd's default limit is 128). */
 const TXN_OPS = 100;
 
-/** A clean stop: the vPool becomes unowned (if still ours) and its vDisk records go. */
+/**
+ * A clean stop: the vPool becomes unowned (if still ours) and its vDisk records go — except those of delegated
+ * vDisks (`delegatedBy`: ./vdisk-delegation.ts) the stop could not take back (a dead delegate whose record is not
+ * safe, a live one that did not hand it back, a takeback still failing here): the next owner's start reads them
+ * and meets the same question (the takeback rule, `--force`) instead of opening the vDisk from the backend
+ * without a record, a fence or the delegate's consent.
+ */
 export async function releaseVPool(client: Etcd3, vpool: string, router: string, tag: number): Promise<boolean> {
   const owner = await readJson<OwnerRecord>(client, vpoolOwnerKey(vpool));
   if (owner === null || owner.value.router !== router || owner.value.tag !== tag) return false;
-  const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod)
-    .then(client.delete().key(vpoolOwnerKey(vpool)), client.delete().prefix(vdisksPrefix(vpool)), client.delete().key(moveKey(vpool)))
-    .commit();
+  const recs = Object.entries(await client.getAll().prefix(vdisksPrefix(vpool)).strings());
+  const kept = recs.filter(([, v]) => (JSON.parse(v) as OwnerRecord).delegatedBy !== undefined);
+  if (kept.length === 0) {
+    const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod)
+      .then(client.delete().key(vpoolOwnerKey(vpool)), client.delete().prefix(vdisksPrefix(vpool)), client.delete().key(moveKey(vpool)))
+      .commit();
+    return res.succeeded;
+  }
+  // the others go first (in transactions of TXN_OPS, each while the vPool is still ours), the owner key last
+  const gone = recs.filter(([, v]) => (JSON.parse(v) as OwnerRecord).delegatedBy === undefined).map(([k]) => k);
+  for (let i = 0; i < gone.length; i += TXN_OPS) {
+    const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod).then(...gone.slice(i, i + TXN_OPS).map((k) => client.delete().key(k))).commit();
+    if (!res.succeeded) return false;
+  }
+  const res = await client.if(vpoolOwnerKey(vpool), 'Mod', '==', owner.mod).then(client.delete().key(vpoolOwnerKey(vpool)), client.delete().key(moveKey(vpool))).commit();
+  if (res.succeeded) {
+    log.warn(`released vPool '${vpool}' keeping the records of ${kept.length} delegated vDisk(s) not taken back: its next owner takes them back (or asks for --force) at its start`,
+      { vpool, kept: Object.fromEntries(kept.map(([k, v]) => { const r = JSON.parse(v) as OwnerRecord; return [r.path ?? k, { router: r.router, tag: r.tag, dtl: r.dtl }]; })) });
+  }
   return res.succeeded;
 }

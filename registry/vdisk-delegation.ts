@@ -8,7 +8,8 @@
  *                       owner record is still (owner, tag), the vDisk's record unchanged (not delegated already)
  *                       and the target's registration the same lease (alive); writes the record
  *                       {router: target, tag: new, delegatedBy: owner, dtl clean}.
- *   returnVDisk()       the vDisk back to the vPool's owner, new tag: after its delegate closed it (a move back),
+ *   returnVDisk()       the vDisk back to the vPool's owner, new tag (its record marked `delegatedBy` the owner
+ *                       itself — a takeback to do — until the owner opened it): after its delegate closed it (a move back),
  *                       or with the delegate dead — only once its registration is gone (its lease expired) or
  *                       holds another lease than the record's (the router restarted) and,
  *                       unless forced, its record safe (nothing unshipped, or a sync DTL in sync: ./keys.ts isSafe).
@@ -100,7 +101,11 @@ export async function returnVDisk(client: Etcd3, vpool: string, id: string, owne
       throw new RegistryError('BUSY', `vDisk ${rec.value.path ?? id} is not taken back automatically from dead router '${from.router}' (owner tag ${from.tag}): its writes not yet in the backend may be lost (${d === undefined ? 'no protection recorded' : `DTL ${d.mode}, ${d.state}, unshipped since ${d.since}`})`, { vpool, id, record: rec.value });
     }
     let regMod: string | 0 = 0;
-    if (opts.fromDead === true) {
+    // a takeback that router `from` had still to do (a former owner of the vPool whose open failed: it never served
+    // the vDisk since its return, and the vPool's claim, now this owner's, fences its backend writes): its
+    // registration does not matter, only the record's protection
+    const undone = rec.value.delegatedBy === rec.value.router;
+    if (opts.fromDead === true && !undone) {
       // dead: no registration, or one under another lease than the one the vDisk was handed to (restarted)
       const reg = await readJson<RouterRecord>(client, routerKey(from.router));
       if (reg !== null && (rec.value.lease === undefined || reg.value.lease === rec.value.lease)) return null;
@@ -114,11 +119,18 @@ export async function returnVDisk(client: Etcd3, vpool: string, id: string, owne
     }
     const { tag, mod } = await nextTag(client);
     const now = new Date().toISOString();
-    const next: OwnerRecord = { router: owner.router, tag, since: now, ...(rec.value.path === undefined ? {} : { path: rec.value.path }), ...(rec.value.dtl === undefined ? {} : { dtl: rec.value.dtl }) };
+    // `delegatedBy` the owner itself: a takeback still to do until the owner opened it (its session rewrites the
+    // record without it then). Kept by the owner's session meanwhile (the vDisk is in no list while not open), and
+    // by a release; the next owner's start takes it back like a delegated vDisk (tools/daemon/vdisk-move.ts adopt).
+    // Its protection: the delegate's (from a dead one: its unshipped writes are in the DTL, or at risk); after a
+    // live delegate's hand-back, or the operator's --force, nothing more is at risk.
+    const safe = opts.fromDead !== true || opts.force === true;
+    const dtl: Protection | undefined = safe ? { mode: rec.value.dtl?.mode ?? 'none', state: rec.value.dtl?.state ?? 'ok_standalone', dirty: false, since: now } : rec.value.dtl;
+    const next: OwnerRecord = { router: owner.router, tag, since: now, ...(rec.value.path === undefined ? {} : { path: rec.value.path }), ...(dtl === undefined ? {} : { dtl }), delegatedBy: owner.router };
     let txn = client.if(OWNER_TAG, 'Mod', '==', mod)
       .and(vpoolOwnerKey(vpool), 'Mod', '==', pool.mod)
       .and(vdiskKey(vpool, id), 'Mod', '==', rec.mod);
-    if (opts.fromDead === true) txn = regMod === 0 ? txn.and(routerKey(from.router), 'Create', '==', 0) : txn.and(routerKey(from.router), 'Mod', '==', regMod);
+    if (opts.fromDead === true && !undone) txn = regMod === 0 ? txn.and(routerKey(from.router), 'Create', '==', 0) : txn.and(routerKey(from.router), 'Mod', '==', regMod);
     const res = await txn.then(client.put(OWNER_TAG).value(String(tag)), client.put(vdiskKey(vpool, id)).value(JSON.stringify(next))).commit();
     if (res.succeeded) return tag;
     // (the registration changed: the next look decides whether it is the delegate's)

@@ -15,36 +15,18 @@
  *   back through ra and after a rebuild from the backend. Without a DTL and with writes unshipped, ra does not take
  *   it back by itself: it logs what would be lost and the vDisk answers an error, until `vpoolfs move FILE --to ra
  *   --force` (the operator's consent) takes it back.
+ * The takeback's failures (a clean stop with a dead unsafe delegate, a backend refusing the takeback):
+ * test/vdisk-takeback.test.ts.
  */
 import path from 'node:path';
-import { CLI, fuseTest, logEntries, ok, q, sh, startMount, type MountHandle } from './helpers/mount.js';
-import { cluster, type Cluster } from './helpers/registry.js';
+import { CLI, fuseTest, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
+import { cluster } from './helpers/registry.js';
 import { until } from './helpers/until.js';
-import { badBlocks, startWriter, type Writer } from './helpers/dtl-mount.js';
+import { startWriter } from './helpers/dtl-mount.js';
 import { startDtlServer } from './helpers/dtl-server.js';
-import type { ExecutionContext } from 'ava';
+import { allThere, explain, moveTo } from './helpers/vdisk-move.js';
 
 const test = fuseTest();
-
-async function moveTo(t: ExecutionContext, c: Cluster, file: string, to: string): Promise<void> {
-  const r = await sh(`node ${q(CLI)} move ${q(file)} --to ${to} --registry ${q(c.etcd.url)}`);
-  t.is(r.code, 0, r.stderr + r.stdout);
-  t.log(r.stdout.trim().split('\n').pop());
-}
-
-/** Every acknowledged block of `w` through each of `mounts`. */
-async function allThere(t: ExecutionContext, w: Writer, mounts: MountHandle[]): Promise<void> {
-  for (const m of mounts) {
-    const bad = await badBlocks(t, m.p('disk'), w.acked);
-    t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${w.acked.length} acknowledged writes missing through ${m.mountpoint}`);
-  }
-}
-
-/** The logs' warnings and errors, on failure. */
-function explain(t: ExecutionContext, mounts: Record<string, MountHandle>): void {
-  if ((t as unknown as { passed: boolean }).passed) return;
-  for (const [n, m] of Object.entries(mounts)) t.log(`${n}:\n${m.log.split('\n').filter((l) => /"level":"(error|warn)"/.test(l)).slice(-25).join('\n')}`);
-}
 
 test.serial('kill -9 of the vPool\'s owner while a vDisk is delegated, started again: the delegate keeps its vDisk (or it is taken back fenced), no error, every byte', async (t) => {
   const c = await cluster(t);

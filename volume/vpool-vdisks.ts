@@ -67,6 +67,7 @@ export class VDiskTable {
   /** The open vDisk behind file `node`; its cause if it could not be opened; BUSY if it is delegated. */
   of(node: TreeNode): VDiskImpl {
     const d = this.delegated.get(node.vdiskId!);
+    if (d?.takeBackFailed !== undefined) throw new VolumeError('BUSY', `vDisk ${node.vdiskId} is being taken back from router '${d.router}' and could not be opened here yet (${d.takeBackFailed}): tried again until it opens`, { vdisk: node.vdiskId, router: d.router });
     if (d !== undefined) throw new VolumeError('BUSY', `vDisk ${node.vdiskId} is served by router '${d.router}': its I/O goes there`, { vdisk: node.vdiskId, router: d.router });
     const v = this.open.get(node.vdiskId!);
     const broken = this.broken.get(node.vdiskId!);
@@ -111,13 +112,24 @@ export class VDiskTable {
     }
   }
 
-  /** Serves vDisk `id` here again under owner tag `tag` (its delegate closed it, or lost it): rebuilt from the backend, fenced. */
+  /**
+   * Serves vDisk `id` here again under owner tag `tag` (its delegate closed it, or lost it): rebuilt from the
+   * backend, fenced. A failure (the backend refusing meanwhile) leaves it delegated, its calls answering BUSY
+   * with the cause; the caller tries again (tools/daemon/vdisk-move.ts): each try rebuilds from the backend again
+   * (the rebuild drops what a failed one left) and numbers past the fence a failed one may have written.
+   */
   async takeBack(id: string, tag: number): Promise<VDiskImpl> {
     const d = this.delegated.get(id);
     if (d === undefined) throw new VolumeError('INVALID', `vDisk ${id} is not delegated`, { vdisk: id });
     this.takingBack.set(id, tag);
     try {
-      const v = await openVDisk(id, this.ctx);
+      let v: VDiskImpl;
+      try {
+        v = await openVDisk(id, this.ctx);
+      } catch (err) {
+        d.takeBackFailed = (err as Error).message;
+        throw err;
+      }
       this.delegated.delete(id);
       this.open.set(id, v);
       log.info(`vDisk taken back from router '${d.router}': served here again (owner tag ${tag})`, { vpool: this.vpool, vdisk: id, size: v.size });
@@ -160,4 +172,6 @@ export interface Delegated {
   size: number;
   allocatedBytes: number;
   template: boolean;
+  /** Set while a takeBack() failed (why): the record is this router's, the vDisk not open yet. */
+  takeBackFailed?: string;
 }

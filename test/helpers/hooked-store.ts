@@ -1,13 +1,16 @@
 /**
- * A BlobStore over another whose puts (and deletes) first run a hook: how the crash tests' children stop a
+ * A BlobStore over another whose puts (and deletes, gets) first run a hook: how the crash tests' children stop a
  * process at one chosen backend write (the hook never returns; the parent kills the child there) or hold a
- * write while the test does something else. Everything else goes straight to `inner`.
+ * write while the test does something else; a hook that throws is the backend refusing that call. Everything
+ * else goes straight to `inner`.
  */
 import type { BlobStore } from '../../volume/backend/types.js';
 
 export interface StoreHooks {
   /** Runs before each put of `key`; the put waits for it. */
   beforePut?: (key: string) => void | Promise<void>;
+  /** Runs before each get of `key`; the get waits for it (and fails with what it throws). */
+  beforeGet?: (key: string) => void | Promise<void>;
   /** Runs before each delete of `key`; the delete waits for it. */
   beforeDelete?: (key: string) => void | Promise<void>;
   /**
@@ -24,7 +27,10 @@ export function hookedStore(inner: BlobStore, hooks: StoreHooks): BlobStore {
       await hooks.beforePut?.(key);
       return inner.put(key, data);
     },
-    get: (key) => inner.get(key),
+    get: async (key) => {
+      await hooks.beforeGet?.(key);
+      return inner.get(key);
+    },
     getRange: (key, offset, length) => inner.getRange(key, offset, length),
     head: (key) => inner.head(key),
     list: (prefix, opts) => inner.list(prefix, opts),

@@ -16,6 +16,11 @@
  *                     only `move FILE --to <owner> --force` takes it back.
  * At this owner's start (adopt) the delegated records read before the vPool opened are routed to their live
  * delegates or taken back; each poll watches the delegates' registrations (checkDelegates) the same way.
+ * A takeback whose return held in the registry but whose open here failed (the backend refusing at that moment:
+ * takeBackVDisk) is tried again with a back-off (retryPending, `TAKEBACK: … trying again` in the log with the
+ * cause each time) until it opens: its calls wait meanwhile while that stays within half of waitMs, then answer
+ * BUSY with the cause — never EIO; its record stays this router's with `delegatedBy` (returnVDisk), so that the
+ * session keeps it and a restart, a takeover or a release hands it on as a takeback still to do.
  * Every open file of it keeps its handle: the tables re-open it by path where it is served at its next call.
  */
 import { E } from '../../fuse/errno.js';
@@ -33,6 +38,21 @@ import type { VPool } from '../../volume/types.js';
 
 const log = logger('cli');
 const POLL_MS = 250;
+/** The back-off of a takeback whose open failed: from RETRY_MIN_MS, doubled each try, at most RETRY_MAX_MS. */
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 5000;
+
+/** A takeback returned in the registry (owner tag `tag`) whose open here failed: tried again at `nextAt`. */
+interface PendingTakeback {
+  id: string;
+  from: string;
+  tag: number;
+  tries: number;
+  nextAt: number;
+  cause: string;
+  /** When the path's calls were held for it (null: they answer BUSY now). */
+  heldSince: number | null;
+}
 
 interface Peer {
   router: string;
@@ -55,9 +75,11 @@ export class VDiskMover {
   private running: Promise<void> | null = null;
   private readonly peers = new Map<string, Peer>();
   /** path → the delegate serving it now. */
-  private readonly served = new Map<string, { id: string; router: string; tag: number; lease?: string }>();
+  private readonly served = new Map<string, { id: string; router: string; tag: number; lease?: string; undone?: boolean }>();
   /** id → why its takeback from a dead delegate was refused (logged once, tried again each poll). */
   private readonly refused = new Map<string, string>();
+  /** path → a takeback whose open here failed, tried again (retryPending). */
+  private readonly pending = new Map<string, PendingTakeback>();
 
   constructor(private readonly opts: VDiskMoverOptions) {}
 
@@ -82,8 +104,25 @@ export class VDiskMover {
 
   /** Every delegated vDisk back here (a clean stop or a vPool move: they go with the vPool). */
   async takeAllBack(why: string): Promise<void> {
+    // a takeback still failing stays in the registry as one to do (its record: this router's, delegatedBy): the
+    // release keeps it, and the next owner of the vPool takes it back
+    for (const [p, t] of [...this.pending]) {
+      if (!await this.openHere(p, t.id, t.tag, t.from, Date.now())) {
+        log.error(`TAKEBACK: vDisk ${p} is still not open here at this stop (${t.cause}): the registry keeps it as a takeback to do for the vPool's next owner`, { path: p, tag: t.tag });
+        this.pending.delete(p);
+        // its calls go where this router's table sends them now: BUSY here while stopping, the next owner after a move
+        this.opts.routes.set(p, null);
+      }
+    }
     for (const [p, d] of [...this.served]) {
       try {
+        if (await this.isGone(d)) {
+          // nobody to hand it back: the takeback rule decides (refused, it stays in the registry for the next owner)
+          const refusal = await this.takeBack(p, d, true);
+          if (refusal !== null) log.error(`TAKEBACK: vDisk ${p} not taken back from dead router '${d.router}' at this stop (${refusal}): the release keeps its record; the vPool's next owner meets the same question`, { path: p, from: d.router });
+          else log.info(`took vDisk ${p} back from dead router '${d.router}': ${why}`, { path: p, from: d.router });
+          continue;
+        }
         await this.back(p, d);
         log.info(`took vDisk ${p} back from router '${d.router}': ${why}`, { path: p, from: d.router });
       } catch (err) {
@@ -122,10 +161,17 @@ export class VDiskMover {
         log.error(`vDisk ${id} is recorded as delegated to router '${rec.router}' without its path: it cannot be routed; its calls answer BUSY until an operator acts`, { vdisk: id, router: rec.router });
         return;
       }
-      const d = { id, router: rec.router, tag: rec.tag, lease: rec.lease };
+      const d = { id, router: rec.router, tag: rec.tag, lease: rec.lease, undone: rec.delegatedBy === rec.router };
       this.served.set(rec.path, d);
       if (rec.router === this.opts.router) {
         await this.takeBack(rec.path, d, false);
+        return;
+      }
+      if (d.undone) {
+        // a takeback the vPool's former owner could not finish (its open failed): nobody serves it; the record's
+        // protection decides, as from a dead delegate (registry/vdisk-delegation.ts returnVDisk)
+        log.warn(`vDisk ${rec.path} is recorded as a takeback router '${rec.router}' (the vPool's former owner) had still to do: taking it back`, { path: rec.path, router: rec.router, tag: rec.tag });
+        await this.takeBack(rec.path, d, true);
         return;
       }
       const v = await session.registry.client.get(routerKey(rec.router)).string();
@@ -162,6 +208,10 @@ export class VDiskMover {
         await this.takeBack(p, d, false);
         continue;
       }
+      if (d.undone === true) {
+        await this.takeBack(p, d, true);
+        continue;
+      }
       if (!regs.has(d.router)) {
         const v = await etcd.get(routerKey(d.router)).string();
         regs.set(d.router, v === null ? null : (JSON.parse(v) as RouterRecord));
@@ -181,13 +231,13 @@ export class VDiskMover {
   private async takeBack(p: string, d: { id: string; router: string; tag: number }, fromDead: boolean, force = false): Promise<string | null> {
     const { session, vpool, router, routes } = this.opts;
     const etcd = session.registry.client;
+    const heldSince = Date.now();
     await routes.hold(p, `vDisk ${p} is taken back from router '${d.router}'`);
     let tag: number | null = null;
     await session.holdRecords();
     try {
       tag = await returnVDisk(etcd, vpool.name, d.id, { router, tag: session.tag }, { router: d.router, tag: d.tag }, { fromDead, force });
       if (tag !== null && force) log.warn(`TAKEBACK FORCED by \`vpoolfs move --force\`: vDisk ${p} from dead router '${d.router}': what it had not shipped and no sync DTL holds is lost`, { path: p, from: d.router });
-      if (tag !== null) await vpool.takeBackVDisk!(d.id, tag);
     } catch (err) {
       const why = (err as Error).message;
       if (this.refused.get(d.id) !== why) log.error(`vDisk ${p} stays unavailable: ${why}`, { path: p, from: d.router, tag: d.tag });
@@ -205,14 +255,64 @@ export class VDiskMover {
     }
     this.refused.delete(d.id);
     this.served.delete(p);
-    routes.set(p, null);
-    log.warn(`TAKEBACK: vDisk ${p} taken back from ${fromDead ? `dead router '${d.router}'` : `router '${d.router}' (this router, which served it as a delegate)`}: served here under owner tag ${tag}${fromDead ? ', its unshipped writes recovered from the DTL' : ''}`, { path: p, from: d.router, tag });
+    const from = (d as { undone?: boolean }).undone === true ? `router '${d.router}' (the vPool's former owner, which could not open it)` : fromDead ? `dead router '${d.router}'` : `router '${d.router}' (this router, which served it as a delegate)`;
+    if (!await this.openHere(p, d.id, tag, from, heldSince)) return `vDisk ${p} is router '${router}''s again (owner tag ${tag}) but could not be opened here yet (${this.pending.get(p)?.cause}): tried again until it opens`;
+    log.warn(`TAKEBACK: vDisk ${p} taken back from ${from}: served here under owner tag ${tag}${fromDead ? ', its unshipped writes recovered from the DTL' : ''}`, { path: p, from: d.router, tag });
     return null;
+  }
+
+  /**
+   * Opens vDisk `id` at `p` here under owner tag `tag`, its return recorded already (returned from `from`; its calls
+   * held since `heldSince`). False when it failed: then it is pending (retryPending tries again, back-off), the
+   * cause logged; its calls stay held while that stays within half of waitMs (a held call answers EIO after
+   * waitMs), else they answer BUSY with the cause (the vPool's table: volume/vpool-vdisks.ts).
+   */
+  private async openHere(p: string, id: string, tag: number, from: string, heldSince: number): Promise<boolean> {
+    const { vpool, routes } = this.opts;
+    try {
+      await vpool.takeBackVDisk!(id, tag);
+    } catch (err) {
+      const cause = (err as Error).message;
+      const t = this.pending.get(p) ?? { id, from, tag, tries: 0, nextAt: 0, cause, heldSince };
+      t.tries++;
+      t.cause = cause;
+      t.tag = tag;
+      const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(t.tries - 1, 10));
+      t.nextAt = Date.now() + delay;
+      // calls held past waitMs answer EIO: before that they answer BUSY (the cause may last: a backend outage)
+      const keepHeld = t.heldSince !== null && Date.now() + delay - t.heldSince < this.opts.waitMs / 2;
+      if (!keepHeld) {
+        t.heldSince = null;
+        routes.set(p, null);
+      }
+      this.pending.set(p, t);
+      log.error(`TAKEBACK: vDisk ${p} is this router's again (owner tag ${tag}, returned from ${from}) but could not be opened here (try ${t.tries}): ${cause}; trying again in ${delay} ms, its calls ${keepHeld ? 'wait' : 'answer BUSY'} meanwhile`, { path: p, vdisk: id, tag, tries: t.tries, retryMs: delay, error: cause });
+      return false;
+    }
+    const t = this.pending.get(p);
+    this.pending.delete(p);
+    routes.set(p, null);
+    if (t !== undefined) log.warn(`TAKEBACK: vDisk ${p} opened here at try ${t.tries + 1} (returned from ${t.from}, owner tag ${tag}; the last failure: ${t.cause})`, { path: p, vdisk: id, tag, tries: t.tries + 1 });
+    return true;
+  }
+
+  /** The takebacks whose open failed, each at its time (back-off); one that opens is served here from then on. */
+  private async retryPending(): Promise<void> {
+    const { routes, router } = this.opts;
+    for (const [p, t] of [...this.pending]) {
+      if (Date.now() < t.nextAt) continue;
+      if (t.heldSince === null) {
+        t.heldSince = Date.now();
+        await routes.hold(p, `vDisk ${p} is taken back from ${t.from} (try ${t.tries + 1})`);
+      }
+      if (await this.openHere(p, t.id, t.tag, t.from, t.heldSince)) log.warn(`TAKEBACK: vDisk ${p} taken back from ${t.from}: served here under owner tag ${t.tag} (router '${router}')`, { path: p, from: t.from, tag: t.tag });
+    }
   }
 
   private async poll(): Promise<void> {
     const { session, vpool, router } = this.opts;
     const etcd = session.registry.client;
+    if (this.pending.size > 0) await this.retryPending();
     if (this.served.size > 0) await this.checkDelegates();
     const req = await readVDiskMove(etcd, vpool.name);
     if (req === null || req.from !== router || req.tag !== session.tag) return;
@@ -234,10 +334,10 @@ export class VDiskMover {
     const cur = this.served.get(req.path);
     if (req.to === router) {
       if (cur === undefined) throw new Error(`${req.path} is served by router '${router}' (the vPool's owner) already`);
-      if (await this.isGone(cur)) {
+      if (cur.undone === true || await this.isGone(cur)) {
         // its delegate is dead: nobody to hand it back; the registry's rule decides (unsafe: only with --force)
         const why = await this.takeBack(req.path, cur, true, req.force === true);
-        if (why !== null) throw new Error(`${why}${req.force === true ? '' : '. `vpoolfs move FILE --to ' + router + ' --force` takes it back anyway, losing those writes'}`);
+        if (why !== null) throw new Error(`${why}${req.force === true || this.pending.has(req.path) ? '' : '. `vpoolfs move FILE --to ' + router + ' --force` takes it back anyway, losing those writes'}`);
         return `vDisk ${req.path} is served by router '${router}' (the vPool's owner) again, taken back from dead router '${cur.router}'${req.force === true ? ' (forced)' : ''}`;
       }
       await this.back(req.path, cur);
@@ -319,17 +419,15 @@ export class VDiskMover {
       return null;
     }).finally(() => session.releaseRecords());
     if (tag === null) {
-      await vpool.takeBackVDisk!(id, session.tag);
-      routes.release(p);
-      throw new Error(`the handover transaction did not hold (router '${to}' went away, or the vPool or the vDisk's record changed meanwhile): ${p} stays here`);
+      const opened = await this.openHere(p, id, session.tag, `the handover to router '${to}' that did not hold`, Date.now());
+      throw new Error(`the handover transaction did not hold (router '${to}' went away, or the vPool or the vDisk's record changed meanwhile): ${p} stays here${opened ? '' : ' (its open here failed: tried again until it opens)'}`);
     }
     const r = await (peer.client === null ? Promise.resolve({ code: E.EIO }) : peer.client.call('vdiskServe', [id, p, tag]).catch(() => ({ code: E.EIO })));
     if (r.code < 0) {
       await session.holdRecords();
       const back = await returnVDisk(etcd, vpool.name, id, { router, tag: session.tag }, { router: to, tag }).finally(() => session.releaseRecords());
       if (back !== null) {
-        await vpool.takeBackVDisk!(id, back);
-        routes.release(p);
+        await this.openHere(p, id, back, `router '${to}', which did not take it`, Date.now());
       } else {
         log.error(`MOVE: router '${to}' did not take vDisk ${p} and its record could not be given back: its calls wait`, { path: p, to });
       }
@@ -344,6 +442,7 @@ export class VDiskMover {
   private async back(p: string, d: { id: string; router: string; tag: number }): Promise<void> {
     const { session, vpool, router, routes } = this.opts;
     const etcd = session.registry.client;
+    const heldSince = Date.now();
     await routes.hold(p, `vDisk ${p} moves back to router '${router}'`);
     const peer = this.peers.get(d.router);
     const r = peer?.client == null ? { code: E.EIO } : await peer.client.call('vdiskReturn', [d.id]).catch(() => ({ code: E.EIO }));
@@ -351,15 +450,15 @@ export class VDiskMover {
       routes.release(p);
       throw new Error(`router '${d.router}' did not hand ${p} back (errno ${-r.code}; see its log): it serves it on`);
     }
+    let tag: number | null;
     await session.holdRecords();
     try {
-      const tag = await returnVDisk(etcd, vpool.name, d.id, { router, tag: session.tag }, { router: d.router, tag: d.tag });
+      tag = await returnVDisk(etcd, vpool.name, d.id, { router, tag: session.tag }, { router: d.router, tag: d.tag });
       if (tag === null) throw new Error(`the return of ${p} did not hold in the registry (its record changed): its calls wait`);
-      await vpool.takeBackVDisk!(d.id, tag);
     } finally {
       session.releaseRecords();
     }
     this.served.delete(p);
-    routes.set(p, null);
+    if (!await this.openHere(p, d.id, tag, `router '${d.router}'`, heldSince)) throw new Error(`router '${d.router}' handed ${p} back but it could not be opened here yet (${this.pending.get(p)?.cause}): tried again until it opens`);
   }
 }

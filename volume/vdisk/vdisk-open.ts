@@ -212,6 +212,12 @@ async function rebuildFromBackend(v: VDiskImpl, dtlRecovery = false): Promise<vo
   const lastTlog = Math.max(tlogs.length > 0 ? tlogs[tlogs.length - 1] : 0, start.coveredTlog, maxTlogOf(v.docs.doc));
   let firstTlog = Math.max(lastTlog, start.tlogFloor, listed.length > 0 ? listed[listed.length - 1] : 0) + 1;
   let firstSco = maxSco + 1;
+  // never inside a fence's gap: a fence written by an earlier try of this takeover (or takeback) that failed
+  // after it, with nothing uploaded past it since, would make every TLog and SCO numbered there count for nothing
+  for (const f of fences) {
+    firstTlog = Math.max(firstTlog, f.firstTlog);
+    firstSco = Math.max(firstSco, f.firstSco);
+  }
   const fenceTag = ctx.fenceTag?.(id);
   // an owner tag is this vDisk's own, newer change of owner: its fence covers the claim epoch's too (the filter
   // reads both kinds alike); a later rebuild in this epoch would write the epoch's, which then excludes nothing
