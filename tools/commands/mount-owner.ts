@@ -310,7 +310,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
   };
 
   if (session !== undefined && router !== undefined) {
-    mover = new VDiskMover({ session, vpool, router: cfg.router, routes: router.routes, secret: x.secret, waitMs: cfg.peerWaitMs ?? 60_000 });
+    mover = new VDiskMover({ session, vpool, router: cfg.router, routes: router.routes, secret: x.secret, waitMs: cfg.peerWaitMs ?? 60_000, ownOps: () => handlers.ops });
     await mover.adopt(delegatedRecs);
     mover.start();
     // the end of a live migration, per vDisk: a vDisk only another router holds open moves there (and back)

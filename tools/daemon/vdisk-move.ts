@@ -24,6 +24,7 @@
  * Every open file of it keeps its handle: the tables re-open it by path where it is served at its next call.
  */
 import { E } from '../../fuse/errno.js';
+import type { Handlers } from '../../fuse/handlers.js';
 import { delegateVDisk, delegationTarget, returnVDisk } from '../../registry/vdisk-delegation.js';
 import { isCode } from '../../util/errors.js';
 import type { OwnerRecord } from '../../registry/keys.js';
@@ -68,6 +69,11 @@ export interface VDiskMoverOptions {
   routes: VDiskRoutes;
   secret?: Buffer;
   waitMs: number;
+  /**
+   * This router's own handlers (the vPool's): a dead delegate's link table is switched to them once its vDisk is
+   * taken back, so that the calls that were on their way to it run here (see takeBack).
+   */
+  ownOps?: () => Handlers | undefined;
 }
 
 export class VDiskMover {
@@ -232,7 +238,11 @@ export class VDiskMover {
     const { session, vpool, router, routes } = this.opts;
     const etcd = session.registry.client;
     const heldSince = Date.now();
-    await routes.hold(p, `vDisk ${p} is taken back from router '${d.router}'`);
+    const idle = routes.hold(p, `vDisk ${p} is taken back from router '${d.router}'`);
+    // from a dead delegate, the calls running on p are waiting in its link table for a router that is gone: they
+    // never answer by themselves (they would hold this takeback up for waitMs, then answer EIO); they run again
+    // here once it is taken back (deadLinkServesHere below)
+    if (!fromDead) await idle;
     let tag: number | null = null;
     await session.holdRecords();
     try {
@@ -257,6 +267,7 @@ export class VDiskMover {
     this.served.delete(p);
     const from = (d as { undone?: boolean }).undone === true ? `router '${d.router}' (the vPool's former owner, which could not open it)` : fromDead ? `dead router '${d.router}'` : `router '${d.router}' (this router, which served it as a delegate)`;
     if (!await this.openHere(p, d.id, tag, from, heldSince)) return `vDisk ${p} is router '${router}''s again (owner tag ${tag}) but could not be opened here yet (${this.pending.get(p)?.cause}): tried again until it opens`;
+    if (fromDead) this.deadLinkServesHere(d.router);
     log.warn(`TAKEBACK: vDisk ${p} taken back from ${from}: served here under owner tag ${tag}${fromDead ? ', its unshipped writes recovered from the DTL' : ''}`, { path: p, from: d.router, tag });
     return null;
   }
@@ -294,6 +305,20 @@ export class VDiskMover {
     routes.set(p, null);
     if (t !== undefined) log.warn(`TAKEBACK: vDisk ${p} opened here at try ${t.tries + 1} (returned from ${t.from}, owner tag ${tag}; the last failure: ${t.cause})`, { path: p, vdisk: id, tag, tries: t.tries + 1 });
     return true;
+  }
+
+  /**
+   * The link table to a dead delegate serves with this router's own handlers from now on: the calls waiting in it
+   * (those that were on their way when it died) run here, its open handles re-opened here by path. A handle of a
+   * vDisk still delegated to it (its takeback refused) fails that re-open and answers EIO, as it would have after
+   * waitMs. Should that router come back and be given a vDisk again, its link is connected anew (peer()).
+   */
+  private deadLinkServesHere(name: string): void {
+    const p = this.peers.get(name);
+    const ops = this.opts.ownOps?.();
+    if (p === undefined || ops === undefined || p.client?.alive === true) return;
+    if (p.table.waiting > 0 || p.table.openHandles > 0) log.info(`TAKEBACK: the calls that were on their way to dead router '${name}' run here`, { router: name, waiting: p.table.waiting, handles: p.table.openHandles });
+    void p.table.switchTo({ kind: 'local', ops });
   }
 
   /** The takebacks whose open failed, each at its time (back-off); one that opens is served here from then on. */
