@@ -118,6 +118,27 @@ test('file: objects survive closing and reopening the store', async (t) => {
   await again.close();
 });
 
+test('file: a root that went away or became a file is a BACKEND error, never an empty backend', async (t) => {
+  for (const how of ['deleted', 'a file'] as const) {
+    const store = await makeFileStore();
+    const dir = dirs.get(store)!;
+    await store.put('vdisks/a/tlog/0001', Buffer.from('x'));
+    t.deepEqual(await store.list('vdisks/'), ['vdisks/a/tlog/0001']);
+    t.is(await store.head('vdisks/b/doc'), null, 'a missing key under a sound root is missing');
+    await fsp.rename(dir, `${dir}.away`);
+    if (how === 'a file') await fsp.writeFile(dir, 'not a directory');
+    await rejectsWith(t, store.list('vdisks/'), 'BACKEND');
+    await rejectsWith(t, store.list(''), 'BACKEND');
+    await rejectsWith(t, store.head('vdisks/a/tlog/0001'), 'BACKEND');
+    await rejectsWith(t, store.get('vdisks/a/tlog/0001'), 'BACKEND');
+    await fsp.rm(dir, { force: true, recursive: true });
+    await fsp.rename(`${dir}.away`, dir);
+    t.deepEqual(await store.list('vdisks/'), ['vdisks/a/tlog/0001'], `back after the root was ${how}`);
+    await store.close();
+    await removeFileStore(store);
+  }
+});
+
 test('file: a key and a key below it cannot both exist (BACKEND), and nothing is damaged', async (t) => {
   const { store } = await fileStore(t);
   await store.put('a', Buffer.from('file a'));

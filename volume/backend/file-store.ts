@@ -258,7 +258,7 @@ export class FileBlobStore implements BlobStore {
         const st = await fsp.stat(this.pathOf(key));
         return st.isFile() ? { size: st.size } : null;
       } catch (err) {
-        if (MISSING.has(errno(err) ?? '')) return null;
+        if (MISSING.has(errno(err) ?? '')) return this.rootThere(err, null);
         throw err;
       }
     });
@@ -330,7 +330,7 @@ export class FileBlobStore implements BlobStore {
     try {
       fh = await fsp.open(this.pathOf(key), 'r');
     } catch (err) {
-      if (MISSING.has(errno(err) ?? '')) throw notFound(err);
+      if (MISSING.has(errno(err) ?? '')) throw await this.rootThere(err, notFound(err));
       throw err;
     }
     try {
@@ -340,6 +340,22 @@ export class FileBlobStore implements BlobStore {
     } finally {
       await fh.close();
     }
+  }
+
+  /**
+   * A missing file or directory means "no such object" only while the backend's root directory is there: a root
+   * that went away (deleted, a mount that is gone) or became a file must not read as an empty backend — a rebuild
+   * would serve an empty vDisk. Returns `missing` when the root is a directory; throws BACKEND otherwise.
+   */
+  private async rootThere<T>(cause: unknown, missing: T): Promise<T> {
+    let st;
+    try {
+      st = await fsp.stat(this.root);
+    } catch (err) {
+      throw new BackendError('BACKEND', `the backend ${this.url}: its directory ${this.root} is gone (${errno(err) ?? (err as Error).message}); nothing is read as missing while it is`, { url: this.url, path: this.root }, { cause });
+    }
+    if (!st.isDirectory()) throw new BackendError('BACKEND', `the backend ${this.url}: ${this.root} is not a directory any more; nothing is read as missing while it is not`, { url: this.url, path: this.root }, { cause });
+    return missing;
   }
 
   /** Collects the keys of files under `dir` (whose key prefix is `keyPrefix`) with names starting with `namePrefix`. */
@@ -353,7 +369,7 @@ export class FileBlobStore implements BlobStore {
     try {
       entries = await fsp.readdir(dir, { withFileTypes: true });
     } catch (err) {
-      if (MISSING.has(errno(err) ?? '')) return;
+      if (MISSING.has(errno(err) ?? '')) return this.rootThere(err, undefined);
       throw err;
     }
     const subdirs: Promise<void>[] = [];
