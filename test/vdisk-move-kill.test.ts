@@ -24,7 +24,7 @@ import { cluster } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { startWriter } from './helpers/dtl-mount.js';
 import { startDtlServer } from './helpers/dtl-server.js';
-import { allThere, explain, moveTo } from './helpers/vdisk-move.js';
+import { allThere, deadUnsafeDelegate, explain, moveTo } from './helpers/vdisk-move.js';
 
 const test = fuseTest();
 
@@ -121,18 +121,8 @@ test.serial('kill -9 of the vPool\'s owner, its delegate takes the vPool over: i
 
 test.serial('kill -9 of the delegate with unshipped writes and no DTL: the owner does not take its vDisk back by itself, says what would be lost, the vDisk answers an error, not stale data; vpoolfs move --to <owner> --force takes it back', async (t) => {
   const c = await cluster(t);
-  const a = await startMount(t, c.router('ra'));
-  await ok(t, `truncate -s 16M ${q(a.p('disk'))}`);
   // rb ships an open SCO only after 10 minutes: its writes stay in its write cache (and no DTL has them)
-  const b = await startMount(t, c.router('rb', [], { scoMaxAgeMs: 600_000 }));
-  await moveTo(t, c, a.p('disk'), 'rb');
-  await ok(t, `dd if=/dev/urandom of=${q(b.p('disk'))} bs=4096 count=4 conv=notrunc status=none`);
-  await until('rb records /disk unshipped without a DTL', async () => {
-    const d = (await c.routers()).find((r) => r.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string; dirty: boolean } } | undefined;
-    return d?.dtl?.mode === 'none' && d.dtl.dirty;
-  });
-  await b.kill9();
-  await until('ra refuses to take /disk back from the dead rb', () => logEntries(a.log, /^vDisk \/disk stays unavailable: vDisk \/disk is not taken back automatically from dead router 'rb'/).length > 0);
+  const { a, b } = await deadUnsafeDelegate(t, c);
   const rows = await c.routers();
   t.deepEqual(rows.find((r) => r.name === 'rb')?.vdisks.map((v) => v.path), ['/disk'], 'the record stays the dead rb\'s');
   const r = await sh(`dd if=${q(a.p('disk'))} of=/dev/null bs=4096 count=1 status=none`);

@@ -17,27 +17,10 @@ import { cluster, type Cluster } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { startWriter } from './helpers/dtl-mount.js';
 import { startDtlServer } from './helpers/dtl-server.js';
-import { allThere, explain, moveTo } from './helpers/vdisk-move.js';
+import { allThere, deadUnsafeDelegate, explain, moveTo, REFUSED } from './helpers/vdisk-move.js';
 
 const test = fuseTest();
 
-/** The unsafe dead delegate: rb killed with 4 unshipped writes and no DTL; ra refuses to take /disk back. */
-async function deadUnsafeDelegate(t: ExecutionContext, c: Cluster): Promise<{ a: MountHandle; b: MountHandle }> {
-  const a = await startMount(t, c.router('ra'));
-  await ok(t, `truncate -s 16M ${q(a.p('disk'))}`);
-  const b = await startMount(t, c.router('rb', [], { scoMaxAgeMs: 600_000 }));
-  await moveTo(t, c, a.p('disk'), 'rb');
-  await ok(t, `dd if=/dev/urandom of=${q(b.p('disk'))} bs=4096 count=4 conv=notrunc status=none`);
-  await until('rb records /disk unshipped without a DTL', async () => {
-    const d = (await c.routers()).find((r) => r.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string; dirty: boolean } } | undefined;
-    return d?.dtl?.mode === 'none' && d.dtl.dirty;
-  });
-  await b.kill9();
-  await until('ra refuses to take /disk back from the dead rb', () => logEntries(a.log, REFUSED).length > 0);
-  return { a, b };
-}
-
-const REFUSED = /^vDisk \/disk stays unavailable: vDisk \/disk is not taken back automatically from dead router 'rb' \(owner tag \d+\): its writes not yet in the backend may be lost \(DTL none, ok_standalone, unshipped since /;
 
 /** The refusal as the owner `m` (router `name`) answers it: EBUSY on /disk, the log, `move` without --force. */
 async function refusesLikeBefore(t: ExecutionContext, c: Cluster, m: MountHandle, name: string): Promise<void> {

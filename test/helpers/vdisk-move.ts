@@ -1,12 +1,13 @@
 /**
  * Steps of the per-vDisk move tests through real daemons (test/vdisk-move-kill.test.ts, test/vdisk-takeback.test.ts):
- * `vpoolfs move FILE --to ROUTER`, every acknowledged block of a writer through some mounts, and the routers'
+ * `vpoolfs move FILE --to ROUTER`, the unsafe dead delegate, every acknowledged block of a writer through some mounts, and the routers'
  * warnings and errors logged when a test failed.
  */
 import type { ExecutionContext } from 'ava';
 import { badBlocks, type Writer } from './dtl-mount.js';
-import { CLI, q, sh, type MountHandle } from './mount.js';
+import { CLI, logEntries, ok, q, sh, startMount, type MountHandle } from './mount.js';
 import type { Cluster } from './registry.js';
+import { until } from './until.js';
 
 /** `vpoolfs move FILE --to ROUTER`, which must succeed; its last line logged. */
 export async function moveTo(t: ExecutionContext, c: Cluster, file: string, to: string): Promise<void> {
@@ -27,4 +28,23 @@ export async function allThere(t: ExecutionContext, w: Writer, mounts: MountHand
 export function explain(t: ExecutionContext, mounts: Record<string, MountHandle>): void {
   if ((t as unknown as { passed: boolean }).passed) return;
   for (const [n, m] of Object.entries(mounts)) t.log(`${n}:\n${m.log.split('\n').filter((l) => /"level":"(error|warn)"/.test(l)).slice(-25).join('\n')}`);
+}
+
+/** What the owner logs when it refuses to take /disk back from the dead rb by itself. */
+export const REFUSED = /^vDisk \/disk stays unavailable: vDisk \/disk is not taken back automatically from dead router 'rb' \(owner tag \d+\): its writes not yet in the backend may be lost \(DTL none, ok_standalone, unshipped since /;
+
+/** The unsafe dead delegate: rb killed with 4 unshipped writes and no DTL; ra refuses to take /disk back. */
+export async function deadUnsafeDelegate(t: ExecutionContext, c: Cluster): Promise<{ a: MountHandle; b: MountHandle }> {
+  const a = await startMount(t, c.router('ra'));
+  await ok(t, `truncate -s 16M ${q(a.p('disk'))}`);
+  const b = await startMount(t, c.router('rb', [], { scoMaxAgeMs: 600_000 }));
+  await moveTo(t, c, a.p('disk'), 'rb');
+  await ok(t, `dd if=/dev/urandom of=${q(b.p('disk'))} bs=4096 count=4 conv=notrunc status=none`);
+  await until('rb records /disk unshipped without a DTL', async () => {
+    const d = (await c.routers()).find((r) => r.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string; dirty: boolean } } | undefined;
+    return d?.dtl?.mode === 'none' && d.dtl.dirty;
+  });
+  await b.kill9();
+  await until('ra refuses to take /disk back from the dead rb', () => logEntries(a.log, REFUSED).length > 0);
+  return { a, b };
 }
