@@ -68,7 +68,7 @@ export interface MountConfig extends RegistrySecurityFlags {
   /** A follower's calls wait at most this long while no router serves the vPool (ms, default 60000), then EIO. */
   peerWaitMs?: number;
   /**
-   * With a registry: a vDisk moves by itself to the one other router holding it open once the router serving it
+   * With a registry: a vDisk moves by itself to the one other router holding it open for writing once the router serving it
    * has held none for `autoMoveAfterMs` (default true; the end of a live migration, per vDisk:
    * tools/daemon/vdisk-automove.ts, docs/cluster.md "Ownership per vDisk").
    */
