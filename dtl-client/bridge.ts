@@ -356,7 +356,7 @@ export class DtlBridge implements DtlSink {
 
   /** The server refused this router (see the header): nothing more is acknowledged; the bridge stops. */
   private fence(err: DtlError): void {
-    this.fencedBy = `DTL server ${String(err.context.server ?? this.client.server ?? '?')} refused it: ${err.message}`;
+    this.fencedBy = err.message; // "DTL server HOST:PORT: <what> refused: … fenced by router '…' (owner tag …)"
     this.newGeneration();
     this.dropQueue();
     this.queueBytes = 0;

@@ -116,7 +116,7 @@ export abstract class VDiskState {
   fenceByDtl(why: string): void {
     if (this.dtlFenced !== null) return;
     this.dtlFenced = why;
-    log.error(`FENCED: this router lost vDisk ${this.id}: a DTL server refused it (${why}). Nothing more of it is acknowledged: its I/O answers EIO; the writes it had not acknowledged are not in what the new owner serves`, { vdisk: this.id, router: this.ctx.routerId, ownerTag: this.ownerTag, claim: this.ctx.claimEpoch?.() ?? 0 });
+    log.error(`FENCED: this router lost vDisk ${this.id}: a DTL server refused it — ${why}. Nothing more of it is acknowledged: its I/O answers EIO; the writes it had not acknowledged are not in what the new owner serves`, { vdisk: this.id, router: this.ctx.routerId, ownerTag: this.ownerTag, claim: this.ctx.claimEpoch?.() ?? 0 });
   }
 
   get size(): number {
