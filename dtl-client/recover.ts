@@ -241,6 +241,7 @@ export async function recoverFromDtl(v: DtlVDisk, opts: DtlClientOptions, localF
 async function fenceAt(c: DtlClient, v: DtlVDisk, server: string): Promise<void> {
   const owner = v.dtlOwner();
   if (owner.tag === 0 && owner.claim === 0) return;
+  await c.connect(); // no connection: as for the range (unreachable, the server is skipped for a while)
   try {
     await c.fence(v.id, owner);
   } catch (err) {
@@ -249,6 +250,7 @@ async function fenceAt(c: DtlClient, v: DtlVDisk, server: string): Promise<void>
       v.fenceByDtl(e.message);
       return;
     }
+    if (e.code === 'TIMEOUT') throw e; // a black-holed server: asked for the range too it would cost a second timeout
     // a server from before fencing drops the connection on the unknown message: its range is still read (reconnected)
     log.warn('DTL recovery: could not fence the older owner at this server; a router that lost the vDisk without knowing it may still get writes acknowledged through it', { vdisk: v.id, server, owner, error: e.message });
   }
