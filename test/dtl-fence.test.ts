@@ -146,6 +146,14 @@ test('the new owner\'s Register fences too; its own restart (next claim epoch) a
   await b2.fence('vd', { ...taker, claim: taker.claim + 1 });
   await b2.addEntries('vd', [entry(5)]);
   await b2.flush('vd');
+  // the owner retires its copy (Clear, Flush) and drops it (Unregister): the fence stays, the older owner stays out
+  await b2.clear('vd');
+  await b2.flush('vd');
+  await b2.unregister('vd');
+  t.false((await b2.getScoRange('vd')).registered);
+  const az = client(t, s.address);
+  await az.connect();
+  t.is(await code(az.register('vd', 'ra', Date.now(), holder)), 'FENCED', 'the older owner after the copy was dropped');
 });
 
 test('ownership per vDisk: a delegate fences the holder, the takeback fences the delegate, the holder\'s restart under the vPool\'s tag is admitted', async (t) => {
