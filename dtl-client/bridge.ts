@@ -11,8 +11,14 @@
  * (history.ts) —, then `ok_sync`. When no server answers, `degraded`: I/O goes on without waiting, the
  * event is logged, and every `retryMs` it tries the servers again in order (so it moves to the next one),
  * then catches up. Entries recorded while degraded are not kept: the history covers them.
+ *
+ * Fenced (fence.ts): the server refused this router (FENCED: a newer owner registered or recovered the vDisk
+ * there). Nothing is acknowledged from then on: settle() and flush() reject with FENCED (the writer gets EIO),
+ * the vDisk is told (fenceByDtl: its I/O answers EIO, one log line naming the new owner), the bridge stops. Its
+ * state reads `degraded` (no server); it is never attached again.
  */
 import { logger } from '../util/log.js';
+import { VolumeError } from '../util/errors.js';
 import type { DtlSink, DtlVDisk } from '../volume/vdisk/dtl-sink.js';
 import type { DtlInfo, DtlMode, DtlState } from '../volume/types.js';
 import { DtlClient, type DtlClientOptions } from './client.js';
@@ -57,7 +63,9 @@ export class DtlBridge implements DtlSink {
   private flushWanted = 0;
   private trimTo = 0;
   private trimmed = 0;
-  private waiters: Array<{ kind: 'ship' | 'flush' | 'room'; seq: number; resolve: () => void }> = [];
+  private waiters: Array<{ kind: 'ship' | 'flush' | 'room'; seq: number; resolve: () => void; reject: (err: Error) => void }> = [];
+  /** Why the DTL server refused this router (fenced: see the header), or null. */
+  private fencedBy: string | null = null;
   private wake: (() => void) | null = null;
   private closed = false;
   /** Bumped on every (re)attach and degrade: replies to requests of an earlier attachment are ignored. */
@@ -92,12 +100,14 @@ export class DtlBridge implements DtlSink {
   }
 
   settle(): Promise<void> {
+    if (this.fencedBy !== null) return Promise.reject(this.fencedError());
     if (this.state === 'degraded' || this.closed) return Promise.resolve();
     if (this.mode === 'sync') return this.shipped >= this.recorded ? Promise.resolve() : this.waitFor('ship', this.recorded);
     return this.queueBytes > ASYNC_MAX_BYTES ? this.waitFor('room', 0) : Promise.resolve();
   }
 
   flush(): Promise<void> {
+    if (this.fencedBy !== null) return Promise.reject(this.fencedError());
     if (this.state === 'degraded' || this.closed || this.flushed >= this.recorded) return Promise.resolve();
     this.flushWanted = Math.max(this.flushWanted, this.recorded);
     this.kick();
@@ -134,8 +144,9 @@ export class DtlBridge implements DtlSink {
     this.dropQueue();
     this.release();
     this.kick();
-    if (forget) {
-      this.client.connect().then(() => this.client.unregister(this.v.id)).catch((err: DtlError) => log.warn('could not drop the vDisk from the DTL server', { vdisk: this.v.id, error: err.message }))
+    if (forget && this.fencedBy === null) {
+      // registered again first: the connection may be a new one, and the server takes changes only from a registered owner
+      this.client.connect().then(() => this.client.register(this.v.id, this.opts.router, epoch(), this.v.dtlOwner())).then(() => this.client.unregister(this.v.id)).catch((err: DtlError) => log.warn('could not drop the vDisk from the DTL server', { vdisk: this.v.id, error: err.message }))
         .finally(() => this.client.close());
     } else {
       this.client.close();
@@ -144,6 +155,7 @@ export class DtlBridge implements DtlSink {
 
   async retire(ms: number): Promise<void> {
     if (this.closed) return;
+    if (this.fencedBy !== null) return this.close(false);
     const deadline = Date.now() + ms;
     // a catch-up in progress has sent its Clear but not yet the Flush that makes it count: let it finish
     while (this.state === 'catchup' && Date.now() < deadline) await pause(20);
@@ -191,6 +203,7 @@ export class DtlBridge implements DtlSink {
         await this.serve();
       } catch (err) {
         if (this.closed) return;
+        if ((err as DtlError).code === 'FENCED') return this.fence(err as DtlError);
         const served = servingSince;
         servingSince = 0;
         if (this.attachAgainAtOnce(err as DtlError, served)) continue;
@@ -219,7 +232,7 @@ export class DtlBridge implements DtlSink {
     if (this.closed) return;
     this.setState('catchup', { server });
     this.newGeneration();
-    await this.client.register(this.v.id, this.opts.router, epoch());
+    await this.client.register(this.v.id, this.opts.router, epoch(), this.v.dtlOwner());
     // under the vDisk's lock: the history so far replaces whatever the queue held
     const { items, base } = await this.v.exclusive(() => {
       const items = captureHistory(this.v);
@@ -341,6 +354,24 @@ export class DtlBridge implements DtlSink {
     }
   }
 
+  /** The server refused this router (see the header): nothing more is acknowledged; the bridge stops. */
+  private fence(err: DtlError): void {
+    this.fencedBy = err.message; // "DTL server HOST:PORT: <what> refused: … fenced by router '…' (owner tag …)"
+    this.newGeneration();
+    this.dropQueue();
+    this.queueBytes = 0;
+    this.setState('degraded', { error: err.message, fenced: true });
+    this.v.fenceByDtl(this.fencedBy);
+    const e = this.fencedError();
+    for (const w of this.waiters) w.reject(e);
+    this.waiters = [];
+    this.client.close();
+  }
+
+  private fencedError(): VolumeError {
+    return new VolumeError('FENCED', `not acknowledged: this router lost vDisk ${this.v.id} (${this.fencedBy})`, { vdisk: this.v.id });
+  }
+
   /** Requests in flight belong to an earlier attachment from now on: their replies and errors are ignored. */
   private newGeneration(): void {
     this.gen++;
@@ -375,7 +406,7 @@ export class DtlBridge implements DtlSink {
   }
 
   private waitFor(kind: 'ship' | 'flush' | 'room', seq: number): Promise<void> {
-    return new Promise((resolve) => this.waiters.push({ kind, seq, resolve }));
+    return new Promise((resolve, reject) => this.waiters.push({ kind, seq, resolve, reject }));
   }
 
   private kick(): void {

@@ -3,11 +3,13 @@
  * connection at a time to the first reachable of the configured servers, tried in order. A failed
  * request drops the connection; the next call reconnects (the caller decides when: see bridge.ts).
  * Every failure is a DtlError: UNREACHABLE / TIMEOUT (try again later or elsewhere), AUTH (wrong or
- * missing secret), NOT_REGISTERED, PROTOCOL, STORAGE.
+ * missing secret), NOT_REGISTERED, PROTOCOL, STORAGE, FENCED (a newer owner registered or recovered the vDisk
+ * on that server: fence.ts).
  */
 import { Connection } from './connection.js';
 import { DtlError } from './errors.js';
 import { Msg } from './frame.js';
+import { writeOwner, type Owner } from './fence.js';
 import { decodeEntry, entryLength, entryTag, Reader, Writer, type DtlEntry } from './messages.js';
 
 export interface DtlClientOptions {
@@ -75,9 +77,20 @@ export class DtlClient {
     this.drop();
   }
 
-  /** Creates the vDisk's log on the server (or takes it over: entries are kept), recording router and epoch. */
-  async register(vdisk: string, router: string, epoch: number): Promise<void> {
-    await this.call(Msg.Register, new Writer().str(vdisk).str(router).f64(epoch));
+  /**
+   * Creates the vDisk's log on the server (or takes it over: entries are kept), recording router and epoch.
+   * `owner` (fence.ts): the incarnation this router serves the vDisk as; it raises the server's fence, and the
+   * changes this connection makes to the log are refused (FENCED) once a newer owner raised it further. Without
+   * one (a client from before fencing) nothing is fenced, and a fenced vDisk refuses it.
+   */
+  async register(vdisk: string, router: string, epoch: number, owner?: Owner): Promise<void> {
+    const w = new Writer().str(vdisk).str(router).f64(epoch);
+    await this.call(Msg.Register, owner === undefined ? w : writeOwner(w, owner));
+  }
+
+  /** A new owner's recovery: raises the vDisk's fence to `owner` (FENCED if it is older than the fence). */
+  async fence(vdisk: string, owner: Owner): Promise<void> {
+    await this.call(Msg.Fence, writeOwner(new Writer().str(vdisk).str(owner.router), owner));
   }
 
   /** Appends entry records (encodeEntry); in the server's kernel when this resolves (kill -9 safe). */

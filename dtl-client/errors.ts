@@ -10,6 +10,7 @@ export type DtlErrorCode =
   | 'NOT_REGISTERED' // an entry for a vDisk the server does not know
   | 'INVALID' // a bad argument: vDisk id, address, listen address
   | 'STORAGE' // the server could not write or read its files
+  | 'FENCED' // the vDisk was registered or recovered at the server by a newer owner: this router lost it (fence.ts)
   | 'CLOSED'; // the client or bridge was closed
 
 export class DtlError extends Error {
@@ -24,4 +25,5 @@ export class DtlError extends Error {
 }
 
 /** The codes a server may send back in a reply (index = status byte - 1). */
-export const WIRE_CODES: readonly DtlErrorCode[] = ['PROTOCOL', 'AUTH', 'NOT_REGISTERED', 'INVALID', 'STORAGE'];
+/** FENCED (6) is new with fencing: a client from before it reads an unknown status as PROTOCOL, with the server's message. */
+export const WIRE_CODES: readonly DtlErrorCode[] = ['PROTOCOL', 'AUTH', 'NOT_REGISTERED', 'INVALID', 'STORAGE', 'FENCED'];

@@ -33,6 +33,8 @@ export const enum Msg {
   RemoveUpTo = 15,
   Clear = 16,
   Unregister = 17,
+  /** A new owner's recovery: raises the vDisk's fence (fence.ts) without registering it. */
+  Fence = 18,
   Reply = 0x80,
   Entries = 0x81,
 }

@@ -10,6 +10,12 @@
  * cluster that is not a whole cluster or lies past the vDisk's size at that point of the log, a size over
  * the maximum: here) ends the replay there: what came before it is a prefix of the log and is kept and
  * shipped; nothing after it is applied. Logged, never thrown.
+ *
+ * Fencing (fence.ts): every server asked is first sent a Fence with this router's owner (v.dtlOwner()), before its
+ * range is read: from then on that server refuses the older owner's changes of the vDisk (FENCED), so a router
+ * that lost the vDisk without knowing it gets no more write acknowledged through it. A server this recovery does
+ * not ask (not listed, skipped, unreachable) is not fenced. A Fence refused as older than the server's fence
+ * means this router is the stale one: the vDisk is fenced here (v.fenceByDtl).
  */
 import { logger } from '../util/log.js';
 import { backendTlogs, tlogKey } from '../volume/datapath/formats/backend-layout.js';
@@ -105,6 +111,7 @@ export async function recoverFromDtl(v: DtlVDisk, opts: DtlClientOptions, localF
       recoveryAttempts.set(server, (recoveryAttempts.get(server) ?? 0) + 1);
       const c = new DtlClient({ ...opts, servers: [server] });
       try {
+        await fenceAt(c, v, server);
         return { server, range: await c.getScoRange(v.id) };
       } catch (err) {
         const e = err as DtlError;
@@ -227,6 +234,25 @@ export async function recoverFromDtl(v: DtlVDisk, opts: DtlClientOptions, localF
   } else {
     log.info(local ? 'DTL recovery after a local restart: replayed the entries the write cache did not hold whole' : 'DTL recovery: replayed the entries newer than the backend',
       { vdisk: v.id, server: best.server, fromSco: from, entries: n, skippedResizes: skipped, olderThanLocal: older, size: v.size, epoch: best.range.epoch, router: best.range.router, asked, notAsked: goneSkipped, unreachable });
+  }
+}
+
+/** Sends the Fence of this router's owner of `v` to `server` (see the header); only FENCED is passed on (after fencing `v`). */
+async function fenceAt(c: DtlClient, v: DtlVDisk, server: string): Promise<void> {
+  const owner = v.dtlOwner();
+  if (owner.tag === 0 && owner.claim === 0) return;
+  await c.connect(); // no connection: as for the range (unreachable, the server is skipped for a while)
+  try {
+    await c.fence(v.id, owner);
+  } catch (err) {
+    const e = err as DtlError;
+    if (e.code === 'FENCED') {
+      v.fenceByDtl(e.message);
+      return;
+    }
+    if (e.code === 'TIMEOUT') throw e; // a black-holed server: asked for the range too it would cost a second timeout
+    // a server from before fencing drops the connection on the unknown message: its range is still read (reconnected)
+    log.warn('DTL recovery: could not fence the older owner at this server; a router that lost the vDisk without knowing it may still get writes acknowledged through it', { vdisk: v.id, server, owner, error: e.message });
   }
 }
 

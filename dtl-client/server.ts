@@ -10,6 +10,13 @@
  * A frame begun must be complete, and unsent replies must be taken, within STALL_MS, else the connection
  * is dropped (a stalled or trickling peer frees its memory, and the vDisk lock a GetEntries holds). A
  * connection idle between frames is kept: a bridge may be idle for hours.
+ *
+ * Fencing (fence.ts): a Register carries its owner (router, registry owner tag, claim epoch), a new owner's
+ * recovery sends Fence; each raises the vDisk's fence (persisted before the reply). Requests that change a
+ * vDisk's log (AddEntries, Flush, RemoveUpTo, Clear, Unregister) are served only for the owner the connection
+ * registered the vDisk with (none: a client from before fencing), and are refused with FENCED once a newer owner
+ * has registered or recovered the vDisk here, as is that older owner's Register. Reads (GetScoRange, GetEntries)
+ * are never fenced.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -20,6 +27,7 @@ import { DtlError, WIRE_CODES } from './errors.js';
 import { encodeFrame, FrameDecoder, HEADER_BYTES, MAGIC, Msg, TRAILER_BYTES, VERSION, type Frame, type FrameCheck } from './frame.js';
 import { checkAddEntriesFrame, checkVdiskId, Reader, Writer } from './messages.js';
 import { VDiskLog } from './store.js';
+import { describeOwner, FenceBook, NO_OWNER, readOwner, type Owner } from './fence.js';
 
 const log = logger('dtl-server');
 /** Bytes of requests waiting on one connection before it stops reading from the socket (memory bound). */
@@ -52,6 +60,7 @@ export function isLoopback(host: string): boolean {
 export class DtlServer {
   private readonly server: net.Server;
   private readonly logs = new Map<string, VDiskLog>();
+  private fences!: FenceBook;
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly sockets = new Set<net.Socket>();
   /** AddEntries frames are verified with their entries, in one pass over the data (messages.ts). */
@@ -73,7 +82,7 @@ export class DtlServer {
       s.server.listen(opts.port, opts.host, () => resolve());
     });
     s.server.on('error', (err) => log.error('listener error', { error: String(err) }));
-    log.info('DTL server listening', { address: s.address, dir: opts.dir, vdisks: s.logs.size, auth: opts.secret !== undefined });
+    log.info('DTL server listening', { address: s.address, dir: opts.dir, vdisks: s.logs.size, fences: s.fences.size, auth: opts.secret !== undefined });
     return s;
   }
 
@@ -99,6 +108,7 @@ export class DtlServer {
   }
 
   private load(): void {
+    this.fences = new FenceBook(this.opts.dir, log);
     const root = path.join(this.opts.dir, 'vd');
     fs.mkdirSync(root, { recursive: true });
     for (const id of fs.readdirSync(root)) {
@@ -124,6 +134,8 @@ export class DtlServer {
     let closed = false;
     let paused = false;
     let frameTimer: NodeJS.Timeout | null = null;
+    /** vDisk id → the owner this connection registered it with (fence.ts): its changes to the log are checked against the fence. */
+    const owners = new Map<string, Owner>();
     const drop = (why: string, fields: Record<string, unknown> = {}) => {
       if (closed) return;
       closed = true;
@@ -194,7 +206,7 @@ export class DtlServer {
             if (closed) return;
             // a client that does not take its replies stops being served (and, its requests waiting, read)
             if (sock.writableLength > MAX_UNSENT_BYTES && !(await drained(sock, peer))) return;
-            await this.handle(f, sock, peer);
+            await this.handle(f, sock, peer, owners);
           } catch (err) {
             const e = err instanceof DtlError ? err : new DtlError('STORAGE', (err as Error).message);
             if (e.code === 'PROTOCOL') return drop(e.message, { type: f.type });
@@ -211,31 +223,50 @@ export class DtlServer {
   }
 
   /** Runs one request; its reply (or replies, for GetEntries) is written to `sock`. */
-  private async handle(f: Frame, sock: net.Socket, peer: string): Promise<void> {
+  private async handle(f: Frame, sock: net.Socket, peer: string, owners: Map<string, Owner>): Promise<void> {
     const r = new Reader(f.payload);
     const id = r.str();
     checkVdiskId(id);
     await this.exclusive(id, async () => {
       const ok = (body?: Writer) => sock.write(encodeFrame(Msg.Reply, f.id, Buffer.concat([Buffer.from([0]), body?.done() ?? Buffer.alloc(0)])));
+      // a change to the log: only for an owner the fence still admits
+      const mine = (what: string) => this.fences.check(id, owners.get(id) ?? NO_OWNER, what);
       switch (f.type) {
         case Msg.Register: {
           const router = r.str();
           const epoch = r.f64();
+          // the owner fields came with fencing: a Register without them is a client from before it
+          const owner = r.pos === r.buf.length ? { ...NO_OWNER, router } : readOwner(r, router);
           r.end();
+          owners.delete(id);
+          const { changed, before } = this.fences.admit(id, owner); // FENCED: an older owner
+          if (changed && before !== undefined) log.warn(`vDisk ${id} fenced: ${describeOwner(owner)} registered it; ${describeOwner(before)} and older are refused from now on`, { vdisk: id, owner, before });
           const l = this.logs.get(id);
           if (l === undefined) this.logs.set(id, VDiskLog.create(path.join(this.opts.dir, 'vd', id), router, epoch));
           else l.register(router, epoch);
-          log.info('vDisk registered', { vdisk: id, router, epoch });
+          owners.set(id, owner);
+          log.info('vDisk registered', { vdisk: id, router, epoch, tag: owner.tag, claim: owner.claim });
+          return ok();
+        }
+        case Msg.Fence: {
+          const router = r.str();
+          const owner = readOwner(r, router);
+          r.end();
+          if (owner.tag === 0 && owner.claim === 0) throw new DtlError('INVALID', 'a Fence without an owner tag or claim epoch fences nothing');
+          const { changed, before } = this.fences.admit(id, owner);
+          if (changed) log.warn(`vDisk ${id} fenced: ${describeOwner(owner)} recovered it${before === undefined ? '' : `; ${describeOwner(before)} and older are refused from now on`}`, { vdisk: id, owner, before: before ?? null });
           return ok();
         }
         case Msg.AddEntries: {
           // checked whole by the decoder (checkAddEntriesFrame): every entry sound, exactly `count` of them
           const { at, tags } = f.checked as ReturnType<typeof checkAddEntriesFrame>;
+          mine('AddEntries');
           this.need(id).append(f.payload.subarray(at), tags);
           return ok();
         }
         case Msg.Flush:
           r.end();
+          mine('Flush');
           await this.need(id).flush();
           return ok();
         case Msg.GetScoRange: {
@@ -258,15 +289,18 @@ export class DtlServer {
         case Msg.RemoveUpTo: {
           const sco = r.u32();
           r.end();
+          mine('RemoveUpTo');
           this.need(id).removeUpTo(sco);
           return ok();
         }
         case Msg.Clear:
           r.end();
+          mine('Clear');
           this.need(id).clear();
           return ok();
         case Msg.Unregister: {
           r.end();
+          mine('Unregister'); // the fence stays: a zombie must not get back in after the owner dropped its copy
           const l = this.logs.get(id);
           this.logs.delete(id);
           l?.destroy();

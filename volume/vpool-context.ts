@@ -22,7 +22,7 @@ import type { VPoolOptions } from './vpool-options.js';
 export type ContextTuning = Pick<VPoolOptions, 'stateReserveBytes' | 'writeCacheBytes' | 'readCacheBytes' | 'scoClusters' | 'tlogScos' | 'dtl' | 'cacheIo' | 'checkpointEveryTlogs' | 'loadCheckpoints'>;
 
 export function vdiskContext(stateDir: string, backend: BlobStore, mds: MetadataStore, routerId: string, opts: ContextTuning,
-  fencing: Pick<VDiskContext, 'fenceEpoch' | 'fenced' | 'fenceTag' | 'beforeAck'>): VDiskContext {
+  fencing: Pick<VDiskContext, 'fenceEpoch' | 'fenced' | 'fenceTag' | 'beforeAck' | 'ownerTag' | 'claimEpoch'>): VDiskContext {
   const writeCacheDir = path.join(stateDir, 'wc');
   fs.mkdirSync(writeCacheDir, { recursive: true });
   const disk = statfsDisk(writeCacheDir, opts.stateReserveBytes);

@@ -59,6 +59,9 @@ export async function openVPool(opts: VPoolOptions): Promise<VPool> {
   const ctx = vdiskContext(stateDir, backend, mds, routerId, opts, {
     fenceEpoch: taken.fenceEpoch,
     fenced: () => claim.fenced,
+    // who this router is to a DTL server's fence (dtl-client/fence.ts)
+    claimEpoch: () => claim.epoch,
+    ...(opts.ownerTag === undefined ? {} : { ownerTag: opts.ownerTag }),
     ...(opts.beforeAck === undefined ? {} : { beforeAck: opts.beforeAck }),
   });
   const pool = new VPoolImpl(opts.name, ctx, opts.scoMaxAgeMs ?? 5000, scratchDirOf(stateDir), claim);

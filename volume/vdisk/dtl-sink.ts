@@ -27,6 +27,22 @@ export interface DtlVDisk {
   applyDtlEntry(e: DtlEntry, keep?: (address: number) => boolean): Promise<void>;
   sync(): Promise<void>;
   syncToBackend(): Promise<void>;
+  /**
+   * Who this router is to a DTL server's fence (dtl-client/fence.ts): its name, the registry owner tag it serves
+   * the vDisk under (0: no registry), the vPool's claim epoch it holds (0: none, a delegate). Read at each use.
+   */
+  dtlOwner(): DtlOwner;
+  /**
+   * A DTL server refused this router's changes of the vDisk: a newer owner registered or recovered it there.
+   * The vDisk answers its I/O with FENCED (EIO) from now on; logged once.
+   */
+  fenceByDtl(why: string): void;
+}
+
+export interface DtlOwner {
+  router: string;
+  tag: number;
+  claim: number;
 }
 
 /** One DTL entry as a recovery applies it. */
@@ -66,11 +82,12 @@ export interface DtlSink {
   discard(first: number, count: number, tag: number, tlog: number): void;
   /**
    * Resolves when the writes recorded so far may be acknowledged. `sync`: the DTL server has them (in its
-   * kernel, so a host loss here loses none of them). `async`: the queue has room. Never rejects; while
-   * the DTL is unreachable it resolves at once (the vDisk is `degraded`).
+   * kernel, so a host loss here loses none of them). `async`: the queue has room. While the DTL is
+   * unreachable it resolves at once (the vDisk is `degraded`). Rejects only with FENCED: the DTL server
+   * refused this router, a newer owner registered or recovered the vDisk there (never acknowledge then).
    */
   settle(): Promise<void>;
-  /** fsync: resolves once every entry recorded so far is on the DTL server's disk, or at once when degraded. Never rejects. */
+  /** fsync: resolves once every entry recorded so far is on the DTL server's disk, or at once when degraded. Rejects only with FENCED (as settle). */
   flush(): Promise<void>;
   /**
    * The SCOs up to `sco` are in the backend (a cork). `idle`: nothing else is waiting locally, so every

@@ -43,6 +43,10 @@ export interface VDiskContext {
    * then writes its owner-tag fence first (../datapath/epoch-fence.ts).
    */
   fenceTag?: (id: string) => number | undefined;
+  /** With a registry: the vPool's owner tag (the vDisks not under a fenceTag are served under it). */
+  ownerTag?: number;
+  /** The vPool's backend claim epoch held now (../claim/claim.ts); absent for a delegated vDisk. */
+  claimEpoch?: () => number;
   /**
    * Called before a write, discard, resize or fsync is acknowledged (../claim/vdisk-gate.ts beforeAck: a delegated
    * vDisk's confirmation that this router still owns it, when the last one is stale); null: nothing to wait for.

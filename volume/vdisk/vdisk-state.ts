@@ -81,8 +81,16 @@ export abstract class VDiskState {
   protected readonly lock = new Serial();
   protected closed = false;
   protected passingFault: VDiskFault | null = null;
+  /** Why a DTL server refused this router's changes of the vDisk (a newer owner registered or recovered it there), or null. */
+  protected dtlFenced: string | null = null;
+  /**
+   * The registry owner tag this router serves the vDisk under, fixed at open (dtl-client/fence.ts): a delegation's
+   * or a takeback's tag (ctx.fenceTag), else the vPool's; 0 without a registry.
+   */
+  readonly ownerTag: number;
 
   constructor(readonly id: string, readonly tag: number, readonly ctx: VDiskContext) {
+    this.ownerTag = ctx.fenceTag?.(id) ?? ctx.ownerTag ?? 0;
     this.cache = new LocalCache(path.join(ctx.writeCacheDir, id), id, tag, ctx.scoClusters, ctx.tlogScos, this, ctx.io);
     this.readerView = new ReaderView(tag, { pages: () => this.map.allPages(), fds: () => this.cache.fds.entries(), size: () => this.disk.size });
     this.map.onPage = (pageNo, words) => this.readerView.pageChanged(pageNo, words);
@@ -97,6 +105,18 @@ export abstract class VDiskState {
     }, ctx.uploads, ctx.uploadBuffers, uploadLog);
     this.docs = new DocStore(id, ctx.mds, ctx.backend);
     this.checkpoints = new Checkpointer(this);
+  }
+
+  /** Who this router is to a DTL server's fence (DtlVDisk.dtlOwner). */
+  dtlOwner(): { router: string; tag: number; claim: number } {
+    return { router: this.ctx.routerId, tag: this.ownerTag, claim: this.ctx.claimEpoch?.() ?? 0 };
+  }
+
+  /** A DTL server refused this router for the vDisk (DtlVDisk.fenceByDtl): its I/O answers FENCED from now on. */
+  fenceByDtl(why: string): void {
+    if (this.dtlFenced !== null) return;
+    this.dtlFenced = why;
+    log.error(`FENCED: this router lost vDisk ${this.id}: a DTL server refused it — ${why}. Nothing more of it is acknowledged: its I/O answers EIO; the writes it had not acknowledged are not in what the new owner serves`, { vdisk: this.id, router: this.ctx.routerId, ownerTag: this.ownerTag, claim: this.ctx.claimEpoch?.() ?? 0 });
   }
 
   get size(): number {
@@ -272,5 +292,6 @@ export abstract class VDiskState {
     // another router took the vPool over: what this one holds may be stale, and what it writes counts for nothing
     const fenced = this.ctx.fenced?.();
     if (fenced != null) throw new VolumeError('FENCED', `this router lost its claim on the vPool: ${fenced}`, { vdisk: this.id });
+    if (this.dtlFenced !== null) throw new VolumeError('FENCED', `this router lost vDisk ${this.id}: ${this.dtlFenced}`, { vdisk: this.id });
   }
 }
