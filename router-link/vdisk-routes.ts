@@ -320,6 +320,17 @@ export class RoutedTable {
         log.error('an open file could not be re-opened on the router that serves its vDisk now', { path: h.path, errno: -code });
         return cb(code < 0 ? code : E.EIO);
       }
+      if (this.target(h.path) !== t) {
+        // the path changed router again while this re-open was on its way (moved() saw no target on the handle):
+        // released there and re-opened where it is served now — else every call on it would take the old way
+        // for as long as it is open (seen: a follower's writes through the owner after its direct route came)
+        try {
+          t.release(h.path, nfh, () => undefined);
+        } catch {
+          // a release on a closed target: nothing to release there any more
+        }
+        return this.onHandle(op, args, cb, fi, h);
+      }
       h.ops = t;
       h.fh = nfh;
       go();

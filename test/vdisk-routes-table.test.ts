@@ -43,6 +43,28 @@ test('an open answered after its path changed router: released there, its writes
   t.deepEqual(log, ['owner open', 'owner release', 'delegate open', 'delegate write']);
 });
 
+test('a handle re-opened lazily after a move, the path moving again before that re-open answered: released there, its writes go where the path is served now', async (t) => {
+  const log: string[] = [];
+  const delayed: Array<() => void> = [];
+  const routes = new VDiskRoutes(1000);
+  const owner = recorder('owner', log, delayed, true);
+  const delegate = recorder('delegate', log, delayed);
+  const other = recorder('other', log, delayed);
+  const table = new RoutedTable(routes, owner);
+  routes.set('/disk', delegate);
+  const [code, fh] = await call(table, 'open', '/disk', 2);
+  t.is(code, 0);
+  // the vDisk comes back to the default table: the handle is released at the delegate, re-opened at its next call
+  routes.set('/disk', null);
+  const wrote = call(table, 'write', '/disk', fh, Buffer.from('data'), 4, 0);
+  // the path moves on (a follower's direct route to another delegate) while the owner has not answered that re-open
+  routes.setDirect('/disk', other);
+  delayed.shift()!();
+  t.deepEqual(await wrote, [4]);
+  t.deepEqual(await call(table, 'write', '/disk', fh, Buffer.from('more'), 4, 4), [4]);
+  t.deepEqual(log, ['delegate open', 'delegate release', 'owner open', 'owner release', 'other open', 'other write', 'other write']);
+});
+
 test('direct routes apply to a router\'s own mount, not to the calls that came over its delegate link; its own route wins', async (t) => {
   const log: string[] = [];
   const routes = new VDiskRoutes(1000);
