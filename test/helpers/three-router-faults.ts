@@ -15,9 +15,10 @@
  */
 import type { ExecutionContext } from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { logEntries, ok, q, sh, startMount } from './mount.js';
+import { ok, q, sh, startMount } from './mount.js';
 import type { Bridge } from './netns.js';
 import { threeRouters, takeoverAfter } from './three-routers.js';
+import { fencedAndLost } from './fenced-wait.js';
 
 /**
  * Where the routers find the backend: `inNs` the URL the routers in their namespaces use, `onHost` the one a
@@ -50,14 +51,7 @@ export async function stopAndResume(t: ExecutionContext, bridge: Bridge, backend
   const before = await ok(t, `sha256sum < ${q(k.taker.p('vms', 'disk'))}`);
 
   process.kill(a.pid, 'SIGCONT');
-  const deadline = Date.now() + 60_000;
-  // both, in either order: the DTL server may refuse A's next write (FENCED) before A's session has read the
-  // registry again and logged that the vPool is another router's
-  const seen = () => ({ fenced: logEntries(a.log, /^FENCED/).length > 0, lost: logEntries(a.log, /^OWNERSHIP LOST: vPool 'pool' is now owned by router 'r[bc]'/).length > 0 });
-  while (!(seen().fenced && seen().lost)) {
-    if (Date.now() > deadline) return void t.fail(`ra was not fenced (${JSON.stringify(seen())}) within 60 s of SIGCONT:\n${a.log.slice(-4000)}`);
-    await sleep(100);
-  }
+  if (!await fencedAndLost(t, a, 'r[bc]')) return;
   await k.w.stop();
   const late = await sh(`head -c 64K /dev/urandom | dd of=${q(a.p('vms', 'disk'))} bs=64k conv=notrunc,fsync status=none`);
   t.not(late.code, 0, 'a write through the fenced router fails');
