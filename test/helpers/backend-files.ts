@@ -1,6 +1,6 @@
 /**
  * Looking into a file:// backend's directory from outside the router that writes it (tests and benches of map
- * checkpoints across routers: test/cluster-checkpoint-takeover.test.ts, bench/cluster-history.ts). Keys are
+ * checkpoints across routers: test/cluster-checkpoint-takeover.test.ts, bench/cluster/cluster-history.ts). Keys are
  * paths (`vdisks/<id>/tlog/<hex>`, `vdisks/<id>/checkpoint/<hex>`); temp files of puts in flight (`.tmp~…`)
  * are not keys and are skipped.
  */

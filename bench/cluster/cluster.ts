@@ -4,30 +4,30 @@
  *
  *   a private etcd (test/helpers/etcd.ts's EtcdHandle), router A mounting the vPool (owner), router B mounting it
  *   too (follower: every call forwarded to A over the router link on loopback TCP), one file:// backend;
- *   4 KiB random write and read jobs (bench/fio.ts's workloads) on one vDisk, through A's mount and through B's,
+ *   4 KiB random write and read jobs (bench/shared/fio.ts's workloads) on one vDisk, through A's mount and through B's,
  *   alternating, medians of --runs; the ratio B / A is the cost of forwarding.
  *   takeover: kill -9 A, the time until B serves the vPool with its own handlers (its log), with a registry lease
  *   of --lease seconds (the lease's expiry is most of it), medians of --takeovers runs (each a fresh A).
  *   history: the same takeover for a vDisk with a history of N TLogs, for each N of --history (default 250,1000;
- *   or VPOOLFS_BENCH_HISTORY), with map checkpoints on and off (bench/cluster-history.ts): with them the time
+ *   or VPOOLFS_BENCH_HISTORY), with map checkpoints on and off (bench/cluster/cluster-history.ts): with them the time
  *   should not grow with N, without them it does. Each N × mode is one run in a vPool of its own.
  *   vdisk-move: one vDisk moved to B and back (`vpoolfs move FILE --to rb`, ownership per vDisk), --runs rounds:
  *   the handover and return times, and fio through B's own mount while B serves it as a ratio to A's local I/O
- *   (bench/cluster-vdisk-move.ts).
+ *   (bench/cluster/cluster-vdisk-move.ts).
  *   --parts io,takeover,history,vdisk-move (default all four) runs some of them.
  *
- *   node dist/bench/cluster.js [--runtime 3] [--ramp 1] [--runs 3] [--size 128M] [--lease 2] [--takeovers 3]
+ *   node dist/bench/cluster/cluster.js [--runtime 3] [--ramp 1] [--runs 3] [--size 128M] [--lease 2] [--takeovers 3]
  *                              [--history 250,1000] [--parts io,takeover,history,vdisk-move] [--dir BASE]
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { EtcdHandle, freePort } from '../test/helpers/etcd.js';
+import { EtcdHandle, freePort } from '../../test/helpers/etcd.js';
 import { allClean, Router } from './cluster-router.js';
 import { historyTable, historyTakeover, type HistoryRow } from './cluster-history.js';
 import { vdiskMoveBench, vdiskMoveTable } from './cluster-vdisk-move.js';
-import { FILE_NAMES, layOut, median, runFio, WORKLOADS } from './fio.js';
+import { FILE_NAMES, layOut, median, runFio, WORKLOADS } from '../shared/fio.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -11,18 +11,18 @@
  *
  * Medians of --runs runs. The backend is file:// under --dir (default the OS temp directory).
  *
- *   node dist/bench/snapshot.js [--size 256M] [--dirty 16] [--runs 5] [--dir BASE]
+ *   node dist/bench/vpool/snapshot.js [--size 256M] [--dirty 16] [--runs 5] [--dir BASE]
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { openVPool } from '../volume/vpool.js';
-import type { VPool } from '../volume/types.js';
-import type { VPoolOptions } from '../volume/vpool-options.js';
-import { setLogLevel } from '../util/log.js';
-import { median } from './fio.js';
+import { openVPool } from '../../volume/vpool.js';
+import type { VPool } from '../../volume/types.js';
+import type { VPoolOptions } from '../../volume/vpool-options.js';
+import { setLogLevel } from '../../util/log.js';
+import { median } from '../shared/fio.js';
 
 const MiB = 2 ** 20;
 

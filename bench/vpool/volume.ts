@@ -17,7 +17,7 @@
  * Then reads after overwrites (benchReadAfter): a 1 MiB sequential read after random 4 KiB overwrites of the
  * whole vDisk next to the same read after sequential writes, warm and with the write cache evicted.
  *
- *   node dist/bench/volume.js [--size 256M] [--seconds 3] [--runs 3] [--dir BASE] [--skip-io] [--skip-read-after]
+ *   node dist/bench/vpool/volume.js [--size 256M] [--seconds 3] [--runs 3] [--dir BASE] [--skip-io] [--skip-read-after]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,11 +26,11 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { randomBytes, randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { ClusterMap } from '../volume/datapath/formats/cluster-map.js';
-import type { VPool } from '../volume/types.js';
-import { openVPool } from '../volume/vpool.js';
-import { setLogLevel } from '../util/log.js';
-import { median } from './fio.js';
+import { ClusterMap } from '../../volume/datapath/formats/cluster-map.js';
+import type { VPool } from '../../volume/types.js';
+import { openVPool } from '../../volume/vpool.js';
+import { setLogLevel } from '../../util/log.js';
+import { median } from '../shared/fio.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -7,17 +7,17 @@
  * open it, the vDisk rebuilt) without checkpoints — every TLog replayed — and with them — the checkpoint
  * loaded, 64 TLogs replayed — and both read the same. Medians of --runs after one warm-up. Printed, not a test.
  *
- *   node dist/bench/checkpoint.js [--tlogs 100,1000,5000] [--runs 3] [--dir BASE]
+ *   node dist/bench/vpool/checkpoint.js [--tlogs 100,1000,5000] [--runs 3] [--dir BASE]
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { openVPool } from '../volume/vpool.js';
-import type { VPoolOptions } from '../volume/vpool-options.js';
-import { setLogLevel } from '../util/log.js';
-import { median } from './fio.js';
-import { buildHistory } from './tlog-history.js';
+import { openVPool } from '../../volume/vpool.js';
+import type { VPoolOptions } from '../../volume/vpool-options.js';
+import { setLogLevel } from '../../util/log.js';
+import { median } from '../shared/fio.js';
+import { buildHistory } from '../shared/tlog-history.js';
 
 const { values: args } = parseArgs({
   options: { tlogs: { type: 'string', default: '100,1000,5000' }, runs: { type: 'string', default: '3' }, dir: { type: 'string' } },

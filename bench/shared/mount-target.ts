@@ -1,11 +1,7 @@
 /**
- * The places the mount benchmark runs fio on, each a directory that exists between start() and stop():
- * - `vpoolfs`: the CLI's mount with its default FUSE engine (a child process);
- * - `vpoolfs-fuse-native`: the same with `--fuse-engine fuse-native` (the libfuse2 package);
- * - `c-passthrough`: bench/c/passthrough_ll.c, a multi-threaded libfuse3 low-level passthrough in C, the
- *   ceiling of FUSE on this machine (built, with its packages installed, by c-passthrough.ts);
- * - `fn-passthrough`: bench/passthrough.ts, a do-nothing passthrough on fuse-native (a child process);
- * - `local`: a temp directory on the local disk (the same filesystem the others keep their data on).
+ * A FUSE server run as a child process for the benchmarks, as a `Target`: a directory that exists between
+ * start() and stop(). `vpoolfsTarget` is the vpoolfs CLI's mount (DTL none, file:// backend); the mount
+ * benchmark's references (mount/targets.ts) are other servers started the same way.
  *
  * A child's output goes to a log file, never to a pipe: a FUSE server blocked on a full pipe would stall
  * the mount under test. Children are stopped by their PID (SIGTERM, then SIGKILL after a grace), and
@@ -15,7 +11,6 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureCPassthrough } from './c-passthrough.js';
 
 export interface Target {
   name: string;
@@ -32,8 +27,8 @@ export interface Target {
   pid?: number;
 }
 
-/** dist/ of this build (this file is dist/bench/targets.js). */
-const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** dist/ of this build (this file is dist/bench/shared/mount-target.js). */
+const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Is `dir` a live mountpoint (`mountpoint -q`)? */
 export function isMountpoint(dir: string): boolean {
@@ -61,13 +56,13 @@ function tail(file: string, n = 15): string {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** How to start a FUSE server: the program and its arguments for a mount point. */
-interface Command {
+export interface Command {
   program: string;
   args: string[];
 }
 
 /** A FUSE server run as a child process; ready when `mountpoint -q` says so. */
-class MountTarget implements Target {
+export class MountTarget implements Target {
   readonly dir: string;
   private child: ChildProcess | undefined;
   private exited = false;
@@ -130,29 +125,11 @@ class MountTarget implements Target {
   }
 }
 
-class LocalTarget implements Target {
-  readonly name = 'local';
-  readonly dir: string;
-  constructor(root: string) {
-    this.dir = path.join(root, 'local');
-  }
-  async start(): Promise<void> {
-    fs.mkdirSync(this.dir, { recursive: true });
-  }
-  async stop(): Promise<void> { /* the temp root is removed by the caller */ }
-}
-
-export const TARGET_NAMES = ['vpoolfs', 'vpoolfs-fuse-native', 'c-passthrough', 'fn-passthrough', 'local'] as const;
-export type TargetName = (typeof TARGET_NAMES)[number];
-/** The targets that are vpoolfs (judged), and the references they are judged against. */
-export const VPOOLFS_TARGETS: readonly TargetName[] = ['vpoolfs', 'vpoolfs-fuse-native'];
-export const REFERENCES = { c: 'c-passthrough', fn: 'fn-passthrough', local: 'local' } as const;
-
 /** This build's CLI. */
 export const DEFAULT_CLI = path.join(distDir, 'tools', 'cli.js');
 
 /** The vpoolfs CLI's mount: DTL none, file:// backend, uploads running (the defaults otherwise). */
-export function vpoolfsTarget(name: TargetName, root: string, cli: string, extra: string[]): Target {
+export function vpoolfsTarget(name: string, root: string, cli: string, extra: string[]): Target {
   const sub = path.join(root, name);
   return new MountTarget(name, sub, (mnt) => {
     if (!fs.existsSync(cli)) throw new Error(`${cli} is missing: the vpoolfs CLI is not built (yet)`);
@@ -164,35 +141,4 @@ export function vpoolfsTarget(name: TargetName, root: string, cli: string, extra
   },
   // A clean stop ships the whole write cache to the backend first.
   180_000);
-}
-
-/**
- * Builds one target under `root` (a fresh temp directory owned by the benchmark). `cli` is the vpoolfs
- * CLI the vpoolfs targets run (default: this build's; another build's to compare, e.g. a branch's dist/).
- */
-export function makeTarget(name: TargetName, root: string, cli = DEFAULT_CLI): Target {
-  switch (name) {
-    case 'local':
-      return new LocalTarget(root);
-    case 'fn-passthrough': {
-      const script = path.join(distDir, 'bench', 'passthrough.js');
-      const sub = path.join(root, name);
-      return new MountTarget(name, sub, (mnt) => {
-        if (!fs.existsSync(script)) throw new Error(`${script} is missing: run npm run build`);
-        return { program: process.execPath, args: [script, mnt, path.join(sub, 'backing')] };
-      }, 10_000);
-    }
-    case 'c-passthrough': {
-      const sub = path.join(root, name);
-      return new MountTarget(name, sub, (mnt) => {
-        const backing = path.join(sub, 'backing');
-        fs.mkdirSync(backing, { recursive: true });
-        return { program: ensureCPassthrough(), args: [mnt, backing] };
-      }, 10_000);
-    }
-    case 'vpoolfs':
-      return vpoolfsTarget(name, root, cli, []);
-    case 'vpoolfs-fuse-native':
-      return vpoolfsTarget(name, root, cli, ['--fuse-engine', 'fuse-native']);
-  }
 }

@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/rebuild-history.js`: does the rebuild of a vDisk from a map checkpoint grow with the
+ * `node dist/bench/vpool/rebuild-history.js`: does the rebuild of a vDisk from a map checkpoint grow with the
  * vDisk's history? In one process (no registry, no lease): for each N of --tlogs, a vDisk gets N TLogs of one
  * 32 KiB SCO each going round a 16 MiB working set (512 places) — past 512 TLogs its state (map, live SCOs,
  * the checkpoint's size) stays the same and only the history grows —, a clean stop writes a checkpoint,
@@ -8,17 +8,17 @@
  * TLogs after it. With --keep DIR the backends are built once under DIR and reused by later runs (so that two
  * builds of the code measure the very same backends). Printed, not a test.
  *
- *   node dist/bench/rebuild-history.js [--tlogs 1000,10000] [--runs 5] [--keep DIR]
+ *   node dist/bench/vpool/rebuild-history.js [--tlogs 1000,10000] [--runs 5] [--keep DIR]
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { openVPool } from '../volume/vpool.js';
-import type { VPoolOptions } from '../volume/vpool-options.js';
-import { setLogLevel } from '../util/log.js';
-import { median } from './fio.js';
-import { buildHistory } from './tlog-history.js';
+import { openVPool } from '../../volume/vpool.js';
+import type { VPoolOptions } from '../../volume/vpool-options.js';
+import { setLogLevel } from '../../util/log.js';
+import { median } from '../shared/fio.js';
+import { buildHistory } from '../shared/tlog-history.js';
 
 const { values: args } = parseArgs({
   options: { tlogs: { type: 'string', default: '1000,10000' }, runs: { type: 'string', default: '5' }, keep: { type: 'string' } },

@@ -11,7 +11,7 @@
  * says what the DTL costs a router whose server is on another host. JSON summary in
  * bench/results/dtl-latest.json.
  *
- *   node dist/bench/dtl.js [--runtime S] [--ramp S] [--size 256M] [--runs 3] [--fuse-engine kernel|fuse-native]
+ *   node dist/bench/vpool/dtl.js [--runtime S] [--ramp S] [--size 256M] [--runs 3] [--fuse-engine kernel|fuse-native]
  *
  * Needs root (FUSE), fio, fusermount, mountpoint, getfattr.
  */
@@ -21,8 +21,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { WORKLOADS, layOut, median, runFio, type FioResult } from './fio.js';
-import { cpuPerIo, cpuUs } from './proc-cpu.js';
+import { WORKLOADS, layOut, median, runFio, type FioResult } from '../shared/fio.js';
+import { cpuPerIo, cpuUs } from '../shared/proc-cpu.js';
 
 const MODES = ['none', 'async', 'sync'] as const;
 type Mode = (typeof MODES)[number];
@@ -30,7 +30,7 @@ const NAMES = ['randwrite-4k-qd1', 'randwrite-4k-qd16x4'];
 /** Issue 10's aims, as ratios to DTL none at 16 x 4. */
 const AIM_ASYNC = 0.9;
 const AIM_SYNC = 0.7;
-const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = path.join(distDir, 'tools', 'cli.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,7 +1,7 @@
 /**
  * `npm run bench:scale-cluster`: the namespace at scale across routers (issue 15: "with the registry: 10,000
  * vDisks across the routers, create/list/stop/takeover each linear or better, printed by the bench"). For each
- * count N, on a fresh etcd (test/helpers/etcd.ts's EtcdHandle), file:// backend and routers (bench/cluster-router.ts,
+ * count N, on a fresh etcd (test/helpers/etcd.ts's EtcdHandle), file:// backend and routers (bench/cluster/cluster-router.ts,
  * registry lease 2 s, loopback):
  *
  *   create (follower)  N/2 empty files created one after the other through router B's mount (a follower of A:
@@ -18,7 +18,7 @@
  *
  * Printed in total and per vDisk (ms), so that a figure growing faster than N shows at once. Not a test.
  *
- *   node dist/bench/scale-cluster.js [--counts 1000,2000,4000] [--dir BASE] [--lease 2]
+ *   node dist/bench/cluster/scale-cluster.js [--counts 1000,2000,4000] [--dir BASE] [--lease 2]
  *   VPOOLFS_BENCH_COUNTS=5000,10000 npm run bench:scale-cluster
  */
 import fs from 'node:fs';
@@ -27,9 +27,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileSync } from 'node:child_process';
-import { EtcdHandle, freePort } from '../test/helpers/etcd.js';
+import { EtcdHandle, freePort } from '../../test/helpers/etcd.js';
 import { allClean, Router } from './cluster-router.js';
-import { isMountpoint } from './targets.js';
+import { isMountpoint } from '../shared/mount-target.js';
 
 const { values: args } = parseArgs({
   options: { counts: { type: 'string', default: process.env.VPOOLFS_BENCH_COUNTS ?? '1000,2000,4000' }, dir: { type: 'string' }, lease: { type: 'string', default: '2' } },

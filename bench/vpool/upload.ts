@@ -14,7 +14,7 @@
  * stopped by PID at the end. Medians of --runs runs (default 3). No thresholds: figures on a busy 2-core
  * machine are noise; the load average is printed with them.
  *
- *   node dist/bench/upload.js [--size 64M] [--runs 3]
+ *   node dist/bench/vpool/upload.js [--size 64M] [--runs 3]
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -24,17 +24,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { setLogLevel } from '../util/log.js';
-import { openBlobStore } from '../volume/backend/index.js';
-import { EncryptedBlobStore } from '../volume/backend/encrypted-store.js';
-import type { BlobStore } from '../volume/backend/types.js';
-import { openVPool } from '../volume/vpool.js';
-import { median } from './fio.js';
+import { setLogLevel } from '../../util/log.js';
+import { openBlobStore } from '../../volume/backend/index.js';
+import { EncryptedBlobStore } from '../../volume/backend/encrypted-store.js';
+import type { BlobStore } from '../../volume/backend/types.js';
+import { openVPool } from '../../volume/vpool.js';
+import { median } from '../shared/fio.js';
 
 const MiB = 2 ** 20;
 const OBJ = 4 * MiB;
 const WIDTH = 4;
-const SCRIPTS = fileURLToPath(new URL('../../tools/s3-server', import.meta.url));
+const SCRIPTS = fileURLToPath(new URL('../../../tools/s3-server', import.meta.url));
 
 async function loop(count: number, put: (i: number) => Promise<unknown>): Promise<number> {
   let next = 0;

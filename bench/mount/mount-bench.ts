@@ -6,7 +6,7 @@
  * the CPU time its daemon spent per I/O, then the aims of issue 10 with met / not met; writes a JSON
  * summary to bench/results/mount-latest.json.
  *
- *   node dist/bench/mount-bench.js [--runtime S] [--ramp S] [--size 256M] [--runs 3]
+ *   node dist/bench/mount/mount-bench.js [--runtime S] [--ramp S] [--size 256M] [--runs 3]
  *        [--only NAME,PREFIX…] [--targets vpoolfs,vpoolfs-fuse-native,c-passthrough,fn-passthrough,local]
  *        [--dir BASE] [--out FILE] [--vpoolfs-cli FILE]
  *
@@ -21,9 +21,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { FILE_NAMES, WORKLOADS, currentFioPid, figure, fioVersion, median, prepareFiles, runFio, type FioResult, type Workload } from './fio.js';
-import { cpuPerIo, cpuUs } from './proc-cpu.js';
-import { DEFAULT_CLI, REFERENCES, TARGET_NAMES, VPOOLFS_TARGETS, makeTarget, type Target, type TargetName } from './targets.js';
+import { FILE_NAMES, WORKLOADS, currentFioPid, figure, fioVersion, median, prepareFiles, runFio, type FioResult, type Workload } from '../shared/fio.js';
+import { cpuPerIo, cpuUs } from '../shared/proc-cpu.js';
+import { DEFAULT_CLI, type Target } from '../shared/mount-target.js';
+import { REFERENCES, TARGET_NAMES, VPOOLFS_TARGETS, makeTarget, type TargetName } from './targets.js';
 
 interface TargetStatus {
   ok: boolean;
@@ -55,7 +56,7 @@ const AIM_TO_C = 0.8;
 const AIM_OVERWRITTEN = 0.5;
 const OVERWRITTEN = { read: 'seqread-1m-overwritten', base: 'seqread-1m' };
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({

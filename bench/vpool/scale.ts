@@ -11,10 +11,10 @@
  * Printed per vDisk (ms) and in total, so that a figure growing faster than N shows at once. Not a test:
  * nothing passes or fails. Default counts 250,500,1000 (quick); the issue's sizes on demand:
  *
- *   node dist/bench/scale.js [--counts 1000,5000,10000] [--dir BASE] [--cpu-prof DIR] [--no-restart]
+ *   node dist/bench/vpool/scale.js [--counts 1000,5000,10000] [--dir BASE] [--cpu-prof DIR] [--no-restart]
  *
  * `--no-restart` skips the restart and the rebuild. `--cpu-prof DIR` runs the daemon under `node --cpu-prof` (one profile per daemon run, summarise it with
- * dist/bench/cpuprofile-top.js). Needs root and /dev/fuse.
+ * dist/bench/mount/cpuprofile-top.js). Needs root and /dev/fuse.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,9 +24,9 @@ import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isMountpoint } from './targets.js';
+import { isMountpoint } from '../shared/mount-target.js';
 
-const CLI = fileURLToPath(new URL('../tools/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../tools/cli.js', import.meta.url));
 
 const { values: args } = parseArgs({
   options: { counts: { type: 'string', default: process.env.VPOOLFS_BENCH_COUNTS ?? '250,500,1000' }, dir: { type: 'string' }, 'cpu-prof': { type: 'string' }, 'no-restart': { type: 'boolean' } },

@@ -1,9 +1,9 @@
 /**
- * A `vpoolfs mount --registry` router as a child process for the cluster benches (bench/cluster.ts,
- * bench/scale-cluster.ts): vPool `pool` on the file:// backend `<root>/backend`, its state and mountpoint under
+ * A `vpoolfs mount --registry` router as a child process for the cluster benches (bench/cluster/cluster.ts,
+ * bench/cluster/scale-cluster.ts): vPool `pool` on the file:// backend `<root>/backend`, its state and mountpoint under
  * `<root>`, a registry lease of `lease` seconds, the backend claim's lease long (60 s: every takeover measured is
  * the registry's), no schedules. Its log is kept; `until()` waits for a log line. `opts.vpool` names another
- * vPool (and backend `<root>/backend-<vpool>`), `opts.config` adds config keys (bench/cluster-history.ts: tiny
+ * vPool (and backend `<root>/backend-<vpool>`), `opts.config` adds config keys (bench/cluster/cluster-history.ts: tiny
  * SCOs and TLogs, checkpoints on or off).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,7 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
-const CLI = fileURLToPath(new URL('../tools/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../tools/cli.js', import.meta.url));
 
 export class Router {
   readonly child: ChildProcess;

@@ -1,9 +1,9 @@
 /**
  * The per-vDisk move of `npm run bench:cluster` (`--parts vdisk-move`; docs/cluster.md, "Ownership per vDisk"):
- * router A owns the vPool, router B follows it (bench/cluster-router.ts). One vDisk (`moved.dat`, laid out through
+ * router A owns the vPool, router B follows it (bench/cluster/cluster-router.ts). One vDisk (`moved.dat`, laid out through
  * A's mount) goes to B and back, --runs times; each round measures
  *
- *   - local I/O: 4 KiB random write and read jobs (bench/fio.ts's workloads) through A's mount while A serves it;
+ *   - local I/O: 4 KiB random write and read jobs (bench/shared/fio.ts's workloads) through A's mount while A serves it;
  *   - the handover: `vpoolfs move FILE --to rb`, the time the CLI reports (the owner's steps: its calls held,
  *     the handover in etcd, B opening the vDisk from the backend, routed there);
  *   - the delegate's own mount: the same jobs through B's mount, now served by B itself (no forwarding), and
@@ -16,9 +16,9 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Router } from './cluster-router.js';
-import { layOut, median, runFio, WORKLOADS, type FioOptions } from './fio.js';
+import { layOut, median, runFio, WORKLOADS, type FioOptions } from '../shared/fio.js';
 
-const CLI = fileURLToPath(new URL('../tools/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../tools/cli.js', import.meta.url));
 const FILE = 'moved.dat';
 const JOBS = ['randwrite-4k-qd1', 'randwrite-4k-qd16x4', 'randread-4k-qd1', 'randread-4k-qd16x4'];
 

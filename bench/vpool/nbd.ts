@@ -6,13 +6,13 @@
  * sequential write/read. Prints IOPS (MB/s for 1 MiB) and the serving process's CPU µs per I/O, the ratios
  * NBD/FUSE, and the issue's aim (NBD >= 1.3x the FUSE IOPS at <= 0.5x its CPU per I/O) met or not.
  *
- *   node dist/bench/nbd.js [--runtime S] [--ramp S] [--size 256M] [--runs 1] [--only PREFIX,…] [--dir BASE] [--out FILE]
+ *   node dist/bench/vpool/nbd.js [--runtime S] [--ramp S] [--size 256M] [--runs 1] [--only PREFIX,…] [--dir BASE] [--out FILE]
  *
  * (or VPOOLFS_BENCH_RUNTIME, _RAMP, _SIZE, _RUNS, _ONLY, _DIR, _OUT).
  *
  * Runs are interleaved (every path for one workload, then the next workload; FUSE and NBD swap order from
- * one run to the next), and each vpoolfs measurement starts once the vDisk's upload backlog has drained. Reuses bench/fio.ts (the
- * workloads, the file layout, one fio run), bench/proc-cpu.ts (CPU per I/O) and bench/targets.ts (the
+ * one run to the next), and each vpoolfs measurement starts once the vDisk's upload backlog has drained. Reuses bench/shared/fio.ts (the
+ * workloads, the file layout, one fio run), bench/shared/proc-cpu.ts (CPU per I/O) and bench/shared/mount-target.ts (the
  * vpoolfs mount as a child process).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -21,14 +21,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { FILE_NAMES, WORKLOADS, figure, median, prepareFiles, runFio, type FioResult, type Workload } from './fio.js';
-import { cpuPerIo, cpuUs } from './proc-cpu.js';
-import { DEFAULT_CLI, vpoolfsTarget } from './targets.js';
+import { FILE_NAMES, WORKLOADS, figure, median, prepareFiles, runFio, type FioResult, type Workload } from '../shared/fio.js';
+import { cpuPerIo, cpuUs } from '../shared/proc-cpu.js';
+import { DEFAULT_CLI, vpoolfsTarget } from '../shared/mount-target.js';
 
 const NAMES = ['randwrite-4k-qd1', 'randwrite-4k-qd16x4', 'randread-4k-qd1', 'randread-4k-qd16x4', 'seqwrite-1m', 'seqread-1m'];
 const AIM_IOPS = 1.3;
 const AIM_CPU = 0.5;
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The same workload through an NBD URI: fio's nbd engine instead of libaio on a file. */

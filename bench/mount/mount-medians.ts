@@ -7,7 +7,7 @@
  * before any median is taken because the machine's load moves the targets of one round alike but moves
  * rounds of different minutes by ±2× and more.
  *
- *   node dist/bench/mount-medians.js run1.json run2.json run3.json [--markdown]
+ *   node dist/bench/mount/mount-medians.js run1.json run2.json run3.json [--markdown]
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';

@@ -1,6 +1,6 @@
 /**
- * Builds the C reference of the mount benchmark, bench/c/passthrough_ll.c (a multi-threaded libfuse3
- * low-level passthrough), into dist/bench/c/passthrough_ll, and installs what that needs when it is missing:
+ * Builds the C reference of the mount benchmark, bench/mount/c/passthrough_ll.c (a multi-threaded libfuse3
+ * low-level passthrough), into dist/bench/mount/c/passthrough_ll, and installs what that needs when it is missing:
  * Debian's `libfuse3-dev` (headers and libfuse3.so) and `gcc`.
  *
  * Bench-only, and careful with the machine: it never installs Debian's `fuse3` (which would remove `fuse`,
@@ -12,9 +12,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const source = path.resolve(distDir, '..', 'bench', 'c', 'passthrough_ll.c');
-export const C_PASSTHROUGH_BINARY = path.join(distDir, 'bench', 'c', 'passthrough_ll');
+/** This file's folder in dist/ (dist/bench/mount/); the source is beside this file's source in the repository. */
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, '..', '..', '..');
+const source = path.join(repoRoot, 'bench', 'mount', 'c', 'passthrough_ll.c');
+export const C_PASSTHROUGH_BINARY = path.join(here, 'c', 'passthrough_ll');
 
 const HEADER = '/usr/include/fuse3/fuse_lowlevel.h';
 

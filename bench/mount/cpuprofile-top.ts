@@ -4,9 +4,9 @@
  * and with --callers NAME where NAME's self time comes from (its callers, --depth frames up). Times are
  * the profiler's samples of one thread (wall clock while it runs, `(idle)` while it waits), so on a busy
  * machine they include time the thread was runnable but not running: compare shares, alongside the CPU
- * per I/O from /proc (bench/proc-cpu.ts).
+ * per I/O from /proc (bench/shared/proc-cpu.ts).
  *
- *   node dist/bench/cpuprofile-top.js FILE.cpuprofile [--top 25] [--callers writeBuffers] [--depth 5]
+ *   node dist/bench/mount/cpuprofile-top.js FILE.cpuprofile [--top 25] [--callers writeBuffers] [--depth 5]
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';

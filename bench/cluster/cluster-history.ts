@@ -20,9 +20,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { keyNumbers, onlyVDiskDir } from '../test/helpers/backend-files.js';
+import { keyNumbers, onlyVDiskDir } from '../../test/helpers/backend-files.js';
 import { allClean, Router } from './cluster-router.js';
-import { writeTlogs } from './tlog-history.js';
+import { writeTlogs } from '../shared/tlog-history.js';
 
 const SCO_CLUSTERS = 8;
 const VDISK_SIZE = 2 ** 30;

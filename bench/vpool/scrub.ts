@@ -19,7 +19,7 @@
  *
  * The backend is file:// under --dir (default the OS temp directory).
  *
- *   node dist/bench/scrub.js [--size 128] [--churn 2] [--snap 32] [--dir BASE]
+ *   node dist/bench/vpool/scrub.js [--size 128] [--churn 2] [--snap 32] [--dir BASE]
  *        [--mount-size 128] [--runtime 15] [--ramp 2] [--limits '{"bandwidthMBps":100}'] [--no-mount]
  */
 import fs from 'node:fs';
@@ -28,12 +28,12 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { spawn, spawnSync } from 'node:child_process';
-import { openVPool } from '../volume/vpool.js';
-import { layOut, runFio, WORKLOADS, type FioResult } from './fio.js';
-import { DEFAULT_CLI, vpoolfsTarget } from './targets.js';
-import type { VPool } from '../volume/types.js';
-import type { VPoolOptions } from '../volume/vpool-options.js';
-import { setLogLevel } from '../util/log.js';
+import { openVPool } from '../../volume/vpool.js';
+import { layOut, runFio, WORKLOADS, type FioResult } from '../shared/fio.js';
+import { DEFAULT_CLI, vpoolfsTarget } from '../shared/mount-target.js';
+import type { VPool } from '../../volume/types.js';
+import type { VPoolOptions } from '../../volume/vpool-options.js';
+import { setLogLevel } from '../../util/log.js';
 
 const MiB = 2 ** 20;
 const { values: args } = parseArgs({

@@ -6,7 +6,7 @@
  * what any fuse-native filesystem must: one positional fs.read/fs.write on a file descriptor of the
  * backing file. Whatever vpoolfs costs beyond this is the cost of vpoolfs, not of FUSE or fuse-native.
  *
- *   node dist/bench/passthrough.js MOUNTPOINT BACKINGDIR
+ *   node dist/bench/mount/passthrough.js MOUNTPOINT BACKINGDIR
  *
  * Runs in the foreground; SIGTERM/SIGINT unmount and exit 0. It never makes a call against its own mount.
  */
@@ -133,7 +133,7 @@ export function mountPassthrough(mountpoint: string, backing: string): Promise<{
 async function main(argv: string[]): Promise<void> {
   const [mountpoint, backing] = argv;
   if (!mountpoint || !backing) {
-    process.stderr.write('usage: node dist/bench/passthrough.js MOUNTPOINT BACKINGDIR\n');
+    process.stderr.write('usage: node dist/bench/mount/passthrough.js MOUNTPOINT BACKINGDIR\n');
     process.exit(2);
   }
   fs.mkdirSync(backing, { recursive: true });

@@ -6,9 +6,9 @@
  * modulo a power of two, so every one of `places` places once per `places` writes, in a scattered order; else
  * in turn (i modulo `places`).
  */
-import { openVPool } from '../volume/vpool.js';
-import type { VPool } from '../volume/types.js';
-import type { VPoolOptions } from '../volume/vpool-options.js';
+import { openVPool } from '../../volume/vpool.js';
+import type { VPool } from '../../volume/types.js';
+import type { VPoolOptions } from '../../volume/vpool-options.js';
 
 export interface HistoryShape {
   /** Clusters (4 KiB) per SCO: the size of each write. */
