@@ -19,7 +19,7 @@ import type { FdTable } from '../fuse/fds.js';
 import type { Handlers } from '../fuse/handlers.js';
 import { logger } from '../util/log.js';
 import { LinkDown, type LinkClient } from './client.js';
-import { fhIndex, SIGNATURES } from './wire.js';
+import { fhIndex, renamedPath, SIGNATURES } from './wire.js';
 
 const log = logger('router-link');
 
@@ -212,11 +212,12 @@ export class FollowerTable {
     if (this.handles.delete(fh)) this.free.push(fh);
   }
 
-  private renamed(from: string, to: string): void {
-    for (const h of this.handles.values()) {
-      if (h.path === from) h.path = to;
-      else if (h.path.startsWith(`${from}/`)) h.path = to + h.path.slice(from.length);
-    }
+  /**
+   * A rename through this table, or made elsewhere on this router (its router link, when it owns the vPool:
+   * VDiskRoutes.onRename, tools/daemon/follower.ts): the handles on the path, or under it, follow.
+   */
+  followRename(from: string, to: string): void {
+    for (const h of this.handles.values()) h.path = renamedPath(h.path, from, to);
   }
 
   private dispatch(op: string, args: unknown[], cb: Cb): void {
@@ -249,7 +250,7 @@ export class FollowerTable {
         return cb(code, this.add(h));
       }
       if (op === 'release') this.remove(fh);
-      if (op === 'rename' && code >= 0) this.renamed(args[0] as string, args[1] as string);
+      if (op === 'rename' && code >= 0) this.followRename(args[0] as string, args[1] as string);
       cb(code, ...values);
     };
     if (t.kind === 'local') {

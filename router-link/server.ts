@@ -22,7 +22,7 @@ import { isLoopback } from '../dtl-client/server.js';
 import { E } from '../fuse/errno.js';
 import type { Handlers } from '../fuse/handlers.js';
 import { logger } from '../util/log.js';
-import { badArgs, decodeMessage, encodeHello, encodeMessage, fhIndex, Link, LINK_LABEL, LINK_MAGIC, opensForWrite } from './wire.js';
+import { badArgs, decodeMessage, encodeHello, encodeMessage, fhIndex, Link, LINK_LABEL, LINK_MAGIC, opensForWrite, renamedPath } from './wire.js';
 
 const log = logger('router-link');
 
@@ -40,12 +40,18 @@ export interface LinkServerOptions {
   vpool: string;
   /** The owner's handler table. */
   ops: Handlers;
+  /**
+   * The renames made on this router's other tables (its own mount's; router-link/vdisk-routes.ts
+   * VDiskRoutes.onRename): the per-handle paths follow them as they follow those made through this link.
+   */
+  renames?: { onRename(fn: (from: string, to: string) => void): () => void };
 }
 
 export class LinkServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private closing = false;
+  private unfollow: (() => void) | undefined;
   /** Per connection: the follower's name (from its Ident) and the handles it holds open here, each with its path. */
   private readonly peers = new Map<net.Socket, { router: string; handles: Map<number, string>; readOnly: Set<number> }>();
   /** Calls run for followers since start (metrics). */
@@ -67,6 +73,7 @@ export class LinkServer {
       s.server.listen(opts.port, opts.host, () => resolve());
     });
     s.server.on('error', (err) => log.error('router link listener error', { error: String(err) }));
+    s.unfollow = opts.renames?.onRename((from, to) => s.renamed(from, to));
     log.info('router link listening', { address: s.address, vpool: opts.vpool, auth: opts.secret !== undefined });
     return s;
   }
@@ -105,18 +112,20 @@ export class LinkServer {
    */
   async close(): Promise<void> {
     this.closing = true;
+    this.unfollow?.();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
     await closed;
   }
 
-  /** A rename through any connection: the handles of every connection on the renamed path (or under it) follow. */
+  /**
+   * A rename through any connection, or on this router's own mount (LinkServerOptions.renames): the handles of
+   * every connection on the renamed path (or under it) follow. (A rename through the link whose table is routed
+   * — its RoutedTable tells the renames too — comes twice, in the same tick: the second finds nothing to change.)
+   */
   private renamed(from: string, to: string): void {
     for (const p of this.peers.values()) {
-      for (const [fh, path] of p.handles) {
-        if (path === from) p.handles.set(fh, to);
-        else if (path.startsWith(`${from}/`)) p.handles.set(fh, to + path.slice(from.length));
-      }
+      for (const [fh, path] of p.handles) p.handles.set(fh, renamedPath(path, from, to));
     }
   }
 

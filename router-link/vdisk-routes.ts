@@ -23,7 +23,7 @@ import { E } from '../fuse/errno.js';
 import type { FdTable } from '../fuse/fds.js';
 import type { Handlers } from '../fuse/handlers.js';
 import { logger } from '../util/log.js';
-import { fhIndex, opensForWrite, SIGNATURES } from './wire.js';
+import { fhIndex, opensForWrite, renamedPath, SIGNATURES } from './wire.js';
 
 const log = logger('router-link');
 
@@ -51,6 +51,7 @@ export class VDiskRoutes {
   private readonly running = new Map<string, number>();
   private readonly idle = new Map<string, Array<() => void>>();
   private readonly tables = new Set<RoutedTable>();
+  private readonly renameListeners = new Set<(from: string, to: string) => void>();
 
   constructor(readonly waitMs: number) {}
 
@@ -85,6 +86,23 @@ export class VDiskRoutes {
 
   register(t: RoutedTable): void {
     this.tables.add(t);
+  }
+
+  /**
+   * A rename made through one of this router's tables (its own mount's, its router link's): the handles of every
+   * table on the renamed path (or under it) follow, and the listeners are told (onRename: the router link server's
+   * per-connection paths, the mount's follower table) — an open handle counts (handlesByPath, the link's
+   * holdersByPath) and is re-opened after a move under its path now, wherever the rename was made.
+   */
+  renamed(from: string, to: string): void {
+    for (const t of this.tables) t.followRename(from, to);
+    for (const fn of this.renameListeners) fn(from, to);
+  }
+
+  /** `fn` is called at each rename through this router's tables (renamed()); returns what stops that. */
+  onRename(fn: (from: string, to: string) => void): () => void {
+    this.renameListeners.add(fn);
+    return () => { this.renameListeners.delete(fn); };
   }
 
   /** Open handles of `path` in this router's tables but `except` (a delegate's own link: the asker counts those). */
@@ -254,7 +272,7 @@ export class RoutedTable {
       if (op === 'create') return this.call(this.base, op, args, this.opened(op, args, this.base, cb));
       if (op === 'rename') {
         return this.call(this.base, op, args, (code, ...values) => {
-          if (code >= 0) this.renamed(args[0] as string, args[1] as string);
+          if (code >= 0) this.routes.renamed(args[0] as string, args[1] as string);
           cb(code, ...values);
         });
       }
@@ -367,11 +385,9 @@ export class RoutedTable {
     t[op](...args, cb);
   }
 
-  private renamed(from: string, to: string): void {
-    for (const h of this.handles.values()) {
-      if (h.path === from) h.path = to;
-      else if (h.path.startsWith(`${from}/`)) h.path = to + h.path.slice(from.length);
-    }
+  /** A rename through any table of this router (VDiskRoutes.renamed): the handles on the path, or under it, follow. */
+  followRename(from: string, to: string): void {
+    for (const h of this.handles.values()) h.path = renamedPath(h.path, from, to);
   }
 
   private remove(fh: number): void {

@@ -92,6 +92,15 @@ export function opensForWrite(flags: number): boolean {
   return (flags & 3) !== 0;
 }
 
+/**
+ * Where a handle's `path` is after a rename of `from` to `to`: `to` for `from` itself, the same place under `to`
+ * for a path under `from`, else unchanged. The tables that keep a path per open handle follow renames with it.
+ */
+export function renamedPath(path: string, from: string, to: string): string {
+  if (path === from) return to;
+  return path.startsWith(`${from}/`) ? to + path.slice(from.length) : path;
+}
+
 export function fhIndex(op: string): number {
   return SIGNATURES[op]?.indexOf('fh') ?? -1;
 }

@@ -1,18 +1,24 @@
 /**
  * What the automatic move per vDisk counts (tools/daemon/vdisk-automove.ts), in process, beside the real-mount drill
  * of test/registry-live-migration.test.ts:
- * - model-based: a real LinkServer on loopback TCP over a plain table of files, three routers' LinkClients (each
- *   naming itself with an Ident) doing seeded random opens (read-only, write-only, read-write), creates, releases,
- *   renames (through the link) and connection closes; after each, `holdersByPath()` (handles open for writing per
- *   path, per router: a read-only open never moves a vDisk) equals a plain reference
- *   (VPOOLFS_SEED replays; VPOOLFS_HOLDERS_ROUNDS sets the count);
+ * - model-based: the owner's tables wired as the daemon wires them (tools/commands/mount-owner.ts,
+ *   tools/daemon/follower.ts: one VDiskRoutes; the link's RoutedTable over a plain table of files and a real
+ *   LinkServer on loopback TCP told the router's renames; its own mount's RoutedTable over a FollowerTable serving
+ *   that table locally), three routers' LinkClients (each naming itself with an Ident) and the owner's own mount
+ *   doing seeded random opens (read-only, write-only, read-write), creates, releases, renames (through the link
+ *   and on the owner's own mount) and connection closes; after each, `holdersByPath()` (handles open for writing
+ *   per path, per router: a read-only open never moves a vDisk) and the own mount's `handlesByPath()` equal a
+ *   plain reference, and now and then the FollowerTable, switched to its target anew, re-opens each own handle
+ *   under its path now (VPOOLFS_SEED replays; VPOOLFS_HOLDERS_ROUNDS sets the count);
  * - a delegate's answer to `vdiskHolders` (`delegateHolders`): its own handles under its name, the routers on its
  *   delegate link but the asker.
  */
 import test from 'ava';
 import type { Handlers } from '../fuse/handlers.js';
 import { LinkClient } from '../router-link/client.js';
+import { FollowerTable } from '../router-link/follower-table.js';
 import { LinkServer } from '../router-link/server.js';
+import { RoutedTable, VDiskRoutes } from '../router-link/vdisk-routes.js';
 import { delegateHolders } from '../tools/daemon/vdisk-automove.js';
 import { setLogLevel } from '../util/log.js';
 import { seeded } from './helpers/seed.js';
@@ -22,11 +28,15 @@ type Cb = (code: number, ...values: unknown[]) => void;
 
 setLogLevel('error');
 
-/** Flat files by path; open/create/release/rename as a vPool's handlers answer them. */
-function table(files: Set<string>): Handlers {
+/** Flat files by path; open/create/release/rename as a vPool's handlers answer them (each open's path to `opened`). */
+function table(files: Set<string>, opened: string[] = []): Handlers {
   let next = 1;
   return {
-    open: (p: string, _f: number, cb: Cb) => (files.has(p) ? cb(0, next++) : cb(-2)),
+    open: (p: string, _f: number, cb: Cb) => {
+      if (!files.has(p)) return cb(-2);
+      opened.push(p);
+      cb(0, next++);
+    },
     create: (p: string, _m: number, cb: Cb) => {
       if (files.has(p)) return cb(-17);
       files.add(p);
@@ -59,12 +69,24 @@ function holdersOf(open: Array<{ router: string; handles: Map<number, string>; r
 
 const plain = (m: Model) => Object.fromEntries([...m].sort(([a], [b]) => a.localeCompare(b)).map(([p, per]) => [p, Object.fromEntries([...per].sort())]));
 
-test('holdersByPath: the handles of each router per path, through opens, creates, releases, renames and closed connections (seeded model)', async (t) => {
+test('holdersByPath and the own mount\'s handles: each router\'s per path, through opens, creates, releases, renames (through the link and on the owner\'s own mount) and closed connections (seeded model)', async (t) => {
   const { int } = seeded(t);
   const rounds = Number(process.env.VPOOLFS_HOLDERS_ROUNDS ?? 400);
   const files = new Set(['/a', '/b', '/c']);
-  const server = await LinkServer.start({ host: '127.0.0.1', port: 0, router: 'owner', vpool: 'pool', ops: table(files) });
+  const opened: string[] = [];
+  const base = table(files, opened);
+  // the owner's tables as the daemon builds them: one VDiskRoutes per router, the own mount's RoutedTable over the
+  // mount's FollowerTable (serving this router's handlers), the link's RoutedTable over the handlers
+  const routes = new VDiskRoutes(60_000);
+  const ft = new FollowerTable(60_000, () => undefined);
+  await ft.switchTo({ kind: 'local', ops: base });
+  routes.onRename((from, to) => ft.followRename(from, to)); // as tools/daemon/follower.ts
+  const own = new RoutedTable(routes, ft.ops);
+  const server = await LinkServer.start({ host: '127.0.0.1', port: 0, router: 'owner', vpool: 'pool', ops: new RoutedTable(routes, base).ops, renames: routes });
   t.teardown(() => server.close());
+  const ownCall = (op: string, ...args: unknown[]) => new Promise<{ code: number; values: unknown[] }>((resolve) => own.ops[op](...args, (code: number, ...values: unknown[]) => resolve({ code, values })));
+  /** The own mount's handles: fh → path, opened for writing. */
+  const mine = new Map<number, { path: string; write: boolean }>();
   const names = ['r1', 'r2', 'r3'];
   const clients = new Map<string, { router: string; client: LinkClient; handles: Map<number, string>; readOnly: Set<number> }>();
   const connect = async (router: string) => {
@@ -80,8 +102,35 @@ test('holdersByPath: the handles of each router per path, through opens, creates
       await connect(r);
       c = clients.get(r)!;
     }
-    const op = int(10);
-    if (op < 4) {
+    const op = int(12);
+    if (op >= 10) {
+      // the owner's own mount: an open, a create or a release (op 10), or a rename (op 11)
+      const held = [...clients.values()].flatMap((x) => [...x.handles.values()]).concat([...mine.values()].map((h) => h.path));
+      if (op === 11) {
+        const from = held.length > 0 && int(4) > 0 ? held[int(held.length)] : pathNames[int(pathNames.length)];
+        const free = pathNames.filter((x) => !files.has(x));
+        const to = free.length > 0 && int(4) > 0 ? free[int(free.length)] : pathNames[int(pathNames.length)];
+        const can = files.has(from) && !files.has(to);
+        const res = await ownCall('rename', from, to);
+        t.is(res.code >= 0, can);
+        if (res.code >= 0) {
+          for (const x of clients.values()) for (const [fh, p] of x.handles) if (p === from) x.handles.set(fh, to);
+          for (const h of mine.values()) if (h.path === from) h.path = to;
+        }
+      } else if (mine.size > 0 && int(3) === 0) {
+        const fh = [...mine.keys()][int(mine.size)];
+        t.is((await ownCall('release', mine.get(fh)!.path, fh)).code, 0);
+        mine.delete(fh);
+      } else {
+        const p = pathNames[int(pathNames.length)];
+        const create = int(4) === 0;
+        const flags = int(3);
+        const had = files.has(p);
+        const res = create ? await ownCall('create', p, 0o644) : await ownCall('open', p, flags);
+        t.is(res.code >= 0, create ? !had : had);
+        if (res.code >= 0) mine.set(res.values[0] as number, { path: p, write: create || flags !== 0 });
+      }
+    } else if (op < 4) {
       const p = pathNames[int(pathNames.length)];
       const flags = int(3); // O_RDONLY, O_WRONLY, O_RDWR
       const res = await c.client.call('open', [p, flags]);
@@ -108,7 +157,10 @@ test('holdersByPath: the handles of each router per path, through opens, creates
       const free = pathNames.filter((x) => !files.has(x));
       const to = free.length > 0 && int(4) > 0 ? free[int(free.length)] : pathNames[int(pathNames.length)];
       const res = await c.client.call('rename', [from, to]);
-      if (res.code >= 0) for (const x of clients.values()) for (const [fh, p] of x.handles) if (p === from) x.handles.set(fh, to);
+      if (res.code >= 0) {
+        for (const x of clients.values()) for (const [fh, p] of x.handles) if (p === from) x.handles.set(fh, to);
+        for (const h of mine.values()) if (h.path === from) h.path = to;
+      }
     } else {
       // a router goes away: the server releases what it held
       const before = server.connections;
@@ -117,6 +169,15 @@ test('holdersByPath: the handles of each router per path, through opens, creates
       await until('the server saw the connection go', () => server.connections === before - 1);
     }
     t.deepEqual(plain(server.holdersByPath()), plain(holdersOf([...clients.values()])), `after step ${i}`);
+    const ownWriters = new Map<string, number>();
+    for (const h of mine.values()) if (h.write) ownWriters.set(h.path, (ownWriters.get(h.path) ?? 0) + 1);
+    t.deepEqual(Object.fromEntries([...own.handlesByPath()].sort()), Object.fromEntries([...ownWriters].sort()), `the own mount's handles after step ${i}`);
+    if (i % 25 === 24) {
+      // a new target (as after a takeover): the FollowerTable re-opens each own handle by the path it has now
+      opened.length = 0;
+      await ft.switchTo({ kind: 'local', ops: base });
+      t.deepEqual(opened.sort(), [...mine.values()].map((h) => h.path).sort(), `the own handles re-opened by path after step ${i}`);
+    }
   }
   for (const c of clients.values()) c.client.close();
 });

@@ -11,12 +11,12 @@
  * (The whole-vPool automatic move this replaces never moved anything here: ra's mount held /other open.)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { fuseTest, logEntries, ok, q, startMount } from './helpers/mount.js';
 import { cluster, type RouterRow } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { freePort } from './helpers/etcd.js';
 import { badBlocks, startWriter } from './helpers/dtl-mount.js';
+import { holdOpen } from './helpers/hold-open.js';
 
 const test = fuseTest();
 
@@ -29,16 +29,6 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
   }
   return null;
-}
-
-/** A process holding `file` open until killed: read-write, a VM's open disk without I/O (QEMU opens it so); read-only, a backup. */
-async function holdOpen(file: string, mode: 'rw' | 'ro'): Promise<ChildProcess> {
-  const p = spawn('bash', ['-c', `exec 3${mode === 'rw' ? '<>' : '<'}${q(file)}; echo open; exec sleep 600`], { stdio: ['ignore', 'pipe', 'ignore'] });
-  await new Promise<void>((resolve, reject) => {
-    p.stdout.once('data', () => resolve());
-    p.once('exit', (code) => reject(new Error(`holding ${file} open failed (${code})`)));
-  });
-  return p;
 }
 
 type VDiskRow = RouterRow['vdisks'][number] & { delegatedBy?: string };

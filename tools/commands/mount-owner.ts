@@ -185,7 +185,8 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
       const { host, port } = parseHostPort(cfg.peerListen ?? '127.0.0.1:0', '--peer-listen');
       // other routers' calls on a vDisk delegated to a third router go on to it (ownership per vDisk)
       const linkOps = router === undefined ? handlers.ops : new RoutedTable(router.routes, handlers.ops).ops;
-      link = await LinkServer.start({ host, port, secret: x.secret, router: cfg.router, vpool: cfg.vpool, ops: linkOps });
+      // (a rename on this router's own mount: the link's per-handle paths follow it, as the automatic move counts them)
+      link = await LinkServer.start({ host, port, secret: x.secret, router: cfg.router, vpool: cfg.vpool, ops: linkOps, renames: router?.routes });
       x.stats.addLink(link);
       await session.registry.update({ address: link.address });
     }

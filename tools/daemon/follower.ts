@@ -96,6 +96,8 @@ export class Follower {
     this.table = new FollowerTable(opts.waitMs, () => void this.check());
     this.routes = new VDiskRoutes(opts.waitMs);
     this.routed = new RoutedTable(this.routes, this.table.ops, this.table.readerFds());
+    // a rename through this router's link (owning the vPool) reaches the vPool without this table: its handles follow
+    this.routes.onRename((from, to) => this.table.followRename(from, to));
   }
 
   /** Mounts the follower's table (calls wait until the owner's link answers) and starts following. */
