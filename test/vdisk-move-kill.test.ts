@@ -24,7 +24,7 @@ import { cluster } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { startWriter } from './helpers/dtl-mount.js';
 import { startDtlServer } from './helpers/dtl-server.js';
-import { allThere, deadUnsafeDelegate, explain, moveTo } from './helpers/vdisk-move.js';
+import { allThereAndRebuilt, deadUnsafeDelegate, explain, moveTo } from './helpers/vdisk-move.js';
 
 const test = fuseTest();
 
@@ -54,13 +54,8 @@ test.serial('kill -9 of the vPool\'s owner while a vDisk is delegated, started a
   await ok(t, `truncate -s 20M ${q(a2.p('other'))}`);
   await wb.stop();
   t.is(wb.stderr, '', 'the writer on rb saw no error');
-  await allThere(t, wb, [a2, b]);
-
-  // a rebuild from the backend: both stop cleanly (everything shipped), a third router with a fresh state opens the vPool
-  t.is(await (owner === 'ra' ? a2 : b).stop(), 0);
-  t.is(await (owner === 'ra' ? b : a2).stop(), 0);
-  const rc = await startMount(t, c.router('rc'));
-  await allThere(t, wb, [rc]);
+  // and a rebuild from the backend: both stop cleanly (the owner first), a third router with a fresh state opens the vPool
+  const rc = await allThereAndRebuilt(t, c, wb, owner === 'ra' ? [a2, b] : [b, a2]);
   explain(t, { ra: a, ra2: a2, rb: b, rc });
 });
 
@@ -87,11 +82,7 @@ test.serial('kill -9 of the delegate with a sync DTL: the owner takes its vDisk 
   await until('ra takes /disk back from the dead rb', async () => logEntries(a.log, /^TAKEBACK: vDisk \/disk taken back from dead router 'rb'/).length === 1);
   const rows = await c.routers();
   t.is(rows.find((r) => r.name === 'ra')?.vdisks.find((v) => v.path === '/disk')?.tag !== undefined, true, 'the record is ra\'s again');
-  await allThere(t, wb, [a]);
-
-  t.is(await a.stop(), 0);
-  const rc = await startMount(t, c.router('rc', dtl));
-  await allThere(t, wb, [rc]);
+  const rc = await allThereAndRebuilt(t, c, wb, [a], dtl);
   explain(t, { ra: a, rb: b, rc });
 });
 
@@ -111,11 +102,7 @@ test.serial('kill -9 of the vPool\'s owner, its delegate takes the vPool over: i
   await wb.waitFor(wb.acked.length + 300);
   await wb.stop();
   t.is(wb.stderr, '', 'the writer on rb saw no error');
-  await allThere(t, wb, [b]);
-
-  t.is(await b.stop(), 0);
-  const rc = await startMount(t, c.router('rc'));
-  await allThere(t, wb, [rc]);
+  const rc = await allThereAndRebuilt(t, c, wb, [b]);
   explain(t, { ra: a, rb: b, rc });
 });
 

@@ -17,7 +17,7 @@ import { cluster, type Cluster } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { startWriter } from './helpers/dtl-mount.js';
 import { startDtlServer } from './helpers/dtl-server.js';
-import { allThere, deadUnsafeDelegate, explain, moveTo, REFUSED } from './helpers/vdisk-move.js';
+import { allThere, allThereAndRebuilt, deadUnsafeDelegate, explain, moveTo, REFUSED } from './helpers/vdisk-move.js';
 
 const test = fuseTest();
 
@@ -99,10 +99,7 @@ test.serial('a takeback from a dead delegate while the backend refuses: tried ag
   await until('ra takes /disk back once the backend answers', () => logEntries(a.log, /^TAKEBACK: vDisk \/disk taken back from dead router 'rb': served here/).length === 1);
   t.log(logEntries(a.log, /^TAKEBACK: vDisk \/disk opened here at try/).map((e) => e.message).join('\n'));
   t.is(logEntries(a.log, /^EIO: calls on \/disk/).length, 0, 'no call on /disk answered EIO');
-  await allThere(t, wb, [a]);
-  t.is(await a.stop(), 0);
-  const rc = await startMount(t, c.router('rc', dtl));
-  await allThere(t, wb, [rc]);
+  const rc = await allThereAndRebuilt(t, c, wb, [a], dtl);
   explain(t, { ra: a, rb: b, rc });
 });
 
