@@ -17,10 +17,8 @@
  */
 import { fuseTest, logEntries, sh } from './helpers/mount.js';
 import { useBridge } from './helpers/netns.js';
-import { resumeUntilFenced, threeRouters, takeoverAfter } from './helpers/three-routers.js';
-import { until } from './helpers/until.js';
-import { explainLogs, moveVDisk } from './helpers/vdisk-cluster.js';
-import { startWriter } from './helpers/dtl-mount.js';
+import { resumeUntilFenced, stoppedDelegate, threeRouters, takeoverAfter } from './helpers/three-routers.js';
+import { explainLogs } from './helpers/vdisk-cluster.js';
 
 const test = fuseTest();
 const bridge = useBridge();
@@ -57,17 +55,7 @@ test('a delegated vDisk: SIGSTOP of the delegate, the owner takes it back, etcd 
   const r = await threeRouters(t, bridge);
   const { a, b, c } = r;
   const rb = r.nc.routers.rb!;
-  t.teardown(() => { if (b.alive) process.kill(b.pid, 'SIGCONT'); });
-  await moveVDisk(t, r.nc.c, a.p('vms', 'disk'), 'rb');
-  const wb = startWriter(b.p('vms', 'disk'), 0, 64);
-  t.teardown(() => wb.stop());
-  await until('rb records /vms/disk under a sync DTL', async () => {
-    const d = (await r.nc.c.routers()).find((x) => x.name === 'rb')?.vdisks.find((v) => v.path === '/vms/disk') as { dtl?: { mode: string } } | undefined;
-    return d?.dtl?.mode === 'sync';
-  });
-  await wb.waitFor(200 + Math.floor(Math.random() * 300));
-  process.kill(b.pid, 'SIGSTOP');
-  await until('ra takes /vms/disk back from the stopped rb', () => logEntries(a.log, /^TAKEBACK: vDisk \/vms\/disk taken back from dead router 'rb'/).length === 1, 90_000);
+  const wb = await stoppedDelegate(t, r, 64, 200);
   const before = wb.acked.length; // rb is stopped: every ack printed by now was given before the SIGSTOP
   const cut = await sh(`ip -n ${rb.ns} route add blackhole ${bridge.hostIp}/32`);
   t.is(cut.code, 0, cut.stderr);

@@ -18,13 +18,11 @@
  * The takeback's failures (a clean stop with a dead unsafe delegate, a backend refusing the takeback):
  * test/vdisk-takeback.test.ts.
  */
-import path from 'node:path';
 import { CLI, fuseTest, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
-import { cluster } from './helpers/registry.js';
+import { cluster, recordedSync } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { startWriter } from './helpers/dtl-mount.js';
-import { startDtlServer } from './helpers/dtl-server.js';
-import { allThereAndRebuilt, deadUnsafeDelegate, explain, moveTo } from './helpers/vdisk-move.js';
+import { allThereAndRebuilt, deadUnsafeDelegate, explain, moveTo, syncDtlOwner } from './helpers/vdisk-move.js';
 
 const test = fuseTest();
 
@@ -61,20 +59,13 @@ test.serial('kill -9 of the vPool\'s owner while a vDisk is delegated, started a
 
 test.serial('kill -9 of the delegate with a sync DTL: the owner takes its vDisk back by itself, every acknowledged write is there', async (t) => {
   const c = await cluster(t);
-  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
-  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
-  const a = await startMount(t, c.router('ra', dtl));
-  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const { dtl, a } = await syncDtlOwner(t, c);
   const b = await startMount(t, c.router('rb', dtl));
   await moveTo(t, c, a.p('disk'), 'rb');
   const wb = startWriter(b.p('disk'), 0, 0);
   await wb.waitFor(300 + Math.floor(Math.random() * 300));
   // rb records its vDisk's protection as it changes (the owner judges the takeback from it)
-  await until('rb records /disk under a sync DTL', async () => {
-    const rows = await c.routers();
-    const d = rows.find((r) => r.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string } } | undefined;
-    return d?.dtl?.mode === 'sync';
-  });
+  await recordedSync(c, 'rb', '/disk');
   await b.kill9();
   await wb.stop(); // its mount is gone: the writer ends with an error, what it acknowledged counts
   t.log(`${wb.acked.length} writes acknowledged by rb before its kill -9`);

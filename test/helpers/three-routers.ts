@@ -14,6 +14,8 @@
  * protected, and not checked). The time from the fault to the new owner serving is printed, not asserted. The
  * writer is left running for the caller to stop (a writer blocked on a paused A can only go once A resumes).
  *
+ * `stoppedDelegate()`: the start of the delegate's zombie tests — /vms/disk delegated to B under a writer, B
+ * SIGSTOP'ed, A takes the vDisk back.
  * `resumeUntilFenced(zombie)`: the end of the zombie tests (a router SIGSTOP'ed under its writer, what it served
  * taken over meanwhile): SIGCONT, until it is fenced, its writer stopped; the writes it acknowledged late and those
  * of them the new owner lacks.
@@ -25,6 +27,8 @@ import type { Bridge } from './netns.js';
 import { netCluster, type NetCluster } from './netns-cluster.js';
 import { badBlocks, startWriter, waitDtl, type Writer } from './dtl-mount.js';
 import { until } from './until.js';
+import { recordedSync } from './registry.js';
+import { moveVDisk } from './vdisk-cluster.js';
 
 export interface ThreeRouters {
   nc: NetCluster;
@@ -137,4 +141,22 @@ export async function resumeUntilFenced(t: ExecutionContext, zombie: MountHandle
   await w.stop();
   const late = w.acked.slice(before);
   return { late, lost: await badBlocks(t, serving.p('vms', 'disk'), late) };
+}
+
+/**
+ * /vms/disk moved to B, a writer on B's mount (`fsyncEvery`) until B records it under a sync DTL and the writer has
+ * `atLeast` (plus up to 300 more) writes acknowledged; then SIGSTOP of B (SIGCONT at teardown) and until A takes
+ * the vDisk back from it. The writer is left running (stopped at teardown).
+ */
+export async function stoppedDelegate(t: ExecutionContext, r: ThreeRouters, fsyncEvery: number, atLeast: number): Promise<Writer> {
+  const { a, b } = r;
+  t.teardown(() => { if (b.alive) process.kill(b.pid, 'SIGCONT'); });
+  await moveVDisk(t, r.nc.c, a.p('vms', 'disk'), 'rb');
+  const wb = startWriter(b.p('vms', 'disk'), 0, fsyncEvery);
+  t.teardown(() => wb.stop());
+  await recordedSync(r.nc.c, 'rb', '/vms/disk');
+  await wb.waitFor(atLeast + Math.floor(Math.random() * 300));
+  process.kill(b.pid, 'SIGSTOP');
+  await until('ra takes /vms/disk back from the stopped rb', () => logEntries(a.log, /^TAKEBACK: vDisk \/vms\/disk taken back from dead router 'rb'/).length === 1, 90_000);
+  return wb;
 }

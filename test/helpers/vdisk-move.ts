@@ -5,10 +5,24 @@
  * warnings and errors logged when a test failed.
  */
 import type { ExecutionContext } from 'ava';
+import path from 'node:path';
 import { badBlocks, type Writer } from './dtl-mount.js';
+import { startDtlServer } from './dtl-server.js';
 import { CLI, logEntries, ok, q, sh, startMount, type MountHandle } from './mount.js';
 import type { Cluster } from './registry.js';
 import { until } from './until.js';
+
+/**
+ * A DTL server and the vPool's owner ra with a sync DTL on it (`config`: ra's), /disk (128 MiB) made through it;
+ * `dtl` the mount options the other routers take for the same DTL.
+ */
+export async function syncDtlOwner(t: ExecutionContext, c: Cluster, config: Record<string, unknown> = {}): Promise<{ dtl: string[]; a: MountHandle }> {
+  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
+  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
+  const a = await startMount(t, c.router('ra', dtl, config));
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  return { dtl, a };
+}
 
 /** `vpoolfs move FILE --to ROUTER`, which must succeed; its last line logged. */
 export async function moveTo(t: ExecutionContext, c: Cluster, file: string, to: string): Promise<void> {
