@@ -327,6 +327,7 @@ export class RouterSession {
    * needs this router's lease to expire), or the registry does not answer (etcd down: nobody can take anything
    * over; a router cut off from etcd but not from its clients stays a limit, docs/cluster.md). Otherwise a check,
    * bounded by a quarter of the TTL (not answering counts as above), then FENCED if the vPool is another's.
+   * The rule is util/stale-confirmation.ts's, shared with the delegate's gate (volume/claim/vdisk-gate.ts beforeAck).
    */
   ackCheck(what: string): Promise<void> | null {
     const half = this.opts.leaseSeconds * 500;

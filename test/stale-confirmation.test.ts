@@ -59,6 +59,10 @@ for (const row of rows) {
       },
       waitMs: 20,
     };
+    // the bound's timer is unref'ed (a pending check keeps no process alive): with a confirmation that never
+    // answers, nothing else would keep this worker's event loop going until it fires
+    const alive = setInterval(() => {}, 1000);
+    t.teardown(() => clearInterval(alive));
     const p = checkBeforeAck(c, NOW);
     if (row.expect === null) t.is(p, null);
     else if (row.expect === 'resolves') await t.notThrowsAsync(p!);

@@ -76,6 +76,7 @@ export class VDiskGate {
   /**
    * Before an acknowledgement: null (nothing to wait for) while the last confirmation holds; otherwise a
    * confirmation, then FENCED if the vDisk was lost. A registry that does not answer lets it through (see the header).
+   * The rule is util/stale-confirmation.ts's, shared with the vPool owner's (registry/router-session.ts ackCheck).
    */
   beforeAck(what: string): Promise<void> | null {
     return checkBeforeAck({
