@@ -17,7 +17,10 @@
  *   /vpoolfs/vpools/<vpool>/move               a planned handover asked of the live owner (`vpoolfs move`, or the
  *                                              owner itself at the end of a live migration): registry/move.ts
  *   /vpoolfs/vpools/<vpool>/move-result        how the last move ended (the CLI waits for it)
+ * Every value is JSON (but the owner tag): readJson reads one with its mod revision, setPhase a move's phase.
  */
+import type { Etcd3 } from 'etcd3';
+
 export const ROOT = '/vpoolfs/';
 export const ROUTERS = `${ROOT}routers/`;
 export const KNOWN_ROUTERS = `${ROOT}known-routers/`;
@@ -115,4 +118,17 @@ export interface OwnerRecord {
    * of that router under another lease is another process (restarted): the one serving the vDisk is gone.
    */
   lease?: string;
+}
+
+/** The JSON value at `key` and its mod revision (a transaction holds only while it is unchanged), or null. */
+export async function readJson<T>(client: Etcd3, key: string): Promise<{ value: T; mod: string } | null> {
+  const kv = (await client.get(key).exec()).kvs[0];
+  return kv === undefined ? null : { value: JSON.parse(kv.value.toString()) as T, mod: kv.mod_revision };
+}
+
+/** Where the move asked at `key` stands (for the CLI): written only while the request there is still `id`. */
+export async function setPhase(client: Etcd3, key: string, id: string, phase: string): Promise<void> {
+  const cur = await readJson<{ id: string }>(client, key);
+  if (cur === null || cur.value.id !== id) return;
+  await client.if(key, 'Mod', '==', cur.mod).then(client.put(key).value(JSON.stringify({ ...cur.value, phase }))).commit();
 }

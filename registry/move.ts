@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { RegistryError } from './errors.js';
-import { knownRouterKey, moveKey, moveResultKey, OWNER_TAG, routerKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type Protection, type RouterRecord } from './keys.js';
+import { knownRouterKey, moveKey, moveResultKey, OWNER_TAG, readJson, routerKey, setPhase, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type Protection, type RouterRecord } from './keys.js';
 
 export interface MoveRequest {
   id: string;
@@ -43,12 +43,6 @@ export interface MoveResult {
   tag?: number;
   message: string;
   at: string;
-}
-
-async function readJson<T>(client: Etcd3, key: string): Promise<{ value: T; mod: string } | null> {
-  const res = await client.get(key).exec();
-  const kv = res.kvs[0];
-  return kv === undefined ? null : { value: JSON.parse(kv.value.toString()) as T, mod: kv.mod_revision };
 }
 
 /**
@@ -99,10 +93,8 @@ export async function readMoveResult(client: Etcd3, vpool: string): Promise<Move
 }
 
 /** The owner says where the move stands (for the CLI); only while the request is still `req`. */
-export async function movePhase(client: Etcd3, req: MoveRequest, phase: string): Promise<void> {
-  const cur = await readJson<MoveRequest>(client, moveKey(req.vpool));
-  if (cur === null || cur.value.id !== req.id) return;
-  await client.if(moveKey(req.vpool), 'Mod', '==', cur.mod).then(client.put(moveKey(req.vpool)).value(JSON.stringify({ ...cur.value, phase }))).commit();
+export function movePhase(client: Etcd3, req: MoveRequest, phase: string): Promise<void> {
+  return setPhase(client, moveKey(req.vpool), req.id, phase);
 }
 
 /** The live registration of the target, as the owner checks it before handing over (null: not alive). */

@@ -12,7 +12,7 @@
 import type { Etcd3 } from 'etcd3';
 import { logger } from '../util/log.js';
 import { RegistryError } from './errors.js';
-import { moveKey, OWNER_TAG, routerKey, takeoverKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type Protection, type RouterRecord } from './keys.js';
+import { moveKey, OWNER_TAG, readJson, routerKey, takeoverKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type Protection, type RouterRecord } from './keys.js';
 import { describeRisks, takeoverRequested, takeoverRisks } from './takeover.js';
 
 const log = logger('registry');
@@ -23,12 +23,6 @@ export interface Taken {
   previous: OwnerRecord | null;
   /** The previous owner was another router whose lease is gone (or forced): it must be fenced. */
   takeover: boolean;
-}
-
-async function readJson<T>(client: Etcd3, key: string): Promise<{ value: T; mod: string } | null> {
-  const res = await client.get(key).exec();
-  const kv = res.kvs[0];
-  return kv === undefined ? null : { value: JSON.parse(kv.value.toString()) as T, mod: kv.mod_revision };
 }
 
 /**

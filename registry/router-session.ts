@@ -24,8 +24,8 @@
  * No I/O waits for etcd: with etcd down the router goes on serving what it owns (the backend claim keeps
  * it honest), and nobody can take anything over (taking needs etcd).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../util/log.js';
+import { checkBeforeAck } from '../util/stale-confirmation.js';
 import { RouterRegistry, type JoinOptions } from './router-registry.js';
 import { recordVDisks, releaseVPool, takeVPool, vpoolOwner, type KnownRecords, type Taken } from './ownership.js';
 import { BackendError, isCode } from '../util/errors.js';
@@ -327,17 +327,18 @@ export class RouterSession {
    * needs this router's lease to expire), or the registry does not answer (etcd down: nobody can take anything
    * over; a router cut off from etcd but not from its clients stays a limit, docs/cluster.md). Otherwise a check,
    * bounded by a quarter of the TTL (not answering counts as above), then FENCED if the vPool is another's.
+   * The rule is util/stale-confirmation.ts's, shared with the delegate's gate (volume/claim/vdisk-gate.ts beforeAck).
    */
   ackCheck(what: string): Promise<void> | null {
-    if (this.lostTo !== null) return Promise.reject(this.lostError(what));
-    if (this.listVDisks === null || this.failing) return null;
     const half = this.opts.leaseSeconds * 500;
-    const now = performance.now();
-    if (now < this.confirmedMono + half && now < this.registry.renewedAtMono + half) return null;
-    return (async () => {
-      await Promise.race([this.sync(), sleep(half / 2, undefined, { ref: false })]);
-      if (this.lostTo !== null) throw this.lostError(what);
-    })();
+    return checkBeforeAck({
+      lost: () => this.lostTo === null ? null : this.lostError(what),
+      // not attached (nothing recorded yet, or detached for a move): nothing to check
+      failing: this.failing || this.listVDisks === null,
+      validUntil: Math.min(this.confirmedMono, this.registry.renewedAtMono) + half,
+      confirm: () => this.sync(),
+      waitMs: half / 2,
+    });
   }
 
   private lostError(what: string): BackendError {

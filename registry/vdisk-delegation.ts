@@ -25,13 +25,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { RegistryError } from './errors.js';
-import { isSafe, OWNER_TAG, routerKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type Protection, type RouterRecord } from './keys.js';
-
-async function readJson<T>(client: Etcd3, key: string): Promise<{ value: T; mod: string } | null> {
-  const res = await client.get(key).exec();
-  const kv = res.kvs[0];
-  return kv === undefined ? null : { value: JSON.parse(kv.value.toString()) as T, mod: kv.mod_revision };
-}
+import { isSafe, OWNER_TAG, readJson, routerKey, vdiskKey, vdisksPrefix, vpoolOwnerKey, type OwnerRecord, type Protection, type RouterRecord } from './keys.js';
 
 export interface VDiskOwner {
   router: string;

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { RegistryError } from './errors.js';
-import { knownRouterKey, routerKey, VPOOLS, vpoolOwnerKey, type OwnerRecord, type RouterRecord } from './keys.js';
+import { knownRouterKey, readJson, routerKey, setPhase, vpoolOwnerKey, VPOOLS, type OwnerRecord, type RouterRecord } from './keys.js';
 
 export const vdiskMoveKey = (vpool: string): string => `${VPOOLS}${vpool}/vdisk-move`;
 export const vdiskMoveResultKey = (vpool: string): string => `${VPOOLS}${vpool}/vdisk-move-result`;
@@ -33,11 +33,6 @@ export interface VDiskMoveResult {
   ok: boolean;
   message: string;
   at: string;
-}
-
-async function readJson<T>(client: Etcd3, key: string): Promise<{ value: T; mod: string } | null> {
-  const kv = (await client.get(key).exec()).kvs[0];
-  return kv === undefined ? null : { value: JSON.parse(kv.value.toString()) as T, mod: kv.mod_revision };
 }
 
 /** Asks the owner of `vpool` to move the vDisk at `path` to router `to` (a live follower, or the owner: back). */
@@ -81,10 +76,8 @@ export async function readVDiskMoveResult(client: Etcd3, vpool: string): Promise
 }
 
 /** The owner says where the move stands (for the CLI), while the request is still `req`. */
-export async function vdiskMovePhase(client: Etcd3, req: VDiskMoveRequest, phase: string): Promise<void> {
-  const cur = await readJson<VDiskMoveRequest>(client, vdiskMoveKey(req.vpool));
-  if (cur === null || cur.value.id !== req.id) return;
-  await client.if(vdiskMoveKey(req.vpool), 'Mod', '==', cur.mod).then(client.put(vdiskMoveKey(req.vpool)).value(JSON.stringify({ ...cur.value, phase }))).commit();
+export function vdiskMovePhase(client: Etcd3, req: VDiskMoveRequest, phase: string): Promise<void> {
+  return setPhase(client, vdiskMoveKey(req.vpool), req.id, phase);
 }
 
 /** The request ends (moved or not): deleted, the result written, in one transaction. */

@@ -15,14 +15,10 @@
  * mount, SIGSTOP rb, ra takes the vDisk back (its recovery fences rb at the DTL servers it asks), rb's route to
  * etcd blackholed, SIGCONT rb: rb's gate cannot confirm and lets acknowledgements through; its DTL server refuses it.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fuseTest, logEntries, sh } from './helpers/mount.js';
 import { useBridge } from './helpers/netns.js';
-import { threeRouters, takeoverAfter } from './helpers/three-routers.js';
-import { badBlocks } from './helpers/dtl-mount.js';
-import { until } from './helpers/until.js';
-import { explainLogs, moveVDisk } from './helpers/vdisk-cluster.js';
-import { startWriter } from './helpers/dtl-mount.js';
+import { resumeUntilFenced, stoppedDelegate, threeRouters, takeoverAfter } from './helpers/three-routers.js';
+import { explainLogs } from './helpers/vdisk-cluster.js';
 
 const test = fuseTest();
 const bridge = useBridge();
@@ -38,12 +34,7 @@ test('SIGSTOP of the owner, a takeover, etcd cut off from the owner only, SIGCON
   // ra's packets to etcd (on the bridge's host address) go nowhere; the routers' DTL servers are on other addresses
   const cut = await sh(`ip -n ${ra.ns} route add blackhole ${bridge.hostIp}/32`);
   t.is(cut.code, 0, cut.stderr);
-  process.kill(a.pid, 'SIGCONT');
-  await until('ra is fenced', () => logEntries(a.log, /^FENCED/).length > 0, 60_000);
-  await sleep(1000);
-  await k.w.stop();
-  const late = k.w.acked.slice(before);
-  const lost = await badBlocks(t, k.taker.p('vms', 'disk'), late);
+  const { late, lost } = await resumeUntilFenced(t, a, 'ra', k.w, before, k.taker);
   const byDtl = logEntries(a.log, /^FENCED: this router lost vDisk .*a DTL server refused it/);
   const servers = Object.entries(r.nc.routers).filter(([, x]) => /vDisk \S+ fenced: router/.test(x.dtl!.output)).map(([n]) => n);
   t.log(`ra's writer: ${late.length} writes acknowledged after SIGCONT, ${lost.length} of them not in what ${tn} serves; ${k.w.stderr.trim().split('\n').pop() || 'no error'}; ` +
@@ -64,27 +55,12 @@ test('a delegated vDisk: SIGSTOP of the delegate, the owner takes it back, etcd 
   const r = await threeRouters(t, bridge);
   const { a, b, c } = r;
   const rb = r.nc.routers.rb!;
-  t.teardown(() => { if (b.alive) process.kill(b.pid, 'SIGCONT'); });
-  await moveVDisk(t, r.nc.c, a.p('vms', 'disk'), 'rb');
-  const wb = startWriter(b.p('vms', 'disk'), 0, 64);
-  t.teardown(() => wb.stop());
-  await until('rb records /vms/disk under a sync DTL', async () => {
-    const d = (await r.nc.c.routers()).find((x) => x.name === 'rb')?.vdisks.find((v) => v.path === '/vms/disk') as { dtl?: { mode: string } } | undefined;
-    return d?.dtl?.mode === 'sync';
-  });
-  await wb.waitFor(200 + Math.floor(Math.random() * 300));
-  process.kill(b.pid, 'SIGSTOP');
-  await until('ra takes /vms/disk back from the stopped rb', () => logEntries(a.log, /^TAKEBACK: vDisk \/vms\/disk taken back from dead router 'rb'/).length === 1, 90_000);
+  const wb = await stoppedDelegate(t, r, 64, 200);
   const before = wb.acked.length; // rb is stopped: every ack printed by now was given before the SIGSTOP
   const cut = await sh(`ip -n ${rb.ns} route add blackhole ${bridge.hostIp}/32`);
   t.is(cut.code, 0, cut.stderr);
-  process.kill(b.pid, 'SIGCONT');
   // without the fence rb never learns it (etcd unreachable): it is seen acknowledging instead
-  await until('rb is fenced for /vms/disk, or acknowledges 200 writes after SIGCONT', () => logEntries(b.log, /^FENCED: this router lost vDisk/).length > 0 || wb.acked.length >= before + 200, 60_000);
-  await sleep(1000);
-  await wb.stop();
-  const late = wb.acked.slice(before);
-  const lost = await badBlocks(t, a.p('vms', 'disk'), late);
+  const { late, lost } = await resumeUntilFenced(t, b, 'rb', wb, before, a, { fenced: /^FENCED: this router lost vDisk/, orAcked: 200 });
   const byDtl = logEntries(b.log, /^FENCED: this router lost vDisk .*a DTL server refused it/);
   t.log(`rb's writer: ${late.length} writes acknowledged after SIGCONT, ${lost.length} of them not in what ra serves; ${wb.stderr.trim().split('\n').pop() || 'no error'}; ` +
     `rb fenced first by: ${String(logEntries(b.log, /^FENCED/)[0]?.message).slice(0, 300)}`);

@@ -12,12 +12,9 @@
  * writes were lost. Now the owner's vDisks ask the session before acknowledging (registry/router-session.ts
  * ackCheck, via VDiskContext.beforeAck): a stale confirmation is checked first, and the write answers EIO.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fuseTest, logEntries } from './helpers/mount.js';
+import { fuseTest } from './helpers/mount.js';
 import { useBridge } from './helpers/netns.js';
-import { threeRouters, takeoverAfter } from './helpers/three-routers.js';
-import { badBlocks } from './helpers/dtl-mount.js';
-import { until } from './helpers/until.js';
+import { resumeUntilFenced, threeRouters, takeoverAfter } from './helpers/three-routers.js';
 import { explainLogs } from './helpers/vdisk-cluster.js';
 
 const test = fuseTest();
@@ -29,12 +26,7 @@ test('SIGSTOP of the vPool\'s owner under its writer, a follower takes over, SIG
   t.teardown(() => { if (a.alive) process.kill(a.pid, 'SIGCONT'); });
   const k = await takeoverAfter(t, r, 'SIGSTOP', async () => { process.kill(a.pid, 'SIGSTOP'); });
   const before = k.w.acked.length; // ra is stopped: every ack printed by now was given before the SIGSTOP
-  process.kill(a.pid, 'SIGCONT');
-  await until('ra is fenced', () => logEntries(a.log, /^FENCED/).length > 0, 60_000);
-  await sleep(1000);
-  await k.w.stop();
-  const late = k.w.acked.slice(before);
-  const lost = await badBlocks(t, k.taker.p('vms', 'disk'), late);
+  const { late, lost } = await resumeUntilFenced(t, a, 'ra', k.w, before, k.taker);
   t.log(`ra's writer: ${late.length} writes acknowledged after SIGCONT (${late.join(' ')}), ${lost.length} of them not in what the new owner serves; ${k.w.stderr.trim() || 'no error'}`);
   t.deepEqual(lost, [], 'writes the resumed ra acknowledged that are not in what the new owner serves');
   explainLogs(t, { ra: a, rb: r.b, rc: r.c });

@@ -16,10 +16,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fuseTest, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
 import { useBridge } from './helpers/netns.js';
-import { threeRouters } from './helpers/three-routers.js';
-import { badBlocks, startWriter } from './helpers/dtl-mount.js';
+import { stoppedDelegate, threeRouters } from './helpers/three-routers.js';
+import { badBlocks } from './helpers/dtl-mount.js';
 import { until } from './helpers/until.js';
-import { allThere, explainLogs, moveVDisk } from './helpers/vdisk-cluster.js';
+import { allThere, explainLogs } from './helpers/vdisk-cluster.js';
 
 const test = fuseTest();
 const bridge = useBridge();
@@ -28,18 +28,7 @@ const DISK = ['vms', 'disk'];
 test('SIGSTOP of the delegate under its writer (sync DTL): the owner takes its vDisk back with every acknowledged write; SIGCONT: the zombie is fenced, its mount answers an error, its late uploads change nothing', async (t) => {
   const r = await threeRouters(t, bridge);
   const { a, b, c } = r;
-  t.teardown(() => { if (b.alive) process.kill(b.pid, 'SIGCONT'); });
-  await moveVDisk(t, r.nc.c, a.p('vms', 'disk'), 'rb');
-  const wb = startWriter(b.p('vms', 'disk'), 0, 0);
-  t.teardown(() => wb.stop());
-  await until('rb records /vms/disk under a sync DTL', async () => {
-    const d = (await r.nc.c.routers()).find((x) => x.name === 'rb')?.vdisks.find((v) => v.path === '/vms/disk') as { dtl?: { mode: string } } | undefined;
-    return d?.dtl?.mode === 'sync';
-  });
-  await wb.waitFor(300 + Math.floor(Math.random() * 300));
-
-  process.kill(b.pid, 'SIGSTOP');
-  await until('ra takes /vms/disk back from the stopped rb', () => logEntries(a.log, /^TAKEBACK: vDisk \/vms\/disk taken back from dead router 'rb'/).length === 1, 90_000);
+  const wb = await stoppedDelegate(t, r, 0, 300);
   // rb is stopped: every ack the writer printed by now was given before the SIGSTOP
   const ackedAtStop = wb.acked.slice();
   t.log(`SIGSTOP of rb after ${ackedAtStop.length} acknowledged writes`);

@@ -10,12 +10,11 @@
  * back to the owner, which takes the vDisk back with the DTL's copy of what the delegate had not shipped; every
  * write the follower had acknowledged, and its writes after, read back through the owner and the follower.
  */
-import path from 'node:path';
 import { CLI, fuseTest, logEntries, ok, q, sh, startMount, type MountHandle } from './helpers/mount.js';
-import { startDtlServer } from './helpers/dtl-server.js';
-import { cluster } from './helpers/registry.js';
+import { cluster, recordedSync } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { badBlocks, startWriter, type Writer } from './helpers/dtl-mount.js';
+import { syncDtlOwner } from './helpers/vdisk-move.js';
 
 const test = fuseTest();
 
@@ -90,18 +89,12 @@ test.serial('followers write a delegated vDisk straight at its delegate, not thr
 
 test.serial('kill -9 of the delegate a follower wrote straight to (sync DTL): the follower falls back to the owner, which takes it back: every acknowledged write', async (t) => {
   const c = await cluster(t);
-  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
-  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
-  const a = await startMount(t, c.router('ra', dtl));
-  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const { dtl, a } = await syncDtlOwner(t, c);
   const [b, cc] = await Promise.all([startMount(t, c.router('rb', dtl)), startMount(t, c.router('rc', dtl))]);
   const r = await sh(`node ${q(CLI)} move ${q(a.p('disk'))} --to rb --registry ${q(c.etcd.url)}`);
   t.is(r.code, 0, r.stderr + r.stdout);
   await until('rc routes /disk straight to rb', async () => logEntries(cc.log, /^DIRECT: vDisk \/disk's calls go straight to router 'rb'/).length === 1);
-  await until('rb records /disk under a sync DTL', async () => {
-    const d = (await c.routers()).find((x) => x.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string } } | undefined;
-    return d?.dtl?.mode === 'sync';
-  });
+  await recordedSync(c, 'rb', '/disk');
   const w1 = startWriter(cc.p('disk'), 0, 0);
   await w1.waitFor(300 + Math.floor(Math.random() * 300));
   await w1.stop();

@@ -18,13 +18,11 @@
  * The takeback's failures (a clean stop with a dead unsafe delegate, a backend refusing the takeback):
  * test/vdisk-takeback.test.ts.
  */
-import path from 'node:path';
 import { CLI, fuseTest, logEntries, ok, q, sh, startMount } from './helpers/mount.js';
-import { cluster } from './helpers/registry.js';
+import { cluster, recordedSync } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { startWriter } from './helpers/dtl-mount.js';
-import { startDtlServer } from './helpers/dtl-server.js';
-import { allThere, deadUnsafeDelegate, explain, moveTo } from './helpers/vdisk-move.js';
+import { allThereAndRebuilt, deadUnsafeDelegate, explain, moveTo, syncDtlOwner } from './helpers/vdisk-move.js';
 
 const test = fuseTest();
 
@@ -54,32 +52,20 @@ test.serial('kill -9 of the vPool\'s owner while a vDisk is delegated, started a
   await ok(t, `truncate -s 20M ${q(a2.p('other'))}`);
   await wb.stop();
   t.is(wb.stderr, '', 'the writer on rb saw no error');
-  await allThere(t, wb, [a2, b]);
-
-  // a rebuild from the backend: both stop cleanly (everything shipped), a third router with a fresh state opens the vPool
-  t.is(await (owner === 'ra' ? a2 : b).stop(), 0);
-  t.is(await (owner === 'ra' ? b : a2).stop(), 0);
-  const rc = await startMount(t, c.router('rc'));
-  await allThere(t, wb, [rc]);
+  // and a rebuild from the backend: both stop cleanly (the owner first), a third router with a fresh state opens the vPool
+  const rc = await allThereAndRebuilt(t, c, wb, owner === 'ra' ? [a2, b] : [b, a2]);
   explain(t, { ra: a, ra2: a2, rb: b, rc });
 });
 
 test.serial('kill -9 of the delegate with a sync DTL: the owner takes its vDisk back by itself, every acknowledged write is there', async (t) => {
   const c = await cluster(t);
-  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
-  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
-  const a = await startMount(t, c.router('ra', dtl));
-  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const { dtl, a } = await syncDtlOwner(t, c);
   const b = await startMount(t, c.router('rb', dtl));
   await moveTo(t, c, a.p('disk'), 'rb');
   const wb = startWriter(b.p('disk'), 0, 0);
   await wb.waitFor(300 + Math.floor(Math.random() * 300));
   // rb records its vDisk's protection as it changes (the owner judges the takeback from it)
-  await until('rb records /disk under a sync DTL', async () => {
-    const rows = await c.routers();
-    const d = rows.find((r) => r.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string } } | undefined;
-    return d?.dtl?.mode === 'sync';
-  });
+  await recordedSync(c, 'rb', '/disk');
   await b.kill9();
   await wb.stop(); // its mount is gone: the writer ends with an error, what it acknowledged counts
   t.log(`${wb.acked.length} writes acknowledged by rb before its kill -9`);
@@ -87,11 +73,7 @@ test.serial('kill -9 of the delegate with a sync DTL: the owner takes its vDisk 
   await until('ra takes /disk back from the dead rb', async () => logEntries(a.log, /^TAKEBACK: vDisk \/disk taken back from dead router 'rb'/).length === 1);
   const rows = await c.routers();
   t.is(rows.find((r) => r.name === 'ra')?.vdisks.find((v) => v.path === '/disk')?.tag !== undefined, true, 'the record is ra\'s again');
-  await allThere(t, wb, [a]);
-
-  t.is(await a.stop(), 0);
-  const rc = await startMount(t, c.router('rc', dtl));
-  await allThere(t, wb, [rc]);
+  const rc = await allThereAndRebuilt(t, c, wb, [a], dtl);
   explain(t, { ra: a, rb: b, rc });
 });
 
@@ -111,11 +93,7 @@ test.serial('kill -9 of the vPool\'s owner, its delegate takes the vPool over: i
   await wb.waitFor(wb.acked.length + 300);
   await wb.stop();
   t.is(wb.stderr, '', 'the writer on rb saw no error');
-  await allThere(t, wb, [b]);
-
-  t.is(await b.stop(), 0);
-  const rc = await startMount(t, c.router('rc'));
-  await allThere(t, wb, [rc]);
+  const rc = await allThereAndRebuilt(t, c, wb, [b]);
   explain(t, { ra: a, rb: b, rc });
 });
 

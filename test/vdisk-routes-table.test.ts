@@ -24,15 +24,19 @@ function recorder(name: string, log: string[], delayed: Array<() => void>, delay
   return h;
 }
 
-const call = (t: RoutedTable, op: string, ...args: unknown[]) => new Promise<unknown[]>((resolve) => t.ops[op](...args, (...r: unknown[]) => resolve(r)));
-
-test('an open answered after its path changed router: released there, its writes go where the path is served now', async (t) => {
+/** The routes, a mount's table on the owner whose opens answer only when `delayed` says so, a delegate, another router. */
+function ownerDelaysOpens() {
   const log: string[] = [];
   const delayed: Array<() => void> = [];
   const routes = new VDiskRoutes(1000);
   const owner = recorder('owner', log, delayed, true);
-  const delegate = recorder('delegate', log, delayed);
-  const table = new RoutedTable(routes, owner);
+  return { log, delayed, routes, table: new RoutedTable(routes, owner), delegate: recorder('delegate', log, delayed), other: recorder('other', log, delayed) };
+}
+
+const call = (t: RoutedTable, op: string, ...args: unknown[]) => new Promise<unknown[]>((resolve) => t.ops[op](...args, (...r: unknown[]) => resolve(r)));
+
+test('an open answered after its path changed router: released there, its writes go where the path is served now', async (t) => {
+  const { log, delayed, routes, table, delegate } = ownerDelaysOpens();
   const opened = call(table, 'open', '/disk', 2);
   // the owner has not answered the open yet when the path moves to the delegate
   routes.set('/disk', delegate);
@@ -44,13 +48,7 @@ test('an open answered after its path changed router: released there, its writes
 });
 
 test('a handle re-opened lazily after a move, the path moving again before that re-open answered: released there, its writes go where the path is served now', async (t) => {
-  const log: string[] = [];
-  const delayed: Array<() => void> = [];
-  const routes = new VDiskRoutes(1000);
-  const owner = recorder('owner', log, delayed, true);
-  const delegate = recorder('delegate', log, delayed);
-  const other = recorder('other', log, delayed);
-  const table = new RoutedTable(routes, owner);
+  const { log, delayed, routes, table, delegate, other } = ownerDelaysOpens();
   routes.set('/disk', delegate);
   const [code, fh] = await call(table, 'open', '/disk', 2);
   t.is(code, 0);

@@ -13,11 +13,10 @@ import { mkdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { CLI, fuseTest, logEntries, ok, q, sh, startMount, type MountHandle } from './helpers/mount.js';
-import { cluster, type Cluster } from './helpers/registry.js';
+import { cluster, recordedSync, type Cluster } from './helpers/registry.js';
 import { until } from './helpers/until.js';
 import { startWriter } from './helpers/dtl-mount.js';
-import { startDtlServer } from './helpers/dtl-server.js';
-import { allThere, deadUnsafeDelegate, explain, moveTo, REFUSED } from './helpers/vdisk-move.js';
+import { allThere, allThereAndRebuilt, deadUnsafeDelegate, explain, moveTo, REFUSED, syncDtlOwner } from './helpers/vdisk-move.js';
 
 const test = fuseTest();
 
@@ -70,19 +69,13 @@ test.serial('a takeback from a dead delegate while the backend refuses: tried ag
   });
   const link = path.join(c.root, 'backend');
   const point = (to: string) => ok(t, `ln -sfn ${q(to)} ${q(`${link}.new`)} && mv -Tf ${q(`${link}.new`)} ${q(link)}`);
-  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
-  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
   // held calls answer EIO after peerWaitMs: the takeback answers BUSY once it has been failing for half of it
-  const a = await startMount(t, c.router('ra', dtl, { peerWaitMs: 4000 }));
-  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const { dtl, a } = await syncDtlOwner(t, c, { peerWaitMs: 4000 });
   const b = await startMount(t, c.router('rb', dtl));
   await moveTo(t, c, a.p('disk'), 'rb');
   const wb = startWriter(b.p('disk'), 0, 0);
   await wb.waitFor(300 + Math.floor(Math.random() * 300));
-  await until('rb records /disk under a sync DTL', async () => {
-    const d = (await c.routers()).find((r) => r.name === 'rb')?.vdisks.find((v) => v.path === '/disk') as { dtl?: { mode: string } } | undefined;
-    return d?.dtl?.mode === 'sync';
-  });
+  await recordedSync(c, 'rb', '/disk');
 
   await point('backend'); // down
   await b.kill9();
@@ -99,30 +92,19 @@ test.serial('a takeback from a dead delegate while the backend refuses: tried ag
   await until('ra takes /disk back once the backend answers', () => logEntries(a.log, /^TAKEBACK: vDisk \/disk taken back from dead router 'rb': served here/).length === 1);
   t.log(logEntries(a.log, /^TAKEBACK: vDisk \/disk opened here at try/).map((e) => e.message).join('\n'));
   t.is(logEntries(a.log, /^EIO: calls on \/disk/).length, 0, 'no call on /disk answered EIO');
-  await allThere(t, wb, [a]);
-  t.is(await a.stop(), 0);
-  const rc = await startMount(t, c.router('rc', dtl));
-  await allThere(t, wb, [rc]);
+  const rc = await allThereAndRebuilt(t, c, wb, [a], dtl);
   explain(t, { ra: a, rb: b, rc });
 });
 
 test.serial('a takeback still failing when the whole vPool moves: the move keeps its record, the new owner takes it back from the backend and the DTL once they serve it, every acknowledged write', async (t) => {
   const c = await cluster(t);
-  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
-  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
-  const a = await startMount(t, c.router('ra', dtl));
-  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  const { dtl, a } = await syncDtlOwner(t, c);
   const b = await startMount(t, c.router('rb', dtl));
   const d = await startMount(t, c.router('rd', dtl));
   await moveTo(t, c, a.p('disk'), 'rd');
   const wd = startWriter(d.p('disk'), 0, 0);
   await wd.waitFor(300 + Math.floor(Math.random() * 300));
-  let id = '';
-  await until('rd records /disk under a sync DTL', async () => {
-    const v = (await c.routers()).find((r) => r.name === 'rd')?.vdisks.find((x) => x.path === '/disk') as { id: string; dtl?: { mode: string } } | undefined;
-    id = v?.id ?? '';
-    return v?.dtl?.mode === 'sync';
-  });
+  const id = await recordedSync(c, 'rd', '/disk');
   await d.kill9();
   await wd.stop();
   t.log(`${wd.acked.length} writes acknowledged by rd before its kill -9`);

@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startEtcd, type EtcdHandle, type EtcdOptions } from './etcd.js';
 import { CLI, MountHandle, q, sh, tempRoot, type MountOpts } from './mount.js';
+import { until } from './until.js';
 
 export interface RouterRow {
   name: string;
@@ -99,3 +100,17 @@ export async function mountOnceFree(t: ExecutionContext, opts: MountOpts, refusa
   }
 }
 
+
+/**
+ * Waits until router `name` records the vDisk at `file` (its path in the vPool) under a sync DTL — a router records
+ * its vDisks' protection as it changes, and an owner judges a takeback from it. Returns the vDisk's id.
+ */
+export async function recordedSync(c: Cluster, name: string, file: string): Promise<string> {
+  let id = '';
+  await until(`${name} records ${file} under a sync DTL`, async () => {
+    const v = (await c.routers()).find((r) => r.name === name)?.vdisks.find((x) => x.path === file) as { id: string; dtl?: { mode: string } } | undefined;
+    id = v?.id ?? '';
+    return v?.dtl?.mode === 'sync';
+  });
+  return id;
+}

@@ -13,6 +13,12 @@
  * follower (after a network cut A may go on acknowledging writes with its DTL `degraded`: those are not
  * protected, and not checked). The time from the fault to the new owner serving is printed, not asserted. The
  * writer is left running for the caller to stop (a writer blocked on a paused A can only go once A resumes).
+ *
+ * `stoppedDelegate()`: the start of the delegate's zombie tests — /vms/disk delegated to B under a writer, B
+ * SIGSTOP'ed, A takes the vDisk back.
+ * `resumeUntilFenced(zombie)`: the end of the zombie tests (a router SIGSTOP'ed under its writer, what it served
+ * taken over meanwhile): SIGCONT, until it is fenced, its writer stopped; the writes it acknowledged late and those
+ * of them the new owner lacks.
  */
 import type { ExecutionContext } from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,6 +26,9 @@ import { logEntries, ok, q, startMount, type MountHandle } from './mount.js';
 import type { Bridge } from './netns.js';
 import { netCluster, type NetCluster } from './netns-cluster.js';
 import { badBlocks, startWriter, waitDtl, type Writer } from './dtl-mount.js';
+import { until } from './until.js';
+import { recordedSync } from './registry.js';
+import { moveVDisk } from './vdisk-cluster.js';
 
 export interface ThreeRouters {
   nc: NetCluster;
@@ -106,4 +115,48 @@ export async function waitTakeover(t: ExecutionContext, r: ThreeRouters, what: s
     await sleep(100);
   }
   return { taker, other, tn: tn!, on: on! };
+}
+
+export interface Resumed {
+  /** The writes acknowledged after the SIGCONT (after the first `before`). */
+  late: number[];
+  /** Those of them not in /vms/disk as the new owner serves it. */
+  lost: number[];
+}
+
+/**
+ * SIGCONT of the stopped `zombie` (router `name`) whose writer `w` had `before` writes acknowledged when it was
+ * stopped; waits until it logs `fenced` (default: any FENCED line) — or, with `orAcked`, until it acknowledged
+ * that many writes after the SIGCONT (a zombie nothing tells) — then a second more for its late replies, and stops
+ * the writer. Returns the late acknowledgements and which of them are not in what `serving` serves.
+ */
+export async function resumeUntilFenced(t: ExecutionContext, zombie: MountHandle, name: string, w: Writer, before: number, serving: MountHandle,
+  opts: { fenced?: RegExp; orAcked?: number } = {}): Promise<Resumed> {
+  const fenced = opts.fenced ?? /^FENCED/;
+  const { orAcked } = opts;
+  process.kill(zombie.pid, 'SIGCONT');
+  await until(orAcked === undefined ? `${name} is fenced` : `${name} is fenced, or acknowledges ${orAcked} writes after SIGCONT`,
+    () => logEntries(zombie.log, fenced).length > 0 || (orAcked !== undefined && w.acked.length >= before + orAcked), 60_000);
+  await sleep(1000);
+  await w.stop();
+  const late = w.acked.slice(before);
+  return { late, lost: await badBlocks(t, serving.p('vms', 'disk'), late) };
+}
+
+/**
+ * /vms/disk moved to B, a writer on B's mount (`fsyncEvery`) until B records it under a sync DTL and the writer has
+ * `atLeast` (plus up to 300 more) writes acknowledged; then SIGSTOP of B (SIGCONT at teardown) and until A takes
+ * the vDisk back from it. The writer is left running (stopped at teardown).
+ */
+export async function stoppedDelegate(t: ExecutionContext, r: ThreeRouters, fsyncEvery: number, atLeast: number): Promise<Writer> {
+  const { a, b } = r;
+  t.teardown(() => { if (b.alive) process.kill(b.pid, 'SIGCONT'); });
+  await moveVDisk(t, r.nc.c, a.p('vms', 'disk'), 'rb');
+  const wb = startWriter(b.p('vms', 'disk'), 0, fsyncEvery);
+  t.teardown(() => wb.stop());
+  await recordedSync(r.nc.c, 'rb', '/vms/disk');
+  await wb.waitFor(atLeast + Math.floor(Math.random() * 300));
+  process.kill(b.pid, 'SIGSTOP');
+  await until('ra takes /vms/disk back from the stopped rb', () => logEntries(a.log, /^TAKEBACK: vDisk \/vms\/disk taken back from dead router 'rb'/).length === 1, 90_000);
+  return wb;
 }

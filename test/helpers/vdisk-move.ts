@@ -1,13 +1,28 @@
 /**
  * Steps of the per-vDisk move tests through real daemons (test/vdisk-move-kill.test.ts, test/vdisk-takeback.test.ts):
- * `vpoolfs move FILE --to ROUTER`, the unsafe dead delegate, every acknowledged block of a writer through some mounts, and the routers'
+ * `vpoolfs move FILE --to ROUTER`, the unsafe dead delegate, every acknowledged block of a writer through some mounts
+ * (and after a rebuild elsewhere), and the routers'
  * warnings and errors logged when a test failed.
  */
 import type { ExecutionContext } from 'ava';
+import path from 'node:path';
 import { badBlocks, type Writer } from './dtl-mount.js';
+import { startDtlServer } from './dtl-server.js';
 import { CLI, logEntries, ok, q, sh, startMount, type MountHandle } from './mount.js';
 import type { Cluster } from './registry.js';
 import { until } from './until.js';
+
+/**
+ * A DTL server and the vPool's owner ra with a sync DTL on it (`config`: ra's), /disk (128 MiB) made through it;
+ * `dtl` the mount options the other routers take for the same DTL.
+ */
+export async function syncDtlOwner(t: ExecutionContext, c: Cluster, config: Record<string, unknown> = {}): Promise<{ dtl: string[]; a: MountHandle }> {
+  const srv = await startDtlServer(t, path.join(c.root, 'dtl'));
+  const dtl = ['--dtl', 'sync', '--dtl-server', srv.address];
+  const a = await startMount(t, c.router('ra', dtl, config));
+  await ok(t, `truncate -s 128M ${q(a.p('disk'))}`);
+  return { dtl, a };
+}
 
 /** `vpoolfs move FILE --to ROUTER`, which must succeed; its last line logged. */
 export async function moveTo(t: ExecutionContext, c: Cluster, file: string, to: string): Promise<void> {
@@ -22,6 +37,19 @@ export async function allThere(t: ExecutionContext, w: Writer, mounts: MountHand
     const bad = await badBlocks(t, m.p('disk'), w.acked);
     t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${w.acked.length} acknowledged writes missing through ${m.mountpoint}`);
   }
+}
+
+/**
+ * The end of a test: every acknowledged block of `w` through each of `mounts`, which then stop cleanly in that
+ * order (the vPool's owner first; everything shipped), and through a third router rc with a fresh state directory
+ * (started with `extra`: the DTL) rebuilding the vPool from the backend. Returns rc.
+ */
+export async function allThereAndRebuilt(t: ExecutionContext, c: Cluster, w: Writer, mounts: MountHandle[], extra: string[] = []): Promise<MountHandle> {
+  await allThere(t, w, mounts);
+  for (const m of mounts) t.is(await m.stop(), 0);
+  const rc = await startMount(t, c.router('rc', extra));
+  await allThere(t, w, [rc]);
+  return rc;
 }
 
 /** The logs' warnings and errors, on failure. */

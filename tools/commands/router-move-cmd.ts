@@ -58,6 +58,35 @@ function pathInVPool(file: string): string {
   return `/${path.relative(top, abs).split(path.sep).join('/')}`;
 }
 
+/** How a move's request and result are read (`result` first: the owner deletes the one and writes the other in one transaction). */
+interface MoveReads<R> {
+  result(): Promise<R | null>;
+  request(): Promise<{ id: string; phase?: string } | null>;
+  /** The error when the request went without a result. */
+  gone(): Promise<Error>;
+  /** The error when no result came within the wait (`phase`: where the move stood). */
+  late(phase: string): Error;
+}
+
+/** Waits for the result of the move `req`, printing each phase its owner says on the way. */
+async function waitForMove<R extends { id: string }>(req: { id: string; from: string; phase?: string }, reads: MoveReads<R>, waitMs: number, out: (line: string) => void): Promise<R> {
+  let phase = req.phase;
+  return waitForRegistry(async () => {
+    const r = await reads.result();
+    if (r !== null && r.id === req.id) return r;
+    const cur = await reads.request();
+    if (cur === null || cur.id !== req.id) {
+      // the owner deletes the request and writes the result in one transaction: look at the result again
+      const again = await reads.result();
+      if (again?.id === req.id) return again;
+      throw await reads.gone();
+    }
+    if (cur.phase !== phase && cur.phase !== undefined) out(`  ${req.from}: ${cur.phase}`);
+    phase = cur.phase;
+    return undefined;
+  }, { waitMs, since: Date.now(), everyMs: 100, late: () => reads.late(phase ?? 'not started') });
+}
+
 /** `vpoolfs move FILE --to ROUTER`: that vDisk alone (see the header). */
 async function runVDiskMove(file: string, flags: RouterMoveFlags & { to: string }): Promise<void> {
   const vpool = await vpoolOf(file);
@@ -69,21 +98,12 @@ async function runVDiskMove(file: string, flags: RouterMoveFlags & { to: string 
   try {
     const req = await requestVDiskMove(client, vpool, p, flags.to, flags.force === true).catch(down);
     out(`Moving vDisk ${p} of vPool '${vpool}' to router '${req.to}' (the vPool's owner is router '${req.from}', owner tag ${req.tag})`);
-    const t0 = Date.now();
-    let phase = req.phase;
-    const result = await waitForRegistry(async () => {
-      const r = await readVDiskMoveResult(client, vpool).catch(down);
-      if (r !== null && r.id === req.id) return r;
-      const cur = await readVDiskMove(client, vpool).catch(down);
-      if (cur === null || cur.id !== req.id) {
-        const again = await readVDiskMoveResult(client, vpool).catch(down);
-        if (again?.id === req.id) return again;
-        throw new RegistryError('BUSY', `not moved: the request went without a result — router '${req.from}' stopped or died meanwhile`, { vpool });
-      }
-      if (cur.phase !== phase && cur.phase !== undefined) out(`  ${req.from}: ${cur.phase}`);
-      phase = cur.phase;
-      return undefined;
-    }, { waitMs, since: t0, everyMs: 100, late: () => new RegistryError('BUSY', `router '${req.from}' did not move vDisk ${p} within ${waitMs} ms (${phase ?? 'not started'}); the request stays until it does or stops`, { vpool }) });
+    const result = await waitForMove(req, {
+      result: () => readVDiskMoveResult(client, vpool).catch(down),
+      request: () => readVDiskMove(client, vpool).catch(down),
+      gone: async () => new RegistryError('BUSY', `not moved: the request went without a result — router '${req.from}' stopped or died meanwhile`, { vpool }),
+      late: (phase) => new RegistryError('BUSY', `router '${req.from}' did not move vDisk ${p} within ${waitMs} ms (${phase}); the request stays until it does or stops`, { vpool }),
+    }, waitMs, out);
     if (!result.ok) throw new RegistryError('BUSY', `not moved: ${result.message}`, { vpool, result });
     out(`Moved: ${result.message}`);
   } finally {
@@ -104,22 +124,15 @@ export async function runRouterMove(file: string | undefined, flags: RouterMoveF
     const req = await requestMove(client, vpool, flags.to, 'operator').catch(down);
     out(`Moving vPool '${vpool}' from router '${req.from}' (owner tag ${req.tag}) to router '${req.to}': every vDisk of the vPool moves`);
     const t0 = Date.now();
-    let phase = req.phase;
-    const result = await waitForRegistry(async () => {
-      const result = await readMoveResult(client, vpool).catch(down);
-      if (result !== null && result.id === req.id) return result;
-      const cur = await readMove(client, vpool).catch(down);
-      if (cur === null || cur.id !== req.id) {
-        // the handover deletes the request and writes the result in one transaction: look at the result again
-        const again = await readMoveResult(client, vpool).catch(down);
-        if (again?.id === req.id) return again;
+    const result = await waitForMove(req, {
+      result: () => readMoveResult(client, vpool).catch(down),
+      request: () => readMove(client, vpool).catch(down),
+      gone: async () => {
         const owner = await vpoolOwner(client, vpool).catch(down);
-        throw new RegistryError('BUSY', `not moved: the request went without a result — router '${req.from}' stopped or died meanwhile; vPool '${vpool}' is owned by ${owner === null ? 'nobody (released)' : `router '${owner.router}' (owner tag ${owner.tag})`}`, { vpool });
-      }
-      if (cur.phase !== phase && cur.phase !== undefined) out(`  ${req.from}: ${cur.phase}`);
-      phase = cur.phase;
-      return undefined;
-    }, { waitMs, since: t0, everyMs: 100, late: () => new RegistryError('BUSY', `router '${req.from}' did not hand vPool '${vpool}' over within ${waitMs} ms (${phase ?? 'not started'}); the request stays until it does or stops`, { vpool }) });
+        return new RegistryError('BUSY', `not moved: the request went without a result — router '${req.from}' stopped or died meanwhile; vPool '${vpool}' is owned by ${owner === null ? 'nobody (released)' : `router '${owner.router}' (owner tag ${owner.tag})`}`, { vpool });
+      },
+      late: (phase) => new RegistryError('BUSY', `router '${req.from}' did not hand vPool '${vpool}' over within ${waitMs} ms (${phase}); the request stays until it does or stops`, { vpool }),
+    }, waitMs, out);
     if (!result.ok) throw new RegistryError('BUSY', `not moved: ${result.message}`, { vpool, result });
     out(`Handed over after ${Date.now() - t0} ms: ${result.message}`);
     // the new owner opens the vPool (in place: its mount kept) and serves its router link

@@ -25,9 +25,9 @@
  * next confirmation. What the gate cannot stop — a PUT already on its way — the fence in the data stops
  * (../datapath/epoch-fence.ts, the owner-tag fences).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BackendError } from '../../util/errors.js';
 import { logger } from '../../util/log.js';
+import { checkBeforeAck } from '../../util/stale-confirmation.js';
 
 const log = logger('vdisk-gate');
 
@@ -76,14 +76,17 @@ export class VDiskGate {
   /**
    * Before an acknowledgement: null (nothing to wait for) while the last confirmation holds; otherwise a
    * confirmation, then FENCED if the vDisk was lost. A registry that does not answer lets it through (see the header).
+   * The rule is util/stale-confirmation.ts's, shared with the vPool owner's (registry/router-session.ts ackCheck).
    */
   beforeAck(what: string): Promise<void> | null {
-    if (this.fencedWhy === null && (performance.now() < this.validUntilMono || this.failures > 0)) return null;
-    return (async () => {
+    return checkBeforeAck({
+      lost: () => this.fencedWhy === null ? null : this.fencedError(`${what}: not acknowledged`),
+      failing: this.failures > 0,
+      validUntil: this.validUntilMono,
+      confirm: () => this.confirm(),
       // a registry that does not answer within a quarter of the TTL counts as not answering: the write goes on
-      if (this.fencedWhy === null) await Promise.race([this.confirm(), sleep(this.ttlMs / 4, undefined, { ref: false })]);
-      if (this.fencedWhy !== null) throw this.fencedError(`${what}: not acknowledged`);
-    })();
+      waitMs: this.ttlMs / 4,
+    });
   }
 
   /** One confirmation (single flight). */
