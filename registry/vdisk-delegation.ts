@@ -145,7 +145,7 @@ export async function confirmVDiskOwner(client: Etcd3, vpool: string, id: string
     client.leaseClient.leaseTimeToLive({ ID: lease }),
   ]);
   if (rec === null) return { lost: `the vDisk's record is gone from the registry (vPool '${vpool}' released or the vDisk removed)` };
-  if (rec.value.router !== me.router || rec.value.tag !== me.tag) return { lost: `router '${rec.value.router}' owns it now (owner tag ${rec.value.tag} > ${me.tag})` };
+  if (rec.value.router !== me.router || rec.value.tag !== me.tag) return { lost: `router '${rec.value.router}' owns it now (owner tag ${rec.value.tag}; this router's was ${me.tag})` };
   if (reg === null || reg.value.lease !== lease) return { lost: `this router's registry lease ${lease} expired (the vPool's owner may take the vDisk back once it has)` };
   const left = Number(ttl.TTL);
   // etcd says the lease expires "in under TTL+1 seconds": at least TTL whole seconds from the question on
