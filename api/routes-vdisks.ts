@@ -116,6 +116,7 @@ export const vdiskRoutes: Route[] = [
   {
     method: 'GET',
     pattern: '/v1/vdisks/{path}',
+    forward: { view: true },
     summary: 'one vDisk: size, allocated, own and inherited bytes, backend bytes, parent, snapshots, DTL, open handles',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'show a vDisk');
@@ -127,6 +128,7 @@ export const vdiskRoutes: Route[] = [
   {
     method: 'PATCH',
     pattern: '/v1/vdisks/{path}',
+    forward: { changed: 'data', view: true },
     summary: 'resize a vDisk {size} (a shrink discards the data past it) and/or change its DTL mode {dtl}',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'change a vDisk');
