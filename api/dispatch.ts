@@ -9,6 +9,7 @@ import { logger } from '../util/log.js';
 import type { ApiContext, ApiReply } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { vpoolPath } from './paths.js';
+import { withTreeAttrs } from './forwarded.js';
 import { matchRoute } from './routes.js';
 
 const log = logger('api');
@@ -52,15 +53,4 @@ export function dispatchForwarded(ctx: ApiContext, method: string, url: URL, bod
     const { route } = matchRoute(method, url.pathname);
     if (route.forward === undefined) throw new ApiError('BAD_REQUEST', `${method} ${url.pathname}: answered by the vPool's owner, not by a router a vDisk is delegated to`);
   });
-}
-
-/** A delegate's vDisk view with the tree's attributes, which are the vPool owner's (the delegate has only the data). */
-function withTreeAttrs(ctx: ApiContext, p: string, body: unknown): unknown {
-  if (body === null || typeof body !== 'object') return body;
-  try {
-    const st = ctx.vpool.stat(p);
-    return { ...body, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: Math.floor(st.mtimeMs) };
-  } catch {
-    return body; // gone from the tree meanwhile: the delegate's answer as it is
-  }
 }

@@ -13,6 +13,7 @@ import type { ApiContext, Route } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { shown, vpoolPath } from './paths.js';
 import { entryView, vdiskView } from './views.js';
+import { delegatedView } from './forwarded.js';
 
 /** The vDisk at `p`, or NOT_FOUND / IS_DIR naming it. */
 export function checkVdisk(ctx: ApiContext, p: string, what: string): void {
@@ -72,7 +73,7 @@ export const vdiskRoutes: Route[] = [
       for (const { path, stat } of walkTree(ctx.vpool, dir)) {
         if (stat.kind !== 'file') continue;
         if (!recursive && path.slice(0, path.lastIndexOf('/') || 1) !== dir) continue;
-        vdisks.push(await attempt(what, shown(path), () => vdiskView(ctx, path)));
+        vdisks.push(await attempt(what, shown(path), async () => (await delegatedView(ctx, path)) ?? vdiskView(ctx, path)));
       }
       return { status: 200, body: { dir: shown(dir), vdisks } };
     },
@@ -94,7 +95,7 @@ export const vdiskRoutes: Route[] = [
         } catch {
           continue; // gone meanwhile
         }
-        entries.push(await attempt(what, shown(p), () => entryView(ctx, p, st)));
+        entries.push(await attempt(what, shown(p), async () => entryView(ctx, p, st, st.kind === 'file' ? await delegatedView(ctx, p) : undefined)));
       }
       return { status: 200, body: { dir: shown(dir), entries } };
     },

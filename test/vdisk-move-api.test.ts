@@ -86,6 +86,13 @@ test.serial('the CLI\'s snapshot verbs on a delegated vDisk: answered by the rou
   const info = JSON.parse((await cli(`info ${q(a.p('disk'))} --json`)).stdout) as { router: string; size: number; snapshots: SnapshotView[]; mode: number };
   t.like(info, { router: 'rb', size: SIZE, mode: 0o644 });
   t.deepEqual(info.snapshots.map((s) => s.name), ['s1', 's2']);
+  // listings with it (ls, du): its view from rb
+  const ls = await cli(`ls ${q(a.p())} --json`);
+  t.is(ls.code, 0, ls.stderr);
+  t.like((JSON.parse(ls.stdout) as { entries: unknown[] }).entries[0], { name: 'disk', kind: 'vdisk', mode: 0o644, vdisk: { router: 'rb', size: SIZE } });
+  const du = await cli(`du ${q(a.p())} --json`);
+  t.is(du.code, 0, du.stderr);
+  t.like(JSON.parse(du.stdout), { vdisks: [{ path: 'disk', size: SIZE, ownBytes: 256 * 1024 }] });
 
   // a bad name: the API's sentence, nothing changed
   const bad = await cli(`snapshot delete ${q(a.p('disk'))} nope`);
