@@ -1,7 +1,8 @@
 /**
  * Snapshot routes of a vDisk: list, create, sticky on/off, delete, rollback, clone, template — the same
  * operations as the `user.vdisk.*` xattrs (fuse/xattr-snapshot.ts), with errors that say which snapshot,
- * which path and why. A rollback or a template changes the vDisk behind the kernel's back: it is told.
+ * which path and why. A rollback or a template changes the vDisk behind the kernel's back: it is told. On a vDisk
+ * delegated to another router every one of them is answered there (`forward`: api/dispatch.ts).
  */
 import { withShipProgress } from '../volume/datapath/upload/ship-progress.js';
 import { boolField, objectBody, stringField } from './body.js';
