@@ -24,7 +24,10 @@ import type { FdTable } from '../../fuse/fds.js';
 import type { BlobStore } from '../../volume/backend/types.js';
 import type { DelegatedSnapshots } from '../../volume/snapshots/snapshot-schedule.js';
 import type { SnapshotInfo, VPool } from '../../volume/types.js';
+import { logger } from '../../util/log.js';
 import { VERSION } from '../version.js';
+
+const log = logger('api');
 
 type Cb = (code: number, ...values: unknown[]) => void;
 
@@ -128,10 +131,13 @@ export class DelegateForwarder implements DelegatedSnapshots {
 
   /** ApiContext.forward. */
   async api(p: string, method: string, url: string, body: unknown): Promise<ApiReply | undefined> {
+    const router = this.routerOf(p);
     const values = await this.call(p, 'vdiskApi', [method, url, Buffer.from(body === undefined ? '' : JSON.stringify(body))], `${method} ${url}`);
     if (values === undefined) return undefined;
     const [status, text] = values;
     if (typeof status !== 'number' || !Buffer.isBuffer(text)) throw new ApiError('INTERNAL', `${method} ${url}: a malformed answer from the router serving ${shown(p)}`, shown(p));
+    // (its refusals are logged there, with their sentence; a change made there is said here too)
+    if (method !== 'GET') log.info(`API ${method} ${url}: answered by router '${router}', which serves ${shown(p)}`, { path: p, router, status });
     return { status, body: text.length === 0 ? undefined : (JSON.parse(text.toString('utf8')) as unknown) };
   }
 
