@@ -31,6 +31,12 @@ export interface ApiContext {
   registry?: { url: string; routers(): Promise<RouterRow[]> };
   /** Where the API listens, for the status view. */
   listening(): { socket: string | null; tcp: string | null };
+  /**
+   * With ownership per vDisk (docs/cluster.md): runs a request of a route marked `forward` on the router the vDisk
+   * at `path` is delegated to, and gives its answer (status and body as that router's API gave them); undefined
+   * when the vDisk is served here (api/dispatch.ts then runs the route here).
+   */
+  forward?(path: string, method: string, url: string, body: unknown): Promise<ApiReply | undefined>;
 }
 
 /** A request as the route handlers see it: path parameters decoded, the query, the JSON body (or undefined). */
@@ -54,4 +60,10 @@ export interface Route {
   /** One line, for the route list and the error of an unknown route. */
   summary: string;
   handle(ctx: ApiContext, req: ApiRequest): Promise<ApiReply>;
+  /**
+   * A route on one vDisk (`{path}`) that the router serving it answers when it is delegated to another router
+   * (ApiContext.forward): `changed`, what a success changes behind this router's kernel (told as the route does
+   * here); `view`, the answer is a vDisk view whose tree attributes (mode, owner, mtime) are this router's.
+   */
+  forward?: { changed?: Change; view?: boolean };
 }

@@ -1,7 +1,8 @@
 /**
  * Snapshot routes of a vDisk: list, create, sticky on/off, delete, rollback, clone, template — the same
  * operations as the `user.vdisk.*` xattrs (fuse/xattr-snapshot.ts), with errors that say which snapshot,
- * which path and why. A rollback or a template changes the vDisk behind the kernel's back: it is told.
+ * which path and why. A rollback or a template changes the vDisk behind the kernel's back: it is told. On a vDisk
+ * delegated to another router every one of them is answered there (`forward`: api/dispatch.ts).
  */
 import { withShipProgress } from '../volume/datapath/upload/ship-progress.js';
 import { boolField, objectBody, stringField } from './body.js';
@@ -21,6 +22,7 @@ export const snapshotRoutes: Route[] = [
   {
     method: 'GET',
     pattern: '/v1/vdisks/{path}/snapshots',
+    forward: {},
     summary: "a vDisk's snapshots, oldest first",
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'list snapshots');
@@ -32,6 +34,7 @@ export const snapshotRoutes: Route[] = [
   {
     method: 'POST',
     pattern: '/v1/vdisks/{path}/snapshots',
+    forward: {},
     summary: 'take a snapshot {name, sticky?}',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'take a snapshot');
@@ -47,6 +50,7 @@ export const snapshotRoutes: Route[] = [
   {
     method: 'PATCH',
     pattern: '/v1/vdisks/{path}/snapshots/{name}',
+    forward: {},
     summary: 'make a snapshot sticky or not {sticky}',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'change a snapshot');
@@ -62,6 +66,7 @@ export const snapshotRoutes: Route[] = [
   {
     method: 'DELETE',
     pattern: '/v1/vdisks/{path}/snapshots/{name}',
+    forward: {},
     summary: 'delete a snapshot (refused while it has clones)',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'delete a snapshot');
@@ -76,6 +81,7 @@ export const snapshotRoutes: Route[] = [
   {
     method: 'POST',
     pattern: '/v1/vdisks/{path}/rollback',
+    forward: { changed: 'data', view: true },
     summary: 'roll a vDisk back to a snapshot {snapshot}; later snapshots are dropped; refused while it is open',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'roll back');
@@ -95,6 +101,7 @@ export const snapshotRoutes: Route[] = [
   {
     method: 'POST',
     pattern: '/v1/vdisks/{path}/clones',
+    forward: {},
     summary: 'clone a vDisk {target, snapshot?}: a new vDisk at target from the snapshot (without one, from a snapshot taken now)',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'clone');
@@ -119,6 +126,7 @@ export const snapshotRoutes: Route[] = [
   {
     method: 'POST',
     pattern: '/v1/vdisks/{path}/template',
+    forward: { changed: 'attrs', view: true },
     summary: 'make a vDisk a read-only template (its last snapshot kept, a source for clones)',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'make a template');

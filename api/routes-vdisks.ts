@@ -13,6 +13,7 @@ import type { ApiContext, Route } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { shown, vpoolPath } from './paths.js';
 import { entryView, vdiskView } from './views.js';
+import { delegatedView } from './forwarded.js';
 
 /** The vDisk at `p`, or NOT_FOUND / IS_DIR naming it. */
 export function checkVdisk(ctx: ApiContext, p: string, what: string): void {
@@ -72,7 +73,7 @@ export const vdiskRoutes: Route[] = [
       for (const { path, stat } of walkTree(ctx.vpool, dir)) {
         if (stat.kind !== 'file') continue;
         if (!recursive && path.slice(0, path.lastIndexOf('/') || 1) !== dir) continue;
-        vdisks.push(await attempt(what, shown(path), () => vdiskView(ctx, path)));
+        vdisks.push(await attempt(what, shown(path), async () => (await delegatedView(ctx, path)) ?? vdiskView(ctx, path)));
       }
       return { status: 200, body: { dir: shown(dir), vdisks } };
     },
@@ -94,7 +95,7 @@ export const vdiskRoutes: Route[] = [
         } catch {
           continue; // gone meanwhile
         }
-        entries.push(await attempt(what, shown(p), () => entryView(ctx, p, st)));
+        entries.push(await attempt(what, shown(p), async () => entryView(ctx, p, st, st.kind === 'file' ? await delegatedView(ctx, p) : undefined)));
       }
       return { status: 200, body: { dir: shown(dir), entries } };
     },
@@ -116,6 +117,7 @@ export const vdiskRoutes: Route[] = [
   {
     method: 'GET',
     pattern: '/v1/vdisks/{path}',
+    forward: { view: true },
     summary: 'one vDisk: size, allocated, own and inherited bytes, backend bytes, parent, snapshots, DTL, open handles',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'show a vDisk');
@@ -127,6 +129,7 @@ export const vdiskRoutes: Route[] = [
   {
     method: 'PATCH',
     pattern: '/v1/vdisks/{path}',
+    forward: { changed: 'data', view: true },
     summary: 'resize a vDisk {size} (a shrink discards the data past it) and/or change its DTL mode {dtl}',
     async handle(ctx, req) {
       const p = vpoolPath(req.params.path, 'change a vDisk');

@@ -3,7 +3,8 @@
  * socket of mode 0600 (root only: the file's permissions are the authentication), and, with `--api
  * HOST:PORT`, on TCP where every request must carry `Authorization: Bearer <token>` (the token from
  * `--api-token-file`; a non-loopback address without a token is refused at start). JSON in, JSON out;
- * every failure is an ApiError (errors.ts) and is logged with its sentence.
+ * every failure is an ApiError (errors.ts) and is logged with its sentence (dispatch.ts: the route table, and the
+ * forwarding of a delegated vDisk's routes to the router serving it).
  */
 import { timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
@@ -11,8 +12,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { logger } from '../util/log.js';
 import type { ApiContext } from './context.js';
-import { ApiError, toApiError } from './errors.js';
-import { matchRoute } from './routes.js';
+import { dispatch } from './dispatch.js';
+import { ApiError } from './errors.js';
 
 const log = logger('api');
 
@@ -82,22 +83,12 @@ function handler(ctx: ApiContext, token: string | null) {
   return (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://vpoolfs');
     const method = req.method ?? 'GET';
-    void (async () => {
-      try {
-        if (token !== null && !tokenOk(req.headers.authorization, token)) {
-          throw new ApiError('UNAUTHORIZED', `${method} ${url.pathname}: a valid "Authorization: Bearer <token>" header is needed on TCP (the token of --api-token-file)`);
-        }
-        const { route, params } = matchRoute(method, url.pathname);
-        const body = await readBody(req);
-        const reply = await route.handle(ctx, { params, query: url.searchParams, body });
-        send(res, reply.status, reply.body);
-      } catch (err) {
-        const e = toApiError(err, `${method} ${url.pathname}`, null);
-        if (e.body.code === 'INTERNAL') log.error(e.message, { method, path: url.pathname, error: err instanceof Error ? err.stack : String(err) });
-        else log.warn(e.message, { method, path: url.pathname, code: e.body.code, errno: e.body.errno, object: e.body.object });
-        send(res, e.status, { error: e.body });
+    const authorized = () => {
+      if (token !== null && !tokenOk(req.headers.authorization, token)) {
+        throw new ApiError('UNAUTHORIZED', `${method} ${url.pathname}: a valid "Authorization: Bearer <token>" header is needed on TCP (the token of --api-token-file)`);
       }
-    })();
+    };
+    void dispatch(ctx, method, url, () => readBody(req), authorized).then((reply) => send(res, reply.status, reply.body));
   };
 }
 

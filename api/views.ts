@@ -57,7 +57,8 @@ export interface EntryView {
   vdisk?: VDiskView;
 }
 
-export function entryView(ctx: ApiContext, p: string, st: NodeStat): EntryView {
+/** `delegated`: the view of a vDisk delegated to another router, from it (api/forwarded.ts). */
+export function entryView(ctx: ApiContext, p: string, st: NodeStat, delegated?: VDiskView): EntryView {
   const base = { name: p.slice(p.lastIndexOf('/') + 1), path: shown(p), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: Math.floor(st.mtimeMs) };
-  return st.kind === 'dir' ? { ...base, kind: 'dir' } : { ...base, kind: 'vdisk', vdisk: vdiskView(ctx, p) };
+  return st.kind === 'dir' ? { ...base, kind: 'dir' } : { ...base, kind: 'vdisk', vdisk: delegated ?? vdiskView(ctx, p) };
 }

@@ -80,6 +80,10 @@ export const CONTROL_SIGNATURES: Record<string, readonly string[]> = {
   vdiskReturn: ['str'],
   // the open handles of a vDisk (path) at the router serving it, per router, but the asker's (tools/daemon/vdisk-automove.ts)
   vdiskHolders: ['path', 'str'],
+  // a management API request on a delegated vDisk, forwarded by the vPool's owner: method, URL, JSON body
+  // (tools/daemon/delegate-calls.ts); and the owner's snapshot schedule on it: vDisk path, what, JSON arguments
+  vdiskApi: ['str', 'str', 'buf'],
+  vdiskSnapshots: ['path', 'str', 'buf'],
 };
 
 /** The index of the file handle in an op's arguments, or -1. */

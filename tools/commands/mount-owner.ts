@@ -28,6 +28,7 @@ import { watchConfig, type ConfigWatcher } from '../daemon/config-watch.js';
 import type { FuseMetrics } from '../metrics/metrics.js';
 import { startApi, type ApiPlan, type DaemonApi } from '../daemon/api-serve.js';
 import { SnapshotScheduler } from '../../volume/snapshots/snapshot-schedule.js';
+import { DelegateForwarder } from '../daemon/delegate-calls.js';
 import { dtlForMount } from '../daemon/dtl-mount.js';
 import { startNbdServer, type NbdServer } from '../../nbd/server.js';
 import { rekeyFor, registerRekeyMetrics } from './rekey-cmd.js';
@@ -156,13 +157,15 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
   let automove: VDiskAutoMove | undefined;
   // key rotation: the background rewrite under the new key (volume/policy/rekey-job.ts); started below when one is unfinished
   const rekey = rekeyFor(opened, vpool, cfg);
+  // ownership per vDisk: the API's routes and the snapshot schedule on a delegated vDisk go to its router (tools/daemon/delegate-calls.ts)
+  const forwarder = session === undefined ? undefined : new DelegateForwarder(() => mover, cfg.peerWaitMs ?? 60_000);
   const move = moving?.mirror ? new MoveJob({ mirror: moving.mirror, stateDir: cfg.state, gate: (w) => vpool.backendGate?.(w) ?? Promise.resolve(), objectsPerSecond: cfg.moveObjectsPerSecond }) : undefined;
   let handlers: ReturnType<typeof buildHandlers>;
   try {
     await session?.attach(() => vdisksOf(vpool));
     // the DTL servers other routers registered join this router's list: a dead DTL server is replaced (tools/daemon/dtl-registry.ts)
     if (session !== undefined && cfg.dtlServer !== undefined && cfg.dtlServer.length > 0) stopDtlWatch = watchRegisteredDtlServers(session, cfg.dtlServer);
-    api = await startApi(x.apiPlan, cfg, vpool, backend, engine, () => mounted, rekey, move);
+    api = await startApi(x.apiPlan, cfg, vpool, backend, engine, () => mounted, rekey, move, forwarder && ((p, method, url, body) => forwarder.api(p, method, url, body)));
     const apiNow = api;
     if (metrics && !attached) {
       attached = true;
@@ -192,7 +195,7 @@ export async function serveOwner(x: OwnerContext): Promise<Owning> {
     }
     if (cfg.nbd) nbd = await startNbdServer({ vpool, fds: mounted.fds, listen: cfg.nbd, tlsCertFile: cfg.nbdTlsCert, tlsKeyFile: cfg.nbdTlsKey });
     if (cfg.scrub !== undefined) vpool.scrub.setLimits(cfg.scrub);
-    scheduler = new SnapshotScheduler(vpool);
+    scheduler = new SnapshotScheduler(vpool, Date.now, forwarder);
     scheduler.apply(cfg.schedule);
     const sched = scheduler;
     if (flags.config) watcher = watchConfig(flags.config, file, vpool, (s) => sched.apply(s));

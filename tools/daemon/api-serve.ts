@@ -59,7 +59,7 @@ export interface DaemonApi {
 }
 
 /** Starts the API before the mount exists (so that once the mount answers, the API does): `mounted()` is undefined until then. */
-export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, backend: BlobStore, engine: string, mounted: () => Mounted | undefined, rekey?: RekeyJob, move?: MoveJob): Promise<DaemonApi> {
+export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, backend: BlobStore, engine: string, mounted: () => Mounted | undefined, rekey?: RekeyJob, move?: MoveJob, forward?: ApiContext['forward']): Promise<DaemonApi> {
   const startedAt = Date.now();
   let server: ApiServer | undefined;
   const ctx: ApiContext = {
@@ -76,6 +76,7 @@ export async function startApi(plan: ApiPlan, cfg: ResolvedMount, vpool: VPool, 
     rekey,
     move,
     registry: plan.registry,
+    forward,
   };
   server = await serveApi(ctx, plan);
   const s = server;

@@ -8,6 +8,8 @@
  *                              the vDisk opened from the backend (volume/vpool-delegate.ts: its own state
  *                              directory `<state>/delegated/<id>`, its owner-tag fence written first), and its
  *                              per-file calls routed here (router-link/vdisk-routes.ts) on every table of this router.
+ *   vdiskApi, vdiskSnapshots   the owner's management API and snapshot schedule on a vDisk served here
+ *                              (./delegate-calls.ts).
  *   vdiskReturn(id)            the owner takes it back: its calls here are held, it is shipped whole and closed
  *                              (DelegatedVDisk.close), then routed to the vPool's owner again (where they wait
  *                              until the owner serves it).
@@ -37,6 +39,7 @@ import { DelegatedVDisk } from '../../volume/vpool-delegate.js';
 import { DelegatedVPool } from '../../volume/vpool-delegates.js';
 import { parseHostPort, type ResolvedMount } from './config.js';
 import { dtlForMount } from './dtl-mount.js';
+import { delegateCalls } from './delegate-calls.js';
 import { delegateHolders } from './vdisk-automove.js';
 
 const log = logger('follower');
@@ -72,6 +75,8 @@ export class DelegateSide {
       // who holds vDisk `p` open here (the owner's automatic move per vDisk): this router's mount, and the routers
       // on this link but the asker (it counts what it forwards itself)
       vdiskHolders: (p: string, asker: string, cb: Cb) => cb(0, delegateHolders(cfg.router, routes.handlesOf(p, table), d.link.holdersByPath().get(p), asker)),
+      // the management API's routes and the snapshot schedule of the vPool's owner on the vDisks served here
+      ...delegateCalls({ facade: d.facade, fds: d.handlers.fds, mountpoint: cfg.mountpoint, stateDir: cfg.state, backend: () => d.openBackend() }),
     };
     d.link = await LinkServer.start({ host, port: 0, secret, router: cfg.router, vpool: cfg.vpool, ops });
     await session.registry.update({ delegateAddress: d.link.address });

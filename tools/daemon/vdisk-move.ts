@@ -56,6 +56,19 @@ export class VDiskMover {
     return new Map([...this.served].map(([p, d]) => [p, d.router]));
   }
 
+  /**
+   * A control call on the delegate link of the router serving `p` now (tools/daemon/delegate-calls.ts: the API's
+   * routes and the snapshot schedule on a delegated vDisk); undefined when `p` is not delegated. Rejects when that
+   * router's link is down (no bound of its own: the caller bounds it).
+   */
+  async callDelegate(p: string, op: string, args: unknown[]): Promise<{ router: string; code: number; values: unknown[] } | undefined> {
+    const d = this.served.get(p);
+    if (d === undefined) return undefined;
+    const c = this.peers.get(d.router)?.client;
+    if (c == null || !c.alive) throw new Error('its delegate link is down');
+    return { router: d.router, ...(await c.call(op, args)) };
+  }
+
   start(): void {
     this.timer ??= setInterval(() => {
       this.running ??= this.poll().catch((err: unknown) => { log.warn('reading the vDisk move requests failed (etcd unreachable?)', { error: String((err as Error).message ?? err) }); })

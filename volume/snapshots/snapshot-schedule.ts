@@ -6,7 +6,9 @@
  *   schedule.scrub       default "0 2 * * *" (nightly): every vDisk is scrubbed (docs/scrubbing.md), after
  *                        the night's retention freed its snapshots
  *
- * `null` (or "off") disables one. The clock is injectable so that tests can run years in a second; the jobs
+ * `null` (or "off") disables one. A vDisk delegated to another router (ownership per vDisk, docs/cluster.md) gets
+ * its automatic snapshots and retention through that router (DelegatedSnapshots: the vPool's schedule is its
+ * owner's); its scrub waits until it is back (skipped, said once per vDisk). The clock is injectable so that tests can run years in a second; the jobs
  * only decide *when* to run, every decision is made from `clock()`.
  */
 import schedule from 'node-schedule';
@@ -84,11 +86,23 @@ function vdiskPaths(pool: VPool, dir = '/'): string[] {
   return out;
 }
 
+/** The snapshots of the vDisks another router serves, through it (tools/daemon/delegate-calls.ts). */
+export interface DelegatedSnapshots {
+  /** The router the vDisk at `p` is delegated to; undefined when it is served here. */
+  routerOf(p: string): string | undefined;
+  /** An automatic snapshot `name` taken there at `timestamp`; false for a template (none taken). */
+  takeAutomatic(p: string, name: string, timestamp: number): Promise<boolean>;
+  list(p: string): Promise<{ template: boolean; snapshots: SnapshotInfo[] }>;
+  remove(p: string, name: string): Promise<void>;
+}
+
 export class SnapshotScheduler {
   private jobs: schedule.Job[] = [];
   private readonly running = new Serial();
+  /** path → the router whose delegated vDisk's scrub was skipped (said once). */
+  private readonly scrubSkipped = new Map<string, string>();
 
-  constructor(private readonly pool: VPool, private readonly clock: () => number = Date.now) {}
+  constructor(private readonly pool: VPool, private readonly clock: () => number = Date.now, private readonly delegates?: DelegatedSnapshots) {}
 
   /** (Re)schedules from `cfg` (defaults for missing keys). INVALID for a bad spec, with the old jobs kept. */
   apply(cfg: ScheduleConfig = {}): void {
@@ -108,13 +122,20 @@ export class SnapshotScheduler {
     let taken = 0;
     let failed = 0;
     for (const p of vdiskPaths(this.pool)) {
+      const via = this.delegates?.routerOf(p);
       try {
+        if (via !== undefined) {
+          if (!await this.delegates!.takeAutomatic(p, `auto-${stamp(now)}`, now)) continue;
+          log.info(`automatic snapshot of delegated vDisk ${p} taken by router '${via}'`, { path: p, router: via, name: `auto-${stamp(now)}` });
+          taken++;
+          continue;
+        }
         if (this.pool.vdisk(p).info().template) continue;
         await this.pool.snapshots.create(p, `auto-${stamp(now)}`, { automatic: true, timestamp: now });
         taken++;
       } catch (err) {
         failed++;
-        log.warn('automatic snapshot failed', { path: p, error: (err as Error).message });
+        log.warn('automatic snapshot failed', { path: p, router: via, error: (err as Error).message });
       }
     }
     log.info('automatic snapshots taken', { taken, failed });
@@ -127,22 +148,29 @@ export class SnapshotScheduler {
     let deleted = 0;
     let failed = 0;
     for (const p of vdiskPaths(this.pool)) {
+      const via = this.delegates?.routerOf(p);
       let plan: string[];
       try {
-        if (this.pool.vdisk(p).info().template) continue;
-        plan = retentionPlan(this.pool.snapshots.list(p), now);
-      } catch {
+        const { template, snapshots } = via !== undefined ? await this.delegates!.list(p) : { template: this.pool.vdisk(p).info().template, snapshots: this.pool.snapshots.list(p) };
+        if (template) continue;
+        plan = retentionPlan(snapshots, now);
+      } catch (err) {
+        if (via !== undefined) {
+          failed++;
+          log.warn(`retention could not list the snapshots of delegated vDisk ${p} on router '${via}'`, { path: p, router: via, error: (err as Error).message });
+        }
         continue;
       }
       for (const name of plan) {
         try {
-          await this.pool.snapshots.remove(p, name);
+          await (via !== undefined ? this.delegates!.remove(p, name) : this.pool.snapshots.remove(p, name));
           deleted++;
         } catch (err) {
           failed++;
-          log.warn('retention could not delete a snapshot', { path: p, name, error: (err as Error).message });
+          log.warn('retention could not delete a snapshot', { path: p, name, router: via, error: (err as Error).message });
         }
       }
+      if (via !== undefined && plan.length > 0) log.info(`retention deleted ${plan.length} snapshot(s) of delegated vDisk ${p} on router '${via}'`, { path: p, router: via, names: plan });
     }
     log.info('snapshot retention applied', { deleted, failed });
     return { deleted, failed };
@@ -154,6 +182,13 @@ export class SnapshotScheduler {
     let failed = 0;
     let freedBytes = 0;
     for (const p of vdiskPaths(this.pool)) {
+      const via = this.delegates?.routerOf(p);
+      if (via !== undefined) {
+        if (this.scrubSkipped.get(p) !== via) log.info(`scheduled scrub skips vDisk ${p}: it is delegated to router '${via}' (its scrubs run on the vPool's owner, once it is moved back)`, { path: p, router: via });
+        this.scrubSkipped.set(p, via);
+        continue;
+      }
+      this.scrubSkipped.delete(p);
       try {
         const r = await this.pool.scrub.scrub(p);
         scrubbed++;
