@@ -4,7 +4,10 @@
  * (`<state>/api.sock`), its pid, the vPool and the mountpoint. So the CLI reads that attribute (with
  * fs-xattr) on the path — or, for a path still to be created, on its deepest existing directory — and
  * turns the path into one relative to the vPool root. No registry file, no guessing of state directories:
- * whatever is mounted answers for itself, and a path elsewhere is refused with a clear message.
+ * whatever is mounted answers for itself, and a path elsewhere is refused with a clear message. On a follower's
+ * mount (`--registry`) the vPool's owner answers it: the path is taken relative to the follower's own mount (one
+ * namespace: the same path within the vPool) and the owner's API is called; where the owner's socket is not on this
+ * host the CLI says so.
  */
 import { lstat, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
@@ -43,17 +46,34 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** vpoolfs mounts listed in /proc/self/mountinfo (the source is `vpoolfs:<vpool>`), for the error message. */
-export async function mountedVpools(): Promise<string[]> {
+/** vpoolfs mounts listed in /proc/self/mountinfo (the source is `vpoolfs:<vpool>`): mountpoint and vPool. */
+async function vpoolMounts(): Promise<{ mountpoint: string; vpool: string }[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  const out: string[] = [];
+  const out: { mountpoint: string; vpool: string }[] = [];
   for (const line of text.split('\n')) {
     const [left, right] = line.split(' - ');
     if (!right) continue;
     const [fstype, source] = right.split(' ');
-    if (fstype.startsWith('fuse') && source?.startsWith('vpoolfs:')) out.push(left.split(' ')[4].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+    if (fstype.startsWith('fuse') && source?.startsWith('vpoolfs:')) {
+      out.push({ mountpoint: left.split(' ')[4].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))), vpool: source.slice('vpoolfs:'.length) });
+    }
   }
   return out;
+}
+
+/** The mountpoints of the vpoolfs mounts here, for the error message. */
+export async function mountedVpools(): Promise<string[]> {
+  return (await vpoolMounts()).map((m) => m.mountpoint);
+}
+
+/**
+ * `inside` on a mount of vPool `info.vpool` other than the one `info` names: a follower's mount (with `--registry`
+ * every router's mount shows the one namespace, and the vPool's owner answers `user.vpool.api` for all of them).
+ * The path within the vPool is the same on every mount; the API is the owner's. Undefined when no such mount holds it.
+ */
+async function followerMount(inside: string, info: PoolApiInfo): Promise<string | undefined> {
+  const holding = (await vpoolMounts()).filter((m) => m.vpool === info.vpool && !path.relative(m.mountpoint, inside).startsWith('..'));
+  return holding.sort((a, b) => b.mountpoint.length - a.mountpoint.length)[0]?.mountpoint;
 }
 
 async function notOnVpool(file: string, why: string): Promise<LocateError> {
@@ -105,8 +125,16 @@ export async function locate(file: string, socket?: string): Promise<Located> {
   }
   const info = JSON.parse(raw.toString('utf8')) as PoolApiInfo;
   const inside = path.join(real, ...rest);
-  const rel = path.relative(info.mountpoint, inside);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) throw await notOnVpool(file, `${inside} is outside ${info.mountpoint}`);
+  let rel = path.relative(info.mountpoint, inside);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) {
+    const mine = await followerMount(inside, info);
+    if (mine === undefined) throw await notOnVpool(file, `${inside} is outside ${info.mountpoint}`);
+    rel = path.relative(mine, inside);
+    // the owner's unix socket is on the owner's host: on another one, say where the API is instead of failing to dial
+    if (socket === undefined && !(await lstat(info.socket).then((st) => st.isSocket(), () => false))) {
+      throw new LocateError(`${file}: ${mine} follows vPool '${info.vpool}', whose owner serves the management API (socket ${info.socket}, mounted at ${info.mountpoint}), not on this host: run the command on the owner's host or give its socket (--socket), or use the user.vdisk.* xattrs here`);
+    }
+  }
   return { given: file, vpoolPath: '/' + rel.split(path.sep).filter(Boolean).join('/'), info, target: { socket: socket ?? info.socket } };
 }
 
