@@ -96,7 +96,7 @@ export function startWriter(file: string, first: number, fsyncEvery: number): Wr
 }
 
 /** The blocks among `indices` that do not read back right (through the mount, from a child process). */
-export async function badBlocks(t: ExecutionContext, file: string, indices: number[]): Promise<number[]> {
+export async function badBlocks(t: ExecutionContext, file: string, indices: number[], explain?: () => string): Promise<number[]> {
   const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
     const p = spawn('python3', ['-c', CHECKER, file], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
@@ -106,7 +106,7 @@ export async function badBlocks(t: ExecutionContext, file: string, indices: numb
     p.on('close', (code) => resolve({ code, out, err }));
     p.stdin.end(indices.join(' '));
   });
-  if (r.code !== 0) t.fail(`checker failed: ${r.err}`);
+  if (r.code !== 0) t.fail(`checker failed: ${r.err}${explain === undefined ? '' : `\n${explain()}`}`);
   return r.out.trim() === '' ? [] : r.out.trim().split(' ').map(Number);
 }
 

@@ -88,7 +88,7 @@ export async function takeoverAfter(t: ExecutionContext, r: ThreeRouters, what: 
     t.true(deferred.some((e) => Date.parse(String(e.timestamp)) <= took), `rb took over without deferring to rc:\n${b.log.slice(-3000)}`);
   }
   for (const m of [taker, other]) {
-    const bad = await badBlocks(t, m.p('vms', 'disk'), ackedAtFault);
+    const bad = await badBlocks(t, m.p('vms', 'disk'), ackedAtFault, () => `${m.mountpoint}'s log:\n${m.log.slice(-8000)}`);
     t.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${ackedAtFault.length} writes acknowledged on ra missing through ${m.mountpoint}`);
   }
   return { taker, other, w, checked: ackedAtFault, ms };
