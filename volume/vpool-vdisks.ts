@@ -72,7 +72,12 @@ export class VDiskTable {
     const v = this.open.get(node.vdiskId!);
     const broken = this.broken.get(node.vdiskId!);
     if (broken !== undefined) throw broken;
-    if (v === undefined) throw new VolumeError('NOT_FOUND', `vDisk ${node.vdiskId} is not open`, { vdisk: node.vdiskId });
+    if (v === undefined) {
+      // a file of the tree whose vDisk is neither open, broken nor delegated: answered ENOENT, which the FUSE layer
+      // does not log (an ordinary miss) — said here, since nothing should lead to it
+      log.warn('a file of the tree has no open vDisk: answered ENOENT', { vpool: this.vpool, vdisk: node.vdiskId, name: node.name });
+      throw new VolumeError('NOT_FOUND', `vDisk ${node.vdiskId} is not open`, { vdisk: node.vdiskId });
+    }
     return v;
   }
 
