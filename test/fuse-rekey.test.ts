@@ -22,6 +22,7 @@ import { CLI, freshLayout, fuseTest, logEntries, ok, q, startMount } from './hel
 import { listFiles } from './helpers/vpool.js';
 import { MountWorkload } from './helpers/mount-workload.js';
 import { seeded } from './helpers/seed.js';
+import { until } from './helpers/until.js';
 
 const test = fuseTest();
 const A = Buffer.alloc(32, 0x3a);
@@ -67,6 +68,8 @@ test('rekey on a real mount: I/O goes on, kill -9 half-way, resumed, then the ne
   const more = await w.whileRunning(m3.mountpoint, '/v1/rekey');
   const out = await cli;
   t.regex(out, /rekey done: .*no old key is needed any more/, out);
+  // the daemon's log line reaches this process through its stdout pipe, maybe after the CLI saw the job done
+  await until('the daemon logs the rekey done', () => logEntries(m3.log, 'rekey: done, every object is under the new key').length > 0, 30_000);
   t.true(logEntries(m3.log, 'rekey: done, every object is under the new key').length === 1, m3.log);
   const metrics = await fetch(`http://${String(logEntries(m3.log, 'metrics listening')[0]?.address)}/metrics`).then((r) => r.text());
   t.regex(metrics, /^vpoolfs_rekey_retiring_keys\{[^}]*\} 0$/m, metrics);
