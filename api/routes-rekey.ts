@@ -1,7 +1,7 @@
 /**
  * `GET /v1/rekey`, `POST /v1/rekey`: the rekey job of a key rotation (volume/policy/rekey-job.ts,
  * docs/encryption.md). GET says whether the backend is encrypted and where the job stands; POST starts it (or
- * joins the run in progress) and answers at once with its status — `vpoolfs rekey` polls GET for progress.
+ * joins the run in progress; a finished one stays done) and answers at once with its status — `vpoolfs rekey` polls GET for progress.
  * On a plain backend there is nothing to rewrite: both answer `{encrypted: false, job: null}`.
  * `GET /v1/backend-move`: the move job of a backend move (volume/policy/move-job.ts; it starts by itself at mount):
  * `{moving, job}`, job null when no move is in progress in this daemon.

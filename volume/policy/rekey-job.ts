@@ -90,6 +90,9 @@ export class RekeyJob {
   /** Starts the job, or joins the one running; resolves with its final status (never rejects). */
   start(): Promise<RekeyStatus> {
     if (this.running !== null) return this.running;
+    // a finished rotation stays done: nothing is under the old key any more (`vpoolfs rekey` asking after the job
+    // ended ran a pass that rewrote nothing and reset the counters; a new rotation is a new job, at the next mount)
+    if (this.st.state === 'done') return Promise.resolve(this.status());
     this.stopping = false;
     this.running = this.run().finally(() => {
       this.running = null;
